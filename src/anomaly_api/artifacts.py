@@ -1,0 +1,331 @@
+"""Versioned, verified model artifacts.
+
+Layout::
+
+    <artifacts_dir>/<version>/model.joblib     the fitted AnomalyEnsemble
+    <artifacts_dir>/<version>/manifest.json    provenance, metrics and the model's SHA-256
+    <artifacts_dir>/LATEST                     the current version's name
+
+``load_artifact`` hashes the model file and compares it with the manifest *before*
+unpickling it: unpickling runs code, so a tampered file must never reach joblib.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import tempfile
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import joblib
+import numpy as np
+import scipy
+import sklearn
+from pydantic import BaseModel, ConfigDict, Field
+
+from anomaly_api.detection import DETECTOR_NAMES, SCORE_DEFINITION, AnomalyEnsemble
+
+MODEL_FILE = "model.joblib"
+MANIFEST_FILE = "manifest.json"
+LATEST_FILE = "LATEST"
+_VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class ArtifactError(Exception):
+    """Base class: an artifact cannot be saved or loaded."""
+
+
+class ArtifactNotFoundError(ArtifactError):
+    """No artifact (or no such version) in the artifact directory."""
+
+
+class ArtifactIntegrityError(ArtifactError):
+    """The model file does not match the SHA-256 recorded in its manifest."""
+
+
+class ArtifactVersionMismatchError(ArtifactError):
+    """The artifact was trained with other library versions and refusal was asked for."""
+
+
+class ArtifactVersionWarning(UserWarning):
+    """The artifact was trained with other library versions than the running ones."""
+
+
+class FeatureStats(BaseModel):
+    """Training statistics of one feature."""
+
+    mean: float
+    std: float
+    min: float
+    max: float
+
+
+class DetectorInfo(BaseModel):
+    """One detector of the ensemble as served."""
+
+    name: str
+    threshold: float = Field(description="Votes anomaly when its score_samples is below this.")
+    scale: float = Field(description="IQR of its training scores; divides its margin.")
+
+
+class TrainingDataInfo(BaseModel):
+    """Where the model's training data came from."""
+
+    source: str
+    fingerprint: str = Field(description="SHA-256 of the feature names and float64 values.")
+    n_rows: int
+    n_fit_rows: int
+
+
+class ArtifactManifest(BaseModel):
+    """Everything known about one model version, stored next to it as JSON."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    format_version: int = 1
+    version: str
+    created_at: datetime
+    feature_names: list[str]
+    feature_stats: dict[str, FeatureStats]
+    detectors: list[DetectorInfo]
+    min_votes: int
+    vote_rule: str
+    score_definition: str
+    params: dict[str, Any]
+    training_data: TrainingDataInfo
+    metrics: dict[str, Any] | None = None
+    library_versions: dict[str, str]
+    model_file: str = MODEL_FILE
+    model_sha256: str = ""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A loaded, verified model with its manifest."""
+
+    model: AnomalyEnsemble
+    manifest: ArtifactManifest
+    path: Path
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a pickled model depends on."""
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "joblib": joblib.__version__,
+    }
+
+
+def data_fingerprint(feature_names: list[str], X: np.ndarray[Any, Any]) -> str:
+    """SHA-256 of the feature names, the shape and the float64 values of ``X``."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(feature_names).encode())
+    values = np.ascontiguousarray(X, dtype=np.float64)
+    digest.update(str(values.shape).encode())
+    digest.update(values.tobytes())
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def validate_version_name(version: str) -> str:
+    """Refuse names that could escape the artifact directory or confuse a shell."""
+    if not _VERSION_PATTERN.fullmatch(version):
+        raise ArtifactError(
+            f"invalid model version {version!r}: use letters, digits, '.', '_' and '-' (max 100)"
+        )
+    return version
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_artifact(
+    model: AnomalyEnsemble,
+    manifest: ArtifactManifest,
+    artifacts_dir: Path,
+    *,
+    make_latest: bool = True,
+    overwrite: bool = False,
+) -> Path:
+    """Write model and manifest to ``artifacts_dir/<version>/`` and point ``LATEST`` at it."""
+    version = validate_version_name(manifest.version)
+    target = artifacts_dir / version
+    if target.exists() and not overwrite:
+        raise ArtifactError(f"model version {version!r} already exists in {artifacts_dir}")
+    target.mkdir(parents=True, exist_ok=True)
+    model_path = target / MODEL_FILE
+    joblib.dump(model, model_path)
+    final = manifest.model_copy(
+        update={"model_file": MODEL_FILE, "model_sha256": file_sha256(model_path)}
+    )
+    _write_atomically(target / MANIFEST_FILE, final.model_dump_json(indent=2).encode())
+    if make_latest:
+        set_latest(artifacts_dir, version)
+    return target
+
+
+def set_latest(artifacts_dir: Path, version: str) -> None:
+    """Point ``LATEST`` at an existing version."""
+    validate_version_name(version)
+    if not (artifacts_dir / version / MANIFEST_FILE).is_file():
+        raise ArtifactNotFoundError(f"no model version {version!r} in {artifacts_dir}")
+    _write_atomically(artifacts_dir / LATEST_FILE, f"{version}\n".encode())
+
+
+def latest_version(artifacts_dir: Path) -> str | None:
+    """The version ``LATEST`` names, or None when there is none."""
+    pointer = artifacts_dir / LATEST_FILE
+    if not pointer.is_file():
+        return None
+    return validate_version_name(pointer.read_text().strip())
+
+
+def read_manifest(artifacts_dir: Path, version: str) -> ArtifactManifest:
+    """Read and validate one version's manifest (does not touch the model file)."""
+    path = artifacts_dir / validate_version_name(version) / MANIFEST_FILE
+    if not path.is_file():
+        raise ArtifactNotFoundError(f"no model version {version!r} in {artifacts_dir}")
+    try:
+        return ArtifactManifest.model_validate_json(path.read_bytes())
+    except ValueError as exc:
+        raise ArtifactError(f"manifest of {version!r} is invalid: {exc}") from exc
+
+
+def list_versions(artifacts_dir: Path) -> list[ArtifactManifest]:
+    """Manifests of every version in the directory, oldest first."""
+    if not artifacts_dir.is_dir():
+        return []
+    manifests = [
+        read_manifest(artifacts_dir, entry.name)
+        for entry in artifacts_dir.iterdir()
+        if (entry / MANIFEST_FILE).is_file() and _VERSION_PATTERN.fullmatch(entry.name)
+    ]
+    return sorted(manifests, key=lambda m: (m.created_at, m.version))
+
+
+def load_artifact(
+    artifacts_dir: Path,
+    version: str | None = None,
+    *,
+    on_version_mismatch: Literal["warn", "error"] = "warn",
+) -> Artifact:
+    """Verify and load a model version (``LATEST`` when ``version`` is None).
+
+    Raises
+    ------
+    ArtifactNotFoundError
+        No such version, or no ``LATEST`` pointer.
+    ArtifactIntegrityError
+        The model file's SHA-256 differs from the manifest's; nothing was unpickled.
+    ArtifactVersionMismatchError
+        Library versions differ and ``on_version_mismatch="error"``.
+    """
+    chosen = version or latest_version(artifacts_dir)
+    if chosen is None:
+        raise ArtifactNotFoundError(f"no trained model in {artifacts_dir} (no {LATEST_FILE} file)")
+    manifest = read_manifest(artifacts_dir, chosen)
+    model_path = artifacts_dir / chosen / manifest.model_file
+    if not model_path.is_file():
+        raise ArtifactNotFoundError(f"model file {model_path} is missing")
+    actual = file_sha256(model_path)
+    if actual != manifest.model_sha256:
+        raise ArtifactIntegrityError(
+            f"integrity check failed for {model_path}: SHA-256 {actual} does not match "
+            f"the manifest's {manifest.model_sha256}; refusing to load it"
+        )
+    _check_library_versions(manifest, on_version_mismatch)
+    model = joblib.load(model_path)
+    if not isinstance(model, AnomalyEnsemble):
+        raise ArtifactError(f"{model_path} holds a {type(model).__name__}, not an AnomalyEnsemble")
+    return Artifact(model=model, manifest=manifest, path=model_path.parent)
+
+
+def _check_library_versions(
+    manifest: ArtifactManifest, on_version_mismatch: Literal["warn", "error"]
+) -> None:
+    running = library_versions()
+    differing = {
+        name: (trained, running[name])
+        for name, trained in manifest.library_versions.items()
+        if name in ("scikit-learn", "numpy", "scipy") and running.get(name) != trained
+    }
+    if not differing:
+        return
+    detail = ", ".join(f"{n} trained {t}, running {r}" for n, (t, r) in differing.items())
+    message = f"model {manifest.version!r} was trained with other library versions: {detail}"
+    if on_version_mismatch == "error":
+        raise ArtifactVersionMismatchError(message)
+    warnings.warn(message, ArtifactVersionWarning, stacklevel=3)
+
+
+def build_manifest(
+    model: AnomalyEnsemble,
+    feature_names: list[str],
+    X_fit: np.ndarray[Any, Any],
+    *,
+    version: str,
+    created_at: datetime,
+    source: str,
+    n_rows: int,
+    metrics: dict[str, Any] | None = None,
+) -> ArtifactManifest:
+    """Describe a fitted ensemble; ``model_sha256`` is filled in by ``save_artifact``."""
+    values = np.asarray(X_fit, dtype=np.float64)
+    stats = {
+        name: FeatureStats(
+            mean=float(values[:, i].mean()),
+            std=float(values[:, i].std()),
+            min=float(values[:, i].min()),
+            max=float(values[:, i].max()),
+        )
+        for i, name in enumerate(feature_names)
+    }
+    detectors = [
+        DetectorInfo(name=name, threshold=float(offset), scale=float(scale))
+        for name, offset, scale in zip(DETECTOR_NAMES, model.offsets_, model.scales_, strict=True)
+    ]
+    return ArtifactManifest(
+        version=validate_version_name(version),
+        created_at=created_at,
+        feature_names=list(feature_names),
+        feature_stats=stats,
+        detectors=detectors,
+        min_votes=model.min_votes,
+        vote_rule=f"anomaly when >= {model.min_votes} of {len(DETECTOR_NAMES)} detectors agree",
+        score_definition=SCORE_DEFINITION,
+        params=model.get_params(),
+        training_data=TrainingDataInfo(
+            source=source,
+            fingerprint=data_fingerprint(list(feature_names), values),
+            n_rows=n_rows,
+            n_fit_rows=int(values.shape[0]),
+        ),
+        metrics=metrics,
+        library_versions=library_versions(),
+    )

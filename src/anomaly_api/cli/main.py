@@ -1,0 +1,18 @@
+"""The ``anomaly-api`` command. Each sub-command lives in its own module.
+
+Commands import their heavy dependencies inside the function, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="anomaly-api",
+    help="Anomaly detection for multivariate sensor readings: generate, train, evaluate, serve.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,52 @@
+"""The one ``Settings`` object, read from the environment (prefix ``ANOMALY_``) at start-up."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Service configuration. Every field can be set as ``ANOMALY_<FIELD>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ANOMALY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    artifacts_dir: Path = Field(default=Path("artifacts"), description="Where model versions live.")
+    model_version: str | None = Field(
+        default=None, description="Version to serve; the `LATEST` pointer when unset."
+    )
+    on_version_mismatch: Literal["warn", "error"] = Field(
+        default="warn",
+        description="What to do when the artifact was trained with another scikit-learn version.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ANOMALY_REDIS_URL", "REDIS_URL"),
+        description="Redis cache URL; the in-process cache is used when unset.",
+    )
+    cache_ttl_s: float = Field(default=3600.0, gt=0, description="Lifetime of a cached prediction.")
+    cache_max_entries: int = Field(
+        default=100_000, gt=0, description="Size of the in-process cache."
+    )
+    cache_prefix: str = Field(default="anomaly:pred:", description="Prefix of every cache key.")
+    redis_timeout_s: float = Field(default=0.05, gt=0, description="Timeout of one Redis call.")
+    max_batch_rows: int = Field(default=1000, ge=1, description="Most rows in one batch request.")
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest request body accepted (413 beyond)."
+    )
+    max_observation_id_length: int = Field(default=128, ge=1)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Build the settings once; tests replace them through dependency overrides."""
+    return Settings()

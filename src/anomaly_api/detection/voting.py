@@ -1,0 +1,47 @@
+"""Combiners over an ``(n_samples, n_detectors)`` matrix.
+
+They are plain functions (as in PyOD's ``combination`` module) so that the reference
+ensemble and the fast inference path share one definition of the vote and the score.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+def majority_vote(votes: NDArray[np.bool_], min_votes: int) -> NDArray[np.bool_]:
+    """Return True where at least ``min_votes`` detectors flag the sample.
+
+    Parameters
+    ----------
+    votes : ndarray of shape (n_samples, n_detectors)
+        True where a detector flags the sample as anomalous.
+    min_votes : int
+        How many detectors must agree.
+    """
+    result: NDArray[np.bool_] = votes.sum(axis=1) >= min_votes
+    return result
+
+
+def kth_largest(margins: NDArray[np.float64], k: int) -> NDArray[np.float64]:
+    """Return the ``k``-th largest value of each row (``k`` counts from 1).
+
+    The ``k``-th largest signed margin is positive exactly when at least ``k`` margins
+    are positive, so it is a continuous score whose sign is the ``k``-of-n vote.
+    """
+    n_detectors = margins.shape[1]
+    if not 1 <= k <= n_detectors:
+        raise ValueError(f"k must be in [1, {n_detectors}], got {k}")
+    result: NDArray[np.float64] = np.partition(margins, n_detectors - k, axis=1)[:, n_detectors - k]
+    return result
+
+
+def confidence_from_score(anomaly_score: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Confidence in the decision: ``sigmoid(|anomaly_score|)``, in ``[0.5, 1)``.
+
+    It is 0.5 on the decision boundary and grows monotonically with the distance from
+    it, whichever side the sample falls on.
+    """
+    result: NDArray[np.float64] = 1.0 / (1.0 + np.exp(-np.abs(anomaly_score)))
+    return result
