@@ -25,6 +25,10 @@ class Settings(BaseSettings):
         default="warn",
         description="What to do when the artifact was trained with another scikit-learn version.",
     )
+    inference_backend: Literal["fast", "sklearn"] = Field(
+        default="fast",
+        description="`fast`: compiled exact path; `sklearn`: plain scikit-learn (the reference).",
+    )
     redis_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("ANOMALY_REDIS_URL", "REDIS_URL"),
