@@ -1,0 +1,1 @@
+"""The service layer: prediction orchestration and caching, free of HTTP."""

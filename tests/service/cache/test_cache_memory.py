@@ -1,0 +1,67 @@
+"""The in-process cache: hits, misses, TTL expiry and LRU eviction."""
+
+from __future__ import annotations
+
+from anomaly_api.config import Settings
+from anomaly_api.service.cache import (
+    CacheCounters,
+    InMemoryPredictionCache,
+    PredictionCache,
+    build_cache,
+)
+
+
+class FakeClock:
+    """A settable monotonic clock, so expiry is tested without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_miss_then_hit_and_counters() -> None:
+    cache = InMemoryPredictionCache(max_entries=10, ttl_s=60)
+    assert await cache.get_many(["a", "b"]) == [None, None]
+    await cache.set_many({"a": b"1"})
+    assert await cache.get_many(["a", "b", "a"]) == [b"1", None, b"1"]
+    assert (cache.hits, cache.misses, cache.errors) == (2, 3, 0)
+
+
+async def test_entries_expire_after_ttl() -> None:
+    clock = FakeClock()
+    cache = InMemoryPredictionCache(max_entries=10, ttl_s=5, timer=clock)
+    await cache.set_many({"a": b"1"})
+    clock.now = 4.9
+    assert await cache.get_many(["a"]) == [b"1"]
+    clock.now = 5.1
+    assert await cache.get_many(["a"]) == [None]
+    assert len(cache) == 0
+
+
+async def test_least_recently_used_entry_is_evicted() -> None:
+    cache = InMemoryPredictionCache(max_entries=2, ttl_s=60)
+    await cache.set_many({"a": b"1", "b": b"2"})
+    assert await cache.get_many(["a"]) == [b"1"]  # "b" is now least recently used
+    await cache.set_many({"c": b"3"})
+    assert await cache.get_many(["a", "b", "c"]) == [b"1", None, b"3"]
+    assert len(cache) == 2
+
+
+async def test_close_drops_entries() -> None:
+    cache = InMemoryPredictionCache(max_entries=2, ttl_s=60)
+    await cache.set_many({"a": b"1"})
+    await cache.close()
+    assert await cache.get_many(["a"]) == [None]
+
+
+async def test_build_cache_without_redis_url_is_in_memory() -> None:
+    cache = build_cache(Settings(redis_url=None, cache_max_entries=3))
+    assert isinstance(cache, InMemoryPredictionCache)
+    assert isinstance(cache, PredictionCache)
+    assert isinstance(cache, CacheCounters)
+    assert cache.backend == "memory"
+    assert cache.healthy
+    assert await cache.check()
+    assert cache.breaker_state == "closed"
