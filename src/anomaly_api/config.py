@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     )
     cache_prefix: str = Field(default="anomaly:pred:", description="Prefix of every cache key.")
     redis_timeout_s: float = Field(default=0.05, gt=0, description="Timeout of one Redis call.")
+    redis_breaker_failures: int = Field(
+        default=3, ge=1, description="Consecutive Redis failures that open the circuit breaker."
+    )
+    redis_breaker_cooldown_s: float = Field(
+        default=5.0, gt=0, description="How long an open breaker skips Redis before one trial."
+    )
     max_batch_rows: int = Field(default=1000, ge=1, description="Most rows in one batch request.")
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest request body accepted (413 beyond)."

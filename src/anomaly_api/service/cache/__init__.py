@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from anomaly_api.config import Settings
 from anomaly_api.service.cache.base import (
     BreakerState,
@@ -12,25 +10,27 @@ from anomaly_api.service.cache.base import (
     prediction_key,
     prediction_keys,
 )
+from anomaly_api.service.cache.breaker import CircuitBreaker
 from anomaly_api.service.cache.memory import InMemoryPredictionCache
+from anomaly_api.service.cache.redis_cache import RedisPredictionCache
 
 __all__ = [
     "BreakerState",
     "CacheCounters",
+    "CircuitBreaker",
     "InMemoryPredictionCache",
     "PredictionCache",
+    "RedisPredictionCache",
     "build_cache",
     "prediction_key",
     "prediction_keys",
 ]
 
-_log = logging.getLogger(__name__)
-
 
 def build_cache(settings: Settings) -> PredictionCache:
     """Redis when ``settings.redis_url`` is set, else the in-process cache. Never connects."""
     if settings.redis_url:
-        _log.warning("Redis cache backend not available yet; using the in-process cache")
+        return RedisPredictionCache.from_settings(settings)
     return InMemoryPredictionCache(
         max_entries=settings.cache_max_entries, ttl_s=settings.cache_ttl_s
     )

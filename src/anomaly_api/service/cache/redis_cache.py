@@ -1,0 +1,219 @@
+"""Redis-backed prediction cache that fails open.
+
+Every call has a short timeout and goes through a circuit breaker: while Redis is down or
+slow, reads return misses and writes are dropped at the cost of one comparison, and the
+breaker lets one trial call through per cooldown so caching resumes by itself.
+
+redis-py's defaults suit a primary store, not a cache: 5 s socket timeouts and ten
+retries with exponential backoff. Here the socket timeouts come from the settings and
+a call is retried at most once, immediately, and only on a connection error (a pooled
+socket that a Redis restart closed); the breaker replaces retrying. Nothing connects
+at construction, so start-up never waits for Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from anomaly_api.config import Settings
+from anomaly_api.service.cache.base import BreakerState
+from anomaly_api.service.cache.breaker import CircuitBreaker
+
+_log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_FAILED = object()  # sentinel: the call was skipped or failed
+
+
+def _describe(exc: BaseException) -> str:
+    """``TimeoutError: Timeout reading from socket`` (an empty ``str`` says too little)."""
+    return f"{type(exc).__name__}: {exc}".rstrip(": ")
+
+
+class _ThrottledWarning:
+    """Logs at most one warning per ``interval_s``, reporting how many it held back."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last = -interval_s
+        self._held_back = 0
+
+    def __call__(self, message: str, *args: object) -> None:
+        now = self._clock()
+        if now - self._last < self.interval_s:
+            self._held_back += 1
+            return
+        held_back, self._held_back, self._last = self._held_back, 0, now
+        if held_back:
+            _log.warning(message + " (%d more since the last report)", *args, held_back)
+        else:
+            _log.warning(message, *args)
+
+
+class RedisPredictionCache:
+    """Prediction cache in Redis: one MGET per read, one pipeline of ``SET PX`` per write.
+
+    Attributes
+    ----------
+    hits, misses : int
+        Keys found / not found (keys of skipped or failed reads count as misses).
+    errors : int
+        Calls that failed (timeout, connection, server error), health probes included.
+    skipped : int
+        Calls the open breaker did not send.
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        ttl_s: float,
+        call_timeout_s: float,
+        breaker: CircuitBreaker,
+        log_interval_s: float = 30.0,
+    ) -> None:
+        self._client = client
+        self._ttl_ms = max(1, round(ttl_s * 1000))
+        self._call_timeout_s = call_timeout_s
+        self._breaker = breaker
+        self._warn = _ThrottledWarning(log_interval_s)
+        self.hits = 0
+        self.misses = 0
+        self.errors = 0
+        self.skipped = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisPredictionCache:
+        """Client with the settings' timeouts and breaker; does not connect yet."""
+        if not settings.redis_url:
+            raise ValueError("settings.redis_url is not set")
+        timeout = settings.redis_timeout_s
+        client = Redis.from_url(
+            settings.redis_url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
+            health_check_interval=0,  # a stale socket fails once; the retry reconnects
+        )
+        breaker = CircuitBreaker(
+            failure_threshold=settings.redis_breaker_failures,
+            cooldown_s=settings.redis_breaker_cooldown_s,
+        )
+        # The budget covers one connect plus one read (or the one immediate retry).
+        return cls(client, ttl_s=settings.cache_ttl_s, call_timeout_s=2 * timeout, breaker=breaker)
+
+    @property
+    def backend(self) -> str:
+        """Always ``"redis"``."""
+        return "redis"
+
+    @property
+    def healthy(self) -> bool:
+        """True while the breaker is closed (Redis answered the last calls)."""
+        return self._breaker.state == "closed"
+
+    @property
+    def breaker_state(self) -> BreakerState:
+        """``closed``, ``open`` (calls skipped) or ``half_open`` (one trial call allowed)."""
+        return self._breaker.state
+
+    @property
+    def breaker_opened_total(self) -> int:
+        """How many times the breaker opened since start."""
+        return self._breaker.opened_total
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Values for ``keys`` in order with one MGET; all ``None`` when Redis is unavailable."""
+        if not keys:
+            return []
+        values = await self._guarded("MGET", lambda: self._client.mget(keys))
+        if not isinstance(values, list):
+            self.misses += len(keys)
+            return [None] * len(keys)
+        found: list[bytes | None] = [v if isinstance(v, bytes) else None for v in values]
+        hits = sum(v is not None for v in found)
+        self.hits += hits
+        self.misses += len(found) - hits
+        return found
+
+    async def set_many(self, items: Mapping[str, bytes]) -> None:
+        """Store ``items`` with the TTL in one non-transactional pipeline; dropped on failure."""
+        if not items:
+            return
+
+        async def write() -> None:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key, value in items.items():
+                    pipe.set(key, value, px=self._ttl_ms)
+                await pipe.execute()
+
+        await self._guarded("SET pipeline", write)
+
+    async def check(self) -> bool:
+        """PING Redis now, past the breaker: success closes it, failure opens it."""
+        try:
+            async with asyncio.timeout(self._call_timeout_s):
+                await self._client.ping()
+        except Exception as exc:
+            self._failed("PING", exc, trip=True)
+            return False
+        self._succeeded()
+        return True
+
+    async def close(self) -> None:
+        """Close the client and its connection pool."""
+        try:
+            await self._client.aclose()
+        except Exception as exc:
+            _log.warning("closing the Redis cache client failed: %s", _describe(exc))
+
+    async def _guarded(self, what: str, call: Callable[[], Awaitable[T]]) -> T | object:
+        """Run ``call`` through the breaker and timeout; ``_FAILED`` instead of raising."""
+        if not self._breaker.allow():
+            self.skipped += 1
+            return _FAILED
+        done = False
+        try:
+            async with asyncio.timeout(self._call_timeout_s):
+                result = await call()
+            done = True
+        except Exception as exc:
+            done = True
+            self._failed(what, exc)
+            return _FAILED
+        finally:
+            if not done:  # cancelled by the caller: no verdict on Redis
+                self._breaker.release()
+        self._succeeded()
+        return result
+
+    def _failed(self, what: str, exc: Exception, *, trip: bool = False) -> None:
+        """Count and log a failure; ``trip`` opens the breaker at once (failed probe)."""
+        self.errors += 1
+        was_closed = self._breaker.state == "closed"
+        opened = self._breaker.trip() if trip else self._breaker.record_failure()
+        if opened and was_closed:
+            _log.warning(
+                "Redis cache failing (%s: %s); bypassing it, next try in %.1f s",
+                what,
+                _describe(exc),
+                self._breaker.cooldown_s,
+            )
+        else:
+            self._warn("Redis cache %s failed: %s", what, _describe(exc))
+
+    def _succeeded(self) -> None:
+        """Close the breaker; log the recovery once."""
+        if self._breaker.record_success():
+            _log.info("Redis cache reachable again; caching resumed")

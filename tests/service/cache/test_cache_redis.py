@@ -1,0 +1,125 @@
+"""The Redis cache against a real server: hits, TTL, version isolation, one round trip."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import numpy as np
+import redis
+
+from anomaly_api.config import Settings
+from anomaly_api.service.cache import (
+    CacheCounters,
+    PredictionCache,
+    RedisPredictionCache,
+    build_cache,
+    prediction_key,
+    prediction_keys,
+)
+from redis_server import RedisServer, free_port
+
+ROW = np.array([0.1, 0.0, -2.0, 3.5, 1.0, 1.0, 0.25, -0.5])
+
+
+async def test_miss_then_hit_and_counters(
+    shared_settings: Settings, shared_cache: RedisPredictionCache
+) -> None:
+    stored, absent = prediction_keys(shared_settings.cache_prefix, "v1", np.stack([ROW, ROW + 1]))
+    assert await shared_cache.get_many([stored, absent]) == [None, None]
+    await shared_cache.set_many({stored: b"\x00payload\xff"})
+    got = await shared_cache.get_many([stored, absent, stored])
+    assert got == [b"\x00payload\xff", None, b"\x00payload\xff"]
+    assert (shared_cache.hits, shared_cache.misses, shared_cache.errors) == (2, 3, 0)
+    assert shared_cache.healthy
+    assert shared_cache.breaker_state == "closed"
+
+
+async def test_empty_calls_do_nothing(shared_cache: RedisPredictionCache) -> None:
+    assert await shared_cache.get_many([]) == []
+    await shared_cache.set_many({})
+    assert (shared_cache.hits, shared_cache.misses, shared_cache.errors) == (0, 0, 0)
+
+
+async def test_other_model_version_never_sees_the_answer(
+    shared_settings: Settings, shared_cache: RedisPredictionCache
+) -> None:
+    prefix = shared_settings.cache_prefix
+    await shared_cache.set_many({prediction_key(prefix, "v1", ROW): b"old model"})
+    assert await shared_cache.get_many([prediction_key(prefix, "v2", ROW)]) == [None]
+    assert await shared_cache.get_many([prediction_key(prefix, "v1", ROW)]) == [b"old model"]
+
+
+async def test_negative_zero_reading_hits_the_zero_entry(
+    shared_settings: Settings, shared_cache: RedisPredictionCache
+) -> None:
+    prefix = shared_settings.cache_prefix
+    await shared_cache.set_many({prediction_key(prefix, "v1", ROW): b"zero"})
+    negative = ROW.copy()
+    negative[1] = -0.0
+    assert await shared_cache.get_many([prediction_key(prefix, "v1", negative)]) == [b"zero"]
+
+
+async def test_entries_expire_after_ttl(shared_settings: Settings) -> None:
+    cache = RedisPredictionCache.from_settings(
+        shared_settings.model_copy(update={"cache_ttl_s": 0.3})
+    )
+    key = prediction_key(shared_settings.cache_prefix, "v1", ROW)
+    try:
+        await cache.set_many({key: b"short-lived"})
+        with redis.Redis.from_url(shared_settings.redis_url or "") as client:
+            assert 0 < client.pttl(key) <= 300
+        deadline = time.monotonic() + 10
+        while await cache.get_many([key]) != [None]:
+            assert time.monotonic() < deadline, "entry never expired"
+            await asyncio.sleep(0.05)
+    finally:
+        await cache.close()
+
+
+async def test_build_cache_with_redis_url_does_not_connect(tmp_path: Path) -> None:
+    """Start-up must not wait for Redis: building against a closed port succeeds at once."""
+    cache = build_cache(Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    try:
+        assert isinstance(cache, RedisPredictionCache)
+        assert isinstance(cache, PredictionCache)
+        assert isinstance(cache, CacheCounters)
+        assert cache.backend == "redis"
+        assert cache.healthy  # nothing has failed yet
+        assert await cache.get_many(["k"]) == [None]  # refused: fail open
+        assert cache.errors == 1
+    finally:
+        await cache.close()
+
+
+def _stats(client: redis.Redis) -> dict[str, int]:
+    """Calls per command, and read events the server processed (one INFO read included)."""
+    info = client.info("all")
+    calls = {k.removeprefix("cmdstat_"): v["calls"] for k, v in info.items() if "cmdstat_" in k}
+    return calls | {"reads": info["total_reads_processed"]}
+
+
+async def test_batch_read_and_write_take_one_round_trip_each(redis_server: RedisServer) -> None:
+    """100 keys: one MGET (no GETs); the 100 SETs arrive as one pipeline, not 100 requests."""
+    cache = RedisPredictionCache.from_settings(
+        Settings(redis_url=redis_server.url, redis_timeout_s=2.0, cache_prefix="rt:")
+    )
+    keys = prediction_keys("rt:", "v1", np.random.default_rng(0).normal(size=(100, 8)))
+    with redis_server.client() as stats:
+        try:
+            assert await cache.check()  # connect (and handshake) before counting
+            stats.config_resetstat()
+            before = _stats(stats)
+            await cache.set_many({key: b"x" * 200 for key in keys})
+            after_set = _stats(stats)
+            assert await cache.get_many(keys) == [b"x" * 200] * 100
+            after_get = _stats(stats)
+        finally:
+            await cache.close()
+    assert after_set["set"] == 100
+    # Reads between two INFO calls, minus the later INFO's own read.
+    assert after_set["reads"] - before["reads"] - 1 <= 5  # one pipeline, in a few socket reads
+    assert after_get["mget"] == 1
+    assert "get" not in after_get
+    assert after_get["reads"] - after_set["reads"] - 1 == 1
