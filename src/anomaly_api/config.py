@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, StringConstraints
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_list(value: object) -> object:
+    """Lists from the environment: a JSON list or comma-separated values."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+_Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
+KeyList = Annotated[list[SecretStr], NoDecode, BeforeValidator(_split_list)]
+HashList = Annotated[list[_Sha256Hex], NoDecode, BeforeValidator(_split_list)]
 
 
 class Settings(BaseSettings):
@@ -54,6 +70,33 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # Operations and security (README "Operations").
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="One JSON object per log line, or `text` for local reading."
+    )
+    request_id_max_length: int = Field(
+        default=128, ge=8, le=1024, description="Longest X-Request-ID kept (else a new id)."
+    )
+    api_keys: KeyList = Field(
+        default_factory=list, description="Client API keys (comma-separated); none = open API."
+    )
+    api_key_hashes: HashList = Field(
+        default_factory=list, description="SHA-256 hex digests of further client keys."
+    )
+    admin_api_keys: KeyList = Field(default_factory=list, description="Keys for /admin routes.")
+    admin_api_key_hashes: HashList = Field(
+        default_factory=list, description="SHA-256 hex digests of further admin keys."
+    )
+    auth_protect_health: bool = Field(default=False, description="Require a key on /health*.")
+    auth_protect_metrics: bool = Field(default=False, description="Require a key on /metrics.")
+    shutdown_timeout_s: float = Field(
+        default=30.0, gt=0, description="SIGTERM: longest wait for in-flight requests."
+    )
+    reload_on_sighup: bool = Field(default=True, description="SIGHUP reloads the model.")
+    metrics_anomaly_window: int = Field(
+        default=1000, ge=1, description="Rows behind the rolling anomaly-rate gauge."
+    )
+
 
 
 @lru_cache

@@ -1,0 +1,175 @@
+"""Optional API keys: ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``.
+
+Rules (all off when no key is configured, the local default):
+
+* prediction and model routes need a client key (or an admin key) once client keys exist;
+* admin routes need an admin key once any key exists: client keys never reload models;
+* health and metrics stay open unless ``auth_protect_health`` / ``auth_protect_metrics``.
+
+Keys are compared as SHA-256 digests with ``hmac.compare_digest`` against every
+configured digest (no early exit), so timing reveals neither the key nor which one
+matched. Plain keys are hashed once at start-up and kept as ``SecretStr`` in settings;
+nothing here logs a header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from anomaly_api.config import Settings
+
+__all__ = [
+    "AdminKeyDep",
+    "ApiKeyDep",
+    "AuthError",
+    "HealthKeyDep",
+    "InvalidApiKeyError",
+    "KeyRing",
+    "MetricsKeyDep",
+    "MissingApiKeyError",
+]
+
+
+class AuthError(Exception):
+    """A request lacks the key a route needs; carries its HTTP status."""
+
+    status_code = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class MissingApiKeyError(AuthError):
+    """No key was sent (401)."""
+
+
+class InvalidApiKeyError(AuthError):
+    """A key was sent but is not accepted here (403)."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def _matches(digest: bytes, accepted: tuple[bytes, ...]) -> bool:
+    found = False
+    for candidate in accepted:
+        found |= hmac.compare_digest(digest, candidate)
+    return found
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """SHA-256 digests of the accepted client and admin keys, and which routes stay open."""
+
+    client: tuple[bytes, ...] = ()
+    admin: tuple[bytes, ...] = ()
+    protect_health: bool = False
+    protect_metrics: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KeyRing:
+        """Hash the plain keys once; hashed keys are taken as given (hex)."""
+
+        def digests(plain: list[str], hashed: list[str]) -> tuple[bytes, ...]:
+            return tuple(_digest(k) for k in plain) + tuple(bytes.fromhex(h) for h in hashed)
+
+        return cls(
+            client=digests(
+                [k.get_secret_value() for k in settings.api_keys], settings.api_key_hashes
+            ),
+            admin=digests(
+                [k.get_secret_value() for k in settings.admin_api_keys],
+                settings.admin_api_key_hashes,
+            ),
+            protect_health=settings.auth_protect_health,
+            protect_metrics=settings.auth_protect_metrics,
+        )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any key is configured at all."""
+        return bool(self.client or self.admin)
+
+    def check_client(self, key: str | None) -> None:
+        """Accept a client or admin key when client keys are configured."""
+        if self.client:
+            self._check(key, self.client + self.admin)
+
+    def check_admin(self, key: str | None) -> None:
+        """Accept only an admin key once any key is configured."""
+        if not self.enabled:
+            return
+        if not self.admin and key:
+            raise InvalidApiKeyError("admin routes are disabled: no admin key is configured")
+        self._check(key, self.admin)
+
+    @staticmethod
+    def _check(key: str | None, accepted: tuple[bytes, ...]) -> None:
+        if not key:
+            raise MissingApiKeyError("missing API key: send X-API-Key or Authorization: Bearer")
+        if not _matches(_digest(key), accepted):
+            raise InvalidApiKeyError("API key not accepted for this route")
+
+
+# auto_error=False: a missing key is ours to report, in the API's error format.
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+_bearer = HTTPBearer(auto_error=False)
+
+
+def _presented_key(
+    api_key: Annotated[str | None, Depends(_api_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str | None:
+    if api_key:
+        return api_key
+    return bearer.credentials if bearer else None
+
+
+PresentedKey = Annotated[str | None, Depends(_presented_key)]
+
+
+def _keyring(request: Request) -> KeyRing:
+    ring = getattr(request.app.state, "keyring", None)
+    return ring if isinstance(ring, KeyRing) else KeyRing()
+
+
+def require_api_key(request: Request, key: PresentedKey) -> None:
+    """Prediction and model routes."""
+    _keyring(request).check_client(key)
+
+
+def require_admin_key(request: Request, key: PresentedKey) -> None:
+    """Admin routes."""
+    _keyring(request).check_admin(key)
+
+
+def require_health_key(request: Request, key: PresentedKey) -> None:
+    """Health routes: open unless ``auth_protect_health``."""
+    ring = _keyring(request)
+    if ring.protect_health:
+        ring.check_client(key)
+
+
+def require_metrics_key(request: Request, key: PresentedKey) -> None:
+    """``/metrics``: open unless ``auth_protect_metrics``."""
+    ring = _keyring(request)
+    if ring.protect_metrics:
+        ring.check_client(key)
+
+
+ApiKeyDep = Depends(require_api_key)
+AdminKeyDep = Depends(require_admin_key)
+HealthKeyDep = Depends(require_health_key)
+MetricsKeyDep = Depends(require_metrics_key)

@@ -1,0 +1,187 @@
+"""Every Prometheus metric of the service, defined once, on a registry owned by the app.
+
+``ServiceMetrics`` holds its own ``CollectorRegistry`` instead of the process-global one,
+so building the app twice (tests, reloads) never raises "Duplicated timeseries". The
+cache keeps its own plain counters (``CacheCounters``); a collector reads them at scrape
+time, so the cache never imports Prometheus.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from anomaly_api.service.cache.base import CacheCounters
+
+__all__ = ["CONTENT_TYPE_LATEST", "ServiceMetrics"]
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_ROW_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+_BREAKER_STATES = ("closed", "open", "half_open")
+
+
+class RollingRate:
+    """Share of anomalies among (about) the last ``window`` scored rows.
+
+    Batches are kept whole, so the window may hold up to one batch more than ``window``.
+    """
+
+    def __init__(self, window: int) -> None:
+        if window < 1:
+            raise ValueError("window must be at least 1")
+        self.window = window
+        self._batches: deque[tuple[int, int]] = deque()
+        self._rows = 0
+        self._anomalies = 0
+        self._lock = threading.Lock()
+
+    def add(self, rows: int, anomalies: int) -> float:
+        """Record one batch and return the current rate."""
+        with self._lock:
+            self._batches.append((rows, anomalies))
+            self._rows += rows
+            self._anomalies += anomalies
+            while len(self._batches) > 1 and self._rows - self._batches[0][0] >= self.window:
+                old_rows, old_anomalies = self._batches.popleft()
+                self._rows -= old_rows
+                self._anomalies -= old_anomalies
+            return self._anomalies / self._rows if self._rows else 0.0
+
+
+class _CacheCollector:
+    """Reads the cache's own counters when Prometheus scrapes."""
+
+    def __init__(self) -> None:
+        self.cache: CacheCounters | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self.cache)
+
+    @staticmethod
+    def _families(cache: CacheCounters | None = None) -> list[Metric]:
+        doc = "Prediction cache lookups by result (hit, miss) and failed cache calls (error)."
+        ops = CounterMetricFamily("anomaly_cache_operations", doc, labels=["result"])
+        state = GaugeMetricFamily(
+            "anomaly_cache_breaker_state",
+            "1 for the Redis circuit breaker's current state (closed = Redis in use).",
+            labels=["state"],
+        )
+        if cache is not None:
+            for result, value in (
+                ("hit", cache.hits),
+                ("miss", cache.misses),
+                ("error", cache.errors),
+                ("skipped", cache.skipped),
+            ):
+                ops.add_metric([result], float(value))
+            current = cache.breaker_state
+            for name in _BREAKER_STATES:
+                state.add_metric([name], 1.0 if name == current else 0.0)
+        return [ops, state]
+
+
+class ServiceMetrics:
+    """The service's metrics and the registry ``/metrics`` serves them from."""
+
+    def __init__(self, *, anomaly_window: int = 1000) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "anomaly_http_requests",
+            "HTTP requests by method, route template and status code.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.request_latency = Histogram(
+            "anomaly_http_request_duration_seconds",
+            "HTTP request latency by method, route template and status code.",
+            ["method", "route", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_progress = Gauge(
+            "anomaly_http_requests_in_progress", "HTTP requests being served now.", registry=r
+        )
+        self.predictions = Counter(
+            "anomaly_predictions",
+            "Scored rows by outcome (anomaly or normal), cached or not.",
+            ["outcome"],
+            registry=r,
+        )
+        self.batch_rows = Histogram(
+            "anomaly_batch_rows", "Rows per prediction request.", buckets=_ROW_BUCKETS, registry=r
+        )
+        self.inference_seconds = Histogram(
+            "anomaly_model_inference_seconds",
+            "Model time per request (cache misses only; 0 rows scored are not observed).",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.anomaly_rate = Gauge(
+            "anomaly_rolling_anomaly_rate",
+            f"Share of anomalies among the last ~{anomaly_window} scored rows.",
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "anomaly_model_info", "1 for the model version being served.", ["version"], registry=r
+        )
+        self.model_reloads = Counter(
+            "anomaly_model_reloads",
+            "Model reload attempts by result (ok, failed).",
+            ["result"],
+            registry=r,
+        )
+        for outcome in ("anomaly", "normal"):
+            self.predictions.labels(outcome)
+        for result in ("ok", "failed"):
+            self.model_reloads.labels(result)
+        self._rate = RollingRate(anomaly_window)
+        self._cache = _CacheCollector()
+        r.register(self._cache)
+
+    def track_cache(self, cache: CacheCounters | None) -> None:
+        """Export this cache's counters from now on (``None`` stops)."""
+        self._cache.cache = cache
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one finished HTTP request."""
+        labels = (method, route, str(status))
+        self.requests.labels(*labels).inc()
+        self.request_latency.labels(*labels).observe(seconds)
+
+    def observe_predictions(self, rows: int, anomalies: int, model_seconds: float | None) -> None:
+        """Count one prediction request of ``rows`` rows; ``model_seconds`` None = all cached."""
+        self.batch_rows.observe(rows)
+        self.predictions.labels("anomaly").inc(anomalies)
+        self.predictions.labels("normal").inc(rows - anomalies)
+        if model_seconds is not None:
+            self.inference_seconds.observe(model_seconds)
+        self.anomaly_rate.set(self._rate.add(rows, anomalies))
+
+    def set_model_version(self, version: str | None) -> None:
+        """Point the model-info gauge at the version now served."""
+        self.model_info.clear()
+        if version is not None:
+            self.model_info.labels(version).set(1)
+
+    def observe_reload(self, ok: bool) -> None:
+        """Count one reload attempt."""
+        self.model_reloads.labels("ok" if ok else "failed").inc()
+
+    def render(self) -> bytes:
+        """The registry in Prometheus text format (``CONTENT_TYPE_LATEST``)."""
+        return generate_latest(self.registry)

@@ -1,0 +1,89 @@
+"""ServiceMetrics: own registry per instance, cache counters read at scrape time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from anomaly_api.service.cache.base import BreakerState
+from anomaly_api.service.metrics import RollingRate, ServiceMetrics
+
+
+@dataclass
+class _Counters:
+    """A real CacheCounters implementation (the protocol is four ints and a state)."""
+
+    hits: int = 0
+    misses: int = 0
+    errors: int = 0
+    skipped: int = 0
+    breaker_state: BreakerState = "closed"
+
+
+def _samples(metrics: ServiceMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = metrics.render().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_two_instances_do_not_clash() -> None:
+    first, second = ServiceMetrics(), ServiceMetrics()
+    first.observe_request("GET", "/health", 200, 0.01)
+    assert (
+        _samples(first)[
+            (
+                "anomaly_http_requests_total",
+                (("method", "GET"), ("route", "/health"), ("status", "200")),
+            )
+        ]
+        == 1
+    )
+    assert not any(name == "anomaly_http_requests_total" for name, _ in _samples(second))
+
+
+def test_predictions_by_outcome_rows_and_rate() -> None:
+    metrics = ServiceMetrics(anomaly_window=10)
+    metrics.observe_predictions(rows=4, anomalies=1, model_seconds=0.002)
+    metrics.observe_predictions(rows=2, anomalies=0, model_seconds=None)
+    samples = _samples(metrics)
+    assert samples[("anomaly_predictions_total", (("outcome", "anomaly"),))] == 1
+    assert samples[("anomaly_predictions_total", (("outcome", "normal"),))] == 5
+    assert samples[("anomaly_batch_rows_count", ())] == 2
+    assert samples[("anomaly_batch_rows_sum", ())] == 6
+    assert samples[("anomaly_model_inference_seconds_count", ())] == 1
+    assert samples[("anomaly_rolling_anomaly_rate", ())] == 1 / 6
+
+
+def test_model_info_names_only_the_current_version() -> None:
+    metrics = ServiceMetrics()
+    metrics.set_model_version("v1")
+    metrics.set_model_version("v2")
+    info = {
+        labels: v for (name, labels), v in _samples(metrics).items() if name == "anomaly_model_info"
+    }
+    assert info == {(("version", "v2"),): 1.0}
+
+
+def test_cache_counters_are_read_when_scraped() -> None:
+    metrics = ServiceMetrics()
+    counters = _Counters()
+    metrics.track_cache(counters)
+    counters.hits, counters.misses, counters.errors = 7, 3, 2
+    counters.breaker_state = "open"
+    samples = _samples(metrics)
+    assert samples[("anomaly_cache_operations_total", (("result", "hit"),))] == 7
+    assert samples[("anomaly_cache_operations_total", (("result", "miss"),))] == 3
+    assert samples[("anomaly_cache_operations_total", (("result", "error"),))] == 2
+    assert samples[("anomaly_cache_breaker_state", (("state", "open"),))] == 1
+    assert samples[("anomaly_cache_breaker_state", (("state", "closed"),))] == 0
+
+
+def test_rolling_rate_forgets_old_batches() -> None:
+    rate = RollingRate(window=4)
+    assert rate.add(4, 4) == 1.0
+    assert rate.add(4, 0) == 0.0  # the first batch fell out of the window
+    assert rate.add(2, 1) == 1 / 6
