@@ -1,0 +1,193 @@
+"""The fast path must give scikit-learn's detector scores (to 1e-9) and the same votes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+from sklearn.ensemble import IsolationForest
+
+from anomaly_api.artifacts import load_artifact
+from anomaly_api.detection import AnomalyEnsemble
+from anomaly_api.detection.fast import FastScorer, compile_scorer
+from anomaly_api.detection.fast.forest import FlatForest
+from anomaly_api.detection.fast.kernel import compiled_kernel, pairwise_sum
+
+TOLERANCE = 1e-9
+
+
+def assert_same_as_reference(model: AnomalyEnsemble, scorer: FastScorer, X: NDArray[np.float64]):
+    """Scores within TOLERANCE, and identical votes and decisions."""
+    reference = model.detector_scores(X)
+    fast = scorer.detector_scores(X)
+    assert fast.shape == reference.shape == (X.shape[0], 3)
+    np.testing.assert_allclose(fast, reference, rtol=0, atol=TOLERANCE)
+    ours, theirs = model.combine(fast), model.combine(reference)
+    np.testing.assert_array_equal(ours.votes, theirs.votes)
+    np.testing.assert_array_equal(ours.is_anomaly, theirs.is_anomaly)
+
+
+def edge_cases(X_train: NDArray[np.float64], forest: FlatForest, seed: int) -> NDArray[np.float64]:
+    """Rows that stress each detector: training duplicates, split points, far outliers."""
+    rng = np.random.default_rng(seed)
+    n_features = X_train.shape[1]
+    on_splits = X_train[:200].copy()
+    # Put features exactly on split thresholds, and just beside them in float64 only
+    # (the forest compares float32(x), so these must go the same way as scikit-learn's).
+    internal = np.flatnonzero(forest.left != -1)[:200]
+    on_splits[np.arange(200), forest.feature[internal]] = forest.threshold[internal]
+    beside = on_splits.copy()
+    beside[np.arange(200), forest.feature[internal]] = np.nextafter(
+        forest.threshold[internal], np.inf
+    )
+    far = rng.normal(size=(60, n_features)) * np.logspace(1, 6, 60)[:, None]
+    return np.vstack(
+        [
+            rng.normal(size=(1500, n_features)),
+            X_train[:500],  # exact duplicates of training points
+            on_splits,
+            beside,
+            far,
+            np.median(X_train, axis=0, keepdims=True),  # z-score of exactly zero
+            np.full((1, n_features), 1e6),
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def default_size() -> tuple[AnomalyEnsemble, NDArray[np.float64]]:
+    """The default ensemble's size (100 trees, k=20) on 4,000 rows with duplicated points."""
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(4000, 8))
+    X[:30] = X[30]  # 31 copies of one point: more duplicates than k
+    X[100:105] = X[105]  # a few copies: ties inside the neighbourhood
+    return AnomalyEnsemble(random_state=3).fit(X), X
+
+
+def test_default_size_model_is_reproduced_exactly(
+    default_size: tuple[AnomalyEnsemble, NDArray[np.float64]],
+) -> None:
+    model, X_train = default_size
+    scorer = compile_scorer(model)
+    X = edge_cases(X_train, scorer.forest_, seed=1)
+    assert_same_as_reference(model, scorer, X)
+    assert model.combine(scorer.detector_scores(X)).is_anomaly.any()  # outliers are found
+
+
+@pytest.mark.parametrize("n_rows", [1, 2, 100, 1000])
+def test_batch_sizes_match(
+    default_size: tuple[AnomalyEnsemble, NDArray[np.float64]], n_rows: int
+) -> None:
+    model, _ = default_size
+    scorer = compile_scorer(model)
+    X = np.random.default_rng(n_rows).normal(scale=2.0, size=(n_rows, 8))
+    assert_same_as_reference(model, scorer, X)
+
+
+def test_single_rows_match_batch(default_size: tuple[AnomalyEnsemble, NDArray[np.float64]]) -> None:
+    model, X_train = default_size
+    scorer = compile_scorer(model)
+    X = np.vstack([X_train[:5], X_train[:5] + 10.0])
+    one_by_one = np.vstack([scorer.detector_scores(X[i : i + 1]) for i in range(len(X))])
+    np.testing.assert_array_equal(one_by_one, scorer.detector_scores(X))
+    assert_same_as_reference(model, scorer, X[:1])
+
+
+def test_duplicate_training_points_hit_the_lrd_epsilon(
+    default_size: tuple[AnomalyEnsemble, NDArray[np.float64]],
+) -> None:
+    model, X_train = default_size
+    scorer = compile_scorer(model)
+    X = X_train[[0, 15, 29, 30, 100, 105]]
+    assert_same_as_reference(model, scorer, X)
+    # 31 identical points: every reachability distance is 0 and the LOF ratio is 1.
+    np.testing.assert_allclose(scorer.detector_scores(X[:1])[0, 1], -1.0)
+
+
+def test_tiny_artifact_from_disk(tiny_artifacts_dir: Path) -> None:
+    model = load_artifact(tiny_artifacts_dir, "tiny-1").model
+    scorer = compile_scorer(model)
+    rng = np.random.default_rng(11)
+    X = np.vstack([rng.normal(size=(2000, 8)), rng.normal(scale=8.0, size=(200, 8))])
+    assert_same_as_reference(model, scorer, X)
+
+
+def test_wide_data_uses_scikit_learns_own_neighbour_search() -> None:
+    # More than 15 features: LocalOutlierFactor picks brute force, whose distances the
+    # fast path takes from the estimator itself to stay identical.
+    rng = np.random.default_rng(2)
+    X_train = rng.normal(size=(600, 20))
+    model = AnomalyEnsemble(n_estimators=20, n_neighbors=10).fit(X_train)
+    assert model.local_outlier_factor_._fit_method == "brute"
+    scorer = compile_scorer(model)
+    X = np.vstack([X_train[:100], rng.normal(scale=3.0, size=(400, 20))])
+    assert_same_as_reference(model, scorer, X)
+
+
+def test_forest_with_feature_subsampling_maps_columns_back() -> None:
+    rng = np.random.default_rng(4)
+    X_train = rng.normal(size=(800, 6))
+    forest = IsolationForest(n_estimators=30, max_features=0.5, random_state=0).fit(X_train)
+    flat = FlatForest.from_isolation_forest(forest)
+    X = rng.normal(scale=2.0, size=(500, 6))
+    dist = np.zeros((len(X), 1))
+    ind = np.zeros((len(X), 1), dtype=np.int64)
+    out = np.empty((len(X), 3))
+    ones = np.ones(6)
+    compiled_kernel()(
+        X, dist, ind, flat.roots, flat.feature, flat.threshold, flat.left, flat.right,
+        flat.leaf_value, flat.denominator, np.ones(1), np.ones(1), ones, ones, out,
+    )  # fmt: skip
+    np.testing.assert_allclose(out[:, 0], forest.score_samples(X), rtol=0, atol=TOLERANCE)
+
+
+def test_non_contiguous_and_list_input(
+    default_size: tuple[AnomalyEnsemble, NDArray[np.float64]],
+) -> None:
+    model, X_train = default_size
+    scorer = compile_scorer(model)
+    fortran = np.asfortranarray(X_train[:50] * 1.5)
+    expected = model.detector_scores(fortran)
+    np.testing.assert_allclose(scorer.detector_scores(fortran), expected, rtol=0, atol=TOLERANCE)
+    as_list = fortran.tolist()
+    np.testing.assert_allclose(scorer.detector_scores(as_list), expected, rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((1, 7)),
+        np.zeros((0, 8)),
+        np.zeros(8),
+        np.array([[np.nan] * 8]),
+        np.array([[np.inf] + [0.0] * 7]),
+    ],
+)
+def test_bad_input_is_refused(
+    default_size: tuple[AnomalyEnsemble, NDArray[np.float64]], bad: NDArray[np.float64]
+) -> None:
+    scorer = compile_scorer(default_size[0])
+    with pytest.raises(ValueError, match=r"expected shape|NaN"):
+        scorer.detector_scores(bad)
+
+
+def test_scorer_keeps_the_ensembles_decision_rule(
+    default_size: tuple[AnomalyEnsemble, NDArray[np.float64]],
+) -> None:
+    model, _ = default_size
+    scorer = compile_scorer(model)
+    X = np.array([[0.0] * 8, [9.0, -9.0] * 4])
+    explained = scorer.explain(X)
+    np.testing.assert_array_equal(explained.is_anomaly, model.explain(X).is_anomaly)
+    np.testing.assert_array_equal(explained.is_anomaly, [False, True])
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 20, 127, 128, 129, 300, 1000])
+def test_pairwise_sum_adds_in_numpys_order(n: int) -> None:
+    import numba
+
+    values = np.random.default_rng(n).lognormal(sigma=8.0, size=n)
+    summed = numba.njit("float64(float64[::1], int64, int64)")(pairwise_sum)
+    assert summed(values, 0, n) == np.add.reduce(values)  # bit for bit
