@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import numpy as np
+import pytest
 import redis
 
 from anomaly_api.config import Settings
@@ -78,7 +79,7 @@ async def test_entries_expire_after_ttl(shared_settings: Settings) -> None:
         await cache.close()
 
 
-async def test_build_cache_with_redis_url_does_not_connect(tmp_path: Path) -> None:
+async def test_build_cache_with_redis_url_does_not_connect() -> None:
     """Start-up must not wait for Redis: building against a closed port succeeds at once."""
     cache = build_cache(Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
     try:
@@ -100,26 +101,61 @@ def _stats(client: redis.Redis) -> dict[str, int]:
     return calls | {"reads": info["total_reads_processed"]}
 
 
-async def test_batch_read_and_write_take_one_round_trip_each(redis_server: RedisServer) -> None:
-    """100 keys: one MGET (no GETs); the 100 SETs arrive as one pipeline, not 100 requests."""
-    cache = RedisPredictionCache.from_settings(
-        Settings(redis_url=redis_server.url, redis_timeout_s=2.0, cache_prefix="rt:")
-    )
+@pytest.fixture
+async def private_cache(redis_server: RedisServer) -> AsyncIterator[RedisPredictionCache]:
+    """A Redis cache on the throwaway server (its stats and config are ours to change)."""
+    settings = Settings(redis_url=redis_server.url, redis_timeout_s=2.0, cache_prefix="rt:")
+    cache = RedisPredictionCache.from_settings(settings)
+    yield cache
+    await cache.close()
+
+
+async def test_batch_read_and_write_take_one_round_trip_each(
+    private_cache: RedisPredictionCache, redis_server: RedisServer
+) -> None:
+    """100 keys: one MGET (no GETs); the 100 SETs go as one script call, not 100 requests."""
     keys = prediction_keys("rt:", "v1", np.random.default_rng(0).normal(size=(100, 8)))
+    await private_cache.set_many({"rt:warm-up": b"-"})  # connect, handshake, load the script
     with redis_server.client() as stats:
-        try:
-            assert await cache.check()  # connect (and handshake) before counting
-            stats.config_resetstat()
-            before = _stats(stats)
-            await cache.set_many({key: b"x" * 200 for key in keys})
-            after_set = _stats(stats)
-            assert await cache.get_many(keys) == [b"x" * 200] * 100
-            after_get = _stats(stats)
-        finally:
-            await cache.close()
-    assert after_set["set"] == 100
+        stats.config_resetstat()
+        before = _stats(stats)
+        await private_cache.set_many({key: b"x" * 200 for key in keys})
+        after_set = _stats(stats)
+        assert await private_cache.get_many(keys) == [b"x" * 200] * 100
+        after_get = _stats(stats)
+    assert after_set["evalsha"] == 1
+    assert after_set["set"] == 100  # run by the script, inside Redis
     # Reads between two INFO calls, minus the later INFO's own read.
-    assert after_set["reads"] - before["reads"] - 1 <= 5  # one pipeline, in a few socket reads
+    assert after_set["reads"] - before["reads"] - 1 <= 3  # one request (a few socket reads)
     assert after_get["mget"] == 1
     assert "get" not in after_get
     assert after_get["reads"] - after_set["reads"] - 1 == 1
+
+
+async def test_writes_survive_a_flushed_script_cache(
+    private_cache: RedisPredictionCache, redis_server: RedisServer
+) -> None:
+    """A restarted Redis has forgotten the write script; it is loaded again on the fly."""
+    await private_cache.set_many({"rt:a": b"1"})
+    with redis_server.client() as admin:
+        admin.script_flush()
+    await private_cache.set_many({"rt:b": b"2"})
+    assert await private_cache.get_many(["rt:a", "rt:b"]) == [b"1", b"2"]
+    assert private_cache.errors == 0
+
+
+async def test_error_reply_is_counted_but_is_no_outage(
+    private_cache: RedisPredictionCache, redis_server: RedisServer
+) -> None:
+    """Out of memory refuses writes; reads still work and the breaker stays closed."""
+    await private_cache.set_many({"rt:a": b"1"})
+    with redis_server.client() as admin:
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", 1)
+        for _ in range(5):
+            await private_cache.set_many({"rt:b": b"2"})
+        admin.config_set("maxmemory", 0)
+    assert private_cache.errors == 5
+    assert private_cache.breaker_state == "closed"
+    assert private_cache.healthy
+    assert await private_cache.get_many(["rt:a", "rt:b"]) == [b"1", None]
