@@ -79,7 +79,7 @@ class _ThrottledWarning:
 
 
 class RedisPredictionCache:
-    """Prediction cache in Redis: one MGET per read, one pipeline of ``SET PX`` per write.
+    """Prediction cache in Redis: one MGET per read, one script call (``SET PX`` each) per write.
 
     Attributes
     ----------
