@@ -13,7 +13,7 @@ from anomaly_api.artifacts import load_artifact
 from anomaly_api.detection import AnomalyEnsemble
 from anomaly_api.detection.fast import FastScorer, compile_scorer
 from anomaly_api.detection.fast.forest import FlatForest
-from anomaly_api.detection.fast.kernel import compiled_kernel, pairwise_sum
+from anomaly_api.detection.fast.kernel import pairwise_sum, score_rows
 
 TOLERANCE = 1e-9
 
@@ -136,7 +136,7 @@ def test_forest_with_feature_subsampling_maps_columns_back() -> None:
     ind = np.zeros((len(X), 1), dtype=np.int64)
     out = np.empty((len(X), 3))
     ones = np.ones(6)
-    compiled_kernel()(
+    score_rows(
         X, dist, ind, flat.roots, flat.feature, flat.threshold, flat.left, flat.right,
         flat.leaf_value, flat.denominator, np.ones(1), np.ones(1), ones, ones, out,
     )  # fmt: skip
@@ -186,8 +186,5 @@ def test_scorer_keeps_the_ensembles_decision_rule(
 
 @pytest.mark.parametrize("n", [0, 1, 7, 8, 20, 127, 128, 129, 300, 1000])
 def test_pairwise_sum_adds_in_numpys_order(n: int) -> None:
-    import numba
-
     values = np.random.default_rng(n).lognormal(sigma=8.0, size=n)
-    summed = numba.njit("float64(float64[::1], int64, int64)")(pairwise_sum)
-    assert summed(values, 0, n) == np.add.reduce(values)  # bit for bit
+    assert pairwise_sum(values, 0, n) == np.add.reduce(values)  # bit for bit

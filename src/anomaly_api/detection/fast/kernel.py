@@ -1,38 +1,46 @@
-"""The per-row loop of the fast path, compiled with numba when a scorer is built.
+"""The per-row loop of the fast path, compiled with numba when this module is imported.
 
 One call scores a whole batch: it walks every tree, finishes LOF from the neighbours
 found by the KD-tree, and computes the z-score, so a single row costs one dispatch
-instead of dozens of small NumPy calls. It is compiled eagerly for one signature
-(C-contiguous float64/int64 arrays), releases the GIL while it runs, and sums in the
-same order as scikit-learn's NumPy code (sequential over trees, NumPy's pairwise
-summation for the LOF means), so results agree to the last bit or two.
+instead of dozens of small NumPy calls. It sums in the same order as scikit-learn's
+NumPy code (sequential over trees, NumPy's pairwise summation for the LOF means), so
+the results agree to the last bit or two. The functions are compiled eagerly for one
+signature (C-contiguous float64/int64 arrays) and release the GIL while they run.
+
+Importing this module compiles (~1 s), so ``scorer.py`` imports it only when a scorer
+is built. With ``NUMBA_CACHE_DIR`` pointing at a writable directory the machine code
+is cached there and later processes load it instead (see ``caching_enabled``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import cache
-from typing import Any
+import os
 
+import numba
 import numpy as np
 from numpy.typing import NDArray
 
 from anomaly_api.detection.fast.forest import LEAF
 from anomaly_api.detection.fast.lof import LRD_EPSILON
 
-KernelFn = Callable[..., None]
-
-_SIGNATURE = (
-    "void(float64[:, ::1], float64[:, ::1], int64[:, ::1],"  # X, neighbour dist, ind
-    " int64[::1], int64[::1], float64[::1], int64[::1], int64[::1], float64[::1], float64,"
-    " float64[::1], float64[::1],"  # k-distance, lrd
-    " float64[::1], float64[::1],"  # z-score centre, scale
-    " float64[:, ::1])"  # out
-)
 _UNROLL = 8
 _BLOCK = 128
 
 
+def caching_enabled() -> bool:
+    """Cache compiled code only in an explicitly configured, writable directory.
+
+    numba's default cache sits next to the installed sources, which is read-only in the
+    container, and a cache that cannot be written makes ``cache=True`` fail outright.
+    """
+    cache_dir = str(getattr(numba.config, "CACHE_DIR", "") or "")
+    return bool(cache_dir) and os.path.isdir(cache_dir) and os.access(cache_dir, os.W_OK)
+
+
+_CACHE = caching_enabled()
+
+
+@numba.njit("float64(float64[::1], int64, int64)", cache=_CACHE)
 def pairwise_sum(values: NDArray[np.float64], start: int, n: int) -> float:
     """Sum ``values[start:start + n]`` in the order NumPy's ``add.reduce`` uses.
 
@@ -40,7 +48,7 @@ def pairwise_sum(values: NDArray[np.float64], start: int, n: int) -> float:
     accumulators, and splits longer runs in two (``numpy/_core/src/umath/loops_utils``).
     """
     if n < _UNROLL:
-        total = 0.0  # NumPy starts from -0.0; the difference never survives an addition
+        total = 0.0
         for i in range(n):
             total += values[start + i]
         return total
@@ -71,67 +79,61 @@ def pairwise_sum(values: NDArray[np.float64], start: int, n: int) -> float:
         return total
     half = n // 2
     half -= half % _UNROLL
-    return pairwise_sum(values, start, half) + pairwise_sum(values, start + half, n - half)
+    return float(pairwise_sum(values, start, half) + pairwise_sum(values, start + half, n - half))
 
 
-def make_score_rows(summed: Callable[[NDArray[np.float64], int, int], float]) -> KernelFn:
-    """The batch loop, closed over a (compiled) ``pairwise_sum``."""
+@numba.njit(
+    "void(float64[:, ::1], float64[:, ::1], int64[:, ::1],"  # X, neighbour dist, ind
+    " int64[::1], int64[::1], float64[::1], int64[::1], int64[::1], float64[::1], float64,"
+    " float64[::1], float64[::1],"  # LOF training k-distance, lrd
+    " float64[::1], float64[::1],"  # z-score centre, scale
+    " float64[:, ::1])",  # out
+    nogil=True,
+    cache=_CACHE,
+)
+def score_rows(  # noqa: PLR0917 - numba kernels take positional arrays
+    X: NDArray[np.float64],
+    dist: NDArray[np.float64],
+    ind: NDArray[np.int64],
+    roots: NDArray[np.int64],
+    feature: NDArray[np.int64],
+    threshold: NDArray[np.float64],
+    left: NDArray[np.int64],
+    right: NDArray[np.int64],
+    leaf_value: NDArray[np.float64],
+    denominator: float,
+    k_distance: NDArray[np.float64],
+    lrd: NDArray[np.float64],
+    center: NDArray[np.float64],
+    scale: NDArray[np.float64],
+    out: NDArray[np.float64],
+) -> None:
+    """Write the three detectors' ``score_samples`` of each row of ``X`` into ``out``."""
+    n_rows, n_features = X.shape
+    k = ind.shape[1]
+    scratch = np.empty(k)
+    for i in range(n_rows):
+        total = 0.0
+        for root in roots:
+            node = root
+            while left[node] != LEAF:
+                # scikit-learn casts the input to float32 before walking its trees.
+                if np.float64(np.float32(X[i, feature[node]])) <= threshold[node]:
+                    node = left[node]
+                else:
+                    node = right[node]
+            total += leaf_value[node]
+        ratio = total / denominator if denominator != 0.0 else 1.0
+        out[i, 0] = -(2.0 ** (-ratio))  # scikit-learn negates the paper's score
 
-    def score_rows(  # noqa: PLR0917 - numba kernels take positional arrays
-        X: NDArray[np.float64],
-        dist: NDArray[np.float64],
-        ind: NDArray[np.int64],
-        roots: NDArray[np.int64],
-        feature: NDArray[np.int64],
-        threshold: NDArray[np.float64],
-        left: NDArray[np.int64],
-        right: NDArray[np.int64],
-        leaf_value: NDArray[np.float64],
-        denominator: float,
-        k_distance: NDArray[np.float64],
-        lrd: NDArray[np.float64],
-        center: NDArray[np.float64],
-        scale: NDArray[np.float64],
-        out: NDArray[np.float64],
-    ) -> None:
-        """Write the three detectors' ``score_samples`` of each row of ``X`` into ``out``."""
-        n_rows, n_features = X.shape
-        k = ind.shape[1]
-        scratch = np.empty(k)
-        for i in range(n_rows):
-            total = 0.0
-            for root in roots:
-                node = root
-                while left[node] != LEAF:
-                    # scikit-learn casts the input to float32 before walking its trees.
-                    if np.float64(np.float32(X[i, feature[node]])) <= threshold[node]:
-                        node = left[node]
-                    else:
-                        node = right[node]
-                total += leaf_value[node]
-            ratio = total / denominator if denominator != 0.0 else 1.0
-            out[i, 0] = -(2.0 ** (-ratio))  # scikit-learn negates the paper's score
+        for j in range(k):
+            scratch[j] = max(dist[i, j], k_distance[ind[i, j]])
+        x_lrd = 1.0 / (pairwise_sum(scratch, 0, k) / k + LRD_EPSILON)
+        for j in range(k):
+            scratch[j] = lrd[ind[i, j]] / x_lrd
+        out[i, 1] = -(pairwise_sum(scratch, 0, k) / k)
 
-            for j in range(k):
-                scratch[j] = max(dist[i, j], k_distance[ind[i, j]])
-            x_lrd = 1.0 / (summed(scratch, 0, k) / k + LRD_EPSILON)
-            for j in range(k):
-                scratch[j] = lrd[ind[i, j]] / x_lrd
-            out[i, 1] = -(summed(scratch, 0, k) / k)
-
-            largest = 0.0
-            for f in range(n_features):
-                largest = max(largest, abs(X[i, f] - center[f]) / scale[f])
-            out[i, 2] = -largest
-
-    return score_rows
-
-
-@cache
-def compiled_kernel() -> KernelFn:
-    """Compile the batch loop once per process (~1 s); later calls return it at once."""
-    import numba
-
-    summed = numba.njit("float64(float64[::1], int64, int64)")(pairwise_sum)
-    compiled: Any = numba.njit(_SIGNATURE, nogil=True)(make_score_rows(summed))
-    return compiled  # type: ignore[no-any-return]
+        largest = 0.0
+        for f in range(n_features):
+            largest = max(largest, abs(X[i, f] - center[f]) / scale[f])
+        out[i, 2] = -largest

@@ -7,7 +7,6 @@ from numpy.typing import ArrayLike, NDArray
 
 from anomaly_api.detection.ensemble import DETECTOR_NAMES, AnomalyEnsemble, EnsembleOutput
 from anomaly_api.detection.fast.forest import FlatForest
-from anomaly_api.detection.fast.kernel import KernelFn, compiled_kernel
 from anomaly_api.detection.fast.lof import NeighbourIndex
 
 
@@ -32,7 +31,10 @@ class FastScorer:
         self.neighbours_ = NeighbourIndex.from_local_outlier_factor(model.local_outlier_factor_)
         self.center_ = np.ascontiguousarray(model.zscore_.center_, dtype=np.float64)
         self.scale_ = np.ascontiguousarray(model.zscore_.scale_, dtype=np.float64)
-        self._kernel: KernelFn = compiled_kernel()
+        # Imported here: importing the kernel compiles it (or loads it from numba's cache).
+        from anomaly_api.detection.fast.kernel import score_rows
+
+        self._kernel = score_rows
 
     def detector_scores(self, X: ArrayLike) -> NDArray[np.float64]:
         """Each detector's ``score_samples``, shape (n_samples, n_detectors).
