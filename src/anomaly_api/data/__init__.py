@@ -1,0 +1,1 @@
+"""Sensor data: the synthetic generator and loading of users' CSV/Parquet files."""
