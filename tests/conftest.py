@@ -39,3 +39,13 @@ def tiny_artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("artifacts")
     fit_tiny_artifact(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def default_artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An artifact directory holding the real default model, trained once (read-only use)."""
+    from anomaly_api.training.pipeline import train_default_model
+
+    root = tmp_path_factory.mktemp("default-artifacts")
+    train_default_model(root)
+    return root

@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import typer
 
+from anomaly_api.cli import evaluate, generate, models, train
+
 app = typer.Typer(
     name="anomaly-api",
     help="Anomaly detection for multivariate sensor readings: generate, train, evaluate, serve.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.command("generate")(generate.generate)
+app.command("train")(train.train)
+app.command("evaluate")(evaluate.evaluate)
+app.command("models")(models.models)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

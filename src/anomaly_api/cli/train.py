@@ -1,0 +1,85 @@
+"""``anomaly-api train``: fit, tune and evaluate the ensemble, then save a model version."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from anomaly_api.cli.common import fail, progress, resolve_artifacts_dir, user_errors
+
+
+def parse_features(features: str | None) -> list[str] | None:
+    """``"a,b,c"`` -> ``["a", "b", "c"]``; None keeps every numeric column."""
+    if features is None:
+        return None
+    names = [name.strip() for name in features.split(",") if name.strip()]
+    if not names:
+        fail("--features is empty; give column names separated by commas")
+    return names
+
+
+def train(
+    *,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="CSV/Parquet file to train on; the synthetic sensor data if omitted."),
+    ] = None,
+    features: Annotated[
+        str | None, typer.Option(help="Comma-separated feature columns (default: all numeric).")
+    ] = None,
+    label_column: Annotated[
+        str | None,
+        typer.Option(help="0/1 label column (default: is_anomaly when the file has it)."),
+    ] = None,
+    artifacts_dir: Annotated[
+        Path | None, typer.Option(help="Artifact directory (default: ANOMALY_ARTIFACTS_DIR).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split, the model and the data.")] = 42,
+    version: Annotated[
+        str | None, typer.Option(help="Version name (default: UTC time + data fingerprint).")
+    ] = None,
+    target_fpr: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, help="Tune thresholds to this false-positive rate, not max F1."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """Train the ensemble, evaluate it on a held-out split and save a new model version."""
+    from anomaly_api.data.loading import load_dataset, synthetic_dataset
+    from anomaly_api.training.evaluation import format_report
+    from anomaly_api.training.pipeline import train_and_save
+
+    directory = resolve_artifacts_dir(artifacts_dir)
+    with user_errors():
+        if data is None:
+            if features is not None or label_column is not None:
+                fail("--features and --label-column need --data")
+            progress(f"generating synthetic sensor data (seed {seed})")
+            dataset = synthetic_dataset(seed=seed)
+        else:
+            progress(f"loading {data}")
+            dataset = load_dataset(
+                data, features=parse_features(features), label_column=label_column
+            )
+        labels = "unlabelled" if dataset.y is None else f"{int(dataset.y.sum())} labelled anomalies"
+        progress(f"{dataset.n_rows} rows, {len(dataset.feature_names)} features, {labels}")
+        result = train_and_save(
+            dataset, directory, seed=seed, target_fpr=target_fpr, version=version, progress=progress
+        )
+    metrics = result.trained.metrics
+    if as_json:
+        typer.echo(json.dumps({"version": result.version, "metrics": metrics}, indent=2))
+        return
+    typer.echo(f"model version {result.version} saved in {result.path} ({result.seconds:.1f} s)")
+    typer.echo(f"features: {', '.join(dataset.feature_names)}")
+    typer.echo(f"thresholds: {metrics['threshold_objective']}")
+    if metrics["test"] is None:
+        typer.echo(f"not evaluated: {metrics['note']}")
+    else:
+        typer.echo("held-out test split:")
+        typer.echo(format_report(metrics["test"]))

@@ -1,0 +1,1 @@
+"""Training: split, fit, threshold tuning, evaluation and saving a model version."""

@@ -1,0 +1,176 @@
+"""The training pipeline: split, fit on normal rows, tune thresholds, evaluate, save.
+
+With labels: a stratified, seeded 60/20/20 split. The ensemble is fitted on the
+training rows that are *not* labelled anomalous, each detector's threshold is tuned on
+the validation rows, and the test rows (never seen before) give the reported metrics.
+Without labels: the ensemble is fitted on every row, the thresholds come from its
+``contamination`` and there are no metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from anomaly_api.artifacts import build_manifest, data_fingerprint, save_artifact
+from anomaly_api.data.loading import DataError, Dataset, synthetic_dataset
+from anomaly_api.detection import AnomalyEnsemble
+from anomaly_api.training.evaluation import evaluate_model
+from anomaly_api.training.split import Split, stratified_split
+from anomaly_api.training.thresholds import tune_thresholds
+
+Progress = Callable[[str], None]
+N_NEIGHBORS = 20
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A fitted, tuned ensemble with what it was fitted on and how it scored."""
+
+    model: AnomalyEnsemble
+    X_fit: NDArray[np.float64]
+    metrics: dict[str, Any]
+    split: Split | None = None
+    """The train/validation/test rows; None when trained without labels."""
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """A saved model version."""
+
+    version: str
+    path: Path
+    trained: TrainedModel
+    seconds: float
+
+
+def _quiet(_: str) -> None:
+    """Default progress sink: say nothing."""
+
+
+def threshold_objective(target_fpr: float | None) -> str:
+    """How the thresholds were chosen, as recorded in the metrics."""
+    return "max-f1" if target_fpr is None else f"target-fpr={target_fpr:g}"
+
+
+def _new_ensemble(seed: int) -> AnomalyEnsemble:
+    return AnomalyEnsemble(n_neighbors=N_NEIGHBORS, random_state=seed)
+
+
+def _fit(X_fit: NDArray[np.float64], seed: int) -> AnomalyEnsemble:
+    if X_fit.shape[0] <= N_NEIGHBORS:
+        raise DataError(
+            f"only {X_fit.shape[0]} normal rows to fit on; need more than {N_NEIGHBORS}"
+        )
+    return _new_ensemble(seed).fit(X_fit)
+
+
+def fit_and_evaluate(
+    dataset: Dataset,
+    *,
+    seed: int = 42,
+    target_fpr: float | None = None,
+    progress: Progress = _quiet,
+) -> TrainedModel:
+    """Fit, tune and evaluate an ensemble on ``dataset`` (see the module docstring)."""
+    if dataset.y is None:
+        progress(f"no labels: fitting on all {dataset.n_rows} rows")
+        model = _fit(dataset.X, seed)
+        note = "no label column: thresholds from contamination, not evaluated"
+        metrics: dict[str, Any] = {
+            "threshold_objective": f"contamination={model.contamination:g}",
+            "note": note,
+            "test": None,
+        }
+        return TrainedModel(model=model, X_fit=dataset.X, metrics=metrics)
+    y = dataset.y
+    split = stratified_split(y, seed=seed)
+    fit_rows = split.train[y[split.train] == 0]
+    progress(
+        f"split (seed {seed}): {len(split.train)} train ({len(fit_rows)} normal rows fitted), "
+        f"{len(split.validation)} validation, {len(split.test)} test"
+    )
+    X_fit = dataset.X[fit_rows]
+    model = _fit(X_fit, seed)
+    progress(f"fitted {model.__class__.__name__} on {len(fit_rows)} rows")
+    validation_scores = model.detector_scores(dataset.X[split.validation])
+    model.set_offsets(
+        tune_thresholds(validation_scores, y[split.validation], target_fpr=target_fpr)
+    )
+    progress(f"tuned thresholds on validation ({threshold_objective(target_fpr)})")
+    kinds = dataset.kinds[split.test] if dataset.kinds is not None else None
+    report = evaluate_model(model, dataset.X[split.test], y[split.test], kinds)
+    progress(f"evaluated on {len(split.test)} held-out test rows")
+    metrics = {
+        "threshold_objective": threshold_objective(target_fpr),
+        "split": {
+            "seed": seed,
+            "train": len(split.train),
+            "fit": len(fit_rows),
+            "validation": len(split.validation),
+            "test": len(split.test),
+        },
+        "test": report,
+    }
+    return TrainedModel(model=model, X_fit=X_fit, metrics=metrics, split=split)
+
+
+def default_version(dataset: Dataset, seed: int, target_fpr: float | None, now: datetime) -> str:
+    """``<UTC timestamp>-<8 hex digits of the data, seed and objective>``."""
+    digest = hashlib.sha256(
+        f"{data_fingerprint(dataset.feature_names, dataset.X)}|{seed}|"
+        f"{threshold_objective(target_fpr)}".encode()
+    ).hexdigest()
+    return f"{now:%Y%m%dT%H%M%SZ}-{digest[:8]}"
+
+
+def _unused(artifacts_dir: Path, version: str) -> str:
+    candidate, n = version, 1
+    while (artifacts_dir / candidate).exists():
+        n += 1
+        candidate = f"{version}-{n}"
+    return candidate
+
+
+def train_and_save(
+    dataset: Dataset,
+    artifacts_dir: Path,
+    *,
+    seed: int = 42,
+    target_fpr: float | None = None,
+    version: str | None = None,
+    progress: Progress = _quiet,
+) -> TrainingResult:
+    """Train on ``dataset`` and save a new version that ``LATEST`` points at."""
+    started = time.perf_counter()
+    now = datetime.now(UTC)
+    trained = fit_and_evaluate(dataset, seed=seed, target_fpr=target_fpr, progress=progress)
+    name = version or _unused(artifacts_dir, default_version(dataset, seed, target_fpr, now))
+    manifest = build_manifest(
+        trained.model,
+        dataset.feature_names,
+        trained.X_fit,
+        version=name,
+        created_at=now,
+        source=dataset.source,
+        n_rows=dataset.n_rows,
+        metrics=trained.metrics,
+    )
+    path = save_artifact(trained.model, manifest, artifacts_dir)
+    progress(f"saved model version {name} to {path}")
+    return TrainingResult(
+        version=name, path=path, trained=trained, seconds=time.perf_counter() - started
+    )
+
+
+def train_default_model(artifacts_dir: Path, *, seed: int = 42) -> Path:
+    """Train on the embedded synthetic sensor data; return the new version's directory."""
+    return train_and_save(synthetic_dataset(seed=seed), artifacts_dir, seed=seed).path
