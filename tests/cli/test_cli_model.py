@@ -151,6 +151,7 @@ def test_train_data_errors_are_one_line_with_exit_code_2(
         (["train", "--data", "x.csv", "--features", " , "], "--features is empty"),
         (["evaluate", "--version", "nope"], "no model version 'nope'"),
         (["evaluate"], "no trained model"),
+        (["train", "--target-fpr", "0"], "--target-fpr must be between 0 and 1"),
     ],
 )
 def test_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:

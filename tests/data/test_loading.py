@@ -80,6 +80,7 @@ def _with(column: str, values: object) -> pd.DataFrame:
         (_with("is_anomaly", 2), {}, "must hold only 0"),
         (_with("is_anomaly", np.nan), {}, "label column 'is_anomaly' has 120 missing"),
         (_with("is_anomaly", 0), {}, "marks 0 anomalies"),
+        (_with("is_anomaly", 1), {}, "marks every row anomalous"),
         (_frame(30), {}, "need at least 50 rows, got 30"),
         (_frame()[["is_anomaly"]], {}, "no numeric feature columns"),
     ],

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from anomaly_api.cli.common import user_errors
+from anomaly_api.cli.common import fail, user_errors
 
 
 def generate(
@@ -24,7 +24,10 @@ def generate(
     from anomaly_api.data.synthetic import KIND_COLUMN, generate_sensor_data
 
     with user_errors():
-        frame = generate_sensor_data(rows, seed=seed, anomaly_fraction=anomaly_fraction)
+        try:
+            frame = generate_sensor_data(rows, seed=seed, anomaly_fraction=anomaly_fraction)
+        except ValueError as exc:  # arguments the generator cannot honour
+            fail(str(exc))
         write_table(frame, out)
     counts = frame[KIND_COLUMN].value_counts().to_dict()
     detail = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))

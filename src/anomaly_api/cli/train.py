@@ -54,6 +54,8 @@ def train(
     from anomaly_api.training.evaluation import format_report
     from anomaly_api.training.pipeline import train_and_save
 
+    if target_fpr is not None and not 0.0 < target_fpr < 1.0:
+        fail(f"--target-fpr must be between 0 and 1 (exclusive), got {target_fpr:g}")
     directory = resolve_artifacts_dir(artifacts_dir)
     with user_errors():
         if data is None:

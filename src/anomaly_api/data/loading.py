@@ -157,6 +157,8 @@ def dataset_from_frame(
             f"label column {label!r} marks {int(y.sum())} anomalies; need at least "
             f"{MIN_LABELLED_ANOMALIES} (or drop the column to train without labels)"
         )
+    if y is not None and int(y.sum()) == len(y):
+        raise DataError(f"label column {label!r} marks every row anomalous; need normal rows")
     kinds = None
     if y is not None and KIND_COLUMN in columns and KIND_COLUMN not in names:
         kinds = frame[KIND_COLUMN].astype(str).to_numpy(dtype=np.str_)
