@@ -67,6 +67,12 @@ class Settings(BaseSettings):
         default=1_048_576, ge=1024, description="Largest request body accepted (413 beyond)."
     )
     max_observation_id_length: int = Field(default=128, ge=1)
+    offload_min_rows: int = Field(
+        default=64,
+        ge=1,
+        description="Score batches of at least this many uncached rows in a worker thread "
+        "(smaller ones run on the event loop, where a thread hop would cost more).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

@@ -1,0 +1,142 @@
+"""One error format for the whole API, and the one table mapping errors to status codes.
+
+Every error response is ``{"error": {"code": ..., "message": ..., "details": [...]}}``.
+Service errors come from ``anomaly_api.service.errors``; the transport errors below are
+raised while the request body is read and parsed::
+
+    RequestBodyError
+    ├── PayloadTooLargeError       body above Settings.max_body_bytes
+    ├── UnsupportedMediaTypeError  Content-Type is not JSON
+    ├── MalformedJSONError         not valid JSON (NaN and Infinity are not JSON)
+    └── SchemaValidationError      valid JSON of the wrong shape or types
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from anomaly_api.service.errors import (
+    BatchSizeError,
+    InvalidFeaturesError,
+    InvalidInputError,
+    ModelNotReadyError,
+    ObservationIdError,
+    ServiceError,
+)
+
+__all__ = [
+    "ERROR_TABLE",
+    "MalformedJSONError",
+    "PayloadTooLargeError",
+    "RequestBodyError",
+    "SchemaValidationError",
+    "UnsupportedMediaTypeError",
+    "error_response",
+    "install_error_handlers",
+]
+
+_log = logging.getLogger(__name__)
+
+
+class RequestBodyError(ServiceError):
+    """The request body cannot be read or parsed."""
+
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class PayloadTooLargeError(RequestBodyError):
+    """The body is larger than the configured limit."""
+
+
+class UnsupportedMediaTypeError(RequestBodyError):
+    """The body is not declared as JSON."""
+
+
+class MalformedJSONError(RequestBodyError):
+    """The body is not valid JSON."""
+
+
+class SchemaValidationError(RequestBodyError):
+    """The body is JSON but does not match the request schema."""
+
+
+ERROR_TABLE: dict[type[ServiceError], tuple[int, str]] = {
+    PayloadTooLargeError: (413, "payload_too_large"),
+    UnsupportedMediaTypeError: (415, "unsupported_media_type"),
+    MalformedJSONError: (400, "invalid_json"),
+    SchemaValidationError: (422, "invalid_request"),
+    InvalidFeaturesError: (422, "invalid_features"),
+    BatchSizeError: (422, "invalid_batch_size"),
+    ObservationIdError: (422, "invalid_observation_id"),
+    InvalidInputError: (422, "invalid_input"),
+    ModelNotReadyError: (503, "model_not_ready"),
+    ServiceError: (400, "bad_request"),
+}
+"""Status and error code of each error class; subclasses not listed use their parent's."""
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+def status_of(exc: ServiceError) -> tuple[int, str]:
+    """The table entry of ``exc``'s class or of its nearest listed ancestor."""
+    for cls in type(exc).__mro__:
+        if cls in ERROR_TABLE:
+            return ERROR_TABLE[cls]
+    return ERROR_TABLE[ServiceError]
+
+
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """A response in the API's error format."""
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    status_code, code = status_of(exc)
+    details = exc.details if isinstance(exc, RequestBodyError) else None
+    return error_response(status_code, code, exc.message, details)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = [
+        {"loc": [str(part) for part in error.get("loc", ())], "msg": str(error.get("msg", ""))}
+        for error in exc.errors()
+    ]
+    message = "; ".join(f"{'.'.join(d['loc'])}: {d['msg']}" for d in details[:3])
+    return error_response(422, "invalid_request", message or "invalid request", details)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    _log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "internal server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every error to the API's error format; nothing reaches the client as a trace."""
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)

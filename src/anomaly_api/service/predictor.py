@@ -1,0 +1,170 @@
+"""Predictor: feature rows -> float64 matrix -> cache or ensemble -> ``Prediction`` per row.
+
+The request path of every prediction, free of HTTP. One call handles a whole batch:
+one cache round trip for all rows, one vectorised model call for the rows the cache did
+not have, one cache write for the fresh answers.
+
+Where scoring runs is a deliberate choice (``offload_min_rows``): a few rows are scored
+inline on the event loop, since a thread hop costs more than the arithmetic; larger
+batches go to a worker thread so they do not stall other requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import anyio.to_thread
+import numpy as np
+from numpy.typing import NDArray
+
+from anomaly_api.artifacts import Artifact, ArtifactError
+from anomaly_api.detection import AnomalyEnsemble
+from anomaly_api.service.cache import PredictionCache, prediction_keys
+from anomaly_api.service.errors import InvalidFeaturesError
+from anomaly_api.service.prediction import Prediction, PredictionCodec
+from anomaly_api.service.scoring import Scorer
+
+__all__ = ["FeatureRow", "Predictor"]
+
+FeatureRow = Sequence[float] | Mapping[str, float]
+"""Feature values in the model's order, or keyed by feature name."""
+
+
+class Predictor:
+    """Serves one loaded model version; safe to share between concurrent requests."""
+
+    def __init__(
+        self,
+        artifact: Artifact,
+        *,
+        scorer: Scorer,
+        cache: PredictionCache,
+        cache_prefix: str,
+        offload_min_rows: int,
+    ) -> None:
+        manifest = artifact.manifest
+        self.model: AnomalyEnsemble = artifact.model
+        self.manifest = manifest
+        self.version = manifest.version
+        self.feature_names: tuple[str, ...] = tuple(manifest.feature_names)
+        self.detector_names: tuple[str, ...] = tuple(d.name for d in manifest.detectors)
+        self.thresholds: tuple[float, ...] = tuple(float(t) for t in self.model.offsets_)
+        if len(self.thresholds) != len(self.detector_names) or not np.allclose(
+            self.thresholds, [d.threshold for d in manifest.detectors], rtol=0.0, atol=1e-12
+        ):
+            raise ArtifactError(
+                f"model {self.version!r}: the manifest's detector thresholds do not match the model"
+            )
+        self._scorer = scorer
+        self._cache = cache
+        self._cache_prefix = cache_prefix
+        self._offload_min_rows = offload_min_rows
+        self._codec = PredictionCodec(len(self.detector_names))
+        self._positions = {name: i for i, name in enumerate(self.feature_names)}
+
+    @property
+    def n_features(self) -> int:
+        """How many features each row must have."""
+        return len(self.feature_names)
+
+    def to_matrix(
+        self, rows: Sequence[FeatureRow], *, label_rows: bool = False
+    ) -> NDArray[np.float64]:
+        """Rows as a C-contiguous float64 matrix in the model's feature order.
+
+        Raises ``InvalidFeaturesError`` for a wrong feature count or unknown/missing
+        feature names; with ``label_rows`` its message names the row (``observations[3]``).
+        """
+        ordered: list[Sequence[float]] = []
+        for index, row in enumerate(rows):
+            try:
+                ordered.append(self._ordered(row))
+            except InvalidFeaturesError as exc:
+                if not label_rows:
+                    raise
+                raise InvalidFeaturesError(f"observations[{index}]: {exc.message}") from None
+        return np.array(ordered, dtype=np.float64)
+
+    def _ordered(self, row: FeatureRow) -> Sequence[float]:
+        if isinstance(row, Mapping):
+            unknown = [name for name in row if name not in self._positions]
+            if unknown:
+                raise InvalidFeaturesError(
+                    f"unknown feature names {unknown}; expected {list(self.feature_names)}"
+                )
+            missing = [name for name in self.feature_names if name not in row]
+            if missing:
+                raise InvalidFeaturesError(f"missing feature names {missing}")
+            return [row[name] for name in self.feature_names]
+        if len(row) != self.n_features:
+            raise InvalidFeaturesError(f"expected {self.n_features} features, got {len(row)}")
+        return row
+
+    async def predict(
+        self, rows: Sequence[FeatureRow], *, label_rows: bool = False
+    ) -> list[Prediction]:
+        """Predictions for ``rows``, in order, from the cache where it has them."""
+        X = self.to_matrix(rows, label_rows=label_rows)
+        keys = prediction_keys(self._cache_prefix, self.version, X)
+        found = await self._cache.get_many(keys)
+        results: list[Prediction | None] = [
+            None if blob is None else self._codec.decode(blob) for blob in found
+        ]
+        missing = [i for i, result in enumerate(results) if result is None]
+        if missing:
+            todo = X if len(missing) == len(results) else X[missing]
+            fresh = await self._score(todo)
+            for i, prediction in zip(missing, fresh, strict=True):
+                results[i] = prediction
+            await self._cache.set_many(
+                {keys[i]: self._codec.encode(p) for i, p in zip(missing, fresh, strict=True)}
+            )
+        return [result for result in results if result is not None]
+
+    async def _score(self, X: NDArray[np.float64]) -> list[Prediction]:
+        if X.shape[0] >= self._offload_min_rows:
+            return await anyio.to_thread.run_sync(self.score, X)
+        return self.score(X)
+
+    def score(self, X: NDArray[np.float64]) -> list[Prediction]:
+        """Score a float64 matrix with the model, bypassing the cache (blocking).
+
+        Extreme but finite readings (say 1e308) overflow the detectors' distances; those
+        are not errors but very abnormal rows, so numpy's overflow warnings are silenced
+        here and infinite scores are clamped to the largest double (JSON has no infinity).
+        """
+        try:
+            with np.errstate(all="ignore"):
+                out = self.model.combine(self._scorer.detector_scores(X))
+        except ArithmeticError as exc:
+            raise InvalidFeaturesError(_TOO_EXTREME) from exc
+        if np.isnan(out.scores).any() or np.isnan(out.anomaly_score).any():
+            raise InvalidFeaturesError(_TOO_EXTREME)
+        return [
+            Prediction(
+                is_anomaly=flag,
+                anomaly_score=value,
+                confidence=confidence,
+                scores=tuple(row_scores),
+                votes=tuple(row_votes),
+            )
+            for flag, value, confidence, row_scores, row_votes in zip(
+                out.is_anomaly.tolist(),
+                _clamped(out.anomaly_score).tolist(),
+                out.confidence.tolist(),
+                _clamped(out.scores).tolist(),
+                out.votes.tolist(),
+                strict=True,
+            )
+        ]
+
+
+_MAX_DOUBLE = float(np.finfo(np.float64).max)
+_TOO_EXTREME = "feature values are too extreme to be scored"
+
+
+def _clamped(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``values`` with ±inf replaced by ±the largest double."""
+    if np.isfinite(values).all():
+        return values
+    return np.clip(values, -_MAX_DOUBLE, _MAX_DOUBLE)

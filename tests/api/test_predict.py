@@ -1,0 +1,151 @@
+"""POST /predict and /predict/batch: the seed's bodies, both feature forms, batches."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from anomaly_api.config import Settings
+from api_testing import ANOMALOUS, NORMAL, open_app
+
+DETECTORS = {"isolation_forest", "local_outlier_factor", "zscore"}
+PREDICTION_FIELDS = {
+    "observation_id",
+    "is_anomaly",
+    "anomaly_score",
+    "confidence",
+    "model_version",
+    "inference_ms",
+    "detectors",
+    "cached",
+}
+
+
+def assert_consistent(prediction: dict[str, object]) -> None:
+    """The fields agree with each other as the score definition says."""
+    assert set(prediction) == PREDICTION_FIELDS
+    detectors = prediction["detectors"]
+    assert isinstance(detectors, dict)
+    assert set(detectors) == DETECTORS
+    for verdict in detectors.values():
+        assert set(verdict) == {"score", "threshold", "vote"}
+        assert verdict["vote"] == (verdict["score"] < verdict["threshold"])
+    votes = sum(verdict["vote"] for verdict in detectors.values())
+    assert prediction["is_anomaly"] == (votes >= 2)
+    assert prediction["is_anomaly"] == (prediction["anomaly_score"] > 0)  # type: ignore[operator]
+    assert 0.5 <= prediction["confidence"] <= 1.0  # type: ignore[operator]
+    assert prediction["inference_ms"] >= 0  # type: ignore[operator]
+
+
+async def test_seed_normal_body(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/predict", json={"features": NORMAL, "observation_id": "sensor_42_t1234"}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert_consistent(body)
+    assert body["observation_id"] == "sensor_42_t1234"
+    assert body["model_version"] == "tiny-1"
+    assert body["is_anomaly"] is False
+    assert body["cached"] is False
+
+
+async def test_seed_anomalous_body(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/predict", json={"features": ANOMALOUS, "observation_id": "sensor_42_t1234"}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert_consistent(body)
+    assert body["is_anomaly"] is True
+    assert body["anomaly_score"] > 0
+    assert body["confidence"] > 0.9
+
+
+async def test_observation_id_is_generated_when_absent(client: httpx.AsyncClient) -> None:
+    first = (await client.post("/predict", json={"features": NORMAL})).json()
+    second = (await client.post("/predict", json={"features": NORMAL})).json()
+    assert len(first["observation_id"]) == 32
+    int(first["observation_id"], 16)  # uuid4 hex
+    assert first["observation_id"] != second["observation_id"]
+
+
+async def test_integers_are_numbers(client: httpx.AsyncClient) -> None:
+    as_ints = await client.post("/predict", json={"features": [0, 1, 0, 1, 1, 0, 0, 1]})
+    as_floats = await client.post(
+        "/predict", json={"features": [0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0]}
+    )
+    assert as_ints.status_code == 200, as_ints.text
+    assert as_ints.json()["anomaly_score"] == as_floats.json()["anomaly_score"]
+
+
+async def test_features_keyed_by_name_match_the_array_form(client: httpx.AsyncClient) -> None:
+    named = {f"f{i}": value for i, value in enumerate(ANOMALOUS)}
+    shuffled = dict(reversed(list(named.items())))
+    by_array = (await client.post("/predict", json={"features": ANOMALOUS})).json()
+    by_name = (await client.post("/predict", json={"features": shuffled})).json()
+    for field in ("is_anomaly", "anomaly_score", "confidence", "detectors"):
+        assert by_name[field] == by_array[field]
+
+
+async def test_batch_of_the_seed_bodies(client: httpx.AsyncClient) -> None:
+    observations = [
+        {"features": NORMAL, "observation_id": "a"},
+        {"features": ANOMALOUS, "observation_id": "b"},
+        {"features": {f"f{i}": v for i, v in enumerate(NORMAL)}},
+    ]
+    response = await client.post("/predict/batch", json={"observations": observations})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"predictions", "n_anomalies", "model_version", "inference_ms"}
+    predictions = body["predictions"]
+    assert [p["observation_id"] for p in predictions[:2]] == ["a", "b"]
+    assert [p["is_anomaly"] for p in predictions] == [False, True, False]
+    assert body["n_anomalies"] == 1
+    assert body["model_version"] == "tiny-1"
+    for prediction in predictions:
+        assert_consistent(prediction)
+
+
+async def test_batch_answers_equal_single_answers(client: httpx.AsyncClient) -> None:
+    rows = [[float(i % 5) - 2.0 + 0.1 * j for j in range(8)] for i in range(20)]
+    batch = await client.post(
+        "/predict/batch", json={"observations": [{"features": r} for r in rows]}
+    )
+    singles = [(await client.post("/predict", json={"features": r})).json() for r in rows[:5]]
+    for single, item in zip(singles, batch.json()["predictions"], strict=False):
+        assert single["anomaly_score"] == item["anomaly_score"]
+        assert single["detectors"] == item["detectors"]
+
+
+class CountingScorer:
+    """Wraps the real scorer and records the size of every model call."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.calls: list[int] = []
+
+    def detector_scores(self, X):  # type: ignore[no-untyped-def]
+        self.calls.append(X.shape[0])
+        return self.inner.detector_scores(X)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("offload_min_rows", [1, 10_000])
+async def test_batch_is_one_vectorised_model_call(
+    settings: Settings, offload_min_rows: int
+) -> None:
+    """Inline or in a worker thread, a batch is scored once; cached rows are not rescored."""
+    settings = settings.model_copy(update={"offload_min_rows": offload_min_rows})
+    async with open_app(settings) as (http, runtime):
+        rows = [[0.01 * i + j for j in range(8)] for i in range(300)]
+        await http.post("/predict", json={"features": rows[0]})
+        predictor = runtime.require_predictor()
+        counter = CountingScorer(predictor._scorer)
+        predictor._scorer = counter  # type: ignore[assignment]
+        response = await http.post(
+            "/predict/batch", json={"observations": [{"features": r} for r in rows]}
+        )
+        assert response.status_code == 200, response.text
+        assert counter.calls == [299]  # row 0 came from the cache
+        cached = [p["cached"] for p in response.json()["predictions"]]
+        assert cached == [True] + [False] * 299

@@ -1,0 +1,85 @@
+"""Helpers for tests that call the HTTP API in-process: apps over temporary artifact dirs.
+
+Requests go through httpx over ASGI with the lifespan running (asgi-lifespan), so the
+model is loaded exactly as in production. ``raise_app_exceptions`` stays on: an error
+that escapes to the catch-all 500 handler fails the test that caused it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+from asgi_lifespan import LifespanManager
+
+from anomaly_api.api.app import create_app
+from anomaly_api.config import Settings
+from anomaly_api.service.runtime import ServiceRuntime
+
+
+def _load_root_conftest() -> ModuleType:
+    """``tests/conftest.py`` by path: the name ``conftest`` is ambiguous once a sub-package
+    has its own conftest, so ``from conftest import ...`` may find the wrong one."""
+    path = Path(__file__).with_name("conftest.py")
+    spec = importlib.util.spec_from_file_location("anomaly_tests_root_conftest", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+fit_tiny_artifact = _load_root_conftest().fit_tiny_artifact
+"""``tests/conftest.py``'s tiny-model fitter: ``fit_tiny_artifact(root, version, seed)``."""
+
+NORMAL = [0.5, 1.2, -0.3, 0.8, 1.5, 0.2, -0.1, 0.9]
+ANOMALOUS = [8.1, -5.3, 7.2, 9.0, -8.4, 6.1, 8.8, -7.2]
+
+
+def make_settings(artifacts_dir: Path, **overrides: Any) -> Settings:
+    """Settings for a test app: the in-process cache unless a Redis URL is given."""
+    values: dict[str, Any] = {"artifacts_dir": artifacts_dir, "redis_url": None, **overrides}
+    return Settings(**values)
+
+
+@asynccontextmanager
+async def open_app(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, ServiceRuntime]]:
+    """A client of a freshly built app, and its runtime (for white-box checks)."""
+    app = create_app(settings)
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver"
+        ) as client,
+    ):
+        yield client, manager._state["runtime"]
+
+
+@asynccontextmanager
+async def serve_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a freshly built app whose lifespan runs around the block."""
+    async with open_app(settings) as (client, _):
+        yield client
+
+
+def assert_error(response: httpx.Response, status: int, code: str, fragment: str = "") -> None:
+    """The response is an error in the API's one format, with this status and code."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code, body
+    assert fragment in body["error"]["message"], body
+
+
+def fit_two_versions(root: Path) -> Path:
+    """``root`` holding two differently trained tiny models, ``tiny-1`` and ``tiny-2``."""
+    fit_tiny_artifact(root, version="tiny-1", seed=0)
+    fit_tiny_artifact(root, version="tiny-2", seed=1)
+    return root
