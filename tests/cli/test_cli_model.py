@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +190,21 @@ def test_evaluate_refuses_data_without_the_model_features(
     code, _, err = invoke("evaluate", "--artifacts-dir", default_artifacts_dir, "--data", other)
     assert code == 2
     assert "feature column 'rpm' not found" in err
+
+
+def test_installed_command_exits_2_without_traceback(tmp_path: Path) -> None:
+    """The real console script, in its own process, as a user runs it."""
+    script = Path(sys.executable).with_name("anomaly-api")
+    bad = _bad_csv(tmp_path, "name", "x")
+    completed = subprocess.run(
+        [str(script), "train", "--data", str(bad), "--artifacts-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines()[-1] == (
+        "error: column 'name' is not numeric (str); choose numeric columns with --features"
+    )
+    assert "Traceback" not in completed.stderr
