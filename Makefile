@@ -33,3 +33,12 @@ test: lint typecheck unit
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+## Benchmark (~5 min, loopback only): /predict vs a bare endpoint and plain scikit-learn,
+## batches, cache, model scoring, RSS, start time. Writes bench/results/latest.json.
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+## The benchmark's quick pass (numbers meaningless); CI runs it via tests/bench.
+bench-smoke: $(STAMP)
+	$(BIN)/python -m bench --smoke

@@ -1,0 +1,254 @@
+"""``python -m bench [--smoke] [--out FILE]``: the whole benchmark in one run.
+
+Starts each server in turn (never two at once) on loopback with one uvicorn worker,
+drives it with wrk or a keep-alive client for a bounded time, stops it, and writes
+one JSON file plus a printed table. Full run: about five minutes; ``--smoke``: under a
+minute, same keys, numbers meaningless (CI runs it so the suite cannot rot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from bench.inprocess import batch_split, model_scoring
+from bench.load import post_many, run_wrk
+from bench.report import CONNECTIONS, ratios, table, targets
+from bench.servers import ROOT, Server, redis_server, uvicorn_server
+
+N_TRAIN = 10_000
+N_FEATURES = 8
+BATCH_ROWS = 1000
+SERVICE_APP = "anomaly_api.api.app:create_app"
+BARE_APP = "bench.bare_app:app"
+
+
+def prepare_artifact(artifacts_dir: Path) -> None:
+    """Fit the default-size ensemble (100 trees, k=20) on 10,000 correlated readings."""
+    from anomaly_api.artifacts import build_manifest, save_artifact, set_latest
+    from anomaly_api.detection import AnomalyEnsemble
+
+    rng = np.random.default_rng(0)
+    mixing = rng.normal(size=(N_FEATURES, N_FEATURES)) / np.sqrt(N_FEATURES)
+    X = rng.normal(size=(N_TRAIN, N_FEATURES)) @ mixing
+    model = AnomalyEnsemble().fit(X)
+    names = [f"sensor_{i}" for i in range(N_FEATURES)]
+    manifest = build_manifest(
+        model, names, X, version="bench-1", created_at=datetime.now(UTC),
+        source="bench: correlated gaussian seed=0", n_rows=N_TRAIN,
+    )  # fmt: skip
+    save_artifact(model, manifest, artifacts_dir)
+    set_latest(artifacts_dir, "bench-1")
+
+
+def batch_bodies(count: int) -> list[bytes]:
+    """``count`` distinct 1,000-row batch bodies (distinct rows, so the cache misses)."""
+    base = np.random.default_rng(1).normal(size=(BATCH_ROWS, N_FEATURES))
+    return [
+        orjson.dumps(
+            {"observations": [{"features": row} for row in np.round(base + i * 1e-6, 6).tolist()]}
+        )
+        for i in range(count)
+    ]
+
+
+def service_env(artifacts_dir: Path, backend: str, redis_url: str | None = None) -> dict[str, str]:
+    """Environment of the service under test."""
+    env = {
+        "ANOMALY_ARTIFACTS_DIR": str(artifacts_dir),
+        "ANOMALY_INFERENCE_BACKEND": backend,
+        "ANOMALY_LOG_LEVEL": "WARNING",
+    }
+    if redis_url is not None:
+        env["ANOMALY_REDIS_URL"] = redis_url
+    return env
+
+
+def server_facts(server: Server, more_starts: list[float]) -> dict[str, Any]:
+    """Start-up cost and memory of one server (start time: median over all its starts)."""
+    starts = [server.start_to_ready_s, *more_starts]
+    return {
+        "start_to_ready_s": statistics.median(starts),
+        "start_to_ready_all_s": starts,
+        "rss_ready_mb": server.rss_ready_mb,
+        "rss_after_load_mb": server.rss_mb(),
+    }
+
+
+def start_times(env: dict[str, str], count: int) -> list[float]:
+    """Start-to-ready time of ``count`` fresh starts of the service."""
+    times = []
+    for _ in range(count):
+        with service_server("restart", env) as server:
+            times.append(server.start_to_ready_s)
+    return times
+
+
+def service_server(name: str, env: dict[str, str]) -> AbstractContextManager[Server]:
+    """The service, built by its app factory, under uvicorn with one worker."""
+    return uvicorn_server(name, SERVICE_APP, env, factory=True, ready_path="/health/ready")
+
+
+class Run:
+    """One benchmark run: its budgets, its model and the results gathered so far."""
+
+    def __init__(self, smoke: bool, workdir: Path) -> None:
+        self.smoke = smoke
+        self.workdir = workdir
+        self.duration = 1.0 if smoke else 10.0  # each wrk run at 1/16/64 connections
+        self.short = 1.0 if smoke else 5.0  # each cache hit/miss run
+        self.restarts = 0 if smoke else 2  # extra starts for the start-time median
+        self.artifacts_dir = workdir / "artifacts"
+        self.bodies = batch_bodies(5 if smoke else 300)
+        self.results: dict[str, Any] = {"http_predict": {}, "cache": {}, "servers": {}}
+
+    def wrk(self, server: Server, connections: int, duration: float, *, unique: bool) -> Any:
+        """One wrk run against ``/predict``, as a dict."""
+        result = run_wrk(
+            server.port, "/predict", connections, duration, unique=unique, workdir=self.workdir
+        )
+        return result.as_dict()
+
+    def in_process(self) -> None:
+        """Model scoring alone and the batch split, without HTTP."""
+        from anomaly_api.artifacts import load_artifact
+        from anomaly_api.detection.fast import compile_scorer
+
+        prepare_artifact(self.artifacts_dir)
+        model = load_artifact(self.artifacts_dir).model
+        scorer = compile_scorer(model)
+        probe = np.random.default_rng(2).normal(size=(BATCH_ROWS, N_FEATURES))
+        self.results["model_scoring"] = model_scoring(model, scorer, probe, smoke=self.smoke)
+        split = batch_split(self.bodies[0], model, scorer, smoke=self.smoke)
+        self.results["batch"] = {"split": split}
+
+    def bare(self) -> None:
+        """The ceiling: the bare endpoint at 1/16/64 connections."""
+        with uvicorn_server("bare", BARE_APP, {}, factory=False, ready_path="/health/ready") as s:
+            self.results["http_predict"]["bare"] = {
+                str(c): self.wrk(s, c, self.duration, unique=True) for c in CONNECTIONS
+            }
+            self.results["servers"]["bare"] = server_facts(s, [])
+
+    def service(self, backend: str) -> None:
+        """The service on ``backend``: /predict at 1/16/64 connections, batches, cache."""
+        env = service_env(self.artifacts_dir, backend)
+        with service_server(backend, env) as s:
+            self.results["http_predict"][backend] = {
+                str(c): self.wrk(s, c, self.duration, unique=True) for c in CONNECTIONS
+            }
+            count = len(self.bodies) if backend == "fast" else max(2, len(self.bodies) // 5)
+            self.results["batch"][backend] = post_many(
+                s.port, "/predict/batch", self.bodies[:count]
+            )
+            if backend == "fast":
+                self.results["cache"]["in-process"] = self.cache_runs(s)
+            facts = server_facts(s, [])
+        more = start_times(env, self.restarts)
+        starts = [*facts["start_to_ready_all_s"], *more]
+        facts.update(start_to_ready_s=statistics.median(starts), start_to_ready_all_s=starts)
+        self.results["servers"][backend] = facts
+
+    def cache_runs(self, server: Server) -> dict[str, Any]:
+        """Latency of /predict at one connection when every request misses, or hits."""
+        return {
+            kind: self.wrk(server, 1, self.short, unique=kind == "miss") for kind in ("miss", "hit")
+        }
+
+    def redis(self) -> None:
+        """Cache hit and miss with a throwaway Redis as the cache."""
+        with (
+            redis_server() as url,
+            service_server("redis", service_env(self.artifacts_dir, "fast", url)) as s,
+        ):
+            self.results["cache"]["redis"] = self.cache_runs(s)
+            self.results["servers"]["fast+redis"] = server_facts(s, [])
+
+    def numba_cache(self) -> None:
+        """Start time when numba's compiled code is cached (a writable NUMBA_CACHE_DIR)."""
+        env = service_env(self.artifacts_dir, "fast")
+        cache_dir = self.workdir / "numba-cache"
+        cache_dir.mkdir()
+        env["NUMBA_CACHE_DIR"] = str(cache_dir)
+        start_times(env, 1)  # fills the cache
+        with service_server("warm", env) as s:
+            facts = server_facts(s, [])
+        more = start_times(env, self.restarts)
+        starts = [*facts["start_to_ready_all_s"], *more]
+        facts.update(start_to_ready_s=statistics.median(starts), start_to_ready_all_s=starts)
+        self.results["servers"]["fast, numba cache warm"] = facts
+
+    def all(self) -> dict[str, Any]:
+        """Every measurement, one server at a time, then ratios and targets."""
+        self.in_process()
+        self.bare()
+        self.service("fast")
+        self.service("sklearn")
+        self.redis()
+        self.numba_cache()
+        self.results["ratios"] = ratios(self.results)
+        self.results["targets"] = targets(self.results)
+        return self.results
+
+
+def metadata(smoke: bool) -> dict[str, Any]:
+    """Where and when: the numbers only mean something next to the machine's load."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    return {
+        "mode": "smoke" if smoke else "full",
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": commit,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_average_before": os.getloadavg(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print the table, write the JSON."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="quick pass; numbers meaningless")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="JSON file (default: bench/results/latest.json; smoke: in the temp dir)",
+    )
+    args = parser.parse_args(argv)
+    default = (
+        Path(tempfile.gettempdir()) / "anomaly-bench-smoke.json"
+        if args.smoke
+        else ROOT / "bench" / "results" / "latest.json"
+    )
+    out: Path = args.out or default
+    meta = metadata(args.smoke)
+    with tempfile.TemporaryDirectory(prefix="anomaly-bench-") as tmp:
+        results = Run(args.smoke, Path(tmp)).all()
+    meta["load_average_after"] = os.getloadavg()
+    results = {"meta": meta, **results}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
+    print(table(results))
+    print(
+        f"\nload average before {meta['load_average_before']}, after {meta['load_average_after']}"
+    )
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
