@@ -41,9 +41,11 @@ class Settings(BaseSettings):
         default="warn",
         description="What to do when the artifact was trained with another scikit-learn version.",
     )
-    inference_backend: Literal["fast", "sklearn"] = Field(
+    inference_backend: Literal["fast", "numpy", "sklearn"] = Field(
         default="fast",
-        description="`fast`: compiled exact path; `sklearn`: plain scikit-learn (the reference).",
+        description="`fast`: exact fast path with a numba-compiled loop; `numpy`: the same "
+        "path without a JIT (~110 MB less memory, ~1 s faster start, slower per row); "
+        "`sklearn`: plain scikit-learn (the reference).",
     )
     redis_url: str | None = Field(
         default=None,

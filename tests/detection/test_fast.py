@@ -11,7 +11,7 @@ from sklearn.ensemble import IsolationForest
 
 from anomaly_api.artifacts import load_artifact
 from anomaly_api.detection import AnomalyEnsemble
-from anomaly_api.detection.fast import FastScorer, compile_scorer
+from anomaly_api.detection.fast import FastScorer, Kernel, compile_scorer
 from anomaly_api.detection.fast.forest import FlatForest
 from anomaly_api.detection.fast.kernel import pairwise_sum, score_rows
 
@@ -56,6 +56,13 @@ def edge_cases(X_train: NDArray[np.float64], forest: FlatForest, seed: int) -> N
     )
 
 
+@pytest.fixture(params=["numba", "numpy"])
+def kernel(request: pytest.FixtureRequest) -> Kernel:
+    """Both ways of finishing a batch must be exact."""
+    value: Kernel = request.param
+    return value
+
+
 @pytest.fixture(scope="module")
 def default_size() -> tuple[AnomalyEnsemble, NDArray[np.float64]]:
     """The default ensemble's size (100 trees, k=20) on 4,000 rows with duplicated points."""
@@ -67,10 +74,11 @@ def default_size() -> tuple[AnomalyEnsemble, NDArray[np.float64]]:
 
 
 def test_default_size_model_is_reproduced_exactly(
+    kernel: Kernel,
     default_size: tuple[AnomalyEnsemble, NDArray[np.float64]],
 ) -> None:
     model, X_train = default_size
-    scorer = compile_scorer(model)
+    scorer = compile_scorer(model, kernel)
     X = edge_cases(X_train, scorer.forest_, seed=1)
     assert_same_as_reference(model, scorer, X)
     assert model.combine(scorer.detector_scores(X)).is_anomaly.any()  # outliers are found
@@ -78,17 +86,19 @@ def test_default_size_model_is_reproduced_exactly(
 
 @pytest.mark.parametrize("n_rows", [1, 2, 100, 1000])
 def test_batch_sizes_match(
-    default_size: tuple[AnomalyEnsemble, NDArray[np.float64]], n_rows: int
+    kernel: Kernel, default_size: tuple[AnomalyEnsemble, NDArray[np.float64]], n_rows: int
 ) -> None:
     model, _ = default_size
-    scorer = compile_scorer(model)
+    scorer = compile_scorer(model, kernel)
     X = np.random.default_rng(n_rows).normal(scale=2.0, size=(n_rows, 8))
     assert_same_as_reference(model, scorer, X)
 
 
-def test_single_rows_match_batch(default_size: tuple[AnomalyEnsemble, NDArray[np.float64]]) -> None:
+def test_single_rows_match_batch(
+    kernel: Kernel, default_size: tuple[AnomalyEnsemble, NDArray[np.float64]]
+) -> None:
     model, X_train = default_size
-    scorer = compile_scorer(model)
+    scorer = compile_scorer(model, kernel)
     X = np.vstack([X_train[:5], X_train[:5] + 10.0])
     one_by_one = np.vstack([scorer.detector_scores(X[i : i + 1]) for i in range(len(X))])
     np.testing.assert_array_equal(one_by_one, scorer.detector_scores(X))
@@ -96,32 +106,35 @@ def test_single_rows_match_batch(default_size: tuple[AnomalyEnsemble, NDArray[np
 
 
 def test_duplicate_training_points_hit_the_lrd_epsilon(
+    kernel: Kernel,
     default_size: tuple[AnomalyEnsemble, NDArray[np.float64]],
 ) -> None:
     model, X_train = default_size
-    scorer = compile_scorer(model)
+    scorer = compile_scorer(model, kernel)
     X = X_train[[0, 15, 29, 30, 100, 105]]
     assert_same_as_reference(model, scorer, X)
     # 31 identical points: every reachability distance is 0 and the LOF ratio is 1.
     np.testing.assert_allclose(scorer.detector_scores(X[:1])[0, 1], -1.0)
 
 
-def test_tiny_artifact_from_disk(tiny_artifacts_dir: Path) -> None:
+def test_tiny_artifact_from_disk(kernel: Kernel, tiny_artifacts_dir: Path) -> None:
     model = load_artifact(tiny_artifacts_dir, "tiny-1").model
-    scorer = compile_scorer(model)
+    scorer = compile_scorer(model, kernel)
     rng = np.random.default_rng(11)
     X = np.vstack([rng.normal(size=(2000, 8)), rng.normal(scale=8.0, size=(200, 8))])
     assert_same_as_reference(model, scorer, X)
 
 
-def test_wide_data_uses_scikit_learns_own_neighbour_search() -> None:
+def test_wide_data_uses_scikit_learns_own_neighbour_search(
+    kernel: Kernel,
+) -> None:
     # More than 15 features: LocalOutlierFactor picks brute force, whose distances the
     # fast path takes from the estimator itself to stay identical.
     rng = np.random.default_rng(2)
     X_train = rng.normal(size=(600, 20))
     model = AnomalyEnsemble(n_estimators=20, n_neighbors=10).fit(X_train)
     assert model.local_outlier_factor_._fit_method == "brute"
-    scorer = compile_scorer(model)
+    scorer = compile_scorer(model, kernel)
     X = np.vstack([X_train[:100], rng.normal(scale=3.0, size=(400, 20))])
     assert_same_as_reference(model, scorer, X)
 
@@ -144,10 +157,11 @@ def test_forest_with_feature_subsampling_maps_columns_back() -> None:
 
 
 def test_non_contiguous_and_list_input(
+    kernel: Kernel,
     default_size: tuple[AnomalyEnsemble, NDArray[np.float64]],
 ) -> None:
     model, X_train = default_size
-    scorer = compile_scorer(model)
+    scorer = compile_scorer(model, kernel)
     fortran = np.asfortranarray(X_train[:50] * 1.5)
     expected = model.detector_scores(fortran)
     np.testing.assert_allclose(scorer.detector_scores(fortran), expected, rtol=0, atol=TOLERANCE)
@@ -166,18 +180,21 @@ def test_non_contiguous_and_list_input(
     ],
 )
 def test_bad_input_is_refused(
-    default_size: tuple[AnomalyEnsemble, NDArray[np.float64]], bad: NDArray[np.float64]
+    kernel: Kernel,
+    default_size: tuple[AnomalyEnsemble, NDArray[np.float64]],
+    bad: NDArray[np.float64],
 ) -> None:
-    scorer = compile_scorer(default_size[0])
+    scorer = compile_scorer(default_size[0], kernel)
     with pytest.raises(ValueError, match=r"expected shape|NaN"):
         scorer.detector_scores(bad)
 
 
 def test_scorer_keeps_the_ensembles_decision_rule(
+    kernel: Kernel,
     default_size: tuple[AnomalyEnsemble, NDArray[np.float64]],
 ) -> None:
     model, _ = default_size
-    scorer = compile_scorer(model)
+    scorer = compile_scorer(model, kernel)
     X = np.array([[0.0] * 8, [9.0, -9.0] * 4])
     explained = scorer.explain(X)
     np.testing.assert_array_equal(explained.is_anomaly, model.explain(X).is_anomaly)

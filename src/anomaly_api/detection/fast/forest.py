@@ -51,6 +51,8 @@ class FlatForest:
         ``depth + c(n_node_samples) - 1`` (meaningful at leaves only).
     denominator : float
         ``n_trees * c(max_samples)``; ``score_samples = -(2 ** -(sum / denominator))``.
+    max_depth : int
+        Edges on the longest root-to-leaf path of any tree.
     """
 
     roots: NDArray[np.int64]
@@ -60,12 +62,13 @@ class FlatForest:
     right: NDArray[np.int64]
     leaf_value: NDArray[np.float64]
     denominator: float
+    max_depth: int
 
     @classmethod
     def from_isolation_forest(cls, forest: IsolationForest) -> FlatForest:
         """Copy the fitted trees' arrays; the forest itself is not kept."""
         roots, features, thresholds, lefts, rights, values = [], [], [], [], [], []
-        offset = 0
+        offset = max_depth = 0
         for estimator, columns in zip(forest.estimators_, forest.estimators_features_, strict=True):
             tree = estimator.tree_
             is_leaf = tree.children_left == LEAF
@@ -75,7 +78,8 @@ class FlatForest:
             thresholds.append(tree.threshold)
             lefts.append(np.where(is_leaf, LEAF, tree.children_left + offset))
             rights.append(np.where(is_leaf, LEAF, tree.children_right + offset))
-            depths = tree.compute_node_depths()
+            depths = tree.compute_node_depths()  # the root has depth 1
+            max_depth = max(max_depth, int(depths.max()) - 1)
             values.append(depths + average_path_length(tree.n_node_samples) - 1.0)
             offset += tree.node_count
         c_max = float(average_path_length(np.array([forest.max_samples_]))[0])
@@ -87,4 +91,5 @@ class FlatForest:
             right=np.concatenate(rights).astype(np.int64),
             leaf_value=np.concatenate(values).astype(np.float64),
             denominator=len(forest.estimators_) * c_max,
+            max_depth=max_depth,
         )
