@@ -49,3 +49,21 @@ def default_artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("default-artifacts")
     train_default_model(root)
     return root
+
+
+@pytest.fixture
+def python3_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A ``python3`` Jupyter kernel running this interpreter, on any machine (notebook tests).
+
+    Installed into ``tmp_path`` when the machine has none, so CI needs no Jupyter setup.
+    """
+    monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
+    from ipykernel.kernelspec import install
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if "python3" not in KernelSpecManager().find_kernel_specs():
+        prefix = tmp_path / "jupyter"
+        install(prefix=str(prefix), kernel_name="python3")
+        monkeypatch.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
+    assert KernelSpecManager().get_kernel_spec("python3").language == "python"
+    return "python3"

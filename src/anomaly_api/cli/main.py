@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from anomaly_api.cli import evaluate, generate, models, train
+from anomaly_api.cli import evaluate, generate, models, serve, train
 
 app = typer.Typer(
     name="anomaly-api",
@@ -19,6 +19,7 @@ app.command("generate")(generate.generate)
 app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)
 app.command("models")(models.models)
+app.command("serve")(serve.serve)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

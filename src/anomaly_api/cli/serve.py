@@ -1,0 +1,54 @@
+"""``anomaly-api serve``: train the default model when there is none, then run uvicorn.
+
+One worker per process (the model lives in memory once); scale with replicas.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from anomaly_api.cli.common import progress, user_errors
+
+
+def serve(
+    *,
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (default: ANOMALY_HOST).")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Port to bind (default: ANOMALY_PORT)."),
+    ] = None,
+    train_if_missing: Annotated[
+        bool,
+        typer.Option(
+            "--train-if-missing/--no-train-if-missing",
+            help="Train the default model first when the artifact directory has none.",
+        ),
+    ] = True,
+) -> None:
+    """Serve the HTTP API (docs at /docs) with the configured model version."""
+    import uvicorn
+
+    from anomaly_api.api.app import create_app
+    from anomaly_api.artifacts import latest_version
+    from anomaly_api.config import get_settings
+
+    settings = get_settings()
+    updates = {"host": host, "port": port}
+    settings = settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
+    with user_errors():
+        no_model = settings.model_version is None and latest_version(settings.artifacts_dir) is None
+        if no_model and train_if_missing:
+            from anomaly_api.training.pipeline import train_default_model
+
+            progress(f"no model in {settings.artifacts_dir}; training the default model")
+            train_default_model(settings.artifacts_dir)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+    )

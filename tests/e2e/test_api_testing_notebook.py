@@ -1,0 +1,42 @@
+"""Notebook 02 runs top to bottom against a real server, so it cannot rot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from e2e_service import ServiceProcess
+from nbclient import NotebookClient
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "02_api_testing.ipynb"
+
+
+@pytest.mark.slow
+def test_notebook_runs_against_the_service(
+    served_tiny_model: ServiceProcess,
+    python3_kernel: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ANOMALY_API_URL", served_tiny_model.url)  # the kernel inherits it
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    client = NotebookClient(
+        notebook,
+        timeout=180,
+        kernel_name=python3_kernel,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute()
+    outputs = [
+        output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
+    ]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert f"service: {served_tiny_model.url}" in text
+    assert "sensor_42_t1235: ANOMALY" in text
+    assert "identical to the first answer" in text
+    assert "anomalies among the far readings" in text
+    assert "NaN token     400 invalid_json" in text
+    assert "cache hit: p50" in text
+    assert any(o.output_type == "display_data" and "image/png" in o.data for o in outputs)
