@@ -32,6 +32,8 @@ N_TRAIN = 10_000
 N_FEATURES = 8
 BATCH_ROWS = 1000
 SERVICE_APP = "anomaly_api.api.app:create_app"
+BACKENDS = ("fast", "numpy", "sklearn")
+"""Values of ANOMALY_INFERENCE_BACKEND: numba loop, the same without a JIT, scikit-learn."""
 BARE_APP = "bench.bare_app:app"
 
 
@@ -129,8 +131,11 @@ class Run:
         prepare_artifact(self.artifacts_dir)
         model = load_artifact(self.artifacts_dir).model
         scorer = compile_scorer(model)
+        numpy_scorer = compile_scorer(model, "numpy")
         probe = np.random.default_rng(2).normal(size=(BATCH_ROWS, N_FEATURES))
-        self.results["model_scoring"] = model_scoring(model, scorer, probe, smoke=self.smoke)
+        self.results["model_scoring"] = model_scoring(
+            model, scorer, numpy_scorer, probe, smoke=self.smoke
+        )
         split = batch_split(self.bodies[0], model, scorer, smoke=self.smoke)
         self.results["batch"] = {"split": split}
 
@@ -149,7 +154,7 @@ class Run:
             self.results["http_predict"][backend] = {
                 str(c): self.wrk(s, c, self.duration, unique=True) for c in CONNECTIONS
             }
-            count = len(self.bodies) if backend == "fast" else max(2, len(self.bodies) // 5)
+            count = len(self.bodies) if backend != "sklearn" else max(2, len(self.bodies) // 5)
             self.results["batch"][backend] = post_many(
                 s.port, "/predict/batch", self.bodies[:count]
             )
@@ -194,8 +199,8 @@ class Run:
         """Every measurement, one server at a time, then ratios and targets."""
         self.in_process()
         self.bare()
-        self.service("fast")
-        self.service("sklearn")
+        for backend in BACKENDS:
+            self.service(backend)
         self.redis()
         self.numba_cache()
         self.results["ratios"] = ratios(self.results)

@@ -16,8 +16,11 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
         out[f"fast_vs_bare_rps_c{c}"] = fast["requests_per_s"] / bare["requests_per_s"]
         out[f"fast_vs_bare_p99_c{c}"] = fast["p99_ms"] / bare["p99_ms"]
         out[f"fast_vs_sklearn_rps_c{c}"] = fast["requests_per_s"] / ref["requests_per_s"]
+        numpy = http["numpy"][str(c)]
+        out[f"numpy_vs_bare_rps_c{c}"] = numpy["requests_per_s"] / bare["requests_per_s"]
     for n, row in results["model_scoring"].items():
         out[f"scoring_speedup_{n}_rows"] = row["speedup"]
+        out[f"scoring_speedup_numpy_{n}_rows"] = row["numpy_speedup"]
     batch = results["batch"]
     out["batch_sklearn_vs_fast_p50"] = batch["sklearn"]["p50_ms"] / batch["fast"]["p50_ms"]
     return out
@@ -68,12 +71,16 @@ def table(results: dict[str, Any]) -> str:
                 f"| {label} | {c} | {_f(row['requests_per_s'])} | {_f(row['p50_ms'])} "
                 f"| {_f(row['p99_ms'])} | {row['errors']} |"
             )
-    lines += ["", "| model scoring, one thread | fast ms | scikit-learn ms | speed-up |"]
-    lines.append("|---|---:|---:|---:|")
+    lines += [
+        "",
+        "| model scoring (in-process) | fast ms | numpy ms | scikit-learn ms "
+        "| speed-up fast / numpy |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for n, row in results["model_scoring"].items():
         lines.append(
-            f"| {n} rows | {_f(row['fast_ms'])} | {_f(row['reference_ms'])} "
-            f"| {_f(row['speedup'])} x |"
+            f"| {n} rows | {_f(row['fast_ms'])} | {_f(row['numpy_ms'])} "
+            f"| {_f(row['reference_ms'])} | {_f(row['speedup'])} x / {_f(row['numpy_speedup'])} x |"
         )
     batch, split = results["batch"], results["batch"]["split"]
     lines += [
@@ -81,7 +88,7 @@ def table(results: dict[str, Any]) -> str:
         "| /predict/batch, 1,000 rows, 1 connection | p50 ms | p99 ms |",
         "|---|---:|---:|",
     ]
-    for name in ("fast", "sklearn"):
+    for name in ("fast", "numpy", "sklearn"):
         lines.append(
             f"| service, {name} | {_f(batch[name]['p50_ms'])} | {_f(batch[name]['p99_ms'])} |"
         )
