@@ -24,6 +24,9 @@ LRD_EPSILON = 1e-10
 """Added to the mean reachability distance by scikit-learn (duplicates > k)."""
 PARALLEL_QUERY_ROWS = 64
 """From this many rows the neighbour query uses every core; below, threads cost more."""
+LEAF_SIZE = 48
+"""Points per KD-tree leaf. For k=20 over 10,000 rows, 32-96 answered 1,000-row queries
+~1.5x faster than SciPy's default of 16 (the neighbours come from fewer leaves)."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,9 @@ class NeighbourIndex:
             n_neighbors=k,
             k_distance=np.ascontiguousarray(lof._distances_fit_X_[:, k - 1], dtype=np.float64),
             lrd=np.ascontiguousarray(lof._lrd, dtype=np.float64),
-            _tree=None if brute else cKDTree(np.asarray(lof._fit_X, dtype=np.float64)),
+            _tree=None
+            if brute
+            else cKDTree(np.asarray(lof._fit_X, dtype=np.float64), leafsize=LEAF_SIZE),
             _fallback=lof if brute else None,
         )
 
