@@ -23,14 +23,14 @@ from typing import Any
 import numpy as np
 import orjson
 
+from bench.hotpath import batches_in_background, json_parsers, predictor_costs
 from bench.inprocess import batch_split, model_scoring
-from bench.load import post_many, run_wrk
+from bench.load import batch_body, post_many, run_wrk
 from bench.report import CONNECTIONS, ratios, table, targets
 from bench.servers import ROOT, Server, redis_server, uvicorn_server
 
 N_TRAIN = 10_000
 N_FEATURES = 8
-BATCH_ROWS = 1000
 SERVICE_APP = "anomaly_api.api.app:create_app"
 BACKENDS = ("fast", "numpy", "sklearn")
 """Values of ANOMALY_INFERENCE_BACKEND: numba loop, the same without a JIT, scikit-learn."""
@@ -53,17 +53,6 @@ def prepare_artifact(artifacts_dir: Path) -> None:
     )  # fmt: skip
     save_artifact(model, manifest, artifacts_dir)
     set_latest(artifacts_dir, "bench-1")
-
-
-def batch_bodies(count: int) -> list[bytes]:
-    """``count`` distinct 1,000-row batch bodies (distinct rows, so the cache misses)."""
-    base = np.random.default_rng(1).normal(size=(BATCH_ROWS, N_FEATURES))
-    return [
-        orjson.dumps(
-            {"observations": [{"features": row} for row in np.round(base + i * 1e-6, 6).tolist()]}
-        )
-        for i in range(count)
-    ]
 
 
 def service_env(artifacts_dir: Path, backend: str, redis_url: str | None = None) -> dict[str, str]:
@@ -113,7 +102,7 @@ class Run:
         self.short = 1.0 if smoke else 5.0  # each cache hit/miss run
         self.restarts = 0 if smoke else 2  # extra starts for the start-time median
         self.artifacts_dir = workdir / "artifacts"
-        self.bodies = batch_bodies(5 if smoke else 300)
+        self.bodies = [batch_body(i) for i in range(5 if smoke else 300)]
         self.results: dict[str, Any] = {"http_predict": {}, "cache": {}, "servers": {}}
 
     def wrk(self, server: Server, connections: int, duration: float, *, unique: bool) -> Any:
@@ -132,12 +121,16 @@ class Run:
         model = load_artifact(self.artifacts_dir).model
         scorer = compile_scorer(model)
         numpy_scorer = compile_scorer(model, "numpy")
-        probe = np.random.default_rng(2).normal(size=(BATCH_ROWS, N_FEATURES))
+        probe = np.random.default_rng(2).normal(size=(1000, N_FEATURES))
         self.results["model_scoring"] = model_scoring(
             model, scorer, numpy_scorer, probe, smoke=self.smoke
         )
         split = batch_split(self.bodies[0], model, scorer, smoke=self.smoke)
         self.results["batch"] = {"split": split}
+        self.results["hot_path"] = {
+            "predictor_one_row": predictor_costs(self.artifacts_dir, smoke=self.smoke),
+            "json_parse_batch": json_parsers(self.bodies[0], smoke=self.smoke),
+        }
 
     def bare(self) -> None:
         """The ceiling: the bare endpoint at 1/16/64 connections."""
@@ -165,6 +158,28 @@ class Run:
         starts = [*facts["start_to_ready_all_s"], *more]
         facts.update(start_to_ready_s=statistics.median(starts), start_to_ready_all_s=starts)
         self.results["servers"][backend] = facts
+
+    def offload(self) -> None:
+        """Event loop or thread pool: single rows always offloaded, batches never offloaded.
+
+        Default: fewer than ``offload_min_rows`` (64) rows run on the event loop, larger
+        batches in a worker thread. Compared here: every request in a thread (single-row
+        throughput at 64 connections), and batches on the loop (how long a 1,000-row batch
+        stalls single-row requests, as /predict p99 at one connection while batches run).
+        """
+        hot = self.results["hot_path"]
+        env = service_env(self.artifacts_dir, "fast")
+        with service_server("offload-all", {**env, "ANOMALY_OFFLOAD_MIN_ROWS": "1"}) as s:
+            hot["single_rows_in_thread_c64"] = self.wrk(s, 64, self.duration, unique=True)
+        hot["single_rows_on_loop_c64"] = self.results["http_predict"]["fast"]["64"]
+        for name, offload in (("batches_in_thread", None), ("batches_on_loop", "100000")):
+            extra = {} if offload is None else {"ANOMALY_OFFLOAD_MIN_ROWS": offload}
+            with (
+                service_server(name, {**env, **extra}) as s,
+                batches_in_background(s.port) as stats,
+            ):
+                run = self.wrk(s, 1, self.short, unique=True)
+                hot[f"single_row_while_{name}"] = {**run, "batches_done": stats["batches"]}
 
     def cache_runs(self, server: Server) -> dict[str, Any]:
         """Latency of /predict at one connection when every request misses, or hits."""
@@ -202,6 +217,7 @@ class Run:
         for backend in BACKENDS:
             self.service(backend)
         self.redis()
+        self.offload()
         self.numba_cache()
         self.results["ratios"] = ratios(self.results)
         self.results["targets"] = targets(self.results)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from bench.servers import HOST
@@ -31,6 +32,15 @@ request = function()
 end
 """
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+BATCH_ROWS = 1000
+N_FEATURES = 8
+_BATCH_BASE = np.random.default_rng(1).normal(size=(BATCH_ROWS, N_FEATURES))
+
+
+def batch_body(i: int) -> bytes:
+    """The ``i``-th 1,000-row batch body; its rows differ from every other's (cache misses)."""
+    rows = np.round(_BATCH_BASE + i * 1e-6, 6).tolist()
+    return orjson.dumps({"observations": [{"features": row} for row in rows]})
 
 
 @dataclass(frozen=True)

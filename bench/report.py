@@ -119,6 +119,7 @@ def table(results: dict[str, Any]) -> str:
             f"| {name} | {_f(row['start_to_ready_s'])} | {_f(row['rss_ready_mb'])} "
             f"| {_f(row['rss_after_load_mb'])} |"
         )
+    lines += ["", *hot_path_table(results["hot_path"])]
     lines += ["", "| target | limit | measured | met |", "|---|---:|---:|---|"]
     for t in results["targets"]:
         lines.append(
@@ -126,3 +127,27 @@ def table(results: dict[str, Any]) -> str:
             f"| {'yes' if t['met'] else '**no**'} |"
         )
     return "\n".join(lines)
+
+
+def hot_path_table(hot: dict[str, Any]) -> list[str]:
+    """Event loop vs thread pool, JSON parsers and the cache's own cost."""
+    one, parse = hot["predictor_one_row"], hot["json_parse_batch"]
+    loop, thread = hot["single_rows_on_loop_c64"], hot["single_rows_in_thread_c64"]
+    in_thread, on_loop = (
+        hot["single_row_while_batches_in_thread"],
+        hot["single_row_while_batches_on_loop"],
+    )
+    return [
+        "| hot path | measured |",
+        "|---|---|",
+        f"| 1 row through Predictor (in-process cache), µs | miss {_f(one['miss_us'])}, "
+        f"hit {_f(one['hit_us'])}, scoring alone {_f(one['score_only_us'])} |",
+        f"| parse a 1,000-row body, ms | json {_f(parse['stdlib_json_ms'])}, "
+        f"orjson {_f(parse['orjson_ms'])} |",
+        f"| /predict at 64 conns, req/s (p99 ms) | on the event loop {_f(loop['requests_per_s'])} "
+        f"({_f(loop['p99_ms'])}), in a thread {_f(thread['requests_per_s'])} "
+        f"({_f(thread['p99_ms'])}) |",
+        f"| /predict at 1 conn while 1,000-row batches run, p50 / p99 ms | batches in a thread "
+        f"{_f(in_thread['p50_ms'])} / {_f(in_thread['p99_ms'])}, on the loop "
+        f"{_f(on_loop['p50_ms'])} / {_f(on_loop['p99_ms'])} |",
+    ]

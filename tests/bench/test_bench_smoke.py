@@ -45,6 +45,12 @@ def test_bench_smoke_writes_every_measurement(tmp_path: Path) -> None:
     for facts in results["servers"].values():
         assert facts["rss_after_load_mb"] > 0
         assert facts["start_to_ready_s"] > 0
+    hot = results["hot_path"]
+    assert {"miss_us", "hit_us", "score_only_us"} <= set(hot["predictor_one_row"])
+    assert {"stdlib_json_ms", "orjson_ms"} <= set(hot["json_parse_batch"])
+    for key in ("single_rows_in_thread_c64", "single_row_while_batches_on_loop"):
+        assert hot[key]["errors"] == 0
+    assert hot["single_row_while_batches_in_thread"]["batches_done"] > 0
     assert "fast_vs_bare_rps_c64" in results["ratios"]
     assert len(results["targets"]) == 7
     assert all(isinstance(t["met"], bool) for t in results["targets"])
