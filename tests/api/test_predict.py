@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from anomaly_api.api.schemas import PredictBatchResponse, PredictResponse
 from anomaly_api.config import Settings
 from api_testing import ANOMALOUS, NORMAL, open_app
 
@@ -22,7 +23,8 @@ PREDICTION_FIELDS = {
 
 
 def assert_consistent(prediction: dict[str, object]) -> None:
-    """The fields agree with each other as the score definition says."""
+    """The fields match the declared schema and agree as the score definition says."""
+    PredictResponse.model_validate(prediction, strict=True)
     assert set(prediction) == PREDICTION_FIELDS
     detectors = prediction["detectors"]
     assert isinstance(detectors, dict)
@@ -97,6 +99,7 @@ async def test_batch_of_the_seed_bodies(client: httpx.AsyncClient) -> None:
     response = await client.post("/predict/batch", json={"observations": observations})
     assert response.status_code == 200, response.text
     body = response.json()
+    PredictBatchResponse.model_validate(body, strict=True)
     assert set(body) == {"predictions", "n_anomalies", "model_version", "inference_ms"}
     predictions = body["predictions"]
     assert [p["observation_id"] for p in predictions[:2]] == ["a", "b"]

@@ -34,38 +34,49 @@ class AppState(TypedDict):
     runtime: ServiceRuntime
 
 
-async def get_settings_dep(request: Request) -> Settings:
-    """The settings this app was built with."""
+def _settings(request: Request) -> Settings:
     settings: Settings = request.state.settings
     return settings
 
 
-async def get_runtime(request: Request) -> ServiceRuntime:
-    """The service's resources (cache, current model)."""
+def _runtime(request: Request) -> ServiceRuntime:
     runtime: ServiceRuntime = request.state.runtime
     return runtime
+
+
+async def get_settings_dep(request: Request) -> Settings:
+    """The settings this app was built with."""
+    return _settings(request)
+
+
+async def get_runtime(request: Request) -> ServiceRuntime:
+    """The service's resources (cache, current model)."""
+    return _runtime(request)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 
+# The prediction dependencies read the state directly rather than through the two above:
+# each nested dependency costs FastAPI a solve on every request of the hot path.
 
-async def get_predictor(runtime: RuntimeDep) -> Predictor:
+
+async def get_predictor(request: Request) -> Predictor:
     """The current model's predictor; 503 (``ModelNotReadyError``) when none is loaded."""
-    return runtime.require_predictor()
+    return _runtime(request).require_predictor()
 
 
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 
 
-async def get_predict_body(request: Request, settings: SettingsDep) -> PredictRequest:
+async def get_predict_body(request: Request) -> PredictRequest:
     """The validated ``/predict`` body."""
-    return await parse_predict_request(request, settings)
+    return await parse_predict_request(request, _settings(request))
 
 
-async def get_batch_body(request: Request, settings: SettingsDep) -> PredictBatchRequest:
+async def get_batch_body(request: Request) -> PredictBatchRequest:
     """The validated ``/predict/batch`` body."""
-    return await parse_batch_request(request, settings)
+    return await parse_batch_request(request, _settings(request))
 
 
 PredictBody = Annotated[PredictRequest, Depends(get_predict_body)]

@@ -1,13 +1,20 @@
-"""``POST /predict`` and ``POST /predict/batch``: HTTP in, ``Predictor`` out, nothing else."""
+"""``POST /predict`` and ``POST /predict/batch``: HTTP in, ``Predictor`` out, nothing else.
+
+Responses are built as plain dicts and serialised with orjson: validating a Pydantic model
+per row cost ~12 µs (12 ms for a 1,000-row batch, as much as scoring it), against ~1 µs.
+The response models are still declared (``response_model``) and documented, and the tests
+check every response against them.
+"""
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import APIRouter
+import orjson
+from fastapi import APIRouter, Response
 
 from anomaly_api.api.deps import PredictBatchBody, PredictBody, PredictorDep
 from anomaly_api.api.openapi import ERROR_RESPONSES, json_request_body
@@ -15,7 +22,6 @@ from anomaly_api.api.schemas import (
     ANOMALOUS_FEATURES,
     EXAMPLE_OBSERVATION_ID,
     NORMAL_FEATURES,
-    DetectorVerdict,
     PredictBatchRequest,
     PredictBatchResponse,
     PredictRequest,
@@ -53,67 +59,78 @@ _BATCH_EXAMPLES: dict[str, Any] = {
 }
 
 
-def _new_observation_id() -> str:
-    return uuid.uuid4().hex
+def _new_observation_ids(n: int) -> list[str]:
+    """``n`` random 128-bit hex ids (uuid4 costs ~2.5 µs each; one urandom call for all)."""
+    raw = os.urandom(16 * n).hex()
+    return [raw[32 * i : 32 * (i + 1)] for i in range(n)]
 
 
-def _responses(
+def _prediction_dicts(
     predictor: Predictor,
     requests: Sequence[PredictRequest],
     predictions: Sequence[Prediction],
     inference_ms: float,
-) -> list[PredictResponse]:
+) -> list[dict[str, Any]]:
+    """``PredictResponse``-shaped dicts, one per request."""
     names = predictor.detector_names
     thresholds = predictor.thresholds
+    version = predictor.version
+    missing_ids = iter(_new_observation_ids(sum(r.observation_id is None for r in requests)))
     return [
-        PredictResponse(
-            observation_id=request.observation_id or _new_observation_id(),
-            is_anomaly=prediction.is_anomaly,
-            anomaly_score=prediction.anomaly_score,
-            confidence=prediction.confidence,
-            model_version=predictor.version,
-            inference_ms=inference_ms,
-            detectors={
-                name: DetectorVerdict(score=score, threshold=threshold, vote=vote)
+        {
+            "observation_id": request.observation_id or next(missing_ids),
+            "is_anomaly": prediction.is_anomaly,
+            "anomaly_score": prediction.anomaly_score,
+            "confidence": prediction.confidence,
+            "model_version": version,
+            "inference_ms": inference_ms,
+            "detectors": {
+                name: {"score": score, "threshold": threshold, "vote": vote}
                 for name, score, threshold, vote in zip(
                     names, prediction.scores, thresholds, prediction.votes, strict=True
                 )
             },
-            cached=prediction.cached,
-        )
+            "cached": prediction.cached,
+        }
         for request, prediction in zip(requests, predictions, strict=True)
     ]
 
 
+def _json(content: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(content), media_type="application/json")
+
+
 @router.post(
     "",
+    response_model=PredictResponse,
     responses=ERROR_RESPONSES,
     openapi_extra=json_request_body(PredictRequest, _PREDICT_EXAMPLES),
 )
-async def create_prediction(predictor: PredictorDep, body: PredictBody) -> PredictResponse:
+async def create_prediction(predictor: PredictorDep, body: PredictBody) -> Response:
     """Score one reading: the ensemble's decision, score, confidence and each detector's vote."""
     started = time.perf_counter()
     predictions = await predictor.predict([body.features])
     inference_ms = (time.perf_counter() - started) * 1000.0
-    return _responses(predictor, [body], predictions, inference_ms)[0]
+    return _json(_prediction_dicts(predictor, [body], predictions, inference_ms)[0])
 
 
 @router.post(
     "/batch",
+    response_model=PredictBatchResponse,
     responses=ERROR_RESPONSES,
     openapi_extra=json_request_body(PredictBatchRequest, _BATCH_EXAMPLES),
 )
-async def create_batch_prediction(
-    predictor: PredictorDep, body: PredictBatchBody
-) -> PredictBatchResponse:
+async def create_batch_prediction(predictor: PredictorDep, body: PredictBatchBody) -> Response:
     """Score 1 to `max_batch_rows` readings in one vectorised model call."""
     started = time.perf_counter()
     observations = body.observations
     predictions = await predictor.predict([o.features for o in observations], label_rows=True)
     inference_ms = (time.perf_counter() - started) * 1000.0
-    return PredictBatchResponse(
-        predictions=_responses(predictor, observations, predictions, inference_ms),
-        n_anomalies=sum(p.is_anomaly for p in predictions),
-        model_version=predictor.version,
-        inference_ms=inference_ms,
+    return _json(
+        {
+            "predictions": _prediction_dicts(predictor, observations, predictions, inference_ms),
+            "n_anomalies": sum(p.is_anomaly for p in predictions),
+            "model_version": predictor.version,
+            "inference_ms": inference_ms,
+        }
     )
