@@ -76,3 +76,38 @@ async def test_unexpected_errors_get_a_generic_500(settings: Settings) -> None:
     assert_error(response, 500, "internal_error", "internal server error")
     assert "secret" not in response.text
     assert "Traceback" not in response.text
+
+
+async def test_client_leaving_mid_body_is_not_a_server_error(settings: Settings) -> None:
+    """A client that disconnects while sending its body gets 499, not the 500 handler."""
+    app = create_app(settings)
+    messages: list[dict[str, object]] = [
+        {"type": "http.request", "body": b'{"features": [0.5, 1.2', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    async with LifespanManager(app) as manager:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/predict",
+            "raw_path": b"/predict",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"content-type", b"application/json")],
+            "client": ("127.0.0.1", 5000),
+            "server": ("127.0.0.1", 8000),
+        }
+        await manager.app(scope, receive, send)  # raises if it reached the 500 handler
+    assert sent[0]["type"] == "http.response.start"
+    assert sent[0]["status"] == 499

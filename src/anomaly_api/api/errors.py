@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from anomaly_api.service.errors import (
     BatchSizeError,
@@ -84,6 +85,8 @@ ERROR_TABLE: dict[type[ServiceError], tuple[int, str]] = {
 """Status and error code of each error class; subclasses not listed use their parent's."""
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+CLIENT_CLOSED_REQUEST = 499
+"""Status logged for a request whose client disconnected mid-body (nginx's convention)."""
 
 
 def status_of(exc: ServiceError) -> tuple[int, str]:
@@ -129,6 +132,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid_request", message or "invalid request", details)
 
 
+async def _client_disconnect(request: Request, exc: Exception) -> JSONResponse:
+    # The client left while sending its body: nobody reads this, but it is no server error.
+    return error_response(
+        CLIENT_CLOSED_REQUEST, "client_closed_request", "the client closed the connection"
+    )
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     _log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "internal server error")
@@ -139,4 +149,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnect)
     app.add_exception_handler(Exception, _unexpected_error)
