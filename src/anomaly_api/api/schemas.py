@@ -1,7 +1,7 @@
 """Request and response bodies of the HTTP API (Pydantic v2).
 
-Feature values are strict finite floats: ``true`` is not 1.0, ``"1.5"`` is not a number,
-and ``null`` is not missing data. Limits that depend on settings (batch cap, length of
+Feature values are strict finite floats of magnitude at most 1e150: ``true`` is not 1.0,
+``"1.5"`` is not a number, and ``null`` is not missing data. Limits that depend on settings (batch cap, length of
 ``observation_id``) are checked when the body is read, in ``anomaly_api.api.body``.
 """
 
@@ -18,7 +18,13 @@ NORMAL_FEATURES: list[JsonValue] = [0.5, 1.2, -0.3, 0.8, 1.5, 0.2, -0.1, 0.9]
 ANOMALOUS_FEATURES: list[JsonValue] = [8.1, -5.3, 7.2, 9.0, -8.4, 6.1, 8.8, -7.2]
 EXAMPLE_OBSERVATION_ID = "sensor_42_t1234"
 
-FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+MAX_ABS_FEATURE = 1e150
+"""Largest feature magnitude accepted: the detectors square distances between readings,
+and beyond ~1e154 those overflow float64 (no sensor reads anywhere near this)."""
+
+FiniteFloat = Annotated[
+    float, Field(strict=True, allow_inf_nan=False, ge=-MAX_ABS_FEATURE, le=MAX_ABS_FEATURE)
+]
 
 
 def _features_kind(value: Any) -> str | None:
