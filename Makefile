@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit bench bench-smoke clean
+.PHONY: install run test lint typecheck unit bench bench-smoke audit clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,8 @@ run: $(STAMP)
 	$(BIN)/anomaly-api serve --host 0.0.0.0 --port 8000
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -30,6 +30,10 @@ unit: $(STAMP)
 
 ## Lint, type-check and run the whole test suite.
 test: lint typecheck unit
+
+## Audit the installed pinned dependencies (pip-audit; needs the vulnerability database online).
+audit: $(STAMP)
+	$(BIN)/python scripts/audit_deps.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

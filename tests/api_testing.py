@@ -73,7 +73,7 @@ def assert_error(response: httpx.Response, status: int, code: str, fragment: str
     assert response.headers["content-type"] == "application/json"
     body = response.json()
     assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "details"}
+    assert set(body["error"]) == {"code", "message", "details", "request_id"}
     assert body["error"]["code"] == code, body
     assert fragment in body["error"]["message"], body
 

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field(
         default="json", description="One JSON object per log line, or `text` for local reading."
     )
+    max_header_bytes: int = Field(
+        default=16_384, ge=1024, description="Largest total request header size (431 beyond)."
+    )
     request_id_max_length: int = Field(
         default=128, ge=8, le=1024, description="Longest X-Request-ID kept (else a new id)."
     )
@@ -97,14 +100,13 @@ class Settings(BaseSettings):
     )
     auth_protect_health: bool = Field(default=False, description="Require a key on /health*.")
     auth_protect_metrics: bool = Field(default=False, description="Require a key on /metrics.")
-    shutdown_timeout_s: float = Field(
-        default=30.0, gt=0, description="SIGTERM: longest wait for in-flight requests."
+    shutdown_timeout_s: int = Field(
+        default=30, ge=1, description="SIGTERM: longest wait (s) for in-flight requests."
     )
     reload_on_sighup: bool = Field(default=True, description="SIGHUP reloads the model.")
     metrics_anomaly_window: int = Field(
         default=1000, ge=1, description="Rows behind the rolling anomaly-rate gauge."
     )
-
 
 
 @lru_cache

@@ -47,8 +47,9 @@ def test_two_instances_do_not_clash() -> None:
 
 def test_predictions_by_outcome_rows_and_rate() -> None:
     metrics = ServiceMetrics(anomaly_window=10)
-    metrics.observe_predictions(rows=4, anomalies=1, model_seconds=0.002)
-    metrics.observe_predictions(rows=2, anomalies=0, model_seconds=None)
+    metrics.observe_predictions(rows=4, anomalies=1)
+    metrics.observe_inference(0.002)
+    metrics.observe_predictions(rows=2, anomalies=0)
     samples = _samples(metrics)
     assert samples[("anomaly_predictions_total", (("outcome", "anomaly"),))] == 1
     assert samples[("anomaly_predictions_total", (("outcome", "normal"),))] == 5

@@ -18,9 +18,11 @@ from anomaly_api.api.deps import AppState
 from anomaly_api.api.errors import install_error_handlers
 from anomaly_api.api.middleware import BodySizeLimitMiddleware
 from anomaly_api.api.openapi import install_openapi
+from anomaly_api.api.operations import install_operations, operations_lifespan
 from anomaly_api.api.routes import api_router
 from anomaly_api.api.schemas import PredictBatchRequest, PredictRequest
 from anomaly_api.config import Settings, get_settings
+from anomaly_api.service.metrics import ServiceMetrics
 from anomaly_api.service.runtime import ServiceRuntime
 
 __all__ = ["create_app"]
@@ -35,12 +37,14 @@ DESCRIPTION = (
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service for ``settings`` (``get_settings()`` when omitted)."""
     settings = settings or get_settings()
+    service_metrics = ServiceMetrics(anomaly_window=settings.metrics_anomaly_window)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[AppState]:
-        runtime = ServiceRuntime.start(settings)
+        runtime = ServiceRuntime.start(settings, on_scored=service_metrics.observe_inference)
         try:
-            yield {"settings": settings, "runtime": runtime}
+            async with operations_lifespan(runtime, settings, service_metrics) as reloader:
+                yield {"settings": settings, "runtime": runtime, "reloader": reloader}
         finally:
             await runtime.close()
 
@@ -53,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    install_operations(app, settings, service_metrics)  # outermost middleware: request ids
     install_error_handlers(app)
     app.include_router(api_router)
     install_openapi(app, [PredictRequest, PredictBatchRequest])

@@ -15,6 +15,7 @@ from anomaly_api.api.body import parse_batch_request, parse_predict_request
 from anomaly_api.api.schemas import PredictBatchRequest, PredictRequest
 from anomaly_api.config import Settings
 from anomaly_api.service.predictor import Predictor
+from anomaly_api.service.reloader import ModelReloader
 from anomaly_api.service.runtime import ServiceRuntime
 
 __all__ = [
@@ -32,6 +33,7 @@ class AppState(TypedDict):
 
     settings: Settings
     runtime: ServiceRuntime
+    reloader: ModelReloader
 
 
 def _settings(request: Request) -> Settings:

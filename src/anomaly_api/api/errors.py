@@ -23,6 +23,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from anomaly_api.api.request_context import current_request_id
+from anomaly_api.api.security import InvalidApiKeyError, MissingApiKeyError
 from anomaly_api.service.errors import (
     BatchSizeError,
     InvalidFeaturesError,
@@ -31,9 +33,11 @@ from anomaly_api.service.errors import (
     ObservationIdError,
     ServiceError,
 )
+from anomaly_api.service.reloader import ModelReloadError, ModelVersionNotFoundError
 
 __all__ = [
     "ERROR_TABLE",
+    "HeadersTooLargeError",
     "MalformedJSONError",
     "PayloadTooLargeError",
     "RequestBodyError",
@@ -70,6 +74,10 @@ class SchemaValidationError(RequestBodyError):
     """The body is JSON but does not match the request schema."""
 
 
+class HeadersTooLargeError(ServiceError):
+    """The request's headers are larger than the configured limit."""
+
+
 ERROR_TABLE: dict[type[ServiceError], tuple[int, str]] = {
     PayloadTooLargeError: (413, "payload_too_large"),
     UnsupportedMediaTypeError: (415, "unsupported_media_type"),
@@ -80,6 +88,11 @@ ERROR_TABLE: dict[type[ServiceError], tuple[int, str]] = {
     ObservationIdError: (422, "invalid_observation_id"),
     InvalidInputError: (422, "invalid_input"),
     ModelNotReadyError: (503, "model_not_ready"),
+    HeadersTooLargeError: (431, "headers_too_large"),
+    MissingApiKeyError: (401, "missing_api_key"),
+    InvalidApiKeyError: (403, "invalid_api_key"),
+    ModelVersionNotFoundError: (404, "model_version_not_found"),
+    ModelReloadError: (409, "model_reload_failed"),
     ServiceError: (400, "bad_request"),
 }
 """Status and error code of each error class; subclasses not listed use their parent's."""
@@ -105,7 +118,8 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """A response in the API's error format."""
-    body = {"error": {"code": code, "message": message, "details": details}}
+    error = {"code": code, "message": message, "details": details}
+    body = {"error": error | {"request_id": current_request_id()}}
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 

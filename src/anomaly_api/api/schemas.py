@@ -179,6 +179,9 @@ class ErrorInfo(BaseModel):
     details: list[dict[str, Any]] | None = Field(
         default=None, description="Per-field problems, when there are several."
     )
+    request_id: str | None = Field(
+        default=None, description="The request's X-Request-ID, to find it in the logs."
+    )
 
 
 class ErrorResponse(BaseModel):

@@ -23,6 +23,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from anomaly_api.config import Settings
+from anomaly_api.service.errors import ServiceError
 
 __all__ = [
     "AdminKeyDep",
@@ -36,15 +37,8 @@ __all__ = [
 ]
 
 
-class AuthError(Exception):
-    """A request lacks the key a route needs; carries its HTTP status."""
-
-    status_code = 401
-    code = "unauthorized"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class AuthError(ServiceError):
+    """A request lacks the key a route needs (mapped to 401/403 in ``api/errors.py``)."""
 
 
 class MissingApiKeyError(AuthError):
@@ -53,9 +47,6 @@ class MissingApiKeyError(AuthError):
 
 class InvalidApiKeyError(AuthError):
     """A key was sent but is not accepted here (403)."""
-
-    status_code = 403
-    code = "forbidden"
 
 
 def _digest(key: str) -> bytes:

@@ -34,7 +34,9 @@ def serve(
 
     from anomaly_api.api.app import create_app
     from anomaly_api.artifacts import latest_version
+    from anomaly_api.cli.shutdown import exit_cleanly_after_sigterm
     from anomaly_api.config import get_settings
+    from anomaly_api.logging_config import configure_logging
 
     settings = get_settings()
     updates = {"host": host, "port": port}
@@ -46,9 +48,14 @@ def serve(
 
             progress(f"no model in {settings.artifacts_dir}; training the default model")
             train_default_model(settings.artifacts_dir)
+    configure_logging(settings.log_level, settings.log_format)
+    exit_cleanly_after_sigterm()
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # configure_logging's JSON/text handlers
+        access_log=False,  # one access line per request comes from the app
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )

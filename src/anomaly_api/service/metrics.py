@@ -127,7 +127,7 @@ class ServiceMetrics:
         )
         self.inference_seconds = Histogram(
             "anomaly_model_inference_seconds",
-            "Model time per request (cache misses only; 0 rows scored are not observed).",
+            "Time of one vectorised model call (the rows of a request the cache did not have).",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
@@ -163,14 +163,16 @@ class ServiceMetrics:
         self.requests.labels(*labels).inc()
         self.request_latency.labels(*labels).observe(seconds)
 
-    def observe_predictions(self, rows: int, anomalies: int, model_seconds: float | None) -> None:
-        """Count one prediction request of ``rows`` rows; ``model_seconds`` None = all cached."""
+    def observe_predictions(self, rows: int, anomalies: int) -> None:
+        """Count the answers of one prediction request of ``rows`` rows, cached or not."""
         self.batch_rows.observe(rows)
         self.predictions.labels("anomaly").inc(anomalies)
         self.predictions.labels("normal").inc(rows - anomalies)
-        if model_seconds is not None:
-            self.inference_seconds.observe(model_seconds)
         self.anomaly_rate.set(self._rate.add(rows, anomalies))
+
+    def observe_inference(self, seconds: float) -> None:
+        """Time of one model call (the rows the cache did not have)."""
+        self.inference_seconds.observe(seconds)
 
     def set_model_version(self, version: str | None) -> None:
         """Point the model-info gauge at the version now served."""

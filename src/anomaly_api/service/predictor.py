@@ -11,7 +11,8 @@ batches go to a worker thread so they do not stall other requests.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 import anyio.to_thread
 import numpy as np
@@ -41,6 +42,7 @@ class Predictor:
         cache: PredictionCache,
         cache_prefix: str,
         offload_min_rows: int,
+        on_scored: Callable[[float], None] | None = None,
     ) -> None:
         manifest = artifact.manifest
         self.model: AnomalyEnsemble = artifact.model
@@ -59,6 +61,7 @@ class Predictor:
         self._cache = cache
         self._cache_prefix = cache_prefix
         self._offload_min_rows = offload_min_rows
+        self._on_scored = on_scored  # metrics: seconds of each model call
         self._codec = PredictionCodec(len(self.detector_names))
         self._positions = {name: i for i, name in enumerate(self.feature_names)}
 
@@ -122,9 +125,14 @@ class Predictor:
         return [result for result in results if result is not None]
 
     async def _score(self, X: NDArray[np.float64]) -> list[Prediction]:
+        started = time.perf_counter()
         if X.shape[0] >= self._offload_min_rows:
-            return await anyio.to_thread.run_sync(self.score, X)
-        return self.score(X)
+            predictions = await anyio.to_thread.run_sync(self.score, X)
+        else:
+            predictions = self.score(X)
+        if self._on_scored is not None:
+            self._on_scored(time.perf_counter() - started)
+        return predictions
 
     def score(self, X: NDArray[np.float64]) -> list[Prediction]:
         """Score a float64 matrix with the model, bypassing the cache (blocking).

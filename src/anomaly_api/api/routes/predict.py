@@ -18,6 +18,7 @@ from fastapi import APIRouter, Response
 
 from anomaly_api.api.deps import PredictBatchBody, PredictBody, PredictorDep
 from anomaly_api.api.openapi import ERROR_RESPONSES, json_request_body
+from anomaly_api.api.request_context import record_predictions
 from anomaly_api.api.schemas import (
     ANOMALOUS_FEATURES,
     EXAMPLE_OBSERVATION_ID,
@@ -111,6 +112,7 @@ async def create_prediction(predictor: PredictorDep, body: PredictBody) -> Respo
     started = time.perf_counter()
     predictions = await predictor.predict([body.features])
     inference_ms = (time.perf_counter() - started) * 1000.0
+    record_predictions(predictor.version, predictions)
     return _json(_prediction_dicts(predictor, [body], predictions, inference_ms)[0])
 
 
@@ -126,6 +128,7 @@ async def create_batch_prediction(predictor: PredictorDep, body: PredictBatchBod
     observations = body.observations
     predictions = await predictor.predict([o.features for o in observations], label_rows=True)
     inference_ms = (time.perf_counter() - started) * 1000.0
+    record_predictions(predictor.version, predictions)
     return _json(
         {
             "predictions": _prediction_dicts(predictor, observations, predictions, inference_ms),
