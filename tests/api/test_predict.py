@@ -121,6 +121,23 @@ async def test_batch_answers_equal_single_answers(client: httpx.AsyncClient) -> 
         assert single["detectors"] == item["detectors"]
 
 
+class CountingCache:
+    """Wraps the real cache and records the size of every round trip."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.gets: list[int] = []
+        self.sets: list[int] = []
+
+    async def get_many(self, keys):  # type: ignore[no-untyped-def]
+        self.gets.append(len(keys))
+        return await self.inner.get_many(keys)  # type: ignore[attr-defined]
+
+    async def set_many(self, items):  # type: ignore[no-untyped-def]
+        self.sets.append(len(items))
+        await self.inner.set_many(items)  # type: ignore[attr-defined]
+
+
 class CountingScorer:
     """Wraps the real scorer and records the size of every model call."""
 
@@ -137,7 +154,10 @@ class CountingScorer:
 async def test_batch_is_one_vectorised_model_call(
     settings: Settings, offload_min_rows: int
 ) -> None:
-    """Inline or in a worker thread, a batch is scored once; cached rows are not rescored."""
+    """Inline or in a worker thread, a batch is scored once; cached rows are not rescored.
+
+    The cache sees one read for all rows and one write for the fresh answers.
+    """
     settings = settings.model_copy(update={"offload_min_rows": offload_min_rows})
     async with open_app(settings) as (http, runtime):
         rows = [[0.01 * i + j for j in range(8)] for i in range(300)]
@@ -145,10 +165,13 @@ async def test_batch_is_one_vectorised_model_call(
         predictor = runtime.require_predictor()
         counter = CountingScorer(predictor._scorer)
         predictor._scorer = counter  # type: ignore[assignment]
+        cache = CountingCache(predictor._cache)
+        predictor._cache = cache  # type: ignore[assignment]
         response = await http.post(
             "/predict/batch", json={"observations": [{"features": r} for r in rows]}
         )
         assert response.status_code == 200, response.text
         assert counter.calls == [299]  # row 0 came from the cache
+        assert (cache.gets, cache.sets) == ([300], [299])
         cached = [p["cached"] for p in response.json()["predictions"]]
         assert cached == [True] + [False] * 299
