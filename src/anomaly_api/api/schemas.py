@@ -1,8 +1,9 @@
 """Request and response bodies of the HTTP API (Pydantic v2).
 
 Feature values are strict finite floats of magnitude at most 1e150: ``true`` is not 1.0,
-``"1.5"`` is not a number, and ``null`` is not missing data. Limits that depend on settings (batch cap, length of
-``observation_id``) are checked when the body is read, in ``anomaly_api.api.body``.
+``"1.5"`` is not a number, and ``null`` is not missing data. Limits that depend on
+settings (batch cap, length of ``observation_id``) are checked when the body is read, in
+``anomaly_api.api.body``.
 """
 
 from __future__ import annotations
