@@ -68,7 +68,7 @@ async def test_observation_id_is_generated_when_absent(client: httpx.AsyncClient
     first = (await client.post("/predict", json={"features": NORMAL})).json()
     second = (await client.post("/predict", json={"features": NORMAL})).json()
     assert len(first["observation_id"]) == 32
-    int(first["observation_id"], 16)  # uuid4 hex
+    int(first["observation_id"], 16)  # 128 random bits in hex
     assert first["observation_id"] != second["observation_id"]
 
 
