@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
 import pytest
 from e2e_service import ServiceProcess
-from nbclient import NotebookClient
+
+from notebook_runner import run_notebook, stream_text
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "02_api_testing.ipynb"
 
@@ -20,19 +20,9 @@ def test_notebook_runs_against_the_service(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("ANOMALY_API_URL", served_tiny_model.url)  # the kernel inherits it
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    client = NotebookClient(
-        notebook,
-        timeout=180,
-        kernel_name=python3_kernel,
-        resources={"metadata": {"path": str(tmp_path)}},
-    )
-    client.execute()
-    outputs = [
-        output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
-    ]
+    outputs = run_notebook(NOTEBOOK, python3_kernel, tmp_path)
     assert not [o for o in outputs if o.output_type == "error"]
-    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    text = stream_text(outputs)
     assert f"service: {served_tiny_model.url}" in text
     assert "sensor_42_t1235: ANOMALY" in text
     assert "identical to the first answer" in text
