@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import statistics
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -18,6 +19,9 @@ import orjson
 from bench.inprocess import median_ms
 from bench.load import batch_body
 from bench.servers import HOST
+
+if TYPE_CHECKING:
+    from anomaly_api.service.predictor import Predictor
 
 
 def predictor_costs(artifacts_dir: Path, *, smoke: bool) -> dict[str, float]:
@@ -57,7 +61,39 @@ def predictor_costs(artifacts_dir: Path, *, smoke: bool) -> dict[str, float]:
     for X in matrices:
         predictor.score(X)
     score_us = (time.perf_counter() - started) / n * 1e6
-    return {"miss_us": miss_us, "hit_us": hit_us, "score_only_us": score_us}
+    return {
+        "miss_us": miss_us,
+        "hit_us": hit_us,
+        "score_only_us": score_us,
+        **predictor_batch_costs(predictor, smoke=smoke),
+    }
+
+
+def predictor_batch_costs(predictor: Predictor, *, smoke: bool) -> dict[str, float]:
+    """A 1,000-row batch inside ``Predictor``: scoring (with ``Prediction`` objects) vs the
+    whole ``predict`` on fresh rows (adds cache keys, lookup, writes and the thread hop)."""
+    from anomaly_api.service.cache import prediction_keys
+
+    repeats = 3 if smoke else 30
+    base = np.random.default_rng(4).normal(size=(1000, predictor.n_features))
+    X = np.ascontiguousarray(base)
+    batches = [(base + i * 1e-6).tolist() for i in range(repeats + 1)]
+
+    async def predict_ms() -> float:
+        times = []
+        for rows in batches:
+            started = time.perf_counter()
+            await predictor.predict(rows)
+            times.append((time.perf_counter() - started) * 1e3)
+        return statistics.median(times[1:])
+
+    return {
+        "batch_score_ms": median_ms(lambda: predictor.score(X), repeats, 10.0),
+        "batch_cache_keys_ms": median_ms(
+            lambda: prediction_keys("bench:", predictor.version, X), repeats, 5.0
+        ),
+        "batch_predict_miss_ms": asyncio.run(predict_ms()),
+    }
 
 
 def json_parsers(batch_body: bytes, *, smoke: bool) -> dict[str, float]:

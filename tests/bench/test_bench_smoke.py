@@ -46,7 +46,9 @@ def test_bench_smoke_writes_every_measurement(tmp_path: Path) -> None:
         assert facts["rss_after_load_mb"] > 0
         assert facts["start_to_ready_s"] > 0
     hot = results["hot_path"]
-    assert {"miss_us", "hit_us", "score_only_us"} <= set(hot["predictor_one_row"])
+    assert {"miss_us", "hit_us", "score_only_us", "batch_predict_miss_ms"} <= set(
+        hot["predictor_one_row"]
+    )
     assert {"stdlib_json_ms", "orjson_ms"} <= set(hot["json_parse_batch"])
     for key in ("single_rows_in_thread_c64", "single_row_while_batches_on_loop"):
         assert hot[key]["errors"] == 0
