@@ -114,12 +114,13 @@ class KeyRing:
             raise InvalidApiKeyError("API key not accepted for this route")
 
 
-# auto_error=False: a missing key is ours to report, in the API's error format.
+# auto_error=False: a missing key is ours to report, in the API's error format. The
+# dependencies below are ``async def``: FastAPI would run plain ``def`` ones in a thread.
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 _bearer = HTTPBearer(auto_error=False)
 
 
-def _presented_key(
+async def _presented_key(
     api_key: Annotated[str | None, Depends(_api_key_header)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str | None:
@@ -136,24 +137,24 @@ def _keyring(request: Request) -> KeyRing:
     return ring if isinstance(ring, KeyRing) else KeyRing()
 
 
-def require_api_key(request: Request, key: PresentedKey) -> None:
+async def require_api_key(request: Request, key: PresentedKey) -> None:
     """Prediction and model routes."""
     _keyring(request).check_client(key)
 
 
-def require_admin_key(request: Request, key: PresentedKey) -> None:
+async def require_admin_key(request: Request, key: PresentedKey) -> None:
     """Admin routes."""
     _keyring(request).check_admin(key)
 
 
-def require_health_key(request: Request, key: PresentedKey) -> None:
+async def require_health_key(request: Request, key: PresentedKey) -> None:
     """Health routes: open unless ``auth_protect_health``."""
     ring = _keyring(request)
     if ring.protect_health:
         ring.check_client(key)
 
 
-def require_metrics_key(request: Request, key: PresentedKey) -> None:
+async def require_metrics_key(request: Request, key: PresentedKey) -> None:
     """``/metrics``: open unless ``auth_protect_metrics``."""
     ring = _keyring(request)
     if ring.protect_metrics:
