@@ -7,11 +7,9 @@ that escapes to the catch-all 500 handler fails the test that caused it.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -20,22 +18,7 @@ from asgi_lifespan import LifespanManager
 from anomaly_api.api.app import create_app
 from anomaly_api.config import Settings
 from anomaly_api.service.runtime import ServiceRuntime
-
-
-def _load_root_conftest() -> ModuleType:
-    """``tests/conftest.py`` by path: the name ``conftest`` is ambiguous once a sub-package
-    has its own conftest, so ``from conftest import ...`` may find the wrong one."""
-    path = Path(__file__).with_name("conftest.py")
-    spec = importlib.util.spec_from_file_location("anomaly_tests_root_conftest", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fit_tiny_artifact = _load_root_conftest().fit_tiny_artifact
-"""``tests/conftest.py``'s tiny-model fitter: ``fit_tiny_artifact(root, version, seed)``."""
+from factories import fit_tiny_artifact
 
 NORMAL = [0.5, 1.2, -0.3, 0.8, 1.5, 0.2, -0.1, 0.9]
 ANOMALOUS = [8.1, -5.3, 7.2, 9.0, -8.4, 6.1, 8.8, -7.2]

@@ -26,7 +26,7 @@ from anomaly_api.artifacts import (
     load_artifact,
     set_latest,
 )
-from conftest import TINY_FEATURES, fit_tiny_artifact
+from factories import TINY_FEATURES, fit_tiny_artifact
 
 
 @pytest.fixture

@@ -19,11 +19,11 @@ from anomaly_api.config import Settings
 from api_testing import (
     ANOMALOUS,
     NORMAL,
-    fit_tiny_artifact,
     fit_two_versions,
     make_settings,
     serve_app,
 )
+from factories import fit_tiny_artifact
 from redis_server import SHARED_REDIS_URL
 
 BACKENDS = ["memory", "redis"]

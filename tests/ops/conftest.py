@@ -7,22 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from factories import fit_tiny_artifact
+
 FitVersion = Callable[..., Path]
 
 
 @pytest.fixture(scope="session")
-def fit_version(pytestconfig: pytest.Config) -> FitVersion:
-    """``fit_tiny_artifact`` of the root conftest.
-
-    Taken from the registered conftest plugin: ``from conftest import ...`` would pick up
-    whichever ``conftest`` module pytest imported last (``tests/api/conftest.py``, say).
-    """
-    root_conftest = pytestconfig.pluginmanager.get_plugin(
-        str(Path(__file__).resolve().parents[1] / "conftest.py")
-    )
-    assert root_conftest is not None, "tests/conftest.py is not loaded"
-    fit: FitVersion = root_conftest.fit_tiny_artifact
-    return fit
+def fit_version() -> FitVersion:
+    """The tiny-model fitter of ``tests/factories.py``."""
+    return fit_tiny_artifact
 
 
 @pytest.fixture(scope="module")
