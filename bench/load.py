@@ -54,6 +54,8 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     errors: int
+    """Non-2xx answers plus socket errors (connect, read, write, timeouts)."""
+    non_2xx: int
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict for the JSON report."""
@@ -80,8 +82,8 @@ def parse_wrk(output: str, connections: int, duration_s: float) -> LoadResult:
     socket_errors = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
     )
-    errors = int(non_2xx[1]) if non_2xx else 0
-    errors += sum(int(n) for n in socket_errors.groups()) if socket_errors else 0
+    bad_status = int(non_2xx[1]) if non_2xx else 0
+    errors = bad_status + (sum(int(n) for n in socket_errors.groups()) if socket_errors else 0)
     return LoadResult(
         connections=connections,
         duration_s=duration_s,
@@ -90,6 +92,7 @@ def parse_wrk(output: str, connections: int, duration_s: float) -> LoadResult:
         p50_ms=_ms(percentiles["50"]),
         p99_ms=_ms(percentiles["99"]),
         errors=errors,
+        non_2xx=bad_status,
     )
 
 

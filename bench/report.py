@@ -55,102 +55,108 @@ def _f(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
+def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table: first column left-aligned, the others right-aligned."""
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _load(run: dict[str, Any]) -> list[str]:
+    return [_f(run["requests_per_s"]), _f(run["p50_ms"]), _f(run["p99_ms"])]
+
+
+BACKEND_LABELS = {
+    "bare": "bare FastAPI",
+    "fast": "service, fast (numba)",
+    "numpy": "service, numpy",
+    "sklearn": "service, scikit-learn",
+}
+
+
 def table(results: dict[str, Any]) -> str:
     """The run as Markdown tables (readable in a terminal, pasted into the README)."""
-    http = results["http_predict"]
-    lines = ["| /predict (cache miss) | conns | req/s | p50 ms | p99 ms | errors |"]
-    lines.append("|---|---:|---:|---:|---:|---:|")
-    for name, label in (
-        ("bare", "bare FastAPI"),
-        ("fast", "service, fast"),
-        ("sklearn", "service, scikit-learn"),
-    ):
-        for c in CONNECTIONS:
-            row = http[name][str(c)]
-            lines.append(
-                f"| {label} | {c} | {_f(row['requests_per_s'])} | {_f(row['p50_ms'])} "
-                f"| {_f(row['p99_ms'])} | {row['errors']} |"
-            )
-    lines += [
-        "",
-        "| model scoring (in-process) | fast ms | numpy ms | scikit-learn ms "
-        "| speed-up fast / numpy |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for n, row in results["model_scoring"].items():
-        lines.append(
-            f"| {n} rows | {_f(row['fast_ms'])} | {_f(row['numpy_ms'])} "
-            f"| {_f(row['reference_ms'])} | {_f(row['speedup'])} x / {_f(row['numpy_speedup'])} x |"
-        )
-    batch, split = results["batch"], results["batch"]["split"]
-    lines += [
-        "",
-        "| /predict/batch, 1,000 rows, 1 connection | p50 ms | p99 ms |",
-        "|---|---:|---:|",
-    ]
-    for name in ("fast", "numpy", "sklearn"):
-        lines.append(
-            f"| service, {name} | {_f(batch[name]['p50_ms'])} | {_f(batch[name]['p99_ms'])} |"
-        )
-    lines.append(
-        f"| split (in-process): parse {_f(split['parse_ms'])} + validate {_f(split['validate_ms'])}"
-        f" + matrix {_f(split['to_matrix_ms'])} + score {_f(split['score_fast_ms'])} "
-        f"(scikit-learn {_f(split['score_reference_ms'])}) | | |"
+    http, batch, split = results["http_predict"], results["batch"], results["batch"]["split"]
+    lines = _markdown(
+        ["/predict (cache miss)", "conns", "req/s", "p50 ms", "p99 ms", "errors"],
+        [
+            [label, str(c), *_load(http[name][str(c)]), str(http[name][str(c)]["errors"])]
+            for name, label in BACKEND_LABELS.items()
+            for c in CONNECTIONS
+        ],
     )
+    lines += _markdown(
+        ["model scoring (in-process)", "fast ms", "numpy ms", "scikit-learn ms", "speed-up"],
+        [
+            [f"{n} rows", _f(r["fast_ms"]), _f(r["numpy_ms"]), _f(r["reference_ms"]),
+             f"{_f(r['speedup'])} x / {_f(r['numpy_speedup'])} x"]
+            for n, r in results["model_scoring"].items()
+        ],
+    )  # fmt: skip
+    lines += _markdown(
+        ["/predict/batch, 1,000 rows, 1 connection", "p50 ms", "p99 ms", "server inference_ms"],
+        [
+            [BACKEND_LABELS[name], _f(batch[name]["p50_ms"]), _f(batch[name]["p99_ms"]),
+             _f(batch[name]["server_inference_ms_p50"])]
+            for name in ("fast", "numpy", "sklearn")
+        ],
+    )  # fmt: skip
     lines += [
+        f"In-process split of one batch (ms): parse {_f(split['parse_ms'])}, validate "
+        f"{_f(split['validate_ms'])}, to matrix {_f(split['to_matrix_ms'])}, score "
+        f"{_f(split['score_fast_ms'])} (scikit-learn {_f(split['score_reference_ms'])}).",
         "",
-        "| cache, /predict, 1 connection | p50 ms | p99 ms | req/s |",
-        "|---|---:|---:|---:|",
     ]
-    for backend, runs in results["cache"].items():
-        for kind in ("miss", "hit"):
-            row = runs[kind]
-            lines.append(
-                f"| {backend} {kind} | {_f(row['p50_ms'])} | {_f(row['p99_ms'])} "
-                f"| {_f(row['requests_per_s'])} |"
-            )
-    lines += [
-        "",
-        "| server | start → ready s | RSS ready MB | RSS after the run MB |",
-        "|---|---:|---:|---:|",
-    ]
-    for name, row in results["servers"].items():
-        lines.append(
-            f"| {name} | {_f(row['start_to_ready_s'])} | {_f(row['rss_ready_mb'])} "
-            f"| {_f(row['rss_after_load_mb'])} |"
-        )
-    lines += ["", *hot_path_table(results["hot_path"])]
-    lines += ["", "| target | limit | measured | met |", "|---|---:|---:|---|"]
-    for t in results["targets"]:
-        lines.append(
-            f"| {t['target']} | {t['op']} {_f(t['limit'])} | {_f(t['value'])} "
-            f"| {'yes' if t['met'] else '**no**'} |"
-        )
-    return "\n".join(lines)
+    lines += _markdown(
+        ["cache, /predict, 1 connection", "req/s", "p50 ms", "p99 ms"],
+        [
+            [f"{backend} {kind}", *_load(runs[kind])]
+            for backend, runs in results["cache"].items()
+            for kind in ("miss", "hit")
+        ],
+    )
+    lines += _markdown(
+        ["server", "start → ready s", "RSS ready MB", "RSS after the run MB"],
+        [
+            [name, _f(r["start_to_ready_s"]), _f(r["rss_ready_mb"]), _f(r["rss_after_load_mb"])]
+            for name, r in results["servers"].items()
+        ],
+    )
+    lines += hot_path_table(results["hot_path"])
+    lines += _markdown(
+        ["target", "limit", "measured", "met"],
+        [
+            [t["target"], f"{t['op']} {_f(t['limit'])}", _f(t["value"]),
+             "yes" if t["met"] else "**no**"]
+            for t in results["targets"]
+        ],
+    )  # fmt: skip
+    return "\n".join(lines).rstrip("\n")
 
 
 def hot_path_table(hot: dict[str, Any]) -> list[str]:
     """Event loop vs thread pool, JSON parsers and the cache's own cost."""
     one, parse = hot["predictor_one_row"], hot["json_parse_batch"]
     loop, thread = hot["single_rows_on_loop_c64"], hot["single_rows_in_thread_c64"]
-    in_thread, on_loop = (
-        hot["single_row_while_batches_in_thread"],
-        hot["single_row_while_batches_on_loop"],
-    )
-    return [
-        "| hot path | measured |",
-        "|---|---|",
-        f"| 1 row through Predictor (in-process cache), µs | miss {_f(one['miss_us'])}, "
-        f"hit {_f(one['hit_us'])}, scoring alone {_f(one['score_only_us'])} |",
-        f"| 1,000 rows through Predictor, ms | scoring + Prediction objects "
-        f"{_f(one['batch_score_ms'])}, cache keys {_f(one['batch_cache_keys_ms'])}, "
-        f"whole predict (cache misses) {_f(one['batch_predict_miss_ms'])} |",
-        f"| parse a 1,000-row body, ms | json {_f(parse['stdlib_json_ms'])}, "
-        f"orjson {_f(parse['orjson_ms'])} |",
-        f"| /predict at 64 conns, req/s (p99 ms) | on the event loop {_f(loop['requests_per_s'])} "
-        f"({_f(loop['p99_ms'])}), in a thread {_f(thread['requests_per_s'])} "
-        f"({_f(thread['p99_ms'])}) |",
-        f"| /predict at 1 conn while 1,000-row batches run, p50 / p99 ms | batches in a thread "
-        f"{_f(in_thread['p50_ms'])} / {_f(in_thread['p99_ms'])}, on the loop "
-        f"{_f(on_loop['p50_ms'])} / {_f(on_loop['p99_ms'])} |",
-    ]
+    in_thread = hot["single_row_while_batches_in_thread"]
+    on_loop = hot["single_row_while_batches_on_loop"]
+    return _markdown(
+        ["hot path", "measured"],
+        [
+            ["1 row through Predictor (in-process cache), µs",
+             f"miss {_f(one['miss_us'])}, hit {_f(one['hit_us'])}, "
+             f"scoring alone {_f(one['score_only_us'])}"],
+            ["1,000 rows through Predictor, ms",
+             f"scoring + Prediction objects {_f(one['batch_score_ms'])}, cache keys "
+             f"{_f(one['batch_cache_keys_ms'])}, whole predict (misses) "
+             f"{_f(one['batch_predict_miss_ms'])}"],
+            ["parse a 1,000-row body, ms",
+             f"json {_f(parse['stdlib_json_ms'])}, orjson {_f(parse['orjson_ms'])}"],
+            ["/predict at 64 conns, req/s (p99 ms)",
+             f"on the event loop {_f(loop['requests_per_s'])} ({_f(loop['p99_ms'])}), "
+             f"in a thread {_f(thread['requests_per_s'])} ({_f(thread['p99_ms'])})"],
+            ["/predict at 1 conn while 1,000-row batches run, p50 / p99 ms",
+             f"batches in a thread {_f(in_thread['p50_ms'])} / {_f(in_thread['p99_ms'])}, "
+             f"on the loop {_f(on_loop['p50_ms'])} / {_f(on_loop['p99_ms'])}"],
+        ],
+    )  # fmt: skip

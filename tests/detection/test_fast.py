@@ -73,12 +73,19 @@ def default_size() -> tuple[AnomalyEnsemble, NDArray[np.float64]]:
     return AnomalyEnsemble(random_state=3).fit(X), X
 
 
-def test_default_size_model_is_reproduced_exactly(
-    kernel: Kernel,
-    default_size: tuple[AnomalyEnsemble, NDArray[np.float64]],
-) -> None:
+@pytest.fixture
+def fitted(
+    kernel: Kernel, default_size: tuple[AnomalyEnsemble, NDArray[np.float64]]
+) -> tuple[AnomalyEnsemble, NDArray[np.float64], FastScorer]:
+    """The default-size model, its training data and its fast scorer on ``kernel``."""
     model, X_train = default_size
-    scorer = compile_scorer(model, kernel)
+    return model, X_train, compile_scorer(model, kernel)
+
+
+def test_default_size_model_is_reproduced_exactly(
+    fitted: tuple[AnomalyEnsemble, NDArray[np.float64], FastScorer],
+) -> None:
+    model, X_train, scorer = fitted
     X = edge_cases(X_train, scorer.forest_, seed=1)
     assert_same_as_reference(model, scorer, X)
     assert model.combine(scorer.detector_scores(X)).is_anomaly.any()  # outliers are found
@@ -86,19 +93,17 @@ def test_default_size_model_is_reproduced_exactly(
 
 @pytest.mark.parametrize("n_rows", [1, 2, 100, 1000])
 def test_batch_sizes_match(
-    kernel: Kernel, default_size: tuple[AnomalyEnsemble, NDArray[np.float64]], n_rows: int
+    fitted: tuple[AnomalyEnsemble, NDArray[np.float64], FastScorer], n_rows: int
 ) -> None:
-    model, _ = default_size
-    scorer = compile_scorer(model, kernel)
+    model, _, scorer = fitted
     X = np.random.default_rng(n_rows).normal(scale=2.0, size=(n_rows, 8))
     assert_same_as_reference(model, scorer, X)
 
 
 def test_single_rows_match_batch(
-    kernel: Kernel, default_size: tuple[AnomalyEnsemble, NDArray[np.float64]]
+    fitted: tuple[AnomalyEnsemble, NDArray[np.float64], FastScorer],
 ) -> None:
-    model, X_train = default_size
-    scorer = compile_scorer(model, kernel)
+    model, X_train, scorer = fitted
     X = np.vstack([X_train[:5], X_train[:5] + 10.0])
     one_by_one = np.vstack([scorer.detector_scores(X[i : i + 1]) for i in range(len(X))])
     np.testing.assert_array_equal(one_by_one, scorer.detector_scores(X))
@@ -106,11 +111,9 @@ def test_single_rows_match_batch(
 
 
 def test_duplicate_training_points_hit_the_lrd_epsilon(
-    kernel: Kernel,
-    default_size: tuple[AnomalyEnsemble, NDArray[np.float64]],
+    fitted: tuple[AnomalyEnsemble, NDArray[np.float64], FastScorer],
 ) -> None:
-    model, X_train = default_size
-    scorer = compile_scorer(model, kernel)
+    model, X_train, scorer = fitted
     X = X_train[[0, 15, 29, 30, 100, 105]]
     assert_same_as_reference(model, scorer, X)
     # 31 identical points: every reachability distance is 0 and the LOF ratio is 1.
@@ -157,11 +160,9 @@ def test_forest_with_feature_subsampling_maps_columns_back() -> None:
 
 
 def test_non_contiguous_and_list_input(
-    kernel: Kernel,
-    default_size: tuple[AnomalyEnsemble, NDArray[np.float64]],
+    fitted: tuple[AnomalyEnsemble, NDArray[np.float64], FastScorer],
 ) -> None:
-    model, X_train = default_size
-    scorer = compile_scorer(model, kernel)
+    model, X_train, scorer = fitted
     fortran = np.asfortranarray(X_train[:50] * 1.5)
     expected = model.detector_scores(fortran)
     np.testing.assert_allclose(scorer.detector_scores(fortran), expected, rtol=0, atol=TOLERANCE)
@@ -180,21 +181,17 @@ def test_non_contiguous_and_list_input(
     ],
 )
 def test_bad_input_is_refused(
-    kernel: Kernel,
-    default_size: tuple[AnomalyEnsemble, NDArray[np.float64]],
-    bad: NDArray[np.float64],
+    fitted: tuple[AnomalyEnsemble, NDArray[np.float64], FastScorer], bad: NDArray[np.float64]
 ) -> None:
-    scorer = compile_scorer(default_size[0], kernel)
+    scorer = fitted[2]
     with pytest.raises(ValueError, match=r"expected shape|NaN"):
         scorer.detector_scores(bad)
 
 
 def test_scorer_keeps_the_ensembles_decision_rule(
-    kernel: Kernel,
-    default_size: tuple[AnomalyEnsemble, NDArray[np.float64]],
+    fitted: tuple[AnomalyEnsemble, NDArray[np.float64], FastScorer],
 ) -> None:
-    model, _ = default_size
-    scorer = compile_scorer(model, kernel)
+    model, _, scorer = fitted
     X = np.array([[0.0] * 8, [9.0, -9.0] * 4])
     explained = scorer.explain(X)
     np.testing.assert_array_equal(explained.is_anomaly, model.explain(X).is_anomaly)
