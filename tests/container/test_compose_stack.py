@@ -1,0 +1,180 @@
+"""The image and the compose stack, built and run for real: the README's Docker quick start.
+
+Builds the project's own Dockerfile unmodified (plus the load balancer), checks the size
+budget and the non-root user, starts api + redis + lb, calls the endpoints through the
+load balancer's published loopback port, finds the cache key in the Redis container,
+then scales the api to two replicas and shows a prediction cached by one is a hit on the
+other. The stack is removed at the end whatever happened. In CI this never skips.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from container_engine import IN_CI, ComposeProject, Engine, EngineUnavailableError, find_engine
+
+from anomaly_api.config import Settings
+from anomaly_api.service.cache.base import prediction_key
+from redis_server import free_port
+
+pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(1800)]
+
+IMAGE = "anomaly-api:latest"
+IMAGE_BUDGET_BYTES = 450_000_000  # the README's budget, in the MB `docker images` shows
+NORMAL = [0.5, 1.2, -0.3, 0.8, 1.5, 0.2, -0.1, 0.9]
+ANOMALOUS = [8.1, -5.3, 7.2, 9.0, -8.4, 6.1, 8.8, -7.2]
+# Run inside an api container: POST argv[1] to its own /predict, print the answer.
+PREDICT_INSIDE = (
+    "import sys, urllib.request as u; "
+    "r = u.Request('http://127.0.0.1:8000/predict', data=sys.argv[1].encode(), "
+    "headers={'Content-Type': 'application/json'}); "
+    "print(u.urlopen(r, timeout=10).read().decode())"
+)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    """The container engine; only a developer machine without one may skip."""
+    try:
+        return find_engine()
+    except EngineUnavailableError as exc:
+        if IN_CI:
+            pytest.fail(f"CI must run the container test: {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def project(engine: Engine) -> Iterator[ComposeProject]:
+    """The built images and a started stack; torn down after the module, even on failure."""
+    port = free_port()
+    stack = ComposeProject(
+        engine=engine,
+        name=f"anomaly-ci-{os.getpid()}",
+        env={"ANOMALY_PUBLISH_PORT": str(port), "ANOMALY_PUBLISH_ADDR": "127.0.0.1"},
+    )
+    try:
+        stack.compose("build", timeout=1500)
+        stack.compose("up", "--detach", timeout=300)
+        yield stack
+    finally:
+        print(stack.logs())
+        stack.down()
+
+
+@pytest.fixture(scope="module")
+def client(project: ComposeProject) -> Iterator[httpx.Client]:
+    """HTTP client on the load balancer's loopback port, once the service is ready.
+
+    Ready means the api container's own health check passed and then the load balancer
+    answered /health with the model loaded three times in a row.
+    """
+    project.wait_healthy("api", count=1)
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{project.env['ANOMALY_PUBLISH_PORT']}", timeout=10
+    ) as http:
+        deadline = time.monotonic() + 120
+        last: object = None
+        streak = 0
+        while streak < 3:
+            if time.monotonic() > deadline:
+                pytest.fail(f"not ready after 120 s: {last}\n{project.logs()}")
+            try:
+                answer = http.get("/health")
+                last = (answer.status_code, answer.text)
+                ok = answer.status_code == 200 and answer.json()["model_loaded"]
+            except httpx.TransportError as exc:
+                last, ok = exc, False
+            streak = streak + 1 if ok else 0
+            time.sleep(0.5)
+        yield http
+
+
+def image_inspect(project: ComposeProject, template: str) -> str:
+    """One field of the api image's metadata."""
+    return project.cli("image", "inspect", "--format", template, IMAGE).stdout.strip()
+
+
+def test_image_fits_the_size_budget(project: ComposeProject) -> None:
+    size = int(image_inspect(project, "{{.Size}}"))
+    print(f"{IMAGE}: {size / 1e6:.0f} MB ({project.engine.name})")
+    assert size <= IMAGE_BUDGET_BYTES, f"image is {size / 1e6:.0f} MB, budget 450 MB"
+
+
+def test_image_runs_as_a_non_root_user(project: ComposeProject) -> None:
+    assert image_inspect(project, "{{.Config.User}}") not in ("", "root", "0", "0:0")
+    uid = project.cli("run", "--rm", "--entrypoint", "id", IMAGE, "-u").stdout.strip()
+    assert uid.isdigit()
+    assert int(uid) != 0
+
+
+def test_health_reports_model_and_shared_redis_cache(client: httpx.Client) -> None:
+    health = client.get("/health").json()
+    assert health["status"] == "ok"
+    assert health["model_loaded"] is True
+    assert health["cache"] == {"backend": "redis", "ok": True}
+    assert client.get("/health/live").status_code == 200
+    assert client.get("/health/ready").status_code == 200
+
+
+def test_model_info_describes_the_baked_in_model(client: httpx.Client) -> None:
+    info = client.get("/model/info").json()
+    assert info["version"] == client.get("/health").json()["model_version"]
+    assert info["n_features"] == len(NORMAL)
+
+
+def test_predict_twice_is_cached_in_the_redis_container(
+    client: httpx.Client, project: ComposeProject
+) -> None:
+    body = {"features": NORMAL, "observation_id": "sensor_42_t1234"}
+    first = client.post("/predict", json=body)
+    second = client.post("/predict", json=body)
+    assert first.status_code == second.status_code == 200
+    first_json, second_json = first.json(), second.json()
+    assert (first_json["cached"], second_json["cached"]) == (False, True)
+    assert first_json["is_anomaly"] is False
+    for field in ("anomaly_score", "confidence", "is_anomaly", "model_version"):
+        assert first_json[field] == second_json[field]
+    key = prediction_key(
+        Settings.model_fields["cache_prefix"].default,
+        first_json["model_version"],
+        np.asarray(NORMAL, dtype=np.float64),
+    )
+    (redis_id,) = project.containers("redis")
+    exists = project.cli("exec", redis_id, "redis-cli", "EXISTS", key).stdout.strip()
+    assert exists == "1", f"{key} not in the redis container"
+
+
+def test_predict_batch_scores_every_row(client: httpx.Client) -> None:
+    answer = client.post(
+        "/predict/batch", json={"observations": [{"features": NORMAL}, {"features": ANOMALOUS}]}
+    )
+    assert answer.status_code == 200
+    batch = answer.json()
+    assert [p["is_anomaly"] for p in batch["predictions"]] == [False, True]
+    assert batch["n_anomalies"] == 1
+
+
+def predict_inside(project: ComposeProject, container: str, body: dict[str, Any]) -> Any:
+    """POST /predict from inside one api container, to reach that replica and no other."""
+    out = project.cli("exec", container, "python", "-c", PREDICT_INSIDE, json.dumps(body))
+    return json.loads(out.stdout)
+
+
+def test_scaled_replicas_share_one_cache(client: httpx.Client, project: ComposeProject) -> None:
+    project.compose("up", "--detach", "--no-recreate", "--scale", "api=2", timeout=300)
+    first, second = project.wait_healthy("api", count=2)
+    body = {"features": [0.11, -0.4, 0.93, 0.2, -1.1, 0.05, 0.7, -0.3]}
+    on_first = predict_inside(project, first, body)
+    on_second = predict_inside(project, second, body)
+    assert (on_first["cached"], on_second["cached"]) == (False, True)
+    assert on_first["anomaly_score"] == on_second["anomaly_score"]
+    # The load balancer still answers with both replicas behind it.
+    for _ in range(4):
+        assert client.post("/predict", json=body).json()["cached"] is True

@@ -1,0 +1,97 @@
+"""Static checks of the Dockerfile, docker-compose.yml and the load balancer's config.
+
+They hold the promises the container test cannot see from outside (nothing publishes
+Redis, the image needs no curl for its health check) and run without any engine.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, Any]:
+    """The services of docker-compose.yml."""
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    found: dict[str, Any] = compose["services"]
+    return found
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> str:
+    """The Dockerfile with continuation lines joined."""
+    return (REPO_ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+
+
+def test_api_waits_for_a_healthy_redis_and_uses_it(services: dict[str, Any]) -> None:
+    api = services["api"]
+    assert api["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert api["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    assert api["restart"] == "unless-stopped"
+    assert "healthcheck" in api
+    # Replicas publish nothing (so `--scale` never collides on a host port) and run
+    # on a read-only root filesystem with a writable /tmp.
+    assert "ports" not in api
+    assert api["read_only"] is True
+    assert api["tmpfs"] == ["/tmp"]
+
+
+def test_redis_is_a_capped_lru_cache_with_no_host_port(services: dict[str, Any]) -> None:
+    redis = services["redis"]
+    assert redis["image"] == "redis:7-alpine"
+    assert "ports" not in redis
+    command = redis["command"]
+    assert command[command.index("--maxmemory-policy") + 1] == "allkeys-lru"
+    assert "--maxmemory" in command
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+
+
+def test_only_the_load_balancer_publishes_on_loopback_by_default(
+    services: dict[str, Any],
+) -> None:
+    published = [name for name, service in services.items() if "ports" in service]
+    assert published == ["lb"]
+    (mapping,) = services["lb"]["ports"]
+    assert mapping.startswith("${ANOMALY_PUBLISH_ADDR:-127.0.0.1}:")
+    assert mapping.endswith(":8080")
+
+
+def test_load_balancer_follows_every_api_replica() -> None:
+    config = (REPO_ROOT / "deploy" / "compose" / "lb" / "haproxy.cfg").read_text()
+    assert re.search(r"server-template \w+ \d+ api:8000 check", config)
+    assert "option httpchk GET /health/ready" in config
+    assert "bind :8080" in config
+
+
+def test_image_is_multi_stage_non_root_and_self_checking(dockerfile: str) -> None:
+    assert "ARG BASE_IMAGE=python:3.11-slim" in dockerfile
+    assert len(re.findall(r"^FROM \$\{BASE_IMAGE\} AS \w+", dockerfile, re.MULTILINE)) == 2
+    assert re.search(r"^RUN anomaly-api train", dockerfile, re.MULTILINE)
+    (user,) = re.findall(r"^USER (\S+)", dockerfile, re.MULTILINE)
+    assert user not in ("root", "0", "0:0")
+    assert re.search(r"^EXPOSE 8000$", dockerfile, re.MULTILINE)
+    assert re.search(r"^STOPSIGNAL SIGTERM$", dockerfile, re.MULTILINE)
+    (healthcheck,) = re.findall(r"^HEALTHCHECK .*$", dockerfile, re.MULTILINE)
+    assert "/health/ready" in healthcheck
+    assert "curl" not in healthcheck
+    assert "wget" not in healthcheck
+    assert "ANOMALY_HOST=0.0.0.0" in dockerfile
+
+
+def test_build_context_keeps_local_state_out() -> None:
+    lines = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    # An allow-list: everything is excluded, then only what the build needs comes back.
+    assert patterns[patterns.index("*") + 1 :][:4] == [
+        "!pyproject.toml",
+        "!README.md",
+        "!src/",
+        "!deploy/docker/",
+    ]
