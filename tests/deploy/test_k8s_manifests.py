@@ -17,6 +17,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from anomaly_api.config import Settings
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BASE = REPO_ROOT / "deploy" / "k8s"
 # The oldest Kubernetes minor release the manifests promise to work on.
@@ -143,3 +145,18 @@ def test_image_tag_is_pinned_by_kustomize(rendered: list[Manifest]) -> None:
     image = api_container(rendered)["image"]
     assert image.startswith("anomaly-api:")
     assert not image.endswith(":latest")
+
+
+def test_every_configmap_setting_is_a_real_settings_field(rendered: list[Manifest]) -> None:
+    config = one(rendered, "ConfigMap", "anomaly-api-config")["data"]
+    fields = set(Settings.model_fields)
+    for name in config:
+        if name == "REDIS_URL":
+            continue
+        assert name.startswith("ANOMALY_"), name
+        assert name.removeprefix("ANOMALY_").lower() in fields, f"{name} is not a setting"
+    # And the values parse: a typo in a number would only show when a pod starts.
+    settings = Settings.model_validate(
+        {k.removeprefix("ANOMALY_").lower(): v for k, v in config.items() if k != "REDIS_URL"}
+    )
+    assert settings.cache_ttl_s > 0
