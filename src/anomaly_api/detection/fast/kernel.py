@@ -112,9 +112,11 @@ def score_rows(  # noqa: PLR0917 - numba kernels take positional arrays
     n_rows, n_features = X.shape
     k = ind.shape[1]
     scratch = np.empty(k)
-    for i in range(n_rows):
-        total = 0.0
-        for root in roots:
+    # Tree by tree, all rows through each: one tree's nodes stay in the L1 cache. Each
+    # row still adds its trees in order, as scikit-learn does.
+    totals = np.zeros(n_rows)
+    for root in roots:
+        for i in range(n_rows):
             node = root
             while left[node] != LEAF:
                 # scikit-learn casts the input to float32 before walking its trees.
@@ -122,8 +124,9 @@ def score_rows(  # noqa: PLR0917 - numba kernels take positional arrays
                     node = left[node]
                 else:
                     node = right[node]
-            total += leaf_value[node]
-        ratio = total / denominator if denominator != 0.0 else 1.0
+            totals[i] += leaf_value[node]
+    for i in range(n_rows):
+        ratio = totals[i] / denominator if denominator != 0.0 else 1.0
         out[i, 0] = -(2.0 ** (-ratio))  # scikit-learn negates the paper's score
 
         for j in range(k):
