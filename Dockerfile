@@ -40,14 +40,11 @@ RUN pip install --no-deps . \
  && rm -rf build src/*.egg-info
 
 # The default model: the same seed and data give the same predictions on every build.
-# Artifact files are written owner-only (atomic writes via mkstemp); the runtime user
-# only needs to read them.
 RUN anomaly-api train \
- && test -s "$ANOMALY_ARTIFACTS_DIR/LATEST" \
- && chmod -R a+rX "$ANOMALY_ARTIFACTS_DIR"
+ && test -s "$ANOMALY_ARTIFACTS_DIR/LATEST"
 
 # What serving does not need is pruned here, before the COPY into the runtime stage, so
-# its bytes never reach the final image: pyarrow (Parquet training data only), numba and
+# its bytes never reach the final image: pandas and pyarrow (training data only), numba and
 # llvmlite unless the numba backend was asked for (+195 MB), the packaging tools, every
 # library's test suite, C/Cython sources, headers and type stubs, and all bytecode.
 # warmup.py then runs the image's own command against every endpoint and stops it with
@@ -55,7 +52,7 @@ RUN anomaly-api train \
 # the modules serving imports.
 ARG INFERENCE_BACKEND
 COPY deploy/docker/warmup.py /build/warmup.py
-RUN pip uninstall --yes pyarrow \
+RUN pip uninstall --yes pyarrow pandas \
  && if [ "$INFERENCE_BACKEND" != fast ]; then pip uninstall --yes numba llvmlite; fi \
  && pip uninstall --yes pip setuptools \
  && find /opt/venv -depth -type d \( -name tests -o -name __pycache__ \) -prune -exec rm -rf {} + \

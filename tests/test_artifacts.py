@@ -53,6 +53,13 @@ def test_round_trip_keeps_predictions_and_manifest(tmp_path: Path) -> None:
     assert np.array_equal(artifact.model.predict(X), again.predict(X))
 
 
+def test_artifact_files_are_readable_by_other_users(tmp_path: Path) -> None:
+    """A service running as another user (the container's) must read a mounted model."""
+    path = fit_tiny_artifact(tmp_path, version="v1")
+    for file in (path / MODEL_FILE, path / "manifest.json", tmp_path / "LATEST"):
+        assert file.stat().st_mode & 0o044 == 0o044, file
+
+
 def test_one_changed_byte_is_an_integrity_error(artifacts: Path) -> None:
     model_file = artifacts / "tiny-1" / MODEL_FILE
     data = bytearray(model_file.read_bytes())

@@ -159,6 +159,9 @@ def _write_atomically(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        # mkstemp creates 0600; a service running as another user (the container's
+        # non-root user, a mounted host directory) must be able to read artifacts.
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -181,6 +184,7 @@ def save_artifact(
     target.mkdir(parents=True, exist_ok=True)
     model_path = target / MODEL_FILE
     joblib.dump(model, model_path)
+    os.chmod(model_path, 0o644)  # readable by the serving user whatever the umask
     final = manifest.model_copy(
         update={"model_file": MODEL_FILE, "model_sha256": file_sha256(model_path)}
     )

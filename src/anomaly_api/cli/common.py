@@ -37,7 +37,7 @@ def resolve_artifacts_dir(artifacts_dir: Path | None) -> Path:
 def user_errors() -> Iterator[None]:
     """Turn data and artifact errors into one clean line and exit code 2."""
     from anomaly_api.artifacts import ArtifactError
-    from anomaly_api.data.loading import DataError
+    from anomaly_api.data.errors import DataError
 
     try:
         yield

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from anomaly_api.cli.common import progress, user_errors
+from anomaly_api.cli.common import fail, progress, user_errors
 
 
 def serve(
@@ -44,8 +44,13 @@ def serve(
     with user_errors():
         no_model = settings.model_version is None and latest_version(settings.artifacts_dir) is None
         if no_model and train_if_missing:
-            from anomaly_api.training.pipeline import train_default_model
-
+            try:
+                from anomaly_api.training.pipeline import train_default_model
+            except ImportError as exc:  # a serving-only install (the container image)
+                fail(
+                    f"no model in {settings.artifacts_dir}, and training is not installed "
+                    f"here ({exc.name} is missing): mount a trained artifact directory"
+                )
             progress(f"no model in {settings.artifacts_dir}; training the default model")
             train_default_model(settings.artifacts_dir)
     configure_logging(settings.log_level, settings.log_format)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from anomaly_api.data.errors import DataError
 from anomaly_api.data.synthetic import (
     KIND_COLUMN,
     LABEL_COLUMN,
@@ -28,10 +29,6 @@ MIN_ROWS: Final = 50
 MIN_LABELLED_ANOMALIES: Final = 5
 """Fewest anomalous rows for a stratified train/validation/test split."""
 _SUFFIXES: Final = (".csv", ".parquet", ".pq")
-
-
-class DataError(ValueError):
-    """The input data cannot be used; the message says which column and why."""
 
 
 @dataclass(frozen=True)

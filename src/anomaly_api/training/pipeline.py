@@ -21,7 +21,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from anomaly_api.artifacts import build_manifest, data_fingerprint, save_artifact
-from anomaly_api.data.loading import DataError, Dataset, synthetic_dataset
+from anomaly_api.data.errors import DataError
+from anomaly_api.data.loading import Dataset, synthetic_dataset
 from anomaly_api.detection import AnomalyEnsemble
 from anomaly_api.training.evaluation import evaluate_model
 from anomaly_api.training.split import Split, stratified_split
