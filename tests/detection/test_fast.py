@@ -188,6 +188,32 @@ def test_bad_input_is_refused(
         scorer.detector_scores(bad)
 
 
+def test_largest_values_the_api_accepts_give_the_same_decisions(
+    fitted: tuple[AnomalyEnsemble, NDArray[np.float64], FastScorer],
+) -> None:
+    # Near 1e150 the training points are all at the same rounded distance, so which k of
+    # them are "nearest" is a tie that scikit-learn breaks its own way: the LOF scores
+    # agree only in magnitude. The forest, the z-score and every decision are the same.
+    model, _, scorer = fitted
+    X = np.array([[1e150] * 8, [-1e150, 1e150] * 4, [1e150] + [0.0] * 7])
+    with np.errstate(over="ignore"):  # scikit-learn's float32 cast saturates to inf
+        reference = model.detector_scores(X)
+    fast = scorer.detector_scores(X)
+    np.testing.assert_allclose(fast[:, [0, 2]], reference[:, [0, 2]], rtol=1e-12)
+    np.testing.assert_allclose(fast[:, 1], reference[:, 1], rtol=0.5)
+    np.testing.assert_array_equal(model.combine(fast).votes, model.combine(reference).votes)
+    assert model.combine(fast).is_anomaly.all()
+
+
+@pytest.mark.parametrize("value", [1e155, -1e200, 1.7976931348623157e308])
+def test_values_whose_distances_overflow_are_refused(
+    fitted: tuple[AnomalyEnsemble, NDArray[np.float64], FastScorer], value: float
+) -> None:
+    scorer = fitted[2]
+    with pytest.raises(ValueError, match="too large"):
+        scorer.detector_scores(np.full((2, 8), value))
+
+
 def test_scorer_keeps_the_ensembles_decision_rule(
     fitted: tuple[AnomalyEnsemble, NDArray[np.float64], FastScorer],
 ) -> None:

@@ -40,7 +40,7 @@ def caching_enabled() -> bool:
 _CACHE = caching_enabled()
 
 
-@numba.njit("float64(float64[::1], int64, int64)", cache=_CACHE)
+@numba.njit("float64(float64[::1], int64, int64)", cache=_CACHE, error_model="numpy")
 def pairwise_sum(values: NDArray[np.float64], start: int, n: int) -> float:
     """Sum ``values[start:start + n]`` in the order NumPy's ``add.reduce`` uses.
 
@@ -90,6 +90,7 @@ def pairwise_sum(values: NDArray[np.float64], start: int, n: int) -> float:
     " float64[:, ::1])",  # out
     nogil=True,
     cache=_CACHE,
+    error_model="numpy",  # x / 0 gives inf as in NumPy, never an exception
 )
 def score_rows(  # noqa: PLR0917 - numba kernels take positional arrays
     X: NDArray[np.float64],

@@ -56,7 +56,8 @@ class FastScorer:
 
         ``X`` should be a C-contiguous float64 array of shape (n_samples,
         n_features); anything else is converted first. Non-finite values raise
-        ``ValueError``, as in the reference path.
+        ``ValueError``, as in the reference path, and so do values so large (beyond
+        ~1e154) that distances overflow.
         """
         data = np.ascontiguousarray(X, dtype=np.float64)
         if data.ndim != 2 or data.shape[1] != self.n_features_in_ or data.shape[0] == 0:
@@ -66,6 +67,10 @@ class FastScorer:
         if not np.isfinite(data).all():
             raise ValueError("input contains NaN or infinity")
         dist, ind = self.neighbours_.query(data)
+        if not np.isfinite(dist[:, -1]).all():
+            # Squared distances overflow float64 beyond |x| ~ 1e154; the KD-tree then
+            # reports missing neighbours (index n_train), which must never be used.
+            raise ValueError("feature values too large to score: distances overflow float64")
         neighbours = self.neighbours_
         if self.kernel == "numpy":
             return np.column_stack(
