@@ -234,8 +234,11 @@ class LoadRun:
         for name, at in PHASES[1:]:
             await asyncio.sleep(max(0.0, started + at * self.args.duration - time.monotonic()))
             if name == "redis_down":
-                redis.kill()
+                redis.kill()  # blocks until Redis is gone, so no later request can hit it
             elif name == "redis_back":
+                # Switch first: requests sent while Redis starts may already find it up,
+                # and must not count as served while it was down.
+                self.phase = name
                 await asyncio.to_thread(redis.start)
             elif name == "reloaded":
                 set_latest(artifacts_dir, VERSIONS[1])
