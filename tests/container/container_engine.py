@@ -39,11 +39,13 @@ def run(
     timeout: float,
     env: Mapping[str, str] | None = None,
     check: bool = True,
+    cwd: Path = REPO_ROOT,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command from the repository root; on failure the error carries its output."""
+    """Run a command (from the repository root by default); on failure the error carries
+    its output."""
     done = subprocess.run(
         list(args),
-        cwd=REPO_ROOT,
+        cwd=cwd,
         env=None if env is None else {**os.environ, **env},
         capture_output=True,
         text=True,
@@ -69,7 +71,10 @@ def prepare_podman() -> None:
             raise AssertionError("the podman setup scripts need root in CI")
         return
     for script, *args in SETUP_STEPS:
-        run(["bash", str(SHARED_SCRIPTS / script), *args], timeout=1200)
+        # From "/": the API service started here outlives this run, and conmon fails
+        # ("write child: broken pipe") once the directory it was started in is deleted,
+        # as a CI clone is.
+        run(["bash", str(SHARED_SCRIPTS / script), *args], timeout=1200, cwd=Path("/"))
 
 
 def _works(args: Sequence[str]) -> bool:
