@@ -97,6 +97,18 @@ def _prediction_dicts(
     ]
 
 
+async def _answer(
+    predictor: Predictor, requests: Sequence[PredictRequest], *, label_rows: bool
+) -> tuple[list[dict[str, Any]], float]:
+    """Score the readings in one timed call, count them for metrics and the access log,
+    and build one answer each; also returns the time the call took, in ms."""
+    started = time.perf_counter()
+    predictions = await predictor.predict([r.features for r in requests], label_rows=label_rows)
+    inference_ms = (time.perf_counter() - started) * 1000.0
+    record_predictions(predictor.version, predictions)
+    return _prediction_dicts(predictor, requests, predictions, inference_ms), inference_ms
+
+
 def _json(content: dict[str, Any]) -> Response:
     return Response(orjson.dumps(content), media_type="application/json")
 
@@ -109,11 +121,8 @@ def _json(content: dict[str, Any]) -> Response:
 )
 async def create_prediction(predictor: PredictorDep, body: PredictBody) -> Response:
     """Score one reading: the ensemble's decision, score, confidence and each detector's vote."""
-    started = time.perf_counter()
-    predictions = await predictor.predict([body.features])
-    inference_ms = (time.perf_counter() - started) * 1000.0
-    record_predictions(predictor.version, predictions)
-    return _json(_prediction_dicts(predictor, [body], predictions, inference_ms)[0])
+    answers, _ = await _answer(predictor, [body], label_rows=False)
+    return _json(answers[0])
 
 
 @router.post(
@@ -124,15 +133,11 @@ async def create_prediction(predictor: PredictorDep, body: PredictBody) -> Respo
 )
 async def create_batch_prediction(predictor: PredictorDep, body: PredictBatchBody) -> Response:
     """Score 1 to `max_batch_rows` readings in one vectorised model call."""
-    started = time.perf_counter()
-    observations = body.observations
-    predictions = await predictor.predict([o.features for o in observations], label_rows=True)
-    inference_ms = (time.perf_counter() - started) * 1000.0
-    record_predictions(predictor.version, predictions)
+    answers, inference_ms = await _answer(predictor, body.observations, label_rows=True)
     return _json(
         {
-            "predictions": _prediction_dicts(predictor, observations, predictions, inference_ms),
-            "n_anomalies": sum(p.is_anomaly for p in predictions),
+            "predictions": answers,
+            "n_anomalies": sum(answer["is_anomaly"] for answer in answers),
             "model_version": predictor.version,
             "inference_ms": inference_ms,
         }
