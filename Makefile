@@ -2,47 +2,69 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Two installs, two stamps: `run` needs serving and training only, `test` adds the tool chain.
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
+export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: install run test lint typecheck unit bench bench-smoke audit clean
+.PHONY: install run test tools lint typecheck unit docs docs-serve bench bench-smoke audit clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
 
-install: $(STAMP)
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test,docs]'
+	touch $(DEV_STAMP) $(RUN_STAMP)
+
+## Everything a developer needs (serving, training, tests, docs).
+install: $(DEV_STAMP)
 
 ## Train the default model if none exists, then serve on port 8000.
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/anomaly-api serve --host 0.0.0.0 --port 8000
 
-lint: $(STAMP)
+## The system tools the tests need: installed with apt-get when missing and root, else named.
+tools:
+	bash scripts/ensure_tools.sh
+
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
 
-typecheck: $(STAMP)
+typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(DEV_STAMP) tools
 	$(BIN)/pytest
 
-## Lint, type-check and run the whole test suite.
-test: lint typecheck unit
+## Build the documentation site into site/; any warning (a broken link or anchor) fails it.
+docs: $(DEV_STAMP)
+	$(BIN)/mkdocs build --strict
+
+## Preview the documentation site at http://127.0.0.1:8001 while editing.
+docs-serve: $(DEV_STAMP)
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
+
+## Lint, type-check, build the docs and run the whole test suite.
+test: tools lint typecheck docs unit
 
 ## Audit the installed pinned dependencies (pip-audit; needs the vulnerability database online).
-audit: $(STAMP)
+audit: $(DEV_STAMP)
 	$(BIN)/python scripts/audit_deps.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache
 
 ## Benchmark (~5 min, loopback only): /predict vs a bare endpoint and plain scikit-learn,
 ## batches, cache, model scoring, RSS, start time. Writes bench/results/latest.json.
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python -m bench
 
 ## The benchmark's quick pass (numbers meaningless); CI runs it via tests/bench.
-bench-smoke: $(STAMP)
+bench-smoke: $(DEV_STAMP)
 	$(BIN)/python -m bench --smoke

@@ -75,7 +75,7 @@ BACKEND_LABELS = {
 
 
 def table(results: dict[str, Any]) -> str:
-    """The run as Markdown tables (readable in a terminal, pasted into the README)."""
+    """The run as Markdown tables (readable in a terminal, pasted into docs/performance.md)."""
     http, batch, split = results["http_predict"], results["batch"], results["batch"]["split"]
     lines = _markdown(
         ["/predict (cache miss)", "conns", "req/s", "p50 ms", "p99 ms", "errors"],

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, StringConstraints
+import annotated_types
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -19,6 +28,11 @@ def _split_list(value: object) -> object:
             return json.loads(text)
         return [part.strip() for part in text.split(",") if part.strip()]
     return value
+
+
+def _upper(value: object) -> object:
+    """Case-insensitive choices: ``warning`` is ``WARNING``."""
+    return value.upper() if isinstance(value, str) else value
 
 
 _Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
@@ -68,17 +82,28 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest request body accepted (413 beyond)."
     )
-    max_observation_id_length: int = Field(default=128, ge=1)
+    max_observation_id_length: int = Field(
+        default=128, ge=1, description="Longest `observation_id` accepted (422 beyond)."
+    )
     offload_min_rows: int = Field(
         default=64,
         ge=1,
         description="Score batches of at least this many uncached rows in a worker thread "
         "(smaller ones run on the event loop, where a thread hop would cost more).",
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
-    # Operations and security (README "Operations").
+    log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)] = (
+        Field(default="INFO", description="Log level (any case).")
+    )
+    host: str = Field(
+        default="127.0.0.1", description="Address `anomaly-api serve` binds (`--host` overrides)."
+    )
+    port: int = Field(
+        default=8000,
+        ge=1,
+        le=65535,
+        description="Port `anomaly-api serve` binds (`--port` overrides).",
+    )
+    # Operations and security (docs/operations.md).
     log_format: Literal["json", "text"] = Field(
         default="json", description="One JSON object per log line, or `text` for local reading."
     )
@@ -109,7 +134,75 @@ class Settings(BaseSettings):
     )
 
 
+class SettingsError(ValueError):
+    """A setting from the environment or ``.env`` is not allowed; the message is one line."""
+
+
+def env_names(field: str) -> list[str]:
+    """The environment variables that set ``field`` (``ANOMALY_<FIELD>``, plus any alias)."""
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return [str(choice) for choice in alias.choices]
+    return [f"ANOMALY_{field.upper()}"]
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", Path: "a path"}
+_BOUNDS = (
+    (annotated_types.Gt, "gt", ">"),
+    (annotated_types.Ge, "ge", ">="),
+    (annotated_types.Lt, "lt", "<"),
+    (annotated_types.Le, "le", "<="),
+)
+
+
+def allowed_values(field: str) -> str:
+    """What ``field`` accepts, in words, from its type and constraints (docs and errors)."""
+    info = Settings.model_fields[field]
+    annotation: Any = info.annotation
+    any_case = any(getattr(m, "func", None) is _upper for m in info.metadata)
+    if get_origin(annotation) is Literal:
+        choices = ", ".join(f"`{choice}`" for choice in get_args(annotation))
+        return f"one of {choices}" + (" (any case)" if any_case else "")
+    if annotation == list[SecretStr]:
+        return "keys, comma-separated or a JSON list"
+    if get_origin(annotation) is list:
+        return "SHA-256 hex digests (64 hex digits), comma-separated or a JSON list"
+    optional = type(None) in get_args(annotation)
+    base = next((a for a in get_args(annotation) if a is not type(None)), annotation)
+    words = _TYPE_WORDS.get(base, "a string")
+    bounds = [
+        f"{symbol} {getattr(m, attr)}"
+        for m in info.metadata
+        for kind, attr, symbol in _BOUNDS
+        if isinstance(m, kind)
+    ]
+    text = words + (" " + " and ".join(bounds) if bounds else "")
+    return text + (", or unset" if optional else "")
+
+
+def load_settings() -> Settings:
+    """Read the settings; a value that is not allowed raises `SettingsError`, one line."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = str(error["loc"][0]) if error["loc"] else ""
+            field = name if name in Settings.model_fields else _field_of_env(name)
+            shown = name if name.isupper() else env_names(field)[0] if field else name
+            value = os.environ.get(shown, error.get("input"))
+            if field and Settings.model_fields[field].annotation == list[SecretStr]:
+                value = "***"  # never print a key
+            allowed = allowed_values(field).replace("`", "") if field else error["msg"]
+            problems.append(f"{shown}={value!s} is not allowed: {allowed}")
+        raise SettingsError("; ".join(dict.fromkeys(problems))) from None
+
+
+def _field_of_env(name: str) -> str | None:
+    return next((f for f in Settings.model_fields if name in env_names(f)), None)
+
+
 @lru_cache
 def get_settings() -> Settings:
-    """Build the settings once; tests replace them through dependency overrides."""
-    return Settings()
+    """Build the settings once (`SettingsError` on a bad value); tests override them."""
+    return load_settings()

@@ -5,7 +5,7 @@ in ``../shared/container/`` have installed it, built the local stand-in base ima
 started podman's Docker-compatible API and health-check loop. Those scripts are
 idempotent (seconds when already done), so the test always runs them where they exist
 and we are root. Then ``docker compose`` (Compose v2, talking to podman's API socket, or
-to a real Docker engine on a laptop) is preferred, being what the README tells users to
+to a real Docker engine on a laptop) is preferred, being what docs/deployment.md tells users to
 run; ``podman-compose`` is the fallback. ``ANOMALY_COMPOSE=podman`` forces the fallback.
 """
 

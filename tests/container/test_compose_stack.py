@@ -1,4 +1,4 @@
-"""The image and the compose stack, built and run for real: the README's Docker quick start.
+"""The image and the compose stack, built and run for real (docs/deployment.md's quick start).
 
 Builds the project's own Dockerfile unmodified (plus the load balancer), checks the size
 budget and the non-root user, starts api + redis + lb, calls the endpoints through the
@@ -27,7 +27,7 @@ from redis_server import free_port
 pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 IMAGE = "anomaly-api:latest"
-IMAGE_BUDGET_BYTES = 450_000_000  # the README's budget, in the MB `docker images` shows
+IMAGE_BUDGET_BYTES = 450_000_000  # docs/deployment.md's budget, in the MB `docker images` shows
 NORMAL = [0.5, 1.2, -0.3, 0.8, 1.5, 0.2, -0.1, 0.9]
 ANOMALOUS = [8.1, -5.3, 7.2, 9.0, -8.4, 6.1, 8.8, -7.2]
 # Run inside an api container: POST argv[1] to its own /predict, print the answer.

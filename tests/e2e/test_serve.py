@@ -1,4 +1,4 @@
-"""``anomaly-api serve`` as a real process, called over HTTP (and with the README's curl)."""
+"""``anomaly-api serve`` as a real process, called over HTTP (and with the docs' curl)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,13 @@ from e2e_service import ServiceProcess, run_service
 
 from api_testing import ANOMALOUS, NORMAL
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def readme_curl_commands() -> list[str]:
-    """The ``curl`` commands of the README's API section, as written there."""
-    text = README.read_text()
-    section = text.split("\n## API", 1)[1].split("\n## ", 1)[0]
-    commands = re.findall(r"^curl .*?(?<!\\)$", section, flags=re.MULTILINE | re.DOTALL)
+def documented_curl_commands(page: Path = ROOT / "docs" / "api.md") -> list[str]:
+    """The ``curl`` commands of a page (by default the API page), as written there."""
+    text = page.read_text()
+    commands = re.findall(r"^curl .*?(?<!\\)$", text, flags=re.MULTILINE | re.DOTALL)
     return [c.replace("\\\n", " ") for c in commands]
 
 
@@ -60,9 +59,12 @@ def test_served_endpoints(served_tiny_model: ServiceProcess) -> None:
         assert http.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
 
 
-def test_readme_curl_commands_work_as_written(served_tiny_model: ServiceProcess) -> None:
-    commands = readme_curl_commands()
-    assert len(commands) >= 2, "the README's API section lost its curl examples"
+@pytest.mark.parametrize(("page", "at_least"), [("docs/api.md", 4), ("README.md", 1)])
+def test_documented_curl_commands_work_as_written(
+    served_tiny_model: ServiceProcess, page: str, at_least: int
+) -> None:
+    commands = documented_curl_commands(ROOT / page)
+    assert len(commands) >= at_least, f"{page} lost its curl examples"
     for command in commands:
         assert "http://localhost:8000/" in command
         args = shlex.split(command.replace("http://localhost:8000", served_tiny_model.url))

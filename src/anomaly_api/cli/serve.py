@@ -35,10 +35,13 @@ def serve(
     from anomaly_api.api.app import create_app
     from anomaly_api.artifacts import latest_version
     from anomaly_api.cli.shutdown import exit_cleanly_after_sigterm
-    from anomaly_api.config import get_settings
+    from anomaly_api.config import SettingsError, get_settings
     from anomaly_api.logging_config import configure_logging
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except SettingsError as exc:  # one line naming the variable, not a traceback
+        fail(str(exc))
     updates = {"host": host, "port": port}
     settings = settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
     with user_errors():
