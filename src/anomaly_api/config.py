@@ -120,6 +120,12 @@ class Settings(BaseSettings):
     stream_max_window: int = Field(
         default=1024, ge=1, description="Largest trailing window (readings) a stream may keep."
     )
+    stream_redis_max_connections: int = Field(
+        default=64,
+        ge=1,
+        description="Most concurrent Redis calls of the stream store per process; further "
+        "calls wait for a free connection (they do not fall back to memory for it).",
+    )
     stream_prefix: str = Field(
         default="anomaly:stream:", description="Prefix of every Redis key of the stream store."
     )

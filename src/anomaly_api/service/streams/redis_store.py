@@ -197,9 +197,11 @@ class RedisStreamStore:
         max_window: int,
         call_timeout_s: float,
         breaker: CircuitBreaker,
+        max_concurrent_calls: int = 64,
         log_interval_s: float = 30.0,
     ) -> None:
         self._client = client
+        self._slots = asyncio.Semaphore(max_concurrent_calls)
         self._prefix = prefix
         self._live_key = f"{prefix}live"
         self.max_streams = max_streams
@@ -232,6 +234,9 @@ class RedisStreamStore:
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
             health_check_interval=0,
+            # The semaphore keeps calls under the pool size (a full pool raises, which would
+            # count as an outage); the spare connections serve health probes.
+            max_connections=settings.stream_redis_max_connections + 4,
         )
         breaker = CircuitBreaker(
             failure_threshold=settings.redis_breaker_failures,
@@ -245,6 +250,7 @@ class RedisStreamStore:
             max_window=settings.stream_max_window,
             call_timeout_s=2 * timeout,
             breaker=breaker,
+            max_concurrent_calls=settings.stream_redis_max_connections,
         )
 
     @property
@@ -395,20 +401,25 @@ class RedisStreamStore:
             _log.warning("closing the Redis stream client failed: %s", _describe(exc))
 
     async def _guarded(self, what: str, call: Callable[[], Awaitable[T]]) -> T | object:
-        """Run ``call`` through the breaker and timeout; ``_FAILED`` instead of raising."""
+        """Run ``call`` through the breaker and timeout; ``_FAILED`` instead of raising.
+
+        Waiting for one of the ``max_concurrent_calls`` slots is not part of the timeout:
+        a burst of requests queues here instead of being taken for a Redis outage.
+        """
         if not self._breaker.allow():
             self.skipped += 1
             return _FAILED
         done = False
         try:
-            async with asyncio.timeout(self._call_timeout_s):
-                result = await call()
+            async with self._slots:
+                async with asyncio.timeout(self._call_timeout_s):
+                    result = await call()
             done = True
         except ResponseError as exc:  # Redis answered, with an error: reachable all the same
             done = True
             self.errors += 1
             self._warn("Redis stream %s refused: %s", what, _describe(exc))
-            self._breaker.record_success()
+            self._breaker.record_success()  # no outage; memory windows stay in use
             return _FAILED
         except Exception as exc:
             done = True
