@@ -198,24 +198,24 @@ def to_records(
             f"rows must have shape (n_readings, n_features) with n_readings={ts.shape[0]} "
             f"and n_features >= 1, got {X.shape}"
         )
-    if not np.isfinite(ts).all():
-        index = int(np.flatnonzero(~np.isfinite(ts))[0])
-        raise InvalidReadingsError(f"timestamp of reading {index} is not finite")
-    if not np.isfinite(X).all():
-        index = int(np.flatnonzero(~np.isfinite(X).all(axis=1))[0])
-        raise InvalidReadingsError(f"reading {index} holds NaN or infinite values")
-    steps = np.diff(ts)
-    if (steps <= 0).any():
-        index = int(np.flatnonzero(steps <= 0)[0]) + 1
-        raise StreamOrderError(
-            stream_id=stream_id,
-            timestamp=float(ts[index]),
-            previous=float(ts[index - 1]),
-            index=index,
-        )
     records = np.empty((ts.shape[0], X.shape[1] + 1), dtype=RECORD_DTYPE)
     records[:, 0] = ts
     records[:, 1:] = X
+    if not np.isfinite(records).all():  # one pass over everything; find the culprit after
+        bad = ~np.isfinite(records)
+        index = int(np.flatnonzero(bad.any(axis=1))[0])
+        what = "timestamp" if bad[index, 0] else "values"
+        raise InvalidReadingsError(f"reading {index}: {what} NaN or infinite")
+    if ts.shape[0] > 1:
+        steps = np.diff(ts)
+        if (steps <= 0).any():
+            index = int(np.flatnonzero(steps <= 0)[0]) + 1
+            raise StreamOrderError(
+                stream_id=stream_id,
+                timestamp=float(ts[index]),
+                previous=float(ts[index - 1]),
+                index=index,
+            )
     return records
 
 

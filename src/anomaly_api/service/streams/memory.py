@@ -137,16 +137,18 @@ class InMemoryStreamStore:
                         previous=last,
                         index=0,
                     )
-                joined = np.concatenate((held, records))[-window:]
+                keep_held = max(0, min(held.shape[0], window - records.shape[0]))
+                # One new, owned array of at most `window` records: nothing grows behind it.
+                joined = np.concatenate((held[held.shape[0] - keep_held :], records[-window:]))
                 total = stream.total + records.shape[0]
                 first = stream.first_timestamp
             else:
                 if new_stream and len(self._streams) >= self.max_streams:
                     raise StreamCapacityError(self.max_streams)
-                joined = records[-window:]
+                joined = records[-window:].copy()
                 total = records.shape[0]
                 first = float(records[0, 0])
-            kept = np.array(joined, dtype=np.float64, order="C")  # own copy, window-sized
+            kept = joined
             kept.flags.writeable = False
             self._streams[stream_id] = _Stream(kept, model_key, total, first, now + self.idle_ttl_s)
             self._streams.move_to_end(stream_id)
