@@ -93,6 +93,7 @@ async def redis_numbers(url: str, *, smoke: bool) -> dict[str, Any]:
     store = RedisStreamStore.from_settings(settings)
     try:
         await store.append("warm", [0.0], _row(0), window=WINDOW, model_key=MODEL_KEY)
+        results["pings_per_s_single_client"] = await pings(store, 300 if smoke else 5000)
         with redis.Redis.from_url(url) as client:
             client.config_resetstat()  # our own throwaway server
         results["appends_per_s_single_client"] = await sequential(store, 300 if smoke else 5000)
@@ -106,6 +107,15 @@ async def redis_numbers(url: str, *, smoke: bool) -> dict[str, Any]:
         await store.close()
     results.update(await redis_bytes_per_stream(settings, 200 if smoke else 2000))
     return results
+
+
+async def pings(store: RedisStreamStore, n: int) -> float:
+    """Baseline: PINGs/s of one client awaiting each (the machine's round trip)."""
+    client = store._client
+    started = time.perf_counter()
+    for _ in range(n):
+        await client.ping()
+    return n / (time.perf_counter() - started)
 
 
 async def redis_bytes_per_stream(settings: Settings, streams: int) -> dict[str, Any]:

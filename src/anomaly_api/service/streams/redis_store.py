@@ -27,8 +27,9 @@ stream whose requests land on several replicas gets one partial window per repli
 When Redis answers again, Redis's window is used again and the memory windows are
 dropped: readings accepted during the outage are in no window afterwards, and the
 Redis window resumes with a gap (later readings are still in order, so they are
-accepted). A call that timed out after Redis had run it leaves the reading in Redis too.
-A delete served from memory does not reach Redis.
+accepted). A call that timed out may still have run, or run later (a frozen Redis works
+through the commands queued on its sockets when it resumes): that reading is then in
+Redis as well as in memory. A delete served from memory does not reach Redis.
 
 Needs a standalone Redis (or a single shard): the window key and the live set are
 touched by one script. The client must not decode responses (windows are binary).
