@@ -9,20 +9,11 @@ from pathlib import Path
 
 import pytest
 import redis
+from stream_clock import FakeClock
 
 from anomaly_api.config import Settings
 from anomaly_api.service.streams import InMemoryStreamStore, RedisStreamStore, StreamStore
 from redis_server import SHARED_REDIS_URL, RedisServer, throwaway_redis
-
-
-class FakeClock:
-    """Monotonic seconds that only move when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
+from stream_clock import FakeClock
 
 from anomaly_api.config import Settings
 from anomaly_api.service.streams import (
@@ -15,7 +16,6 @@ from anomaly_api.service.streams import (
     StreamCapacityError,
     StreamStore,
 )
-from conftest import FakeClock
 
 ONE = np.ones((1, 4))
 
