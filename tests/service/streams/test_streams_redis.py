@@ -11,7 +11,7 @@ import redis
 
 from anomaly_api.config import Settings
 from anomaly_api.service.streams import RedisStreamStore, StreamOrderError, StreamWindow
-from anomaly_api.service.streams.redis_store import HEADER
+from anomaly_api.service.streams.redis_store import _APPEND_LUA, HEADER
 from redis_server import SHARED_REDIS_URL
 
 F = 8
@@ -31,6 +31,12 @@ async def replicas(shared_settings: Settings) -> AsyncIterator[tuple[RedisStream
 
 def _row(step: int) -> np.ndarray:
     return np.full((1, F), step * 10.0) + np.arange(F)
+
+
+def test_the_script_and_python_agree_on_the_header() -> None:
+    """The Lua script reads the model key at byte 30 (1-based): after a 29-byte header."""
+    assert HEADER.size == 29
+    assert "string.sub(old, 30, 29 + mlen)" in _APPEND_LUA
 
 
 async def test_replicas_see_the_same_stream(replicas: tuple[RedisStreamStore, ...]) -> None:
@@ -132,3 +138,18 @@ async def test_state_per_stream_8_channels_60_readings(redis_store: RedisStreamS
         assert usage is not None
         assert payload < usage < payload + 1_024  # key, dict entry, expiry, allocator slack
         print(f"\nMEMORY USAGE window key: {usage} B (payload {payload} B)")
+
+
+async def test_an_error_reply_is_served_from_memory_without_an_outage(
+    redis_store: RedisStreamStore,
+) -> None:
+    """WRONGTYPE inside the script (a list where the window belongs): Redis answered, so the
+    call is served from memory and nothing is reported down."""
+    with redis.Redis.from_url(SHARED_REDIS_URL) as client:
+        client.rpush(redis_store.window_key("clash"), "not a window")
+    window = await redis_store.append("clash", [1.0], _row(1), window=5, model_key="m")
+    assert window.degraded
+    assert window.timestamps.tolist() == [1.0]
+    assert redis_store.errors == 1
+    assert not redis_store.degraded
+    assert await redis_store.check()
