@@ -132,6 +132,28 @@ class Settings(BaseSettings):
     metrics_anomaly_window: int = Field(
         default=1000, ge=1, description="Rows behind the rolling anomaly-rate gauge."
     )
+    # Stateful sensor streams (docs/streams.md); Redis timeouts and breaker as the cache's.
+    stream_max_streams: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most live streams; a new stream beyond it is refused (429/503), "
+        "live ones are never evicted.",
+    )
+    stream_idle_ttl_s: float = Field(
+        default=3600.0, gt=0, description="A stream is forgotten this long after its last reading."
+    )
+    stream_max_window: int = Field(
+        default=1024, ge=1, description="Largest trailing window (readings) a stream may keep."
+    )
+    stream_redis_max_connections: int = Field(
+        default=64,
+        ge=1,
+        description="Most concurrent Redis calls of the stream store per process; further "
+        "calls wait for a free connection (they do not fall back to memory for it).",
+    )
+    stream_prefix: str = Field(
+        default="anomaly:stream:", description="Prefix of every Redis key of the stream store."
+    )
 
 
 class SettingsError(ValueError):

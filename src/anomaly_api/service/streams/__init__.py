@@ -1,0 +1,51 @@
+"""Stateful sensor streams: each stream's trailing window of readings, in memory or Redis.
+
+``build_stream_store(settings)`` picks Redis when ``settings.redis_url`` is set (every
+replica sees the same streams; process memory while Redis is down), else process memory.
+See ``docs/streams.md`` for limits, expiry and what fail-open loses.
+"""
+
+from __future__ import annotations
+
+from anomaly_api.config import Settings
+from anomaly_api.service.streams.base import (
+    STREAM_ID_PATTERN,
+    StreamState,
+    StreamStore,
+    StreamWindow,
+    check_stream_id,
+)
+from anomaly_api.service.streams.errors import (
+    InvalidReadingsError,
+    InvalidStreamIdError,
+    StreamCapacityError,
+    StreamOrderError,
+)
+from anomaly_api.service.streams.memory import InMemoryStreamStore
+from anomaly_api.service.streams.redis_store import RedisStreamStore
+
+__all__ = [
+    "STREAM_ID_PATTERN",
+    "InMemoryStreamStore",
+    "InvalidReadingsError",
+    "InvalidStreamIdError",
+    "RedisStreamStore",
+    "StreamCapacityError",
+    "StreamOrderError",
+    "StreamState",
+    "StreamStore",
+    "StreamWindow",
+    "build_stream_store",
+    "check_stream_id",
+]
+
+
+def build_stream_store(settings: Settings) -> StreamStore:
+    """Redis when ``settings.redis_url`` is set, else process memory. Never connects."""
+    if settings.redis_url:
+        return RedisStreamStore.from_settings(settings)
+    return InMemoryStreamStore(
+        max_streams=settings.stream_max_streams,
+        idle_ttl_s=settings.stream_idle_ttl_s,
+        max_window=settings.stream_max_window,
+    )

@@ -1,0 +1,230 @@
+"""The stream-store contract shared by both backends, its input checks and its encoding.
+
+A stream is identified by an id (``STREAM_ID_PATTERN``) and holds the trailing window of
+raw readings -- timestamps (epoch seconds) and float64 feature values -- under a model
+key. Readings are kept exactly as sent: one record of ``1 + n_features`` little-endian
+float64 numbers per reading (timestamp first), never rounded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from anomaly_api.service.streams.errors import (
+    InvalidReadingsError,
+    InvalidStreamIdError,
+    StreamOrderError,
+)
+
+STREAM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+"""A letter or digit, then up to 127 letters, digits, ``.``, ``_``, ``:`` or ``-``."""
+
+MAX_MODEL_KEY_BYTES = 255
+RECORD_DTYPE = np.dtype("<f8")
+
+_STREAM_ID = re.compile(STREAM_ID_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamWindow:
+    """A stream's window right after an append (arrays are read-only).
+
+    Attributes
+    ----------
+    stream_id : str
+    timestamps : ndarray of shape (n_readings,)
+        Epoch seconds, strictly increasing; ``n_readings <= window``.
+    values : ndarray of shape (n_readings, n_features)
+        The readings, float64, exactly as appended.
+    total : int
+        Readings the stream has accepted since it started (or restarted), the window's
+        trimmed ones included.
+    model_key : str
+    new_stream : bool
+        This append started the stream (it did not exist, had expired or was deleted).
+    model_changed : bool
+        The stream existed under another model key: its old window was dropped and
+        this append started a new one (``total`` restarted too).
+    degraded : bool
+        Served from process memory because Redis is unreachable (Redis store only).
+    """
+
+    stream_id: str
+    timestamps: NDArray[np.float64]
+    values: NDArray[np.float64]
+    total: int
+    model_key: str
+    new_stream: bool
+    model_changed: bool
+    degraded: bool = False
+
+    @property
+    def restarted(self) -> bool:
+        """The window restarted with this append (new stream or new model key)."""
+        return self.new_stream or self.model_changed
+
+    def __len__(self) -> int:
+        """Readings in the window."""
+        return int(self.timestamps.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    """What ``get`` reports about a live stream.
+
+    Attributes
+    ----------
+    total : int
+        Readings accepted since the stream started (or restarted).
+    first_timestamp, last_timestamp : float
+        First reading ever accepted (since the start) and the latest one.
+    window_length : int
+        Readings held now (at most the window of the last append).
+    n_features : int
+    model_key : str
+    expires_in_s : float
+        Idle time left before the stream expires (each append resets it).
+    degraded : bool
+        Answered from process memory because Redis is unreachable.
+    """
+
+    stream_id: str
+    total: int
+    first_timestamp: float
+    last_timestamp: float
+    window_length: int
+    n_features: int
+    model_key: str
+    expires_in_s: float
+    degraded: bool = False
+
+
+@runtime_checkable
+class StreamStore(Protocol):
+    """Trailing windows of readings per stream. Raises only the errors of ``errors.py``."""
+
+    @property
+    def backend(self) -> str:
+        """``"memory"`` or ``"redis"``."""
+        ...
+
+    @property
+    def degraded(self) -> bool:
+        """True while streams are served from process memory instead of Redis."""
+        ...
+
+    async def append(
+        self,
+        stream_id: str,
+        timestamps: Sequence[float] | NDArray[np.float64],
+        rows: ArrayLike,
+        *,
+        window: int,
+        model_key: str,
+    ) -> StreamWindow:
+        """Check order, append, trim to the last ``window`` readings, refresh the expiry and
+        return the window -- all or nothing."""
+        ...
+
+    async def get(self, stream_id: str) -> StreamState | None:
+        """State of a live stream, ``None`` when it does not exist (or expired)."""
+        ...
+
+    async def delete(self, stream_id: str) -> bool:
+        """Forget a stream; True when it existed."""
+        ...
+
+    async def live_count(self) -> int:
+        """Live (unexpired) streams counted against the bound."""
+        ...
+
+    async def check(self) -> bool:
+        """Probe the backend now (for ``/health``); False while degraded."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the store is not used afterwards."""
+        ...
+
+
+def check_stream_id(stream_id: str) -> str:
+    """``stream_id`` unchanged, or ``InvalidStreamIdError``."""
+    if not isinstance(stream_id, str) or _STREAM_ID.fullmatch(stream_id) is None:
+        raise InvalidStreamIdError(
+            f"invalid stream id {str(stream_id)[:140]!r}: expected 1-128 characters, letters, "
+            "digits, '.', '_', ':' or '-', starting with a letter or digit"
+        )
+    return stream_id
+
+
+def check_model_key(model_key: str) -> bytes:
+    """The model key as UTF-8 bytes (1-255 of them); ``ValueError`` otherwise (caller bug)."""
+    encoded = model_key.encode("utf-8")
+    if not 1 <= len(encoded) <= MAX_MODEL_KEY_BYTES:
+        raise ValueError(f"model_key must be 1-{MAX_MODEL_KEY_BYTES} UTF-8 bytes")
+    return encoded
+
+
+def check_window(window: int, max_window: int) -> int:
+    """``window`` when ``1 <= window <= max_window``; ``ValueError`` otherwise (config bug)."""
+    if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= max_window:
+        raise ValueError(f"window must be an integer in [1, {max_window}], got {window!r}")
+    return window
+
+
+def to_records(
+    stream_id: str, timestamps: Sequence[float] | NDArray[np.float64], rows: ArrayLike
+) -> NDArray[np.float64]:
+    """Readings as records of shape ``(n, 1 + n_features)``: timestamp, then the values.
+
+    Checks the shape, that everything is finite and that the timestamps strictly
+    increase within the call (``StreamOrderError`` names the first offender).
+    """
+    try:
+        ts = np.asarray(timestamps, dtype=np.float64)
+        X = np.asarray(rows, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidReadingsError(f"readings are not numbers: {exc}") from None
+    if ts.ndim != 1 or ts.shape[0] == 0:
+        raise InvalidReadingsError("timestamps must be a non-empty 1-D sequence")
+    if X.ndim != 2 or X.shape[0] != ts.shape[0] or X.shape[1] == 0:
+        raise InvalidReadingsError(
+            f"rows must have shape (n_readings, n_features) with n_readings={ts.shape[0]} "
+            f"and n_features >= 1, got {X.shape}"
+        )
+    records = np.empty((ts.shape[0], X.shape[1] + 1), dtype=RECORD_DTYPE)
+    records[:, 0] = ts
+    records[:, 1:] = X
+    if not np.isfinite(records).all():  # one pass over everything; find the culprit after
+        bad = ~np.isfinite(records)
+        index = int(np.flatnonzero(bad.any(axis=1))[0])
+        what = "timestamp" if bad[index, 0] else "values"
+        raise InvalidReadingsError(f"reading {index}: {what} NaN or infinite")
+    if ts.shape[0] > 1:
+        steps = np.diff(ts)
+        if (steps <= 0).any():
+            index = int(np.flatnonzero(steps <= 0)[0]) + 1
+            raise StreamOrderError(
+                stream_id=stream_id,
+                timestamp=float(ts[index]),
+                previous=float(ts[index - 1]),
+                index=index,
+            )
+    return records
+
+
+def split_records(
+    records: NDArray[np.float64],
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Read-only ``(timestamps, values)`` of records; ``values`` is C-contiguous."""
+    timestamps = records[:, 0].copy()
+    values = np.ascontiguousarray(records[:, 1:])
+    timestamps.flags.writeable = False
+    values.flags.writeable = False
+    return timestamps, values

@@ -1,0 +1,457 @@
+"""Redis stream store: every replica behind the load balancer sees the same streams.
+
+Layout (``prefix`` from ``Settings.stream_prefix``)::
+
+    {prefix}w:{stream_id}   STRING  header + one record per reading, PX = idle TTL
+    {prefix}live            ZSET    stream id -> expiry (ms, Redis clock): the live-stream bound
+
+    header  = <BHdd8sH  version=1, n_features, total, first timestamp, last call's token,
+              model-key length; then the model key (UTF-8)
+    record  = <d * (1 + n_features)  timestamp, then the values: float64, exactly as sent
+
+An append is ONE script call (EVALSHA of a script registered once): it prunes expired
+ids from the live set, reads the window, checks the model key, feature count and order
+(first new timestamp > last stored one), enforces the bound for a new stream, appends,
+trims to the window, writes with the idle TTL and returns the new value -- so concurrent
+appends from any number of replicas are serialised by Redis, and a refused one changes
+nothing. Each call carries a random 8-byte token stored in the header: when redis-py
+resends the script after a dropped connection and the first send had in fact run, the
+script recognises its own token and answers with the window instead of a duplicate error.
+
+Fail-open: calls go through the same circuit breaker and timeouts as the Redis cache
+(``service/cache``). When a call fails or the breaker is open, the append, read or
+delete is served by an in-process ``InMemoryStreamStore`` instead, and ``degraded`` is
+True until Redis answers again. What that costs: during the outage a stream's window
+restarts in this replica's memory (readings appended to Redis before are not there; a
+stream whose requests land on several replicas gets one partial window per replica).
+When Redis answers again, Redis's window is used again and the memory windows are
+dropped: readings accepted during the outage are in no window afterwards, and the
+Redis window resumes with a gap (later readings are still in order, so they are
+accepted). A call that timed out may still have run, or run later (a frozen Redis works
+through the commands queued on its sockets when it resumes): that reading is then in
+Redis as well as in memory. A delete served from memory does not reach Redis.
+
+Needs a standalone Redis (or a single shard): the window key and the live set are
+touched by one script. The client must not decode responses (windows are binary).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import struct
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from anomaly_api.config import Settings
+from anomaly_api.service.cache.base import BreakerState
+from anomaly_api.service.cache.breaker import CircuitBreaker
+from anomaly_api.service.cache.redis_cache import _describe, _ThrottledWarning
+from anomaly_api.service.streams.base import (
+    RECORD_DTYPE,
+    StreamState,
+    StreamWindow,
+    check_model_key,
+    check_stream_id,
+    check_window,
+    split_records,
+    to_records,
+)
+from anomaly_api.service.streams.errors import (
+    InvalidReadingsError,
+    StreamCapacityError,
+    StreamOrderError,
+)
+from anomaly_api.service.streams.memory import InMemoryStreamStore
+
+_log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_FAILED = object()  # sentinel: the call was skipped or failed
+
+HEADER = struct.Struct("<BHdd8sH")
+_VERSION = 1
+
+# KEYS: window key, live set. ARGV: stream id, model key, n_features, window, TTL (ms),
+# max streams, token (8 bytes), records. Replies {status, payload}: status 'new', 'ok',
+# 'model' (model key changed: window restarted), 'replay' (this token already ran)
+# with the new value; 'order' with the last stored timestamp (8 bytes); 'shape' with
+# the stored feature count; 'full'.
+_APPEND_LUA = """
+local key, live = KEYS[1], KEYS[2]
+local member, model = ARGV[1], ARGV[2]
+local nf, window = tonumber(ARGV[3]), tonumber(ARGV[4])
+local ttl, cap = tonumber(ARGV[5]), tonumber(ARGV[6])
+local token, recs = ARGV[7], ARGV[8]
+local size = 8 * (nf + 1)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', live, '-inf', now)
+local old = redis.call('GET', key)
+local status, total, first, body = 'new', 0, struct.unpack('<d', recs), ''
+if old then
+  local _, onf, ototal, ofirst, otoken, mlen = struct.unpack('<BHddc8H', old)
+  if otoken == token then
+    redis.call('PEXPIRE', key, ttl)
+    redis.call('ZADD', live, now + ttl, member)
+    return {'replay', old}
+  end
+  if string.sub(old, 30, 29 + mlen) == model then
+    if onf ~= nf then return {'shape', tostring(onf)} end
+    local last = string.sub(old, -size, -size + 7)
+    if struct.unpack('<d', recs) <= struct.unpack('<d', last) then return {'order', last} end
+    status, total, first, body = 'ok', ototal, ofirst, string.sub(old, 30 + mlen)
+  else
+    status = 'model'
+  end
+elseif not redis.call('ZSCORE', live, member) and redis.call('ZCARD', live) >= cap then
+  return {'full', ''}
+end
+body = body .. recs
+local keep = window * size
+if #body > keep then body = string.sub(body, -keep) end
+local value = struct.pack('<BHddc8H', 1, nf, total + #recs / size, first, token, #model)
+value = value .. model .. body
+redis.call('SET', key, value, 'PX', ttl)
+redis.call('ZADD', live, now + ttl, member)
+return {status, value}
+"""
+
+# KEYS: window key. Reply: nil, or {value, PTTL in ms}.
+_GET_LUA = """
+local value = redis.call('GET', KEYS[1])
+if not value then return false end
+return {value, redis.call('PTTL', KEYS[1])}
+"""
+
+# KEYS: window key, live set. ARGV: stream id. Reply: 1 when the window existed.
+_DELETE_LUA = """
+redis.call('ZREM', KEYS[2], ARGV[1])
+return redis.call('DEL', KEYS[1])
+"""
+
+# KEYS: live set. Reply: live streams after pruning expired ids.
+_COUNT_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZCARD', KEYS[1])
+"""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Decoded:
+    n_features: int
+    total: int
+    first_timestamp: float
+    model_key: str
+    records: NDArray[np.float64]
+
+
+def decode_window(value: bytes) -> _Decoded:
+    """Header and records of a stored window value."""
+    version, n_features, total, first, _token, key_len = HEADER.unpack_from(value)
+    if version != _VERSION:  # pragma: no cover - only one version exists
+        raise ValueError(f"unknown stream encoding version {version}")
+    start = HEADER.size + key_len
+    records = np.frombuffer(value, dtype=RECORD_DTYPE, offset=start).reshape(-1, n_features + 1)
+    return _Decoded(
+        n_features=n_features,
+        total=int(total),
+        first_timestamp=first,
+        model_key=value[HEADER.size : start].decode("utf-8"),
+        records=records,
+    )
+
+
+class RedisStreamStore:
+    """Streams in Redis, one atomic script call per append; process memory while Redis is down.
+
+    Attributes
+    ----------
+    errors : int
+        Redis calls that failed (timeout, connection, error reply), probes included.
+    skipped : int
+        Calls the open breaker did not send.
+    fallbacks : int
+        Calls served from process memory (failed or skipped).
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str,
+        max_streams: int,
+        idle_ttl_s: float,
+        max_window: int,
+        call_timeout_s: float,
+        breaker: CircuitBreaker,
+        max_concurrent_calls: int = 64,
+        log_interval_s: float = 30.0,
+    ) -> None:
+        self._client = client
+        self._slots = asyncio.Semaphore(max_concurrent_calls)
+        self._prefix = prefix
+        self._live_key = f"{prefix}live"
+        self.max_streams = max_streams
+        self.max_window = max_window
+        self._ttl_ms = max(1, round(idle_ttl_s * 1000))
+        self._call_timeout_s = call_timeout_s
+        self._breaker = breaker
+        self._append_script = client.register_script(_APPEND_LUA)
+        self._get_script = client.register_script(_GET_LUA)
+        self._delete_script = client.register_script(_DELETE_LUA)
+        self._count_script = client.register_script(_COUNT_LUA)
+        self._fallback = InMemoryStreamStore(
+            max_streams=max_streams, idle_ttl_s=idle_ttl_s, max_window=max_window
+        )
+        self._fallback_used = False
+        self._warn = _ThrottledWarning(log_interval_s)
+        self.errors = 0
+        self.skipped = 0
+        self.fallbacks = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisStreamStore:
+        """Client with the cache's timeouts and breaker settings; does not connect yet."""
+        if not settings.redis_url:
+            raise ValueError("settings.redis_url is not set")
+        timeout = settings.redis_timeout_s
+        client = Redis.from_url(
+            settings.redis_url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
+            health_check_interval=0,
+            # The semaphore keeps calls under the pool size (a full pool raises, which would
+            # count as an outage); the spare connections serve health probes.
+            max_connections=settings.stream_redis_max_connections + 4,
+        )
+        breaker = CircuitBreaker(
+            failure_threshold=settings.redis_breaker_failures,
+            cooldown_s=settings.redis_breaker_cooldown_s,
+        )
+        return cls(
+            client,
+            prefix=settings.stream_prefix,
+            max_streams=settings.stream_max_streams,
+            idle_ttl_s=settings.stream_idle_ttl_s,
+            max_window=settings.stream_max_window,
+            call_timeout_s=2 * timeout,
+            breaker=breaker,
+            max_concurrent_calls=settings.stream_redis_max_connections,
+        )
+
+    @property
+    def backend(self) -> str:
+        """Always ``"redis"``."""
+        return "redis"
+
+    @property
+    def degraded(self) -> bool:
+        """True while the breaker is not closed: streams are served from process memory."""
+        return self._breaker.state != "closed"
+
+    @property
+    def breaker_state(self) -> BreakerState:
+        """``closed``, ``open`` (calls skipped) or ``half_open`` (one trial call allowed)."""
+        return self._breaker.state
+
+    def window_key(self, stream_id: str) -> str:
+        """Redis key of a stream's window."""
+        return f"{self._prefix}w:{stream_id}"
+
+    @property
+    def live_key(self) -> str:
+        """Redis key of the live-stream set."""
+        return self._live_key
+
+    async def append(
+        self,
+        stream_id: str,
+        timestamps: Sequence[float] | NDArray[np.float64],
+        rows: ArrayLike,
+        *,
+        window: int,
+        model_key: str,
+    ) -> StreamWindow:
+        """Append readings (see ``StreamStore.append``) in one script call; all or nothing."""
+        check_stream_id(stream_id)
+        model = check_model_key(model_key)
+        check_window(window, self.max_window)
+        records = to_records(stream_id, timestamps, rows)
+        n_features = records.shape[1] - 1
+        keys = [self.window_key(stream_id), self._live_key]
+        args: list[bytes | str | int] = [
+            stream_id,
+            model,
+            n_features,
+            window,
+            self._ttl_ms,
+            self.max_streams,
+            os.urandom(8),
+            records.tobytes(),
+        ]
+        reply = await self._guarded("append", lambda: self._append_script(keys=keys, args=args))
+        if reply is _FAILED:
+            self._fallback_used = True
+            self.fallbacks += 1
+            fallback = self._fallback.append_now(
+                stream_id, records[:, 0], records[:, 1:], window=window, model_key=model_key
+            )
+            return dataclasses.replace(fallback, degraded=True)
+        assert isinstance(reply, list)
+        status, payload = reply[0], reply[1]
+        if status == b"order":
+            (last,) = struct.unpack("<d", payload)
+            raise StreamOrderError(
+                stream_id=stream_id, timestamp=float(records[0, 0]), previous=last, index=0
+            )
+        if status == b"shape":
+            raise InvalidReadingsError(
+                f"stream {stream_id!r} holds readings of {int(payload)} features under "
+                f"model key {model_key!r}, got {n_features}"
+            )
+        if status == b"full":
+            raise StreamCapacityError(self.max_streams)
+        decoded = decode_window(payload)
+        ts, values = split_records(decoded.records)
+        return StreamWindow(
+            stream_id=stream_id,
+            timestamps=ts,
+            values=values,
+            total=decoded.total,
+            model_key=decoded.model_key,
+            new_stream=status == b"new",
+            model_changed=status == b"model",
+        )
+
+    async def get(self, stream_id: str) -> StreamState | None:
+        """State of a live stream; reading it does not refresh its expiry."""
+        check_stream_id(stream_id)
+        key = self.window_key(stream_id)
+        reply = await self._guarded("get", lambda: self._get_script(keys=[key]))
+        if reply is _FAILED:
+            self.fallbacks += 1
+            state = self._fallback.get_now(stream_id)
+            return None if state is None else dataclasses.replace(state, degraded=True)
+        if reply is None:
+            return None
+        assert isinstance(reply, list)
+        decoded = decode_window(reply[0])
+        return StreamState(
+            stream_id=stream_id,
+            total=decoded.total,
+            first_timestamp=decoded.first_timestamp,
+            last_timestamp=float(decoded.records[-1, 0]),
+            window_length=int(decoded.records.shape[0]),
+            n_features=decoded.n_features,
+            model_key=decoded.model_key,
+            expires_in_s=max(0, int(reply[1])) / 1000,
+        )
+
+    async def delete(self, stream_id: str) -> bool:
+        """Forget a stream; True when it existed. While degraded only process memory's copy."""
+        check_stream_id(stream_id)
+        keys = [self.window_key(stream_id), self._live_key]
+        reply = await self._guarded(
+            "delete", lambda: self._delete_script(keys=keys, args=[stream_id])
+        )
+        if reply is _FAILED:
+            self.fallbacks += 1
+            return self._fallback.delete_now(stream_id)
+        return bool(reply)
+
+    async def live_count(self) -> int:
+        """Live streams in Redis (process memory's while Redis is unreachable)."""
+        reply = await self._guarded("count", lambda: self._count_script(keys=[self._live_key]))
+        if reply is _FAILED:
+            return len(self._fallback)
+        assert isinstance(reply, int)
+        return reply
+
+    async def check(self) -> bool:
+        """PING Redis now, past the breaker: success closes it, failure opens it."""
+        try:
+            async with asyncio.timeout(self._call_timeout_s):
+                await self._client.ping()
+        except Exception as exc:
+            self._failed("PING", exc, trip=True)
+            return False
+        self._succeeded()
+        return True
+
+    async def close(self) -> None:
+        """Close the client and its pool; forget the memory fallback."""
+        self._fallback.clear()
+        try:
+            await self._client.aclose()
+        except Exception as exc:
+            _log.warning("closing the Redis stream client failed: %s", _describe(exc))
+
+    async def _guarded(self, what: str, call: Callable[[], Awaitable[T]]) -> T | object:
+        """Run ``call`` through the breaker and timeout; ``_FAILED`` instead of raising.
+
+        Waiting for one of the ``max_concurrent_calls`` slots is not part of the timeout:
+        a burst of requests queues here instead of being taken for a Redis outage.
+        """
+        if not self._breaker.allow():
+            self.skipped += 1
+            return _FAILED
+        done = False
+        try:
+            async with self._slots:
+                async with asyncio.timeout(self._call_timeout_s):
+                    result = await call()
+            done = True
+        except ResponseError as exc:  # Redis answered, with an error: reachable all the same
+            done = True
+            self.errors += 1
+            self._warn("Redis stream %s refused: %s", what, _describe(exc))
+            self._breaker.record_success()  # no outage; memory windows stay in use
+            return _FAILED
+        except Exception as exc:
+            done = True
+            self._failed(what, exc)
+            return _FAILED
+        finally:
+            if not done:  # cancelled by the caller: no verdict on Redis
+                self._breaker.release()
+        self._succeeded()
+        return result
+
+    def _failed(self, what: str, exc: Exception, *, trip: bool = False) -> None:
+        """Count and log a failure; ``trip`` opens the breaker at once (failed probe)."""
+        self.errors += 1
+        was_closed = self._breaker.state == "closed"
+        opened = self._breaker.trip() if trip else self._breaker.record_failure()
+        if opened and was_closed:
+            _log.warning(
+                "Redis stream store failing (%s: %s); streams served from process memory, "
+                "next try in %.1f s",
+                what,
+                _describe(exc),
+                self._breaker.cooldown_s,
+            )
+        else:
+            self._warn("Redis stream %s failed: %s", what, _describe(exc))
+
+    def _succeeded(self) -> None:
+        """Close the breaker; on recovery Redis's windows are used again, memory's dropped."""
+        if self._breaker.record_success():
+            _log.info("Redis stream store reachable again; streams served from Redis")
+        if self._fallback_used:
+            self._fallback.clear()
+            self._fallback_used = False

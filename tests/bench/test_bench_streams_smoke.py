@@ -1,0 +1,39 @@
+"""The stream-store benchmark's quick mode runs end to end and writes every key."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_stream_bench_smoke_writes_every_measurement(tmp_path: Path) -> None:
+    out = tmp_path / "streams.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.streams", "--smoke", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["meta"]["mode"] == "smoke"
+    memory, redis = results["memory"], results["redis"]
+    for numbers in (memory, redis):
+        assert numbers["appends_per_s_single_client"] > 0
+        assert numbers["appends_per_s_64_tasks"] > 0
+    assert memory["window_array_nbytes"] == 60 * 9 * 8
+    assert memory["heap_per_stream"] > memory["window_array_nbytes"]
+    assert redis["window_value_bytes"] == 29 + len("bench-model-1") + 60 * 9 * 8
+    assert redis["memory_usage_window_key"] > redis["window_value_bytes"]
+    assert redis["used_memory_per_stream"] > 0
+    assert redis["server_us_per_append"] > 0
