@@ -1,0 +1,369 @@
+"""Input drift: a fixed-memory window of recent rows compared with the training data.
+
+What the artifact stores (``DriftReference``, built once by ``build_drift_reference``
+from the training matrix):
+
+* a **quantile sketch** of each feature: its ``m`` mid-quantiles ``(i + 0.5) / m``
+  (``m = min(n_rows, sketch_rows)``, 1,000 by default; the sorted column itself when
+  the data are smaller). Deterministic (no sampling seed) and ``m`` numbers per feature;
+  the two-sample Kolmogorov-Smirnov test runs against it.
+* **decile bin edges** of each feature and the share of training rows in each bin,
+  for the population stability index (PSI).
+
+``DriftTracker`` keeps the last ``window_rows`` inputs in a NumPy ring buffer
+(``window_rows x n_features`` float64, allocated once), updated a batch at a time,
+and computes per feature:
+
+* ``psi = sum((w - r) * ln(w / r))`` over the ten training-decile bins, shares floored
+  at 1e-4 so an empty bin stays finite;
+* ``ks_statistic, ks_pvalue`` from ``scipy.stats.ks_2samp(window, sketch,
+  method="asymp")``: the asymptotic Kolmogorov distribution, accurate at the
+  hundreds of rows a window holds and cheap, where the exact one costs O(n·m).
+  The test assumes independent rows; consecutive readings of a process are not,
+  so p-values are too small on autocorrelated streams (read the statistic too).
+
+A feature is ``drifted`` once the window holds ``min_rows`` rows and either its PSI
+reaches ``psi`` or its KS statistic reaches ``ks_statistic`` with a p-value at most
+``ks_pvalue`` (see ``DriftThresholds``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.stats import ks_2samp
+
+DRIFT_REFERENCE_FILE: Final = "drift_reference.json"
+DEFAULT_SKETCH_ROWS: Final = 1000
+DEFAULT_BINS: Final = 10
+PSI_FLOOR: Final = 1e-4
+KS_METHOD: Final = "asymp"
+_FORMAT: Final = "quantile-sketch/v1"
+
+
+def _as_matrix(X: ArrayLike, n_features: int | None, what: str) -> NDArray[np.float64]:
+    data = np.asarray(X, dtype=np.float64)
+    if data.ndim == 1:
+        data = data.reshape(1, -1)
+    if data.ndim != 2:
+        raise ValueError(f"{what} must be 2-D (n_rows, n_features), got {data.ndim}-D")
+    if n_features is not None and data.shape[1] != n_features:
+        raise ValueError(f"{what} has {data.shape[1]} features, expected {n_features}")
+    if not np.all(np.isfinite(data)):
+        raise ValueError(f"{what} contains non-finite values")
+    return data
+
+
+@dataclass(frozen=True)
+class DriftReference:
+    """The training distribution of every feature, as stored in the artifact."""
+
+    feature_names: tuple[str, ...]
+    sketch: NDArray[np.float64]
+    """Mid-quantiles of each feature, shape (m, n_features), each column sorted."""
+    bin_edges: NDArray[np.float64]
+    """Interior bin edges of each feature, shape (n_features, n_bins - 1)."""
+    bin_shares: NDArray[np.float64]
+    """Share of training rows in each bin, shape (n_features, n_bins); rows sum to 1."""
+    training_rows: int
+
+    def __post_init__(self) -> None:
+        n = len(self.feature_names)
+        if n == 0 or len(set(self.feature_names)) != n:
+            raise ValueError("feature names must be non-empty and distinct")
+        if self.sketch.ndim != 2 or self.sketch.shape[1] != n or self.sketch.shape[0] < 1:
+            raise ValueError(f"sketch must have shape (m >= 1, {n}), got {self.sketch.shape}")
+        if self.bin_shares.ndim != 2 or self.bin_shares.shape[0] != n:
+            raise ValueError(f"bin_shares must have {n} rows, got {self.bin_shares.shape}")
+        if self.bin_edges.shape != (n, self.bin_shares.shape[1] - 1):
+            raise ValueError(f"bin_edges shape {self.bin_edges.shape} does not fit bin_shares")
+        for name, array in (("sketch", self.sketch), ("bin_edges", self.bin_edges)):
+            if not np.all(np.isfinite(array)):
+                raise ValueError(f"{name} contains non-finite values")
+        if np.any(np.diff(self.sketch, axis=0) < 0) or np.any(np.diff(self.bin_edges) < 0):
+            raise ValueError("sketch columns and bin edges must be sorted")
+        if not np.allclose(self.bin_shares.sum(axis=1), 1.0) or np.any(self.bin_shares < 0):
+            raise ValueError("each feature's bin shares must be non-negative and sum to 1")
+        if self.training_rows < 1:
+            raise ValueError("training_rows must be at least 1")
+
+    @property
+    def n_features(self) -> int:
+        """Number of features."""
+        return len(self.feature_names)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form (``from_dict`` reads it back exactly)."""
+        return {
+            "format": _FORMAT,
+            "feature_names": list(self.feature_names),
+            "training_rows": self.training_rows,
+            "sketch": self.sketch.T.tolist(),
+            "bin_edges": self.bin_edges.tolist(),
+            "bin_shares": self.bin_shares.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DriftReference:
+        """Read ``to_dict``'s output; a malformed reference raises ``ValueError``."""
+        if data.get("format") != _FORMAT:
+            raise ValueError(f"unknown drift reference format {data.get('format')!r}")
+        try:
+            return cls(
+                feature_names=tuple(str(name) for name in data["feature_names"]),
+                sketch=np.asarray(data["sketch"], dtype=np.float64).T.copy(),
+                bin_edges=np.asarray(data["bin_edges"], dtype=np.float64).reshape(
+                    len(data["feature_names"]), -1
+                ),
+                bin_shares=np.asarray(data["bin_shares"], dtype=np.float64),
+                training_rows=int(data["training_rows"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed drift reference: {exc!r}") from exc
+
+
+def _bin_counts(column: NDArray[np.float64], edges: NDArray[np.float64]) -> NDArray[np.int64]:
+    index = np.searchsorted(edges, column, side="right")
+    counts: NDArray[np.int64] = np.bincount(index, minlength=len(edges) + 1)
+    return counts
+
+
+def build_drift_reference(
+    X: ArrayLike,
+    feature_names: list[str] | tuple[str, ...],
+    *,
+    sketch_rows: int = DEFAULT_SKETCH_ROWS,
+    n_bins: int = DEFAULT_BINS,
+) -> DriftReference:
+    """Summarise the training matrix ``X`` (n_rows, n_features) for drift tracking.
+
+    Call it on the rows the model was fitted on (``TrainedModel.X_fit``).
+    """
+    if sketch_rows < 10:
+        raise ValueError(f"sketch_rows must be at least 10, got {sketch_rows}")
+    if not 2 <= n_bins <= 100:
+        raise ValueError(f"n_bins must be in [2, 100], got {n_bins}")
+    data = _as_matrix(X, len(feature_names), "training data")
+    n_rows = data.shape[0]
+    if n_rows < 2:
+        raise ValueError(f"need at least 2 training rows, got {n_rows}")
+    if n_rows <= sketch_rows:
+        sketch = np.sort(data, axis=0)
+    else:
+        levels = (np.arange(sketch_rows) + 0.5) / sketch_rows
+        sketch = np.quantile(data, levels, axis=0)
+    edges = np.quantile(data, np.arange(1, n_bins) / n_bins, axis=0).T.copy()
+    shares = np.stack(
+        [_bin_counts(data[:, j], edges[j]) / n_rows for j in range(data.shape[1])]
+    ).astype(np.float64)
+    return DriftReference(
+        feature_names=tuple(feature_names),
+        sketch=np.ascontiguousarray(sketch),
+        bin_edges=edges,
+        bin_shares=shares,
+        training_rows=n_rows,
+    )
+
+
+def save_drift_reference(reference: DriftReference, directory: Path) -> Path:
+    """Write ``reference`` as ``drift_reference.json`` into a model version's directory."""
+    path = directory / DRIFT_REFERENCE_FILE
+    path.write_text(json.dumps(reference.to_dict(), separators=(",", ":")), encoding="utf-8")
+    return path
+
+
+def load_drift_reference(directory: Path) -> DriftReference | None:
+    """The version's drift reference, or ``None`` when it was saved without one."""
+    path = directory / DRIFT_REFERENCE_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return DriftReference.from_dict(data)
+
+
+@dataclass(frozen=True)
+class DriftThresholds:
+    """When a feature counts as drifted (the ``drift_*`` settings)."""
+
+    psi: float = 0.25
+    ks_statistic: float = 0.1
+    ks_pvalue: float = 0.01
+    min_rows: int = 100
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.psi) and self.psi > 0):
+            raise ValueError(f"psi threshold must be a positive number, got {self.psi}")
+        if not 0.0 < self.ks_statistic <= 1.0:
+            raise ValueError(f"ks_statistic threshold must be in (0, 1], got {self.ks_statistic}")
+        if not 0.0 < self.ks_pvalue < 1.0:
+            raise ValueError(f"ks_pvalue threshold must be in (0, 1), got {self.ks_pvalue}")
+        if self.min_rows < 1:
+            raise ValueError(f"min_rows must be at least 1, got {self.min_rows}")
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """One feature's drift statistics over the current window."""
+
+    feature: str
+    psi: float
+    ks_statistic: float
+    ks_pvalue: float
+    drifted: bool
+
+
+def population_stability_index(
+    window_shares: NDArray[np.float64], reference_shares: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """PSI of each row of two (n_features, n_bins) share matrices (floored at 1e-4)."""
+    w = np.maximum(window_shares, PSI_FLOOR)
+    r = np.maximum(reference_shares, PSI_FLOOR)
+    psi: NDArray[np.float64] = np.sum((w - r) * np.log(w / r), axis=1)
+    return psi
+
+
+class DriftTracker:
+    """The last ``window_rows`` inputs, and their drift from a ``DriftReference``.
+
+    ``update`` copies a batch into a preallocated ring buffer under a lock (no
+    allocation beyond the batch itself); ``features``/``report`` compute the statistics
+    on demand, so call them when Prometheus scrapes or ``/monitoring/drift`` is read.
+    """
+
+    def __init__(
+        self,
+        reference: DriftReference,
+        *,
+        window_rows: int = 1000,
+        thresholds: DriftThresholds | None = None,
+    ) -> None:
+        if window_rows < 2:
+            raise ValueError(f"window_rows must be at least 2, got {window_rows}")
+        self.reference = reference
+        self.window_rows = window_rows
+        self.thresholds = thresholds or DriftThresholds()
+        self._buffer = np.empty((window_rows, reference.n_features), dtype=np.float64)
+        self._next = 0
+        self._held = 0
+        self._seen = 0
+        self._lock = threading.Lock()
+
+    @property
+    def rows_held(self) -> int:
+        """Rows in the window now (at most ``window_rows``)."""
+        return self._held
+
+    @property
+    def rows_seen(self) -> int:
+        """Rows passed to ``update`` since the tracker was built."""
+        return self._seen
+
+    def update(self, X: ArrayLike) -> None:
+        """Append a batch of rows (n_rows, n_features); the oldest rows fall out."""
+        data = _as_matrix(X, self.reference.n_features, "rows")
+        n = data.shape[0]
+        if n == 0:
+            return
+        size = self.window_rows
+        with self._lock:
+            self._seen += n
+            if n >= size:
+                self._buffer[:] = data[-size:]
+                self._next, self._held = 0, size
+                return
+            end = self._next + n
+            if end <= size:
+                self._buffer[self._next : end] = data
+            else:
+                first = size - self._next
+                self._buffer[self._next :] = data[:first]
+                self._buffer[: n - first] = data[first:]
+            self._next = end % size
+            self._held = min(size, self._held + n)
+
+    def window(self) -> NDArray[np.float64]:
+        """A copy of the rows held, oldest first."""
+        with self._lock:
+            if self._held < self.window_rows:
+                return self._buffer[: self._held].copy()
+            return np.roll(self._buffer, -self._next, axis=0)
+
+    def features(self) -> list[FeatureDrift]:
+        """Each feature's statistics; empty while the window holds no row."""
+        rows = self.window()
+        if rows.shape[0] == 0:
+            return []
+        ref = self.reference
+        counts = np.stack(
+            [_bin_counts(rows[:, j], ref.bin_edges[j]) for j in range(ref.n_features)]
+        )
+        psi = population_stability_index(counts / rows.shape[0], ref.bin_shares)
+        ks = ks_2samp(rows, ref.sketch, axis=0, method=KS_METHOD)
+        statistic = np.atleast_1d(np.asarray(ks.statistic, dtype=np.float64))
+        pvalue = np.atleast_1d(np.asarray(ks.pvalue, dtype=np.float64))
+        t = self.thresholds
+        enough = rows.shape[0] >= t.min_rows
+        drifted = enough & (
+            (psi >= t.psi) | ((statistic >= t.ks_statistic) & (pvalue <= t.ks_pvalue))
+        )
+        return [
+            FeatureDrift(
+                feature=name,
+                psi=float(psi[j]),
+                ks_statistic=float(statistic[j]),
+                ks_pvalue=float(pvalue[j]),
+                drifted=bool(drifted[j]),
+            )
+            for j, name in enumerate(ref.feature_names)
+        ]
+
+    def report(self) -> dict[str, Any]:
+        """The ``GET /monitoring/drift`` body (JSON-serialisable; see the docs)."""
+        stats = {f.feature: f for f in self.features()}
+        held, t = self.rows_held, self.thresholds
+        features = []
+        for name in self.reference.feature_names:
+            found = stats.get(name)
+            features.append(
+                {
+                    "feature": name,
+                    "psi": None if found is None else found.psi,
+                    "ks_statistic": None if found is None else found.ks_statistic,
+                    "ks_pvalue": None if found is None else found.ks_pvalue,
+                    "drifted": False if found is None else found.drifted,
+                    "window_rows": self.window_rows,
+                    "rows_held": held,
+                }
+            )
+        return {
+            "window_rows": self.window_rows,
+            "rows_held": held,
+            "rows_seen": self.rows_seen,
+            "enough_rows": held >= t.min_rows,
+            "drifted": any(f["drifted"] for f in features),
+            "thresholds": {
+                "psi": t.psi,
+                "ks_statistic": t.ks_statistic,
+                "ks_pvalue": t.ks_pvalue,
+                "min_rows": t.min_rows,
+            },
+            "reference": {
+                "training_rows": self.reference.training_rows,
+                "sketch_rows": int(self.reference.sketch.shape[0]),
+                "bins": int(self.reference.bin_shares.shape[1]),
+                "ks_method": f"scipy.stats.ks_2samp(method={KS_METHOD!r})",
+            },
+            "features": features,
+        }
