@@ -10,12 +10,14 @@ import pytest
 from scipy.stats import ks_2samp
 
 from anomaly_api.monitoring.drift import (
-    DriftReference,
     DriftThresholds,
     DriftTracker,
+    population_stability_index,
+)
+from anomaly_api.monitoring.reference import (
+    DriftReference,
     build_drift_reference,
     load_drift_reference,
-    population_stability_index,
     save_drift_reference,
 )
 

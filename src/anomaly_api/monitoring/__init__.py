@@ -7,11 +7,9 @@ objects and exports what they compute (metric names in ``service/metric_names.py
 from __future__ import annotations
 
 from anomaly_api.monitoring.alarms import AlarmPolicy, AlarmState, AlarmTracker
-from anomaly_api.monitoring.drift import (
+from anomaly_api.monitoring.drift import DriftThresholds, DriftTracker, FeatureDrift
+from anomaly_api.monitoring.reference import (
     DriftReference,
-    DriftThresholds,
-    DriftTracker,
-    FeatureDrift,
     build_drift_reference,
     load_drift_reference,
     save_drift_reference,
