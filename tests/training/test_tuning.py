@@ -89,12 +89,21 @@ def test_expected_rates_of_a_vote(labelled: ScoreReference) -> None:
     assert single["fpr"] is not None
     assert majority["fpr"] is not None
     assert majority["fpr"] <= single["fpr"]
-    assert set(single) == {"flagged_training_share", "fpr", "precision", "recall"}
+    assert set(single) == {
+        "expected_anomaly_rate",
+        "flagged_training_share",
+        "flagged_validation_share",
+        "fpr",
+        "precision",
+        "recall",
+    }
+    assert majority["expected_anomaly_rate"] == majority["flagged_validation_share"]
     assert 0 < majority["flagged_training_share"] < 0.05
 
 
 def test_expected_rates_without_labels_has_no_fpr(unlabelled: ScoreReference) -> None:
     rates = expected_rates(unlabelled, CURRENT, vote_decision(2))
+    assert rates["expected_anomaly_rate"] == rates["flagged_training_share"]
     assert rates["fpr"] is None
     assert rates["recall"] is None
 

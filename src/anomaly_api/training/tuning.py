@@ -288,12 +288,18 @@ def expected_rates(
 ) -> dict[str, float | None]:
     """What the model's decision would do with ``thresholds`` on the kept rows.
 
-    ``flagged_training_share`` always; ``fpr``, ``precision``, ``recall`` from the
-    labelled validation rows when there are any (else ``None``).
+    ``flagged_training_share`` always; ``flagged_validation_share``, ``fpr``,
+    ``precision``, ``recall`` from the labelled validation rows when there are any (else
+    ``None``). ``expected_anomaly_rate`` is what the service should expect to flag (the
+    ``anomaly_model_expected_anomaly_rate`` gauge): the validation share when there
+    are labels (anomalies included, at the data's own rate), else the training share.
     """
     t = np.asarray(thresholds, dtype=np.float64)
+    training_share = float(decide(reference.train_scores, t).mean())
     out: dict[str, float | None] = {
-        "flagged_training_share": float(decide(reference.train_scores, t).mean()),
+        "expected_anomaly_rate": training_share,
+        "flagged_training_share": training_share,
+        "flagged_validation_share": None,
         "fpr": None,
         "precision": None,
         "recall": None,
@@ -301,6 +307,7 @@ def expected_rates(
     if reference.validation_scores is not None and reference.validation_labels is not None:
         y = reference.validation_labels
         flagged = decide(reference.validation_scores, t)
+        out["flagged_validation_share"] = out["expected_anomaly_rate"] = float(flagged.mean())
         tp = int(np.sum(flagged & (y == 1)))
         out["fpr"] = float(np.mean(flagged[y == 0]))
         out["recall"] = tp / int(np.sum(y == 1))
