@@ -154,6 +154,49 @@ class Settings(BaseSettings):
     stream_prefix: str = Field(
         default="anomaly:stream:", description="Prefix of every Redis key of the stream store."
     )
+    # Monitoring (docs/monitoring.md): input drift and alarm policies.
+    drift_enabled: bool = Field(
+        default=True, description="Track input drift against the model's training data."
+    )
+    drift_window_rows: int = Field(
+        default=1000,
+        ge=10,
+        le=1_000_000,
+        description="Most recent input rows each replica keeps for drift (fixed memory: "
+        "rows x features x 8 bytes).",
+    )
+    drift_min_rows: int = Field(
+        default=200, ge=1, description="Rows the window must hold before a feature can drift."
+    )
+    drift_psi_threshold: float = Field(
+        default=0.25, gt=0, description="A feature drifts when its PSI reaches this."
+    )
+    drift_ks_statistic_threshold: float = Field(
+        default=0.2,
+        gt=0,
+        le=1,
+        description="...or when its KS statistic reaches this with a p-value at most "
+        "`drift_ks_pvalue_threshold`.",
+    )
+    drift_ks_pvalue_threshold: float = Field(
+        default=0.01, gt=0, lt=1, description="Largest KS p-value that counts as drift."
+    )
+    alarm_min_anomalies: int = Field(
+        default=3, ge=1, description="Alarm policy: anomalies (k) within the window that alarm."
+    )
+    alarm_window: float = Field(
+        default=10,
+        gt=0,
+        description="Alarm policy: the window, in readings or seconds (`alarm_unit`).",
+    )
+    alarm_cooldown: float = Field(
+        default=30,
+        ge=0,
+        description="Alarm policy: after an alarm, no other one for this many readings or seconds.",
+    )
+    alarm_unit: Literal["readings", "seconds"] = Field(
+        default="readings", description="Unit of `alarm_window` and `alarm_cooldown`."
+    )
 
 
 class SettingsError(ValueError):

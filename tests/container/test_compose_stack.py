@@ -178,3 +178,58 @@ def test_scaled_replicas_share_one_cache(client: httpx.Client, project: ComposeP
     # The load balancer still answers with both replicas behind it.
     for _ in range(4):
         assert client.post("/predict", json=body).json()["cached"] is True
+
+
+def prometheus_targets(port: int) -> list[dict[str, Any]]:
+    """Prometheus's active scrape targets of the api job (empty while it starts)."""
+    try:
+        answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5)
+    except httpx.TransportError:
+        return []
+    if answer.status_code != 200:
+        return []
+    targets: list[dict[str, Any]] = answer.json()["data"]["activeTargets"]
+    return [t for t in targets if t["labels"].get("job") == "anomaly-api"]
+
+
+def test_monitoring_profile_scrapes_every_replica(project: ComposeProject) -> None:
+    """`--profile monitoring` adds Prometheus; it finds both api replicas and loads the rules."""
+    port = free_port()
+    project.env["ANOMALY_PROMETHEUS_PORT"] = str(port)
+    project.compose("--profile", "monitoring", "build", "prometheus", timeout=1200)
+    project.compose(
+        "--profile",
+        "monitoring",
+        "up",
+        "--detach",
+        "--no-recreate",
+        "--scale",
+        "api=2",
+        timeout=300,
+    )
+    api = project.wait_healthy("api", count=2)
+    project.wait_healthy("prometheus", count=1)
+    deadline = time.monotonic() + 120
+    targets: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        targets = prometheus_targets(port)
+        if len(targets) == len(api) and all(t["health"] == "up" for t in targets):
+            break
+        time.sleep(2)
+    else:
+        pytest.fail(f"Prometheus does not see {len(api)} healthy api targets: {targets}")
+    assert {t["scrapeUrl"].rsplit("/", 1)[-1] for t in targets} == {"metrics"}
+    rules = httpx.get(f"http://127.0.0.1:{port}/api/v1/rules", timeout=5).json()["data"]
+    names = {r["name"] for g in rules["groups"] for r in g["rules"]}
+    assert {
+        "AnomalyRateAboveTraining",
+        "FeatureDrift",
+        "RedisBreakerOpen",
+        "NoReadyReplica",
+    } <= names
+    up = httpx.get(
+        f"http://127.0.0.1:{port}/api/v1/query",
+        params={"query": 'up{job="anomaly-api"}'},
+        timeout=5,
+    ).json()["data"]["result"]
+    assert sorted(float(r["value"][1]) for r in up) == [1.0, 1.0]
