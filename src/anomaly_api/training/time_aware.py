@@ -1,0 +1,237 @@
+"""Training of a time-aware model: chronological split, fit, tune, evaluate.
+
+Window features of neighbouring readings share readings, so a random split would leak;
+the split is chronological instead (by timestamp, over all streams): the first 60% of
+the time span fits the model, the next 20% tunes the thresholds, the last 20% tests.
+
+With labels, the fitted windows are those of the first part whose whole window is
+normal, and thresholds are tuned on the validation part (max F1, or a target false-
+positive rate). Without labels, the model is fitted on the first 80% and the thresholds
+are calibrated on the last 20% to flag ``contamination`` (default 1%) of those unseen
+readings: percentiles of the very rows a model was fitted on are optimistic (see
+``../shared/datasets/tep/SOURCE.md``), so the calibration rows are never fitted on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.metrics import f1_score, precision_score, recall_score
+
+from anomaly_api.data.anomalies import NORMAL_KIND
+from anomaly_api.data.errors import DataError
+from anomaly_api.data.timeseries import TimeSeriesDataset
+from anomaly_api.detection.time_aware import TimeAwareModel, TimeAwareOutput
+from anomaly_api.detection.windows import DEFAULT_FEATURES
+from anomaly_api.training.thresholds import target_fpr_threshold, tune_thresholds
+
+Progress = Callable[[str], None]
+FIT_SHARE: Final = 0.6
+VALIDATION_SHARE: Final = 0.2
+UNLABELLED_CALIBRATION_FPR: Final = 0.01
+
+
+def _quiet(_: str) -> None:
+    """Default progress sink."""
+
+
+@dataclass(frozen=True)
+class TimeAwareSettings:
+    """What ``anomaly-api train --window`` chooses."""
+
+    window: int = 30
+    short: int = 5
+    features: tuple[str, ...] = DEFAULT_FEATURES
+    detector: str = "max_z"
+    relations: str = "regression"
+    equalise_tails: bool = True
+    target_fpr: float | None = None
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class TrainedTimeAware:
+    """A fitted, tuned time-aware model, its parts and how it scored."""
+
+    model: TimeAwareModel
+    metrics: dict[str, Any]
+    parts: NDArray[np.int64]
+    """0 = fit, 1 = validation, 2 = test, per row."""
+    fit_rows: NDArray[np.bool_]
+
+
+def chronological_parts(timestamps: NDArray[np.float64], labelled: bool) -> NDArray[np.int64]:
+    """Part of each row by time: 0 fit, 1 validation (tuning/calibration), 2 test."""
+    start, end = float(timestamps.min()), float(timestamps.max())
+    position = (timestamps - start) / max(end - start, 1e-9)
+    parts = np.where(
+        position < FIT_SHARE, 0, np.where(position < FIT_SHARE + VALIDATION_SHARE, 1, 2)
+    )
+    if not labelled:
+        parts = np.where(position < FIT_SHARE + VALIDATION_SHARE, 0, 1)
+    return parts.astype(np.int64)
+
+
+def window_contains(
+    flags: NDArray[np.bool_], segments: NDArray[np.int64], window: int
+) -> NDArray[np.bool_]:
+    """True where any of the row's trailing ``window`` readings (same segment) is flagged."""
+    out = np.zeros(len(flags), dtype=np.bool_)
+    order = np.argsort(segments, kind="stable")
+    bounds = np.flatnonzero(np.diff(segments[order])) + 1
+    for rows in np.split(order, bounds):
+        counts = np.cumsum(np.concatenate([[0], flags[rows].astype(np.int64)]))
+        idx = np.arange(1, len(rows) + 1)
+        out[rows] = (counts[idx] - counts[np.maximum(idx - window, 0)]) > 0
+    return out
+
+
+def fit_time_aware(
+    ts: TimeSeriesDataset,
+    settings: TimeAwareSettings = TimeAwareSettings(),
+    *,
+    progress: Progress = _quiet,
+) -> TrainedTimeAware:
+    """Fit, tune and (with labels) evaluate a time-aware model (see the module docstring)."""
+    data = ts.data
+    y = data.y
+    labelled = y is not None
+    parts = chronological_parts(ts.timestamps, labelled)
+    anomalous = y.astype(np.bool_) if y is not None else np.zeros(data.n_rows, dtype=np.bool_)
+    dirty = window_contains(anomalous, ts.segments, settings.window)
+    fit_rows = (parts == 0) & ~dirty
+    model = TimeAwareModel(
+        window=settings.window,
+        short=settings.short,
+        features=settings.features,
+        detector=settings.detector,
+        relations=settings.relations,
+        equalise_tails=settings.equalise_tails,
+        max_gap_factor=ts.max_gap_factor,
+        random_state=settings.seed,
+    )
+    try:
+        model.fit(
+            data.X,
+            ts.segments,
+            fit_rows,
+            channels=data.feature_names,
+            median_interval=ts.median_interval,
+        )
+    except ValueError as exc:
+        raise DataError(str(exc)) from exc
+    progress(
+        f"fitted window={settings.window} model ({settings.detector}) on "
+        f"{int(fit_rows.sum())} readings of the first {FIT_SHARE:.0%} of the time span"
+    )
+    _, z, valid = model.window_z(data.X, ts.segments)
+    tune_rows = (parts == 1) & valid
+    point_rows = (parts == 1) & ~anomalous
+    if y is not None:
+        det_scores = model.detector_.detector_scores(z[tune_rows])
+        model.detector_.set_offsets(
+            tune_thresholds(det_scores, y[tune_rows], target_fpr=settings.target_fpr)
+        )
+        objective = (
+            "max-f1" if settings.target_fpr is None else f"target-fpr={settings.target_fpr:g}"
+        )
+    else:
+        fpr = settings.target_fpr or UNLABELLED_CALIBRATION_FPR
+        det_scores = model.detector_.detector_scores(z[tune_rows])
+        zeros = np.zeros(len(det_scores), dtype=np.int64)
+        model.detector_.set_offsets(
+            np.array([target_fpr_threshold(col, zeros, fpr) for col in det_scores.T])
+        )
+        objective = f"calibrated on unseen last 20%: fpr={fpr:g}"
+    # the point-wise fallback keeps its contamination thresholds unless tuned
+    if y is not None and point_rows.any() and int(y[parts == 1].sum()) > 0:
+        prow = parts == 1
+        pscores = model.pointwise_.detector_scores(model.scale(data.X[prow]))
+        model.pointwise_.set_offsets(
+            tune_thresholds(pscores, y[prow], target_fpr=settings.target_fpr)
+        )
+    progress(f"thresholds: {objective}")
+    metrics: dict[str, Any] = {
+        "threshold_objective": objective,
+        "split": {
+            "kind": "chronological",
+            "fit": int(fit_rows.sum()),
+            "validation": int((parts == 1).sum()),
+            "test": int((parts == 2).sum()),
+        },
+        "test": None,
+    }
+    if y is not None:
+        test = parts == 2
+        out = model.score_frame(data.X[test], ts.segments[test])
+        kinds = data.kinds[test] if data.kinds is not None else None
+        metrics["test"] = evaluate_stream(out, y[test], kinds, ts.segments[test])
+        progress(f"evaluated on the last {int(test.sum())} readings")
+    else:
+        metrics["note"] = "no label column: thresholds calibrated on unseen data, not evaluated"
+    return TrainedTimeAware(model=model, metrics=metrics, parts=parts, fit_rows=fit_rows)
+
+
+def event_delays(
+    flagged: NDArray[np.bool_],
+    y: NDArray[np.int64],
+    kinds: NDArray[np.str_] | None,
+    segments: NDArray[np.int64] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Per kind: events, share of events detected, median/mean readings until first alarm."""
+    labels = kinds if kinds is not None else np.where(y == 1, "anomaly", NORMAL_KIND)
+    seg = segments if segments is not None else np.zeros(len(y), dtype=np.int64)
+    change = np.concatenate([[True], (labels[1:] != labels[:-1]) | (seg[1:] != seg[:-1])])
+    starts = np.flatnonzero(change)
+    stops = np.append(starts[1:], len(y))
+    result: dict[str, dict[str, Any]] = {}
+    for kind in sorted(set(labels[y == 1].tolist())):
+        delays: list[int] = []
+        missed = 0
+        for a, b in zip(starts, stops, strict=True):
+            if labels[a] != kind:
+                continue
+            hits = np.flatnonzero(flagged[a:b])
+            if len(hits):
+                delays.append(int(hits[0]))
+            else:
+                missed += 1
+        events = len(delays) + missed
+        result[str(kind)] = {
+            "events": events,
+            "detected": len(delays) / events if events else 0.0,
+            "median_delay": float(np.median(delays)) if delays else None,
+            "mean_delay": float(np.mean(delays)) if delays else None,
+        }
+    return result
+
+
+def evaluate_stream(
+    out: TimeAwareOutput,
+    y: NDArray[np.int64],
+    kinds: NDArray[np.str_] | None,
+    segments: NDArray[np.int64] | None = None,
+) -> dict[str, Any]:
+    """Row-wise precision/recall/F1/FPR, recall per kind and detection delay per kind."""
+    flagged = out.is_anomaly
+    normal = y == 0
+    report: dict[str, Any] = {
+        "n_samples": len(y),
+        "n_anomalies": int(y.sum()),
+        "precision": float(precision_score(y, flagged, zero_division=0.0)),
+        "recall": float(recall_score(y, flagged, zero_division=0.0)),
+        "f1": float(f1_score(y, flagged, zero_division=0.0)),
+        "fpr": float(flagged[normal].mean()) if normal.any() else 0.0,
+        "warming_up": int(out.warming_up.sum()),
+    }
+    if kinds is not None:
+        report["per_kind_recall"] = {
+            str(kind): float(flagged[kinds == kind].mean())
+            for kind in sorted(set(kinds[y == 1].tolist()))
+        }
+    report["delay"] = event_delays(flagged, y, kinds, segments)
+    return report
