@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from anomaly_api.artifacts import save_artifact
 from anomaly_api.data.anomalies import plan_segments
 from anomaly_api.data.synthetic import SENSOR_CHANNELS, clean_signal
 from anomaly_api.data.timeseries import TimeSeriesDataset, synthetic_timeseries
@@ -163,3 +167,44 @@ def test_single_channel_model_has_no_relation_features() -> None:
     out = model.score_window(np.arange(38) * 60.0, stuck)
     assert out.is_anomaly[0]
     assert out.contributions(0)["temp"]["why"] == "flat for 9 readings"
+
+
+def test_artifact_round_trip(
+    tmp_path: Path, series: TimeSeriesDataset, trained: TrainedTimeAware
+) -> None:
+    from anomaly_api.artifacts import (
+        ArtifactError,
+        TimeAwareArtifact,
+        load_any_artifact,
+        load_artifact,
+        read_manifest,
+    )
+    from anomaly_api.training.time_aware import build_time_aware_manifest
+
+    manifest = build_time_aware_manifest(
+        trained, series, version="ta-1", created_at=datetime.now(UTC)
+    )
+    save_artifact(trained.model, manifest, tmp_path)
+    loaded = load_any_artifact(tmp_path)
+    assert isinstance(loaded, TimeAwareArtifact)
+    info = read_manifest(tmp_path, "ta-1").time_aware
+    assert info is not None
+    assert info.window == trained.model.window
+    assert info.history_readings == trained.model.window
+    assert info.median_interval_seconds == 300.0
+    assert info.features == list(trained.model.kinds_)
+    rows = slice(1000, 1000 + trained.model.window)
+    before = trained.model.score_window(series.timestamps[rows], series.data.X[rows], last=5)
+    after = loaded.model.score_window(series.timestamps[rows], series.data.X[rows], last=5)
+    np.testing.assert_array_equal(before.anomaly_score, after.anomaly_score)
+    # the point-wise loader says clearly that this model scores streams
+    with pytest.raises(ArtifactError, match="time-aware"):
+        load_artifact(tmp_path)
+
+
+def test_old_manifests_still_load(tiny_artifacts_dir: Path) -> None:
+    from anomaly_api.artifacts import Artifact, load_any_artifact
+
+    loaded = load_any_artifact(tiny_artifacts_dir)
+    assert isinstance(loaded, Artifact)
+    assert loaded.manifest.time_aware is None

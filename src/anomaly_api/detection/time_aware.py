@@ -206,7 +206,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
 
     Parameters
     ----------
-    window : int, default=30
+    window : int, default=60
         Readings in the trailing window (the newest included).
     short : int, default=5
         Readings of the short window of ``shift`` and ``residual_mean``.
@@ -241,7 +241,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
     def __init__(
         self,
         *,
-        window: int = 30,
+        window: int = 60,
         short: int = 5,
         features: tuple[str, ...] = DEFAULT_FEATURES,
         relations: str = "regression",

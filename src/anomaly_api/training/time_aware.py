@@ -4,7 +4,7 @@ Window features of neighbouring readings share readings, so a random split would
 the split is chronological instead (by timestamp, over all streams): the first 60% of
 the time span fits the model, the next 20% tunes the thresholds, the last 20% tests.
 
-With labels, the fitted windows are those of the first part whose whole window is
+With labels, the fitted windows are those of the first part whose short window is
 normal, and thresholds are tuned on the validation part (max F1, or a target false-
 positive rate). Without labels, the model is fitted on the first 80% and the thresholds
 are calibrated on the last 20% to flag ``contamination`` (default 1%) of those unseen
@@ -14,18 +14,37 @@ readings: percentiles of the very rows a model was fitted on are optimistic (see
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.metrics import f1_score, precision_score, recall_score
 
+from anomaly_api.artifacts import (
+    ArtifactManifest,
+    DetectorInfo,
+    FeatureStats,
+    TimeAwareInfo,
+    TrainingDataInfo,
+    data_fingerprint,
+    library_versions,
+    save_artifact,
+    validate_version_name,
+)
 from anomaly_api.data.anomalies import NORMAL_KIND
 from anomaly_api.data.errors import DataError
 from anomaly_api.data.timeseries import TimeSeriesDataset
-from anomaly_api.detection.time_aware import TimeAwareModel, TimeAwareOutput
+from anomaly_api.detection.time_aware import (
+    TimeAwareModel,
+    TimeAwareOutput,
+    detector_member_names,
+)
 from anomaly_api.detection.windows import DEFAULT_FEATURES
 from anomaly_api.training.thresholds import target_fpr_threshold, tune_thresholds
 
@@ -43,7 +62,7 @@ def _quiet(_: str) -> None:
 class TimeAwareSettings:
     """What ``anomaly-api train --window`` chooses."""
 
-    window: int = 30
+    window: int = 60
     short: int = 5
     features: tuple[str, ...] = DEFAULT_FEATURES
     detector: str = "max_z"
@@ -102,7 +121,10 @@ def fit_time_aware(
     labelled = y is not None
     parts = chronological_parts(ts.timestamps, labelled)
     anomalous = y.astype(np.bool_) if y is not None else np.zeros(data.n_rows, dtype=np.bool_)
-    dirty = window_contains(anomalous, ts.segments, settings.window)
+    # Median-based window features shrug off a few anomalous readings far back in the
+    # window, and normal readings after an event see it in their window too: only rows
+    # whose short window holds a labelled anomaly are kept out of the fit.
+    dirty = window_contains(anomalous, ts.segments, settings.short)
     fit_rows = (parts == 0) & ~dirty
     model = TimeAwareModel(
         window=settings.window,
@@ -235,3 +257,130 @@ def evaluate_stream(
         }
     report["delay"] = event_delays(flagged, y, kinds, segments)
     return report
+
+
+SCORE_DEFINITION_TIME_AWARE: Final = "time-aware-window-z-margin/v1"
+
+
+@dataclass(frozen=True)
+class TimeAwareTrainingResult:
+    """A saved time-aware model version."""
+
+    version: str
+    path: Path
+    trained: TrainedTimeAware
+    seconds: float
+
+
+def build_time_aware_manifest(
+    trained: TrainedTimeAware,
+    ts: TimeSeriesDataset,
+    *,
+    version: str,
+    created_at: datetime,
+) -> ArtifactManifest:
+    """Describe a fitted time-aware model; ``model_sha256`` is filled in on saving."""
+    model = trained.model
+    X_fit = ts.data.X[trained.fit_rows]
+    stats = {
+        name: FeatureStats(
+            mean=float(X_fit[:, i].mean()),
+            std=float(X_fit[:, i].std()),
+            min=float(X_fit[:, i].min()),
+            max=float(X_fit[:, i].max()),
+        )
+        for i, name in enumerate(ts.data.feature_names)
+    }
+    detector = model.detector_
+    members = detector_member_names(detector)
+    detectors = [
+        DetectorInfo(name=name, threshold=float(offset), scale=float(scale))
+        for name, offset, scale in zip(members, detector.offsets_, detector.scales_, strict=True)
+    ]
+    params = {k: list(v) if isinstance(v, tuple) else v for k, v in model.get_params().items()}
+    return ArtifactManifest(
+        version=validate_version_name(version),
+        created_at=created_at,
+        feature_names=list(ts.data.feature_names),
+        feature_stats=stats,
+        detectors=detectors,
+        min_votes=detector.min_votes,
+        vote_rule=(
+            f"anomaly when >= {detector.min_votes} of {len(members)} detectors agree on the "
+            f"window features of the last {model.window} readings"
+        ),
+        score_definition=SCORE_DEFINITION_TIME_AWARE,
+        params=params,
+        training_data=TrainingDataInfo(
+            source=ts.data.source,
+            fingerprint=data_fingerprint(list(ts.data.feature_names), ts.data.X),
+            n_rows=ts.data.n_rows,
+            n_fit_rows=int(trained.fit_rows.sum()),
+        ),
+        metrics=trained.metrics,
+        library_versions=library_versions(),
+        time_aware=TimeAwareInfo(
+            window=model.window,
+            short_window=model.short,
+            features=list(model.kinds_),
+            window_feature_names=model.feature_names_,
+            detector=model.detector,
+            relations=model.relations,
+            median_interval_seconds=model.median_interval_,
+            max_gap_factor=model.max_gap_factor,
+            history_readings=model.history_needed,
+            timestamp_column=ts.timestamp_column,
+            stream_column=ts.stream_column,
+        ),
+    )
+
+
+def train_time_aware_and_save(
+    ts: TimeSeriesDataset,
+    artifacts_dir: Path,
+    settings: TimeAwareSettings = TimeAwareSettings(),
+    *,
+    version: str | None = None,
+    progress: Progress = _quiet,
+) -> TimeAwareTrainingResult:
+    """Train a time-aware model on ``ts`` and save a new version that ``LATEST`` points at."""
+    started = time.perf_counter()
+    now = datetime.now(UTC)
+    trained = fit_time_aware(ts, settings, progress=progress)
+    if version is None:
+        digest = hashlib.sha256(
+            f"{data_fingerprint(ts.data.feature_names, ts.data.X)}|{settings}".encode()
+        ).hexdigest()
+        base = f"{now:%Y%m%dT%H%M%SZ}-{digest[:8]}"
+        name, n = base, 1
+        while (artifacts_dir / name).exists():
+            n += 1
+            name = f"{base}-{n}"
+    else:
+        name = version
+    manifest = build_time_aware_manifest(trained, ts, version=name, created_at=now)
+    path = save_artifact(trained.model, manifest, artifacts_dir)
+    progress(f"saved time-aware model version {name} to {path}")
+    return TimeAwareTrainingResult(
+        version=name, path=path, trained=trained, seconds=time.perf_counter() - started
+    )
+
+
+def format_time_aware_report(report: dict[str, Any]) -> str:
+    """A plain-text summary of ``evaluate_stream``'s report."""
+    lines = [
+        f"{report['n_samples']} readings, {report['n_anomalies']} anomalies",
+        f"precision {report['precision']:.3f}  recall {report['recall']:.3f}  "
+        f"f1 {report['f1']:.3f}  fpr {report['fpr']:.4f}",
+    ]
+    per_kind = report.get("per_kind_recall") or {}
+    if per_kind or report.get("delay"):
+        lines += ["", f"{'kind':<22}{'recall':>8}{'events':>8}{'found':>8}{'delay':>8}"]
+        for kind, delay in report["delay"].items():
+            recall = per_kind.get(kind, float("nan"))
+            mean_delay = delay["mean_delay"]
+            shown = f"{mean_delay:>8.1f}" if mean_delay is not None else f"{'-':>8}"
+            lines.append(
+                f"{kind:<22}{recall:>8.3f}{delay['events']:>8}{delay['detected']:>8.2f}{shown}"
+            )
+    return "\n".join(lines)
