@@ -101,7 +101,7 @@ def tep(settings: TimeAwareSettings, target_fpr: float) -> dict[str, Any]:
     ).fit(X_train, channels=names, median_interval=180.0)
     X_cal, _, _ = _read(folder / "test_normal.csv")
     _, z, valid = model.window_z(X_cal)
-    cal_scores = model.detector_.detector_scores(z[valid])
+    cal_scores = model.detector_scores(z[valid])
     zeros = np.zeros(len(cal_scores), dtype=np.int64)
     model.detector_.set_offsets(
         np.array([target_fpr_threshold(col, zeros, target_fpr) for col in cal_scores.T])
@@ -113,7 +113,7 @@ def tep(settings: TimeAwareSettings, target_fpr: float) -> dict[str, Any]:
         out = model.score_frame(X)
         flagged = out.is_anomaly
         # rows warming up (the first window - 1) are excluded from the false-alarm rate
-        false_alarms.append(flagged[: FAULT_START][~out.warming_up[:FAULT_START]])
+        false_alarms.append(flagged[:FAULT_START][~out.warming_up[:FAULT_START]])
         after = np.flatnonzero(flagged[FAULT_START:])
         faults[str(number)] = {
             "detection_rate": float(flagged[y == 1].mean()),
@@ -166,7 +166,7 @@ def nab(settings: TimeAwareSettings) -> dict[str, Any]:
         cal = np.zeros(n, dtype=np.bool_)
         cal[fit_end:cal_end] = True
         cal &= valid & (y == 0)
-        scores = model.detector_.detector_scores(z[cal])
+        scores = model.detector_scores(z[cal])
         zeros = np.zeros(len(scores), dtype=np.int64)
         model.detector_.set_offsets(
             np.array([target_fpr_threshold(col, zeros, 0.01) for col in scores.T])
@@ -192,7 +192,9 @@ def nab(settings: TimeAwareSettings) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     """Run the measurements and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "quality_time.json")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "bench" / "results" / "quality_time.json"
+    )
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--window", type=int, default=60)
     parser.add_argument("--short", type=int, default=5)

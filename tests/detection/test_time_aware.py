@@ -208,3 +208,20 @@ def test_old_manifests_still_load(tiny_artifacts_dir: Path) -> None:
     loaded = load_any_artifact(tiny_artifacts_dir)
     assert isinstance(loaded, Artifact)
     assert loaded.manifest.time_aware is None
+
+
+def test_fast_pointwise_scorer_gives_the_same_warm_up_scores(
+    series: TimeSeriesDataset, trained: TrainedTimeAware
+) -> None:
+    import pickle
+
+    from anomaly_api.detection.fast import compile_scorer
+
+    model = pickle.loads(pickle.dumps(trained.model))
+    rows = slice(0, model.window - 1)
+    reference = model.score_window(series.timestamps[rows], series.data.X[rows], last=None)
+    model.set_pointwise_scorer(compile_scorer(model.pointwise_, "numpy"))
+    fast = model.score_window(series.timestamps[rows], series.data.X[rows], last=None)
+    assert fast.warming_up.all()
+    np.testing.assert_allclose(fast.anomaly_score, reference.anomaly_score, rtol=1e-9, atol=1e-9)
+    assert "_pointwise_scorer" not in pickle.loads(pickle.dumps(model)).__dict__

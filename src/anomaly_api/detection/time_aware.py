@@ -27,6 +27,7 @@ This module imports numpy and scikit-learn only (no pandas: the serving image ha
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Self
 
@@ -171,9 +172,9 @@ class TimeAwareOutput:
     """Each member's vote (the window detector's members; point-wise ones when warming up)."""
     shares: NDArray[np.float64]
     """Each channel's share of the anomaly, shape (n_readings, n_channels), rows sum to 1."""
-    reasons: list[list[str]] = field(repr=False)
-    """Why each channel is abnormal, in words, ``reasons[row][channel]``."""
     channels: list[str] = field(repr=False)
+    describe: Callable[[int, int], str] = field(repr=False, compare=False)
+    """``describe(row, channel)``: why that channel is abnormal, in words (built on demand)."""
 
     def contributions(self, row: int, top_k: int | None = None) -> dict[str, dict[str, Any]]:
         """``{channel: {"share": float, "why": str}}`` of one reading, largest share first."""
@@ -183,7 +184,7 @@ class TimeAwareOutput:
         return {
             self.channels[int(c)]: {
                 "share": float(self.shares[row, int(c)]),
-                "why": self.reasons[row][int(c)],
+                "why": self.describe(row, int(c)),
             }
             for c in order
         }
@@ -315,7 +316,15 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
             )
         self._fit_feature_scaling(raw[fit_windows])
         z = self._standardise(raw[fit_windows])
-        self.detector_ = make_detector(self.detector, self.random_state).fit(z)
+        # The ensemble's z-score member refuses columns constant in training (a flat
+        # count that is always 0): it sees only the others. max_z keeps every column.
+        moving = np.ptp(z, axis=0) > 0
+        self.detector_columns_ = (
+            np.arange(z.shape[1]) if self.detector == "max_z" else np.flatnonzero(moving)
+        )
+        self.detector_ = make_detector(self.detector, self.random_state).fit(
+            z[:, self.detector_columns_]
+        )
         self.pointwise_ = AnomalyEnsemble(n_neighbors=20, random_state=self.random_state).fit(
             scaled[mask]
         )
@@ -399,6 +408,10 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         )
         return raw, self._standardise(raw), valid
 
+    def detector_scores(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The window detector's ``score_samples`` of standardised features (valid rows)."""
+        return self.detector_.detector_scores(z[:, self.detector_columns_])
+
     # ----------------------------------------------------------------- scoring
     def score_frame(
         self, X: ArrayLike, segments: NDArray[np.int64] | None = None
@@ -467,14 +480,16 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         score = np.zeros(n)
         votes = np.zeros((n, max(n_members, 3)), dtype=np.bool_)
         if valid.any():
-            out = self.detector_.combine(self.detector_.detector_scores(z[valid]))
+            out = self.detector_.combine(self.detector_scores(z[valid]))
             score[valid] = out.anomaly_score
             votes[valid, :n_members] = out.votes
         if (~valid).any():
-            out = self.pointwise_.explain(self.scale(data[~valid]))
+            scorer = getattr(self, "_pointwise_scorer", None) or self.pointwise_
+            scaled = np.ascontiguousarray(self.scale(data[~valid]))
+            out = self.pointwise_.combine(scorer.detector_scores(scaled))
             score[~valid] = out.anomaly_score
             votes[~valid, :3] = out.votes
-        shares, reasons = self._explain(data, raw, z, valid)
+        shares, describe = self._explain(data, raw, z, valid)
         return TimeAwareOutput(
             anomaly_score=score,
             is_anomaly=score > 0,
@@ -483,18 +498,32 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
             warming_up=~valid,
             votes=votes[:, : max(n_members, 3 if (~valid).any() else n_members)],
             shares=shares,
-            reasons=reasons,
             channels=self.channels_,
+            describe=describe,
         )
 
     # ----------------------------------------------------------------- explaining
+    def set_pointwise_scorer(self, scorer: Any) -> None:
+        """Score warming-up readings with a faster, exact scorer of ``pointwise_``.
+
+        For example ``compile_scorer(model.pointwise_, "numpy")`` from
+        ``anomaly_api.detection.fast``; it is not saved with the model.
+        """
+        self._pointwise_scorer = scorer
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the (process-local) fast scorer."""
+        state = dict(self.__dict__)
+        state.pop("_pointwise_scorer", None)
+        return state
+
     def _explain(
         self,
         data: NDArray[np.float64],
         raw: NDArray[np.float64],
         z: NDArray[np.float64],
         valid: NDArray[np.bool_],
-    ) -> tuple[NDArray[np.float64], list[list[str]]]:
+    ) -> tuple[NDArray[np.float64], Callable[[int, int], str]]:
         n, n_channels, n_kinds = len(data), len(self.channels_), len(self.kinds_)
         z3 = np.nan_to_num(z.reshape(n, n_channels, n_kinds))
         raw3 = np.nan_to_num(raw.reshape(n, n_channels, n_kinds))
@@ -508,22 +537,18 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         total = energy.sum(axis=1, keepdims=True)
         shares = np.where(total > 0, energy / np.where(total > 0, total, 1.0), 1.0 / n_channels)
         top_kind = np.argmax(np.abs(z3), axis=2)
-        reasons = [
-            [
-                self._reason(
-                    c,
-                    self.kinds_[int(top_kind[i, c])],
-                    float(raw3[i, c, int(top_kind[i, c])]),
-                    float(z3[i, c, int(top_kind[i, c])]),
-                )
-                if valid[i]
-                else f"reading {abs(point[i, c]):.1f} sd {'above' if point[i, c] >= 0 else 'below'}"
-                " its training median (warming up)"
-                for c in range(n_channels)
-            ]
-            for i in range(n)
-        ]
-        return shares, reasons
+
+        def describe(row: int, channel: int) -> str:
+            if not valid[row]:
+                value = float(point[row, channel])
+                side = "above" if value >= 0 else "below"
+                return f"reading {abs(value):.1f} sd {side} its training median (warming up)"
+            k = int(top_kind[row, channel])
+            return self._reason(
+                channel, self.kinds_[k], float(raw3[row, channel, k]), float(z3[row, channel, k])
+            )
+
+        return shares, describe
 
     def _reason(self, channel: int, kind: str, value: float, z: float) -> str:
         """The largest feature of a channel, in words."""

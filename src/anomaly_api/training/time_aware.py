@@ -154,7 +154,7 @@ def fit_time_aware(
     tune_rows = (parts == 1) & valid
     point_rows = (parts == 1) & ~anomalous
     if y is not None:
-        det_scores = model.detector_.detector_scores(z[tune_rows])
+        det_scores = model.detector_scores(z[tune_rows])
         model.detector_.set_offsets(
             tune_thresholds(det_scores, y[tune_rows], target_fpr=settings.target_fpr)
         )
@@ -163,7 +163,7 @@ def fit_time_aware(
         )
     else:
         fpr = settings.target_fpr or UNLABELLED_CALIBRATION_FPR
-        det_scores = model.detector_.detector_scores(z[tune_rows])
+        det_scores = model.detector_scores(z[tune_rows])
         zeros = np.zeros(len(det_scores), dtype=np.int64)
         model.detector_.set_offsets(
             np.array([target_fpr_threshold(col, zeros, fpr) for col in det_scores.T])
