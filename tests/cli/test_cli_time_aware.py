@@ -90,3 +90,18 @@ def test_window_with_data_needs_the_timestamp_column(tmp_path: Path) -> None:
     code, _, err = invoke("train", "--data", data, "--window", "20", "--artifacts-dir", tmp_path)
     assert code == 2
     assert "needs --timestamp-column" in err
+
+
+def test_labels_missing_from_the_validation_part_are_a_clear_error(tmp_path: Path) -> None:
+    data = _streams_csv(tmp_path / "s.csv")
+    frame = pd.read_csv(data)
+    frame["is_anomaly"] = 0
+    frame.loc[10:20, "is_anomaly"] = 1  # only early in the time span
+    frame.to_csv(data, index=False)
+    code, _, err = invoke(
+        "train", "--data", data, "--timestamp-column", "ts", "--stream-column", "id",
+        "--window", "20", "--artifacts-dir", tmp_path / "art",
+    )  # fmt: skip
+    assert code == 2
+    assert "error: the validation part" in err
+    assert "Traceback" not in err

@@ -154,6 +154,12 @@ def fit_time_aware(
     tune_rows = (parts == 1) & valid
     point_rows = (parts == 1) & ~anomalous
     if y is not None:
+        if int(y[tune_rows].sum()) == 0 or int((y[tune_rows] == 0).sum()) == 0:
+            raise DataError(
+                "the validation part (60-80% of the time span) needs both labelled anomalies "
+                "and normal readings with a full window; drop the label column to calibrate "
+                "thresholds on unlabelled data instead"
+            )
         det_scores = model.detector_scores(z[tune_rows])
         model.detector_.set_offsets(
             tune_thresholds(det_scores, y[tune_rows], target_fpr=settings.target_fpr)
