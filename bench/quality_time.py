@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tep-fpr", type=float, default=0.02)
     parser.add_argument("--features", default=",".join(DEFAULT_FEATURES))
     parser.add_argument("--tep-features", default=None)
-    parser.add_argument("--detector", default="max_z")
+    parser.add_argument("--detector", default="top4_z")
     parser.add_argument("--target-fpr", type=float, default=None)
     parser.add_argument("--only", choices=("synthetic", "tep", "nab"), default=None)
     args = parser.parse_args(argv)

@@ -225,3 +225,14 @@ def test_fast_pointwise_scorer_gives_the_same_warm_up_scores(
     assert fast.warming_up.all()
     np.testing.assert_allclose(fast.anomaly_score, reference.anomaly_score, rtol=1e-9, atol=1e-9)
     assert "_pointwise_scorer" not in pickle.loads(pickle.dumps(model)).__dict__
+
+
+def test_top_k_detector_adds_up_the_largest_features() -> None:
+    from anomaly_api.detection.time_aware import MaxZDetector, detector_member_names
+
+    z = np.array([[3.0, -4.0, 0.0, 1.0, 2.0], [0.5, 0.5, 0.5, 0.5, 0.5]])
+    top4 = MaxZDetector(top_k=4)
+    np.testing.assert_allclose(top4.detector_scores(z)[:, 0], [-np.sqrt(30.0), -1.0])
+    np.testing.assert_allclose(MaxZDetector().detector_scores(z)[:, 0], [-4.0, -0.5])
+    assert detector_member_names(top4) == ("top4_z",)
+    assert detector_member_names(MaxZDetector()) == ("max_z",)

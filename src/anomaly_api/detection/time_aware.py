@@ -8,11 +8,13 @@ Pipeline of one reading (see ``anomaly_api.detection.windows`` for the features)
    its stream, among them the residual off a PCA subspace fitted on the training
    readings (relations between channels; channels' squared residuals sum to SPE/Q);
 3. standardise every feature with its training median and robust spread (``z``);
-4. a detector on ``z`` decides. The default, ``"max_z"``, flags a reading when its
-   largest ``|z|`` passes a threshold (per-feature control limits, as Shewhart/CUSUM
-   charts and the SPE do; measured best, see docs/time-aware.md); ``"ensemble"`` runs
-   the project's ``AnomalyEnsemble`` on ``z`` instead (``make_detector`` is the one place
-   that builds it).
+4. a detector on ``z`` decides. The default, ``"top4_z"``, flags a reading when the
+   root of the sum of its four largest ``z²`` passes a threshold; ``"max_z"`` uses the
+   largest ``|z|`` alone (per-feature control limits, as Shewhart/CUSUM charts and the
+   SPE do). Four features let the evidence of two channels of a broken relation add up;
+   measured best, see docs/time-aware.md. ``"ensemble"`` runs the project's
+   ``AnomalyEnsemble`` on ``z`` instead (``make_detector`` is the one place that builds
+   it).
 
 Readings without a full window yet (a stream's first ``window - 1`` readings, or those
 right after a long gap) are scored by a point-wise ``AnomalyEnsemble`` on the scaled
@@ -47,7 +49,7 @@ from anomaly_api.detection.windows import (
     window_features,
 )
 
-DETECTOR_CHOICES: Final[tuple[str, ...]] = ("max_z", "ensemble", "ensemble_any")
+DETECTOR_CHOICES: Final[tuple[str, ...]] = ("max_z", "top4_z", "ensemble", "ensemble_any")
 IQR_TO_STD: Final = 1.349
 MAD_TO_STD: Final = 1.4826
 _MIN_SCALE: Final = 1e-12
@@ -77,17 +79,18 @@ def robust_center_scale(
 
 
 class MaxZDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
-    """One member: ``score_samples = -max_j |z_j|``; anomaly below ``offsets_[0]``.
+    """One member: ``score_samples = -max_j |z_j|`` (or the top-k root sum of squares).
+
+    Anomaly below ``offsets_[0]``.
 
     It exposes the ensemble's interface (``detector_scores``, ``combine``,
     ``set_offsets``, ``offsets_``, ``scales_``, ``min_votes``) so the time-aware model
     and the threshold tuning treat both alike.
     """
 
-    detector_names: Final = ("max_z",)
-
-    def __init__(self, *, contamination: float = 0.01) -> None:
+    def __init__(self, *, contamination: float = 0.01, top_k: int = 1) -> None:
         self.contamination = contamination
+        self.top_k = top_k
         self.min_votes = 1
 
     def fit(self, X: ArrayLike, y: Any = None) -> Self:
@@ -101,10 +104,16 @@ class MaxZDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         return self
 
     def detector_scores(self, X: ArrayLike) -> NDArray[np.float64]:
-        """``-max |z|`` of each row, shape (n_samples, 1)."""
-        data = np.asarray(X, dtype=np.float64)
-        result: NDArray[np.float64] = -np.max(np.abs(data), axis=1, keepdims=True)
-        return result
+        """``-max |z|`` of each row (``top_k`` > 1: minus the root of the sum of the
+        ``top_k`` largest ``z²``), shape (n_samples, 1)."""
+        data = np.abs(np.asarray(X, dtype=np.float64))
+        if self.top_k <= 1:
+            result: NDArray[np.float64] = -np.max(data, axis=1, keepdims=True)
+            return result
+        k = min(self.top_k, data.shape[1])
+        top = np.partition(data, data.shape[1] - k, axis=1)[:, data.shape[1] - k :]
+        combined: NDArray[np.float64] = -np.sqrt(np.sum(top**2, axis=1, keepdims=True))
+        return combined
 
     def set_offsets(self, offsets: ArrayLike) -> Self:
         """Replace the threshold."""
@@ -132,6 +141,8 @@ def make_detector(name: str, seed: int) -> Detector:
     """The detector on the window features; the one line to change for another ensemble."""
     if name == "max_z":
         return MaxZDetector()
+    if name == "top4_z":
+        return MaxZDetector(top_k=4)
     if name == "ensemble":
         return AnomalyEnsemble(n_neighbors=20, random_state=seed)
     if name == "ensemble_any":
@@ -142,7 +153,7 @@ def make_detector(name: str, seed: int) -> Detector:
 def detector_member_names(detector: Detector) -> tuple[str, ...]:
     """Names of the detector's members, in the order of its scores."""
     if isinstance(detector, MaxZDetector):
-        return MaxZDetector.detector_names
+        return ("max_z",) if detector.top_k <= 1 else (f"top{detector.top_k}_z",)
     from anomaly_api.detection.ensemble import DETECTOR_NAMES
 
     return DETECTOR_NAMES
@@ -215,7 +226,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         Which window features (residual ones are left out for a single channel).
     explained_variance : float, default=0.9
         The PCA keeps the fewest components explaining this share of the variance.
-    detector : {"max_z", "ensemble", "ensemble_any"}, default="max_z"
+    detector : {"top4_z", "max_z", "ensemble", "ensemble_any"}, default="top4_z"
     max_gap_factor : float, default=3.0
         A gap longer than this many median intervals restarts the window.
     random_state : int, default=0
@@ -248,7 +259,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         relations: str = "regression",
         explained_variance: float = 0.9,
         equalise_tails: bool = True,
-        detector: str = "max_z",
+        detector: str = "top4_z",
         max_gap_factor: float = 3.0,
         random_state: int = 0,
     ) -> None:
@@ -320,7 +331,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         # count that is always 0): it sees only the others. max_z keeps every column.
         moving = np.ptp(z, axis=0) > 0
         self.detector_columns_ = (
-            np.arange(z.shape[1]) if self.detector == "max_z" else np.flatnonzero(moving)
+            np.arange(z.shape[1]) if self.detector.endswith("_z") else np.flatnonzero(moving)
         )
         self.detector_ = make_detector(self.detector, self.random_state).fit(
             z[:, self.detector_columns_]

@@ -65,7 +65,7 @@ class TimeAwareSettings:
     window: int = 60
     short: int = 5
     features: tuple[str, ...] = DEFAULT_FEATURES
-    detector: str = "max_z"
+    detector: str = "top4_z"
     relations: str = "regression"
     equalise_tails: bool = True
     target_fpr: float | None = None
