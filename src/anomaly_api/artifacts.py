@@ -31,6 +31,7 @@ import sklearn
 from pydantic import BaseModel, ConfigDict, Field
 
 from anomaly_api.detection import DETECTOR_NAMES, SCORE_DEFINITION, AnomalyEnsemble
+from anomaly_api.detection.time_aware import TimeAwareModel
 
 MODEL_FILE = "model.joblib"
 MANIFEST_FILE = "manifest.json"
@@ -84,6 +85,22 @@ class TrainingDataInfo(BaseModel):
     n_fit_rows: int
 
 
+class TimeAwareInfo(BaseModel):
+    """How a time-aware model reads a stream (absent for point-wise models)."""
+
+    window: int = Field(description="Readings in the trailing window, the newest included.")
+    short_window: int
+    features: list[str] = Field(description="Window features computed for every channel.")
+    window_feature_names: list[str]
+    detector: str
+    relations: str
+    median_interval_seconds: float
+    max_gap_factor: float = Field(description="A gap above this many intervals restarts.")
+    history_readings: int = Field(description="Readings a stream must hold to leave warm-up.")
+    timestamp_column: str | None = None
+    stream_column: str | None = None
+
+
 class ArtifactManifest(BaseModel):
     """Everything known about one model version, stored next to it as JSON."""
 
@@ -104,6 +121,8 @@ class ArtifactManifest(BaseModel):
     library_versions: dict[str, str]
     model_file: str = MODEL_FILE
     model_sha256: str = ""
+    time_aware: TimeAwareInfo | None = None
+    """Set for a time-aware model (``anomaly-api train --window``); older manifests lack it."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +130,15 @@ class Artifact:
     """A loaded, verified model with its manifest."""
 
     model: AnomalyEnsemble
+    manifest: ArtifactManifest
+    path: Path
+
+
+@dataclass(frozen=True)
+class TimeAwareArtifact:
+    """A loaded, verified time-aware model with its manifest."""
+
+    model: TimeAwareModel
     manifest: ArtifactManifest
     path: Path
 
@@ -169,7 +197,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def save_artifact(
-    model: AnomalyEnsemble,
+    model: AnomalyEnsemble | TimeAwareModel,
     manifest: ArtifactManifest,
     artifacts_dir: Path,
     *,
@@ -233,23 +261,9 @@ def list_versions(artifacts_dir: Path) -> list[ArtifactManifest]:
     return sorted(manifests, key=lambda m: (m.created_at, m.version))
 
 
-def load_artifact(
-    artifacts_dir: Path,
-    version: str | None = None,
-    *,
-    on_version_mismatch: Literal["warn", "error"] = "warn",
-) -> Artifact:
-    """Verify and load a model version (``LATEST`` when ``version`` is None).
-
-    Raises
-    ------
-    ArtifactNotFoundError
-        No such version, or no ``LATEST`` pointer.
-    ArtifactIntegrityError
-        The model file's SHA-256 differs from the manifest's; nothing was unpickled.
-    ArtifactVersionMismatchError
-        Library versions differ and ``on_version_mismatch="error"``.
-    """
+def _verified_model(
+    artifacts_dir: Path, version: str | None, on_version_mismatch: Literal["warn", "error"]
+) -> tuple[object, ArtifactManifest, Path]:
     chosen = version or latest_version(artifacts_dir)
     if chosen is None:
         raise ArtifactNotFoundError(f"no trained model in {artifacts_dir} (no {LATEST_FILE} file)")
@@ -264,9 +278,54 @@ def load_artifact(
             f"the manifest's {manifest.model_sha256}; refusing to load it"
         )
     _check_library_versions(manifest, on_version_mismatch)
-    model = joblib.load(model_path)
+    return joblib.load(model_path), manifest, model_path
+
+
+def load_artifact(
+    artifacts_dir: Path,
+    version: str | None = None,
+    *,
+    on_version_mismatch: Literal["warn", "error"] = "warn",
+) -> Artifact:
+    """Verify and load a point-wise model version (``LATEST`` when ``version`` is None).
+
+    Raises
+    ------
+    ArtifactNotFoundError
+        No such version, or no ``LATEST`` pointer.
+    ArtifactIntegrityError
+        The model file's SHA-256 differs from the manifest's; nothing was unpickled.
+    ArtifactVersionMismatchError
+        Library versions differ and ``on_version_mismatch="error"``.
+    ArtifactError
+        The version holds a time-aware model (use ``load_any_artifact``).
+    """
+    model, manifest, model_path = _verified_model(artifacts_dir, version, on_version_mismatch)
+    if isinstance(model, TimeAwareModel):
+        raise ArtifactError(
+            f"model {manifest.version!r} is time-aware (window {model.window}); "
+            "it scores streams of readings, not single readings"
+        )
     if not isinstance(model, AnomalyEnsemble):
         raise ArtifactError(f"{model_path} holds a {type(model).__name__}, not an AnomalyEnsemble")
+    return Artifact(model=model, manifest=manifest, path=model_path.parent)
+
+
+def load_any_artifact(
+    artifacts_dir: Path,
+    version: str | None = None,
+    *,
+    on_version_mismatch: Literal["warn", "error"] = "warn",
+) -> Artifact | TimeAwareArtifact:
+    """Like ``load_artifact``, but a time-aware model loads as a ``TimeAwareArtifact``."""
+    model, manifest, model_path = _verified_model(artifacts_dir, version, on_version_mismatch)
+    if isinstance(model, TimeAwareModel):
+        return TimeAwareArtifact(model=model, manifest=manifest, path=model_path.parent)
+    if not isinstance(model, AnomalyEnsemble):
+        raise ArtifactError(
+            f"{model_path} holds a {type(model).__name__}, not an AnomalyEnsemble "
+            "or a TimeAwareModel"
+        )
     return Artifact(model=model, manifest=manifest, path=model_path.parent)
 
 

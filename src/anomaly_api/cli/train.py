@@ -48,8 +48,45 @@ def train(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    # --- time-aware models (issue 10): --window switches to the windowed model ---------
+    window: Annotated[
+        int | None,
+        typer.Option(
+            min=4,
+            help="Train a time-aware model on trailing windows of this many readings per stream.",
+        ),
+    ] = None,
+    timestamp_column: Annotated[
+        str | None,
+        typer.Option(help="Timestamp column of --data (needed with --window and --data)."),
+    ] = None,
+    stream_column: Annotated[
+        str | None, typer.Option(help="Stream id column of --data (default: one stream).")
+    ] = None,
+    max_gap_factor: Annotated[
+        float,
+        typer.Option(help="A gap above this many median intervals restarts the window."),
+    ] = 3.0,
 ) -> None:
     """Train the ensemble, evaluate it on a held-out split and save a new model version."""
+    if window is not None:
+        _train_time_aware(
+            data=data,
+            features=features,
+            label_column=label_column,
+            artifacts_dir=artifacts_dir,
+            seed=seed,
+            version=version,
+            target_fpr=target_fpr,
+            as_json=as_json,
+            window=window,
+            timestamp_column=timestamp_column,
+            stream_column=stream_column,
+            max_gap_factor=max_gap_factor,
+        )
+        return
+    if timestamp_column is not None or stream_column is not None:
+        fail("--timestamp-column and --stream-column need --window")
     from anomaly_api.data.loading import load_dataset, synthetic_dataset
     from anomaly_api.training.evaluation import format_report
     from anomaly_api.training.pipeline import train_and_save
@@ -85,3 +122,74 @@ def train(
     else:
         typer.echo("held-out test split:")
         typer.echo(format_report(metrics["test"]))
+
+
+def _train_time_aware(
+    *,
+    data: Path | None,
+    features: str | None,
+    label_column: str | None,
+    artifacts_dir: Path | None,
+    seed: int,
+    version: str | None,
+    target_fpr: float | None,
+    as_json: bool,
+    window: int,
+    timestamp_column: str | None,
+    stream_column: str | None,
+    max_gap_factor: float,
+) -> None:
+    """``train --window N``: a time-aware model (see docs/time-aware.md)."""
+    from anomaly_api.data.timeseries import load_timeseries, synthetic_timeseries
+    from anomaly_api.training.time_aware import (
+        TimeAwareSettings,
+        format_time_aware_report,
+        train_time_aware_and_save,
+    )
+
+    if target_fpr is not None and not 0.0 < target_fpr < 1.0:
+        fail(f"--target-fpr must be between 0 and 1 (exclusive), got {target_fpr:g}")
+    if max_gap_factor <= 1.0:
+        fail(f"--max-gap-factor must be above 1, got {max_gap_factor:g}")
+    short = max(1, min(5, window - 2))
+    settings = TimeAwareSettings(window=window, short=short, target_fpr=target_fpr, seed=seed)
+    directory = resolve_artifacts_dir(artifacts_dir)
+    with user_errors():
+        if data is None:
+            if features is not None or label_column is not None or timestamp_column is not None:
+                fail("--features, --label-column and --timestamp-column need --data")
+            progress(f"generating synthetic sensor data (seed {seed}, one 5-minute stream)")
+            ts = synthetic_timeseries(seed=seed, max_gap_factor=max_gap_factor)
+        else:
+            if timestamp_column is None:
+                fail("--window with --data needs --timestamp-column")
+            progress(f"loading {data}")
+            ts = load_timeseries(
+                data,
+                timestamp_column=timestamp_column,
+                stream_column=stream_column,
+                max_gap_factor=max_gap_factor,
+                features=parse_features(features),
+                label_column=label_column,
+            )
+        progress(
+            f"{ts.data.n_rows} readings, {len(ts.data.feature_names)} channels, "
+            f"{ts.n_segments} segment(s), median interval {ts.median_interval:g} s"
+        )
+        result = train_time_aware_and_save(
+            ts, directory, settings, version=version, progress=progress
+        )
+    metrics = result.trained.metrics
+    if as_json:
+        typer.echo(json.dumps({"version": result.version, "metrics": metrics}, indent=2))
+        return
+    model = result.trained.model
+    typer.echo(f"model version {result.version} saved in {result.path} ({result.seconds:.1f} s)")
+    typer.echo(f"time-aware: window {model.window}, features {', '.join(model.kinds_)}")
+    typer.echo(f"channels: {', '.join(ts.data.feature_names)}")
+    typer.echo(f"thresholds: {metrics['threshold_objective']}")
+    if metrics["test"] is None:
+        typer.echo(f"not evaluated: {metrics['note']}")
+    else:
+        typer.echo("last 20% of the time span (held out):")
+        typer.echo(format_time_aware_report(metrics["test"]))

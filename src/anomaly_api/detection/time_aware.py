@@ -1,0 +1,587 @@
+"""A time-aware anomaly model: window features of each reading plus a detector.
+
+Pipeline of one reading (see ``anomaly_api.detection.windows`` for the features):
+
+1. scale each channel robustly (training median and IQR/1.349, so one unit is about
+   one standard deviation of normal readings);
+2. window features of the reading from the trailing window of ``window`` readings of
+   its stream, among them the residual off a PCA subspace fitted on the training
+   readings (relations between channels; channels' squared residuals sum to SPE/Q);
+3. standardise every feature with its training median and robust spread (``z``);
+4. a detector on ``z`` decides. The default, ``"top4_z"``, flags a reading when the
+   root of the sum of its four largest ``z²`` passes a threshold; ``"max_z"`` uses the
+   largest ``|z|`` alone (per-feature control limits, as Shewhart/CUSUM charts and the
+   SPE do). Four features let the evidence of two channels of a broken relation add up;
+   measured best, see docs/time-aware.md. ``"ensemble"`` runs the project's
+   ``AnomalyEnsemble`` on ``z`` instead (``make_detector`` is the one place that builds
+   it).
+
+Readings without a full window yet (a stream's first ``window - 1`` readings, or those
+right after a long gap) are scored by a point-wise ``AnomalyEnsemble`` on the scaled
+reading alone and marked ``warming_up``.
+
+Contributions: each channel's share is the sum of its features' squared ``z`` (excess
+over 1) divided by the total over channels; shares are non-negative and sum to 1. Its
+``why`` describes the feature with the largest ``|z|`` of that channel in words.
+
+This module imports numpy and scikit-learn only (no pandas: the serving image has none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, Self
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from anomaly_api.detection.ensemble import AnomalyEnsemble, EnsembleOutput
+from anomaly_api.detection.voting import confidence_from_score
+from anomaly_api.detection.windows import (
+    DEFAULT_FEATURES,
+    FEATURE_KINDS,
+    check_window,
+    feature_names,
+    gap_starts,
+    window_features,
+)
+
+DETECTOR_CHOICES: Final[tuple[str, ...]] = ("max_z", "top4_z", "ensemble", "ensemble_any")
+IQR_TO_STD: Final = 1.349
+MAD_TO_STD: Final = 1.4826
+_MIN_SCALE: Final = 1e-12
+# Floors of the spread of a standardised feature, in its own units: a feature that never
+# moved in training (a channel never flat) must not turn the smallest change into an
+# infinite z. One repeated value scores z = 4, two score 8, and so on.
+_FLAT_SCALE_FLOOR: Final = 0.125
+_RIDGE: Final = 1e-3
+# Each feature's spread is then stretched so that 99% of its training |z| fall below
+# the normal distribution's 99% point: features with heavy tails do not dominate max |z|.
+_TAIL_QUANTILE: Final = 99.0
+_NORMAL_TAIL: Final = 2.576
+
+
+def robust_center_scale(
+    data: NDArray[np.float64], names: list[str]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Median and IQR/1.349 of each column (the standard deviation where the IQR is 0)."""
+    center = np.median(data, axis=0)
+    q75, q25 = np.percentile(data, [75.0, 25.0], axis=0)
+    scale = (q75 - q25) / IQR_TO_STD
+    scale = np.where(scale > _MIN_SCALE, scale, data.std(axis=0))
+    constant = np.flatnonzero(scale <= _MIN_SCALE)
+    if len(constant):
+        raise ValueError(f"channel {names[int(constant[0])]!r} is constant; drop it")
+    return center, scale
+
+
+class MaxZDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
+    """One member: ``score_samples = -max_j |z_j|`` (or the top-k root sum of squares).
+
+    Anomaly below ``offsets_[0]``.
+
+    It exposes the ensemble's interface (``detector_scores``, ``combine``,
+    ``set_offsets``, ``offsets_``, ``scales_``, ``min_votes``) so the time-aware model
+    and the threshold tuning treat both alike.
+    """
+
+    def __init__(self, *, contamination: float = 0.01, top_k: int = 1) -> None:
+        self.contamination = contamination
+        self.top_k = top_k
+        self.min_votes = 1
+
+    def fit(self, X: ArrayLike, y: Any = None) -> Self:
+        """Threshold at the ``contamination`` quantile of the training scores."""
+        data = np.asarray(X, dtype=np.float64)
+        scores = self.detector_scores(data)
+        self.offsets_ = np.percentile(scores, 100.0 * self.contamination, axis=0)
+        q75, q25 = np.percentile(scores, [75.0, 25.0], axis=0)
+        self.scales_ = np.maximum(q75 - q25, _MIN_SCALE)
+        self.n_features_in_ = data.shape[1]
+        return self
+
+    def detector_scores(self, X: ArrayLike) -> NDArray[np.float64]:
+        """``-max |z|`` of each row (``top_k`` > 1: minus the root of the sum of the
+        ``top_k`` largest ``z²``), shape (n_samples, 1)."""
+        data = np.abs(np.asarray(X, dtype=np.float64))
+        if self.top_k <= 1:
+            result: NDArray[np.float64] = -np.max(data, axis=1, keepdims=True)
+            return result
+        k = min(self.top_k, data.shape[1])
+        top = np.partition(data, data.shape[1] - k, axis=1)[:, data.shape[1] - k :]
+        combined: NDArray[np.float64] = -np.sqrt(np.sum(top**2, axis=1, keepdims=True))
+        return combined
+
+    def set_offsets(self, offsets: ArrayLike) -> Self:
+        """Replace the threshold."""
+        self.offsets_ = np.asarray(offsets, dtype=np.float64).reshape(1)
+        return self
+
+    def combine(self, scores: NDArray[np.float64]) -> EnsembleOutput:
+        """Votes, anomaly score (the margin) and confidence, as the ensemble gives them."""
+        check_is_fitted(self)
+        margins = (self.offsets_ - scores) / self.scales_
+        anomaly_score = margins[:, 0]
+        return EnsembleOutput(
+            scores=scores,
+            votes=margins > 0,
+            anomaly_score=anomaly_score,
+            confidence=confidence_from_score(anomaly_score),
+            is_anomaly=anomaly_score > 0,
+        )
+
+
+Detector = MaxZDetector | AnomalyEnsemble
+
+
+def make_detector(name: str, seed: int) -> Detector:
+    """The detector on the window features; the one line to change for another ensemble."""
+    if name == "max_z":
+        return MaxZDetector()
+    if name == "top4_z":
+        return MaxZDetector(top_k=4)
+    if name == "ensemble":
+        return AnomalyEnsemble(n_neighbors=20, random_state=seed)
+    if name == "ensemble_any":
+        return AnomalyEnsemble(n_neighbors=20, random_state=seed, min_votes=1)
+    raise ValueError(f"unknown detector {name!r}; choose one of {DETECTOR_CHOICES}")
+
+
+def detector_member_names(detector: Detector) -> tuple[str, ...]:
+    """Names of the detector's members, in the order of its scores."""
+    if isinstance(detector, MaxZDetector):
+        return ("max_z",) if detector.top_k <= 1 else (f"top{detector.top_k}_z",)
+    from anomaly_api.detection.ensemble import DETECTOR_NAMES
+
+    return DETECTOR_NAMES
+
+
+def severity_from_score(anomaly_score: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``s / (1 + s)`` for a positive score ``s``, 0 otherwise: in [0, 1), monotone."""
+    positive = np.maximum(anomaly_score, 0.0)
+    result: NDArray[np.float64] = positive / (1.0 + positive)
+    return result
+
+
+@dataclass(frozen=True)
+class TimeAwareOutput:
+    """What the time-aware model decides about some readings, one row per reading."""
+
+    anomaly_score: NDArray[np.float64]
+    """Higher = more anomalous; positive = anomaly (the detector's margin)."""
+    is_anomaly: NDArray[np.bool_]
+    severity: NDArray[np.float64]
+    """In [0, 1): 0 for readings not flagged, towards 1 far past the threshold."""
+    confidence: NDArray[np.float64]
+    """``sigmoid(|anomaly_score|)``, in [0.5, 1)."""
+    warming_up: NDArray[np.bool_]
+    """True where the reading had no full window: scored point-wise."""
+    votes: NDArray[np.bool_]
+    """Each member's vote (the window detector's members; point-wise ones when warming up)."""
+    shares: NDArray[np.float64]
+    """Each channel's share of the anomaly, shape (n_readings, n_channels), rows sum to 1."""
+    channels: list[str] = field(repr=False)
+    describe: Callable[[int, int], str] = field(repr=False, compare=False)
+    """``describe(row, channel)``: why that channel is abnormal, in words (built on demand)."""
+
+    def contributions(self, row: int, top_k: int | None = None) -> dict[str, dict[str, Any]]:
+        """``{channel: {"share": float, "why": str}}`` of one reading, largest share first."""
+        order = np.argsort(-self.shares[row], kind="stable")
+        if top_k is not None:
+            order = order[:top_k]
+        return {
+            self.channels[int(c)]: {
+                "share": float(self.shares[row, int(c)]),
+                "why": self.describe(row, int(c)),
+            }
+            for c in order
+        }
+
+    def top_channel(self) -> NDArray[np.intp]:
+        """Index of the largest contributor of every reading."""
+        result: NDArray[np.intp] = np.argmax(self.shares, axis=1)
+        return result
+
+
+def _as_seconds(timestamps: ArrayLike) -> NDArray[np.float64]:
+    values = np.asarray(timestamps)
+    if np.issubdtype(values.dtype, np.datetime64):
+        return values.astype("datetime64[ns]").astype(np.int64).astype(np.float64) / 1e9
+    return np.asarray(values, dtype=np.float64)
+
+
+class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
+    """Window features of each reading of a stream, and a detector on them.
+
+    Parameters
+    ----------
+    window : int, default=60
+        Readings in the trailing window (the newest included).
+    short : int, default=5
+        Readings of the short window of ``shift`` and ``residual_mean``.
+    features : tuple of str, default=``DEFAULT_FEATURES``
+        Which window features (residual ones are left out for a single channel).
+    explained_variance : float, default=0.9
+        The PCA keeps the fewest components explaining this share of the variance.
+    detector : {"top4_z", "max_z", "ensemble", "ensemble_any"}, default="top4_z"
+    max_gap_factor : float, default=3.0
+        A gap longer than this many median intervals restarts the window.
+    random_state : int, default=0
+
+    Attributes
+    ----------
+    channels_ : list of str
+    center_, scale_ : ndarray of shape (n_channels,)
+        Robust scaling of the raw readings.
+    components_ : ndarray of shape (n_components, n_channels)
+    projector_ : ndarray of shape (n_channels, n_channels) or None
+        ``I - V V^T``, the projection onto the PCA residual.
+    kinds_ : tuple of str
+        The window features in use.
+    feature_center_, feature_scale_ : ndarray of shape (n_features,)
+    detector_ : MaxZDetector or AnomalyEnsemble
+        On the standardised window features.
+    pointwise_ : AnomalyEnsemble
+        On the scaled reading alone, for readings that are warming up.
+    median_interval_ : float
+        Median seconds between readings in training (0 when not known).
+    """
+
+    def __init__(
+        self,
+        *,
+        window: int = 60,
+        short: int = 5,
+        features: tuple[str, ...] = DEFAULT_FEATURES,
+        relations: str = "regression",
+        explained_variance: float = 0.9,
+        equalise_tails: bool = True,
+        detector: str = "top4_z",
+        max_gap_factor: float = 3.0,
+        random_state: int = 0,
+    ) -> None:
+        self.window = window
+        self.short = short
+        self.features = features
+        self.relations = relations
+        self.explained_variance = explained_variance
+        self.equalise_tails = equalise_tails
+        self.detector = detector
+        self.max_gap_factor = max_gap_factor
+        self.random_state = random_state
+
+    # ----------------------------------------------------------------- fitting
+    def fit(
+        self,
+        X: ArrayLike,
+        segments: NDArray[np.int64] | None = None,
+        fit_rows: NDArray[np.bool_] | None = None,
+        *,
+        channels: list[str] | None = None,
+        median_interval: float = 0.0,
+    ) -> Self:
+        """Fit scaling, PCA, feature standardisation and detectors.
+
+        ``X`` holds every reading in time order per segment; ``fit_rows`` marks the
+        readings (and, for the window detector, the windows ending there) to learn
+        normal behaviour from; by default all of them.
+        """
+        check_window(self.window, self.short)
+        if self.detector not in DETECTOR_CHOICES:
+            raise ValueError(
+                f"unknown detector {self.detector!r}; choose one of {DETECTOR_CHOICES}"
+            )
+        unknown = [k for k in self.features if k not in FEATURE_KINDS]
+        if unknown:
+            raise ValueError(f"unknown window feature {unknown[0]!r}; known: {FEATURE_KINDS}")
+        data = np.asarray(X, dtype=np.float64)
+        n_rows, n_channels = data.shape
+        mask = np.ones(n_rows, dtype=np.bool_) if fit_rows is None else np.asarray(fit_rows)
+        self.channels_ = (
+            list(channels) if channels is not None else [f"x{i}" for i in range(n_channels)]
+        )
+        self.median_interval_ = float(median_interval)
+        self.center_, self.scale_ = robust_center_scale(data[mask], self.channels_)
+        scaled = (data - self.center_) / self.scale_
+        kinds = tuple(self.features)
+        if n_channels < 2:
+            kinds = tuple(k for k in kinds if not k.startswith("residual"))
+        self.kinds_ = kinds
+        self._fit_relations(scaled[mask])
+        raw, valid = window_features(
+            scaled,
+            segments,
+            window=self.window,
+            short=self.short,
+            kinds=self.kinds_,
+            residual_projector=self.projector_,
+        )
+        fit_windows = valid & mask
+        if int(fit_windows.sum()) <= 20:
+            raise ValueError(
+                f"only {int(fit_windows.sum())} full windows of normal readings to fit on; "
+                "need more than 20 (more data or a shorter window)"
+            )
+        self._fit_feature_scaling(raw[fit_windows])
+        z = self._standardise(raw[fit_windows])
+        # The ensemble's z-score member refuses columns constant in training (a flat
+        # count that is always 0): it sees only the others. max_z keeps every column.
+        moving = np.ptp(z, axis=0) > 0
+        self.detector_columns_ = (
+            np.arange(z.shape[1]) if self.detector.endswith("_z") else np.flatnonzero(moving)
+        )
+        self.detector_ = make_detector(self.detector, self.random_state).fit(
+            z[:, self.detector_columns_]
+        )
+        self.pointwise_ = AnomalyEnsemble(n_neighbors=20, random_state=self.random_state).fit(
+            scaled[mask]
+        )
+        self.n_features_in_ = n_channels
+        return self
+
+    def _fit_relations(self, scaled: NDArray[np.float64]) -> None:
+        n_channels = scaled.shape[1]
+        self.components_ = np.zeros((0, n_channels))
+        self.projector_: NDArray[np.float64] | None = None
+        if not any(k.startswith("residual") for k in self.kinds_):
+            return
+        centred = scaled - scaled.mean(axis=0)
+        if self.relations == "regression":
+            # residual of each channel against its linear regression on all the others:
+            # r = D^-1 P x with P the (ridge-regularised) precision matrix, D = diag(P)
+            cov = np.cov(centred, rowvar=False) + _RIDGE * np.eye(n_channels)
+            precision = np.linalg.inv(cov)
+            relation = precision / np.diag(precision)[:, None]
+        else:
+            relation = self._pca_projector(centred)
+        # rows rescaled so that residuals come out in training standard deviations
+        spread = (centred @ relation.T).std(axis=0)
+        self.projector_ = relation / np.maximum(spread, _MIN_SCALE)[:, None]
+
+    def _pca_projector(self, centred: NDArray[np.float64]) -> NDArray[np.float64]:
+        n_channels = centred.shape[1]
+        _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+        explained = np.cumsum(singular**2) / max(float(np.sum(singular**2)), _MIN_SCALE)
+        k = int(np.searchsorted(explained, self.explained_variance) + 1)
+        k = min(max(k, 1), n_channels - 1)
+        self.components_ = vt[:k]
+        result: NDArray[np.float64] = np.eye(n_channels) - self.components_.T @ self.components_
+        return result
+
+    def _fit_feature_scaling(self, raw: NDArray[np.float64]) -> None:
+        center = np.median(raw, axis=0)
+        scale = MAD_TO_STD * np.median(np.abs(raw - center), axis=0)
+        scale = np.where(scale > _MIN_SCALE, scale, raw.std(axis=0))
+        flat = np.tile(np.array([k == "flat" for k in self.kinds_]), len(self.channels_))
+        scale = np.where(flat, np.maximum(scale, _FLAT_SCALE_FLOOR), scale)
+        scale = np.where(scale > _MIN_SCALE, scale, 1.0)
+        self.feature_center_ = center
+        if self.equalise_tails:
+            tail = np.percentile(np.abs(raw - center) / scale, _TAIL_QUANTILE, axis=0)
+            scale = np.where(tail > _NORMAL_TAIL, scale * tail / _NORMAL_TAIL, scale)
+        self.feature_scale_ = scale
+
+    def _standardise(self, raw: NDArray[np.float64]) -> NDArray[np.float64]:
+        result: NDArray[np.float64] = (raw - self.feature_center_) / self.feature_scale_
+        return result
+
+    # ----------------------------------------------------------------- features
+    @property
+    def feature_names_(self) -> list[str]:
+        """``"<channel>:<kind>"`` of every window feature, in the detector's column order."""
+        return feature_names(self.channels_, self.kinds_)
+
+    @property
+    def history_needed(self) -> int:
+        """Readings of a stream needed to score its newest one with window features."""
+        return int(self.window)
+
+    def scale(self, X: ArrayLike) -> NDArray[np.float64]:
+        """Raw readings in robust standard deviations of each channel."""
+        check_is_fitted(self)
+        result: NDArray[np.float64] = (np.asarray(X, dtype=np.float64) - self.center_) / self.scale_
+        return result
+
+    def window_z(
+        self, X: ArrayLike, segments: NDArray[np.int64] | None = None
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
+        """Raw window features, standardised ones (``z``) and validity of every row."""
+        raw, valid = window_features(
+            self.scale(X),
+            segments,
+            window=self.window,
+            short=self.short,
+            kinds=self.kinds_,
+            residual_projector=self.projector_,
+        )
+        return raw, self._standardise(raw), valid
+
+    def detector_scores(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The window detector's ``score_samples`` of standardised features (valid rows)."""
+        return self.detector_.detector_scores(z[:, self.detector_columns_])
+
+    # ----------------------------------------------------------------- scoring
+    def score_frame(
+        self, X: ArrayLike, segments: NDArray[np.int64] | None = None
+    ) -> TimeAwareOutput:
+        """Score every reading of a frame (in time order within each segment)."""
+        check_is_fitted(self)
+        data = np.asarray(X, dtype=np.float64)
+        if data.ndim != 2 or data.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"expected readings of {self.n_features_in_} channels, got shape {data.shape}"
+            )
+        raw, z, valid = self.window_z(data, segments)
+        return self._decide(data, raw, z, valid)
+
+    def score_window(
+        self, timestamps: ArrayLike, values: ArrayLike, *, last: int | None = 1
+    ) -> TimeAwareOutput:
+        """Score the newest ``last`` readings (all of them for ``None``) of one stream.
+
+        ``timestamps``: seconds since the epoch (float) or ``datetime64``, strictly
+        increasing; ``values``: shape (n_readings, n_channels) in raw units, oldest
+        first. A gap longer than ``max_gap_factor`` median intervals restarts the
+        window. Readings without ``window - 1`` readings before them (after the last
+        gap) are scored point-wise and marked ``warming_up``. Only the last
+        ``window - 1 + last`` readings are used; sending more changes nothing.
+
+        Raises ``ValueError`` for a wrong shape, non-finite values or timestamps that
+        are not strictly increasing (the caller answers 4xx).
+        """
+        check_is_fitted(self)
+        data = np.asarray(values, dtype=np.float64)
+        seconds = _as_seconds(timestamps)
+        if data.ndim != 2 or data.shape[1] != self.n_features_in_ or len(data) == 0:
+            raise ValueError(
+                f"expected readings of {self.n_features_in_} channels, got shape {data.shape}"
+            )
+        if seconds.shape != (len(data),):
+            raise ValueError(f"expected {len(data)} timestamps, got shape {seconds.shape}")
+        if not (np.all(np.isfinite(data)) and np.all(np.isfinite(seconds))):
+            raise ValueError("readings and timestamps must be finite numbers")
+        steps = np.diff(seconds)
+        if np.any(steps <= 0):
+            row = int(np.flatnonzero(steps <= 0)[0]) + 1
+            raise ValueError(f"reading {row}: timestamp not after the previous reading's")
+        n_out = len(data) if last is None else min(int(last), len(data))
+        keep = min(len(data), self.window - 1 + n_out)
+        data, seconds = data[-keep:], seconds[-keep:]
+        segments = (
+            gap_starts(seconds, self.median_interval_, self.max_gap_factor)
+            if self.median_interval_ > 0
+            else None
+        )
+        raw, z, valid = self.window_z(data, segments)
+        rows = slice(keep - n_out, keep)
+        return self._decide(data[rows], raw[rows], z[rows], valid[rows])
+
+    def _decide(
+        self,
+        data: NDArray[np.float64],
+        raw: NDArray[np.float64],
+        z: NDArray[np.float64],
+        valid: NDArray[np.bool_],
+    ) -> TimeAwareOutput:
+        n = len(data)
+        n_members = len(detector_member_names(self.detector_))
+        score = np.zeros(n)
+        votes = np.zeros((n, max(n_members, 3)), dtype=np.bool_)
+        if valid.any():
+            out = self.detector_.combine(self.detector_scores(z[valid]))
+            score[valid] = out.anomaly_score
+            votes[valid, :n_members] = out.votes
+        if (~valid).any():
+            scorer = getattr(self, "_pointwise_scorer", None) or self.pointwise_
+            scaled = np.ascontiguousarray(self.scale(data[~valid]))
+            out = self.pointwise_.combine(scorer.detector_scores(scaled))
+            score[~valid] = out.anomaly_score
+            votes[~valid, :3] = out.votes
+        shares, describe = self._explain(data, raw, z, valid)
+        return TimeAwareOutput(
+            anomaly_score=score,
+            is_anomaly=score > 0,
+            severity=severity_from_score(score),
+            confidence=confidence_from_score(score),
+            warming_up=~valid,
+            votes=votes[:, : max(n_members, 3 if (~valid).any() else n_members)],
+            shares=shares,
+            channels=self.channels_,
+            describe=describe,
+        )
+
+    # ----------------------------------------------------------------- explaining
+    def set_pointwise_scorer(self, scorer: Any) -> None:
+        """Score warming-up readings with a faster, exact scorer of ``pointwise_``.
+
+        For example ``compile_scorer(model.pointwise_, "numpy")`` from
+        ``anomaly_api.detection.fast``; it is not saved with the model.
+        """
+        self._pointwise_scorer = scorer
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the (process-local) fast scorer."""
+        state = dict(self.__dict__)
+        state.pop("_pointwise_scorer", None)
+        return state
+
+    def _explain(
+        self,
+        data: NDArray[np.float64],
+        raw: NDArray[np.float64],
+        z: NDArray[np.float64],
+        valid: NDArray[np.bool_],
+    ) -> tuple[NDArray[np.float64], Callable[[int, int], str]]:
+        n, n_channels, n_kinds = len(data), len(self.channels_), len(self.kinds_)
+        z3 = np.nan_to_num(z.reshape(n, n_channels, n_kinds))
+        raw3 = np.nan_to_num(raw.reshape(n, n_channels, n_kinds))
+        point = self.scale(data)
+        # warming-up rows: the reading's own robust z per channel
+        energy = np.where(
+            valid[:, None],
+            np.sum(np.maximum(z3**2 - 1.0, 0.0), axis=2),
+            np.maximum(point**2 - 1.0, 0.0),
+        )
+        total = energy.sum(axis=1, keepdims=True)
+        shares = np.where(total > 0, energy / np.where(total > 0, total, 1.0), 1.0 / n_channels)
+        top_kind = np.argmax(np.abs(z3), axis=2)
+
+        def describe(row: int, channel: int) -> str:
+            if not valid[row]:
+                value = float(point[row, channel])
+                side = "above" if value >= 0 else "below"
+                return f"reading {abs(value):.1f} sd {side} its training median (warming up)"
+            k = int(top_kind[row, channel])
+            return self._reason(
+                channel, self.kinds_[k], float(raw3[row, channel, k]), float(z3[row, channel, k])
+            )
+
+        return shares, describe
+
+    def _reason(self, channel: int, kind: str, value: float, z: float) -> str:
+        """The largest feature of a channel, in words."""
+        side = "above" if value >= 0 else "below"
+        w, s = self.window, self.short
+        if kind == "spread":
+            usual = self.feature_center_[channel * len(self.kinds_) + self.kinds_.index(kind)]
+            ratio = float(np.exp(value - usual))
+            if ratio < 0.05:
+                return f"no variability over the last {w} readings"
+            return f"variability {ratio:.2f}x its usual over the last {w} readings"
+        if kind == "flat":
+            count = round(value) + 1
+            if count >= w:
+                return f"flat for {w} readings or more"
+            return f"flat for {count} readings" if count > 1 else "not flat"
+        templates = {
+            "level": f"reading {abs(value):.1f} sd {side} its median of the last {w - 1} readings",
+            "shift": f"last {s} readings shifted {abs(value):.1f} sd {side} the earlier window",
+            "residual": f"off its relation to the other sensors by {value:+.1f} sd",
+            "residual_mean": (
+                f"off its relation to the other sensors by {value:+.1f} sd for {s} readings"
+            ),
+        }
+        return templates[kind]

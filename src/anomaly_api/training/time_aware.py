@@ -1,0 +1,392 @@
+"""Training of a time-aware model: chronological split, fit, tune, evaluate.
+
+Window features of neighbouring readings share readings, so a random split would leak;
+the split is chronological instead (by timestamp, over all streams): the first 60% of
+the time span fits the model, the next 20% tunes the thresholds, the last 20% tests.
+
+With labels, the fitted windows are those of the first part whose short window is
+normal, and thresholds are tuned on the validation part (max F1, or a target false-
+positive rate). Without labels, the model is fitted on the first 80% and the thresholds
+are calibrated on the last 20% to flag ``contamination`` (default 1%) of those unseen
+readings: percentiles of the very rows a model was fitted on are optimistic (see
+``../shared/datasets/tep/SOURCE.md``), so the calibration rows are never fitted on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.metrics import f1_score, precision_score, recall_score
+
+from anomaly_api.artifacts import (
+    ArtifactManifest,
+    DetectorInfo,
+    FeatureStats,
+    TimeAwareInfo,
+    TrainingDataInfo,
+    data_fingerprint,
+    library_versions,
+    save_artifact,
+    validate_version_name,
+)
+from anomaly_api.data.anomalies import NORMAL_KIND
+from anomaly_api.data.errors import DataError
+from anomaly_api.data.timeseries import TimeSeriesDataset
+from anomaly_api.detection.time_aware import (
+    TimeAwareModel,
+    TimeAwareOutput,
+    detector_member_names,
+)
+from anomaly_api.detection.windows import DEFAULT_FEATURES
+from anomaly_api.training.thresholds import target_fpr_threshold, tune_thresholds
+
+Progress = Callable[[str], None]
+FIT_SHARE: Final = 0.6
+VALIDATION_SHARE: Final = 0.2
+UNLABELLED_CALIBRATION_FPR: Final = 0.01
+
+
+def _quiet(_: str) -> None:
+    """Default progress sink."""
+
+
+@dataclass(frozen=True)
+class TimeAwareSettings:
+    """What ``anomaly-api train --window`` chooses."""
+
+    window: int = 60
+    short: int = 5
+    features: tuple[str, ...] = DEFAULT_FEATURES
+    detector: str = "top4_z"
+    relations: str = "regression"
+    equalise_tails: bool = True
+    target_fpr: float | None = None
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class TrainedTimeAware:
+    """A fitted, tuned time-aware model, its parts and how it scored."""
+
+    model: TimeAwareModel
+    metrics: dict[str, Any]
+    parts: NDArray[np.int64]
+    """0 = fit, 1 = validation, 2 = test, per row."""
+    fit_rows: NDArray[np.bool_]
+
+
+def chronological_parts(timestamps: NDArray[np.float64], labelled: bool) -> NDArray[np.int64]:
+    """Part of each row by time: 0 fit, 1 validation (tuning/calibration), 2 test."""
+    start, end = float(timestamps.min()), float(timestamps.max())
+    position = (timestamps - start) / max(end - start, 1e-9)
+    parts = np.where(
+        position < FIT_SHARE, 0, np.where(position < FIT_SHARE + VALIDATION_SHARE, 1, 2)
+    )
+    if not labelled:
+        parts = np.where(position < FIT_SHARE + VALIDATION_SHARE, 0, 1)
+    return parts.astype(np.int64)
+
+
+def window_contains(
+    flags: NDArray[np.bool_], segments: NDArray[np.int64], window: int
+) -> NDArray[np.bool_]:
+    """True where any of the row's trailing ``window`` readings (same segment) is flagged."""
+    out = np.zeros(len(flags), dtype=np.bool_)
+    order = np.argsort(segments, kind="stable")
+    bounds = np.flatnonzero(np.diff(segments[order])) + 1
+    for rows in np.split(order, bounds):
+        counts = np.cumsum(np.concatenate([[0], flags[rows].astype(np.int64)]))
+        idx = np.arange(1, len(rows) + 1)
+        out[rows] = (counts[idx] - counts[np.maximum(idx - window, 0)]) > 0
+    return out
+
+
+def fit_time_aware(
+    ts: TimeSeriesDataset,
+    settings: TimeAwareSettings = TimeAwareSettings(),
+    *,
+    progress: Progress = _quiet,
+) -> TrainedTimeAware:
+    """Fit, tune and (with labels) evaluate a time-aware model (see the module docstring)."""
+    data = ts.data
+    y = data.y
+    labelled = y is not None
+    parts = chronological_parts(ts.timestamps, labelled)
+    anomalous = y.astype(np.bool_) if y is not None else np.zeros(data.n_rows, dtype=np.bool_)
+    # Median-based window features shrug off a few anomalous readings far back in the
+    # window, and normal readings after an event see it in their window too: only rows
+    # whose short window holds a labelled anomaly are kept out of the fit.
+    dirty = window_contains(anomalous, ts.segments, settings.short)
+    fit_rows = (parts == 0) & ~dirty
+    model = TimeAwareModel(
+        window=settings.window,
+        short=settings.short,
+        features=settings.features,
+        detector=settings.detector,
+        relations=settings.relations,
+        equalise_tails=settings.equalise_tails,
+        max_gap_factor=ts.max_gap_factor,
+        random_state=settings.seed,
+    )
+    try:
+        model.fit(
+            data.X,
+            ts.segments,
+            fit_rows,
+            channels=data.feature_names,
+            median_interval=ts.median_interval,
+        )
+    except ValueError as exc:
+        raise DataError(str(exc)) from exc
+    progress(
+        f"fitted window={settings.window} model ({settings.detector}) on "
+        f"{int(fit_rows.sum())} readings of the first {FIT_SHARE:.0%} of the time span"
+    )
+    _, z, valid = model.window_z(data.X, ts.segments)
+    tune_rows = (parts == 1) & valid
+    point_rows = (parts == 1) & ~anomalous
+    if y is not None:
+        if int(y[tune_rows].sum()) == 0 or int((y[tune_rows] == 0).sum()) == 0:
+            raise DataError(
+                "the validation part (60-80% of the time span) needs both labelled anomalies "
+                "and normal readings with a full window; drop the label column to calibrate "
+                "thresholds on unlabelled data instead"
+            )
+        det_scores = model.detector_scores(z[tune_rows])
+        model.detector_.set_offsets(
+            tune_thresholds(det_scores, y[tune_rows], target_fpr=settings.target_fpr)
+        )
+        objective = (
+            "max-f1" if settings.target_fpr is None else f"target-fpr={settings.target_fpr:g}"
+        )
+    else:
+        fpr = settings.target_fpr or UNLABELLED_CALIBRATION_FPR
+        det_scores = model.detector_scores(z[tune_rows])
+        zeros = np.zeros(len(det_scores), dtype=np.int64)
+        model.detector_.set_offsets(
+            np.array([target_fpr_threshold(col, zeros, fpr) for col in det_scores.T])
+        )
+        objective = f"calibrated on unseen last 20%: fpr={fpr:g}"
+    # the point-wise fallback keeps its contamination thresholds unless tuned
+    if y is not None and point_rows.any() and int(y[parts == 1].sum()) > 0:
+        prow = parts == 1
+        pscores = model.pointwise_.detector_scores(model.scale(data.X[prow]))
+        model.pointwise_.set_offsets(
+            tune_thresholds(pscores, y[prow], target_fpr=settings.target_fpr)
+        )
+    progress(f"thresholds: {objective}")
+    metrics: dict[str, Any] = {
+        "threshold_objective": objective,
+        "split": {
+            "kind": "chronological",
+            "fit": int(fit_rows.sum()),
+            "validation": int((parts == 1).sum()),
+            "test": int((parts == 2).sum()),
+        },
+        "test": None,
+    }
+    if y is not None:
+        test = parts == 2
+        out = model.score_frame(data.X[test], ts.segments[test])
+        kinds = data.kinds[test] if data.kinds is not None else None
+        metrics["test"] = evaluate_stream(out, y[test], kinds, ts.segments[test])
+        progress(f"evaluated on the last {int(test.sum())} readings")
+    else:
+        metrics["note"] = "no label column: thresholds calibrated on unseen data, not evaluated"
+    return TrainedTimeAware(model=model, metrics=metrics, parts=parts, fit_rows=fit_rows)
+
+
+def event_delays(
+    flagged: NDArray[np.bool_],
+    y: NDArray[np.int64],
+    kinds: NDArray[np.str_] | None,
+    segments: NDArray[np.int64] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Per kind: events, share of events detected, median/mean readings until first alarm."""
+    labels = kinds if kinds is not None else np.where(y == 1, "anomaly", NORMAL_KIND)
+    seg = segments if segments is not None else np.zeros(len(y), dtype=np.int64)
+    change = np.concatenate([[True], (labels[1:] != labels[:-1]) | (seg[1:] != seg[:-1])])
+    starts = np.flatnonzero(change)
+    stops = np.append(starts[1:], len(y))
+    result: dict[str, dict[str, Any]] = {}
+    for kind in sorted(set(labels[y == 1].tolist())):
+        delays: list[int] = []
+        missed = 0
+        for a, b in zip(starts, stops, strict=True):
+            if labels[a] != kind:
+                continue
+            hits = np.flatnonzero(flagged[a:b])
+            if len(hits):
+                delays.append(int(hits[0]))
+            else:
+                missed += 1
+        events = len(delays) + missed
+        result[str(kind)] = {
+            "events": events,
+            "detected": len(delays) / events if events else 0.0,
+            "median_delay": float(np.median(delays)) if delays else None,
+            "mean_delay": float(np.mean(delays)) if delays else None,
+        }
+    return result
+
+
+def evaluate_stream(
+    out: TimeAwareOutput,
+    y: NDArray[np.int64],
+    kinds: NDArray[np.str_] | None,
+    segments: NDArray[np.int64] | None = None,
+) -> dict[str, Any]:
+    """Row-wise precision/recall/F1/FPR, recall per kind and detection delay per kind."""
+    flagged = out.is_anomaly
+    normal = y == 0
+    report: dict[str, Any] = {
+        "n_samples": len(y),
+        "n_anomalies": int(y.sum()),
+        "precision": float(precision_score(y, flagged, zero_division=0.0)),
+        "recall": float(recall_score(y, flagged, zero_division=0.0)),
+        "f1": float(f1_score(y, flagged, zero_division=0.0)),
+        "fpr": float(flagged[normal].mean()) if normal.any() else 0.0,
+        "warming_up": int(out.warming_up.sum()),
+    }
+    if kinds is not None:
+        report["per_kind_recall"] = {
+            str(kind): float(flagged[kinds == kind].mean())
+            for kind in sorted(set(kinds[y == 1].tolist()))
+        }
+    report["delay"] = event_delays(flagged, y, kinds, segments)
+    return report
+
+
+SCORE_DEFINITION_TIME_AWARE: Final = "time-aware-window-z-margin/v1"
+
+
+@dataclass(frozen=True)
+class TimeAwareTrainingResult:
+    """A saved time-aware model version."""
+
+    version: str
+    path: Path
+    trained: TrainedTimeAware
+    seconds: float
+
+
+def build_time_aware_manifest(
+    trained: TrainedTimeAware,
+    ts: TimeSeriesDataset,
+    *,
+    version: str,
+    created_at: datetime,
+) -> ArtifactManifest:
+    """Describe a fitted time-aware model; ``model_sha256`` is filled in on saving."""
+    model = trained.model
+    X_fit = ts.data.X[trained.fit_rows]
+    stats = {
+        name: FeatureStats(
+            mean=float(X_fit[:, i].mean()),
+            std=float(X_fit[:, i].std()),
+            min=float(X_fit[:, i].min()),
+            max=float(X_fit[:, i].max()),
+        )
+        for i, name in enumerate(ts.data.feature_names)
+    }
+    detector = model.detector_
+    members = detector_member_names(detector)
+    detectors = [
+        DetectorInfo(name=name, threshold=float(offset), scale=float(scale))
+        for name, offset, scale in zip(members, detector.offsets_, detector.scales_, strict=True)
+    ]
+    params = {k: list(v) if isinstance(v, tuple) else v for k, v in model.get_params().items()}
+    return ArtifactManifest(
+        version=validate_version_name(version),
+        created_at=created_at,
+        feature_names=list(ts.data.feature_names),
+        feature_stats=stats,
+        detectors=detectors,
+        min_votes=detector.min_votes,
+        vote_rule=(
+            f"anomaly when >= {detector.min_votes} of {len(members)} detectors agree on the "
+            f"window features of the last {model.window} readings"
+        ),
+        score_definition=SCORE_DEFINITION_TIME_AWARE,
+        params=params,
+        training_data=TrainingDataInfo(
+            source=ts.data.source,
+            fingerprint=data_fingerprint(list(ts.data.feature_names), ts.data.X),
+            n_rows=ts.data.n_rows,
+            n_fit_rows=int(trained.fit_rows.sum()),
+        ),
+        metrics=trained.metrics,
+        library_versions=library_versions(),
+        time_aware=TimeAwareInfo(
+            window=model.window,
+            short_window=model.short,
+            features=list(model.kinds_),
+            window_feature_names=model.feature_names_,
+            detector=model.detector,
+            relations=model.relations,
+            median_interval_seconds=model.median_interval_,
+            max_gap_factor=model.max_gap_factor,
+            history_readings=model.history_needed,
+            timestamp_column=ts.timestamp_column,
+            stream_column=ts.stream_column,
+        ),
+    )
+
+
+def train_time_aware_and_save(
+    ts: TimeSeriesDataset,
+    artifacts_dir: Path,
+    settings: TimeAwareSettings = TimeAwareSettings(),
+    *,
+    version: str | None = None,
+    progress: Progress = _quiet,
+) -> TimeAwareTrainingResult:
+    """Train a time-aware model on ``ts`` and save a new version that ``LATEST`` points at."""
+    started = time.perf_counter()
+    now = datetime.now(UTC)
+    trained = fit_time_aware(ts, settings, progress=progress)
+    if version is None:
+        digest = hashlib.sha256(
+            f"{data_fingerprint(ts.data.feature_names, ts.data.X)}|{settings}".encode()
+        ).hexdigest()
+        base = f"{now:%Y%m%dT%H%M%SZ}-{digest[:8]}"
+        name, n = base, 1
+        while (artifacts_dir / name).exists():
+            n += 1
+            name = f"{base}-{n}"
+    else:
+        name = version
+    manifest = build_time_aware_manifest(trained, ts, version=name, created_at=now)
+    path = save_artifact(trained.model, manifest, artifacts_dir)
+    progress(f"saved time-aware model version {name} to {path}")
+    return TimeAwareTrainingResult(
+        version=name, path=path, trained=trained, seconds=time.perf_counter() - started
+    )
+
+
+def format_time_aware_report(report: dict[str, Any]) -> str:
+    """A plain-text summary of ``evaluate_stream``'s report."""
+    lines = [
+        f"{report['n_samples']} readings, {report['n_anomalies']} anomalies",
+        f"precision {report['precision']:.3f}  recall {report['recall']:.3f}  "
+        f"f1 {report['f1']:.3f}  fpr {report['fpr']:.4f}",
+    ]
+    per_kind = report.get("per_kind_recall") or {}
+    if per_kind or report.get("delay"):
+        lines += ["", f"{'kind':<22}{'recall':>8}{'events':>8}{'found':>8}{'delay':>8}"]
+        for kind, delay in report["delay"].items():
+            recall = per_kind.get(kind, float("nan"))
+            mean_delay = delay["mean_delay"]
+            shown = f"{mean_delay:>8.1f}" if mean_delay is not None else f"{'-':>8}"
+            lines.append(
+                f"{kind:<22}{recall:>8.3f}{delay['events']:>8}{delay['detected']:>8.2f}{shown}"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,238 @@
+"""The time-aware model: serving windows equal training frames; it finds what lasts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from anomaly_api.artifacts import save_artifact
+from anomaly_api.data.anomalies import plan_segments
+from anomaly_api.data.synthetic import SENSOR_CHANNELS, clean_signal
+from anomaly_api.data.timeseries import TimeSeriesDataset, synthetic_timeseries
+from anomaly_api.detection.time_aware import TimeAwareModel
+from anomaly_api.training.time_aware import TrainedTimeAware, fit_time_aware
+
+SEED = 3
+N_ROWS = 10_000
+
+
+@pytest.fixture(scope="module")
+def series() -> TimeSeriesDataset:
+    return synthetic_timeseries(seed=SEED, n_rows=N_ROWS)
+
+
+@pytest.fixture(scope="module")
+def trained(series: TimeSeriesDataset) -> TrainedTimeAware:
+    return fit_time_aware(series)
+
+
+def _affected_channels() -> list[tuple[str, int, int, set[int]]]:
+    """Each injected segment's kind, rows and the channels the injection changed."""
+    from anomaly_api.data.anomalies import inject_anomalies, row_kinds
+
+    rng = np.random.default_rng(SEED)
+    signal = clean_signal(rng, N_ROWS)
+    segments = plan_segments(rng, N_ROWS, round(N_ROWS * 0.05))
+    kinds = row_kinds(segments, N_ROWS)
+    normal = signal[kinds == "normal"]
+    standardized = (signal - normal.mean(axis=0)) / normal.std(axis=0)
+    injected = inject_anomalies(rng, standardized, segments)
+    return [
+        (
+            seg.kind,
+            seg.start,
+            seg.stop,
+            set(
+                np.flatnonzero(
+                    (injected != standardized)[seg.start : seg.stop].any(axis=0)
+                ).tolist()
+            ),
+        )
+        for seg in segments
+    ]
+
+
+def test_serving_window_gives_the_training_frame_numbers(
+    series: TimeSeriesDataset, trained: TrainedTimeAware
+) -> None:
+    model = trained.model
+    frame = model.score_frame(series.data.X, series.segments)
+    w = model.history_needed
+    for t in (w - 1, 777, 4321, N_ROWS - 1):
+        window = slice(t - w + 1, t + 1)
+        one = model.score_window(series.timestamps[window], series.data.X[window])
+        assert not one.warming_up[0]
+        assert one.anomaly_score[0] == pytest.approx(frame.anomaly_score[t], abs=1e-9)
+        assert one.is_anomaly[0] == frame.is_anomaly[t]
+        assert one.contributions(0) == frame.contributions(t)
+    # every reading of a longer window at once: the last 50 readings
+    rows = slice(N_ROWS - 50 - w + 1, N_ROWS)
+    many = model.score_window(series.timestamps[rows], series.data.X[rows], last=50)
+    np.testing.assert_allclose(many.anomaly_score, frame.anomaly_score[-50:], atol=1e-9)
+    # readings before the window change nothing
+    longer = model.score_window(series.timestamps[:N_ROWS], series.data.X, last=50)
+    np.testing.assert_allclose(longer.anomaly_score, many.anomaly_score, atol=1e-12)
+
+
+def test_short_or_gapped_windows_warm_up(
+    series: TimeSeriesDataset, trained: TrainedTimeAware
+) -> None:
+    model = trained.model
+    w = model.history_needed
+    short = model.score_window(series.timestamps[: w - 1], series.data.X[: w - 1], last=None)
+    assert short.warming_up.all()
+    assert short.shares.shape == (w - 1, len(SENSOR_CHANNELS))
+    times = series.timestamps[: 2 * w].copy()
+    times[w:] += 10 * series.median_interval  # a gap restarts the window
+    out = model.score_window(times, series.data.X[: 2 * w], last=None)
+    assert not out.warming_up[w - 1]
+    assert out.warming_up[w : 2 * w - 1].all()
+    assert not out.warming_up[2 * w - 1]  # w readings after the gap: a full window again
+
+
+def test_bad_windows_raise_value_errors(trained: TrainedTimeAware) -> None:
+    model = trained.model
+    values = np.zeros((40, len(SENSOR_CHANNELS)))
+    times = np.arange(40, dtype=np.float64) * 300.0
+    with pytest.raises(ValueError, match="8 channels"):
+        model.score_window(times, values[:, :3])
+    bad = times.copy()
+    bad[7] = bad[6]
+    with pytest.raises(ValueError, match="reading 7: timestamp not after"):
+        model.score_window(bad, values)
+    nan = values.copy()
+    nan[3, 2] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        model.score_window(times, nan)
+
+
+def test_outputs_are_well_formed(series: TimeSeriesDataset, trained: TrainedTimeAware) -> None:
+    out = trained.model.score_frame(series.data.X[:3000], series.segments[:3000])
+    np.testing.assert_allclose(out.shares.sum(axis=1), 1.0)
+    assert (out.shares >= 0).all()
+    assert ((out.severity >= 0) & (out.severity < 1)).all()
+    assert (out.severity[~out.is_anomaly] == 0).all()
+    order = np.argsort(out.anomaly_score[out.is_anomaly])
+    assert np.all(np.diff(out.severity[out.is_anomaly][order]) >= 0)
+    first = out.contributions(int(np.argmax(out.anomaly_score)), top_k=2)
+    assert len(first) == 2
+    shares = [v["share"] for v in first.values()]
+    assert shares == sorted(shares, reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("kind", "min_detected", "why"),
+    [
+        ("stuck_sensor", 1.0, "flat for"),
+        ("level_shift", 0.9, ""),
+        ("correlation_break", 0.7, "relation"),
+    ],
+)
+def test_flags_lasting_anomalies_with_the_right_top_contributor(
+    series: TimeSeriesDataset,
+    trained: TrainedTimeAware,
+    kind: str,
+    min_detected: float,
+    why: str,
+) -> None:
+    out = trained.model.score_frame(series.data.X, series.segments)
+    top = out.top_channel()
+    events = [e for e in _affected_channels() if e[0] == kind and e[1] >= trained.model.window]
+    detected, right = 0, 0
+    for _, start, stop, channels in events:
+        hits = np.flatnonzero(out.is_anomaly[start:stop]) + start
+        if not len(hits):
+            continue
+        detected += 1
+        first = int(hits[0])
+        right += int(top[first]) in channels
+        if int(top[first]) in channels and why:
+            name = SENSOR_CHANNELS[int(top[first])]
+            assert why in out.contributions(first)[name]["why"]
+    assert detected >= min_detected * len(events), (kind, detected, len(events))
+    assert right >= 0.9 * detected, (kind, right, detected)
+
+
+def test_single_channel_model_has_no_relation_features() -> None:
+    rng = np.random.default_rng(0)
+    values = np.cumsum(rng.normal(size=(400, 1)), axis=0)
+    model = TimeAwareModel(window=10, short=3).fit(values, channels=["temp"], median_interval=60.0)
+    assert model.kinds_ == ("level", "flat", "shift")
+    assert model.feature_names_ == ["temp:level", "temp:flat", "temp:shift"]
+    stuck: NDArray[np.float64] = np.vstack([values[:30], np.repeat(values[29:30], 8, axis=0)])
+    out = model.score_window(np.arange(38) * 60.0, stuck)
+    assert out.is_anomaly[0]
+    assert out.contributions(0)["temp"]["why"] == "flat for 9 readings"
+
+
+def test_artifact_round_trip(
+    tmp_path: Path, series: TimeSeriesDataset, trained: TrainedTimeAware
+) -> None:
+    from anomaly_api.artifacts import (
+        ArtifactError,
+        TimeAwareArtifact,
+        load_any_artifact,
+        load_artifact,
+        read_manifest,
+    )
+    from anomaly_api.training.time_aware import build_time_aware_manifest
+
+    manifest = build_time_aware_manifest(
+        trained, series, version="ta-1", created_at=datetime.now(UTC)
+    )
+    save_artifact(trained.model, manifest, tmp_path)
+    loaded = load_any_artifact(tmp_path)
+    assert isinstance(loaded, TimeAwareArtifact)
+    info = read_manifest(tmp_path, "ta-1").time_aware
+    assert info is not None
+    assert info.window == trained.model.window
+    assert info.history_readings == trained.model.window
+    assert info.median_interval_seconds == 300.0
+    assert info.features == list(trained.model.kinds_)
+    rows = slice(1000, 1000 + trained.model.window)
+    before = trained.model.score_window(series.timestamps[rows], series.data.X[rows], last=5)
+    after = loaded.model.score_window(series.timestamps[rows], series.data.X[rows], last=5)
+    np.testing.assert_array_equal(before.anomaly_score, after.anomaly_score)
+    # the point-wise loader says clearly that this model scores streams
+    with pytest.raises(ArtifactError, match="time-aware"):
+        load_artifact(tmp_path)
+
+
+def test_old_manifests_still_load(tiny_artifacts_dir: Path) -> None:
+    from anomaly_api.artifacts import Artifact, load_any_artifact
+
+    loaded = load_any_artifact(tiny_artifacts_dir)
+    assert isinstance(loaded, Artifact)
+    assert loaded.manifest.time_aware is None
+
+
+def test_fast_pointwise_scorer_gives_the_same_warm_up_scores(
+    series: TimeSeriesDataset, trained: TrainedTimeAware
+) -> None:
+    import pickle
+
+    from anomaly_api.detection.fast import compile_scorer
+
+    model = pickle.loads(pickle.dumps(trained.model))
+    rows = slice(0, model.window - 1)
+    reference = model.score_window(series.timestamps[rows], series.data.X[rows], last=None)
+    model.set_pointwise_scorer(compile_scorer(model.pointwise_, "numpy"))
+    fast = model.score_window(series.timestamps[rows], series.data.X[rows], last=None)
+    assert fast.warming_up.all()
+    np.testing.assert_allclose(fast.anomaly_score, reference.anomaly_score, rtol=1e-9, atol=1e-9)
+    assert "_pointwise_scorer" not in pickle.loads(pickle.dumps(model)).__dict__
+
+
+def test_top_k_detector_adds_up_the_largest_features() -> None:
+    from anomaly_api.detection.time_aware import MaxZDetector, detector_member_names
+
+    z = np.array([[3.0, -4.0, 0.0, 1.0, 2.0], [0.5, 0.5, 0.5, 0.5, 0.5]])
+    top4 = MaxZDetector(top_k=4)
+    np.testing.assert_allclose(top4.detector_scores(z)[:, 0], [-np.sqrt(30.0), -1.0])
+    np.testing.assert_allclose(MaxZDetector().detector_scores(z)[:, 0], [-4.0, -0.5])
+    assert detector_member_names(top4) == ("top4_z",)
+    assert detector_member_names(MaxZDetector()) == ("max_z",)

@@ -1,0 +1,93 @@
+"""Window features against a plain pandas rolling computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.typing import NDArray
+
+from anomaly_api.detection.windows import FEATURE_KINDS, SPREAD_EPS, window_features
+
+W, S = 12, 4
+
+
+def _values(n: int = 200, channels: int = 3, seed: int = 0) -> NDArray[np.float64]:
+    rng = np.random.default_rng(seed)
+    values = np.cumsum(rng.normal(size=(n, channels)), axis=0)
+    values[60:75, 1] = values[59, 1]  # a frozen channel
+    values[120:123, 0] = values[119, 0]  # a short repeat
+    values[150, 2] += 9.0  # a spike
+    return values
+
+
+def _pandas_reference(
+    values: NDArray[np.float64], relation: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """The same features, written the slow, obvious way with pandas rolling windows."""
+    frame = pd.DataFrame(values)
+    residuals = pd.DataFrame(values @ relation.T)
+    columns = []
+    for c in frame.columns:
+        x, r = frame[c], residuals[c]
+        step_zero = x.diff() == 0
+        run = step_zero.astype(int).groupby((~step_zero).cumsum()).cumsum()
+        per_kind = {
+            "level": x - x.shift(1).rolling(W - 1).median(),
+            "spread": np.log(x.diff().abs().rolling(W - 1).median() + SPREAD_EPS),
+            "flat": run.clip(upper=W - 1).astype(float),
+            "shift": x.rolling(S).mean() - x.shift(S).rolling(W - S).median(),
+            "residual": r,
+            "residual_mean": r.rolling(S).mean(),
+        }
+        columns += [per_kind[kind] for kind in FEATURE_KINDS]
+    reference = pd.concat(columns, axis=1).to_numpy()
+    reference[: W - 1] = np.nan
+    return reference
+
+
+def test_features_match_pandas_rolling() -> None:
+    values = _values()
+    relation = np.random.default_rng(1).normal(size=(3, 3))
+    features, valid = window_features(
+        values, None, window=W, short=S, kinds=FEATURE_KINDS, residual_projector=relation
+    )
+    expected = _pandas_reference(values, relation)
+    assert valid.tolist() == [False] * (W - 1) + [True] * (len(values) - W + 1)
+    np.testing.assert_allclose(features[valid], expected[valid], rtol=1e-9, atol=1e-9)
+    assert np.isnan(features[~valid]).all()
+
+
+def test_frozen_channel_is_flat_and_has_no_spread() -> None:
+    values = _values()
+    features, _ = window_features(values, None, window=W, short=S, kinds=("spread", "flat"))
+    flat = features[:, 1 * 2 + 1]  # channel 1, "flat"
+    assert flat[60] == 1
+    assert flat[65] == 6
+    assert flat[74] == W - 1
+    assert flat[75] == 0
+    spread = features[:, 1 * 2 + 0]
+    assert spread[74] == pytest.approx(np.log(SPREAD_EPS))  # no steps at all
+    assert spread[100] > np.log(0.05)
+
+
+def test_segments_restart_the_window() -> None:
+    values = _values()
+    segments = np.where(np.arange(len(values)) < 90, 0, 1)
+    features, valid = window_features(values, segments, window=W, short=S, kinds=("level",))
+    first, _ = window_features(values[:90], None, window=W, short=S, kinds=("level",))
+    second, second_valid = window_features(values[90:], None, window=W, short=S, kinds=("level",))
+    np.testing.assert_array_equal(features[:90], first)
+    np.testing.assert_array_equal(features[90:], second)
+    assert not valid[90 : 90 + W - 1].any()
+    assert valid[90 + W - 1]
+    assert second_valid.sum() == len(values) - 90 - W + 1
+
+
+def test_bad_windows_are_refused() -> None:
+    with pytest.raises(ValueError, match="window must be at least"):
+        window_features(_values(), None, window=2, short=1, kinds=("level",))
+    with pytest.raises(ValueError, match="short window"):
+        window_features(_values(), None, window=10, short=9, kinds=("level",))
+    with pytest.raises(ValueError, match="needs the relation matrix"):
+        window_features(_values(), None, window=10, short=3, kinds=("residual",))
