@@ -15,13 +15,15 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from anomaly_api.api.errors import (
+    BatchSizeError,
     MalformedJSONError,
+    ObservationIdError,
     SchemaValidationError,
     UnsupportedMediaTypeError,
+    dotted,
 )
 from anomaly_api.api.schemas import PredictBatchRequest, PredictRequest
 from anomaly_api.config import Settings
-from anomaly_api.service.errors import BatchSizeError, ObservationIdError
 
 __all__ = ["load_json", "parse_batch_request", "parse_predict_request", "validate_body"]
 
@@ -39,15 +41,10 @@ def _is_json(content_type: str | None) -> bool:
     )
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    """``("observations", 2, "features", "array", 0)`` -> ``observations[2].features[0]``."""
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif part not in ("array", "object"):  # the features union's tags
-            text += f".{part}" if text else part
-    return text or "body"
+def _location(loc: tuple[int | str, ...]) -> list[int | str]:
+    """``("observations", 2, "features", "array", 0)`` -> ``["observations", 2, "features", 0]``
+    (the features union's tags are Pydantic's bookkeeping, not a place in the body)."""
+    return [part for part in loc if part not in ("array", "object")]
 
 
 def _schema_error(exc: ValidationError) -> SchemaValidationError:
@@ -58,7 +55,7 @@ def _schema_error(exc: ValidationError) -> SchemaValidationError:
     first = details[0]
     more = exc.error_count() - 1
     suffix = f" (and {more} more)" if more else ""
-    return SchemaValidationError(f"{first['loc']}: {first['msg']}{suffix}", details)
+    return SchemaValidationError(f"{dotted(first['loc'])}: {first['msg']}{suffix}", details)
 
 
 async def load_json(request: Request) -> Any:
