@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from anomaly_api.service.cache import RedisPredictionCache
+from anomaly_api.testing import RedisServer, throwaway_redis
 from api_testing import ANOMALOUS, NORMAL, make_settings, open_app
-from redis_server import RedisServer, throwaway_redis
 
 BODY = {"features": NORMAL, "observation_id": "sensor_42_t1234"}
 VOLATILE = {"cached", "inference_ms"}  # the only fields a cached answer may change

@@ -22,7 +22,7 @@ from container_engine import IN_CI, ComposeProject, Engine, EngineUnavailableErr
 
 from anomaly_api.config import Settings
 from anomaly_api.service.cache.base import prediction_keys
-from redis_server import free_port
+from anomaly_api.testing import free_port
 
 pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(1800)]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e_service import ServiceProcess, run_service
+from e2e_service import ServerProcess, run_service
 
 from api_testing import ANOMALOUS, NORMAL
 
@@ -26,7 +26,7 @@ def readme_curl_commands() -> list[str]:
     return [c.replace("\\\n", " ") for c in commands]
 
 
-def test_served_endpoints(served_tiny_model: ServiceProcess) -> None:
+def test_served_endpoints(served_tiny_model: ServerProcess) -> None:
     with httpx.Client(base_url=served_tiny_model.url, timeout=10) as http:
         health = http.get("/health").json()
         assert health["status"] == "ok"
@@ -60,7 +60,7 @@ def test_served_endpoints(served_tiny_model: ServiceProcess) -> None:
         assert http.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
 
 
-def test_readme_curl_commands_work_as_written(served_tiny_model: ServiceProcess) -> None:
+def test_readme_curl_commands_work_as_written(served_tiny_model: ServerProcess) -> None:
     commands = readme_curl_commands()
     assert len(commands) >= 2, "the README's API section lost its curl examples"
     for command in commands:

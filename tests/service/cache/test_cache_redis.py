@@ -19,7 +19,7 @@ from anomaly_api.service.cache import (
     build_cache,
     prediction_keys,
 )
-from redis_server import RedisServer, free_port
+from anomaly_api.testing import RedisServer, free_port
 
 ROW = np.array([0.1, 0.0, -2.0, 3.5, 1.0, 1.0, 0.25, -0.5])
 

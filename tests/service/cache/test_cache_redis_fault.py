@@ -11,7 +11,7 @@ import pytest
 
 from anomaly_api.config import Settings
 from anomaly_api.service.cache import RedisPredictionCache
-from redis_server import RedisServer
+from anomaly_api.testing import RedisServer
 
 CALLS = 10  # get_many + set_many pairs while Redis is down
 
