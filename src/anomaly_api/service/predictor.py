@@ -1,6 +1,7 @@
 """Predictor: feature rows -> float64 matrix -> cache or ensemble -> ``Prediction`` per row.
 
-The request path of every prediction, free of HTTP. One call handles a whole batch:
+One loaded model version, used by ``DataPlane`` (the request path, which adds the answers
+and the metrics). One call handles a whole batch:
 one cache round trip for all rows, one vectorised model call for the rows the cache did
 not have, one cache write for the fresh answers.
 
