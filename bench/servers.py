@@ -1,31 +1,25 @@
-"""Start and stop real servers on loopback: uvicorn (one worker) and a throwaway Redis."""
+"""Start and stop real servers on loopback: uvicorn (one worker) and a throwaway Redis.
+
+The port, environment and Redis helpers are ``anomaly_api.testing``'s, shared with the tests.
+"""
 
 from __future__ import annotations
 
 import http.client
-import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-HOST = "127.0.0.1"
+from anomaly_api.testing import HOST, clean_env, free_port, throwaway_redis
+
 READY_TIMEOUT_S = 60.0
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def rss_mb(pid: int) -> float:
@@ -62,13 +56,6 @@ class Server:
         return rss_mb(self.process.pid)
 
 
-def _clean_env(extra: Mapping[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANOMALY_", "NUMBA_"))}
-    env.pop("REDIS_URL", None)
-    env.update(extra)
-    return env
-
-
 @contextmanager
 def uvicorn_server(
     name: str, app: str, env: Mapping[str, str], *, factory: bool, ready_path: str
@@ -80,7 +67,7 @@ def uvicorn_server(
     if factory:
         args.append("--factory")
     started = time.perf_counter()
-    process = subprocess.Popen(args, cwd=ROOT, env=_clean_env(env))
+    process = subprocess.Popen(args, cwd=ROOT, env=clean_env(env))
     try:
         while not _ready(port, ready_path):
             if process.poll() is not None:
@@ -102,23 +89,8 @@ def uvicorn_server(
 @contextmanager
 def redis_server() -> Iterator[str]:
     """A throwaway redis-server on a free port (no persistence); yields its URL."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
-    args = [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection((HOST, port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("throwaway redis-server did not start") from None
-                time.sleep(0.02)
-        yield f"redis://{HOST}:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-redis-") as workdir,
+        throwaway_redis(Path(workdir)) as redis,
+    ):
+        yield redis.url

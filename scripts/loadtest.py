@@ -27,12 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,19 +40,12 @@ import numpy as np
 
 from anomaly_api.artifacts import load_artifact, set_latest
 from anomaly_api.data.loading import synthetic_dataset
+from anomaly_api.testing import RedisServer, ServerProcess
 from anomaly_api.training.pipeline import train_and_save
 
 VERSIONS = ("load-v1", "load-v2")
 PHASES = (("warm", 0.0), ("redis_down", 0.25), ("redis_back", 0.45), ("reloaded", 0.65))
 _TOLERANCE = 1e-9
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def fit_models(artifacts_dir: Path) -> None:
@@ -77,62 +65,16 @@ def expected_scores(artifacts_dir: Path, pool: np.ndarray[Any, Any]) -> dict[str
     return expected
 
 
-class Redis:
-    """A throwaway redis-server that can be killed and restarted on its port."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("redis-server is not installed")
-        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "no", "--dir", str(self.workdir)]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-        wait_for_port(self.port, 10.0, self.process)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self.process = None
-
-
-def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen[bytes]) -> None:
-    """Block until something accepts connections on ``port`` (fail if ``process`` dies)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(f"process exited with {process.returncode}") from None
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on port {port}") from None
-            time.sleep(0.05)
-
-
-def start_server(
-    artifacts_dir: Path, redis_port: int, port: int, log: Path, cooldown_s: float | None
-) -> subprocess.Popen[bytes]:
-    """``anomaly-api serve`` with the throwaway Redis as cache; its logs go to ``log``."""
+def server_env(artifacts_dir: Path, redis: RedisServer, cooldown_s: float | None) -> dict[str, str]:
+    """``anomaly-api serve`` settings: the throwaway Redis as cache, warnings only."""
     env = {
-        **os.environ,
         "ANOMALY_ARTIFACTS_DIR": str(artifacts_dir),
-        "ANOMALY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "ANOMALY_REDIS_URL": redis.url,
         "ANOMALY_LOG_LEVEL": "WARNING",
     }
-    env.pop("ANOMALY_MODEL_VERSION", None)
     if cooldown_s is not None:
         env["ANOMALY_REDIS_BREAKER_COOLDOWN_S"] = str(cooldown_s)
-    command = [sys.executable, "-m", "anomaly_api.cli.main", "serve", "--no-train-if-missing"]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    with log.open("wb") as sink:
-        return subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    return env
 
 
 @dataclass
@@ -229,7 +171,7 @@ class LoadRun:
             await self.one_request(client)
 
     async def faults(
-        self, redis: Redis, artifacts_dir: Path, client: httpx.AsyncClient, started: float
+        self, redis: RedisServer, artifacts_dir: Path, client: httpx.AsyncClient, started: float
     ) -> None:
         for name, at in PHASES[1:]:
             await asyncio.sleep(max(0.0, started + at * self.args.duration - time.monotonic()))
@@ -254,7 +196,7 @@ class LoadRun:
             self.phase = name
             self.events.append(f"{time.monotonic() - started:6.1f}s  {name}")
 
-    async def run(self, redis: Redis, artifacts_dir: Path) -> None:
+    async def run(self, redis: RedisServer, artifacts_dir: Path) -> None:
         limits = httpx.Limits(max_connections=self.args.concurrency + 2)
         async with httpx.AsyncClient(base_url=self.base_url, limits=limits, timeout=10.0) as client:
             started = time.monotonic()
@@ -285,29 +227,21 @@ def main(argv: list[str] | None = None) -> int:
         fit_models(artifacts_dir)
         pool = synthetic_dataset(seed=99, n_rows=args.pool).X  # with injected anomalies
         expected = expected_scores(artifacts_dir, pool)
-        redis = Redis(root)
+        redis = RedisServer(root)
         redis.start()
-        port = free_port()
-        server = start_server(
-            artifacts_dir, redis.port, port, root / "server.log", args.redis_cooldown
-        )
+        server = ServerProcess(root, server_env(artifacts_dir, redis, args.redis_cooldown))
         exit_code: int | None = None
         try:
-            wait_for_port(port, 120.0, server)
-            run = LoadRun(args, f"http://127.0.0.1:{port}", pool, expected)
+            server.wait_ready(120.0)
+            run = LoadRun(args, server.url, pool, expected)
             asyncio.run(run.run(redis, artifacts_dir))
         except Exception:
-            print((root / "server.log").read_text(errors="replace")[-3000:], file=sys.stderr)
+            print(server.output()[-3000:], file=sys.stderr)
             raise
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                exit_code = server.wait(30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(10)
+            exit_code = server.stop(30)
             redis.kill()
-            server_log = (root / "server.log").read_text(errors="replace")
+            server_log = server.output()
     phases = {name: stats.summary() for name, stats in run.stats.items()}
     everything = PhaseStats()
     for stats in run.stats.values():

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from factories import fit_tiny_artifact
+
+TESTS = Path(__file__).resolve().parent
+_PROCESS_DIRS = {"e2e", "bench"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``process`` every test that starts real processes: everything under ``e2e/``
+    and ``bench/``, and every test using a throwaway ``redis_server``. CI runs them all;
+    ``-m 'not process'`` leaves them out for a quick in-process run."""
+    for item in items:
+        in_dir = item.path.is_relative_to(TESTS) and (
+            item.path.relative_to(TESTS).parts[0] in _PROCESS_DIRS
+        )
+        if in_dir or "redis_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.process)
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +59,21 @@ def python3_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
         monkeypatch.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
     assert KernelSpecManager().get_kernel_spec("python3").language == "python"
     return "python3"
+
+
+FitVersion = Callable[..., Path]
+
+
+@pytest.fixture(scope="session")
+def fit_version() -> FitVersion:
+    """The tiny-model fitter of ``tests/factories.py``."""
+    return fit_tiny_artifact
+
+
+@pytest.fixture(scope="module")
+def two_versions(tmp_path_factory: pytest.TempPathFactory, fit_version: FitVersion) -> Path:
+    """tiny-1 (LATEST) and tiny-2 (seed 1); tests must not move LATEST."""
+    root = tmp_path_factory.mktemp("two-versions")
+    fit_version(root, "tiny-2", seed=1)
+    fit_version(root, "tiny-1", seed=0)
+    return root

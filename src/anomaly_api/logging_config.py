@@ -2,9 +2,9 @@
 
 Structured fields are passed with ``extra={...}``; the JSON formatter writes every
 non-standard record attribute as a top-level key, so the access log line (see
-``api/middleware.py``) carries request id, route, status, latency, rows, cache hits and
-model version as fields a log pipeline can index. Nothing here ever sees request headers,
-so API keys cannot reach the logs.
+``anomaly_api.api.request_context``) carries request id, route, status, latency, rows,
+cache hits and model version as fields a log pipeline can index. Nothing here ever sees
+request headers, so API keys cannot reach the logs.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from anomaly_api.config import Settings
+from anomaly_api.testing import SHARED_REDIS_URL
 from api_testing import (
     ANOMALOUS,
     NORMAL,
@@ -24,7 +25,6 @@ from api_testing import (
     serve_app,
 )
 from factories import fit_tiny_artifact
-from redis_server import SHARED_REDIS_URL
 
 BACKENDS = ["memory", "redis"]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import httpx
 
 from anomaly_api.config import Settings
+from anomaly_api.testing import free_port
 from api_testing import NORMAL, assert_error, make_settings, serve_app
-from redis_server import free_port
 
 
 async def test_health_ok(client: httpx.AsyncClient) -> None:

@@ -175,3 +175,17 @@ async def test_batch_is_one_vectorised_model_call(
         assert (cache.gets, cache.sets) == ([300], [299])
         cached = [p["cached"] for p in response.json()["predictions"]]
         assert cached == [True] + [False] * 299
+
+
+def test_response_models_are_generated_from_the_answer_dataclasses() -> None:
+    """One definition of the answer: the documented models carry the dataclasses' fields."""
+    import dataclasses
+
+    from anomaly_api.service.answers import Answer, BatchAnswer
+
+    assert list(PredictResponse.model_fields) == [f.name for f in dataclasses.fields(Answer)]
+    assert list(PredictBatchResponse.model_fields) == [
+        f.name for f in dataclasses.fields(BatchAnswer)
+    ]
+    cached = PredictResponse.model_fields["cached"]
+    assert cached.description == "True when the answer came from the prediction cache."

@@ -240,3 +240,16 @@ async def test_magnitudes_beyond_the_limit_are_refused(
 ) -> None:
     response = await shared_client.post("/predict", json={"features": [value, *NORMAL[1:]]})
     assert_error(response, 422, "invalid_request", "features[0]: Input should be")
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_both_422_paths_write_loc_as_a_list(shared_client: httpx.AsyncClient) -> None:
+    """The body's schema errors and FastAPI's own (a query parameter) share one ``loc`` shape."""
+    body = {"observations": [{"features": NORMAL}, {"features": [*NORMAL[:7], True]}]}
+    response = await shared_client.post("/predict/batch", json=body)
+    assert_error(response, 422, "invalid_request", "observations[1].features[7]")
+    assert response.json()["error"]["details"][0]["loc"] == ["observations", 1, "features", 7]
+
+    response = await shared_client.post("/admin/reload", params={"version": "../etc"})
+    assert_error(response, 422, "invalid_request", "query.version")
+    assert response.json()["error"]["details"][0]["loc"] == ["query", "version"]

@@ -21,8 +21,8 @@ import pytest
 from container_engine import IN_CI, ComposeProject, Engine, EngineUnavailableError, find_engine
 
 from anomaly_api.config import Settings
-from anomaly_api.service.cache.base import prediction_key
-from redis_server import free_port
+from anomaly_api.service.cache.base import prediction_keys
+from anomaly_api.testing import free_port
 
 pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -37,6 +37,13 @@ PREDICT_INSIDE = (
     "headers={'Content-Type': 'application/json'}); "
     "print(u.urlopen(r, timeout=10).read().decode())"
 )
+
+
+def _key(prefix: str, version: str, row: Any) -> str:
+    """The cache key of one row."""
+    return prediction_keys(prefix, version, np.reshape(np.asarray(row, dtype=np.float64), (1, -1)))[
+        0
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +148,7 @@ def test_predict_twice_is_cached_in_the_redis_container(
     assert first_json["is_anomaly"] is False
     for field in ("anomaly_score", "confidence", "is_anomaly", "model_version"):
         assert first_json[field] == second_json[field]
-    key = prediction_key(
+    key = _key(
         Settings.model_fields["cache_prefix"].default,
         first_json["model_version"],
         np.asarray(NORMAL, dtype=np.float64),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from e2e_service import ServiceProcess
+from e2e_service import ServerProcess
 
 from notebook_runner import run_notebook, stream_text
 
@@ -14,7 +14,7 @@ NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "02_api_testing.i
 
 @pytest.mark.slow
 def test_notebook_runs_against_the_service(
-    served_tiny_model: ServiceProcess,
+    served_tiny_model: ServerProcess,
     python3_kernel: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e_service import ServiceProcess, run_service
+from e2e_service import ServerProcess, run_service
 
 from api_testing import ANOMALOUS, NORMAL
 
@@ -25,7 +25,7 @@ def documented_curl_commands(page: Path = ROOT / "docs" / "api.md") -> list[str]
     return [c.replace("\\\n", " ") for c in commands]
 
 
-def test_served_endpoints(served_tiny_model: ServiceProcess) -> None:
+def test_served_endpoints(served_tiny_model: ServerProcess) -> None:
     with httpx.Client(base_url=served_tiny_model.url, timeout=10) as http:
         health = http.get("/health").json()
         assert health["status"] == "ok"
@@ -61,7 +61,7 @@ def test_served_endpoints(served_tiny_model: ServiceProcess) -> None:
 
 @pytest.mark.parametrize(("page", "at_least"), [("docs/api.md", 4), ("README.md", 1)])
 def test_documented_curl_commands_work_as_written(
-    served_tiny_model: ServiceProcess, page: str, at_least: int
+    served_tiny_model: ServerProcess, page: str, at_least: int
 ) -> None:
     commands = documented_curl_commands(ROOT / page)
     assert len(commands) >= at_least, f"{page} lost its curl examples"

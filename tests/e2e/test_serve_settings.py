@@ -13,7 +13,7 @@ import pytest
 from e2e_service import cli_path
 
 from anomaly_api.config import Settings
-from redis_server import free_port
+from anomaly_api.testing import free_port
 
 
 def clean_env(tmp_path: Path, **settings: str) -> dict[str, str]:

@@ -1,8 +1,14 @@
-"""``create_app(settings)``: the FastAPI application, its lifespan and its middleware.
+"""``create_app(settings)``: the FastAPI application, wired in this one place.
 
 Nothing heavy happens at import: the lifespan loads the model and opens the cache, and
 closes the cache on shutdown. Each call builds an independent app, so tests can build
 apps over temporary artifact directories.
+
+Request-time state lives in the lifespan state only (``AppState``, read through
+``anomaly_api.api.deps``), never on ``app.state``. Middleware is listed below from the
+innermost to the outermost (Starlette wraps each ``add_middleware`` around the previous
+ones), so the request-id middleware, added last, sees every response, even the early
+413 and 431.
 """
 
 from __future__ import annotations
@@ -16,13 +22,17 @@ from fastapi_offline import FastAPIOffline
 from anomaly_api import __version__
 from anomaly_api.api.deps import AppState
 from anomaly_api.api.errors import install_error_handlers
+from anomaly_api.api.header_limit import HeaderSizeLimitMiddleware
 from anomaly_api.api.middleware import BodySizeLimitMiddleware
 from anomaly_api.api.openapi import install_openapi
-from anomaly_api.api.operations import install_operations, operations_lifespan
+from anomaly_api.api.request_context import RequestContextMiddleware, note_scored_batch
 from anomaly_api.api.routes import api_router
 from anomaly_api.api.schemas import PredictBatchRequest, PredictRequest
+from anomaly_api.api.security import KeyRing
 from anomaly_api.config import Settings, get_settings
+from anomaly_api.service.dataplane import DataPlane
 from anomaly_api.service.metrics import ServiceMetrics
+from anomaly_api.service.reloader import ModelReloader, install_sighup_reload
 from anomaly_api.service.runtime import ServiceRuntime
 
 __all__ = ["create_app"]
@@ -37,15 +47,36 @@ DESCRIPTION = (
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service for ``settings`` (``get_settings()`` when omitted)."""
     settings = settings or get_settings()
-    service_metrics = ServiceMetrics(anomaly_window=settings.metrics_anomaly_window)
+    metrics = ServiceMetrics(anomaly_window=settings.metrics_anomaly_window)
+    keyring = KeyRing.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[AppState]:
-        runtime = ServiceRuntime.start(settings, on_scored=service_metrics.observe_inference)
+        runtime = ServiceRuntime.start(settings)
+        dataplane = DataPlane(runtime, metrics)  # prediction + cache metrics
+        dataplane.add_hook(note_scored_batch)  # rows, cache hits, version for the access log
+        predictor = runtime.predictor
+        metrics.set_model_version(predictor.version if predictor else None)
+
+        def on_reload(version: str | None, ok: bool) -> None:
+            metrics.observe_reload(ok)
+            metrics.set_model_version(version)
+
+        reloader = ModelReloader(runtime, runtime.build_predictor, on_result=on_reload)
+        uninstall = install_sighup_reload(reloader) if settings.reload_on_sighup else None
         try:
-            async with operations_lifespan(runtime, settings, service_metrics) as reloader:
-                yield {"settings": settings, "runtime": runtime, "reloader": reloader}
+            yield {
+                "settings": settings,
+                "runtime": runtime,
+                "dataplane": dataplane,
+                "reloader": reloader,
+                "metrics": metrics,
+                "keyring": keyring,
+            }
         finally:
+            if uninstall is not None:
+                uninstall()
+            metrics.track_cache(None)
             await runtime.close()
 
     # FastAPIOffline serves the Swagger UI and ReDoc assets from the installed package,
@@ -56,8 +87,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
     )
+    # Innermost first. The request-id middleware must stay the last one added.
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    install_operations(app, settings, service_metrics)  # outermost middleware: request ids
+    app.add_middleware(HeaderSizeLimitMiddleware, max_header_bytes=settings.max_header_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=metrics,
+        max_request_id_length=settings.request_id_max_length,
+    )
     install_error_handlers(app)
     app.include_router(api_router)
     install_openapi(app, [PredictRequest, PredictBatchRequest])

@@ -1,8 +1,9 @@
-"""Dependencies of the route handlers, each declared once as an ``Annotated`` alias.
+"""The lifespan state (``AppState``) and the route dependencies that read it.
 
-They read the lifespan state (``AppState``): the settings the app was built with and
-the ``ServiceRuntime`` holding the cache and the current model. They are ``async def``
-on purpose: FastAPI runs plain ``def`` dependencies in a thread pool, one hop each.
+All request-time state is in the typed lifespan state: Starlette copies it into every
+request's ``request.state``. Each dependency is declared once as an ``Annotated`` alias,
+and is ``async def`` on purpose: FastAPI runs plain ``def`` dependencies in a thread pool,
+one hop each.
 """
 
 from __future__ import annotations
@@ -13,16 +14,22 @@ from fastapi import Depends, Request
 
 from anomaly_api.api.body import parse_batch_request, parse_predict_request
 from anomaly_api.api.schemas import PredictBatchRequest, PredictRequest
+from anomaly_api.api.security import KeyRing
 from anomaly_api.config import Settings
+from anomaly_api.service.dataplane import DataPlane
+from anomaly_api.service.metrics import ServiceMetrics
 from anomaly_api.service.predictor import Predictor
 from anomaly_api.service.reloader import ModelReloader
 from anomaly_api.service.runtime import ServiceRuntime
 
 __all__ = [
     "AppState",
+    "DataPlaneDep",
+    "MetricsDep",
     "PredictBatchBody",
     "PredictBody",
     "PredictorDep",
+    "ReloaderDep",
     "RuntimeDep",
     "SettingsDep",
 ]
@@ -33,17 +40,15 @@ class AppState(TypedDict):
 
     settings: Settings
     runtime: ServiceRuntime
+    dataplane: DataPlane
     reloader: ModelReloader
+    metrics: ServiceMetrics
+    keyring: KeyRing
 
 
 def _settings(request: Request) -> Settings:
     settings: Settings = request.state.settings
     return settings
-
-
-def _runtime(request: Request) -> ServiceRuntime:
-    runtime: ServiceRuntime = request.state.runtime
-    return runtime
 
 
 async def get_settings_dep(request: Request) -> Settings:
@@ -53,22 +58,45 @@ async def get_settings_dep(request: Request) -> Settings:
 
 async def get_runtime(request: Request) -> ServiceRuntime:
     """The service's resources (cache, current model)."""
-    return _runtime(request)
+    runtime: ServiceRuntime = request.state.runtime
+    return runtime
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
+async def get_reloader(request: Request) -> ModelReloader:
+    """The model reloader."""
+    reloader: ModelReloader = request.state.reloader
+    return reloader
 
-# The prediction dependencies read the state directly rather than through the two above:
-# each nested dependency costs FastAPI a solve on every request of the hot path.
+
+async def get_metrics(request: Request) -> ServiceMetrics:
+    """The app's metrics registry."""
+    metrics: ServiceMetrics = request.state.metrics
+    return metrics
 
 
 async def get_predictor(request: Request) -> Predictor:
     """The current model's predictor; 503 (``ModelNotReadyError``) when none is loaded."""
-    return _runtime(request).require_predictor()
+    dataplane: DataPlane = request.state.dataplane
+    return dataplane.require_ready()
 
 
+async def get_dataplane(request: Request) -> DataPlane:
+    """The data plane, once a model is loaded: 503 (``ModelNotReadyError``) before the body
+    is even read, as for every prediction route."""
+    dataplane: DataPlane = request.state.dataplane
+    dataplane.require_ready()
+    return dataplane
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
+ReloaderDep = Annotated[ModelReloader, Depends(get_reloader)]
+MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
+DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
+
+# The body dependencies read the state directly rather than through ``SettingsDep``:
+# each nested dependency costs FastAPI a solve on every request of the hot path.
 
 
 async def get_predict_body(request: Request) -> PredictRequest:

@@ -1,20 +1,31 @@
-"""One error format for the whole API, and the one table mapping errors to status codes.
+"""One error format for the whole API, the HTTP layer's own errors, and the one status table.
 
 Every error response is ``{"error": {"code": ..., "message": ..., "details": [...]}}``.
-Service errors come from ``anomaly_api.service.errors``; the transport errors below are
-raised while the request body is read and parsed::
+Service errors (``anomaly_api.service.errors.ServiceError``) are free of HTTP; the errors
+below are raised by the HTTP layer itself::
 
-    RequestBodyError
-    ├── PayloadTooLargeError       body above Settings.max_body_bytes
-    ├── UnsupportedMediaTypeError  Content-Type is not JSON
-    ├── MalformedJSONError         not valid JSON (NaN and Infinity are not JSON)
-    └── SchemaValidationError      valid JSON of the wrong shape or types
+    ApiError
+    ├── RequestBodyError
+    │   ├── PayloadTooLargeError       body above Settings.max_body_bytes
+    │   ├── UnsupportedMediaTypeError  Content-Type is not JSON
+    │   ├── MalformedJSONError         not valid JSON (NaN and Infinity are not JSON)
+    │   ├── SchemaValidationError      valid JSON of the wrong shape or types
+    │   ├── BatchSizeError             more rows than Settings.max_batch_rows
+    │   └── ObservationIdError         observation_id above its configured length
+    ├── HeadersTooLargeError           headers above Settings.max_header_bytes
+    └── AuthError
+        ├── MissingApiKeyError         no key sent (401)
+        └── InvalidApiKeyError         a key not accepted for the route (403)
+
+``ERROR_TABLE`` maps each class of both families to its status and code. A 422's
+``details[].loc`` is a list, as FastAPI and Pydantic write it
+(``["observations", 2, "features", 0]``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,25 +35,30 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from anomaly_api.api.request_context import current_request_id
-from anomaly_api.api.security import InvalidApiKeyError, MissingApiKeyError
 from anomaly_api.service.errors import (
-    BatchSizeError,
     InvalidFeaturesError,
     InvalidInputError,
     ModelNotReadyError,
-    ObservationIdError,
+    ModelReloadError,
+    ModelVersionNotFoundError,
     ServiceError,
 )
-from anomaly_api.service.reloader import ModelReloadError, ModelVersionNotFoundError
 
 __all__ = [
     "ERROR_TABLE",
+    "ApiError",
+    "AuthError",
+    "BatchSizeError",
     "HeadersTooLargeError",
+    "InvalidApiKeyError",
     "MalformedJSONError",
+    "MissingApiKeyError",
+    "ObservationIdError",
     "PayloadTooLargeError",
     "RequestBodyError",
     "SchemaValidationError",
     "UnsupportedMediaTypeError",
+    "dotted",
     "error_response",
     "install_error_handlers",
 ]
@@ -50,12 +66,17 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 
-class RequestBodyError(ServiceError):
-    """The request body cannot be read or parsed."""
+class ApiError(Exception):
+    """Base class of the errors the HTTP layer raises itself."""
 
     def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
+        self.message = message
         self.details = details
+
+
+class RequestBodyError(ApiError):
+    """The request body cannot be read, parsed or accepted."""
 
 
 class PayloadTooLargeError(RequestBodyError):
@@ -74,11 +95,31 @@ class SchemaValidationError(RequestBodyError):
     """The body is JSON but does not match the request schema."""
 
 
-class HeadersTooLargeError(ServiceError):
+class BatchSizeError(RequestBodyError):
+    """A batch holds more rows than ``Settings.max_batch_rows``."""
+
+
+class ObservationIdError(RequestBodyError):
+    """An ``observation_id`` is longer than ``Settings.max_observation_id_length``."""
+
+
+class HeadersTooLargeError(ApiError):
     """The request's headers are larger than the configured limit."""
 
 
-ERROR_TABLE: dict[type[ServiceError], tuple[int, str]] = {
+class AuthError(ApiError):
+    """A request lacks the key a route needs."""
+
+
+class MissingApiKeyError(AuthError):
+    """No key was sent (401)."""
+
+
+class InvalidApiKeyError(AuthError):
+    """A key was sent but is not accepted here (403)."""
+
+
+ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     PayloadTooLargeError: (413, "payload_too_large"),
     UnsupportedMediaTypeError: (415, "unsupported_media_type"),
     MalformedJSONError: (400, "invalid_json"),
@@ -94,6 +135,7 @@ ERROR_TABLE: dict[type[ServiceError], tuple[int, str]] = {
     ModelVersionNotFoundError: (404, "model_version_not_found"),
     ModelReloadError: (409, "model_reload_failed"),
     ServiceError: (400, "bad_request"),
+    ApiError: (400, "bad_request"),
 }
 """Status and error code of each error class; subclasses not listed use their parent's."""
 
@@ -102,12 +144,24 @@ CLIENT_CLOSED_REQUEST = 499
 """Status logged for a request whose client disconnected mid-body (nginx's convention)."""
 
 
-def status_of(exc: ServiceError) -> tuple[int, str]:
+def status_of(exc: ServiceError | ApiError) -> tuple[int, str]:
     """The table entry of ``exc``'s class or of its nearest listed ancestor."""
     for cls in type(exc).__mro__:
         if cls in ERROR_TABLE:
             return ERROR_TABLE[cls]
     return ERROR_TABLE[ServiceError]
+
+
+def dotted(loc: Sequence[int | str]) -> str:
+    """A ``loc`` list for people: ``["observations", 2, "features", 0]`` ->
+    ``observations[2].features[0]``."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text or "body"
 
 
 def error_response(
@@ -123,10 +177,10 @@ def error_response(
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
-async def _service_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ServiceError)
+async def _known_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError | ApiError)
     status_code, code = status_of(exc)
-    details = exc.details if isinstance(exc, RequestBodyError) else None
+    details = exc.details if isinstance(exc, ApiError) else None
     return error_response(status_code, code, exc.message, details)
 
 
@@ -139,10 +193,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = [
-        {"loc": [str(part) for part in error.get("loc", ())], "msg": str(error.get("msg", ""))}
+        {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", ""))}
         for error in exc.errors()
     ]
-    message = "; ".join(f"{'.'.join(d['loc'])}: {d['msg']}" for d in details[:3])
+    message = "; ".join(f"{dotted(d['loc'])}: {d['msg']}" for d in details[:3])
     return error_response(422, "invalid_request", message or "invalid request", details)
 
 
@@ -160,7 +214,8 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Route every error to the API's error format; nothing reaches the client as a trace."""
-    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(ServiceError, _known_error)
+    app.add_exception_handler(ApiError, _known_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ClientDisconnect, _client_disconnect)

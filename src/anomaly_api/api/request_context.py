@@ -1,9 +1,10 @@
-"""Per-request context: request id, one access-log line and the HTTP metrics.
+"""Per-request context: request id, one access-log line and the HTTP metrics (only those).
 
 A pure ASGI middleware (not ``BaseHTTPMiddleware``), so it adds no task hop and sees
-the final status even of error responses. Route handlers add what only they know (rows,
-cache hits, model version) to ``current_request()``; the middleware logs it once the
-response is sent. Headers are never logged, so API keys cannot reach the logs.
+the final status even of error responses. What only the prediction path knows (rows,
+cache hits, model version) reaches the log line through ``note_scored_batch``, a
+``DataPlane`` hook; the prediction metrics are recorded by the ``DataPlane`` itself.
+Headers are never logged, so API keys cannot reach the logs.
 """
 
 from __future__ import annotations
@@ -12,24 +13,22 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from anomaly_api.service.dataplane import ScoredBatch
 from anomaly_api.service.metrics import ServiceMetrics
-from anomaly_api.service.prediction import Prediction
 
 __all__ = [
     "REQUEST_ID_HEADER",
     "RequestContext",
     "RequestContextMiddleware",
     "accept_request_id",
-    "current_request",
     "current_request_id",
-    "record_predictions",
+    "note_scored_batch",
 ]
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -39,10 +38,9 @@ _access_log = logging.getLogger("anomaly_api.access")
 
 @dataclass
 class RequestContext:
-    """What the access log says about one request; handlers fill in the optional fields."""
+    """What the access log says about one request; ``note_scored_batch`` fills the rest."""
 
     request_id: str
-    metrics: ServiceMetrics
     rows: int | None = None
     cache_hits: int | None = None
     model_version: str | None = None
@@ -51,27 +49,20 @@ class RequestContext:
 _current: ContextVar[RequestContext | None] = ContextVar("anomaly_request", default=None)
 
 
-def current_request() -> RequestContext | None:
-    """The context of the request being served in this task, if any."""
-    return _current.get()
-
-
 def current_request_id() -> str | None:
     """The id of the request being served, for error bodies."""
     context = _current.get()
     return context.request_id if context else None
 
 
-def record_predictions(version: str, predictions: Sequence[Prediction]) -> None:
-    """Count a request's answers and note rows, cache hits and version for its log line."""
+def note_scored_batch(scored: ScoredBatch) -> None:
+    """``DataPlane`` hook: rows, cache hits and model version for the request's log line."""
     context = _current.get()
-    if context is None:
+    if context is None:  # scored outside a request (a script, a test)
         return
-    rows = len(predictions)
-    context.metrics.observe_predictions(rows, sum(p.is_anomaly for p in predictions))
-    context.rows = rows
-    context.cache_hits = sum(p.cached for p in predictions)
-    context.model_version = version
+    context.rows = scored.rows
+    context.cache_hits = scored.cache_hits
+    context.model_version = scored.model_version
 
 
 def accept_request_id(value: str | None, max_length: int) -> str:
@@ -110,9 +101,7 @@ class RequestContextMiddleware:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        context = RequestContext(
-            accept_request_id(incoming, self.max_request_id_length), self.metrics
-        )
+        context = RequestContext(accept_request_id(incoming, self.max_request_id_length))
         token = _current.set(context)
         status = 500
         started = time.perf_counter()

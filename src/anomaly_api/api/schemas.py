@@ -8,12 +8,13 @@ settings (batch cap, length of ``observation_id``) are checked when the body is 
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+import dataclasses
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, Tag, create_model
 
-from anomaly_api.artifacts import DetectorInfo, FeatureStats
+from anomaly_api.artifacts import ArtifactManifest
+from anomaly_api.service import answers
 
 NORMAL_FEATURES: list[JsonValue] = [0.5, 1.2, -0.3, 0.8, 1.5, 0.2, -0.1, 0.9]
 ANOMALOUS_FEATURES: list[JsonValue] = [8.1, -5.3, 7.2, 9.0, -8.4, 6.1, 8.8, -7.2]
@@ -91,36 +92,36 @@ class PredictBatchRequest(BaseModel):
     )
 
 
-class DetectorVerdict(BaseModel):
-    """What one detector of the ensemble said about the reading."""
+def _model_of(
+    name: str, cls: type[Any], models: dict[type[Any], type[BaseModel]]
+) -> type[BaseModel]:
+    """Model ``name`` with the fields, types, doc and descriptions of dataclass ``cls``;
+    ``models`` maps the dataclasses it nests to their generated models."""
 
-    score: float = Field(description="Its score_samples: lower = more abnormal.")
-    threshold: float = Field(description="It votes anomaly when the score is below this.")
-    vote: bool = Field(description="True when it votes anomaly.")
+    def swap(annotation: Any) -> Any:
+        if annotation in models:
+            return models[annotation]
+        args = get_args(annotation)
+        if get_origin(annotation) is Annotated:
+            return Annotated[(swap(args[0]), *annotation.__metadata__)]
+        if args:
+            return get_origin(annotation)[tuple(swap(arg) for arg in args)]
+        return annotation
 
-
-class PredictResponse(BaseModel):
-    """The ensemble's answer for one reading."""
-
-    observation_id: str
-    is_anomaly: bool = Field(description="True when at least 2 of the 3 detectors vote anomaly.")
-    anomaly_score: float = Field(description="Higher = more anomalous; positive = anomaly.")
-    confidence: float = Field(description="Confidence in the decision, in [0.5, 1].")
-    model_version: str
-    inference_ms: float = Field(
-        description="Time spent answering (for a batch item: the whole batch), in ms."
-    )
-    detectors: dict[str, DetectorVerdict]
-    cached: bool = Field(description="True when the answer came from the prediction cache.")
+    hints = get_type_hints(cls, include_extras=True)
+    fields: dict[str, Any] = {f.name: (swap(hints[f.name]), ...) for f in dataclasses.fields(cls)}
+    return create_model(name, __doc__=cls.__doc__, **fields)
 
 
-class PredictBatchResponse(BaseModel):
-    """Answers for a batch, in the order of its observations."""
-
-    predictions: list[PredictResponse]
-    n_anomalies: int
-    model_version: str
-    inference_ms: float
+# The response shapes are the service's answer dataclasses; these models, generated from
+# them, are what the OpenAPI schema documents and what the tests validate responses with.
+DetectorVerdict = _model_of("DetectorVerdict", answers.DetectorVerdict, {})
+PredictResponse = _model_of(
+    "PredictResponse", answers.Answer, {answers.DetectorVerdict: DetectorVerdict}
+)
+PredictBatchResponse = _model_of(
+    "PredictBatchResponse", answers.BatchAnswer, {answers.Answer: PredictResponse}
+)
 
 
 class CacheHealth(BaseModel):
@@ -153,23 +154,45 @@ class ReadinessResponse(BaseModel):
     model_version: str | None
 
 
-class ModelInfoResponse(BaseModel):
-    """The served model version and everything known about it."""
+_MANIFEST_SHOWN = (
+    "version",
+    "created_at",
+    "feature_names",
+    "feature_stats",
+    "detectors",
+    "min_votes",
+    "vote_rule",
+    "score_definition",
+    "metrics",
+    "library_versions",
+)
+"""The manifest fields ``/model/info`` shows (not: file names, hashes, fit parameters)."""
 
-    model_config = ConfigDict(protected_namespaces=())
 
-    version: str
-    created_at: datetime
-    n_features: int
-    feature_names: list[str]
-    feature_stats: dict[str, FeatureStats]
-    detectors: list[DetectorInfo]
-    min_votes: int
-    vote_rule: str
-    score_definition: str
-    metrics: dict[str, Any] | None
-    library_versions: dict[str, str]
-    inference_backend: str
+_model_info_fields: dict[str, Any] = {
+    name: (field.annotation, field)
+    for name, field in ArtifactManifest.model_fields.items()
+    if name in _MANIFEST_SHOWN
+}
+_model_info_fields["n_features"] = (int, Field(description="Features per reading."))
+_model_info_fields["inference_backend"] = (
+    str,
+    Field(description="How the detectors' scores are computed (`fast`, `numpy`, `sklearn`)."),
+)
+ModelInfoResponse = create_model(
+    "ModelInfoResponse",
+    __config__=ConfigDict(protected_namespaces=()),
+    __doc__="The served model version and everything known about it.",
+    **_model_info_fields,
+)
+
+
+def model_info(manifest: ArtifactManifest, inference_backend: str) -> dict[str, Any]:
+    """The ``/model/info`` body for ``manifest`` (a ``ModelInfoResponse``)."""
+    return manifest.model_dump(include=set(_MANIFEST_SHOWN)) | {
+        "n_features": len(manifest.feature_names),
+        "inference_backend": inference_backend,
+    }
 
 
 class ErrorInfo(BaseModel):

@@ -22,31 +22,16 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from anomaly_api.api.errors import InvalidApiKeyError, MissingApiKeyError
 from anomaly_api.config import Settings
-from anomaly_api.service.errors import ServiceError
 
 __all__ = [
     "AdminKeyDep",
     "ApiKeyDep",
-    "AuthError",
     "HealthKeyDep",
-    "InvalidApiKeyError",
     "KeyRing",
     "MetricsKeyDep",
-    "MissingApiKeyError",
 ]
-
-
-class AuthError(ServiceError):
-    """A request lacks the key a route needs (mapped to 401/403 in ``api/errors.py``)."""
-
-
-class MissingApiKeyError(AuthError):
-    """No key was sent (401)."""
-
-
-class InvalidApiKeyError(AuthError):
-    """A key was sent but is not accepted here (403)."""
 
 
 def _digest(key: str) -> bytes:
@@ -133,8 +118,8 @@ PresentedKey = Annotated[str | None, Depends(_presented_key)]
 
 
 def _keyring(request: Request) -> KeyRing:
-    ring = getattr(request.app.state, "keyring", None)
-    return ring if isinstance(ring, KeyRing) else KeyRing()
+    ring: KeyRing = request.state.keyring  # the lifespan state (``AppState``)
+    return ring
 
 
 async def require_api_key(request: Request, key: PresentedKey) -> None:

@@ -10,20 +10,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 
-def majority_vote(votes: NDArray[np.bool_], min_votes: int) -> NDArray[np.bool_]:
-    """Return True where at least ``min_votes`` detectors flag the sample.
-
-    Parameters
-    ----------
-    votes : ndarray of shape (n_samples, n_detectors)
-        True where a detector flags the sample as anomalous.
-    min_votes : int
-        How many detectors must agree.
-    """
-    result: NDArray[np.bool_] = votes.sum(axis=1) >= min_votes
-    return result
-
-
 def kth_largest(margins: NDArray[np.float64], k: int) -> NDArray[np.float64]:
     """Return the ``k``-th largest value of each row (``k`` counts from 1).
 

@@ -4,22 +4,23 @@
 
     ServiceError
     ├── ModelNotReadyError      no model is loaded; predictions cannot be served
-    └── InvalidInputError       the caller's data cannot be scored as sent
-        ├── InvalidFeaturesError   wrong count, unknown or missing feature names
-        ├── BatchSizeError         more rows than the configured cap
-        └── ObservationIdError     observation_id longer than the configured limit
+    ├── InvalidInputError       the caller's data cannot be scored as sent
+    │   └── InvalidFeaturesError   wrong count, unknown or missing feature names
+    └── ModelReloadError        a new model could not be loaded; the old one keeps serving
+        └── ModelVersionNotFoundError   no such version (or no LATEST pointer)
 
-``anomaly_api.api.errors`` maps each class to an HTTP status in one table.
+The HTTP layer has its own errors (``anomaly_api.api.errors.ApiError``: body, headers,
+keys); ``anomaly_api.api.errors`` maps both families to statuses in one table.
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "BatchSizeError",
     "InvalidFeaturesError",
     "InvalidInputError",
     "ModelNotReadyError",
-    "ObservationIdError",
+    "ModelReloadError",
+    "ModelVersionNotFoundError",
     "ServiceError",
 ]
 
@@ -44,9 +45,13 @@ class InvalidFeaturesError(InvalidInputError):
     """A feature vector has the wrong length or names features the model does not know."""
 
 
-class BatchSizeError(InvalidInputError):
-    """A batch holds more rows than ``Settings.max_batch_rows``."""
+class ModelReloadError(ServiceError):
+    """The new model could not be loaded or verified; the old one keeps serving."""
+
+    def __init__(self, message: str, *, current_version: str | None) -> None:
+        super().__init__(message)
+        self.current_version = current_version
 
 
-class ObservationIdError(InvalidInputError):
-    """An ``observation_id`` is longer than ``Settings.max_observation_id_length``."""
+class ModelVersionNotFoundError(ModelReloadError):
+    """The requested version (or ``LATEST``) does not exist in the artifact directory."""

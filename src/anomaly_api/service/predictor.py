@@ -1,6 +1,7 @@
 """Predictor: feature rows -> float64 matrix -> cache or ensemble -> ``Prediction`` per row.
 
-The request path of every prediction, free of HTTP. One call handles a whole batch:
+One loaded model version, used by ``DataPlane`` (the request path, which adds the answers
+and the metrics). One call handles a whole batch:
 one cache round trip for all rows, one vectorised model call for the rows the cache did
 not have, one cache write for the fresh answers.
 
@@ -12,7 +13,8 @@ batches go to a worker thread so they do not stall other requests.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import anyio.to_thread
 import numpy as np
@@ -25,10 +27,20 @@ from anomaly_api.service.errors import InvalidFeaturesError
 from anomaly_api.service.prediction import Prediction, PredictionCodec
 from anomaly_api.service.scoring import Scorer
 
-__all__ = ["FeatureRow", "Predictor"]
+__all__ = ["FeatureRow", "Predictor", "ScoredRows"]
 
 FeatureRow = Sequence[float] | Mapping[str, float]
 """Feature values in the model's order, or keyed by feature name."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredRows:
+    """The rows of one call as a matrix, their predictions, and the model call's time."""
+
+    X: NDArray[np.float64]
+    predictions: list[Prediction]
+    model_seconds: float | None
+    """Seconds of the model call for the rows the cache did not have; None when all hit."""
 
 
 class Predictor:
@@ -42,7 +54,6 @@ class Predictor:
         cache: PredictionCache,
         cache_prefix: str,
         offload_min_rows: int,
-        on_scored: Callable[[float], None] | None = None,
     ) -> None:
         manifest = artifact.manifest
         self.model: AnomalyEnsemble = artifact.model
@@ -61,7 +72,6 @@ class Predictor:
         self._cache = cache
         self._cache_prefix = cache_prefix
         self._offload_min_rows = offload_min_rows
-        self._on_scored = on_scored  # metrics: seconds of each model call
         self._codec = PredictionCodec(len(self.detector_names))
         self._positions = {name: i for i, name in enumerate(self.feature_names)}
 
@@ -107,6 +117,12 @@ class Predictor:
         self, rows: Sequence[FeatureRow], *, label_rows: bool = False
     ) -> list[Prediction]:
         """Predictions for ``rows``, in order, from the cache where it has them."""
+        return (await self.score_rows(rows, label_rows=label_rows)).predictions
+
+    async def score_rows(
+        self, rows: Sequence[FeatureRow], *, label_rows: bool = False
+    ) -> ScoredRows:
+        """``predict`` with the matrix and the model call's time (for ``DataPlane``)."""
         X = self.to_matrix(rows, label_rows=label_rows)
         keys = prediction_keys(self._cache_prefix, self.version, X)
         found = await self._cache.get_many(keys)
@@ -114,25 +130,24 @@ class Predictor:
             None if blob is None else self._codec.decode(blob) for blob in found
         ]
         missing = [i for i, result in enumerate(results) if result is None]
+        model_seconds = None
         if missing:
             todo = X if len(missing) == len(results) else X[missing]
+            started = time.perf_counter()
             fresh = await self._score(todo)
+            model_seconds = time.perf_counter() - started
             for i, prediction in zip(missing, fresh, strict=True):
                 results[i] = prediction
             await self._cache.set_many(
                 {keys[i]: self._codec.encode(p) for i, p in zip(missing, fresh, strict=True)}
             )
-        return [result for result in results if result is not None]
+        predictions = [result for result in results if result is not None]
+        return ScoredRows(X, predictions, model_seconds)
 
     async def _score(self, X: NDArray[np.float64]) -> list[Prediction]:
-        started = time.perf_counter()
         if X.shape[0] >= self._offload_min_rows:
-            predictions = await anyio.to_thread.run_sync(self.score, X)
-        else:
-            predictions = self.score(X)
-        if self._on_scored is not None:
-            self._on_scored(time.perf_counter() - started)
-        return predictions
+            return await anyio.to_thread.run_sync(self.score, X)
+        return self.score(X)
 
     def score(self, X: NDArray[np.float64]) -> list[Prediction]:
         """Score a float64 matrix with the model, bypassing the cache (blocking).

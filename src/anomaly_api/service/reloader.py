@@ -20,25 +20,13 @@ from dataclasses import dataclass
 import anyio.to_thread
 
 from anomaly_api.artifacts import ArtifactNotFoundError
-from anomaly_api.service.errors import ServiceError
+from anomaly_api.service.errors import ModelReloadError, ModelVersionNotFoundError
 from anomaly_api.service.predictor import Predictor
 from anomaly_api.service.runtime import ServiceRuntime
 
-__all__ = ["ModelReloadError", "ModelReloader", "ModelVersionNotFoundError", "ReloadResult"]
+__all__ = ["ModelReloader", "ReloadResult", "install_sighup_reload"]
 
 _log = logging.getLogger(__name__)
-
-
-class ModelReloadError(ServiceError):
-    """The new model could not be loaded or verified; the old one keeps serving."""
-
-    def __init__(self, message: str, *, current_version: str | None) -> None:
-        super().__init__(message)
-        self.current_version = current_version
-
-
-class ModelVersionNotFoundError(ModelReloadError):
-    """The requested version (or ``LATEST``) does not exist in the artifact directory."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +39,7 @@ class ReloadResult:
 
 
 class ModelReloader:
-    """Serialises reloads of one runtime's model and reports them to ``on_swap``."""
+    """Serialises reloads of one runtime's model and reports each attempt to ``on_result``."""
 
     def __init__(
         self,

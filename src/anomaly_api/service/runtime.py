@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,30 +40,21 @@ class HealthReport:
 class ServiceRuntime:
     """Owns the cache and the loaded model for the lifetime of the app."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        cache: PredictionCache,
-        *,
-        on_scored: Callable[[float], None] | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, cache: PredictionCache) -> None:
         self.settings = settings
         self.cache = cache
-        self.on_scored = on_scored  # metrics: seconds of each model call
         self.predictor: Predictor | None = None
         self.load_error: str | None = None
         self._started = time.monotonic()
 
     @classmethod
-    def start(
-        cls, settings: Settings, *, on_scored: Callable[[float], None] | None = None
-    ) -> ServiceRuntime:
+    def start(cls, settings: Settings) -> ServiceRuntime:
         """Open the cache and load the configured model; a load failure is kept, not raised.
 
         Afterwards the start-up objects are moved out of the garbage collector's reach
         (``gc.freeze``): full collections over them were the main source of tail latency.
         """
-        runtime = cls(settings, build_cache(settings), on_scored=on_scored)
+        runtime = cls(settings, build_cache(settings))
         runtime.load_model()
         gc.collect()
         gc.freeze()
@@ -85,7 +75,6 @@ class ServiceRuntime:
             cache=self.cache,
             cache_prefix=settings.cache_prefix,
             offload_min_rows=settings.offload_min_rows,
-            on_scored=self.on_scored,
         )
         _log.info("model %s loaded from %s", predictor.version, artifact.path)
         return predictor

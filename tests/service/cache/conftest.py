@@ -11,7 +11,7 @@ import redis
 
 from anomaly_api.config import Settings
 from anomaly_api.service.cache import RedisPredictionCache
-from redis_server import SHARED_REDIS_URL, RedisServer, throwaway_redis
+from anomaly_api.testing import SHARED_REDIS_URL, RedisServer, throwaway_redis
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,12 +17,18 @@ from anomaly_api.service.cache import (
     PredictionCache,
     RedisPredictionCache,
     build_cache,
-    prediction_key,
     prediction_keys,
 )
-from redis_server import RedisServer, free_port
+from anomaly_api.testing import RedisServer, free_port
 
 ROW = np.array([0.1, 0.0, -2.0, 3.5, 1.0, 1.0, 0.25, -0.5])
+
+
+def _key(prefix: str, version: str, row: Any) -> str:
+    """The cache key of one row."""
+    return prediction_keys(prefix, version, np.reshape(np.asarray(row, dtype=np.float64), (1, -1)))[
+        0
+    ]
 
 
 async def test_miss_then_hit_and_counters(
@@ -33,7 +40,7 @@ async def test_miss_then_hit_and_counters(
     got = await shared_cache.get_many([stored, absent, stored])
     assert got == [b"\x00payload\xff", None, b"\x00payload\xff"]
     assert (shared_cache.hits, shared_cache.misses, shared_cache.errors) == (2, 3, 0)
-    assert shared_cache.healthy
+    assert shared_cache.breaker_state == "closed"
     assert shared_cache.breaker_state == "closed"
 
 
@@ -47,26 +54,26 @@ async def test_other_model_version_never_sees_the_answer(
     shared_settings: Settings, shared_cache: RedisPredictionCache
 ) -> None:
     prefix = shared_settings.cache_prefix
-    await shared_cache.set_many({prediction_key(prefix, "v1", ROW): b"old model"})
-    assert await shared_cache.get_many([prediction_key(prefix, "v2", ROW)]) == [None]
-    assert await shared_cache.get_many([prediction_key(prefix, "v1", ROW)]) == [b"old model"]
+    await shared_cache.set_many({_key(prefix, "v1", ROW): b"old model"})
+    assert await shared_cache.get_many([_key(prefix, "v2", ROW)]) == [None]
+    assert await shared_cache.get_many([_key(prefix, "v1", ROW)]) == [b"old model"]
 
 
 async def test_negative_zero_reading_hits_the_zero_entry(
     shared_settings: Settings, shared_cache: RedisPredictionCache
 ) -> None:
     prefix = shared_settings.cache_prefix
-    await shared_cache.set_many({prediction_key(prefix, "v1", ROW): b"zero"})
+    await shared_cache.set_many({_key(prefix, "v1", ROW): b"zero"})
     negative = ROW.copy()
     negative[1] = -0.0
-    assert await shared_cache.get_many([prediction_key(prefix, "v1", negative)]) == [b"zero"]
+    assert await shared_cache.get_many([_key(prefix, "v1", negative)]) == [b"zero"]
 
 
 async def test_entries_expire_after_ttl(shared_settings: Settings) -> None:
     cache = RedisPredictionCache.from_settings(
         shared_settings.model_copy(update={"cache_ttl_s": 0.3})
     )
-    key = prediction_key(shared_settings.cache_prefix, "v1", ROW)
+    key = _key(shared_settings.cache_prefix, "v1", ROW)
     try:
         await cache.set_many({key: b"short-lived"})
         with redis.Redis.from_url(shared_settings.redis_url or "") as client:
@@ -87,7 +94,7 @@ async def test_build_cache_with_redis_url_does_not_connect() -> None:
         assert isinstance(cache, PredictionCache)
         assert isinstance(cache, CacheCounters)
         assert cache.backend == "redis"
-        assert cache.healthy  # nothing has failed yet
+        assert cache.breaker_state == "closed"  # nothing has failed yet
         assert await cache.get_many(["k"]) == [None]  # refused: fail open
         assert cache.errors == 1
     finally:
@@ -157,5 +164,5 @@ async def test_error_reply_is_counted_but_is_no_outage(
         admin.config_set("maxmemory", 0)
     assert private_cache.errors == 5
     assert private_cache.breaker_state == "closed"
-    assert private_cache.healthy
+    assert private_cache.breaker_state == "closed"
     assert await private_cache.get_many(["rt:a", "rt:b"]) == [b"1", None]

@@ -11,7 +11,7 @@ import pytest
 
 from anomaly_api.config import Settings
 from anomaly_api.service.cache import RedisPredictionCache
-from redis_server import RedisServer
+from anomaly_api.testing import RedisServer
 
 CALLS = 10  # get_many + set_many pairs while Redis is down
 
@@ -65,13 +65,13 @@ async def test_killed_redis_fails_open_and_caching_resumes(
 
     redis_server.kill()
     await _use_while_down(cache)
-    assert not cache.healthy
+    assert cache.breaker_state != "closed"
     assert cache.breaker_state == "open"
     _assert_breaker_skipped_calls(cache)
 
     redis_server.start()  # same port, empty (nothing persisted)
     await _wait_until_cached(cache)
-    assert cache.healthy
+    assert cache.breaker_state == "closed"
     assert cache.breaker_state == "closed"
 
 
@@ -82,12 +82,12 @@ async def test_frozen_redis_times_out_then_resumes(
     assert await cache.check()
     redis_server.freeze()
     await _use_while_down(cache)
-    assert not cache.healthy
+    assert cache.breaker_state != "closed"
     _assert_breaker_skipped_calls(cache)
 
     redis_server.thaw()
     await _wait_until_cached(cache)
-    assert cache.healthy
+    assert cache.breaker_state == "closed"
 
 
 async def test_health_probe_opens_and_closes_the_breaker(
@@ -97,13 +97,13 @@ async def test_health_probe_opens_and_closes_the_breaker(
     redis_server.kill()
     assert not await cache.check()
     assert cache.breaker_state == "open"  # one failed probe is enough to report it
-    assert not cache.healthy
+    assert cache.breaker_state != "closed"
     assert await cache.get_many(["fault:a"]) == [None]
     assert cache.skipped == 1
 
     redis_server.start()
     assert await cache.check()  # no cooldown wait: the probe closes the breaker
-    assert cache.healthy
+    assert cache.breaker_state == "closed"
     await cache.set_many({"fault:a": b"1"})
     assert await cache.get_many(["fault:a"]) == [b"1"]
 

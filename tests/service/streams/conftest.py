@@ -13,7 +13,7 @@ from stream_clock import FakeClock
 
 from anomaly_api.config import Settings
 from anomaly_api.service.streams import InMemoryStreamStore, RedisStreamStore, StreamStore
-from redis_server import SHARED_REDIS_URL, RedisServer, throwaway_redis
+from anomaly_api.testing import SHARED_REDIS_URL, RedisServer, throwaway_redis
 
 
 @pytest.fixture

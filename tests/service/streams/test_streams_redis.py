@@ -12,7 +12,7 @@ import redis
 from anomaly_api.config import Settings
 from anomaly_api.service.streams import RedisStreamStore, StreamOrderError, StreamWindow
 from anomaly_api.service.streams.redis_store import _APPEND_LUA, HEADER
-from redis_server import SHARED_REDIS_URL
+from anomaly_api.testing import SHARED_REDIS_URL
 
 F = 8
 

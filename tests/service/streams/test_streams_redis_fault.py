@@ -17,7 +17,7 @@ from anomaly_api.service.streams import (
     StreamOrderError,
     StreamWindow,
 )
-from redis_server import RedisServer
+from anomaly_api.testing import RedisServer
 
 ROW = np.arange(4.0).reshape(1, 4)
 

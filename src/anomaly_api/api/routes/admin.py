@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from anomaly_api.api.deps import ReloaderDep
 from anomaly_api.api.schemas import ErrorResponse
 from anomaly_api.api.security import AdminKeyDep
-from anomaly_api.service.reloader import ModelReloader
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminKeyDep])
 
@@ -39,7 +39,7 @@ def _error(description: str) -> dict[str, object]:
     },
 )
 async def reload_model(
-    request: Request,
+    reloader: ReloaderDep,
     version: Annotated[
         str | None,
         Query(
@@ -50,7 +50,6 @@ async def reload_model(
 ) -> ReloadResponse:
     """Load and verify the artifact first, then swap it in; requests in flight finish on the
     model they started with, and a failed load keeps the old model serving."""
-    reloader: ModelReloader = request.state.reloader
     result = await reloader.reload(version)
     return ReloadResponse(
         previous_version=result.previous_version,

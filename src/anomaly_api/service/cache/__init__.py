@@ -7,7 +7,6 @@ from anomaly_api.service.cache.base import (
     BreakerState,
     CacheCounters,
     PredictionCache,
-    prediction_key,
     prediction_keys,
 )
 from anomaly_api.service.cache.breaker import CircuitBreaker
@@ -22,7 +21,6 @@ __all__ = [
     "PredictionCache",
     "RedisPredictionCache",
     "build_cache",
-    "prediction_key",
     "prediction_keys",
 ]
 

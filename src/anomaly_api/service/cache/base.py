@@ -29,11 +29,6 @@ class PredictionCache(Protocol):
         """``"memory"`` or ``"redis"``."""
         ...
 
-    @property
-    def healthy(self) -> bool:
-        """False while the backend is unreachable (Redis: breaker not closed)."""
-        ...
-
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Values for ``keys`` in order, ``None`` for a miss; all ``None`` on failure."""
         ...
@@ -43,7 +38,7 @@ class PredictionCache(Protocol):
         ...
 
     async def check(self) -> bool:
-        """Actively probe the backend (for ``/health``) and update ``healthy``."""
+        """Actively probe the backend (for ``/health``); Redis: closes or opens the breaker."""
         ...
 
     async def close(self) -> None:
@@ -79,8 +74,3 @@ def prediction_keys(prefix: str, model_version: str, X: NDArray[np.float64]) -> 
     head = f"{prefix}{model_version}:"
     # Each row of a C-contiguous array is itself contiguous: hashed through the buffer protocol.
     return [head + blake2b(row, digest_size=_DIGEST_BYTES).hexdigest() for row in rows]
-
-
-def prediction_key(prefix: str, model_version: str, row: NDArray[np.float64]) -> str:
-    """Cache key of one feature vector: ``prefix + model_version + ":" + blake2b(row)``."""
-    return prediction_keys(prefix, model_version, np.reshape(row, (1, -1)))[0]

@@ -41,11 +41,6 @@ class InMemoryPredictionCache:
         return "memory"
 
     @property
-    def healthy(self) -> bool:
-        """Always true: the process's own memory cannot be unreachable."""
-        return True
-
-    @property
     def breaker_state(self) -> BreakerState:
         """Always ``"closed"``; present so both backends export the same counters."""
         return "closed"

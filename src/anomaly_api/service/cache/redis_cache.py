@@ -137,11 +137,6 @@ class RedisPredictionCache:
         return "redis"
 
     @property
-    def healthy(self) -> bool:
-        """True while the breaker is closed (Redis answered the last calls)."""
-        return self._breaker.state == "closed"
-
-    @property
     def breaker_state(self) -> BreakerState:
         """``closed``, ``open`` (calls skipped) or ``half_open`` (one trial call allowed)."""
         return self._breaker.state

@@ -6,7 +6,8 @@ import hashlib
 
 import pytest
 
-from anomaly_api.api.security import InvalidApiKeyError, KeyRing, MissingApiKeyError
+from anomaly_api.api.errors import InvalidApiKeyError, MissingApiKeyError
+from anomaly_api.api.security import KeyRing
 from anomaly_api.config import Settings
 
 

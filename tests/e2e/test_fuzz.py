@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from ops_server import running_server
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -23,6 +22,7 @@ from schemathesis.specs.openapi.checks import (
 
 from anomaly_api.api.app import create_app
 from anomaly_api.config import Settings
+from anomaly_api.testing import running_server
 
 MAX_EXAMPLES = 40
 
@@ -31,7 +31,7 @@ MAX_EXAMPLES = 40
 def server_url(tmp_path_factory: pytest.TempPathFactory, tiny_artifacts_dir: Path) -> Iterator[str]:
     """A real server process serving the tiny model."""
     workdir = tmp_path_factory.mktemp("fuzz")
-    with running_server(workdir, ANOMALY_ARTIFACTS_DIR=str(tiny_artifacts_dir)) as server:
+    with running_server(workdir, {"ANOMALY_ARTIFACTS_DIR": str(tiny_artifacts_dir)}) as server:
         yield server.url
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from ops_server import running_server
 
+from anomaly_api.testing import running_server
 from api_testing import NORMAL
 
 JSON = {"content-type": "application/json"}
@@ -187,7 +187,7 @@ def client(
 ) -> Iterator[httpx.Client]:
     workdir = tmp_path_factory.mktemp("bad-input")
     with (
-        running_server(workdir, ANOMALY_ARTIFACTS_DIR=str(tiny_artifacts_dir)) as server,
+        running_server(workdir, {"ANOMALY_ARTIFACTS_DIR": str(tiny_artifacts_dir)}) as server,
         httpx.Client(base_url=server.url, timeout=30) as http,
     ):
         yield http

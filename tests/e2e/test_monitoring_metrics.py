@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from ops_server import running_server
 from prometheus_client.parser import text_string_to_metric_families
 
 from anomaly_api.service import metric_names
+from anomaly_api.testing import running_server
 from api_testing import NORMAL
 from dashboard_metrics import SYNTHESISED_BY_PROMETHEUS, used_metric_names
 
@@ -34,7 +34,7 @@ NOT_YET_EXPORTED = frozenset(
 def test_every_metric_the_dashboard_and_rules_use_is_exported(
     tmp_path: Path, tiny_artifacts_dir: Path
 ) -> None:
-    with running_server(tmp_path, ANOMALY_ARTIFACTS_DIR=str(tiny_artifacts_dir)) as server:
+    with running_server(tmp_path, {"ANOMALY_ARTIFACTS_DIR": str(tiny_artifacts_dir)}) as server:
         answer = httpx.post(f"{server.url}/predict", json={"features": NORMAL}, timeout=10)
         assert answer.status_code == 200
         text = httpx.get(f"{server.url}/metrics", timeout=10).text

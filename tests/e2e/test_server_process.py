@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from ops_server import ServerProcess, running_server
 
 from anomaly_api.artifacts import MODEL_FILE, load_artifact
+from anomaly_api.testing import ServerProcess, running_server
 from api_testing import NORMAL
 
 ADMIN = {"X-API-Key": "admin-test-key"}
@@ -64,7 +64,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_zero(
         json.dumps({"observations": [{"features": r} for r in rows[i:]]}).encode()
         for i in range(n_requests)
     ]
-    with running_server(tmp_path, ANOMALY_ARTIFACTS_DIR=str(tiny_artifacts_dir)) as server:
+    with running_server(tmp_path, {"ANOMALY_ARTIFACTS_DIR": str(tiny_artifacts_dir)}) as server:
         sockets = []
         for body in bodies:
             sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
@@ -91,7 +91,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_zero(
         exit_code = server.wait_exit()
     assert [status for status, _ in answers] == [200] * n_requests
     assert [len(body["predictions"]) for _, body in answers] == [200 - i for i in range(12)]
-    assert exit_code == 0, server.log()[-2000:]
+    assert exit_code == 0, server.output()[-2000:]
     messages = [record.get("message", "") for record in server.log_records()]
     assert "Application shutdown complete." in messages
 
@@ -159,7 +159,7 @@ def test_hot_reload_under_load_then_tampered_then_sighup(
         model = load_artifact(artifacts, version).model
         expected[version] = model.combine(model.detector_scores(pool)).anomaly_score
     env = {"ANOMALY_ARTIFACTS_DIR": str(artifacts), **KEYS}  # in-process cache
-    with running_server(tmp_path, **env) as server:
+    with running_server(tmp_path, env) as server:
         with _Load(server.url, pool.tolist()) as load:
             load.wait_for(300)
             reload = httpx.post(
@@ -201,8 +201,8 @@ def test_hot_reload_under_load_then_tampered_then_sighup(
     predict = [r for r in access if r["route"] == "/predict" and r["status"] == 200]
     assert {"request_id", "method", "status", "latency_ms", "rows", "cache_hits"} <= set(predict[0])
     assert predict[0]["model_version"] == "tiny-1"
-    assert "client-test-key" not in server.log()
-    assert "admin-test-key" not in server.log()
+    assert "client-test-key" not in server.output()
+    assert "admin-test-key" not in server.output()
 
 
 def _check_answers(load: _Load, swapped_at: float, expected: dict[str, Any]) -> None:
