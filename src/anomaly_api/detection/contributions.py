@@ -15,6 +15,8 @@ of a model; shares are non-negative and sum to 1.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -49,7 +51,7 @@ def severity_from_score(anomaly_score: NDArray[np.float64]) -> NDArray[np.float6
 
 
 def top_contributions(
-    shares: NDArray[np.float64], feature_names: list[str] | tuple[str, ...], k: int | None = None
+    shares: NDArray[np.float64], feature_names: Sequence[str], k: int | None = None
 ) -> list[tuple[str, float]]:
     """One row's ``(feature, share)`` pairs, largest first (ties in feature order), at most k."""
     if shares.ndim != 1 or shares.shape[0] != len(feature_names):
