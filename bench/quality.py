@@ -33,6 +33,9 @@ DATASETS = ROOT / ".." / "shared" / "datasets"
 TEP = DATASETS / "tep"
 ADBENCH = DATASETS / "adbench_classical"
 ADBENCH_SETS = ("thyroid", "cardio", "satellite", "pendigits", "mammography", "shuttle")
+ADBENCH_DROP = {"cardio": ("f6",)}
+"""Constant in cardio's normal training rows (non-zero only in anomalies): refused since
+the model scales its inputs; before, a rounding-level std of ~1e-17 let it through."""
 FAULT_ONSET = 160
 N_FAULTS = 21
 HARD_FAULTS = (3, 9, 15)
@@ -158,6 +161,9 @@ def adbench(args: argparse.Namespace) -> dict[str, Any]:
     results = {}
     for name in args.sets.split(","):
         dataset = load_dataset(ADBENCH / f"{name}.csv")
+        if name in ADBENCH_DROP:
+            kept = [f for f in dataset.feature_names if f not in ADBENCH_DROP[name]]
+            dataset = load_dataset(ADBENCH / f"{name}.csv", features=kept)
         trained = fit_and_evaluate(dataset, seed=args.seed, config=config)
         results[name] = trained.metrics["test"]["detectors"]["ensemble"]
     return {"model": build_model(args, args.seed).get_params(), "sets": results}

@@ -46,15 +46,17 @@ def fit_robust_scaling(
     Raises
     ------
     ValueError
-        Some features are constant; the message names them.
+        Some features are constant (every value equal); the message names them.
     """
     center = np.median(X, axis=0)
     q75, q25 = np.percentile(X, [75.0, 25.0], axis=0)
     iqr_scale = (q75 - q25) / IQR_TO_STD
     std = X.std(axis=0)
     use_iqr = iqr_scale > 0
+    # Exactly constant columns can still get a tiny non-zero std from rounding in the
+    # mean; they are refused, not scaled by 1e-17.
+    constant = np.flatnonzero(np.ptp(X, axis=0) == 0)
     scale = np.where(use_iqr, iqr_scale, std)
-    constant = np.flatnonzero(~(scale > 0))
     if constant.size:
         names = [
             feature_names[i] if feature_names is not None else f"column {i}"

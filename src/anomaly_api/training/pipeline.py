@@ -83,10 +83,19 @@ def new_ensemble(seed: int, config: EnsembleConfig) -> AnomalyEnsemble:
     )
 
 
-def _fit(X_fit: NDArray[np.float64], seed: int, config: EnsembleConfig) -> AnomalyEnsemble:
+def _fit(
+    X_fit: NDArray[np.float64], seed: int, config: EnsembleConfig, feature_names: list[str]
+) -> AnomalyEnsemble:
     if X_fit.shape[0] <= N_NEIGHBORS:
         raise DataError(
             f"only {X_fit.shape[0]} normal rows to fit on; need more than {N_NEIGHBORS}"
+        )
+    constant = np.flatnonzero(np.ptp(X_fit, axis=0) == 0)
+    if constant.size:
+        raise DataError(
+            f"feature column {feature_names[int(constant[0])]!r} is constant in the "
+            f"{X_fit.shape[0]} normal rows the model is fitted on (it varies only in rows "
+            "labelled anomalous), so it cannot be scaled; leave it out with --features"
         )
     return new_ensemble(seed, config).fit(X_fit)
 
@@ -102,7 +111,7 @@ def fit_and_evaluate(
     """Fit, tune and evaluate an ensemble on ``dataset`` (see the module docstring)."""
     if dataset.y is None:
         progress(f"no labels: fitting on all {dataset.n_rows} rows")
-        model = _fit(dataset.X, seed, config)
+        model = _fit(dataset.X, seed, config, dataset.feature_names)
         note = "no label column: thresholds from contamination, not evaluated"
         metrics: dict[str, Any] = {
             "threshold_objective": f"contamination={model.contamination:g}",
@@ -118,7 +127,7 @@ def fit_and_evaluate(
         f"{len(split.validation)} validation, {len(split.test)} test"
     )
     X_fit = dataset.X[fit_rows]
-    model = _fit(X_fit, seed, config)
+    model = _fit(X_fit, seed, config, dataset.feature_names)
     progress(f"fitted {model.__class__.__name__} on {len(fit_rows)} rows")
     validation_scores = model.detector_scores(dataset.X[split.validation])
     model.set_offsets(
