@@ -28,17 +28,19 @@ def feature_contributions(
     weight = scaled * scaled
     if residual is not None:
         weight += residual * residual
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = weight.sum(axis=1, keepdims=True)
+    total = weight.sum(axis=1, keepdims=True)
+    if np.all((total > 0.0) & (total < np.inf)):  # the usual case, without errstate's cost
         shares: NDArray[np.float64] = weight / total
+        return shares
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        shares = weight / total
     # All zero (a row at the median) or overflowing: fall back to equal shares, or to
     # equal shares among the infinite terms.
     bad = ~np.isfinite(shares).all(axis=1) | (total[:, 0] <= 0.0)
-    if bad.any():
-        infinite = np.isinf(weight[bad])
-        counts = infinite.sum(axis=1, keepdims=True)
-        uniform = np.full(infinite.shape, 1.0 / weight.shape[1])
-        shares[bad] = np.where(counts > 0, infinite / np.maximum(counts, 1), uniform)
+    infinite = np.isinf(weight[bad])
+    counts = infinite.sum(axis=1, keepdims=True)
+    uniform = np.full(infinite.shape, 1.0 / weight.shape[1])
+    shares[bad] = np.where(counts > 0, infinite / np.maximum(counts, 1), uniform)
     return shares
 
 

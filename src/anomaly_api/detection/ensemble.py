@@ -240,7 +240,17 @@ class AnomalyEnsemble(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         check_is_fitted(self)
         margins = (self.offsets_ - scores) / self.scales_
         anomaly_score = kth_largest(margins, self.min_votes)
-        contributions = None if X is None else self.contributions(X)
+        contributions = None
+        if X is not None:
+            # The rows were already validated by whatever computed ``scores``; only the
+            # shape is checked here, so this stays cheap for a single row.
+            data = np.asarray(X, dtype=np.float64)
+            if data.shape != (scores.shape[0], self.n_features_in_):
+                raise ValueError(
+                    f"X must have shape ({scores.shape[0]}, {self.n_features_in_}) to match "
+                    f"the scores, got {data.shape}"
+                )
+            contributions = self._contributions(apply_scaling(data, self.center_, self.scale_))
         return EnsembleOutput(
             scores=scores,
             votes=margins > 0,
@@ -253,9 +263,14 @@ class AnomalyEnsemble(OutlierMixin, BaseEstimator):  # type: ignore[misc]
 
     def contributions(self, X: ArrayLike) -> NDArray[np.float64]:
         """Each feature's share of each row's anomaly, shape (n_samples, n_features)."""
-        scaled = self.scale(X)
-        pca = getattr(self, "pca_", None) if "pca" in self.detectors_ else None
-        residual = None if pca is None else pca.statistics(scaled)[2]
+        return self._contributions(self.scale(X))
+
+    def _contributions(self, scaled: NDArray[np.float64]) -> NDArray[np.float64]:
+        residual = None
+        if "pca" in self.detectors_:
+            pca = self.pca_
+            centred = scaled - pca.mean_
+            residual = centred - (centred @ pca.components_.T) @ pca.components_
         return feature_contributions(scaled, residual)
 
     def explain(self, X: ArrayLike) -> EnsembleOutput:
