@@ -139,3 +139,16 @@ def test_corrupt_manifest_and_foreign_object_are_refused(artifacts: Path) -> Non
     manifest_file.write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="not an AnomalyEnsemble"):
         load_artifact(artifacts)
+
+
+def test_format_1_artifacts_are_refused_with_a_clear_error(tmp_path: Path) -> None:
+    from anomaly_api.artifacts import MANIFEST_FILE
+
+    fit_tiny_artifact(tmp_path)
+    path = tmp_path / "tiny-1" / MANIFEST_FILE
+    manifest = json.loads(path.read_text())
+    assert manifest["format_version"] == 2
+    del manifest["format_version"], manifest["scaling"]  # as written by format 1
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=r"artifact format 1.*retrain it"):
+        load_artifact(tmp_path)

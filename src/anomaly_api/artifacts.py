@@ -30,9 +30,12 @@ import scipy
 import sklearn
 from pydantic import BaseModel, ConfigDict, Field
 
-from anomaly_api.detection import DETECTOR_NAMES, SCORE_DEFINITION, AnomalyEnsemble
+from anomaly_api.detection import SCORE_DEFINITION, AnomalyEnsemble
 from anomaly_api.detection.time_aware import TimeAwareModel
 
+FORMAT_VERSION = 2
+"""2: the model scales its inputs itself and its members are configurable. Format 1
+models (unscaled, fixed members) are refused on load: retrain them."""
 MODEL_FILE = "model.joblib"
 MANIFEST_FILE = "manifest.json"
 LATEST_FILE = "LATEST"
@@ -74,6 +77,17 @@ class DetectorInfo(BaseModel):
     name: str
     threshold: float = Field(description="Votes anomaly when its score_samples is below this.")
     scale: float = Field(description="IQR of its training scores; divides its margin.")
+    n_components: int | None = Field(
+        default=None, description="PCA member only: principal components retained."
+    )
+
+
+class FeatureScaling(BaseModel):
+    """How one feature is standardised before every member sees it."""
+
+    center: float = Field(description="Median of the training rows.")
+    scale: float = Field(description="IQR / 1.349, or the standard deviation where the IQR is 0.")
+    rule: Literal["iqr", "std"]
 
 
 class TrainingDataInfo(BaseModel):
@@ -107,6 +121,7 @@ class ArtifactManifest(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     format_version: int = 1
+    """Absent in format 1 manifests, so it defaults to 1; ``build_manifest`` writes 2."""
     version: str
     created_at: datetime
     feature_names: list[str]
@@ -114,6 +129,13 @@ class ArtifactManifest(BaseModel):
     detectors: list[DetectorInfo]
     min_votes: int
     vote_rule: str
+    scaling: dict[str, FeatureScaling] | None = Field(
+        default=None, description="Per-feature input standardisation (format 2 and later)."
+    )
+    contributions: str | None = Field(
+        default=None, description="How each feature's share of an anomaly is computed."
+    )
+    severity: str | None = Field(default=None, description="How severity is computed.")
     score_definition: str
     params: dict[str, Any]
     training_data: TrainingDataInfo
@@ -277,6 +299,12 @@ def _verified_model(
             f"integrity check failed for {model_path}: SHA-256 {actual} does not match "
             f"the manifest's {manifest.model_sha256}; refusing to load it"
         )
+    if manifest.format_version < FORMAT_VERSION:
+        raise ArtifactError(
+            f"model {chosen!r} has artifact format {manifest.format_version}, from before the "
+            f"model scaled its own inputs; this version reads format {FORMAT_VERSION}: "
+            "retrain it with `anomaly-api train`"
+        )
     _check_library_versions(manifest, on_version_mismatch)
     return joblib.load(model_path), manifest, model_path
 
@@ -347,6 +375,21 @@ def _check_library_versions(
     warnings.warn(message, ArtifactVersionWarning, stacklevel=3)
 
 
+def feature_stats(
+    feature_names: list[str], values: np.ndarray[Any, Any]
+) -> dict[str, FeatureStats]:
+    """Mean, standard deviation, minimum and maximum of each column of the fitted rows."""
+    return {
+        name: FeatureStats(
+            mean=float(values[:, i].mean()),
+            std=float(values[:, i].std()),
+            min=float(values[:, i].min()),
+            max=float(values[:, i].max()),
+        )
+        for i, name in enumerate(feature_names)
+    }
+
+
 def build_manifest(
     model: AnomalyEnsemble,
     feature_names: list[str],
@@ -360,27 +403,35 @@ def build_manifest(
 ) -> ArtifactManifest:
     """Describe a fitted ensemble; ``model_sha256`` is filled in by ``save_artifact``."""
     values = np.asarray(X_fit, dtype=np.float64)
-    stats = {
-        name: FeatureStats(
-            mean=float(values[:, i].mean()),
-            std=float(values[:, i].std()),
-            min=float(values[:, i].min()),
-            max=float(values[:, i].max()),
-        )
-        for i, name in enumerate(feature_names)
-    }
+    stats = feature_stats(feature_names, values)
     detectors = [
-        DetectorInfo(name=name, threshold=float(offset), scale=float(scale))
-        for name, offset, scale in zip(DETECTOR_NAMES, model.offsets_, model.scales_, strict=True)
+        DetectorInfo(
+            name=name,
+            threshold=float(offset),
+            scale=float(scale),
+            n_components=int(model.pca_.n_components_) if name == "pca" else None,
+        )
+        for name, offset, scale in zip(model.detectors_, model.offsets_, model.scales_, strict=True)
     ]
+    scaling = {
+        name: FeatureScaling(center=float(center), scale=float(scale), rule=str(rule))
+        for name, center, scale, rule in zip(
+            feature_names, model.center_, model.scale_, model.scale_rule_, strict=True
+        )
+    }
+    residual = " + PCA residual r_j^2" if "pca" in model.detectors_ else ""
     return ArtifactManifest(
+        format_version=FORMAT_VERSION,
         version=validate_version_name(version),
         created_at=created_at,
         feature_names=list(feature_names),
         feature_stats=stats,
         detectors=detectors,
         min_votes=model.min_votes,
-        vote_rule=f"anomaly when >= {model.min_votes} of {len(DETECTOR_NAMES)} detectors agree",
+        vote_rule=f"anomaly when >= {model.min_votes} of {len(model.detectors_)} detectors agree",
+        scaling=scaling,
+        contributions=f"share_j = c_j / sum(c), c_j = z_j^2{residual}, z = (x - center) / scale",
+        severity="a / (1 + a), a = max(anomaly_score, 0)",
         score_definition=SCORE_DEFINITION,
         params=model.get_params(),
         training_data=TrainingDataInfo(

@@ -28,11 +28,11 @@ def test_each_detector_alone_flags_a_far_point_and_not_the_centre(
     fitted: AnomalyEnsemble,
 ) -> None:
     detectors = [fitted.isolation_forest_, fitted.local_outlier_factor_, fitted.zscore_]
-    scores = fitted.detector_scores(np.vstack([CENTRE, FAR]))
+    X = np.vstack([CENTRE, FAR])
+    scores = fitted.detector_scores(X)
     for i, detector in enumerate(detectors):
-        assert scores[:, i].tolist() == pytest.approx(
-            detector.score_samples(np.vstack([CENTRE, FAR])).tolist()
-        )
+        # Every member sees the robustly scaled rows.
+        assert scores[:, i].tolist() == detector.score_samples(fitted.scale(X)).tolist()
         assert scores[0, i] > fitted.offsets_[i] > scores[1, i], DETECTOR_NAMES[i]
 
 
@@ -137,3 +137,45 @@ def test_get_params_round_trip_and_same_seed_same_scores(
     again = AnomalyEnsemble(**params).fit(normal_data)
     X = np.random.default_rng(6).normal(size=(20, 4))
     assert np.array_equal(again.score_samples(X), fitted.score_samples(X))
+
+
+@pytest.mark.parametrize(
+    ("detectors", "min_votes", "message"),
+    [
+        (("zscore", "forest"), 1, r"unknown detectors \['forest'\]"),
+        (("zscore", "zscore"), 1, "distinct"),
+        ((), 1, "at least one"),
+        (("zscore", "pca"), 3, r"min_votes must be in \[1, 2\]"),
+    ],
+)
+def test_members_are_validated(
+    normal_data: NDArray[np.float64], detectors: tuple[str, ...], min_votes: int, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        AnomalyEnsemble(detectors=detectors, min_votes=min_votes).fit(normal_data)
+
+
+def test_chosen_members_in_their_order_with_a_k_of_n_vote(
+    normal_data: NDArray[np.float64],
+) -> None:
+    model = AnomalyEnsemble(
+        detectors=("pca", "zscore", "isolation_forest", "local_outlier_factor"),
+        min_votes=3,
+        n_estimators=20,
+    ).fit(normal_data)
+    assert model.detectors_ == ("pca", "zscore", "isolation_forest", "local_outlier_factor")
+    assert model.offsets_.shape == model.scales_.shape == (4,)
+    X = np.random.default_rng(8).normal(scale=3.0, size=(200, 4))
+    output = model.explain(X)
+    assert output.scores.shape == (200, 4)
+    np.testing.assert_array_equal(output.scores[:, 0], model.pca_.score_samples(model.scale(X)))
+    np.testing.assert_array_equal(output.is_anomaly, output.votes.sum(axis=1) >= 3)
+    assert output.is_anomaly.any()
+    with pytest.raises(ValueError, match="4 finite numbers"):
+        model.set_offsets([0.0, 0.0, 0.0])
+
+
+def test_a_single_member_without_lof_needs_no_neighbours(normal_data: NDArray[np.float64]) -> None:
+    model = AnomalyEnsemble(detectors=("zscore",), min_votes=1, n_neighbors=5000)
+    assert model.fit(normal_data[:100]).detectors_ == ("zscore",)
+    assert not hasattr(model, "local_outlier_factor_")

@@ -16,14 +16,21 @@ from anomaly_api.detection.fast.forest import FlatForest
 from anomaly_api.detection.fast.kernel import pairwise_sum, score_rows
 
 TOLERANCE = 1e-9
+"""Absolute for scores up to 1, relative beyond: far rows get LOF scores of ~1e10, where
+one unit in the last place is ~2e-6 and an absolute 1e-9 would ask for more than float64."""
+
+
+def assert_close(actual: NDArray[np.float64], desired: NDArray[np.float64]) -> None:
+    """``|actual - desired| <= TOLERANCE * max(1, |desired|)`` everywhere."""
+    np.testing.assert_allclose(actual, desired, rtol=TOLERANCE, atol=TOLERANCE)
 
 
 def assert_same_as_reference(model: AnomalyEnsemble, scorer: FastScorer, X: NDArray[np.float64]):
     """Scores within TOLERANCE, and identical votes and decisions."""
     reference = model.detector_scores(X)
     fast = scorer.detector_scores(X)
-    assert fast.shape == reference.shape == (X.shape[0], 3)
-    np.testing.assert_allclose(fast, reference, rtol=0, atol=TOLERANCE)
+    assert fast.shape == reference.shape == (X.shape[0], len(model.detectors_))
+    assert_close(fast, reference)
     ours, theirs = model.combine(fast), model.combine(reference)
     np.testing.assert_array_equal(ours.votes, theirs.votes)
     np.testing.assert_array_equal(ours.is_anomaly, theirs.is_anomaly)
@@ -228,3 +235,69 @@ def test_scorer_keeps_the_ensembles_decision_rule(
 def test_pairwise_sum_adds_in_numpys_order(n: int) -> None:
     values = np.random.default_rng(n).lognormal(sigma=8.0, size=n)
     assert pairwise_sum(values, 0, n) == np.add.reduce(values)  # bit for bit
+
+
+ALL_MEMBERS = ("isolation_forest", "local_outlier_factor", "zscore", "pca")
+
+
+@pytest.fixture(scope="module")
+def with_pca() -> tuple[AnomalyEnsemble, NDArray[np.float64]]:
+    """All four members on correlated data in mixed units (so the scaling matters)."""
+    rng = np.random.default_rng(9)
+    latent = rng.normal(size=(3000, 3))
+    X = latent @ rng.normal(size=(3, 8)) + 0.3 * rng.normal(size=(3000, 8))
+    X = X * np.logspace(-1, 3, 8) + 50.0
+    X[:25] = X[25]  # duplicates beyond k
+    return AnomalyEnsemble(detectors=ALL_MEMBERS, random_state=1).fit(X), X
+
+
+def pca_edge_cases(model: AnomalyEnsemble, X_train: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Rows on the PCA mean, on the model plane, far off it, at the training extremes."""
+    rng = np.random.default_rng(5)
+    pca = model.pca_
+    unscale = model.scale_
+    mean_row = pca.mean_ * unscale + model.center_  # T² = 0 and Q = 0
+    on_plane = (rng.normal(scale=4.0, size=(50, pca.n_components_)) @ pca.components_) * unscale
+    off_plane = rng.normal(scale=5.0, size=(50, X_train.shape[1])) * unscale
+    return np.vstack(
+        [
+            mean_row[None, :],
+            on_plane + mean_row,  # Q ~ 0, large T²
+            off_plane + mean_row,
+            X_train[:300],
+            X_train.min(axis=0, keepdims=True),
+            X_train.max(axis=0, keepdims=True),
+            np.full((1, X_train.shape[1]), 1e6),
+        ]
+    )
+
+
+def test_pca_member_and_scaling_are_exact_on_the_fast_path(
+    kernel: Kernel, with_pca: tuple[AnomalyEnsemble, NDArray[np.float64]]
+) -> None:
+    model, X_train = with_pca
+    scorer = compile_scorer(model, kernel)
+    X = np.vstack([pca_edge_cases(model, X_train), edge_cases(X_train, scorer.forest_, seed=2)])
+    assert_same_as_reference(model, scorer, X)
+    pca_column = scorer.detector_scores(X)[:, ALL_MEMBERS.index("pca")]
+    # The PCA member is NumPy on both kernels and shares the reference's code: bit for bit.
+    np.testing.assert_array_equal(pca_column, model.pca_.score_samples(model.scale(X)))
+    assert pca_column[0] == pytest.approx(0.0, abs=1e-9)  # the PCA mean: T² = Q = 0
+    out = scorer.explain(X)
+    assert out.contributions is not None
+    np.testing.assert_array_equal(out.contributions, model.explain(X).contributions)
+
+
+@pytest.mark.parametrize(
+    "members",
+    [("pca",), ("zscore", "pca"), ("pca", "isolation_forest"), ("local_outlier_factor",)],
+)
+def test_any_subset_of_members_is_exact(
+    kernel: Kernel, members: tuple[str, ...], with_pca: tuple[AnomalyEnsemble, NDArray[np.float64]]
+) -> None:
+    _, X_train = with_pca
+    model = AnomalyEnsemble(detectors=members, min_votes=1, n_estimators=30).fit(X_train[:1500])
+    scorer = compile_scorer(model, kernel)
+    X = np.vstack([X_train[1500:2500], X_train[1500:1600] * 3.0])
+    assert_same_as_reference(model, scorer, X)
+    assert scorer.detector_scores(X).shape == (len(X), len(members))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from anomaly_api.cli.common import fail, progress, resolve_artifacts_dir, user_errors
+
+if TYPE_CHECKING:
+    from anomaly_api.training.pipeline import EnsembleConfig
 
 
 def parse_features(features: str | None) -> list[str] | None:
@@ -19,6 +22,30 @@ def parse_features(features: str | None) -> list[str] | None:
     if not names:
         fail("--features is empty; give column names separated by commas")
     return names
+
+
+def parse_ensemble(
+    detectors: str | None, min_votes: int | None, contamination: float | None
+) -> EnsembleConfig:
+    """The ``--detectors`` / ``--min-votes`` / ``--contamination`` choice, or one ``error:``."""
+    from anomaly_api.detection import validate_members
+    from anomaly_api.training.pipeline import EnsembleConfig
+
+    default = EnsembleConfig()
+    names = default.detectors
+    if detectors is not None:
+        names = tuple(name.strip() for name in detectors.split(",") if name.strip())
+    votes = default.min_votes if min_votes is None else min_votes
+    if detectors is not None and min_votes is None:
+        votes = min(votes, len(names))
+    try:
+        validate_members(names, votes)
+    except ValueError as exc:
+        fail(f"{exc} (--detectors / --min-votes)")
+    share = default.contamination if contamination is None else contamination
+    if not 0.0 < share < 0.5:
+        fail(f"--contamination must be between 0 and 0.5 (exclusive), got {share:g}")
+    return EnsembleConfig(detectors=names, min_votes=votes, contamination=share)
 
 
 def train(
@@ -46,6 +73,21 @@ def train(
         typer.Option(
             min=0.0, max=1.0, help="Tune thresholds to this false-positive rate, not max F1."
         ),
+    ] = None,
+    detectors: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated members: isolation_forest, local_outlier_factor, zscore, pca "
+            "(default: the first three)."
+        ),
+    ] = None,
+    min_votes: Annotated[
+        int | None,
+        typer.Option(help="Members that must agree (default: 2, or 1 for a single member)."),
+    ] = None,
+    contamination: Annotated[
+        float | None,
+        typer.Option(help="Share of training rows each member flags without labels (0.05)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
     # --- time-aware models (issue 10): --window switches to the windowed model ---------
@@ -93,6 +135,7 @@ def train(
 
     if target_fpr is not None and not 0.0 < target_fpr < 1.0:
         fail(f"--target-fpr must be between 0 and 1 (exclusive), got {target_fpr:g}")
+    config = parse_ensemble(detectors, min_votes, contamination)
     directory = resolve_artifacts_dir(artifacts_dir)
     with user_errors():
         if data is None:
@@ -108,7 +151,13 @@ def train(
         labels = "unlabelled" if dataset.y is None else f"{int(dataset.y.sum())} labelled anomalies"
         progress(f"{dataset.n_rows} rows, {len(dataset.feature_names)} features, {labels}")
         result = train_and_save(
-            dataset, directory, seed=seed, target_fpr=target_fpr, version=version, progress=progress
+            dataset,
+            directory,
+            seed=seed,
+            target_fpr=target_fpr,
+            version=version,
+            progress=progress,
+            config=config,
         )
     metrics = result.trained.metrics
     if as_json:
@@ -116,6 +165,8 @@ def train(
         return
     typer.echo(f"model version {result.version} saved in {result.path} ({result.seconds:.1f} s)")
     typer.echo(f"features: {', '.join(dataset.feature_names)}")
+    members = ", ".join(result.trained.model.detectors_)
+    typer.echo(f"members: {members} (anomaly when >= {config.min_votes} agree)")
     typer.echo(f"thresholds: {metrics['threshold_objective']}")
     if metrics["test"] is None:
         typer.echo(f"not evaluated: {metrics['note']}")

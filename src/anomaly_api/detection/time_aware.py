@@ -38,6 +38,7 @@ from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from anomaly_api.detection.contributions import severity_from_score
 from anomaly_api.detection.ensemble import AnomalyEnsemble, EnsembleOutput
 from anomaly_api.detection.voting import confidence_from_score
 from anomaly_api.detection.windows import (
@@ -131,6 +132,7 @@ class MaxZDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             anomaly_score=anomaly_score,
             confidence=confidence_from_score(anomaly_score),
             is_anomaly=anomaly_score > 0,
+            severity=severity_from_score(anomaly_score),
         )
 
 
@@ -157,13 +159,6 @@ def detector_member_names(detector: Detector) -> tuple[str, ...]:
     from anomaly_api.detection.ensemble import DETECTOR_NAMES
 
     return DETECTOR_NAMES
-
-
-def severity_from_score(anomaly_score: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``s / (1 + s)`` for a positive score ``s``, 0 otherwise: in [0, 1), monotone."""
-    positive = np.maximum(anomaly_score, 0.0)
-    result: NDArray[np.float64] = positive / (1.0 + positive)
-    return result
 
 
 @dataclass(frozen=True)

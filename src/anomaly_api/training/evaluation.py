@@ -20,7 +20,7 @@ from sklearn.metrics import (
 )
 
 from anomaly_api.data.anomalies import NORMAL_KIND
-from anomaly_api.detection import DETECTOR_NAMES, AnomalyEnsemble
+from anomaly_api.detection import AnomalyEnsemble
 
 ENSEMBLE = "ensemble"
 _METRICS = ("precision", "recall", "f1", "fpr", "roc_auc", "pr_auc")
@@ -53,7 +53,7 @@ def evaluate_model(
     flagged = np.column_stack([output.votes, output.is_anomaly])
     # Each detector's continuous score: its score_samples, negated (higher = worse).
     scores = np.column_stack([-output.scores, output.anomaly_score])
-    names = [*DETECTOR_NAMES, ENSEMBLE]
+    names = [*model.detectors_, ENSEMBLE]
     report: dict[str, Any] = {
         "n_samples": len(y),
         "n_anomalies": int(y.sum()),
@@ -82,7 +82,7 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"{name:<22}" + "".join(f"{values[m]:>10.3f}" for m in _METRICS))
     per_kind = report.get("per_kind_recall")
     if per_kind:
-        names = [*DETECTOR_NAMES, ENSEMBLE]
+        names = list(report["detectors"])
         lines += ["", "recall by anomaly kind"]
         lines.append(f"{'kind':<22}{'n':>6}" + "".join(f"{n[:12]:>14}" for n in names))
         for kind, values in per_kind.items():

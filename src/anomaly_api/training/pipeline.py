@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from anomaly_api.artifacts import build_manifest, data_fingerprint, save_artifact
 from anomaly_api.data.errors import DataError
 from anomaly_api.data.loading import Dataset, synthetic_dataset
-from anomaly_api.detection import AnomalyEnsemble
+from anomaly_api.detection import DETECTOR_NAMES, AnomalyEnsemble
 from anomaly_api.training.evaluation import evaluate_model
 from anomaly_api.training.split import Split, stratified_split
 from anomaly_api.training.thresholds import tune_thresholds
@@ -62,16 +62,42 @@ def threshold_objective(target_fpr: float | None) -> str:
     return "max-f1" if target_fpr is None else f"target-fpr={target_fpr:g}"
 
 
-def _new_ensemble(seed: int) -> AnomalyEnsemble:
-    return AnomalyEnsemble(n_neighbors=N_NEIGHBORS, random_state=seed)
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Which members vote and how many must agree (``anomaly-api train --detectors``)."""
+
+    detectors: tuple[str, ...] = DETECTOR_NAMES
+    min_votes: int = 2
+    contamination: float = 0.05
+    """Share of training rows each member flags (its threshold without labels)."""
 
 
-def _fit(X_fit: NDArray[np.float64], seed: int) -> AnomalyEnsemble:
+def new_ensemble(seed: int, config: EnsembleConfig) -> AnomalyEnsemble:
+    """The (unfitted) ensemble the pipeline trains for ``config``."""
+    return AnomalyEnsemble(
+        detectors=config.detectors,
+        min_votes=config.min_votes,
+        contamination=config.contamination,
+        n_neighbors=N_NEIGHBORS,
+        random_state=seed,
+    )
+
+
+def _fit(
+    X_fit: NDArray[np.float64], seed: int, config: EnsembleConfig, feature_names: list[str]
+) -> AnomalyEnsemble:
     if X_fit.shape[0] <= N_NEIGHBORS:
         raise DataError(
             f"only {X_fit.shape[0]} normal rows to fit on; need more than {N_NEIGHBORS}"
         )
-    return _new_ensemble(seed).fit(X_fit)
+    constant = np.flatnonzero(np.ptp(X_fit, axis=0) == 0)
+    if constant.size:
+        raise DataError(
+            f"feature column {feature_names[int(constant[0])]!r} is constant in the "
+            f"{X_fit.shape[0]} normal rows the model is fitted on (it varies only in rows "
+            "labelled anomalous), so it cannot be scaled; leave it out with --features"
+        )
+    return new_ensemble(seed, config).fit(X_fit)
 
 
 def fit_and_evaluate(
@@ -80,11 +106,12 @@ def fit_and_evaluate(
     seed: int = 42,
     target_fpr: float | None = None,
     progress: Progress = _quiet,
+    config: EnsembleConfig = EnsembleConfig(),
 ) -> TrainedModel:
     """Fit, tune and evaluate an ensemble on ``dataset`` (see the module docstring)."""
     if dataset.y is None:
         progress(f"no labels: fitting on all {dataset.n_rows} rows")
-        model = _fit(dataset.X, seed)
+        model = _fit(dataset.X, seed, config, dataset.feature_names)
         note = "no label column: thresholds from contamination, not evaluated"
         metrics: dict[str, Any] = {
             "threshold_objective": f"contamination={model.contamination:g}",
@@ -100,7 +127,7 @@ def fit_and_evaluate(
         f"{len(split.validation)} validation, {len(split.test)} test"
     )
     X_fit = dataset.X[fit_rows]
-    model = _fit(X_fit, seed)
+    model = _fit(X_fit, seed, config, dataset.feature_names)
     progress(f"fitted {model.__class__.__name__} on {len(fit_rows)} rows")
     validation_scores = model.detector_scores(dataset.X[split.validation])
     model.set_offsets(
@@ -149,11 +176,14 @@ def train_and_save(
     target_fpr: float | None = None,
     version: str | None = None,
     progress: Progress = _quiet,
+    config: EnsembleConfig = EnsembleConfig(),
 ) -> TrainingResult:
     """Train on ``dataset`` and save a new version that ``LATEST`` points at."""
     started = time.perf_counter()
     now = datetime.now(UTC)
-    trained = fit_and_evaluate(dataset, seed=seed, target_fpr=target_fpr, progress=progress)
+    trained = fit_and_evaluate(
+        dataset, seed=seed, target_fpr=target_fpr, progress=progress, config=config
+    )
     name = version or _unused(artifacts_dir, default_version(dataset, seed, target_fpr, now))
     manifest = build_manifest(
         trained.model,

@@ -27,12 +27,13 @@ from numpy.typing import NDArray
 from sklearn.metrics import f1_score, precision_score, recall_score
 
 from anomaly_api.artifacts import (
+    FORMAT_VERSION,
     ArtifactManifest,
     DetectorInfo,
-    FeatureStats,
     TimeAwareInfo,
     TrainingDataInfo,
     data_fingerprint,
+    feature_stats,
     library_versions,
     save_artifact,
     validate_version_name,
@@ -288,15 +289,7 @@ def build_time_aware_manifest(
     """Describe a fitted time-aware model; ``model_sha256`` is filled in on saving."""
     model = trained.model
     X_fit = ts.data.X[trained.fit_rows]
-    stats = {
-        name: FeatureStats(
-            mean=float(X_fit[:, i].mean()),
-            std=float(X_fit[:, i].std()),
-            min=float(X_fit[:, i].min()),
-            max=float(X_fit[:, i].max()),
-        )
-        for i, name in enumerate(ts.data.feature_names)
-    }
+    stats = feature_stats(list(ts.data.feature_names), X_fit)
     detector = model.detector_
     members = detector_member_names(detector)
     detectors = [
@@ -305,6 +298,7 @@ def build_time_aware_manifest(
     ]
     params = {k: list(v) if isinstance(v, tuple) else v for k, v in model.get_params().items()}
     return ArtifactManifest(
+        format_version=FORMAT_VERSION,
         version=validate_version_name(version),
         created_at=created_at,
         feature_names=list(ts.data.feature_names),

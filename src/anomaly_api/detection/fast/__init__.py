@@ -1,5 +1,7 @@
 """The fast exact inference path: the fitted ensemble's scores without scikit-learn's overhead.
 
+The input scaling and the PCA member are plain NumPy matrix products shared with the
+reference ensemble, the same on both kernels. For the other members:
 ``compile_scorer(model)`` flattens the IsolationForest into arrays, indexes the LOF
 training data in a ``cKDTree`` next to its fitted k-distances and lrd, and finishes
 the batch either in one numba-compiled loop (``kernel="numba"``, fastest per row) or in

@@ -1,0 +1,79 @@
+"""Robust input scaling: fitted on the training rows, applied identically on every path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from anomaly_api.detection import AnomalyEnsemble
+from anomaly_api.detection.fast import compile_scorer
+from anomaly_api.detection.scaling import IQR_TO_STD, apply_scaling, fit_robust_scaling
+
+
+def test_centre_is_the_median_and_scale_the_iqr_over_1_349() -> None:
+    X = np.column_stack([np.arange(101.0), 1000.0 + 4.0 * np.arange(101.0)])
+    center, scale, rule = fit_robust_scaling(X)
+    np.testing.assert_array_equal(center, [50.0, 1200.0])
+    np.testing.assert_allclose(scale, [50.0 / IQR_TO_STD, 200.0 / IQR_TO_STD])
+    assert rule.tolist() == ["iqr", "iqr"]
+
+
+def test_outliers_in_the_training_rows_do_not_inflate_the_scale() -> None:
+    X = np.random.default_rng(0).normal(size=(1000, 1))
+    _, clean, _ = fit_robust_scaling(X)
+    X[:20] = 1e6
+    _, dirty, _ = fit_robust_scaling(X)
+    assert dirty[0] == pytest.approx(clean[0], rel=0.1)
+
+
+def test_zero_iqr_with_rare_excursions_falls_back_to_the_standard_deviation() -> None:
+    X = np.zeros((100, 2))
+    X[:, 0] = np.arange(100.0)
+    X[:3, 1] = 5.0  # mostly constant: IQR 0, but it does vary
+    _, scale, rule = fit_robust_scaling(X)
+    assert rule.tolist() == ["iqr", "std"]
+    assert scale[1] == pytest.approx(X[:, 1].std())
+
+
+def test_constant_columns_are_refused_by_name() -> None:
+    frame = pd.DataFrame({"a": np.arange(50.0), "flat": 3.0, "b": np.arange(50.0) ** 2})
+    with pytest.raises(ValueError, match="constant features cannot be scaled; drop them: flat"):
+        AnomalyEnsemble(n_estimators=5).fit(frame)
+    with pytest.raises(ValueError, match="column 1"):
+        fit_robust_scaling(frame.to_numpy())
+
+
+def test_members_see_scaled_data_so_units_do_not_matter() -> None:
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(600, 4))
+    units = np.array([0.2, 1.0, 30.0, 4500.0])  # TEP-like spread of units
+    X_test = rng.normal(scale=2.0, size=(200, 4))
+    detectors = ("local_outlier_factor", "zscore", "pca")
+    a = AnomalyEnsemble(detectors=detectors).fit(base)
+    b = AnomalyEnsemble(detectors=detectors).fit(base * units)
+    np.testing.assert_allclose(
+        a.detector_scores(X_test), b.detector_scores(X_test * units), rtol=1e-9, atol=1e-9
+    )
+    np.testing.assert_array_equal(a.predict(X_test), b.predict(X_test * units))
+
+
+@pytest.mark.parametrize("kernel", ["numba", "numpy"])
+def test_scaling_is_the_same_on_every_backend(kernel: str) -> None:
+    rng = np.random.default_rng(2)
+    units = np.array([0.2, 1.0, 30.0, 4500.0, 1.0, 7.0])
+    X = rng.normal(size=(500, 6)) * units + 100.0
+    model = AnomalyEnsemble(
+        detectors=("isolation_forest", "local_outlier_factor", "zscore", "pca"), n_estimators=20
+    ).fit(X)
+    scorer = compile_scorer(model, kernel)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(scorer.center_, model.center_)
+    np.testing.assert_array_equal(scorer.scale_, model.scale_)
+    X_new = rng.normal(scale=3.0, size=(300, 6)) * units + 100.0
+    # One function scales on every path: bit-for-bit the same input to the members.
+    np.testing.assert_array_equal(
+        apply_scaling(X_new, model.center_, model.scale_), model.scale(X_new)
+    )
+    np.testing.assert_allclose(
+        scorer.detector_scores(X_new), model.detector_scores(X_new), rtol=1e-9, atol=1e-9
+    )
