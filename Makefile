@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install run test lint typecheck unit bench bench-smoke audit clean
 
-$(STAMP): pyproject.toml
+# setup.py and the C source: `make install` recompiles the scoring kernel when they change.
+$(STAMP): pyproject.toml setup.py src/anomaly_api/detection/fast/_kernel.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'

@@ -5,51 +5,123 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+import sklearn
 from numpy.typing import ArrayLike, NDArray
 
 from anomaly_api.detection.ensemble import DETECTOR_NAMES, AnomalyEnsemble, EnsembleOutput
 from anomaly_api.detection.fast.forest import FlatForest
-from anomaly_api.detection.fast.lof import NeighbourIndex
+from anomaly_api.detection.fast.lof import (
+    IncompatibleEstimatorError,
+    NeighbourIndex,
+    read_fitted_lof,
+)
 from anomaly_api.detection.fast.vectorised import VectorisedForest, lof_scores, zscore_scores
 
-Kernel = Literal["numba", "numpy"]
-"""``numba``: one compiled loop per batch (fastest per row; ~1 s and ~110 MB to compile).
-``numpy``: vectorised NumPy calls (no compiler, lighter; ~3x slower for one row)."""
+Kernel = Literal["c", "numpy"]
+"""``c``: the compiled kernel (``_kernel.c``, built ahead of time; the ``fast`` backend).
+``numpy``: vectorised NumPy calls and a SciPy KD-tree (no compiler; slower per row)."""
+
+SELF_CHECK_TOLERANCE = 1e-9
+"""Largest difference from scikit-learn's own scores accepted by the load-time check."""
 
 
 class FastScorer:
     """Exact, fast replacement for ``AnomalyEnsemble.detector_scores``.
 
     Built once from a fitted ensemble by :func:`compile_scorer`. It reads the fitted
-    scikit-learn structures (tree arrays, LOF training k-distances and lrd, z-score
-    centre and scale) and reproduces each detector's ``score_samples`` to ~1e-15
-    (relative); the decision rule stays in ``AnomalyEnsemble.combine``.
+    scikit-learn structures (tree arrays, LOF training rows, k-distances and lrd,
+    z-score centre and scale) and reproduces each detector's ``score_samples`` to
+    ~1e-15; the decision rule stays in ``AnomalyEnsemble.combine``. At construction it
+    scores a probe set both ways and raises :class:`IncompatibleEstimatorError` if they
+    differ (a scikit-learn release that changed what is read).
 
     Parameters
     ----------
     model : AnomalyEnsemble
-        A fitted ensemble; it is kept only for ``combine``.
-    kernel : {"numba", "numpy"}, default="numba"
-        How the per-row work after the neighbour query is done.
+        A fitted ensemble; it is kept for ``combine`` and the load-time check.
+    kernel : {"c", "numpy"}, default="c"
+        The compiled kernel, or the vectorised NumPy fallback.
     """
 
-    def __init__(self, model: AnomalyEnsemble, kernel: Kernel = "numba") -> None:
+    def __init__(self, model: AnomalyEnsemble, kernel: Kernel = "c") -> None:
+        if kernel not in ("c", "numpy"):
+            raise ValueError(f"kernel must be 'c' or 'numpy', got {kernel!r}")
         self.model = model
         self.kernel = kernel
         self.n_features_in_: int = int(model.n_features_in_)
         self.forest_ = FlatForest.from_isolation_forest(model.isolation_forest_)
-        self.neighbours_ = NeighbourIndex.from_local_outlier_factor(model.local_outlier_factor_)
+        lof = model.local_outlier_factor_
+        self.lof_ = read_fitted_lof(lof)
+        self.lof_estimator = lof
         self.center_ = np.ascontiguousarray(model.zscore_.center_, dtype=np.float64)
         self.scale_ = np.ascontiguousarray(model.zscore_.scale_, dtype=np.float64)
-        if kernel == "numba":
-            # Imported here: importing the kernel compiles it (or loads numba's cache).
-            from anomaly_api.detection.fast.kernel import score_rows
+        # Wide data: scikit-learn's brute-force neighbours (GEMM distances) on both kernels.
+        self._kneighbors = lof.kneighbors if self.lof_.brute else None
+        if kernel == "c":
+            from anomaly_api.detection.fast import kernel as compiled
 
-            self._score_rows = score_rows
-        elif kernel == "numpy":
-            self._vectorised = VectorisedForest(self.forest_)
+            self._compiled = compiled
+            self._train_t = np.ascontiguousarray(self.lof_.train_rows.T)
         else:
-            raise ValueError(f"kernel must be 'numba' or 'numpy', got {kernel!r}")
+            self._neighbours = NeighbourIndex(self.lof_, lof)
+            self._vectorised = VectorisedForest(self.forest_)
+        self.check_against_reference()
+
+    def probe_rows(self) -> NDArray[np.float64]:
+        """Rows for the load-time check: training rows (duplicates), near and far ones."""
+        fit_X = self.lof_.train_rows
+        rng = np.random.default_rng(0)
+        picked = fit_X[rng.choice(fit_X.shape[0], size=min(16, fit_X.shape[0]), replace=False)]
+        spread = fit_X.std(axis=0) + 1e-12
+        near = picked + rng.normal(scale=0.1, size=picked.shape) * spread
+        far = fit_X.mean(axis=0) + rng.normal(scale=6.0, size=(8, fit_X.shape[1])) * spread
+        return np.ascontiguousarray(np.vstack([picked, near, far]))
+
+    def check_against_reference(self) -> None:
+        """Raise ``IncompatibleEstimatorError`` if a probe set's scores differ from sklearn's."""
+        probe = self.probe_rows()
+        ours = self.detector_scores(probe)
+        theirs = self.model.detector_scores(probe)
+        worst = np.abs(ours - theirs).max(axis=0)
+        if not (worst <= SELF_CHECK_TOLERANCE).all():
+            names = ", ".join(
+                f"{name} by {gap:.3g}"
+                for name, gap in zip(DETECTOR_NAMES, worst, strict=False)
+                if not gap <= SELF_CHECK_TOLERANCE
+            )
+            raise IncompatibleEstimatorError(
+                f"scikit-learn {sklearn.__version__}: the fast scorer's scores differ from the "
+                f"estimators' own score_samples ({names}) on the load-time probe set; a "
+                "fitted attribute it reads (see anomaly_api/detection/fast/lof.py and "
+                "forest.py) changed meaning. Serve with ANOMALY_INFERENCE_BACKEND=sklearn."
+            )
+
+    def neighbours(self, X: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+        """Distances and training indices of each row's k nearest training rows."""
+        k = self.lof_.n_neighbors
+        if self._kneighbors is not None:
+            dist, ind = self._kneighbors(X, n_neighbors=k)
+            return (
+                np.ascontiguousarray(dist, dtype=np.float64),
+                np.ascontiguousarray(ind, dtype=np.int64),
+            )
+        if self.kernel == "numpy":
+            return self._neighbours.query(X)
+        compiled = self._compiled
+        dist = np.empty((X.shape[0], k))
+        ind = np.empty((X.shape[0], k), dtype=np.int64)
+        ties = np.empty(X.shape[0], dtype=np.int64)
+        threads = compiled.max_threads() if X.shape[0] >= compiled.PARALLEL_ROWS else 1
+        compiled.knn(X, self._train_t, k, dist, ind, ties, threads)
+        tied = np.flatnonzero(ties)
+        if tied.size and np.isfinite(dist[tied, -1]).all():
+            # A training row left out is exactly as far as the k-th neighbour (duplicates,
+            # or distances rounded alike at huge magnitudes): which one counts is a tie
+            # scikit-learn's KD-tree breaks in its traversal order. Ask it, for those rows.
+            tied_dist, tied_ind = self.lof_estimator.kneighbors(X[tied], n_neighbors=k)
+            dist[tied] = tied_dist
+            ind[tied] = tied_ind
+        return dist, ind
 
     def detector_scores(self, X: ArrayLike) -> NDArray[np.float64]:
         """Each detector's ``score_samples``, shape (n_samples, n_detectors).
@@ -66,23 +138,23 @@ class FastScorer:
             )
         if not np.isfinite(data).all():
             raise ValueError("input contains NaN or infinity")
-        dist, ind = self.neighbours_.query(data)
+        dist, ind = self.neighbours(data)
         if not np.isfinite(dist[:, -1]).all():
-            # Squared distances overflow float64 beyond |x| ~ 1e154; the KD-tree then
-            # reports missing neighbours (index n_train), which must never be used.
+            # Squared distances overflow float64 beyond |x| ~ 1e154; the neighbour search
+            # then finds fewer than k neighbours, which must never be used.
             raise ValueError("feature values too large to score: distances overflow float64")
-        neighbours = self.neighbours_
+        lof = self.lof_
         if self.kernel == "numpy":
             return np.column_stack(
                 [
                     self._vectorised.score_samples(data),
-                    lof_scores(dist, ind, neighbours.k_distance, neighbours.lrd),
+                    lof_scores(dist, ind, lof.k_distance, lof.lrd),
                     zscore_scores(data, self.center_, self.scale_),
                 ]
             )
         out = np.empty((data.shape[0], len(DETECTOR_NAMES)))
         forest = self.forest_
-        self._score_rows(
+        self._compiled.score_rows(
             data,
             dist,
             ind,
@@ -93,8 +165,8 @@ class FastScorer:
             forest.right,
             forest.leaf_value,
             forest.denominator,
-            neighbours.k_distance,
-            neighbours.lrd,
+            lof.k_distance,
+            lof.lrd,
             self.center_,
             self.scale_,
             out,
@@ -110,6 +182,9 @@ class FastScorer:
         return self.combine(self.detector_scores(X))
 
 
-def compile_scorer(model: AnomalyEnsemble, kernel: Kernel = "numba") -> FastScorer:
+def compile_scorer(model: AnomalyEnsemble, kernel: Kernel = "c") -> FastScorer:
     """Build the fast scorer for a fitted ensemble (once, at model load time)."""
     return FastScorer(model, kernel)
+
+
+__all__ = ["FastScorer", "IncompatibleEstimatorError", "Kernel", "compile_scorer"]
