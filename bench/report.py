@@ -68,7 +68,7 @@ def _load(run: dict[str, Any]) -> list[str]:
 
 BACKEND_LABELS = {
     "bare": "bare FastAPI",
-    "fast": "service, fast (numba)",
+    "fast": "service, fast (C kernel)",
     "numpy": "service, numpy",
     "sklearn": "service, scikit-learn",
 }
