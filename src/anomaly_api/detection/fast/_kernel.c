@@ -39,10 +39,10 @@
 #define SCAN_CHUNK 256 /* training rows whose distances are computed in one pass */
 #define MAX_THREADS 16
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-/* One clone per instruction set, chosen at load time by the dynamic linker. AVX2 gives
- * 4 doubles per instruction; without -ffp-contract=off it would also fuse multiply-adds,
- * which would change the rounding: the build forbids that. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
+/* One clone per instruction set, chosen at load time by glibc's dynamic linker (elsewhere:
+ * one portable build). AVX2 gives 4 doubles per instruction; without -ffp-contract=off the
+ * compiler could also fuse multiply-adds, which round differently: the build forbids that. */
 #define KERNEL_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define KERNEL_CLONES
