@@ -27,7 +27,7 @@ from anomaly_api.detection.fast import (
 from anomaly_api.detection.fast import forest as forest_module
 from anomaly_api.detection.fast import lof as lof_module
 from anomaly_api.detection.fast.forest import FlatForest
-from anomaly_api.detection.fast.kernel import knn, pairwise_sum, score_rows
+from anomaly_api.detection.fast.kernel import check_forest, knn, pairwise_sum, score_rows
 
 TOLERANCE = 1e-9
 
@@ -396,3 +396,21 @@ def test_a_private_attribute_that_changed_meaning_fails_at_load_time(
     lof.score_samples = reference.score_samples
     with pytest.raises(IncompatibleEstimatorError, match="local_outlier_factor by"):
         compile_scorer(model, kernel)
+
+
+def test_forest_check_refuses_nodes_the_kernel_could_not_follow(
+    default_size: tuple[AnomalyEnsemble, NDArray[np.float64]],
+) -> None:
+    scorer = compile_scorer(default_size[0])
+    forest = scorer.forest_
+    assert not forest.left.flags.writeable  # checked once, then frozen
+    check_forest(forest.feature, forest.left, forest.right, 8)  # the real one passes
+    internal = int(np.flatnonzero(forest.left != forest_module.LEAF)[3])
+    cycle = forest.left.copy()
+    cycle[internal] = internal  # a node that is its own child: a walk would never end
+    with pytest.raises(ValueError, match="malformed"):
+        check_forest(forest.feature, cycle, forest.right, 8)
+    wrong_column = forest.feature.copy()
+    wrong_column[internal] = 8
+    with pytest.raises(ValueError, match="malformed"):
+        check_forest(wrong_column, forest.left, forest.right, 8)

@@ -20,6 +20,11 @@
  *       IsolationForest, LocalOutlierFactor (novelty) and z-score score_samples of every
  *       row, in the summation order of scikit-learn's NumPy code.
  *
+ *       The forest's nodes must have passed check_forest (the scorer does it once).
+ *
+ *   check_forest(feature, left, right, n_features)
+ *       ValueError unless every internal node is well-formed (see below).
+ *
  *   pairwise_sum(values, start, n)
  *       NumPy's add.reduce order, exposed for the tests.
  */
@@ -355,14 +360,8 @@ score_rows(PyObject *self, PyObject *args)
             goto fail;
         }
     }
-    for (Py_ssize_t n = 0; n < n_nodes; n++) {
-        if (left[n] != LEAF && (left[n] < 0 || left[n] >= n_nodes || right[n] < 0 ||
-                                right[n] >= n_nodes || feature[n] < 0 ||
-                                feature[n] >= n_features)) {
-            PyErr_SetString(PyExc_ValueError, "score_rows: malformed forest");
-            goto fail;
-        }
-    }
+    /* The nodes themselves are checked once, by check_forest, when the scorer is built:
+     * walking all of them here would cost more than scoring one row. */
 
     double *scratch = malloc(sizeof(double) * (size_t)(k + n_rows));
     if (scratch == NULL) {
@@ -429,6 +428,48 @@ fail:
     return NULL;
 }
 
+/* check_forest(feature, left, right, n_features): raise ValueError unless every internal
+ * node splits on a valid column and points at valid children that come after it (so
+ * every walk ends at a leaf). Called once per flattened forest. */
+static PyObject *
+check_forest(PyObject *self, PyObject *args)
+{
+    PyObject *oF, *oL, *oR;
+    Py_ssize_t n_features;
+    if (!PyArg_ParseTuple(args, "OOOn", &oF, &oL, &oR, &n_features)) {
+        return NULL;
+    }
+    Py_buffer F, L, R;
+    if (get_buffer(oF, &F, I64, 1, 0, "feature") != 0) {
+        return NULL;
+    }
+    if (get_buffer(oL, &L, I64, 1, 0, "left") != 0) {
+        PyBuffer_Release(&F);
+        return NULL;
+    }
+    if (get_buffer(oR, &R, I64, 1, 0, "right") != 0) {
+        PyBuffer_Release(&L);
+        PyBuffer_Release(&F);
+        return NULL;
+    }
+    const Py_ssize_t n_nodes = shape(&L, 0);
+    const int64_t *feature = F.buf, *left = L.buf, *right = R.buf;
+    int ok = shape(&F, 0) == n_nodes && shape(&R, 0) == n_nodes;
+    for (Py_ssize_t n = 0; ok && n < n_nodes; n++) {
+        ok = left[n] == LEAF ||
+             (left[n] > n && left[n] < n_nodes && right[n] > n && right[n] < n_nodes &&
+              feature[n] >= 0 && feature[n] < n_features);
+    }
+    PyBuffer_Release(&R);
+    PyBuffer_Release(&L);
+    PyBuffer_Release(&F);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "check_forest: malformed forest");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 pairwise_sum(PyObject *self, PyObject *args)
 {
@@ -459,6 +500,8 @@ static PyMethodDef methods[] = {
     {"score_rows", score_rows, METH_VARARGS,
      "score_rows(X, dist, ind, roots, feature, threshold, left, right, leaf_value, "
      "denominator, k_distance, lrd, center, scale, out): the detectors' score_samples."},
+    {"check_forest", check_forest, METH_VARARGS,
+     "check_forest(feature, left, right, n_features): ValueError unless well-formed."},
     {"pairwise_sum", pairwise_sum, METH_VARARGS,
      "pairwise_sum(values, start, n): sum in NumPy's add.reduce order."},
     {NULL, NULL, 0, NULL},

@@ -31,6 +31,7 @@ except ImportError as error:  # pragma: no cover - exercised by a test with the 
 
 knn = _kernel.knn
 score_rows = _kernel.score_rows
+check_forest = _kernel.check_forest
 pairwise_sum = _kernel.pairwise_sum
 LEAF: int = _kernel.LEAF
 LRD_EPSILON: float = _kernel.LRD_EPSILON
@@ -50,6 +51,7 @@ __all__ = [
     "LEAF",
     "LRD_EPSILON",
     "PARALLEL_ROWS",
+    "check_forest",
     "knn",
     "max_threads",
     "pairwise_sum",

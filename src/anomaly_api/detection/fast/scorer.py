@@ -62,6 +62,13 @@ class FastScorer:
 
             self._compiled = compiled
             self._train_t = np.ascontiguousarray(self.lof_.train_rows.T)
+            forest = self.forest_
+            # Checked once here, not per call: the kernel then follows the nodes unchecked,
+            # so the arrays are made read-only.
+            compiled.check_forest(forest.feature, forest.left, forest.right, self.n_features_in_)
+            for array in (forest.roots, forest.feature, forest.threshold, forest.left,
+                          forest.right, forest.leaf_value):  # fmt: skip
+                array.flags.writeable = False
         else:
             self._neighbours = NeighbourIndex(self.lof_, lof)
             self._vectorised = VectorisedForest(self.forest_)
