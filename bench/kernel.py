@@ -164,8 +164,9 @@ def neighbour_search(model: Any, *, smoke: bool) -> dict[str, Any]:
 def start_and_memory(artifacts_dir: Path, variants: list[str], reps: int) -> dict[str, Any]:
     """Fresh-process start to ready and RSS per variant, interleaved over ``reps`` rounds."""
     runs: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
-    for _ in range(reps):
-        for v in variants:
+    for rep in range(reps):
+        # The order rotates every round, so no variant always follows the heaviest one.
+        for v in variants[rep % len(variants) :] + variants[: rep % len(variants)]:
             runs[v].append(fresh_process(v, artifacts_dir))
     return {
         v: {
@@ -182,8 +183,9 @@ def service_start(artifacts_dir: Path, reps: int) -> dict[str, Any]:
     from bench.__main__ import SERVICE_APP, service_env
 
     runs: dict[str, list[tuple[float, float]]] = {b: [] for b in SERVICE_BACKENDS}
-    for _ in range(reps):
-        for backend in SERVICE_BACKENDS:
+    for rep in range(reps):
+        shift = rep % len(SERVICE_BACKENDS)
+        for backend in SERVICE_BACKENDS[shift:] + SERVICE_BACKENDS[:shift]:
             env = service_env(artifacts_dir, backend)
             with uvicorn_server(
                 backend, SERVICE_APP, env, factory=True, ready_path="/health/ready"
@@ -254,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         artifacts_dir = Path(tmp) / "artifacts"
         prepare_artifact(artifacts_dir)
         model = load_artifact(artifacts_dir).model
-        reps = 1 if args.smoke else 5
+        reps = 1 if args.smoke else 8
         results: dict[str, Any] = {
             "meta": {"load_average_before": os.getloadavg(), "cpus": os.cpu_count()},
             "variants": variants,
