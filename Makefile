@@ -13,11 +13,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(RUN_STAMP): pyproject.toml | $(BIN)/python
+# setup.py and the C source: the installs recompile the scoring kernel when they change.
+KERNEL_SRC := setup.py src/anomaly_api/detection/fast/_kernel.c
+
+$(RUN_STAMP): pyproject.toml $(KERNEL_SRC) | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $(RUN_STAMP)
 
-$(DEV_STAMP): pyproject.toml | $(BIN)/python
+$(DEV_STAMP): pyproject.toml $(KERNEL_SRC) | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,docs]'
 	touch $(DEV_STAMP) $(RUN_STAMP)
 

@@ -33,7 +33,7 @@ N_TRAIN = 10_000
 N_FEATURES = 8
 SERVICE_APP = "anomaly_api.api.app:create_app"
 BACKENDS = ("fast", "numpy", "sklearn")
-"""Values of ANOMALY_INFERENCE_BACKEND: numba loop, the same without a JIT, scikit-learn."""
+"""Values of ANOMALY_INFERENCE_BACKEND: the compiled C kernel, NumPy, scikit-learn."""
 BARE_APP = "bench.bare_app:app"
 
 
@@ -197,20 +197,6 @@ class Run:
             self.results["cache"]["redis"] = self.cache_runs(s)
             self.results["servers"]["fast+redis"] = server_facts(s, [])
 
-    def numba_cache(self) -> None:
-        """Start time when numba's compiled code is cached (a writable NUMBA_CACHE_DIR)."""
-        env = service_env(self.artifacts_dir, "fast")
-        cache_dir = self.workdir / "numba-cache"
-        cache_dir.mkdir()
-        env["NUMBA_CACHE_DIR"] = str(cache_dir)
-        start_times(env, 1)  # fills the cache
-        with service_server("warm", env) as s:
-            facts = server_facts(s, [])
-        more = start_times(env, self.restarts)
-        starts = [*facts["start_to_ready_all_s"], *more]
-        facts.update(start_to_ready_s=statistics.median(starts), start_to_ready_all_s=starts)
-        self.results["servers"]["fast, numba cache warm"] = facts
-
     def all(self) -> dict[str, Any]:
         """Every measurement, one server at a time, then ratios and targets."""
         self.in_process()
@@ -219,7 +205,6 @@ class Run:
             self.service(backend)
         self.redis()
         self.offload()
-        self.numba_cache()
         self.results["ratios"] = ratios(self.results)
         self.results["targets"] = targets(self.results)
         return self.results

@@ -1,7 +1,7 @@
 """Cost of contributions and severity per row against scoring: ``python -m bench.explain_cost``.
 
 For the default model on the synthetic data (8 features) and the four-member model on TEP
-(52 features): the fast path's ``detector_scores`` (numba kernel) versus what ``explain``
+(52 features): the fast path's ``detector_scores`` (compiled C kernel) versus what ``explain``
 adds on top of ``combine`` (the contributions and the severity), for 1 and 1,000 rows.
 Medians of ``timeit`` repeats; writes ``bench/results/explain-cost.json``.
 """
@@ -30,7 +30,7 @@ def _median_seconds(call: Any, number: int) -> float:
 
 def measure(model: AnomalyEnsemble, X: np.ndarray[Any, Any]) -> dict[str, Any]:
     """Seconds per call of scoring and of the explanation, for 1 and 1,000 rows."""
-    scorer = compile_scorer(model, "numba")
+    scorer = compile_scorer(model, "c")
     result: dict[str, Any] = {}
     for n in (1, 1000):
         rows = np.ascontiguousarray(X[:n])

@@ -43,9 +43,11 @@ def model_scoring(
     *,
     smoke: bool,
 ) -> dict[str, Any]:
-    """``detector_scores`` + ``combine`` for 1, 100 and 1,000 rows: numba, NumPy, scikit-learn.
+    """``detector_scores`` + ``combine`` for 1, 100 and 1,000 rows: C kernel, NumPy, scikit-learn.
 
-    Single-threaded except the KD-tree query, which uses every core from 64 rows on.
+    Single-threaded except the neighbour search, which uses two threads (C scan) or every
+    core (KD-tree, NumPy backend) from 64 rows on. ``python -m bench.kernel`` compares
+    the kernels in more detail.
     """
     results: dict[str, Any] = {}
     for n_rows in (1, 100, 1000):

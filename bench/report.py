@@ -7,17 +7,23 @@ from typing import Any
 CONNECTIONS = (1, 16, 64)
 
 
+def _ratio(numerator: float, denominator: float) -> float:
+    """``numerator / denominator``; NaN when the denominator measured nothing (a smoke run
+    on a loaded machine can finish zero requests), so the report still prints."""
+    return numerator / denominator if denominator else float("nan")
+
+
 def ratios(results: dict[str, Any]) -> dict[str, float]:
     """Service ÷ bare endpoint and fast ÷ reference, which move less than absolute numbers."""
     http = results["http_predict"]
     out: dict[str, float] = {}
     for c in CONNECTIONS:
         bare, fast, ref = http["bare"][str(c)], http["fast"][str(c)], http["sklearn"][str(c)]
-        out[f"fast_vs_bare_rps_c{c}"] = fast["requests_per_s"] / bare["requests_per_s"]
-        out[f"fast_vs_bare_p99_c{c}"] = fast["p99_ms"] / bare["p99_ms"]
-        out[f"fast_vs_sklearn_rps_c{c}"] = fast["requests_per_s"] / ref["requests_per_s"]
+        out[f"fast_vs_bare_rps_c{c}"] = _ratio(fast["requests_per_s"], bare["requests_per_s"])
+        out[f"fast_vs_bare_p99_c{c}"] = _ratio(fast["p99_ms"], bare["p99_ms"])
+        out[f"fast_vs_sklearn_rps_c{c}"] = _ratio(fast["requests_per_s"], ref["requests_per_s"])
         numpy = http["numpy"][str(c)]
-        out[f"numpy_vs_bare_rps_c{c}"] = numpy["requests_per_s"] / bare["requests_per_s"]
+        out[f"numpy_vs_bare_rps_c{c}"] = _ratio(numpy["requests_per_s"], bare["requests_per_s"])
     for n, row in results["model_scoring"].items():
         out[f"scoring_speedup_{n}_rows"] = row["speedup"]
         out[f"scoring_speedup_numpy_{n}_rows"] = row["numpy_speedup"]
@@ -68,7 +74,7 @@ def _load(run: dict[str, Any]) -> list[str]:
 
 BACKEND_LABELS = {
     "bare": "bare FastAPI",
-    "fast": "service, fast (numba)",
+    "fast": "service, fast (C kernel)",
     "numpy": "service, numpy",
     "sklearn": "service, scikit-learn",
 }

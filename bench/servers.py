@@ -18,7 +18,7 @@ from pathlib import Path
 
 from anomaly_api.testing import HOST, clean_env, free_port, throwaway_redis
 
-READY_TIMEOUT_S = 60.0
+READY_TIMEOUT_S = 180.0  # generous: a loaded CI machine starts servers slowly
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -57,9 +57,9 @@ class Settings(BaseSettings):
     )
     inference_backend: Literal["fast", "numpy", "sklearn"] = Field(
         default="fast",
-        description="`fast`: exact fast path with a numba-compiled loop; `numpy`: the same "
-        "path without a JIT (~110 MB less memory, ~1 s faster start, slower per row); "
-        "`sklearn`: plain scikit-learn (the reference).",
+        description="`fast`: exact fast path in the C kernel compiled when the package was "
+        "built; `numpy`: the same scores in vectorised NumPy (no compiler needed, slower per "
+        "row); `sklearn`: plain scikit-learn (the reference).",
     )
     redis_url: str | None = Field(
         default=None,

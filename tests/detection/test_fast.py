@@ -1,7 +1,14 @@
-"""The fast path must give scikit-learn's detector scores (to 1e-9) and the same votes."""
+"""The fast path must give scikit-learn's detector scores (to 1e-9) and the same votes.
+
+Every exactness test runs on both kernels: the compiled C kernel (the ``fast`` backend)
+and the vectorised NumPy fallback (the ``numpy`` backend).
+"""
 
 from __future__ import annotations
 
+import copy
+import importlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +18,16 @@ from sklearn.ensemble import IsolationForest
 
 from anomaly_api.artifacts import load_artifact
 from anomaly_api.detection import AnomalyEnsemble
-from anomaly_api.detection.fast import FastScorer, Kernel, compile_scorer
+from anomaly_api.detection.fast import (
+    FastScorer,
+    IncompatibleEstimatorError,
+    Kernel,
+    compile_scorer,
+)
+from anomaly_api.detection.fast import forest as forest_module
+from anomaly_api.detection.fast import lof as lof_module
 from anomaly_api.detection.fast.forest import FlatForest
-from anomaly_api.detection.fast.kernel import pairwise_sum, score_rows
+from anomaly_api.detection.fast.kernel import check_forest, knn, pairwise_sum, score_rows
 
 TOLERANCE = 1e-9
 """Absolute for scores up to 1, relative beyond: far rows get LOF scores of ~1e10, where
@@ -63,7 +77,7 @@ def edge_cases(X_train: NDArray[np.float64], forest: FlatForest, seed: int) -> N
     )
 
 
-@pytest.fixture(params=["numba", "numpy"])
+@pytest.fixture(params=["c", "numpy"])
 def kernel(request: pytest.FixtureRequest) -> Kernel:
     """Both ways of finishing a batch must be exact."""
     value: Kernel = request.param
@@ -301,3 +315,177 @@ def test_any_subset_of_members_is_exact(
     X = np.vstack([X_train[1500:2500], X_train[1500:1600] * 3.0])
     assert_same_as_reference(model, scorer, X)
     assert scorer.detector_scores(X).shape == (len(X), len(members))
+
+
+# --- the compiled kernel itself ---------------------------------------------------------
+
+
+def test_the_compiled_kernel_is_an_extension_module() -> None:
+    module = importlib.import_module("anomaly_api.detection.fast._kernel")
+    assert module.__file__ is not None
+    assert module.__file__.endswith((".so", ".pyd"))  # built ahead of time, not a JIT
+    assert module.LEAF == forest_module.LEAF
+    assert module.LRD_EPSILON == lof_module.LRD_EPSILON
+
+
+def test_a_missing_kernel_says_how_to_build_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # None in sys.modules makes the import fail as if the extension had never been built.
+    package = importlib.import_module("anomaly_api.detection.fast")
+    monkeypatch.setitem(sys.modules, "anomaly_api.detection.fast._kernel", None)
+    monkeypatch.delattr(package, "_kernel")
+    monkeypatch.delitem(sys.modules, "anomaly_api.detection.fast.kernel")
+    monkeypatch.delattr(package, "kernel")
+    with pytest.raises(ImportError, match=r"not built.*make install.*BACKEND=numpy"):
+        importlib.import_module("anomaly_api.detection.fast.kernel")
+
+
+def test_neighbour_scan_gives_scikit_learns_distances_bit_for_bit(
+    default_size: tuple[AnomalyEnsemble, NDArray[np.float64]],
+) -> None:
+    model, X_train = default_size
+    lof = model.local_outlier_factor_
+    assert lof._fit_method == "kd_tree"
+    rng = np.random.default_rng(5)
+    # The LOF sees the model's scaled rows: compare in that space.
+    X = model.scale(np.vstack([rng.normal(scale=1.5, size=(300, 8)), X_train[200:260]]))
+    train_rows = lof_module.read_fitted_lof(lof).train_rows
+    dist = np.empty((len(X), 20))
+    ind = np.empty((len(X), 20), dtype=np.int64)
+    ties = np.empty(len(X), dtype=np.int64)
+    knn(X, np.ascontiguousarray(train_rows.T), 20, dist, ind, ties, 1)
+    expected_dist, expected_ind = lof.kneighbors(X, n_neighbors=20)
+    np.testing.assert_array_equal(dist, expected_dist)
+    np.testing.assert_array_equal(ind, expected_ind)
+
+
+def test_neighbour_scan_is_the_same_on_two_threads_and_breaks_ties_by_index() -> None:
+    rng = np.random.default_rng(6)
+    train = rng.normal(size=(500, 3))
+    train[10:20] = train[5]  # 11 copies of one point: ties at distance 0
+    X = np.vstack([train[5:6], rng.normal(size=(199, 3))])
+    results = []
+    for threads in (1, 2):
+        dist = np.empty((len(X), 4))
+        ind = np.empty((len(X), 4), dtype=np.int64)
+        ties = np.empty(len(X), dtype=np.int64)
+        knn(X, np.ascontiguousarray(train.T), 4, dist, ind, ties, threads)
+        results.append((dist, ind, ties))
+    for ours, other in zip(results[0], results[1], strict=True):
+        np.testing.assert_array_equal(ours, other)
+    dist, ind, ties = results[0]
+    np.testing.assert_array_equal(ind[0], [5, 10, 11, 12])  # equal distances: lowest index
+    np.testing.assert_array_equal(dist[0], 0.0)
+    # 11 points at distance 0 for k=4: the neighbour set is a tie, flagged for the caller;
+    # so is every row whose 4th and 5th nearest are equally far (the copies straddle k).
+    squared = np.sort(((X[:, None, :] - train[None, :, :]) ** 2).sum(axis=2), axis=1)
+    expected = squared[:, 3] == squared[:, 4]
+    assert expected[0]
+    assert 0 < expected.sum() < len(X)
+    np.testing.assert_array_equal(ties, expected)
+
+
+def test_kernel_refuses_wrong_arrays_instead_of_reading_out_of_bounds() -> None:
+    X = np.zeros((2, 3))
+    train_t = np.zeros((3, 10))
+    dist = np.empty((2, 4))
+    ties = np.empty(2, dtype=np.int64)
+    with pytest.raises(TypeError, match="int64"):
+        knn(X, train_t, 4, dist, np.empty((2, 4), dtype=np.int32), ties, 1)
+    with pytest.raises(TypeError, match="C-contiguous"):
+        knn(np.zeros((3, 2)).T, train_t, 4, dist, np.empty((2, 4), dtype=np.int64), ties, 1)
+    with pytest.raises(ValueError, match="inconsistent"):
+        knn(X, train_t, 11, np.empty((2, 11)), np.empty((2, 11), dtype=np.int64), ties, 1)
+    ones = np.ones(3)
+    bad_ind = np.full((2, 1), 10, dtype=np.int64)  # only 10 training rows: 0..9
+    roots = np.zeros(1, dtype=np.int64)
+    leaf = np.full(1, -1, dtype=np.int64)
+    with pytest.raises(ValueError, match="out of range"):
+        score_rows(
+            X, np.zeros((2, 1)), bad_ind, roots, roots, np.zeros(1), leaf, leaf, np.zeros(1),
+            1.0, np.ones(10), np.ones(10), ones, ones, np.empty((2, 3)),
+        )  # fmt: skip
+
+
+# --- the private scikit-learn attributes: read in one place, checked loudly ---------------
+
+
+def test_private_lof_attributes_still_mean_what_the_scorer_assumes(
+    default_size: tuple[AnomalyEnsemble, NDArray[np.float64]],
+) -> None:
+    # The canary for a scikit-learn upgrade: the private attributes read by
+    # read_fitted_lof, recombined by the documented formula, give the estimator's own
+    # public scores (training scores from negative_outlier_factor_, novelty scores from
+    # score_samples).
+    model, X_train = default_size
+    lof = model.local_outlier_factor_
+    fitted = lof_module.read_fitted_lof(lof)
+    np.testing.assert_array_equal(fitted.train_rows, model.scale(X_train))  # LOF sees scaled rows
+    k = lof.n_neighbors_
+    _, train_ind = lof.kneighbors()  # public: each training point's neighbours, itself excluded
+    train_scores = -np.mean(fitted.lrd[train_ind], axis=1) / fitted.lrd
+    np.testing.assert_allclose(train_scores, lof.negative_outlier_factor_, rtol=1e-12)
+    X = np.random.default_rng(8).normal(scale=2.0, size=(200, 8))
+    dist, ind = lof.kneighbors(X, n_neighbors=k)
+    reach = np.maximum(dist, fitted.k_distance[ind])
+    x_lrd = 1.0 / (reach.mean(axis=1) + lof_module.LRD_EPSILON)
+    ours = -np.mean(fitted.lrd[ind] / x_lrd[:, None], axis=1)
+    np.testing.assert_allclose(ours, lof.score_samples(X), rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("name", lof_module.PRIVATE_ATTRIBUTES)
+def test_a_renamed_private_attribute_fails_loudly(
+    default_size: tuple[AnomalyEnsemble, NDArray[np.float64]], name: str
+) -> None:
+    model = copy.deepcopy(default_size[0])
+    delattr(model.local_outlier_factor_, name)
+    with pytest.raises(IncompatibleEstimatorError, match=rf"no '{name}'.*BACKEND=sklearn"):
+        compile_scorer(model)
+
+
+def test_a_reshaped_private_attribute_fails_loudly(
+    default_size: tuple[AnomalyEnsemble, NDArray[np.float64]],
+) -> None:
+    model = copy.deepcopy(default_size[0])
+    lof = model.local_outlier_factor_
+    lof._distances_fit_X_ = lof._distances_fit_X_[:, :-1]
+    with pytest.raises(IncompatibleEstimatorError, match=r"_distances_fit_X_ is \(4000, 19\)"):
+        compile_scorer(model)
+
+
+@pytest.mark.parametrize(
+    ("name", "change"),
+    [
+        ("_lrd", lambda lrd: 1.0 / lrd),  # e.g. a release storing the reachability instead
+        ("_distances_fit_X_", np.square),  # squared distances instead of distances
+    ],
+)
+def test_a_private_attribute_that_changed_meaning_fails_at_load_time(
+    kernel: Kernel, default_size: tuple[AnomalyEnsemble, NDArray[np.float64]], name, change
+) -> None:
+    model = copy.deepcopy(default_size[0])
+    lof = model.local_outlier_factor_
+    original = getattr(lof, name)
+    reference = copy.deepcopy(lof)
+    setattr(lof, name, change(original))
+    # The estimator itself keeps its own (unchanged) behaviour: swap its method back in.
+    lof.score_samples = reference.score_samples
+    with pytest.raises(IncompatibleEstimatorError, match="local_outlier_factor by"):
+        compile_scorer(model, kernel)
+
+
+def test_forest_check_refuses_nodes_the_kernel_could_not_follow(
+    default_size: tuple[AnomalyEnsemble, NDArray[np.float64]],
+) -> None:
+    scorer = compile_scorer(default_size[0])
+    forest = scorer.forest_
+    assert not forest.left.flags.writeable  # checked once, then frozen
+    check_forest(forest.feature, forest.left, forest.right, 8)  # the real one passes
+    internal = int(np.flatnonzero(forest.left != forest_module.LEAF)[3])
+    cycle = forest.left.copy()
+    cycle[internal] = internal  # a node that is its own child: a walk would never end
+    with pytest.raises(ValueError, match="malformed"):
+        check_forest(forest.feature, cycle, forest.right, 8)
+    wrong_column = forest.feature.copy()
+    wrong_column[internal] = 8
+    with pytest.raises(ValueError, match="malformed"):
+        check_forest(wrong_column, forest.left, forest.right, 8)

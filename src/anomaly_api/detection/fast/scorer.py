@@ -10,18 +10,27 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+import sklearn
 from numpy.typing import ArrayLike, NDArray
 
 from anomaly_api.detection.ensemble import AnomalyEnsemble, EnsembleOutput
 from anomaly_api.detection.fast.forest import LEAF, FlatForest
-from anomaly_api.detection.fast.lof import NeighbourIndex
+from anomaly_api.detection.fast.lof import (
+    FittedLof,
+    IncompatibleEstimatorError,
+    NeighbourIndex,
+    read_fitted_lof,
+)
 from anomaly_api.detection.fast.vectorised import VectorisedForest, lof_scores, zscore_scores
 from anomaly_api.detection.pca_monitor import pca_score, pca_statistics
 from anomaly_api.detection.scaling import apply_scaling
 
-Kernel = Literal["numba", "numpy"]
-"""``numba``: one compiled loop per batch (fastest per row; ~1 s and ~110 MB to compile).
-``numpy``: vectorised NumPy calls (no compiler, lighter; ~3x slower for one row)."""
+Kernel = Literal["c", "numpy"]
+"""``c``: the compiled kernel (``_kernel.c``, built ahead of time; the ``fast`` backend).
+``numpy``: vectorised NumPy calls and a SciPy KD-tree (no compiler; slower per row)."""
+
+SELF_CHECK_TOLERANCE = 1e-9
+"""Largest difference from scikit-learn's own scores accepted by the load-time check."""
 
 _KERNEL_MEMBERS = ("isolation_forest", "local_outlier_factor", "zscore")
 """The members the kernel computes, in the kernel's output column order."""
@@ -45,22 +54,25 @@ class FastScorer:
     """Exact, fast replacement for ``AnomalyEnsemble.detector_scores``.
 
     Built once from a fitted ensemble by :func:`compile_scorer`. It reads the fitted
-    structures (input scaling, tree arrays, LOF training k-distances and lrd, z-score
-    centre and scale, PCA components and limits) and reproduces each detector's
-    ``score_samples`` to ~1e-15 (relative); the decision rule stays in
-    ``AnomalyEnsemble.combine``.
+    structures (input scaling, tree arrays, LOF training rows, k-distances and lrd,
+    z-score centre and scale, PCA components and limits) and reproduces each detector's
+    ``score_samples`` to ~1e-15; the decision rule stays in ``AnomalyEnsemble.combine``.
+    At construction it scores a probe set both ways and raises
+    :class:`IncompatibleEstimatorError` if they differ (a scikit-learn release that
+    changed what is read).
 
     Parameters
     ----------
     model : AnomalyEnsemble
-        A fitted ensemble; it is kept for ``combine`` and the contributions.
-    kernel : {"numba", "numpy"}, default="numba"
-        How the per-row work after the neighbour query is done.
+        A fitted ensemble; it is kept for ``combine``, the contributions and the
+        load-time check.
+    kernel : {"c", "numpy"}, default="c"
+        The compiled kernel, or the vectorised NumPy fallback.
     """
 
-    def __init__(self, model: AnomalyEnsemble, kernel: Kernel = "numba") -> None:
-        if kernel not in ("numba", "numpy"):
-            raise ValueError(f"kernel must be 'numba' or 'numpy', got {kernel!r}")
+    def __init__(self, model: AnomalyEnsemble, kernel: Kernel = "c") -> None:
+        if kernel not in ("c", "numpy"):
+            raise ValueError(f"kernel must be 'c' or 'numpy', got {kernel!r}")
         self.model = model
         self.kernel = kernel
         self.detectors: tuple[str, ...] = tuple(model.detectors_)
@@ -73,11 +85,14 @@ class FastScorer:
             if "isolation_forest" in members
             else _placeholder_forest()
         )
-        self.neighbours_ = (
-            NeighbourIndex.from_local_outlier_factor(model.local_outlier_factor_)
-            if "local_outlier_factor" in members
-            else None
-        )
+        self.lof_: FittedLof | None = None
+        self._kneighbors = None
+        if "local_outlier_factor" in members:
+            lof = model.local_outlier_factor_
+            self.lof_ = read_fitted_lof(lof)
+            self.lof_estimator = lof
+            # Wide data: scikit-learn's brute-force neighbours (GEMM distances) on both kernels.
+            self._kneighbors = lof.kneighbors if self.lof_.brute else None
         if "zscore" in members:
             self.zscore_center_ = np.ascontiguousarray(model.zscore_.center_, dtype=np.float64)
             self.zscore_scale_ = np.ascontiguousarray(model.zscore_.scale_, dtype=np.float64)
@@ -85,13 +100,89 @@ class FastScorer:
             self.zscore_center_ = np.zeros(self.n_features_in_)
             self.zscore_scale_ = np.ones(self.n_features_in_)
         self._kernel_columns = [m for m in self.detectors if m in _KERNEL_MEMBERS]
-        if kernel == "numba" and self._kernel_columns:
-            # Imported here: importing the kernel compiles it (or loads numba's cache).
-            from anomaly_api.detection.fast.kernel import score_rows
+        if kernel == "c":
+            from anomaly_api.detection.fast import kernel as compiled
 
-            self._score_rows = score_rows
-        elif kernel == "numpy" and "isolation_forest" in members:
-            self._vectorised = VectorisedForest(self.forest_)
+            self._compiled = compiled
+            if self.lof_ is not None:
+                self._train_t = np.ascontiguousarray(self.lof_.train_rows.T)
+            forest = self.forest_
+            # Checked once here, not per call: the kernel then follows the nodes unchecked,
+            # so the arrays are made read-only.
+            compiled.check_forest(forest.feature, forest.left, forest.right, self.n_features_in_)
+            for array in (forest.roots, forest.feature, forest.threshold, forest.left,
+                          forest.right, forest.leaf_value):  # fmt: skip
+                array.flags.writeable = False
+        else:
+            if self.lof_ is not None:
+                self._neighbours = NeighbourIndex(self.lof_, model.local_outlier_factor_)
+            if "isolation_forest" in members:
+                self._vectorised = VectorisedForest(self.forest_)
+        self.check_against_reference()
+
+    def probe_rows(self) -> NDArray[np.float64]:
+        """Rows for the load-time check (raw units): training rows (duplicates), near and
+        far ones; drawn in the scaled space the members see, then unscaled."""
+        rng = np.random.default_rng(0)
+        if self.lof_ is not None:
+            fit_X = self.lof_.train_rows
+            picked = fit_X[rng.choice(fit_X.shape[0], size=min(16, fit_X.shape[0]), replace=False)]
+            spread = fit_X.std(axis=0) + 1e-12
+            centre = fit_X.mean(axis=0)
+        else:
+            picked = rng.normal(size=(16, self.n_features_in_))
+            spread, centre = np.ones(self.n_features_in_), np.zeros(self.n_features_in_)
+        near = picked + rng.normal(scale=0.1, size=picked.shape) * spread
+        far = centre + rng.normal(scale=6.0, size=(8, picked.shape[1])) * spread
+        scaled = np.vstack([picked, near, far])
+        return np.ascontiguousarray(scaled * self.scale_ + self.center_)
+
+    def check_against_reference(self) -> None:
+        """Raise ``IncompatibleEstimatorError`` if a probe set's scores differ from sklearn's."""
+        probe = self.probe_rows()
+        ours = self.detector_scores(probe)
+        theirs = self.model.detector_scores(probe)
+        worst = (np.abs(ours - theirs) / np.maximum(1.0, np.abs(theirs))).max(axis=0)
+        if not (worst <= SELF_CHECK_TOLERANCE).all():
+            names = ", ".join(
+                f"{name} by {gap:.3g}"
+                for name, gap in zip(self.detectors, worst, strict=True)
+                if not gap <= SELF_CHECK_TOLERANCE
+            )
+            raise IncompatibleEstimatorError(
+                f"scikit-learn {sklearn.__version__}: the fast scorer's scores differ from the "
+                f"estimators' own score_samples ({names}) on the load-time probe set; a "
+                "fitted attribute it reads (see anomaly_api/detection/fast/lof.py and "
+                "forest.py) changed meaning. Serve with ANOMALY_INFERENCE_BACKEND=sklearn."
+            )
+
+    def neighbours(self, X: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+        """Distances and training indices of each (scaled) row's k nearest training rows."""
+        assert self.lof_ is not None
+        k = self.lof_.n_neighbors
+        if self._kneighbors is not None:
+            dist, ind = self._kneighbors(X, n_neighbors=k)
+            return (
+                np.ascontiguousarray(dist, dtype=np.float64),
+                np.ascontiguousarray(ind, dtype=np.int64),
+            )
+        if self.kernel == "numpy":
+            return self._neighbours.query(X)
+        compiled = self._compiled
+        dist = np.empty((X.shape[0], k))
+        ind = np.empty((X.shape[0], k), dtype=np.int64)
+        ties = np.empty(X.shape[0], dtype=np.int64)
+        threads = compiled.max_threads() if X.shape[0] >= compiled.PARALLEL_ROWS else 1
+        compiled.knn(X, self._train_t, k, dist, ind, ties, threads)
+        tied = np.flatnonzero(ties)
+        if tied.size and np.isfinite(dist[tied, -1]).all():
+            # A training row left out is exactly as far as the k-th neighbour (duplicates,
+            # or distances rounded alike at huge magnitudes): which one counts is a tie
+            # scikit-learn's KD-tree breaks in its traversal order. Ask it, for those rows.
+            tied_dist, tied_ind = self.lof_estimator.kneighbors(X[tied], n_neighbors=k)
+            dist[tied] = tied_dist
+            ind[tied] = tied_ind
+        return dist, ind
 
     def detector_scores(self, X: ArrayLike) -> NDArray[np.float64]:
         """Each detector's ``score_samples``, shape (n_samples, n_detectors).
@@ -124,32 +215,30 @@ class FastScorer:
     def _kernel_scores(self, scaled: NDArray[np.float64]) -> dict[str, NDArray[np.float64]]:
         """IsolationForest, LOF and z-score columns of the members the model has."""
         n_rows = scaled.shape[0]
-        neighbours = self.neighbours_
-        if neighbours is not None:
-            dist, ind = neighbours.query(scaled)
+        lof = self.lof_
+        if lof is not None:
+            dist, ind = self.neighbours(scaled)
             if not np.isfinite(dist[:, -1]).all():
-                # Squared distances overflow float64 beyond |x| ~ 1e154; the KD-tree then
-                # reports missing neighbours (index n_train), which must never be used.
+                # Squared distances overflow float64 beyond |x| ~ 1e154; the neighbour
+                # search then finds fewer than k neighbours, which must never be used.
                 raise ValueError("feature values too large to score: distances overflow float64")
         if self.kernel == "numpy":
             out: dict[str, NDArray[np.float64]] = {}
             if "isolation_forest" in self._kernel_columns:
                 out["isolation_forest"] = self._vectorised.score_samples(scaled)
-            if neighbours is not None:
-                out["local_outlier_factor"] = lof_scores(
-                    dist, ind, neighbours.k_distance, neighbours.lrd
-                )
+            if lof is not None:
+                out["local_outlier_factor"] = lof_scores(dist, ind, lof.k_distance, lof.lrd)
             if "zscore" in self._kernel_columns:
                 out["zscore"] = zscore_scores(scaled, self.zscore_center_, self.zscore_scale_)
             return out
-        if neighbours is None:  # the kernel still reads one neighbour per row
+        if lof is None:  # the kernel still reads one neighbour per row
             dist, ind = np.zeros((n_rows, 1)), np.zeros((n_rows, 1), dtype=np.int64)
             k_distance, lrd = np.ones(1), np.ones(1)
         else:
-            k_distance, lrd = neighbours.k_distance, neighbours.lrd
+            k_distance, lrd = lof.k_distance, lof.lrd
         result = np.empty((n_rows, len(_KERNEL_MEMBERS)))
         forest = self.forest_
-        self._score_rows(
+        self._compiled.score_rows(
             scaled,
             dist,
             ind,
@@ -177,6 +266,9 @@ class FastScorer:
         return self.combine(self.detector_scores(X), X)
 
 
-def compile_scorer(model: AnomalyEnsemble, kernel: Kernel = "numba") -> FastScorer:
+def compile_scorer(model: AnomalyEnsemble, kernel: Kernel = "c") -> FastScorer:
     """Build the fast scorer for a fitted ensemble (once, at model load time)."""
     return FastScorer(model, kernel)
+
+
+__all__ = ["FastScorer", "IncompatibleEstimatorError", "Kernel", "compile_scorer"]

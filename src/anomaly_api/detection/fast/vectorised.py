@@ -1,7 +1,7 @@
-"""The same batch computation as ``kernel.score_rows`` in plain NumPy (no JIT).
+"""The same batch computation as the compiled ``kernel.score_rows`` in plain NumPy.
 
-It needs no compiler at start-up and no LLVM in memory (numba costs ~1 s and ~110 MB
-RSS per process), at the price of ~50 small NumPy calls per batch: slower for one row,
+It needs no C compiler at install time (the ``numpy`` backend, the fallback where the
+kernel cannot be built), at the price of ~50 small NumPy calls per batch: slower for one row,
 about as fast for large batches, where the neighbour query dominates. The LOF and
 z-score lines are scikit-learn's own expressions; the forest sums trees pairwise
 rather than one by one, which moves the score by at most a few units in the last place.

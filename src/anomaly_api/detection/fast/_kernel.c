@@ -1,0 +1,529 @@
+/*
+ * anomaly_api.detection.fast._kernel: the ensemble's scoring loops, compiled ahead of time.
+ *
+ * Plain C against the CPython API and the buffer protocol (no NumPy headers, no JIT).
+ * Every function takes C-contiguous buffers allocated by the caller (NumPy arrays) and
+ * releases the GIL while it computes.
+ *
+ *   knn(X, train_t, k, dist, ind, ties, n_threads)
+ *       Exact k nearest training rows of every row of X (Euclidean), by a scan over all
+ *       training rows with a running top-k. ties[i] = 1 where a training row left out is
+ *       exactly as far as the k-th neighbour: which of them is "nearest" is then a tie
+ *       that scikit-learn's KD-tree breaks in its own traversal order, and the caller
+ *       asks scikit-learn for that row. Distances are computed as scikit-learn's
+ *       KD-tree computes them: d = 0; for each feature in order, t = x - y; d += t * t;
+ *       the selection is on d, the result is sqrt(d). No FMA contraction (the build
+ *       passes -ffp-contract=off), so every distance is bit for bit scikit-learn's.
+ *
+ *   score_rows(X, dist, ind, roots, feature, threshold, left, right, leaf_value,
+ *              denominator, k_distance, lrd, center, scale, out)
+ *       IsolationForest, LocalOutlierFactor (novelty) and z-score score_samples of every
+ *       row, in the summation order of scikit-learn's NumPy code.
+ *
+ *       The forest's nodes must have passed check_forest (the scorer does it once).
+ *
+ *   check_forest(feature, left, right, n_features)
+ *       ValueError unless every internal node is well-formed (see below).
+ *
+ *   pairwise_sum(values, start, n)
+ *       NumPy's add.reduce order, exposed for the tests.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LEAF (-1)
+#define LRD_EPSILON 1e-10
+#define UNROLL 8
+#define BLOCK 128
+#define SCAN_CHUNK 256 /* training rows whose distances are computed in one pass */
+#define MAX_THREADS 16
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
+/* One clone per instruction set, chosen at load time by glibc's dynamic linker (elsewhere:
+ * one portable build). AVX2 gives 4 doubles per instruction; without -ffp-contract=off the
+ * compiler could also fuse multiply-adds, which round differently: the build forbids that. */
+#define KERNEL_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define KERNEL_CLONES
+#endif
+
+/* ---------------------------------------------------------------- buffers */
+
+typedef enum { F64, I64 } Kind;
+
+/* Get a C-contiguous buffer of float64 or int64 with `ndim` dimensions (-1: any). */
+static int
+get_buffer(PyObject *obj, Py_buffer *view, Kind kind, int ndim, int writable, const char *name)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) != 0) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a C-contiguous%s array", name,
+                     writable ? " writable" : "");
+        return -1;
+    }
+    const char *fmt = view->format ? view->format : "B";
+    if (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@') {
+        fmt++;
+    }
+    int ok = view->itemsize == 8 && fmt[1] == '\0' &&
+             (kind == F64 ? fmt[0] == 'd' : (fmt[0] == 'l' || fmt[0] == 'q'));
+    if (!ok || (ndim >= 0 && view->ndim != ndim)) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a %dD %s array, got format '%s' ndim %d",
+                     name, ndim, kind == F64 ? "float64" : "int64", view->format, view->ndim);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static Py_ssize_t
+shape(const Py_buffer *view, int axis)
+{
+    return view->ndim > axis ? view->shape[axis] : 1;
+}
+
+/* ---------------------------------------------------------------- summation */
+
+/* Sum values[0:n] in the order of NumPy's add.reduce (numpy/_core/src/umath/loops_utils):
+ * short runs one by one, up to 128 values with eight interleaved accumulators, longer
+ * runs split in two. */
+static double
+pairwise_sum_impl(const double *a, Py_ssize_t n)
+{
+    if (n < UNROLL) {
+        double res = 0.0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            res += a[i];
+        }
+        return res;
+    }
+    if (n <= BLOCK) {
+        double r[UNROLL];
+        Py_ssize_t i;
+        for (int j = 0; j < UNROLL; j++) {
+            r[j] = a[j];
+        }
+        for (i = UNROLL; i < n - (n % UNROLL); i += UNROLL) {
+            for (int j = 0; j < UNROLL; j++) {
+                r[j] += a[i + j];
+            }
+        }
+        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++) {
+            res += a[i];
+        }
+        return res;
+    }
+    Py_ssize_t half = n / 2;
+    half -= half % UNROLL;
+    return pairwise_sum_impl(a, half) + pairwise_sum_impl(a + half, n - half);
+}
+
+/* ---------------------------------------------------------------- neighbours */
+
+typedef struct {
+    const double *X;       /* (n_rows, n_features) */
+    const double *train_t; /* (n_features, n_train): feature-major, for the vector loop */
+    double *dist;          /* (n_rows, k) out */
+    int64_t *ind;          /* (n_rows, k) out */
+    int64_t *ties;         /* (n_rows,) out: 1 where the k-th distance is tied */
+    Py_ssize_t row_start, row_stop, n_features, n_train, k;
+} KnnTask;
+
+/* Squared distances of one query row to training rows [start, start + count). The loop
+ * runs over training rows innermost so it vectorises, while each distance still adds
+ * its features in order 0, 1, ... as scikit-learn does. */
+KERNEL_CLONES static void
+squared_distances(const double *restrict x, const double *restrict train_t,
+                  Py_ssize_t n_features, Py_ssize_t n_train, Py_ssize_t start,
+                  Py_ssize_t count, double *restrict out)
+{
+    for (Py_ssize_t j = 0; j < count; j++) {
+        out[j] = 0.0;
+    }
+    for (Py_ssize_t f = 0; f < n_features; f++) {
+        const double xf = x[f];
+        const double *restrict col = train_t + f * n_train + start;
+        for (Py_ssize_t j = 0; j < count; j++) {
+            const double t = xf - col[j];
+            out[j] += t * t;
+        }
+    }
+}
+
+static void *
+knn_rows(void *arg)
+{
+    KnnTask *task = (KnnTask *)arg;
+    const Py_ssize_t k = task->k, n_train = task->n_train;
+    double chunk[SCAN_CHUNK];
+    for (Py_ssize_t i = task->row_start; i < task->row_stop; i++) {
+        double *best_d = task->dist + i * k;
+        int64_t *best_i = task->ind + i * k;
+        for (Py_ssize_t j = 0; j < k; j++) {
+            best_d[j] = INFINITY;
+            best_i[j] = -1;
+        }
+        double worst = INFINITY;
+        double nearest_left_out = INFINITY; /* smallest distance not (or no longer) kept */
+        const double *x = task->X + i * task->n_features;
+        for (Py_ssize_t start = 0; start < n_train; start += SCAN_CHUNK) {
+            Py_ssize_t count = n_train - start < SCAN_CHUNK ? n_train - start : SCAN_CHUNK;
+            squared_distances(x, task->train_t, task->n_features, n_train, start, count, chunk);
+            for (Py_ssize_t j = 0; j < count; j++) {
+                const double d = chunk[j];
+                if (!(d < worst)) {
+                    nearest_left_out = d < nearest_left_out ? d : nearest_left_out;
+                    continue;
+                }
+                const double evicted = best_d[k - 1];
+                nearest_left_out = evicted < nearest_left_out ? evicted : nearest_left_out;
+                /* Insert, keeping ascending order; among equal distances the earlier
+                 * training row stays first. */
+                Py_ssize_t p = k - 1;
+                while (p > 0 && best_d[p - 1] > d) {
+                    best_d[p] = best_d[p - 1];
+                    best_i[p] = best_i[p - 1];
+                    p--;
+                }
+                best_d[p] = d;
+                best_i[p] = start + j;
+                worst = best_d[k - 1];
+            }
+        }
+        task->ties[i] = worst < INFINITY && nearest_left_out == worst;
+        for (Py_ssize_t j = 0; j < k; j++) {
+            best_d[j] = sqrt(best_d[j]); /* sqrt(inf) = inf marks "not found" */
+        }
+    }
+    return NULL;
+}
+
+static PyObject *
+knn(PyObject *self, PyObject *args)
+{
+    PyObject *oX, *oT, *oD, *oI, *oS;
+    Py_ssize_t k;
+    int n_threads;
+    if (!PyArg_ParseTuple(args, "OOnOOOi", &oX, &oT, &k, &oD, &oI, &oS, &n_threads)) {
+        return NULL;
+    }
+    Py_buffer X, T, D, I, S;
+    if (get_buffer(oX, &X, F64, 2, 0, "X") != 0) {
+        return NULL;
+    }
+    if (get_buffer(oT, &T, F64, 2, 0, "train_t") != 0) {
+        goto fail_x;
+    }
+    if (get_buffer(oD, &D, F64, 2, 1, "dist") != 0) {
+        goto fail_t;
+    }
+    if (get_buffer(oI, &I, I64, 2, 1, "ind") != 0) {
+        goto fail_d;
+    }
+    if (get_buffer(oS, &S, I64, 1, 1, "ties") != 0) {
+        goto fail_i;
+    }
+    Py_ssize_t n_rows = shape(&X, 0), n_features = shape(&X, 1), n_train = shape(&T, 1);
+    if (shape(&T, 0) != n_features || k < 1 || k > n_train || shape(&D, 0) != n_rows ||
+        shape(&D, 1) != k || shape(&I, 0) != n_rows || shape(&I, 1) != k || shape(&S, 0) != n_rows) {
+        PyErr_SetString(PyExc_ValueError, "knn: inconsistent shapes or k");
+        goto fail_s;
+    }
+    if (n_threads < 1) {
+        n_threads = 1;
+    }
+    if (n_threads > MAX_THREADS) {
+        n_threads = MAX_THREADS;
+    }
+    if (n_threads > n_rows) {
+        n_threads = (int)n_rows;
+    }
+    KnnTask tasks[MAX_THREADS];
+    pthread_t threads[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    for (int t = 0; t < n_threads; t++) {
+        tasks[t] = (KnnTask){
+            .X = X.buf, .train_t = T.buf, .dist = D.buf, .ind = I.buf, .ties = S.buf,
+            .row_start = n_rows * t / n_threads, .row_stop = n_rows * (t + 1) / n_threads,
+            .n_features = n_features, .n_train = n_train, .k = k,
+        };
+    }
+    Py_BEGIN_ALLOW_THREADS
+    /* The calling thread takes the first share; the others get a thread each. If a
+     * thread cannot be started, its share is done here too. */
+    for (int t = 1; t < n_threads; t++) {
+        started[t] = pthread_create(&threads[t], NULL, knn_rows, &tasks[t]) == 0;
+    }
+    if (n_threads > 0) {
+        knn_rows(&tasks[0]);
+    }
+    for (int t = 1; t < n_threads; t++) {
+        if (started[t]) {
+            pthread_join(threads[t], NULL);
+        }
+        else {
+            knn_rows(&tasks[t]);
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&S);
+    PyBuffer_Release(&I);
+    PyBuffer_Release(&D);
+    PyBuffer_Release(&T);
+    PyBuffer_Release(&X);
+    Py_RETURN_NONE;
+
+fail_s:
+    PyBuffer_Release(&S);
+fail_i:
+    PyBuffer_Release(&I);
+fail_d:
+    PyBuffer_Release(&D);
+fail_t:
+    PyBuffer_Release(&T);
+fail_x:
+    PyBuffer_Release(&X);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- scores */
+
+static PyObject *
+score_rows(PyObject *self, PyObject *args)
+{
+    PyObject *o[15];
+    double denominator;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOdOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5],
+                          &o[6], &o[7], &o[8], &denominator, &o[10], &o[11], &o[12], &o[13],
+                          &o[14])) {
+        return NULL;
+    }
+    static const struct {
+        const char *name;
+        Kind kind;
+        int ndim;
+        int writable;
+    } spec[15] = {
+        {"X", F64, 2, 0},          {"dist", F64, 2, 0},      {"ind", I64, 2, 0},
+        {"roots", I64, 1, 0},      {"feature", I64, 1, 0},   {"threshold", F64, 1, 0},
+        {"left", I64, 1, 0},       {"right", I64, 1, 0},     {"leaf_value", F64, 1, 0},
+        {NULL, F64, 0, 0},         {"k_distance", F64, 1, 0}, {"lrd", F64, 1, 0},
+        {"center", F64, 1, 0},     {"scale", F64, 1, 0},     {"out", F64, 2, 1},
+    };
+    Py_buffer b[15];
+    int got = 0;
+    for (got = 0; got < 15; got++) {
+        if (spec[got].name == NULL) {
+            continue;
+        }
+        if (get_buffer(o[got], &b[got], spec[got].kind, spec[got].ndim, spec[got].writable,
+                       spec[got].name) != 0) {
+            goto fail;
+        }
+    }
+    const Py_ssize_t n_rows = shape(&b[0], 0), n_features = shape(&b[0], 1);
+    const Py_ssize_t k = shape(&b[2], 1), n_nodes = shape(&b[6], 0), n_train = shape(&b[11], 0);
+    if (shape(&b[1], 0) != n_rows || shape(&b[2], 0) != n_rows || shape(&b[1], 1) != k ||
+        shape(&b[4], 0) != n_nodes || shape(&b[5], 0) != n_nodes || shape(&b[7], 0) != n_nodes ||
+        shape(&b[8], 0) != n_nodes || shape(&b[10], 0) != n_train ||
+        shape(&b[12], 0) != n_features || shape(&b[13], 0) != n_features ||
+        shape(&b[14], 0) != n_rows || shape(&b[14], 1) < 3 || k < 1) {
+        PyErr_SetString(PyExc_ValueError, "score_rows: inconsistent shapes");
+        goto fail;
+    }
+    const double *X = b[0].buf, *dist = b[1].buf, *threshold = b[5].buf, *leaf_value = b[8].buf;
+    const double *k_distance = b[10].buf, *lrd = b[11].buf, *center = b[12].buf;
+    const double *scale = b[13].buf;
+    const int64_t *ind = b[2].buf, *roots = b[3].buf, *feature = b[4].buf;
+    const int64_t *left = b[6].buf, *right = b[7].buf;
+    double *out = b[14].buf;
+    const Py_ssize_t n_roots = shape(&b[3], 0), out_cols = shape(&b[14], 1);
+
+    /* Indices come from our own flattening and neighbour search; check them once
+     * anyway, so that a bad array raises instead of reading out of bounds. */
+    for (Py_ssize_t i = 0; i < n_rows * k; i++) {
+        if (ind[i] < 0 || ind[i] >= n_train) {
+            PyErr_SetString(PyExc_ValueError, "score_rows: neighbour index out of range");
+            goto fail;
+        }
+    }
+    for (Py_ssize_t r = 0; r < n_roots; r++) {
+        if (roots[r] < 0 || roots[r] >= n_nodes) {
+            PyErr_SetString(PyExc_ValueError, "score_rows: root out of range");
+            goto fail;
+        }
+    }
+    /* The nodes themselves are checked once, by check_forest, when the scorer is built:
+     * walking all of them here would cost more than scoring one row. */
+
+    double *scratch = malloc(sizeof(double) * (size_t)(k + n_rows));
+    if (scratch == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    double *totals = scratch + k;
+    Py_BEGIN_ALLOW_THREADS
+    memset(totals, 0, sizeof(double) * (size_t)n_rows);
+    /* Tree by tree, all rows through each (one tree's nodes stay in the L1 cache); each
+     * row still adds its trees in order, as scikit-learn does. */
+    for (Py_ssize_t r = 0; r < n_roots; r++) {
+        for (Py_ssize_t i = 0; i < n_rows; i++) {
+            const double *x = X + i * n_features;
+            int64_t node = roots[r];
+            while (left[node] != LEAF) {
+                /* scikit-learn casts the input to float32 before walking its trees. */
+                node = (double)(float)x[feature[node]] <= threshold[node] ? left[node]
+                                                                          : right[node];
+            }
+            totals[i] += leaf_value[node];
+        }
+    }
+    for (Py_ssize_t i = 0; i < n_rows; i++) {
+        double *row_out = out + i * out_cols;
+        const double ratio = denominator != 0.0 ? totals[i] / denominator : 1.0;
+        row_out[0] = -pow(2.0, -ratio); /* scikit-learn negates the paper's score */
+
+        const double *d = dist + i * k;
+        const int64_t *nb = ind + i * k;
+        for (Py_ssize_t j = 0; j < k; j++) {
+            const double kd = k_distance[nb[j]];
+            scratch[j] = d[j] > kd ? d[j] : kd; /* np.maximum, no NaN here */
+        }
+        const double x_lrd = 1.0 / (pairwise_sum_impl(scratch, k) / (double)k + LRD_EPSILON);
+        for (Py_ssize_t j = 0; j < k; j++) {
+            scratch[j] = lrd[nb[j]] / x_lrd;
+        }
+        row_out[1] = -(pairwise_sum_impl(scratch, k) / (double)k);
+
+        const double *x = X + i * n_features;
+        double largest = -INFINITY;
+        for (Py_ssize_t f = 0; f < n_features; f++) {
+            const double z = fabs(x[f] - center[f]) / scale[f];
+            largest = z > largest ? z : largest;
+        }
+        row_out[2] = -largest;
+    }
+    Py_END_ALLOW_THREADS
+    free(scratch);
+    for (int j = 0; j < 15; j++) {
+        if (spec[j].name != NULL) {
+            PyBuffer_Release(&b[j]);
+        }
+    }
+    Py_RETURN_NONE;
+
+fail:
+    for (int j = 0; j < got; j++) {
+        if (spec[j].name != NULL) {
+            PyBuffer_Release(&b[j]);
+        }
+    }
+    return NULL;
+}
+
+/* check_forest(feature, left, right, n_features): raise ValueError unless every internal
+ * node splits on a valid column and points at valid children that come after it (so
+ * every walk ends at a leaf). Called once per flattened forest. */
+static PyObject *
+check_forest(PyObject *self, PyObject *args)
+{
+    PyObject *oF, *oL, *oR;
+    Py_ssize_t n_features;
+    if (!PyArg_ParseTuple(args, "OOOn", &oF, &oL, &oR, &n_features)) {
+        return NULL;
+    }
+    Py_buffer F, L, R;
+    if (get_buffer(oF, &F, I64, 1, 0, "feature") != 0) {
+        return NULL;
+    }
+    if (get_buffer(oL, &L, I64, 1, 0, "left") != 0) {
+        PyBuffer_Release(&F);
+        return NULL;
+    }
+    if (get_buffer(oR, &R, I64, 1, 0, "right") != 0) {
+        PyBuffer_Release(&L);
+        PyBuffer_Release(&F);
+        return NULL;
+    }
+    const Py_ssize_t n_nodes = shape(&L, 0);
+    const int64_t *feature = F.buf, *left = L.buf, *right = R.buf;
+    int ok = shape(&F, 0) == n_nodes && shape(&R, 0) == n_nodes;
+    for (Py_ssize_t n = 0; ok && n < n_nodes; n++) {
+        ok = left[n] == LEAF ||
+             (left[n] > n && left[n] < n_nodes && right[n] > n && right[n] < n_nodes &&
+              feature[n] >= 0 && feature[n] < n_features);
+    }
+    PyBuffer_Release(&R);
+    PyBuffer_Release(&L);
+    PyBuffer_Release(&F);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "check_forest: malformed forest");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+pairwise_sum(PyObject *self, PyObject *args)
+{
+    PyObject *obj;
+    Py_ssize_t start, n;
+    if (!PyArg_ParseTuple(args, "Onn", &obj, &start, &n)) {
+        return NULL;
+    }
+    Py_buffer view;
+    if (get_buffer(obj, &view, F64, 1, 0, "values") != 0) {
+        return NULL;
+    }
+    if (start < 0 || n < 0 || start + n > shape(&view, 0)) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "pairwise_sum: range out of bounds");
+        return NULL;
+    }
+    double total = pairwise_sum_impl((const double *)view.buf + start, n);
+    PyBuffer_Release(&view);
+    return PyFloat_FromDouble(total);
+}
+
+/* ---------------------------------------------------------------- module */
+
+static PyMethodDef methods[] = {
+    {"knn", knn, METH_VARARGS,
+     "knn(X, train_t, k, dist, ind, ties, n_threads): exact k nearest training rows."},
+    {"score_rows", score_rows, METH_VARARGS,
+     "score_rows(X, dist, ind, roots, feature, threshold, left, right, leaf_value, "
+     "denominator, k_distance, lrd, center, scale, out): the detectors' score_samples."},
+    {"check_forest", check_forest, METH_VARARGS,
+     "check_forest(feature, left, right, n_features): ValueError unless well-formed."},
+    {"pairwise_sum", pairwise_sum, METH_VARARGS,
+     "pairwise_sum(values, start, n): sum in NumPy's add.reduce order."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_kernel",
+    "The ensemble's scoring loops, compiled ahead of time (see kernel.py).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__kernel(void)
+{
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(m, "LEAF", LEAF) != 0 ||
+        PyModule_AddObject(m, "LRD_EPSILON", PyFloat_FromDouble(LRD_EPSILON)) != 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,29 @@
+# Type stub of the C extension built from _kernel.c.
+from typing import Any
+
+LEAF: int
+LRD_EPSILON: float
+
+def knn(
+    X: Any, train_t: Any, k: int, dist: Any, ind: Any, ties: Any, n_threads: int, /
+) -> None: ...
+def score_rows(
+    X: Any,
+    dist: Any,
+    ind: Any,
+    roots: Any,
+    feature: Any,
+    threshold: Any,
+    left: Any,
+    right: Any,
+    leaf_value: Any,
+    denominator: float,
+    k_distance: Any,
+    lrd: Any,
+    center: Any,
+    scale: Any,
+    out: Any,
+    /,
+) -> None: ...
+def check_forest(feature: Any, left: Any, right: Any, n_features: int, /) -> None: ...
+def pairwise_sum(values: Any, start: int, n: int, /) -> float: ...
