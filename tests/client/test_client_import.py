@@ -1,0 +1,70 @@
+"""The client imports with httpx and the standard library only."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+BLOCKED = (
+    "numpy",
+    "pandas",
+    "sklearn",
+    "scipy",
+    "fastapi",
+    "pydantic",
+    "numba",
+    "redis",
+    "pyarrow",
+)
+
+
+def test_client_imports_without_the_servers_dependencies() -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys
+
+        BLOCKED = {BLOCKED!r}
+
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in BLOCKED:
+                    raise ImportError(f"blocked: {{name}}")
+                return None
+
+        sys.meta_path.insert(0, Block())
+        from anomaly_api.client import AnomalyClient, AsyncAnomalyClient, AnomalyApiError
+        AnomalyClient("http://127.0.0.1:9").close()
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+        assert not loaded, loaded
+        print("ok")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_the_block_really_blocks() -> None:
+    """The same hook makes importing numpy fail, so the test above could fail."""
+    script = textwrap.dedent(
+        """
+        import sys
+
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "numpy":
+                    raise ImportError("blocked")
+                return None
+
+        sys.meta_path.insert(0, Block())
+        import anomaly_api.artifacts
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode != 0
+    assert "blocked" in done.stderr
