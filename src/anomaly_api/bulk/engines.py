@@ -90,7 +90,7 @@ class DaskEngine:
                 n_workers=n_workers,
                 threads_per_worker=threads_per_worker,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # any free port: the scheduler always serves HTTP
             )
             self.client: Any = Client(self._cluster)  # type: ignore[no-untyped-call]
         else:
