@@ -12,7 +12,7 @@ import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,14 +37,20 @@ read it on every worker to check the model is loaded once per worker."""
 class ChunkScorer:
     """One loaded model version, scoring float64 matrices into answer columns."""
 
-    def __init__(self, artifact: Artifact, *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        artifact: Artifact,
+        *,
+        threads: int | None = None,
+        backend: Literal["fast", "numpy", "sklearn"] = "fast",
+    ) -> None:
         self.model = artifact.model
         self.version = artifact.manifest.version
         self.feature_names: tuple[str, ...] = tuple(artifact.manifest.feature_names)
         self.detector_names: tuple[str, ...] = tuple(d.name for d in artifact.manifest.detectors)
         self.columns: list[str] = answer_columns(self.detector_names)
         self.threads = max(1, threads if threads is not None else (os.cpu_count() or 1))
-        self._scorer: Scorer = build_scorer(self.model, "fast")
+        self._scorer: Scorer = build_scorer(self.model, backend)
         self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
 
     def close(self) -> None:
@@ -90,15 +96,17 @@ def _clamped(values: NDArray[np.float64]) -> NDArray[np.float64]:
 def load_scorer(
     artifacts_dir: Path, version: str | None, *, threads: int | None = None
 ) -> ChunkScorer:
-    """Load a model version (``LATEST`` if None) and build its scorer."""
+    """Load a model version (``LATEST`` if None) and build its scorer with the configured
+    ``ANOMALY_INFERENCE_BACKEND``, as the service does."""
     from anomaly_api.config import get_settings
 
+    settings = get_settings()
     artifact = load_artifact(
-        artifacts_dir, version, on_version_mismatch=get_settings().on_version_mismatch
+        artifacts_dir, version, on_version_mismatch=settings.on_version_mismatch
     )
     key = (str(artifacts_dir), artifact.manifest.version)
     LOADS[key] = LOADS.get(key, 0) + 1
-    return ChunkScorer(artifact, threads=threads)
+    return ChunkScorer(artifact, threads=threads, backend=settings.inference_backend)
 
 
 @functools.lru_cache(maxsize=4)
