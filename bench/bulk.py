@@ -128,44 +128,52 @@ def stage_split(artifacts: Path) -> dict[str, float]:
     return {"knn_query_s": query, "detector_scores_s": total, "combine_s": combine}
 
 
-def client_vs_server(artifacts: Path) -> dict[str, Any]:
-    """predict_many on 100,000 rows vs pre-encoded batch posts, through one server."""
+def client_vs_server(artifacts: Path, rounds: int = 5) -> dict[str, Any]:
+    """predict_many on 100,000 rows vs pre-encoded batch posts, through one server.
+
+    Interleaved in ``rounds`` (each: 1/rounds of the rows posted raw, then as many
+    through the client), so a change of the machine's load hits both sides alike.
+    """
     from anomaly_api.client import AnomalyClient
 
-    env = {
-        "ANOMALY_ARTIFACTS_DIR": str(artifacts),
-        "ANOMALY_LOG_LEVEL": "WARNING",
-    }
+    env = {"ANOMALY_ARTIFACTS_DIR": str(artifacts), "ANOMALY_LOG_LEVEL": "WARNING"}
     rng = np.random.default_rng(3)
+    per_round = CLIENT_ROWS // rounds
+    headers = {"Content-Type": "application/json"}
+    raw_s = client_s = 0.0
     with uvicorn_server(
         "service", "anomaly_api.api.app:create_app", env, factory=True, ready_path="/health/ready"
     ) as server:
         url = f"http://127.0.0.1:{server.port}"
-        warm = rng.normal(size=(2_000, 8)).tolist()
-        raw_rows = rng.normal(size=(CLIENT_ROWS, 8))
-        bodies = [
-            orjson.dumps({"observations": [{"features": r} for r in chunk.tolist()]})
-            for chunk in np.array_split(raw_rows, CLIENT_ROWS // BATCH_ROWS)
-        ]
-        headers = {"Content-Type": "application/json"}
-        with httpx.Client(base_url=url, timeout=60) as http:
-            http.post("/predict/batch", content=bodies[0], headers=headers)  # warm-up
+        with (
+            httpx.Client(base_url=url, timeout=60) as http,
+            AnomalyClient(url, max_batch_rows=BATCH_ROWS, max_concurrency=CONCURRENCY) as client,
+            ThreadPoolExecutor(CONCURRENCY) as pool,
+        ):
 
             def post(body: bytes) -> None:
                 assert http.post("/predict/batch", content=body, headers=headers).status_code == 200
 
-            started = time.perf_counter()
-            with ThreadPoolExecutor(CONCURRENCY) as pool:
-                list(pool.map(post, bodies[1:]))
-            server_rows_s = (len(bodies) - 1) * BATCH_ROWS / (time.perf_counter() - started)
-        rows = rng.normal(size=(CLIENT_ROWS, 8)).tolist()
-        with AnomalyClient(url, max_batch_rows=BATCH_ROWS, max_concurrency=CONCURRENCY) as client:
-            client.predict_many(warm)
-            started = time.perf_counter()
-            predictions = client.predict_many(rows)
-            client_rows_s = len(rows) / (time.perf_counter() - started)
-        assert len(predictions) == CLIENT_ROWS
+            client.predict_many(rng.normal(size=(2 * BATCH_ROWS, 8)).tolist())  # warm-up
+            for _ in range(rounds):
+                bodies = [
+                    orjson.dumps({"observations": [{"features": r} for r in chunk.tolist()]})
+                    for chunk in np.array_split(
+                        rng.normal(size=(per_round, 8)), per_round // BATCH_ROWS
+                    )
+                ]
+                started = time.perf_counter()
+                list(pool.map(post, bodies))
+                raw_s += time.perf_counter() - started
+                rows = rng.normal(size=(per_round, 8)).tolist()
+                started = time.perf_counter()
+                predictions = client.predict_many(rows)
+                client_s += time.perf_counter() - started
+                assert len(predictions) == per_round
+    server_rows_s = rounds * per_round / raw_s
+    client_rows_s = rounds * per_round / client_s
     return {
+        "rows_each": rounds * per_round,
         "server_batch_rows_s": server_rows_s,
         "client_predict_many_rows_s": client_rows_s,
         "ratio": client_rows_s / server_rows_s,

@@ -122,25 +122,25 @@ class AsyncAnomalyClient:
         response = await self._call(
             "GET", "/health", policy=NO_RETRY, accept_statuses=frozenset({503})
         )
-        return _core.parse_health(response.json())
+        return _core.parse_health(_core.parse_json(response))
 
     async def model_info(self, *, refresh: bool = False) -> ModelInfo:
         """``GET /model/info`` (remembered; ``refresh=True`` asks again)."""
         if self._model_info is None or refresh:
             self._model_info = _core.parse_model_info(
-                (await self._call("GET", "/model/info")).json()
+                _core.parse_json(await self._call("GET", "/model/info"))
             )
         return self._model_info
 
     async def predict(self, row: FeatureRow, *, observation_id: str | None = None) -> Prediction:
         """Score one reading (``POST /predict``)."""
         body = _core.observation(row, observation_id)
-        return _core.parse_prediction((await self._call("POST", "/predict", body)).json())
+        return _core.parse_prediction(_core.parse_json(await self._call("POST", "/predict", body)))
 
     async def predict_batch(self, rows: Sequence[FeatureRow]) -> list[Prediction]:
         """Score at most ``max_batch_rows`` readings in one ``POST /predict/batch``."""
         body = {"observations": [_core.observation(row) for row in rows]}
-        return _core.parse_batch((await self._call("POST", "/predict/batch", body)).json())
+        return _core.parse_batch(_core.parse_json(await self._call("POST", "/predict/batch", body)))
 
     async def predict_many(self, rows: Sequence[FeatureRow]) -> list[Prediction]:
         """Score any number of readings: ``max_batch_rows`` per call, ``max_concurrency``

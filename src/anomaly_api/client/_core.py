@@ -5,7 +5,8 @@ Nothing here does I/O. Each call is a small *exchange*: a generator that yields
 response or a transport error). ``AnomalyClient`` drives it with blocking calls and
 ``AsyncAnomalyClient`` with ``await``, so retries and backoff are written once.
 
-Imports: the standard library and httpx only (no numpy, pandas or server code).
+Imports: the standard library and httpx only (no numpy, pandas or server code); orjson
+is used when installed (it is with the server), for ~5x faster JSON both ways.
 """
 
 from __future__ import annotations
@@ -16,9 +17,15 @@ import random
 import time
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Final
 
 import httpx
+
+try:  # optional speed-up; the client works without it
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - exercised by the import test's subprocess
+    _orjson = None  # type: ignore[assignment]
 
 __all__ = [
     "AnomalyApiError",
@@ -96,10 +103,19 @@ class Prediction:
     anomaly_score: float
     confidence: float
     model_version: str
-    detectors: Mapping[str, DetectorVerdict]
     cached: bool
     inference_ms: float
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @cached_property
+    def detectors(self) -> dict[str, DetectorVerdict]:
+        """Each detector's verdict, by name (built on first use)."""
+        return {
+            name: DetectorVerdict(
+                score=float(d["score"]), threshold=float(d["threshold"]), vote=bool(d["vote"])
+            )
+            for name, d in self.raw["detectors"].items()
+        }
 
     @property
     def extra(self) -> dict[str, Any]:
@@ -175,19 +191,12 @@ def prediction_record(prediction: Prediction, detector_names: Sequence[str]) -> 
 
 def parse_prediction(data: Mapping[str, Any]) -> Prediction:
     """A ``Prediction`` from one answer of ``/predict`` or ``/predict/batch``."""
-    detectors = {
-        name: DetectorVerdict(
-            score=float(d["score"]), threshold=float(d["threshold"]), vote=bool(d["vote"])
-        )
-        for name, d in data["detectors"].items()
-    }
     return Prediction(
         observation_id=str(data["observation_id"]),
         is_anomaly=bool(data["is_anomaly"]),
         anomaly_score=float(data["anomaly_score"]),
         confidence=float(data["confidence"]),
         model_version=str(data["model_version"]),
-        detectors=detectors,
         cached=bool(data.get("cached", False)),
         inference_ms=float(data.get("inference_ms", 0.0)),
         raw=data,
@@ -229,7 +238,7 @@ def error_from(response: httpx.Response) -> AnomalyApiError:
     """The ``AnomalyApiError`` of a non-2xx response, from the API's error body if any."""
     request_id = response.headers.get("x-request-id")
     try:
-        body = response.json()
+        body = parse_json(response)
     except ValueError:
         body = None
     info = body.get("error") if isinstance(body, dict) else None
@@ -263,8 +272,18 @@ def observation(row: FeatureRow, observation_id: str | None = None) -> dict[str,
 
 
 def json_content(body: Any) -> bytes:
-    """Compact JSON bytes; NaN and infinity are refused here, as the server would."""
+    """Compact JSON bytes. NaN and infinity are refused here (stdlib) or sent as ``null``
+    (orjson), which the server refuses with a 422 naming the observation."""
+    if _orjson is not None:
+        return _orjson.dumps(body)
     return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+
+
+def parse_json(response: httpx.Response) -> Any:
+    """The response body as JSON."""
+    if _orjson is not None:
+        return _orjson.loads(response.content)
+    return json.loads(response.content)
 
 
 def chunked(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
