@@ -64,7 +64,9 @@ def iter_frames(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
     """The file as DataFrames of at most ``chunk_rows`` rows each."""
     try:
         if file_kind(path) == "parquet":
-            parquet = pq.ParquetFile(path)
+            parquet = pq.ParquetFile(
+                path, pre_buffer=False
+            )  # pre-buffering kept every row group read
             for batch in parquet.iter_batches(batch_size=chunk_rows):
                 yield batch.to_pandas()
         else:
