@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import typer
 
-from anomaly_api.cli import evaluate, generate, models, serve, train
+from anomaly_api.cli import evaluate, generate, models, score, serve, train
 
 app = typer.Typer(
     name="anomaly-api",
-    help="Anomaly detection for multivariate sensor readings: generate, train, evaluate, serve.",
+    help="Anomaly detection for multivariate sensor readings: generate, train, evaluate, serve, "
+    "score files.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -20,6 +21,7 @@ app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)
 app.command("models")(models.models)
 app.command("serve")(serve.serve)
+app.command("score")(score.score)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

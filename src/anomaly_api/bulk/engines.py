@@ -1,0 +1,170 @@
+"""Where chunks are scored: in this process, on a Dask cluster, or through the service.
+
+Every engine takes validated chunks in file order and yields ``(chunk, answers)`` in the
+same order, holding at most a few chunks in flight, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from anomaly_api.bulk.scoring import Answers, ChunkScorer, load_scorer
+from anomaly_api.bulk.tables import Chunk
+
+
+class Engine(Protocol):
+    """Scores chunks; ``feature_names`` and ``detector_names`` describe the model used."""
+
+    version: str
+    feature_names: tuple[str, ...]
+    detector_names: tuple[str, ...]
+
+    def score(self, chunks: Iterable[Chunk]) -> Iterator[tuple[Chunk, Answers]]:
+        """``(chunk, answers)`` for each chunk, in order."""
+        ...
+
+    def close(self) -> None:
+        """Release the engine's resources."""
+        ...
+
+
+class LocalEngine:
+    """The fast path in this process, each chunk split over ``threads`` threads."""
+
+    def __init__(self, artifacts_dir: Path, version: str | None, threads: int | None) -> None:
+        self._scorer: ChunkScorer = load_scorer(artifacts_dir, version, threads=threads)
+        self.version = self._scorer.version
+        self.feature_names = self._scorer.feature_names
+        self.detector_names = self._scorer.detector_names
+
+    def score(self, chunks: Iterable[Chunk]) -> Iterator[tuple[Chunk, Answers]]:
+        for chunk in chunks:
+            yield chunk, self._scorer.answers(chunk.X)
+
+    def close(self) -> None:
+        self._scorer.close()
+
+
+class DaskEngine:
+    """Dask distributed: a ``LocalCluster`` of processes, or the cluster at ``address``.
+
+    Only each chunk's feature matrix travels to a worker and only the answer columns come
+    back; the input's other columns stay here and are written in order. Each worker loads
+    the model once (``worker_scorer`` is cached per process); with ``address`` the
+    workers must see ``artifacts_dir`` at the same path (a mounted volume).
+    """
+
+    def __init__(
+        self,
+        artifacts_dir: Path,
+        version: str | None,
+        *,
+        address: str | None = None,
+        n_workers: int | None = None,
+        threads_per_worker: int = 1,
+    ) -> None:
+        from distributed import Client, LocalCluster
+
+        from anomaly_api.artifacts import latest_version as latest
+        from anomaly_api.artifacts import read_manifest
+
+        chosen = version or latest(artifacts_dir)
+        if chosen is None:
+            from anomaly_api.artifacts import ArtifactNotFoundError
+
+            raise ArtifactNotFoundError(f"no trained model in {artifacts_dir} (no LATEST file)")
+        manifest = read_manifest(artifacts_dir, chosen)
+        self.version = manifest.version
+        self.feature_names = tuple(manifest.feature_names)
+        self.detector_names = tuple(d.name for d in manifest.detectors)
+        self._artifacts_dir = str(artifacts_dir.resolve())
+        self._threads = threads_per_worker
+        self._cluster: Any = None
+        if address is None:
+            self._cluster = LocalCluster(  # type: ignore[no-untyped-call]
+                n_workers=n_workers,
+                threads_per_worker=threads_per_worker,
+                processes=True,
+                dashboard_address=":0",  # any free port: the scheduler always serves HTTP
+            )
+            self.client: Any = Client(self._cluster)  # type: ignore[no-untyped-call]
+        else:
+            self.client = Client(address)  # type: ignore[no-untyped-call]
+        self.n_workers = max(1, len(self.client.scheduler_info(n_workers=-1)["workers"]))
+
+    def score(self, chunks: Iterable[Chunk]) -> Iterator[tuple[Chunk, Answers]]:
+        from anomaly_api.bulk.scoring import score_on_worker
+
+        in_flight: deque[tuple[Chunk, Any]] = deque()
+        limit = 2 * self.n_workers
+        for chunk in chunks:
+            future = self.client.submit(
+                score_on_worker,
+                self._artifacts_dir,
+                self.version,
+                chunk.X,
+                self._threads,
+                pure=False,
+            )
+            in_flight.append((chunk, future))
+            if len(in_flight) >= limit:
+                done, pending = in_flight.popleft()
+                yield done, pending.result()
+        while in_flight:
+            done, pending = in_flight.popleft()
+            yield done, pending.result()
+
+    def loads_per_worker(self) -> dict[str, dict[str, int]]:
+        """Model loads of each worker process (for tests and the summary)."""
+        from anomaly_api.bulk.scoring import worker_loads
+
+        loads: dict[str, dict[str, int]] = self.client.run(worker_loads)
+        return loads
+
+    def close(self) -> None:
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+class ServiceEngine:
+    """Scores through a running service with ``AnomalyClient.predict_many``."""
+
+    def __init__(self, url: str, api_key: str | None, version: str | None) -> None:
+        from anomaly_api.client import AnomalyClient
+
+        self._client = AnomalyClient(url, api_key=api_key)
+        info = self._client.model_info()
+        if version is not None and version != info.version:
+            from anomaly_api.data.errors import DataError
+
+            self._client.close()
+            raise DataError(f"the service at {url} serves {info.version!r}, not {version!r}")
+        self.version = info.version
+        self.feature_names = info.feature_names
+        self.detector_names = info.detector_names
+
+    def score(self, chunks: Iterable[Chunk]) -> Iterator[tuple[Chunk, Answers]]:
+        from anomaly_api.client import answer_columns
+        from anomaly_api.client._core import prediction_record
+
+        columns = answer_columns(self.detector_names)
+        for chunk in chunks:
+            predictions = self._client.predict_many(chunk.X.tolist())
+            records = [prediction_record(p, self.detector_names) for p in predictions]
+            answers: Answers = {
+                name: np.asarray(
+                    [record[i] for record in records],
+                    dtype=bool if name == "is_anomaly" else np.float64,
+                )
+                for i, name in enumerate(columns)
+            }
+            yield chunk, answers
+
+    def close(self) -> None:
+        self._client.close()

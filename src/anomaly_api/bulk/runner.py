@@ -1,0 +1,83 @@
+"""A bulk run: read and validate chunks, score them on an engine, write them atomically."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from anomaly_api.bulk.engines import Engine
+from anomaly_api.bulk.output import AtomicParquetWriter
+from anomaly_api.bulk.scoring import Answers
+from anomaly_api.bulk.tables import Chunk, file_kind, iter_chunks
+
+DEFAULT_CHUNK_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a run did."""
+
+    rows: int
+    anomalies: int
+    seconds: float
+    version: str
+    out: Path
+
+    @property
+    def rows_per_s(self) -> float:
+        """Rows scored per second of wall time (reading and writing included)."""
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        """One human-readable line."""
+        share = 100.0 * self.anomalies / self.rows if self.rows else 0.0
+        return (
+            f"scored {self.rows:,} rows with model {self.version}: {self.anomalies:,} anomalies "
+            f"({share:.2f}%) in {self.seconds:.1f} s ({self.rows_per_s:,.0f} rows/s) -> {self.out}"
+        )
+
+
+def scored_chunk(chunk: Chunk, answers: Answers) -> pd.DataFrame:
+    """The chunk's rows as read, followed by the answer's columns.
+
+    An input column named like an answer column (a label ``is_anomaly``, say) is kept
+    as ``<name>_input``.
+    """
+    frame = chunk.frame.rename(
+        columns={c: f"{c}_input" for c in answers if c in chunk.frame.columns}
+    )
+    return pd.concat([frame, pd.DataFrame(answers, index=frame.index)], axis=1)
+
+
+def run(
+    data: Path,
+    out: Path,
+    engine: Engine,
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    on_rows: Callable[[int], None] | None = None,
+) -> Summary:
+    """Score ``data`` into ``out`` (Parquet); nothing is under ``out`` unless it succeeds.
+
+    ``DataError`` stops the run at the first bad value, naming its column and row.
+    """
+    file_kind(data)
+    if data.resolve() == out.resolve():
+        from anomaly_api.data.errors import DataError
+
+        raise DataError(f"{out}: the output would overwrite the input")
+    started = time.perf_counter()
+    anomalies = 0
+    with AtomicParquetWriter(out) as writer:
+        chunks = iter_chunks(data, engine.feature_names, chunk_rows)
+        for chunk, answers in engine.score(chunks):
+            writer.write(scored_chunk(chunk, answers))
+            anomalies += int(answers["is_anomaly"].sum())
+            if on_rows is not None:
+                on_rows(len(chunk.frame))
+        writer.commit()
+    return Summary(writer.rows, anomalies, time.perf_counter() - started, engine.version, out)

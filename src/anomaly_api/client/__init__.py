@@ -1,0 +1,40 @@
+"""Python client of the anomaly-api HTTP service: ``AnomalyClient`` and ``AsyncAnomalyClient``.
+
+Needs only httpx and the standard library (pandas for ``score_frame``, imported then)::
+
+    from anomaly_api.client import AnomalyClient
+
+    with AnomalyClient("http://127.0.0.1:8000", api_key="...") as client:
+        print(client.predict([0.5, 1.2, -0.3, 0.8, 1.5, 0.2, -0.1, 0.9]).is_anomaly)
+
+Exceptions::
+
+    AnomalyApiError         the server answered an error (status_code, code, message, request_id)
+    AnomalyConnectionError  the server could not be reached, after the retries
+"""
+
+from anomaly_api.client._async import AsyncAnomalyClient
+from anomaly_api.client._core import (
+    AnomalyApiError,
+    AnomalyConnectionError,
+    DetectorVerdict,
+    Health,
+    ModelInfo,
+    Prediction,
+    RetryPolicy,
+    answer_columns,
+)
+from anomaly_api.client._sync import AnomalyClient
+
+__all__ = [
+    "AnomalyApiError",
+    "AnomalyClient",
+    "AnomalyConnectionError",
+    "AsyncAnomalyClient",
+    "DetectorVerdict",
+    "Health",
+    "ModelInfo",
+    "Prediction",
+    "RetryPolicy",
+    "answer_columns",
+]

@@ -1,0 +1,164 @@
+"""``AsyncAnomalyClient``: the asyncio client (a driver of the exchanges in ``_core``)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from anomaly_api.client import _core
+from anomaly_api.client._core import (
+    NO_RETRY,
+    ClientConfig,
+    FeatureRow,
+    Health,
+    ModelInfo,
+    Prediction,
+    RetryPolicy,
+    Send,
+)
+
+
+class AsyncAnomalyClient:
+    """Asyncio client of the anomaly-api HTTP service (same options as ``AnomalyClient``).
+
+    Parameters
+    ----------
+    base_url : str
+        The service, e.g. ``http://127.0.0.1:8000``.
+    api_key : str, optional
+        Sent as ``X-API-Key``.
+    timeout_s, connect_timeout_s : float
+        Per-request timeout, and the part of it allowed for connecting.
+    retry : RetryPolicy
+        Backoff on connection errors, 429 and 503 (``RetryPolicy(max_attempts=1)``: none).
+    max_batch_rows : int
+        Rows per ``/predict/batch`` call in ``predict_many`` (the server's cap, 1,000 by default).
+    max_concurrency : int
+        Batch calls in flight at once in ``predict_many``.
+    transport : httpx.AsyncBaseTransport, optional
+        For tests (``httpx.MockTransport``).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 30.0,
+        connect_timeout_s: float = 5.0,
+        retry: RetryPolicy | None = None,
+        max_batch_rows: int = 1000,
+        max_concurrency: int = 4,
+        seed: int | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = ClientConfig(
+            base_url=base_url,
+            api_key=api_key,
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            retry=retry or RetryPolicy(),
+            max_batch_rows=max_batch_rows,
+            max_concurrency=max_concurrency,
+            seed=seed,
+        )
+        self._rng = random.Random(seed)  # noqa: S311 - backoff jitter, not secrets
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            headers=self.config.headers(),
+            timeout=self.config.timeout(),
+            limits=self.config.limits(),
+            transport=transport,
+        )
+        self._model_info: ModelInfo | None = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the pooled connections."""
+        await self._http.aclose()
+
+    async def _run(self, exchange: _core.Exchange) -> httpx.Response:
+        action = next(exchange)
+        while True:
+            outcome: _core.Outcome = None
+            if isinstance(action, Send):
+                try:
+                    outcome = await self._http.send(action.request)
+                    await outcome.aread()
+                except httpx.TransportError as exc:
+                    outcome = exc
+            else:
+                await asyncio.sleep(action.seconds)
+            try:
+                action = exchange.send(outcome)
+            except StopIteration as done:
+                response: httpx.Response = done.value
+                return response
+
+    async def _call(
+        self, method: str, path: str, body: Any = None, **options: Any
+    ) -> httpx.Response:
+        request = _core.build_request(self._http, method, path, body)
+        policy = options.pop("policy", self.config.retry)
+        return await self._run(_core.exchange(request, policy, self._rng, **options))
+
+    async def health(self) -> Health:
+        """``GET /health``; a 503 (no model loaded) is an answer here, not an error."""
+        response = await self._call(
+            "GET", "/health", policy=NO_RETRY, accept_statuses=frozenset({503})
+        )
+        return _core.parse_health(_core.parse_json(response))
+
+    async def model_info(self, *, refresh: bool = False) -> ModelInfo:
+        """``GET /model/info`` (remembered; ``refresh=True`` asks again)."""
+        if self._model_info is None or refresh:
+            self._model_info = _core.parse_model_info(
+                _core.parse_json(await self._call("GET", "/model/info"))
+            )
+        return self._model_info
+
+    async def predict(self, row: FeatureRow, *, observation_id: str | None = None) -> Prediction:
+        """Score one reading (``POST /predict``)."""
+        body = _core.observation(row, observation_id)
+        return _core.parse_prediction(_core.parse_json(await self._call("POST", "/predict", body)))
+
+    async def predict_batch(self, rows: Sequence[FeatureRow]) -> list[Prediction]:
+        """Score at most ``max_batch_rows`` readings in one ``POST /predict/batch``."""
+        body = {"observations": [_core.observation(row) for row in rows]}
+        return _core.parse_batch(_core.parse_json(await self._call("POST", "/predict/batch", body)))
+
+    async def predict_many(self, rows: Sequence[FeatureRow]) -> list[Prediction]:
+        """Score any number of readings: ``max_batch_rows`` per call, ``max_concurrency``
+        calls at once, answers in the order of ``rows``."""
+        batches = list(_core.chunked(rows, self.config.max_batch_rows))
+        if len(batches) <= 1:
+            return await self.predict_batch(batches[0]) if batches else []
+        gate = asyncio.Semaphore(self.config.max_concurrency)
+
+        async def one(batch: Sequence[FeatureRow]) -> list[Prediction]:
+            async with gate:
+                return await self.predict_batch(batch)
+
+        answers = await asyncio.gather(*(one(batch) for batch in batches))
+        return [prediction for batch in answers for prediction in batch]
+
+    async def score_frame(self, frame: Any) -> Any:
+        """A pandas DataFrame with the answer's columns added (features found by name)."""
+        info = await self.model_info()
+        rows = _core.frame_rows(frame, info.feature_names)
+        return _core.scored_frame(frame, info.detector_names, await self.predict_many(rows))

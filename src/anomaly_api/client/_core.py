@@ -1,0 +1,477 @@
+"""What the sync and async clients share: requests, retries, parsing and result types.
+
+Nothing here does I/O. Each call is a small *exchange*: a generator that yields
+``Send(request)`` or ``Sleep(seconds)`` actions and receives the outcome of each send (a
+response or a transport error). ``AnomalyClient`` drives it with blocking calls and
+``AsyncAnomalyClient`` with ``await``, so retries and backoff are written once.
+
+Imports: the standard library and httpx only (no numpy, pandas or server code); orjson
+is used when installed (it is with the server), for ~5x faster JSON both ways.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import time
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Final
+
+import httpx
+
+try:  # optional speed-up; the client works without it
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - exercised by the import test's subprocess
+    _orjson = None  # type: ignore[assignment]
+
+__all__ = [
+    "AnomalyApiError",
+    "AnomalyConnectionError",
+    "DetectorVerdict",
+    "Health",
+    "ModelInfo",
+    "Prediction",
+    "RetryPolicy",
+    "answer_columns",
+]
+
+FeatureRow = Sequence[float] | Mapping[str, float]
+"""Feature values in the model's order, or keyed by feature name."""
+
+RETRY_STATUSES: Final = frozenset({429, 503})
+"""The only statuses retried: rate limited, and not ready / overloaded."""
+RETRY_TRANSPORT_ERRORS: Final = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+)
+"""Connection failures retried (scoring is idempotent). A read timeout is not: the
+server is slow, not gone, and a retry would only add load."""
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class AnomalyApiError(Exception):
+    """The server answered with an error: its status, ``code``, ``message`` and request id."""
+
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        *,
+        request_id: str | None = None,
+        details: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(f"{status_code} {code}: {message}")
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.details = details
+
+
+class AnomalyConnectionError(Exception):
+    """The server could not be reached, after every retry."""
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class DetectorVerdict:
+    """What one detector said: its score, its threshold and its vote."""
+
+    score: float
+    threshold: float
+    vote: bool
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The answer for one reading. ``raw`` holds the whole answer, including fields this
+    client does not know yet (``extra`` lists them)."""
+
+    observation_id: str
+    is_anomaly: bool
+    anomaly_score: float
+    confidence: float
+    model_version: str
+    cached: bool
+    inference_ms: float
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @cached_property
+    def detectors(self) -> dict[str, DetectorVerdict]:
+        """Each detector's verdict, by name (built on first use)."""
+        return {
+            name: DetectorVerdict(
+                score=float(d["score"]), threshold=float(d["threshold"]), vote=bool(d["vote"])
+            )
+            for name, d in self.raw["detectors"].items()
+        }
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Answer fields not listed above (say ``severity`` or ``contributions``)."""
+        return {k: v for k, v in self.raw.items() if k not in _PREDICTION_FIELDS}
+
+
+_PREDICTION_FIELDS: Final = frozenset(
+    {
+        "observation_id",
+        "is_anomaly",
+        "anomaly_score",
+        "confidence",
+        "model_version",
+        "detectors",
+        "cached",
+        "inference_ms",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Health:
+    """``GET /health``: ``ok``, ``degraded`` (no cache, still serving) or ``unavailable``."""
+
+    status: str
+    model_loaded: bool
+    model_version: str | None
+    cache_backend: str | None
+    cache_ok: bool | None
+    uptime_s: float
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """``GET /model/info``: the served version, its features and detectors."""
+
+    version: str
+    feature_names: tuple[str, ...]
+    detector_names: tuple[str, ...]
+    created_at: str
+    inference_backend: str | None
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def n_features(self) -> int:
+        """How many features each row must have."""
+        return len(self.feature_names)
+
+
+def answer_columns(detector_names: Iterable[str]) -> list[str]:
+    """Columns a scored table gains, in order (bulk scoring and ``score_frame`` agree).
+
+    One score column per detector, named ``<detector>_score``. Later answer fields
+    (severity, contributions) are added here and in ``prediction_record``.
+    """
+    return ["is_anomaly", "anomaly_score", "confidence", *(f"{n}_score" for n in detector_names)]
+
+
+def prediction_record(prediction: Prediction, detector_names: Sequence[str]) -> list[Any]:
+    """One row of ``answer_columns(detector_names)`` for a ``Prediction``."""
+    return [
+        prediction.is_anomaly,
+        prediction.anomaly_score,
+        prediction.confidence,
+        *(prediction.detectors[name].score for name in detector_names),
+    ]
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_prediction(data: Mapping[str, Any]) -> Prediction:
+    """A ``Prediction`` from one answer of ``/predict`` or ``/predict/batch``."""
+    return Prediction(
+        observation_id=str(data["observation_id"]),
+        is_anomaly=bool(data["is_anomaly"]),
+        anomaly_score=float(data["anomaly_score"]),
+        confidence=float(data["confidence"]),
+        model_version=str(data["model_version"]),
+        cached=bool(data.get("cached", False)),
+        inference_ms=float(data.get("inference_ms", 0.0)),
+        raw=data,
+    )
+
+
+def parse_batch(data: Mapping[str, Any]) -> list[Prediction]:
+    """The ``Prediction`` of each observation of a ``/predict/batch`` answer, in order."""
+    return [parse_prediction(item) for item in data["predictions"]]
+
+
+def parse_health(data: Mapping[str, Any]) -> Health:
+    """A ``Health`` from ``/health``."""
+    cache = data.get("cache") or {}
+    return Health(
+        status=str(data["status"]),
+        model_loaded=bool(data["model_loaded"]),
+        model_version=data.get("model_version"),
+        cache_backend=cache.get("backend"),
+        cache_ok=cache.get("ok"),
+        uptime_s=float(data.get("uptime_s", 0.0)),
+        raw=data,
+    )
+
+
+def parse_model_info(data: Mapping[str, Any]) -> ModelInfo:
+    """A ``ModelInfo`` from ``/model/info``."""
+    return ModelInfo(
+        version=str(data["version"]),
+        feature_names=tuple(str(n) for n in data["feature_names"]),
+        detector_names=tuple(str(d["name"]) for d in data["detectors"]),
+        created_at=str(data.get("created_at", "")),
+        inference_backend=data.get("inference_backend"),
+        raw=data,
+    )
+
+
+def error_from(response: httpx.Response) -> AnomalyApiError:
+    """The ``AnomalyApiError`` of a non-2xx response, from the API's error body if any."""
+    request_id = response.headers.get("x-request-id")
+    try:
+        body = parse_json(response)
+    except ValueError:
+        body = None
+    info = body.get("error") if isinstance(body, dict) else None
+    if isinstance(info, dict):
+        return AnomalyApiError(
+            response.status_code,
+            str(info.get("code", "http_error")),
+            str(info.get("message", response.reason_phrase)),
+            request_id=info.get("request_id") or request_id,
+            details=info.get("details"),
+        )
+    text = response.text.strip().splitlines()[0] if response.text.strip() else ""
+    return AnomalyApiError(
+        response.status_code,
+        "http_error",
+        text or response.reason_phrase,
+        request_id=request_id,
+    )
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def observation(row: FeatureRow, observation_id: str | None = None) -> dict[str, Any]:
+    """One reading as the API takes it (a list in model order, or a dict by name)."""
+    features: Any = dict(row) if isinstance(row, Mapping) else list(row)
+    body: dict[str, Any] = {"features": features}
+    if observation_id is not None:
+        body["observation_id"] = observation_id
+    return body
+
+
+def json_content(body: Any) -> bytes:
+    """Compact JSON bytes. NaN and infinity are refused here (stdlib) or sent as ``null``
+    (orjson), which the server refuses with a 422 naming the observation."""
+    if _orjson is not None:
+        return _orjson.dumps(body)
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+
+
+def parse_json(response: httpx.Response) -> Any:
+    """The response body as JSON."""
+    if _orjson is not None:
+        return _orjson.loads(response.content)
+    return json.loads(response.content)
+
+
+def chunked(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """``rows`` in consecutive slices of at most ``size``."""
+    if size < 1:
+        raise ValueError(f"max_batch_rows must be at least 1, got {size}")
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+# --------------------------------------------------------------------------- retries
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, on connection errors, 429 and 503 only.
+
+    The delay before retry ``n`` (1-based) is uniform in ``[0, min(max_delay_s,
+    base_delay_s * 2**(n-1))]``; a ``Retry-After`` header, when present, is honoured
+    instead (capped at ``max_retry_after_s``).
+    """
+
+    max_attempts: int = 4
+    base_delay_s: float = 0.2
+    max_delay_s: float = 5.0
+    max_retry_after_s: float = 60.0
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1-based)."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_retry_after_s)
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
+        return rng.uniform(0.0, ceiling)
+
+
+NO_RETRY: Final = RetryPolicy(max_attempts=1)
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """A ``Retry-After`` header as seconds: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
+
+
+@dataclass(frozen=True)
+class Send:
+    """Action: send this request and feed back the response or the transport error."""
+
+    request: httpx.Request
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Action: wait this long, then feed back ``None``."""
+
+    seconds: float
+
+
+Outcome = httpx.Response | httpx.TransportError | None
+Exchange = Generator[Send | Sleep, Outcome, httpx.Response]
+
+
+def exchange(
+    request: httpx.Request,
+    policy: RetryPolicy,
+    rng: random.Random,
+    *,
+    retry_statuses: frozenset[int] = RETRY_STATUSES,
+    accept_statuses: frozenset[int] = frozenset(),
+) -> Exchange:
+    """Send ``request`` until it succeeds or the retries run out; returns the response.
+
+    A 2xx response (or one in ``accept_statuses``) is returned; other statuses raise
+    ``AnomalyApiError`` (at once, unless in ``retry_statuses``); transport errors are
+    retried when listed in ``RETRY_TRANSPORT_ERRORS`` and raise ``AnomalyConnectionError``
+    once the attempts are used up.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        outcome = yield Send(request)
+        retry_after: float | None = None
+        if isinstance(outcome, httpx.Response):
+            if outcome.is_success or outcome.status_code in accept_statuses:
+                return outcome
+            if outcome.status_code not in retry_statuses or attempt >= policy.max_attempts:
+                raise error_from(outcome)
+            retry_after = retry_after_seconds(outcome.headers.get("retry-after"))
+        elif isinstance(outcome, RETRY_TRANSPORT_ERRORS):
+            if attempt >= policy.max_attempts:
+                raise AnomalyConnectionError(
+                    f"{request.method} {request.url}: {type(outcome).__name__}: {outcome} "
+                    f"(after {attempt} attempts)"
+                ) from outcome
+        elif isinstance(outcome, httpx.TransportError):
+            raise AnomalyConnectionError(
+                f"{request.method} {request.url}: {type(outcome).__name__}: {outcome}"
+            ) from outcome
+        else:  # pragma: no cover - a driver bug
+            raise TypeError(f"unexpected outcome {outcome!r}")
+        yield Sleep(policy.delay(attempt, retry_after, rng))
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Everything both clients are configured with."""
+
+    base_url: str
+    api_key: str | None = None
+    timeout_s: float = 30.0
+    connect_timeout_s: float = 5.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_batch_rows: int = 1000
+    max_concurrency: int = 4
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_batch_rows < 1:
+            raise ValueError(f"max_batch_rows must be at least 1, got {self.max_batch_rows}")
+        if self.max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {self.max_concurrency}")
+
+    def headers(self) -> dict[str, str]:
+        """Headers sent with every request."""
+        headers = {"Accept": "application/json", "User-Agent": "anomaly-api-client"}
+        if self.api_key:
+            headers["X-API-Key"] = self.api_key
+        return headers
+
+    def timeout(self) -> httpx.Timeout:
+        """The httpx timeout: ``timeout_s`` overall, ``connect_timeout_s`` to connect."""
+        return httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s)
+
+    def limits(self) -> httpx.Limits:
+        """Enough pooled connections for ``max_concurrency`` batch calls."""
+        return httpx.Limits(
+            max_connections=max(self.max_concurrency, 10),
+            max_keepalive_connections=max(self.max_concurrency, 10),
+        )
+
+
+def build_request(
+    client: httpx.Client | httpx.AsyncClient, method: str, path: str, body: Any = None
+) -> httpx.Request:
+    """A request on ``client`` (its base URL and headers), with a JSON body if any."""
+    if body is None:
+        return client.build_request(method, path)
+    return client.build_request(
+        method, path, content=json_content(body), headers={"Content-Type": "application/json"}
+    )
+
+
+def frame_rows(frame: Any, feature_names: Sequence[str]) -> list[list[float]]:
+    """The feature columns of a pandas DataFrame as row lists in model order.
+
+    Raises ``KeyError`` naming the first missing feature column.
+    """
+    missing = [name for name in feature_names if name not in frame.columns]
+    if missing:
+        raise KeyError(
+            f"feature column {missing[0]!r} not found; columns are {list(frame.columns)}"
+        )
+    values: list[list[float]] = frame[list(feature_names)].astype("float64").values.tolist()
+    return values
+
+
+def scored_frame(
+    frame: Any, detector_names: Sequence[str], predictions: Sequence[Prediction]
+) -> Any:
+    """``frame`` with the answer's columns added (pandas imported lazily)."""
+    import pandas as pd
+
+    answers = pd.DataFrame(
+        [prediction_record(p, detector_names) for p in predictions],
+        columns=answer_columns(detector_names),
+        index=frame.index,
+    )
+    answers["is_anomaly"] = answers["is_anomaly"].astype(bool)
+    return pd.concat([frame, answers], axis=1)

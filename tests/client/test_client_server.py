@@ -1,0 +1,146 @@
+"""Both clients against a real ``anomaly-api serve`` process over the tiny model."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from anomaly_api.client import (
+    AnomalyApiError,
+    AnomalyClient,
+    AsyncAnomalyClient,
+    RetryPolicy,
+    answer_columns,
+)
+from client.conftest import API_KEY, start_server, stop
+from redis_server import free_port
+
+FEATURES = [f"f{i}" for i in range(8)]
+
+
+def rows(n: int, seed: int = 0) -> list[list[float]]:
+    data = np.random.default_rng(seed).normal(size=(n, 8))
+    data[::50] *= 9.0  # some clear anomalies
+    return data.tolist()
+
+
+def test_health_and_model_info(server_url: str) -> None:
+    with AnomalyClient(server_url) as client:
+        health = client.health()
+        info = client.model_info()
+    assert health.status == "ok"
+    assert health.model_loaded
+    assert health.model_version == "tiny-1"
+    assert info.version == "tiny-1"
+    assert info.feature_names == tuple(FEATURES)
+    assert info.detector_names == ("isolation_forest", "local_outlier_factor", "zscore")
+
+
+def test_predict_many_matches_one_batch_in_order(server_url: str) -> None:
+    data = rows(2_345)
+    with AnomalyClient(server_url, max_batch_rows=400, max_concurrency=3) as client:
+        many = client.predict_many(data)
+        single = [client.predict(row) for row in data[:5]]
+        batch = client.predict_batch(data[:400])
+    assert len(many) == 2_345
+    assert [p.anomaly_score for p in many[:400]] == [p.anomaly_score for p in batch]
+    assert [p.anomaly_score for p in many[:5]] == [p.anomaly_score for p in single]
+    assert 0 < sum(p.is_anomaly for p in many) < 2_345
+    assert all(p.model_version == "tiny-1" for p in many)
+
+
+def test_features_by_name_give_the_same_answer(server_url: str) -> None:
+    row = rows(1)[0]
+    with AnomalyClient(server_url) as client:
+        by_position = client.predict(row)
+        by_name = client.predict(dict(zip(reversed(FEATURES), reversed(row), strict=True)))
+    assert by_name.anomaly_score == by_position.anomaly_score
+
+
+def test_server_errors_carry_code_message_and_request_id(server_url: str) -> None:
+    with AnomalyClient(server_url) as client, pytest.raises(AnomalyApiError) as caught:
+        client.predict([1.0, 2.0])
+    error = caught.value
+    assert error.status_code == 422
+    assert error.code == "invalid_features"
+    assert "expected 8 features" in error.message
+    assert error.request_id
+
+
+def test_score_frame_adds_the_answer_columns(server_url: str) -> None:
+    data = rows(1_500, seed=3)
+    frame = pd.DataFrame(data, columns=FEATURES)
+    frame.insert(0, "sensor", [f"s{i % 4}" for i in range(len(frame))])
+    frame = frame[["sensor", *reversed(FEATURES)]]  # columns in any order
+    with AnomalyClient(server_url, max_batch_rows=1000) as client:
+        scored = client.score_frame(frame)
+        expected = client.predict_many(data)
+    detectors = ["isolation_forest", "local_outlier_factor", "zscore"]
+    assert list(scored.columns) == [*frame.columns, *answer_columns(detectors)]
+    assert scored["anomaly_score"].tolist() == [p.anomaly_score for p in expected]
+    assert scored["is_anomaly"].dtype == bool
+    assert scored["sensor"].tolist() == frame["sensor"].tolist()
+
+
+def test_score_frame_names_a_missing_column(server_url: str) -> None:
+    frame = pd.DataFrame(rows(3), columns=FEATURES).drop(columns=["f5"])
+    with AnomalyClient(server_url) as client, pytest.raises(KeyError, match="'f5'"):
+        client.score_frame(frame)
+
+
+async def test_async_client_against_the_server(server_url: str) -> None:
+    data = rows(1_234, seed=5)
+    async with AsyncAnomalyClient(server_url, max_batch_rows=300, max_concurrency=2) as client:
+        info = await client.model_info()
+        many = await client.predict_many(data)
+        health = await client.health()
+    with AnomalyClient(server_url) as client:
+        reference = client.predict_many(data)
+    assert info.version == "tiny-1"
+    assert health.status == "ok"
+    assert [p.anomaly_score for p in many] == [p.anomaly_score for p in reference]
+
+
+def test_api_key(keyed_server_url: str) -> None:
+    with AnomalyClient(keyed_server_url, api_key=API_KEY) as client:
+        assert client.predict(rows(1)[0]).model_version == "tiny-1"
+    with AnomalyClient(keyed_server_url) as client, pytest.raises(AnomalyApiError) as missing:
+        client.predict(rows(1)[0])
+    with (
+        AnomalyClient(keyed_server_url, api_key="wrong") as client,
+        pytest.raises(AnomalyApiError) as wrong,
+    ):
+        client.predict(rows(1)[0])
+    assert (missing.value.status_code, missing.value.code) == (401, "missing_api_key")
+    assert (wrong.value.status_code, wrong.value.code) == (403, "invalid_api_key")
+
+
+def test_connection_errors_are_retried_until_the_server_is_up(
+    artifacts_copy: Path, tmp_path: Path
+) -> None:
+    """The client starts before the server: refused connections are retried with backoff."""
+    port = free_port()
+    outcome: dict[str, object] = {}
+    retry = RetryPolicy(max_attempts=200, base_delay_s=0.05, max_delay_s=0.5)
+
+    def call() -> None:
+        with AnomalyClient(f"http://127.0.0.1:{port}", retry=retry) as client:
+            try:
+                outcome["prediction"] = client.predict(rows(1)[0])
+            except Exception as exc:  # reported below
+                outcome["error"] = exc
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    process = start_server(artifacts_copy, tmp_path, port)
+    try:
+        caller.join(timeout=90)
+    finally:
+        stop(process)
+    assert not caller.is_alive()
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["prediction"].model_version == "tiny-1"  # type: ignore[attr-defined]
