@@ -9,6 +9,7 @@ minute, same keys, numbers meaningless (CI runs it so the suite cannot rot).
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import platform
 import statistics
@@ -23,8 +24,10 @@ from typing import Any
 import numpy as np
 import orjson
 
+from anomaly_api.testing import HOST
 from bench.hotpath import batches_in_background, json_parsers, predictor_costs
 from bench.inprocess import batch_split, model_scoring
+from bench.lag_probe import PATH as LAG_PATH
 from bench.load import batch_body, post_many, run_wrk
 from bench.report import CONNECTIONS, ratios, table, targets
 from bench.servers import ROOT, Server, redis_server, uvicorn_server
@@ -35,6 +38,8 @@ SERVICE_APP = "anomaly_api.api.app:create_app"
 BACKENDS = ("fast", "numpy", "sklearn")
 """Values of ANOMALY_INFERENCE_BACKEND: the compiled C kernel, NumPy, scikit-learn."""
 BARE_APP = "bench.bare_app:app"
+PROBED_APP = "bench.lag_probe:create_probed_app"
+"""The service plus the bench-only event-loop lag / GC probe (``--lag-probe``)."""
 
 
 def prepare_artifact(artifacts_dir: Path) -> None:
@@ -87,16 +92,36 @@ def start_times(env: dict[str, str], count: int) -> list[float]:
     return times
 
 
-def service_server(name: str, env: dict[str, str]) -> AbstractContextManager[Server]:
-    """The service, built by its app factory, under uvicorn with one worker."""
-    return uvicorn_server(name, SERVICE_APP, env, factory=True, ready_path="/health/ready")
+def service_server(
+    name: str, env: dict[str, str], *, lag_probe: bool = False
+) -> AbstractContextManager[Server]:
+    """The service, built by its app factory, under uvicorn with one worker (with the
+    lag probe's extra route when ``lag_probe``)."""
+    app = PROBED_APP if lag_probe else SERVICE_APP
+    return uvicorn_server(name, app, env, factory=True, ready_path="/health/ready")
+
+
+def lag_window(server: Server) -> dict[str, Any]:
+    """The probe's recording since its previous call (and a new window from now)."""
+    conn = http.client.HTTPConnection(HOST, server.port, timeout=10)
+    try:
+        conn.request("GET", LAG_PATH)
+        response = conn.getresponse()
+        payload = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{LAG_PATH} answered {response.status}: {payload[:200]!r}")
+        window: dict[str, Any] = orjson.loads(payload)
+        return window
+    finally:
+        conn.close()
 
 
 class Run:
     """One benchmark run: its budgets, its model and the results gathered so far."""
 
-    def __init__(self, smoke: bool, workdir: Path) -> None:
+    def __init__(self, smoke: bool, workdir: Path, *, lag_probe: bool = False) -> None:
         self.smoke = smoke
+        self.lag_probe = lag_probe
         self.workdir = workdir
         self.duration = 1.0 if smoke else 10.0  # each wrk run at 1/16/64 connections
         self.short = 1.0 if smoke else 5.0  # each cache hit/miss run
@@ -106,11 +131,17 @@ class Run:
         self.results: dict[str, Any] = {"http_predict": {}, "cache": {}, "servers": {}}
 
     def wrk(self, server: Server, connections: int, duration: float, *, unique: bool) -> Any:
-        """One wrk run against ``/predict``, as a dict."""
+        """One wrk run against ``/predict``, as a dict (with the lag probe's window of the
+        run under ``lag_probe`` when it is on and the server is the service)."""
+        probed = self.lag_probe and server.name != "bare"
+        if probed:
+            lag_window(server)  # starts the probe, or drops what came before this run
         result = run_wrk(
             server.port, "/predict", connections, duration, unique=unique, workdir=self.workdir
-        )
-        return result.as_dict()
+        ).as_dict()
+        if probed:
+            result["lag_probe"] = lag_window(server)
+        return result
 
     def in_process(self) -> None:
         """Model scoring alone and the batch split, without HTTP."""
@@ -143,7 +174,7 @@ class Run:
     def service(self, backend: str) -> None:
         """The service on ``backend``: /predict at 1/16/64 connections, batches, cache."""
         env = service_env(self.artifacts_dir, backend)
-        with service_server(backend, env) as s:
+        with service_server(backend, env, lag_probe=self.lag_probe) as s:
             self.results["http_predict"][backend] = {
                 str(c): self.wrk(s, c, self.duration, unique=True) for c in CONNECTIONS
             }
@@ -231,6 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="quick pass; numbers meaningless")
     parser.add_argument(
+        "--lag-probe",
+        action="store_true",
+        help="record event-loop lag and GC pauses in the service during each wrk run",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         help="JSON file (default: bench/results/latest.json; smoke: in the temp dir)",
@@ -243,8 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     out: Path = args.out or default
     meta = metadata(args.smoke)
+    meta["lag_probe"] = args.lag_probe
     with tempfile.TemporaryDirectory(prefix="anomaly-bench-") as tmp:
-        results = Run(args.smoke, Path(tmp)).all()
+        results = Run(args.smoke, Path(tmp), lag_probe=args.lag_probe).all()
     meta["load_average_after"] = os.getloadavg()
     results = {"meta": meta, **results}
     out.parent.mkdir(parents=True, exist_ok=True)

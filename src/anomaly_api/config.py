@@ -82,6 +82,19 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest request body accepted (413 beyond)."
     )
+    max_discard_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=0,
+        description="Before a 413, read and throw away the rest of an oversized body up to this "
+        "many bytes in all, so that clients which write the whole body before reading (Python's "
+        "urllib) see the 413 rather than a connection reset; beyond it the connection is closed "
+        "unread (0: never discard).",
+    )
+    max_discard_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Longest time spent discarding the rest of an oversized body before the 413.",
+    )
     max_observation_id_length: int = Field(
         default=128, ge=1, description="Longest `observation_id` accepted (422 beyond)."
     )

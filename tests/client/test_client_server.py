@@ -16,8 +16,8 @@ from anomaly_api.client import (
     RetryPolicy,
     answer_columns,
 )
-from client.conftest import API_KEY, start_server, stop
-from redis_server import free_port
+from anomaly_api.testing import ServerProcess
+from client.conftest import API_KEY
 
 FEATURES = [f"f{i}" for i in range(8)]
 
@@ -123,12 +123,13 @@ def test_connection_errors_are_retried_until_the_server_is_up(
     artifacts_copy: Path, tmp_path: Path
 ) -> None:
     """The client starts before the server: refused connections are retried with backoff."""
-    port = free_port()
     outcome: dict[str, object] = {}
     retry = RetryPolicy(max_attempts=200, base_delay_s=0.05, max_delay_s=0.5)
+    # The process takes seconds to bind its port: the client's first calls are refused.
+    server = ServerProcess(tmp_path, {"ANOMALY_ARTIFACTS_DIR": str(artifacts_copy)})
 
     def call() -> None:
-        with AnomalyClient(f"http://127.0.0.1:{port}", retry=retry) as client:
+        with AnomalyClient(server.url, retry=retry) as client:
             try:
                 outcome["prediction"] = client.predict(rows(1)[0])
             except Exception as exc:  # reported below
@@ -136,11 +137,10 @@ def test_connection_errors_are_retried_until_the_server_is_up(
 
     caller = threading.Thread(target=call)
     caller.start()
-    process = start_server(artifacts_copy, tmp_path, port)
     try:
         caller.join(timeout=90)
     finally:
-        stop(process)
+        server.stop()
     assert not caller.is_alive()
     assert "error" not in outcome, outcome.get("error")
     assert outcome["prediction"].model_version == "tiny-1"  # type: ignore[attr-defined]

@@ -88,7 +88,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     # Innermost first. The request-id middleware must stay the last one added.
-    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_discard_bytes=settings.max_discard_bytes,
+        max_discard_s=settings.max_discard_s,
+    )
     app.add_middleware(HeaderSizeLimitMiddleware, max_header_bytes=settings.max_header_bytes)
     app.add_middleware(
         RequestContextMiddleware,
