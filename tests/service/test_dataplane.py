@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -158,3 +159,19 @@ async def test_errors_are_the_service_errors(tiny_artifacts_dir: Path, tmp_path:
             await DataPlane(loaded).predict([NORMAL, NORMAL[:3]])
     finally:
         await loaded.close()
+
+
+@pytest.mark.parametrize("rows", [1, 40])
+async def test_contributions_are_sorted_the_same_on_both_sort_paths(
+    runtime: ServiceRuntime, rows: int
+) -> None:
+    """A few rows are sorted in Python, many with one NumPy argsort: the same order."""
+    names = runtime.require_predictor().feature_names
+    readings = [[float((i * 7 + j) % 5) for j in range(len(names))] for i in range(rows)]
+    answers = (await DataPlane(runtime).predict(readings, top_k=3)).predictions
+    for answer, reading in zip(answers, readings, strict=True):
+        predictor = runtime.require_predictor()
+        (prediction,) = predictor.score(np.array([reading]))
+        expected = sorted(range(len(names)), key=lambda i, s=prediction.shares: (-s[i], i))[:3]
+        assert [c.feature for c in answer.contributions] == [names[i] for i in expected]
+        assert [c.share for c in answer.contributions] == [prediction.shares[i] for i in expected]
