@@ -6,8 +6,8 @@ Pydantic model. Deliberately neither ``frozen`` (4x slower to build: every field
 through ``object.__setattr__``) nor ``slots`` (orjson serialises slotted dataclasses ~5x
 slower); measured on 1,000 answers with timeit. The HTTP API's response models
 (``anomaly_api.api.schemas.PredictResponse`` and kin) are generated from these classes, so
-the documented schema and the JSON sent can never drift apart. A new per-row field (say
-``severity``) is added here and filled in ``DataPlane``; nothing else changes.
+the documented schema and the JSON sent can never drift apart. A new per-row field (as
+``severity`` was) is added here and filled in ``DataPlane``; nothing else changes.
 """
 
 from __future__ import annotations
