@@ -46,6 +46,11 @@ async def test_model_info(client: httpx.AsyncClient, tiny_artifacts_dir: Path) -
     assert all(isinstance(d["threshold"], float) for d in info["detectors"])
     assert "2 of 3" in info["vote_rule"]
     assert info["min_votes"] == 2
+    # How inputs are scaled and how contributions and severity are computed.
+    assert set(info["scaling"]) == set(info["feature_names"])
+    assert {"center", "scale"} <= set(info["scaling"]["f0"])
+    assert "share" in info["contributions"]
+    assert "anomaly_score" in info["severity"]
     assert "scikit-learn" in info["library_versions"]
     assert info["created_at"].startswith("20")
     assert info["inference_backend"] in {"fast", "sklearn"}

@@ -10,11 +10,14 @@ from anomaly_api.config import Settings
 from api_testing import ANOMALOUS, NORMAL, open_app
 
 DETECTORS = {"isolation_forest", "local_outlier_factor", "zscore"}
+FEATURE_NAMES = [f"f{i}" for i in range(8)]
 PREDICTION_FIELDS = {
     "observation_id",
     "is_anomaly",
     "anomaly_score",
     "confidence",
+    "severity",
+    "contributions",
     "model_version",
     "inference_ms",
     "detectors",
@@ -37,6 +40,30 @@ def assert_consistent(prediction: dict[str, object]) -> None:
     assert prediction["is_anomaly"] == (prediction["anomaly_score"] > 0)  # type: ignore[operator]
     assert 0.5 <= prediction["confidence"] <= 1.0  # type: ignore[operator]
     assert prediction["inference_ms"] >= 0  # type: ignore[operator]
+    severity = prediction["severity"]
+    assert isinstance(severity, float)
+    assert 0.0 <= severity < 1.0
+    assert (severity > 0.0) == prediction["is_anomaly"]
+    assert_contributions(prediction, k=len(FEATURE_NAMES))
+
+
+def assert_contributions(prediction: dict[str, object], k: int) -> None:
+    """``k`` distinct features, largest share first, shares non-negative; all of them sum to 1."""
+    contributions = prediction["contributions"]
+    assert isinstance(contributions, list)
+    assert len(contributions) == k
+    assert all(set(c) == {"feature", "share", "why"} for c in contributions)
+    assert all(c["why"] is None for c in contributions)
+    features = [c["feature"] for c in contributions]
+    assert len(set(features)) == k
+    assert set(features) <= set(FEATURE_NAMES)
+    shares = [c["share"] for c in contributions]
+    assert all(share >= 0.0 for share in shares)
+    assert shares == sorted(shares, reverse=True)
+    if k == len(FEATURE_NAMES):
+        assert sum(shares) == pytest.approx(1.0, abs=1e-12)
+    else:
+        assert sum(shares) <= 1.0 + 1e-12
 
 
 async def test_seed_normal_body(client: httpx.AsyncClient) -> None:
@@ -50,6 +77,7 @@ async def test_seed_normal_body(client: httpx.AsyncClient) -> None:
     assert body["model_version"] == "tiny-1"
     assert body["is_anomaly"] is False
     assert body["cached"] is False
+    assert body["severity"] == 0.0
 
 
 async def test_seed_anomalous_body(client: httpx.AsyncClient) -> None:
@@ -62,6 +90,7 @@ async def test_seed_anomalous_body(client: httpx.AsyncClient) -> None:
     assert body["is_anomaly"] is True
     assert body["anomaly_score"] > 0
     assert body["confidence"] > 0.9
+    assert body["severity"] > 0.0
 
 
 async def test_observation_id_is_generated_when_absent(client: httpx.AsyncClient) -> None:
@@ -86,8 +115,9 @@ async def test_features_keyed_by_name_match_the_array_form(client: httpx.AsyncCl
     shuffled = dict(reversed(list(named.items())))
     by_array = (await client.post("/predict", json={"features": ANOMALOUS})).json()
     by_name = (await client.post("/predict", json={"features": shuffled})).json()
-    for field in ("is_anomaly", "anomaly_score", "confidence", "detectors"):
+    for field in ("is_anomaly", "anomaly_score", "confidence", "severity", "contributions"):
         assert by_name[field] == by_array[field]
+    assert by_name["detectors"] == by_array["detectors"]
 
 
 async def test_batch_of_the_seed_bodies(client: httpx.AsyncClient) -> None:
@@ -119,6 +149,72 @@ async def test_batch_answers_equal_single_answers(client: httpx.AsyncClient) -> 
     for single, item in zip(singles, batch.json()["predictions"], strict=False):
         assert single["anomaly_score"] == item["anomaly_score"]
         assert single["detectors"] == item["detectors"]
+        assert single["severity"] == item["severity"]
+        assert single["contributions"] == item["contributions"]
+
+
+async def test_top_k_keeps_the_largest_contributions(client: httpx.AsyncClient) -> None:
+    full = (await client.post("/predict", json={"features": ANOMALOUS})).json()
+    for k in (1, 3, len(FEATURE_NAMES)):
+        response = await client.post("/predict", json={"features": ANOMALOUS, "top_k": k})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert_contributions(body, k=k)
+        assert body["contributions"] == full["contributions"][:k]
+        assert body["severity"] == full["severity"]
+
+
+async def test_batch_top_k_applies_to_every_answer(client: httpx.AsyncClient) -> None:
+    observations = [{"features": NORMAL}, {"features": ANOMALOUS}]
+    response = await client.post("/predict/batch", json={"observations": observations, "top_k": 2})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    PredictBatchResponse.model_validate(body, strict=True)
+    for prediction in body["predictions"]:
+        assert_contributions(prediction, k=2)
+
+
+@pytest.mark.parametrize("top_k", [0, -1, 9, 1.5, "3", True, None])
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
+async def test_bad_top_k_is_a_422(client: httpx.AsyncClient, path: str, top_k: object) -> None:
+    reading = {"features": ANOMALOUS}
+    body = reading if path == "/predict" else {"observations": [reading]}
+    response = await client.post(path, json={**body, "top_k": top_k})
+    if top_k is None:  # null is "not asked": every feature
+        assert response.status_code == 200, response.text
+        return
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert error["message"].startswith("top_k: ")
+    assert error["details"][0]["loc"] == ["top_k"]
+
+
+async def test_top_k_belongs_to_the_batch_not_its_readings(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/predict/batch", json={"observations": [{"features": NORMAL, "top_k": 2}]}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"][0]["loc"] == ["observations", 0, "top_k"]
+
+
+async def test_severity_is_monotone_in_the_anomaly_score(client: httpx.AsyncClient) -> None:
+    # From the normal reading out to far beyond the anomalous one.
+    rows = [
+        [n + t * (a - n) for n, a in zip(NORMAL, ANOMALOUS, strict=True)]
+        for t in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 100.0)
+    ]
+    response = await client.post(
+        "/predict/batch", json={"observations": [{"features": r} for r in rows]}
+    )
+    predictions = response.json()["predictions"]
+    by_score = sorted(predictions, key=lambda p: p["anomaly_score"])
+    severities = [p["severity"] for p in by_score]
+    assert severities == sorted(severities)
+    assert severities[0] == 0.0
+    assert severities[-1] > 0.5
+    for p in predictions:
+        assert (p["severity"] > 0.0) == (p["anomaly_score"] > 0.0)
 
 
 class CountingCache:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from anomaly_api.service.answers import Answer, BatchAnswer
+from anomaly_api.service.answers import Answer, BatchAnswer, Contribution
 from anomaly_api.service.dataplane import DataPlane, ScoredBatch
-from anomaly_api.service.errors import InvalidFeaturesError, ModelNotReadyError
+from anomaly_api.service.errors import (
+    InvalidFeaturesError,
+    InvalidInputError,
+    ModelNotReadyError,
+)
 from anomaly_api.service.metrics import ServiceMetrics
 from anomaly_api.service.runtime import ServiceRuntime
 from api_testing import ANOMALOUS, NORMAL, make_settings
@@ -50,11 +56,53 @@ async def test_answers_are_typed_in_order_with_ids(runtime: ServiceRuntime) -> N
         "is_anomaly",
         "anomaly_score",
         "confidence",
+        "severity",
+        "contributions",
         "model_version",
         "inference_ms",
         "detectors",
         "cached",
     }
+
+
+async def test_answers_carry_severity_and_sorted_contributions(runtime: ServiceRuntime) -> None:
+    dataplane = DataPlane(runtime)
+    names = runtime.require_predictor().feature_names
+    normal, anomalous = (await dataplane.predict([NORMAL, ANOMALOUS])).predictions
+    assert normal.severity == 0.0
+    assert 0.0 < anomalous.severity < 1.0
+    for answer in (normal, anomalous):
+        assert all(isinstance(c, Contribution) for c in answer.contributions)
+        assert sorted(c.feature for c in answer.contributions) == sorted(names)
+        shares = [c.share for c in answer.contributions]
+        assert shares == sorted(shares, reverse=True)
+        assert min(shares) >= 0.0
+        assert sum(shares) == pytest.approx(1.0, abs=1e-12)
+    (top,) = (await dataplane.predict([ANOMALOUS], top_k=2)).predictions
+    assert top.contributions == anomalous.contributions[:2]
+    assert orjson.loads(orjson.dumps(top.contributions[0])) == {
+        "feature": top.contributions[0].feature,
+        "share": top.contributions[0].share,
+        "why": None,
+    }
+
+
+@pytest.mark.parametrize("top_k", [0, 9])
+async def test_top_k_outside_the_features_is_invalid_input(
+    runtime: ServiceRuntime, top_k: int
+) -> None:
+    with pytest.raises(InvalidInputError, match="top_k must be between 1 and 8"):
+        await DataPlane(runtime).predict([NORMAL], top_k=top_k)
+
+
+async def test_cached_answers_equal_fresh_ones_but_for_the_flag(runtime: ServiceRuntime) -> None:
+    dataplane = DataPlane(runtime)
+    fresh = (await dataplane.predict([NORMAL, ANOMALOUS], ["a", "b"])).predictions
+    cached = (await dataplane.predict([NORMAL, ANOMALOUS], ["a", "b"])).predictions
+    assert [a.cached for a in fresh] == [False, False]
+    assert [a.cached for a in cached] == [True, True]
+    for before, after in zip(fresh, cached, strict=True):
+        assert dataclasses.replace(after, cached=False, inference_ms=before.inference_ms) == before
 
 
 async def test_every_prediction_metric_is_recorded_by_the_data_plane(
@@ -111,3 +159,19 @@ async def test_errors_are_the_service_errors(tiny_artifacts_dir: Path, tmp_path:
             await DataPlane(loaded).predict([NORMAL, NORMAL[:3]])
     finally:
         await loaded.close()
+
+
+@pytest.mark.parametrize("rows", [1, 40])
+async def test_contributions_are_sorted_the_same_on_both_sort_paths(
+    runtime: ServiceRuntime, rows: int
+) -> None:
+    """A few rows are sorted in Python, many with one NumPy argsort: the same order."""
+    names = runtime.require_predictor().feature_names
+    readings = [[float((i * 7 + j) % 5) for j in range(len(names))] for i in range(rows)]
+    answers = (await DataPlane(runtime).predict(readings, top_k=3)).predictions
+    for answer, reading in zip(answers, readings, strict=True):
+        predictor = runtime.require_predictor()
+        (prediction,) = predictor.score(np.array([reading]))
+        expected = sorted(range(len(names)), key=lambda i, s=prediction.shares: (-s[i], i))[:3]
+        assert [c.feature for c in answer.contributions] == [names[i] for i in expected]
+        assert [c.share for c in answer.contributions] == [prediction.shares[i] for i in expected]

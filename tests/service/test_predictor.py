@@ -144,15 +144,18 @@ async def test_an_unreadable_cache_entry_is_a_miss(tiny_artifacts_dir: Path) -> 
 
 
 def test_codec_round_trips_exactly() -> None:
-    codec = PredictionCodec(3)
+    codec = PredictionCodec(3, 4)
     prediction = Prediction(
         is_anomaly=True,
         anomaly_score=1.7976931348623157e308,
         confidence=0.5000000000000001,
         scores=(-0.1, -5e-324, 3.0),
         votes=(True, False, True),
+        severity=0.9999999999999999,
+        shares=(0.1, 0.2, 0.30000000000000004, 0.39999999999999997),
     )
     decoded = codec.decode(codec.encode(prediction))
     assert decoded == dataclasses.replace(prediction, cached=True)
     assert codec.decode(codec.encode(prediction)[:-1]) is None
-    assert codec.decode(b"\x02" + codec.encode(prediction)[1:]) is None
+    # Entries of the format before severity and contributions (tag 1) read as misses.
+    assert codec.decode(b"\x01" + codec.encode(prediction)[1:]) is None

@@ -38,9 +38,11 @@ from anomaly_api.service.runtime import ServiceRuntime
 __all__ = ["create_app"]
 
 DESCRIPTION = (
-    "Anomaly detection for multivariate sensor readings: an IsolationForest + "
-    "LocalOutlierFactor + robust z-score ensemble; a reading is anomalous when at least "
-    "2 of the 3 detectors agree."
+    "Anomaly detection for multivariate sensor readings: an ensemble of detectors "
+    "(IsolationForest, LocalOutlierFactor, robust z-score and a PCA monitor to choose from; "
+    "the first three by default); a reading is anomalous when at least `min_votes` of them "
+    "agree (2 of the 3 by default, see `/model/info`). Every answer has a severity and "
+    "each feature's share of the anomaly."
 )
 
 

@@ -28,7 +28,7 @@ from anomaly_api.api.errors import (
     UnsupportedMediaTypeError,
     dotted,
 )
-from anomaly_api.api.schemas import PredictBatchRequest, PredictRequest
+from anomaly_api.api.schemas import Observation, PredictBatchRequest, PredictRequest
 from anomaly_api.config import Settings
 
 __all__ = ["load_json", "parse_batch_request", "parse_predict_request", "validate_body"]
@@ -86,7 +86,7 @@ def validate_body(model: type[ModelT], data: Any) -> ModelT:
         raise _schema_error(exc) from None
 
 
-def _check_observation_id(request: PredictRequest, settings: Settings, where: str) -> None:
+def _check_observation_id(request: Observation, settings: Settings, where: str) -> None:
     oid = request.observation_id
     limit = settings.max_observation_id_length
     if oid is not None and len(oid) > limit:

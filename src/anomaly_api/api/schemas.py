@@ -9,7 +9,8 @@ settings (batch cap, length of ``observation_id``) are checked when the body is 
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, Tag, create_model
 
@@ -48,15 +49,17 @@ Features = Annotated[
 ]
 
 
-class PredictRequest(BaseModel):
-    """One reading: its feature values and an optional caller-chosen identifier."""
+TOP_K_DESCRIPTION = (
+    "Return only the `top_k` largest feature contributions of each answer (1 to the "
+    "model's number of features, see `/model/info`); every feature when absent."
+)
+TopK = Annotated[int | None, Field(strict=True, ge=1, description=TOP_K_DESCRIPTION)]
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [{"features": NORMAL_FEATURES, "observation_id": EXAMPLE_OBSERVATION_ID}]
-        },
-    )
+
+class Observation(BaseModel):
+    """One reading of a batch: its feature values and an optional caller-chosen identifier."""
+
+    model_config = ConfigDict(extra="forbid")
 
     features: Features = Field(
         description="The feature values in the model's order (see `/model/info`), or an "
@@ -70,6 +73,19 @@ class PredictRequest(BaseModel):
     )
 
 
+class PredictRequest(Observation):
+    """One reading: its feature values, an optional identifier, and the answer's options."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"features": NORMAL_FEATURES, "observation_id": EXAMPLE_OBSERVATION_ID}]
+        },
+    )
+
+    top_k: TopK = None
+
+
 class PredictBatchRequest(BaseModel):
     """Several readings scored together."""
 
@@ -81,15 +97,17 @@ class PredictBatchRequest(BaseModel):
                     "observations": [
                         {"features": NORMAL_FEATURES, "observation_id": "sensor_42_t1234"},
                         {"features": ANOMALOUS_FEATURES, "observation_id": "sensor_42_t1235"},
-                    ]
+                    ],
+                    "top_k": 3,
                 }
             ]
         },
     )
 
-    observations: list[PredictRequest] = Field(
+    observations: list[Observation] = Field(
         min_length=1, description="1 to `max_batch_rows` readings (default 1000)."
     )
+    top_k: TopK = None
 
 
 def _model_of(
@@ -105,7 +123,10 @@ def _model_of(
         if get_origin(annotation) is Annotated:
             return Annotated[(swap(args[0]), *annotation.__metadata__)]
         if args:
-            return get_origin(annotation)[tuple(swap(arg) for arg in args)]
+            origin = get_origin(annotation)
+            if origin is types.UnionType:  # ``str | None``, which cannot be subscripted
+                origin = Union
+            return origin[tuple(swap(arg) for arg in args)]
         return annotation
 
     hints = get_type_hints(cls, include_extras=True)
@@ -116,8 +137,11 @@ def _model_of(
 # The response shapes are the service's answer dataclasses; these models, generated from
 # them, are what the OpenAPI schema documents and what the tests validate responses with.
 DetectorVerdict = _model_of("DetectorVerdict", answers.DetectorVerdict, {})
+Contribution = _model_of("Contribution", answers.Contribution, {})
 PredictResponse = _model_of(
-    "PredictResponse", answers.Answer, {answers.DetectorVerdict: DetectorVerdict}
+    "PredictResponse",
+    answers.Answer,
+    {answers.DetectorVerdict: DetectorVerdict, answers.Contribution: Contribution},
 )
 PredictBatchResponse = _model_of(
     "PredictBatchResponse", answers.BatchAnswer, {answers.Answer: PredictResponse}
@@ -162,6 +186,9 @@ _MANIFEST_SHOWN = (
     "detectors",
     "min_votes",
     "vote_rule",
+    "scaling",
+    "contributions",
+    "severity",
     "score_definition",
     "metrics",
     "library_versions",

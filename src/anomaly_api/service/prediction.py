@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 __all__ = ["Prediction", "PredictionCodec"]
 
-_FORMAT_TAG = b"\x01"  # bump when the layout changes, so old entries read as misses
+_FORMAT_TAG = b"\x02"  # bump when the layout changes, so old entries read as misses
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,15 +28,21 @@ class Prediction:
     """Each detector's ``score_samples`` (lower = more abnormal), in detector order."""
     votes: tuple[bool, ...]
     """True where a detector votes anomaly, in detector order."""
+    severity: float
+    """How anomalous, in [0, 1): 0 when normal, monotone in ``anomaly_score``."""
+    shares: tuple[float, ...]
+    """Each feature's share of the anomaly, in feature order (non-negative, sum 1)."""
     cached: bool = False
 
 
 class PredictionCodec:
-    """Packs a ``Prediction`` of ``n_detectors`` detectors into bytes and back."""
+    """Packs a ``Prediction`` of ``n_detectors`` detectors and ``n_features`` features into
+    bytes and back."""
 
-    def __init__(self, n_detectors: int) -> None:
+    def __init__(self, n_detectors: int, n_features: int) -> None:
         self.n_detectors = n_detectors
-        self._struct = struct.Struct(f"<{n_detectors + 2}d{n_detectors + 1}?")
+        self.n_features = n_features
+        self._struct = struct.Struct(f"<{n_detectors + n_features + 3}d{n_detectors + 1}?")
         self.size = len(_FORMAT_TAG) + self._struct.size
 
     def encode(self, prediction: Prediction) -> bytes:
@@ -44,7 +50,9 @@ class PredictionCodec:
         return _FORMAT_TAG + self._struct.pack(
             prediction.anomaly_score,
             prediction.confidence,
+            prediction.severity,
             *prediction.scores,
+            *prediction.shares,
             prediction.is_anomaly,
             *prediction.votes,
         )
@@ -55,11 +63,14 @@ class PredictionCodec:
             return None
         values = self._struct.unpack_from(data, 1)
         n = self.n_detectors
+        end = n + self.n_features + 3  # after the doubles
         return Prediction(
-            is_anomaly=values[n + 2],
+            is_anomaly=values[end],
             anomaly_score=values[0],
             confidence=values[1],
-            scores=tuple(values[2 : n + 2]),
-            votes=tuple(values[n + 3 :]),
+            scores=tuple(values[3 : n + 3]),
+            votes=tuple(values[end + 1 :]),
+            severity=values[2],
+            shares=tuple(values[n + 3 : end]),
             cached=True,
         )

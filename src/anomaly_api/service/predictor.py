@@ -1,5 +1,8 @@
 """Predictor: feature rows -> float64 matrix -> cache or ensemble -> ``Prediction`` per row.
 
+Each ``Prediction`` holds the decision, the detectors' scores and votes, the severity and
+each feature's share of the anomaly, all from one model call (``combine(scores, X)``).
+
 One loaded model version, used by ``DataPlane`` (the request path, which adds the answers
 and the metrics). One call handles a whole batch:
 one cache round trip for all rows, one vectorised model call for the rows the cache did
@@ -72,7 +75,7 @@ class Predictor:
         self._cache = cache
         self._cache_prefix = cache_prefix
         self._offload_min_rows = offload_min_rows
-        self._codec = PredictionCodec(len(self.detector_names))
+        self._codec = PredictionCodec(len(self.detector_names), len(self.feature_names))
         self._positions = {name: i for i, name in enumerate(self.feature_names)}
 
     @property
@@ -158,10 +161,16 @@ class Predictor:
         """
         try:
             with np.errstate(all="ignore"):
-                out = self.model.combine(self._scorer.detector_scores(X))
+                out = self.model.combine(self._scorer.detector_scores(X), X)
         except ArithmeticError as exc:
             raise InvalidFeaturesError(_TOO_EXTREME) from exc
-        if np.isnan(out.scores).any() or np.isnan(out.anomaly_score).any():
+        shares = out.contributions
+        if (
+            shares is None
+            or np.isnan(out.scores).any()
+            or np.isnan(out.anomaly_score).any()
+            or np.isnan(shares).any()
+        ):
             raise InvalidFeaturesError(_TOO_EXTREME)
         return [
             Prediction(
@@ -170,13 +179,17 @@ class Predictor:
                 confidence=confidence,
                 scores=tuple(row_scores),
                 votes=tuple(row_votes),
+                severity=severity,
+                shares=tuple(row_shares),
             )
-            for flag, value, confidence, row_scores, row_votes in zip(
+            for flag, value, confidence, row_scores, row_votes, severity, row_shares in zip(
                 out.is_anomaly.tolist(),
                 _clamped(out.anomaly_score).tolist(),
                 out.confidence.tolist(),
                 _clamped(out.scores).tolist(),
                 out.votes.tolist(),
+                out.severity.tolist(),
+                shares.tolist(),
                 strict=True,
             )
         ]

@@ -15,6 +15,7 @@ import orjson
 from fastapi import APIRouter, Response
 
 from anomaly_api.api.deps import DataPlaneDep, PredictBatchBody, PredictBody
+from anomaly_api.api.errors import SchemaValidationError
 from anomaly_api.api.openapi import ERROR_RESPONSES, json_request_body
 from anomaly_api.api.schemas import (
     ANOMALOUS_FEATURES,
@@ -41,6 +42,10 @@ _PREDICT_EXAMPLES: dict[str, Any] = {
         "summary": "Features keyed by name (see /model/info for the names)",
         "value": {"features": {f"f{i}": v for i, v in enumerate(NORMAL_FEATURES)}},
     },
+    "top_k": {
+        "summary": "Only the 3 features that contribute most to the anomaly",
+        "value": {"features": ANOMALOUS_FEATURES, "top_k": 3},
+    },
 }
 _BATCH_EXAMPLES: dict[str, Any] = {
     "two_readings": {
@@ -51,12 +56,34 @@ _BATCH_EXAMPLES: dict[str, Any] = {
                 {"features": ANOMALOUS_FEATURES, "observation_id": "sensor_42_t1235"},
             ]
         },
-    }
+    },
+    "top_k": {
+        "summary": "Each answer with only its 3 largest feature contributions",
+        "value": {
+            "observations": [
+                {"features": NORMAL_FEATURES, "observation_id": "sensor_42_t1234"},
+                {"features": ANOMALOUS_FEATURES, "observation_id": "sensor_42_t1235"},
+            ],
+            "top_k": 3,
+        },
+    },
 }
 
 
 def _json(content: object) -> Response:
     return Response(orjson.dumps(content), media_type="application/json")
+
+
+def _checked_top_k(dataplane: DataPlaneDep, top_k: int | None) -> int | None:
+    """``top_k``, or a 422 like the schema's own when it exceeds the model's features
+    (its lower bound is in the schema; the upper one depends on the loaded model)."""
+    n_features = dataplane.require_ready().n_features
+    if top_k is not None and top_k > n_features:
+        message = f"Input should be less than or equal to {n_features}"
+        raise SchemaValidationError(
+            f"top_k: {message}", [{"loc": ["top_k"], "msg": message, "type": "less_than_equal"}]
+        )
+    return top_k
 
 
 @router.post(
@@ -66,8 +93,12 @@ def _json(content: object) -> Response:
     openapi_extra=json_request_body(PredictRequest, _PREDICT_EXAMPLES),
 )
 async def create_prediction(dataplane: DataPlaneDep, body: PredictBody) -> Response:
-    """Score one reading: the ensemble's decision, score, confidence and each detector's vote."""
-    batch = await dataplane.predict([body.features], [body.observation_id], label_rows=False)
+    """Score one reading: the ensemble's decision, score, confidence, severity, each
+    feature's contribution (`top_k` for only the largest) and each detector's vote."""
+    top_k = _checked_top_k(dataplane, body.top_k)
+    batch = await dataplane.predict(
+        [body.features], [body.observation_id], label_rows=False, top_k=top_k
+    )
     return _json(batch.predictions[0])
 
 
@@ -80,7 +111,8 @@ async def create_prediction(dataplane: DataPlaneDep, body: PredictBody) -> Respo
 async def create_batch_prediction(dataplane: DataPlaneDep, body: PredictBatchBody) -> Response:
     """Score 1 to `max_batch_rows` readings in one vectorised model call."""
     observations = body.observations
+    top_k = _checked_top_k(dataplane, body.top_k)
     batch = await dataplane.predict(
-        [o.features for o in observations], [o.observation_id for o in observations]
+        [o.features for o in observations], [o.observation_id for o in observations], top_k=top_k
     )
     return _json(batch)
