@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 
 from anomaly_api.service.answers import Answer, BatchAnswer, DetectorVerdict
 from anomaly_api.service.cache import CacheCounters
+from anomaly_api.service.errors import ModelIsTimeAwareError
 from anomaly_api.service.metrics import ServiceMetrics
 from anomaly_api.service.prediction import Prediction
 from anomaly_api.service.predictor import FeatureRow, Predictor
@@ -119,6 +120,12 @@ class DataPlane:
         (``observations[3]: ...``). Raises ``ModelNotReadyError`` when no model is loaded.
         """
         predictor = self.require_ready()  # held for the whole call: a reload cannot split it
+        if predictor.time_aware is not None:
+            raise ModelIsTimeAwareError(
+                f"model {predictor.version!r} is time-aware (window "
+                f"{predictor.time_aware.history_needed} readings): it scores streams, not "
+                "single readings; use POST /predict/window or POST /streams/{stream_id}/readings"
+            )
         started = time.perf_counter()
         scored = await predictor.score_rows(rows, label_rows=label_rows)
         inference_ms = (time.perf_counter() - started) * 1000.0
@@ -129,15 +136,21 @@ class DataPlane:
             model_version=predictor.version,
             inference_ms=inference_ms,
         )
-        event = ScoredBatch(
-            predictor.version, scored.X, scored.predictions, batch, scored.model_seconds
+        self.report(
+            ScoredBatch(
+                predictor.version, scored.X, scored.predictions, batch, scored.model_seconds
+            )
         )
+        return batch
+
+    def report(self, event: ScoredBatch) -> None:
+        """Hand ``event`` to every hook (also called by ``StreamPlane`` for stream readings,
+        so the prediction metrics count every scored reading, whichever route scored it)."""
         for hook in self.hooks:
             try:
                 hook(event)
             except Exception:  # a broken observer must not cost the caller its answers
                 _log.exception("answer hook %r failed", hook)
-        return batch
 
     @staticmethod
     def _answers(
