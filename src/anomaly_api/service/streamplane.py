@@ -162,8 +162,10 @@ class StreamPlane:
         history = _history(predictor)
         started = time.perf_counter()
         try:
+            # Each new reading needs the ``history - 1`` readings before it: the store keeps
+            # ``history - 1 + n_new`` for this call, then trims to what later calls need.
             window = await self.store.append(
-                stream_id, ts, X, window=history, model_key=predictor.version
+                stream_id, ts, X, window=history - 1 + len(X), model_key=predictor.version
             )
         except StreamCapacityError as exc:
             exc.retry_after_s = self.retry_after_s  # type: ignore[attr-defined]
@@ -182,7 +184,7 @@ class StreamPlane:
             model_version=predictor.version,
             model_kind=_kind(predictor),
             stream=StreamSummary(
-                readings_in_window=len(window),
+                readings_in_window=min(len(window), history),
                 window=history,
                 total=window.total,
                 warming_up=predictor.time_aware is not None and len(window) < history,
