@@ -294,3 +294,19 @@ async def test_stream_readings_are_counted_in_the_prediction_metrics(
 async def test_health_has_a_streams_section(pw: httpx.AsyncClient) -> None:
     health = (await pw.get("/health")).json()
     assert health["streams"] == {"backend": "memory", "ok": True}
+
+
+async def test_a_store_window_below_the_model_window_warms_up_instead_of_failing(
+    ta_artifacts_dir: Path, series: TimeSeriesDataset
+) -> None:
+    settings = make_settings(ta_artifacts_dir, stream_max_window=30)
+    async with serve_app(settings) as http:
+        for start in range(0, 64, 16):
+            rows = slice(start, start + 16)
+            body = {
+                "timestamps": series.timestamps[rows].tolist(),
+                "readings": series.data.X[rows].tolist(),
+            }
+            response = await http.post("/streams/small/readings", json=body)
+            assert response.status_code == 200, response.text
+            assert all(a["warming_up"] for a in response.json()["answers"])

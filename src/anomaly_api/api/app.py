@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             window_max_readings=settings.window_max_readings,
             stream_max_readings=settings.stream_max_readings,
             retry_after_s=settings.stream_retry_after_s,
+            max_window=settings.stream_max_window,
         )
         predictor = runtime.predictor
         metrics.set_model_version(predictor.version if predictor else None)

@@ -105,9 +105,12 @@ class StreamPlane:
         window_max_readings: int,
         stream_max_readings: int,
         retry_after_s: int = 60,
+        max_window: int = 1024,
     ) -> None:
         self.dataplane = dataplane
         self.retry_after_s = retry_after_s
+        self.max_window = max_window
+        """The store's largest window: a model needing more warms up forever, never a 500."""
         self.store = store
         self.window_max_readings = window_max_readings
         self.stream_max_readings = stream_max_readings
@@ -165,7 +168,11 @@ class StreamPlane:
             # Each new reading needs the ``history - 1`` readings before it: the store keeps
             # ``history - 1 + n_new`` for this call, then trims to what later calls need.
             window = await self.store.append(
-                stream_id, ts, X, window=history - 1 + len(X), model_key=predictor.version
+                stream_id,
+                ts,
+                X,
+                window=min(history - 1 + len(X), self.max_window),
+                model_key=predictor.version,
             )
         except StreamCapacityError as exc:
             exc.retry_after_s = self.retry_after_s  # type: ignore[attr-defined]
