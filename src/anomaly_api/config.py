@@ -167,6 +167,17 @@ class Settings(BaseSettings):
     stream_prefix: str = Field(
         default="anomaly:stream:", description="Prefix of every Redis key of the stream store."
     )
+    stream_max_readings: int = Field(
+        default=16, ge=1, description="Most readings in one `POST /streams/{id}/readings`."
+    )
+    stream_retry_after_s: int = Field(
+        default=60,
+        ge=1,
+        description="`Retry-After` (seconds) of the 429 answered while the stream store is full.",
+    )
+    window_max_readings: int = Field(
+        default=2000, ge=1, description="Most readings in one `POST /predict/window`."
+    )
     # Monitoring (docs/monitoring.md): input drift and alarm policies.
     drift_enabled: bool = Field(
         default=True, description="Track input drift against the model's training data."

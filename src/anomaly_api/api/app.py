@@ -27,13 +27,19 @@ from anomaly_api.api.middleware import BodySizeLimitMiddleware
 from anomaly_api.api.openapi import install_openapi
 from anomaly_api.api.request_context import RequestContextMiddleware, note_scored_batch
 from anomaly_api.api.routes import api_router
-from anomaly_api.api.schemas import PredictBatchRequest, PredictRequest
+from anomaly_api.api.schemas import (
+    PredictBatchRequest,
+    PredictRequest,
+    StreamReadingsRequest,
+    WindowRequest,
+)
 from anomaly_api.api.security import KeyRing
 from anomaly_api.config import Settings, get_settings
 from anomaly_api.service.dataplane import DataPlane
 from anomaly_api.service.metrics import ServiceMetrics
 from anomaly_api.service.reloader import ModelReloader, install_sighup_reload
 from anomaly_api.service.runtime import ServiceRuntime
+from anomaly_api.service.streamplane import StreamPlane
 
 __all__ = ["create_app"]
 
@@ -57,6 +63,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime = ServiceRuntime.start(settings)
         dataplane = DataPlane(runtime, metrics)  # prediction + cache metrics
         dataplane.add_hook(note_scored_batch)  # rows, cache hits, version for the access log
+        streamplane = StreamPlane(
+            dataplane,
+            runtime.streams,
+            window_max_readings=settings.window_max_readings,
+            stream_max_readings=settings.stream_max_readings,
+            retry_after_s=settings.stream_retry_after_s,
+            max_window=settings.stream_max_window,
+        )
         predictor = runtime.predictor
         metrics.set_model_version(predictor.version if predictor else None)
 
@@ -74,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "reloader": reloader,
                 "metrics": metrics,
                 "keyring": keyring,
+                "streamplane": streamplane,
             }
         finally:
             if uninstall is not None:
@@ -104,5 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(api_router)
-    install_openapi(app, [PredictRequest, PredictBatchRequest])
+    install_openapi(
+        app, [PredictRequest, PredictBatchRequest, WindowRequest, StreamReadingsRequest]
+    )
     return app

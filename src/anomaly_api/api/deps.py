@@ -21,6 +21,7 @@ from anomaly_api.service.metrics import ServiceMetrics
 from anomaly_api.service.predictor import Predictor
 from anomaly_api.service.reloader import ModelReloader
 from anomaly_api.service.runtime import ServiceRuntime
+from anomaly_api.service.streamplane import StreamPlane
 
 __all__ = [
     "AppState",
@@ -32,6 +33,7 @@ __all__ = [
     "ReloaderDep",
     "RuntimeDep",
     "SettingsDep",
+    "StreamPlaneDep",
 ]
 
 
@@ -44,6 +46,7 @@ class AppState(TypedDict):
     reloader: ModelReloader
     metrics: ServiceMetrics
     keyring: KeyRing
+    streamplane: StreamPlane
 
 
 def _settings(request: Request) -> Settings:
@@ -88,12 +91,27 @@ async def get_dataplane(request: Request) -> DataPlane:
     return dataplane
 
 
+async def get_streamplane(request: Request) -> StreamPlane:
+    """The stream plane (windows and stateful streams)."""
+    streamplane: StreamPlane = request.state.streamplane
+    return streamplane
+
+
+async def get_ready_streamplane(request: Request) -> StreamPlane:
+    """The stream plane once a model is loaded (503 before the body is read otherwise)."""
+    streamplane: StreamPlane = request.state.streamplane
+    streamplane.dataplane.require_ready()
+    return streamplane
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 ReloaderDep = Annotated[ModelReloader, Depends(get_reloader)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
+StreamPlaneDep = Annotated[StreamPlane, Depends(get_streamplane)]
+ReadyStreamPlaneDep = Annotated[StreamPlane, Depends(get_ready_streamplane)]
 
 # The body dependencies read the state directly rather than through ``SettingsDep``:
 # each nested dependency costs FastAPI a solve on every request of the hot path.

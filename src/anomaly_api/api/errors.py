@@ -38,10 +38,19 @@ from anomaly_api.api.request_context import current_request_id
 from anomaly_api.service.errors import (
     InvalidFeaturesError,
     InvalidInputError,
+    InvalidTimestampsError,
+    ModelIsTimeAwareError,
     ModelNotReadyError,
     ModelReloadError,
     ModelVersionNotFoundError,
     ServiceError,
+    StreamNotFoundError,
+)
+from anomaly_api.service.streams import (
+    InvalidReadingsError,
+    InvalidStreamIdError,
+    StreamCapacityError,
+    StreamOrderError,
 )
 
 __all__ = [
@@ -127,6 +136,13 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     InvalidFeaturesError: (422, "invalid_features"),
     BatchSizeError: (422, "invalid_batch_size"),
     ObservationIdError: (422, "invalid_observation_id"),
+    InvalidTimestampsError: (422, "invalid_timestamps"),
+    ModelIsTimeAwareError: (422, "model_is_time_aware"),
+    InvalidReadingsError: (422, "invalid_readings"),
+    InvalidStreamIdError: (422, "invalid_stream_id"),
+    StreamOrderError: (409, "stream_order"),
+    StreamNotFoundError: (404, "stream_not_found"),
+    StreamCapacityError: (429, "stream_store_full"),
     InvalidInputError: (422, "invalid_input"),
     ModelNotReadyError: (503, "model_not_ready"),
     HeadersTooLargeError: (431, "headers_too_large"),
@@ -181,7 +197,9 @@ async def _known_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError | ApiError)
     status_code, code = status_of(exc)
     details = exc.details if isinstance(exc, ApiError) else None
-    return error_response(status_code, code, exc.message, details)
+    retry_after = getattr(exc, "retry_after_s", None)
+    headers = None if retry_after is None else {"Retry-After": str(retry_after)}
+    return error_response(status_code, code, exc.message, details, headers=headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

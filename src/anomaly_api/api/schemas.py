@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_typ
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, Tag, create_model
 
 from anomaly_api.artifacts import ArtifactManifest
-from anomaly_api.service import answers
+from anomaly_api.service import answers, stream_answers
 
 NORMAL_FEATURES: list[JsonValue] = [0.5, 1.2, -0.3, 0.8, 1.5, 0.2, -0.1, 0.9]
 ANOMALOUS_FEATURES: list[JsonValue] = [8.1, -5.3, 7.2, 9.0, -8.4, 6.1, 8.8, -7.2]
@@ -155,6 +155,16 @@ class CacheHealth(BaseModel):
     ok: bool
 
 
+class StreamsHealth(BaseModel):
+    """The stream store as seen by the health check."""
+
+    backend: str = Field(description="`memory` or `redis`.")
+    ok: bool = Field(
+        description="False while Redis is unreachable and streams live in process memory "
+        "(fail-open: each replica keeps its own windows until Redis is back)."
+    )
+
+
 class HealthResponse(BaseModel):
     """Readiness of the service; ``degraded`` still serves predictions (without the cache)."""
 
@@ -162,6 +172,7 @@ class HealthResponse(BaseModel):
     model_loaded: bool
     model_version: str | None
     cache: CacheHealth
+    streams: StreamsHealth | None = None
     uptime_s: float
 
 
@@ -239,3 +250,61 @@ class ErrorResponse(BaseModel):
     """The body of every error response."""
 
     error: ErrorInfo
+
+
+# ---------------------------------------------------------------- streams
+MAX_TOP_K = 1000
+
+
+class WindowRequest(BaseModel):
+    """The last readings of one stream, oldest first, each with its timestamp."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timestamps: list[Annotated[float, Field(strict=True, allow_inf_nan=False)] | str] = Field(
+        min_length=1,
+        description="One per reading, strictly increasing: ISO 8601 strings (no zone = UTC) "
+        "or epoch seconds.",
+    )
+    readings: list[Features] = Field(
+        min_length=1,
+        description="1 to `window_max_readings` readings (default 2000), each as in `/predict`.",
+    )
+    mode: Literal["last", "all"] = Field(
+        default="last", description="`last`: answer the newest reading; `all`: every reading."
+    )
+    top_k: int = Field(
+        default=3, ge=0, le=MAX_TOP_K, description="Contributors listed per answer (0: none)."
+    )
+
+
+class StreamReadingsRequest(BaseModel):
+    """New readings of one stream, oldest first, later than every reading it holds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timestamps: list[Annotated[float, Field(strict=True, allow_inf_nan=False)] | str] = Field(
+        min_length=1, description="One per reading, strictly increasing."
+    )
+    readings: list[Features] = Field(
+        min_length=1, description="1 to `stream_max_readings` readings (default 16)."
+    )
+    top_k: int = Field(
+        default=3, ge=0, le=MAX_TOP_K, description="Contributors listed per answer (0: none)."
+    )
+
+
+Contribution = _model_of("Contribution", stream_answers.Contribution, {})
+StreamAnswerModel = _model_of(
+    "StreamAnswer", stream_answers.StreamAnswer, {stream_answers.Contribution: Contribution}
+)
+WindowResponse = _model_of(
+    "WindowResponse", stream_answers.WindowAnswer, {stream_answers.StreamAnswer: StreamAnswerModel}
+)
+StreamSummary = _model_of("StreamSummary", stream_answers.StreamSummary, {})
+StreamReadingsResponse = _model_of(
+    "StreamReadingsResponse",
+    stream_answers.StreamReadingsAnswer,
+    {stream_answers.StreamAnswer: StreamAnswerModel, stream_answers.StreamSummary: StreamSummary},
+)
+StreamStateResponse = _model_of("StreamStateResponse", stream_answers.StreamStateAnswer, {})

@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 
 from anomaly_api.service.answers import Answer, BatchAnswer, Contribution, DetectorVerdict
 from anomaly_api.service.cache import CacheCounters
-from anomaly_api.service.errors import InvalidInputError
+from anomaly_api.service.errors import InvalidInputError, ModelIsTimeAwareError
 from anomaly_api.service.metrics import ServiceMetrics
 from anomaly_api.service.prediction import Prediction
 from anomaly_api.service.predictor import FeatureRow, Predictor
@@ -123,6 +123,12 @@ class DataPlane:
         Raises ``ModelNotReadyError`` when no model is loaded.
         """
         predictor = self.require_ready()  # held for the whole call: a reload cannot split it
+        if predictor.time_aware is not None:
+            raise ModelIsTimeAwareError(
+                f"model {predictor.version!r} is time-aware (window "
+                f"{predictor.time_aware.history_needed} readings): it scores streams, not "
+                "single readings; use POST /predict/window or POST /streams/{stream_id}/readings"
+            )
         if top_k is not None and not 1 <= top_k <= predictor.n_features:
             raise InvalidInputError(
                 f"top_k must be between 1 and {predictor.n_features} (the model's features), "
@@ -138,15 +144,21 @@ class DataPlane:
             model_version=predictor.version,
             inference_ms=inference_ms,
         )
-        event = ScoredBatch(
-            predictor.version, scored.X, scored.predictions, batch, scored.model_seconds
+        self.report(
+            ScoredBatch(
+                predictor.version, scored.X, scored.predictions, batch, scored.model_seconds
+            )
         )
+        return batch
+
+    def report(self, event: ScoredBatch) -> None:
+        """Hand ``event`` to every hook (also called by ``StreamPlane`` for stream readings,
+        so the prediction metrics count every scored reading, whichever route scored it)."""
         for hook in self.hooks:
             try:
                 hook(event)
             except Exception:  # a broken observer must not cost the caller its answers
                 _log.exception("answer hook %r failed", hook)
-        return batch
 
     @staticmethod
     def _answers(

@@ -5,7 +5,10 @@
     ServiceError
     ├── ModelNotReadyError      no model is loaded; predictions cannot be served
     ├── InvalidInputError       the caller's data cannot be scored as sent
-    │   └── InvalidFeaturesError   wrong count, unknown or missing feature names
+    │   ├── InvalidFeaturesError   wrong count, unknown or missing feature names
+    │   ├── InvalidTimestampsError unparsable timestamps, or not one per reading
+    │   └── ModelIsTimeAwareError  a single reading sent to a model that scores streams
+    ├── StreamNotFoundError     no such stream (never started, expired or deleted)
     └── ModelReloadError        a new model could not be loaded; the old one keeps serving
         └── ModelVersionNotFoundError   no such version (or no LATEST pointer)
 
@@ -18,10 +21,13 @@ from __future__ import annotations
 __all__ = [
     "InvalidFeaturesError",
     "InvalidInputError",
+    "InvalidTimestampsError",
+    "ModelIsTimeAwareError",
     "ModelNotReadyError",
     "ModelReloadError",
     "ModelVersionNotFoundError",
     "ServiceError",
+    "StreamNotFoundError",
 ]
 
 
@@ -43,6 +49,18 @@ class InvalidInputError(ServiceError):
 
 class InvalidFeaturesError(InvalidInputError):
     """A feature vector has the wrong length or names features the model does not know."""
+
+
+class InvalidTimestampsError(InvalidInputError):
+    """Timestamps that cannot be parsed, or not exactly one per reading."""
+
+
+class ModelIsTimeAwareError(InvalidInputError):
+    """The loaded model is time-aware: it scores windows of a stream, not lone readings."""
+
+
+class StreamNotFoundError(ServiceError):
+    """The stream does not exist (never started, expired after idling, or deleted)."""
 
 
 class ModelReloadError(ServiceError):

@@ -23,8 +23,9 @@ import anyio.to_thread
 import numpy as np
 from numpy.typing import NDArray
 
-from anomaly_api.artifacts import Artifact, ArtifactError
+from anomaly_api.artifacts import Artifact, ArtifactError, TimeAwareArtifact
 from anomaly_api.detection import AnomalyEnsemble
+from anomaly_api.detection.time_aware import TimeAwareModel
 from anomaly_api.service.cache import PredictionCache, prediction_keys
 from anomaly_api.service.errors import InvalidFeaturesError
 from anomaly_api.service.prediction import Prediction, PredictionCodec
@@ -51,7 +52,7 @@ class Predictor:
 
     def __init__(
         self,
-        artifact: Artifact,
+        artifact: Artifact | TimeAwareArtifact,
         *,
         scorer: Scorer,
         cache: PredictionCache,
@@ -59,14 +60,27 @@ class Predictor:
         offload_min_rows: int,
     ) -> None:
         manifest = artifact.manifest
-        self.model: AnomalyEnsemble = artifact.model
         self.manifest = manifest
         self.version = manifest.version
         self.feature_names: tuple[str, ...] = tuple(manifest.feature_names)
-        self.detector_names: tuple[str, ...] = tuple(d.name for d in manifest.detectors)
-        self.thresholds: tuple[float, ...] = tuple(float(t) for t in self.model.offsets_)
-        if len(self.thresholds) != len(self.detector_names) or not np.allclose(
-            self.thresholds, [d.threshold for d in manifest.detectors], rtol=0.0, atol=1e-12
+        self.time_aware: TimeAwareModel | None = None
+        """The time-aware model (it scores streams only); None for a point-wise model."""
+        if isinstance(artifact, TimeAwareArtifact):
+            # Warm-up readings are scored by the model's point-wise ensemble; ``model`` is
+            # that ensemble, so the point-wise machinery (to_matrix, score) still works.
+            self.time_aware = artifact.model
+            self.model: AnomalyEnsemble = artifact.model.pointwise_
+            self.detector_names: tuple[str, ...] = tuple(self.model.detectors_)
+            self.thresholds: tuple[float, ...] = tuple(float(t) for t in self.model.offsets_)
+        else:
+            self.model = artifact.model
+            self.detector_names = tuple(d.name for d in manifest.detectors)
+            self.thresholds = tuple(float(t) for t in self.model.offsets_)
+        if self.time_aware is None and (
+            len(self.thresholds) != len(self.detector_names)
+            or not np.allclose(
+                self.thresholds, [d.threshold for d in manifest.detectors], rtol=0.0, atol=1e-12
+            )
         ):
             raise ArtifactError(
                 f"model {self.version!r}: the manifest's detector thresholds do not match the model"
@@ -77,6 +91,11 @@ class Predictor:
         self._offload_min_rows = offload_min_rows
         self._codec = PredictionCodec(len(self.detector_names), len(self.feature_names))
         self._positions = {name: i for i, name in enumerate(self.feature_names)}
+
+    @property
+    def kind(self) -> str:
+        """``"time-aware"`` or ``"point-wise"``: which kind of model answers."""
+        return "point-wise" if self.time_aware is None else "time-aware"
 
     @property
     def n_features(self) -> int:

@@ -13,12 +13,13 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from anomaly_api.artifacts import load_artifact
+from anomaly_api.artifacts import TimeAwareArtifact, load_any_artifact
 from anomaly_api.config import Settings
 from anomaly_api.service.cache import PredictionCache, build_cache
 from anomaly_api.service.errors import ModelNotReadyError
 from anomaly_api.service.predictor import Predictor
 from anomaly_api.service.scoring import build_scorer
+from anomaly_api.service.streams import StreamStore, build_stream_store
 
 __all__ = ["HealthReport", "ServiceRuntime"]
 
@@ -35,14 +36,20 @@ class HealthReport:
     cache_backend: str
     cache_ok: bool
     uptime_s: float
+    streams_backend: str = "memory"
+    streams_ok: bool = True
+    """False while the Redis stream store is unreachable and streams live in process memory."""
 
 
 class ServiceRuntime:
     """Owns the cache and the loaded model for the lifetime of the app."""
 
-    def __init__(self, settings: Settings, cache: PredictionCache) -> None:
+    def __init__(
+        self, settings: Settings, cache: PredictionCache, streams: StreamStore | None = None
+    ) -> None:
         self.settings = settings
         self.cache = cache
+        self.streams: StreamStore = streams or build_stream_store(settings)
         self.predictor: Predictor | None = None
         self.load_error: str | None = None
         self._started = time.monotonic()
@@ -66,12 +73,18 @@ class ServiceRuntime:
         Raises whatever loading raises (``ArtifactError`` and its kin); nothing is swapped.
         """
         settings = self.settings
-        artifact = load_artifact(
+        artifact = load_any_artifact(
             settings.artifacts_dir, version, on_version_mismatch=settings.on_version_mismatch
         )
+        if isinstance(artifact, TimeAwareArtifact):
+            pointwise = artifact.model.pointwise_
+            scorer = build_scorer(pointwise, settings.inference_backend)
+            artifact.model.set_pointwise_scorer(scorer)  # warm-up readings, same numbers
+        else:
+            scorer = build_scorer(artifact.model, settings.inference_backend)
         predictor = Predictor(
             artifact,
-            scorer=build_scorer(artifact.model, settings.inference_backend),
+            scorer=scorer,
             cache=self.cache,
             cache_prefix=settings.cache_prefix,
             offload_min_rows=settings.offload_min_rows,
@@ -101,10 +114,11 @@ class ServiceRuntime:
         """Model readiness plus an active probe of the cache."""
         predictor = self.predictor
         cache_ok = await self.cache.check()
+        streams_ok = await self.streams.check()
         if predictor is None:
             status: Literal["ok", "degraded", "unavailable"] = "unavailable"
         else:
-            status = "ok" if cache_ok else "degraded"
+            status = "ok" if cache_ok and streams_ok else "degraded"
         return HealthReport(
             status=status,
             model_loaded=predictor is not None,
@@ -112,9 +126,12 @@ class ServiceRuntime:
             cache_backend=self.cache.backend,
             cache_ok=cache_ok,
             uptime_s=time.monotonic() - self._started,
+            streams_backend=self.streams.backend,
+            streams_ok=streams_ok,
         )
 
     async def close(self) -> None:
         """Close the cache and hand the frozen objects back to the garbage collector."""
         await self.cache.close()
+        await self.streams.close()
         gc.unfreeze()

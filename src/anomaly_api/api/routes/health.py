@@ -10,6 +10,7 @@ from anomaly_api.api.schemas import (
     HealthResponse,
     LivenessResponse,
     ReadinessResponse,
+    StreamsHealth,
 )
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -31,6 +32,7 @@ async def read_health(runtime: RuntimeDep, response: Response) -> HealthResponse
         model_loaded=report.model_loaded,
         model_version=report.model_version,
         cache=CacheHealth(backend=report.cache_backend, ok=report.cache_ok),
+        streams=StreamsHealth(backend=report.streams_backend, ok=report.streams_ok),
         uptime_s=report.uptime_s,
     )
 

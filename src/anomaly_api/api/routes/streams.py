@@ -1,0 +1,105 @@
+"""Streams of readings: stateless ``POST /predict/window`` and stateful ``/streams/{stream_id}``.
+
+The routes parse bodies and hand them to ``StreamPlane`` (``anomaly_api.service.streamplane``);
+every status comes from ``ERROR_TABLE``. Answers are the service's dataclasses written with
+orjson, as for ``/predict``; the response models are generated from the same dataclasses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request, Response
+
+from anomaly_api.api.body import load_json, validate_body
+from anomaly_api.api.deps import ReadyStreamPlaneDep, StreamPlaneDep
+from anomaly_api.api.openapi import ERROR_RESPONSES, json_request_body
+from anomaly_api.api.schemas import (
+    ErrorResponse,
+    StreamReadingsRequest,
+    StreamReadingsResponse,
+    StreamStateResponse,
+    WindowRequest,
+    WindowResponse,
+)
+
+window_router = APIRouter(prefix="/predict", tags=["streams"])
+router = APIRouter(prefix="/streams", tags=["streams"])
+
+_STREAM_ERRORS: dict[int | str, dict[str, Any]] = ERROR_RESPONSES | {
+    404: {"model": ErrorResponse, "description": "No such stream (or it has expired)."},
+    409: {"model": ErrorResponse, "description": "A duplicate or out-of-order timestamp."},
+    429: {"model": ErrorResponse, "description": "The stream store is full (see Retry-After)."},
+}
+
+_T0 = "2026-11-29T12:00:00Z"
+_WINDOW_EXAMPLES: dict[str, Any] = {
+    "three_readings": {
+        "summary": "Three readings of one stream, answer the last",
+        "value": {
+            "timestamps": ["2026-11-29T12:00:00Z", "2026-11-29T12:05:00Z", "2026-11-29T12:10:00Z"],
+            "readings": [[0.5, 1.2, -0.3, 0.8, 1.5, 0.2, -0.1, 0.9]] * 3,
+            "mode": "last",
+        },
+    }
+}
+_READINGS_EXAMPLES: dict[str, Any] = {
+    "one_reading": {
+        "summary": "One new reading",
+        "value": {"timestamps": [_T0], "readings": [[0.5, 1.2, -0.3, 0.8, 1.5, 0.2, -0.1, 0.9]]},
+    }
+}
+
+
+def _json(content: object, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
+
+
+@window_router.post(
+    "/window",
+    response_model=WindowResponse,
+    responses=_STREAM_ERRORS,
+    openapi_extra=json_request_body(WindowRequest, _WINDOW_EXAMPLES),
+)
+async def predict_window(streamplane: ReadyStreamPlaneDep, request: Request) -> Response:
+    """Score the last readings of one stream (Azure `detect-last` style), without state.
+
+    Fewer readings than the model's window are answered, marked `warming_up`.
+    """
+    body = validate_body(WindowRequest, await load_json(request))
+    answer = await streamplane.window(
+        body.timestamps, body.readings, mode=body.mode, top_k=body.top_k
+    )
+    return _json(answer)
+
+
+@router.post(
+    "/{stream_id}/readings",
+    response_model=StreamReadingsResponse,
+    responses=_STREAM_ERRORS,
+    openapi_extra=json_request_body(StreamReadingsRequest, _READINGS_EXAMPLES),
+)
+async def append_readings(
+    stream_id: str, streamplane: ReadyStreamPlaneDep, request: Request
+) -> Response:
+    """Append one reading (or a few) to a stream and answer each from the stream's window."""
+    body = validate_body(StreamReadingsRequest, await load_json(request))
+    answer = await streamplane.append(stream_id, body.timestamps, body.readings, top_k=body.top_k)
+    return _json(answer)
+
+
+@router.get("/{stream_id}", response_model=StreamStateResponse, responses=_STREAM_ERRORS)
+async def read_stream(stream_id: str, streamplane: StreamPlaneDep) -> Response:
+    """A live stream's state: readings held, totals, first/last timestamp, expiry."""
+    return _json(await streamplane.state(stream_id))
+
+
+@router.delete("/{stream_id}", status_code=204, responses=_STREAM_ERRORS)
+async def delete_stream(stream_id: str, streamplane: StreamPlaneDep) -> Response:
+    """Reset a stream: its window is forgotten; the next reading starts it again."""
+    await streamplane.reset(stream_id)
+    return Response(status_code=204)
+
+
+__all__ = ["router", "window_router"]

@@ -1,0 +1,115 @@
+"""The shapes of the stream answers (``/predict/window`` and ``/streams/...``), defined once.
+
+Plain dataclasses like ``anomaly_api.service.answers`` (same reasons: fast to build, orjson
+writes them natively); the HTTP response models are generated from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from anomaly_api.service.answers import Contribution
+
+__all__ = [
+    "Contribution",
+    "ModelKind",
+    "StreamAnswer",
+    "StreamReadingsAnswer",
+    "StreamStateAnswer",
+    "StreamSummary",
+    "WindowAnswer",
+]
+
+ModelKind = Literal["time-aware", "point-wise"]
+
+
+@dataclass
+class StreamAnswer:
+    """The answer for one reading of a stream."""
+
+    index: Annotated[int, Field(description="Position of the reading in the request.")]
+    timestamp: Annotated[str, Field(description="The reading's time, ISO 8601 in UTC.")]
+    is_anomaly: bool
+    anomaly_score: Annotated[
+        float, Field(description="Higher = more anomalous; positive = anomaly.")
+    ]
+    severity: Annotated[
+        float, Field(description="In [0, 1): 0 when not flagged, towards 1 far past the threshold.")
+    ]
+    confidence: Annotated[float, Field(description="Confidence in the decision, in [0.5, 1].")]
+    warming_up: Annotated[
+        bool,
+        Field(
+            description="True when the stream had no full window yet (or restarted after a "
+            "gap): the reading was scored point-wise. Always false for a point-wise model."
+        ),
+    ]
+    contributions: Annotated[
+        list[Contribution],
+        Field(description="The largest contributors, largest share first (`top_k` of them)."),
+    ]
+
+
+@dataclass
+class WindowAnswer:
+    """``POST /predict/window``: answers for the last reading, or for every reading."""
+
+    answers: list[StreamAnswer]
+    n_anomalies: int
+    model_version: str
+    model_kind: Annotated[ModelKind, Field(description="Which kind of model answered.")]
+    window: Annotated[int, Field(description="Readings the model looks back over.")]
+    inference_ms: float
+
+
+@dataclass
+class StreamSummary:
+    """A stream's state right after the readings were appended."""
+
+    readings_in_window: int
+    window: Annotated[int, Field(description="Readings the model needs (a full window).")]
+    total: Annotated[int, Field(description="Readings accepted since the stream (re)started.")]
+    warming_up: Annotated[bool, Field(description="The window is not full yet.")]
+    restarted: Annotated[
+        bool,
+        Field(
+            description="These readings started the stream (new, expired, reset or "
+            "another model version)."
+        ),
+    ]
+    backend: Annotated[str, Field(description="`memory` or `redis`.")]
+    degraded: Annotated[
+        bool, Field(description="Served from process memory because Redis is unreachable.")
+    ]
+
+
+@dataclass
+class StreamReadingsAnswer:
+    """``POST /streams/{stream_id}/readings``: one answer per appended reading."""
+
+    stream_id: str
+    answers: list[StreamAnswer]
+    n_anomalies: int
+    model_version: str
+    model_kind: ModelKind
+    stream: StreamSummary
+    inference_ms: float
+
+
+@dataclass
+class StreamStateAnswer:
+    """``GET /streams/{stream_id}``."""
+
+    stream_id: str
+    total: int
+    readings_in_window: int
+    n_features: int
+    first_timestamp: str
+    last_timestamp: str
+    model_version: Annotated[str, Field(description="The model the window was built for.")]
+    expires_in_s: float
+    backend: str
+    degraded: bool

@@ -1,0 +1,369 @@
+"""``StreamPlane``: scoring windows of readings and stateful streams, free of HTTP.
+
+Two entry points, both answering per reading (``StreamAnswer``)::
+
+    await streamplane.window(timestamps, rows, mode="last")    # stateless, -> WindowAnswer
+    await streamplane.append(stream_id, timestamps, rows)      # stateful, -> StreamReadingsAnswer
+
+A time-aware model scores each reading from its trailing window (``score_window``); readings
+without a full window are scored point-wise and marked ``warming_up``. A point-wise model
+scores every reading alone (``warming_up`` is always false, ``model_kind`` says which kind
+answered). Scored readings are handed to the ``DataPlane``'s hooks, so the prediction
+metrics (and any other hook) count stream readings too.
+
+Stateful streams keep ``history_needed`` readings per stream in the ``StreamStore`` (one
+reading for a point-wise model: enough to refuse out-of-order timestamps). Every input
+check runs before the store is touched, and the store's append is all or nothing, so a
+refused request leaves the stream as it was.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Literal
+
+import anyio.to_thread
+import numpy as np
+from numpy.typing import NDArray
+
+from anomaly_api.detection.contributions import severity_from_score
+from anomaly_api.service.answers import BatchAnswer
+from anomaly_api.service.dataplane import DataPlane, ScoredBatch
+from anomaly_api.service.errors import InvalidTimestampsError, StreamNotFoundError
+from anomaly_api.service.prediction import Prediction
+from anomaly_api.service.predictor import FeatureRow, Predictor
+from anomaly_api.service.stream_answers import (
+    Contribution,
+    ModelKind,
+    StreamAnswer,
+    StreamReadingsAnswer,
+    StreamStateAnswer,
+    StreamSummary,
+    WindowAnswer,
+)
+from anomaly_api.service.streams import (
+    InvalidReadingsError,
+    StreamCapacityError,
+    StreamStore,
+    check_stream_id,
+)
+
+__all__ = ["Mode", "StreamPlane", "Timestamp", "iso", "parse_timestamps"]
+
+Timestamp = str | float | int
+Mode = Literal["last", "all"]
+
+_OFFLOAD_READINGS = 64
+"""Windows of at least this many readings are scored in a worker thread."""
+
+
+def iso(seconds: float) -> str:
+    """Epoch seconds as ISO 8601 in UTC (``2026-11-29T18:00:00+00:00``)."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat()
+
+
+def parse_timestamps(values: Sequence[Timestamp], n_readings: int) -> NDArray[np.float64]:
+    """Epoch seconds of ISO 8601 strings (no zone = UTC) or numbers; one per reading."""
+    if len(values) != n_readings:
+        raise InvalidTimestampsError(
+            f"expected one timestamp per reading ({n_readings}), got {len(values)}"
+        )
+    out = np.empty(len(values), dtype=np.float64)
+    for i, value in enumerate(values):
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                raise InvalidTimestampsError(
+                    f"timestamps[{i}]: {value[:64]!r} is not an ISO 8601 time"
+                ) from None
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            out[i] = parsed.timestamp()
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise InvalidTimestampsError(f"timestamps[{i}]: not a finite number")
+            out[i] = float(value)
+        else:
+            raise InvalidTimestampsError(
+                f"timestamps[{i}]: expected an ISO 8601 string or epoch seconds"
+            )
+    return out
+
+
+class StreamPlane:
+    """Answers windows and stream readings with the data plane's current model."""
+
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        store: StreamStore,
+        *,
+        window_max_readings: int,
+        stream_max_readings: int,
+        retry_after_s: int = 60,
+        max_window: int = 1024,
+    ) -> None:
+        self.dataplane = dataplane
+        self.retry_after_s = retry_after_s
+        self.max_window = max_window
+        """The store's largest window: a model needing more warms up forever, never a 500."""
+        self.store = store
+        self.window_max_readings = window_max_readings
+        self.stream_max_readings = stream_max_readings
+
+    # ------------------------------------------------------------------ entry points
+    async def window(
+        self,
+        timestamps: Sequence[Timestamp],
+        rows: Sequence[FeatureRow],
+        *,
+        mode: Mode = "last",
+        top_k: int | None = 3,
+    ) -> WindowAnswer:
+        """Answers for the last reading (``mode="last"``) or every reading (``"all"``)."""
+        predictor = self.dataplane.require_ready()
+        self._check_count(len(rows), self.window_max_readings, "a window")
+        X = predictor.to_matrix(rows, label_rows=False)
+        ts = parse_timestamps(timestamps, len(rows))
+        _check_order(ts)
+        started = time.perf_counter()
+        n_out = 1 if mode == "last" else len(X)
+        answers, predictions = await self._score(predictor, ts, X, n_out, top_k)
+        inference_ms = (time.perf_counter() - started) * 1000.0
+        offset = len(X) - n_out
+        for answer in answers:
+            answer.index += offset
+        n_anomalies = sum(a.is_anomaly for a in answers)
+        self._report(predictor, X[offset:], predictions, n_anomalies, inference_ms)
+        return WindowAnswer(
+            answers=answers,
+            n_anomalies=n_anomalies,
+            model_version=predictor.version,
+            model_kind=_kind(predictor),
+            window=_history(predictor),
+            inference_ms=inference_ms,
+        )
+
+    async def append(
+        self,
+        stream_id: str,
+        timestamps: Sequence[Timestamp],
+        rows: Sequence[FeatureRow],
+        *,
+        top_k: int | None = 3,
+    ) -> StreamReadingsAnswer:
+        """Append readings to a stream and answer each of them from the stream's window."""
+        check_stream_id(stream_id)
+        predictor = self.dataplane.require_ready()
+        self._check_count(len(rows), self.stream_max_readings, "one request to a stream")
+        X = predictor.to_matrix(rows, label_rows=False)
+        ts = parse_timestamps(timestamps, len(rows))
+        history = _history(predictor)
+        started = time.perf_counter()
+        try:
+            # Each new reading needs the ``history - 1`` readings before it: the store keeps
+            # ``history - 1 + n_new`` for this call, then trims to what later calls need.
+            window = await self.store.append(
+                stream_id,
+                ts,
+                X,
+                window=min(history - 1 + len(X), self.max_window),
+                model_key=predictor.version,
+            )
+        except StreamCapacityError as exc:
+            exc.retry_after_s = self.retry_after_s  # type: ignore[attr-defined]
+            raise
+        n_new = len(X)
+        answers, predictions = await self._score(
+            predictor, window.timestamps, window.values, min(n_new, len(window)), top_k
+        )
+        inference_ms = (time.perf_counter() - started) * 1000.0
+        n_anomalies = sum(a.is_anomaly for a in answers)
+        self._report(predictor, X, predictions, n_anomalies, inference_ms)
+        return StreamReadingsAnswer(
+            stream_id=stream_id,
+            answers=answers,
+            n_anomalies=n_anomalies,
+            model_version=predictor.version,
+            model_kind=_kind(predictor),
+            stream=StreamSummary(
+                readings_in_window=min(len(window), history),
+                window=history,
+                total=window.total,
+                warming_up=predictor.time_aware is not None and len(window) < history,
+                restarted=window.restarted,
+                backend=self.store.backend,
+                degraded=window.degraded,
+            ),
+            inference_ms=inference_ms,
+        )
+
+    async def state(self, stream_id: str) -> StreamStateAnswer:
+        """A live stream's state; ``StreamNotFoundError`` when there is none."""
+        check_stream_id(stream_id)
+        found = await self.store.get(stream_id)
+        if found is None:
+            raise StreamNotFoundError(f"stream {stream_id!r} does not exist (or has expired)")
+        return StreamStateAnswer(
+            stream_id=stream_id,
+            total=found.total,
+            readings_in_window=found.window_length,
+            n_features=found.n_features,
+            first_timestamp=iso(found.first_timestamp),
+            last_timestamp=iso(found.last_timestamp),
+            model_version=found.model_key,
+            expires_in_s=found.expires_in_s,
+            backend=self.store.backend,
+            degraded=found.degraded,
+        )
+
+    async def reset(self, stream_id: str) -> None:
+        """Forget a stream; ``StreamNotFoundError`` when there is none."""
+        check_stream_id(stream_id)
+        if not await self.store.delete(stream_id):
+            raise StreamNotFoundError(f"stream {stream_id!r} does not exist (or has expired)")
+
+    # ------------------------------------------------------------------ scoring
+    @staticmethod
+    def _check_count(n: int, limit: int, what: str) -> None:
+        if n == 0:
+            raise InvalidReadingsError("readings must not be empty")
+        if n > limit:
+            raise InvalidReadingsError(f"{what} holds at most {limit} readings, got {n}")
+
+    async def _score(
+        self,
+        predictor: Predictor,
+        ts: NDArray[np.float64],
+        X: NDArray[np.float64],
+        n_out: int,
+        top_k: int | None,
+    ) -> tuple[list[StreamAnswer], list[Prediction]]:
+        if len(X) >= _OFFLOAD_READINGS or n_out >= _OFFLOAD_READINGS:
+            return await anyio.to_thread.run_sync(_score_sync, predictor, ts, X, n_out, top_k)
+        return _score_sync(predictor, ts, X, n_out, top_k)
+
+    def _report(
+        self,
+        predictor: Predictor,
+        X: NDArray[np.float64],
+        predictions: list[Prediction],
+        n_anomalies: int,
+        inference_ms: float,
+    ) -> None:
+        batch = BatchAnswer(
+            predictions=[],
+            n_anomalies=n_anomalies,
+            model_version=predictor.version,
+            inference_ms=inference_ms,
+        )
+        self.dataplane.report(
+            ScoredBatch(predictor.version, X, predictions, batch, inference_ms / 1000.0)
+        )
+
+
+def _kind(predictor: Predictor) -> ModelKind:
+    return "point-wise" if predictor.time_aware is None else "time-aware"
+
+
+def _history(predictor: Predictor) -> int:
+    model = predictor.time_aware
+    return 1 if model is None else model.history_needed
+
+
+def _check_order(ts: NDArray[np.float64]) -> None:
+    steps = np.diff(ts)
+    if (steps <= 0).any():
+        index = int(np.flatnonzero(steps <= 0)[0]) + 1
+        kind = "duplicate" if steps[index - 1] == 0 else "out-of-order"
+        raise InvalidTimestampsError(
+            f"timestamps[{index}]: {kind} timestamp; timestamps must strictly increase"
+        )
+
+
+def _score_sync(
+    predictor: Predictor,
+    ts: NDArray[np.float64],
+    X: NDArray[np.float64],
+    n_out: int,
+    top_k: int | None,
+) -> tuple[list[StreamAnswer], list[Prediction]]:
+    """Answers for the last ``n_out`` readings of ``(ts, X)`` (blocking)."""
+    first = len(X) - n_out
+    model = predictor.time_aware
+    stamps = [iso(t) for t in ts[first:].tolist()]
+    if model is None:
+        predictions = predictor.score(np.ascontiguousarray(X[first:]))
+        severities = severity_from_score(np.array([p.anomaly_score for p in predictions]))
+        answers = [
+            StreamAnswer(
+                index=i,
+                timestamp=stamp,
+                is_anomaly=p.is_anomaly,
+                anomaly_score=p.anomaly_score,
+                severity=float(sev),
+                confidence=p.confidence,
+                warming_up=False,
+                contributions=[],
+            )
+            for i, (stamp, p, sev) in enumerate(
+                zip(stamps, predictions, severities.tolist(), strict=True)
+            )
+        ]
+        return answers, predictions
+    try:
+        with np.errstate(all="ignore"):
+            out = model.score_window(ts, X, last=n_out)
+    except ValueError as exc:
+        raise InvalidReadingsError(str(exc)) from None
+    if not np.isfinite(out.anomaly_score).all():
+        raise InvalidReadingsError("readings are too extreme to be scored")
+    answers = []
+    predictions = []
+    for i, (stamp, flag, score, sev, conf, warm) in enumerate(
+        zip(
+            stamps,
+            out.is_anomaly.tolist(),
+            out.anomaly_score.tolist(),
+            out.severity.tolist(),
+            out.confidence.tolist(),
+            out.warming_up.tolist(),
+            strict=True,
+        )
+    ):
+        contributions = (
+            [
+                Contribution(feature=name, share=part["share"], why=part["why"])
+                for name, part in out.contributions(i, top_k).items()
+            ]
+            if top_k != 0
+            else []
+        )
+        answers.append(
+            StreamAnswer(
+                index=i,
+                timestamp=stamp,
+                is_anomaly=flag,
+                anomaly_score=score,
+                severity=sev,
+                confidence=conf,
+                warming_up=warm,
+                contributions=contributions,
+            )
+        )
+        predictions.append(
+            Prediction(
+                is_anomaly=flag,
+                anomaly_score=score,
+                confidence=conf,
+                scores=(),
+                votes=tuple(out.votes[i].tolist()),
+                severity=sev,
+                shares=tuple(out.shares[i].tolist()),  # per channel, in feature order
+            )
+        )
+    return answers, predictions
