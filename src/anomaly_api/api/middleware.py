@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from anomaly_api.api.errors import PayloadTooLargeError, error_response, status_of
+from anomaly_api.api.errors import (
+    PayloadTooLargeError,
+    error_response,
+    is_oip_path,
+    oip_error_response,
+    status_of,
+)
 
 __all__ = ["BodySizeLimitMiddleware"]
 
@@ -35,9 +41,11 @@ class BodySizeLimitMiddleware:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
                 exc = self._too_large()
                 status_code, code = status_of(exc)
-                response = error_response(
-                    status_code, code, exc.message, headers={"Connection": "close"}
-                )
+                headers = {"Connection": "close"}
+                if is_oip_path(scope["path"]):
+                    response = oip_error_response(status_code, exc.message, headers)
+                else:
+                    response = error_response(status_code, code, exc.message, headers=headers)
                 await response(scope, receive, send)
                 return
         received = 0
