@@ -193,7 +193,7 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     if predictor.manifest.time_aware is not None:
         raise OipError(
             f"model {name!r} is time-aware: it scores readings in the context of a stream, "
-            "not row by row; send readings to the stream endpoints (/streams) instead"
+            "not row by row; send its readings to POST /streams/{stream_id}/readings instead"
         )
     settings = _settings(request)
     parsed = parse_infer_request(
