@@ -32,6 +32,7 @@ from anomaly_api.api.schemas import MAX_ABS_FEATURE
 from anomaly_api.service.answers import Answer, BatchAnswer
 
 __all__ = [
+    "ANSWER_OUTPUTS",
     "MATRIX_INPUT",
     "InferRequest",
     "OipError",
@@ -78,15 +79,18 @@ class InferRequest:
 # --- outputs: the one place answers become tensors ------------------------------------
 
 
+ANSWER_OUTPUTS = (
+    "is_anomaly",
+    "anomaly_score",
+    "confidence",
+    # TODO(merge): add "severity" here once Answer.severity exists (FP64; nothing else changes).
+)
+"""Outputs read straight from ``Answer`` fields of the same name (BOOL or FP64)."""
+
+
 def output_names(detector_names: Sequence[str]) -> tuple[str, ...]:
     """Every output the model produces, in the metadata's order."""
-    return (
-        "is_anomaly",
-        "anomaly_score",
-        "confidence",
-        # TODO(merge): add "severity" here once Answer.severity exists (FP64, see _column).
-        *(f"{name}{_SCORE_SUFFIX}" for name in detector_names),
-    )
+    return (*ANSWER_OUTPUTS, *(f"{name}{_SCORE_SUFFIX}" for name in detector_names))
 
 
 def _datatype(output: str) -> str:
@@ -95,7 +99,7 @@ def _datatype(output: str) -> str:
 
 def _column(output: str, answers: Sequence[Answer]) -> list[Any]:
     """The values of ``output`` for every answer (``output`` is a known output name)."""
-    if output in ("is_anomaly", "anomaly_score", "confidence"):  # severity: add it here
+    if output in ANSWER_OUTPUTS:
         return [getattr(answer, output) for answer in answers]
     detector = output[: -len(_SCORE_SUFFIX)]
     return [answer.detectors[detector].score for answer in answers]
