@@ -20,8 +20,14 @@ $(RUN_STAMP): pyproject.toml $(KERNEL_SRC) | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $(RUN_STAMP)
 
+# kserve's InferenceRESTClient (the OIP client tests): every kserve release requires
+# pandas<3, so it is installed without its dependencies; pyproject's test extra pins the
+# few that `import kserve` needs (docs/open-inference-protocol.md, "Clients").
+KSERVE_CLIENT := kserve==0.21.0
+
 $(DEV_STAMP): pyproject.toml $(KERNEL_SRC) | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,docs]'
+	$(BIN)/pip install --quiet --no-deps $(KSERVE_CLIENT)
 	touch $(DEV_STAMP) $(RUN_STAMP)
 
 ## Everything a developer needs (serving, training, tests, docs).

@@ -145,6 +145,12 @@ class Settings(BaseSettings):
     metrics_anomaly_window: int = Field(
         default=1000, ge=1, description="Rows behind the rolling anomaly-rate gauge."
     )
+    oip_model_name: str = Field(
+        default="anomaly-detector",
+        min_length=1,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Model name of the Open Inference Protocol routes (`/v2/models/<name>`).",
+    )
     # Stateful sensor streams (docs/streams.md); Redis timeouts and breaker as the cache's.
     stream_max_streams: int = Field(
         default=10_000,

@@ -20,18 +20,10 @@ from api_testing import ANOMALOUS, NORMAL, assert_error, make_settings, serve_ap
 from factories import (
     TIME_AWARE_ROWS,
     TIME_AWARE_SEED,
-    fit_time_aware_artifact,
     synthetic_segments,
 )
 
 WINDOW = 60  # the default time-aware window
-
-
-@pytest.fixture(scope="session")
-def ta_artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("ta-artifacts")
-    fit_time_aware_artifact(root)
-    return root
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,10 @@ below are raised by the HTTP layer itself::
 ``ERROR_TABLE`` maps each class of both families to its status and code. A 422's
 ``details[].loc`` is a list, as FastAPI and Pydantic write it
 (``["observations", 2, "features", 0]``).
+
+The Open Inference Protocol routes (under ``OIP_PREFIX``, ``/v2``) answer errors in that
+protocol's format instead, ``{"error": "<message>"}`` (``oip_error_response``), with the
+same table's statuses except that 422 becomes 400 (the protocol knows no 422).
 """
 
 from __future__ import annotations
@@ -70,6 +74,9 @@ __all__ = [
     "dotted",
     "error_response",
     "install_error_handlers",
+    "is_oip_path",
+    "oip_error_response",
+    "oip_status_of",
 ]
 
 _log = logging.getLogger(__name__)
@@ -191,6 +198,28 @@ def error_response(
     error = {"code": code, "message": message, "details": details}
     body = {"error": error | {"request_id": current_request_id()}}
     return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+OIP_PREFIX = "/v2"
+"""Path prefix of the Open Inference Protocol routes (``anomaly_api.api.routes.oip``)."""
+
+
+def is_oip_path(path: str) -> bool:
+    """Whether ``path`` belongs to the Open Inference Protocol routes."""
+    return path == OIP_PREFIX or path.startswith(OIP_PREFIX + "/")
+
+
+def oip_status_of(exc: ServiceError | ApiError) -> int:
+    """The status of ``exc`` on an Open Inference Protocol route (422 is 400 there)."""
+    status_code, _ = status_of(exc)
+    return 400 if status_code == 422 else status_code
+
+
+def oip_error_response(
+    status_code: int, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """An error in the Open Inference Protocol's format: ``{"error": message}``."""
+    return JSONResponse({"error": message}, status_code=status_code, headers=headers)
 
 
 async def _known_error(request: Request, exc: Exception) -> JSONResponse:

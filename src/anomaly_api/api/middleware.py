@@ -25,7 +25,13 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from anomaly_api.api.errors import PayloadTooLargeError, error_response, status_of
+from anomaly_api.api.errors import (
+    PayloadTooLargeError,
+    error_response,
+    is_oip_path,
+    oip_error_response,
+    status_of,
+)
 
 __all__ = ["BodySizeLimitMiddleware", "discard_body"]
 
@@ -72,6 +78,17 @@ class BodySizeLimitMiddleware:
         self.max_discard_bytes = max_discard_bytes
         self.max_discard_s = max_discard_s
 
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer 413 and close, in the Open Inference Protocol's error format under /v2."""
+        exc = self._too_large()
+        status_code, code = status_of(exc)
+        headers = {"Connection": "close"}
+        if is_oip_path(scope["path"]):
+            response = oip_error_response(status_code, exc.message, headers)
+        else:
+            response = error_response(status_code, code, exc.message, headers=headers)
+        await response(scope, receive, send)
+
     def _too_large(self) -> PayloadTooLargeError:
         return PayloadTooLargeError(
             f"request body is larger than the limit of {self.max_body_bytes} bytes"
@@ -96,12 +113,7 @@ class BodySizeLimitMiddleware:
         if declared is not None and declared > limit:
             if may_discard and declared <= self.max_discard_bytes:
                 await discard_body(receive, 0, self.max_discard_bytes, self.max_discard_s)
-            exc = self._too_large()
-            status_code, code = status_of(exc)
-            response = error_response(
-                status_code, code, exc.message, headers={"Connection": "close"}
-            )
-            await response(scope, receive, send)
+            await self._refuse(scope, receive, send)
             return
 
         received = 0

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from anomaly_api.api.routes import admin, health, metrics, model, predict, streams
+from anomaly_api.api.routes import admin, health, metrics, model, oip, predict, streams
 from anomaly_api.api.security import ApiKeyDep, HealthKeyDep
 
 api_router = APIRouter()
@@ -13,5 +13,6 @@ api_router.include_router(predict.router, dependencies=[ApiKeyDep])
 api_router.include_router(streams.router, dependencies=[ApiKeyDep])
 api_router.include_router(admin.router)  # its own admin-key dependency
 api_router.include_router(metrics.router)  # its own metrics-key dependency
+oip.include(api_router)  # /v2: the Open Inference Protocol, in its own error format
 
 __all__ = ["api_router"]

@@ -1,0 +1,232 @@
+"""Open Inference Protocol v2 (KServe v2, Triton, MLServer), REST and JSON, under ``/v2``.
+
+The tensors are mapped in ``anomaly_api.api.oip_protocol``; scoring goes through the same
+``DataPlane.predict`` as ``/predict`` (cache, metrics, request ids, limits, API keys).
+Every error of these routes, whatever raised it (a dependency, the body, the service), is
+rendered here in the protocol's ``{"error": "..."}`` format by ``OipRoute``; the other
+routes keep the API's own error format. The binary tensor extension is not supported.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+
+from anomaly_api import __version__
+from anomaly_api.api.errors import (
+    CLIENT_CLOSED_REQUEST,
+    OIP_PREFIX,
+    ApiError,
+    MalformedJSONError,
+    oip_error_response,
+    oip_status_of,
+)
+from anomaly_api.api.oip_protocol import (
+    OipError,
+    infer_response,
+    model_metadata,
+    parse_infer_request,
+)
+from anomaly_api.api.security import ApiKeyDep, HealthKeyDep
+from anomaly_api.config import Settings
+from anomaly_api.service.dataplane import DataPlane
+from anomaly_api.service.errors import ServiceError
+from anomaly_api.service.predictor import Predictor
+
+__all__ = ["OipRoute", "router"]
+
+_log = logging.getLogger(__name__)
+_UNAVAILABLE = 503
+_BINARY_HEADER = "inference-header-content-length"
+
+
+def _oip_error(request: Request, exc: Exception) -> Response:
+    """``exc`` as the protocol's error body, with the status the API gives it."""
+    if isinstance(exc, OipError):
+        return oip_error_response(exc.status, exc.message)
+    if isinstance(exc, ServiceError | ApiError):
+        return oip_error_response(oip_status_of(exc), exc.message)
+    if isinstance(exc, RequestValidationError):
+        return oip_error_response(400, "invalid request")
+    if isinstance(exc, StarletteHTTPException):
+        return oip_error_response(exc.status_code, str(exc.detail), exc.headers)
+    if isinstance(exc, ClientDisconnect):
+        return oip_error_response(CLIENT_CLOSED_REQUEST, "the client closed the connection")
+    _log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return oip_error_response(500, "internal server error")
+
+
+class OipRoute(APIRoute):
+    """A route whose errors (its dependencies' too) use the protocol's error format."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Exception as exc:  # rendered, never re-raised: the protocol's format
+                return _oip_error(request, exc)
+
+        return handle
+
+
+# Not in the OpenAPI schema: the protocol is specified elsewhere (docs/open-inference-protocol.md).
+router = APIRouter(prefix=OIP_PREFIX, route_class=OipRoute, include_in_schema=False)
+health_router = APIRouter(prefix=OIP_PREFIX, route_class=OipRoute, include_in_schema=False)
+
+
+def _json(content: object, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.state.settings
+    return settings
+
+
+def _dataplane(request: Request) -> DataPlane:
+    dataplane: DataPlane = request.state.dataplane
+    return dataplane
+
+
+def _model(request: Request, name: str, version: str | None) -> Predictor:
+    """The served predictor for ``name`` (and ``version``): 404 for another, 503 for none."""
+    expected = _settings(request).oip_model_name
+    if name != expected:
+        raise OipError(f"unknown model {name!r}; this server serves {expected!r}", status=404)
+    predictor = _dataplane(request).require_ready()
+    if version is not None and version != predictor.version:
+        raise OipError(
+            f"model {name!r} has no version {version!r}; the served version is "
+            f"{predictor.version!r}",
+            status=404,
+        )
+    return predictor
+
+
+@health_router.get("/health/live")
+async def server_live() -> Response:
+    """The process is up."""
+    return _json({"live": True})
+
+
+@health_router.get("/health/ready")
+async def server_ready(request: Request) -> Response:
+    """200 ``{"ready": true}`` once the model is loaded, else 503 ``{"ready": false}``."""
+    ready = _dataplane(request).runtime.predictor is not None
+    return _json({"ready": ready}, 200 if ready else _UNAVAILABLE)
+
+
+@router.get("")
+async def server_metadata() -> Response:
+    """The server's name, version and extensions (none)."""
+    return _json({"name": "anomaly-api", "version": __version__, "extensions": []})
+
+
+async def _metadata(request: Request, name: str, version: str | None) -> Response:
+    predictor = _model(request, name, version)
+    return _json(
+        model_metadata(name, predictor.version, predictor.feature_names, predictor.detector_names)
+    )
+
+
+@router.get("/models/{name}")
+async def model_metadata_route(request: Request, name: str) -> Response:
+    """Inputs and outputs of the served model."""
+    return await _metadata(request, name, None)
+
+
+@router.get("/models/{name}/versions/{version}")
+async def model_version_metadata(request: Request, name: str, version: str) -> Response:
+    """Inputs and outputs of the served model, if ``version`` is the served one."""
+    return await _metadata(request, name, version)
+
+
+async def _ready(request: Request, name: str, version: str | None) -> Response:
+    try:
+        _model(request, name, version)
+    except ServiceError:  # no model loaded yet: not ready, in the protocol's words
+        return _json({"name": name, "ready": False}, _UNAVAILABLE)
+    return _json({"name": name, "ready": True})
+
+
+@router.get("/models/{name}/ready")
+async def model_ready(request: Request, name: str) -> Response:
+    """200 ``{"name", "ready": true}`` when the model can serve, 503 when none is loaded."""
+    return await _ready(request, name, None)
+
+
+@router.get("/models/{name}/versions/{version}/ready")
+async def model_version_ready(request: Request, name: str, version: str) -> Response:
+    """As ``/v2/models/{name}/ready``, for the served version only."""
+    return await _ready(request, name, version)
+
+
+async def _read_json(request: Request) -> Any:
+    """The body as strict JSON; the binary tensor extension is refused (400)."""
+    body = await request.body()
+    json_size = request.headers.get(_BINARY_HEADER)
+    if json_size is not None and json_size.strip() != str(len(body)):
+        raise OipError(
+            "the binary tensor data extension is not supported: send tensors as JSON "
+            "(tritonclient: binary_data=False on inputs and requested outputs)"
+        )
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedJSONError(f"request body is not valid JSON: {exc}") from None
+
+
+async def _infer(request: Request, name: str, version: str | None) -> Response:
+    predictor = _model(request, name, version)
+    if predictor.time_aware is not None:
+        raise OipError(
+            f"model {name!r} is time-aware: it scores readings in the context of a stream, "
+            "not row by row; send its readings to POST /streams/{stream_id}/readings instead"
+        )
+    settings = _settings(request)
+    parsed = parse_infer_request(
+        await _read_json(request),
+        predictor.feature_names,
+        predictor.detector_names,
+        max_rows=settings.max_batch_rows,
+    )
+    batch = await _dataplane(request).predict(parsed.rows, label_rows=False)
+    return _json(infer_response(batch, name, parsed.id, parsed.outputs))
+
+
+@router.post("/models/{name}/infer")
+async def infer(request: Request, name: str) -> Response:
+    """Score one ``[rows, n_features]`` tensor, or one ``[rows]`` tensor per feature."""
+    return await _infer(request, name, None)
+
+
+@router.post("/models/{name}/versions/{version}/infer")
+async def infer_version(request: Request, name: str, version: str) -> Response:
+    """As ``/v2/models/{name}/infer``, for the served version only."""
+    return await _infer(request, name, version)
+
+
+@router.api_route(
+    "/{path:path}",
+    methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
+    include_in_schema=False,
+)
+async def unknown_endpoint(path: str) -> Response:
+    """Anything else under ``/v2``: 404 in the protocol's format."""
+    raise OipError(f"no Open Inference Protocol endpoint at /v2/{path}", status=404)
+
+
+def include(parent: APIRouter) -> None:
+    """Mount the protocol's routes on ``parent`` with their API-key rules."""
+    parent.include_router(health_router, dependencies=[HealthKeyDep])
+    parent.include_router(router, dependencies=[ApiKeyDep])
