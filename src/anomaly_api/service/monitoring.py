@@ -3,7 +3,7 @@
 ``ModelMonitor`` is one DataPlane hook (``monitor.observe``) and one Prometheus collector.
 Per request it only appends the scored rows to the drift window (a batch copy into a
 ring buffer, ``DriftTracker.update``) and feeds the anomaly flags to the service-wide
-``AlarmTracker``; the drift statistics (PSI, KS) are computed when Prometheus scrapes
+alarm state (``AlarmPolicy``); the drift statistics (PSI, KS) are computed when Prometheus scrapes
 or ``GET /monitoring/drift`` is read, never per request. ``attach(predictor)`` runs at
 start-up and after every successful reload: the window starts afresh for the new model
 (its reference may differ), the alarm state is kept (it is about the service).
@@ -15,14 +15,14 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from anomaly_api.config import Settings
-from anomaly_api.monitoring import AlarmPolicy, AlarmTracker, DriftThresholds, DriftTracker
-from anomaly_api.monitoring.alarms import SERVICE_STREAM
+from anomaly_api.monitoring import AlarmPolicy, AlarmState, DriftThresholds, DriftTracker
 from anomaly_api.service import metric_names as names
 from anomaly_api.service.dataplane import ScoredBatch
 from anomaly_api.service.predictor import Predictor
@@ -68,7 +68,8 @@ class ModelMonitor:
         # The service stream has no timestamps: a policy in seconds counts readings by
         # their arrival time.
         self._alarm_seconds = policy.unit == "seconds"
-        self.alarms = AlarmTracker(policy)
+        self.alarm_policy = policy
+        self._alarm_state = AlarmState()  # the service stream (SERVICE_STREAM)
         self.service_alarms = 0
         self._lock = threading.Lock()
 
@@ -107,17 +108,25 @@ class ModelMonitor:
             self.expected_anomaly_rate = rate
 
     def observe(self, scored: ScoredBatch) -> None:
-        """The DataPlane hook: append the rows to the drift window, feed the alarms."""
+        """The DataPlane hook: append the rows to the drift window, feed the alarms.
+
+        A batch without anomalies only advances the alarm state's reading count (what
+        ``AlarmPolicy.evaluate`` would do, without its NumPy work): most batches.
+        """
         tracker = self.tracker
         if tracker is not None and scored.model_version == self.version:
             tracker.update(scored.X, check_finite=False)  # rows validated by the predictor
-        flags = np.fromiter((p.is_anomaly for p in scored.predictions), bool, scored.rows)
-        if flags.any() or self.alarms.policy.unit == "readings":
-            times = np.full(scored.rows, time.time()) if self._alarm_seconds else None
-            raised = int(self.alarms.observe(SERVICE_STREAM, flags, times).sum())
-            if raised:
+        if scored.answer.n_anomalies == 0:
+            if not self._alarm_seconds:
                 with self._lock:
-                    self.service_alarms += raised
+                    state = self._alarm_state
+                    self._alarm_state = replace(state, seen=state.seen + scored.rows)
+            return
+        flags = np.fromiter((p.is_anomaly for p in scored.predictions), bool, scored.rows)
+        times = np.full(scored.rows, time.time()) if self._alarm_seconds else None
+        with self._lock:
+            alarms, self._alarm_state = self.alarm_policy.evaluate(self._alarm_state, flags, times)
+            self.service_alarms += int(alarms.sum())
 
     def drift_report(self) -> dict[str, Any]:
         """The ``GET /monitoring/drift`` body."""
