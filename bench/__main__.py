@@ -56,7 +56,10 @@ def prepare_artifact(artifacts_dir: Path) -> None:
         model, names, X, version="bench-1", created_at=datetime.now(UTC),
         source="bench: correlated gaussian seed=0", n_rows=N_TRAIN,
     )  # fmt: skip
-    save_artifact(model, manifest, artifacts_dir)
+    from anomaly_api.training.references import build_references, reference_attachments
+
+    attachments = reference_attachments(build_references(model, names, X))
+    save_artifact(model, manifest, artifacts_dir, attachments=attachments)  # drift reference too
     set_latest(artifacts_dir, "bench-1")
 
 

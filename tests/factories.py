@@ -13,6 +13,7 @@ import numpy as np
 
 from anomaly_api.artifacts import build_manifest, save_artifact
 from anomaly_api.detection import AnomalyEnsemble
+from anomaly_api.training.references import build_references, reference_attachments
 
 TINY_FEATURES = [f"f{i}" for i in range(8)]
 
@@ -33,7 +34,10 @@ def fit_tiny_artifact(
         source=f"gaussian seed={seed}",
         n_rows=n_rows,
     )
-    return save_artifact(model, manifest, artifacts_dir)
+    references = build_references(model, TINY_FEATURES, X)
+    return save_artifact(
+        model, manifest, artifacts_dir, attachments=reference_attachments(references)
+    )
 
 
 TIME_AWARE_SEED = 3

@@ -4,10 +4,14 @@ Layout::
 
     <artifacts_dir>/<version>/model.joblib     the fitted AnomalyEnsemble
     <artifacts_dir>/<version>/manifest.json    provenance, metrics and the model's SHA-256
+    <artifacts_dir>/<version>/<attachment>     optional data files (drift reference, scores)
     <artifacts_dir>/LATEST                     the current version's name
 
 ``load_artifact`` hashes the model file and compares it with the manifest *before*
 unpickling it: unpickling runs code, so a tampered file must never reach joblib.
+Attachments are data (JSON, ``.npz`` without pickle) listed in the manifest with their
+SHA-256; ``attachment_path`` verifies one before handing out its path, and a file the
+manifest does not list is never used.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import platform
 import re
 import tempfile
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -145,6 +150,17 @@ class ArtifactManifest(BaseModel):
     model_sha256: str = ""
     time_aware: TimeAwareInfo | None = None
     """Set for a time-aware model (``anomaly-api train --window``); older manifests lack it."""
+    attachments: dict[str, str] = Field(
+        default_factory=dict,
+        description="Data files next to the model (drift reference, kept scores): name -> SHA-256.",
+    )
+    parent_version: str | None = Field(
+        default=None, description="The version this one was retuned from (`anomaly-api tune`)."
+    )
+    tuning: dict[str, Any] | None = Field(
+        default=None,
+        description="How the thresholds were moved: objective, before/after, expected rates.",
+    )
 
 
 @dataclass(frozen=True)
@@ -225,8 +241,13 @@ def save_artifact(
     *,
     make_latest: bool = True,
     overwrite: bool = False,
+    attachments: Mapping[str, bytes] | None = None,
 ) -> Path:
-    """Write model and manifest to ``artifacts_dir/<version>/`` and point ``LATEST`` at it."""
+    """Write model and manifest to ``artifacts_dir/<version>/`` and point ``LATEST`` at it.
+
+    ``attachments`` (file name -> content) are written beside the model and their
+    SHA-256 recorded in the manifest (see ``attachment_path``).
+    """
     version = validate_version_name(manifest.version)
     target = artifacts_dir / version
     if target.exists() and not overwrite:
@@ -235,8 +256,18 @@ def save_artifact(
     model_path = target / MODEL_FILE
     joblib.dump(model, model_path)
     os.chmod(model_path, 0o644)  # readable by the serving user whatever the umask
+    hashes: dict[str, str] = {}
+    for name, content in (attachments or {}).items():
+        if name in (MODEL_FILE, MANIFEST_FILE) or not _VERSION_PATTERN.fullmatch(name):
+            raise ArtifactError(f"invalid attachment name {name!r}")
+        _write_atomically(target / name, content)
+        hashes[name] = hashlib.sha256(content).hexdigest()
     final = manifest.model_copy(
-        update={"model_file": MODEL_FILE, "model_sha256": file_sha256(model_path)}
+        update={
+            "model_file": MODEL_FILE,
+            "model_sha256": file_sha256(model_path),
+            "attachments": hashes,
+        }
     )
     _write_atomically(target / MANIFEST_FILE, final.model_dump_json(indent=2).encode())
     if make_latest:
@@ -250,6 +281,28 @@ def set_latest(artifacts_dir: Path, version: str) -> None:
     if not (artifacts_dir / version / MANIFEST_FILE).is_file():
         raise ArtifactNotFoundError(f"no model version {version!r} in {artifacts_dir}")
     _write_atomically(artifacts_dir / LATEST_FILE, f"{version}\n".encode())
+
+
+def attachment_path(directory: Path, manifest: ArtifactManifest, name: str) -> Path | None:
+    """The verified path of attachment ``name`` of the version in ``directory``.
+
+    ``None`` when the manifest lists no such attachment (a file that is there but not
+    listed is ignored: it is not covered by the manifest). Raises
+    ``ArtifactIntegrityError`` when the file is missing or its SHA-256 differs.
+    """
+    expected = manifest.attachments.get(name)
+    if expected is None:
+        return None
+    path = directory / name
+    if not path.is_file():
+        raise ArtifactIntegrityError(f"attachment {path} listed in the manifest is missing")
+    actual = file_sha256(path)
+    if actual != expected:
+        raise ArtifactIntegrityError(
+            f"integrity check failed for {path}: SHA-256 {actual} does not match "
+            f"the manifest's {expected}; refusing to use it"
+        )
+    return path
 
 
 def latest_version(artifacts_dir: Path) -> str | None:
@@ -299,6 +352,8 @@ def _verified_model(
             f"integrity check failed for {model_path}: SHA-256 {actual} does not match "
             f"the manifest's {manifest.model_sha256}; refusing to load it"
         )
+    for name in manifest.attachments:
+        attachment_path(artifacts_dir / chosen, manifest, name)
     if manifest.format_version < FORMAT_VERSION:
         raise ArtifactError(
             f"model {chosen!r} has artifact format {manifest.format_version}, from before the "

@@ -37,6 +37,7 @@ from anomaly_api.api.security import KeyRing
 from anomaly_api.config import Settings, get_settings
 from anomaly_api.service.dataplane import DataPlane
 from anomaly_api.service.metrics import ServiceMetrics
+from anomaly_api.service.monitoring import ModelMonitor
 from anomaly_api.service.reloader import ModelReloader, install_sighup_reload
 from anomaly_api.service.runtime import ServiceRuntime
 from anomaly_api.service.streamplane import StreamPlane
@@ -57,12 +58,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     metrics = ServiceMetrics(anomaly_window=settings.metrics_anomaly_window)
     keyring = KeyRing.from_settings(settings)
+    monitor = ModelMonitor(settings)  # drift, service alarms, expected rate
+    metrics.registry.register(monitor)  # statistics computed at scrape time
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[AppState]:
         runtime = ServiceRuntime.start(settings)
         dataplane = DataPlane(runtime, metrics)  # prediction + cache metrics
         dataplane.add_hook(note_scored_batch)  # rows, cache hits, version for the access log
+        dataplane.add_hook(monitor.observe)  # drift window + service-wide alarms
         streamplane = StreamPlane(
             dataplane,
             runtime.streams,
@@ -73,10 +77,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         predictor = runtime.predictor
         metrics.set_model_version(predictor.version if predictor else None)
+        monitor.attach(predictor)
 
         def on_reload(version: str | None, ok: bool) -> None:
             metrics.observe_reload(ok)
             metrics.set_model_version(version)
+            if ok:
+                monitor.attach(runtime.predictor)  # a fresh drift window for the new model
 
         reloader = ModelReloader(runtime, runtime.build_predictor, on_result=on_reload)
         uninstall = install_sighup_reload(reloader) if settings.reload_on_sighup else None
@@ -88,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "reloader": reloader,
                 "metrics": metrics,
                 "keyring": keyring,
+                "monitor": monitor,
                 "streamplane": streamplane,
             }
         finally:

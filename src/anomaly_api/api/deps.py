@@ -18,6 +18,7 @@ from anomaly_api.api.security import KeyRing
 from anomaly_api.config import Settings
 from anomaly_api.service.dataplane import DataPlane
 from anomaly_api.service.metrics import ServiceMetrics
+from anomaly_api.service.monitoring import ModelMonitor
 from anomaly_api.service.predictor import Predictor
 from anomaly_api.service.reloader import ModelReloader
 from anomaly_api.service.runtime import ServiceRuntime
@@ -27,6 +28,7 @@ __all__ = [
     "AppState",
     "DataPlaneDep",
     "MetricsDep",
+    "MonitorDep",
     "PredictBatchBody",
     "PredictBody",
     "PredictorDep",
@@ -47,6 +49,7 @@ class AppState(TypedDict):
     metrics: ServiceMetrics
     keyring: KeyRing
     streamplane: StreamPlane
+    monitor: ModelMonitor
 
 
 def _settings(request: Request) -> Settings:
@@ -75,6 +78,12 @@ async def get_metrics(request: Request) -> ServiceMetrics:
     """The app's metrics registry."""
     metrics: ServiceMetrics = request.state.metrics
     return metrics
+
+
+async def get_monitor(request: Request) -> ModelMonitor:
+    """The served model's monitor (drift, alarms)."""
+    monitor: ModelMonitor = request.state.monitor
+    return monitor
 
 
 async def get_predictor(request: Request) -> Predictor:
@@ -108,6 +117,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 ReloaderDep = Annotated[ModelReloader, Depends(get_reloader)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+MonitorDep = Annotated[ModelMonitor, Depends(get_monitor)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
 StreamPlaneDep = Annotated[StreamPlane, Depends(get_streamplane)]

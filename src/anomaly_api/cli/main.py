@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from anomaly_api.cli import evaluate, generate, models, score, serve, train
+from anomaly_api.cli import evaluate, generate, models, score, serve, train, tune
 
 app = typer.Typer(
     name="anomaly-api",
@@ -19,6 +19,7 @@ app = typer.Typer(
 app.command("generate")(generate.generate)
 app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)
+app.command("tune")(tune.tune)
 app.command("models")(models.models)
 app.command("serve")(serve.serve)
 app.command("score")(score.score)

@@ -30,6 +30,7 @@ from anomaly_api.service.cache import PredictionCache, prediction_keys
 from anomaly_api.service.errors import InvalidFeaturesError
 from anomaly_api.service.prediction import Prediction, PredictionCodec
 from anomaly_api.service.scoring import Scorer
+from anomaly_api.training.references import ModelReferences
 
 __all__ = ["FeatureRow", "Predictor", "ScoredRows"]
 
@@ -58,8 +59,11 @@ class Predictor:
         cache: PredictionCache,
         cache_prefix: str,
         offload_min_rows: int,
+        references: ModelReferences | None = None,
     ) -> None:
+        """``references``: the version's verified drift and score references, if kept."""
         manifest = artifact.manifest
+        self.references = references or ModelReferences(drift=None, scores=None)
         self.manifest = manifest
         self.version = manifest.version
         self.feature_names: tuple[str, ...] = tuple(manifest.feature_names)

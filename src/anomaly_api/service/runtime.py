@@ -20,6 +20,7 @@ from anomaly_api.service.errors import ModelNotReadyError
 from anomaly_api.service.predictor import Predictor
 from anomaly_api.service.scoring import build_scorer
 from anomaly_api.service.streams import StreamStore, build_stream_store
+from anomaly_api.training.references import load_references
 
 __all__ = ["HealthReport", "ServiceRuntime"]
 
@@ -88,6 +89,7 @@ class ServiceRuntime:
             cache=self.cache,
             cache_prefix=settings.cache_prefix,
             offload_min_rows=settings.offload_min_rows,
+            references=load_references(artifact.path, artifact.manifest),
         )
         _log.info("model %s loaded from %s", predictor.version, artifact.path)
         return predictor

@@ -5,6 +5,9 @@ training rows that are *not* labelled anomalous, each detector's threshold is tu
 the validation rows, and the test rows (never seen before) give the reported metrics.
 Without labels: the ensemble is fitted on every row, the thresholds come from its
 ``contamination`` and there are no metrics.
+
+``train_and_save`` also keeps the drift reference and each detector's scores beside the
+model (``training.references``), so drift can be tracked and thresholds moved later.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from anomaly_api.data.errors import DataError
 from anomaly_api.data.loading import Dataset, synthetic_dataset
 from anomaly_api.detection import DETECTOR_NAMES, AnomalyEnsemble
 from anomaly_api.training.evaluation import evaluate_model
+from anomaly_api.training.references import build_references, reference_attachments
 from anomaly_api.training.split import Split, stratified_split
 from anomaly_api.training.thresholds import tune_thresholds
 
@@ -195,7 +199,14 @@ def train_and_save(
         n_rows=dataset.n_rows,
         metrics=trained.metrics,
     )
-    path = save_artifact(trained.model, manifest, artifacts_dir)
+    validation = None
+    if trained.split is not None and dataset.y is not None:
+        rows = trained.split.validation
+        validation = (dataset.X[rows], dataset.y[rows].astype(np.int64))
+    references = build_references(trained.model, dataset.feature_names, trained.X_fit, validation)
+    path = save_artifact(
+        trained.model, manifest, artifacts_dir, attachments=reference_attachments(references)
+    )
     progress(f"saved model version {name} to {path}")
     return TrainingResult(
         version=name, path=path, trained=trained, seconds=time.perf_counter() - started

@@ -1,15 +1,24 @@
-"""``POST /admin/reload``: load, verify and swap in a model version without downtime."""
+"""``POST /admin/reload``: load, verify and swap in a model version without downtime.
+``POST /admin/thresholds``: write a threshold revision of the served model and swap it in."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+import logging
+import math
+from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from anomaly_api.api.deps import ReloaderDep
+from anomaly_api.api.deps import PredictorDep, ReloaderDep, SettingsDep
 from anomaly_api.api.schemas import ErrorResponse
 from anomaly_api.api.security import AdminKeyDep
+from anomaly_api.service.errors import InvalidInputError
+
+_audit = logging.getLogger("anomaly_api.audit")
+_tune_lock = asyncio.Lock()
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminKeyDep])
 
@@ -55,4 +64,119 @@ async def reload_model(
         previous_version=result.previous_version,
         model_version=result.model_version,
         load_ms=result.load_ms,
+    )
+
+
+class ThresholdsRequest(BaseModel):
+    """Exactly one objective, as ``anomaly-api tune`` takes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target_fpr: float | None = Field(default=None, description="In (0, 1).")
+    contamination: float | None = Field(default=None, description="In (0, 0.5].")
+    target_recall: float | None = Field(default=None, description="In (0, 1); needs labels.")
+    thresholds: dict[str, float] | None = Field(
+        default=None, description="Detector name -> threshold; the others keep theirs."
+    )
+    new_version: str | None = Field(
+        default=None, pattern=_VERSION_PATTERN, description="Default: <version>-t<hash>."
+    )
+
+
+class ThresholdsResponse(BaseModel):
+    """The revision written and now served."""
+
+    model_version: str
+    parent_version: str
+    objective: str
+    thresholds_before: dict[str, float]
+    thresholds_after: dict[str, float]
+    expected: dict[str, float | None]
+    load_ms: float
+
+
+def _objective(body: ThresholdsRequest) -> Any:
+    from anomaly_api.training.tuning import Contamination, Explicit, TargetFPR, TargetRecall
+
+    given = [
+        name
+        for name in ("target_fpr", "contamination", "target_recall", "thresholds")
+        if getattr(body, name) is not None
+    ]
+    if len(given) != 1:
+        raise InvalidInputError(
+            "give exactly one of target_fpr, contamination, target_recall, thresholds"
+            + (f" (got {', '.join(given)})" if given else "")
+        )
+    for name in ("target_fpr", "contamination", "target_recall"):
+        value = getattr(body, name)
+        if value is not None and not math.isfinite(value):
+            raise InvalidInputError(f"{name} must be finite")
+    if body.target_fpr is not None:
+        return TargetFPR(body.target_fpr)
+    if body.contamination is not None:
+        return Contamination(body.contamination)
+    if body.target_recall is not None:
+        return TargetRecall(body.target_recall)
+    assert body.thresholds is not None
+    return Explicit(dict(body.thresholds))
+
+
+@router.post(
+    "/thresholds",
+    responses={
+        401: _error("An admin key is required and none was sent."),
+        403: _error("The key sent is not an admin key."),
+        409: _error("The new version failed to load; the old model keeps serving."),
+        422: _error("Bad objective (range, unknown detector, non-finite); nothing changed."),
+    },
+)
+async def move_thresholds(
+    body: ThresholdsRequest,
+    predictor: PredictorDep,
+    reloader: ReloaderDep,
+    settings: SettingsDep,
+) -> ThresholdsResponse:
+    """Write a new version of the served model with thresholds for one objective (like
+    ``anomaly-api tune``: its own verified manifest, ``LATEST`` moved to it), then swap it
+    in with the same atomic swap as ``/admin/reload``. Other replicas pick it up on their
+    next reload. A bad request (422) writes and changes nothing."""
+    from anomaly_api.artifacts import ArtifactError
+    from anomaly_api.training.revision import tune_version
+    from anomaly_api.training.tuning import TuningError
+
+    objective = _objective(body)
+    async with _tune_lock:
+        try:
+            result = await anyio.to_thread.run_sync(
+                lambda: tune_version(
+                    settings.artifacts_dir,
+                    predictor.version,
+                    objective,
+                    new_version=body.new_version,
+                )
+            )
+        except TuningError as exc:
+            raise InvalidInputError(str(exc)) from exc
+        except ArtifactError as exc:
+            raise InvalidInputError(f"cannot write the revision: {exc}") from exc
+        reloaded = await reloader.reload(result.version)
+    _audit.info(
+        "thresholds moved",
+        extra={
+            "audit": "thresholds",
+            "parent_version": result.parent_version,
+            "model_version": result.version,
+            "objective": result.objective,
+            "thresholds_after": result.after,
+        },
+    )
+    return ThresholdsResponse(
+        model_version=result.version,
+        parent_version=result.parent_version,
+        objective=result.objective,
+        thresholds_before=result.before,
+        thresholds_after=result.after,
+        expected=result.expected,
+        load_ms=reloaded.load_ms,
     )

@@ -1,0 +1,217 @@
+"""Drift, thresholds and service alarms on the HTTP API (issue 12 wiring)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from anomaly_api.artifacts import latest_version, list_versions, read_manifest
+from anomaly_api.service import metric_names
+from api_testing import ANOMALOUS, NORMAL, assert_error, make_settings, serve_app
+from factories import TINY_FEATURES, fit_tiny_artifact
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> Path:
+    root = tmp_path / "artifacts"
+    fit_tiny_artifact(root)
+    return root
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def test_drift_report_shape_and_gauges(artifacts: Path) -> None:
+    rng = np.random.default_rng(1)
+    async with serve_app(make_settings(artifacts, drift_min_rows=50)) as client:
+        empty = (await client.get("/monitoring/drift")).json()
+        assert empty["available"] is True
+        assert empty["rows_held"] == 0
+        # Shift f0 by 3 standard deviations: it must drift, the others must not.
+        rows = rng.normal(size=(200, len(TINY_FEATURES)))
+        rows[:, 0] += 3.0
+        answer = await client.post(
+            "/predict/batch", json={"observations": [{"features": r} for r in rows.tolist()]}
+        )
+        assert answer.status_code == 200, answer.text
+        report = (await client.get("/monitoring/drift")).json()
+        assert report["model_version"] == "tiny-1"
+        assert report["rows_held"] == 200
+        assert report["enough_rows"] is True
+        by_feature = {f["feature"]: f for f in report["features"]}
+        assert list(by_feature) == TINY_FEATURES
+        assert by_feature["f0"]["drifted"] is True
+        assert by_feature["f0"]["psi"] > 1.0
+        assert not any(by_feature[name]["drifted"] for name in TINY_FEATURES[1:])
+        assert set(by_feature["f1"]) >= {"psi", "ks_statistic", "ks_pvalue", "drifted"}
+        scrape = samples((await client.get("/metrics")).text)
+    assert scrape[(metric_names.DRIFT_WINDOW_ROWS, ())] == 200
+    assert scrape[(metric_names.FEATURE_DRIFTED, (("feature", "f0"),))] == 1
+    assert scrape[(metric_names.FEATURE_DRIFTED, (("feature", "f3"),))] == 0
+    psi = scrape[(metric_names.FEATURE_DRIFT_PSI, (("feature", "f0"),))]
+    assert psi == pytest.approx(by_feature["f0"]["psi"])
+    assert (metric_names.FEATURE_DRIFT_KS_PVALUE, (("feature", "f0"),)) in scrape
+    assert 0 < scrape[(metric_names.MODEL_EXPECTED_ANOMALY_RATE, ())] < 0.5
+
+
+async def test_drift_off_and_model_without_reference_say_unavailable(artifacts: Path) -> None:
+    async with serve_app(make_settings(artifacts, drift_enabled=False)) as client:
+        await client.post("/predict", json={"features": NORMAL})
+        off = await client.get("/monitoring/drift")
+        text = (await client.get("/metrics")).text
+    assert off.status_code == 200
+    assert off.json()["available"] is False
+    assert "ANOMALY_DRIFT_ENABLED=false" in off.json()["reason"]
+    exported = {name for name, _ in samples(text)}
+    assert metric_names.DRIFT_WINDOW_ROWS not in exported
+    assert metric_names.FEATURE_DRIFT_PSI not in exported
+    assert metric_names.MODEL_EXPECTED_ANOMALY_RATE in exported
+    # A version whose manifest lists no references (as saved before this change).
+    manifest = artifacts / "tiny-1" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["attachments"] = {}
+    manifest.write_text(json.dumps(data))
+    async with serve_app(make_settings(artifacts)) as client:
+        assert (await client.post("/predict", json={"features": NORMAL})).status_code == 200
+        missing = await client.get("/monitoring/drift")
+        thresholds = await client.get("/model/thresholds")
+        bad = await client.post("/admin/thresholds", json={"target_fpr": 0.1})
+    assert missing.status_code == 200
+    assert missing.json()["available"] is False
+    assert "without a drift reference" in missing.json()["reason"]
+    assert thresholds.status_code == 200
+    assert thresholds.json()["available"] is False
+    assert_error(bad, 422, "invalid_input", "kept no detector scores")
+
+
+async def test_thresholds_table_and_hot_swap(
+    artifacts: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with serve_app(make_settings(artifacts)) as client:
+        table = (await client.get("/model/thresholds")).json()
+        assert table["available"] is True
+        assert table["model_version"] == "tiny-1"
+        assert set(table["tradeoff"]) == set(table["thresholds"])
+        fprs = [row["fpr"] for row in table["tradeoff"]["zscore"]]
+        assert fprs == sorted(fprs)
+        assert fprs[0] < 0.01 < fprs[-1]
+        before = (await client.post("/predict", json={"features": ANOMALOUS})).json()
+        with caplog.at_level(logging.INFO, logger="anomaly_api.audit"):
+            moved = await client.post(
+                "/admin/thresholds", json={"target_fpr": 0.2, "new_version": "tiny-1-fpr20"}
+            )
+        assert moved.status_code == 200, moved.text
+        body = moved.json()
+        assert body["model_version"] == "tiny-1-fpr20"
+        assert body["parent_version"] == "tiny-1"
+        assert body["objective"] == "target-fpr=0.2"
+        info = (await client.get("/model/info")).json()
+        assert info["version"] == "tiny-1-fpr20"
+        after = (await client.post("/predict", json={"features": ANOMALOUS})).json()
+        assert after["model_version"] == "tiny-1-fpr20"
+        assert after["cached"] is False  # cache keys carry the version
+        assert before["model_version"] == "tiny-1"
+        served = (await client.get("/model/thresholds")).json()
+        assert served["thresholds"] == body["thresholds_after"]
+        assert served["parent_version"] == "tiny-1"
+        assert served["tuning"]["objective"] == "target-fpr=0.2"
+        drift = (await client.get("/monitoring/drift")).json()
+        assert drift["model_version"] == "tiny-1-fpr20"
+        assert drift["rows_held"] == 1  # a fresh window for the new version
+    assert latest_version(artifacts) == "tiny-1-fpr20"
+    manifest = read_manifest(artifacts, "tiny-1-fpr20")
+    assert manifest.parent_version == "tiny-1"
+    audit = [r for r in caplog.records if r.name == "anomaly_api.audit"]
+    assert len(audit) == 1
+    assert audit[0].model_version == "tiny-1-fpr20"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"target_fpr": 1.5}, "must be in (0, 1)"),
+        ({"target_fpr": 0}, "must be in (0, 1)"),
+        ({"target_fpr": -0.1}, "must be in (0, 1)"),
+        ({"thresholds": {"nosuch": 1.0}}, "unknown detector"),
+        ({"thresholds": {}}, "no thresholds"),
+        ({"contamination": 0.9}, "contamination must be in"),
+        ({"target_recall": 0.5}, "labelled validation rows"),
+        ({}, "exactly one of"),
+        ({"target_fpr": 0.1, "contamination": 0.1}, "exactly one of"),
+        ({"target_fpr": 0.1, "new_version": "tiny-1"}, "already exists"),
+    ],
+)
+async def test_bad_threshold_requests_are_422_and_change_nothing(
+    artifacts: Path, body: dict[str, object], fragment: str
+) -> None:
+    async with serve_app(make_settings(artifacts)) as client:
+        answer = await client.post("/admin/thresholds", json=body)
+        assert_error(answer, 422, "invalid_input", fragment)
+        info = (await client.get("/model/info")).json()
+    assert info["version"] == "tiny-1"
+    assert [m.version for m in list_versions(artifacts)] == ["tiny-1"]
+    assert latest_version(artifacts) == "tiny-1"
+
+
+async def test_non_finite_thresholds_are_422(artifacts: Path) -> None:
+    raw = '{"thresholds": {"zscore": NaN}}'
+    async with serve_app(make_settings(artifacts)) as client:
+        answer = await client.post(
+            "/admin/thresholds", content=raw, headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 422, answer.text
+        infinite = await client.post(
+            "/admin/thresholds",
+            content='{"target_fpr": Infinity}',
+            headers={"content-type": "application/json"},
+        )
+        assert infinite.status_code == 422
+    assert [m.version for m in list_versions(artifacts)] == ["tiny-1"]
+
+
+async def test_thresholds_need_the_admin_key(artifacts: Path) -> None:
+    settings = make_settings(artifacts, api_keys=["client-key"], admin_api_keys=["admin-key"])
+    async with serve_app(settings) as client:
+        url, body = "/admin/thresholds", {"target_fpr": 0.1}
+        assert (await client.post(url, json=body)).status_code == 401
+        client_key = {"X-API-Key": "client-key"}
+        assert (await client.post(url, json=body, headers=client_key)).status_code == 403
+        assert [m.version for m in list_versions(artifacts)] == ["tiny-1"]
+        ok = await client.post(url, json=body, headers={"X-API-Key": "admin-key"})
+        assert ok.status_code == 200, ok.text
+        assert (await client.get("/monitoring/drift")).status_code == 401
+        assert (await client.get("/model/thresholds", headers=client_key)).status_code == 200
+
+
+async def test_service_alarms_are_counted(artifacts: Path) -> None:
+    settings = make_settings(artifacts, alarm_min_anomalies=2, alarm_window=5, alarm_cooldown=100)
+    async with serve_app(settings) as client:
+        rows = [ANOMALOUS] * 3 + [NORMAL] * 3
+        answer = await client.post(
+            "/predict/batch", json={"observations": [{"features": r} for r in rows]}
+        )
+        assert answer.status_code == 200
+        text = (await client.get("/metrics")).text
+    key = (metric_names.ALARMS_TOTAL, (("stream_class", "service"),))
+    assert samples(text)[key] == 1  # 2 anomalies in 5 readings alarm once, then cool down
+
+
+def test_a_tampered_reference_refuses_the_version(artifacts: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(artifacts, copy)
+    (copy / "tiny-1" / "drift_reference.json").write_text("{}")
+    from anomaly_api.artifacts import ArtifactIntegrityError, load_artifact
+
+    with pytest.raises(ArtifactIntegrityError, match=r"drift_reference\.json"):
+        load_artifact(copy)

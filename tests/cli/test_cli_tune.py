@@ -1,0 +1,129 @@
+"""``anomaly-api tune``: a verified revision with moved thresholds, and its clean errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from anomaly_api.artifacts import latest_version, list_versions, load_artifact, read_manifest
+from anomaly_api.cli.main import app
+from anomaly_api.training.references import SCORE_REFERENCE_FILE, load_references
+
+runner = CliRunner()
+
+
+def invoke(*args: str | Path) -> tuple[int, str, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path, default_artifacts_dir: Path) -> Path:
+    """A private copy of the default (labelled, synthetic) model's artifact directory."""
+    target = tmp_path / "artifacts"
+    shutil.copytree(default_artifacts_dir, target)
+    return target
+
+
+def test_training_keeps_verified_references(default_artifacts_dir: Path) -> None:
+    artifact = load_artifact(default_artifacts_dir)
+    manifest = artifact.manifest
+    assert set(manifest.attachments) == {"drift_reference.json", SCORE_REFERENCE_FILE}
+    refs = load_references(artifact.path, manifest)
+    assert refs.drift is not None
+    assert refs.drift.feature_names == tuple(manifest.feature_names)
+    assert refs.scores is not None
+    assert refs.scores.has_labels
+    assert refs.scores.detector_names == tuple(d.name for d in manifest.detectors)
+    n_fit = manifest.training_data.n_fit_rows
+    assert refs.scores.train_scores.shape == (n_fit, len(manifest.detectors))
+
+
+def test_tune_target_fpr_writes_a_new_latest_version(artifacts: Path) -> None:
+    parent = latest_version(artifacts)
+    assert parent is not None
+    code, out, err = invoke(
+        "tune", "--artifacts-dir", artifacts, "--target-fpr", "0.01", "--new-version", "fpr1"
+    )
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["version"] == "fpr1"
+    assert record["parent_version"] == parent
+    assert latest_version(artifacts) == "fpr1"
+    tuned = load_artifact(artifacts, "fpr1")  # verified: hashes of model and references
+    assert tuned.manifest.parent_version == parent
+    assert tuned.manifest.tuning is not None
+    assert tuned.manifest.tuning["objective"] == "target-fpr=0.01"
+    assert tuned.manifest.tuning["expected"]["fpr"] <= 0.02
+    after = [record["thresholds_after"][d.name] for d in tuned.manifest.detectors]
+    np.testing.assert_allclose(tuned.model.offsets_, after)
+    assert [d.threshold for d in tuned.manifest.detectors] == after
+    assert after != [record["thresholds_before"][d.name] for d in tuned.manifest.detectors]
+    assert tuned.manifest.attachments == read_manifest(artifacts, parent).attachments
+
+
+def test_tune_explicit_threshold_keeps_the_others(artifacts: Path) -> None:
+    code, out, err = invoke(
+        "tune", "--artifacts-dir", artifacts, "--thresholds", "zscore=-4.5", "--no-latest"
+    )
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["thresholds_after"]["zscore"] == -4.5
+    for name in ("isolation_forest", "local_outlier_factor"):
+        assert record["thresholds_after"][name] == record["thresholds_before"][name]
+    assert latest_version(artifacts) == record["parent_version"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target-fpr", "1.5"], "must be in (0, 1)"),
+        (["--target-fpr", "0"], "must be in (0, 1)"),
+        (["--thresholds", "nosuch=1"], "unknown detector"),
+        (["--thresholds", "zscore=nan"], "finite"),
+        (["--thresholds", "zscore"], "expected name=value"),
+        (["--contamination", "0.9"], "contamination must be in"),
+        ([], "exactly one of"),
+        (["--target-fpr", "0.1", "--contamination", "0.1"], "exactly one of"),
+        (["--version", "nope", "--target-fpr", "0.1"], "no model version 'nope'"),
+        (["--new-version", "../x", "--target-fpr", "0.1"], "invalid model version"),
+    ],
+)
+def test_tune_errors_are_one_line_exit_2_and_write_nothing(
+    artifacts: Path, args: list[str], message: str
+) -> None:
+    before = sorted(p.name for p in artifacts.iterdir())
+    code, _, err = invoke("tune", "--artifacts-dir", artifacts, *args)
+    assert code == 2
+    assert err.startswith("error: ")
+    assert message in err
+    assert err.count("\n") == 1
+    assert sorted(p.name for p in artifacts.iterdir()) == before
+
+
+def test_tampered_reference_is_refused(artifacts: Path) -> None:
+    version = latest_version(artifacts)
+    assert version is not None
+    path = artifacts / version / SCORE_REFERENCE_FILE
+    path.write_bytes(path.read_bytes() + b"x")
+    code, _, err = invoke("tune", "--artifacts-dir", artifacts, "--target-fpr", "0.1")
+    assert code == 2
+    assert "integrity check failed" in err
+    assert len(list_versions(artifacts)) == 1
+
+
+def test_a_model_without_kept_scores_cannot_be_tuned(artifacts: Path) -> None:
+    version = latest_version(artifacts)
+    assert version is not None
+    manifest_path = artifacts / version / "manifest.json"
+    data = json.loads(manifest_path.read_text())
+    data["attachments"] = {}
+    manifest_path.write_text(json.dumps(data))
+    code, _, err = invoke("tune", "--artifacts-dir", artifacts, "--target-fpr", "0.1")
+    assert code == 2
+    assert "kept no detector scores" in err
