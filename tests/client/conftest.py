@@ -33,3 +33,10 @@ def keyed_server_url(
     settings = {"ANOMALY_ARTIFACTS_DIR": str(workdir / "artifacts"), "ANOMALY_API_KEYS": API_KEY}
     with running_server(workdir, settings) as server:
         yield server.url
+
+
+@pytest.fixture
+def artifacts_copy(tiny_artifacts_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny model's artifact directory."""
+    shutil.copytree(tiny_artifacts_dir, tmp_path / "artifacts")
+    return tmp_path / "artifacts"
