@@ -42,21 +42,24 @@ import dataclasses
 import logging
 import os
 import struct
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 
 from anomaly_api.config import Settings
 from anomaly_api.service.cache.base import BreakerState
 from anomaly_api.service.cache.breaker import CircuitBreaker
-from anomaly_api.service.cache.redis_cache import _describe, _ThrottledWarning
+from anomaly_api.service.redis_support import (
+    FAILED,
+    GuardedRedisCalls,
+    ThrottledWarning,
+    breaker_from_settings,
+    client_from_settings,
+    describe,
+)
 from anomaly_api.service.streams.base import (
     RECORD_DTYPE,
     StreamState,
@@ -78,7 +81,6 @@ _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_FAILED = object()  # sentinel: the call was skipped or failed
 
 HEADER = struct.Struct("<BHdd8sH")
 _VERSION = 1
@@ -175,7 +177,7 @@ def decode_window(value: bytes) -> _Decoded:
     )
 
 
-class RedisStreamStore:
+class RedisStreamStore(GuardedRedisCalls):
     """Streams in Redis, one atomic script call per append; process memory while Redis is down.
 
     Attributes
@@ -187,6 +189,13 @@ class RedisStreamStore:
     fallbacks : int
         Calls served from process memory (failed or skipped).
     """
+
+    _log = _log
+    _label = "Redis stream"
+    _outage_message = (
+        "Redis stream store failing (%s: %s); streams served from process memory, "
+        "next try in %.1f s"
+    )
 
     def __init__(
         self,
@@ -218,7 +227,7 @@ class RedisStreamStore:
             max_streams=max_streams, idle_ttl_s=idle_ttl_s, max_window=max_window
         )
         self._fallback_used = False
-        self._warn = _ThrottledWarning(log_interval_s)
+        self._warn = ThrottledWarning(log_interval_s, log=_log)
         self.errors = 0
         self.skipped = 0
         self.fallbacks = 0
@@ -226,23 +235,14 @@ class RedisStreamStore:
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStreamStore:
         """Client with the cache's timeouts and breaker settings; does not connect yet."""
-        if not settings.redis_url:
-            raise ValueError("settings.redis_url is not set")
         timeout = settings.redis_timeout_s
-        client = Redis.from_url(
-            settings.redis_url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
-            health_check_interval=0,
+        client = client_from_settings(
+            settings,
             # The semaphore keeps calls under the pool size (a full pool raises, which would
             # count as an outage); the spare connections serve health probes.
             max_connections=settings.stream_redis_max_connections + 4,
         )
-        breaker = CircuitBreaker(
-            failure_threshold=settings.redis_breaker_failures,
-            cooldown_s=settings.redis_breaker_cooldown_s,
-        )
+        breaker = breaker_from_settings(settings)
         return cls(
             client,
             prefix=settings.stream_prefix,
@@ -305,7 +305,7 @@ class RedisStreamStore:
             records.tobytes(),
         ]
         reply = await self._guarded("append", lambda: self._append_script(keys=keys, args=args))
-        if reply is _FAILED:
+        if reply is FAILED:
             self._fallback_used = True
             self.fallbacks += 1
             fallback = self._fallback.append_now(
@@ -343,7 +343,7 @@ class RedisStreamStore:
         check_stream_id(stream_id)
         key = self.window_key(stream_id)
         reply = await self._guarded("get", lambda: self._get_script(keys=[key]))
-        if reply is _FAILED:
+        if reply is FAILED:
             self.fallbacks += 1
             state = self._fallback.get_now(stream_id)
             return None if state is None else dataclasses.replace(state, degraded=True)
@@ -369,7 +369,7 @@ class RedisStreamStore:
         reply = await self._guarded(
             "delete", lambda: self._delete_script(keys=keys, args=[stream_id])
         )
-        if reply is _FAILED:
+        if reply is FAILED:
             self.fallbacks += 1
             return self._fallback.delete_now(stream_id)
         return bool(reply)
@@ -377,7 +377,7 @@ class RedisStreamStore:
     async def live_count(self) -> int:
         """Live streams in Redis (process memory's while Redis is unreachable)."""
         reply = await self._guarded("count", lambda: self._count_script(keys=[self._live_key]))
-        if reply is _FAILED:
+        if reply is FAILED:
             return len(self._fallback)
         assert isinstance(reply, int)
         return reply
@@ -399,54 +399,15 @@ class RedisStreamStore:
         try:
             await self._client.aclose()
         except Exception as exc:
-            _log.warning("closing the Redis stream client failed: %s", _describe(exc))
+            _log.warning("closing the Redis stream client failed: %s", describe(exc))
 
-    async def _guarded(self, what: str, call: Callable[[], Awaitable[T]]) -> T | object:
-        """Run ``call`` through the breaker and timeout; ``_FAILED`` instead of raising.
+    def _slot(self) -> asyncio.Semaphore:
+        """Waiting for one of the ``max_concurrent_calls`` slots is not part of the timeout:
+        a burst of requests queues here instead of being taken for a Redis outage."""
+        return self._slots
 
-        Waiting for one of the ``max_concurrent_calls`` slots is not part of the timeout:
-        a burst of requests queues here instead of being taken for a Redis outage.
-        """
-        if not self._breaker.allow():
-            self.skipped += 1
-            return _FAILED
-        done = False
-        try:
-            async with self._slots:
-                async with asyncio.timeout(self._call_timeout_s):
-                    result = await call()
-            done = True
-        except ResponseError as exc:  # Redis answered, with an error: reachable all the same
-            done = True
-            self.errors += 1
-            self._warn("Redis stream %s refused: %s", what, _describe(exc))
-            self._breaker.record_success()  # no outage; memory windows stay in use
-            return _FAILED
-        except Exception as exc:
-            done = True
-            self._failed(what, exc)
-            return _FAILED
-        finally:
-            if not done:  # cancelled by the caller: no verdict on Redis
-                self._breaker.release()
-        self._succeeded()
-        return result
-
-    def _failed(self, what: str, exc: Exception, *, trip: bool = False) -> None:
-        """Count and log a failure; ``trip`` opens the breaker at once (failed probe)."""
-        self.errors += 1
-        was_closed = self._breaker.state == "closed"
-        opened = self._breaker.trip() if trip else self._breaker.record_failure()
-        if opened and was_closed:
-            _log.warning(
-                "Redis stream store failing (%s: %s); streams served from process memory, "
-                "next try in %.1f s",
-                what,
-                _describe(exc),
-                self._breaker.cooldown_s,
-            )
-        else:
-            self._warn("Redis stream %s failed: %s", what, _describe(exc))
+    def _refused(self) -> None:
+        self._breaker.record_success()  # no outage; memory windows stay in use
 
     def _succeeded(self) -> None:
         """Close the breaker; on recovery Redis's windows are used again, memory's dropped."""
