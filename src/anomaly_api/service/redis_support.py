@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -22,7 +22,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from anomaly_api.config import Settings
-from anomaly_api.service.cache.breaker import CircuitBreaker
+
+if TYPE_CHECKING:  # the cache package imports this module: no import back at load time
+    from anomaly_api.service.cache.breaker import CircuitBreaker
 
 T = TypeVar("T")
 
@@ -81,6 +83,8 @@ def client_from_settings(settings: Settings, **options: Any) -> Redis:
 
 def breaker_from_settings(settings: Settings) -> CircuitBreaker:
     """The circuit breaker of the settings."""
+    from anomaly_api.service.cache.breaker import CircuitBreaker  # here: import cycle
+
     return CircuitBreaker(
         failure_threshold=settings.redis_breaker_failures,
         cooldown_s=settings.redis_breaker_cooldown_s,
