@@ -24,6 +24,7 @@ from redis.exceptions import ResponseError
 from anomaly_api.config import Settings
 
 if TYPE_CHECKING:  # the cache package imports this module: no import back at load time
+    from anomaly_api.service.cache.base import BreakerState
     from anomaly_api.service.cache.breaker import CircuitBreaker
 
 T = TypeVar("T")
@@ -103,11 +104,40 @@ class GuardedRedisCalls:
     _label: ClassVar[str]
     _outage_message: ClassVar[str]
 
+    _client: Redis
     _breaker: CircuitBreaker
     _call_timeout_s: float
     _warn: ThrottledWarning
     errors: int
     skipped: int
+
+    @property
+    def backend(self) -> str:
+        """Always ``"redis"``."""
+        return "redis"
+
+    @property
+    def breaker_state(self) -> BreakerState:
+        """``closed``, ``open`` (calls skipped) or ``half_open`` (one trial call allowed)."""
+        return self._breaker.state
+
+    async def check(self) -> bool:
+        """PING Redis now, past the breaker: success closes it, failure opens it."""
+        try:
+            async with asyncio.timeout(self._call_timeout_s):
+                await self._client.ping()
+        except Exception as exc:
+            self._failed("PING", exc, trip=True)
+            return False
+        self._succeeded()
+        return True
+
+    async def _close_client(self) -> None:
+        """Close the client and its pool; a failure is logged, not raised."""
+        try:
+            await self._client.aclose()
+        except Exception as exc:
+            self._log.warning("closing the %s client failed: %s", self._label, describe(exc))
 
     def _slot(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """Held around each guarded call (no bound by default)."""

@@ -20,7 +20,6 @@ error but not as an outage: Redis answered, so the breaker stays closed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from typing import TypeVar
@@ -28,14 +27,12 @@ from typing import TypeVar
 from redis.asyncio import Redis
 
 from anomaly_api.config import Settings
-from anomaly_api.service.cache.base import BreakerState
 from anomaly_api.service.cache.breaker import CircuitBreaker
 from anomaly_api.service.redis_support import (
     GuardedRedisCalls,
     ThrottledWarning,
     breaker_from_settings,
     client_from_settings,
-    describe,
 )
 
 _log = logging.getLogger(__name__)
@@ -99,16 +96,6 @@ class RedisPredictionCache(GuardedRedisCalls):
         return cls(client, ttl_s=settings.cache_ttl_s, call_timeout_s=2 * timeout, breaker=breaker)
 
     @property
-    def backend(self) -> str:
-        """Always ``"redis"``."""
-        return "redis"
-
-    @property
-    def breaker_state(self) -> BreakerState:
-        """``closed``, ``open`` (calls skipped) or ``half_open`` (one trial call allowed)."""
-        return self._breaker.state
-
-    @property
     def breaker_opened_total(self) -> int:
         """How many times the breaker opened since start."""
         return self._breaker.opened_total
@@ -135,23 +122,9 @@ class RedisPredictionCache(GuardedRedisCalls):
         args: list[bytes | int] = [*items.values(), self._ttl_ms]
         await self._guarded("SET script", lambda: self._set_many_script(keys=keys, args=args))
 
-    async def check(self) -> bool:
-        """PING Redis now, past the breaker: success closes it, failure opens it."""
-        try:
-            async with asyncio.timeout(self._call_timeout_s):
-                await self._client.ping()
-        except Exception as exc:
-            self._failed("PING", exc, trip=True)
-            return False
-        self._succeeded()
-        return True
-
     async def close(self) -> None:
         """Close the client and its connection pool."""
-        try:
-            await self._client.aclose()
-        except Exception as exc:
-            _log.warning("closing the Redis cache client failed: %s", describe(exc))
+        await self._close_client()
 
     def _refused(self) -> None:
         self._succeeded()

@@ -50,7 +50,6 @@ from numpy.typing import ArrayLike, NDArray
 from redis.asyncio import Redis
 
 from anomaly_api.config import Settings
-from anomaly_api.service.cache.base import BreakerState
 from anomaly_api.service.cache.breaker import CircuitBreaker
 from anomaly_api.service.redis_support import (
     FAILED,
@@ -58,7 +57,6 @@ from anomaly_api.service.redis_support import (
     ThrottledWarning,
     breaker_from_settings,
     client_from_settings,
-    describe,
 )
 from anomaly_api.service.streams.base import (
     RECORD_DTYPE,
@@ -255,19 +253,9 @@ class RedisStreamStore(GuardedRedisCalls):
         )
 
     @property
-    def backend(self) -> str:
-        """Always ``"redis"``."""
-        return "redis"
-
-    @property
     def degraded(self) -> bool:
         """True while the breaker is not closed: streams are served from process memory."""
         return self._breaker.state != "closed"
-
-    @property
-    def breaker_state(self) -> BreakerState:
-        """``closed``, ``open`` (calls skipped) or ``half_open`` (one trial call allowed)."""
-        return self._breaker.state
 
     def window_key(self, stream_id: str) -> str:
         """Redis key of a stream's window."""
@@ -382,24 +370,10 @@ class RedisStreamStore(GuardedRedisCalls):
         assert isinstance(reply, int)
         return reply
 
-    async def check(self) -> bool:
-        """PING Redis now, past the breaker: success closes it, failure opens it."""
-        try:
-            async with asyncio.timeout(self._call_timeout_s):
-                await self._client.ping()
-        except Exception as exc:
-            self._failed("PING", exc, trip=True)
-            return False
-        self._succeeded()
-        return True
-
     async def close(self) -> None:
         """Close the client and its pool; forget the memory fallback."""
         self._fallback.clear()
-        try:
-            await self._client.aclose()
-        except Exception as exc:
-            _log.warning("closing the Redis stream client failed: %s", describe(exc))
+        await self._close_client()
 
     def _slot(self) -> asyncio.Semaphore:
         """Waiting for one of the ``max_concurrent_calls`` slots is not part of the timeout:
