@@ -24,24 +24,10 @@ from anomaly_api.client._core import (
 
 
 class AsyncAnomalyClient(ClientBase):
-    """Asyncio client of the anomaly-api HTTP service (same options as ``AnomalyClient``).
+    """Asyncio client of the anomaly-api HTTP service.
 
-    Parameters
-    ----------
-    base_url : str
-        The service, e.g. ``http://127.0.0.1:8000``.
-    api_key : str, optional
-        Sent as ``X-API-Key``.
-    timeout_s, connect_timeout_s : float
-        Per-request timeout, and the part of it allowed for connecting.
-    retry : RetryPolicy
-        Backoff on connection errors, 429 and 503 (``RetryPolicy(max_attempts=1)``: none).
-    max_batch_rows : int
-        Rows per ``/predict/batch`` call in ``predict_many`` (the server's cap, 1,000 by default).
-    max_concurrency : int
-        Batch calls in flight at once in ``predict_many``.
-    transport : httpx.AsyncBaseTransport, optional
-        For tests (``httpx.MockTransport``).
+    Takes the same parameters as ``AnomalyClient`` (see there), except that
+    ``transport``, for tests, is an ``httpx.AsyncBaseTransport`` (``httpx.MockTransport``).
     """
 
     def __init__(
