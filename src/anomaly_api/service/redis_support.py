@@ -104,12 +104,15 @@ class GuardedRedisCalls:
     _label: ClassVar[str]
     _outage_message: ClassVar[str]
 
-    _client: Redis
-    _breaker: CircuitBreaker
-    _call_timeout_s: float
-    _warn: ThrottledWarning
-    errors: int
-    skipped: int
+    def __init__(
+        self, client: Redis, call_timeout_s: float, breaker: CircuitBreaker, log_interval_s: float
+    ) -> None:
+        self._client = client
+        self._call_timeout_s = call_timeout_s
+        self._breaker = breaker
+        self._warn = ThrottledWarning(log_interval_s, log=self._log)
+        self.errors = 0
+        self.skipped = 0
 
     @property
     def backend(self) -> str:

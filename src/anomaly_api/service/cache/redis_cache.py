@@ -30,7 +30,6 @@ from anomaly_api.config import Settings
 from anomaly_api.service.cache.breaker import CircuitBreaker
 from anomaly_api.service.redis_support import (
     GuardedRedisCalls,
-    ThrottledWarning,
     breaker_from_settings,
     client_from_settings,
 )
@@ -75,16 +74,11 @@ class RedisPredictionCache(GuardedRedisCalls):
         breaker: CircuitBreaker,
         log_interval_s: float = 30.0,
     ) -> None:
-        self._client = client
+        super().__init__(client, call_timeout_s, breaker, log_interval_s)
         self._ttl_ms = max(1, round(ttl_s * 1000))
-        self._call_timeout_s = call_timeout_s
-        self._breaker = breaker
         self._set_many_script = client.register_script(_SET_MANY_LUA)
-        self._warn = ThrottledWarning(log_interval_s, log=_log)
         self.hits = 0
         self.misses = 0
-        self.errors = 0
-        self.skipped = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisPredictionCache:

@@ -54,7 +54,6 @@ from anomaly_api.service.cache.breaker import CircuitBreaker
 from anomaly_api.service.redis_support import (
     FAILED,
     GuardedRedisCalls,
-    ThrottledWarning,
     breaker_from_settings,
     client_from_settings,
 )
@@ -208,15 +207,13 @@ class RedisStreamStore(GuardedRedisCalls):
         max_concurrent_calls: int = 64,
         log_interval_s: float = 30.0,
     ) -> None:
-        self._client = client
+        super().__init__(client, call_timeout_s, breaker, log_interval_s)
         self._slots = asyncio.Semaphore(max_concurrent_calls)
         self._prefix = prefix
         self._live_key = f"{prefix}live"
         self.max_streams = max_streams
         self.max_window = max_window
         self._ttl_ms = max(1, round(idle_ttl_s * 1000))
-        self._call_timeout_s = call_timeout_s
-        self._breaker = breaker
         self._append_script = client.register_script(_APPEND_LUA)
         self._get_script = client.register_script(_GET_LUA)
         self._delete_script = client.register_script(_DELETE_LUA)
@@ -225,9 +222,6 @@ class RedisStreamStore(GuardedRedisCalls):
             max_streams=max_streams, idle_ttl_s=idle_ttl_s, max_window=max_window
         )
         self._fallback_used = False
-        self._warn = ThrottledWarning(log_interval_s, log=_log)
-        self.errors = 0
-        self.skipped = 0
         self.fallbacks = 0
 
     @classmethod
