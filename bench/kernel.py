@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
 from bench.inprocess import median_ms
+from bench.report import write_results
 from bench.servers import ROOT, uvicorn_server
 
 VARIANTS = ("c", "numpy", "sklearn", "numba")
@@ -266,14 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             "service": service_start(artifacts_dir, 1 if args.smoke else 3),
         }
     results["meta"]["load_average_after"] = os.getloadavg()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
-    print(report(results))
-    meta = results["meta"]
-    print(
-        f"\nload average before {meta['load_average_before']}, after {meta['load_average_after']}"
-    )
-    print(f"wrote {out}")
+    write_results(out, results, report(results))
     return 0
 
 
