@@ -214,20 +214,13 @@ def report(results: dict[str, Any]) -> str:
     lines.append("|---|---:|---:|---:|---:|")
     for n, row in results["neighbours"].items():
         lines.append(f"| {n} row(s) | " + " | ".join(f"{t:.3f} ms" for t in row.values()) + " |")
-    lines += [
-        "",
-        "| fresh process: load + build scorer | start to ready s | RSS MB |",
-        "|---|---:|---:|",
-    ]
-    for v, row in results["process"].items():
-        lines.append(f"| {v} | {row['start_to_ready_s']:.2f} | {row['rss_ready_mb']:.0f} |")
-    lines += [
-        "",
-        "| service (uvicorn) backend | start to ready s | RSS ready MB |",
-        "|---|---:|---:|",
-    ]
-    for b, row in results["service"].items():
-        lines.append(f"| {b} | {row['start_to_ready_s']:.2f} | {row['rss_ready_mb']:.0f} |")
+    for part, heading in (
+        ("process", "fresh process: load + build scorer | start to ready s | RSS MB"),
+        ("service", "service (uvicorn) backend | start to ready s | RSS ready MB"),
+    ):
+        lines += ["", f"| {heading} |", "|---|---:|---:|"]
+        for name, row in results[part].items():
+            lines.append(f"| {name} | {row['start_to_ready_s']:.2f} | {row['rss_ready_mb']:.0f} |")
     return "\n".join(lines)  # fmt: skip
 
 
