@@ -29,7 +29,7 @@ from bench.hotpath import batches_in_background, json_parsers, predictor_costs
 from bench.inprocess import batch_split, model_scoring
 from bench.lag_probe import PATH as LAG_PATH
 from bench.load import batch_body, post_many, run_wrk
-from bench.report import CONNECTIONS, ratios, table, targets
+from bench.report import CONNECTIONS, ratios, table, targets, write_results
 from bench.servers import ROOT, Server, redis_server, uvicorn_server
 
 N_TRAIN = 10_000
@@ -287,13 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         results = Run(args.smoke, Path(tmp), lag_probe=args.lag_probe).all()
     meta["load_average_after"] = os.getloadavg()
     results = {"meta": meta, **results}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
-    print(table(results))
-    print(
-        f"\nload average before {meta['load_average_before']}, after {meta['load_average_after']}"
-    )
-    print(f"wrote {out}")
+    write_results(out, results, table(results))
     return 0
 
 

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
 from bench.inprocess import median_ms
+from bench.report import write_results
 from bench.servers import ROOT, uvicorn_server
 
 VARIANTS = ("c", "numpy", "sklearn", "numba")
@@ -214,20 +214,13 @@ def report(results: dict[str, Any]) -> str:
     lines.append("|---|---:|---:|---:|---:|")
     for n, row in results["neighbours"].items():
         lines.append(f"| {n} row(s) | " + " | ".join(f"{t:.3f} ms" for t in row.values()) + " |")
-    lines += [
-        "",
-        "| fresh process: load + build scorer | start to ready s | RSS MB |",
-        "|---|---:|---:|",
-    ]
-    for v, row in results["process"].items():
-        lines.append(f"| {v} | {row['start_to_ready_s']:.2f} | {row['rss_ready_mb']:.0f} |")
-    lines += [
-        "",
-        "| service (uvicorn) backend | start to ready s | RSS ready MB |",
-        "|---|---:|---:|",
-    ]
-    for b, row in results["service"].items():
-        lines.append(f"| {b} | {row['start_to_ready_s']:.2f} | {row['rss_ready_mb']:.0f} |")
+    for part, heading in (
+        ("process", "fresh process: load + build scorer | start to ready s | RSS MB"),
+        ("service", "service (uvicorn) backend | start to ready s | RSS ready MB"),
+    ):
+        lines += ["", f"| {heading} |", "|---|---:|---:|"]
+        for name, row in results[part].items():
+            lines.append(f"| {name} | {row['start_to_ready_s']:.2f} | {row['rss_ready_mb']:.0f} |")
     return "\n".join(lines)  # fmt: skip
 
 
@@ -266,14 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             "service": service_start(artifacts_dir, 1 if args.smoke else 3),
         }
     results["meta"]["load_average_after"] = os.getloadavg()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
-    print(report(results))
-    meta = results["meta"]
-    print(
-        f"\nload average before {meta['load_average_before']}, after {meta['load_average_after']}"
-    )
-    print(f"wrote {out}")
+    write_results(out, results, report(results))
     return 0
 
 

@@ -29,10 +29,13 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from anomaly_api.data.timeseries import synthetic_timeseries
-from anomaly_api.detection.time_aware import TimeAwareModel
 from anomaly_api.detection.windows import DEFAULT_FEATURES
-from anomaly_api.training.thresholds import target_fpr_threshold
-from anomaly_api.training.time_aware import TimeAwareSettings, fit_time_aware
+from anomaly_api.training.time_aware import (
+    TimeAwareSettings,
+    fit_time_aware,
+    new_time_aware_model,
+    normal_fpr_offsets,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ROOT / ".." / "shared" / "datasets"
@@ -91,21 +94,13 @@ def tep(settings: TimeAwareSettings, target_fpr: float) -> dict[str, Any]:
     """Fit on train_normal, calibrate on test_normal, measure every fault file."""
     folder = DATASETS / "tep"
     X_train, _, names = _read(folder / "train_normal.csv")
-    model = TimeAwareModel(
-        window=settings.window,
-        short=settings.short,
-        features=settings.features,
-        detector=settings.detector,
-        relations=settings.relations,
-        random_state=settings.seed,
-    ).fit(X_train, channels=names, median_interval=180.0)
+    model = new_time_aware_model(settings, relations=settings.relations).fit(
+        X_train, channels=names, median_interval=180.0
+    )
     X_cal, _, _ = _read(folder / "test_normal.csv")
     _, z, valid = model.window_z(X_cal)
     cal_scores = model.detector_scores(z[valid])
-    zeros = np.zeros(len(cal_scores), dtype=np.int64)
-    model.detector_.set_offsets(
-        np.array([target_fpr_threshold(col, zeros, target_fpr) for col in cal_scores.T])
-    )
+    model.detector_.set_offsets(normal_fpr_offsets(cal_scores, target_fpr))
     faults: dict[str, Any] = {}
     false_alarms: list[NDArray[np.bool_]] = []
     for number in range(1, 22):
@@ -155,22 +150,15 @@ def nab(settings: TimeAwareSettings) -> dict[str, Any]:
         fit_end, cal_end = int(0.10 * n), int(0.15 * n)
         fit_rows = np.zeros(n, dtype=np.bool_)
         fit_rows[:fit_end] = y[:fit_end] == 0
-        model = TimeAwareModel(
-            window=settings.window,
-            short=settings.short,
-            features=settings.features,
-            detector=settings.detector,
-            random_state=settings.seed,
-        ).fit(X[:fit_end], fit_rows=fit_rows[:fit_end], channels=names)
+        model = new_time_aware_model(settings).fit(
+            X[:fit_end], fit_rows=fit_rows[:fit_end], channels=names
+        )
         _, z, valid = model.window_z(X)
         cal = np.zeros(n, dtype=np.bool_)
         cal[fit_end:cal_end] = True
         cal &= valid & (y == 0)
         scores = model.detector_scores(z[cal])
-        zeros = np.zeros(len(scores), dtype=np.int64)
-        model.detector_.set_offsets(
-            np.array([target_fpr_threshold(col, zeros, 0.01) for col in scores.T])
-        )
+        model.detector_.set_offsets(normal_fpr_offsets(scores, 0.01))
         out = model.score_frame(X)
         flagged = out.is_anomaly
         rest = np.arange(n) >= cal_end

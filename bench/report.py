@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 CONNECTIONS = (1, 16, 64)
 
@@ -166,3 +169,16 @@ def hot_path_table(hot: dict[str, Any]) -> list[str]:
              f"on the loop {_f(on_loop['p50_ms'])} / {_f(on_loop['p99_ms'])}"],
         ],
     )  # fmt: skip
+
+
+def write_results(out: Path, results: dict[str, Any], text: str) -> None:
+    """Write ``results`` as indented JSON to ``out``, then print ``text``, the load
+    averages of ``results["meta"]`` and where the file went."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
+    print(text)
+    meta = results["meta"]
+    print(
+        f"\nload average before {meta['load_average_before']}, after {meta['load_average_after']}"
+    )
+    print(f"wrote {out}")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from e2e.e2e_service import cli_path
 
 FEATURES = [f"f{i}" for i in range(8)]
 
@@ -27,3 +30,19 @@ def readings(n: int, seed: int = 0) -> pd.DataFrame:
 def artifacts(tiny_artifacts_dir: Path) -> Path:
     """The tiny model's directory (read-only use)."""
     return tiny_artifacts_dir
+
+
+def score_command(data: Path, out: Path, *options: str) -> list[str]:
+    """``anomaly-api score --data DATA --out OUT OPTIONS...``."""
+    return [cli_path(), "score", "--data", str(data), "--out", str(out), *options]
+
+
+def run_score(data: Path, out: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """Run ``score_command`` to the end (4 minutes at most), capturing its output."""
+    return subprocess.run(
+        score_command(data, out, *options),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )

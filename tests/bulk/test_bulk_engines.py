@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,8 +12,8 @@ from distributed import LocalCluster
 
 from anomaly_api.bulk import runner
 from anomaly_api.bulk.engines import DaskEngine, LocalEngine
-from bulk.conftest import readings
-from e2e.e2e_service import cli_path, run_service
+from bulk.conftest import readings, run_score
+from e2e.e2e_service import run_service
 
 
 @pytest.fixture(scope="module")
@@ -65,28 +64,18 @@ def test_cli_with_address_of_an_existing_cluster(
     artifacts: Path, input_file: Path, tmp_path: Path, cluster: LocalCluster
 ) -> None:
     out = tmp_path / "out.parquet"
-    done = subprocess.run(
-        [
-            cli_path(),
-            "score",
-            "--data",
-            str(input_file),
-            "--out",
-            str(out),
-            "--artifacts-dir",
-            str(artifacts),
-            "--engine",
-            "dask",
-            "--address",
-            cluster.scheduler_address,
-            "--chunk-rows",
-            "3000",
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
+    done = run_score(
+        input_file,
+        out,
+        "--artifacts-dir",
+        str(artifacts),
+        "--engine",
+        "dask",
+        "--address",
+        cluster.scheduler_address,
+        "--chunk-rows",
+        "3000",
+        "--no-progress",
     )
     assert done.returncode == 0, done.stderr
     assert "scored 20,000 rows" in done.stdout
@@ -116,43 +105,15 @@ def test_via_a_running_service_gives_the_same_answers(artifacts: Path, tmp_path:
     shutil.copytree(artifacts, served)
     out = tmp_path / "via.parquet"
     with run_service(served, tmp_path) as service:
-        done = subprocess.run(
-            [
-                cli_path(),
-                "score",
-                "--data",
-                str(data),
-                "--out",
-                str(out),
-                "--via",
-                service.url,
-                "--chunk-rows",
-                "1100",
-                "--no-progress",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=240,
-            check=False,
-        )
-        wrong = subprocess.run(
-            [
-                cli_path(),
-                "score",
-                "--data",
-                str(data),
-                "--out",
-                str(tmp_path / "w.parquet"),
-                "--via",
-                service.url,
-                "--version",
-                "other",
-                "--no-progress",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=240,
-            check=False,
+        done = run_score(data, out, "--via", service.url, "--chunk-rows", "1100", "--no-progress")
+        wrong = run_score(
+            data,
+            tmp_path / "w.parquet",
+            "--via",
+            service.url,
+            "--version",
+            "other",
+            "--no-progress",
         )
     assert done.returncode == 0, done.stderr
     expected = local_output(artifacts, data, tmp_path / "local.parquet")

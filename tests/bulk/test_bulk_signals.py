@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bulk.conftest import readings
-from e2e.e2e_service import cli_path
+from bulk.conftest import readings, score_command
 
 
 @pytest.mark.parametrize(
@@ -24,19 +23,15 @@ def test_a_signal_mid_run_leaves_no_output(
     readings(400_000, seed=1).to_parquet(data, index=False, row_group_size=2_000)
     out = tmp_path / "out.parquet"
     process = subprocess.Popen(
-        [
-            cli_path(),
-            "score",
-            "--data",
-            str(data),
-            "--out",
-            str(out),
+        score_command(
+            data,
+            out,
             "--artifacts-dir",
             str(artifacts),
             "--chunk-rows",
             "2000",
             "--no-progress",
-        ],
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

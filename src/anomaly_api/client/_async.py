@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -13,6 +12,7 @@ import httpx
 from anomaly_api.client import _core
 from anomaly_api.client._core import (
     NO_RETRY,
+    ClientBase,
     ClientConfig,
     FeatureRow,
     Health,
@@ -23,25 +23,11 @@ from anomaly_api.client._core import (
 )
 
 
-class AsyncAnomalyClient:
-    """Asyncio client of the anomaly-api HTTP service (same options as ``AnomalyClient``).
+class AsyncAnomalyClient(ClientBase):
+    """Asyncio client of the anomaly-api HTTP service.
 
-    Parameters
-    ----------
-    base_url : str
-        The service, e.g. ``http://127.0.0.1:8000``.
-    api_key : str, optional
-        Sent as ``X-API-Key``.
-    timeout_s, connect_timeout_s : float
-        Per-request timeout, and the part of it allowed for connecting.
-    retry : RetryPolicy
-        Backoff on connection errors, 429 and 503 (``RetryPolicy(max_attempts=1)``: none).
-    max_batch_rows : int
-        Rows per ``/predict/batch`` call in ``predict_many`` (the server's cap, 1,000 by default).
-    max_concurrency : int
-        Batch calls in flight at once in ``predict_many``.
-    transport : httpx.AsyncBaseTransport, optional
-        For tests (``httpx.MockTransport``).
+    Takes the same parameters as ``AnomalyClient`` (see there), except that
+    ``transport``, for tests, is an ``httpx.AsyncBaseTransport`` (``httpx.MockTransport``).
     """
 
     def __init__(
@@ -57,25 +43,20 @@ class AsyncAnomalyClient:
         seed: int | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.config = ClientConfig(
-            base_url=base_url,
-            api_key=api_key,
-            timeout_s=timeout_s,
-            connect_timeout_s=connect_timeout_s,
-            retry=retry or RetryPolicy(),
-            max_batch_rows=max_batch_rows,
-            max_concurrency=max_concurrency,
-            seed=seed,
+        config = ClientConfig(
+            base_url,
+            api_key,
+            timeout_s,
+            connect_timeout_s,
+            retry or RetryPolicy(),
+            max_batch_rows,
+            max_concurrency,
+            seed,
         )
-        self._rng = random.Random(seed)  # noqa: S311 - backoff jitter, not secrets
-        self._http = httpx.AsyncClient(
-            base_url=base_url,
-            headers=self.config.headers(),
-            timeout=self.config.timeout(),
-            limits=self.config.limits(),
-            transport=transport,
+        super().__init__(config)
+        self._http: httpx.AsyncClient = httpx.AsyncClient(
+            **self._http_options(), transport=transport
         )
-        self._model_info: ModelInfo | None = None
 
     async def __aenter__(self) -> Self:
         return self
@@ -113,9 +94,7 @@ class AsyncAnomalyClient:
     async def _call(
         self, method: str, path: str, body: Any = None, **options: Any
     ) -> httpx.Response:
-        request = _core.build_request(self._http, method, path, body)
-        policy = options.pop("policy", self.config.retry)
-        return await self._run(_core.exchange(request, policy, self._rng, **options))
+        return await self._run(self._exchange(method, path, body, options))
 
     async def health(self) -> Health:
         """``GET /health``; a 503 (no model loaded) is an answer here, not an error."""

@@ -437,6 +437,33 @@ class ClientConfig:
         )
 
 
+class ClientBase:
+    """State both clients keep (settings, backoff jitter, the remembered model info) and
+    the request preparation they share; subclasses add the httpx client and the I/O."""
+
+    _http: httpx.Client | httpx.AsyncClient
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+        self._rng = random.Random(config.seed)  # noqa: S311 - backoff jitter, not secrets
+        self._model_info: ModelInfo | None = None
+
+    def _http_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``httpx.Client`` / ``httpx.AsyncClient`` (bar the transport)."""
+        return {
+            "base_url": self.config.base_url,
+            "headers": self.config.headers(),
+            "timeout": self.config.timeout(),
+            "limits": self.config.limits(),
+        }
+
+    def _exchange(self, method: str, path: str, body: Any, options: dict[str, Any]) -> Exchange:
+        """The exchange of one call (``options``: ``policy`` and those of ``exchange``)."""
+        request = build_request(self._http, method, path, body)
+        policy = options.pop("policy", self.config.retry)
+        return exchange(request, policy, self._rng, **options)
+
+
 def build_request(
     client: httpx.Client | httpx.AsyncClient, method: str, path: str, body: Any = None
 ) -> httpx.Request:

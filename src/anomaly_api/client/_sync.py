@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +13,7 @@ import httpx
 from anomaly_api.client import _core
 from anomaly_api.client._core import (
     NO_RETRY,
+    ClientBase,
     ClientConfig,
     FeatureRow,
     Health,
@@ -24,7 +24,7 @@ from anomaly_api.client._core import (
 )
 
 
-class AnomalyClient:
+class AnomalyClient(ClientBase):
     """Blocking client of the anomaly-api HTTP service.
 
     Parameters
@@ -58,25 +58,18 @@ class AnomalyClient:
         seed: int | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.config = ClientConfig(
-            base_url=base_url,
-            api_key=api_key,
-            timeout_s=timeout_s,
-            connect_timeout_s=connect_timeout_s,
-            retry=retry or RetryPolicy(),
-            max_batch_rows=max_batch_rows,
-            max_concurrency=max_concurrency,
-            seed=seed,
+        config = ClientConfig(
+            base_url,
+            api_key,
+            timeout_s,
+            connect_timeout_s,
+            retry or RetryPolicy(),
+            max_batch_rows,
+            max_concurrency,
+            seed,
         )
-        self._rng = random.Random(seed)  # noqa: S311 - backoff jitter, not secrets
-        self._http = httpx.Client(
-            base_url=base_url,
-            headers=self.config.headers(),
-            timeout=self.config.timeout(),
-            limits=self.config.limits(),
-            transport=transport,
-        )
-        self._model_info: ModelInfo | None = None
+        super().__init__(config)
+        self._http: httpx.Client = httpx.Client(**self._http_options(), transport=transport)
 
     def __enter__(self) -> Self:
         return self
@@ -112,9 +105,7 @@ class AnomalyClient:
                 return response
 
     def _call(self, method: str, path: str, body: Any = None, **options: Any) -> httpx.Response:
-        request = _core.build_request(self._http, method, path, body)
-        policy = options.pop("policy", self.config.retry)
-        return self._run(_core.exchange(request, policy, self._rng, **options))
+        return self._run(self._exchange(method, path, body, options))
 
     def health(self) -> Health:
         """``GET /health``; a 503 (no model loaded) is an answer here, not an error."""

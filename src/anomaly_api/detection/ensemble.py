@@ -72,6 +72,26 @@ class EnsembleOutput:
     """Each feature's share of the anomaly, shape (n_samples, n_features); rows are
     non-negative and sum to 1. None when ``combine`` was called without ``X``."""
 
+    @classmethod
+    def from_margins(
+        cls,
+        scores: NDArray[np.float64],
+        margins: NDArray[np.float64],
+        anomaly_score: NDArray[np.float64],
+        contributions: NDArray[np.float64] | None = None,
+    ) -> EnsembleOutput:
+        """The output of the decision rule: a vote where a detector's ``margins`` (its
+        threshold minus its score, in its own units) is positive; ``anomaly_score`` decides."""
+        return cls(
+            scores=scores,
+            votes=margins > 0,
+            anomaly_score=anomaly_score,
+            confidence=confidence_from_score(anomaly_score),
+            is_anomaly=anomaly_score > 0,
+            severity=severity_from_score(anomaly_score),
+            contributions=contributions,
+        )
+
 
 def validate_members(detectors: Sequence[str], min_votes: int) -> tuple[str, ...]:
     """The member names as a tuple; ValueError for unknown, repeated or no names or a bad K."""
@@ -251,15 +271,7 @@ class AnomalyEnsemble(OutlierMixin, BaseEstimator):  # type: ignore[misc]
                     f"the scores, got {data.shape}"
                 )
             contributions = self._contributions(apply_scaling(data, self.center_, self.scale_))
-        return EnsembleOutput(
-            scores=scores,
-            votes=margins > 0,
-            anomaly_score=anomaly_score,
-            confidence=confidence_from_score(anomaly_score),
-            is_anomaly=anomaly_score > 0,
-            severity=severity_from_score(anomaly_score),
-            contributions=contributions,
-        )
+        return EnsembleOutput.from_margins(scores, margins, anomaly_score, contributions)
 
     def contributions(self, X: ArrayLike) -> NDArray[np.float64]:
         """Each feature's share of each row's anomaly, shape (n_samples, n_features)."""

@@ -125,15 +125,7 @@ class MaxZDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         """Votes, anomaly score (the margin) and confidence, as the ensemble gives them."""
         check_is_fitted(self)
         margins = (self.offsets_ - scores) / self.scales_
-        anomaly_score = margins[:, 0]
-        return EnsembleOutput(
-            scores=scores,
-            votes=margins > 0,
-            anomaly_score=anomaly_score,
-            confidence=confidence_from_score(anomaly_score),
-            is_anomaly=anomaly_score > 0,
-            severity=severity_from_score(anomaly_score),
-        )
+        return EnsembleOutput.from_margins(scores, margins, margins[:, 0])
 
 
 Detector = MaxZDetector | AnomalyEnsemble

@@ -110,6 +110,26 @@ def window_contains(
     return out
 
 
+def new_time_aware_model(settings: TimeAwareSettings, **options: Any) -> TimeAwareModel:
+    """An unfitted model with the settings' window, features, detector and seed; other
+    ``TimeAwareModel`` parameters from ``options`` (their defaults otherwise)."""
+    return TimeAwareModel(
+        window=settings.window,
+        short=settings.short,
+        features=settings.features,
+        detector=settings.detector,
+        random_state=settings.seed,
+        **options,
+    )
+
+
+def normal_fpr_offsets(scores: NDArray[np.float64], fpr: float) -> NDArray[np.float64]:
+    """Per detector column of ``scores`` (normal readings only), the threshold that
+    flags ``fpr`` of them."""
+    zeros = np.zeros(len(scores), dtype=np.int64)
+    return np.array([target_fpr_threshold(col, zeros, fpr) for col in scores.T])
+
+
 def fit_time_aware(
     ts: TimeSeriesDataset,
     settings: TimeAwareSettings = TimeAwareSettings(),
@@ -127,15 +147,11 @@ def fit_time_aware(
     # whose short window holds a labelled anomaly are kept out of the fit.
     dirty = window_contains(anomalous, ts.segments, settings.short)
     fit_rows = (parts == 0) & ~dirty
-    model = TimeAwareModel(
-        window=settings.window,
-        short=settings.short,
-        features=settings.features,
-        detector=settings.detector,
+    model = new_time_aware_model(
+        settings,
         relations=settings.relations,
         equalise_tails=settings.equalise_tails,
         max_gap_factor=ts.max_gap_factor,
-        random_state=settings.seed,
     )
     try:
         model.fit(
@@ -171,10 +187,7 @@ def fit_time_aware(
     else:
         fpr = settings.target_fpr or UNLABELLED_CALIBRATION_FPR
         det_scores = model.detector_scores(z[tune_rows])
-        zeros = np.zeros(len(det_scores), dtype=np.int64)
-        model.detector_.set_offsets(
-            np.array([target_fpr_threshold(col, zeros, fpr) for col in det_scores.T])
-        )
+        model.detector_.set_offsets(normal_fpr_offsets(det_scores, fpr))
         objective = f"calibrated on unseen last 20%: fpr={fpr:g}"
     # the point-wise fallback keeps its contamination thresholds unless tuned
     if y is not None and point_rows.any() and int(y[parts == 1].sum()) > 0:

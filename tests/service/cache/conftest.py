@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 import redis
 
 from anomaly_api.config import Settings
 from anomaly_api.service.cache import RedisPredictionCache
-from anomaly_api.testing import SHARED_REDIS_URL, RedisServer, throwaway_redis
+from anomaly_api.testing import SHARED_REDIS_URL
 
 
 @pytest.fixture
@@ -32,10 +31,3 @@ async def shared_cache(shared_settings: Settings) -> AsyncIterator[RedisPredicti
     cache = RedisPredictionCache.from_settings(shared_settings)
     yield cache
     await cache.close()
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A throwaway redis-server this test may kill, freeze and restart."""
-    with throwaway_redis(tmp_path) as server:
-        yield server

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -13,7 +12,7 @@ from stream_clock import FakeClock
 
 from anomaly_api.config import Settings
 from anomaly_api.service.streams import InMemoryStreamStore, RedisStreamStore, StreamStore
-from anomaly_api.testing import SHARED_REDIS_URL, RedisServer, throwaway_redis
+from anomaly_api.testing import SHARED_REDIS_URL
 
 
 @pytest.fixture
@@ -65,10 +64,3 @@ async def redis_store(shared_settings: Settings) -> AsyncIterator[RedisStreamSto
     built = RedisStreamStore.from_settings(shared_settings)
     yield built
     await built.close()
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A throwaway redis-server this test may kill, freeze and restart."""
-    with throwaway_redis(tmp_path) as server:
-        yield server

@@ -42,21 +42,21 @@ import dataclasses
 import logging
 import os
 import struct
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 
 from anomaly_api.config import Settings
-from anomaly_api.service.cache.base import BreakerState
 from anomaly_api.service.cache.breaker import CircuitBreaker
-from anomaly_api.service.cache.redis_cache import _describe, _ThrottledWarning
+from anomaly_api.service.redis_support import (
+    FAILED,
+    GuardedRedisCalls,
+    breaker_from_settings,
+    client_from_settings,
+)
 from anomaly_api.service.streams.base import (
     RECORD_DTYPE,
     StreamState,
@@ -78,7 +78,6 @@ _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_FAILED = object()  # sentinel: the call was skipped or failed
 
 HEADER = struct.Struct("<BHdd8sH")
 _VERSION = 1
@@ -175,7 +174,7 @@ def decode_window(value: bytes) -> _Decoded:
     )
 
 
-class RedisStreamStore:
+class RedisStreamStore(GuardedRedisCalls):
     """Streams in Redis, one atomic script call per append; process memory while Redis is down.
 
     Attributes
@@ -187,6 +186,13 @@ class RedisStreamStore:
     fallbacks : int
         Calls served from process memory (failed or skipped).
     """
+
+    _log = _log
+    _label = "Redis stream"
+    _outage_message = (
+        "Redis stream store failing (%s: %s); streams served from process memory, "
+        "next try in %.1f s"
+    )
 
     def __init__(
         self,
@@ -201,15 +207,13 @@ class RedisStreamStore:
         max_concurrent_calls: int = 64,
         log_interval_s: float = 30.0,
     ) -> None:
-        self._client = client
+        super().__init__(client, call_timeout_s, breaker, log_interval_s)
         self._slots = asyncio.Semaphore(max_concurrent_calls)
         self._prefix = prefix
         self._live_key = f"{prefix}live"
         self.max_streams = max_streams
         self.max_window = max_window
         self._ttl_ms = max(1, round(idle_ttl_s * 1000))
-        self._call_timeout_s = call_timeout_s
-        self._breaker = breaker
         self._append_script = client.register_script(_APPEND_LUA)
         self._get_script = client.register_script(_GET_LUA)
         self._delete_script = client.register_script(_DELETE_LUA)
@@ -218,31 +222,19 @@ class RedisStreamStore:
             max_streams=max_streams, idle_ttl_s=idle_ttl_s, max_window=max_window
         )
         self._fallback_used = False
-        self._warn = _ThrottledWarning(log_interval_s)
-        self.errors = 0
-        self.skipped = 0
         self.fallbacks = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStreamStore:
         """Client with the cache's timeouts and breaker settings; does not connect yet."""
-        if not settings.redis_url:
-            raise ValueError("settings.redis_url is not set")
         timeout = settings.redis_timeout_s
-        client = Redis.from_url(
-            settings.redis_url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
-            health_check_interval=0,
+        client = client_from_settings(
+            settings,
             # The semaphore keeps calls under the pool size (a full pool raises, which would
             # count as an outage); the spare connections serve health probes.
             max_connections=settings.stream_redis_max_connections + 4,
         )
-        breaker = CircuitBreaker(
-            failure_threshold=settings.redis_breaker_failures,
-            cooldown_s=settings.redis_breaker_cooldown_s,
-        )
+        breaker = breaker_from_settings(settings)
         return cls(
             client,
             prefix=settings.stream_prefix,
@@ -255,19 +247,9 @@ class RedisStreamStore:
         )
 
     @property
-    def backend(self) -> str:
-        """Always ``"redis"``."""
-        return "redis"
-
-    @property
     def degraded(self) -> bool:
         """True while the breaker is not closed: streams are served from process memory."""
         return self._breaker.state != "closed"
-
-    @property
-    def breaker_state(self) -> BreakerState:
-        """``closed``, ``open`` (calls skipped) or ``half_open`` (one trial call allowed)."""
-        return self._breaker.state
 
     def window_key(self, stream_id: str) -> str:
         """Redis key of a stream's window."""
@@ -305,7 +287,7 @@ class RedisStreamStore:
             records.tobytes(),
         ]
         reply = await self._guarded("append", lambda: self._append_script(keys=keys, args=args))
-        if reply is _FAILED:
+        if reply is FAILED:
             self._fallback_used = True
             self.fallbacks += 1
             fallback = self._fallback.append_now(
@@ -343,7 +325,7 @@ class RedisStreamStore:
         check_stream_id(stream_id)
         key = self.window_key(stream_id)
         reply = await self._guarded("get", lambda: self._get_script(keys=[key]))
-        if reply is _FAILED:
+        if reply is FAILED:
             self.fallbacks += 1
             state = self._fallback.get_now(stream_id)
             return None if state is None else dataclasses.replace(state, degraded=True)
@@ -369,7 +351,7 @@ class RedisStreamStore:
         reply = await self._guarded(
             "delete", lambda: self._delete_script(keys=keys, args=[stream_id])
         )
-        if reply is _FAILED:
+        if reply is FAILED:
             self.fallbacks += 1
             return self._fallback.delete_now(stream_id)
         return bool(reply)
@@ -377,76 +359,23 @@ class RedisStreamStore:
     async def live_count(self) -> int:
         """Live streams in Redis (process memory's while Redis is unreachable)."""
         reply = await self._guarded("count", lambda: self._count_script(keys=[self._live_key]))
-        if reply is _FAILED:
+        if reply is FAILED:
             return len(self._fallback)
         assert isinstance(reply, int)
         return reply
 
-    async def check(self) -> bool:
-        """PING Redis now, past the breaker: success closes it, failure opens it."""
-        try:
-            async with asyncio.timeout(self._call_timeout_s):
-                await self._client.ping()
-        except Exception as exc:
-            self._failed("PING", exc, trip=True)
-            return False
-        self._succeeded()
-        return True
-
     async def close(self) -> None:
         """Close the client and its pool; forget the memory fallback."""
         self._fallback.clear()
-        try:
-            await self._client.aclose()
-        except Exception as exc:
-            _log.warning("closing the Redis stream client failed: %s", _describe(exc))
+        await self._close_client()
 
-    async def _guarded(self, what: str, call: Callable[[], Awaitable[T]]) -> T | object:
-        """Run ``call`` through the breaker and timeout; ``_FAILED`` instead of raising.
+    def _slot(self) -> asyncio.Semaphore:
+        """Waiting for one of the ``max_concurrent_calls`` slots is not part of the timeout:
+        a burst of requests queues here instead of being taken for a Redis outage."""
+        return self._slots
 
-        Waiting for one of the ``max_concurrent_calls`` slots is not part of the timeout:
-        a burst of requests queues here instead of being taken for a Redis outage.
-        """
-        if not self._breaker.allow():
-            self.skipped += 1
-            return _FAILED
-        done = False
-        try:
-            async with self._slots:
-                async with asyncio.timeout(self._call_timeout_s):
-                    result = await call()
-            done = True
-        except ResponseError as exc:  # Redis answered, with an error: reachable all the same
-            done = True
-            self.errors += 1
-            self._warn("Redis stream %s refused: %s", what, _describe(exc))
-            self._breaker.record_success()  # no outage; memory windows stay in use
-            return _FAILED
-        except Exception as exc:
-            done = True
-            self._failed(what, exc)
-            return _FAILED
-        finally:
-            if not done:  # cancelled by the caller: no verdict on Redis
-                self._breaker.release()
-        self._succeeded()
-        return result
-
-    def _failed(self, what: str, exc: Exception, *, trip: bool = False) -> None:
-        """Count and log a failure; ``trip`` opens the breaker at once (failed probe)."""
-        self.errors += 1
-        was_closed = self._breaker.state == "closed"
-        opened = self._breaker.trip() if trip else self._breaker.record_failure()
-        if opened and was_closed:
-            _log.warning(
-                "Redis stream store failing (%s: %s); streams served from process memory, "
-                "next try in %.1f s",
-                what,
-                _describe(exc),
-                self._breaker.cooldown_s,
-            )
-        else:
-            self._warn("Redis stream %s failed: %s", what, _describe(exc))
+    def _refused(self) -> None:
+        self._breaker.record_success()  # no outage; memory windows stay in use
 
     def _succeeded(self) -> None:
         """Close the breaker; on recovery Redis's windows are used again, memory's dropped."""
