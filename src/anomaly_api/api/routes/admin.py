@@ -125,9 +125,11 @@ def _objective(body: ThresholdsRequest) -> Any:
 @router.post(
     "/thresholds",
     responses={
+        400: _error("The body is not valid JSON (NaN and Infinity included); nothing changed."),
         401: _error("An admin key is required and none was sent."),
         403: _error("The key sent is not an admin key."),
         409: _error("The new version failed to load; the old model keeps serving."),
+        413: _error("The body is larger than the configured limit; nothing changed."),
         422: _error("Bad objective (range, unknown detector, non-finite); nothing changed."),
     },
 )
