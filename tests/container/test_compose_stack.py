@@ -4,7 +4,8 @@ Builds the project's own Dockerfile unmodified (plus the load balancer), checks 
 budget and the non-root user, starts api + redis + lb, calls the endpoints through the
 load balancer's published loopback port, finds the cache key in the Redis container,
 then scales the api to two replicas and shows a prediction cached by one is a hit on the
-other. The stack is removed at the end whatever happened. In CI this never skips.
+other, and that one stream posted to both replicas in turn is one stream (kept in
+Redis). The stack is removed at the end whatever happened. In CI this never skips.
 """
 
 from __future__ import annotations
@@ -37,6 +38,19 @@ PREDICT_INSIDE = (
     "headers={'Content-Type': 'application/json'}); "
     "print(u.urlopen(r, timeout=10).read().decode())"
 )
+# Run inside an api container: POST argv[2] (JSON) to its own path argv[1]; print
+# {"status": ..., "body": ...} whatever the status (a 409 is an answer, not a crash).
+POST_INSIDE = """
+import json, sys, urllib.error as e, urllib.request as u
+r = u.Request('http://127.0.0.1:8000' + sys.argv[1], data=sys.argv[2].encode(),
+              headers={'Content-Type': 'application/json'})
+try:
+    with u.urlopen(r, timeout=10) as a:
+        status, text = a.status, a.read().decode()
+except e.HTTPError as err:
+    status, text = err.code, err.read().decode()
+print(json.dumps({'status': status, 'body': json.loads(text)}))
+"""
 
 
 def _key(prefix: str, version: str, row: Any) -> str:
@@ -185,6 +199,55 @@ def test_scaled_replicas_share_one_cache(client: httpx.Client, project: ComposeP
     # The load balancer still answers with both replicas behind it.
     for _ in range(4):
         assert client.post("/predict", json=body).json()["cached"] is True
+
+
+def post_inside(project: ComposeProject, container: str, path: str, body: dict[str, Any]) -> Any:
+    """POST ``body`` to ``path`` inside one api container: ``{"status", "body"}``."""
+    out = project.cli("exec", container, "python", "-c", POST_INSIDE, path, json.dumps(body))
+    return json.loads(out.stdout)
+
+
+def test_scaled_replicas_serve_one_stream(client: httpx.Client, project: ComposeProject) -> None:
+    """Readings of one stream posted to each replica in turn make ONE stream, kept in Redis.
+
+    The stack's model is point-wise: it answers stream requests too and keeps the last
+    timestamp, so an old timestamp is refused (409) by the replica that did not take it.
+    """
+    project.compose("up", "--detach", "--no-recreate", "--scale", "api=2", timeout=300)
+    replicas = project.wait_healthy("api", count=2)
+    stream_id = f"ci-stream-{os.getpid()}"
+    path = f"/streams/{stream_id}/readings"
+    stamps = [f"2026-11-29T12:{minute:02d}:00Z" for minute in range(0, 60, 5)]
+    answered_by: list[str] = []
+    for i, stamp in enumerate(stamps):
+        replica = replicas[i % 2]
+        answer = post_inside(project, replica, path, {"timestamps": [stamp], "readings": [NORMAL]})
+        assert answer["status"] == 200, answer
+        # Each replica sees every reading the other one took: total grows by one per post.
+        assert answer["body"]["stream"]["total"] == i + 1, answer
+        assert answer["body"]["stream"]["backend"] == "redis", answer
+        assert answer["body"]["stream"]["degraded"] is False, answer
+        answered_by.append(replica)
+    assert set(answered_by) == set(replicas)
+    # And the load balancer, whichever replica it picks, answers the same stream.
+    state = client.get(f"/streams/{stream_id}")
+    assert state.status_code == 200, state.text
+    assert state.json()["total"] == len(stamps)
+    assert state.json()["backend"] == "redis"
+    assert state.json()["last_timestamp"].startswith("2026-11-29T12:55:00")
+    # The last reading went to replicas[1]; replicas[0] refuses an older timestamp.
+    stale = post_inside(
+        project, replicas[0], path, {"timestamps": [stamps[-2]], "readings": [NORMAL]}
+    )
+    assert stale["status"] == 409, stale
+    assert stale["body"]["error"]["code"] == "stream_order", stale
+    assert client.get(f"/streams/{stream_id}").json()["total"] == len(stamps)
+    (redis_id,) = project.containers("redis")
+    prefix = Settings.model_fields["stream_prefix"].default
+    keys = project.cli(
+        "exec", redis_id, "redis-cli", "--scan", "--pattern", f"{prefix}*"
+    ).stdout.split()
+    assert f"{prefix}w:{stream_id}" in keys, keys
 
 
 def prometheus_targets(port: int) -> list[dict[str, Any]]:

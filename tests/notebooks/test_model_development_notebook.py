@@ -21,3 +21,7 @@ def test_notebook_executes_top_to_bottom(
     text = stream_text(outputs)
     assert "recall by anomaly kind" in text
     assert "anomalous: votes=[1, 1, 1]" in text
+    # the time-aware section: a stretch scored, its stuck sensor flagged by the `flat` count
+    assert "readings scored" in text
+    assert "stuck_sensor:" in text
+    assert "flat for" in text
