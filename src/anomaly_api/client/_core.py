@@ -15,10 +15,12 @@ import email.utils
 import json
 import random
 import time
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+import urllib.parse
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
-from typing import Any, Final
+from typing import Any, Final, Generic, Literal, TypeVar
 
 import httpx
 
@@ -30,16 +32,25 @@ except ImportError:  # pragma: no cover - exercised by the import test's subproc
 __all__ = [
     "AnomalyApiError",
     "AnomalyConnectionError",
+    "Contribution",
     "DetectorVerdict",
     "Health",
     "ModelInfo",
     "Prediction",
     "RetryPolicy",
+    "StreamAnswer",
+    "StreamReadings",
+    "StreamState",
+    "StreamSummary",
+    "WindowResult",
     "answer_columns",
 ]
 
 FeatureRow = Sequence[float] | Mapping[str, float]
 """Feature values in the model's order, or keyed by feature name."""
+
+Timestamp = datetime | str | float
+"""A reading's time: a timezone-aware ``datetime``, an ISO 8601 string or epoch seconds."""
 
 RETRY_STATUSES: Final = frozenset({429, 503})
 """The only statuses retried: rate limited, and not ready / overloaded."""
@@ -186,6 +197,171 @@ def prediction_record(prediction: Prediction, detector_names: Sequence[str]) -> 
     ]
 
 
+# --------------------------------------------------------------------------- stream results
+
+
+def _unknown(raw: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in raw.items() if k not in known}
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """One feature's share of a reading's anomaly (``why``: a reason, when the model has one)."""
+
+    feature: str
+    share: float
+    why: str | None
+
+
+@dataclass(frozen=True)
+class StreamAnswer:
+    """The answer for one reading of a stream (``/predict/window`` or ``/streams/...``).
+
+    ``index`` is the reading's position in the request; ``raw`` keeps the whole answer and
+    ``extra`` the fields this client does not know yet."""
+
+    index: int
+    timestamp: str
+    is_anomaly: bool
+    anomaly_score: float
+    severity: float
+    confidence: float
+    warming_up: bool
+    contributions: tuple[Contribution, ...]
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Answer fields not listed above."""
+        return _unknown(self.raw, _STREAM_ANSWER_FIELDS)
+
+
+_STREAM_ANSWER_FIELDS: Final = frozenset(
+    {
+        "index",
+        "timestamp",
+        "is_anomaly",
+        "anomaly_score",
+        "severity",
+        "confidence",
+        "warming_up",
+        "contributions",
+    }
+)
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """``POST /predict/window``: the answers (the last reading's, or every reading's)."""
+
+    answers: tuple[StreamAnswer, ...]
+    n_anomalies: int
+    model_version: str
+    model_kind: str
+    window: int
+    inference_ms: float
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def last(self) -> StreamAnswer:
+        """The answer of the newest reading."""
+        return self.answers[-1]
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Answer fields not listed above."""
+        return _unknown(self.raw, _WINDOW_FIELDS)
+
+
+_WINDOW_FIELDS: Final = frozenset(
+    {"answers", "n_anomalies", "model_version", "model_kind", "window", "inference_ms"}
+)
+
+
+@dataclass(frozen=True)
+class StreamSummary:
+    """A stream's state right after readings were appended."""
+
+    readings_in_window: int
+    window: int
+    total: int
+    warming_up: bool
+    restarted: bool
+    backend: str
+    degraded: bool
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class StreamReadings:
+    """``POST /streams/{stream_id}/readings``: one answer per appended reading."""
+
+    stream_id: str
+    answers: tuple[StreamAnswer, ...]
+    n_anomalies: int
+    model_version: str
+    model_kind: str
+    stream: StreamSummary
+    inference_ms: float
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Answer fields not listed above."""
+        return _unknown(self.raw, _READINGS_FIELDS)
+
+
+_READINGS_FIELDS: Final = frozenset(
+    {
+        "stream_id",
+        "answers",
+        "n_anomalies",
+        "model_version",
+        "model_kind",
+        "stream",
+        "inference_ms",
+    }
+)
+
+
+@dataclass(frozen=True)
+class StreamState:
+    """``GET /streams/{stream_id}``: a live stream's totals, first/last timestamp, expiry."""
+
+    stream_id: str
+    total: int
+    readings_in_window: int
+    n_features: int
+    first_timestamp: str
+    last_timestamp: str
+    model_version: str
+    expires_in_s: float
+    backend: str
+    degraded: bool
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Answer fields not listed above."""
+        return _unknown(self.raw, _STATE_FIELDS)
+
+
+_STATE_FIELDS: Final = frozenset(
+    {
+        "stream_id",
+        "total",
+        "readings_in_window",
+        "n_features",
+        "first_timestamp",
+        "last_timestamp",
+        "model_version",
+        "expires_in_s",
+        "backend",
+        "degraded",
+    }
+)
+
+
 # --------------------------------------------------------------------------- parsing
 
 
@@ -234,6 +410,78 @@ def parse_model_info(data: Mapping[str, Any]) -> ModelInfo:
     )
 
 
+def parse_stream_answer(data: Mapping[str, Any]) -> StreamAnswer:
+    """A ``StreamAnswer`` from one item of a stream answer's ``answers``."""
+    return StreamAnswer(
+        index=int(data["index"]),
+        timestamp=str(data["timestamp"]),
+        is_anomaly=bool(data["is_anomaly"]),
+        anomaly_score=float(data["anomaly_score"]),
+        severity=float(data.get("severity", 0.0)),
+        confidence=float(data["confidence"]),
+        warming_up=bool(data.get("warming_up", False)),
+        contributions=tuple(
+            Contribution(feature=str(c["feature"]), share=float(c["share"]), why=c.get("why"))
+            for c in data.get("contributions") or ()
+        ),
+        raw=data,
+    )
+
+
+def parse_window(data: Mapping[str, Any]) -> WindowResult:
+    """A ``WindowResult`` from ``/predict/window``."""
+    return WindowResult(
+        answers=tuple(parse_stream_answer(a) for a in data["answers"]),
+        n_anomalies=int(data["n_anomalies"]),
+        model_version=str(data["model_version"]),
+        model_kind=str(data["model_kind"]),
+        window=int(data["window"]),
+        inference_ms=float(data.get("inference_ms", 0.0)),
+        raw=data,
+    )
+
+
+def parse_stream_readings(data: Mapping[str, Any]) -> StreamReadings:
+    """A ``StreamReadings`` from ``/streams/{stream_id}/readings``."""
+    summary = data["stream"]
+    return StreamReadings(
+        stream_id=str(data["stream_id"]),
+        answers=tuple(parse_stream_answer(a) for a in data["answers"]),
+        n_anomalies=int(data["n_anomalies"]),
+        model_version=str(data["model_version"]),
+        model_kind=str(data["model_kind"]),
+        stream=StreamSummary(
+            readings_in_window=int(summary["readings_in_window"]),
+            window=int(summary["window"]),
+            total=int(summary["total"]),
+            warming_up=bool(summary["warming_up"]),
+            restarted=bool(summary["restarted"]),
+            backend=str(summary.get("backend", "")),
+            degraded=bool(summary.get("degraded", False)),
+            raw=summary,
+        ),
+        inference_ms=float(data.get("inference_ms", 0.0)),
+        raw=data,
+    )
+
+
+def parse_stream_state(data: Mapping[str, Any]) -> StreamState:
+    """A ``StreamState`` from ``GET /streams/{stream_id}``."""
+    return StreamState(
+        stream_id=str(data["stream_id"]),
+        total=int(data["total"]),
+        readings_in_window=int(data["readings_in_window"]),
+        n_features=int(data["n_features"]),
+        first_timestamp=str(data["first_timestamp"]),
+        last_timestamp=str(data["last_timestamp"]),
+        model_version=str(data["model_version"]),
+        expires_in_s=float(data["expires_in_s"]),
+        backend=str(data.get("backend", "")),
+        degraded=bool(data.get("degraded", False)),
+        raw=data,
+    )
+
+
 def error_from(response: httpx.Response) -> AnomalyApiError:
     """The ``AnomalyApiError`` of a non-2xx response, from the API's error body if any."""
     request_id = response.headers.get("x-request-id")
@@ -269,6 +517,59 @@ def observation(row: FeatureRow, observation_id: str | None = None) -> dict[str,
     if observation_id is not None:
         body["observation_id"] = observation_id
     return body
+
+
+def timestamp_value(value: Timestamp) -> str | float:
+    """A timestamp as the API takes it: ISO 8601 string or epoch seconds.
+
+    Raises ``ValueError`` for a naive ``datetime`` (its zone would be a guess) and
+    ``TypeError`` for anything else that is not a string or a number."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+            raise ValueError(
+                f"timestamp {value.isoformat()} has no timezone; pass an aware datetime "
+                "(e.g. datetime.now(timezone.utc)), an ISO string or epoch seconds"
+            )
+        return value.isoformat()
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(
+        f"timestamp must be a datetime, an ISO string or epoch seconds, not {type(value).__name__}"
+    )
+
+
+def stream_body(
+    timestamps: Sequence[Timestamp],
+    readings: Sequence[FeatureRow],
+    *,
+    top_k: int | None = None,
+    mode: str | None = None,
+) -> dict[str, Any]:
+    """The body of ``/predict/window`` (with ``mode``) or ``/streams/{id}/readings``.
+
+    Raises ``ValueError`` when there are not as many timestamps as readings."""
+    if len(timestamps) != len(readings):
+        raise ValueError(
+            f"{len(timestamps)} timestamps for {len(readings)} readings: give one per reading"
+        )
+    body: dict[str, Any] = {
+        "timestamps": [timestamp_value(t) for t in timestamps],
+        "readings": [dict(r) if isinstance(r, Mapping) else list(r) for r in readings],
+    }
+    if mode is not None:
+        body["mode"] = mode
+    if top_k is not None:
+        body["top_k"] = top_k
+    return body
+
+
+def stream_path(stream_id: str, suffix: str = "") -> str:
+    """``/streams/{stream_id}`` (the id percent-encoded; the server checks its syntax)."""
+    if not stream_id:
+        raise ValueError("stream_id must not be empty")
+    return f"/streams/{urllib.parse.quote(stream_id, safe='')}{suffix}"
 
 
 def json_content(body: Any) -> bytes:
@@ -437,6 +738,25 @@ class ClientConfig:
         )
 
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One API call described without I/O: the request and how to read its answer.
+
+    The stream helpers build these once here; each client only sends them."""
+
+    method: str
+    path: str
+    body: Any
+    parse: Callable[[httpx.Response], T]
+
+
+def _ignore_body(response: httpx.Response) -> None:
+    return None
+
+
 class ClientBase:
     """State both clients keep (settings, backoff jitter, the remembered model info) and
     the request preparation they share; subclasses add the httpx client and the I/O."""
@@ -462,6 +782,37 @@ class ClientBase:
         request = build_request(self._http, method, path, body)
         policy = options.pop("policy", self.config.retry)
         return exchange(request, policy, self._rng, **options)
+
+    # Stream calls (409 ``stream_order`` and 404 ``stream_not_found`` are not retried;
+    # 429 is, honouring Retry-After, like every call).
+
+    def _window_call(
+        self,
+        timestamps: Sequence[Timestamp],
+        readings: Sequence[FeatureRow],
+        mode: Literal["last", "all"],
+        top_k: int | None,
+    ) -> Call[WindowResult]:
+        body = stream_body(timestamps, readings, top_k=top_k, mode=mode)
+        return Call("POST", "/predict/window", body, lambda r: parse_window(parse_json(r)))
+
+    def _readings_call(
+        self,
+        stream_id: str,
+        timestamps: Sequence[Timestamp],
+        readings: Sequence[FeatureRow],
+        top_k: int | None,
+    ) -> Call[StreamReadings]:
+        body = stream_body(timestamps, readings, top_k=top_k)
+        path = stream_path(stream_id, "/readings")
+        return Call("POST", path, body, lambda r: parse_stream_readings(parse_json(r)))
+
+    def _state_call(self, stream_id: str) -> Call[StreamState]:
+        path = stream_path(stream_id)
+        return Call("GET", path, None, lambda r: parse_stream_state(parse_json(r)))
+
+    def _reset_call(self, stream_id: str) -> Call[None]:
+        return Call("DELETE", stream_path(stream_id), None, _ignore_body)
 
 
 def build_request(

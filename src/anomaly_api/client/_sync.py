@@ -6,13 +6,14 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self, TypeVar
 
 import httpx
 
 from anomaly_api.client import _core
 from anomaly_api.client._core import (
     NO_RETRY,
+    Call,
     ClientBase,
     ClientConfig,
     FeatureRow,
@@ -21,7 +22,13 @@ from anomaly_api.client._core import (
     Prediction,
     RetryPolicy,
     Send,
+    StreamReadings,
+    StreamState,
+    Timestamp,
+    WindowResult,
 )
+
+T = TypeVar("T")
 
 
 class AnomalyClient(ClientBase):
@@ -145,3 +152,43 @@ class AnomalyClient(ClientBase):
         info = self.model_info()
         rows = _core.frame_rows(frame, info.feature_names)
         return _core.scored_frame(frame, info.detector_names, self.predict_many(rows))
+
+    def _perform(self, call: Call[T]) -> T:
+        return call.parse(self._run(self._exchange(call.method, call.path, call.body, {})))
+
+    def predict_window(
+        self,
+        timestamps: Sequence[Timestamp],
+        readings: Sequence[FeatureRow],
+        *,
+        mode: Literal["last", "all"] = "last",
+        top_k: int | None = None,
+    ) -> WindowResult:
+        """Score the last readings of one stream, without server state (``POST
+        /predict/window``): the newest reading (``mode="last"``) or every one (``"all"``).
+
+        ``timestamps``: aware ``datetime``s, ISO strings or epoch seconds, one per reading,
+        strictly increasing (a naive ``datetime`` raises ``ValueError``)."""
+        return self._perform(self._window_call(timestamps, readings, mode, top_k))
+
+    def send_readings(
+        self,
+        stream_id: str,
+        timestamps: Sequence[Timestamp],
+        readings: Sequence[FeatureRow],
+        *,
+        top_k: int | None = None,
+    ) -> StreamReadings:
+        """Append readings to a stream and get one answer each (``POST
+        /streams/{stream_id}/readings``). A timestamp not after the stream's last one
+        raises ``AnomalyApiError`` with code ``stream_order`` (409, not retried)."""
+        return self._perform(self._readings_call(stream_id, timestamps, readings, top_k))
+
+    def stream_state(self, stream_id: str) -> StreamState:
+        """A live stream's state (``GET /streams/{stream_id}``); 404 ``stream_not_found``
+        raises ``AnomalyApiError``."""
+        return self._perform(self._state_call(stream_id))
+
+    def reset_stream(self, stream_id: str) -> None:
+        """Forget a stream's window (``DELETE /streams/{stream_id}``)."""
+        self._perform(self._reset_call(stream_id))
