@@ -1,0 +1,135 @@
+"""A served time-aware model: its trade-off table, threshold moves and input drift (issue 12)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from anomaly_api.artifacts import latest_version, list_versions
+from anomaly_api.data.timeseries import TimeSeriesDataset, synthetic_timeseries
+from api_testing import assert_error, make_settings, serve_app
+from factories import TIME_AWARE_ROWS, TIME_AWARE_SEED
+
+STREAM_START = 8000  # inside the held-out last 20% of the synthetic stream
+
+
+@pytest.fixture(scope="module")
+def series() -> TimeSeriesDataset:
+    return synthetic_timeseries(seed=TIME_AWARE_SEED, n_rows=TIME_AWARE_ROWS)
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path, ta_artifacts_dir: Path) -> Path:
+    target = tmp_path / "artifacts"
+    shutil.copytree(ta_artifacts_dir, target)
+    return target
+
+
+def _body(series: TimeSeriesDataset, start: int, stop: int, shift: float = 0.0) -> dict[str, Any]:
+    values = series.data.X[start:stop].copy()
+    values[:, 0] += shift
+    return {"timestamps": series.timestamps[start:stop].tolist(), "readings": values.tolist()}
+
+
+async def _flagged(client: httpx.AsyncClient, series: TimeSeriesDataset) -> tuple[int, str]:
+    """Readings flagged among 1,500 of the held-out part, scored from their windows."""
+    answer = await client.post(
+        "/predict/window", json={**_body(series, STREAM_START, STREAM_START + 1500), "mode": "all"}
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    return body["n_anomalies"], body["model_version"]
+
+
+async def test_trade_off_table_of_the_window_detector(artifacts: Path) -> None:
+    async with serve_app(make_settings(artifacts)) as client:
+        table = (await client.get("/model/thresholds")).json()
+    assert table["available"] is True
+    assert table["model_kind"] == "time-aware"
+    assert set(table["thresholds"]) == set(table["tradeoff"]) == {"top4_z"}
+    assert table["min_votes"] == 1
+    assert table["labelled"] is True
+    rows = table["tradeoff"]["top4_z"]
+    assert [r["fpr"] for r in rows] == sorted(r["fpr"] for r in rows)
+    assert {"precision", "recall"} <= set(rows[0])
+    assert 0 < table["expected"]["expected_anomaly_rate"] < 0.5
+
+
+async def test_a_lower_fpr_target_flags_fewer_readings_of_the_same_stream(
+    artifacts: Path, series: TimeSeriesDataset
+) -> None:
+    async with serve_app(make_settings(artifacts)) as client:
+        loose = await client.post(
+            "/admin/thresholds", json={"target_fpr": 0.05, "new_version": "ta-loose"}
+        )
+        assert loose.status_code == 200, loose.text
+        assert loose.json()["parent_version"] == "ta-1"
+        n_loose, served = await _flagged(client, series)
+        assert served == "ta-loose"
+        strict = await client.post(
+            "/admin/thresholds", json={"target_fpr": 0.002, "new_version": "ta-strict"}
+        )
+        assert strict.status_code == 200, strict.text
+        body = strict.json()
+        assert body["parent_version"] == "ta-loose"
+        assert body["thresholds_after"]["top4_z"] < body["thresholds_before"]["top4_z"]
+        n_strict, served = await _flagged(client, series)
+        assert served == "ta-strict"
+        table = (await client.get("/model/thresholds")).json()
+        stream = await client.post("/streams/s1/readings", json=_body(series, 9000, 9004))
+    assert n_strict < n_loose
+    assert table["thresholds"] == body["thresholds_after"]
+    assert table["tuning"]["objective"] == "target-fpr=0.002"
+    assert stream.json()["model_version"] == "ta-strict"
+    assert latest_version(artifacts) == "ta-strict"
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"target_fpr": 1.5}, "must be in (0, 1)"),
+        ({"target_fpr": 0}, "must be in (0, 1)"),
+        ({"thresholds": {"zscore": -3.0}}, "unknown detector"),
+        ({"contamination": 0.9}, "contamination must be in"),
+        ({"target_fpr": 0.1, "new_version": "ta-1"}, "already exists"),
+    ],
+)
+async def test_bad_requests_are_422_and_change_nothing(
+    artifacts: Path, body: dict[str, object], fragment: str
+) -> None:
+    async with serve_app(make_settings(artifacts)) as client:
+        assert_error(
+            await client.post("/admin/thresholds", json=body), 422, "invalid_input", fragment
+        )
+        info = (await client.get("/model/info")).json()
+    assert info["version"] == "ta-1"
+    assert [m.version for m in list_versions(artifacts)] == ["ta-1"]
+    assert latest_version(artifacts) == "ta-1"
+
+
+async def test_a_non_finite_threshold_is_422(artifacts: Path) -> None:
+    async with serve_app(make_settings(artifacts)) as client:
+        answer = await client.post(
+            "/admin/thresholds",
+            content='{"thresholds": {"top4_z": NaN}}',
+            headers={"content-type": "application/json"},
+        )
+    assert answer.status_code == 422, answer.text
+    assert [m.version for m in list_versions(artifacts)] == ["ta-1"]
+
+
+async def test_a_manifest_threshold_off_its_model_refuses_the_version(artifacts: Path) -> None:
+    path = artifacts / "ta-1" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["detectors"][0]["threshold"] -= 1.0  # the model file itself is untouched
+    path.write_text(json.dumps(manifest))
+    async with serve_app(make_settings(artifacts)) as client:
+        answer = await client.get("/model/thresholds")
+        health = (await client.get("/health")).json()
+    assert health["model_loaded"] is False
+    assert_error(answer, 503, "model_not_ready", "do not match the model")
