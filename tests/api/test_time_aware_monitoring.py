@@ -12,7 +12,8 @@ import pytest
 
 from anomaly_api.artifacts import latest_version, list_versions
 from anomaly_api.data.timeseries import TimeSeriesDataset, synthetic_timeseries
-from api_testing import assert_error, make_settings, serve_app
+from anomaly_api.service import metric_names
+from api_testing import assert_error, make_settings, samples, serve_app
 from factories import TIME_AWARE_ROWS, TIME_AWARE_SEED
 
 STREAM_START = 8000  # inside the held-out last 20% of the synthetic stream
@@ -121,6 +122,39 @@ async def test_a_non_finite_threshold_is_422(artifacts: Path) -> None:
         )
     assert answer.status_code == 422, answer.text
     assert [m.version for m in list_versions(artifacts)] == ["ta-1"]
+
+
+async def test_drift_per_channel_counts_each_reading_once(
+    ta_artifacts_dir: Path, series: TimeSeriesDataset
+) -> None:
+    channels = list(series.data.feature_names)
+    settings = make_settings(ta_artifacts_dir, drift_min_rows=100)
+    async with serve_app(settings) as client:
+        empty = (await client.get("/monitoring/drift")).json()
+        assert empty["available"] is True, empty
+        assert empty["rows_held"] == 0
+        # 320 readings in 20 calls of 16: the stream's history is not counted again.
+        for start in range(STREAM_START, STREAM_START + 320, 16):
+            answer = await client.post(
+                "/streams/d1/readings", json=_body(series, start, start + 16, shift=50.0)
+            )
+            assert answer.status_code == 200, answer.text
+        after_stream = (await client.get("/monitoring/drift")).json()
+        # A window answered for its last reading adds that reading only.
+        window = {**_body(series, STREAM_START, STREAM_START + 100), "mode": "last"}
+        assert (await client.post("/predict/window", json=window)).status_code == 200
+        after_window = (await client.get("/monitoring/drift")).json()
+        scrape = samples((await client.get("/metrics")).text)
+    assert after_stream["rows_held"] == 320
+    assert after_window["rows_held"] == 321
+    by_channel = {f["feature"]: f for f in after_stream["features"]}
+    assert list(by_channel) == channels
+    shifted = by_channel[channels[0]]
+    assert shifted["drifted"] is True
+    assert all(shifted["psi"] > by_channel[c]["psi"] for c in channels[1:])
+    gauge = scrape[(metric_names.FEATURE_DRIFT_PSI, (("feature", channels[0]),))]
+    assert gauge == pytest.approx(by_channel[channels[0]]["psi"], rel=0.05)
+    assert scrape[(metric_names.DRIFT_WINDOW_ROWS, ())] == 321
 
 
 async def test_a_manifest_threshold_off_its_model_refuses_the_version(artifacts: Path) -> None:
