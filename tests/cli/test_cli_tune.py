@@ -151,11 +151,16 @@ def test_tune_a_time_aware_model(ta_artifacts: Path) -> None:
     manifest = read_manifest(ta_artifacts, record["version"])
     assert manifest.time_aware is not None
     assert [d.threshold for d in manifest.detectors] == [record["thresholds_after"]["top4_z"]]
-    code, out, err = invoke(
+    code, out_no_latest, err = invoke(
         "tune", "--artifacts-dir", ta_artifacts, "--thresholds", "top4_z=-9", "--no-latest"
     )
     assert code == 0, err
-    assert json.loads(out)["thresholds_after"] == {"top4_z": -9.0}
+    assert json.loads(out_no_latest)["thresholds_after"] == {"top4_z": -9.0}
+    code, out, err = invoke("models", "--artifacts-dir", ta_artifacts)
+    assert code == 0, err
+    listed = {line[2:].split()[0]: line for line in out.splitlines()[1:]}
+    assert set(listed) == {"ta-1", record["version"], json.loads(out_no_latest)["version"]}
+    assert listed[record["version"]].startswith("*")
 
 
 @pytest.mark.parametrize(
