@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 from asgi_lifespan import LifespanManager
+from prometheus_client.parser import text_string_to_metric_families
 
 from anomaly_api.api.app import create_app
 from anomaly_api.config import Settings
@@ -59,6 +60,15 @@ def assert_error(response: httpx.Response, status: int, code: str, fragment: str
     assert set(body["error"]) == {"code", "message", "details", "request_id"}
     assert body["error"]["code"] == code, body
     assert fragment in body["error"]["message"], body
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """A ``/metrics`` text as ``{(sample name, sorted labels): value}``."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def fit_two_versions(root: Path) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from factories import fit_tiny_artifact
+from factories import fit_time_aware_artifact, fit_tiny_artifact
 
 TESTS = Path(__file__).resolve().parent
 _PROCESS_DIRS = {"e2e", "bench"}
@@ -40,6 +40,15 @@ def default_artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("default-artifacts")
     train_default_model(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def ta_artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default time-aware model (`ta-1`, labelled synthetic stream), trained once for
+    the session (read-only use: copy it to change it)."""
+    root = tmp_path_factory.mktemp("ta-artifacts")
+    fit_time_aware_artifact(root)
     return root
 
 

@@ -11,15 +11,6 @@ import pytest_asyncio
 
 from anomaly_api.config import Settings
 from api_testing import make_settings, serve_app
-from factories import fit_time_aware_artifact
-
-
-@pytest.fixture(scope="session")
-def ta_artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default time-aware model, trained once for the session."""
-    root = tmp_path_factory.mktemp("ta-artifacts")
-    fit_time_aware_artifact(root)
-    return root
 
 
 @pytest.fixture

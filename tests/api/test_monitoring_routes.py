@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from anomaly_api.artifacts import latest_version, list_versions, read_manifest
 from anomaly_api.service import metric_names
-from api_testing import ANOMALOUS, NORMAL, assert_error, make_settings, serve_app
+from api_testing import ANOMALOUS, NORMAL, assert_error, make_settings, samples, serve_app
 from factories import TINY_FEATURES, fit_tiny_artifact
 
 
@@ -22,14 +21,6 @@ def artifacts(tmp_path: Path) -> Path:
     root = tmp_path / "artifacts"
     fit_tiny_artifact(root)
     return root
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 async def test_drift_report_shape_and_gauges(artifacts: Path) -> None:

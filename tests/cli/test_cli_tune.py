@@ -127,3 +127,57 @@ def test_a_model_without_kept_scores_cannot_be_tuned(artifacts: Path) -> None:
     code, _, err = invoke("tune", "--artifacts-dir", artifacts, "--target-fpr", "0.1")
     assert code == 2
     assert "kept no detector scores" in err
+
+
+@pytest.fixture
+def ta_artifacts(tmp_path: Path, ta_artifacts_dir: Path) -> Path:
+    """A private copy of the time-aware model's artifact directory (`ta-1`)."""
+    target = tmp_path / "ta-artifacts"
+    shutil.copytree(ta_artifacts_dir, target)
+    return target
+
+
+def test_tune_a_time_aware_model(ta_artifacts: Path) -> None:
+    code, out, err = invoke(
+        "tune", "--artifacts-dir", ta_artifacts, "--version", "ta-1", "--target-fpr", "0.002"
+    )
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["parent_version"] == "ta-1"
+    assert set(record["thresholds_after"]) == {"top4_z"}
+    assert record["thresholds_after"]["top4_z"] < record["thresholds_before"]["top4_z"]
+    assert record["expected"]["fpr"] <= 0.01
+    assert latest_version(ta_artifacts) == record["version"]
+    manifest = read_manifest(ta_artifacts, record["version"])
+    assert manifest.time_aware is not None
+    assert [d.threshold for d in manifest.detectors] == [record["thresholds_after"]["top4_z"]]
+    code, out_no_latest, err = invoke(
+        "tune", "--artifacts-dir", ta_artifacts, "--thresholds", "top4_z=-9", "--no-latest"
+    )
+    assert code == 0, err
+    assert json.loads(out_no_latest)["thresholds_after"] == {"top4_z": -9.0}
+    code, out, err = invoke("models", "--artifacts-dir", ta_artifacts)
+    assert code == 0, err
+    listed = {line[2:].split()[0]: line for line in out.splitlines()[1:]}
+    assert set(listed) == {"ta-1", record["version"], json.loads(out_no_latest)["version"]}
+    assert listed[record["version"]].startswith("*")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target-fpr", "1.5"], "must be in (0, 1)"),
+        (["--thresholds", "zscore=-3"], "unknown detector"),
+        (["--thresholds", "top4_z=inf"], "finite"),
+    ],
+)
+def test_bad_time_aware_tuning_is_one_error_line_and_writes_nothing(
+    ta_artifacts: Path, args: list[str], message: str
+) -> None:
+    before = sorted(p.name for p in ta_artifacts.iterdir())
+    code, _, err = invoke("tune", "--artifacts-dir", ta_artifacts, *args)
+    assert code == 2
+    assert err.startswith("error: ")
+    assert message in err
+    assert err.count("\n") == 1
+    assert sorted(p.name for p in ta_artifacts.iterdir()) == before

@@ -29,7 +29,9 @@ def models(
     typer.echo(f"  {'version':<34}{'created (UTC)':<22}{'features':>9}{'test F1':>9}  source")
     for manifest in manifests:
         test = (manifest.metrics or {}).get("test")
-        f1 = f"{test['detectors']['ensemble']['f1']:.3f}" if test else "-"
+        # a point-wise report has F1 per detector and the ensemble's; a time-aware one, its own
+        report = (test.get("detectors") or {}).get("ensemble", test) if test else None
+        f1 = f"{report['f1']:.3f}" if report else "-"
         mark = "*" if manifest.version == current else " "
         created = f"{manifest.created_at:%Y-%m-%d %H:%M:%S}"
         typer.echo(

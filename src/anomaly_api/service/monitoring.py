@@ -26,7 +26,7 @@ from anomaly_api.monitoring import AlarmPolicy, AlarmState, DriftThresholds, Dri
 from anomaly_api.service import metric_names as names
 from anomaly_api.service.dataplane import ScoredBatch
 from anomaly_api.service.predictor import Predictor
-from anomaly_api.training.tuning import expected_rates, vote_decision
+from anomaly_api.training.tuning import expected_rates
 
 __all__ = ["ModelMonitor", "drift_thresholds", "service_alarm_policy"]
 
@@ -97,8 +97,8 @@ class ModelMonitor:
             )
         rate = None
         if refs.scores is not None:
-            decide = vote_decision(predictor.model.min_votes)
-            rate = expected_rates(refs.scores, np.asarray(predictor.thresholds), decide)[
+            tunable = predictor.tunable
+            rate = expected_rates(refs.scores, tunable.thresholds, tunable.decide())[
                 "expected_anomaly_rate"
             ]
         with self._lock:

@@ -30,7 +30,7 @@ from anomaly_api.service.cache import PredictionCache, prediction_keys
 from anomaly_api.service.errors import InvalidFeaturesError
 from anomaly_api.service.prediction import Prediction, PredictionCodec
 from anomaly_api.service.scoring import Scorer
-from anomaly_api.training.references import ModelReferences
+from anomaly_api.training.references import ModelReferences, TunableDetector, tunable_detector
 
 __all__ = ["FeatureRow", "Predictor", "ScoredRows"]
 
@@ -80,11 +80,12 @@ class Predictor:
             self.model = artifact.model
             self.detector_names = tuple(d.name for d in manifest.detectors)
             self.thresholds = tuple(float(t) for t in self.model.offsets_)
-        if self.time_aware is None and (
-            len(self.thresholds) != len(self.detector_names)
-            or not np.allclose(
-                self.thresholds, [d.threshold for d in manifest.detectors], rtol=0.0, atol=1e-12
-            )
+        self.tunable: TunableDetector = tunable_detector(artifact.model)
+        """The detector whose thresholds decide and can move (the ensemble, or a
+        time-aware model's window detector): what the score reference describes."""
+        listed = manifest.detectors
+        if [d.name for d in listed] != list(self.tunable.names) or not np.allclose(
+            self.tunable.thresholds, [d.threshold for d in listed], rtol=0.0, atol=1e-12
         ):
             raise ArtifactError(
                 f"model {self.version!r}: the manifest's detector thresholds do not match the model"

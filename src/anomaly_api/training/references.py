@@ -1,9 +1,11 @@
-"""What a point-wise model version keeps beside its model for monitoring and retuning.
+"""What a model version keeps beside its model for monitoring and retuning.
 
-* ``drift_reference.json``: the training distribution of every feature
-  (``anomaly_api.monitoring.reference``), for drift tracking;
-* ``score_reference.npz``: each detector's scores on the rows the model was fitted on,
-  and on the labelled validation rows when there were labels
+* ``drift_reference.json``: the training distribution of every input feature (for a
+  time-aware model: every raw channel) (``anomaly_api.monitoring.reference``), for drift
+  tracking;
+* ``score_reference.npz``: the scores of the detector that decides (``tunable_detector``:
+  the ensemble of a point-wise model, the window detector of a time-aware one) on the rows
+  the model was fitted on, and on the labelled validation rows when there were labels
   (``anomaly_api.training.tuning.ScoreReference``), for moving thresholds later.
 
 Both are attachments of the artifact: their SHA-256 is in the manifest and is checked
@@ -23,12 +25,13 @@ from numpy.typing import NDArray
 
 from anomaly_api.artifacts import ArtifactManifest, attachment_path
 from anomaly_api.detection import AnomalyEnsemble
+from anomaly_api.detection.time_aware import MaxZDetector, TimeAwareModel, detector_member_names
 from anomaly_api.monitoring.reference import (
     DRIFT_REFERENCE_FILE,
     DriftReference,
     build_drift_reference,
 )
-from anomaly_api.training.tuning import ScoreReference
+from anomaly_api.training.tuning import Decide, ScoreReference, vote_decision
 
 SCORE_REFERENCE_FILE: Final = "score_reference.npz"
 
@@ -36,9 +39,12 @@ __all__ = [
     "DRIFT_REFERENCE_FILE",
     "SCORE_REFERENCE_FILE",
     "ModelReferences",
+    "TunableDetector",
     "build_references",
     "load_references",
     "reference_attachments",
+    "score_reference",
+    "tunable_detector",
 ]
 
 
@@ -50,6 +56,57 @@ class ModelReferences:
     scores: ScoreReference | None
 
 
+@dataclass(frozen=True)
+class TunableDetector:
+    """The detector whose thresholds decide and can move: a point-wise model's ensemble,
+    a time-aware model's window detector (its warm-up ensemble keeps its thresholds)."""
+
+    names: tuple[str, ...]
+    detector: AnomalyEnsemble | MaxZDetector
+
+    @property
+    def thresholds(self) -> NDArray[np.float64]:
+        """The current thresholds, one per name."""
+        return np.asarray(self.detector.offsets_, dtype=np.float64).reshape(len(self.names))
+
+    @property
+    def min_votes(self) -> int:
+        """Members that must agree for an anomaly."""
+        return int(self.detector.min_votes)
+
+    def decide(self) -> Decide:
+        """The detector's decision over a score matrix (for ``expected_rates``)."""
+        return vote_decision(self.min_votes)
+
+
+def tunable_detector(model: AnomalyEnsemble | TimeAwareModel) -> TunableDetector:
+    """The detector of ``model`` that a score reference describes (see ``TunableDetector``)."""
+    if isinstance(model, TimeAwareModel):
+        return TunableDetector(detector_member_names(model.detector_), model.detector_)
+    return TunableDetector(tuple(str(n) for n in model.detectors_), model)
+
+
+def score_reference(
+    names: tuple[str, ...],
+    train_scores: NDArray[np.float64],
+    validation: tuple[NDArray[np.float64], NDArray[np.int64]] | None = None,
+) -> ScoreReference:
+    """A ``ScoreReference``; ``validation`` (scores, labels) is kept only when it holds
+    both classes (otherwise it could not say anything about recall or precision)."""
+    val_scores = val_labels = None
+    if validation is not None:
+        scores, y = validation
+        labels = np.asarray(y, dtype=np.int64)
+        if 0 < int(labels.sum()) < labels.shape[0]:
+            val_scores, val_labels = scores, labels
+    return ScoreReference(
+        detector_names=names,
+        train_scores=train_scores,
+        validation_scores=val_scores,
+        validation_labels=val_labels,
+    )
+
+
 def build_references(
     model: AnomalyEnsemble,
     feature_names: list[str],
@@ -58,19 +115,9 @@ def build_references(
 ) -> ModelReferences:
     """The references of a fitted ensemble: ``X_fit`` its fitted rows, ``validation``
     the labelled validation rows ``(X, y)`` when there were labels."""
-    names = tuple(str(n) for n in model.detectors_)
-    val_scores = val_labels = None
-    if validation is not None:
-        X_val, y_val = validation
-        labels = np.asarray(y_val, dtype=np.int64)
-        if 0 < int(labels.sum()) < labels.shape[0]:  # both classes, else unusable
-            val_scores, val_labels = model.detector_scores(X_val), labels
-    scores = ScoreReference(
-        detector_names=names,
-        train_scores=model.detector_scores(X_fit),
-        validation_scores=val_scores,
-        validation_labels=val_labels,
-    )
+    names = tunable_detector(model).names
+    val = None if validation is None else (model.detector_scores(validation[0]), validation[1])
+    scores = score_reference(names, model.detector_scores(X_fit), val)
     return ModelReferences(drift=build_drift_reference(X_fit, feature_names), scores=scores)
 
 

@@ -1,8 +1,10 @@
 """A threshold revision: a new model version with moved thresholds, no retraining.
 
-``tune_version`` loads and verifies a point-wise version, computes new thresholds for
-one ``Objective`` from the scores the version kept (``score_reference.npz``), and saves
-a new version: the same model with ``set_offsets``, its own manifest (``parent_version``,
+``tune_version`` loads and verifies a version (point-wise or time-aware), computes new
+thresholds for one ``Objective`` from the scores the version kept (``score_reference.npz``)
+for the detector that decides (``tunable_detector``: the ensemble, or a time-aware model's
+window detector; its warm-up ensemble keeps its thresholds), and saves a new version: the
+same model with ``set_offsets`` on that detector, its own manifest (``parent_version``,
 ``tuning`` with the objective, before/after thresholds and the expected rates) and the
 parent's references (re-hashed into the new manifest). Like training, it points
 ``LATEST`` at the new version unless told not to. Used by ``anomaly-api tune`` and
@@ -23,11 +25,11 @@ from anomaly_api.artifacts import (
     ArtifactError,
     DetectorInfo,
     attachment_path,
-    load_artifact,
+    load_any_artifact,
     save_artifact,
     validate_version_name,
 )
-from anomaly_api.training.references import load_references
+from anomaly_api.training.references import load_references, tunable_detector
 from anomaly_api.training.tuning import (
     Objective,
     ScoreReference,
@@ -35,7 +37,6 @@ from anomaly_api.training.tuning import (
     describe,
     expected_rates,
     retune,
-    vote_decision,
 )
 
 __all__ = ["TuneResult", "tune_version", "tuned_version_name"]
@@ -86,16 +87,17 @@ def tune_version(
     or ``ArtifactError`` (no such version, integrity, a name already taken); nothing is
     written then.
     """
-    artifact = load_artifact(artifacts_dir, version)
+    artifact = load_any_artifact(artifacts_dir, version)
     manifest, model = artifact.manifest, artifact.model
     scores = require_score_reference(artifact.path, manifest)
-    names = [str(n) for n in model.detectors_]
+    tunable = tunable_detector(model)
+    names = list(tunable.names)
     if list(scores.detector_names) != names:
         raise TuningError(
             f"the kept scores are for detectors {list(scores.detector_names)}, "
             f"the model has {names}"
         )
-    before = np.asarray(model.offsets_, dtype=np.float64)
+    before = tunable.thresholds
     after = retune(scores, before, objective)
     if after.shape != before.shape or not np.all(np.isfinite(after)):
         raise TuningError("the objective gave no finite threshold for every detector")
@@ -104,8 +106,8 @@ def tune_version(
     name = validate_version_name(new_version or tuned_version_name(manifest.version, label, now))
     if (artifacts_dir / name).exists():
         raise ArtifactError(f"model version {name!r} already exists in {artifacts_dir}")
-    expected = expected_rates(scores, after, vote_decision(model.min_votes))
-    model.set_offsets(after)
+    expected = expected_rates(scores, after, tunable.decide())
+    tunable.detector.set_offsets(after)
     before_map = dict(zip(names, (float(v) for v in before), strict=True))
     after_map = dict(zip(names, (float(v) for v in after), strict=True))
     detectors = [

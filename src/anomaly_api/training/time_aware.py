@@ -10,6 +10,12 @@ positive rate). Without labels, the model is fitted on the first 80% and the thr
 are calibrated on the last 20% to flag ``contamination`` (default 1%) of those unseen
 readings: percentiles of the very rows a model was fitted on are optimistic (see
 ``../shared/datasets/tep/SOURCE.md``), so the calibration rows are never fitted on.
+
+The saved version keeps its references (``training.references``), as a point-wise one
+does: the raw channels of the fitted readings (drift) and the window detector's scores
+that thresholds can move along later (``anomaly-api tune``). With labels: the fitted
+windows, and the validation windows with their labels. Without: the calibration
+windows (the unseen last 20% the thresholds were set on) stand for the training rows.
 """
 
 from __future__ import annotations
@@ -47,6 +53,13 @@ from anomaly_api.detection.time_aware import (
     detector_member_names,
 )
 from anomaly_api.detection.windows import DEFAULT_FEATURES
+from anomaly_api.monitoring.reference import build_drift_reference
+from anomaly_api.training.references import (
+    ModelReferences,
+    reference_attachments,
+    score_reference,
+    tunable_detector,
+)
 from anomaly_api.training.thresholds import target_fpr_threshold, tune_thresholds
 
 Progress = Callable[[str], None]
@@ -82,6 +95,8 @@ class TrainedTimeAware:
     parts: NDArray[np.int64]
     """0 = fit, 1 = validation, 2 = test, per row."""
     fit_rows: NDArray[np.bool_]
+    references: ModelReferences
+    """Drift reference of the raw channels and the window detector's kept scores."""
 
 
 def chronological_parts(timestamps: NDArray[np.float64], labelled: bool) -> NDArray[np.int64]:
@@ -197,6 +212,16 @@ def fit_time_aware(
             tune_thresholds(pscores, y[prow], target_fpr=settings.target_fpr)
         )
     progress(f"thresholds: {objective}")
+    names = tunable_detector(model).names
+    if y is not None:
+        kept = score_reference(
+            names, model.detector_scores(z[fit_rows & valid]), (det_scores, y[tune_rows])
+        )
+    else:  # the calibration windows the thresholds were set on
+        kept = score_reference(names, det_scores)
+    references = ModelReferences(
+        drift=build_drift_reference(data.X[fit_rows], list(data.feature_names)), scores=kept
+    )
     metrics: dict[str, Any] = {
         "threshold_objective": objective,
         "split": {
@@ -215,7 +240,9 @@ def fit_time_aware(
         progress(f"evaluated on the last {int(test.sum())} readings")
     else:
         metrics["note"] = "no label column: thresholds calibrated on unseen data, not evaluated"
-    return TrainedTimeAware(model=model, metrics=metrics, parts=parts, fit_rows=fit_rows)
+    return TrainedTimeAware(
+        model=model, metrics=metrics, parts=parts, fit_rows=fit_rows, references=references
+    )
 
 
 def event_delays(
@@ -356,7 +383,8 @@ def train_time_aware_and_save(
     version: str | None = None,
     progress: Progress = _quiet,
 ) -> TimeAwareTrainingResult:
-    """Train a time-aware model on ``ts`` and save a new version that ``LATEST`` points at."""
+    """Train a time-aware model on ``ts`` and save a new version that ``LATEST`` points at,
+    with its references as verified attachments."""
     started = time.perf_counter()
     now = datetime.now(UTC)
     trained = fit_time_aware(ts, settings, progress=progress)
@@ -372,7 +400,12 @@ def train_time_aware_and_save(
     else:
         name = version
     manifest = build_time_aware_manifest(trained, ts, version=name, created_at=now)
-    path = save_artifact(trained.model, manifest, artifacts_dir)
+    path = save_artifact(
+        trained.model,
+        manifest,
+        artifacts_dir,
+        attachments=reference_attachments(trained.references),
+    )
     progress(f"saved time-aware model version {name} to {path}")
     return TimeAwareTrainingResult(
         version=name, path=path, trained=trained, seconds=time.perf_counter() - started

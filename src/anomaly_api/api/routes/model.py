@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter
 
 from anomaly_api.api.deps import PredictorDep, SettingsDep
 from anomaly_api.api.openapi import ERROR_RESPONSES
 from anomaly_api.api.schemas import ModelInfoResponse, model_info
-from anomaly_api.training.tuning import expected_rates, tradeoff_table, vote_decision
+from anomaly_api.training.tuning import expected_rates, tradeoff_table
 
 router = APIRouter(prefix="/model", tags=["model"])
 
@@ -27,14 +26,16 @@ async def read_thresholds(predictor: PredictorDep) -> dict[str, Any]:
     """The served thresholds, what they are expected to flag, and per detector a table of
     candidate thresholds with their false-positive rate (and precision/recall when the
     model kept labelled validation rows). ``available: false`` with a ``reason`` when the
-    model kept no scores to compute it from."""
+    model kept no scores to compute it from. For a time-aware model: its window detector."""
     scores = predictor.references.scores
-    current = dict(zip(predictor.detector_names, predictor.thresholds, strict=True))
+    tunable = predictor.tunable
+    current = dict(zip(tunable.names, tunable.thresholds.tolist(), strict=True))
     base: dict[str, Any] = {
         "model_version": predictor.version,
         "parent_version": predictor.manifest.parent_version,
+        "model_kind": predictor.kind,
         "thresholds": current,
-        "min_votes": predictor.model.min_votes,
+        "min_votes": tunable.min_votes,
     }
     if scores is None:
         return {
@@ -42,9 +43,7 @@ async def read_thresholds(predictor: PredictorDep) -> dict[str, Any]:
             "available": False,
             "reason": f"model {predictor.version!r} kept no detector scores; retrain it",
         }
-    expected = expected_rates(
-        scores, np.asarray(predictor.thresholds), vote_decision(predictor.model.min_votes)
-    )
+    expected = expected_rates(scores, tunable.thresholds, tunable.decide())
     return {
         **base,
         "available": True,
