@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,6 +30,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from anomaly_api.data.timeseries import synthetic_timeseries
+from anomaly_api.detection.time_aware import DEFAULT_MEAN_GATE
 from anomaly_api.detection.windows import DEFAULT_FEATURES
 from anomaly_api.training.time_aware import (
     TimeAwareSettings,
@@ -90,9 +92,11 @@ def _read(path: Path) -> tuple[NDArray[np.float64], NDArray[np.int64], list[str]
     return frame[names].to_numpy(np.float64), frame["is_anomaly"].to_numpy(np.int64), names
 
 
-def tep(settings: TimeAwareSettings, target_fpr: float) -> dict[str, Any]:
+def tep(
+    settings: TimeAwareSettings, target_fpr: float, datasets: Path = DATASETS
+) -> dict[str, Any]:
     """Fit on train_normal, calibrate on test_normal, measure every fault file."""
-    folder = DATASETS / "tep"
+    folder = datasets / "tep"
     X_train, _, names = _read(folder / "train_normal.csv")
     model = new_time_aware_model(settings, relations=settings.relations).fit(
         X_train, channels=names, median_interval=180.0
@@ -141,10 +145,10 @@ def _windows(y: NDArray[np.int64]) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
 
 
-def nab(settings: TimeAwareSettings) -> dict[str, Any]:
+def nab(settings: TimeAwareSettings, datasets: Path = DATASETS) -> dict[str, Any]:
     """Per series: window recall and FPR of the rows outside windows."""
     results: dict[str, Any] = {}
-    for path in sorted((DATASETS / "nab").glob("*.csv")):
+    for path in sorted((datasets / "nab").glob("*.csv")):
         X, y, names = _read(path)
         n = len(y)
         fit_end, cal_end = int(0.10 * n), int(0.15 * n)
@@ -184,6 +188,9 @@ def main(argv: list[str] | None = None) -> None:
         "--out", type=Path, default=ROOT / "bench" / "results" / "quality_time.json"
     )
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1"
+    )
     parser.add_argument("--window", type=int, default=60)
     parser.add_argument("--short", type=int, default=5)
     parser.add_argument("--tep-window", type=int, default=30)
@@ -192,7 +199,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tep-features", default=None)
     parser.add_argument("--detector", default="top4_z")
     parser.add_argument("--target-fpr", type=float, default=None)
+    parser.add_argument(
+        "--mean-gate", default=str(DEFAULT_MEAN_GATE), help="a number, or 'none' for no gate"
+    )
     parser.add_argument("--only", choices=("synthetic", "tep", "nab"), default=None)
+    parser.add_argument(
+        "--datasets", type=Path, default=DATASETS, help="folder holding tep/ and nab/"
+    )
     args = parser.parse_args(argv)
     features = tuple(args.features.split(","))
     base = TimeAwareSettings(
@@ -201,11 +214,13 @@ def main(argv: list[str] | None = None) -> None:
         features=features,
         detector=args.detector,
         target_fpr=args.target_fpr,
+        mean_gate=None if args.mean_gate.lower() == "none" else float(args.mean_gate),
     )
     started = time.perf_counter()
-    report: dict[str, Any] = {"command": "python -m bench.quality_time " + " ".join(argv or [])}
+    given = sys.argv[1:] if argv is None else argv
+    report: dict[str, Any] = {"command": " ".join(["python -m bench.quality_time", *given])}
     if args.only in (None, "synthetic"):
-        report["synthetic"] = synthetic(range(args.seeds), base)
+        report["synthetic"] = synthetic(range(args.first_seed, args.first_seed + args.seeds), base)
         s = report["synthetic"]
         print(f"synthetic: F1 {s['f1_mean']:.3f} (min {s['f1_min']:.3f}), FPR {s['fpr_mean']:.4f}")
         print(f"  recall per kind {json.dumps(s['recall_per_kind_pooled'])}")
@@ -213,16 +228,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.only in (None, "tep"):
         tep_features = tuple(args.tep_features.split(",")) if args.tep_features else features
         tep_settings = TimeAwareSettings(
-            window=args.tep_window, features=tep_features, detector=args.detector
+            window=args.tep_window,
+            features=tep_features,
+            detector=args.detector,
+            mean_gate=base.mean_gate,
         )
-        report["tep"] = tep(tep_settings, args.tep_fpr)
+        report["tep"] = tep(tep_settings, args.tep_fpr, args.datasets)
         t = report["tep"]
         print(
             f"TEP: mean detection (18 faults) {t['mean_detection_18']:.3f}, "
             f"FAR {t['false_alarm_rate']:.3f}"
         )
     if args.only in (None, "nab"):
-        report["nab"] = nab(base)
+        report["nab"] = nab(base, args.datasets)
         for name, r in report["nab"].items():
             print(
                 f"NAB {name}: window recall {r['window_recall']}, "

@@ -236,3 +236,49 @@ def test_top_k_detector_adds_up_the_largest_features() -> None:
     np.testing.assert_allclose(MaxZDetector().detector_scores(z)[:, 0], [-4.0, -0.5])
     assert detector_member_names(top4) == ("top4_z",)
     assert detector_member_names(MaxZDetector()) == ("max_z",)
+
+
+def test_gate_caps_each_mean_by_its_newest_reading() -> None:
+    from anomaly_api.detection.time_aware import gate_means
+
+    kinds = ("level", "shift", "residual", "residual_mean")
+    # one channel per row: (level, shift, residual, residual_mean)
+    z = np.array(
+        [
+            [3.0, 4.0, -2.0, -5.0],  # backed: shift kept; residual_mean capped at 2 * 2
+            [0.5, 4.0, 1.0, -5.0],  # shift capped at 2 * 0.5; the residual points the other way
+            [-1.0, 4.0, 0.0, 0.0],  # the newest reading points the other way: shift 0
+            [np.nan, np.nan, np.nan, np.nan],  # no full window
+        ]
+    )
+    gated = gate_means(z, kinds, 1, 2.0)
+    expected = np.array(
+        [[3.0, 4.0, -2.0, -4.0], [0.5, 1.0, 1.0, 0.0], [-1.0, 0.0, 0.0, 0.0], [np.nan] * 4]
+    )
+    np.testing.assert_array_equal(gated, expected)
+    assert gate_means(z, ("level", "flat"), 2, 2.0) is not z  # nothing to gate: a copy
+
+
+def test_gated_z_is_the_plain_cap_of_the_ungated_z(series: TimeSeriesDataset) -> None:
+    X, segments = series.data.X[:3000], series.segments[:3000]
+    plain = TimeAwareModel(mean_gate=None).fit(X, segments, channels=list(SENSOR_CHANNELS))
+    gated = TimeAwareModel(mean_gate=2.0).fit(X, segments, channels=list(SENSOR_CHANNELS))
+    _, z_plain, valid = plain.window_z(X, segments)
+    _, z_gated, _ = gated.window_z(X, segments)
+    kinds = plain.kinds_
+    expected = z_plain.copy()
+    for row in np.flatnonzero(valid)[::50]:
+        for c in range(len(SENSOR_CHANNELS)):
+            for mean_kind, newest_kind in (("shift", "level"), ("residual_mean", "residual")):
+                m = c * len(kinds) + kinds.index(mean_kind)
+                newest = z_plain[row, c * len(kinds) + kinds.index(newest_kind)]
+                mean = z_plain[row, m]
+                along = newest if mean >= 0 else -newest
+                capped = min(abs(mean), 2.0 * max(along, 0.0))
+                expected[row, m] = capped if mean >= 0 else -capped
+        np.testing.assert_allclose(z_gated[row], expected[row], rtol=1e-12, atol=1e-12)
+    # the features themselves and their standardisation are unchanged by the gate
+    np.testing.assert_allclose(gated.feature_scale_, plain.feature_scale_)
+    # a model saved before the gate existed has no mean_gate: it scores as before
+    del gated.mean_gate
+    np.testing.assert_array_equal(gated.window_z(X, segments)[1], z_plain)

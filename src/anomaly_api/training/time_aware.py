@@ -48,6 +48,7 @@ from anomaly_api.data.anomalies import NORMAL_KIND
 from anomaly_api.data.errors import DataError
 from anomaly_api.data.timeseries import TimeSeriesDataset
 from anomaly_api.detection.time_aware import (
+    DEFAULT_MEAN_GATE,
     TimeAwareModel,
     TimeAwareOutput,
     detector_member_names,
@@ -82,6 +83,7 @@ class TimeAwareSettings:
     detector: str = "top4_z"
     relations: str = "regression"
     equalise_tails: bool = True
+    mean_gate: float | None = DEFAULT_MEAN_GATE
     target_fpr: float | None = None
     seed: int = 42
 
@@ -126,13 +128,14 @@ def window_contains(
 
 
 def new_time_aware_model(settings: TimeAwareSettings, **options: Any) -> TimeAwareModel:
-    """An unfitted model with the settings' window, features, detector and seed; other
-    ``TimeAwareModel`` parameters from ``options`` (their defaults otherwise)."""
+    """An unfitted model with the settings' window, features, detector, mean gate and
+    seed; other ``TimeAwareModel`` parameters from ``options`` (their defaults otherwise)."""
     return TimeAwareModel(
         window=settings.window,
         short=settings.short,
         features=settings.features,
         detector=settings.detector,
+        mean_gate=settings.mean_gate,
         random_state=settings.seed,
         **options,
     )
