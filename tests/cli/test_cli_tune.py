@@ -139,14 +139,15 @@ def ta_artifacts(tmp_path: Path, ta_artifacts_dir: Path) -> Path:
 
 def test_tune_a_time_aware_model(ta_artifacts: Path) -> None:
     code, out, err = invoke(
-        "tune", "--artifacts-dir", ta_artifacts, "--version", "ta-1", "--target-fpr", "0.002"
+        "tune", "--artifacts-dir", ta_artifacts, "--version", "ta-1", "--target-fpr", "0.05"
     )
     assert code == 0, err
     record = json.loads(out)
     assert record["parent_version"] == "ta-1"
     assert set(record["thresholds_after"]) == {"top4_z"}
-    assert record["thresholds_after"]["top4_z"] < record["thresholds_before"]["top4_z"]
-    assert record["expected"]["fpr"] <= 0.01
+    # Trained at well under 5% false positives: a 5% target loosens (raises) the threshold.
+    assert record["thresholds_after"]["top4_z"] > record["thresholds_before"]["top4_z"]
+    assert record["expected"]["fpr"] <= 0.05
     assert latest_version(ta_artifacts) == record["version"]
     manifest = read_manifest(ta_artifacts, record["version"])
     assert manifest.time_aware is not None
