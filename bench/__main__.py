@@ -17,7 +17,7 @@ as Markdown beside it (``.md``) and prints them. Sections, in this order:
 - ``drift`` (issue 12): ``/predict`` at 64 connections with drift tracking on and off,
   in interleaved pairs.
 
-Full run: about 15 minutes on a quiet 2-core machine; ``--smoke``: about two minutes, same
+Full run: about 10-15 minutes on a quiet 2-core machine; ``--smoke``: 2-3 minutes, same
 keys, numbers meaningless (CI runs it so the suite cannot rot).
 """
 
@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -285,8 +286,14 @@ class Run:
         """The chosen sections, one server at a time, then ratios and targets."""
         prepare_artifact(self.artifacts_dir)
         for section in self.sections:
-            started = time.perf_counter()
-            getattr(self, section)()
+            started, before = time.perf_counter(), set(self.results)
+            try:
+                getattr(self, section)()
+            except Exception as exc:  # the other sections' numbers are still worth writing
+                traceback.print_exc()
+                for key in set(self.results) - before:  # no half-measured section
+                    del self.results[key]
+                self.results.setdefault("failed_sections", {})[section] = repr(exc)
             print(f"section {section}: {time.perf_counter() - started:.0f} s", flush=True)
         self.results["ratios"] = ratios(self.results)
         self.results["targets"] = targets(self.results)
@@ -351,7 +358,10 @@ def main(argv: list[str] | None = None) -> int:
     meta["duration_s"] = round(time.perf_counter() - started, 1)
     results = {"meta": meta, **results}
     write_results(out, results, table(results), markdown=True)
-    return 0
+    failed = results.get("failed_sections", {})
+    for section, error in failed.items():
+        print(f"section {section} failed: {error}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def parse_sections(text: str) -> tuple[str, ...]:

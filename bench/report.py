@@ -141,6 +141,8 @@ def table(results: dict[str, Any]) -> str:
     if "drift_overhead" in results:
         lines += drift_table(results["drift_overhead"])
     lines += targets_table(results["targets"])
+    for section, error in results.get("failed_sections", {}).items():
+        lines += [f"Section `{section}` failed: `{error}`.", ""]
     return "\n".join(lines).rstrip("\n")
 
 

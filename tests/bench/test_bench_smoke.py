@@ -33,6 +33,7 @@ def test_bench_smoke_writes_every_measurement(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
     assert results["meta"]["mode"] == "smoke"
+    assert "failed_sections" not in results
     for name in ("bare", "fast", "numpy", "sklearn"):
         runs = results["http_predict"][name]
         assert set(runs) == {"1", "16", "64"}

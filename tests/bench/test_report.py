@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import bench.__main__ as bench_main
 import pytest
 from bench.__main__ import SECTIONS, parse_sections
 from bench.report import main as rebuild_markdown
@@ -49,3 +50,25 @@ def test_the_markdown_is_rebuilt_from_a_runs_json(tmp_path: Path) -> None:
     assert markdown.startswith("Run: `python -m bench`")
     assert "| target | issue | limit | measured | met |" in markdown
     assert all(row["target"] in markdown for row in targets({}))
+
+
+def test_a_failed_section_is_recorded_and_leaves_no_half_measured_keys(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(bench_main, "prepare_artifact", lambda _path: None)
+    run = bench_main.Run(True, tmp_path, sections=("streams", "drift"))
+
+    def broken() -> None:
+        run.results["streams"] = {"ratio_memory": 0.6}
+        raise RuntimeError("redis-server is missing")
+
+    def drift() -> None:
+        run.results["drift_overhead"] = {"ratio_median": 0.97}
+
+    monkeypatch.setattr(run, "streams", broken)
+    monkeypatch.setattr(run, "drift", drift)
+    results = run.all()
+    assert results["failed_sections"] == {"streams": "RuntimeError('redis-server is missing')"}
+    assert "streams" not in results
+    measured = {t["target"]: t for t in results["targets"] if t["value"] is not None}
+    assert list(measured) == ["/predict rps, drift on ÷ off at 64 connections (overhead ≤ 5%)"]
