@@ -195,6 +195,14 @@ def streams_table(streams: dict[str, Any]) -> list[str]:
          _f(run["server_inference_ms_p50"])]
         for mode, run in (("last", streams["window_1000"]), ("all", streams["window_1000_all"]))
     ]  # fmt: skip
+    fail_open = streams["streams_redis"].get("degraded_answers")
+    if fail_open is not None:
+        lines += [
+            f"Redis run: {fail_open:,} of {streams['streams_redis']['requests']:,} answers were "
+            "served fail-open from process memory after a failed Redis call (`degraded`); "
+            "only 0 is a clean Redis measurement.",
+            "",
+        ]
     lines += _markdown(["1 connection", "p50 ms", "p99 ms", "server inference_ms"], windows)
     memory, redis = state["memory"], state["redis"]
     lines += _markdown(

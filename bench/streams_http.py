@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -36,12 +37,24 @@ OUT = ROOT / "bench" / "results" / "streams_http.json"
 CONNECTIONS = 64
 
 # One stream per wrk thread (one connection each); timestamps go up 300 s per request.
+# Each thread counts the answers its store served fail-open from process memory
+# ("degraded": a Redis call failed or timed out); done() prints the sum.
 _STREAM_LUA = """
 local threads = {{}}
 local counter = 0
 function setup(thread)
   counter = counter + 1
   thread:set("sid", counter)
+  table.insert(threads, thread)
+end
+degraded = 0
+function response(status, headers, body)
+  if string.find(body, '"degraded":true', 1, true) then degraded = degraded + 1 end
+end
+function done(summary, latency, requests)
+  local total = 0
+  for _, thread in ipairs(threads) do total = total + thread:get("degraded") end
+  io.write(string.format("degraded answers: %d\\n", total))
 end
 local n = 0
 request = function()
@@ -76,7 +89,11 @@ def _wrk(port: int, script: str, duration: float, workdir: Path, name: str) -> d
     args = [binary, f"-t{CONNECTIONS}", f"-c{CONNECTIONS}", f"-d{duration:g}s", "--latency"]
     args += ["--timeout", "5s", "-s", str(path), f"http://{HOST}:{port}/"]
     done = subprocess.run(args, capture_output=True, text=True, check=True, timeout=duration + 60)
-    return parse_wrk(done.stdout, CONNECTIONS, duration).as_dict()
+    result = parse_wrk(done.stdout, CONNECTIONS, duration).as_dict()
+    degraded = re.search(r"^degraded answers: (\d+)$", done.stdout, re.MULTILINE)
+    if degraded is not None:  # the stream script's count of fail-open answers
+        result["degraded_answers"] = int(degraded[1])
+    return result
 
 
 def warm_streams(port: int) -> None:

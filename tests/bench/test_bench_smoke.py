@@ -66,6 +66,8 @@ def test_bench_smoke_writes_every_measurement(tmp_path: Path) -> None:
     for key in ("predict", "streams_memory", "streams_redis"):
         assert streams[key]["requests"] > 0
         assert streams[key]["non_2xx"] == 0
+    for key in ("streams_memory", "streams_redis"):  # answers served fail-open, counted
+        assert 0 <= streams[key]["degraded_answers"] <= streams[key]["requests"]
     for key in ("ratio_memory", "ratio_redis"):
         assert sane(streams[key])
     for key in ("window_1000", "window_1000_all"):
