@@ -69,8 +69,9 @@ audit: $(DEV_STAMP)
 clean:
 	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache
 
-## Benchmark (~5 min, loopback only): /predict vs a bare endpoint and plain scikit-learn,
-## batches, cache, model scoring, RSS, start time. Writes bench/results/latest.json.
+## Benchmark (~10-15 min on a quiet 2-core machine, loopback only): every open performance
+## target side by side in one run (sections predict, streams, bulk, drift; see
+## docs/performance.md). Writes bench/results/latest.json and latest.md (the docs include it).
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench
 

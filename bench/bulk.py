@@ -8,7 +8,7 @@ directory (``--rows``, default 1,000,000):
   same rows, so reading and writing can be told apart from the model;
 * the Dask engine on a 2-worker ``LocalCluster`` (processes) over the same file, as a
   ratio to the local path;
-* ``AnomalyClient.predict_many`` on 100,000 rows through one server, as a ratio to the
+* ``AnomalyClient.predict_many`` on 100,000 rows (``rows``) through one server, as a ratio to the
   server's own batch throughput (pre-encoded 1,000-row bodies posted with the same
   concurrency; the response only checked for 200). Fresh random rows each time, so the
   prediction cache never answers.
@@ -38,7 +38,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench.servers import ROOT, uvicorn_server
+from bench.servers import ROOT, service_env, service_server
 
 RESULTS = ROOT / "bench" / "results" / "bulk.json"
 CLIENT_ROWS = 100_000
@@ -128,22 +128,21 @@ def stage_split(artifacts: Path) -> dict[str, float]:
     return {"knn_query_s": query, "detector_scores_s": total, "combine_s": combine}
 
 
-def client_vs_server(artifacts: Path, rounds: int = 5) -> dict[str, Any]:
-    """predict_many on 100,000 rows vs pre-encoded batch posts, through one server.
+def client_vs_server(artifacts: Path, rows: int = CLIENT_ROWS, rounds: int = 5) -> dict[str, Any]:
+    """predict_many on ``rows`` rows vs pre-encoded batch posts, through one server.
 
     Interleaved in ``rounds`` (each: 1/rounds of the rows posted raw, then as many
-    through the client), so a change of the machine's load hits both sides alike.
+    through the client; fewer rounds when ``rows`` is small, at least one batch each), so
+    a change of the machine's load hits both sides alike.
     """
     from anomaly_api.client import AnomalyClient
 
-    env = {"ANOMALY_ARTIFACTS_DIR": str(artifacts), "ANOMALY_LOG_LEVEL": "WARNING"}
     rng = np.random.default_rng(3)
-    per_round = CLIENT_ROWS // rounds
+    rounds = max(1, min(rounds, rows // BATCH_ROWS))
+    per_round = max(BATCH_ROWS, rows // rounds)
     headers = {"Content-Type": "application/json"}
     raw_s = client_s = 0.0
-    with uvicorn_server(
-        "service", "anomaly_api.api.app:create_app", env, factory=True, ready_path="/health/ready"
-    ) as server:
+    with service_server("service", service_env(artifacts, "fast")) as server:
         url = f"http://127.0.0.1:{server.port}"
         with (
             httpx.Client(base_url=url, timeout=60) as http,
@@ -165,9 +164,9 @@ def client_vs_server(artifacts: Path, rounds: int = 5) -> dict[str, Any]:
                 started = time.perf_counter()
                 list(pool.map(post, bodies))
                 raw_s += time.perf_counter() - started
-                rows = rng.normal(size=(per_round, 8)).tolist()
+                fresh = rng.normal(size=(per_round, 8)).tolist()
                 started = time.perf_counter()
-                predictions = client.predict_many(rows)
+                predictions = client.predict_many(fresh)
                 client_s += time.perf_counter() - started
                 assert len(predictions) == per_round
     server_rows_s = rounds * per_round / raw_s
@@ -181,6 +180,57 @@ def client_vs_server(artifacts: Path, rounds: int = 5) -> dict[str, Any]:
     }
 
 
+def prepare(root: Path, rows: int, chunk_rows: int) -> tuple[Path, Path, Path]:
+    """The default point-wise model (``anomaly-api train``'s) and two Parquet files of
+    readings under ``root``: ``rows`` to measure and a warm-up file of four chunks."""
+    from anomaly_api.data.synthetic import SENSOR_CHANNELS
+    from anomaly_api.training.pipeline import train_default_model
+
+    artifacts = root / "artifacts"
+    train_default_model(artifacts)
+    data, warm = root / "readings.parquet", root / "warm.parquet"
+    write_readings(data, rows, list(SENSOR_CHANNELS))
+    write_readings(warm, 4 * chunk_rows, list(SENSOR_CHANNELS))
+    return artifacts, data, warm
+
+
+def engines(
+    artifacts: Path, data: Path, warm: Path, rows: int, chunk_rows: int, root: Path
+) -> dict[str, Any]:
+    """``runner.run`` on ``data`` in-process on all cores, then on a 2-worker Dask
+    ``LocalCluster`` (processes, model loaded by a warm-up run first): rows/s and the ratio."""
+    from anomaly_api.bulk.engines import DaskEngine, LocalEngine
+
+    cores = os.cpu_count() or 1
+    local = LocalEngine(artifacts, None, threads=None)
+    try:
+        local_s = timed_run(local, data, root / "local.parquet", chunk_rows)
+    finally:
+        local.close()
+    dask = DaskEngine(artifacts, None, n_workers=2)
+    try:
+        timed_run(dask, warm, root / "dask-warm.parquet", chunk_rows)  # model loads
+        dask_s = timed_run(dask, data, root / "dask.parquet", chunk_rows)
+    finally:
+        dask.close()
+    local_rows_s = rows / local_s
+    return {
+        "rows": rows,
+        "chunk_rows": chunk_rows,
+        "cores": cores,
+        "local": {
+            "rows_s": local_rows_s,
+            "rows_s_per_core": local_rows_s / cores,
+            "target_rows_s_per_core": 40_000,
+        },
+        "dask_2_workers": {
+            "rows_s": rows / dask_s,
+            "ratio_to_local": local_s / dask_s,
+            "target_ratio": 0.7,
+        },
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench.bulk")
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -190,9 +240,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--skip-client", action="store_true")
     args = parser.parse_args(argv)
 
-    from anomaly_api.bulk.engines import DaskEngine, LocalEngine
     from anomaly_api.data.synthetic import SENSOR_CHANNELS
-    from anomaly_api.training.pipeline import train_default_model
 
     cores = os.cpu_count() or 1
     report: dict[str, Any] = {
@@ -207,12 +255,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     with tempfile.TemporaryDirectory(prefix="bench-bulk-") as tmp:
         root = Path(tmp)
-        artifacts = root / "artifacts"
-        train_default_model(artifacts)
-        data = root / "readings.parquet"
-        write_readings(data, args.rows, list(SENSOR_CHANNELS))
-        warm = root / "warm.parquet"
-        write_readings(warm, 4 * args.chunk_rows, list(SENSOR_CHANNELS))
+        artifacts, data, warm = prepare(root, args.rows, args.chunk_rows)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ANOMALY_")}
         env["ANOMALY_ARTIFACTS_DIR"] = str(artifacts)
 
@@ -227,29 +270,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             env,
         )  # fmt: skip
         report["local_cli"] = cli | {"rows_s_incl_start": args.rows / cli["wall_s"]}
-
-        local = LocalEngine(artifacts, None, threads=None)
-        try:
-            local_s = timed_run(local, data, root / "local.parquet", args.chunk_rows)
-        finally:
-            local.close()
-        dask = DaskEngine(artifacts, None, n_workers=2)
-        try:
-            timed_run(dask, warm, root / "dask-warm.parquet", args.chunk_rows)  # model loads
-            dask_s = timed_run(dask, data, root / "dask.parquet", args.chunk_rows)
-        finally:
-            dask.close()
-        local_rows_s = args.rows / local_s
-        report["local"] = {
-            "rows_s": local_rows_s,
-            "rows_s_per_core": local_rows_s / cores,
-            "target_rows_s_per_core": 40_000,
-        }
-        report["dask_2_workers"] = {
-            "rows_s": args.rows / dask_s,
-            "ratio_to_local": local_s / dask_s,
-            "target_ratio": 0.7,
-        }
+        measured = engines(artifacts, data, warm, args.rows, args.chunk_rows, root)
+        report["local"], report["dask_2_workers"] = measured["local"], measured["dask_2_workers"]
         if args.rss_rows:
             big = root / "big.parquet"
             write_readings(big, args.rss_rows, list(SENSOR_CHANNELS))

@@ -17,18 +17,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.__main__ import prepare_artifact, service_env, service_server
 from bench.load import run_wrk
-from bench.servers import ROOT
+from bench.models import prepare_artifact
+from bench.report import ratio
+from bench.servers import ROOT, service_env, service_server
 
 CONNECTIONS = 64
 RESULT = ROOT / "bench" / "results" / "drift-overhead.json"
 
 
-def measure(pairs: int, seconds: float, workdir: Path) -> dict[str, Any]:
-    """Interleaved wrk pairs against a drift-on and a drift-off server."""
-    artifacts = workdir / "artifacts"
-    prepare_artifact(artifacts)
+def measure(pairs: int, seconds: float, workdir: Path, artifacts: Path) -> dict[str, Any]:
+    """Interleaved wrk pairs against a drift-on and a drift-off server on ``artifacts``.
+
+    The only place the benchmark keeps two servers up at once: only one receives load at
+    a time, and restarting them for every run would put first-run effects in every run.
+    """
     base = service_env(artifacts, "fast")
     runs: list[dict[str, float | int]] = []
     with (
@@ -53,7 +56,7 @@ def measure(pairs: int, seconds: float, workdir: Path) -> dict[str, Any]:
                 {
                     "on_rps": rps["drift-on"],
                     "off_rps": rps["drift-off"],
-                    "ratio": rps["drift-on"] / rps["drift-off"],
+                    "ratio": ratio(rps["drift-on"], rps["drift-off"]),
                     "on_socket_errors": errors["drift-on"],
                     "off_socket_errors": errors["drift-off"],
                 }
@@ -81,7 +84,9 @@ def main() -> None:
     args = parser.parse_args()
     pairs, seconds = (2, 1.0) if args.smoke else (args.pairs, args.seconds)
     with tempfile.TemporaryDirectory() as tmp:
-        report = measure(pairs, seconds, Path(tmp))
+        artifacts = Path(tmp) / "artifacts"
+        prepare_artifact(artifacts)
+        report = measure(pairs, seconds, Path(tmp), artifacts)
     text = json.dumps(report, indent=2)
     print(text)
     if not args.smoke:

@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 
 from bench.inprocess import median_ms
+from bench.models import prepare_artifact
 from bench.report import write_results
-from bench.servers import ROOT, uvicorn_server
+from bench.servers import ROOT, SERVICE_APP, service_env, uvicorn_server
 
 VARIANTS = ("c", "numpy", "sklearn", "numba")
 SERVICE_BACKENDS = ("fast", "numpy", "sklearn")
@@ -180,8 +181,6 @@ def start_and_memory(artifacts_dir: Path, variants: list[str], reps: int) -> dic
 
 def service_start(artifacts_dir: Path, reps: int) -> dict[str, Any]:
     """The real service (uvicorn, one worker) on each backend: start to ready, RSS."""
-    from bench.__main__ import SERVICE_APP, service_env
-
     runs: dict[str, list[tuple[float, float]]] = {b: [] for b in SERVICE_BACKENDS}
     for rep in range(reps):
         shift = rep % len(SERVICE_BACKENDS)
@@ -237,7 +236,6 @@ def main(argv: list[str] | None = None) -> int:
         probe(*args.probe)
         return 0
     from anomaly_api.artifacts import load_artifact
-    from bench.__main__ import prepare_artifact
 
     variants = [v for v in VARIANTS if v != "numba" or numba_available()]
     out: Path = args.out or (

@@ -1,63 +1,108 @@
-"""Ratios, targets and the printed table of one benchmark run."""
+"""Ratios, targets and the printed table of one benchmark run.
+
+``python -m bench.report [RESULTS.json]`` rebuilds the Markdown (``RESULTS.md`` beside the
+JSON, default ``bench/results/latest.md``, which docs/performance.md includes) from a run's
+JSON, without measuring anything.
+"""
 
 from __future__ import annotations
 
+import math
+import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 CONNECTIONS = (1, 16, 64)
+STATE_BYTES_LIMIT = 4096
+"""Issue 10's state per stream: at most 4 KB for 8 channels and a 60-reading window."""
 
 
-def _ratio(numerator: float, denominator: float) -> float:
+def ratio(numerator: float, denominator: float) -> float:
     """``numerator / denominator``; NaN when the denominator measured nothing (a smoke run
     on a loaded machine can finish zero requests), so the report still prints."""
     return numerator / denominator if denominator else float("nan")
 
 
 def ratios(results: dict[str, Any]) -> dict[str, float]:
-    """Service ÷ bare endpoint and fast ÷ reference, which move less than absolute numbers."""
+    """Service ÷ bare endpoint and fast ÷ reference, which move less than absolute numbers
+    (the ``predict`` section's; empty when it did not run)."""
+    if "http_predict" not in results:
+        return {}
     http = results["http_predict"]
     out: dict[str, float] = {}
     for c in CONNECTIONS:
         bare, fast, ref = http["bare"][str(c)], http["fast"][str(c)], http["sklearn"][str(c)]
-        out[f"fast_vs_bare_rps_c{c}"] = _ratio(fast["requests_per_s"], bare["requests_per_s"])
-        out[f"fast_vs_bare_p99_c{c}"] = _ratio(fast["p99_ms"], bare["p99_ms"])
-        out[f"fast_vs_sklearn_rps_c{c}"] = _ratio(fast["requests_per_s"], ref["requests_per_s"])
+        out[f"fast_vs_bare_rps_c{c}"] = ratio(fast["requests_per_s"], bare["requests_per_s"])
+        out[f"fast_vs_bare_p99_c{c}"] = ratio(fast["p99_ms"], bare["p99_ms"])
+        out[f"fast_vs_sklearn_rps_c{c}"] = ratio(fast["requests_per_s"], ref["requests_per_s"])
         numpy = http["numpy"][str(c)]
-        out[f"numpy_vs_bare_rps_c{c}"] = _ratio(numpy["requests_per_s"], bare["requests_per_s"])
+        out[f"numpy_vs_bare_rps_c{c}"] = ratio(numpy["requests_per_s"], bare["requests_per_s"])
     for n, row in results["model_scoring"].items():
         out[f"scoring_speedup_{n}_rows"] = row["speedup"]
         out[f"scoring_speedup_numpy_{n}_rows"] = row["numpy_speedup"]
     batch = results["batch"]
-    out["batch_sklearn_vs_fast_p50"] = batch["sklearn"]["p50_ms"] / batch["fast"]["p50_ms"]
+    out["batch_sklearn_vs_fast_p50"] = ratio(batch["sklearn"]["p50_ms"], batch["fast"]["p50_ms"])
     return out
 
 
+def _get(results: dict[str, Any], *keys: str) -> float | None:
+    """``results[k1][k2]...``, or None when a section did not run (``--only``)."""
+    value: Any = results
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return float(value)
+
+
+TARGETS: list[tuple[str, str, str, float, tuple[str, ...]]] = [
+    ("13", "/predict rps ÷ bare at 64 connections", ">=", 0.70,
+     ("ratios", "fast_vs_bare_rps_c64")),
+    ("13", "/predict p99 ÷ bare p99 at 64 connections", "<=", 2.0,
+     ("ratios", "fast_vs_bare_p99_c64")),
+    ("13", "scoring speed-up, 1 row", ">=", 50.0, ("ratios", "scoring_speedup_1_rows")),
+    ("13", "scoring speed-up, 1,000 rows", ">=", 2.5, ("ratios", "scoring_speedup_1000_rows")),
+    ("13", "/predict/batch 1,000 rows p50 (ms)", "<=", 12.0, ("batch", "fast", "p50_ms")),
+    ("13", "RSS after model load (MB)", "<=", 250.0, ("servers", "fast", "rss_ready_mb")),
+    ("13", "start to ready (s)", "<=", 2.0, ("servers", "fast", "start_to_ready_s")),
+    ("10", "stream readings ÷ /predict at 64 connections, in-process store", ">=", 0.5,
+     ("streams", "ratio_memory")),
+    ("10", "stream readings ÷ /predict at 64 connections, Redis store", ">=", 0.35,
+     ("streams", "ratio_redis")),
+    ("10", "/predict/window 1,000 readings p50 (ms)", "<=", 30.0,
+     ("streams", "window_1000", "p50_ms")),
+    ("10", "state per stream, in-process store (bytes)", "<=", STATE_BYTES_LIMIT,
+     ("streams", "state_per_stream", "memory", "heap_per_stream")),
+    ("10", "state per stream, Redis (bytes)", "<=", STATE_BYTES_LIMIT,
+     ("streams", "state_per_stream", "redis", "used_memory_per_stream")),
+    ("11", "local bulk scoring, rows/s per core", ">=", 40_000.0,
+     ("bulk", "local", "rows_s_per_core")),
+    ("11", "Dask 2-worker local cluster ÷ local, same file", ">=", 0.7,
+     ("bulk", "dask_2_workers", "ratio_to_local")),
+    ("11", "client predict_many ÷ server batch throughput", ">=", 0.8,
+     ("bulk", "client_vs_server", "ratio")),
+    ("12", "/predict rps, drift on ÷ off at 64 connections (overhead ≤ 5%)", ">=", 0.95,
+     ("drift_overhead", "ratio_median")),
+]  # fmt: skip
+"""Every open performance target: issue, what, comparison, limit, where its value is."""
+
+
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each target of issue 5 with the measured value and whether it is met."""
-    r = results["ratios"]
-    servers = results["servers"]
-    rows = [
-        ("/predict rps ÷ bare at 64 connections", ">=", 0.70, r["fast_vs_bare_rps_c64"]),
-        ("/predict p99 ÷ bare p99 at 64 connections", "<=", 2.0, r["fast_vs_bare_p99_c64"]),
-        ("scoring speed-up, 1 row", ">=", 50.0, r["scoring_speedup_1_rows"]),
-        ("scoring speed-up, 1,000 rows", ">=", 2.5, r["scoring_speedup_1000_rows"]),
-        ("/predict/batch 1,000 rows p50 (ms)", "<=", 12.0, results["batch"]["fast"]["p50_ms"]),
-        ("RSS after model load (MB)", "<=", 250.0, servers["fast"]["rss_ready_mb"]),
-        ("start to ready (s)", "<=", 2.0, servers["fast"]["start_to_ready_s"]),
-    ]
-    return [
-        {
-            "target": name,
-            "op": op,
-            "limit": limit,
-            "value": value,
-            "met": value >= limit if op == ">=" else value <= limit,
-        }
-        for name, op, limit, value in rows
-    ]
+    """Each target of issues 10, 11, 12 and 13 with the measured value and whether it is
+    met (value and met are None for a section the run left out)."""
+    rows = []
+    for issue, name, op, limit, path in TARGETS:
+        value = _get(results, *path)
+        met = None
+        if value is not None and math.isfinite(value):
+            met = value >= limit if op == ">=" else value <= limit
+        rows.append(
+            {"issue": issue, "target": name, "op": op, "limit": limit, "value": value, "met": met}
+        )
+    return rows
 
 
 def _f(value: float) -> str:
@@ -77,14 +122,144 @@ def _load(run: dict[str, Any]) -> list[str]:
 
 BACKEND_LABELS = {
     "bare": "bare FastAPI",
-    "fast": "service, fast (C kernel)",
+    "fast": "service, fast",
     "numpy": "service, numpy",
     "sklearn": "service, scikit-learn",
 }
 
 
 def table(results: dict[str, Any]) -> str:
-    """The run as Markdown tables (readable in a terminal, pasted into docs/performance.md)."""
+    """The run as Markdown tables: each section that ran, then every target (readable in a
+    terminal; written beside the JSON as ``.md``, which docs/performance.md includes)."""
+    lines = [run_line(results["meta"]), ""]
+    if "http_predict" in results:
+        lines += predict_tables(results)
+    if "streams" in results:
+        lines += streams_table(results["streams"])
+    if "bulk" in results:
+        lines += bulk_table(results["bulk"])
+    if "drift_overhead" in results:
+        lines += drift_table(results["drift_overhead"])
+    lines += targets_table(results["targets"])
+    for section, error in results.get("failed_sections", {}).items():
+        lines += [f"Section `{section}` failed: `{error}`.", ""]
+    return "\n".join(lines).rstrip("\n")
+
+
+def run_line(meta: dict[str, Any]) -> str:
+    """Which run the tables are: mode, sections, commit, time, machine and its load."""
+    before = ", ".join(f"{x:.1f}" for x in meta["load_average_before"])
+    after = ", ".join(f"{x:.1f}" for x in meta.get("load_average_after", ()))
+    sections = ", ".join(meta.get("sections", ("predict",)))
+    return (
+        f"Run: `python -m bench` ({meta['mode']}; sections {sections}), commit "
+        f"`{meta['commit']}`, {meta['started_at']}, {meta['cpus']} CPUs, Python "
+        f"{meta['python']}; load average before {before}, after {after}."
+    )
+
+
+def targets_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Every target with its issue, limit, measured value and whether it is met."""
+
+    def shown(value: float | None) -> str:
+        return "not measured" if value is None else _f(value)
+
+    def met(value: bool | None) -> str:
+        return "(not run)" if value is None else "yes" if value else "**no**"
+
+    return _markdown(
+        ["target", "issue", "limit", "measured", "met"],
+        [
+            [t["target"], t.get("issue", "13"), f"{t['op']} {_f(t['limit'])}", shown(t["value"]),
+             met(t["met"])]
+            for t in rows
+        ],
+    )  # fmt: skip
+
+
+def streams_table(streams: dict[str, Any]) -> list[str]:
+    """Issue 10: stream endpoints over HTTP against /predict, and the bytes of a stream."""
+    state = streams["state_per_stream"]
+    rows = [
+        [f"/predict (point-wise), {streams['connections']} conns", *_load(streams["predict"]),
+         "1"],
+        ["/streams/{id}/readings, in-process store", *_load(streams["streams_memory"]),
+         _f(streams["ratio_memory"])],
+        ["/streams/{id}/readings, Redis store", *_load(streams["streams_redis"]),
+         _f(streams["ratio_redis"])],
+    ]  # fmt: skip
+    lines = _markdown(["streams over HTTP, wrk -t64 -c64", "req/s", "p50 ms", "p99 ms",
+                       "÷ /predict"], rows)  # fmt: skip
+    windows = [
+        [f"/predict/window, 1,000 readings, mode={mode}", _f(run["p50_ms"]), _f(run["p99_ms"]),
+         _f(run["server_inference_ms_p50"])]
+        for mode, run in (("last", streams["window_1000"]), ("all", streams["window_1000_all"]))
+    ]  # fmt: skip
+    fail_open = streams["streams_redis"].get("degraded_answers")
+    if fail_open is not None:
+        lines += [
+            f"Redis run: {fail_open:,} of {streams['streams_redis']['requests']:,} answers were "
+            "served fail-open from process memory after a failed Redis call (`degraded`); "
+            "only 0 is a clean Redis measurement.",
+            "",
+        ]
+    lines += _markdown(["1 connection", "p50 ms", "p99 ms", "server inference_ms"], windows)
+    memory, redis = state["memory"], state["redis"]
+    lines += _markdown(
+        ["one stream, 8 channels x 60 readings", "bytes"],
+        [
+            ["readings of one full window (float64, timestamps included)",
+             _f(memory["window_array_nbytes"])],
+            ["in-process store: Python heap per stream (tracemalloc)",
+             _f(memory["heap_per_stream"])],
+            ["Redis: window value / `MEMORY USAGE` of the key",
+             f"{_f(redis['window_value_bytes'])} / {_f(redis['memory_usage_window_key'])}"],
+            ["Redis: `used_memory` growth per stream", _f(redis["used_memory_per_stream"])],
+        ],
+    )  # fmt: skip
+    return lines
+
+
+def bulk_table(bulk: dict[str, Any]) -> list[str]:
+    """Issue 11: bulk scoring locally and on Dask, and the client against the server."""
+    local, dask, client = bulk["local"], bulk["dask_2_workers"], bulk["client_vs_server"]
+    return _markdown(
+        [f"bulk, default model, {bulk['rows']:,} rows ({bulk['chunk_rows']:,}-row chunks)",
+         "rows/s", "ratio"],
+        [
+            [f"local (`runner.run`, all {bulk['cores']} cores)", _f(local["rows_s"]),
+             f"{_f(local['rows_s_per_core'])} per core"],
+            ["Dask, 2-worker `LocalCluster`, same file", _f(dask["rows_s"]),
+             f"{_f(dask['ratio_to_local'])} x local"],
+            [f"server's own batch throughput, {client['rows_each']:,} rows, 4 in flight",
+             _f(client["server_batch_rows_s"]), "1"],
+            [f"client `predict_many`, {client['rows_each']:,} rows",
+             _f(client["client_predict_many_rows_s"]), f"{_f(client['ratio'])} x server"],
+        ],
+    )  # fmt: skip
+
+
+def drift_table(drift: dict[str, Any]) -> list[str]:
+    """Issue 12: /predict throughput with drift tracking on and off, interleaved pairs."""
+    return _markdown(
+        [f"/predict at {drift['connections']} conns, drift on vs off", "measured"],
+        [
+            [f"on ÷ off, {len(drift['pairs'])} interleaved pairs of {drift['seconds_per_run']:g} s",
+             f"median {_f(drift['ratio_median'])} (range {_f(drift['ratio_min'])}-"
+             f"{_f(drift['ratio_max'])})"],
+            ["req/s on / off, medians",
+             f"{_f(_median(p['on_rps'] for p in drift['pairs']))} / "
+             f"{_f(_median(p['off_rps'] for p in drift['pairs']))}"],
+        ],
+    )  # fmt: skip
+
+
+def _median(values: Any) -> float:
+    return float(statistics.median(values))
+
+
+def predict_tables(results: dict[str, Any]) -> list[str]:
+    """Issue 13: /predict and batches per backend, scoring, cache, servers, hot path."""
     http, batch, split = results["http_predict"], results["batch"], results["batch"]["split"]
     lines = _markdown(
         ["/predict (cache miss)", "conns", "req/s", "p50 ms", "p99 ms", "errors"],
@@ -131,16 +306,7 @@ def table(results: dict[str, Any]) -> str:
             for name, r in results["servers"].items()
         ],
     )
-    lines += hot_path_table(results["hot_path"])
-    lines += _markdown(
-        ["target", "limit", "measured", "met"],
-        [
-            [t["target"], f"{t['op']} {_f(t['limit'])}", _f(t["value"]),
-             "yes" if t["met"] else "**no**"]
-            for t in results["targets"]
-        ],
-    )  # fmt: skip
-    return "\n".join(lines).rstrip("\n")
+    return lines + hot_path_table(results["hot_path"])
 
 
 def hot_path_table(hot: dict[str, Any]) -> list[str]:
@@ -171,14 +337,34 @@ def hot_path_table(hot: dict[str, Any]) -> list[str]:
     )  # fmt: skip
 
 
-def write_results(out: Path, results: dict[str, Any], text: str) -> None:
-    """Write ``results`` as indented JSON to ``out``, then print ``text``, the load
-    averages of ``results["meta"]`` and where the file went."""
+def write_results(out: Path, results: dict[str, Any], text: str, *, markdown: bool = False) -> None:
+    """Write ``results`` as indented JSON to ``out`` (and ``text`` to ``out`` with the
+    suffix ``.md`` when ``markdown``), then print ``text``, the load averages of
+    ``results["meta"]`` and where the file went."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
+    if markdown:
+        out.with_suffix(".md").write_text(text + "\n")
     print(text)
     meta = results["meta"]
     print(
         f"\nload average before {meta['load_average_before']}, after {meta['load_average_after']}"
     )
     print(f"wrote {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rebuild a run's Markdown from its JSON (targets recomputed with today's list)."""
+    args = sys.argv[1:] if argv is None else argv
+    source = Path(args[0]) if args else Path(__file__).parent / "results" / "latest.json"
+    results: dict[str, Any] = orjson.loads(source.read_bytes())
+    results["ratios"] = ratios(results)
+    results["targets"] = targets(results)
+    markdown = source.with_suffix(".md")
+    markdown.write_text(table(results) + "\n")
+    print(f"wrote {markdown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

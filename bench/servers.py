@@ -12,12 +12,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from anomaly_api.testing import HOST, clean_env, free_port, throwaway_redis
 
+SERVICE_APP = "anomaly_api.api.app:create_app"
 READY_TIMEOUT_S = 180.0  # generous: a loaded CI machine starts servers slowly
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,3 +95,22 @@ def redis_server() -> Iterator[str]:
         throwaway_redis(Path(workdir)) as redis,
     ):
         yield redis.url
+
+
+def service_env(artifacts_dir: Path, backend: str, redis_url: str | None = None) -> dict[str, str]:
+    """Environment of the service under test."""
+    env = {
+        "ANOMALY_ARTIFACTS_DIR": str(artifacts_dir),
+        "ANOMALY_INFERENCE_BACKEND": backend,
+        "ANOMALY_LOG_LEVEL": "WARNING",
+    }
+    if redis_url is not None:
+        env["ANOMALY_REDIS_URL"] = redis_url
+    return env
+
+
+def service_server(
+    name: str, env: Mapping[str, str], *, app: str = SERVICE_APP
+) -> AbstractContextManager[Server]:
+    """The service, built by its app factory (``app``), under uvicorn with one worker."""
+    return uvicorn_server(name, app, env, factory=True, ready_path="/health/ready")

@@ -162,6 +162,16 @@ async def memory_numbers(*, smoke: bool) -> dict[str, float]:
     }
 
 
+def state_per_stream(streams: int) -> dict[str, Any]:
+    """Bytes one full stream (8 channels, 60 readings) costs: Python heap of the in-process
+    store and ``used_memory`` growth of a throwaway Redis, with the window's own sizes."""
+    memory = memory_bytes_per_stream(streams)
+    with redis_server() as url:
+        settings = Settings(redis_url=url, stream_prefix="bench:", redis_timeout_s=1.0)
+        in_redis = asyncio.run(redis_bytes_per_stream(settings, streams))
+    return {"memory": memory, "redis": in_redis}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -27,20 +28,33 @@ from typing import Any
 
 import orjson
 
-from bench.__main__ import prepare_artifact, service_env, service_server
 from bench.load import parse_wrk, post_many
-from bench.servers import HOST, ROOT, redis_server
+from bench.models import prepare_artifact, prepare_time_aware
+from bench.report import ratio
+from bench.servers import HOST, ROOT, redis_server, service_env, service_server
 
 OUT = ROOT / "bench" / "results" / "streams_http.json"
 CONNECTIONS = 64
 
 # One stream per wrk thread (one connection each); timestamps go up 300 s per request.
+# Each thread counts the answers its store served fail-open from process memory
+# ("degraded": a Redis call failed or timed out); done() prints the sum.
 _STREAM_LUA = """
 local threads = {{}}
 local counter = 0
 function setup(thread)
   counter = counter + 1
   thread:set("sid", counter)
+  table.insert(threads, thread)
+end
+degraded = 0
+function response(status, headers, body)
+  if string.find(body, '"degraded":true', 1, true) then degraded = degraded + 1 end
+end
+function done(summary, latency, requests)
+  local total = 0
+  for _, thread in ipairs(threads) do total = total + thread:get("degraded") end
+  io.write(string.format("degraded answers: %d\\n", total))
 end
 local n = 0
 request = function()
@@ -75,19 +89,11 @@ def _wrk(port: int, script: str, duration: float, workdir: Path, name: str) -> d
     args = [binary, f"-t{CONNECTIONS}", f"-c{CONNECTIONS}", f"-d{duration:g}s", "--latency"]
     args += ["--timeout", "5s", "-s", str(path), f"http://{HOST}:{port}/"]
     done = subprocess.run(args, capture_output=True, text=True, check=True, timeout=duration + 60)
-    return parse_wrk(done.stdout, CONNECTIONS, duration).as_dict()
-
-
-def prepare_time_aware(artifacts_dir: Path, n_rows: int) -> None:
-    """The default time-aware model (window 60) on the synthetic stream."""
-    from anomaly_api.artifacts import set_latest
-    from anomaly_api.data.timeseries import synthetic_timeseries
-    from anomaly_api.training.time_aware import train_time_aware_and_save
-
-    train_time_aware_and_save(
-        synthetic_timeseries(seed=0, n_rows=n_rows), artifacts_dir, version="ta"
-    )
-    set_latest(artifacts_dir, "ta")
+    result = parse_wrk(done.stdout, CONNECTIONS, duration).as_dict()
+    degraded = re.search(r"^degraded answers: (\d+)$", done.stdout, re.MULTILINE)
+    if degraded is not None:  # the stream script's count of fail-open answers
+        result["degraded_answers"] = int(degraded[1])
+    return result
 
 
 def warm_streams(port: int) -> None:
@@ -127,6 +133,34 @@ def window_bodies(count: int, readings: int = 1000, mode: str = "last") -> list[
     return bodies
 
 
+def measure(
+    pointwise: Path, timeaware: Path, duration: float, windows: int, workdir: Path
+) -> dict[str, Any]:
+    """Every measurement of this module, one server at a time: the point-wise ``/predict``
+    baseline, stream readings with the in-process store, ``/predict/window`` (``windows``
+    bodies per mode), stream readings with a throwaway Redis; then the two ratios."""
+    results: dict[str, Any] = {"connections": CONNECTIONS, "duration_s": duration}
+    with service_server("predict", service_env(pointwise, "fast")) as server:
+        results["predict"] = _wrk(server.port, _PREDICT_LUA.format(), duration, workdir, "predict")
+    stream_lua = _STREAM_LUA.format(t0=T0)
+    with service_server("streams-memory", service_env(timeaware, "fast")) as server:
+        warm_streams(server.port)
+        results["streams_memory"] = _wrk(server.port, stream_lua, duration, workdir, "mem")
+        results["window_1000"] = post_many(server.port, "/predict/window", window_bodies(windows))
+        every = window_bodies(windows, mode="all")
+        results["window_1000_all"] = post_many(server.port, "/predict/window", every)
+    with (
+        redis_server() as url,
+        service_server("streams-redis", service_env(timeaware, "fast", url)) as server,
+    ):
+        warm_streams(server.port)
+        results["streams_redis"] = _wrk(server.port, stream_lua, duration, workdir, "redis")
+    base = results["predict"]["requests_per_s"]
+    results["ratio_memory"] = ratio(results["streams_memory"]["requests_per_s"], base)
+    results["ratio_redis"] = ratio(results["streams_redis"]["requests_per_s"], base)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="seconds, numbers meaningless")
@@ -138,8 +172,6 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
         "load_average_before": os.getloadavg(),
-        "connections": CONNECTIONS,
-        "duration_s": duration,
         "note": "shared 2-core machine, other jobs running: noisy numbers",
     }
     with tempfile.TemporaryDirectory(prefix="bench-streams-http-") as tmp:
@@ -147,36 +179,15 @@ def main(argv: list[str] | None = None) -> int:
         pointwise, timeaware = work / "pw", work / "ta"
         prepare_artifact(pointwise)
         prepare_time_aware(timeaware, 3000 if args.smoke else 10_000)
-        with service_server("predict", service_env(pointwise, "fast")) as server:
-            results["predict"] = _wrk(server.port, _PREDICT_LUA.format(), duration, work, "predict")
-            print("predict", results["predict"], flush=True)
-        stream_lua = _STREAM_LUA.format(t0=T0)
-        with service_server("streams-memory", service_env(timeaware, "fast")) as server:
-            warm_streams(server.port)
-            results["streams_memory"] = _wrk(server.port, stream_lua, duration, work, "mem")
-            print("streams_memory", results["streams_memory"], flush=True)
-            bodies = window_bodies(5 if args.smoke else 40)
-            results["window_1000"] = post_many(server.port, "/predict/window", bodies)
-            print("window_1000", results["window_1000"], flush=True)
-            every = window_bodies(5 if args.smoke else 40, mode="all")
-            results["window_1000_all"] = post_many(server.port, "/predict/window", every)
-            print("window_1000_all", results["window_1000_all"], flush=True)
-        with (
-            redis_server() as url,
-            service_server("streams-redis", service_env(timeaware, "fast", url)) as server,
-        ):
-            warm_streams(server.port)
-            results["streams_redis"] = _wrk(server.port, stream_lua, duration, work, "redis")
-            print("streams_redis", results["streams_redis"], flush=True)
-    base = results["predict"]["requests_per_s"]
-    results["ratio_memory"] = results["streams_memory"]["requests_per_s"] / base
-    results["ratio_redis"] = results["streams_redis"]["requests_per_s"] / base
+        results.update(measure(pointwise, timeaware, duration, 5 if args.smoke else 40, work))
     results["load_average_after"] = os.getloadavg()
+    print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
     print(
-        f"/predict {base:.0f} req/s; streams memory {results['ratio_memory']:.2f}x "
-        f"(target 0.5x), redis {results['ratio_redis']:.2f}x (target 0.35x); "
-        f"/predict/window 1,000 readings p50 {results['window_1000']['p50_ms']:.1f} ms "
-        f"(mode all: {results['window_1000_all']['p50_ms']:.1f} ms; target 30 ms)"
+        f"/predict {results['predict']['requests_per_s']:.0f} req/s; streams memory "
+        f"{results['ratio_memory']:.2f}x (target 0.5x), redis {results['ratio_redis']:.2f}x "
+        f"(target 0.35x); /predict/window 1,000 readings p50 "
+        f"{results['window_1000']['p50_ms']:.1f} ms (mode all: "
+        f"{results['window_1000_all']['p50_ms']:.1f} ms; target 30 ms)"
     )
     if not args.smoke:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -29,4 +29,14 @@ def test_notebook_runs_against_the_service(
     assert "anomalies among the far readings" in text
     assert "NaN token     400 invalid_json" in text
     assert "cache hit: p50" in text
+    # The client section (issue 11 item 2): every call ran against the real server.
+    assert "client health: ok" in text
+    assert "client model_info: " in text
+    assert "client predict: anomaly=True" in text
+    assert "client predict_many: 2500 rows in 3 calls" in text
+    assert "client score_frame:" in text
+    assert "client predict_window (point-wise): [False, False, True, False]" in text
+    assert "client send_readings: total 4" in text
+    assert "client older reading: 409 stream_order" in text
+    assert "client after reset_stream: 404 stream_not_found" in text
     assert any(o.output_type == "display_data" and "image/png" in o.data for o in outputs)
