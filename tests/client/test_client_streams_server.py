@@ -102,3 +102,26 @@ async def test_async_client_streams(server_url: str) -> None:
     assert state.total == 4
     assert old.value.code == "stream_order"
     assert gone.value.code == "stream_not_found"
+
+
+def test_stream_results_carry_the_alarm(server_url: str) -> None:
+    """The server's default policy (3 anomalies within 10 readings): the third alarms."""
+    stream = "q2-client-alarm:1"
+    anomalous = (np.random.default_rng(2).normal(size=(4, 8)) * 9.0).tolist()
+    with AnomalyClient(server_url) as client:
+        sent = client.send_readings(stream, minutes(0, 4), anomalous)
+        state = client.stream_state(stream)
+        again = client.send_readings(stream, minutes(4, 1), anomalous[:1])
+    assert all(a.is_anomaly for a in sent.answers)
+    assert [a.alarm for a in sent.answers] == [False, False, True, False]  # then the cool-down
+    assert (sent.stream.new_stream, sent.stream.restarted, sent.stream.model_changed) == (
+        True,
+        True,
+        False,
+    )
+    assert sent.stream.alarms == 1
+    assert not again.stream.new_stream
+    assert not again.answers[0].alarm
+    assert state.alarms == 1
+    assert state.last_alarm_timestamp is not None
+    assert state.last_alarm_timestamp.startswith("2026-11-29T12:02:00")

@@ -15,13 +15,17 @@ Stateful streams keep ``history_needed`` readings per stream in the ``StreamStor
 reading for a point-wise model: enough to refuse out-of-order timestamps). Every input
 check runs before the store is touched, and the store's append is all or nothing, so a
 refused request leaves the stream as it was.
+
+Every answer carries ``alarm``: the alarm policy (the ``alarm_*`` settings, or the
+request's) over the stream's anomaly flags, warming-up readings included. A stream keeps
+its alarm state in the store (``stream_alarms``); a window is evaluated from a fresh state.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -30,14 +34,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 from anomaly_api.detection.contributions import severity_from_score
+from anomaly_api.monitoring.alarms import AlarmPolicy
 from anomaly_api.service.answers import BatchAnswer
 from anomaly_api.service.dataplane import DataPlane, ScoredBatch
 from anomaly_api.service.errors import InvalidTimestampsError, StreamNotFoundError
 from anomaly_api.service.prediction import Prediction
 from anomaly_api.service.predictor import FeatureRow, Predictor
+from anomaly_api.service.stream_alarms import StreamAlarms, window_alarms
 from anomaly_api.service.stream_answers import (
     Contribution,
     ModelKind,
+    StreamAlarmAnswer,
     StreamAnswer,
     StreamReadingsAnswer,
     StreamStateAnswer,
@@ -46,7 +53,9 @@ from anomaly_api.service.stream_answers import (
 )
 from anomaly_api.service.streams import (
     InvalidReadingsError,
+    StoredAlarm,
     StreamCapacityError,
+    StreamOrderError,
     StreamStore,
     check_stream_id,
 )
@@ -106,8 +115,15 @@ class StreamPlane:
         stream_max_readings: int,
         retry_after_s: int = 60,
         max_window: int = 1024,
+        alarm_policy: AlarmPolicy | None = None,
+        on_alarms: Callable[[str, int], None] | None = None,
     ) -> None:
         self.dataplane = dataplane
+        self.alarm_policy = alarm_policy or AlarmPolicy()
+        """The default policy (the ``alarm_*`` settings); a request may bring its own."""
+        self.on_alarms = on_alarms
+        """Called with (stream id, alarms raised) after an append raised alarms (metrics)."""
+        self.alarms = StreamAlarms(store)
         self.retry_after_s = retry_after_s
         self.max_window = max_window
         """The store's largest window: a model needing more warms up forever, never a 500."""
@@ -123,8 +139,11 @@ class StreamPlane:
         *,
         mode: Mode = "last",
         top_k: int | None = 3,
+        alarm_policy: AlarmPolicy | None = None,
     ) -> WindowAnswer:
-        """Answers for the last reading (``mode="last"``) or every reading (``"all"``)."""
+        """Answers for the last reading (``mode="last"``) or every reading (``"all"``).
+
+        Alarms are evaluated over the answered readings from a fresh state (no stream)."""
         predictor = self.dataplane.require_ready()
         self._check_count(len(rows), self.window_max_readings, "a window")
         X = predictor.to_matrix(rows, label_rows=False)
@@ -135,8 +154,11 @@ class StreamPlane:
         answers, predictions = await self._score(predictor, ts, X, n_out, top_k)
         inference_ms = (time.perf_counter() - started) * 1000.0
         offset = len(X) - n_out
-        for answer in answers:
+        flags = np.fromiter((a.is_anomaly for a in answers), bool, len(answers))
+        alarms = window_alarms(alarm_policy or self.alarm_policy, flags, ts[offset:])
+        for answer, alarm in zip(answers, alarms.tolist(), strict=True):
             answer.index += offset
+            answer.alarm = alarm
         n_anomalies = sum(a.is_anomaly for a in answers)
         self._report(predictor, X[offset:], predictions, n_anomalies, inference_ms)
         return WindowAnswer(
@@ -155,6 +177,7 @@ class StreamPlane:
         rows: Sequence[FeatureRow],
         *,
         top_k: int | None = 3,
+        alarm_policy: AlarmPolicy | None = None,
     ) -> StreamReadingsAnswer:
         """Append readings to a stream and answer each of them from the stream's window."""
         check_stream_id(stream_id)
@@ -177,10 +200,21 @@ class StreamPlane:
         except StreamCapacityError as exc:
             exc.retry_after_s = self.retry_after_s  # type: ignore[attr-defined]
             raise
+        except StreamOrderError as exc:
+            raise _as_sent(exc, timestamps) from None
         n_new = len(X)
         answers, predictions = await self._score(
             predictor, window.timestamps, window.values, min(n_new, len(window)), top_k
         )
+        flags = np.fromiter((a.is_anomaly for a in answers), bool, len(answers))
+        alarms, alarm = await self.alarms.evaluate(
+            window, n_new, flags, alarm_policy or self.alarm_policy
+        )
+        for answer, raised in zip(answers, alarms.tolist(), strict=True):
+            answer.alarm = raised
+        n_alarms = int(alarms.sum())
+        if n_alarms and self.on_alarms is not None:
+            self.on_alarms(stream_id, n_alarms)
         inference_ms = (time.perf_counter() - started) * 1000.0
         n_anomalies = sum(a.is_anomaly for a in answers)
         self._report(predictor, X, predictions, n_anomalies, inference_ms)
@@ -196,8 +230,11 @@ class StreamPlane:
                 total=window.total,
                 warming_up=predictor.time_aware is not None and len(window) < history,
                 restarted=window.restarted,
+                new_stream=window.new_stream,
+                model_changed=window.model_changed,
                 backend=self.store.backend,
                 degraded=window.degraded,
+                alarms=alarm.state.alarms,
             ),
             inference_ms=inference_ms,
         )
@@ -219,6 +256,7 @@ class StreamPlane:
             expires_in_s=found.expires_in_s,
             backend=self.store.backend,
             degraded=found.degraded,
+            alarm=_alarm_answer(found.alarm),
         )
 
     async def reset(self, stream_id: str) -> None:
@@ -264,6 +302,39 @@ class StreamPlane:
         self.dataplane.report(
             ScoredBatch(predictor.version, X, predictions, batch, inference_ms / 1000.0)
         )
+
+
+def _alarm_answer(stored: StoredAlarm | None) -> StreamAlarmAnswer:
+    """A stream's alarm state for ``GET /streams/{id}`` (a fresh one when none is kept)."""
+    if stored is None:
+        return StreamAlarmAnswer(
+            alarms=0,
+            readings_evaluated=0,
+            last_alarm_reading=None,
+            last_alarm_timestamp=None,
+            unit=None,
+        )
+    last = stored.last_alarm_time
+    return StreamAlarmAnswer(
+        alarms=stored.state.alarms,
+        readings_evaluated=stored.state.seen,
+        last_alarm_reading=stored.last_alarm_reading,
+        last_alarm_timestamp=None if last is None else iso(last),
+        unit=stored.unit,
+    )
+
+
+def _shown(value: Timestamp) -> str:
+    return repr(value)  # a string quoted, a number as the client wrote it
+
+
+def _as_sent(exc: StreamOrderError, timestamps: Sequence[Timestamp]) -> StreamOrderError:
+    """``exc`` naming the timestamps as the client wrote them (ISO 8601 stays ISO 8601)."""
+    said = timestamps[exc.index]
+    if exc.index > 0:
+        return exc.showing(_shown(said), _shown(timestamps[exc.index - 1]))
+    previous = repr(iso(exc.previous)) if isinstance(said, str) else repr(exc.previous)
+    return exc.showing(_shown(said), previous)
 
 
 def _kind(predictor: Predictor) -> ModelKind:
