@@ -566,8 +566,10 @@ def stream_body(
     *,
     top_k: int | None = None,
     mode: str | None = None,
+    alarm_policy: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The body of ``/predict/window`` (with ``mode``) or ``/streams/{id}/readings``.
+    """The body of ``/predict/window`` (with ``mode``) or ``/streams/{id}/readings``;
+    ``alarm_policy`` (``{"k", "window", "cooldown", "unit"}``) is sent as given.
 
     Raises ``ValueError`` when there are not as many timestamps as readings."""
     if len(timestamps) != len(readings):
@@ -582,6 +584,8 @@ def stream_body(
         body["mode"] = mode
     if top_k is not None:
         body["top_k"] = top_k
+    if alarm_policy is not None:
+        body["alarm_policy"] = dict(alarm_policy)
     return body
 
 
@@ -812,8 +816,9 @@ class ClientBase:
         readings: Sequence[FeatureRow],
         mode: Literal["last", "all"],
         top_k: int | None,
+        alarm_policy: Mapping[str, Any] | None = None,
     ) -> Call[WindowResult]:
-        body = stream_body(timestamps, readings, top_k=top_k, mode=mode)
+        body = stream_body(timestamps, readings, top_k=top_k, mode=mode, alarm_policy=alarm_policy)
         return Call("POST", "/predict/window", body, lambda r: parse_window(parse_json(r)))
 
     def _readings_call(
@@ -822,8 +827,9 @@ class ClientBase:
         timestamps: Sequence[Timestamp],
         readings: Sequence[FeatureRow],
         top_k: int | None,
+        alarm_policy: Mapping[str, Any] | None = None,
     ) -> Call[StreamReadings]:
-        body = stream_body(timestamps, readings, top_k=top_k)
+        body = stream_body(timestamps, readings, top_k=top_k, alarm_policy=alarm_policy)
         path = stream_path(stream_id, "/readings")
         return Call("POST", path, body, lambda r: parse_stream_readings(parse_json(r)))
 
