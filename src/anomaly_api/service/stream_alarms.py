@@ -29,9 +29,10 @@ __all__ = ["RETRY_DELAYS_S", "StreamAlarms", "advance", "window_alarms"]
 
 _log = logging.getLogger(__name__)
 
-RETRY_DELAYS_S = (0.002, 0.005, 0.01, 0.02)
+RETRY_DELAYS_S = (0.002, 0.005, 0.01, 0.02, 0.04, 0.08)
 """Waits (seconds) for an earlier request's alarm update while the stored state makes no
-progress: after 37 ms without any, fail open."""
+progress: after 157 ms without any (an earlier request still scoring on a loaded replica,
+or one that died), fail open."""
 MAX_ATTEMPTS = 32
 """Reads of the stored state per append at most, progress or not (a long queue of appends
 to one stream: each waits for the one before it)."""
