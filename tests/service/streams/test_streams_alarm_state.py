@@ -151,14 +151,20 @@ async def _race(
     return alarmed, sorted(accepted)
 
 
-@pytest.mark.parametrize(("replicas", "width"), [(1, 2), (2, 2), (2, 8)])
+@pytest.mark.parametrize(
+    ("backend", "replicas", "width"),
+    [("memory", 1, 2), ("memory", 1, 8), ("redis", 1, 2), ("redis", 2, 2), ("redis", 2, 8)],
+)
 async def test_racing_appends_give_the_alarms_of_sequential_ones(
-    shared_settings: Settings, replicas: int, width: int
+    shared_settings: Settings, backend: str, replicas: int, width: int
 ) -> None:
-    """Appends to one stream at once, on one Redis through one or two store instances
-    (replicas): the same alarms, and the same final state, as one after the other."""
+    """Appends to one stream at once, in process memory or on one Redis through one or two
+    store instances (replicas): the same alarms, and final state, as one after the other."""
     stores: list[StreamStore] = [
-        RedisStreamStore.from_settings(shared_settings) for _ in range(replicas)
+        RedisStreamStore.from_settings(shared_settings)
+        if backend == "redis"
+        else InMemoryStreamStore(max_streams=10, idle_ttl_s=600.0)
+        for _ in range(replicas)
     ]
     try:
         alarmed, accepted = await _race(stores, "race", 200 // width, width, seed=width)
