@@ -23,10 +23,8 @@ its alarm state in the store (``stream_alarms``); a window is evaluated from a f
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Literal
 
 import anyio.to_thread
@@ -37,7 +35,7 @@ from anomaly_api.detection.contributions import severity_from_score
 from anomaly_api.monitoring.alarms import AlarmPolicy
 from anomaly_api.service.answers import BatchAnswer
 from anomaly_api.service.dataplane import DataPlane, ScoredBatch
-from anomaly_api.service.errors import InvalidTimestampsError, StreamNotFoundError
+from anomaly_api.service.errors import StreamNotFoundError
 from anomaly_api.service.prediction import Prediction
 from anomaly_api.service.predictor import FeatureRow, Predictor
 from anomaly_api.service.stream_alarms import StreamAlarms, window_alarms
@@ -51,6 +49,13 @@ from anomaly_api.service.stream_answers import (
     StreamSummary,
     WindowAnswer,
 )
+from anomaly_api.service.stream_timestamps import (
+    Timestamp,
+    as_sent,
+    check_order,
+    iso,
+    parse_timestamps,
+)
 from anomaly_api.service.streams import (
     InvalidReadingsError,
     StoredAlarm,
@@ -62,45 +67,10 @@ from anomaly_api.service.streams import (
 
 __all__ = ["Mode", "StreamPlane", "Timestamp", "iso", "parse_timestamps"]
 
-Timestamp = str | float | int
 Mode = Literal["last", "all"]
 
 _OFFLOAD_READINGS = 64
 """Windows of at least this many readings are scored in a worker thread."""
-
-
-def iso(seconds: float) -> str:
-    """Epoch seconds as ISO 8601 in UTC (``2026-11-29T18:00:00+00:00``)."""
-    return datetime.fromtimestamp(seconds, UTC).isoformat()
-
-
-def parse_timestamps(values: Sequence[Timestamp], n_readings: int) -> NDArray[np.float64]:
-    """Epoch seconds of ISO 8601 strings (no zone = UTC) or numbers; one per reading."""
-    if len(values) != n_readings:
-        raise InvalidTimestampsError(
-            f"expected one timestamp per reading ({n_readings}), got {len(values)}"
-        )
-    out = np.empty(len(values), dtype=np.float64)
-    for i, value in enumerate(values):
-        if isinstance(value, str):
-            try:
-                parsed = datetime.fromisoformat(value)
-            except ValueError:
-                raise InvalidTimestampsError(
-                    f"timestamps[{i}]: {value[:64]!r} is not an ISO 8601 time"
-                ) from None
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
-            out[i] = parsed.timestamp()
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise InvalidTimestampsError(f"timestamps[{i}]: not a finite number")
-            out[i] = float(value)
-        else:
-            raise InvalidTimestampsError(
-                f"timestamps[{i}]: expected an ISO 8601 string or epoch seconds"
-            )
-    return out
 
 
 class StreamPlane:
@@ -148,7 +118,7 @@ class StreamPlane:
         self._check_count(len(rows), self.window_max_readings, "a window")
         X = predictor.to_matrix(rows, label_rows=False)
         ts = parse_timestamps(timestamps, len(rows))
-        _check_order(ts)
+        check_order(ts)
         started = time.perf_counter()
         n_out = 1 if mode == "last" else len(X)
         answers, predictions = await self._score(predictor, ts, X, n_out, top_k)
@@ -201,7 +171,7 @@ class StreamPlane:
             exc.retry_after_s = self.retry_after_s  # type: ignore[attr-defined]
             raise
         except StreamOrderError as exc:
-            raise _as_sent(exc, timestamps) from None
+            raise as_sent(exc, timestamps) from None
         n_new = len(X)
         answers, predictions = await self._score(
             predictor, window.timestamps, window.values, min(n_new, len(window)), top_k
@@ -324,19 +294,6 @@ def _alarm_answer(stored: StoredAlarm | None) -> StreamAlarmAnswer:
     )
 
 
-def _shown(value: Timestamp) -> str:
-    return repr(value)  # a string quoted, a number as the client wrote it
-
-
-def _as_sent(exc: StreamOrderError, timestamps: Sequence[Timestamp]) -> StreamOrderError:
-    """``exc`` naming the timestamps as the client wrote them (ISO 8601 stays ISO 8601)."""
-    said = timestamps[exc.index]
-    if exc.index > 0:
-        return exc.showing(_shown(said), _shown(timestamps[exc.index - 1]))
-    previous = repr(iso(exc.previous)) if isinstance(said, str) else repr(exc.previous)
-    return exc.showing(_shown(said), previous)
-
-
 def _kind(predictor: Predictor) -> ModelKind:
     return "point-wise" if predictor.time_aware is None else "time-aware"
 
@@ -344,16 +301,6 @@ def _kind(predictor: Predictor) -> ModelKind:
 def _history(predictor: Predictor) -> int:
     model = predictor.time_aware
     return 1 if model is None else model.history_needed
-
-
-def _check_order(ts: NDArray[np.float64]) -> None:
-    steps = np.diff(ts)
-    if (steps <= 0).any():
-        index = int(np.flatnonzero(steps <= 0)[0]) + 1
-        kind = "duplicate" if steps[index - 1] == 0 else "out-of-order"
-        raise InvalidTimestampsError(
-            f"timestamps[{index}]: {kind} timestamp; timestamps must strictly increase"
-        )
 
 
 def _score_sync(
