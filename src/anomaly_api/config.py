@@ -227,6 +227,21 @@ class Settings(BaseSettings):
     alarm_unit: Literal["readings", "seconds"] = Field(
         default="readings", description="Unit of `alarm_window` and `alarm_cooldown`."
     )
+    stream_class_separator: str = Field(
+        default=":",
+        min_length=1,
+        max_length=8,
+        description="A stream's class (the `stream_class` label of "
+        "`anomaly_stream_alarms_total`) is its id up to the first occurrence of this "
+        "(the whole id when absent): `plant-3:pump-12` is in class `plant-3`.",
+    )
+    stream_max_classes: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="Stream classes counted under their own label per replica (the first "
+        "ones to raise an alarm); alarms of later classes are counted as `other`.",
+    )
 
 
 class SettingsError(ValueError):

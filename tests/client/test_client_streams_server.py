@@ -102,3 +102,46 @@ async def test_async_client_streams(server_url: str) -> None:
     assert state.total == 4
     assert old.value.code == "stream_order"
     assert gone.value.code == "stream_not_found"
+
+
+def test_stream_results_carry_the_alarm(server_url: str) -> None:
+    """The server's default policy (3 anomalies within 10 readings): the third alarms."""
+    stream = "q2-client-alarm:1"
+    anomalous = (np.random.default_rng(2).normal(size=(4, 8)) * 9.0).tolist()
+    with AnomalyClient(server_url) as client:
+        sent = client.send_readings(stream, minutes(0, 4), anomalous)
+        state = client.stream_state(stream)
+        again = client.send_readings(stream, minutes(4, 1), anomalous[:1])
+    assert all(a.is_anomaly for a in sent.answers)
+    assert [a.alarm for a in sent.answers] == [False, False, True, False]  # then the cool-down
+    assert (sent.stream.new_stream, sent.stream.restarted, sent.stream.model_changed) == (
+        True,
+        True,
+        False,
+    )
+    assert sent.stream.alarms == 1
+    assert not again.stream.new_stream
+    assert not again.answers[0].alarm
+    assert state.alarms == 1
+    assert state.last_alarm_timestamp is not None
+    assert state.last_alarm_timestamp.startswith("2026-11-29T12:02:00")
+
+
+async def test_a_request_policy_is_sent_by_both_clients(server_url: str) -> None:
+    every = {"k": 1, "window": 1, "cooldown": 0}
+    anomalous = (np.random.default_rng(3).normal(size=(2, 8)) * 9.0).tolist()
+    with AnomalyClient(server_url) as client:
+        sent = client.send_readings(
+            "q2-client-alarm:2", minutes(0, 2), anomalous, alarm_policy=every
+        )
+        with pytest.raises(AnomalyApiError) as bad:
+            client.send_readings(
+                "q2-client-alarm:2", minutes(5, 1), anomalous[:1], alarm_policy={"k": 0}
+            )
+    async with AsyncAnomalyClient(server_url) as aclient:
+        window = await aclient.predict_window(
+            minutes(0, 2), anomalous, mode="all", alarm_policy=every
+        )
+    assert [a.alarm for a in sent.answers] == [True, True]
+    assert [a.alarm for a in window.answers] == [True, True]
+    assert (bad.value.status_code, bad.value.code) == (422, "invalid_request")

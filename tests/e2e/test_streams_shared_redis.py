@@ -5,15 +5,18 @@ no 5xx."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from anomaly_api.data.timeseries import TimeSeriesDataset, synthetic_timeseries
+from anomaly_api.monitoring.alarms import AlarmPolicy, AlarmState
 from anomaly_api.testing import RedisServer, running_server, throwaway_redis
-from factories import TIME_AWARE_ROWS, TIME_AWARE_SEED, fit_time_aware_artifact
+from factories import TIME_AWARE_ROWS, TIME_AWARE_SEED, fit_time_aware_artifact, synthetic_segments
 
 START = 3000
 N_POSTS = 20
@@ -38,6 +41,9 @@ def _env(artifacts: Path, redis_url: str | None) -> dict[str, str]:
         "ANOMALY_ARTIFACTS_DIR": str(artifacts),
         "ANOMALY_INFERENCE_BACKEND": "numpy",
         "ANOMALY_STREAM_PREFIX": "p2test:stream:",
+        # 50 ms by default; two servers scoring on a loaded 2-core box exceed it at times,
+        # and an append that fails open to memory has another window and alarm state
+        "ANOMALY_REDIS_TIMEOUT_S": "0.5",
     }
     if redis_url:
         env["ANOMALY_REDIS_URL"] = redis_url
@@ -62,8 +68,48 @@ def _answers(responses: list[httpx.Response]) -> list[tuple[Any, ...]]:
     for response in responses:
         assert response.status_code == 200, response.text
         for a in response.json()["answers"]:
-            out.append((a["timestamp"], a["is_anomaly"], a["anomaly_score"], a["warming_up"]))
+            out.append(
+                (a["timestamp"], a["is_anomaly"], a["anomaly_score"], a["warming_up"], a["alarm"])
+            )
     return out
+
+
+POLICY = {"k": 2, "window": 4, "cooldown": 3}
+
+
+def _racing_pairs(
+    http: httpx.Client, urls: tuple[str, str], series: TimeSeriesDataset
+) -> tuple[list[tuple[float, bool, bool]], int]:
+    """Around a stuck-sensor segment, pairs of posts of 2 readings sent at once, one to each
+    process: (timestamp, is_anomaly, alarm) of every accepted reading, and the 409s."""
+    _, start, _, _ = next(e for e in synthetic_segments() if e[0] == "stuck_sensor" and e[1] > 60)
+    accepted: list[tuple[float, bool, bool]] = []
+    refused = 0
+
+    def post(url: str, first: int) -> httpx.Response:
+        rows = slice(first, first + 2)
+        body = {
+            "timestamps": series.timestamps[rows].tolist(),
+            "readings": series.data.X[rows].tolist(),
+            "alarm_policy": POLICY,
+        }
+        return http.post(f"{url}/streams/race/readings", json=body)
+
+    with ThreadPoolExecutor(2) as pool:
+        for first in range(start - 70, start + 50, 4):  # 59 warming up, then full windows
+            pair = [pool.submit(post, urls[i], first + 2 * i) for i in (0, 1)]
+            for i, future in enumerate(pair):
+                response = future.result()
+                if response.status_code == 409:  # the later readings arrived first
+                    refused += 1
+                    continue
+                assert response.status_code == 200, response.text
+                # served by Redis: an append failed open to memory has a memory alarm state
+                assert not response.json()["stream"]["degraded"]
+                t = series.timestamps[first + 2 * i : first + 2 * i + 2].tolist()
+                for ts, a in zip(t, response.json()["answers"], strict=True):
+                    accepted.append((ts, a["is_anomaly"], a["alarm"]))
+    return sorted(accepted), refused
 
 
 def test_two_processes_share_one_stream(
@@ -93,6 +139,16 @@ def test_two_processes_share_one_stream(
         # the other process refuses a duplicate of the last reading the first one took
         again = http.post(f"{b.url}/streams/split/readings", json=bodies[-2])
         assert again.status_code == 409
+
+        # two processes scoring one stream's appends at once: the alarms of sequential ones
+        accepted, refused = _racing_pairs(http, (a.url, b.url), series)
+        flags = np.array([flag for _, flag, _ in accepted])
+        expected, final = AlarmPolicy(**POLICY).evaluate(AlarmState(), flags)
+        assert [alarm for _, _, alarm in accepted] == expected.tolist()
+        assert any(expected), "no alarm raised: the race checks nothing"
+        assert refused < 20  # most pairs had both posts accepted
+        race = http.get(f"{b.url}/streams/race").json()["alarm"]
+        assert (race["alarms"], race["readings_evaluated"]) == (final.alarms, len(accepted))
 
         # Redis gone: streams fail open to each process's memory, health says so, no 5xx
         redis_server.kill()

@@ -52,7 +52,7 @@ def _promtool(promtool: str, *args: str, cwd: Path) -> subprocess.CompletedProce
 def test_rules_pass_promtool_check(promtool: str) -> None:
     done = _promtool(promtool, "check", "rules", RULES.name, cwd=RULES.parent)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 5 rules found" in done.stdout
+    assert "SUCCESS: 6 rules found" in done.stdout
 
 
 def test_rules_pass_their_unit_tests(promtool: str) -> None:
@@ -99,7 +99,7 @@ def test_prometheus_config_passes_promtool(promtool: str, tmp_path: Path) -> Non
     (tmp_path / "prometheus.yml").write_text(config)
     done = _promtool(promtool, "check", "config", "prometheus.yml", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 5 rules found" in done.stdout
+    assert "SUCCESS: 6 rules found" in done.stdout
 
 
 def test_every_rule_alerts_or_records_with_a_severity() -> None:
@@ -110,6 +110,7 @@ def test_every_rule_alerts_or_records_with_a_severity() -> None:
         "FeatureDrift",
         "RedisBreakerOpen",
         "NoReadyReplica",
+        "StreamAlarm",
     }
     for rule in alerts.values():
         assert rule["labels"]["severity"] in {"warning", "critical"}
@@ -134,6 +135,7 @@ def test_dashboard_covers_what_operators_watch() -> None:
         metric_names.FEATURE_DRIFT_KS_STATISTIC,
         metric_names.FEATURE_DRIFT_KS_PVALUE,
         metric_names.ALARMS_TOTAL,
+        metric_names.STREAM_ALARMS_TOTAL,
     ):
         assert needed in used, f"the dashboard shows no {needed}"
 

@@ -37,7 +37,7 @@ from anomaly_api.api.security import KeyRing
 from anomaly_api.config import Settings, get_settings
 from anomaly_api.service.dataplane import DataPlane
 from anomaly_api.service.metrics import ServiceMetrics
-from anomaly_api.service.monitoring import ModelMonitor
+from anomaly_api.service.monitoring import ModelMonitor, service_alarm_policy
 from anomaly_api.service.reloader import ModelReloader, install_sighup_reload
 from anomaly_api.service.runtime import ServiceRuntime
 from anomaly_api.service.streamplane import StreamPlane
@@ -74,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stream_max_readings=settings.stream_max_readings,
             retry_after_s=settings.stream_retry_after_s,
             max_window=settings.stream_max_window,
+            alarm_policy=service_alarm_policy(settings),  # the default of every stream
+            on_alarms=monitor.stream_classes.count,  # anomaly_stream_alarms_total
         )
         predictor = runtime.predictor
         metrics.set_model_version(predictor.version if predictor else None)

@@ -12,9 +12,19 @@ import dataclasses
 import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, Tag, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    JsonValue,
+    Tag,
+    create_model,
+    model_validator,
+)
 
 from anomaly_api.artifacts import ArtifactManifest
+from anomaly_api.monitoring.alarms import AlarmPolicy
 from anomaly_api.service import answers, stream_answers
 
 NORMAL_FEATURES: list[JsonValue] = [0.5, 1.2, -0.3, 0.8, 1.5, 0.2, -0.1, 0.9]
@@ -256,6 +266,47 @@ class ErrorResponse(BaseModel):
 MAX_TOP_K = 1000
 
 
+PositiveFinite = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)]
+
+
+class AlarmPolicyRequest(BaseModel):
+    """An alarm policy for this request: at least `k` anomalies within `window` readings
+    (or seconds) raise an alarm, then none for `cooldown`. `k`, `window` and `cooldown`
+    are required (a policy reads the same whatever the settings); `unit` is `readings`
+    unless given."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"k": 3, "window": 5, "cooldown": 12, "unit": "readings"}]},
+    )
+
+    k: int = Field(strict=True, ge=1, le=1_000_000, description="Anomalies that raise an alarm.")
+    window: PositiveFinite = Field(
+        le=1e12, description="Within this many readings (or seconds); at least `k` readings."
+    )
+    cooldown: Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0, le=1e12)] = Field(
+        description="After an alarm, no other one for this many readings (or seconds)."
+    )
+    unit: Literal["readings", "seconds"] = Field(
+        default="readings", description="Unit of `window` and `cooldown`."
+    )
+
+    @model_validator(mode="after")
+    def _fits(self) -> AlarmPolicyRequest:
+        self.policy()  # k within the window (readings), raises ValueError otherwise
+        return self
+
+    def policy(self) -> AlarmPolicy:
+        """As the monitoring layer's ``AlarmPolicy``."""
+        return AlarmPolicy(k=self.k, window=self.window, cooldown=self.cooldown, unit=self.unit)
+
+
+ALARM_POLICY_DESCRIPTION = (
+    "The alarm policy for these readings; the `alarm_*` settings when absent. See "
+    "docs/monitoring.md for what a policy that changes does to a stream's alarm state."
+)
+
+
 class WindowRequest(BaseModel):
     """The last readings of one stream, oldest first, each with its timestamp."""
 
@@ -276,6 +327,9 @@ class WindowRequest(BaseModel):
     top_k: int = Field(
         default=3, ge=0, le=MAX_TOP_K, description="Contributors listed per answer (0: none)."
     )
+    alarm_policy: AlarmPolicyRequest | None = Field(
+        default=None, description=ALARM_POLICY_DESCRIPTION
+    )
 
 
 class StreamReadingsRequest(BaseModel):
@@ -292,6 +346,9 @@ class StreamReadingsRequest(BaseModel):
     top_k: int = Field(
         default=3, ge=0, le=MAX_TOP_K, description="Contributors listed per answer (0: none)."
     )
+    alarm_policy: AlarmPolicyRequest | None = Field(
+        default=None, description=ALARM_POLICY_DESCRIPTION
+    )
 
 
 Contribution = _model_of("Contribution", stream_answers.Contribution, {})
@@ -307,4 +364,9 @@ StreamReadingsResponse = _model_of(
     stream_answers.StreamReadingsAnswer,
     {stream_answers.StreamAnswer: StreamAnswerModel, stream_answers.StreamSummary: StreamSummary},
 )
-StreamStateResponse = _model_of("StreamStateResponse", stream_answers.StreamStateAnswer, {})
+StreamAlarmState = _model_of("StreamAlarmState", stream_answers.StreamAlarmAnswer, {})
+StreamStateResponse = _model_of(
+    "StreamStateResponse",
+    stream_answers.StreamStateAnswer,
+    {stream_answers.StreamAlarmAnswer: StreamAlarmState},
+)

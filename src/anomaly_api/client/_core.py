@@ -228,6 +228,8 @@ class StreamAnswer:
     confidence: float
     warming_up: bool
     contributions: tuple[Contribution, ...]
+    alarm: bool
+    """The reading raised an alarm (false from servers older than the alarm field)."""
     raw: Mapping[str, Any] = field(repr=False, compare=False)
 
     @property
@@ -246,6 +248,7 @@ _STREAM_ANSWER_FIELDS: Final = frozenset(
         "confidence",
         "warming_up",
         "contributions",
+        "alarm",
     }
 )
 
@@ -287,8 +290,13 @@ class StreamSummary:
     total: int
     warming_up: bool
     restarted: bool
+    """``new_stream`` or ``model_changed``."""
+    new_stream: bool
+    model_changed: bool
     backend: str
     degraded: bool
+    alarms: int
+    """Alarms the stream raised since it (re)started."""
     raw: Mapping[str, Any] = field(repr=False, compare=False)
 
 
@@ -338,6 +346,10 @@ class StreamState:
     expires_in_s: float
     backend: str
     degraded: bool
+    alarms: int
+    """Alarms raised since the stream (re)started (the state's ``alarm.alarms``)."""
+    last_alarm_timestamp: str | None
+    """Timestamp of the reading of the last alarm, ISO 8601; None before the first."""
     raw: Mapping[str, Any] = field(repr=False, compare=False)
 
     @property
@@ -358,6 +370,7 @@ _STATE_FIELDS: Final = frozenset(
         "expires_in_s",
         "backend",
         "degraded",
+        "alarm",
     }
 )
 
@@ -424,6 +437,7 @@ def parse_stream_answer(data: Mapping[str, Any]) -> StreamAnswer:
             Contribution(feature=str(c["feature"]), share=float(c["share"]), why=c.get("why"))
             for c in data.get("contributions") or ()
         ),
+        alarm=bool(data.get("alarm", False)),
         raw=data,
     )
 
@@ -456,8 +470,11 @@ def parse_stream_readings(data: Mapping[str, Any]) -> StreamReadings:
             total=int(summary["total"]),
             warming_up=bool(summary["warming_up"]),
             restarted=bool(summary["restarted"]),
+            new_stream=bool(summary.get("new_stream", summary["restarted"])),
+            model_changed=bool(summary.get("model_changed", False)),
             backend=str(summary.get("backend", "")),
             degraded=bool(summary.get("degraded", False)),
+            alarms=int(summary.get("alarms", 0)),
             raw=summary,
         ),
         inference_ms=float(data.get("inference_ms", 0.0)),
@@ -467,6 +484,7 @@ def parse_stream_readings(data: Mapping[str, Any]) -> StreamReadings:
 
 def parse_stream_state(data: Mapping[str, Any]) -> StreamState:
     """A ``StreamState`` from ``GET /streams/{stream_id}``."""
+    alarm = data.get("alarm") or {}
     return StreamState(
         stream_id=str(data["stream_id"]),
         total=int(data["total"]),
@@ -478,6 +496,8 @@ def parse_stream_state(data: Mapping[str, Any]) -> StreamState:
         expires_in_s=float(data["expires_in_s"]),
         backend=str(data.get("backend", "")),
         degraded=bool(data.get("degraded", False)),
+        alarms=int(alarm.get("alarms", 0)),
+        last_alarm_timestamp=alarm.get("last_alarm_timestamp"),
         raw=data,
     )
 
@@ -546,8 +566,10 @@ def stream_body(
     *,
     top_k: int | None = None,
     mode: str | None = None,
+    alarm_policy: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The body of ``/predict/window`` (with ``mode``) or ``/streams/{id}/readings``.
+    """The body of ``/predict/window`` (with ``mode``) or ``/streams/{id}/readings``;
+    ``alarm_policy`` (``{"k", "window", "cooldown", "unit"}``) is sent as given.
 
     Raises ``ValueError`` when there are not as many timestamps as readings."""
     if len(timestamps) != len(readings):
@@ -562,6 +584,8 @@ def stream_body(
         body["mode"] = mode
     if top_k is not None:
         body["top_k"] = top_k
+    if alarm_policy is not None:
+        body["alarm_policy"] = dict(alarm_policy)
     return body
 
 
@@ -792,8 +816,9 @@ class ClientBase:
         readings: Sequence[FeatureRow],
         mode: Literal["last", "all"],
         top_k: int | None,
+        alarm_policy: Mapping[str, Any] | None = None,
     ) -> Call[WindowResult]:
-        body = stream_body(timestamps, readings, top_k=top_k, mode=mode)
+        body = stream_body(timestamps, readings, top_k=top_k, mode=mode, alarm_policy=alarm_policy)
         return Call("POST", "/predict/window", body, lambda r: parse_window(parse_json(r)))
 
     def _readings_call(
@@ -802,8 +827,9 @@ class ClientBase:
         timestamps: Sequence[Timestamp],
         readings: Sequence[FeatureRow],
         top_k: int | None,
+        alarm_policy: Mapping[str, Any] | None = None,
     ) -> Call[StreamReadings]:
-        body = stream_body(timestamps, readings, top_k=top_k)
+        body = stream_body(timestamps, readings, top_k=top_k, alarm_policy=alarm_policy)
         path = stream_path(stream_id, "/readings")
         return Call("POST", path, body, lambda r: parse_stream_readings(parse_json(r)))
 

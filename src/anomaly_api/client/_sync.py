@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -163,13 +163,15 @@ class AnomalyClient(ClientBase):
         *,
         mode: Literal["last", "all"] = "last",
         top_k: int | None = None,
+        alarm_policy: Mapping[str, Any] | None = None,
     ) -> WindowResult:
         """Score the last readings of one stream, without server state (``POST
         /predict/window``): the newest reading (``mode="last"``) or every one (``"all"``).
 
         ``timestamps``: aware ``datetime``s, ISO strings or epoch seconds, one per reading,
-        strictly increasing (a naive ``datetime`` raises ``ValueError``)."""
-        return self._perform(self._window_call(timestamps, readings, mode, top_k))
+        strictly increasing (a naive ``datetime`` raises ``ValueError``). ``alarm_policy``:
+        ``{"k", "window", "cooldown", "unit"}`` for this request's ``alarm`` answers."""
+        return self._perform(self._window_call(timestamps, readings, mode, top_k, alarm_policy))
 
     def send_readings(
         self,
@@ -178,11 +180,15 @@ class AnomalyClient(ClientBase):
         readings: Sequence[FeatureRow],
         *,
         top_k: int | None = None,
+        alarm_policy: Mapping[str, Any] | None = None,
     ) -> StreamReadings:
         """Append readings to a stream and get one answer each (``POST
         /streams/{stream_id}/readings``). A timestamp not after the stream's last one
-        raises ``AnomalyApiError`` with code ``stream_order`` (409, not retried)."""
-        return self._perform(self._readings_call(stream_id, timestamps, readings, top_k))
+        raises ``AnomalyApiError`` with code ``stream_order`` (409, not retried);
+        ``alarm_policy`` as for ``predict_window`` (the server's ``alarm_*`` otherwise)."""
+        return self._perform(
+            self._readings_call(stream_id, timestamps, readings, top_k, alarm_policy)
+        )
 
     def stream_state(self, stream_id: str) -> StreamState:
         """A live stream's state (``GET /streams/{stream_id}``); 404 ``stream_not_found``

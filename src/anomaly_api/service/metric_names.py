@@ -32,6 +32,8 @@ FEATURE_DRIFT_KS_PVALUE: Final = "anomaly_feature_drift_ks_pvalue"  # feature
 FEATURE_DRIFTED: Final = "anomaly_feature_drifted"  # feature; 1 when `drifted`
 DRIFT_WINDOW_ROWS: Final = "anomaly_drift_window_rows"  # rows the drift window holds
 ALARMS_TOTAL: Final = "anomaly_alarms_total"  # counter; stream_class
+STREAM_ALARMS_TOTAL: Final = "anomaly_stream_alarms_total"  # counter; stream_class
+"""Alarms in the answers of stateful streams (``alarm: true``), by stream class."""
 MODEL_EXPECTED_ANOMALY_RATE: Final = "anomaly_model_expected_anomaly_rate"
 """Share of rows the served model flagged on its own training/validation rows."""
 
@@ -39,6 +41,8 @@ FEATURE_LABEL: Final = "feature"
 STREAM_CLASS_LABEL: Final = "stream_class"
 SERVICE_STREAM_CLASS: Final = "service"
 """``stream_class`` of the whole-service alarm (requests without a stream)."""
+OTHER_STREAM_CLASS: Final = "other"
+"""``stream_class`` of the stream classes beyond ``stream_max_classes``."""
 
 DRIFT_METRICS: Final = (
     FEATURE_DRIFT_PSI,
@@ -47,7 +51,12 @@ DRIFT_METRICS: Final = (
     FEATURE_DRIFTED,
     DRIFT_WINDOW_ROWS,
 )
-ISSUE_12_METRICS: Final = (*DRIFT_METRICS, ALARMS_TOTAL, MODEL_EXPECTED_ANOMALY_RATE)
+ISSUE_12_METRICS: Final = (
+    *DRIFT_METRICS,
+    ALARMS_TOTAL,
+    STREAM_ALARMS_TOTAL,
+    MODEL_EXPECTED_ANOMALY_RATE,
+)
 HISTOGRAMS: Final = (HTTP_REQUEST_DURATION_SECONDS, BATCH_ROWS, MODEL_INFERENCE_SECONDS)
 
 

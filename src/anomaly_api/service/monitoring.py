@@ -1,4 +1,4 @@
-"""The served model's monitoring: input drift, service-wide alarms, expected anomaly rate.
+"""The served model's monitoring: input drift, alarms, expected anomaly rate.
 
 ``ModelMonitor`` is one DataPlane hook (``monitor.observe``) and one Prometheus collector.
 Per request it only appends the scored rows to the drift window (a batch copy into a
@@ -7,6 +7,9 @@ alarm state (``AlarmPolicy``); the drift statistics (PSI, KS) are computed when 
 or ``GET /monitoring/drift`` is read, never per request. ``attach(predictor)`` runs at
 start-up and after every successful reload: the window starts afresh for the new model
 (its reference may differ), the alarm state is kept (it is about the service).
+
+Stream alarms are evaluated by ``StreamPlane``; this collector only counts them per
+stream class (``StreamClasses``: bounded, the rest is ``other``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from anomaly_api.service.dataplane import ScoredBatch
 from anomaly_api.service.predictor import Predictor
 from anomaly_api.training.tuning import expected_rates
 
-__all__ = ["ModelMonitor", "drift_thresholds", "service_alarm_policy"]
+__all__ = ["ModelMonitor", "StreamClasses", "drift_thresholds", "service_alarm_policy"]
 
 _log = logging.getLogger(__name__)
 
@@ -53,6 +56,39 @@ def service_alarm_policy(settings: Settings) -> AlarmPolicy:
     )
 
 
+class StreamClasses:
+    """Stream alarm counts by class: the id up to ``separator``, at most ``max_classes``.
+
+    The first ``max_classes`` classes to raise an alarm get their own label, the others
+    share ``other``: the label's cardinality is bounded whatever ids clients send.
+    """
+
+    def __init__(self, separator: str = ":", max_classes: int = 20) -> None:
+        if not separator or max_classes < 1:
+            raise ValueError("separator must not be empty, max_classes must be >= 1")
+        self.separator = separator
+        self.max_classes = max_classes
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def class_of(self, stream_id: str) -> str:
+        """The class ``stream_id`` belongs to (before the cap)."""
+        return stream_id.split(self.separator, 1)[0]
+
+    def count(self, stream_id: str, alarms: int) -> None:
+        """Add ``alarms`` to the stream's class (or to ``other``)."""
+        name = self.class_of(stream_id)
+        with self._lock:
+            if name not in self._counts and len(self._counts) >= self.max_classes:
+                name = names.OTHER_STREAM_CLASS
+            self._counts[name] = self._counts.get(name, 0) + alarms
+
+    def counts(self) -> dict[str, int]:
+        """Alarms per class label so far; ``other`` is always there (0 from the start)."""
+        with self._lock:
+            return {names.OTHER_STREAM_CLASS: 0} | self._counts
+
+
 class ModelMonitor:
     """Drift window, service alarms and expected rate of the model being served."""
 
@@ -71,6 +107,9 @@ class ModelMonitor:
         self.alarm_policy = policy
         self._alarm_state = AlarmState()  # the service stream (SERVICE_STREAM)
         self.service_alarms = 0
+        self.stream_classes = StreamClasses(
+            settings.stream_class_separator, settings.stream_max_classes
+        )
         self._lock = threading.Lock()
 
     def attach(self, predictor: Predictor | None) -> None:
@@ -179,10 +218,18 @@ class ModelMonitor:
             "Alarms raised by the alarm policy, by stream class.",
             labels=[names.STREAM_CLASS_LABEL],
         )
+        stream_alarms = CounterMetricFamily(
+            names.counter_base(names.STREAM_ALARMS_TOTAL),
+            "Alarms in stateful stream answers, by stream class (id prefix; capped, rest other).",
+            labels=[names.STREAM_CLASS_LABEL],
+        )
         families: list[Metric] = [psi, ks, pvalue, drifted, window, expected, alarms]
+        families.append(stream_alarms)
         if not with_values:
             return families
         alarms.add_metric([names.SERVICE_STREAM_CLASS], float(self.service_alarms))
+        for stream_class, count in sorted(self.stream_classes.counts().items()):
+            stream_alarms.add_metric([stream_class], float(count))
         if self.expected_anomaly_rate is not None:
             expected.add_metric([], self.expected_anomaly_rate)
         tracker = self.tracker

@@ -16,6 +16,7 @@ from anomaly_api.service.answers import Contribution
 __all__ = [
     "Contribution",
     "ModelKind",
+    "StreamAlarmAnswer",
     "StreamAnswer",
     "StreamReadingsAnswer",
     "StreamStateAnswer",
@@ -51,6 +52,14 @@ class StreamAnswer:
         list[Contribution],
         Field(description="The largest contributors, largest share first (`top_k` of them)."),
     ]
+    alarm: Annotated[
+        bool,
+        Field(
+            description="This reading raised an alarm: with the anomalies before it, at least "
+            "k anomalies within the policy's window, and no alarm within its cool-down "
+            "(`alarm_policy`, default the `alarm_*` settings)."
+        ),
+    ] = False
 
 
 @dataclass
@@ -75,14 +84,40 @@ class StreamSummary:
     warming_up: Annotated[bool, Field(description="The window is not full yet.")]
     restarted: Annotated[
         bool,
-        Field(
-            description="These readings started the stream (new, expired, reset or "
-            "another model version)."
-        ),
+        Field(description="These readings started the stream: `new_stream` or `model_changed`."),
+    ]
+    new_stream: Annotated[
+        bool,
+        Field(description="The stream did not exist before (new, expired or deleted)."),
+    ]
+    model_changed: Annotated[
+        bool,
+        Field(description="The stream existed under another model version: it restarted."),
     ]
     backend: Annotated[str, Field(description="`memory` or `redis`.")]
     degraded: Annotated[
         bool, Field(description="Served from process memory because Redis is unreachable.")
+    ]
+    alarms: Annotated[int, Field(description="Alarms the stream has raised since it (re)started.")]
+
+
+@dataclass
+class StreamAlarmAnswer:
+    """A stream's alarm state."""
+
+    alarms: Annotated[int, Field(description="Alarms raised since the stream (re)started.")]
+    readings_evaluated: Annotated[
+        int, Field(description="Readings the alarm policy has evaluated.")
+    ]
+    last_alarm_reading: Annotated[
+        int | None,
+        Field(description="Number of the reading of the last alarm (0 = the first reading)."),
+    ]
+    last_alarm_timestamp: Annotated[
+        str | None, Field(description="Its timestamp, ISO 8601 in UTC.")
+    ]
+    unit: Annotated[
+        str | None, Field(description="Unit of the policy last applied (`readings`, `seconds`).")
     ]
 
 
@@ -113,3 +148,4 @@ class StreamStateAnswer:
     expires_in_s: float
     backend: str
     degraded: bool
+    alarm: StreamAlarmAnswer

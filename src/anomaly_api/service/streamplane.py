@@ -15,14 +15,16 @@ Stateful streams keep ``history_needed`` readings per stream in the ``StreamStor
 reading for a point-wise model: enough to refuse out-of-order timestamps). Every input
 check runs before the store is touched, and the store's append is all or nothing, so a
 refused request leaves the stream as it was.
+
+Every answer carries ``alarm``: the alarm policy (the ``alarm_*`` settings, or the
+request's) over the stream's anomaly flags, warming-up readings included. A stream keeps
+its alarm state in the store (``stream_alarms``); a window is evaluated from a fresh state.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import anyio.to_thread
@@ -30,68 +32,45 @@ import numpy as np
 from numpy.typing import NDArray
 
 from anomaly_api.detection.contributions import severity_from_score
+from anomaly_api.monitoring.alarms import AlarmPolicy
 from anomaly_api.service.answers import BatchAnswer
 from anomaly_api.service.dataplane import DataPlane, ScoredBatch
-from anomaly_api.service.errors import InvalidTimestampsError, StreamNotFoundError
+from anomaly_api.service.errors import StreamNotFoundError
 from anomaly_api.service.prediction import Prediction
 from anomaly_api.service.predictor import FeatureRow, Predictor
+from anomaly_api.service.stream_alarms import StreamAlarms, window_alarms
 from anomaly_api.service.stream_answers import (
     Contribution,
     ModelKind,
+    StreamAlarmAnswer,
     StreamAnswer,
     StreamReadingsAnswer,
     StreamStateAnswer,
     StreamSummary,
     WindowAnswer,
 )
+from anomaly_api.service.stream_timestamps import (
+    Timestamp,
+    as_sent,
+    check_order,
+    iso,
+    parse_timestamps,
+)
 from anomaly_api.service.streams import (
     InvalidReadingsError,
+    StoredAlarm,
     StreamCapacityError,
+    StreamOrderError,
     StreamStore,
     check_stream_id,
 )
 
 __all__ = ["Mode", "StreamPlane", "Timestamp", "iso", "parse_timestamps"]
 
-Timestamp = str | float | int
 Mode = Literal["last", "all"]
 
 _OFFLOAD_READINGS = 64
 """Windows of at least this many readings are scored in a worker thread."""
-
-
-def iso(seconds: float) -> str:
-    """Epoch seconds as ISO 8601 in UTC (``2026-11-29T18:00:00+00:00``)."""
-    return datetime.fromtimestamp(seconds, UTC).isoformat()
-
-
-def parse_timestamps(values: Sequence[Timestamp], n_readings: int) -> NDArray[np.float64]:
-    """Epoch seconds of ISO 8601 strings (no zone = UTC) or numbers; one per reading."""
-    if len(values) != n_readings:
-        raise InvalidTimestampsError(
-            f"expected one timestamp per reading ({n_readings}), got {len(values)}"
-        )
-    out = np.empty(len(values), dtype=np.float64)
-    for i, value in enumerate(values):
-        if isinstance(value, str):
-            try:
-                parsed = datetime.fromisoformat(value)
-            except ValueError:
-                raise InvalidTimestampsError(
-                    f"timestamps[{i}]: {value[:64]!r} is not an ISO 8601 time"
-                ) from None
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
-            out[i] = parsed.timestamp()
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise InvalidTimestampsError(f"timestamps[{i}]: not a finite number")
-            out[i] = float(value)
-        else:
-            raise InvalidTimestampsError(
-                f"timestamps[{i}]: expected an ISO 8601 string or epoch seconds"
-            )
-    return out
 
 
 class StreamPlane:
@@ -106,8 +85,15 @@ class StreamPlane:
         stream_max_readings: int,
         retry_after_s: int = 60,
         max_window: int = 1024,
+        alarm_policy: AlarmPolicy | None = None,
+        on_alarms: Callable[[str, int], None] | None = None,
     ) -> None:
         self.dataplane = dataplane
+        self.alarm_policy = alarm_policy or AlarmPolicy()
+        """The default policy (the ``alarm_*`` settings); a request may bring its own."""
+        self.on_alarms = on_alarms
+        """Called with (stream id, alarms raised) after an append raised alarms (metrics)."""
+        self.alarms = StreamAlarms(store)
         self.retry_after_s = retry_after_s
         self.max_window = max_window
         """The store's largest window: a model needing more warms up forever, never a 500."""
@@ -123,20 +109,26 @@ class StreamPlane:
         *,
         mode: Mode = "last",
         top_k: int | None = 3,
+        alarm_policy: AlarmPolicy | None = None,
     ) -> WindowAnswer:
-        """Answers for the last reading (``mode="last"``) or every reading (``"all"``)."""
+        """Answers for the last reading (``mode="last"``) or every reading (``"all"``).
+
+        Alarms are evaluated over the answered readings from a fresh state (no stream)."""
         predictor = self.dataplane.require_ready()
         self._check_count(len(rows), self.window_max_readings, "a window")
         X = predictor.to_matrix(rows, label_rows=False)
         ts = parse_timestamps(timestamps, len(rows))
-        _check_order(ts)
+        check_order(ts)
         started = time.perf_counter()
         n_out = 1 if mode == "last" else len(X)
         answers, predictions = await self._score(predictor, ts, X, n_out, top_k)
         inference_ms = (time.perf_counter() - started) * 1000.0
         offset = len(X) - n_out
-        for answer in answers:
+        flags = np.fromiter((a.is_anomaly for a in answers), bool, len(answers))
+        alarms = window_alarms(alarm_policy or self.alarm_policy, flags, ts[offset:])
+        for answer, alarm in zip(answers, alarms.tolist(), strict=True):
             answer.index += offset
+            answer.alarm = alarm
         n_anomalies = sum(a.is_anomaly for a in answers)
         self._report(predictor, X[offset:], predictions, n_anomalies, inference_ms)
         return WindowAnswer(
@@ -155,6 +147,7 @@ class StreamPlane:
         rows: Sequence[FeatureRow],
         *,
         top_k: int | None = 3,
+        alarm_policy: AlarmPolicy | None = None,
     ) -> StreamReadingsAnswer:
         """Append readings to a stream and answer each of them from the stream's window."""
         check_stream_id(stream_id)
@@ -177,10 +170,21 @@ class StreamPlane:
         except StreamCapacityError as exc:
             exc.retry_after_s = self.retry_after_s  # type: ignore[attr-defined]
             raise
+        except StreamOrderError as exc:
+            raise as_sent(exc, timestamps) from None
         n_new = len(X)
         answers, predictions = await self._score(
             predictor, window.timestamps, window.values, min(n_new, len(window)), top_k
         )
+        flags = np.fromiter((a.is_anomaly for a in answers), bool, len(answers))
+        alarms, alarm = await self.alarms.evaluate(
+            window, n_new, flags, alarm_policy or self.alarm_policy
+        )
+        for answer, raised in zip(answers, alarms.tolist(), strict=True):
+            answer.alarm = raised
+        n_alarms = int(alarms.sum())
+        if n_alarms and self.on_alarms is not None:
+            self.on_alarms(stream_id, n_alarms)
         inference_ms = (time.perf_counter() - started) * 1000.0
         n_anomalies = sum(a.is_anomaly for a in answers)
         self._report(predictor, X, predictions, n_anomalies, inference_ms)
@@ -196,8 +200,11 @@ class StreamPlane:
                 total=window.total,
                 warming_up=predictor.time_aware is not None and len(window) < history,
                 restarted=window.restarted,
+                new_stream=window.new_stream,
+                model_changed=window.model_changed,
                 backend=self.store.backend,
                 degraded=window.degraded,
+                alarms=alarm.state.alarms,
             ),
             inference_ms=inference_ms,
         )
@@ -219,6 +226,7 @@ class StreamPlane:
             expires_in_s=found.expires_in_s,
             backend=self.store.backend,
             degraded=found.degraded,
+            alarm=_alarm_answer(found.alarm),
         )
 
     async def reset(self, stream_id: str) -> None:
@@ -266,6 +274,26 @@ class StreamPlane:
         )
 
 
+def _alarm_answer(stored: StoredAlarm | None) -> StreamAlarmAnswer:
+    """A stream's alarm state for ``GET /streams/{id}`` (a fresh one when none is kept)."""
+    if stored is None:
+        return StreamAlarmAnswer(
+            alarms=0,
+            readings_evaluated=0,
+            last_alarm_reading=None,
+            last_alarm_timestamp=None,
+            unit=None,
+        )
+    last = stored.last_alarm_time
+    return StreamAlarmAnswer(
+        alarms=stored.state.alarms,
+        readings_evaluated=stored.state.seen,
+        last_alarm_reading=stored.last_alarm_reading,
+        last_alarm_timestamp=None if last is None else iso(last),
+        unit=stored.unit,
+    )
+
+
 def _kind(predictor: Predictor) -> ModelKind:
     return "point-wise" if predictor.time_aware is None else "time-aware"
 
@@ -273,16 +301,6 @@ def _kind(predictor: Predictor) -> ModelKind:
 def _history(predictor: Predictor) -> int:
     model = predictor.time_aware
     return 1 if model is None else model.history_needed
-
-
-def _check_order(ts: NDArray[np.float64]) -> None:
-    steps = np.diff(ts)
-    if (steps <= 0).any():
-        index = int(np.flatnonzero(steps <= 0)[0]) + 1
-        kind = "duplicate" if steps[index - 1] == 0 else "out-of-order"
-        raise InvalidTimestampsError(
-            f"timestamps[{index}]: {kind} timestamp; timestamps must strictly increase"
-        )
 
 
 def _score_sync(

@@ -167,3 +167,39 @@ async def test_the_bound_holds_in_memory_too(redis_server: RedisServer) -> None:
         assert store.degraded
     finally:
         await store.close()
+
+
+async def test_alarm_state_fails_open_to_memory_and_back(
+    store: RedisStreamStore, redis_server: RedisServer
+) -> None:
+    """Alarms keep working while Redis is down (state in memory, with the memory window);
+    Redis restarted empty starts the stream anew, and an append whose alarm step never ran
+    costs the next one a short wait, then counts as normal."""
+    from anomaly_api.monitoring.alarms import AlarmPolicy
+    from anomaly_api.service.stream_alarms import StreamAlarms
+
+    policy = AlarmPolicy(k=2, window=5, cooldown=0)
+    alarms = StreamAlarms(store)
+    anomaly = np.array([True])
+    clock = count(1)
+
+    async def one() -> tuple[bool, StreamWindow]:
+        window = await _append(store, float(next(clock)))
+        raised, _ = await alarms.evaluate(window, 1, anomaly, policy)
+        return bool(raised[0]), window
+
+    assert [(await one())[0] for _ in range(3)] == [False, True, True]
+    redis_server.kill()
+    during = [await one() for _ in range(3)]
+    assert all(window.degraded for _, window in during)
+    assert [raised for raised, _ in during] == [False, True, True]  # a fresh state in memory
+    redis_server.start()  # empty: no persistence
+    recovered = await _until_served_by_redis(store, clock)  # its alarm step never runs
+    assert recovered.new_stream
+    after = [await one() for _ in range(2)]
+    assert not any(window.degraded for _, window in after)
+    assert [raised for raised, _ in after] == [False, True]  # the skipped one: normal
+    stored = await store.read_alarm("s")
+    assert stored is not None
+    assert (stored.state.seen, stored.state.alarms) == (recovered.total + 2, 1)
+    assert alarms.not_stored == 0

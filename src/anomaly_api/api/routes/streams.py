@@ -68,8 +68,9 @@ async def predict_window(streamplane: ReadyStreamPlaneDep, request: Request) -> 
     Fewer readings than the model's window are answered, marked `warming_up`.
     """
     body = validate_body(WindowRequest, await load_json(request))
+    policy = None if body.alarm_policy is None else body.alarm_policy.policy()
     answer = await streamplane.window(
-        body.timestamps, body.readings, mode=body.mode, top_k=body.top_k
+        body.timestamps, body.readings, mode=body.mode, top_k=body.top_k, alarm_policy=policy
     )
     return _json(answer)
 
@@ -85,7 +86,10 @@ async def append_readings(
 ) -> Response:
     """Append one reading (or a few) to a stream and answer each from the stream's window."""
     body = validate_body(StreamReadingsRequest, await load_json(request))
-    answer = await streamplane.append(stream_id, body.timestamps, body.readings, top_k=body.top_k)
+    policy = None if body.alarm_policy is None else body.alarm_policy.policy()
+    answer = await streamplane.append(
+        stream_id, body.timestamps, body.readings, top_k=body.top_k, alarm_policy=policy
+    )
     return _json(answer)
 
 

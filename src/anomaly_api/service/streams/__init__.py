@@ -10,6 +10,8 @@ from __future__ import annotations
 from anomaly_api.config import Settings
 from anomaly_api.service.streams.base import (
     STREAM_ID_PATTERN,
+    AlarmUpdateStatus,
+    StoredAlarm,
     StreamState,
     StreamStore,
     StreamWindow,
@@ -26,10 +28,12 @@ from anomaly_api.service.streams.redis_store import RedisStreamStore
 
 __all__ = [
     "STREAM_ID_PATTERN",
+    "AlarmUpdateStatus",
     "InMemoryStreamStore",
     "InvalidReadingsError",
     "InvalidStreamIdError",
     "RedisStreamStore",
+    "StoredAlarm",
     "StreamCapacityError",
     "StreamOrderError",
     "StreamState",

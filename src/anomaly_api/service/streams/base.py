@@ -8,14 +8,17 @@ float64 numbers per reading (timestamp first), never rounded.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from anomaly_api.monitoring.alarms import AlarmState
 from anomaly_api.service.streams.errors import (
     InvalidReadingsError,
     InvalidStreamIdError,
@@ -29,6 +32,74 @@ MAX_MODEL_KEY_BYTES = 255
 RECORD_DTYPE = np.dtype("<f8")
 
 _STREAM_ID = re.compile(STREAM_ID_PATTERN)
+
+
+def new_epoch() -> str:
+    """A random id for one life of a stream (it changes whenever the stream restarts)."""
+    return os.urandom(8).hex()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAlarm:
+    """A stream's alarm state as the store keeps it, next to the window.
+
+    Attributes
+    ----------
+    epoch : str
+        Changes whenever the stream (re)starts: an update written for an older life of
+        the stream is refused (``update_alarm``).
+    state : AlarmState
+        ``state.seen`` counts the stream's readings evaluated so far: the update of an
+        append of readings ``[before, total)`` applies when ``state.seen == before``.
+    unit : str or None
+        Unit of the positions in ``state`` (``readings`` or ``seconds``); None while none.
+    last_alarm_reading : int or None
+        Number (0 = the stream's first reading) of the reading of the last alarm.
+    last_alarm_time : float or None
+        Timestamp (epoch seconds) of that reading.
+    """
+
+    epoch: str
+    state: AlarmState = field(default_factory=AlarmState)
+    unit: str | None = None
+    last_alarm_reading: int | None = None
+    last_alarm_time: float | None = None
+
+    def to_json(self) -> bytes:
+        """The stored form (JSON)."""
+        return json.dumps(
+            {
+                "epoch": self.epoch,
+                "state": self.state.to_dict(),
+                "unit": self.unit,
+                "last_alarm_reading": self.last_alarm_reading,
+                "last_alarm_time": self.last_alarm_time,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> StoredAlarm:
+        """Read ``to_json``'s output; ``ValueError`` when malformed."""
+        try:
+            data: dict[str, Any] = json.loads(raw)
+            reading, time_ = data.get("last_alarm_reading"), data.get("last_alarm_time")
+            return cls(
+                epoch=str(data["epoch"]),
+                state=AlarmState.from_dict(data["state"]),
+                unit=data.get("unit"),
+                last_alarm_reading=None if reading is None else int(reading),
+                last_alarm_time=None if time_ is None else float(time_),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed stored alarm state: {exc!r}") from exc
+
+
+AlarmUpdateStatus = Literal["ok", "behind", "stale", "failed"]
+"""``update_alarm``'s outcome: written; the stored state has not reached the expected
+reading count yet (an earlier request's readings are not evaluated yet; the current state
+comes back); the stream restarted or a later update was written (give up); the backend
+did not answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +134,8 @@ class StreamWindow:
     new_stream: bool
     model_changed: bool
     degraded: bool = False
+    alarm: StoredAlarm | None = None
+    """The stream's alarm state as stored right after this append (None: not kept)."""
 
     @property
     def restarted(self) -> bool:
@@ -103,6 +176,7 @@ class StreamState:
     model_key: str
     expires_in_s: float
     degraded: bool = False
+    alarm: StoredAlarm | None = None
 
 
 @runtime_checkable
@@ -134,6 +208,24 @@ class StreamStore(Protocol):
 
     async def get(self, stream_id: str) -> StreamState | None:
         """State of a live stream, ``None`` when it does not exist (or expired)."""
+        ...
+
+    async def read_alarm(self, stream_id: str, *, degraded: bool = False) -> StoredAlarm | None:
+        """The stream's stored alarm state (``degraded``: the one in process memory)."""
+        ...
+
+    async def update_alarm(
+        self,
+        stream_id: str,
+        alarm: StoredAlarm,
+        *,
+        expected_seen: int,
+        degraded: bool = False,
+    ) -> tuple[AlarmUpdateStatus, StoredAlarm | None]:
+        """Compare-and-set: store ``alarm`` when the stored state has ``alarm.epoch`` and
+        ``state.seen == expected_seen``; never refreshes the expiry. ``degraded``: the
+        append was served from process memory, so is the update. Returns the outcome and,
+        for ``behind``, the stored state."""
         ...
 
     async def delete(self, stream_id: str) -> bool:

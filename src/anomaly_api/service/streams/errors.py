@@ -48,16 +48,35 @@ class StreamOrderError(InvalidInputError):
         Position of the offending reading in the call's readings.
     """
 
-    def __init__(self, *, stream_id: str, timestamp: float, previous: float, index: int) -> None:
+    def __init__(
+        self,
+        *,
+        stream_id: str,
+        timestamp: float,
+        previous: float,
+        index: int,
+        shown: tuple[str, str] | None = None,
+    ) -> None:
         kind = "duplicate" if timestamp == previous else "out-of-order"
+        said, before = shown if shown is not None else (repr(timestamp), repr(previous))
         super().__init__(
-            f"stream {stream_id!r}: {kind} timestamp {timestamp!r} at reading {index} "
-            f"(must be later than {previous!r}); nothing was appended"
+            f"stream {stream_id!r}: {kind} timestamp {said} at reading {index} "
+            f"(must be later than {before}); nothing was appended"
         )
         self.stream_id = stream_id
         self.timestamp = timestamp
         self.previous = previous
         self.index = index
+
+    def showing(self, timestamp: str, previous: str) -> StreamOrderError:
+        """The same error with the timestamps written as given (e.g. as the client sent them)."""
+        return StreamOrderError(
+            stream_id=self.stream_id,
+            timestamp=self.timestamp,
+            previous=self.previous,
+            index=self.index,
+            shown=(timestamp, previous),
+        )
 
 
 class StreamCapacityError(ServiceError):

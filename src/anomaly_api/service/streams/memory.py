@@ -22,11 +22,14 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from anomaly_api.service.streams.base import (
+    AlarmUpdateStatus,
+    StoredAlarm,
     StreamState,
     StreamWindow,
     check_model_key,
     check_stream_id,
     check_window,
+    new_epoch,
     split_records,
     to_records,
 )
@@ -46,6 +49,7 @@ class _Stream:
     total: int
     first_timestamp: float
     expires_at: float
+    alarm: StoredAlarm
 
 
 class InMemoryStreamStore:
@@ -142,15 +146,19 @@ class InMemoryStreamStore:
                 joined = np.concatenate((held[held.shape[0] - keep_held :], records[-window:]))
                 total = stream.total + records.shape[0]
                 first = stream.first_timestamp
+                alarm = stream.alarm
             else:
                 if new_stream and len(self._streams) >= self.max_streams:
                     raise StreamCapacityError(self.max_streams)
                 joined = records[-window:].copy()
                 total = records.shape[0]
                 first = float(records[0, 0])
+                alarm = StoredAlarm(epoch=new_epoch())  # a new life: a fresh alarm state
             kept = joined
             kept.flags.writeable = False
-            self._streams[stream_id] = _Stream(kept, model_key, total, first, now + self.idle_ttl_s)
+            self._streams[stream_id] = _Stream(
+                kept, model_key, total, first, now + self.idle_ttl_s, alarm
+            )
             self._streams.move_to_end(stream_id)
         ts, values = split_records(kept)
         return StreamWindow(
@@ -161,6 +169,7 @@ class InMemoryStreamStore:
             model_key=model_key,
             new_stream=new_stream,
             model_changed=model_changed,
+            alarm=alarm,
         )
 
     async def get(self, stream_id: str) -> StreamState | None:
@@ -185,7 +194,47 @@ class InMemoryStreamStore:
                 n_features=int(stream.records.shape[1] - 1),
                 model_key=stream.model_key,
                 expires_in_s=stream.expires_at - now,
+                alarm=stream.alarm,
             )
+
+    async def read_alarm(self, stream_id: str, *, degraded: bool = False) -> StoredAlarm | None:
+        """The stream's alarm state (None when the stream is not live)."""
+        return self.read_alarm_now(stream_id)
+
+    def read_alarm_now(self, stream_id: str) -> StoredAlarm | None:
+        """``read_alarm`` without the coroutine."""
+        with self._lock:
+            self._expire(self._clock())
+            stream = self._streams.get(stream_id)
+            return None if stream is None else stream.alarm
+
+    async def update_alarm(
+        self,
+        stream_id: str,
+        alarm: StoredAlarm,
+        *,
+        expected_seen: int,
+        degraded: bool = False,
+    ) -> tuple[AlarmUpdateStatus, StoredAlarm | None]:
+        """Compare-and-set of the alarm state (see ``StreamStore.update_alarm``)."""
+        return self.update_alarm_now(stream_id, alarm, expected_seen=expected_seen)
+
+    def update_alarm_now(
+        self, stream_id: str, alarm: StoredAlarm, *, expected_seen: int
+    ) -> tuple[AlarmUpdateStatus, StoredAlarm | None]:
+        """``update_alarm`` without the coroutine."""
+        with self._lock:
+            self._expire(self._clock())
+            stream = self._streams.get(stream_id)
+            if stream is None or stream.alarm.epoch != alarm.epoch:
+                return "stale", None
+            seen = stream.alarm.state.seen
+            if seen < expected_seen:
+                return "behind", stream.alarm
+            if seen > expected_seen:
+                return "stale", None
+            stream.alarm = alarm
+            return "ok", None
 
     async def delete(self, stream_id: str) -> bool:
         """Forget a stream; True when it was live."""

@@ -3,6 +3,8 @@
 Layout (``prefix`` from ``Settings.stream_prefix``)::
 
     {prefix}w:{stream_id}   STRING  header + one record per reading, PX = idle TTL
+    {prefix}a:{stream_id}   STRING  the stream's alarm state (JSON, ``StoredAlarm``), expires with
+                                    the window
     {prefix}live            ZSET    stream id -> expiry (ms, Redis clock): the live-stream bound
 
     header  = <BHdd8sH  version=1, n_features, total, first timestamp, last call's token,
@@ -17,6 +19,11 @@ appends from any number of replicas are serialised by Redis, and a refused one c
 nothing. Each call carries a random 8-byte token stored in the header: when redis-py
 resends the script after a dropped connection and the first send had in fact run, the
 script recognises its own token and answers with the window instead of a duplicate error.
+
+The alarm state is written after scoring, by a second script: a compare-and-set on the
+stream's epoch (new at every restart) and on the reading count the state has reached
+(``update_alarm``), so two replicas scoring appends of one stream at once apply their
+alarms in reading order or not at all (``service/streamplane.py`` retries and fails open).
 
 Fail-open: calls go through the same circuit breaker and timeouts as the Redis cache
 (``service/cache``). When a call fails or the breaker is open, the append, read or
@@ -59,11 +66,14 @@ from anomaly_api.service.redis_support import (
 )
 from anomaly_api.service.streams.base import (
     RECORD_DTYPE,
+    AlarmUpdateStatus,
+    StoredAlarm,
     StreamState,
     StreamWindow,
     check_model_key,
     check_stream_id,
     check_window,
+    new_epoch,
     split_records,
     to_records,
 )
@@ -82,13 +92,15 @@ T = TypeVar("T")
 HEADER = struct.Struct("<BHdd8sH")
 _VERSION = 1
 
-# KEYS: window key, live set. ARGV: stream id, model key, n_features, window, TTL (ms),
-# max streams, token (8 bytes), records. Replies {status, payload}: status 'new', 'ok',
-# 'model' (model key changed: window restarted), 'replay' (this token already ran)
-# with the new value; 'order' with the last stored timestamp (8 bytes); 'shape' with
+# KEYS: window key, live set, alarm key. ARGV: stream id, model key, n_features, window,
+# TTL (ms), max streams, token (8 bytes), records, epoch (hex) of a fresh alarm state.
+# Replies {status, payload, alarm}: status 'new', 'ok', 'model' (model key changed:
+# window restarted), 'replay' (this token already ran) with the new value and the alarm
+# state (JSON; a fresh one, seen = readings before this append, when the stream
+# restarted or had none); 'order' with the last stored timestamp (8 bytes); 'shape' with
 # the stored feature count; 'full'.
 _APPEND_LUA = """
-local key, live = KEYS[1], KEYS[2]
+local key, live, akey = KEYS[1], KEYS[2], KEYS[3]
 local member, model = ARGV[1], ARGV[2]
 local nf, window = tonumber(ARGV[3]), tonumber(ARGV[4])
 local ttl, cap = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -104,7 +116,8 @@ if old then
   if otoken == token then
     redis.call('PEXPIRE', key, ttl)
     redis.call('ZADD', live, now + ttl, member)
-    return {'replay', old}
+    redis.call('PEXPIRE', akey, ttl)
+    return {'replay', old, redis.call('GET', akey) or ''}
   end
   if string.sub(old, 30, 29 + mlen) == model then
     if onf ~= nf then return {'shape', tostring(onf)} end
@@ -124,19 +137,47 @@ local value = struct.pack('<BHddc8H', 1, nf, total + #recs / size, first, token,
 value = value .. model .. body
 redis.call('SET', key, value, 'PX', ttl)
 redis.call('ZADD', live, now + ttl, member)
-return {status, value}
+local alarm = false
+if status == 'ok' then alarm = redis.call('GET', akey) end
+if alarm then
+  redis.call('PEXPIRE', akey, ttl)
+else
+  alarm = string.format('{"epoch":"%s","state":{"recent":[],"last_alarm":null,"seen":%d,'
+    .. '"alarms":0},"unit":null,"last_alarm_reading":null,"last_alarm_time":null}',
+    ARGV[9], total)
+  redis.call('SET', akey, alarm, 'PX', ttl)
+end
+return {status, value, alarm}
 """
 
-# KEYS: window key. Reply: nil, or {value, PTTL in ms}.
+# KEYS: alarm key, window key. ARGV: epoch, expected seen, new state (JSON). Replies
+# {'ok'}, {'behind', current state}, {'stale'} (gone, other epoch or already past).
+# The new state takes the window's remaining TTL: it expires with the window.
+_ALARM_CAS_LUA = """
+local cur = redis.call('GET', KEYS[1])
+if not cur then return {'stale', ''} end
+local ok, decoded = pcall(cjson.decode, cur)
+if not ok or decoded['epoch'] ~= ARGV[1] then return {'stale', ''} end
+local seen, expected = tonumber(decoded['state']['seen']), tonumber(ARGV[2])
+if seen < expected then return {'behind', cur} end
+if seen > expected then return {'stale', ''} end
+local ttl = redis.call('PTTL', KEYS[2])
+if ttl <= 0 then return {'stale', ''} end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ttl)
+return {'ok', ''}
+"""
+
+# KEYS: window key, alarm key. Reply: nil, or {value, PTTL in ms, alarm state or ''}.
 _GET_LUA = """
 local value = redis.call('GET', KEYS[1])
 if not value then return false end
-return {value, redis.call('PTTL', KEYS[1])}
+return {value, redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]) or ''}
 """
 
-# KEYS: window key, live set. ARGV: stream id. Reply: 1 when the window existed.
+# KEYS: window key, live set, alarm key. ARGV: stream id. Reply: 1 when the window existed.
 _DELETE_LUA = """
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[3])
 return redis.call('DEL', KEYS[1])
 """
 
@@ -172,6 +213,17 @@ def decode_window(value: bytes) -> _Decoded:
         model_key=value[HEADER.size : start].decode("utf-8"),
         records=records,
     )
+
+
+def _stored_alarm(raw: bytes | None) -> StoredAlarm | None:
+    """A stored alarm state, or None when absent or unreadable (then it is not kept)."""
+    if not raw:
+        return None
+    try:
+        return StoredAlarm.from_json(raw)
+    except ValueError:
+        _log.warning("unreadable stream alarm state ignored", exc_info=True)
+        return None
 
 
 class RedisStreamStore(GuardedRedisCalls):
@@ -218,6 +270,7 @@ class RedisStreamStore(GuardedRedisCalls):
         self._get_script = client.register_script(_GET_LUA)
         self._delete_script = client.register_script(_DELETE_LUA)
         self._count_script = client.register_script(_COUNT_LUA)
+        self._alarm_cas_script = client.register_script(_ALARM_CAS_LUA)
         self._fallback = InMemoryStreamStore(
             max_streams=max_streams, idle_ttl_s=idle_ttl_s, max_window=max_window
         )
@@ -255,6 +308,10 @@ class RedisStreamStore(GuardedRedisCalls):
         """Redis key of a stream's window."""
         return f"{self._prefix}w:{stream_id}"
 
+    def alarm_key(self, stream_id: str) -> str:
+        """Redis key of a stream's alarm state."""
+        return f"{self._prefix}a:{stream_id}"
+
     @property
     def live_key(self) -> str:
         """Redis key of the live-stream set."""
@@ -275,7 +332,7 @@ class RedisStreamStore(GuardedRedisCalls):
         check_window(window, self.max_window)
         records = to_records(stream_id, timestamps, rows)
         n_features = records.shape[1] - 1
-        keys = [self.window_key(stream_id), self._live_key]
+        keys = [self.window_key(stream_id), self._live_key, self.alarm_key(stream_id)]
         args: list[bytes | str | int] = [
             stream_id,
             model,
@@ -285,6 +342,7 @@ class RedisStreamStore(GuardedRedisCalls):
             self.max_streams,
             os.urandom(8),
             records.tobytes(),
+            new_epoch(),
         ]
         reply = await self._guarded("append", lambda: self._append_script(keys=keys, args=args))
         if reply is FAILED:
@@ -318,13 +376,14 @@ class RedisStreamStore(GuardedRedisCalls):
             model_key=decoded.model_key,
             new_stream=status == b"new",
             model_changed=status == b"model",
+            alarm=_stored_alarm(reply[2]),
         )
 
     async def get(self, stream_id: str) -> StreamState | None:
         """State of a live stream; reading it does not refresh its expiry."""
         check_stream_id(stream_id)
-        key = self.window_key(stream_id)
-        reply = await self._guarded("get", lambda: self._get_script(keys=[key]))
+        keys = [self.window_key(stream_id), self.alarm_key(stream_id)]
+        reply = await self._guarded("get", lambda: self._get_script(keys=keys))
         if reply is FAILED:
             self.fallbacks += 1
             state = self._fallback.get_now(stream_id)
@@ -342,12 +401,55 @@ class RedisStreamStore(GuardedRedisCalls):
             n_features=decoded.n_features,
             model_key=decoded.model_key,
             expires_in_s=max(0, int(reply[1])) / 1000,
+            alarm=_stored_alarm(reply[2]),
         )
+
+    async def read_alarm(self, stream_id: str, *, degraded: bool = False) -> StoredAlarm | None:
+        """The stream's stored alarm state; None when gone or Redis did not answer."""
+        check_stream_id(stream_id)
+        if degraded:
+            return self._fallback.read_alarm_now(stream_id)
+        key = self.alarm_key(stream_id)
+        reply = await self._guarded("read_alarm", lambda: self._client.get(key))
+        if reply is FAILED or reply is None:
+            return None
+        assert isinstance(reply, bytes)
+        return _stored_alarm(reply)
+
+    async def update_alarm(
+        self,
+        stream_id: str,
+        alarm: StoredAlarm,
+        *,
+        expected_seen: int,
+        degraded: bool = False,
+    ) -> tuple[AlarmUpdateStatus, StoredAlarm | None]:
+        """Compare-and-set of the alarm state in one script call (``StreamStore.update_alarm``).
+
+        ``failed`` when Redis does not answer: the state is not written anywhere (the
+        window the readings went to is in Redis, not in process memory)."""
+        check_stream_id(stream_id)
+        if degraded:
+            return self._fallback.update_alarm_now(stream_id, alarm, expected_seen=expected_seen)
+        keys = [self.alarm_key(stream_id), self.window_key(stream_id)]
+        args: list[bytes | str | int] = [alarm.epoch, expected_seen, alarm.to_json()]
+        reply = await self._guarded(
+            "update_alarm", lambda: self._alarm_cas_script(keys=keys, args=args)
+        )
+        if reply is FAILED:
+            return "failed", None
+        assert isinstance(reply, list)
+        if reply[0] == b"ok":
+            return "ok", None
+        if reply[0] == b"behind":
+            current = _stored_alarm(reply[1])
+            return ("behind", current) if current is not None else ("stale", None)
+        return "stale", None
 
     async def delete(self, stream_id: str) -> bool:
         """Forget a stream; True when it existed. While degraded only process memory's copy."""
         check_stream_id(stream_id)
-        keys = [self.window_key(stream_id), self._live_key]
+        keys = [self.window_key(stream_id), self._live_key, self.alarm_key(stream_id)]
         reply = await self._guarded(
             "delete", lambda: self._delete_script(keys=keys, args=[stream_id])
         )

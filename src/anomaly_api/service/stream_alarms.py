@@ -1,0 +1,142 @@
+"""Per-stream alarms: the ``AlarmPolicy`` over each stream's readings, its state kept with it.
+
+The window append is atomic (one script in Redis), but the alarm state can only be
+updated after scoring, and two requests for one stream (on one replica or on two) may
+finish scoring in either order. The rule is sequential (the cool-down), so updates must
+apply in reading order. ``stream_alarms`` does it with a compare-and-set keyed on the
+reading count: the readings of an append are numbers ``[total - n, total)``; its update
+applies only to a stored state that has evaluated exactly ``total - n`` readings, in the
+same life of the stream (``StoredAlarm.epoch``). When the state lags (an earlier request
+is still scoring) it waits a little and re-reads, a bounded number of times; then it
+fails open: the readings not evaluated yet count as normal, and the late request's
+update is refused later (its answer keeps the alarms it computed, they are not stored).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+import numpy as np
+from numpy.typing import NDArray
+
+from anomaly_api.monitoring.alarms import AlarmPolicy, AlarmState
+from anomaly_api.service.streams import StoredAlarm, StreamStore, StreamWindow
+
+__all__ = ["RETRY_DELAYS_S", "StreamAlarms", "advance", "window_alarms"]
+
+_log = logging.getLogger(__name__)
+
+RETRY_DELAYS_S = (0.002, 0.005, 0.01, 0.02, 0.04, 0.08)
+"""Waits (seconds) for an earlier request's alarm update while the stored state makes no
+progress: after 157 ms without any (an earlier request still scoring on a loaded replica,
+or one that died), fail open."""
+MAX_ATTEMPTS = 32
+"""Reads of the stored state per append at most, progress or not (a long queue of appends
+to one stream: each waits for the one before it)."""
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def window_alarms(
+    policy: AlarmPolicy, flags: NDArray[np.bool_], times: NDArray[np.float64]
+) -> NDArray[np.bool_]:
+    """Alarms of readings evaluated from a fresh state (``/predict/window``: no state)."""
+    alarms, _ = policy.evaluate(AlarmState(), flags, times if policy.unit == "seconds" else None)
+    return alarms
+
+
+def advance(
+    stored: StoredAlarm,
+    policy: AlarmPolicy,
+    first: int,
+    flags: NDArray[np.bool_],
+    times: NDArray[np.float64],
+) -> tuple[NDArray[np.bool_], StoredAlarm]:
+    """Alarms of the readings numbered ``first, first + 1, ...`` and ``stored`` after them.
+
+    A stored state in another unit keeps its counts but drops its positions (recent
+    anomalies, last alarm): readings and seconds cannot be compared. Readings before
+    ``first`` the state has not evaluated count as normal.
+    """
+    state = stored.state
+    if stored.unit is not None and stored.unit != policy.unit:
+        state = AlarmState(seen=state.seen, alarms=state.alarms)
+    if state.seen < first:
+        state = replace(state, seen=first)
+    if not flags.any():  # most appends: only the count moves (what ``evaluate`` would do)
+        return np.zeros(len(flags), dtype=bool), replace(
+            stored, state=replace(state, seen=state.seen + len(flags)), unit=policy.unit
+        )
+    seconds = policy.unit == "seconds"
+    try:
+        alarms, new = policy.evaluate(state, flags, times if seconds else None)
+    except ValueError:  # times before the stored positions (a state written out of order)
+        state = AlarmState(seen=state.seen, alarms=state.alarms)
+        alarms, new = policy.evaluate(state, flags, times if seconds else None)
+    last_reading, last_time = stored.last_alarm_reading, stored.last_alarm_time
+    raised = np.flatnonzero(alarms)
+    if raised.size:
+        last_reading = first + int(raised[-1])
+        last_time = float(times[raised[-1]])
+    return alarms, StoredAlarm(
+        epoch=stored.epoch,
+        state=new,
+        unit=policy.unit,
+        last_alarm_reading=last_reading,
+        last_alarm_time=last_time,
+    )
+
+
+class StreamAlarms:
+    """Evaluates and stores the alarms of each append to a stream (see the module doc)."""
+
+    def __init__(self, store: StreamStore, *, sleep: Sleep = asyncio.sleep) -> None:
+        self.store = store
+        self._sleep = sleep
+        self.not_stored = 0
+        """Appends whose alarm state could not be stored (answered from a local evaluation)."""
+
+    async def evaluate(
+        self,
+        window: StreamWindow,
+        n_new: int,
+        flags: NDArray[np.bool_],
+        policy: AlarmPolicy,
+    ) -> tuple[NDArray[np.bool_], StoredAlarm]:
+        """Alarms of the answered readings (the last ``len(flags)`` of the window) of an
+        append of ``n_new`` readings, and the stream's alarm state after them."""
+        expected = window.total - n_new  # readings of the stream before this append
+        first = window.total - len(flags)  # unanswered readings (a tiny window) are normal
+        times = window.timestamps[len(window) - len(flags) :]
+        start = window.alarm
+        stored = start
+        degraded = window.degraded
+        stalls = attempts = 0
+        progress = -1
+        while stored is not None and start is not None and stored.epoch == start.epoch:
+            seen = stored.state.seen
+            if seen > expected:  # a later request went past these readings
+                break
+            stalls = 0 if seen > progress else stalls + 1
+            progress = seen
+            attempts += 1
+            if seen < expected and stalls < len(RETRY_DELAYS_S) and attempts < MAX_ATTEMPTS:
+                await self._sleep(RETRY_DELAYS_S[stalls])
+                stored = await self.store.read_alarm(window.stream_id, degraded=degraded)
+                continue
+            alarms, new = advance(stored, policy, first, flags, times)  # fail-open when behind
+            status, _ = await self.store.update_alarm(
+                window.stream_id, new, expected_seen=seen, degraded=degraded
+            )
+            if status == "ok":
+                return alarms, new
+            if status == "failed" or attempts >= MAX_ATTEMPTS:
+                break
+            stored = await self.store.read_alarm(window.stream_id, degraded=degraded)
+        self.not_stored += 1
+        _log.info("stream %r: alarm state not stored (concurrent update)", window.stream_id)
+        local = start if start is not None else StoredAlarm(epoch="")
+        return advance(local, policy, first, flags, times)

@@ -1,0 +1,80 @@
+"""Timestamps of stream readings: parsed from what clients send, written back as they sent them.
+
+Clients send ISO 8601 strings (no zone = UTC) or epoch seconds; the stream store keeps
+epoch seconds (float64). Answers write times as ISO 8601 in UTC (``iso``); an order error
+names the offending timestamps as the client wrote them (``as_sent``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+from numpy.typing import NDArray
+
+from anomaly_api.service.errors import InvalidTimestampsError
+from anomaly_api.service.streams import StreamOrderError
+
+__all__ = ["Timestamp", "as_sent", "check_order", "iso", "parse_timestamps"]
+
+Timestamp = str | float | int
+
+
+def iso(seconds: float) -> str:
+    """Epoch seconds as ISO 8601 in UTC (``2026-11-29T18:00:00+00:00``)."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat()
+
+
+def parse_timestamps(values: Sequence[Timestamp], n_readings: int) -> NDArray[np.float64]:
+    """Epoch seconds of ISO 8601 strings (no zone = UTC) or numbers; one per reading."""
+    if len(values) != n_readings:
+        raise InvalidTimestampsError(
+            f"expected one timestamp per reading ({n_readings}), got {len(values)}"
+        )
+    out = np.empty(len(values), dtype=np.float64)
+    for i, value in enumerate(values):
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                raise InvalidTimestampsError(
+                    f"timestamps[{i}]: {value[:64]!r} is not an ISO 8601 time"
+                ) from None
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            out[i] = parsed.timestamp()
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise InvalidTimestampsError(f"timestamps[{i}]: not a finite number")
+            out[i] = float(value)
+        else:
+            raise InvalidTimestampsError(
+                f"timestamps[{i}]: expected an ISO 8601 string or epoch seconds"
+            )
+    return out
+
+
+def check_order(ts: NDArray[np.float64]) -> None:
+    """``InvalidTimestampsError`` unless ``ts`` strictly increases (``/predict/window``)."""
+    steps = np.diff(ts)
+    if (steps <= 0).any():
+        index = int(np.flatnonzero(steps <= 0)[0]) + 1
+        kind = "duplicate" if steps[index - 1] == 0 else "out-of-order"
+        raise InvalidTimestampsError(
+            f"timestamps[{index}]: {kind} timestamp; timestamps must strictly increase"
+        )
+
+
+def _shown(value: Timestamp) -> str:
+    return repr(value)  # a string quoted, a number as the client wrote it
+
+
+def as_sent(exc: StreamOrderError, timestamps: Sequence[Timestamp]) -> StreamOrderError:
+    """``exc`` naming the timestamps as the client wrote them (ISO 8601 stays ISO 8601)."""
+    said = timestamps[exc.index]
+    if exc.index > 0:
+        return exc.showing(_shown(said), _shown(timestamps[exc.index - 1]))
+    previous = repr(iso(exc.previous)) if isinstance(said, str) else repr(exc.previous)
+    return exc.showing(_shown(said), previous)
