@@ -105,7 +105,9 @@ async def test_redis_keeps_the_state_next_to_the_window_and_expires_with_it(
         assert StoredAlarm.from_json(raw) == _after(alarm, 1)
         window_ttl = client.pttl(redis_store.window_key("r"))
         alarm_ttl = client.pttl(redis_store.alarm_key("r"))
-        assert 0 < alarm_ttl <= window_ttl
+        # The CAS script sets the alarm key's PX from the window's PTTL: Redis's clock may tick
+        # a millisecond between the two inside the script, so the alarm may outlive it by 1 ms.
+        assert 0 < alarm_ttl <= window_ttl + 2
         # a window kept without an alarm state (from before alarms existed) gets a fresh one
         # that counts the readings already there
         client.delete(redis_store.alarm_key("r"))
