@@ -7,6 +7,7 @@ documented, content type and body as declared).
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,9 +30,12 @@ MAX_EXAMPLES = 40
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory, tiny_artifacts_dir: Path) -> Iterator[str]:
-    """A real server process serving the tiny model."""
+    """A real server process serving a private copy of the tiny model: the fuzzed
+    `POST /admin/thresholds` and `/admin/reload` calls write revisions and move LATEST."""
     workdir = tmp_path_factory.mktemp("fuzz")
-    with running_server(workdir, {"ANOMALY_ARTIFACTS_DIR": str(tiny_artifacts_dir)}) as server:
+    artifacts = workdir / "artifacts"
+    shutil.copytree(tiny_artifacts_dir, artifacts)
+    with running_server(workdir, {"ANOMALY_ARTIFACTS_DIR": str(artifacts)}) as server:
         yield server.url
 
 
