@@ -63,8 +63,15 @@ class TextFormatter(logging.Formatter):
 def configure_logging(level: str = "INFO", fmt: LogFormat = "json") -> None:
     """Send the service's and uvicorn's logs to stderr in ``fmt`` at ``level``.
 
-    Idempotent: calling it again replaces the handler it installed before.
+    Idempotent: calling it again replaces the handler it installed before. Neither
+    formatter writes the caller's file, line, thread or process, so the records do not
+    collect them (the logging HOWTO's "Optimization" switches): ~2 µs less per access-log
+    line, out of ~13 (``python -m bench.request_cost``).
     """
+    logging._srcfile = None  # no stack walk for the caller's file and line
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.set_name("anomaly_api")

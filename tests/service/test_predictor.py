@@ -118,6 +118,19 @@ async def test_inline_and_offloaded_scoring_agree(tiny_artifacts_dir: Path) -> N
     assert inline == offloaded
 
 
+@pytest.mark.parametrize("backend", ["fast", "sklearn"])
+def test_one_row_alone_is_scored_as_inside_a_batch(tiny_artifacts_dir: Path, backend: str) -> None:
+    """One row takes ``RowCombiner``'s plain-float path; a batch the NumPy one: same bits."""
+    predictor = make_predictor(tiny_artifacts_dir, backend=backend)
+    rng = np.random.default_rng(11)
+    X = np.vstack(
+        [rng.normal(size=(150, 8)), rng.normal(scale=8.0, size=(40, 8)), np.full((1, 8), 1e150)]
+    )
+    batch = predictor.score(X)
+    alone = [predictor.score(np.ascontiguousarray(X[i : i + 1]))[0] for i in range(X.shape[0])]
+    assert [repr(p) for p in alone] == [repr(p) for p in batch]  # repr: -0.0 and 0.0 differ
+
+
 async def test_versions_sharing_a_cache_never_share_answers(two_versions: Path) -> None:
     cache = new_cache()
     first = make_predictor(two_versions, "tiny-1", cache=cache)

@@ -26,7 +26,7 @@ from anomaly_api.api.header_limit import HeaderSizeLimitMiddleware
 from anomaly_api.api.middleware import BodySizeLimitMiddleware
 from anomaly_api.api.openapi import install_openapi
 from anomaly_api.api.request_context import RequestContextMiddleware, note_scored_batch
-from anomaly_api.api.routes import api_router
+from anomaly_api.api.routes import api_router, docs_router
 from anomaly_api.api.schemas import (
     PredictBatchRequest,
     PredictRequest,
@@ -130,6 +130,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(api_router)
     install_openapi(
-        app, [PredictRequest, PredictBatchRequest, WindowRequest, StreamReadingsRequest]
+        app,
+        [PredictRequest, PredictBatchRequest, WindowRequest, StreamReadingsRequest],
+        docs_router.routes,  # the served router has the hot routes first; docs read in order
     )
     return app

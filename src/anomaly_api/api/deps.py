@@ -8,7 +8,8 @@ one hop each.
 
 from __future__ import annotations
 
-from typing import Annotated, TypedDict
+from dataclasses import dataclass
+from typing import Annotated, Generic, TypedDict, TypeVar
 
 from fastapi import Depends, Request
 
@@ -29,8 +30,9 @@ __all__ = [
     "DataPlaneDep",
     "MetricsDep",
     "MonitorDep",
-    "PredictBatchBody",
-    "PredictBody",
+    "PredictBatchInput",
+    "PredictCall",
+    "PredictInput",
     "PredictorDep",
     "ReloaderDep",
     "RuntimeDep",
@@ -95,9 +97,7 @@ async def get_predictor(request: Request) -> Predictor:
 async def get_dataplane(request: Request) -> DataPlane:
     """The data plane, once a model is loaded: 503 (``ModelNotReadyError``) before the body
     is even read, as for every prediction route."""
-    dataplane: DataPlane = request.state.dataplane
-    dataplane.require_ready()
-    return dataplane
+    return _ready_dataplane(request)
 
 
 async def get_streamplane(request: Request) -> StreamPlane:
@@ -123,19 +123,39 @@ DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
 StreamPlaneDep = Annotated[StreamPlane, Depends(get_streamplane)]
 ReadyStreamPlaneDep = Annotated[StreamPlane, Depends(get_ready_streamplane)]
 
-# The body dependencies read the state directly rather than through ``SettingsDep``:
-# each nested dependency costs FastAPI a solve on every request of the hot path.
+# The body dependencies read the state directly rather than through ``SettingsDep`` or
+# ``DataPlaneDep``: FastAPI solves every dependency node anew on each request (~10 µs
+# apiece, measured with ``python -m bench.request_cost``), so the prediction routes get
+# the data plane and their parsed body from one node.
+
+BodyT = TypeVar("BodyT", PredictRequest, PredictBatchRequest)
 
 
-async def get_predict_body(request: Request) -> PredictRequest:
-    """The validated ``/predict`` body."""
-    return await parse_predict_request(request, _settings(request))
+@dataclass(frozen=True, slots=True)
+class PredictCall(Generic[BodyT]):
+    """What a prediction route needs: the ready data plane and the validated body."""
+
+    dataplane: DataPlane
+    body: BodyT
 
 
-async def get_batch_body(request: Request) -> PredictBatchRequest:
-    """The validated ``/predict/batch`` body."""
-    return await parse_batch_request(request, _settings(request))
+def _ready_dataplane(request: Request) -> DataPlane:
+    dataplane: DataPlane = request.state.dataplane
+    dataplane.require_ready()  # 503 before the body is read
+    return dataplane
 
 
-PredictBody = Annotated[PredictRequest, Depends(get_predict_body)]
-PredictBatchBody = Annotated[PredictBatchRequest, Depends(get_batch_body)]
+async def get_predict_call(request: Request) -> PredictCall[PredictRequest]:
+    """The data plane (503 when no model is loaded) and the validated ``/predict`` body."""
+    dataplane = _ready_dataplane(request)
+    return PredictCall(dataplane, await parse_predict_request(request, _settings(request)))
+
+
+async def get_batch_call(request: Request) -> PredictCall[PredictBatchRequest]:
+    """The data plane (503 when no model is loaded) and the validated ``/predict/batch`` body."""
+    dataplane = _ready_dataplane(request)
+    return PredictCall(dataplane, await parse_batch_request(request, _settings(request)))
+
+
+PredictInput = Annotated[PredictCall[PredictRequest], Depends(get_predict_call)]
+PredictBatchInput = Annotated[PredictCall[PredictBatchRequest], Depends(get_batch_call)]

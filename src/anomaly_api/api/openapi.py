@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
+from starlette.routing import BaseRoute
 
 from anomaly_api.api.schemas import ErrorResponse
 
@@ -40,8 +41,13 @@ def json_request_body(model: type[BaseModel], examples: dict[str, Any]) -> dict[
     return {"requestBody": {"required": True, "content": content}}
 
 
-def install_openapi(app: FastAPI, request_models: Sequence[type[BaseModel]]) -> None:
-    """Make ``app.openapi()`` include ``request_models`` (and what they nest) as components."""
+def install_openapi(
+    app: FastAPI,
+    request_models: Sequence[type[BaseModel]],
+    routes: Sequence[BaseRoute] | None = None,
+) -> None:
+    """Make ``app.openapi()`` include ``request_models`` (and what they nest) as components;
+    ``routes`` (default: the app's) are documented in their order."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -49,7 +55,7 @@ def install_openapi(app: FastAPI, request_models: Sequence[type[BaseModel]]) -> 
                 title=app.title,
                 version=app.version,
                 description=app.description,
-                routes=app.routes,
+                routes=list(app.routes if routes is None else routes),
             )
             _, definitions = models_json_schema(
                 [(model, "validation") for model in request_models], ref_template=_REF

@@ -145,8 +145,11 @@ class ServiceMetrics:
             ["result"],
             registry=r,
         )
-        for outcome in ("anomaly", "normal"):
-            self.predictions.labels(outcome)
+        # Label children looked up once: ``labels()`` takes a lock and builds a tuple on
+        # every call, ~1 µs each, several times per request.
+        self._anomalies = self.predictions.labels("anomaly")
+        self._normals = self.predictions.labels("normal")
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         for result in ("ok", "failed"):
             self.model_reloads.labels(result)
         self._rate = RollingRate(anomaly_window)
@@ -159,15 +162,20 @@ class ServiceMetrics:
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one finished HTTP request."""
-        labels = (method, route, str(status))
-        self.requests.labels(*labels).inc()
-        self.request_latency.labels(*labels).observe(seconds)
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:  # bounded: route templates x methods x status codes
+            labels = (method, route, str(status))
+            children = (self.requests.labels(*labels), self.request_latency.labels(*labels))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_predictions(self, rows: int, anomalies: int) -> None:
         """Count the answers of one prediction request of ``rows`` rows, cached or not."""
         self.batch_rows.observe(rows)
-        self.predictions.labels("anomaly").inc(anomalies)
-        self.predictions.labels("normal").inc(rows - anomalies)
+        self._anomalies.inc(anomalies)
+        self._normals.inc(rows - anomalies)
         self.anomaly_rate.set(self._rate.add(rows, anomalies))
 
     def observe_inference(self, seconds: float) -> None:

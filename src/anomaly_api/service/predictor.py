@@ -15,6 +15,7 @@ batches go to a worker thread so they do not stall other requests.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -96,6 +97,7 @@ class Predictor:
         self._offload_min_rows = offload_min_rows
         self._codec = PredictionCodec(len(self.detector_names), len(self.feature_names))
         self._positions = {name: i for i, name in enumerate(self.feature_names)}
+        self._row_combiner = self.model.row_combiner()
 
     @property
     def kind(self) -> str:
@@ -183,6 +185,8 @@ class Predictor:
         are not errors but very abnormal rows, so numpy's overflow warnings are silenced
         here and infinite scores are clamped to the largest double (JSON has no infinity).
         """
+        if X.shape[0] == 1 and self._row_combiner is not None:
+            return [self._score_one(X)]
         try:
             with np.errstate(all="ignore"):
                 out = self.model.combine(self._scorer.detector_scores(X), X)
@@ -218,8 +222,42 @@ class Predictor:
             )
         ]
 
+    def _score_one(self, X: NDArray[np.float64]) -> Prediction:
+        """``score`` of a one-row matrix: the same answer, through ``RowCombiner`` (plain
+        floats; the batch path's NumPy calls cost more than the kernel for one row)."""
+        assert self._row_combiner is not None
+        try:
+            with np.errstate(all="ignore"):
+                scores = self._scorer.detector_scores(X)
+        except ArithmeticError as exc:
+            raise InvalidFeaturesError(_TOO_EXTREME) from exc
+        row_scores = scores.tolist()[0]
+        if any(math.isnan(s) for s in row_scores):
+            raise InvalidFeaturesError(_TOO_EXTREME)
+        out = self._row_combiner(row_scores, X.tolist()[0])
+        if math.isnan(out.anomaly_score) or any(math.isnan(s) for s in out.contributions):
+            raise InvalidFeaturesError(_TOO_EXTREME)
+        return Prediction(
+            is_anomaly=out.is_anomaly,
+            anomaly_score=_clamped_float(out.anomaly_score),
+            confidence=out.confidence,
+            scores=tuple(_clamped_float(s) for s in out.scores),
+            votes=out.votes,
+            severity=out.severity,
+            shares=out.contributions,
+        )
+
 
 _MAX_DOUBLE = float(np.finfo(np.float64).max)
+
+
+def _clamped_float(value: float) -> float:
+    """``value`` with ±inf replaced by ±the largest double (as ``_clamped``)."""
+    if math.isinf(value):
+        return _MAX_DOUBLE if value > 0 else -_MAX_DOUBLE
+    return value
+
+
 _TOO_EXTREME = "feature values are too extreme to be scored"
 
 

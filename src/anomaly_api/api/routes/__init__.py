@@ -1,19 +1,41 @@
-"""One router per resource, collected into ``api_router``."""
+"""One router per resource, collected into ``api_router`` (served) and ``docs_router``
+(the same routes in reading order, for the OpenAPI document).
+
+``api_router`` puts ``/predict`` and ``/predict/batch`` first: FastAPI tries the included
+routers in order on every request, so the hot routes are matched before any other is
+tried (measured with ``python -m bench.request_cost``). No two routers share a path, so
+the order decides nothing else, and the OpenAPI document keeps the reading order below.
+"""
 
 from fastapi import APIRouter
+from fastapi.params import Depends
 
 from anomaly_api.api.routes import admin, health, metrics, model, monitoring, oip, predict, streams
 from anomaly_api.api.security import ApiKeyDep, HealthKeyDep
 
-api_router = APIRouter()
-api_router.include_router(health.router, dependencies=[HealthKeyDep])
-api_router.include_router(model.router, dependencies=[ApiKeyDep])
-api_router.include_router(streams.window_router, dependencies=[ApiKeyDep])
-api_router.include_router(predict.router, dependencies=[ApiKeyDep])
-api_router.include_router(streams.router, dependencies=[ApiKeyDep])
-api_router.include_router(monitoring.router, dependencies=[ApiKeyDep])
-api_router.include_router(admin.router)  # its own admin-key dependency
-api_router.include_router(metrics.router)  # its own metrics-key dependency
-oip.include(api_router)  # /v2: the Open Inference Protocol, in its own error format
+_READING_ORDER: list[tuple[APIRouter, list[Depends]]] = [
+    (health.router, [HealthKeyDep]),
+    (model.router, [ApiKeyDep]),
+    (streams.window_router, [ApiKeyDep]),
+    (predict.router, [ApiKeyDep]),
+    (streams.router, [ApiKeyDep]),
+    (monitoring.router, [ApiKeyDep]),
+    (admin.router, []),  # its own admin-key dependency
+    (metrics.router, []),  # its own metrics-key dependency
+]
 
-__all__ = ["api_router"]
+
+def _collect(order: list[tuple[APIRouter, list[Depends]]]) -> APIRouter:
+    parent = APIRouter()
+    for child, dependencies in order:
+        parent.include_router(child, dependencies=dependencies)
+    oip.include(parent)  # /v2: the Open Inference Protocol, in its own error format
+    return parent
+
+
+api_router = _collect(
+    sorted(_READING_ORDER, key=lambda entry: entry[0] is not predict.router)  # stable
+)
+docs_router = _collect(_READING_ORDER)
+
+__all__ = ["api_router", "docs_router"]

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Response
 
-from anomaly_api.api.deps import DataPlaneDep, PredictBatchBody, PredictBody
+from anomaly_api.api.deps import PredictBatchInput, PredictInput
 from anomaly_api.api.errors import SchemaValidationError
 from anomaly_api.api.openapi import ERROR_RESPONSES, json_request_body
 from anomaly_api.api.schemas import (
@@ -26,6 +26,7 @@ from anomaly_api.api.schemas import (
     PredictRequest,
     PredictResponse,
 )
+from anomaly_api.service.dataplane import DataPlane
 
 router = APIRouter(prefix="/predict", tags=["predict"])
 
@@ -74,7 +75,7 @@ def _json(content: object) -> Response:
     return Response(orjson.dumps(content), media_type="application/json")
 
 
-def _checked_top_k(dataplane: DataPlaneDep, top_k: int | None) -> int | None:
+def _checked_top_k(dataplane: DataPlane, top_k: int | None) -> int | None:
     """``top_k``, or a 422 like the schema's own when it exceeds the model's features
     (its lower bound is in the schema; the upper one depends on the loaded model)."""
     n_features = dataplane.require_ready().n_features
@@ -92,9 +93,10 @@ def _checked_top_k(dataplane: DataPlaneDep, top_k: int | None) -> int | None:
     responses=ERROR_RESPONSES,
     openapi_extra=json_request_body(PredictRequest, _PREDICT_EXAMPLES),
 )
-async def create_prediction(dataplane: DataPlaneDep, body: PredictBody) -> Response:
+async def create_prediction(call: PredictInput) -> Response:
     """Score one reading: the ensemble's decision, score, confidence, severity, each
     feature's contribution (`top_k` for only the largest) and each detector's vote."""
+    dataplane, body = call.dataplane, call.body
     top_k = _checked_top_k(dataplane, body.top_k)
     batch = await dataplane.predict(
         [body.features], [body.observation_id], label_rows=False, top_k=top_k
@@ -108,8 +110,9 @@ async def create_prediction(dataplane: DataPlaneDep, body: PredictBody) -> Respo
     responses=ERROR_RESPONSES,
     openapi_extra=json_request_body(PredictBatchRequest, _BATCH_EXAMPLES),
 )
-async def create_batch_prediction(dataplane: DataPlaneDep, body: PredictBatchBody) -> Response:
+async def create_batch_prediction(call: PredictBatchInput) -> Response:
     """Score 1 to `max_batch_rows` readings in one vectorised model call."""
+    dataplane, body = call.dataplane, call.body
     observations = body.observations
     top_k = _checked_top_k(dataplane, body.top_k)
     batch = await dataplane.predict(
