@@ -107,6 +107,8 @@ async def test_thresholds_table_and_hot_swap(
         assert body["model_version"] == "tiny-1-fpr20"
         assert body["parent_version"] == "tiny-1"
         assert body["objective"] == "target-fpr=0.2"
+        assert body["announced"] is False  # no Redis: nobody else to tell
+        assert "no REDIS_URL" in body["announcement"]
         info = (await client.get("/model/info")).json()
         assert info["version"] == "tiny-1-fpr20"
         after = (await client.post("/predict", json={"features": ANOMALOUS})).json()
