@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from anomaly_api.api.deps import PredictorDep, ReloaderDep, RevisionsDep, SettingsDep
 from anomaly_api.api.schemas import ErrorResponse
 from anomaly_api.api.security import AdminKeyDep
-from anomaly_api.service.errors import InvalidInputError
+from anomaly_api.service.errors import InvalidInputError, ModelReloadError
 from anomaly_api.service.revisions import announce_swap
 
 _audit = logging.getLogger("anomaly_api.audit")
@@ -145,7 +145,10 @@ def _objective(body: ThresholdsRequest) -> Any:
         400: _error("The body is not valid JSON (NaN and Infinity included); nothing changed."),
         401: _error("An admin key is required and none was sent."),
         403: _error("The key sent is not an admin key."),
-        409: _error("The new version failed to load; the old model keeps serving."),
+        409: _error(
+            "The new version could not be written (a read-only artifact directory) or "
+            "failed to load; the old model keeps serving."
+        ),
         413: _error("The body is larger than the configured limit; nothing changed."),
         422: _error("Bad objective (range, unknown detector, non-finite); nothing changed."),
     },
@@ -181,6 +184,12 @@ async def move_thresholds(
             raise InvalidInputError(str(exc)) from exc
         except ArtifactError as exc:
             raise InvalidInputError(f"cannot write the revision: {exc}") from exc
+        except OSError as exc:  # e.g. the image's read-only artifact directory
+            raise ModelReloadError(
+                f"cannot write the revision into {settings.artifacts_dir} ({exc}); still "
+                f"serving {predictor.version!r}: the artifact directory must be writable",
+                current_version=predictor.version,
+            ) from exc
         reloaded = await reloader.reload(result.version)
         announcement = await announce_swap(revisions, result.version)
     _audit.info(
