@@ -229,3 +229,23 @@ async def test_close_stops_the_subscriber_whenever_it_lands(
         async with asyncio.timeout(30):
             await channel.close()
         assert not channel.subscribed
+
+
+async def test_an_announcement_older_than_the_served_version_is_not_followed(
+    two_versions: Path, redis_server: RedisServer
+) -> None:
+    """A version trained or tuned after the last announcement (a new LATEST loaded at start)
+    is not undone by the old key."""
+    with redis_server.client() as client:
+        client.set("t:announced", _message("tiny-2", at=1_000_000.0))  # 1970: stale
+    runtime = _runtime(two_versions, "tiny-1")
+    results: list[RevisionResult] = []
+    async with _following(runtime, redis_server.url, results):
+
+        async def decided() -> bool:
+            return bool(results)
+
+        await _eventually(decided)
+    assert results == ["ignored"]
+    assert runtime.predictor is not None
+    assert runtime.predictor.version == "tiny-1"

@@ -13,11 +13,13 @@ its own included, is what makes the replicas agree when two announce at once: al
 the one published last.
 
 On every (re)subscription a replica reads the key and follows it, so one that was down or
-cut off catches up. An announcement Redis did not take is kept and sent again (every
-``revision_retry_s`` and on resubscription) unless a newer one is seen first. Redis down
-never fails the admin call: the swap is local and the answer says the announcement did
-not go out. Subscribing is retried every ``revision_retry_s``; an idle subscription is
-PINGed each period, so a Redis that stopped answering is noticed.
+cut off catches up; unless the version it serves was created after that announcement (a
+version trained or tuned since, loaded at start, is not undone by an old key). An
+announcement Redis did not take is kept and sent again (every ``revision_retry_s`` and on
+resubscription) unless a newer one is seen first. Redis down never fails the admin call:
+the swap is local and the answer says the announcement did not go out. Subscribing is
+retried every ``revision_retry_s``; an idle subscription is PINGed each period, so a Redis
+that stopped answering is noticed.
 """
 
 from __future__ import annotations
@@ -276,7 +278,8 @@ class RevisionChannel(GuardedRedisCalls):
 
     async def _catch_up(self) -> None:
         """After (re)subscribing: send an unsent announcement that is newer than the key's,
-        else follow the key."""
+        else follow the key, unless it is older than the version served (created later:
+        a version trained or tuned since, loaded at start, is not undone by a stale key)."""
         raw = await self._guarded("GET", lambda: self._client.get(self.key))
         if raw is FAILED:
             return
@@ -284,7 +287,19 @@ class RevisionChannel(GuardedRedisCalls):
         pending = self.pending
         if pending is not None and (last is None or pending.at > last.at):
             await self._send_pending()
-        elif raw is not None:
+            return
+        served = self._reloader.runtime.predictor
+        if last is not None and served is not None and served.version != last.version:
+            created = served.manifest.created_at.timestamp()
+            if created > last.at:
+                _log.info(
+                    "last announcement (%s) is older than the version served (%s): kept",
+                    last.version,
+                    served.version,
+                )
+                self._result("ignored")
+                return
+        if raw is not None:
             await self.handle(raw)
 
     async def run(self) -> None:
