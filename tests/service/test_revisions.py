@@ -207,6 +207,8 @@ async def test_an_announcement_redis_missed_is_sent_when_it_is_back(
         assert "not announced: Redis unavailable" in unsent.detail
         assert channel_a.pending is not None
         assert channel_a.pending.version == "tiny-2"
+        assert a.predictor is not None
+        a.predictor = a.build_predictor("tiny-2")  # what the admin call swapped in
         redis_server.start()  # empty: the key is gone, the unsent announcement is not
 
         async def b_follows() -> bool:
@@ -249,3 +251,20 @@ async def test_an_announcement_older_than_the_served_version_is_not_followed(
     assert results == ["ignored"]
     assert runtime.predictor is not None
     assert runtime.predictor.version == "tiny-1"
+
+
+async def test_an_unsent_announcement_is_dropped_once_the_replica_swapped_again(
+    two_versions: Path, redis_server: RedisServer
+) -> None:
+    runtime = _runtime(two_versions, "tiny-1")
+    channel = _channel(runtime, redis_server.url, [])
+    try:
+        redis_server.kill()
+        assert not (await channel.announce("tiny-2")).sent  # tiny-1 still served: a SIGHUP
+        redis_server.start()
+        await channel._send_pending()
+        assert channel.pending is None
+        with redis_server.client() as client:
+            assert client.get("t:announced") is None  # nothing stale went out
+    finally:
+        await channel.close()

@@ -214,7 +214,7 @@ class RevisionChannel(GuardedRedisCalls):
                 False,
                 f"not announced: Redis unavailable; other replicas keep their model until "
                 f"this replica can send it (retried every {self._retry_s:g} s), or reload "
-                f"each: SIGHUP, or POST /admin/reload?version={version}",
+                f"each: POST /admin/reload?version={version}, or SIGHUP where LATEST names it",
             )
         self.pending = None
         return AnnounceResult(True, f"announced on {self.channel} to {receivers} subscriber(s)")
@@ -234,7 +234,13 @@ class RevisionChannel(GuardedRedisCalls):
 
     async def _send_pending(self) -> None:
         pending = self.pending
-        if pending is not None and await self._send(pending) is not None:
+        if pending is None:
+            return
+        served = self._reloader.runtime.predictor
+        if served is None or served.version != pending.version:
+            self.pending = None  # swapped again since (SIGHUP): announce nothing stale
+            return
+        if await self._send(pending) is not None:
             if self.pending is pending:
                 self.pending = None
             _log.info("announcement of %s sent late", pending.version)
