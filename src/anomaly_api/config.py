@@ -184,6 +184,19 @@ class Settings(BaseSettings):
     window_max_readings: int = Field(
         default=2000, ge=1, description="Most readings in one `POST /predict/window`."
     )
+    # Revisions announced to every replica (docs/operations.md#every-replica-follows).
+    revision_prefix: str = Field(
+        default="anomaly:model:",
+        min_length=1,
+        description="With Redis: replicas announce admin swaps on the pub/sub channel "
+        "`<prefix>revisions` and keep the last announcement in the key `<prefix>announced`.",
+    )
+    revision_retry_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="With Redis: wait between attempts to (re)subscribe to the revision "
+        "channel, and between re-sends of an announcement Redis did not take.",
+    )
     # Monitoring (docs/monitoring.md): input drift and alarm policies.
     drift_enabled: bool = Field(
         default=True, description="Track input drift against the model's training data."

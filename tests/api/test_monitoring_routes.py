@@ -107,6 +107,8 @@ async def test_thresholds_table_and_hot_swap(
         assert body["model_version"] == "tiny-1-fpr20"
         assert body["parent_version"] == "tiny-1"
         assert body["objective"] == "target-fpr=0.2"
+        assert body["announced"] is False  # no Redis: nobody else to tell
+        assert "no REDIS_URL" in body["announcement"]
         info = (await client.get("/model/info")).json()
         assert info["version"] == "tiny-1-fpr20"
         after = (await client.post("/predict", json={"features": ANOMALOUS})).json()
@@ -206,3 +208,24 @@ def test_a_tampered_reference_refuses_the_version(artifacts: Path, tmp_path: Pat
 
     with pytest.raises(ArtifactIntegrityError, match=r"drift_reference\.json"):
         load_artifact(copy)
+
+
+async def test_an_unwritable_artifact_directory_is_409_and_keeps_the_model(
+    artifacts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The image's artifact directory is on a read-only root filesystem. Tests run as root,
+    # which writes through permission bits, so the write fails here the way it fails there.
+    import errno
+
+    from anomaly_api.training import revision
+
+    def read_only(*args: object, **kwargs: object) -> Path:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(revision, "save_artifact", read_only)
+    async with serve_app(make_settings(artifacts)) as client:
+        answer = await client.post("/admin/thresholds", json={"target_fpr": 0.1})
+        info = (await client.get("/model/info")).json()
+    assert_error(answer, 409, "model_reload_failed", "must be writable")
+    assert "Read-only file system" in answer.json()["error"]["message"]
+    assert info["version"] == "tiny-1"

@@ -39,6 +39,7 @@ from anomaly_api.service.dataplane import DataPlane
 from anomaly_api.service.metrics import ServiceMetrics
 from anomaly_api.service.monitoring import ModelMonitor, service_alarm_policy
 from anomaly_api.service.reloader import ModelReloader, install_sighup_reload
+from anomaly_api.service.revisions import RevisionChannel
 from anomaly_api.service.runtime import ServiceRuntime
 from anomaly_api.service.streamplane import StreamPlane
 
@@ -89,6 +90,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         reloader = ModelReloader(runtime, runtime.build_predictor, on_result=on_reload)
         uninstall = install_sighup_reload(reloader) if settings.reload_on_sighup else None
+        revisions = None
+        if settings.redis_url:  # every replica follows the admin swaps announced in Redis
+            revisions = RevisionChannel.from_settings(
+                settings,
+                reloader,
+                on_result=metrics.observe_revision,
+                on_announce=metrics.observe_announcement,
+            )
+            revisions.start()
         try:
             yield {
                 "settings": settings,
@@ -99,8 +109,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "keyring": keyring,
                 "monitor": monitor,
                 "streamplane": streamplane,
+                "revisions": revisions,
             }
         finally:
+            if revisions is not None:
+                await revisions.close()
             if uninstall is not None:
                 uninstall()
             metrics.track_cache(None)

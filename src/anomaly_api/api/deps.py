@@ -22,6 +22,7 @@ from anomaly_api.service.metrics import ServiceMetrics
 from anomaly_api.service.monitoring import ModelMonitor
 from anomaly_api.service.predictor import Predictor
 from anomaly_api.service.reloader import ModelReloader
+from anomaly_api.service.revisions import RevisionChannel
 from anomaly_api.service.runtime import ServiceRuntime
 from anomaly_api.service.streamplane import StreamPlane
 
@@ -35,6 +36,7 @@ __all__ = [
     "PredictInput",
     "PredictorDep",
     "ReloaderDep",
+    "RevisionsDep",
     "RuntimeDep",
     "SettingsDep",
     "StreamPlaneDep",
@@ -52,6 +54,8 @@ class AppState(TypedDict):
     keyring: KeyRing
     streamplane: StreamPlane
     monitor: ModelMonitor
+    revisions: RevisionChannel | None
+    """Announces and follows admin swaps across replicas; ``None`` without Redis."""
 
 
 def _settings(request: Request) -> Settings:
@@ -74,6 +78,12 @@ async def get_reloader(request: Request) -> ModelReloader:
     """The model reloader."""
     reloader: ModelReloader = request.state.reloader
     return reloader
+
+
+async def get_revisions(request: Request) -> RevisionChannel | None:
+    """The revision channel shared by the replicas (``None`` without Redis)."""
+    revisions: RevisionChannel | None = request.state.revisions
+    return revisions
 
 
 async def get_metrics(request: Request) -> ServiceMetrics:
@@ -116,6 +126,7 @@ async def get_ready_streamplane(request: Request) -> StreamPlane:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 ReloaderDep = Annotated[ModelReloader, Depends(get_reloader)]
+RevisionsDep = Annotated[RevisionChannel | None, Depends(get_revisions)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 MonitorDep = Annotated[ModelMonitor, Depends(get_monitor)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]

@@ -175,6 +175,19 @@ class StreamsHealth(BaseModel):
     )
 
 
+class RevisionsHealth(BaseModel):
+    """The revision channel shared by the replicas (only with Redis)."""
+
+    channel: str = Field(description="The pub/sub channel admin swaps are announced on.")
+    subscribed: bool = Field(
+        description="False while Redis is unreachable: announcements of other replicas are "
+        "not heard (the last one is followed on resubscribing)."
+    )
+    unsent_version: str | None = Field(
+        description="A version this replica swapped in but could not announce yet (retried)."
+    )
+
+
 class HealthResponse(BaseModel):
     """Readiness of the service; ``degraded`` still serves predictions (without the cache)."""
 
@@ -183,6 +196,7 @@ class HealthResponse(BaseModel):
     model_version: str | None
     cache: CacheHealth
     streams: StreamsHealth | None = None
+    revisions: RevisionsHealth | None = None
     uptime_s: float
 
 

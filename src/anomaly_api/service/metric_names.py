@@ -22,6 +22,9 @@ MODEL_INFERENCE_SECONDS: Final = "anomaly_model_inference_seconds"  # histogram
 ROLLING_ANOMALY_RATE: Final = "anomaly_rolling_anomaly_rate"
 MODEL_INFO: Final = "anomaly_model_info"  # version
 MODEL_RELOADS_TOTAL: Final = "anomaly_model_reloads_total"  # result = ok | failed
+MODEL_REVISIONS_TOTAL: Final = "anomaly_model_revisions_total"
+"""result = followed | failed | ignored | malformed (announcements of other replicas)."""
+MODEL_ANNOUNCEMENTS_TOTAL: Final = "anomaly_model_announcements_total"  # result = sent | failed
 CACHE_OPERATIONS_TOTAL: Final = "anomaly_cache_operations_total"  # result
 CACHE_BREAKER_STATE: Final = "anomaly_cache_breaker_state"  # state = closed|open|half_open
 

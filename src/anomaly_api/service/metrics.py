@@ -145,6 +145,24 @@ class ServiceMetrics:
             ["result"],
             registry=r,
         )
+        self.revisions = Counter(
+            "anomaly_model_revisions",
+            "Versions announced by other replicas, by what this one did: followed, failed "
+            "(could not load it; still serving its model), ignored (already served), "
+            "malformed (not an announcement).",
+            ["result"],
+            registry=r,
+        )
+        self.announcements = Counter(
+            "anomaly_model_announcements",
+            "Admin swaps announced to the other replicas, by result (sent, failed).",
+            ["result"],
+            registry=r,
+        )
+        for result in ("followed", "failed", "ignored", "malformed"):
+            self.revisions.labels(result)
+        for result in ("sent", "failed"):
+            self.announcements.labels(result)
         # Label children looked up once: ``labels()`` takes a lock and builds a tuple on
         # every call, ~1 µs each, several times per request.
         self._anomalies = self.predictions.labels("anomaly")
@@ -191,6 +209,14 @@ class ServiceMetrics:
     def observe_reload(self, ok: bool) -> None:
         """Count one reload attempt."""
         self.model_reloads.labels("ok" if ok else "failed").inc()
+
+    def observe_revision(self, result: str) -> None:
+        """Count one message of the revision channel by what was done with it."""
+        self.revisions.labels(result).inc()
+
+    def observe_announcement(self, sent: bool) -> None:
+        """Count one announcement of an admin swap."""
+        self.announcements.labels("sent" if sent else "failed").inc()
 
     def render(self) -> bytes:
         """The registry in Prometheus text format (``CONTENT_TYPE_LATEST``)."""

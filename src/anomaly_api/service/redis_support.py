@@ -68,18 +68,18 @@ class ThrottledWarning:
 
 def client_from_settings(settings: Settings, **options: Any) -> Redis:
     """A client with the settings' socket timeouts and at most one immediate retry, on a
-    connection error only; does not connect yet. ``options`` go to ``Redis.from_url``."""
+    connection error only; does not connect yet. ``options`` go to ``Redis.from_url`` and
+    override those defaults."""
     if not settings.redis_url:
         raise ValueError("settings.redis_url is not set")
     timeout = settings.redis_timeout_s
-    return Redis.from_url(
-        settings.redis_url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
-        health_check_interval=0,  # a stale socket fails once; the retry reconnects
-        **options,
-    )
+    defaults: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
+        "health_check_interval": 0,  # a stale socket fails once; the retry reconnects
+    }
+    return Redis.from_url(settings.redis_url, **(defaults | options))
 
 
 def breaker_from_settings(settings: Settings) -> CircuitBreaker:

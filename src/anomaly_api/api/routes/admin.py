@@ -1,5 +1,8 @@
 """``POST /admin/reload``: load, verify and swap in a model version without downtime.
-``POST /admin/thresholds``: write a threshold revision of the served model and swap it in."""
+``POST /admin/thresholds``: write a threshold revision of the served model and swap it in.
+
+Both announce the version they swapped in to the other replicas (with Redis); the answer
+says whether the announcement went out."""
 
 from __future__ import annotations
 
@@ -12,10 +15,11 @@ import anyio.to_thread
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from anomaly_api.api.deps import PredictorDep, ReloaderDep, SettingsDep
+from anomaly_api.api.deps import PredictorDep, ReloaderDep, RevisionsDep, SettingsDep
 from anomaly_api.api.schemas import ErrorResponse
 from anomaly_api.api.security import AdminKeyDep
-from anomaly_api.service.errors import InvalidInputError
+from anomaly_api.service.errors import InvalidInputError, ModelReloadError
+from anomaly_api.service.revisions import announce_swap
 
 _audit = logging.getLogger("anomaly_api.audit")
 _tune_lock = asyncio.Lock()
@@ -32,6 +36,10 @@ class ReloadResponse(BaseModel):
     previous_version: str | None = Field(description="The version served before.")
     model_version: str = Field(description="The version served from now on.")
     load_ms: float = Field(description="Time to load and verify the new artifact.")
+    announced: bool = Field(
+        description="Whether the other replicas were told to follow (needs Redis)."
+    )
+    announcement: str = Field(description="What was announced where, or why not.")
 
 
 def _error(description: str) -> dict[str, object]:
@@ -49,6 +57,7 @@ def _error(description: str) -> dict[str, object]:
 )
 async def reload_model(
     reloader: ReloaderDep,
+    revisions: RevisionsDep,
     version: Annotated[
         str | None,
         Query(
@@ -58,12 +67,16 @@ async def reload_model(
     ] = None,
 ) -> ReloadResponse:
     """Load and verify the artifact first, then swap it in; requests in flight finish on the
-    model they started with, and a failed load keeps the old model serving."""
+    model they started with, and a failed load keeps the old model serving. The version now
+    served is announced to the other replicas, which load it from their artifact directory."""
     result = await reloader.reload(version)
+    announcement = await announce_swap(revisions, result.model_version)
     return ReloadResponse(
         previous_version=result.previous_version,
         model_version=result.model_version,
         load_ms=result.load_ms,
+        announced=announcement.sent,
+        announcement=announcement.detail,
     )
 
 
@@ -93,6 +106,10 @@ class ThresholdsResponse(BaseModel):
     thresholds_after: dict[str, float]
     expected: dict[str, float | None]
     load_ms: float
+    announced: bool = Field(
+        description="Whether the other replicas were told to follow (needs Redis)."
+    )
+    announcement: str = Field(description="What was announced where, or why not.")
 
 
 def _objective(body: ThresholdsRequest) -> Any:
@@ -128,7 +145,10 @@ def _objective(body: ThresholdsRequest) -> Any:
         400: _error("The body is not valid JSON (NaN and Infinity included); nothing changed."),
         401: _error("An admin key is required and none was sent."),
         403: _error("The key sent is not an admin key."),
-        409: _error("The new version failed to load; the old model keeps serving."),
+        409: _error(
+            "The new version could not be written (a read-only artifact directory) or "
+            "failed to load; the old model keeps serving."
+        ),
         413: _error("The body is larger than the configured limit; nothing changed."),
         422: _error("Bad objective (range, unknown detector, non-finite); nothing changed."),
     },
@@ -137,12 +157,14 @@ async def move_thresholds(
     body: ThresholdsRequest,
     predictor: PredictorDep,
     reloader: ReloaderDep,
+    revisions: RevisionsDep,
     settings: SettingsDep,
 ) -> ThresholdsResponse:
     """Write a new version of the served model with thresholds for one objective (like
     ``anomaly-api tune``: its own verified manifest, ``LATEST`` moved to it), then swap it
-    in with the same atomic swap as ``/admin/reload``. Other replicas pick it up on their
-    next reload. A bad request (422) writes and changes nothing."""
+    in with the same atomic swap as ``/admin/reload``, and announce it: with Redis, the other
+    replicas load it from the shared artifact directory. A bad request (422) writes and
+    changes nothing."""
     from anomaly_api.artifacts import ArtifactError
     from anomaly_api.training.revision import tune_version
     from anomaly_api.training.tuning import TuningError
@@ -162,7 +184,14 @@ async def move_thresholds(
             raise InvalidInputError(str(exc)) from exc
         except ArtifactError as exc:
             raise InvalidInputError(f"cannot write the revision: {exc}") from exc
+        except OSError as exc:  # e.g. the image's read-only artifact directory
+            raise ModelReloadError(
+                f"cannot write the revision into {settings.artifacts_dir} ({exc}); still "
+                f"serving {predictor.version!r}: the artifact directory must be writable",
+                current_version=predictor.version,
+            ) from exc
         reloaded = await reloader.reload(result.version)
+        announcement = await announce_swap(revisions, result.version)
     _audit.info(
         "thresholds moved",
         extra={
@@ -171,6 +200,7 @@ async def move_thresholds(
             "model_version": result.version,
             "objective": result.objective,
             "thresholds_after": result.after,
+            "announced": announcement.sent,
         },
     )
     return ThresholdsResponse(
@@ -181,4 +211,6 @@ async def move_thresholds(
         thresholds_after=result.after,
         expected=result.expected,
         load_ms=reloaded.load_ms,
+        announced=announcement.sent,
+        announcement=announcement.detail,
     )

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from anomaly_api.api.deps import RuntimeDep
+from anomaly_api.api.deps import RevisionsDep, RuntimeDep
 from anomaly_api.api.schemas import (
     CacheHealth,
     HealthResponse,
     LivenessResponse,
     ReadinessResponse,
+    RevisionsHealth,
     StreamsHealth,
 )
 
@@ -22,8 +23,11 @@ _UNAVAILABLE = 503
     "",
     responses={_UNAVAILABLE: {"model": HealthResponse, "description": "No model is loaded."}},
 )
-async def read_health(runtime: RuntimeDep, response: Response) -> HealthResponse:
-    """Model, cache and uptime; ``degraded`` (still 200) while the cache is unreachable."""
+async def read_health(
+    runtime: RuntimeDep, revisions: RevisionsDep, response: Response
+) -> HealthResponse:
+    """Model, cache, streams, the revision channel (with Redis) and uptime; ``degraded``
+    (still 200) while the cache is unreachable."""
     report = await runtime.health()
     if not report.model_loaded:
         response.status_code = _UNAVAILABLE
@@ -33,6 +37,13 @@ async def read_health(runtime: RuntimeDep, response: Response) -> HealthResponse
         model_version=report.model_version,
         cache=CacheHealth(backend=report.cache_backend, ok=report.cache_ok),
         streams=StreamsHealth(backend=report.streams_backend, ok=report.streams_ok),
+        revisions=None
+        if revisions is None
+        else RevisionsHealth(
+            channel=revisions.channel,
+            subscribed=revisions.subscribed,
+            unsent_version=None if revisions.pending is None else revisions.pending.version,
+        ),
         uptime_s=report.uptime_s,
     )
 
