@@ -48,6 +48,8 @@
 #define BLOCK 128
 #define SCAN_CHUNK 256 /* training rows whose distances are computed in one pass */
 #define MAX_THREADS 16
+#define FOREST_LANES 8   /* rows walking one tree side by side */
+#define FOREST_TILE 512  /* rows per tile of the forest walk */
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
 /* One clone per instruction set, chosen at load time by glibc's dynamic linker (elsewhere:
@@ -675,26 +677,66 @@ score_rows(PyObject *self, PyObject *args)
     /* The nodes themselves are checked once, by check_forest, when the scorer is built:
      * walking all of them here would cost more than scoring one row. */
 
-    double *scratch = malloc(sizeof(double) * (size_t)(k + n_rows));
+    /* scratch: k for the LOF means, n_rows totals, and the rows cast to float32 (as
+     * scikit-learn casts its input before walking its trees), once instead of per node. */
+    double *scratch = malloc(sizeof(double) * (size_t)(k + n_rows + n_rows * n_features));
     if (scratch == NULL) {
         PyErr_NoMemory();
         goto fail;
     }
     double *totals = scratch + k;
+    double *x32 = totals + n_rows;
     Py_BEGIN_ALLOW_THREADS
     memset(totals, 0, sizeof(double) * (size_t)n_rows);
-    /* Tree by tree, all rows through each (one tree's nodes stay in the L1 cache); each
-     * row still adds its trees in order, as scikit-learn does. */
-    for (Py_ssize_t r = 0; r < n_roots; r++) {
-        for (Py_ssize_t i = 0; i < n_rows; i++) {
-            const double *x = X + i * n_features;
-            int64_t node = roots[r];
-            while (left[node] != LEAF) {
-                /* scikit-learn casts the input to float32 before walking its trees. */
-                node = (double)(float)x[feature[node]] <= threshold[node] ? left[node]
-                                                                          : right[node];
+    for (Py_ssize_t j = 0; j < n_rows * n_features; j++) {
+        x32[j] = (double)(float)X[j];
+    }
+    /* Tiles of rows, then tree by tree (a tile's rows stay in cache, each tree's nodes
+     * too), then FOREST_LANES rows walking one tree side by side: the rows' walks are
+     * independent, so the CPU overlaps their node loads, and the loop ends once for
+     * the group instead of once per row (a mispredicted exit per walk cost more than
+     * the walk). A lane that reached its leaf stays there (branch-free selects); its
+     * feature index is replaced by 0 so that a leaf's never reads out of bounds. Each
+     * row still adds its trees' values in tree order, as scikit-learn does. */
+    for (Py_ssize_t tile = 0; tile < n_rows; tile += FOREST_TILE) {
+        const Py_ssize_t tile_end = tile + FOREST_TILE < n_rows ? tile + FOREST_TILE : n_rows;
+        for (Py_ssize_t r = 0; r < n_roots; r++) {
+            Py_ssize_t i = tile;
+            for (; i + FOREST_LANES <= tile_end; i += FOREST_LANES) {
+                int64_t node[FOREST_LANES];
+                for (int g = 0; g < FOREST_LANES; g++) {
+                    node[g] = roots[r];
+                }
+                for (;;) {
+                    int active = 0;
+                    for (int g = 0; g < FOREST_LANES; g++) {
+                        /* Selects written as bit masks: with `?:` GCC emits branches,
+                         * which mispredict as often as the walk it replaces. */
+                        const int64_t n = node[g], l = left[n];
+                        const int64_t internal = -(int64_t)(l != LEAF); /* all ones or 0 */
+                        const int64_t f = feature[n] & internal;
+                        const double v = x32[(i + g) * n_features + f];
+                        const int64_t go_left = -(int64_t)(v <= threshold[n]);
+                        const int64_t next = right[n] ^ ((l ^ right[n]) & go_left);
+                        node[g] = n ^ ((n ^ next) & internal);
+                        active |= (int)(internal & 1);
+                    }
+                    if (!active) {
+                        break;
+                    }
+                }
+                for (int g = 0; g < FOREST_LANES; g++) {
+                    totals[i + g] += leaf_value[node[g]];
+                }
             }
-            totals[i] += leaf_value[node];
+            for (; i < tile_end; i++) { /* the tile's last rows, one by one */
+                const double *x = x32 + i * n_features;
+                int64_t node = roots[r];
+                while (left[node] != LEAF) {
+                    node = x[feature[node]] <= threshold[node] ? left[node] : right[node];
+                }
+                totals[i] += leaf_value[node];
+            }
         }
     }
     for (Py_ssize_t i = 0; i < n_rows; i++) {
