@@ -124,7 +124,8 @@ def scoring_times(model: Any, variants: list[str], *, smoke: bool) -> dict[str, 
 
 
 def neighbour_search(model: Any, *, smoke: bool) -> dict[str, Any]:
-    """The k-NN query alone: C scan (1 and 2 threads) against cKDTree (1 and 2 workers)."""
+    """The k-NN query alone: the blocked C scan the scorer uses and the plain C scan (1 and
+    2 threads) against cKDTree (1 and 2 workers)."""
     from scipy.spatial import cKDTree
 
     from anomaly_api.detection.fast import compile_scorer
@@ -143,12 +144,24 @@ def neighbour_search(model: Any, *, smoke: bool) -> dict[str, Any]:
         ties = np.empty(rows.shape[0], dtype=np.int64)
         compiled.knn(rows, train_t, k, dist, ind, ties, threads)
 
+    blocks = scorer._blocks
+
+    def blocked(rows: np.ndarray, threads: int) -> None:
+        dist = np.empty((rows.shape[0], k))
+        ind = np.empty((rows.shape[0], k), dtype=np.int64)
+        ties = np.empty(rows.shape[0], dtype=np.int64)
+        b = blocks
+        compiled.knn_blocks(rows, b.train_t, b.index, b.starts, b.lo, b.hi, k, dist, ind, ties,
+                            threads)  # fmt: skip
+
     results: dict[str, Any] = {}
     for n_rows in (1, 1000):
         rows = np.ascontiguousarray(X[:n_rows])
         repeats = 20 if smoke else (3000 if n_rows == 1 else 100)
         budget = 0.5 if smoke else 6.0
         runs = {
+            "c_blocks_1_thread_ms": partial(blocked, rows, 1),
+            "c_blocks_2_threads_ms": partial(blocked, rows, 2),
             "c_scan_1_thread_ms": partial(scan, rows, 1),
             "c_scan_2_threads_ms": partial(scan, rows, 2),
             "ckdtree_1_worker_ms": partial(tree.query, rows, k, workers=1),
@@ -208,9 +221,10 @@ def report(results: dict[str, Any]) -> str:
         lines.append(f"| {n} row(s) | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "| neighbour search | C scan, 1 thread | C scan, 2 threads | cKDTree, 1 | cKDTree, 2 |",
+        "| neighbour search | C blocks, 1 thread | C blocks, 2 threads | C scan, 1 thread "
+        "| C scan, 2 threads | cKDTree, 1 | cKDTree, 2 |",
     ]
-    lines.append("|---|---:|---:|---:|---:|")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|")
     for n, row in results["neighbours"].items():
         lines.append(f"| {n} row(s) | " + " | ".join(f"{t:.3f} ms" for t in row.values()) + " |")
     for part, heading in (

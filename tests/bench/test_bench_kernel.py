@@ -29,7 +29,8 @@ def test_kernel_bench_smoke_writes_every_measurement(tmp_path: Path) -> None:
     assert {"c", "numpy", "sklearn"} <= set(results["variants"])
     for n_rows in ("1", "1000"):
         assert all(results["scoring"][n_rows][f"{v}_ms"] > 0 for v in results["variants"])
-        assert len(results["neighbours"][n_rows]) == 4
+        assert len(results["neighbours"][n_rows]) == 6
+        assert all(t > 0 for t in results["neighbours"][n_rows].values())
     for variant in results["variants"]:
         assert results["process"][variant]["rss_ready_mb"] > 0
     assert set(results["service"]) == {"fast", "numpy", "sklearn"}

@@ -26,8 +26,15 @@ from anomaly_api.detection.fast import (
 )
 from anomaly_api.detection.fast import forest as forest_module
 from anomaly_api.detection.fast import lof as lof_module
+from anomaly_api.detection.fast.blocks import TrainingBlocks
 from anomaly_api.detection.fast.forest import FlatForest
-from anomaly_api.detection.fast.kernel import check_forest, knn, pairwise_sum, score_rows
+from anomaly_api.detection.fast.kernel import (
+    check_forest,
+    knn,
+    knn_blocks,
+    pairwise_sum,
+    score_rows,
+)
 
 TOLERANCE = 1e-9
 """Absolute for scores up to 1, relative beyond: far rows get LOF scores of ~1e10, where
@@ -382,6 +389,111 @@ def test_neighbour_scan_is_the_same_on_two_threads_and_breaks_ties_by_index() ->
     assert expected[0]
     assert 0 < expected.sum() < len(X)
     np.testing.assert_array_equal(ties, expected)
+
+
+def blocked_knn(
+    X: NDArray[np.float64], blocks: TrainingBlocks, k: int, threads: int = 1
+) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64]]:
+    """``knn_blocks`` on ``X``: distances, indices and tie flags."""
+    dist = np.empty((len(X), k))
+    ind = np.empty((len(X), k), dtype=np.int64)
+    ties = np.empty(len(X), dtype=np.int64)
+    b = blocks
+    knn_blocks(X, b.train_t, b.index, b.starts, b.lo, b.hi, k, dist, ind, ties, threads)
+    return dist, ind, ties
+
+
+def plain_knn(
+    X: NDArray[np.float64], train: NDArray[np.float64], k: int
+) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64]]:
+    """The plain scan ``knn`` on ``X``: distances, indices and tie flags."""
+    dist = np.empty((len(X), k))
+    ind = np.empty((len(X), k), dtype=np.int64)
+    ties = np.empty(len(X), dtype=np.int64)
+    knn(X, np.ascontiguousarray(train.T), k, dist, ind, ties, 1)
+    return dist, ind, ties
+
+
+@pytest.mark.parametrize("block_rows", [1, 3, 7, 32, 256])
+def test_blocked_scan_is_the_plain_scan_bit_for_bit_and_scikit_learns(
+    default_size: tuple[AnomalyEnsemble, NDArray[np.float64]], block_rows: int
+) -> None:
+    # Skipping blocks by their boxes must change nothing: same distances (bit for bit),
+    # same indices in the same order, same tie flags as the plain scan, on rows near,
+    # far, on duplicates and at the largest accepted magnitudes (ties included); and
+    # scikit-learn's distances and neighbour sets wherever no tie is flagged.
+    model, _ = default_size
+    lof = model.local_outlier_factor_
+    train_rows = lof_module.read_fitted_lof(lof).train_rows
+    blocks = TrainingBlocks.from_rows(train_rows, block_rows)
+    rng = np.random.default_rng(11)
+    X = np.vstack(
+        [
+            model.scale(rng.normal(scale=1.5, size=(300, 8))),
+            train_rows[rng.choice(len(train_rows), 100)],  # exact duplicates: distance 0
+            train_rows[:50] + np.nextafter(0, 1),  # one subnormal away
+            rng.normal(size=(40, 8)) * np.logspace(1, 150, 40)[:, None],
+            np.full((1, 8), 1e154),  # squared distances overflow: fewer than k found
+        ]
+    )
+    expected = plain_knn(X, train_rows, 20)
+    for threads in (1, 2):
+        for ours, theirs in zip(blocked_knn(X, blocks, 20, threads), expected, strict=True):
+            np.testing.assert_array_equal(ours, theirs)
+    dist, ind, ties = expected
+    clean = (ties == 0) & np.isfinite(dist[:, -1])
+    expected_dist, expected_ind = lof.kneighbors(X[clean], n_neighbors=20)
+    np.testing.assert_array_equal(dist[clean], expected_dist)
+    # The same neighbours; among equal distances inside the k (duplicated training rows)
+    # ours come by index, the KD-tree's in its traversal order.
+    np.testing.assert_array_equal(np.sort(ind[clean]), np.sort(expected_ind))
+
+
+@pytest.mark.parametrize("block_rows", [1, 4, 5, 64])
+def test_blocked_scan_breaks_ties_by_index_and_flags_them_as_the_plain_scan(
+    block_rows: int,
+) -> None:
+    rng = np.random.default_rng(6)
+    train = rng.normal(size=(500, 3))
+    train[10:20] = train[5]  # 11 copies of one point: ties at distance 0
+    train[100:104] = train[400]  # 5 copies: they straddle k = 4 for some rows
+    X = np.vstack([train[5:6], train[400:401], rng.normal(size=(198, 3))])
+    blocks = TrainingBlocks.from_rows(train, block_rows)
+    for k in (1, 4, 5, 500):
+        expected = plain_knn(X, train, k)
+        for threads in (1, 2):
+            for ours, theirs in zip(blocked_knn(X, blocks, k, threads), expected, strict=True):
+                np.testing.assert_array_equal(ours, theirs)
+    _, ind, ties = blocked_knn(X, blocks, 4)
+    np.testing.assert_array_equal(ind[0], [5, 10, 11, 12])  # equal distances: lowest index
+    np.testing.assert_array_equal(ind[1], [100, 101, 102, 103])
+    assert ties[0]
+    assert ties[1]
+
+
+def test_blocks_are_checked_once_and_the_offsets_on_every_call() -> None:
+    rows = np.random.default_rng(3).normal(size=(100, 3))
+    blocks = TrainingBlocks.from_rows(rows, 8)
+    assert np.diff(blocks.starts).max() <= 8
+    assert not blocks.lo.flags.writeable  # the kernel trusts the boxes: frozen
+    shrunk = blocks.lo.copy()
+    shrunk[0, 0] = blocks.lo[0, 0] + 1e-9  # a box that misses one of its rows
+    with pytest.raises(ValueError, match="outside its block"):
+        TrainingBlocks(blocks.train_t, blocks.index, blocks.starts, shrunk, blocks.hi).check(rows)
+    with pytest.raises(ValueError, match="block_rows"):
+        TrainingBlocks.from_rows(rows, 257)
+    X = rows[:2].copy()
+    dist, ind, ties = np.empty((2, 4)), np.empty((2, 4), dtype=np.int64), np.empty(2, np.int64)
+    b = blocks
+    bad_starts = b.starts.copy()
+    bad_starts[-1] += 1  # past the last training row
+    with pytest.raises(ValueError, match="malformed block offsets"):
+        knn_blocks(X, b.train_t, b.index, bad_starts, b.lo, b.hi, 4, dist, ind, ties, 1)
+    with pytest.raises(ValueError, match="inconsistent"):
+        knn_blocks(X, b.train_t, b.index, b.starts, b.lo[1:], b.hi, 4, dist, ind, ties, 1)
+    with pytest.raises(TypeError, match="int64"):
+        knn_blocks(X, b.train_t, b.index.astype(np.int32), b.starts, b.lo, b.hi, 4, dist, ind,
+                   ties, 1)  # fmt: skip
 
 
 def test_kernel_refuses_wrong_arrays_instead_of_reading_out_of_bounds() -> None:

@@ -2,7 +2,7 @@
 
 ``ChunkScorer`` runs the service's own fast path (``build_scorer(...).detector_scores``
 then ``model.combine``, as ``Predictor.score``) on a whole chunk, split over threads: the
-neighbour query and the numba kernel release the GIL. ``worker_scorer`` is the cached
+compiled kernel releases the GIL. ``worker_scorer`` is the cached
 loader of the distributed engine: one model load per worker process and version.
 """
 

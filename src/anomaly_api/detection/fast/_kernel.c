@@ -15,6 +15,11 @@
  *       the selection is on d, the result is sqrt(d). No FMA contraction (the build
  *       passes -ffp-contract=off), so every distance is bit for bit scikit-learn's.
  *
+ *   knn_blocks(X, train_t, index, starts, lo, hi, k, dist, ind, ties, n_threads)
+ *       The same answer as knn (bit for bit, ties included), from training rows reordered
+ *       into blocks with bounding boxes (blocks.py): blocks that cannot hold a neighbour
+ *       are skipped. What the scorer calls; knn stays as the reference scan.
+ *
  *   score_rows(X, dist, ind, roots, feature, threshold, left, right, leaf_value,
  *              denominator, k_distance, lrd, center, scale, out)
  *       IsolationForest, LocalOutlierFactor (novelty) and z-score score_samples of every
@@ -43,6 +48,8 @@
 #define BLOCK 128
 #define SCAN_CHUNK 256 /* training rows whose distances are computed in one pass */
 #define MAX_THREADS 16
+#define FOREST_LANES 8   /* rows walking one tree side by side */
+#define FOREST_TILE 512  /* rows per tile of the forest walk */
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
 /* One clone per instruction set, chosen at load time by glibc's dynamic linker (elsewhere:
@@ -205,6 +212,313 @@ knn_rows(void *arg)
     return NULL;
 }
 
+/* ------------------------------------------------ neighbours, pruned by blocks */
+
+/* knn_blocks: the same exact search, but the training rows come reordered into small
+ * spatially coherent blocks (a KD-style split, built once in blocks.py), each with its
+ * bounding box. For every query row the kernel first computes, for every block, a lower
+ * bound of the squared distance of any of its rows, and skips a block whose bound is
+ * greater than the current k-th distance. Typically only ~16 % of the training rows
+ * are scanned.
+ *
+ * Why it stays bit for bit the plain scan's answer:
+ * - each distance that is computed is computed exactly as in squared_distances (same
+ *   operations, same feature order);
+ * - the bound is a true lower bound *in floating point*, not only in exact arithmetic:
+ *   for a row y in the box [lo, hi] and x < lo, y - x >= lo - x exactly, and rounding is
+ *   monotone, so |fl(x - y)| >= fl(lo - x) (likewise above hi); squaring and adding
+ *   non-negative terms in the same order are monotone too, so bound <= fl-distance;
+ * - a block is skipped only when bound > worst (strictly): all its rows are then farther
+ *   than the current k-th distance, which only decreases, so none of them can be kept
+ *   nor be exactly as far as the final k-th neighbour (the tie flag);
+ * - blocks are visited out of index order, so the kept rows are chosen and ordered by
+ *   (distance, original training index) explicitly: the k smallest pairs, the plain
+ *   scan's set and order (it gets them from visiting rows by index), ties included;
+ * - the tie flag only needs left-out rows at distance <= the current worst (any other is
+ *   farther than the final k-th distance), so the common "farther" case costs one
+ *   vectorised comparison per block. */
+
+#define MAX_BLOCK_ROWS 256
+
+typedef struct {
+    const double *X;           /* (n_rows, n_features) */
+    const double *train_t;     /* (n_features, n_train): feature-major, rows in block order */
+    const int64_t *index;      /* (n_train,): original training index of each reordered row */
+    const int64_t *starts;     /* (n_blocks + 1,): block b is rows [starts[b], starts[b + 1]) */
+    const double *lo, *hi;     /* (n_features, n_blocks): each block's bounding box */
+    double *dist;
+    int64_t *ind, *ties;
+    double *bounds;            /* (n_blocks,) scratch of this task */
+    Py_ssize_t row_start, row_stop, n_features, n_train, n_blocks, k;
+} BlockTask;
+
+/* Four doubles as one value (GCC vector extensions: one AVX2 register in the avx2 clone,
+ * two SSE2 registers in the default one). Used where the auto-vectoriser gives up: it
+ * will not if-convert `a > b ? a : b` on doubles without -ffast-math-like flags, which
+ * the build does not pass. Loads and stores go through memcpy (no alignment assumed). */
+typedef double v4d __attribute__((vector_size(32)));
+typedef long long v4i __attribute__((vector_size(32)));
+
+/* max(a, b) lane by lane, as `a > b ? a : b` (a macro: a function taking vectors by value
+ * would get a different ABI in each clone). */
+#define V4D_MAX(a, b) ((v4d)((((v4i)((a) > (b))) & (v4i)(a)) | (~((v4i)((a) > (b))) & (v4i)(b))))
+
+static inline double
+box_gap(double lo, double hi, double x)
+{
+    const double below = lo - x, above = x - hi;
+    const double g = below > above ? below : above; /* at most one is positive */
+    return g > 0.0 ? g : 0.0;                       /* inside the box's range: 0 */
+}
+
+/* Lower bounds of the squared distance from x to each block's box, four blocks per
+ * vector (feature-major boxes), features added in order as for the distances. */
+KERNEL_CLONES static void
+box_bounds(const double *restrict x, const double *restrict lo, const double *restrict hi,
+           Py_ssize_t n_features, Py_ssize_t n_blocks, double *restrict out)
+{
+    const Py_ssize_t vec_end = n_blocks - n_blocks % 4;
+    const v4d zero = {0.0, 0.0, 0.0, 0.0};
+    for (Py_ssize_t b = 0; b < vec_end; b += 4) {
+        v4d acc = zero;
+        for (Py_ssize_t f = 0; f < n_features; f++) {
+            const double xf = x[f];
+            const v4d xv = {xf, xf, xf, xf};
+            v4d lov, hiv;
+            memcpy(&lov, lo + f * n_blocks + b, sizeof lov);
+            memcpy(&hiv, hi + f * n_blocks + b, sizeof hiv);
+            const v4d below = lov - xv, above = xv - hiv;
+            const v4d far = V4D_MAX(below, above);
+            const v4d g = V4D_MAX(far, zero);
+            acc += g * g;
+        }
+        memcpy(out + b, &acc, sizeof acc);
+    }
+    for (Py_ssize_t b = vec_end; b < n_blocks; b++) {
+        double acc = 0.0;
+        for (Py_ssize_t f = 0; f < n_features; f++) {
+            const double g = box_gap(lo[f * n_blocks + b], hi[f * n_blocks + b], x[f]);
+            acc += g * g;
+        }
+        out[b] = acc;
+    }
+}
+
+/* Squared distances of x to rows [start, start + count), and whether any of them is
+ * <= worst. Four training rows at a time with their sum kept in one register across all
+ * features (the plain scan stores and reloads its sums once per feature): each lane
+ * still computes 0 + t0*t0 + t1*t1 + ... in feature order, the same operations as
+ * squared_distances, so every distance is the same double. The test "any <= worst" is a
+ * lane-wise compare OR-ed into one mask, so the common case (every row of the block
+ * farther than the k-th neighbour) costs no branch per row. */
+KERNEL_CLONES static int
+block_distances(const double *restrict x, const double *restrict train_t,
+                Py_ssize_t n_features, Py_ssize_t n_train, Py_ssize_t start,
+                Py_ssize_t count, double worst, double *restrict out)
+{
+    const Py_ssize_t groups_end = count - count % 4;
+    const v4d zero = {0.0, 0.0, 0.0, 0.0};
+    const v4d worst_v = {worst, worst, worst, worst};
+    v4i any = {0, 0, 0, 0};
+    for (Py_ssize_t j = 0; j < groups_end; j += 4) {
+        v4d acc = zero;
+        for (Py_ssize_t f = 0; f < n_features; f++) {
+            const double xf = x[f];
+            const v4d xv = {xf, xf, xf, xf};
+            v4d col;
+            memcpy(&col, train_t + f * n_train + start + j, sizeof col);
+            const v4d t = xv - col;
+            acc += t * t;
+        }
+        memcpy(out + j, &acc, sizeof acc);
+        any |= (v4i)(acc <= worst_v);
+    }
+    int hit = (any[0] | any[1] | any[2] | any[3]) != 0;
+    for (Py_ssize_t j = groups_end; j < count; j++) {
+        double acc = 0.0;
+        for (Py_ssize_t f = 0; f < n_features; f++) {
+            const double t = x[f] - train_t[f * n_train + start + j];
+            acc += t * t;
+        }
+        out[j] = acc;
+        hit |= acc <= worst;
+    }
+    return hit;
+}
+
+static void *
+knn_blocks_rows(void *arg)
+{
+    BlockTask *task = (BlockTask *)arg;
+    const Py_ssize_t k = task->k, n_blocks = task->n_blocks;
+    double *bounds = task->bounds;
+    double chunk[MAX_BLOCK_ROWS];
+    for (Py_ssize_t i = task->row_start; i < task->row_stop; i++) {
+        double *best_d = task->dist + i * k;
+        int64_t *best_i = task->ind + i * k;
+        for (Py_ssize_t j = 0; j < k; j++) {
+            best_d[j] = INFINITY;
+            best_i[j] = -1;
+        }
+        double worst = INFINITY;
+        double nearest_left_out = INFINITY; /* smallest left-out distance <= worst then */
+        const double *x = task->X + i * task->n_features;
+        box_bounds(x, task->lo, task->hi, task->n_features, n_blocks, bounds);
+        /* Start with the block nearest to x, then go on in block order from there: the
+         * split order keeps neighbouring blocks close in space, so the k-th distance
+         * shrinks fast and most later blocks are skipped. */
+        Py_ssize_t first = 0;
+        for (Py_ssize_t b = 1; b < n_blocks; b++) {
+            first = bounds[b] < bounds[first] ? b : first;
+        }
+        for (Py_ssize_t s = 0; s < n_blocks; s++) {
+            const Py_ssize_t b = first + s < n_blocks ? first + s : first + s - n_blocks;
+            if (bounds[b] > worst) {
+                continue;
+            }
+            const Py_ssize_t start = task->starts[b], count = task->starts[b + 1] - start;
+            if (!block_distances(x, task->train_t, task->n_features, task->n_train, start,
+                                 count, worst, chunk)) {
+                continue;
+            }
+            for (Py_ssize_t j = 0; j < count; j++) {
+                const double d = chunk[j];
+                if (d > worst) { /* the common case, even in a block with a hit */
+                    continue;
+                }
+                /* Kept: the k smallest by (distance, original index), whatever the visit
+                 * order; that is the plain scan's set too, which visits rows by index
+                 * and keeps the first of equals. A row as far as the k-th but with a
+                 * lower index replaces it (the plain scan would have met it first). */
+                const int64_t idx = task->index[start + j];
+                if (!(d < worst) && !(d < INFINITY && idx < best_i[k - 1])) {
+                    nearest_left_out = d < nearest_left_out ? d : nearest_left_out;
+                    continue;
+                }
+                const double evicted = best_d[k - 1];
+                nearest_left_out = evicted < nearest_left_out ? evicted : nearest_left_out;
+                /* Ascending distance; equal distances by original training index. */
+                Py_ssize_t p = k - 1;
+                while (p > 0 && (best_d[p - 1] > d || (best_d[p - 1] == d && best_i[p - 1] > idx))) {
+                    best_d[p] = best_d[p - 1];
+                    best_i[p] = best_i[p - 1];
+                    p--;
+                }
+                best_d[p] = d;
+                best_i[p] = idx;
+                worst = best_d[k - 1];
+            }
+        }
+        task->ties[i] = worst < INFINITY && nearest_left_out == worst;
+        for (Py_ssize_t j = 0; j < k; j++) {
+            best_d[j] = sqrt(best_d[j]);
+        }
+    }
+    return NULL;
+}
+
+static PyObject *
+knn_blocks(PyObject *self, PyObject *args)
+{
+    PyObject *o[10];
+    Py_ssize_t k;
+    int n_threads;
+    if (!PyArg_ParseTuple(args, "OOOOOOnOOOi", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &k,
+                          &o[6], &o[7], &o[8], &n_threads)) {
+        return NULL;
+    }
+    static const struct {
+        const char *name;
+        Kind kind;
+        int ndim;
+        int writable;
+    } spec[9] = {
+        {"X", F64, 2, 0},      {"train_t", F64, 2, 0}, {"index", I64, 1, 0},
+        {"starts", I64, 1, 0}, {"lo", F64, 2, 0},      {"hi", F64, 2, 0},
+        {"dist", F64, 2, 1},   {"ind", I64, 2, 1},     {"ties", I64, 1, 1},
+    };
+    Py_buffer b[9];
+    int got;
+    double *scratch = NULL;
+    PyObject *result = NULL;
+    for (got = 0; got < 9; got++) {
+        if (get_buffer(o[got], &b[got], spec[got].kind, spec[got].ndim, spec[got].writable,
+                       spec[got].name) != 0) {
+            goto done;
+        }
+    }
+    const Py_ssize_t n_rows = shape(&b[0], 0), n_features = shape(&b[0], 1);
+    const Py_ssize_t n_train = shape(&b[1], 1), n_blocks = shape(&b[3], 0) - 1;
+    if (shape(&b[1], 0) != n_features || shape(&b[2], 0) != n_train || n_blocks < 1 ||
+        shape(&b[4], 0) != n_features || shape(&b[4], 1) != n_blocks ||
+        shape(&b[5], 0) != n_features || shape(&b[5], 1) != n_blocks || k < 1 ||
+        k > n_train || shape(&b[6], 0) != n_rows || shape(&b[6], 1) != k ||
+        shape(&b[7], 0) != n_rows || shape(&b[7], 1) != k || shape(&b[8], 0) != n_rows) {
+        PyErr_SetString(PyExc_ValueError, "knn_blocks: inconsistent shapes or k");
+        goto done;
+    }
+    /* The block offsets are followed: check them (O(n_blocks), cheap next to one row).
+     * The boxes are not checked here (O(n_train)): blocks.py checks them once. */
+    const int64_t *starts = b[3].buf;
+    int ok = starts[0] == 0 && starts[n_blocks] == n_train;
+    for (Py_ssize_t j = 0; ok && j < n_blocks; j++) {
+        ok = starts[j + 1] >= starts[j] && starts[j + 1] - starts[j] <= MAX_BLOCK_ROWS;
+    }
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "knn_blocks: malformed block offsets");
+        goto done;
+    }
+    if (n_threads < 1) {
+        n_threads = 1;
+    }
+    if (n_threads > MAX_THREADS) {
+        n_threads = MAX_THREADS;
+    }
+    if (n_threads > n_rows) {
+        n_threads = n_rows > 0 ? (int)n_rows : 1;
+    }
+    scratch = malloc(sizeof(double) * (size_t)n_blocks * (size_t)n_threads);
+    if (scratch == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    BlockTask tasks[MAX_THREADS];
+    pthread_t threads[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    for (int t = 0; t < n_threads; t++) {
+        tasks[t] = (BlockTask){
+            .X = b[0].buf, .train_t = b[1].buf, .index = b[2].buf, .starts = starts,
+            .lo = b[4].buf, .hi = b[5].buf, .dist = b[6].buf, .ind = b[7].buf,
+            .ties = b[8].buf, .bounds = scratch + (size_t)t * (size_t)n_blocks,
+            .row_start = n_rows * t / n_threads, .row_stop = n_rows * (t + 1) / n_threads,
+            .n_features = n_features, .n_train = n_train, .n_blocks = n_blocks, .k = k,
+        };
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (int t = 1; t < n_threads; t++) {
+        started[t] = pthread_create(&threads[t], NULL, knn_blocks_rows, &tasks[t]) == 0;
+    }
+    knn_blocks_rows(&tasks[0]);
+    for (int t = 1; t < n_threads; t++) {
+        if (started[t]) {
+            pthread_join(threads[t], NULL);
+        }
+        else {
+            knn_blocks_rows(&tasks[t]);
+        }
+    }
+    Py_END_ALLOW_THREADS
+    Py_INCREF(Py_None);
+    result = Py_None;
+
+done:
+    free(scratch);
+    for (int j = 0; j < got; j++) {
+        PyBuffer_Release(&b[j]);
+    }
+    return result;
+}
+
 static PyObject *
 knn(PyObject *self, PyObject *args)
 {
@@ -363,26 +677,66 @@ score_rows(PyObject *self, PyObject *args)
     /* The nodes themselves are checked once, by check_forest, when the scorer is built:
      * walking all of them here would cost more than scoring one row. */
 
-    double *scratch = malloc(sizeof(double) * (size_t)(k + n_rows));
+    /* scratch: k for the LOF means, n_rows totals, and the rows cast to float32 (as
+     * scikit-learn casts its input before walking its trees), once instead of per node. */
+    double *scratch = malloc(sizeof(double) * (size_t)(k + n_rows + n_rows * n_features));
     if (scratch == NULL) {
         PyErr_NoMemory();
         goto fail;
     }
     double *totals = scratch + k;
+    double *x32 = totals + n_rows;
     Py_BEGIN_ALLOW_THREADS
     memset(totals, 0, sizeof(double) * (size_t)n_rows);
-    /* Tree by tree, all rows through each (one tree's nodes stay in the L1 cache); each
-     * row still adds its trees in order, as scikit-learn does. */
-    for (Py_ssize_t r = 0; r < n_roots; r++) {
-        for (Py_ssize_t i = 0; i < n_rows; i++) {
-            const double *x = X + i * n_features;
-            int64_t node = roots[r];
-            while (left[node] != LEAF) {
-                /* scikit-learn casts the input to float32 before walking its trees. */
-                node = (double)(float)x[feature[node]] <= threshold[node] ? left[node]
-                                                                          : right[node];
+    for (Py_ssize_t j = 0; j < n_rows * n_features; j++) {
+        x32[j] = (double)(float)X[j];
+    }
+    /* Tiles of rows, then tree by tree (a tile's rows stay in cache, each tree's nodes
+     * too), then FOREST_LANES rows walking one tree side by side: the rows' walks are
+     * independent, so the CPU overlaps their node loads, and the loop ends once for
+     * the group instead of once per row (a mispredicted exit per walk cost more than
+     * the walk). A lane that reached its leaf stays there (branch-free selects); its
+     * feature index is replaced by 0 so that a leaf's never reads out of bounds. Each
+     * row still adds its trees' values in tree order, as scikit-learn does. */
+    for (Py_ssize_t tile = 0; tile < n_rows; tile += FOREST_TILE) {
+        const Py_ssize_t tile_end = tile + FOREST_TILE < n_rows ? tile + FOREST_TILE : n_rows;
+        for (Py_ssize_t r = 0; r < n_roots; r++) {
+            Py_ssize_t i = tile;
+            for (; i + FOREST_LANES <= tile_end; i += FOREST_LANES) {
+                int64_t node[FOREST_LANES];
+                for (int g = 0; g < FOREST_LANES; g++) {
+                    node[g] = roots[r];
+                }
+                for (;;) {
+                    int active = 0;
+                    for (int g = 0; g < FOREST_LANES; g++) {
+                        /* Selects written as bit masks: with `?:` GCC emits branches,
+                         * which mispredict as often as the walk it replaces. */
+                        const int64_t n = node[g], l = left[n];
+                        const int64_t internal = -(int64_t)(l != LEAF); /* all ones or 0 */
+                        const int64_t f = feature[n] & internal;
+                        const double v = x32[(i + g) * n_features + f];
+                        const int64_t go_left = -(int64_t)(v <= threshold[n]);
+                        const int64_t next = right[n] ^ ((l ^ right[n]) & go_left);
+                        node[g] = n ^ ((n ^ next) & internal);
+                        active |= (int)(internal & 1);
+                    }
+                    if (!active) {
+                        break;
+                    }
+                }
+                for (int g = 0; g < FOREST_LANES; g++) {
+                    totals[i + g] += leaf_value[node[g]];
+                }
             }
-            totals[i] += leaf_value[node];
+            for (; i < tile_end; i++) { /* the tile's last rows, one by one */
+                const double *x = x32 + i * n_features;
+                int64_t node = roots[r];
+                while (left[node] != LEAF) {
+                    node = x[feature[node]] <= threshold[node] ? left[node] : right[node];
+                }
+                totals[i] += leaf_value[node];
+            }
         }
     }
     for (Py_ssize_t i = 0; i < n_rows; i++) {
@@ -497,6 +851,9 @@ pairwise_sum(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"knn", knn, METH_VARARGS,
      "knn(X, train_t, k, dist, ind, ties, n_threads): exact k nearest training rows."},
+    {"knn_blocks", knn_blocks, METH_VARARGS,
+     "knn_blocks(X, train_t, index, starts, lo, hi, k, dist, ind, ties, n_threads): knn, "
+     "skipping blocks of training rows that cannot hold a neighbour."},
     {"score_rows", score_rows, METH_VARARGS,
      "score_rows(X, dist, ind, roots, feature, threshold, left, right, leaf_value, "
      "denominator, k_distance, lrd, center, scale, out): the detectors' score_samples."},

@@ -7,6 +7,20 @@ LRD_EPSILON: float
 def knn(
     X: Any, train_t: Any, k: int, dist: Any, ind: Any, ties: Any, n_threads: int, /
 ) -> None: ...
+def knn_blocks(
+    X: Any,
+    train_t: Any,
+    index: Any,
+    starts: Any,
+    lo: Any,
+    hi: Any,
+    k: int,
+    dist: Any,
+    ind: Any,
+    ties: Any,
+    n_threads: int,
+    /,
+) -> None: ...
 def score_rows(
     X: Any,
     dist: Any,

@@ -6,6 +6,9 @@ holds the per-row work of the ``fast`` backend:
 * ``knn``: the exact k nearest training rows of each row, by a scan over all training
   rows with a running top-k, distances summed feature by feature as scikit-learn's
   KD-tree sums them (bit for bit the same distances);
+* ``knn_blocks``: the same answer, from training rows cut into boxes (``blocks.py``):
+  blocks whose box is farther than the current k-th neighbour are skipped (used by
+  the scorer; ``knn`` stays as the plain reference scan);
 * ``score_rows``: the forest walk, LOF from the neighbours and the z-score, summed in
   scikit-learn's order.
 
@@ -30,6 +33,7 @@ except ImportError as error:  # pragma: no cover - exercised by a test with the 
     raise ImportError(KERNEL_MISSING) from error
 
 knn = _kernel.knn
+knn_blocks = _kernel.knn_blocks
 score_rows = _kernel.score_rows
 check_forest = _kernel.check_forest
 pairwise_sum = _kernel.pairwise_sum
@@ -53,6 +57,7 @@ __all__ = [
     "PARALLEL_ROWS",
     "check_forest",
     "knn",
+    "knn_blocks",
     "max_threads",
     "pairwise_sum",
     "score_rows",

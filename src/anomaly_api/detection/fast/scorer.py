@@ -14,6 +14,7 @@ import sklearn
 from numpy.typing import ArrayLike, NDArray
 
 from anomaly_api.detection.ensemble import AnomalyEnsemble, EnsembleOutput
+from anomaly_api.detection.fast.blocks import TrainingBlocks
 from anomaly_api.detection.fast.forest import LEAF, FlatForest
 from anomaly_api.detection.fast.lof import (
     FittedLof,
@@ -105,7 +106,8 @@ class FastScorer:
 
             self._compiled = compiled
             if self.lof_ is not None:
-                self._train_t = np.ascontiguousarray(self.lof_.train_rows.T)
+                # The training rows cut into boxes the scan can skip (checked once here).
+                self._blocks = TrainingBlocks.from_rows(self.lof_.train_rows)
             forest = self.forest_
             # Checked once here, not per call: the kernel then follows the nodes unchecked,
             # so the arrays are made read-only.
@@ -173,7 +175,10 @@ class FastScorer:
         ind = np.empty((X.shape[0], k), dtype=np.int64)
         ties = np.empty(X.shape[0], dtype=np.int64)
         threads = compiled.max_threads() if X.shape[0] >= compiled.PARALLEL_ROWS else 1
-        compiled.knn(X, self._train_t, k, dist, ind, ties, threads)
+        b = self._blocks
+        compiled.knn_blocks(
+            X, b.train_t, b.index, b.starts, b.lo, b.hi, k, dist, ind, ties, threads
+        )
         tied = np.flatnonzero(ties)
         if tied.size and np.isfinite(dist[tied, -1]).all():
             # A training row left out is exactly as far as the k-th neighbour (duplicates,
