@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from factories import fit_time_aware_artifact, fit_tiny_artifact
+from anomaly_api.data.timeseries import TimeSeriesDataset, synthetic_timeseries
+from factories import TIME_AWARE_ROWS, TIME_AWARE_SEED, fit_time_aware_artifact, fit_tiny_artifact
 
 TESTS = Path(__file__).resolve().parent
 _PROCESS_DIRS = {"e2e", "bench"}
@@ -50,6 +52,20 @@ def ta_artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ta-artifacts")
     fit_time_aware_artifact(root)
     return root
+
+
+@pytest.fixture
+def ta_artifacts(tmp_path: Path, ta_artifacts_dir: Path) -> Path:
+    """A private, writable copy of the time-aware model's artifact directory (`ta-1`)."""
+    target = tmp_path / "ta-artifacts"
+    shutil.copytree(ta_artifacts_dir, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def ta_series() -> TimeSeriesDataset:
+    """The labelled synthetic stream the time-aware model of `ta_artifacts_dir` was fitted on."""
+    return synthetic_timeseries(seed=TIME_AWARE_SEED, n_rows=TIME_AWARE_ROWS)
 
 
 @pytest.fixture

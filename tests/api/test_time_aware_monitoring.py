@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,24 +10,21 @@ import httpx
 import pytest
 
 from anomaly_api.artifacts import latest_version, list_versions
-from anomaly_api.data.timeseries import TimeSeriesDataset, synthetic_timeseries
+from anomaly_api.data.timeseries import TimeSeriesDataset
 from anomaly_api.service import metric_names
 from api_testing import assert_error, make_settings, samples, serve_app
-from factories import TIME_AWARE_ROWS, TIME_AWARE_SEED
 
 STREAM_START = 8000  # inside the held-out last 20% of the synthetic stream
 
 
-@pytest.fixture(scope="module")
-def series() -> TimeSeriesDataset:
-    return synthetic_timeseries(seed=TIME_AWARE_SEED, n_rows=TIME_AWARE_ROWS)
+@pytest.fixture
+def series(ta_series: TimeSeriesDataset) -> TimeSeriesDataset:
+    return ta_series
 
 
 @pytest.fixture
-def artifacts(tmp_path: Path, ta_artifacts_dir: Path) -> Path:
-    target = tmp_path / "artifacts"
-    shutil.copytree(ta_artifacts_dir, target)
-    return target
+def artifacts(ta_artifacts: Path) -> Path:
+    return ta_artifacts
 
 
 def _body(series: TimeSeriesDataset, start: int, stop: int, shift: float = 0.0) -> dict[str, Any]:

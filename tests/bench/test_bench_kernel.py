@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from bench_smoke import run_smoke
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_kernel_bench_smoke_writes_every_measurement(tmp_path: Path) -> None:
     out = tmp_path / "kernel.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.kernel", "--smoke", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=580,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(out.read_text())
+    results, stdout = run_smoke("bench.kernel", out, timeout_s=580)
     assert {"c", "numpy", "sklearn"} <= set(results["variants"])
     for n_rows in ("1", "1000"):
         assert all(results["scoring"][n_rows][f"{v}_ms"] > 0 for v in results["variants"])
@@ -34,4 +21,4 @@ def test_kernel_bench_smoke_writes_every_measurement(tmp_path: Path) -> None:
     for variant in results["variants"]:
         assert results["process"][variant]["rss_ready_mb"] > 0
     assert set(results["service"]) == {"fast", "numpy", "sklearn"}
-    assert "| fresh process" in done.stdout
+    assert "| fresh process" in stdout

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from bench_smoke import run_smoke
 
 
 def sane(value: object) -> bool:
@@ -22,16 +18,7 @@ def sane(value: object) -> bool:
 @pytest.mark.timeout(600)
 def test_bench_smoke_writes_every_measurement(tmp_path: Path) -> None:
     out = tmp_path / "smoke.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=580,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(out.read_text())
+    results, stdout = run_smoke("bench", out, timeout_s=580)
     assert results["meta"]["mode"] == "smoke"
     assert "failed_sections" not in results
     for name in ("bare", "fast", "numpy", "sklearn"):
@@ -96,7 +83,7 @@ def test_bench_smoke_writes_every_measurement(tmp_path: Path) -> None:
     assert len(targets) == 16
     assert all(isinstance(t["met"], bool) for t in targets)  # every section ran
     assert all(sane(t["value"]) for t in targets)
-    assert "| target |" in done.stdout  # the printed table
+    assert "| target |" in stdout  # the printed table
     markdown = out.with_suffix(".md").read_text()
     assert markdown.startswith("Run: `python -m bench` (smoke; sections predict, streams")
     assert all(t["target"] in markdown for t in targets)

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from bench_smoke import run_smoke
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_stream_bench_smoke_writes_every_measurement(tmp_path: Path) -> None:
     out = tmp_path / "streams.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.streams", "--smoke", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(out.read_text())
+    results, _ = run_smoke("bench.streams", out, timeout_s=280)
     assert results["meta"]["mode"] == "smoke"
     memory, redis = results["memory"], results["redis"]
     for numbers in (memory, redis):

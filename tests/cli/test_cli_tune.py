@@ -129,14 +129,6 @@ def test_a_model_without_kept_scores_cannot_be_tuned(artifacts: Path) -> None:
     assert "kept no detector scores" in err
 
 
-@pytest.fixture
-def ta_artifacts(tmp_path: Path, ta_artifacts_dir: Path) -> Path:
-    """A private copy of the time-aware model's artifact directory (`ta-1`)."""
-    target = tmp_path / "ta-artifacts"
-    shutil.copytree(ta_artifacts_dir, target)
-    return target
-
-
 def test_tune_a_time_aware_model(ta_artifacts: Path) -> None:
     code, out, err = invoke(
         "tune", "--artifacts-dir", ta_artifacts, "--version", "ta-1", "--target-fpr", "0.05"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from anomaly_api.artifacts import (
     list_versions,
     load_any_artifact,
 )
-from anomaly_api.data.timeseries import TimeSeriesDataset, synthetic_timeseries
+from anomaly_api.data.timeseries import TimeSeriesDataset
 from anomaly_api.monitoring.reference import DRIFT_REFERENCE_FILE
 from anomaly_api.training.references import (
     SCORE_REFERENCE_FILE,
@@ -25,20 +24,16 @@ from anomaly_api.training.references import (
 from anomaly_api.training.revision import tune_version
 from anomaly_api.training.time_aware import chronological_parts
 from anomaly_api.training.tuning import Explicit, TargetFPR, TuningError, expected_rates
-from factories import TIME_AWARE_ROWS, TIME_AWARE_SEED
-
-
-@pytest.fixture(scope="module")
-def series() -> TimeSeriesDataset:
-    return synthetic_timeseries(seed=TIME_AWARE_SEED, n_rows=TIME_AWARE_ROWS)
 
 
 @pytest.fixture
-def artifacts(tmp_path: Path, ta_artifacts_dir: Path) -> Path:
-    """A private copy of the time-aware model's artifact directory."""
-    target = tmp_path / "artifacts"
-    shutil.copytree(ta_artifacts_dir, target)
-    return target
+def series(ta_series: TimeSeriesDataset) -> TimeSeriesDataset:
+    return ta_series
+
+
+@pytest.fixture
+def artifacts(ta_artifacts: Path) -> Path:
+    return ta_artifacts
 
 
 def _load(directory: Path, version: str | None = None) -> TimeAwareArtifact:

@@ -95,6 +95,47 @@ shape(const Py_buffer *view, int axis)
     return view->ndim > axis ? view->shape[axis] : 1;
 }
 
+/* One argument of a kernel function: a buffer to get, or (name NULL) a number parsed
+ * elsewhere, skipped. */
+typedef struct {
+    const char *name;
+    Kind kind;
+    int ndim;
+    int writable;
+} BufferSpec;
+
+/* Get views[i] of objs[i] for every spec[i] with a name; on failure release those got
+ * and return -1 (the exception set by get_buffer). */
+static int
+get_buffers(PyObject *const *objs, Py_buffer *views, const BufferSpec *spec, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (spec[i].name == NULL) {
+            continue;
+        }
+        if (get_buffer(objs[i], &views[i], spec[i].kind, spec[i].ndim, spec[i].writable,
+                       spec[i].name) != 0) {
+            for (int j = 0; j < i; j++) {
+                if (spec[j].name != NULL) {
+                    PyBuffer_Release(&views[j]);
+                }
+            }
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void
+release_buffers(Py_buffer *views, const BufferSpec *spec, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (spec[i].name != NULL) {
+            PyBuffer_Release(&views[i]);
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- summation */
 
 /* Sum values[0:n] in the order of NumPy's add.reduce (numpy/_core/src/umath/loops_utils):
@@ -427,25 +468,16 @@ knn_blocks(PyObject *self, PyObject *args)
                           &o[6], &o[7], &o[8], &n_threads)) {
         return NULL;
     }
-    static const struct {
-        const char *name;
-        Kind kind;
-        int ndim;
-        int writable;
-    } spec[9] = {
+    static const BufferSpec spec[9] = {
         {"X", F64, 2, 0},      {"train_t", F64, 2, 0}, {"index", I64, 1, 0},
         {"starts", I64, 1, 0}, {"lo", F64, 2, 0},      {"hi", F64, 2, 0},
         {"dist", F64, 2, 1},   {"ind", I64, 2, 1},     {"ties", I64, 1, 1},
     };
     Py_buffer b[9];
-    int got;
     double *scratch = NULL;
     PyObject *result = NULL;
-    for (got = 0; got < 9; got++) {
-        if (get_buffer(o[got], &b[got], spec[got].kind, spec[got].ndim, spec[got].writable,
-                       spec[got].name) != 0) {
-            goto done;
-        }
+    if (get_buffers(o, b, spec, 9) != 0) {
+        return NULL;
     }
     const Py_ssize_t n_rows = shape(&b[0], 0), n_features = shape(&b[0], 1);
     const Py_ssize_t n_train = shape(&b[1], 1), n_blocks = shape(&b[3], 0) - 1;
@@ -513,9 +545,7 @@ knn_blocks(PyObject *self, PyObject *args)
 
 done:
     free(scratch);
-    for (int j = 0; j < got; j++) {
-        PyBuffer_Release(&b[j]);
-    }
+    release_buffers(b, spec, 9);
     return result;
 }
 
@@ -619,12 +649,7 @@ score_rows(PyObject *self, PyObject *args)
                           &o[14])) {
         return NULL;
     }
-    static const struct {
-        const char *name;
-        Kind kind;
-        int ndim;
-        int writable;
-    } spec[15] = {
+    static const BufferSpec spec[15] = {
         {"X", F64, 2, 0},          {"dist", F64, 2, 0},      {"ind", I64, 2, 0},
         {"roots", I64, 1, 0},      {"feature", I64, 1, 0},   {"threshold", F64, 1, 0},
         {"left", I64, 1, 0},       {"right", I64, 1, 0},     {"leaf_value", F64, 1, 0},
@@ -632,15 +657,8 @@ score_rows(PyObject *self, PyObject *args)
         {"center", F64, 1, 0},     {"scale", F64, 1, 0},     {"out", F64, 2, 1},
     };
     Py_buffer b[15];
-    int got = 0;
-    for (got = 0; got < 15; got++) {
-        if (spec[got].name == NULL) {
-            continue;
-        }
-        if (get_buffer(o[got], &b[got], spec[got].kind, spec[got].ndim, spec[got].writable,
-                       spec[got].name) != 0) {
-            goto fail;
-        }
+    if (get_buffers(o, b, spec, 15) != 0) {
+        return NULL;
     }
     const Py_ssize_t n_rows = shape(&b[0], 0), n_features = shape(&b[0], 1);
     const Py_ssize_t k = shape(&b[2], 1), n_nodes = shape(&b[6], 0), n_train = shape(&b[11], 0);
@@ -766,19 +784,11 @@ score_rows(PyObject *self, PyObject *args)
     }
     Py_END_ALLOW_THREADS
     free(scratch);
-    for (int j = 0; j < 15; j++) {
-        if (spec[j].name != NULL) {
-            PyBuffer_Release(&b[j]);
-        }
-    }
+    release_buffers(b, spec, 15);
     Py_RETURN_NONE;
 
 fail:
-    for (int j = 0; j < got; j++) {
-        if (spec[j].name != NULL) {
-            PyBuffer_Release(&b[j]);
-        }
-    }
+    release_buffers(b, spec, 15);
     return NULL;
 }
 
