@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -77,16 +78,25 @@ def _move_thresholds(server: ServerProcess, new_version: str) -> httpx.Response:
     return httpx.post(f"{server.url}/admin/thresholds", json=body, timeout=30)
 
 
-def test_a_revision_made_on_one_replica_is_served_by_all(
-    tmp_path: Path, redis_server: RedisServer
-) -> None:
-    shared = _artifacts(tmp_path, "shared")
-    env = _env(shared, redis_server.url)
+@contextmanager
+def _two_replicas(
+    tmp_path: Path, redis_url: str
+) -> Iterator[tuple[ServerProcess, ServerProcess, dict[str, str]]]:
+    """Replicas a and b on one Redis and one shared artifact directory, both subscribed;
+    also their environment, for a third replica."""
+    env = _env(_artifacts(tmp_path, "shared"), redis_url)
     with (
         running_server(_workdir(tmp_path, "a"), env) as a,
         running_server(_workdir(tmp_path, "b"), env) as b,
     ):
         _eventually(lambda: _subscribed(a) and _subscribed(b), "both subscribed")
+        yield a, b, env
+
+
+def test_a_revision_made_on_one_replica_is_served_by_all(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    with _two_replicas(tmp_path, redis_server.url) as (a, b, env):
         moved = _move_thresholds(a, "tiny-1-f05")
         assert moved.status_code == 200, moved.text
         assert moved.json()["announced"] is True
@@ -142,13 +152,7 @@ def test_a_replica_without_the_version_keeps_its_model(
 def test_redis_down_the_admin_call_still_succeeds_and_is_announced_later(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    shared = _artifacts(tmp_path, "shared")
-    env = _env(shared, redis_server.url)
-    with (
-        running_server(_workdir(tmp_path, "a"), env) as a,
-        running_server(_workdir(tmp_path, "b"), env) as b,
-    ):
-        _eventually(lambda: _subscribed(a) and _subscribed(b), "both subscribed")
+    with _two_replicas(tmp_path, redis_server.url) as (a, b, _):
         redis_server.kill()
         moved = _move_thresholds(a, "tiny-1-offline")
         assert moved.status_code == 200, moved.text

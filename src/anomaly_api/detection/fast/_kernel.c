@@ -175,6 +175,18 @@ pairwise_sum_impl(const double *a, Py_ssize_t n)
 
 /* ---------------------------------------------------------------- neighbours */
 
+/* Threads for a call over n_rows rows: the caller's request within [1, MAX_THREADS], and
+ * no more threads than rows (one, doing nothing, for an empty batch). */
+static int
+thread_count(int requested, Py_ssize_t n_rows)
+{
+    int n = requested < 1 ? 1 : (requested > MAX_THREADS ? MAX_THREADS : requested);
+    if (n > n_rows) {
+        n = n_rows > 0 ? (int)n_rows : 1;
+    }
+    return n;
+}
+
 typedef struct {
     const double *X;       /* (n_rows, n_features) */
     const double *train_t; /* (n_features, n_train): feature-major, for the vector loop */
@@ -500,15 +512,7 @@ knn_blocks(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "knn_blocks: malformed block offsets");
         goto done;
     }
-    if (n_threads < 1) {
-        n_threads = 1;
-    }
-    if (n_threads > MAX_THREADS) {
-        n_threads = MAX_THREADS;
-    }
-    if (n_threads > n_rows) {
-        n_threads = n_rows > 0 ? (int)n_rows : 1;
-    }
+    n_threads = thread_count(n_threads, n_rows);
     scratch = malloc(sizeof(double) * (size_t)n_blocks * (size_t)n_threads);
     if (scratch == NULL) {
         PyErr_NoMemory();
@@ -580,15 +584,7 @@ knn(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "knn: inconsistent shapes or k");
         goto fail_s;
     }
-    if (n_threads < 1) {
-        n_threads = 1;
-    }
-    if (n_threads > MAX_THREADS) {
-        n_threads = MAX_THREADS;
-    }
-    if (n_threads > n_rows) {
-        n_threads = (int)n_rows;
-    }
+    n_threads = thread_count(n_threads, n_rows);
     KnnTask tasks[MAX_THREADS];
     pthread_t threads[MAX_THREADS];
     int started[MAX_THREADS] = {0};
