@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     )
     cache_prefix: str = Field(default="anomaly:pred:", description="Prefix of every cache key.")
     redis_timeout_s: float = Field(default=0.05, gt=0, description="Timeout of one Redis call.")
+    redis_connect_timeout_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Budget of the calls off the request path that may open a connection: the "
+        "warm-up at start, the /health probe, subscribing to the revision channel. A request's "
+        "own Redis call still gives up after REDIS_TIMEOUT_S.",
+    )
     redis_breaker_failures: int = Field(
         default=3, ge=1, description="Consecutive Redis failures that open the circuit breaker."
     )

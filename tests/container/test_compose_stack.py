@@ -94,7 +94,8 @@ def client(project: ComposeProject) -> Iterator[httpx.Client]:
     """HTTP client on the load balancer's loopback port, once the service is ready.
 
     Ready means the api container's own health check passed and then the load balancer
-    answered /health with the model loaded three times in a row.
+    answered /health with the model loaded and the shared Redis reachable (status ``ok``)
+    three times in a row.
     """
     project.wait_healthy("api", count=1)
     with httpx.Client(
@@ -109,7 +110,7 @@ def client(project: ComposeProject) -> Iterator[httpx.Client]:
             try:
                 answer = http.get("/health")
                 last = (answer.status_code, answer.text)
-                ok = answer.status_code == 200 and answer.json()["model_loaded"]
+                ok = answer.status_code == 200 and answer.json()["status"] == "ok"
             except httpx.TransportError as exc:
                 last, ok = exc, False
             streak = streak + 1 if ok else 0
@@ -137,7 +138,7 @@ def test_image_runs_as_a_non_root_user(project: ComposeProject) -> None:
 
 def test_health_reports_model_and_shared_redis_cache(client: httpx.Client) -> None:
     health = client.get("/health").json()
-    assert health["status"] == "ok"
+    assert health["status"] == "ok", health
     assert health["model_loaded"] is True
     assert health["cache"] == {"backend": "redis", "ok": True}
     assert client.get("/health/live").status_code == 200
@@ -158,7 +159,7 @@ def test_predict_twice_is_cached_in_the_redis_container(
     second = client.post("/predict", json=body)
     assert first.status_code == second.status_code == 200
     first_json, second_json = first.json(), second.json()
-    assert (first_json["cached"], second_json["cached"]) == (False, True)
+    assert (first_json["cached"], second_json["cached"]) == (False, True), project.logs()
     assert first_json["is_anomaly"] is False
     for field in ("anomaly_score", "confidence", "is_anomaly", "model_version"):
         assert first_json[field] == second_json[field]
@@ -194,7 +195,7 @@ def test_scaled_replicas_share_one_cache(client: httpx.Client, project: ComposeP
     body = {"features": [0.11, -0.4, 0.93, 0.2, -1.1, 0.05, 0.7, -0.3]}
     on_first = predict_inside(project, first, body)
     on_second = predict_inside(project, second, body)
-    assert (on_first["cached"], on_second["cached"]) == (False, True)
+    assert (on_first["cached"], on_second["cached"]) == (False, True), project.logs()
     assert on_first["anomaly_score"] == on_second["anomaly_score"]
     # The load balancer still answers with both replicas behind it.
     for _ in range(4):
@@ -226,7 +227,7 @@ def test_scaled_replicas_serve_one_stream(client: httpx.Client, project: Compose
         # Each replica sees every reading the other one took: total grows by one per post.
         assert answer["body"]["stream"]["total"] == i + 1, answer
         assert answer["body"]["stream"]["backend"] == "redis", answer
-        assert answer["body"]["stream"]["degraded"] is False, answer
+        assert answer["body"]["stream"]["degraded"] is False, (answer, project.logs())
         answered_by.append(replica)
     assert set(answered_by) == set(replicas)
     # And the load balancer, whichever replica it picks, answers the same stream.

@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[AppState]:
         runtime = ServiceRuntime.start(settings)
+        await runtime.warm_up()  # with Redis: its connections are open before the first request
         dataplane = DataPlane(runtime, metrics)  # prediction + cache metrics
         dataplane.add_hook(note_scored_batch)  # rows, cache hits, version for the access log
         dataplane.add_hook(monitor.observe)  # drift window + service-wide alarms

@@ -75,7 +75,7 @@ def client_from_settings(settings: Settings, **options: Any) -> Redis:
     timeout = settings.redis_timeout_s
     defaults: dict[str, Any] = {
         "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
+        "socket_connect_timeout": settings.redis_connect_timeout_s,
         "retry": Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
         "health_check_interval": 0,  # a stale socket fails once; the retry reconnects
     }
@@ -105,10 +105,21 @@ class GuardedRedisCalls:
     _outage_message: ClassVar[str]
 
     def __init__(
-        self, client: Redis, call_timeout_s: float, breaker: CircuitBreaker, log_interval_s: float
+        self,
+        client: Redis,
+        call_timeout_s: float,
+        breaker: CircuitBreaker,
+        log_interval_s: float,
+        *,
+        probe_timeout_s: float | None = None,
     ) -> None:
         self._client = client
         self._call_timeout_s = call_timeout_s
+        # Off the request path (health probe, warm-up) a call may take longer: it may have to
+        # open the connection (DNS, TCP, TLS, CLIENT SETINFO), which a loaded host or a TLS
+        # Redis does not always do within a request's budget. A connection it opens stays in
+        # the pool for the requests.
+        self._probe_timeout_s = max(call_timeout_s, probe_timeout_s or 0.0)
         self._breaker = breaker
         self._warn = ThrottledWarning(log_interval_s, log=self._log)
         self.errors = 0
@@ -125,9 +136,10 @@ class GuardedRedisCalls:
         return self._breaker.state
 
     async def check(self) -> bool:
-        """PING Redis now, past the breaker: success closes it, failure opens it."""
+        """PING Redis now, past the breaker, within the probe's budget: success closes the
+        breaker, failure opens it."""
         try:
-            async with asyncio.timeout(self._call_timeout_s):
+            async with asyncio.timeout(self._probe_timeout_s):
                 await self._client.ping()
         except Exception as exc:
             self._failed("PING", exc, trip=True)

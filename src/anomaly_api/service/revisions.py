@@ -152,12 +152,15 @@ class RevisionChannel(GuardedRedisCalls):
         on_result: Callable[[RevisionResult], None] | None = None,
         on_announce: Callable[[bool], None] | None = None,
         log_interval_s: float = 30.0,
+        probe_timeout_s: float | None = None,
     ) -> None:
         """``client`` announces (guarded); ``subscriber`` listens and must not retry by
         itself, so that a lost connection comes back through a resubscription (and its
         catch-up). ``on_result`` gets the result of each message, ``on_announce`` whether
         each announcement went out (metrics)."""
-        super().__init__(client, call_timeout_s, breaker, log_interval_s)
+        super().__init__(
+            client, call_timeout_s, breaker, log_interval_s, probe_timeout_s=probe_timeout_s
+        )
         self._subscriber = subscriber
         self._reloader = reloader
         self.channel = f"{prefix}revisions"
@@ -191,6 +194,7 @@ class RevisionChannel(GuardedRedisCalls):
             breaker=breaker_from_settings(settings),
             on_result=on_result,
             on_announce=on_announce,
+            probe_timeout_s=settings.redis_connect_timeout_s,
         )
 
     # --- announcing ----------------------------------------------------------------------
@@ -326,7 +330,7 @@ class RevisionChannel(GuardedRedisCalls):
     async def _listen(self) -> None:
         pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
         try:
-            async with asyncio.timeout(self._call_timeout_s):
+            async with asyncio.timeout(self._probe_timeout_s):  # opens the connection
                 await pubsub.subscribe(self.channel)
             self.subscribed = True
             self._succeeded()
@@ -338,7 +342,7 @@ class RevisionChannel(GuardedRedisCalls):
                 if message is None:  # a quiet period: is Redis still there?
                     if awaiting_pong:
                         raise RedisConnectionError("no answer to PING")
-                    async with asyncio.timeout(self._call_timeout_s):
+                    async with asyncio.timeout(self._probe_timeout_s):
                         await pubsub.ping()
                     awaiting_pong = True
                     await self._send_pending()

@@ -7,6 +7,7 @@ the model it started with.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
@@ -111,6 +112,12 @@ class ServiceRuntime:
             reason = self.load_error or "the model is still loading"
             raise ModelNotReadyError(f"no model is loaded ({reason})")
         return predictor
+
+    async def warm_up(self) -> None:
+        """Open the Redis connections before the first request needs them (one probe of the
+        cache and of the stream store each, within ``redis_connect_timeout_s``); a Redis
+        that is down only opens the breakers, as a failed probe does."""
+        await asyncio.gather(self.cache.check(), self.streams.check())
 
     async def health(self) -> HealthReport:
         """Model readiness plus an active probe of the cache."""

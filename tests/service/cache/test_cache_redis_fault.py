@@ -118,3 +118,23 @@ async def test_dead_redis_does_not_spam_the_log(
     # The first failure and the breaker opening; everything after is held back.
     assert 1 <= len(warnings) <= 2
     assert any("bypassing" in r.getMessage() for r in warnings)
+
+
+
+async def test_a_connection_may_take_longer_to_open_than_a_call(
+    redis_server: RedisServer,
+) -> None:
+    """Opening a connection (DNS, TCP, TLS) gets ``redis_connect_timeout_s``, which the
+    probe's budget covers; an answer still has to come within ``redis_timeout_s``."""
+    settings = Settings(
+        redis_url=redis_server.url, redis_timeout_s=0.1, redis_connect_timeout_s=3.0
+    )
+    cache = RedisPredictionCache.from_settings(settings)
+    try:
+        options = cache._client.connection_pool.connection_kwargs
+        assert (options["socket_connect_timeout"], options["socket_timeout"]) == (3.0, 0.1)
+        assert cache._probe_timeout_s == 3.0
+        assert cache._call_timeout_s == 0.2
+        assert await cache.check()
+    finally:
+        await cache.close()

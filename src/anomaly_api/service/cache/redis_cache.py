@@ -8,7 +8,8 @@ redis-py's defaults suit a primary store, not a cache: 5 s socket timeouts and t
 retries with exponential backoff. Here the socket timeouts come from the settings and
 a call is retried at most once, immediately, and only on a connection error (a pooled
 socket that a Redis restart closed); the breaker replaces retrying. Nothing connects
-at construction, so start-up never waits for Redis.
+at construction; the service's start-up warm-up opens the connection once, within
+``redis_connect_timeout_s`` (a dead Redis only opens the breaker).
 
 Writes go as one EVALSHA of a tiny Lua script that SETs every key with its TTL, rather
 than a pipeline of SET commands: the same single round trip, but redis-py packs one
@@ -73,8 +74,11 @@ class RedisPredictionCache(GuardedRedisCalls):
         call_timeout_s: float,
         breaker: CircuitBreaker,
         log_interval_s: float = 30.0,
+        probe_timeout_s: float | None = None,
     ) -> None:
-        super().__init__(client, call_timeout_s, breaker, log_interval_s)
+        super().__init__(
+            client, call_timeout_s, breaker, log_interval_s, probe_timeout_s=probe_timeout_s
+        )
         self._ttl_ms = max(1, round(ttl_s * 1000))
         self._set_many_script = client.register_script(_SET_MANY_LUA)
         self.hits = 0
@@ -87,7 +91,13 @@ class RedisPredictionCache(GuardedRedisCalls):
         client = client_from_settings(settings)
         breaker = breaker_from_settings(settings)
         # The budget covers one connect plus one read (or the one immediate retry).
-        return cls(client, ttl_s=settings.cache_ttl_s, call_timeout_s=2 * timeout, breaker=breaker)
+        return cls(
+            client,
+            ttl_s=settings.cache_ttl_s,
+            call_timeout_s=2 * timeout,
+            breaker=breaker,
+            probe_timeout_s=settings.redis_connect_timeout_s,
+        )
 
     @property
     def breaker_opened_total(self) -> int:

@@ -258,8 +258,11 @@ class RedisStreamStore(GuardedRedisCalls):
         breaker: CircuitBreaker,
         max_concurrent_calls: int = 64,
         log_interval_s: float = 30.0,
+        probe_timeout_s: float | None = None,
     ) -> None:
-        super().__init__(client, call_timeout_s, breaker, log_interval_s)
+        super().__init__(
+            client, call_timeout_s, breaker, log_interval_s, probe_timeout_s=probe_timeout_s
+        )
         self._slots = asyncio.Semaphore(max_concurrent_calls)
         self._prefix = prefix
         self._live_key = f"{prefix}live"
@@ -297,6 +300,7 @@ class RedisStreamStore(GuardedRedisCalls):
             call_timeout_s=2 * timeout,
             breaker=breaker,
             max_concurrent_calls=settings.stream_redis_max_connections,
+            probe_timeout_s=settings.redis_connect_timeout_s,
         )
 
     @property
