@@ -6,8 +6,10 @@ and in the shared Redis. A revision saved before the lineage was recorded behave
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -234,3 +236,42 @@ async def test_a_revision_keeps_the_alarm_state_of_a_point_wise_stream(
         assert not third.answers[0].alarm  # a fresh state: one anomaly is not two
         normal = await send(3.0, NORMAL)
         assert normal.stream.total == 2
+
+
+async def test_a_revision_announced_over_redis_keeps_the_stream_on_the_other_replica(
+    ta_artifacts: Path, ta_series: TimeSeriesDataset
+) -> None:
+    """Two replicas on one Redis and one artifact directory: a stream fed through one, a
+    revision made on it, the next readings sent to the other once it follows."""
+    prefix = f"test:stream-revisions:{uuid.uuid4().hex}:"
+    shared = {
+        "redis_url": SHARED_REDIS_URL,
+        "redis_timeout_s": 2.0,
+        "stream_prefix": f"{prefix}s:",
+        "cache_prefix": f"{prefix}c:",
+        "revision_prefix": f"{prefix}r:",
+        "stream_max_streams": 50,
+    }
+    try:
+        async with (
+            open_app(make_settings(ta_artifacts, **shared)) as (one, _),
+            open_app(make_settings(ta_artifacts, **shared)) as (two, _),
+        ):
+            await _feed(one, ta_series, "p4", START, 4)
+            tuned = await one.post("/admin/thresholds", json={"target_fpr": 0.002})
+            assert tuned.status_code == 200, tuned.text
+            assert tuned.json()["announced"] is True, tuned.json()
+            revision = tuned.json()["model_version"]
+            deadline = time.monotonic() + 30
+            while (await two.get("/model/info")).json()["version"] != revision:
+                assert time.monotonic() < deadline, "the other replica did not follow"
+                await asyncio.sleep(0.05)
+            after = await _append(two, "p4", _chunk(ta_series, START + 64))
+        assert after.model_version == revision
+        assert (after.stream.restarted, after.stream.warming_up) == (False, False)
+        assert (after.stream.total, after.stream.backend) == (80, "redis")
+    finally:
+        with redis.Redis.from_url(SHARED_REDIS_URL) as client:
+            stale = list(client.scan_iter(match=prefix + "*", count=1000))
+            if stale:
+                client.delete(*stale)
