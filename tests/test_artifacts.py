@@ -20,7 +20,9 @@ from anomaly_api.artifacts import (
     ArtifactNotFoundError,
     ArtifactVersionMismatchError,
     ArtifactVersionWarning,
+    FittedModelInfo,
     file_sha256,
+    fitted_model_of,
     latest_version,
     list_versions,
     load_artifact,
@@ -152,3 +154,18 @@ def test_format_1_artifacts_are_refused_with_a_clear_error(tmp_path: Path) -> No
     path.write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match=r"artifact format 1.*retrain it"):
         load_artifact(tmp_path)
+
+
+def test_a_manifest_without_lineage_is_its_own_fitted_model(artifacts: Path) -> None:
+    """Trained versions, and revisions saved before ``fitted_model`` was recorded, lack it."""
+    manifest_file = artifacts / "tiny-1" / MANIFEST_FILE
+    data = json.loads(manifest_file.read_text())
+    assert "fitted_model" in data  # written as null by a trained version
+    del data["fitted_model"]
+    data["parent_version"] = "tiny-0"  # an old revision: its parent, no root recorded
+    manifest_file.write_text(json.dumps(data))
+    manifest = load_artifact(artifacts).manifest
+    assert manifest.fitted_model is None
+    assert fitted_model_of(manifest) == FittedModelInfo(
+        version="tiny-1", model_sha256=manifest.model_sha256
+    )

@@ -120,6 +120,13 @@ class TimeAwareInfo(BaseModel):
     stream_column: str | None = None
 
 
+class FittedModelInfo(BaseModel):
+    """The trained version whose fitted estimators a threshold revision serves."""
+
+    version: str = Field(description="The trained version (the root of the revision chain).")
+    model_sha256: str = Field(description="SHA-256 of that version's model file.")
+
+
 class ArtifactManifest(BaseModel):
     """Everything known about one model version, stored next to it as JSON."""
 
@@ -161,6 +168,25 @@ class ArtifactManifest(BaseModel):
         default=None,
         description="How the thresholds were moved: objective, before/after, expected rates.",
     )
+    fitted_model: FittedModelInfo | None = Field(
+        default=None,
+        description="A threshold revision's root: the trained version it was derived from "
+        "(carried down a chain of revisions). Absent for a trained version, which is its own, "
+        "and in revisions written before it was recorded (see `fitted_model_of`).",
+    )
+
+
+def fitted_model_of(manifest: ArtifactManifest) -> FittedModelInfo:
+    """The trained version whose fit ``manifest``'s version serves.
+
+    A threshold revision records it (``fitted_model``); a trained version, and a revision
+    saved before the field existed, is its own: the version and its model file's hash.
+    A revision of such an old revision therefore records the old revision, which is the
+    root the old revision itself reports -- the chain stays consistent without walking it.
+    """
+    if manifest.fitted_model is not None:
+        return manifest.fitted_model
+    return FittedModelInfo(version=manifest.version, model_sha256=manifest.model_sha256)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from anomaly_api.artifacts import latest_version, list_versions, load_artifact, read_manifest
+from anomaly_api.artifacts import (
+    FittedModelInfo,
+    latest_version,
+    list_versions,
+    load_artifact,
+    read_manifest,
+)
 from anomaly_api.cli.main import app
 from anomaly_api.training.references import SCORE_REFERENCE_FILE, load_references
 
@@ -57,6 +63,11 @@ def test_tune_target_fpr_writes_a_new_latest_version(artifacts: Path) -> None:
     assert latest_version(artifacts) == "fpr1"
     tuned = load_artifact(artifacts, "fpr1")  # verified: hashes of model and references
     assert tuned.manifest.parent_version == parent
+    root = read_manifest(artifacts, parent)
+    assert root.fitted_model is None  # a trained version is its own fitted model
+    assert tuned.manifest.fitted_model == FittedModelInfo(
+        version=parent, model_sha256=root.model_sha256
+    )
     assert tuned.manifest.tuning is not None
     assert tuned.manifest.tuning["objective"] == "target-fpr=0.01"
     assert tuned.manifest.tuning["expected"]["fpr"] <= 0.02
@@ -149,6 +160,12 @@ def test_tune_a_time_aware_model(ta_artifacts: Path) -> None:
     )
     assert code == 0, err
     assert json.loads(out_no_latest)["thresholds_after"] == {"top4_z": -9.0}
+    # A revision of a revision records the chain's root, the trained version.
+    second = read_manifest(ta_artifacts, json.loads(out_no_latest)["version"])
+    assert second.parent_version == record["version"]
+    assert second.fitted_model == manifest.fitted_model
+    assert second.fitted_model is not None
+    assert second.fitted_model.version == "ta-1"
     code, out, err = invoke("models", "--artifacts-dir", ta_artifacts)
     assert code == 0, err
     listed = {line[2:].split()[0]: line for line in out.splitlines()[1:]}

@@ -1,5 +1,6 @@
 """A real server on a time-aware model: the operator retunes it with `anomaly-api tune`, the
-server picks the revision up on SIGHUP, and drift and the expected rate follow it."""
+server picks the revision up on SIGHUP, drift and the expected rate follow it, and the
+stream keeps its window."""
 
 from __future__ import annotations
 
@@ -73,7 +74,10 @@ def test_tune_then_sighup_serves_the_revision(tmp_path: Path, ta_artifacts_dir: 
     assert table["parent_version"] == "ta-1"
     assert after.status_code == 200, after.text
     assert after.json()["model_version"] == record["version"]
-    assert after.json()["stream"]["restarted"] is True  # a new version restarts the window
+    # A revision serves the same fit: the stream keeps its window (it used to restart).
+    assert after.json()["stream"]["restarted"] is False
+    assert after.json()["stream"]["warming_up"] is False
+    assert after.json()["stream"]["total"] == 80
     assert drift["model_version"] == record["version"]
     assert drift["rows_held"] == 16  # a fresh drift window for the new version
     assert [f["feature"] for f in drift["features"]] == channels

@@ -92,7 +92,10 @@ class StreamSummary:
     ]
     model_changed: Annotated[
         bool,
-        Field(description="The stream existed under another model version: it restarted."),
+        Field(
+            description="The stream existed under another fitted model (another trained "
+            "version, window or features): it restarted. A threshold revision keeps it."
+        ),
     ]
     backend: Annotated[str, Field(description="`memory` or `redis`.")]
     degraded: Annotated[
@@ -144,7 +147,13 @@ class StreamStateAnswer:
     n_features: int
     first_timestamp: str
     last_timestamp: str
-    model_version: Annotated[str, Field(description="The model the window was built for.")]
+    model_version: Annotated[
+        str,
+        Field(
+            description="The served version when the window is the served model's (a "
+            "threshold revision keeps it), else the trained version it was built for."
+        ),
+    ]
     expires_in_s: float
     backend: str
     degraded: bool

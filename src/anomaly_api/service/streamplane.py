@@ -16,6 +16,13 @@ reading for a point-wise model: enough to refuse out-of-order timestamps). Every
 check runs before the store is touched, and the store's append is all or nothing, so a
 refused request leaves the stream as it was.
 
+The store's model key is ``stream_key(predictor)``: the fitted model the served version
+serves (a threshold revision's root, ``fitted_model_of``), the window length and the
+feature names -- what gives the stored readings their meaning. A threshold revision (or
+a reload back to another revision of the same fit) keeps every stream, its window and its
+alarm state; a differently fitted model restarts them. Answers still carry the served
+``model_version``.
+
 Every answer carries ``alarm``: the alarm policy (the ``alarm_*`` settings, or the
 request's) over the stream's anomaly flags, warming-up readings included. A stream keeps
 its alarm state in the store (``stream_alarms``); a window is evaluated from a fresh state.
@@ -23,7 +30,10 @@ its alarm state in the store (``stream_alarms``); a window is evaluated from a f
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -31,6 +41,7 @@ import anyio.to_thread
 import numpy as np
 from numpy.typing import NDArray
 
+from anomaly_api.artifacts import fitted_model_of
 from anomaly_api.detection.contributions import severity_from_score
 from anomaly_api.monitoring.alarms import AlarmPolicy
 from anomaly_api.service.answers import BatchAnswer
@@ -65,7 +76,15 @@ from anomaly_api.service.streams import (
     check_stream_id,
 )
 
-__all__ = ["Mode", "StreamPlane", "Timestamp", "iso", "parse_timestamps"]
+__all__ = [
+    "Mode",
+    "StreamPlane",
+    "Timestamp",
+    "iso",
+    "key_version",
+    "parse_timestamps",
+    "stream_key",
+]
 
 Mode = Literal["last", "all"]
 
@@ -100,6 +119,9 @@ class StreamPlane:
         self.store = store
         self.window_max_readings = window_max_readings
         self.stream_max_readings = stream_max_readings
+        self._key: tuple[weakref.ref[Predictor], str] | None = None
+        """The last predictor's stream key (computed once per served model, which it does
+        not keep alive)."""
 
     # ------------------------------------------------------------------ entry points
     async def window(
@@ -165,7 +187,7 @@ class StreamPlane:
                 ts,
                 X,
                 window=min(history - 1 + len(X), self.max_window),
-                model_key=predictor.version,
+                model_key=self._stream_key(predictor),
             )
         except StreamCapacityError as exc:
             exc.retry_after_s = self.retry_after_s  # type: ignore[attr-defined]
@@ -215,6 +237,11 @@ class StreamPlane:
         found = await self.store.get(stream_id)
         if found is None:
             raise StreamNotFoundError(f"stream {stream_id!r} does not exist (or has expired)")
+        served = self.dataplane.runtime.predictor
+        if served is not None and self._stream_key(served) == found.model_key:
+            version = served.version  # the stream carries on under the served version
+        else:
+            version = key_version(found.model_key)
         return StreamStateAnswer(
             stream_id=stream_id,
             total=found.total,
@@ -222,7 +249,7 @@ class StreamPlane:
             n_features=found.n_features,
             first_timestamp=iso(found.first_timestamp),
             last_timestamp=iso(found.last_timestamp),
-            model_version=found.model_key,
+            model_version=version,
             expires_in_s=found.expires_in_s,
             backend=self.store.backend,
             degraded=found.degraded,
@@ -236,6 +263,14 @@ class StreamPlane:
             raise StreamNotFoundError(f"stream {stream_id!r} does not exist (or has expired)")
 
     # ------------------------------------------------------------------ scoring
+    def _stream_key(self, predictor: Predictor) -> str:
+        cached = self._key
+        if cached is not None and cached[0]() is predictor:
+            return cached[1]
+        key = stream_key(predictor)
+        self._key = (weakref.ref(predictor), key)
+        return key
+
     @staticmethod
     def _check_count(n: int, limit: int, what: str) -> None:
         if n == 0:
@@ -272,6 +307,31 @@ class StreamPlane:
         self.dataplane.report(
             ScoredBatch(predictor.version, X, predictions, batch, inference_ms / 1000.0)
         )
+
+
+def stream_key(predictor: Predictor) -> str:
+    """The model key a stream's window is kept under: ``<root>@<sha>/w<window>/f<features>``.
+
+    ``root`` and ``sha`` (16 hex of its model file's SHA-256) name the fitted model the
+    served version serves (``fitted_model_of``: a threshold revision's trained root, else
+    the version itself); ``window`` is the readings a score needs (``history_needed``, 1
+    for a point-wise model); ``features`` is 16 hex of the SHA-256 of the input feature
+    names (and a time-aware model's window feature names), in order. Version names have
+    no ``@``, so ``key_version`` reads the root back. At most ~150 bytes.
+    """
+    fitted = fitted_model_of(predictor.manifest)
+    time_aware = predictor.manifest.time_aware
+    names = [
+        list(predictor.feature_names),
+        [] if time_aware is None else list(time_aware.window_feature_names),
+    ]
+    features = hashlib.sha256(json.dumps(names).encode()).hexdigest()[:16]
+    return f"{fitted.version}@{fitted.model_sha256[:16]}/w{_history(predictor)}/f{features}"
+
+
+def key_version(model_key: str) -> str:
+    """The version a stream key names (its root); a key of another form, as it is."""
+    return model_key.split("@", 1)[0]
 
 
 def _alarm_answer(stored: StoredAlarm | None) -> StreamAlarmAnswer:

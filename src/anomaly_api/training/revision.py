@@ -5,6 +5,7 @@ thresholds for one ``Objective`` from the scores the version kept (``score_refer
 for the detector that decides (``tunable_detector``: the ensemble, or a time-aware model's
 window detector; its warm-up ensemble keeps its thresholds), and saves a new version: the
 same model with ``set_offsets`` on that detector, its own manifest (``parent_version``,
+``fitted_model``: the trained version at the root of the chain, whose fit it still serves,
 ``tuning`` with the objective, before/after thresholds and the expected rates) and the
 parent's references (re-hashed into the new manifest). Like training, it points
 ``LATEST`` at the new version unless told not to. Used by ``anomaly-api tune`` and
@@ -25,6 +26,7 @@ from anomaly_api.artifacts import (
     ArtifactError,
     DetectorInfo,
     attachment_path,
+    fitted_model_of,
     load_any_artifact,
     save_artifact,
     validate_version_name,
@@ -129,6 +131,7 @@ def tune_version(
             "created_at": now,
             "detectors": detectors,
             "parent_version": manifest.version,
+            "fitted_model": fitted_model_of(manifest),
             "tuning": tuning,
             "metrics": {
                 **(manifest.metrics or {}),
