@@ -3,7 +3,8 @@
 Three measurements, written to one JSON file (default ``bench/results/quality_time.json``):
 
 * synthetic: seeds 0-9, the ``anomaly-api train --window`` pipeline (chronological
-  60/20/20 split, thresholds tuned on the validation part); F1, FPR, recall per kind and
+  60/20/20 split, thresholds tuned on the validation part: max F1 with the normal
+  floor of ``--normal-floor``); F1, FPR, recall per kind and
   detection delay per kind on the last 20% of each seed, pooled over seeds;
 * TEP (``../shared/datasets/tep``): fitted on ``train_normal.csv`` only; the threshold
   is calibrated on ``test_normal.csv`` (normal data from another run, never fitted on)
@@ -33,6 +34,7 @@ from anomaly_api.data.timeseries import synthetic_timeseries
 from anomaly_api.detection.time_aware import DEFAULT_MEAN_GATE
 from anomaly_api.detection.windows import DEFAULT_FEATURES
 from anomaly_api.training.time_aware import (
+    DEFAULT_NORMAL_FLOOR,
     TimeAwareSettings,
     fit_time_aware,
     new_time_aware_model,
@@ -202,6 +204,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--mean-gate", default=str(DEFAULT_MEAN_GATE), help="a number, or 'none' for no gate"
     )
+    parser.add_argument(
+        "--normal-floor",
+        default=str(DEFAULT_NORMAL_FLOOR),
+        help="max-F1 thresholds at most this many robust sd below the validation normals' "
+        "median score; 'none' for plain max F1",
+    )
     parser.add_argument("--only", choices=("synthetic", "tep", "nab"), default=None)
     parser.add_argument(
         "--datasets", type=Path, default=DATASETS, help="folder holding tep/ and nab/"
@@ -215,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         detector=args.detector,
         target_fpr=args.target_fpr,
         mean_gate=None if args.mean_gate.lower() == "none" else float(args.mean_gate),
+        normal_floor=None if args.normal_floor.lower() == "none" else float(args.normal_floor),
     )
     started = time.perf_counter()
     given = sys.argv[1:] if argv is None else argv

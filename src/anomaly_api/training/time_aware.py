@@ -5,10 +5,12 @@ the split is chronological instead (by timestamp, over all streams): the first 6
 the time span fits the model, the next 20% tunes the thresholds, the last 20% tests.
 
 With labels, the fitted windows are those of the first part whose short window is
-normal, and thresholds are tuned on the validation part (max F1, or a target false-
-positive rate). Without labels, the model is fitted on the first 80% and the thresholds
-are calibrated on the last 20% to flag ``contamination`` (default 1%) of those unseen
-readings: percentiles of the very rows a model was fitted on are optimistic (see
+normal, and thresholds are tuned on the validation part: max F1, but never looser than
+``normal_floor`` (4.5) robust sd below the median score of the validation part's normal
+windows (``normal_floor=None``: plain max F1), or a target false-positive rate.
+Without labels, the model is fitted on the first 80% and the thresholds are calibrated
+on the last 20% to flag ``contamination`` (default 1%) of those unseen readings:
+percentiles of the very rows a model was fitted on are optimistic (see
 ``../shared/datasets/tep/SOURCE.md``), so the calibration rows are never fitted on.
 
 The saved version keeps its references (``training.references``), as a point-wise one
@@ -61,12 +63,20 @@ from anomaly_api.training.references import (
     score_reference,
     tunable_detector,
 )
-from anomaly_api.training.thresholds import target_fpr_threshold, tune_thresholds
+from anomaly_api.training.thresholds import (
+    best_f1_threshold,
+    normal_floor_threshold,
+    target_fpr_threshold,
+    tune_thresholds,
+)
 
 Progress = Callable[[str], None]
 FIT_SHARE: Final = 0.6
 VALIDATION_SHARE: Final = 0.2
 UNLABELLED_CALIBRATION_FPR: Final = 0.01
+DEFAULT_NORMAL_FLOOR: Final = 4.5
+"""Labelled max-F1 thresholds stay at least this many robust sd below the median score
+of the validation part's normal windows (chosen in docs/time-aware.md)."""
 
 
 def _quiet(_: str) -> None:
@@ -85,6 +95,9 @@ class TimeAwareSettings:
     equalise_tails: bool = True
     mean_gate: float | None = DEFAULT_MEAN_GATE
     target_fpr: float | None = None
+    normal_floor: float | None = DEFAULT_NORMAL_FLOOR
+    """Max-F1 thresholds never looser than this many robust sd below the validation
+    normals' median score; None for plain max F1 (before). Unused with ``target_fpr``."""
     seed: int = 42
 
 
@@ -148,6 +161,48 @@ def normal_fpr_offsets(scores: NDArray[np.float64], fpr: float) -> NDArray[np.fl
     return np.array([target_fpr_threshold(col, zeros, fpr) for col in scores.T])
 
 
+def labelled_objective(settings: TimeAwareSettings) -> str:
+    """How labelled training chose the window detector's threshold (the manifest's
+    ``metrics.threshold_objective``)."""
+    if settings.target_fpr is not None:
+        return f"target-fpr={settings.target_fpr:g}"
+    if settings.normal_floor is None:
+        return "max-f1"
+    return f"max-f1, normal-floor={settings.normal_floor:g}"
+
+
+def floor_report(
+    names: tuple[str, ...], scores: NDArray[np.float64], y: NDArray[np.int64], k: float
+) -> dict[str, Any]:
+    """Per detector: the max-F1 threshold, the normal floor and whether the floor was
+    kept (the stricter one; the manifest's ``metrics.threshold_selection``)."""
+    detectors: dict[str, Any] = {}
+    for name, col in zip(names, scores.T, strict=True):
+        max_f1 = best_f1_threshold(col, y)
+        floor = normal_floor_threshold(col, y, k)
+        detectors[name] = {"max_f1": max_f1, "normal_floor": floor, "floor_kept": floor < max_f1}
+    return {"normal_floor_sd": k, "detectors": detectors}
+
+
+def tune_labelled(
+    model: TimeAwareModel,
+    scores: NDArray[np.float64],
+    y: NDArray[np.int64],
+    settings: TimeAwareSettings,
+) -> dict[str, Any] | None:
+    """Set the window detector's thresholds from labelled validation ``scores``; the
+    ``floor_report`` when the normal floor took part."""
+    model.detector_.set_offsets(
+        tune_thresholds(
+            scores, y, target_fpr=settings.target_fpr, normal_floor=settings.normal_floor
+        )
+    )
+    if settings.target_fpr is not None or settings.normal_floor is None:
+        return None
+    names = detector_member_names(model.detector_)
+    return floor_report(names, scores, y, settings.normal_floor)
+
+
 def fit_time_aware(
     ts: TimeSeriesDataset,
     settings: TimeAwareSettings = TimeAwareSettings(),
@@ -196,13 +251,10 @@ def fit_time_aware(
                 "thresholds on unlabelled data instead"
             )
         det_scores = model.detector_scores(z[tune_rows])
-        model.detector_.set_offsets(
-            tune_thresholds(det_scores, y[tune_rows], target_fpr=settings.target_fpr)
-        )
-        objective = (
-            "max-f1" if settings.target_fpr is None else f"target-fpr={settings.target_fpr:g}"
-        )
+        selection = tune_labelled(model, det_scores, y[tune_rows], settings)
+        objective = labelled_objective(settings)
     else:
+        selection = None
         fpr = settings.target_fpr or UNLABELLED_CALIBRATION_FPR
         det_scores = model.detector_scores(z[tune_rows])
         model.detector_.set_offsets(normal_fpr_offsets(det_scores, fpr))
@@ -227,6 +279,7 @@ def fit_time_aware(
     )
     metrics: dict[str, Any] = {
         "threshold_objective": objective,
+        **({"threshold_selection": selection} if selection is not None else {}),
         "split": {
             "kind": "chronological",
             "fit": int(fit_rows.sum()),
