@@ -121,7 +121,8 @@ async def test_thresholds_table_and_hot_swap(
         assert served["tuning"]["objective"] == "target-fpr=0.2"
         drift = (await client.get("/monitoring/drift")).json()
         assert drift["model_version"] == "tiny-1-fpr20"
-        assert drift["rows_held"] == 1  # a fresh window for the new version
+        # The revision serves the same fit: the drift window went on (the row before, this one).
+        assert drift["rows_held"] == 2
     assert latest_version(artifacts) == "tiny-1-fpr20"
     manifest = read_manifest(artifacts, "tiny-1-fpr20")
     assert manifest.parent_version == "tiny-1"
@@ -229,3 +230,19 @@ async def test_an_unwritable_artifact_directory_is_409_and_keeps_the_model(
     assert_error(answer, 409, "model_reload_failed", "must be writable")
     assert "Read-only file system" in answer.json()["error"]["message"]
     assert info["version"] == "tiny-1"
+
+
+async def test_a_differently_fitted_model_starts_a_fresh_drift_window(artifacts: Path) -> None:
+    """Drift is measured against the fit's own training rows: another fit, another window."""
+    fit_tiny_artifact(artifacts, version="tiny-2", seed=5)  # LATEST now
+    async with serve_app(make_settings(artifacts)) as client:
+        for _ in range(3):
+            assert (await client.post("/predict", json={"features": NORMAL})).status_code == 200
+        drift = (await client.get("/monitoring/drift")).json()
+        assert (drift["model_version"], drift["rows_held"]) == ("tiny-2", 3)
+        reload = await client.post("/admin/reload", params={"version": "tiny-1"})
+        assert reload.status_code == 200, reload.text
+        drift = (await client.get("/monitoring/drift")).json()
+        assert (drift["model_version"], drift["rows_held"]) == ("tiny-1", 0)
+        assert (await client.post("/predict", json={"features": NORMAL})).status_code == 200
+        assert (await client.get("/monitoring/drift")).json()["rows_held"] == 1

@@ -79,7 +79,7 @@ def test_tune_then_sighup_serves_the_revision(tmp_path: Path, ta_artifacts_dir: 
     assert after.json()["stream"]["warming_up"] is False
     assert after.json()["stream"]["total"] == 80
     assert drift["model_version"] == record["version"]
-    assert drift["rows_held"] == 16  # a fresh drift window for the new version
+    assert drift["rows_held"] == 80  # the same fit: its drift window went on (64 + 16)
     assert [f["feature"] for f in drift["features"]] == channels
     expected = scrape[(metric_names.MODEL_EXPECTED_ANOMALY_RATE, ())]
     assert expected == pytest.approx(record["expected"]["expected_anomaly_rate"])

@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics.observe_reload(ok)
             metrics.set_model_version(version)
             if ok:
-                monitor.attach(runtime.predictor)  # a fresh drift window for the new model
+                monitor.attach(runtime.predictor)  # a new fit: a fresh drift window
 
         reloader = ModelReloader(runtime, runtime.build_predictor, on_result=on_reload)
         uninstall = install_sighup_reload(reloader) if settings.reload_on_sighup else None

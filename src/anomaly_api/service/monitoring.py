@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from anomaly_api.artifacts import FittedModelInfo, fitted_model_of
 from anomaly_api.config import Settings
 from anomaly_api.monitoring import AlarmPolicy, AlarmState, DriftThresholds, DriftTracker
 from anomaly_api.service import metric_names as names
@@ -97,6 +98,7 @@ class ModelMonitor:
         self.drift_enabled = settings.drift_enabled
         self.version: str | None = None
         self.tracker: DriftTracker | None = None
+        self._fitted: FittedModelInfo | None = None  # the fit the tracker's window belongs to
         self.expected_anomaly_rate: float | None = None
         self.unavailable_reason = "no model is loaded"
         self._thresholds = drift_thresholds(settings)
@@ -113,10 +115,12 @@ class ModelMonitor:
         self._lock = threading.Lock()
 
     def attach(self, predictor: Predictor | None) -> None:
-        """Watch ``predictor``'s model from now on (start-up and after each reload)."""
+        """Watch ``predictor``'s model from now on (start-up and after each reload); a
+        threshold revision of the model already watched keeps its drift window."""
         if predictor is None:
             return
         refs = predictor.references
+        fitted = fitted_model_of(predictor.manifest)
         tracker = None
         reason = ""
         if not self.drift_enabled:
@@ -128,6 +132,10 @@ class ModelMonitor:
             )
         elif refs.drift.feature_names != predictor.feature_names:
             reason = f"model {predictor.version!r}: the drift reference's features differ"
+        elif self.tracker is not None and fitted == self._fitted:
+            # A threshold revision of the model watched: same fit, same reference, same
+            # inputs; their drift window goes on rather than starting empty.
+            tracker = self.tracker
         else:
             tracker = DriftTracker(
                 refs.drift,
@@ -142,6 +150,7 @@ class ModelMonitor:
             ]
         with self._lock:
             self.version = predictor.version
+            self._fitted = fitted
             self.tracker = tracker
             self.unavailable_reason = reason
             self.expected_anomaly_rate = rate
