@@ -120,7 +120,6 @@ async def test_dead_redis_does_not_spam_the_log(
     assert any("bypassing" in r.getMessage() for r in warnings)
 
 
-
 async def test_a_connection_may_take_longer_to_open_than_a_call(
     redis_server: RedisServer,
 ) -> None:
