@@ -302,6 +302,8 @@ async def pieces(state: dict[str, Any], *, rows: int, repeats: int) -> dict[str,
             repeats,
         ),
     }
+    if rows > 1:  # the batch route's own path (``DataPlane.predict_columns``)
+        out.update(_columnar_pieces(dataplane, predictor, data, X, repeats))
     for hook in dataplane.hooks:
         name = getattr(hook, "__qualname__", type(hook).__name__)
         out[f"hook {name}"] = timed_us(lambda h=hook: h(event), repeats)  # type: ignore[misc]
@@ -318,6 +320,34 @@ async def pieces(state: dict[str, Any], *, rows: int, repeats: int) -> dict[str,
     )
     del loop
     return out
+
+
+def _columnar_pieces(
+    dataplane: Any, predictor: Any, data: Any, X: Any, repeats: int
+) -> dict[str, float]:
+    """The batch route's steps: the body into one matrix, the predictions as columns, the
+    cache's bytes of them, and the answers' JSON written from the columns."""
+    from anomaly_api.api.body import _columnar_batch
+    from anomaly_api.config import Settings
+    from anomaly_api.service.answers import ColumnarBatchAnswer
+    from anomaly_api.service.dataplane import _filled_ids
+
+    settings = Settings()
+    columns = predictor.score_columns(X)
+    blobs = predictor._codec.encode_many(columns)
+    answer = ColumnarBatchAnswer(
+        columns, _filled_ids(None, len(columns)), predictor.feature_names,
+        predictor.detector_names, predictor.thresholds, predictor.version, 0.1, None,
+    )  # fmt: skip
+    return {
+        "columnar: body to matrix + checks": timed_us(
+            lambda: _columnar_batch(data, settings), repeats
+        ),
+        "columnar: score_columns": timed_us(lambda: predictor.score_columns(X), repeats),
+        "columnar: cache encode": timed_us(lambda: predictor._codec.encode_many(columns), repeats),
+        "columnar: cache decode": timed_us(lambda: predictor._codec.decode_many(blobs), repeats),
+        "columnar: answers' JSON": timed_us(answer.to_json, repeats),
+    }
 
 
 def _row_combiner_piece(predictor: Any, scores: Any, X: Any, repeats: int) -> dict[str, float]:

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from bench.batch_cost import measure as measure_batch_cost
 from bench.request_cost import measure, one_row_body, raw_post
 from bench.tail import app_latency, process_counters
 
@@ -32,6 +33,21 @@ async def test_a_smoke_pass_reports_every_layer_and_step(
         assert any(name.startswith("hook ") for name in pieces)
         assert all(value > 0 for value in pieces.values())
     assert "row_combiner" in result["pieces_1_row_us"]
+    assert {"columnar: body to matrix + checks", "columnar: answers' JSON"} <= set(
+        result["pieces_1000_rows_us"]
+    )
+
+
+async def test_the_batch_cost_bench_measures_misses_hits_and_the_kernel(
+    monkeypatch: pytest.MonkeyPatch, tiny_artifacts_dir: Path, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("bench.batch_cost._production_logging", lambda: None)
+    profile = tmp_path / "miss.prof"
+    result = await measure_batch_cost(tiny_artifacts_dir, rounds=1, per_round=2, profile=profile)
+    assert set(result) == {"miss", "hit", "kernel", "miss_outside_kernel"}
+    assert result["miss"] > 0
+    assert result["hit"] > 0
+    assert profile.stat().st_size > 0
 
 
 def test_a_request_is_one_keep_alive_post_with_its_length() -> None:

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from anomaly_api.service.answers import Answer, BatchAnswer, Contribution
+from anomaly_api.service.answers import Answer, BatchAnswer, ColumnarBatchAnswer, Contribution
 from anomaly_api.service.dataplane import DataPlane, ScoredBatch
 from anomaly_api.service.errors import (
     InvalidFeaturesError,
@@ -175,3 +175,70 @@ async def test_contributions_are_sorted_the_same_on_both_sort_paths(
         expected = sorted(range(len(names)), key=lambda i, s=prediction.shares: (-s[i], i))[:3]
         assert [c.feature for c in answer.contributions] == [names[i] for i in expected]
         assert [c.share for c in answer.contributions] == [prediction.shares[i] for i in expected]
+
+
+def _reference_json(runtime: ServiceRuntime, batch: ColumnarBatchAnswer) -> bytes:
+    """orjson's bytes of the ``BatchAnswer`` that ``predict`` builds from the same rows."""
+    predictions = batch.predictions.to_predictions()
+    answers = DataPlane._answers(
+        runtime.require_predictor(),
+        predictions,
+        batch.observation_ids,
+        batch.inference_ms,
+        batch.top_k,
+    )
+    n_anomalies = sum(p.is_anomaly for p in predictions)
+    return orjson.dumps(BatchAnswer(answers, n_anomalies, batch.model_version, batch.inference_ms))
+
+
+@pytest.mark.parametrize(("rows", "top_k"), [(1, None), (3, 2), (40, None), (300, 1), (64, 8)])
+async def test_columnar_answers_are_the_batch_answers_json_byte_for_byte(
+    runtime: ServiceRuntime, rows: int, top_k: int | None
+) -> None:
+    """``predict_columns(...).to_json()`` is ``orjson.dumps`` of ``predict``'s answer:
+    fresh and cached rows mixed, ids that need escaping or hold commas, generated ids,
+    readings so extreme that scores are clamped to the largest double, -0.0, ties."""
+    rng = np.random.default_rng(rows)
+    X = rng.normal(size=(rows, 8)) * rng.choice([1.0, 1e3, 1e140], size=(rows, 1))
+    X[0, 0] = -0.0
+    X[-1] = 1.0  # every share equal: ties in feature order
+    ids = [None if i % 3 else f'id {i}, "quoted" é\n' for i in range(rows)]
+    dataplane = DataPlane(runtime)
+    if rows > 1:
+        await dataplane.predict_columns(X[: rows // 2])  # the first half is cached
+    batch = await dataplane.predict_columns(X, ids, top_k=top_k)
+    assert batch.predictions.cached.tolist() == [i < rows // 2 for i in range(rows)]
+    assert batch.to_json() == _reference_json(runtime, batch)
+    plain = await dataplane.predict_columns(X, [f"r{i}" for i in range(rows)], top_k=top_k)
+    assert plain.to_json() == _reference_json(runtime, plain)  # ids without commas
+    # The same rows through the list path give the same answers (all cached now).
+    listed = await dataplane.predict(X.tolist(), plain.observation_ids, top_k=top_k)
+    expected = orjson.loads(orjson.dumps(listed))["predictions"]
+    for row in expected:
+        row["inference_ms"] = plain.inference_ms
+    assert orjson.loads(plain.to_json())["predictions"] == expected
+
+
+async def test_columnar_hooks_see_the_rows_hits_and_flags(runtime: ServiceRuntime) -> None:
+    seen: list[ScoredBatch] = []
+    dataplane = DataPlane(runtime)
+    dataplane.add_hook(seen.append)
+    await dataplane.predict_columns(np.array([NORMAL]))
+    batch = await dataplane.predict_columns(np.array([NORMAL, ANOMALOUS, NORMAL]))
+    scored = seen[-1]
+    assert scored.answer is batch
+    assert (scored.rows, scored.cache_hits, batch.n_anomalies) == (3, 2, 1)
+    assert scored.anomaly_flags().tolist() == [False, True, False]
+    assert [p.is_anomaly for p in scored.predictions] == [False, True, False]
+
+
+async def test_columnar_errors_are_the_list_paths(runtime: ServiceRuntime) -> None:
+    dataplane = DataPlane(runtime)
+    with pytest.raises(
+        InvalidFeaturesError, match=r"^observations\[0\]: expected 8 features, got 3"
+    ):
+        await dataplane.predict_columns(np.zeros((2, 3)))
+    with pytest.raises(InvalidFeaturesError, match=r"^observations\[1\]: expected 8"):
+        await dataplane.predict_columns([NORMAL, NORMAL[:3]])
+    with pytest.raises(InvalidInputError, match="top_k must be between 1 and 8"):
+        await dataplane.predict_columns(np.array([NORMAL]), top_k=9)

@@ -12,7 +12,7 @@ import pytest
 from anomaly_api.artifacts import load_artifact
 from anomaly_api.service.cache import InMemoryPredictionCache, prediction_keys
 from anomaly_api.service.errors import InvalidFeaturesError
-from anomaly_api.service.prediction import Prediction, PredictionCodec
+from anomaly_api.service.prediction import Prediction, PredictionCodec, PredictionColumns
 from anomaly_api.service.predictor import Predictor
 from anomaly_api.service.scoring import build_scorer
 from api_testing import ANOMALOUS, NORMAL, fit_two_versions
@@ -172,3 +172,38 @@ def test_codec_round_trips_exactly() -> None:
     assert codec.decode(codec.encode(prediction)[:-1]) is None
     # Entries of the format before severity and contributions (tag 1) read as misses.
     assert codec.decode(b"\x01" + codec.encode(prediction)[1:]) is None
+
+
+def test_codec_packs_columns_as_it_packs_rows() -> None:
+    """``encode_many`` writes each row's ``encode`` bytes; ``decode_many`` reads them back."""
+    codec = PredictionCodec(3, 4)
+    rng = np.random.default_rng(5)
+    rows = [
+        Prediction(
+            is_anomaly=bool(i % 2),
+            anomaly_score=float(rng.normal()) if i else 1.7976931348623157e308,
+            confidence=float(rng.uniform(0.5, 1.0)),
+            scores=tuple(rng.normal(size=3).tolist()),
+            votes=(bool(i % 3), True, False),
+            severity=float(rng.uniform()),
+            shares=tuple(rng.dirichlet(np.ones(4)).tolist()),
+        )
+        for i in range(7)
+    ]
+    columns = PredictionColumns(
+        is_anomaly=np.array([p.is_anomaly for p in rows]),
+        anomaly_score=np.array([p.anomaly_score for p in rows]),
+        confidence=np.array([p.confidence for p in rows]),
+        severity=np.array([p.severity for p in rows]),
+        scores=np.array([p.scores for p in rows]),
+        votes=np.array([p.votes for p in rows]),
+        shares=np.array([p.shares for p in rows]),
+        cached=np.zeros(len(rows), dtype=bool),
+    )
+    assert columns.to_predictions() == rows
+    blobs = codec.encode_many(columns)
+    assert blobs == [codec.encode(p) for p in rows]
+    assert all(codec.valid(blob) for blob in blobs)
+    assert not codec.valid(blobs[0][:-1])
+    decoded = codec.decode_many(blobs).to_predictions()
+    assert decoded == [dataclasses.replace(p, cached=True) for p in rows]

@@ -13,8 +13,8 @@ from typing import Annotated, Generic, TypedDict, TypeVar
 
 from fastapi import Depends, Request
 
-from anomaly_api.api.body import parse_batch_request, parse_predict_request
-from anomaly_api.api.schemas import PredictBatchRequest, PredictRequest
+from anomaly_api.api.body import BatchRows, parse_batch_request, parse_predict_request
+from anomaly_api.api.schemas import PredictRequest
 from anomaly_api.api.security import KeyRing
 from anomaly_api.config import Settings
 from anomaly_api.service.dataplane import DataPlane
@@ -139,7 +139,7 @@ ReadyStreamPlaneDep = Annotated[StreamPlane, Depends(get_ready_streamplane)]
 # apiece, measured with ``python -m bench.request_cost``), so the prediction routes get
 # the data plane and their parsed body from one node.
 
-BodyT = TypeVar("BodyT", PredictRequest, PredictBatchRequest)
+BodyT = TypeVar("BodyT", PredictRequest, BatchRows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,11 +162,11 @@ async def get_predict_call(request: Request) -> PredictCall[PredictRequest]:
     return PredictCall(dataplane, await parse_predict_request(request, _settings(request)))
 
 
-async def get_batch_call(request: Request) -> PredictCall[PredictBatchRequest]:
-    """The data plane (503 when no model is loaded) and the validated ``/predict/batch`` body."""
+async def get_batch_call(request: Request) -> PredictCall[BatchRows]:
+    """The data plane (503 when no model is loaded) and the valid ``/predict/batch`` body."""
     dataplane = _ready_dataplane(request)
     return PredictCall(dataplane, await parse_batch_request(request, _settings(request)))
 
 
 PredictInput = Annotated[PredictCall[PredictRequest], Depends(get_predict_call)]
-PredictBatchInput = Annotated[PredictCall[PredictBatchRequest], Depends(get_batch_call)]
+PredictBatchInput = Annotated[PredictCall[BatchRows], Depends(get_batch_call)]

@@ -4,12 +4,15 @@ Any entry point (the ``/predict`` routes today; a protocol router or a stream en
 tomorrow) parses its rows and calls ``DataPlane.predict``; it gets typed answers back::
 
     batch = await dataplane.predict(rows, observation_ids)   # -> BatchAnswer
+    batch = await dataplane.predict_columns(X, observation_ids)   # -> ColumnarBatchAnswer
 
-One call scores the whole batch (cache look-up, one model call for the rows the cache did
-not have, cache write), builds one ``Answer`` per row, and then hands a ``ScoredBatch`` to
-every registered hook. The prediction metrics are the first hook (``MetricsHook``): they
-are recorded here and nowhere else. Anything else that must see every scored row (an
-access-log note, drift tracking, alarms) is one more hook::
+``predict_columns`` (the ``/predict/batch`` route's) gives the same answers kept as the
+batch's arrays, encoded to JSON in one pass (``ColumnarBatchAnswer.to_json``): no object
+per row anywhere on its path. One call scores the whole batch (cache look-up, one model
+call for the rows the cache did not have, cache write), builds the answers, and then
+hands a ``ScoredBatch`` to every registered hook. The prediction metrics are the first
+hook (``MetricsHook``): they are recorded here and nowhere else. Anything else that must
+see every scored row (an access-log note, drift tracking, alarms) is one more hook::
 
     dataplane.add_hook(lambda scored: drift.observe(scored.X))
 
@@ -28,11 +31,17 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from anomaly_api.service.answers import Answer, BatchAnswer, Contribution, DetectorVerdict
+from anomaly_api.service.answers import (
+    Answer,
+    BatchAnswer,
+    ColumnarBatchAnswer,
+    Contribution,
+    DetectorVerdict,
+)
 from anomaly_api.service.cache import CacheCounters
 from anomaly_api.service.errors import InvalidInputError, ModelIsTimeAwareError
 from anomaly_api.service.metrics import ServiceMetrics
-from anomaly_api.service.prediction import Prediction
+from anomaly_api.service.prediction import Prediction, PredictionColumns
 from anomaly_api.service.predictor import FeatureRow, Predictor
 from anomaly_api.service.runtime import ServiceRuntime
 
@@ -48,8 +57,10 @@ class ScoredBatch:
     model_version: str
     X: NDArray[np.float64]
     """The rows as scored: float64, shape ``(rows, features)``, in the model's feature order."""
-    predictions: Sequence[Prediction]
-    answer: BatchAnswer
+    predictions: Sequence[Prediction] | PredictionColumns
+    """One ``Prediction`` per row, or the batch route's columns (iterating them makes the
+    ``Prediction``s: prefer ``anomaly_flags`` and ``cache_hits``)."""
+    answer: BatchAnswer | ColumnarBatchAnswer
     model_seconds: float | None
     """Time of the model call for the rows the cache did not have (None: all cached)."""
 
@@ -61,7 +72,15 @@ class ScoredBatch:
     @property
     def cache_hits(self) -> int:
         """How many rows the cache answered."""
+        if isinstance(self.predictions, PredictionColumns):
+            return int(np.count_nonzero(self.predictions.cached))
         return sum(p.cached for p in self.predictions)
+
+    def anomaly_flags(self) -> NDArray[np.bool_]:
+        """``is_anomaly`` of every row, in order."""
+        if isinstance(self.predictions, PredictionColumns):
+            return self.predictions.is_anomaly
+        return np.fromiter((p.is_anomaly for p in self.predictions), bool, self.rows)
 
 
 AnswerHook = Callable[[ScoredBatch], None]
@@ -84,6 +103,13 @@ def _new_observation_ids(n: int) -> list[str]:
     """``n`` random 128-bit hex ids (uuid4 costs ~2.5 µs each; one urandom call for all)."""
     raw = os.urandom(16 * n).hex()
     return [raw[32 * i : 32 * (i + 1)] for i in range(n)]
+
+
+def _filled_ids(observation_ids: Sequence[str | None] | None, n: int) -> list[str]:
+    """``observation_ids`` (``n`` of them, or None for none) with the missing ones generated."""
+    ids: Sequence[str | None] = observation_ids or [None] * n
+    missing_ids = iter(_new_observation_ids(sum(oid is None for oid in ids)))
+    return [oid or next(missing_ids) for oid in ids]
 
 
 class DataPlane:
@@ -122,18 +148,7 @@ class DataPlane:
         only the ``top_k`` largest (``InvalidInputError`` unless 1 <= top_k <= features).
         Raises ``ModelNotReadyError`` when no model is loaded.
         """
-        predictor = self.require_ready()  # held for the whole call: a reload cannot split it
-        if predictor.time_aware is not None:
-            raise ModelIsTimeAwareError(
-                f"model {predictor.version!r} is time-aware (window "
-                f"{predictor.time_aware.history_needed} readings): it scores streams, not "
-                "single readings; use POST /predict/window or POST /streams/{stream_id}/readings"
-            )
-        if top_k is not None and not 1 <= top_k <= predictor.n_features:
-            raise InvalidInputError(
-                f"top_k must be between 1 and {predictor.n_features} (the model's features), "
-                f"got {top_k}"
-            )
+        predictor = self._point_wise(top_k)  # held for the whole call: a reload cannot split it
         started = time.perf_counter()
         scored = await predictor.score_rows(rows, label_rows=label_rows)
         inference_ms = (time.perf_counter() - started) * 1000.0
@@ -150,6 +165,53 @@ class DataPlane:
             )
         )
         return batch
+
+    async def predict_columns(
+        self,
+        rows: Sequence[FeatureRow] | NDArray[np.float64],
+        observation_ids: Sequence[str | None] | None = None,
+        *,
+        label_rows: bool = True,
+        top_k: int | None = None,
+    ) -> ColumnarBatchAnswer:
+        """``predict`` for batches: the same answers as arrays, with no object per row
+        (``ColumnarBatchAnswer.to_json`` is the ``BatchAnswer``'s JSON). ``rows`` may be a
+        float64 matrix already in the model's feature order."""
+        predictor = self._point_wise(top_k)
+        started = time.perf_counter()
+        scored = await predictor.score_rows_columns(rows, label_rows=label_rows)
+        inference_ms = (time.perf_counter() - started) * 1000.0
+        predictions = scored.predictions
+        batch = ColumnarBatchAnswer(
+            predictions=predictions,
+            observation_ids=_filled_ids(observation_ids, len(predictions)),
+            feature_names=predictor.feature_names,
+            detector_names=predictor.detector_names,
+            thresholds=predictor.thresholds,
+            model_version=predictor.version,
+            inference_ms=inference_ms,
+            top_k=top_k,
+        )
+        self.report(
+            ScoredBatch(predictor.version, scored.X, predictions, batch, scored.model_seconds)
+        )
+        return batch
+
+    def _point_wise(self, top_k: int | None) -> Predictor:
+        """The ready predictor of a point-wise model, after checking ``top_k`` against it."""
+        predictor = self.require_ready()
+        if predictor.time_aware is not None:
+            raise ModelIsTimeAwareError(
+                f"model {predictor.version!r} is time-aware (window "
+                f"{predictor.time_aware.history_needed} readings): it scores streams, not "
+                "single readings; use POST /predict/window or POST /streams/{stream_id}/readings"
+            )
+        if top_k is not None and not 1 <= top_k <= predictor.n_features:
+            raise InvalidInputError(
+                f"top_k must be between 1 and {predictor.n_features} (the model's features), "
+                f"got {top_k}"
+            )
+        return predictor
 
     def report(self, event: ScoredBatch) -> None:
         """Hand ``event`` to every hook (also called by ``StreamPlane`` for stream readings,
@@ -172,12 +234,11 @@ class DataPlane:
         names = predictor.detector_names
         thresholds = predictor.thresholds
         version = predictor.version
-        ids: Sequence[str | None] = observation_ids or [None] * len(predictions)
-        missing_ids = iter(_new_observation_ids(sum(oid is None for oid in ids)))
+        ids = _filled_ids(observation_ids, len(predictions))
         contributions = _sorted_contributions(predictor.feature_names, predictions, top_k)
         return [
             Answer(
-                observation_id=oid or next(missing_ids),
+                observation_id=oid,
                 is_anomaly=prediction.is_anomaly,
                 anomaly_score=prediction.anomaly_score,
                 confidence=prediction.confidence,

@@ -170,7 +170,7 @@ class ModelMonitor:
                     state = self._alarm_state
                     self._alarm_state = replace(state, seen=state.seen + scored.rows)
             return
-        flags = np.fromiter((p.is_anomaly for p in scored.predictions), bool, scored.rows)
+        flags = scored.anomaly_flags()
         times = np.full(scored.rows, time.time()) if self._alarm_seconds else None
         with self._lock:
             alarms, self._alarm_state = self.alarm_policy.evaluate(self._alarm_state, flags, times)

