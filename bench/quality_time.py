@@ -40,6 +40,7 @@ from anomaly_api.training.time_aware import (
     new_time_aware_model,
     normal_fpr_offsets,
 )
+from bench.report import save_report
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ROOT / ".." / "shared" / "datasets"
@@ -256,9 +257,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"FPR {r['fpr_outside_windows']:.4f}"
             )
     report["seconds"] = time.perf_counter() - started
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    save_report(args.out, report)
 
 
 if __name__ == "__main__":

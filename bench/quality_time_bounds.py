@@ -31,6 +31,7 @@ from anomaly_api.data.timeseries import synthetic_timeseries
 from anomaly_api.detection.time_aware import DEFAULT_MEAN_GATE, gate_means
 from anomaly_api.training.thresholds import best_f1_threshold
 from anomaly_api.training.time_aware import TimeAwareSettings, fit_time_aware, window_contains
+from bench.report import save_report
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("level_shift", "correlation_break")
@@ -168,9 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         "false_positives_top4_z_test": false_pos,
         "oracle_recall": oracle,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    save_report(args.out, report)
 
 
 if __name__ == "__main__":

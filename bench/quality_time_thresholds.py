@@ -28,7 +28,6 @@ Selections (lower score = more abnormal; a threshold flags the scores below it):
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -46,6 +45,7 @@ from anomaly_api.training.thresholds import (
     target_fpr_threshold,
 )
 from anomaly_api.training.time_aware import TimeAwareSettings, fit_time_aware
+from bench.report import save_report
 
 ROOT = Path(__file__).resolve().parent.parent
 Scores = NDArray[np.float64]
@@ -234,9 +234,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"FPR {row['fpr_mean']:.2%} (max {row['fpr_max']:.2%})"
             )
     report["seconds"] = time.perf_counter() - started
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    save_report(args.out, report)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ JSON, without measuring anything.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import sys
@@ -335,6 +336,13 @@ def hot_path_table(hot: dict[str, Any]) -> list[str]:
              f"on the loop {_f(on_loop['p50_ms'])} / {_f(on_loop['p99_ms'])}"],
         ],
     )  # fmt: skip
+
+
+def save_report(out: Path, report: dict[str, Any]) -> None:
+    """Write one measurement's JSON report (indented) and say where."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}")
 
 
 def write_results(out: Path, results: dict[str, Any], text: str, *, markdown: bool = False) -> None:
