@@ -125,8 +125,8 @@ class AsyncAnomalyClient(ClientBase):
 
     async def predict_batch(self, rows: Sequence[FeatureRow]) -> list[Prediction]:
         """Score at most ``max_batch_rows`` readings in one ``POST /predict/batch``."""
-        body = {"observations": [_core.observation(row) for row in rows]}
-        return _core.parse_batch(_core.parse_json(await self._call("POST", "/predict/batch", body)))
+        response = await self._call("POST", "/predict/batch", _core.batch_content(rows))
+        return _core.read_batch(response)
 
     async def predict_many(self, rows: Sequence[FeatureRow]) -> list[Prediction]:
         """Score any number of readings: ``max_batch_rows`` per call, ``max_concurrency``
