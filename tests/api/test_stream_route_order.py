@@ -3,11 +3,14 @@ the reading order."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import APIRouter
 
 from anomaly_api.api.app import create_app
 from anomaly_api.api.routes import api_router, docs_router, health, model, predict, streams
 from anomaly_api.config import Settings
+from api_testing import assert_error, make_settings, serve_app
 
 
 def _routers(parent: APIRouter) -> list[APIRouter]:
@@ -30,3 +33,12 @@ def test_openapi_document_lists_paths_in_reading_order(settings: Settings) -> No
     assert paths.index("/predict/window") < paths.index("/predict")
     assert paths.index("/predict") < paths.index("/streams/{stream_id}/readings")
     assert paths[0].startswith("/health")
+
+
+async def test_stream_scoring_routes_answer_503_before_reading_the_body(tmp_path: Path) -> None:
+    async with serve_app(make_settings(tmp_path / "empty")) as http:
+        for path in ("/streams/s1/readings", "/predict/window"):
+            response = await http.post(
+                path, content=b"not json", headers={"content-type": "application/json"}
+            )
+            assert_error(response, 503, "model_not_ready")
