@@ -490,7 +490,9 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         first. A gap longer than ``max_gap_factor`` median intervals restarts the
         window. Readings without ``window - 1`` readings before them (after the last
         gap) are scored point-wise and marked ``warming_up``. Only the last
-        ``window - 1 + last`` readings are used; sending more changes nothing.
+        ``window - 1 + last`` readings are used; sending more changes nothing. One new
+        reading of a full window without a gap (``last=1``) is scored from its features
+        alone (``newest_features``), with the same numbers bit for bit.
 
         Raises ``ValueError`` for a wrong shape, non-finite values or timestamps that
         are not strictly increasing (the caller answers 4xx).
