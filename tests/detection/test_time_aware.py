@@ -282,3 +282,45 @@ def test_gated_z_is_the_plain_cap_of_the_ungated_z(series: TimeSeriesDataset) ->
     # a model saved before the gate existed has no mean_gate: it scores as before
     del gated.mean_gate
     np.testing.assert_array_equal(gated.window_z(X, segments)[1], z_plain)
+
+
+def test_one_new_reading_is_scored_as_the_general_path_does_bit_for_bit(
+    series: TimeSeriesDataset, trained: TrainedTimeAware
+) -> None:
+    """``score_window(last=1)`` of a full window takes the newest-reading path; answering
+    every reading of the same window (``last=None``: warming-up rows, so the general
+    features and decision) must give its last reading the very same numbers and words."""
+    model = trained.model
+    w = model.history_needed
+    frame = model.score_frame(series.data.X, series.segments)
+    flagged = np.flatnonzero(frame.is_anomaly[w:]) + w
+    ends = [w - 1, 2000, 5000, *flagged[:: max(1, len(flagged) // 15)].tolist()]
+    assert any(frame.is_anomaly[t] for t in ends)
+    for t in ends:
+        window = slice(t - w + 1, t + 1)
+        ts, X = series.timestamps[window], series.data.X[window]
+        one = model.score_window(ts, X)
+        every = model.score_window(ts, X, last=None)
+        assert every.warming_up[:-1].all()
+        assert not every.warming_up[-1]
+        assert not one.warming_up[0]
+        for name in ("anomaly_score", "severity", "confidence", "shares"):
+            assert getattr(one, name)[0].tobytes() == getattr(every, name)[-1].tobytes(), name
+        assert one.is_anomaly[0] == every.is_anomaly[-1] == frame.is_anomaly[t]
+        n_members = one.votes.shape[1]
+        assert one.votes[0].tolist() == every.votes[-1, :n_members].tolist()
+        assert not every.votes[-1, n_members:].any()
+        assert one.contributions(0) == every.contributions(w - 1)
+        assert one.contributions(0, 3) == every.contributions(w - 1, 3)
+
+
+def test_a_gap_in_the_window_still_warms_up(
+    series: TimeSeriesDataset, trained: TrainedTimeAware
+) -> None:
+    model = trained.model
+    w = model.history_needed
+    ts = series.timestamps[:w].copy()
+    ts[w // 2 :] += 10 * model.max_gap_factor * model.median_interval_
+    out = model.score_window(ts, series.data.X[:w])
+    assert out.warming_up[0]
+    assert out.votes.shape[1] == 3

@@ -91,3 +91,41 @@ def test_bad_windows_are_refused() -> None:
         window_features(_values(), None, window=10, short=9, kinds=("level",))
     with pytest.raises(ValueError, match="needs the relation matrix"):
         window_features(_values(), None, window=10, short=3, kinds=("residual",))
+
+
+@pytest.mark.parametrize(("window", "short"), [(W, S), (13, 4), (60, 5), (9, 2)])
+def test_newest_features_are_the_last_row_of_the_frame_bit_for_bit(window: int, short: int) -> None:
+    from anomaly_api.detection.windows import newest_features
+
+    values = _values()
+    relation = np.random.default_rng(1).normal(size=(3, 3))
+    frame, _ = window_features(
+        values, None, window=window, short=short, residual_projector=relation
+    )
+    for end in range(window, len(values) + 1, 7):
+        rows = values[end - window : end]
+        expected, _ = window_features(
+            rows, None, window=window, short=short, residual_projector=relation
+        )
+        newest = newest_features(rows, window=window, short=short, residual_projector=relation)
+        assert newest.shape == (1, frame.shape[1])
+        assert newest.tobytes() == expected[-1:].tobytes()
+        np.testing.assert_allclose(newest[0], frame[end - 1], rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="exactly"):
+        newest_features(values[: window - 1], window=window, short=short)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 8, 55, 59])
+def test_median_is_numpys_median(n: int) -> None:
+    from anomaly_api.detection.windows import _median
+
+    rng = np.random.default_rng(n)
+    values = rng.normal(size=(4, 3, n))
+    values[0, 0, :] = 1.5  # ties
+    values[1, 2, -1] = np.nan
+    values[2, 1, 0] = np.inf
+    values[3, 0, n // 2] = -np.inf
+    expected = np.median(values, axis=-1)
+    assert _median(values).tobytes() == expected.tobytes()
+    strided = np.moveaxis(values, -1, 0).copy()  # the views' strides: the window not last
+    assert _median(np.moveaxis(strided, 0, -1)).tobytes() == expected.tobytes()

@@ -51,6 +51,7 @@ from anomaly_api.detection.windows import (
     check_window,
     feature_names,
     gap_starts,
+    newest_features,
     window_features,
 )
 
@@ -72,6 +73,13 @@ GATED_MEANS: Final[tuple[tuple[str, str], ...]] = (
     ("shift", "level"),
     ("residual_mean", "residual"),
 )
+_REASONS: Final[dict[str, str]] = {
+    "level": "reading {size:.1f} sd {side} its median of the last {before} readings",
+    "shift": "last {s} readings shifted {size:.1f} sd {side} the earlier window",
+    "residual": "off its relation to the other sensors by {value:+.1f} sd",
+    "residual_mean": "off its relation to the other sensors by {value:+.1f} sd for {s} readings",
+}
+"""``_reason``'s words for the other features (only the one needed is formatted)."""
 DEFAULT_MEAN_GATE: Final = 2.0
 """Chosen on synthetic seeds 10-19 (not the evaluated 0-9), see docs/time-aware.md."""
 
@@ -482,7 +490,9 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         first. A gap longer than ``max_gap_factor`` median intervals restarts the
         window. Readings without ``window - 1`` readings before them (after the last
         gap) are scored point-wise and marked ``warming_up``. Only the last
-        ``window - 1 + last`` readings are used; sending more changes nothing.
+        ``window - 1 + last`` readings are used; sending more changes nothing. One new
+        reading of a full window without a gap (``last=1``) is scored from its features
+        alone (``newest_features``), with the same numbers bit for bit.
 
         Raises ``ValueError`` for a wrong shape, non-finite values or timestamps that
         are not strictly increasing (the caller answers 4xx).
@@ -504,6 +514,8 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
             raise ValueError(f"reading {row}: timestamp not after the previous reading's")
         n_out = len(data) if last is None else min(int(last), len(data))
         keep = min(len(data), self.window - 1 + n_out)
+        if n_out == 1 and keep == self.window and not self._gap_in(steps[len(steps) - keep + 1 :]):
+            return self._score_newest(data[-keep:])
         data, seconds = data[-keep:], seconds[-keep:]
         segments = (
             gap_starts(seconds, self.median_interval_, self.max_gap_factor)
@@ -514,6 +526,24 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         rows = slice(keep - n_out, keep)
         return self._decide(data[rows], raw[rows], z[rows], valid[rows])
 
+    def _gap_in(self, steps: NDArray[np.float64]) -> bool:
+        """Whether ``gap_starts`` would start a new segment at one of these steps."""
+        if self.median_interval_ <= 0:
+            return False
+        return bool(np.any(steps > self.max_gap_factor * self.median_interval_))
+
+    def _score_newest(self, data: NDArray[np.float64]) -> TimeAwareOutput:
+        """``score_window(..., last=1)`` of one full window without a gap: the same numbers,
+        bit for bit, from the newest reading's features alone (``newest_features``)."""
+        raw = newest_features(
+            (data - self.center_) / self.scale_,
+            window=self.window,
+            short=self.short,
+            kinds=self.kinds_,
+            residual_projector=self.projector_,
+        )
+        return self._decide(data[-1:], raw, self._standardise(raw), np.ones(1, dtype=np.bool_))
+
     def _decide(
         self,
         data: NDArray[np.float64],
@@ -522,6 +552,20 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         valid: NDArray[np.bool_],
     ) -> TimeAwareOutput:
         n = len(data)
+        if valid.all():  # no warming-up reading: the detector's own output, as it is
+            out = self.detector_.combine(self.detector_scores(z))
+            shares, describe = self._explain(data, raw, z, valid)
+            return TimeAwareOutput(
+                anomaly_score=out.anomaly_score,
+                is_anomaly=out.is_anomaly,
+                severity=out.severity,
+                confidence=out.confidence,
+                warming_up=~valid,
+                votes=out.votes,
+                shares=shares,
+                channels=self.channels_,
+                describe=describe,
+            )
         n_members = len(detector_member_names(self.detector_))
         score = np.zeros(n)
         votes = np.zeros((n, max(n_members, 3)), dtype=np.bool_)
@@ -573,13 +617,14 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         n, n_channels, n_kinds = len(data), len(self.channels_), len(self.kinds_)
         z3 = np.nan_to_num(z.reshape(n, n_channels, n_kinds))
         raw3 = np.nan_to_num(raw.reshape(n, n_channels, n_kinds))
-        point = self.scale(data)
-        # warming-up rows: the reading's own robust z per channel
-        energy = np.where(
-            valid[:, None],
-            np.sum(np.maximum(z3**2 - 1.0, 0.0), axis=2),
-            np.maximum(point**2 - 1.0, 0.0),
-        )
+        windowed = np.sum(np.maximum(z3**2 - 1.0, 0.0), axis=2)
+        if valid.all():  # no warming-up row: the same numbers as the ``where`` below
+            point = windowed
+            energy = windowed
+        else:
+            point = self.scale(data)
+            # warming-up rows: the reading's own robust z per channel
+            energy = np.where(valid[:, None], windowed, np.maximum(point**2 - 1.0, 0.0))
         total = energy.sum(axis=1, keepdims=True)
         shares = np.where(total > 0, energy / np.where(total > 0, total, 1.0), 1.0 / n_channels)
         top_kind = np.argmax(np.abs(z3), axis=2)
@@ -611,12 +656,4 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
             if count >= w:
                 return f"flat for {w} readings or more"
             return f"flat for {count} readings" if count > 1 else "not flat"
-        templates = {
-            "level": f"reading {abs(value):.1f} sd {side} its median of the last {w - 1} readings",
-            "shift": f"last {s} readings shifted {abs(value):.1f} sd {side} the earlier window",
-            "residual": f"off its relation to the other sensors by {value:+.1f} sd",
-            "residual_mean": (
-                f"off its relation to the other sensors by {value:+.1f} sd for {s} readings"
-            ),
-        }
-        return templates[kind]
+        return _REASONS[kind].format(size=abs(value), value=value, side=side, before=w - 1, s=s)

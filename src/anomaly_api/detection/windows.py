@@ -73,11 +73,24 @@ def _segment_features(
     """Features of rows ``window-1 ..`` of one segment, shape (m, n_channels, n_kinds)."""
     # views: (m, n_channels, window); the last element of each window is reading t
     views = sliding_window_view(values, window, axis=0)
+    rviews = None if residuals is None else sliding_window_view(residuals, window, axis=0)
+    return _features(views, rviews, window, short, kinds)
+
+
+def _features(
+    views: NDArray[np.float64],
+    rviews: NDArray[np.float64] | None,
+    window: int,
+    short: int,
+    kinds: tuple[str, ...],
+) -> NDArray[np.float64]:
+    """The features of windows ``views`` (and their residuals' ``rviews``), each of shape
+    (m, n_channels, window), the newest reading last; shape (m, n_channels, n_kinds)."""
     m, n_channels = views.shape[0], views.shape[1]
     out = np.empty((m, n_channels, len(kinds)))
     for k, kind in enumerate(kinds):
         if kind == "level":
-            out[:, :, k] = views[..., -1] - np.median(views[..., :-1], axis=-1)
+            out[:, :, k] = views[..., -1] - _median(views[..., :-1])
         elif kind == "spread":
             steps = np.abs(np.diff(views, axis=-1))
             out[:, :, k] = np.log(np.median(steps, axis=-1) + SPREAD_EPS)
@@ -86,11 +99,10 @@ def _segment_features(
             out[:, :, k] = np.cumprod(same[..., ::-1], axis=-1).sum(axis=-1)
         elif kind == "shift":
             recent = views[..., window - short :].mean(axis=-1)
-            out[:, :, k] = recent - np.median(views[..., : window - short], axis=-1)
+            out[:, :, k] = recent - _median(views[..., : window - short])
         elif kind in ("residual", "residual_mean"):
-            if residuals is None:
+            if rviews is None:
                 raise ValueError(f"feature {kind!r} needs the relation matrix (residual_projector)")
-            rviews = sliding_window_view(residuals, window, axis=0)
             if kind == "residual":
                 out[:, :, k] = rviews[..., -1]
             else:
@@ -98,6 +110,45 @@ def _segment_features(
         else:
             raise ValueError(f"unknown window feature {kind!r}; known: {FEATURE_KINDS}")
     return out
+
+
+def _median(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``np.median(values, axis=-1)``, the same numbers: for an odd count the middle order
+    statistic (what ``np.median`` takes the mean of alone), NaN where the last axis holds
+    one (as ``np.median``'s own check); an even count goes to ``np.median`` itself."""
+    n = values.shape[-1]
+    if n % 2 == 0:
+        result: NDArray[np.float64] = np.median(values, axis=-1)
+        return result
+    part = np.partition(values, (n // 2, n - 1), axis=-1)
+    middle: NDArray[np.float64] = part[..., n // 2]
+    missing = np.isnan(part[..., -1])
+    if missing.any():
+        middle = np.where(missing, np.nan, middle)
+    return middle
+
+
+def newest_features(
+    values: NDArray[np.float64],
+    *,
+    window: int,
+    short: int,
+    kinds: tuple[str, ...] = FEATURE_KINDS,
+    residual_projector: NDArray[np.float64] | None = None,
+) -> NDArray[np.float64]:
+    """The features of the last row of ``values``, exactly ``window`` rows of one segment.
+
+    The numbers of that row of ``window_features`` (same shape (1, n_channels *
+    len(kinds)), bit for bit): the same reductions over the same strides -- ``values.T``
+    is the one window ``sliding_window_view`` gives -- without the views and the NaN
+    frame around them, for a service scoring one new reading of a stream.
+    """
+    data = np.ascontiguousarray(values, dtype=np.float64)
+    if len(data) != window:
+        raise ValueError(f"expected exactly {window} readings, got {len(data)}")
+    residuals = data @ residual_projector.T if residual_projector is not None else None
+    rviews = None if residuals is None else residuals.T[None]
+    return _features(data.T[None], rviews, window, short, kinds).reshape(1, -1)
 
 
 def window_features(

@@ -1,9 +1,10 @@
 """One router per resource, collected into ``api_router`` (served) and ``docs_router``
 (the same routes in reading order, for the OpenAPI document).
 
-``api_router`` puts ``/predict`` and ``/predict/batch`` first: FastAPI tries the included
-routers in order on every request, so the hot routes are matched before any other is
-tried (measured with ``python -m bench.request_cost``). No two routers share a path, so
+``api_router`` puts ``/predict`` and ``/predict/batch`` first, then ``/streams``: FastAPI
+tries the included routers in order on every request, so the hot routes are matched
+before any other is tried (measured with ``python -m bench.request_cost`` and
+``python -m bench.stream_cost``). No two routers share a path, so
 the order decides nothing else, and the OpenAPI document keeps the reading order below.
 """
 
@@ -33,9 +34,17 @@ def _collect(order: list[tuple[APIRouter, list[Depends]]]) -> APIRouter:
     return parent
 
 
-api_router = _collect(
-    sorted(_READING_ORDER, key=lambda entry: entry[0] is not predict.router)  # stable
-)
+_SERVING_FIRST: list[APIRouter] = [predict.router, streams.router]
+"""Tried before the others, in this order: ``/predict`` (and ``/predict/batch``), then the
+stateful stream routes (``POST /streams/{id}/readings`` carries one reading per request)."""
+
+
+def _serving_rank(entry: tuple[APIRouter, list[Depends]]) -> int:
+    hot = [i for i, router in enumerate(_SERVING_FIRST) if router is entry[0]]
+    return hot[0] if hot else len(_SERVING_FIRST)
+
+
+api_router = _collect(sorted(_READING_ORDER, key=_serving_rank))  # stable: the rest in order
 docs_router = _collect(_READING_ORDER)
 
 __all__ = ["api_router", "docs_router"]

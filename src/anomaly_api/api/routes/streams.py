@@ -13,7 +13,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 
 from anomaly_api.api.body import load_json, validate_body
-from anomaly_api.api.deps import ReadyStreamPlaneDep, StreamPlaneDep
+from anomaly_api.api.deps import StreamPlaneDep, ready_streamplane
 from anomaly_api.api.openapi import ERROR_RESPONSES, json_request_body
 from anomaly_api.api.schemas import (
     ErrorResponse,
@@ -62,11 +62,12 @@ def _json(content: object, status_code: int = 200) -> Response:
     responses=_STREAM_ERRORS,
     openapi_extra=json_request_body(WindowRequest, _WINDOW_EXAMPLES),
 )
-async def predict_window(streamplane: ReadyStreamPlaneDep, request: Request) -> Response:
+async def predict_window(request: Request) -> Response:
     """Score the last readings of one stream (Azure `detect-last` style), without state.
 
     Fewer readings than the model's window are answered, marked `warming_up`.
     """
+    streamplane = ready_streamplane(request)
     body = validate_body(WindowRequest, await load_json(request))
     policy = None if body.alarm_policy is None else body.alarm_policy.policy()
     answer = await streamplane.window(
@@ -81,10 +82,9 @@ async def predict_window(streamplane: ReadyStreamPlaneDep, request: Request) -> 
     responses=_STREAM_ERRORS,
     openapi_extra=json_request_body(StreamReadingsRequest, _READINGS_EXAMPLES),
 )
-async def append_readings(
-    stream_id: str, streamplane: ReadyStreamPlaneDep, request: Request
-) -> Response:
+async def append_readings(stream_id: str, request: Request) -> Response:
     """Append one reading (or a few) to a stream and answer each from the stream's window."""
+    streamplane = ready_streamplane(request)
     body = validate_body(StreamReadingsRequest, await load_json(request))
     policy = None if body.alarm_policy is None else body.alarm_policy.policy()
     answer = await streamplane.append(
