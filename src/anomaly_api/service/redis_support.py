@@ -75,7 +75,9 @@ def client_from_settings(settings: Settings, **options: Any) -> Redis:
     timeout = settings.redis_timeout_s
     defaults: dict[str, Any] = {
         "socket_timeout": timeout,
-        "socket_connect_timeout": settings.redis_connect_timeout_s,
+        # Never shorter than a call's: a busy event loop (hundreds of calls in flight) can
+        # notice a finished connect late.
+        "socket_connect_timeout": max(timeout, settings.redis_connect_timeout_s),
         "retry": Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
         "health_check_interval": 0,  # a stale socket fails once; the retry reconnects
     }
