@@ -14,23 +14,22 @@ Exceptions::
 """
 
 from anomaly_api.client._async import AsyncAnomalyClient
-from anomaly_api.client._core import (
-    AnomalyApiError,
-    AnomalyConnectionError,
+from anomaly_api.client._errors import AnomalyApiError, AnomalyConnectionError
+from anomaly_api.client._frame import answer_columns
+from anomaly_api.client._models import (
     Contribution,
     DetectorVerdict,
     Health,
     ModelInfo,
     Prediction,
-    RetryPolicy,
     StreamAnswer,
     StreamReadings,
     StreamState,
     StreamSummary,
     WindowResult,
-    answer_columns,
 )
 from anomaly_api.client._sync import AnomalyClient
+from anomaly_api.client._transport import RetryPolicy
 
 __all__ = [
     "AnomalyApiError",
