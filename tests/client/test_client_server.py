@@ -15,6 +15,7 @@ from anomaly_api.client import (
     AnomalyClient,
     AsyncAnomalyClient,
     RetryPolicy,
+    _parse,
     answer_columns,
 )
 from anomaly_api.testing import ServerProcess
@@ -96,6 +97,32 @@ def test_batch_results_equal_the_servers_json_answer(server_url: str) -> None:
             assert [c.share for c in prediction.contributions] == [
                 c["share"] for c in item["contributions"]
             ]
+
+
+def test_the_server_answers_the_clients_accept_with_tensors(server_url: str) -> None:
+    data = rows(200, seed=8)
+    body = {
+        "observations": [{"features": r, "observation_id": f"o-{i}"} for i, r in enumerate(data)]
+    }
+    asked = httpx.post(
+        f"{server_url}/predict/batch",
+        json=body,
+        headers={"Accept": _parse.BATCH_ACCEPT},
+        timeout=30,
+    )
+    plain = httpx.post(f"{server_url}/predict/batch", json=body, timeout=30)
+    assert asked.headers["content-type"] == _parse.TENSORS
+    assert plain.headers["content-type"] == "application/json"
+    for top_k in (None, 1, 8):
+        from_tensors = _parse.read_batch(asked, top_k)
+        per_call = {"inference_ms": 0.0, "cached": False}
+        expected = [
+            {**item, **per_call, "contributions": item["contributions"][:top_k]}
+            for item in plain.json()["predictions"]
+        ]
+        assert [{**p.raw, **per_call} for p in from_tensors] == expected
+        assert [p.observation_id for p in from_tensors] == [f"o-{i}" for i in range(200)]
+        assert [p.anomaly_score for p in from_tensors] == [e["anomaly_score"] for e in expected]
 
 
 def test_features_by_name_give_the_same_answer(server_url: str) -> None:

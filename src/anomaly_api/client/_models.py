@@ -70,8 +70,10 @@ def contributions_of(raw: Mapping[str, Any]) -> tuple[Contribution, ...]:
 class Prediction:
     """The answer for one reading (``/predict``, ``/predict/batch``).
 
-    ``detectors`` and ``contributions`` are read from ``raw`` on first use; ``raw`` is the
-    answer as the JSON form writes it, whichever form the server sent."""
+    ``raw`` is the answer as the JSON form writes it, whichever form the server sent;
+    ``detectors`` and ``contributions`` are built from it on first use (a row of the
+    tensor form offers ``build_detectors`` and ``build_contributions``, which read its
+    columns without making the JSON form's dicts)."""
 
     observation_id: str
     is_anomaly: bool
@@ -87,6 +89,10 @@ class Prediction:
     @cached_property
     def detectors(self) -> dict[str, DetectorVerdict]:
         """Each detector's verdict, by name."""
+        build = getattr(self.raw, "build_detectors", None)
+        if build is not None:
+            built: dict[str, DetectorVerdict] = build()
+            return built
         return {
             name: DetectorVerdict(
                 score=float(d["score"]), threshold=float(d["threshold"]), vote=bool(d["vote"])
@@ -98,6 +104,10 @@ class Prediction:
     def contributions(self) -> tuple[Contribution, ...]:
         """Each feature's share of the anomaly, largest first (every feature, or the
         ``top_k`` largest when the call asked for them)."""
+        build = getattr(self.raw, "build_contributions", None)
+        if build is not None:
+            built: tuple[Contribution, ...] = build()
+            return built
         return contributions_of(self.raw)
 
     @property

@@ -22,6 +22,8 @@ import httpx
 
 from anomaly_api.client._errors import AnomalyApiError
 from anomaly_api.client._models import (
+    Contribution,
+    DetectorVerdict,
     Health,
     ModelInfo,
     Prediction,
@@ -154,12 +156,18 @@ class _TensorBatch:
             if name not in _KNOWN_OUTPUTS and name not in detector_columns
         ]
 
+    def order(self, i: int) -> tuple[list[float], list[int]]:
+        """Row ``i``'s shares, and the features kept, largest share first (ties in feature
+        order, as the JSON form sorts them)."""
+        n_features = len(self.features)
+        shares = self.columns["contributions"][i * n_features : (i + 1) * n_features]
+        return shares, sorted(range(n_features), key=shares.__getitem__, reverse=True)[: self.k]
+
     def row(self, i: int) -> dict[str, Any]:
         """Row ``i`` as the JSON form writes it (keys in its order, then unknown outputs)."""
         cols = self.columns
-        n_features = len(self.features)
-        shares = cols["contributions"][i * n_features : (i + 1) * n_features]
-        order = sorted(range(n_features), key=lambda j: -shares[j])[: self.k]  # stable
+        shares, order = self.order(i)
+        features = self.features
         row: dict[str, Any] = {
             "observation_id": cols["observation_id"][i],
             "is_anomaly": cols["is_anomaly"][i],
@@ -167,7 +175,7 @@ class _TensorBatch:
             "confidence": cols["confidence"][i],
             "severity": cols["severity"][i],
             "contributions": [
-                {"feature": self.features[j], "share": shares[j], "why": None} for j in order
+                {"feature": features[j], "share": shares[j], "why": None} for j in order
             ],
             "model_version": self.model_version,
             "inference_ms": self.inference_ms,
@@ -184,6 +192,22 @@ class _TensorBatch:
         for name in self.others:
             row[name] = cols[name][i]
         return row
+
+    def contributions(self, i: int) -> tuple[Contribution, ...]:
+        """Row ``i``'s ``Prediction.contributions``, from the columns."""
+        shares, order = self.order(i)
+        features = self.features
+        return tuple(Contribution(features[j], float(shares[j]), None) for j in order)
+
+    def detectors(self, i: int) -> dict[str, DetectorVerdict]:
+        """Row ``i``'s ``Prediction.detectors``, from the columns."""
+        cols = self.columns
+        return {
+            name: DetectorVerdict(
+                float(cols[f"{name}_score"][i]), threshold, bool(cols[f"{name}_vote"][i])
+            )
+            for name, threshold in self.thresholds.items()
+        }
 
 
 class _TensorRow(Mapping[str, Any]):
@@ -203,6 +227,14 @@ class _TensorRow(Mapping[str, Any]):
 
     def __getitem__(self, key: str) -> Any:
         return self._data()[key]
+
+    def build_contributions(self) -> tuple[Contribution, ...]:
+        """``Prediction.contributions`` without the JSON form's dicts."""
+        return self._batch.contributions(self._i)
+
+    def build_detectors(self) -> dict[str, DetectorVerdict]:
+        """``Prediction.detectors`` without the JSON form's dicts."""
+        return self._batch.detectors(self._i)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data())
