@@ -180,11 +180,17 @@ async def test_async_client_against_the_server(server_url: str) -> None:
         info = await client.model_info()
         many = await client.predict_many(data)
         health = await client.health()
+        scored = await client.score_frame(pd.DataFrame(data[:50], columns=FEATURES))
     with AnomalyClient(server_url) as client:
         reference = client.predict_many(data)
+        scored_sync = client.score_frame(pd.DataFrame(data[:50], columns=FEATURES))
     assert info.version == "tiny-1"
     assert health.status == "ok"
     assert [p.anomaly_score for p in many] == [p.anomaly_score for p in reference]
+    assert [p.severity for p in many] == [p.severity for p in reference]
+    assert [p.contributions for p in many] == [p.contributions for p in reference]
+    pd.testing.assert_frame_equal(scored, scored_sync)
+    assert scored["top_feature"].tolist() == [p.contributions[0].feature for p in many[:50]]
 
 
 def test_api_key(keyed_server_url: str) -> None:
