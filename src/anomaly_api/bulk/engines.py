@@ -133,7 +133,7 @@ class ServiceEngine:
 
     def score(self, chunks: Iterable[Chunk]) -> Iterator[tuple[Chunk, Answers]]:
         from anomaly_api.client import answer_columns
-        from anomaly_api.client._core import prediction_record
+        from anomaly_api.client._frame import prediction_record
 
         columns = answer_columns(self.detector_names)
         for chunk in chunks:
