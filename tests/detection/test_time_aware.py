@@ -238,6 +238,27 @@ def test_top_k_detector_adds_up_the_largest_features() -> None:
     assert detector_member_names(MaxZDetector()) == ("max_z",)
 
 
+def test_max_z_detector_sets_only_its_parameters_in_init() -> None:
+    """scikit-learn's convention: ``__init__`` stores its parameters and nothing else."""
+    from sklearn.base import clone
+
+    from anomaly_api.detection.time_aware import MaxZDetector
+
+    detector = MaxZDetector(contamination=0.02, top_k=4)
+    assert vars(detector) == detector.get_params() == {"contamination": 0.02, "top_k": 4}
+    assert detector.min_votes == clone(detector).min_votes == 1
+
+
+def test_channels_are_scaled_by_the_one_robust_scaling(
+    series: TimeSeriesDataset, trained: TrainedTimeAware
+) -> None:
+    from anomaly_api.detection.scaling import fit_robust_scaling
+
+    center, scale, _ = fit_robust_scaling(series.data.X[trained.fit_rows])
+    np.testing.assert_array_equal(trained.model.center_, center)
+    np.testing.assert_array_equal(trained.model.scale_, scale)
+
+
 def test_gate_caps_each_mean_by_its_newest_reading() -> None:
     from anomaly_api.detection.time_aware import gate_means
 

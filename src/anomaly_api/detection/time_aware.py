@@ -2,8 +2,8 @@
 
 Pipeline of one reading (see ``anomaly_api.detection.windows`` for the features):
 
-1. scale each channel robustly (training median and IQR/1.349, so one unit is about
-   one standard deviation of normal readings);
+1. scale each channel robustly (``fit_robust_scaling``: training median and the IQR of
+   a standard normal, so one unit is about one standard deviation of normal readings);
 2. window features of the reading from the trailing window of ``window`` readings of
    its stream, among them the residual off a PCA subspace fitted on the training
    readings (relations between channels; channels' squared residuals sum to SPE/Q);
@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Self
+from typing import Any, ClassVar, Final, Self
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -44,6 +44,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from anomaly_api.detection.contributions import severity_from_score
 from anomaly_api.detection.ensemble import AnomalyEnsemble, EnsembleOutput
+from anomaly_api.detection.scaling import fit_robust_scaling, mad_std
 from anomaly_api.detection.voting import confidence_from_score
 from anomaly_api.detection.windows import (
     DEFAULT_FEATURES,
@@ -56,8 +57,6 @@ from anomaly_api.detection.windows import (
 )
 
 DETECTOR_CHOICES: Final[tuple[str, ...]] = ("max_z", "top4_z", "ensemble", "ensemble_any")
-IQR_TO_STD: Final = 1.349
-MAD_TO_STD: Final = 1.4826
 _MIN_SCALE: Final = 1e-12
 # Floors of the spread of a standardised feature, in its own units: a feature that never
 # moved in training (a channel never flat) must not turn the smallest change into an
@@ -111,20 +110,6 @@ def gate_means(
     return out
 
 
-def robust_center_scale(
-    data: NDArray[np.float64], names: list[str]
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Median and IQR/1.349 of each column (the standard deviation where the IQR is 0)."""
-    center = np.median(data, axis=0)
-    q75, q25 = np.percentile(data, [75.0, 25.0], axis=0)
-    scale = (q75 - q25) / IQR_TO_STD
-    scale = np.where(scale > _MIN_SCALE, scale, data.std(axis=0))
-    constant = np.flatnonzero(scale <= _MIN_SCALE)
-    if len(constant):
-        raise ValueError(f"channel {names[int(constant[0])]!r} is constant; drop it")
-    return center, scale
-
-
 class MaxZDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     """One member: ``score_samples = -max_j |z_j|`` (or the top-k root sum of squares).
 
@@ -135,10 +120,12 @@ class MaxZDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     and the threshold tuning treat both alike.
     """
 
+    min_votes: ClassVar[int] = 1
+    """One member: its own vote decides."""
+
     def __init__(self, *, contamination: float = 0.01, top_k: int = 1) -> None:
         self.contamination = contamination
         self.top_k = top_k
-        self.min_votes = 1
 
     def fit(self, X: ArrayLike, y: Any = None) -> Self:
         """Threshold at the ``contamination`` quantile of the training scores."""
@@ -343,7 +330,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
             list(channels) if channels is not None else [f"x{i}" for i in range(n_channels)]
         )
         self.median_interval_ = float(median_interval)
-        self.center_, self.scale_ = robust_center_scale(data[mask], self.channels_)
+        self.center_, self.scale_, _ = fit_robust_scaling(data[mask], self.channels_)
         scaled = (data - self.center_) / self.scale_
         kinds = tuple(self.features)
         if n_channels < 2:
@@ -412,7 +399,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
 
     def _fit_feature_scaling(self, raw: NDArray[np.float64]) -> None:
         center = np.median(raw, axis=0)
-        scale = MAD_TO_STD * np.median(np.abs(raw - center), axis=0)
+        scale = mad_std(raw)
         scale = np.where(scale > _MIN_SCALE, scale, raw.std(axis=0))
         flat = np.tile(np.array([k == "flat" for k in self.kinds_]), len(self.channels_))
         scale = np.where(flat, np.maximum(scale, _FLAT_SCALE_FLOOR), scale)
