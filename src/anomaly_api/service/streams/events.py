@@ -1,0 +1,317 @@
+"""Events: a stream's anomalous readings grouped the way an operator reads them.
+
+Rule (under the stream's ``AlarmPolicy``, positions in its unit):
+
+* an event **opens** at a reading that raises an alarm while none is open. It starts at
+  the earliest of the anomalies that raised it: the alarm's reading and the earlier
+  anomalies (at most ``k - 1``, kept as ``pending``) lying less than ``window`` before it;
+* while it is open, every anomalous reading joins it, and every answered reading names it;
+* it **closes** at the first reading that lies ``window`` or more after its last anomalous
+  reading (no ``k`` anomalies can then fall in one window with it: the policy has cleared).
+  Its ``end`` is the timestamp of its last anomalous reading; the closing reading is not
+  part of it. An idle stream's open event stays open until the next reading arrives.
+
+Anomalies that raise no alarm (fewer than ``k``, or within the cool-down after an event)
+open none. ``track`` is a pure function of (state, batch), like ``AlarmPolicy.evaluate``;
+its state (``EventTrack``) rides in the stream's stored alarm state, so it is written by
+the same compare-and-set, and each event's record (``EventRecord``, JSON) is written with it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from anomaly_api.monitoring.alarms import AlarmPolicy
+
+__all__ = [
+    "FEEDBACK_LABELS",
+    "EventInput",
+    "EventTrack",
+    "Feedback",
+    "OpenEvent",
+    "event_id",
+    "parse_event_id",
+    "track",
+]
+
+FEEDBACK_LABELS = ("false_alarm", "confirmed", "expected")
+"""What an operator may say about an event (``expected``: e.g. planned maintenance)."""
+
+TOP_SENSORS = 3
+"""Sensors listed per event, largest mean share first."""
+
+
+def event_id(epoch: str, number: int) -> str:
+    """An event's id: the stream life's epoch (8 hex) and the event's number in it."""
+    return f"{epoch[:8]}-{number}"
+
+
+def parse_event_id(value: str) -> tuple[str, int] | None:
+    """``(epoch prefix, number)`` of an id, or None when it is not one."""
+    prefix, _, number = value.partition("-")
+    if len(prefix) != 8 or not number.isdigit() or len(number) > 12:
+        return None
+    try:
+        int(prefix, 16)
+    except ValueError:
+        return None
+    return prefix, int(number)
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class EventInput:
+    """What the answered readings of an append bring to their events.
+
+    ``severities`` (n,), ``shares`` and ``values`` (n, n_channels): each reading's severity,
+    each channel's share of its anomaly and its raw value. ``channels`` names the channels;
+    ``low``/``high`` (n_channels,) is each channel's expected range (the model's)."""
+
+    severities: NDArray[np.float64]
+    shares: NDArray[np.float64]
+    values: NDArray[np.float64]
+    channels: tuple[str, ...]
+    low: NDArray[np.float64]
+    high: NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenEvent:
+    """The accumulators of the event in progress (all per channel lists are full length)."""
+
+    number: int
+    start_reading: int
+    start_time: float
+    last_reading: int
+    last_time: float
+    anomalies: int
+    peak: float
+    share_sum: tuple[float, ...]
+    best_share: tuple[float, ...]
+    """Per channel: its largest share in one reading of the event..."""
+    best_value: tuple[float, ...]
+    """...the channel's value in that reading..."""
+    best_time: tuple[float, ...]
+    """...and that reading's timestamp."""
+
+    def add(
+        self,
+        reading: int,
+        time: float,
+        severity: float,
+        shares: NDArray[np.float64],
+        values: NDArray[np.float64],
+    ) -> OpenEvent:
+        """The event with one more anomalous reading."""
+        best = np.asarray(self.best_share)
+        better = shares > best
+        return replace(
+            self,
+            last_reading=max(self.last_reading, reading),
+            last_time=max(self.last_time, time),
+            anomalies=self.anomalies + 1,
+            peak=max(self.peak, severity),
+            share_sum=tuple((np.asarray(self.share_sum) + shares).tolist()),
+            best_share=tuple(np.where(better, shares, best).tolist()),
+            best_value=tuple(np.where(better, values, np.asarray(self.best_value)).tolist()),
+            best_time=tuple(np.where(better, time, np.asarray(self.best_time)).tolist()),
+        )
+
+    @classmethod
+    def start(cls, number: int, reading: int, time: float, n_channels: int) -> OpenEvent:
+        """An empty event starting at ``reading``."""
+        zeros = (0.0,) * n_channels
+        return cls(
+            number, reading, time, reading, time, 0, 0.0, zeros, (-1.0,) * n_channels, zeros, zeros
+        )
+
+    def record(self, epoch: str, inputs: EventInput, *, closed: bool) -> bytes:
+        """The event as stored and listed (JSON), without its feedback."""
+        mean = np.asarray(self.share_sum) / max(self.anomalies, 1)
+        order = np.argsort(-mean, kind="stable")[:TOP_SENSORS]
+        sensors = [
+            {
+                "feature": inputs.channels[int(c)],
+                "share": float(mean[c]),
+                "read": self.best_value[c],
+                "read_at": _iso(self.best_time[c]),
+                "expected_low": float(inputs.low[c]),
+                "expected_high": float(inputs.high[c]),
+            }
+            for c in order.tolist()
+            if self.best_share[c] >= 0
+        ]
+        return json.dumps(
+            {
+                "id": event_id(epoch, self.number),
+                "start": _iso(self.start_time),
+                "end": _iso(self.last_time) if closed else None,
+                "open": not closed,
+                "last_anomaly": _iso(self.last_time),
+                "peak_severity": self.peak,
+                "readings": self.last_reading - self.start_reading + 1,
+                "anomalies": self.anomalies,
+                "first_reading": self.start_reading,
+                "top_sensors": sensors,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class EventTrack:
+    """A stream's event state: the next event's number, the anomalies an alarm may still
+    claim (at most ``k - 1``: reading, time, severity, then shares and values per channel)
+    and the event in progress."""
+
+    next: int = 1
+    pending: tuple[tuple[float, ...], ...] = ()
+    open: OpenEvent | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return {
+            "next": self.next,
+            "pending": [list(p) for p in self.pending],
+            "open": None if self.open is None else _open_to_dict(self.open),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EventTrack:
+        """Read ``to_dict``'s output; ``ValueError`` when malformed."""
+        try:
+            raw = data["open"]
+            return cls(
+                next=int(data["next"]),
+                pending=tuple(tuple(float(x) for x in p) for p in data["pending"]),
+                open=None if raw is None else OpenEvent(**_open_from_dict(raw)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed event state: {exc!r}") from exc
+
+
+_TUPLES = ("share_sum", "best_share", "best_value", "best_time")
+
+
+def _open_to_dict(event: OpenEvent) -> dict[str, Any]:
+    return {name: getattr(event, name) for name in OpenEvent.__slots__}
+
+
+def _open_from_dict(data: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in OpenEvent.__slots__:
+        value = data[name]
+        if name in _TUPLES:
+            out[name] = tuple(float(x) for x in value)
+        elif name in ("number", "start_reading", "last_reading", "anomalies"):
+            out[name] = int(value)
+        else:
+            out[name] = float(value)
+    return out
+
+
+def track(
+    state: EventTrack,
+    policy: AlarmPolicy,
+    *,
+    epoch: str,
+    first: int,
+    flags: NDArray[np.bool_],
+    alarms: NDArray[np.bool_],
+    times: NDArray[np.float64],
+    inputs: EventInput,
+) -> tuple[EventTrack, list[str | None], list[tuple[str, bytes]]]:
+    """Events after the readings numbered ``first, first + 1, ...`` (module doc).
+
+    Returns the new state, each reading's event id (None outside any) and the records to
+    write: ``(id, JSON)`` of every event opened, changed or closed by these readings."""
+    n = len(flags)
+    if state.open is None and not flags.any():  # most appends: nothing to do
+        return state, [None] * n, []
+    seconds = policy.unit == "seconds"
+    keep = max(policy.k - 1, 0)
+    n_channels = len(inputs.channels)
+    pending = list(state.pending)
+    current = state.open
+    number = state.next
+    ids: list[str | None] = []
+    written: dict[str, bytes] = {}
+
+    def position(reading: float, time: float) -> float:
+        return time if seconds else reading
+
+    for i in range(n):
+        reading, time = first + i, float(times[i])
+        if (
+            current is not None
+            and position(reading, time) - position(current.last_reading, current.last_time)
+            >= policy.window
+        ):  # the policy has cleared: the event ended with its last anomaly
+            written[event_id(epoch, current.number)] = current.record(epoch, inputs, closed=True)
+            current = None
+        if current is None and not flags[i]:
+            ids.append(None)
+            continue
+        shares = _channel_row(inputs.shares, i, n_channels)
+        values = _channel_row(inputs.values, i, n_channels)
+        severity = float(inputs.severities[i])
+        if current is None and not alarms[i]:  # an anomaly an alarm may still claim
+            if keep:
+                entry = (float(reading), time, severity, *shares.tolist(), *values.tolist())
+                pending = [*pending, entry][-keep:]
+            ids.append(None)
+            continue
+        if current is None:  # opens an event with the anomalies that raised the alarm
+            here = position(reading, time)
+            claimed = [p for p in pending if here - position(p[0], p[1]) < policy.window]
+            start = claimed[0] if claimed else (reading, time)
+            current = OpenEvent.start(number, int(start[0]), float(start[1]), n_channels)
+            number += 1
+            pending = []
+            for p in claimed:
+                current = current.add(
+                    int(p[0]),
+                    p[1],
+                    p[2],
+                    np.asarray(p[3 : 3 + n_channels]),
+                    np.asarray(p[3 + n_channels :]),
+                )
+        if flags[i]:
+            current = current.add(reading, time, severity, shares, values)
+            written[event_id(epoch, current.number)] = current.record(epoch, inputs, closed=False)
+        ids.append(event_id(epoch, current.number))
+    new = EventTrack(next=number, pending=tuple(pending), open=current)
+    return new, ids, list(written.items())
+
+
+def _channel_row(matrix: NDArray[np.float64], i: int, n_channels: int) -> NDArray[np.float64]:
+    """Row ``i`` of a per-channel matrix; zeros when the model gave none (no shares)."""
+    if matrix.ndim == 2 and matrix.shape[1] == n_channels and i < matrix.shape[0]:
+        return np.asarray(matrix[i], dtype=np.float64)
+    return np.zeros(n_channels)
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """One operator label of an event."""
+
+    label: str
+    note: str
+    by: str
+    at: float = field(default=0.0)
+
+    def to_json(self) -> bytes:
+        """The stored form (JSON)."""
+        return json.dumps(
+            {"label": self.label, "note": self.note, "by": self.by, "at": _iso(self.at)},
+            separators=(",", ":"),
+        ).encode()
