@@ -100,24 +100,26 @@ def advance_events(
     flags: NDArray[np.bool_],
     times: NDArray[np.float64],
     *,
-    inputs: EventInput | None,
+    inputs: Callable[[], EventInput] | None,
 ) -> tuple[NDArray[np.bool_], StoredAlarm, list[str | None], list[tuple[str, bytes]]]:
     """``advance``, then the events of the same readings (``streams/events.py``): each
-    reading's event id and the event records to write with the state."""
+    reading's event id and the event records to write with the state. ``inputs`` is only
+    called when the readings can change an event (an anomaly, or an event open)."""
     alarms, new = advance(stored, policy, first, flags, times)
-    if inputs is None:
+    before = new.events
+    if inputs is None or ((before is None or before.open is None) and not flags.any()):
         return alarms, new, [None] * len(flags), []
     state, ids, written = track_events(
-        new.events or EventTrack(),
+        before or EventTrack(),
         policy,
         epoch=new.epoch,
         first=first,
         flags=flags,
         alarms=alarms,
         times=times,
-        inputs=inputs,
+        inputs=inputs(),
     )
-    if state is not new.events and (new.events is not None or state != EventTrack()):
+    if state is not before:
         new = replace(new, events=state)
     return alarms, new, ids, written
 
@@ -149,7 +151,7 @@ class StreamAlarms:
         n_new: int,
         flags: NDArray[np.bool_],
         policy: AlarmPolicy,
-        inputs: EventInput | None,
+        inputs: Callable[[], EventInput] | None,
     ) -> tuple[NDArray[np.bool_], StoredAlarm, list[str | None]]:
         """``evaluate``, and each answered reading's event id; the events are stored with
         the alarm state (``inputs`` None: no events tracked)."""

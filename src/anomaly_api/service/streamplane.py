@@ -219,7 +219,7 @@ class StreamPlane:
             n_new,
             flags,
             alarm_policy or self.alarm_policy,
-            self._event_input(predictor, window.values, answers, predictions),
+            lambda: self._event_input(predictor, window.values, answers, predictions),
         )
         for answer, raised, event in zip(answers, alarms.tolist(), event_ids, strict=True):
             answer.alarm = raised
