@@ -6,22 +6,30 @@ server processes sharing one Redis seeing one stream's events."""
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from anomaly_api.api.schemas import (
     StreamEventResponse,
     StreamEventsResponse,
     StreamReadingsResponse,
 )
-from anomaly_api.testing import SHARED_REDIS_URL, running_server, throwaway_redis
-from api_testing import ANOMALOUS, NORMAL, assert_error, make_settings, samples, serve_app
+from anomaly_api.data.timeseries import synthetic_timeseries
+from anomaly_api.testing import running_server, throwaway_redis
+from api_testing import (
+    ANOMALOUS,
+    NORMAL,
+    assert_error,
+    make_settings,
+    samples,
+    serve_app,
+    stream_backend,
+)
+from factories import TIME_AWARE_ROWS, TIME_AWARE_SEED, synthetic_segments
 
 # 2 anomalies within 3 readings raise an alarm; no cool-down
 POLICY = {"alarm_min_anomalies": 2, "alarm_window": 3, "alarm_cooldown": 0}
@@ -33,21 +41,8 @@ CLIENT_KEY = "events-client-key"
 @pytest.fixture(params=["memory", "redis"])
 def backend(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     """Settings of the stream store: process memory, or the shared Redis (a private prefix)."""
-    if request.param == "memory":
-        yield {}
-        return
-    prefix = f"test:stream-events:{uuid.uuid4().hex}:"
-    yield {
-        "redis_url": SHARED_REDIS_URL,
-        "redis_timeout_s": 2.0,
-        "stream_prefix": f"{prefix}s:",
-        "cache_prefix": f"{prefix}c:",
-        "revision_prefix": f"{prefix}r:",
-    }
-    with redis.Redis.from_url(SHARED_REDIS_URL) as client:
-        stale = list(client.scan_iter(match=prefix + "*", count=1000))
-        if stale:
-            client.delete(*stale)
+    with stream_backend(request.param, "stream-events") as settings:
+        yield settings
 
 
 @pytest.fixture
@@ -272,3 +267,36 @@ def test_two_replicas_sharing_redis_see_one_streams_events(
             assert client.delete(f"{a.url}/streams/shared").status_code == 204
             assert client.get(f"{b.url}/streams/shared/events").status_code == 404
             assert not list(server.client().scan_iter(match="*e:shared"))
+
+
+async def test_a_time_aware_stream_makes_an_event_of_a_stuck_sensor(ta_artifacts_dir: Path) -> None:
+    """The default time-aware model over a stuck-sensor segment of its synthetic stream:
+    an event inside the segment, carried by the stuck channel, and every event id an answer
+    names is listed."""
+    series = synthetic_timeseries(seed=TIME_AWARE_SEED, n_rows=TIME_AWARE_ROWS)
+    _, start, stop, channels = next(
+        e for e in synthetic_segments() if e[0] == "stuck_sensor" and e[1] > 100
+    )
+    settings = make_settings(
+        ta_artifacts_dir, alarm_min_anomalies=3, alarm_window=10, alarm_cooldown=30
+    )
+    named: set[str] = set()
+    async with serve_app(settings) as http:
+        for first in range(start - 80, stop + 16, 16):
+            rows = slice(first, first + 16)
+            body = {
+                "timestamps": series.timestamps[rows].tolist(),
+                "readings": series.data.X[rows].tolist(),
+            }
+            response = await http.post("/streams/ta:stuck/readings", json=body)
+            assert response.status_code == 200, response.text
+            named |= {a["event_id"] for a in response.json()["answers"] if a["event_id"]}
+        page = await _events(http, "ta:stuck", limit=100)
+    assert named == {e.id for e in page.events}
+    stuck = {series.data.feature_names[c] for c in channels}
+    during = [e for e in page.events if start - 10 <= e.first_reading + start - 80 < stop]
+    assert during, "no event on the stuck sensor"
+    assert stuck & {s.feature for s in during[0].top_sensors}
+    for event in page.events:
+        for sensor in event.top_sensors:
+            assert sensor.expected_low < sensor.expected_high

@@ -108,6 +108,9 @@ def advance_events(
     alarms, new = advance(stored, policy, first, flags, times)
     before = new.events
     if inputs is None or ((before is None or before.open is None) and not flags.any()):
+        if before is not None and before.pending and len(flags):  # drop what cannot count
+            settled = before.settled(policy, first + len(flags) - 1, float(times[-1]))
+            new = new if settled is before else replace(new, events=settled)
         return alarms, new, [None] * len(flags), []
     state, ids, written = track_events(
         before or EventTrack(),

@@ -136,3 +136,23 @@ def test_event_ids_parse_back() -> None:
     assert parse_event_id(event_id(EPOCH, 42)) == (EPOCH[:8], 42)
     for bad in ("", "01234567", "01234567-", "0123456x-1", "01234567-1a", "0123-1"):
         assert parse_event_id(bad) is None
+
+
+def test_pending_anomalies_are_dropped_once_no_alarm_can_claim_them() -> None:
+    """``advance_events``: a lone anomaly is kept for ``window`` readings, then dropped, so a
+    stream's stored state shrinks back to what it was."""
+    from anomaly_api.service.stream_alarms import advance_events
+
+    policy = AlarmPolicy(k=3, window=10, cooldown=0)
+    stored = StoredAlarm(epoch=EPOCH)
+    pending = []
+    for i, flag in enumerate([True] + [False] * 10):
+        flags = np.array([flag])
+        _, stored, ids, written = advance_events(
+            stored, policy, i, flags, np.array([10.0 * i]), inputs=lambda i=i: _inputs([True], i)
+        )
+        assert ids == [None]
+        assert written == []
+        assert stored.events is not None
+        pending.append(len(stored.events.pending))
+    assert pending == [1] * 10 + [0]  # reading 10 lies a window after the anomaly

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
+import orjson
 from numpy.typing import ArrayLike, NDArray
 
 from anomaly_api.monitoring.alarms import AlarmState
@@ -80,7 +81,7 @@ class StoredAlarm:
         }
         if self.events is not None:
             data["events"] = self.events.to_dict()
-        return json.dumps(data, separators=(",", ":")).encode()
+        return orjson.dumps(data)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> StoredAlarm:

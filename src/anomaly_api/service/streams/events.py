@@ -19,12 +19,14 @@ the same compare-and-set, and each event's record (``EventRecord``, JSON) is wri
 
 from __future__ import annotations
 
-import json
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import orjson
 from numpy.typing import NDArray
 
 from anomaly_api.monitoring.alarms import AlarmPolicy
@@ -64,7 +66,9 @@ def parse_event_id(value: str) -> tuple[str, int] | None:
     return prefix, int(number)
 
 
+@functools.lru_cache(maxsize=256)
 def _iso(seconds: float) -> str:
+    """ISO 8601 in UTC; cached: an open event's record repeats its times at every reading."""
     return datetime.fromtimestamp(seconds, UTC).isoformat()
 
 
@@ -108,22 +112,31 @@ class OpenEvent:
         reading: int,
         time: float,
         severity: float,
-        shares: NDArray[np.float64],
-        values: NDArray[np.float64],
+        shares: Sequence[float],
+        values: Sequence[float],
     ) -> OpenEvent:
-        """The event with one more anomalous reading."""
-        best = np.asarray(self.best_share)
-        better = shares > best
-        return replace(
-            self,
+        """The event with one more anomalous reading (plain Python: a few channels, one
+        reading at a time, where NumPy's per-call overhead would dominate)."""
+        best_share, best_value, best_time = (
+            list(self.best_share),
+            list(self.best_value),
+            list(self.best_time),
+        )
+        for c, share in enumerate(shares):
+            if share > best_share[c]:
+                best_share[c], best_value[c], best_time[c] = share, values[c], time
+        return OpenEvent(
+            number=self.number,
+            start_reading=self.start_reading,
+            start_time=self.start_time,
             last_reading=max(self.last_reading, reading),
             last_time=max(self.last_time, time),
             anomalies=self.anomalies + 1,
             peak=max(self.peak, severity),
-            share_sum=tuple((np.asarray(self.share_sum) + shares).tolist()),
-            best_share=tuple(np.where(better, shares, best).tolist()),
-            best_value=tuple(np.where(better, values, np.asarray(self.best_value)).tolist()),
-            best_time=tuple(np.where(better, time, np.asarray(self.best_time)).tolist()),
+            share_sum=tuple(a + b for a, b in zip(self.share_sum, shares, strict=True)),
+            best_share=tuple(best_share),
+            best_value=tuple(best_value),
+            best_time=tuple(best_time),
         )
 
     @classmethod
@@ -136,21 +149,22 @@ class OpenEvent:
 
     def record(self, epoch: str, inputs: EventInput, *, closed: bool) -> bytes:
         """The event as stored and listed (JSON), without its feedback."""
-        mean = np.asarray(self.share_sum) / max(self.anomalies, 1)
-        order = np.argsort(-mean, kind="stable")[:TOP_SENSORS]
+        count = max(self.anomalies, 1)
+        mean = [total / count for total in self.share_sum]
+        order = sorted(range(len(mean)), key=lambda c: -mean[c])[:TOP_SENSORS]  # stable
         sensors = [
             {
-                "feature": inputs.channels[int(c)],
-                "share": float(mean[c]),
+                "feature": inputs.channels[c],
+                "share": mean[c],
                 "read": self.best_value[c],
                 "read_at": _iso(self.best_time[c]),
                 "expected_low": float(inputs.low[c]),
                 "expected_high": float(inputs.high[c]),
             }
-            for c in order.tolist()
+            for c in order
             if self.best_share[c] >= 0
         ]
-        return json.dumps(
+        return orjson.dumps(
             {
                 "id": event_id(epoch, self.number),
                 "start": _iso(self.start_time),
@@ -162,9 +176,8 @@ class OpenEvent:
                 "anomalies": self.anomalies,
                 "first_reading": self.start_reading,
                 "top_sensors": sensors,
-            },
-            separators=(",", ":"),
-        ).encode()
+            }
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +189,16 @@ class EventTrack:
     next: int = 1
     pending: tuple[tuple[float, ...], ...] = ()
     open: OpenEvent | None = None
+
+    def settled(self, policy: AlarmPolicy, reading: int, time: float) -> EventTrack:
+        """The state once the policy has cleared at ``reading``: the pending anomalies a
+        later alarm can no longer claim dropped (the stored state stays small)."""
+        if not self.pending:
+            return self
+        here = time if policy.unit == "seconds" else reading
+        at = 1 if policy.unit == "seconds" else 0
+        keep = tuple(p for p in self.pending if here - p[at] < policy.window)
+        return self if len(keep) == len(self.pending) else replace(self, pending=keep)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
@@ -261,12 +284,12 @@ def track(
         if current is None and not flags[i]:
             ids.append(None)
             continue
-        shares = _channel_row(inputs.shares, i, n_channels)
-        values = _channel_row(inputs.values, i, n_channels)
+        shares = _channel_row(inputs.shares, i, n_channels).tolist()
+        values = _channel_row(inputs.values, i, n_channels).tolist()
         severity = float(inputs.severities[i])
         if current is None and not alarms[i]:  # an anomaly an alarm may still claim
             if keep:
-                entry = (float(reading), time, severity, *shares.tolist(), *values.tolist())
+                entry = (float(reading), time, severity, *shares, *values)
                 pending = [*pending, entry][-keep:]
             ids.append(None)
             continue
@@ -279,11 +302,7 @@ def track(
             pending = []
             for p in claimed:
                 current = current.add(
-                    int(p[0]),
-                    p[1],
-                    p[2],
-                    np.asarray(p[3 : 3 + n_channels]),
-                    np.asarray(p[3 + n_channels :]),
+                    int(p[0]), p[1], p[2], p[3 : 3 + n_channels], p[3 + n_channels :]
                 )
         if flags[i]:
             current = current.add(reading, time, severity, shares, values)
@@ -311,7 +330,6 @@ class Feedback:
 
     def to_json(self) -> bytes:
         """The stored form (JSON)."""
-        return json.dumps(
-            {"label": self.label, "note": self.note, "by": self.by, "at": _iso(self.at)},
-            separators=(",", ":"),
-        ).encode()
+        return orjson.dumps(
+            {"label": self.label, "note": self.note, "by": self.by, "at": _iso(self.at)}
+        )
