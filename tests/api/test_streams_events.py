@@ -93,6 +93,7 @@ async def test_readings_open_and_close_an_event(http: httpx.AsyncClient) -> None
     assert top.expected_low < top.expected_high
     assert not top.expected_low <= top.read <= top.expected_high  # it read out of range
     assert (event.feedback, event.feedback_history) == (None, [])
+    assert top.why is None  # a point-wise model gives no reasons
     # the same readings in one request give the same event (ids differ per stream)
     at_once = await _send(http, "plant-1:pump-2", 0.0, SEQUENCE)
     assert [eid and eid[9:] for eid in at_once] == [eid and eid[9:] for eid in ids]
@@ -296,7 +297,9 @@ async def test_a_time_aware_stream_makes_an_event_of_a_stuck_sensor(ta_artifacts
     stuck = {series.data.feature_names[c] for c in channels}
     during = [e for e in page.events if start - 10 <= e.first_reading + start - 80 < stop]
     assert during, "no event on the stuck sensor"
-    assert stuck & {s.feature for s in during[0].top_sensors}
+    carried = [s for s in during[0].top_sensors if s.feature in stuck]
+    assert carried
+    assert carried[0].why is not None  # the time-aware model's reason, e.g. "flat for ..."
     for event in page.events:
         for sensor in event.top_sensors:
             assert sensor.expected_low < sensor.expected_high

@@ -50,6 +50,14 @@ class EventSensor:
     expected_high: Annotated[
         float, Field(description="High end: the training median plus 3 robust standard deviations.")
     ]
+    why: Annotated[
+        str | None,
+        Field(
+            description="The model's reason for this sensor in that reading (a time-aware "
+            "model's `why`, e.g. `flat for 37 readings`); null when the model gave none (a "
+            "point-wise model, or the sensor was not among that answer's `top_k`)."
+        ),
+    ] = None
 
 
 @dataclass

@@ -335,6 +335,7 @@ class StreamPlane:
             cached = (weakref.ref(predictor), *expected_range(predictor))
             self._ranges = cached
         n = len(answers)
+        index = {name: c for c, name in enumerate(predictor.feature_names)}
         return EventInput(
             severities=np.fromiter((a.severity for a in answers), np.float64, n),
             shares=np.array([p.shares for p in predictions], dtype=np.float64),
@@ -342,6 +343,10 @@ class StreamPlane:
             channels=predictor.feature_names,
             low=cached[1],
             high=cached[2],
+            why=tuple(
+                {index[c.feature]: c.why for c in a.contributions if c.why and c.feature in index}
+                for a in answers
+            ),
         )
 
     def _stream_key(self, predictor: Predictor) -> str:

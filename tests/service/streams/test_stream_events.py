@@ -34,6 +34,7 @@ def _inputs(flags: list[bool], start: int = 0) -> EventInput:
         channels=CHANNELS,
         low=np.array([-3.0, -3.0]),
         high=np.array([3.0, 3.0]),
+        why=tuple({1: f"reason {start + i}"} for i in range(n)),  # only channel "b" has one
     )
 
 
@@ -94,6 +95,7 @@ def test_an_event_opens_with_the_anomalies_of_its_alarm_and_closes_once_the_poli
     assert (sensors["a"]["read"], sensors["a"]["read_at"]) == (1.0, "1970-01-01T00:00:10+00:00")
     assert (sensors["b"]["read"], sensors["b"]["read_at"]) == (102.0, "1970-01-01T00:00:20+00:00")
     assert (sensors["a"]["expected_low"], sensors["a"]["expected_high"]) == (-3.0, 3.0)
+    assert (sensors["a"]["why"], sensors["b"]["why"]) == (None, "reason 2")
     second = records[two]
     assert (second["open"], second["end"]) == (True, None)
     assert (second["first_reading"], second["readings"], second["anomalies"]) == (6, 5, 4)

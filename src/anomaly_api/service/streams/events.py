@@ -20,7 +20,7 @@ the same compare-and-set, and each event's record (``EventRecord``, JSON) is wri
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +37,7 @@ __all__ = [
     "EventTrack",
     "Feedback",
     "OpenEvent",
+    "Reading",
     "event_id",
     "parse_event_id",
     "track",
@@ -86,6 +87,44 @@ class EventInput:
     channels: tuple[str, ...]
     low: NDArray[np.float64]
     high: NDArray[np.float64]
+    why: tuple[Mapping[int, str], ...] = ()
+    """Per reading, channel index -> the model's reason in words (a time-aware model's
+    ``why`` of the channels its answer lists); empty when the model gives none."""
+
+    def reasons(self, i: int) -> Mapping[int, str]:
+        """Reading ``i``'s reasons (none when the model gave none)."""
+        return self.why[i] if i < len(self.why) else {}
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One anomalous reading as an event keeps it: number, time, severity, and per channel
+    its share and value, and the reasons the model gave (channel index -> words)."""
+
+    number: int
+    time: float
+    severity: float
+    shares: tuple[float, ...]
+    values: tuple[float, ...]
+    why: Mapping[int, str] = field(default_factory=dict)
+
+    def to_list(self) -> list[Any]:
+        """JSON-serialisable form."""
+        why = {str(c): text for c, text in self.why.items()}
+        return [self.number, self.time, self.severity, self.shares, self.values, why]
+
+    @classmethod
+    def from_list(cls, data: list[Any]) -> Reading:
+        """Read ``to_list``'s output."""
+        number, time, severity, shares, values, why = data
+        return cls(
+            int(number),
+            float(time),
+            float(severity),
+            tuple(float(x) for x in shares),
+            tuple(float(x) for x in values),
+            {int(c): str(text) for c, text in why.items()},
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,38 +144,37 @@ class OpenEvent:
     best_value: tuple[float, ...]
     """...the channel's value in that reading..."""
     best_time: tuple[float, ...]
-    """...and that reading's timestamp."""
+    """...that reading's timestamp..."""
+    best_why: tuple[str | None, ...]
+    """...and the model's reason for the channel in that reading, when it gave one."""
 
-    def add(
-        self,
-        reading: int,
-        time: float,
-        severity: float,
-        shares: Sequence[float],
-        values: Sequence[float],
-    ) -> OpenEvent:
+    def add(self, reading: Reading) -> OpenEvent:
         """The event with one more anomalous reading (plain Python: a few channels, one
         reading at a time, where NumPy's per-call overhead would dominate)."""
-        best_share, best_value, best_time = (
+        best_share, best_value, best_time, best_why = (
             list(self.best_share),
             list(self.best_value),
             list(self.best_time),
+            list(self.best_why),
         )
-        for c, share in enumerate(shares):
+        time, values, why = reading.time, reading.values, reading.why
+        for c, share in enumerate(reading.shares):
             if share > best_share[c]:
                 best_share[c], best_value[c], best_time[c] = share, values[c], time
+                best_why[c] = why.get(c)
         return OpenEvent(
             number=self.number,
             start_reading=self.start_reading,
             start_time=self.start_time,
-            last_reading=max(self.last_reading, reading),
+            last_reading=max(self.last_reading, reading.number),
             last_time=max(self.last_time, time),
             anomalies=self.anomalies + 1,
-            peak=max(self.peak, severity),
-            share_sum=tuple(a + b for a, b in zip(self.share_sum, shares, strict=True)),
+            peak=max(self.peak, reading.severity),
+            share_sum=tuple(a + b for a, b in zip(self.share_sum, reading.shares, strict=True)),
             best_share=tuple(best_share),
             best_value=tuple(best_value),
             best_time=tuple(best_time),
+            best_why=tuple(best_why),
         )
 
     @classmethod
@@ -144,7 +182,18 @@ class OpenEvent:
         """An empty event starting at ``reading``."""
         zeros = (0.0,) * n_channels
         return cls(
-            number, reading, time, reading, time, 0, 0.0, zeros, (-1.0,) * n_channels, zeros, zeros
+            number,
+            reading,
+            time,
+            reading,
+            time,
+            0,
+            0.0,
+            zeros,
+            (-1.0,) * n_channels,
+            zeros,
+            zeros,
+            (None,) * n_channels,
         )
 
     def record(self, epoch: str, inputs: EventInput, *, closed: bool) -> bytes:
@@ -158,6 +207,7 @@ class OpenEvent:
                 "share": mean[c],
                 "read": self.best_value[c],
                 "read_at": _iso(self.best_time[c]),
+                "why": self.best_why[c],
                 "expected_low": float(inputs.low[c]),
                 "expected_high": float(inputs.high[c]),
             }
@@ -183,11 +233,10 @@ class OpenEvent:
 @dataclass(frozen=True, slots=True)
 class EventTrack:
     """A stream's event state: the next event's number, the anomalies an alarm may still
-    claim (at most ``k - 1``: reading, time, severity, then shares and values per channel)
-    and the event in progress."""
+    claim (at most ``k - 1``) and the event in progress."""
 
     next: int = 1
-    pending: tuple[tuple[float, ...], ...] = ()
+    pending: tuple[Reading, ...] = ()
     open: OpenEvent | None = None
 
     def settled(self, policy: AlarmPolicy, reading: int, time: float) -> EventTrack:
@@ -195,16 +244,18 @@ class EventTrack:
         later alarm can no longer claim dropped (the stored state stays small)."""
         if not self.pending:
             return self
-        here = time if policy.unit == "seconds" else reading
-        at = 1 if policy.unit == "seconds" else 0
-        keep = tuple(p for p in self.pending if here - p[at] < policy.window)
+        seconds = policy.unit == "seconds"
+        here = time if seconds else reading
+        keep = tuple(
+            p for p in self.pending if here - (p.time if seconds else p.number) < policy.window
+        )
         return self if len(keep) == len(self.pending) else replace(self, pending=keep)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
         return {
             "next": self.next,
-            "pending": [list(p) for p in self.pending],
+            "pending": [p.to_list() for p in self.pending],
             "open": None if self.open is None else _open_to_dict(self.open),
         }
 
@@ -215,7 +266,7 @@ class EventTrack:
             raw = data["open"]
             return cls(
                 next=int(data["next"]),
-                pending=tuple(tuple(float(x) for x in p) for p in data["pending"]),
+                pending=tuple(Reading.from_list(p) for p in data["pending"]),
                 open=None if raw is None else OpenEvent(**_open_from_dict(raw)),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -235,6 +286,8 @@ def _open_from_dict(data: dict[str, Any]) -> dict[str, Any]:
         value = data[name]
         if name in _TUPLES:
             out[name] = tuple(float(x) for x in value)
+        elif name == "best_why":
+            out[name] = tuple(None if x is None else str(x) for x in value)
         elif name in ("number", "start_reading", "last_reading", "anomalies"):
             out[name] = int(value)
         else:
@@ -281,32 +334,33 @@ def track(
         ):  # the policy has cleared: the event ended with its last anomaly
             written[event_id(epoch, current.number)] = current.record(epoch, inputs, closed=True)
             current = None
-        if current is None and not flags[i]:
-            ids.append(None)
+        if not flags[i]:  # a normal reading: inside the open event, if any
+            ids.append(None if current is None else event_id(epoch, current.number))
             continue
-        shares = _channel_row(inputs.shares, i, n_channels).tolist()
-        values = _channel_row(inputs.values, i, n_channels).tolist()
-        severity = float(inputs.severities[i])
+        this = Reading(
+            reading,
+            time,
+            float(inputs.severities[i]),
+            tuple(_channel_row(inputs.shares, i, n_channels).tolist()),
+            tuple(_channel_row(inputs.values, i, n_channels).tolist()),
+            inputs.reasons(i),
+        )
         if current is None and not alarms[i]:  # an anomaly an alarm may still claim
             if keep:
-                entry = (float(reading), time, severity, *shares, *values)
-                pending = [*pending, entry][-keep:]
+                pending = [*pending, this][-keep:]
             ids.append(None)
             continue
         if current is None:  # opens an event with the anomalies that raised the alarm
             here = position(reading, time)
-            claimed = [p for p in pending if here - position(p[0], p[1]) < policy.window]
-            start = claimed[0] if claimed else (reading, time)
-            current = OpenEvent.start(number, int(start[0]), float(start[1]), n_channels)
+            claimed = [p for p in pending if here - position(p.number, p.time) < policy.window]
+            start = claimed[0] if claimed else this
+            current = OpenEvent.start(number, start.number, start.time, n_channels)
             number += 1
             pending = []
             for p in claimed:
-                current = current.add(
-                    int(p[0]), p[1], p[2], p[3 : 3 + n_channels], p[3 + n_channels :]
-                )
-        if flags[i]:
-            current = current.add(reading, time, severity, shares, values)
-            written[event_id(epoch, current.number)] = current.record(epoch, inputs, closed=False)
+                current = current.add(p)
+        current = current.add(this)
+        written[event_id(epoch, current.number)] = current.record(epoch, inputs, closed=False)
         ids.append(event_id(epoch, current.number))
     new = EventTrack(next=number, pending=tuple(pending), open=current)
     return new, ids, list(written.items())
