@@ -3,16 +3,18 @@
 Every reading is answered from its trailing window, exactly as if the stream's readings
 had been appended one by one to ``POST /streams/{id}/readings``: the same warm-up (readings
 without ``window - 1`` readings before them are scored point-wise), the same restart after
-a gap, the same alarm policy over the stream's anomaly flags from a fresh stream. A stream
-is scored in blocks of ``block`` readings, each block with the ``window - 1`` readings
-before it, which is all ``TimeAwareModel.score_window`` reads: the answers do not depend
-on the block size. The file's feature, timestamp and stream columns are held in memory
-(8 bytes per value), the other columns are carried through to the output.
+a gap, the same alarm policy over the stream's anomaly flags from a fresh stream and the
+same events (``anomaly_api.service.streams.events``). A stream is scored in blocks of
+``block`` readings, each block with the ``window - 1`` readings before it, which is all
+``TimeAwareModel.score_window`` reads: the answers do not depend on the block size. The
+file's feature, timestamp and stream columns are held in memory (8 bytes per value), the
+other columns are carried through to the output.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+import orjson
 import pandas as pd
 from numpy.typing import NDArray
 
@@ -29,15 +32,20 @@ from anomaly_api.data.errors import DataError
 from anomaly_api.data.timeseries import parse_timestamps
 from anomaly_api.detection.time_aware import TimeAwareModel
 from anomaly_api.monitoring.alarms import AlarmPolicy, AlarmState
+from anomaly_api.service.streams.events import EventInput, EventTrack, expected_range, track
 
 __all__ = [
     "REPLAY_COLUMNS",
     "ReplayInput",
+    "ReplayedStream",
     "StreamReplayer",
     "load_replayer",
     "replay_input",
     "worker_replayer",
 ]
+
+TOP_REASONS: Final = 3
+"""Channels whose reasons an anomalous reading keeps (a stream answer's default ``top_k``)."""
 
 BLOCK_READINGS: Final = 50_000
 """Readings scored per ``score_window`` call (bounds the window features' memory)."""
@@ -51,6 +59,7 @@ REPLAY_COLUMNS: Final = (
     "alarm",
     "top_feature",
     "top_share",
+    "event_id",
 )
 """The answer's columns of a replayed reading, after the input's own columns."""
 
@@ -69,6 +78,16 @@ class ReplayInput:
     """Row numbers of each stream, in time order, streams in order of first appearance."""
 
 
+@dataclass(frozen=True)
+class ReplayedStream:
+    """One stream's replay: its answers (``REPLAY_COLUMNS`` but ``top_feature``, which is
+    ``top`` as a channel index) and its events, oldest first, as ``GET /streams/{id}/events``
+    lists them."""
+
+    answers: Answers
+    events: list[dict[str, Any]]
+
+
 class StreamReplayer:
     """One loaded time-aware model version, replaying streams into answer columns."""
 
@@ -79,6 +98,7 @@ class StreamReplayer:
         self.version = artifact.manifest.version
         self.feature_names: tuple[str, ...] = tuple(artifact.manifest.feature_names)
         self.policy = policy
+        self._channel = {name: c for c, name in enumerate(self.feature_names)}
         if backend in ("fast", "numpy"):  # warm-up readings as the service scores them
             scorer = build_scorer(self.model.pointwise_, backend)  # type: ignore[arg-type]
             self.model.set_pointwise_scorer(scorer)
@@ -101,6 +121,8 @@ class StreamReplayer:
             "warming_up": np.zeros(n, dtype=np.bool_),
             "top": np.zeros(n, dtype=np.intp),
             "top_share": np.empty(n),
+            "shares": np.empty((n, len(self.feature_names))),
+            "why": np.full(n, None, dtype=object),
         }
         for start in range(0, n, block):
             stop = min(n, start + block)
@@ -123,9 +145,58 @@ class StreamReplayer:
             top = out.top_channel()
             answers["top"][part] = top
             answers["top_share"][part] = out.shares[np.arange(len(top)), top]
+            answers["shares"][part] = out.shares
+            for i in np.flatnonzero(out.is_anomaly).tolist():  # the reasons events keep
+                listed = out.contributions(i, TOP_REASONS)
+                answers["why"][start + i] = {
+                    self._channel[name]: part["why"] for name, part in listed.items()
+                }
         times = timestamps if self.policy.unit == "seconds" else None
         answers["alarm"], _ = self.policy.evaluate(AlarmState(), answers["is_anomaly"], times)
         return answers
+
+    def replay_stream(
+        self, stream_id: str, timestamps: NDArray[np.float64], X: NDArray[np.float64]
+    ) -> ReplayedStream:
+        """``replay`` and ``events`` of one stream."""
+        answers = self.replay(timestamps, X)
+        ids, events = self.events(stream_id, timestamps, X, answers)
+        del answers["shares"], answers["why"]
+        answers["event_id"] = np.array(ids, dtype=object)
+        return ReplayedStream(answers, events)
+
+    def events(
+        self,
+        stream_id: str,
+        timestamps: NDArray[np.float64],
+        X: NDArray[np.float64],
+        answers: Answers,
+    ) -> tuple[list[str | None], list[dict[str, Any]]]:
+        """Each reading's event id and the stream's events (oldest first), as the service
+        would have recorded them; ids are ``<8 hex of the stream id's SHA-256>-<number>``."""
+        low, high = expected_range(self.model)
+        inputs = EventInput(
+            severities=answers["severity"],
+            shares=answers["shares"],
+            values=X,
+            channels=self.feature_names,
+            low=low,
+            high=high,
+            why=tuple(w or {} for w in answers["why"].tolist()),
+        )
+        epoch = hashlib.sha256(stream_id.encode()).hexdigest()[:8]
+        _, ids, written = track(
+            EventTrack(),
+            self.policy,
+            epoch=epoch,
+            first=0,
+            flags=answers["is_anomaly"],
+            alarms=answers["alarm"],
+            times=timestamps,
+            inputs=inputs,
+        )
+        records = {event: orjson.loads(record) for event, record in written}
+        return ids, sorted(records.values(), key=lambda e: int(e["first_reading"]))
 
 
 def replay_input(
@@ -210,7 +281,11 @@ def worker_replayer(artifacts_dir: str, version: str) -> StreamReplayer:
 
 
 def replay_on_worker(
-    artifacts_dir: str, version: str, timestamps: NDArray[np.float64], X: NDArray[np.float64]
-) -> Answers:
-    """A distributed task: the answers of one stream."""
-    return worker_replayer(artifacts_dir, version).replay(timestamps, X)
+    artifacts_dir: str,
+    version: str,
+    stream_id: str,
+    timestamps: NDArray[np.float64],
+    X: NDArray[np.float64],
+) -> ReplayedStream:
+    """A distributed task: the replay of one stream."""
+    return worker_replayer(artifacts_dir, version).replay_stream(stream_id, timestamps, X)

@@ -85,7 +85,12 @@ from anomaly_api.service.streams import (
     StreamStore,
     check_stream_id,
 )
-from anomaly_api.service.streams.events import EventInput, Feedback, parse_event_id
+from anomaly_api.service.streams.events import (
+    EventInput,
+    Feedback,
+    expected_range,
+    parse_event_id,
+)
 
 __all__ = [
     "Mode",
@@ -332,7 +337,7 @@ class StreamPlane:
         """What the answered readings bring to the stream's events (``streams/events.py``)."""
         cached = self._ranges
         if cached is None or cached[0]() is not predictor:
-            cached = (weakref.ref(predictor), *expected_range(predictor))
+            cached = (weakref.ref(predictor), *model_range(predictor))
             self._ranges = cached
         n = len(answers)
         index = {name: c for c, name in enumerate(predictor.feature_names)}
@@ -415,17 +420,10 @@ def stream_key(predictor: Predictor) -> str:
     return f"{fitted.version}@{fitted.model_sha256[:16]}/w{_history(predictor)}/f{features}"
 
 
-EXPECTED_SPREAD = 3.0
-"""An event's expected range: the training median plus or minus this many robust sd."""
-
-
-def expected_range(predictor: Predictor) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Each input channel's expected range, low and high: the model's robust scaling
-    (training median and spread), ``EXPECTED_SPREAD`` spreads either side."""
+def model_range(predictor: Predictor) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Each input channel's expected range (``expected_range`` of the served model)."""
     model = predictor.time_aware if predictor.time_aware is not None else predictor.model
-    center = np.asarray(model.center_, dtype=np.float64)
-    spread = EXPECTED_SPREAD * np.asarray(model.scale_, dtype=np.float64)
-    return center - spread, center + spread
+    return expected_range(model)
 
 
 def key_version(model_key: str) -> str:

@@ -49,6 +49,17 @@ FEEDBACK_LABELS = ("false_alarm", "confirmed", "expected")
 TOP_SENSORS = 3
 """Sensors listed per event, largest mean share first."""
 
+EXPECTED_SPREAD = 3.0
+"""An event's expected range of a channel: its training median ± this many robust spreads."""
+
+
+def expected_range(model: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Each input channel's expected range, low and high, from a fitted model's robust
+    scaling (``center_``, ``scale_``: training median and spread)."""
+    center = np.asarray(model.center_, dtype=np.float64)
+    spread = EXPECTED_SPREAD * np.asarray(model.scale_, dtype=np.float64)
+    return center - spread, center + spread
+
 
 def event_id(epoch: str, number: int) -> str:
     """An event's id: the stream life's epoch (8 hex) and the event's number in it."""
