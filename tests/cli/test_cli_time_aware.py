@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,26 @@ def test_trains_a_time_aware_model_on_streams(tmp_path: Path) -> None:
     assert manifest.time_aware.median_interval_seconds == 60.0
     assert manifest.feature_names == ["rpm", "flow", "temp"]
     assert isinstance(load_any_artifact(tmp_path / "art"), TimeAwareArtifact)
+    assert "false alarms on later normal data: expected" in out
+
+
+def test_json_states_the_false_alarm_rate_it_calibrated(tmp_path: Path) -> None:
+    data = _streams_csv(tmp_path / "s.csv")
+    code, out, err = invoke(
+        "train", "--data", data, "--timestamp-column", "ts", "--stream-column", "id",
+        "--window", "20", "--target-fpr", "0.05", "--artifacts-dir", tmp_path / "art",
+        "--version", "ta-json", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    stated = json.loads(out)["metrics"]["false_alarm_rate"]
+    assert stated["target"] == 0.05
+    # 2 streams x the last 80 of 400 minutes: 160 held-out readings with full windows
+    assert stated["n_calibration"] == 160
+    assert 0 < stated["expected"] < stated["upper_95"] <= 0.05
+    assert stated["method"].startswith("order-statistic bound (95%) on 160 held-out")
+    manifest = read_manifest(tmp_path / "art", "ta-json")
+    assert manifest.metrics is not None
+    assert manifest.metrics["false_alarm_rate"] == stated
 
 
 @pytest.mark.parametrize(

@@ -130,6 +130,7 @@ def train(
     if timestamp_column is not None or stream_column is not None:
         fail("--timestamp-column and --stream-column need --window")
     from anomaly_api.data.loading import load_dataset, synthetic_dataset
+    from anomaly_api.training.calibration import describe, stated
     from anomaly_api.training.evaluation import format_report
     from anomaly_api.training.pipeline import train_and_save
 
@@ -168,6 +169,7 @@ def train(
     members = ", ".join(result.trained.model.detectors_)
     typer.echo(f"members: {members} (anomaly when >= {config.min_votes} agree)")
     typer.echo(f"thresholds: {metrics['threshold_objective']}")
+    typer.echo(f"false alarms on later normal data: {describe(stated(metrics))}")
     if metrics["test"] is None:
         typer.echo(f"not evaluated: {metrics['note']}")
     else:
@@ -192,6 +194,7 @@ def _train_time_aware(
 ) -> None:
     """``train --window N``: a time-aware model (see docs/time-aware.md)."""
     from anomaly_api.data.timeseries import load_timeseries, synthetic_timeseries
+    from anomaly_api.training.calibration import describe, stated
     from anomaly_api.training.time_aware import (
         TimeAwareSettings,
         format_time_aware_report,
@@ -239,6 +242,7 @@ def _train_time_aware(
     typer.echo(f"time-aware: window {model.window}, features {', '.join(model.kinds_)}")
     typer.echo(f"channels: {', '.join(ts.data.feature_names)}")
     typer.echo(f"thresholds: {metrics['threshold_objective']}")
+    typer.echo(f"false alarms on later normal data: {describe(stated(metrics))}")
     if metrics["test"] is None:
         typer.echo(f"not evaluated: {metrics['note']}")
     else:
