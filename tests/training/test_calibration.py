@@ -196,3 +196,13 @@ def test_labelled_point_wise_states_its_rate(tiny_labelled: Dataset) -> None:
     assert stated["upper_95"] <= 0.05
     assert "normal validation rows" in stated["method"]
     assert trained.metrics["test"]["detectors"]["ensemble"]["fpr"] < 0.1
+
+
+def test_no_held_out_window_to_calibrate_on_is_a_clear_data_error() -> None:
+    rng = np.random.default_rng(7)
+    seconds = np.concatenate([60.0 * np.arange(320), 60.0 * 320 + 36_000 + 60.0 * np.arange(20)])
+    frame = pd.DataFrame(rng.normal(size=(340, 3)), columns=["a", "b", "c"])
+    frame["timestamp"] = 1.7e9 + seconds
+    ts = timeseries_from_frame(frame, source="t", timestamp_column="timestamp")
+    with pytest.raises(DataError, match="no reading of the last 20% of the time span has a full"):
+        fit_time_aware(ts, TimeAwareSettings(window=30))

@@ -230,6 +230,12 @@ def _train_time_aware(
             f"{ts.data.n_rows} readings, {len(ts.data.feature_names)} channels, "
             f"{ts.n_segments} segment(s), median interval {ts.median_interval:g} s"
         )
+        if ts.merged_repeats or ts.skipped_back or ts.irregular:
+            progress(
+                f"merged {ts.merged_repeats} repeated timestamp(s), skipped "
+                f"{ts.skipped_back} reading(s) whose clock stepped back; gap factor "
+                f"{ts.max_gap_factor:g}" + (" (raised: irregular sampling)" if ts.irregular else "")
+            )
         result = train_time_aware_and_save(
             ts, directory, settings, version=version, progress=progress
         )

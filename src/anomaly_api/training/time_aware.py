@@ -258,8 +258,8 @@ def tune_pointwise(
     holds anomalies, and never looser than the bound on its ``normal`` readings, so that
     warming-up readings are held to the same false-alarm rate as full windows."""
     X, y = ts.data.X, ts.data.y
-    if y is not None and int(y[parts == 1].sum()) > 0:
-        rows = parts == 1
+    rows = parts == 1
+    if y is not None and 0 < int(y[rows].sum()) < int(rows.sum()):
         scores = model.pointwise_.detector_scores(model.scale(X[rows]))
         model.pointwise_.set_offsets(
             tune_thresholds(scores, y[rows], target_fpr=settings.target_fpr)
@@ -352,6 +352,7 @@ def fit_time_aware(
         "threshold_objective": objective,
         "false_alarm_rate": false_alarms,
         **({"threshold_selection": selection} if selection is not None else {}),
+        "input": ts.input_report(),
         "split": {
             "kind": "chronological",
             "fit": int(fit_rows.sum()),
