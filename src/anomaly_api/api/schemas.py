@@ -344,8 +344,9 @@ class WindowRequest(BaseModel):
 
     timestamps: list[Annotated[float, Field(strict=True, allow_inf_nan=False)] | str] = Field(
         min_length=1,
-        description="One per reading, strictly increasing: ISO 8601 strings (no zone = UTC) "
-        "or epoch seconds.",
+        description="One per reading, in time order: ISO 8601 strings (no zone = UTC) or "
+        "epoch seconds. A repeated timestamp is merged into the reading before it (the mean) "
+        "and a reading before an earlier one (a clock stepping back) is skipped.",
     )
     readings: list[Features] = Field(
         min_length=1,
