@@ -12,6 +12,7 @@ below are raised by the HTTP layer itself::
     │   ├── SchemaValidationError      valid JSON of the wrong shape or types
     │   ├── BatchSizeError             more rows than Settings.max_batch_rows
     │   └── ObservationIdError         observation_id above its configured length
+    ├── NotAcceptableError             no answer in a media type the Accept header allows
     ├── HeadersTooLargeError           headers above Settings.max_header_bytes
     └── AuthError
         ├── MissingApiKeyError         no key sent (401)
@@ -66,6 +67,7 @@ __all__ = [
     "InvalidApiKeyError",
     "MalformedJSONError",
     "MissingApiKeyError",
+    "NotAcceptableError",
     "ObservationIdError",
     "PayloadTooLargeError",
     "RequestBodyError",
@@ -119,6 +121,10 @@ class ObservationIdError(RequestBodyError):
     """An ``observation_id`` is longer than ``Settings.max_observation_id_length``."""
 
 
+class NotAcceptableError(ApiError):
+    """The Accept header allows none of the media types the route answers in."""
+
+
 class HeadersTooLargeError(ApiError):
     """The request's headers are larger than the configured limit."""
 
@@ -152,6 +158,7 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     StreamCapacityError: (429, "stream_store_full"),
     InvalidInputError: (422, "invalid_input"),
     ModelNotReadyError: (503, "model_not_ready"),
+    NotAcceptableError: (406, "not_acceptable"),
     HeadersTooLargeError: (431, "headers_too_large"),
     MissingApiKeyError: (401, "missing_api_key"),
     InvalidApiKeyError: (403, "invalid_api_key"),
