@@ -7,11 +7,13 @@ the time span fits the model, the next 20% tunes the thresholds, the last 20% te
 With labels, the fitted windows are those of the first part whose short window is
 normal, and thresholds are tuned on the validation part: max F1, but never looser than
 ``normal_floor`` (4.5) robust sd below the median score of the validation part's normal
-windows (``normal_floor=None``: plain max F1), or a target false-positive rate.
-Without labels, the model is fitted on the first 80% and the thresholds are calibrated
-on the last 20% to flag ``contamination`` (default 1%) of those unseen readings:
-percentiles of the very rows a model was fitted on are optimistic (see
-``../shared/datasets/tep/SOURCE.md``), so the calibration rows are never fitted on.
+windows (``normal_floor=None``: plain max F1) nor than the order-statistic bound of
+``training.calibration`` for 1% on those windows; or that bound for a target
+false-positive rate. Without labels, the model is fitted on the first 80% and the
+thresholds are the bound for 1% (or the target) on the last 20%: percentiles of the very
+rows a model was fitted on are optimistic (see ``../shared/datasets/tep/SOURCE.md``), so
+the calibration rows are never fitted on. The warm-up ensemble is held to the same bound
+(never looser). ``metrics.false_alarm_rate`` states the rate expected on later normal data.
 
 The saved version keeps its references (``training.references``), as a point-wise one
 does: the raw channels of the fitted readings (drift) and the window detector's scores
@@ -79,6 +81,7 @@ UNLABELLED_CALIBRATION_FPR: Final = 0.01
 LABELLED_BOUND_FPR: Final = 0.01
 """Labelled max-F1 thresholds are never looser than the bound of this false-alarm rate."""
 CALIBRATION_PART: Final = "held-out readings of the last 20% of the time span"
+WARM_UP_PART: Final = "held-out normal readings (warm-up ensemble)"
 VALIDATION_NORMALS: Final = "normal windows of the validation part"
 DEFAULT_NORMAL_FLOOR: Final = 4.5
 """Labelled max-F1 thresholds stay at least this many robust sd below the median score
@@ -269,7 +272,7 @@ def tune_pointwise(
             model.pointwise_,
             model.pointwise_.detector_scores(model.scale(X[normal])),
             settings.target_fpr or UNLABELLED_CALIBRATION_FPR,
-            CALIBRATION_PART,
+            WARM_UP_PART,
             stricter_only=True,
         )
 
