@@ -73,9 +73,9 @@ from anomaly_api.service.stream_answers import (
 from anomaly_api.service.stream_timestamps import (
     Timestamp,
     as_sent,
-    check_order,
     iso,
     parse_timestamps,
+    tidy,
 )
 from anomaly_api.service.streams import (
     InvalidReadingsError,
@@ -159,8 +159,8 @@ class StreamPlane:
         predictor = self.dataplane.require_ready()
         self._check_count(len(rows), self.window_max_readings, "a window")
         X = predictor.to_matrix(rows, label_rows=False)
-        ts = parse_timestamps(timestamps, len(rows))
-        check_order(ts)
+        tidied = tidy(parse_timestamps(timestamps, len(rows)), X)
+        ts, X = tidied.timestamps, tidied.values
         started = time.perf_counter()
         n_out = 1 if mode == "last" else len(X)
         answers, predictions = await self._score(predictor, ts, X, n_out, top_k)
@@ -169,7 +169,7 @@ class StreamPlane:
         flags = np.fromiter((a.is_anomaly for a in answers), bool, len(answers))
         alarms = window_alarms(alarm_policy or self.alarm_policy, flags, ts[offset:])
         for answer, alarm in zip(answers, alarms.tolist(), strict=True):
-            answer.index += offset
+            answer.index = int(tidied.kept[answer.index + offset])
             answer.alarm = alarm
         n_anomalies = sum(a.is_anomaly for a in answers)
         self._report(predictor, X[offset:], predictions, n_anomalies, inference_ms)
