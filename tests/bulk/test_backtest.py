@@ -37,8 +37,9 @@ def _two_streams() -> pd.DataFrame:
         frame.insert(1, "machine", name)
         frame["note"] = [f"{name}-{i}" for i in range(STREAM_READINGS)]
         parts.append(frame)
-    mixed = pd.concat(parts, ignore_index=True)
-    return mixed.sample(frac=1.0, random_state=3).reset_index(drop=True)  # any row order
+    for i, part in enumerate(parts):  # interleaved in file order, each stream in time order
+        part.index = np.arange(i, len(parts) * len(part), len(parts))
+    return pd.concat(parts).sort_index().reset_index(drop=True)
 
 
 def _without_ids(event: dict[str, Any]) -> dict[str, Any]:
@@ -65,15 +66,16 @@ async def test_replay_equals_appending_each_reading_through_the_api(
     )
     assert list(source.streams) == list(dict.fromkeys(frame["machine"]))
     async with serve_app(make_settings(ta_artifacts_dir)) as http:
-        for stream_id, rows in source.streams.items():
-            replayed = replayer.replay(source.timestamps[rows], source.X[rows])
+        for stream_id, stream in source.streams.items():
+            assert (stream.reading == np.arange(len(stream.rows))).all()  # nothing to tidy
+            replayed = replayer.replay(stream.timestamps, stream.X)
             answers = []
-            for row in rows.tolist():
+            for row in range(len(stream.X)):
                 response = await http.post(
                     f"/streams/{stream_id}/readings",
                     json={
-                        "timestamps": [float(source.timestamps[row])],
-                        "readings": [source.X[row].tolist()],
+                        "timestamps": [float(stream.timestamps[row])],
+                        "readings": [stream.X[row].tolist()],
                         "top_k": 3,
                     },
                 )
@@ -94,7 +96,7 @@ async def test_replay_equals_appending_each_reading_through_the_api(
             assert sum(replayed["warming_up"]) == 2 * (replayer.model.window - 1)  # the gap
             assert replayed["is_anomaly"].any()
             listed = (await http.get(f"/streams/{stream_id}/events?limit=100")).json()["events"]
-            both = replayer.replay_stream(stream_id, source.timestamps[rows], source.X[rows])
+            both = replayer.replay_stream(stream_id, stream.timestamps, stream.X)
             assert both.events, "the synthetic anomalies raise at least one event"
             assert [_without_ids(e) for e in both.events] == [
                 _without_ids(e) for e in reversed(listed)
@@ -114,10 +116,10 @@ def test_the_answers_do_not_depend_on_the_block_size(
     source = replay_input(
         frame, replayer.feature_names, timestamp_column="ts", stream_column="machine"
     )
-    rows = source.streams["pump-a"]
-    whole = replayer.replay(source.timestamps[rows], source.X[rows])
+    stream = source.streams["pump-a"]
+    whole = replayer.replay(stream.timestamps, stream.X)
     for block in (1, 7, 64):
-        parts = replayer.replay(source.timestamps[rows], source.X[rows], block=block)
+        parts = replayer.replay(stream.timestamps, stream.X, block=block)
         assert parts.pop("why").tolist() == whole["why"].tolist()
         for name, values in whole.items():
             if name != "why":
@@ -156,9 +158,9 @@ def test_the_command_writes_every_row_in_file_order(
     source = replay_input(
         frame, replayer.feature_names, timestamp_column="ts", stream_column="machine"
     )
-    for rows in source.streams.values():
-        replayed = replayer.replay(source.timestamps[rows], source.X[rows])
-        got = scored.iloc[rows]
+    for stream in source.streams.values():
+        replayed = replayer.replay(stream.timestamps, stream.X)
+        got = scored.iloc[stream.rows]
         assert got["is_anomaly"].tolist() == replayed["is_anomaly"].tolist()
         assert got["alarm"].tolist() == replayed["alarm"].tolist()
         np.testing.assert_allclose(got["anomaly_score"], replayed["anomaly_score"], rtol=1e-12)
@@ -175,7 +177,7 @@ def test_the_command_writes_every_row_in_file_order(
         ("none", ["--stream-column", "machine"], "needs --timestamp-column"),
         ("none", ["--timestamp-column", "when"], "timestamp column 'when' not found"),
         ("none", ["--timestamp-column", "ts", "--stream-column", "site"], "'site' not found"),
-        ("duplicate", ["--timestamp-column", "ts", "--stream-column", "machine"], "duplicates"),
+        ("unsorted", ["--timestamp-column", "ts", "--stream-column", "machine"], "sort the file"),
         ("bad_time", ["--timestamp-column", "ts"], "cannot be parsed"),
         ("none", [], "is time-aware: give --timestamp-column"),
     ],
@@ -189,8 +191,8 @@ def test_bad_input_is_one_clear_line_and_no_output(
     message: str,
 ) -> None:
     frame = pd.read_csv(readings_file)
-    if change == "duplicate":
-        frame.loc[5, ["ts", "machine"]] = frame.loc[9, ["ts", "machine"]].to_numpy()
+    if change == "unsorted":
+        frame = frame.iloc[::-1].reset_index(drop=True)
     if change == "bad_time":
         frame["ts"] = frame["ts"].astype(str)
         frame.loc[3, "ts"] = "yesterday"
@@ -219,3 +221,43 @@ def test_a_point_wise_model_needs_no_replay(
     )
     assert done.returncode == 2
     assert "is point-wise" in done.stderr
+
+
+def test_readings_as_they_come_repeats_merged_and_a_clock_stepping_back_skipped(
+    ta_artifacts_dir: Path, readings_file: Path, tmp_path: Path
+) -> None:
+    frame = pd.read_csv(readings_file)
+    frame = frame[frame["machine"] == "pump-a"].drop(columns="machine").reset_index(drop=True)
+    tidy = frame.copy()
+    repeat = frame.iloc[[80]].assign(pressure=frame.loc[80, "pressure"] + 2.0)
+    back = frame.iloc[[150]].assign(ts=frame.loc[150, "ts"] - 3600.0)  # an hour back
+    messy = pd.concat([frame.iloc[:81], repeat, frame.iloc[81:151], back, frame.iloc[151:]])
+    messy = messy.reset_index(drop=True)
+    replayer = load_replayer(ta_artifacts_dir, None)
+    source = replay_input(messy, replayer.feature_names, timestamp_column="ts", stream_column=None)
+    assert source.policy.tolist().count("merged") == 2
+    assert source.policy[152] == "skipped"
+    stream = source.streams[""]
+    tidy.loc[80, "pressure"] += 1.0  # the mean of the two readings at that time
+    expected = replay_input(tidy, replayer.feature_names, timestamp_column="ts", stream_column=None)
+    np.testing.assert_array_equal(stream.timestamps, expected.streams[""].timestamps)
+    np.testing.assert_allclose(stream.X, expected.streams[""].X, rtol=1e-15)
+    data, out = tmp_path / "messy.csv", tmp_path / "out.parquet"
+    messy.to_csv(data, index=False)
+    done = run_score(
+        data,
+        out,
+        "--artifacts-dir",
+        str(ta_artifacts_dir),
+        "--no-progress",
+        "--timestamp-column",
+        "ts",
+    )
+    assert done.returncode == 0, done.stderr
+    scored = pd.read_parquet(out)
+    assert len(scored) == len(messy)
+    assert scored["input_policy"].tolist().count("merged") == 2
+    assert scored.loc[80, "anomaly_score"] == scored.loc[81, "anomaly_score"]
+    assert np.isnan(scored.loc[152, "anomaly_score"])
+    assert pd.isna(scored.loc[152, "top_feature"])
+    assert not scored.loc[152, "is_anomaly"]

@@ -29,15 +29,17 @@ from numpy.typing import NDArray
 from anomaly_api.artifacts import TimeAwareArtifact, load_any_artifact
 from anomaly_api.bulk.scoring import Answers
 from anomaly_api.data.errors import DataError
-from anomaly_api.data.timeseries import parse_timestamps
+from anomaly_api.data.timeseries import UNSORTED_SHARE, parse_timestamps
 from anomaly_api.detection.time_aware import TimeAwareModel
 from anomaly_api.monitoring.alarms import AlarmPolicy, AlarmState
+from anomaly_api.service.stream_timestamps import tidy
 from anomaly_api.service.streams.events import EventInput, EventTrack, expected_range, track
 
 __all__ = [
     "REPLAY_COLUMNS",
     "ReplayInput",
     "ReplayedStream",
+    "StreamInput",
     "StreamReplayer",
     "load_replayer",
     "replay_input",
@@ -60,22 +62,37 @@ REPLAY_COLUMNS: Final = (
     "top_feature",
     "top_share",
     "event_id",
+    "input_policy",
 )
 """The answer's columns of a replayed reading, after the input's own columns."""
 
 
 @dataclass(frozen=True)
+class StreamInput:
+    """One stream of a file: its rows and the readings they make, as the service takes
+    readings as they come (``tidy``: repeated timestamps merged, a clock stepping back
+    skipped)."""
+
+    rows: NDArray[np.intp]
+    """The stream's file rows, in file order."""
+    reading: NDArray[np.intp]
+    """For each of ``rows``, the reading it became (merged rows share one), -1 if skipped."""
+    timestamps: NDArray[np.float64]
+    """Epoch seconds of each reading, strictly increasing."""
+    X: NDArray[np.float64]
+    """Features of each reading in model order (the mean of merged rows)."""
+
+
+@dataclass(frozen=True)
 class ReplayInput:
-    """A file's readings grouped into streams, each in time order."""
+    """A file's rows grouped into streams, streams in order of first appearance."""
 
     frame: pd.DataFrame
     """The rows as read (index 0..n-1 in file order)."""
-    X: NDArray[np.float64]
-    """Features in model order, one row per file row."""
-    timestamps: NDArray[np.float64]
-    """Epoch seconds of every row."""
-    streams: dict[str, NDArray[np.intp]]
-    """Row numbers of each stream, in time order, streams in order of first appearance."""
+    streams: dict[str, StreamInput]
+    policy: NDArray[np.object_]
+    """Per row: ``"merged"`` (one of several rows of a stream with one timestamp),
+    ``"skipped"`` (its clock stepped back) or None."""
 
 
 @dataclass(frozen=True)
@@ -226,34 +243,33 @@ def replay_input(
         if len(missing):
             raise DataError(f"row {int(missing[0])}: stream column {stream_column!r} is empty")
         ids = column.astype(str).to_numpy(dtype=np.str_)
-    order = np.lexsort((timestamps, ids))  # by stream, then time (ties in file order)
-    _check_no_duplicates(timestamps, ids, order, raw)
-    streams = dict(_groups(ids, order))
-    return ReplayInput(frame=frame, X=X, timestamps=timestamps, streams=streams)
+    policy = np.full(len(frame), None, dtype=object)
+    streams: dict[str, StreamInput] = {}
+    for stream, rows in _groups(ids):
+        tidied = tidy(timestamps[rows], X[rows])
+        if tidied.skipped > UNSORTED_SHARE * len(rows):
+            first = int(rows[np.flatnonzero(tidied.reading < 0)[0]])
+            where = f" of stream {stream!r}" if stream else ""
+            raise DataError(
+                f"row {first}: timestamp {raw.iloc[first]!r}{where} is earlier than a row "
+                f"before it, as are {tidied.skipped} of the stream's {len(rows)} rows: more "
+                f"than a clock stepping back ({UNSORTED_SHARE:.0%}); sort the file by time"
+            )
+        sizes = np.bincount(tidied.reading[tidied.reading >= 0], minlength=len(tidied.kept))
+        policy[rows[tidied.reading < 0]] = "skipped"
+        policy[rows[(tidied.reading >= 0) & (sizes[tidied.reading] > 1)]] = "merged"
+        streams[stream] = StreamInput(rows, tidied.reading, tidied.timestamps, tidied.values)
+    return ReplayInput(frame=frame, streams=streams, policy=policy)
 
 
-def _check_no_duplicates(
-    timestamps: NDArray[np.float64], ids: NDArray[np.str_], order: NDArray[np.intp], raw: pd.Series
-) -> None:
-    """``DataError`` at the first pair of rows of one stream with the same timestamp."""
-    same = (ids[order][1:] == ids[order][:-1]) & (np.diff(timestamps[order]) == 0)
-    if same.any():
-        at = int(np.flatnonzero(same)[0])
-        row, prev = int(order[at + 1]), int(order[at])
-        where = f" of stream {str(ids[row])!r}" if ids[row] else ""
-        raise DataError(
-            f"row {row}: timestamp {raw.iloc[row]!r}{where} duplicates row {prev}'s; "
-            "a stream holds one reading per timestamp"
-        )
-
-
-def _groups(ids: NDArray[np.str_], order: NDArray[np.intp]) -> Iterator[tuple[str, NDArray[Any]]]:
-    """Each stream's rows (``order`` sorted by stream), streams by first appearance."""
+def _groups(ids: NDArray[np.str_]) -> Iterator[tuple[str, NDArray[np.intp]]]:
+    """Each stream's rows in file order, streams by first appearance."""
+    order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
     starts = np.flatnonzero(np.concatenate([[True], sorted_ids[1:] != sorted_ids[:-1]]))
     bounds = np.append(starts, len(order))
     parts = {str(sorted_ids[a]): order[a:b] for a, b in itertools.pairwise(bounds)}
-    for stream in sorted(parts, key=lambda s: int(parts[s].min())):
+    for stream in sorted(parts, key=lambda s: int(parts[s][0])):
         yield stream, parts[stream]
 
 

@@ -112,31 +112,31 @@ def replay(
         stream_column=stream_column,
     )
     n = len(source.frame)
-    columns: Answers = {
+    columns: Answers = {  # a skipped row keeps these: no answer
         "is_anomaly": np.zeros(n, dtype=np.bool_),
-        "anomaly_score": np.empty(n),
-        "confidence": np.empty(n),
-        "severity": np.empty(n),
+        "anomaly_score": np.full(n, np.nan),
+        "confidence": np.full(n, np.nan),
+        "severity": np.full(n, np.nan),
         "warming_up": np.zeros(n, dtype=np.bool_),
         "alarm": np.zeros(n, dtype=np.bool_),
-        "top": np.zeros(n, dtype=np.intp),
-        "top_share": np.empty(n),
+        "top": np.full(n, -1, dtype=np.intp),
+        "top_share": np.full(n, np.nan),
         "event_id": np.full(n, None, dtype=object),
     }
     found: list[dict[str, Any]] = []
-    streams = (
-        (stream_id, source.timestamps[rows], source.X[rows])
-        for stream_id, rows in source.streams.items()
-    )
+    streams = ((sid, stream.timestamps, stream.X) for sid, stream in source.streams.items())
     for stream_id, replayed in engine.replay(streams):
-        rows = source.streams[stream_id]
+        stream = source.streams[stream_id]
+        answered = stream.reading >= 0
+        rows = stream.rows[answered]
         for name, values in columns.items():
-            values[rows] = replayed.answers[name]
+            values[rows] = replayed.answers[name][stream.reading[answered]]
         found.extend({"stream": stream_id, **event} for event in replayed.events)
         if on_rows is not None:
-            on_rows(len(rows))
-    names = np.asarray(engine.feature_names, dtype=object)
+            on_rows(len(stream.rows))
+    names = np.asarray([*engine.feature_names, None], dtype=object)  # -1: no answer
     columns["top_feature"] = names[columns.pop("top")]
+    columns["input_policy"] = source.policy
     answers_frame = pd.DataFrame({name: columns[name] for name in REPLAY_COLUMNS})
     with AtomicParquetWriter(out) as writer:
         writer.write(_with_answers(source.frame, answers_frame))

@@ -68,6 +68,9 @@ class Tidied:
     values: NDArray[np.float64]
     kept: NDArray[np.intp]
     """Position in the request of each reading kept (the first of merged ones)."""
+    reading: NDArray[np.intp]
+    """For each reading sent, the kept reading it became (merged ones share it), or -1
+    when it was skipped."""
     merged: int
     """Readings merged into the one before them (same timestamp)."""
     skipped: int
@@ -83,14 +86,18 @@ def tidy(ts: NDArray[np.float64], values: NDArray[np.float64]) -> Tidied:
     repeat = np.concatenate([[False], ts[keep][1:] == ts[keep][:-1]])
     starts = keep[~repeat]
     if len(starts) == len(ts):
-        return Tidied(ts, values, np.arange(len(ts)), 0, 0)
+        every = np.arange(len(ts))
+        return Tidied(ts, values, every, every, 0, 0)
     group_starts = np.flatnonzero(~repeat)
     sums = np.add.reduceat(values[keep], group_starts, axis=0)
     counts = np.diff(np.append(group_starts, len(keep)))
+    reading = np.full(len(ts), -1, dtype=np.intp)
+    reading[keep] = np.cumsum(~repeat) - 1
     return Tidied(
         timestamps=ts[starts],
         values=sums / counts[:, None],
         kept=starts,
+        reading=reading,
         merged=int(repeat.sum()),
         skipped=int(back.sum()),
     )
