@@ -20,10 +20,10 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from anomaly_api import __version__
+from anomaly_api.api.body_limit import BodySizeLimitMiddleware
 from anomaly_api.api.deps import AppState
 from anomaly_api.api.errors import install_error_handlers
 from anomaly_api.api.header_limit import HeaderSizeLimitMiddleware
-from anomaly_api.api.middleware import BodySizeLimitMiddleware
 from anomaly_api.api.openapi import install_openapi
 from anomaly_api.api.request_context import RequestContextMiddleware, note_scored_batch
 from anomaly_api.api.routes import api_router, docs_router

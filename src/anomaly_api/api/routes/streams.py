@@ -67,11 +67,16 @@ async def predict_window(request: Request) -> Response:
 
     Fewer readings than the model's window are answered, marked `warming_up`.
     """
-    streamplane = ready_streamplane(request)
+    streamplane, predictor = ready_streamplane(request)
     body = validate_body(WindowRequest, await load_json(request))
     policy = None if body.alarm_policy is None else body.alarm_policy.policy()
     answer = await streamplane.window(
-        body.timestamps, body.readings, mode=body.mode, top_k=body.top_k, alarm_policy=policy
+        body.timestamps,
+        body.readings,
+        mode=body.mode,
+        top_k=body.top_k,
+        alarm_policy=policy,
+        predictor=predictor,
     )
     return _json(answer)
 
@@ -84,11 +89,16 @@ async def predict_window(request: Request) -> Response:
 )
 async def append_readings(stream_id: str, request: Request) -> Response:
     """Append one reading (or a few) to a stream and answer each from the stream's window."""
-    streamplane = ready_streamplane(request)
+    streamplane, predictor = ready_streamplane(request)
     body = validate_body(StreamReadingsRequest, await load_json(request))
     policy = None if body.alarm_policy is None else body.alarm_policy.policy()
     answer = await streamplane.append(
-        stream_id, body.timestamps, body.readings, top_k=body.top_k, alarm_policy=policy
+        stream_id,
+        body.timestamps,
+        body.readings,
+        top_k=body.top_k,
+        alarm_policy=policy,
+        predictor=predictor,
     )
     return _json(answer)
 
