@@ -139,7 +139,11 @@ class Settings(BaseSettings):
     api_key_hashes: HashList = Field(
         default_factory=list, description="SHA-256 hex digests of further client keys."
     )
-    admin_api_keys: KeyList = Field(default_factory=list, description="Keys for /admin routes.")
+    admin_api_keys: KeyList = Field(
+        default_factory=list,
+        description="Keys for /admin routes. With no key at all, /admin answers loopback "
+        "clients only (403 `admin_key_not_configured` to others).",
+    )
     admin_api_key_hashes: HashList = Field(
         default_factory=list, description="SHA-256 hex digests of further admin keys."
     )

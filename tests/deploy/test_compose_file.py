@@ -43,6 +43,13 @@ def test_api_waits_for_a_healthy_redis_and_uses_it(services: dict[str, Any]) -> 
     assert api["tmpfs"] == ["/tmp"]
 
 
+def test_keys_pass_from_the_shell_or_env_file(services: dict[str, Any]) -> None:
+    """Behind the load balancer no request is loopback: admin routes need the key."""
+    environment = services["api"]["environment"]
+    assert environment["ANOMALY_ADMIN_API_KEYS"] == "${ANOMALY_ADMIN_API_KEYS:-}"
+    assert environment["ANOMALY_API_KEYS"] == "${ANOMALY_API_KEYS:-}"
+
+
 def test_redis_is_a_capped_lru_cache_with_no_host_port(services: dict[str, Any]) -> None:
     redis = services["redis"]
     assert redis["image"] == "redis:7-alpine"

@@ -13,6 +13,7 @@ ones), so the request-id middleware, added last, sees every response, even the e
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -44,6 +45,8 @@ from anomaly_api.service.runtime import ServiceRuntime
 from anomaly_api.service.streamplane import StreamPlane
 
 __all__ = ["create_app"]
+
+_log = logging.getLogger(__name__)
 
 DESCRIPTION = (
     "Anomaly detection for multivariate sensor readings: an ensemble of detectors "
@@ -91,6 +94,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         reloader = ModelReloader(runtime, runtime.build_predictor, on_result=on_reload)
         uninstall = install_sighup_reload(reloader) if settings.reload_on_sighup else None
+        notice = keyring.admin_notice()
+        if notice is not None:
+            _log.warning(notice)
         revisions = None
         if settings.redis_url:  # every replica follows the admin swaps announced in Redis
             revisions = RevisionChannel.from_settings(

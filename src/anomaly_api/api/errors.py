@@ -15,7 +15,8 @@ below are raised by the HTTP layer itself::
     ├── HeadersTooLargeError           headers above Settings.max_header_bytes
     └── AuthError
         ├── MissingApiKeyError         no key sent (401)
-        └── InvalidApiKeyError         a key not accepted for the route (403)
+        ├── InvalidApiKeyError         a key not accepted for the route (403)
+        └── AdminClosedError           an admin route, no key configured, a remote client (403)
 
 ``ERROR_TABLE`` maps each class of both families to its status and code. A 422's
 ``details[].loc`` is a list, as FastAPI and Pydantic write it
@@ -63,6 +64,7 @@ from anomaly_api.service.streams import (
 
 __all__ = [
     "ERROR_TABLE",
+    "AdminClosedError",
     "ApiError",
     "AuthError",
     "BatchSizeError",
@@ -155,6 +157,10 @@ class InvalidApiKeyError(AuthError):
     """A key was sent but is not accepted here (403)."""
 
 
+class AdminClosedError(AuthError):
+    """An admin route asked from another host while no admin key is configured (403)."""
+
+
 ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     PayloadTooLargeError: (413, "payload_too_large"),
     UnsupportedMediaTypeError: (415, "unsupported_media_type"),
@@ -175,6 +181,7 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     HeadersTooLargeError: (431, "headers_too_large"),
     MissingApiKeyError: (401, "missing_api_key"),
     InvalidApiKeyError: (403, "invalid_api_key"),
+    AdminClosedError: (403, "admin_key_not_configured"),
     ModelVersionNotFoundError: (404, "model_version_not_found"),
     ModelReloadError: (409, "model_reload_failed"),
     ServiceError: (400, "bad_request"),
