@@ -8,7 +8,7 @@ Request-time state lives in the lifespan state only (``AppState``, read through
 ``anomaly_api.api.deps``), never on ``app.state``. Middleware is listed below from the
 innermost to the outermost (Starlette wraps each ``add_middleware`` around the previous
 ones), so the request-id middleware, added last, sees every response, even the early
-413 and 431.
+413, 431 and the overload 503.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from anomaly_api import __version__
+from anomaly_api.api.admission import AdmissionControlMiddleware
 from anomaly_api.api.body_limit import BodySizeLimitMiddleware
 from anomaly_api.api.deps import AppState
 from anomaly_api.api.errors import install_error_handlers
@@ -142,6 +143,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_discard_s=settings.max_discard_s,
     )
     app.add_middleware(HeaderSizeLimitMiddleware, max_header_bytes=settings.max_header_bytes)
+    app.add_middleware(
+        AdmissionControlMiddleware,
+        max_in_flight=settings.max_in_flight,
+        retry_after_s=settings.overload_retry_after_s,
+        on_shed=metrics.shed.inc,
+    )
     app.add_middleware(
         RequestContextMiddleware,
         metrics=metrics,

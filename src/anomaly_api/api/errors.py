@@ -13,6 +13,7 @@ below are raised by the HTTP layer itself::
     │   ├── BatchSizeError             more rows than Settings.max_batch_rows
     │   └── ObservationIdError         observation_id above its configured length
     ├── HeadersTooLargeError           headers above Settings.max_header_bytes
+    ├── OverloadedError                past Settings.max_in_flight requests at once (503)
     └── AuthError
         ├── MissingApiKeyError         no key sent (401)
         ├── InvalidApiKeyError         a key not accepted for the route (403)
@@ -74,6 +75,7 @@ __all__ = [
     "MalformedJSONError",
     "MissingApiKeyError",
     "ObservationIdError",
+    "OverloadedError",
     "PayloadTooLargeError",
     "RequestBodyError",
     "SchemaValidationError",
@@ -145,6 +147,10 @@ class HeadersTooLargeError(ApiError):
     """The request's headers are larger than the configured limit."""
 
 
+class OverloadedError(ApiError):
+    """The service serves as many requests as it admits at once; retry later (503)."""
+
+
 class AuthError(ApiError):
     """A request lacks the key a route needs."""
 
@@ -179,6 +185,7 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     InvalidInputError: (422, "invalid_input"),
     ModelNotReadyError: (503, "model_not_ready"),
     HeadersTooLargeError: (431, "headers_too_large"),
+    OverloadedError: (503, "overloaded"),
     MissingApiKeyError: (401, "missing_api_key"),
     InvalidApiKeyError: (403, "invalid_api_key"),
     AdminClosedError: (403, "admin_key_not_configured"),
@@ -292,7 +299,11 @@ def render_error(
 
 
 async def send_error(
-    exc: ApiError, scope: Scope, receive: Receive, send: Send, headers: Mapping[str, str]
+    exc: ApiError,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    headers: Mapping[str, str] | None = None,
 ) -> None:
     """Answer the request of ``scope`` with ``exc``, from pure ASGI middleware."""
     await render_error(exc, scope, headers)(scope, receive, send)
