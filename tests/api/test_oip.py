@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+import orjson
 import pytest
 
 from anomaly_api.api.oip_protocol import OipError, parse_infer_request
@@ -167,6 +169,73 @@ async def test_every_input_form_gives_the_answers_of_predict_batch(
             assert got[f"{name}_score"] == [p["detectors"][name]["score"] for p in expected]
 
 
+def _old_infer_body(predictions: list[dict[str, Any]], request_id: str | None) -> bytes:
+    """The infer body as it was written from per-row answers, from the same values."""
+    columns: list[tuple[str, str, list[Any]]] = [
+        (name, "BOOL" if name == "is_anomaly" else "FP64", [p[name] for p in predictions])
+        for name in OUTPUTS[:4]
+    ]
+    columns += [
+        (f"{d}_score", "FP64", [p["detectors"][d]["score"] for p in predictions]) for d in DETECTORS
+    ]
+    body: dict[str, Any] = {
+        "model_name": "anomaly-detector",
+        "model_version": "tiny-1",
+        "outputs": [
+            {"name": name, "datatype": kind, "shape": [len(predictions)], "data": data}
+            for name, kind, data in columns
+        ],
+    }
+    if request_id is not None:
+        body["id"] = request_id
+    return orjson.dumps(body)
+
+
+@pytest.mark.parametrize("request_id", [None, "req-7"])
+async def test_default_outputs_are_the_same_bytes_as_before(
+    client: httpx.AsyncClient, request_id: str | None
+) -> None:
+    """The columnar infer answer is byte for byte the per-row one it replaced (1 and 50
+    rows: the one-row path included, extreme rows among them)."""
+    rng = np.random.default_rng(3)
+    for rows in ([ANOMALOUS], (rng.normal(size=(50, 8)) * [1, 1e6, 1, 1, 1, 1, 1, 1e-6]).tolist()):
+        batch = await client.post(
+            "/predict/batch", json={"observations": [{"features": r} for r in rows]}
+        )
+        body = matrix(rows) | ({} if request_id is None else {"id": request_id})
+        response = await client.post(f"{MODEL}/infer", json=body)
+        assert response.content == _old_infer_body(batch.json()["predictions"], request_id)
+
+
+async def test_the_whole_answer_can_be_asked_for_by_name(client: httpx.AsyncClient) -> None:
+    rows = [NORMAL, ANOMALOUS]
+    batch = await client.post(
+        "/predict/batch", json={"observations": [{"features": r} for r in rows]}
+    )
+    expected = batch.json()["predictions"]
+    wanted = ["contributions", "cached", "observation_id", "zscore_vote"]
+    body = matrix(rows) | {"outputs": [{"name": name} for name in wanted]}
+    answer = (await client.post(f"{MODEL}/infer", json=body)).json()
+    got = {o["name"]: o for o in answer["outputs"]}
+    assert list(got) == wanted
+    assert got["contributions"]["shape"] == [2, 8]
+    shares = np.array(got["contributions"]["data"]).reshape(2, 8)
+    for row, prediction in zip(shares.tolist(), expected, strict=True):
+        assert {c["feature"]: c["share"] for c in prediction["contributions"]} == dict(
+            zip(FEATURES, row, strict=True)
+        )
+    assert got["cached"] == {"name": "cached", "datatype": "BOOL", "shape": [2], "data": [True] * 2}
+    assert got["observation_id"]["datatype"] == "BYTES"
+    assert len(set(got["observation_id"]["data"])) == 2
+    votes = [p["detectors"]["zscore"]["vote"] for p in expected]
+    assert got["zscore_vote"] == {
+        "name": "zscore_vote",
+        "datatype": "BOOL",
+        "shape": [2],
+        "data": votes,
+    }
+
+
 async def test_the_versioned_path_and_any_single_tensor_name_work(
     client: httpx.AsyncClient,
 ) -> None:
@@ -197,8 +266,6 @@ async def test_integer_tensors_equal_the_same_values_as_fp64(client: httpx.Async
 
 
 async def test_fp32_values_are_read_in_single_precision(client: httpx.AsyncClient) -> None:
-    import numpy as np
-
     rows = [[0.1, 1.1, -0.3, 0.7, 1.3, 0.2, -0.1, 0.9]]
     single = [[float(v) for v in np.array(rows[0], dtype=np.float32)]]
     fp32 = (await client.post(f"{MODEL}/infer", json=matrix(rows, datatype="FP32"))).json()
@@ -392,7 +459,7 @@ def test_parse_keeps_row_order_and_deduplicates_requested_outputs() -> None:
     rows = [[float(10 * i + j) for j in range(8)] for i in range(3)]
     body = per_feature(rows) | {"outputs": [{"name": "confidence"}, {"name": "confidence"}]}
     parsed = parse_infer_request(body, FEATURES, DETECTORS, max_rows=10)
-    assert parsed.rows == rows
+    assert parsed.X.tolist() == rows
     assert parsed.outputs == ("confidence",)
     assert parsed.id is None
 

@@ -12,6 +12,7 @@ below are raised by the HTTP layer itself::
     │   ├── SchemaValidationError      valid JSON of the wrong shape or types
     │   ├── BatchSizeError             more rows than Settings.max_batch_rows
     │   └── ObservationIdError         observation_id above its configured length
+    ├── NotAcceptableError             no answer in a media type the Accept header allows
     ├── HeadersTooLargeError           headers above Settings.max_header_bytes
     ├── OverloadedError                past Settings.max_in_flight requests at once (503)
     └── AuthError
@@ -74,6 +75,7 @@ __all__ = [
     "InvalidApiKeyError",
     "MalformedJSONError",
     "MissingApiKeyError",
+    "NotAcceptableError",
     "ObservationIdError",
     "OverloadedError",
     "PayloadTooLargeError",
@@ -143,6 +145,10 @@ class ObservationIdError(RequestBodyError):
     """An ``observation_id`` is longer than ``Settings.max_observation_id_length``."""
 
 
+class NotAcceptableError(ApiError):
+    """The Accept header allows none of the media types the route answers in."""
+
+
 class HeadersTooLargeError(ApiError):
     """The request's headers are larger than the configured limit."""
 
@@ -184,6 +190,7 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     StreamCapacityError: (429, "stream_store_full"),
     InvalidInputError: (422, "invalid_input"),
     ModelNotReadyError: (503, "model_not_ready"),
+    NotAcceptableError: (406, "not_acceptable"),
     HeadersTooLargeError: (431, "headers_too_large"),
     OverloadedError: (503, "overloaded"),
     MissingApiKeyError: (401, "missing_api_key"),

@@ -1,8 +1,9 @@
 """The Open Inference Protocol (KServe v2) mapping, free of FastAPI: tensors in, tensors out.
 
 ``parse_infer_request`` turns a parsed ``$inference_request`` into rows for ``DataPlane``;
-``infer_response`` turns the ``BatchAnswer`` back into output tensors. Both are plain
-functions over dicts and lists, so they are tested without a server. Every problem is an
+``infer_response`` writes the ``ColumnarBatchAnswer``'s columns as output tensors (also the
+body of ``POST /predict/batch`` negotiated as ``TENSORS_MEDIA_TYPE``). Both are plain
+functions, tested without a server. Every problem is an
 ``OipError`` carrying its HTTP status (400 for a bad tensor, 413 for too many rows); the
 router renders it as the protocol's ``{"error": "..."}`` body.
 
@@ -26,22 +27,29 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 from numpy.typing import NDArray
 
 from anomaly_api.api.errors import ApiError
 from anomaly_api.api.schemas import MAX_ABS_FEATURE
-from anomaly_api.service.answers import Answer, BatchAnswer
+from anomaly_api.service.answers import ColumnarBatchAnswer
 
 __all__ = [
     "ANSWER_OUTPUTS",
     "MATRIX_INPUT",
+    "TENSORS_MEDIA_TYPE",
     "InferRequest",
     "OipError",
     "infer_response",
     "model_metadata",
     "output_names",
     "parse_infer_request",
+    "tensor_output_names",
+    "tensors_response",
 ]
+
+TENSORS_MEDIA_TYPE = "application/vnd.anomaly-api.tensors+json"
+"""The media type of a batch answer as an ``$inference_response`` (``tensors_response``)."""
 
 MATRIX_INPUT = "features"
 """Name of the ``[rows, n_features]`` input in the model metadata."""
@@ -55,7 +63,6 @@ _INT_RANGES = {
     for bits in (8, 16, 32, 64)
 }
 ACCEPTED_DATATYPES = (*_FLOAT_TYPES, *_INT_RANGES)
-_SCORE_SUFFIX = "_score"
 
 
 class OipError(ApiError):
@@ -70,7 +77,8 @@ class InferRequest:
     """A validated inference request: the rows and what to answer."""
 
     id: str | None
-    rows: list[list[float]]
+    X: NDArray[np.float64]
+    """The rows, shape ``(rows, n_features)``, in the model's feature order."""
     outputs: tuple[str, ...]
     """Requested output names, in the order asked (all outputs when none were asked)."""
 
@@ -84,48 +92,86 @@ ANSWER_OUTPUTS = (
     "confidence",
     "severity",
 )
-"""Outputs read straight from ``Answer`` fields of the same name (BOOL or FP64)."""
+"""Outputs read straight from the answer's columns of the same name (BOOL or FP64)."""
+_SCORE_SUFFIX = "_score"
+_VOTE_SUFFIX = "_vote"
+_BOOL_OUTPUTS = frozenset({"is_anomaly", "cached"})
 
 
 def output_names(detector_names: Sequence[str]) -> tuple[str, ...]:
-    """Every output the model produces, in the metadata's order."""
+    """The outputs answered when none are requested, in the metadata's order."""
     return (*ANSWER_OUTPUTS, *(f"{name}{_SCORE_SUFFIX}" for name in detector_names))
 
 
+def tensor_output_names(detector_names: Sequence[str]) -> tuple[str, ...]:
+    """Every output the model can produce: the whole answer, in the tensors form's order
+    (a request may ask for any of them by name)."""
+    per_detector = (
+        f"{name}{suffix}" for name in detector_names for suffix in (_SCORE_SUFFIX, _VOTE_SUFFIX)
+    )
+    return ("observation_id", *ANSWER_OUTPUTS, "cached", "contributions", *per_detector)
+
+
 def _datatype(output: str) -> str:
-    return "BOOL" if output == "is_anomaly" else "FP64"
+    if output == "observation_id":
+        return "BYTES"
+    if output in _BOOL_OUTPUTS or output.endswith(_VOTE_SUFFIX):
+        return "BOOL"
+    return "FP64"
 
 
-def _column(output: str, answers: Sequence[Answer]) -> list[Any]:
-    """The values of ``output`` for every answer (``output`` is a known output name)."""
-    if output in ANSWER_OUTPUTS:
-        return [getattr(answer, output) for answer in answers]
-    detector = output[: -len(_SCORE_SUFFIX)]
-    return [answer.detectors[detector].score for answer in answers]
+def _tensor(batch: ColumnarBatchAnswer, output: str) -> dict[str, Any]:
+    """The tensor of ``output`` (a known output name) for every row of ``batch``."""
+    columns = batch.predictions
+    rows = len(columns)
+    shape = [rows]
+    data: Any
+    if output == "observation_id":
+        data = list(batch.observation_ids)
+    elif output == "contributions":
+        shape = [rows, len(batch.feature_names)]
+        data = np.ascontiguousarray(columns.shares).ravel()
+    elif output in ANSWER_OUTPUTS or output == "cached":
+        data = np.ascontiguousarray(getattr(columns, output))  # orjson writes C order only
+    else:
+        detector, _, what = output.rpartition("_")
+        matrix = columns.scores if what == "score" else columns.votes
+        data = np.ascontiguousarray(matrix[:, batch.detector_names.index(detector)])
+    return {"name": output, "datatype": _datatype(output), "shape": shape, "data": data}
 
 
 def infer_response(
-    batch: BatchAnswer, model_name: str, request_id: str | None, outputs: Sequence[str]
-) -> dict[str, Any]:
-    """The ``$inference_response`` for ``batch``: one ``[rows]`` tensor per output."""
-    answers = batch.predictions
-    rows = len(answers)
+    batch: ColumnarBatchAnswer,
+    model_name: str,
+    request_id: str | None,
+    outputs: Sequence[str],
+    parameters: Mapping[str, Any] | None = None,
+) -> bytes:
+    """The ``$inference_response`` for ``batch`` as JSON: one tensor per output (NumPy
+    arrays written by orjson, the same texts as the JSON answer's numbers)."""
     body: dict[str, Any] = {
         "model_name": model_name,
         "model_version": batch.model_version,
-        "outputs": [
-            {
-                "name": name,
-                "datatype": _datatype(name),
-                "shape": [rows],
-                "data": _column(name, answers),
-            }
-            for name in outputs
-        ],
+        "outputs": [_tensor(batch, name) for name in outputs],
     }
     if request_id is not None:
         body["id"] = request_id
-    return body
+    if parameters is not None:
+        body["parameters"] = parameters
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def tensors_response(batch: ColumnarBatchAnswer, model_name: str, request_id: str | None) -> bytes:
+    """The whole answer as an ``$inference_response`` (the ``TENSORS_MEDIA_TYPE`` body):
+    every output, and what the JSON answer holds outside its rows in ``parameters``."""
+    parameters = {
+        "inference_ms": batch.inference_ms,
+        "n_anomalies": batch.n_anomalies,
+        "features": list(batch.feature_names),
+        "thresholds": dict(zip(batch.detector_names, batch.thresholds, strict=True)),
+    }
+    outputs = tensor_output_names(batch.detector_names)
+    return infer_response(batch, model_name, request_id, outputs, parameters)
 
 
 def model_metadata(
@@ -281,10 +327,12 @@ def _feature_rows(
     return np.column_stack(columns)
 
 
-def _requested_outputs(body: dict[str, Any], known: Sequence[str]) -> tuple[str, ...]:
+def _requested_outputs(
+    body: dict[str, Any], default: Sequence[str], known: Sequence[str]
+) -> tuple[str, ...]:
     asked = body.get("outputs")
     if asked is None:
-        return tuple(known)
+        return tuple(default)
     if not isinstance(asked, list) or not all(
         isinstance(o, dict) and isinstance(o.get("name"), str) for o in asked
     ):
@@ -308,9 +356,11 @@ def parse_infer_request(
     request_id = body.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise OipError("'id' must be a string")
-    outputs = _requested_outputs(body, output_names(detector_names))
+    outputs = _requested_outputs(
+        body, output_names(detector_names), tensor_output_names(detector_names)
+    )
     if len(tensors) == 1 and tensors[0]["name"] not in feature_names:
         X = _matrix_rows(tensors[0], len(feature_names), max_rows)
     else:
         X = _feature_rows(tensors, feature_names, max_rows)
-    return InferRequest(id=request_id, rows=X.tolist(), outputs=outputs)
+    return InferRequest(id=request_id, X=X, outputs=outputs)

@@ -14,11 +14,14 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from anomaly_api.api.deps import PredictBatchInput, PredictInput
-from anomaly_api.api.errors import SchemaValidationError
+from anomaly_api.api.errors import NotAcceptableError, SchemaValidationError
+from anomaly_api.api.negotiation import negotiate
+from anomaly_api.api.oip_protocol import TENSORS_MEDIA_TYPE, tensors_response
 from anomaly_api.api.openapi import ERROR_RESPONSES, json_request_body
+from anomaly_api.api.request_context import current_request_id
 from anomaly_api.api.schemas import (
     ANOMALOUS_FEATURES,
     EXAMPLE_OBSERVATION_ID,
@@ -28,6 +31,7 @@ from anomaly_api.api.schemas import (
     PredictRequest,
     PredictResponse,
 )
+from anomaly_api.config import Settings
 from anomaly_api.service.predictor import Predictor
 
 router = APIRouter(prefix="/predict", tags=["predict"])
@@ -71,6 +75,10 @@ _BATCH_EXAMPLES: dict[str, Any] = {
         },
     },
 }
+
+
+_BATCH_MEDIA_TYPES = ("application/json", TENSORS_MEDIA_TYPE)
+"""What ``/predict/batch`` answers in; the first is the default."""
 
 
 def _json(content: object) -> Response:
@@ -117,11 +125,25 @@ async def create_prediction(call: PredictInput) -> Response:
     responses=ERROR_RESPONSES,
     openapi_extra=json_request_body(PredictBatchRequest, _BATCH_EXAMPLES),
 )
-async def create_batch_prediction(call: PredictBatchInput) -> Response:
-    """Score 1 to `max_batch_rows` readings in one vectorised model call."""
+async def create_batch_prediction(call: PredictBatchInput, request: Request) -> Response:
+    """Score 1 to `max_batch_rows` readings in one vectorised model call.
+
+    `Accept: application/vnd.anomaly-api.tensors+json` answers the same values as one
+    Open Inference Protocol `$inference_response` (one tensor per field, every feature's
+    contribution; see the API page); an `Accept` that allows neither form is a 406."""
+    media = negotiate(request.headers.get("accept"), _BATCH_MEDIA_TYPES)
+    if media is None:
+        raise NotAcceptableError(
+            f"this route answers in {' or '.join(_BATCH_MEDIA_TYPES)}; the Accept header "
+            "allows neither"
+        )
     body = call.body
     top_k = _checked_top_k(call.predictor, body.top_k)
     batch = await call.dataplane.predict_columns(
         body.rows, body.observation_ids, top_k=top_k, predictor=call.predictor
     )
+    if media == TENSORS_MEDIA_TYPE:
+        settings: Settings = request.state.settings
+        content = tensors_response(batch, settings.oip_model_name, current_request_id())
+        return Response(content, media_type=TENSORS_MEDIA_TYPE)
     return Response(batch.to_json(), media_type="application/json")
