@@ -28,9 +28,6 @@ PORT = 8000  # inside a namespace of its own: nothing else listens there
 ADMIN_KEY = "admin-net-key"
 
 
-http = httpx.Client(trust_env=False)  # straight to the namespace, never through a proxy
-
-
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
 
@@ -96,8 +93,9 @@ def namespace() -> Iterator[Namespace]:
 
 
 @contextmanager
-def server_in(ns: Namespace, workdir: Path, env: dict[str, str]) -> Iterator[str]:
-    """``anomaly-api serve`` on every address of the namespace; its URL from outside."""
+def server_in(ns: Namespace, workdir: Path, env: dict[str, str]) -> Iterator[httpx.Client]:
+    """``anomaly-api serve`` on every address of the namespace; a client of it from
+    outside (straight to the namespace, never through a proxy)."""
     log = workdir / "server.log"
     command = ns.run(sys.executable, "-m", "anomaly_api.cli.main", "serve")
     command += ["--host", "0.0.0.0", "--port", str(PORT), "--no-train-if-missing"]
@@ -106,19 +104,21 @@ def server_in(ns: Namespace, workdir: Path, env: dict[str, str]) -> Iterator[str
             command, cwd=workdir, env=clean_env(env), stdout=sink, stderr=subprocess.STDOUT
         )
     url = f"http://{ns.inside}:{PORT}"
+    http = httpx.Client(base_url=url, trust_env=False, timeout=30)
     try:
         deadline = time.monotonic() + 90
         while True:
             assert process.poll() is None, log.read_text()
             try:
-                if http.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                if http.get("/health/ready", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
-        yield url
+        yield http
     finally:
+        http.close()
         process.terminate()
         try:
             process.wait(30)
@@ -130,10 +130,11 @@ def server_in(ns: Namespace, workdir: Path, env: dict[str, str]) -> Iterator[str
 def _post_from_inside(ns: Namespace, path: str) -> tuple[int, str]:
     """Status and body of a POST to the server over the namespace's loopback."""
     code = (
-        "import sys, urllib.request, urllib.error\n"
+        "import urllib.request, urllib.error\n"
         f"request = urllib.request.Request('http://127.0.0.1:{PORT}{path}', method='POST')\n"
+        "direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))\n"
         "try:\n"
-        "    answer = urllib.request.urlopen(request, timeout=30)\n"
+        "    answer = direct.open(request, timeout=30)\n"
         "except urllib.error.HTTPError as exc:\n"
         "    answer = exc\n"
         "print(answer.status); print(answer.read().decode())\n"
@@ -149,16 +150,16 @@ def test_without_a_key_only_loopback_reaches_admin_routes(
     tmp_path: Path, tiny_artifacts_dir: Path
 ) -> None:
     env = {"ANOMALY_ARTIFACTS_DIR": str(tiny_artifacts_dir)}
-    with namespace() as ns, server_in(ns, tmp_path, env) as url:
-        remote = http.post(f"{url}/admin/reload", timeout=30)
+    with namespace() as ns, server_in(ns, tmp_path, env) as http:
+        remote = http.post("/admin/reload")
         assert remote.status_code == 403, remote.text
         error = remote.json()["error"]
         assert error["code"] == "admin_key_not_configured"
         assert "ANOMALY_ADMIN_API_KEYS" in error["message"]
-        thresholds = http.post(f"{url}/admin/thresholds", json={"target_fpr": 0.5}, timeout=30)
+        thresholds = http.post("/admin/thresholds", json={"target_fpr": 0.5})
         assert thresholds.status_code == 403
         # The same server serves predictions to the remote client, and admin to loopback.
-        health = http.get(f"{url}/health/ready", timeout=30)
+        health = http.get("/health/ready")
         assert health.status_code == 200
         status, body = _post_from_inside(ns, "/admin/reload")
         assert status == 200, body
@@ -170,9 +171,9 @@ def test_an_admin_key_opens_admin_routes_to_the_network(
     tmp_path: Path, tiny_artifacts_dir: Path
 ) -> None:
     env = {"ANOMALY_ARTIFACTS_DIR": str(tiny_artifacts_dir), "ANOMALY_ADMIN_API_KEYS": ADMIN_KEY}
-    with namespace() as ns, server_in(ns, tmp_path, env) as url:
-        assert http.post(f"{url}/admin/reload", timeout=30).status_code == 401
-        keyed = http.post(f"{url}/admin/reload", headers={"X-API-Key": ADMIN_KEY}, timeout=30)
+    with namespace() as ns, server_in(ns, tmp_path, env) as http:
+        assert http.post("/admin/reload").status_code == 401
+        keyed = http.post("/admin/reload", headers={"X-API-Key": ADMIN_KEY})
         assert keyed.status_code == 200, keyed.text
         status, _ = _post_from_inside(ns, "/admin/reload")
         assert status == 401  # once a key exists, loopback needs it too
