@@ -28,7 +28,6 @@ from anomaly_api.service.streamplane import StreamPlane
 
 __all__ = [
     "AppState",
-    "DataPlaneDep",
     "MetricsDep",
     "MonitorDep",
     "PredictBatchInput",
@@ -105,14 +104,6 @@ async def get_predictor(request: Request) -> Predictor:
     return dataplane.require_ready()
 
 
-async def get_dataplane(request: Request) -> DataPlane:
-    """The data plane, once a model is loaded: 503 (``ModelNotReadyError``) before the body
-    is even read, as for every prediction route."""
-    dataplane: DataPlane = request.state.dataplane
-    dataplane.require_ready()
-    return dataplane
-
-
 async def get_streamplane(request: Request) -> StreamPlane:
     """The stream plane (windows and stateful streams)."""
     streamplane: StreamPlane = request.state.streamplane
@@ -136,7 +127,6 @@ RevisionsDep = Annotated[RevisionChannel | None, Depends(get_revisions)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 MonitorDep = Annotated[ModelMonitor, Depends(get_monitor)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
-DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
 StreamPlaneDep = Annotated[StreamPlane, Depends(get_streamplane)]
 
 # The body dependencies read the state directly rather than through ``SettingsDep`` or
