@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
+from scipy.special import expit
 
 from anomaly_api.data.errors import DataError
 
@@ -92,7 +93,7 @@ def series_scores(
         raised = answers["alarm"]
         scores[rows[raised]] = 0.5 + 0.5 * answers["severity"][raised]
     else:
-        scores[rows] = 1.0 / (1.0 + np.exp(-answers["anomaly_score"]))
+        scores[rows] = expit(answers["anomaly_score"])
     scores[:n_probation] = 0.0  # not scored by NAB; our model learnt from these readings
     return scores
 

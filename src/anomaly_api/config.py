@@ -192,6 +192,12 @@ class Settings(BaseSettings):
     stream_max_window: int = Field(
         default=1024, ge=1, description="Largest trailing window (readings) a stream may keep."
     )
+    stream_max_events: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="Events kept per stream (`GET /streams/{id}/events`); the oldest are dropped.",
+    )
     stream_redis_max_connections: int = Field(
         default=64,
         ge=1,

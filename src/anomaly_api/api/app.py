@@ -30,6 +30,7 @@ from anomaly_api.api.openapi import install_openapi
 from anomaly_api.api.request_context import RequestContextMiddleware, note_scored_batch
 from anomaly_api.api.routes import api_router, docs_router
 from anomaly_api.api.schemas import (
+    FeedbackRequest,
     PredictBatchRequest,
     PredictRequest,
     StreamReadingsRequest,
@@ -158,7 +159,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_router)
     install_openapi(
         app,
-        [PredictRequest, PredictBatchRequest, WindowRequest, StreamReadingsRequest],
+        [
+            PredictRequest,
+            PredictBatchRequest,
+            WindowRequest,
+            StreamReadingsRequest,
+            FeedbackRequest,
+        ],
         docs_router.routes,  # the served router has the hot routes first; docs read in order
     )
     return app

@@ -47,6 +47,7 @@ from starlette.types import Receive, Scope, Send
 
 from anomaly_api.api.request_context import current_request_id
 from anomaly_api.service.errors import (
+    EventNotFoundError,
     InvalidFeaturesError,
     InvalidInputError,
     InvalidTimestampsError,
@@ -187,6 +188,7 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     InvalidStreamIdError: (422, "invalid_stream_id"),
     StreamOrderError: (409, "stream_order"),
     StreamNotFoundError: (404, "stream_not_found"),
+    EventNotFoundError: (404, "event_not_found"),
     StreamCapacityError: (429, "stream_store_full"),
     InvalidInputError: (422, "invalid_input"),
     ModelNotReadyError: (503, "model_not_ready"),

@@ -25,7 +25,7 @@ from pydantic import (
 
 from anomaly_api.artifacts import ArtifactManifest
 from anomaly_api.monitoring.alarms import AlarmPolicy
-from anomaly_api.service import answers, stream_answers
+from anomaly_api.service import answers, event_answers, stream_answers
 
 NORMAL_FEATURES: list[JsonValue] = [0.5, 1.2, -0.3, 0.8, 1.5, 0.2, -0.1, 0.9]
 ANOMALOUS_FEATURES: list[JsonValue] = [8.1, -5.3, 7.2, 9.0, -8.4, 6.1, 8.8, -7.2]
@@ -379,6 +379,37 @@ StreamReadingsResponse = _model_of(
     {stream_answers.StreamAnswer: StreamAnswerModel, stream_answers.StreamSummary: StreamSummary},
 )
 StreamAlarmState = _model_of("StreamAlarmState", stream_answers.StreamAlarmAnswer, {})
+EventSensor = _model_of("EventSensor", event_answers.EventSensor, {})
+EventFeedback = _model_of("EventFeedback", event_answers.EventFeedback, {})
+StreamEventResponse = _model_of(
+    "StreamEvent",
+    event_answers.StreamEvent,
+    {event_answers.EventSensor: EventSensor, event_answers.EventFeedback: EventFeedback},
+)
+StreamEventsResponse = _model_of(
+    "StreamEventsResponse",
+    event_answers.StreamEventsAnswer,
+    {event_answers.StreamEvent: StreamEventResponse},
+)
+
+
+class FeedbackRequest(BaseModel):
+    """An operator's label of one event of a stream."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"label": "false_alarm", "note": "valve test, see shift log 14"}]
+        },
+    )
+
+    label: event_answers.FeedbackLabel = Field(
+        description="`false_alarm`, `confirmed` (a real anomaly) or `expected` (e.g. "
+        "planned maintenance)."
+    )
+    note: str = Field(default="", max_length=1000, description="Free text, up to 1,000 characters.")
+
+
 StreamStateResponse = _model_of(
     "StreamStateResponse",
     stream_answers.StreamStateAnswer,

@@ -33,6 +33,7 @@ __all__ = [
     "ADMIN_KEY_HINT",
     "AdminKeyDep",
     "ApiKeyDep",
+    "CallerDep",
     "HealthKeyDep",
     "KeyRing",
     "MetricsKeyDep",
@@ -135,6 +136,15 @@ class KeyRing:
             raise InvalidApiKeyError("admin routes are disabled: no admin key is configured")
         self._check(key, self.admin)
 
+    def identify(self, key: str | None) -> str:
+        """Who sent a request the client check accepted: ``admin:`` or ``client:`` and 12
+        hex digits of the key's SHA-256 (what ``api_key_hashes`` lists), else ``anonymous``."""
+        if not key:
+            return "anonymous"
+        digest = _digest(key)
+        role = "admin" if _matches(digest, self.admin) else "client"
+        return f"{role}:{digest.hex()[:12]}"
+
     @staticmethod
     def _check(key: str | None, accepted: tuple[bytes, ...]) -> None:
         if not key:
@@ -172,6 +182,14 @@ async def require_api_key(request: Request, api_key: ApiKeyHeader, bearer: Beare
     _keyring(request).check_client(_presented(api_key, bearer))
 
 
+async def api_key_identity(request: Request, api_key: ApiKeyHeader, bearer: BearerHeader) -> str:
+    """Client routes that record who called (``KeyRing.identify``), after the client check."""
+    ring = _keyring(request)
+    key = _presented(api_key, bearer)
+    ring.check_client(key)
+    return ring.identify(key if ring.enabled else None)
+
+
 async def require_admin_key(request: Request, api_key: ApiKeyHeader, bearer: BearerHeader) -> None:
     """Admin routes."""
     local = is_local_client(request.client.host if request.client else None)
@@ -195,6 +213,7 @@ async def require_metrics_key(
 
 
 ApiKeyDep = Depends(require_api_key)
+CallerDep = Annotated[str, Depends(api_key_identity)]
 AdminKeyDep = Depends(require_admin_key)
 HealthKeyDep = Depends(require_health_key)
 MetricsKeyDep = Depends(require_metrics_key)
