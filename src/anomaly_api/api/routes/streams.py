@@ -153,7 +153,7 @@ async def send_feedback(
 ) -> Response:
     """Label an event (`false_alarm`, `confirmed`, `expected`); open or closed. The same
     label again changes nothing; another label replaces it (both stay in the history)."""
-    streamplane = ready_streamplane(request)
+    streamplane, _ = ready_streamplane(request)  # 503 before the body is read
     body = validate_body(FeedbackRequest, await load_json(request))
     event, new = await streamplane.feedback(
         stream_id, event_id, label=body.label, note=body.note, by=caller
