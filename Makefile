@@ -35,6 +35,8 @@ install: $(DEV_STAMP)
 
 ## Train the default model if none exists, then serve on port 8000.
 run: $(RUN_STAMP)
+	@echo "Admin routes (/admin/*) answer only loopback clients until an admin key is set:"
+	@echo "  ANOMALY_ADMIN_API_KEYS=<key> make run   (or in .env; see docs/operations.md)"
 	$(BIN)/anomaly-api serve --host 0.0.0.0 --port 8000
 
 ## The system tools the tests need: installed with apt-get when missing and root, else named.

@@ -34,11 +34,15 @@ __all__ = [
 
 
 class ServiceError(Exception):
-    """Base class of every error the service reports to its callers."""
+    """Base class of every error the service reports to its callers.
 
-    def __init__(self, message: str) -> None:
+    ``retry_after_s``, when set, is how long a caller should wait before trying again.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.retry_after_s = retry_after_s
 
 
 class ModelNotReadyError(ServiceError):

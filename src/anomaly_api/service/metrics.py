@@ -118,6 +118,11 @@ class ServiceMetrics:
         self.in_progress = Gauge(
             "anomaly_http_requests_in_progress", "HTTP requests being served now.", registry=r
         )
+        self.shed = Counter(
+            "anomaly_http_requests_shed",
+            "HTTP requests answered 503 at once because max_in_flight were being served.",
+            registry=r,
+        )
         self.predictions = Counter(
             "anomaly_predictions",
             "Scored rows by outcome (anomaly or normal), cached or not.",

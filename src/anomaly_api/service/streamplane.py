@@ -152,11 +152,13 @@ class StreamPlane:
         mode: Mode = "last",
         top_k: int | None = 3,
         alarm_policy: AlarmPolicy | None = None,
+        predictor: Predictor | None = None,
     ) -> WindowAnswer:
-        """Answers for the last reading (``mode="last"``) or every reading (``"all"``).
+        """Answers for the last reading (``mode="last"``) or every reading (``"all"``),
+        scored by ``predictor`` (the ready one when omitted).
 
         Alarms are evaluated over the answered readings from a fresh state (no stream)."""
-        predictor = self.dataplane.require_ready()
+        predictor = self.dataplane.require_ready() if predictor is None else predictor
         self._check_count(len(rows), self.window_max_readings, "a window")
         X = predictor.to_matrix(rows, label_rows=False)
         tidied = tidy(parse_timestamps(timestamps, len(rows)), X)
@@ -190,10 +192,12 @@ class StreamPlane:
         *,
         top_k: int | None = 3,
         alarm_policy: AlarmPolicy | None = None,
+        predictor: Predictor | None = None,
     ) -> StreamReadingsAnswer:
-        """Append readings to a stream and answer each of them from the stream's window."""
+        """Append readings to a stream and answer each of them from the stream's window,
+        scored by ``predictor`` (the ready one when omitted)."""
         check_stream_id(stream_id)
-        predictor = self.dataplane.require_ready()
+        predictor = self.dataplane.require_ready() if predictor is None else predictor
         self._check_count(len(rows), self.stream_max_readings, "one request to a stream")
         X = predictor.to_matrix(rows, label_rows=False)
         ts = parse_timestamps(timestamps, len(rows))
@@ -210,8 +214,7 @@ class StreamPlane:
                 model_key=self._stream_key(predictor),
             )
         except StreamCapacityError as exc:
-            exc.retry_after_s = self.retry_after_s  # type: ignore[attr-defined]
-            raise
+            raise StreamCapacityError(exc.max_streams, retry_after_s=self.retry_after_s) from None
         except StreamOrderError as exc:
             raise as_sent(exc, timestamps) from None
         n_new = len(X)

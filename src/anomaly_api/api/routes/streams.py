@@ -81,11 +81,16 @@ async def predict_window(request: Request) -> Response:
 
     Fewer readings than the model's window are answered, marked `warming_up`.
     """
-    streamplane = ready_streamplane(request)
+    streamplane, predictor = ready_streamplane(request)
     body = validate_body(WindowRequest, await load_json(request))
     policy = None if body.alarm_policy is None else body.alarm_policy.policy()
     answer = await streamplane.window(
-        body.timestamps, body.readings, mode=body.mode, top_k=body.top_k, alarm_policy=policy
+        body.timestamps,
+        body.readings,
+        mode=body.mode,
+        top_k=body.top_k,
+        alarm_policy=policy,
+        predictor=predictor,
     )
     return _json(answer)
 
@@ -98,11 +103,16 @@ async def predict_window(request: Request) -> Response:
 )
 async def append_readings(stream_id: str, request: Request) -> Response:
     """Append one reading (or a few) to a stream and answer each from the stream's window."""
-    streamplane = ready_streamplane(request)
+    streamplane, predictor = ready_streamplane(request)
     body = validate_body(StreamReadingsRequest, await load_json(request))
     policy = None if body.alarm_policy is None else body.alarm_policy.policy()
     answer = await streamplane.append(
-        stream_id, body.timestamps, body.readings, top_k=body.top_k, alarm_policy=policy
+        stream_id,
+        body.timestamps,
+        body.readings,
+        top_k=body.top_k,
+        alarm_policy=policy,
+        predictor=predictor,
     )
     return _json(answer)
 
@@ -143,7 +153,7 @@ async def send_feedback(
 ) -> Response:
     """Label an event (`false_alarm`, `confirmed`, `expected`); open or closed. The same
     label again changes nothing; another label replaces it (both stay in the history)."""
-    streamplane = ready_streamplane(request)
+    streamplane, _ = ready_streamplane(request)  # 503 before the body is read
     body = validate_body(FeedbackRequest, await load_json(request))
     event, new = await streamplane.feedback(
         stream_id, event_id, label=body.label, note=body.note, by=caller

@@ -25,13 +25,7 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from anomaly_api.api.errors import (
-    PayloadTooLargeError,
-    error_response,
-    is_oip_path,
-    oip_error_response,
-    status_of,
-)
+from anomaly_api.api.errors import PayloadTooLargeError, send_error
 
 __all__ = ["BodySizeLimitMiddleware", "discard_body"]
 
@@ -80,14 +74,7 @@ class BodySizeLimitMiddleware:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer 413 and close, in the Open Inference Protocol's error format under /v2."""
-        exc = self._too_large()
-        status_code, code = status_of(exc)
-        headers = {"Connection": "close"}
-        if is_oip_path(scope["path"]):
-            response = oip_error_response(status_code, exc.message, headers)
-        else:
-            response = error_response(status_code, code, exc.message, headers=headers)
-        await response(scope, receive, send)
+        await send_error(self._too_large(), scope, receive, send, {"Connection": "close"})
 
     def _too_large(self) -> PayloadTooLargeError:
         return PayloadTooLargeError(
