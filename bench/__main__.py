@@ -180,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = metadata(args.smoke, pairs, options)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="anomaly-bench-") as tmp:
-        ctx = Context(args.smoke, Path(tmp), lag_probe=args.lag_probe, options=options)
+        probe = args.lag_probe or args.smoke  # a smoke run serves the probed app too
+        ctx = Context(args.smoke, Path(tmp), lag_probe=probe, options=options)
         results = run(ctx, pairs)
     meta.update(load_average_after=os.getloadavg(), duration_s=time.perf_counter() - started)
     results = {"meta": meta, **results}

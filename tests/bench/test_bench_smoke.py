@@ -46,6 +46,9 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
     assert {"stdlib_json_ms", "orjson_ms"} <= set(hot["json_parse_batch"])
     assert hot["single_row_while_batches_in_thread"]["batches_done"] > 0
     assert "fast_vs_bare_rps_c64" in results["ratios"]
+    probed = results["http_predict"]["fast"]["64"]  # a smoke run serves the probed app
+    assert probed["lag_probe"]["loop_lag"]["count"] > 0
+    assert probed["in_app_latency"]["requests"] > 0
 
     streams = results["streams"]
     for key in ("predict", "streams_memory", "streams_redis"):
