@@ -1,25 +1,12 @@
 """``python -m bench [SECTION[.PART] ...] [--smoke] [--lag-probe] [--set NAME=VALUE] [--out FILE]``
 
-The benchmark suite, one section at a time, one server at a time, loopback only. Sections:
+The benchmark suite, one part at a time, one server at a time, loopback only. Sections (each
+module ``bench/<section>.py`` says what its parts measure): ``predict``, ``streams``,
+``bulk``, ``drift`` (the open performance targets), ``kernel``, ``cost`` and ``quality``.
 
-- ``predict``: model scoring in process; ``/predict`` at 1/16/64 connections (bare FastAPI
-  endpoint and the service on each backend); 1,000-row batches; the cache in process and in
-  Redis; start time and RSS; event loop vs thread pool;
-- ``streams``: stream readings over HTTP against ``/predict``; ``/predict/window``; the
-  bytes one stream holds; the stores' appends/s; the alarm step's cost;
-- ``bulk``: local and Dask bulk scoring, ``anomaly-api score``'s peak RSS, the client's
-  ``predict_many`` against the server's own batch throughput;
-- ``drift``: ``/predict`` with drift tracking on vs off; the tracker's own cost and what it
-  reports on normal data and TEP faults;
-- ``kernel``: the scoring kernels side by side (C, NumPy, scikit-learn);
-- ``cost``: CPU per request, batch, client call, stream append and explanation, in process;
-  instructions per request under callgrind;
-- ``quality``: detection quality (point-wise ensemble, time-aware model, alarm policies)
-  on the synthetic data, TEP, NAB and ADBench.
-
-With no names: the four sections that measure the open targets (``predict``, ``streams``,
-``bulk``, ``drift``), written to ``bench/results/latest.json`` and ``latest.md``;
-``--smoke``: every section with tiny sizes (numbers meaningless; CI runs it so no part rots).
+With no names: the four target sections, written to ``bench/results/latest.json`` and
+``latest.md``; ``--smoke``: every part with tiny sizes (numbers meaningless; CI runs it so
+no part rots).
 """
 
 from __future__ import annotations
