@@ -86,14 +86,16 @@ def series_scores(
     train_time_aware_and_save(series, artifacts, TimeAwareSettings(window=window), version="nab")
     replayer = load_replayer(artifacts, "nab")
     source = replay_input(frame, ("value",), timestamp_column="timestamp", stream_column=None)
-    rows = source.streams[""]
-    answers = replayer.replay(source.timestamps[rows], source.X[rows])
-    scores = np.zeros(len(frame))
+    stream = source.streams[""]
+    answers = replayer.replay(stream.timestamps, stream.X)
+    reading = np.where(stream.reading >= 0, stream.reading, 0)  # a skipped row scores 0
     if variant == "alarm":
-        raised = answers["alarm"]
-        scores[rows[raised]] = 0.5 + 0.5 * answers["severity"][raised]
+        raised = answers["alarm"][reading]
+        per_row = np.where(raised, 0.5 + 0.5 * answers["severity"][reading], 0.0)
     else:
-        scores[rows] = expit(answers["anomaly_score"])
+        per_row = expit(answers["anomaly_score"][reading])
+    scores = np.zeros(len(frame))
+    scores[stream.rows] = np.where(stream.reading >= 0, per_row, 0.0)
     scores[:n_probation] = 0.0  # not scored by NAB; our model learnt from these readings
     return scores
 
