@@ -51,7 +51,7 @@ def predictor_costs(artifacts_dir: Path, *, smoke: bool) -> dict[str, float]:
         for _ in range(2):  # first pass misses and fills the cache, second pass hits
             started = time.perf_counter()
             for row in rows:
-                await predictor.predict([row])
+                await predictor.score_rows([row])
             timings.append((time.perf_counter() - started) / n * 1e6)
         return timings[0], timings[1]
 
@@ -83,7 +83,7 @@ def predictor_batch_costs(predictor: Predictor, *, smoke: bool) -> dict[str, flo
         times = []
         for rows in batches:
             started = time.perf_counter()
-            await predictor.predict(rows)
+            await predictor.score_rows(rows)
             times.append((time.perf_counter() - started) * 1e3)
         return statistics.median(times[1:])
 

@@ -256,10 +256,9 @@ async def pieces(state: dict[str, Any], *, rows: int, repeats: int) -> dict[str,
     scorer = predictor._scorer
     scores = scorer.detector_scores(X)
     predictions = predictor.score(X)
-    blobs = {k: predictor._codec.encode(p) for k, p in zip(keys, predictions, strict=True)}
-    answers = DataPlane._answers(predictor, predictions, ids, 0.1, None)
+    blobs = dict(zip(keys, predictor._codec.encode(predictions), strict=True))
     batch = await dataplane.predict(feature_rows, ids)
-    event = ScoredBatch(predictor.version, X, predictions, batch, 0.0001)
+    event = ScoredBatch(predictor.version, X, predictions, batch.n_anomalies, 0.0001)
     loop = asyncio.get_running_loop()
 
     def run(coro_fn: Callable[[], Awaitable[object]]) -> Callable[[], object]:
@@ -285,12 +284,8 @@ async def pieces(state: dict[str, Any], *, rows: int, repeats: int) -> dict[str,
         "detector_scores": timed_us(lambda: scorer.detector_scores(X), repeats),
         "combine_with_contributions": timed_us(lambda: predictor.model.combine(scores, X), repeats),
         "combine_without_contributions": timed_us(lambda: predictor.model.combine(scores), repeats),
-        **_row_combiner_piece(predictor, scores, X, repeats),
         "score_total": timed_us(lambda: predictor.score(X), repeats),
-        "answers": timed_us(
-            lambda: DataPlane._answers(predictor, predictions, ids, 0.1, None), repeats
-        ),
-        "orjson_dumps": timed_us(lambda: orjson.dumps(answers[0] if rows == 1 else batch), repeats),
+        "answers_json": timed_us(batch.answer_json if rows == 1 else batch.to_json, repeats),
         "access_log_line": timed_us(
             lambda: _log_access(
                 {"method": "POST", "path": "/predict"},
@@ -302,7 +297,7 @@ async def pieces(state: dict[str, Any], *, rows: int, repeats: int) -> dict[str,
             repeats,
         ),
     }
-    if rows > 1:  # the batch route's own path (``DataPlane.predict_columns``)
+    if rows > 1:  # the batch route's own path (``DataPlane.predict``)
         out.update(_columnar_pieces(dataplane, predictor, data, X, repeats))
     for hook in dataplane.hooks:
         name = getattr(hook, "__qualname__", type(hook).__name__)
@@ -333,8 +328,8 @@ def _columnar_pieces(
     from anomaly_api.service.dataplane import _filled_ids
 
     settings = Settings()
-    columns = predictor.score_columns(X)
-    blobs = predictor._codec.encode_many(columns)
+    columns = predictor.score(X)
+    blobs = predictor._codec.encode(columns)
     answer = ColumnarBatchAnswer(
         columns, _filled_ids(None, len(columns)), predictor.feature_names,
         predictor.detector_names, predictor.thresholds, predictor.version, 0.1, None,
@@ -343,20 +338,11 @@ def _columnar_pieces(
         "columnar: body to matrix + checks": timed_us(
             lambda: _columnar_batch(data, settings), repeats
         ),
-        "columnar: score_columns": timed_us(lambda: predictor.score_columns(X), repeats),
-        "columnar: cache encode": timed_us(lambda: predictor._codec.encode_many(columns), repeats),
-        "columnar: cache decode": timed_us(lambda: predictor._codec.decode_many(blobs), repeats),
+        "columnar: score": timed_us(lambda: predictor.score(X), repeats),
+        "columnar: cache encode": timed_us(lambda: predictor._codec.encode(columns), repeats),
+        "columnar: cache decode": timed_us(lambda: predictor._codec.decode(blobs), repeats),
         "columnar: answers' JSON": timed_us(answer.to_json, repeats),
     }
-
-
-def _row_combiner_piece(predictor: Any, scores: Any, X: Any, repeats: int) -> dict[str, float]:
-    """The one-row decision rule in plain floats (``RowCombiner``), where the tree has it."""
-    combiner = getattr(predictor, "_row_combiner", None)
-    if combiner is None or X.shape[0] != 1:
-        return {}
-    row_scores, row = scores.tolist()[0], X.tolist()[0]
-    return {"row_combiner": timed_us(lambda: combiner(row_scores, row), repeats)}
 
 
 async def _to_thread(fn: Callable[[], object]) -> object:
