@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import json
 import random
 import statistics
@@ -28,7 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,11 @@ def baseline_package(rev: str, into: Path) -> str:
     name = f"client_{rev}"
     package = into / name
     package.mkdir(parents=True)
-    for module in ("__init__", "_core", "_sync", "_async"):
+    listed = subprocess.run(
+        ["git", "ls-tree", "--name-only", rev, "src/anomaly_api/client/"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout.split()  # fmt: skip
+    for module in (Path(path).stem for path in listed if path.endswith(".py")):
         source = subprocess.run(
             ["git", "show", f"{rev}:src/anomaly_api/client/{module}.py"],
             cwd=ROOT, check=True, capture_output=True, text=True,
@@ -56,7 +61,20 @@ def baseline_package(rev: str, into: Path) -> str:
     return name
 
 
-def _encoder(core: ModuleType) -> Callable[[list[list[float]]], bytes]:
+def client_modules(package: str) -> SimpleNamespace:
+    """The client's sans-I/O functions by name, from ``_core`` or the modules it was split into."""
+    parts = (
+        ("_core",)
+        if importlib.util.find_spec(f"{package}._core")
+        else ("_client", "_parse", "_transport")
+    )
+    names: dict[str, Any] = {}
+    for part in parts:
+        names |= vars(importlib.import_module(f"{package}.{part}"))
+    return SimpleNamespace(**names)
+
+
+def _encoder(core: Any) -> Callable[[list[list[float]]], bytes]:
     """The body encoding of ``predict_batch`` in this version of ``_core``."""
     batch_content = getattr(core, "batch_content", None)
     if batch_content is not None:
@@ -67,7 +85,7 @@ def _encoder(core: ModuleType) -> Callable[[list[list[float]]], bytes]:
 
 def one_round(package: str, client: Any, rows: list[list[float]]) -> dict[str, float]:
     """CPU ms of each step of one 1,000-row batch, and of the whole calls."""
-    core = importlib.import_module(f"{package}._core")
+    core = client_modules(package)
     clock = time.process_time
     out: dict[str, float] = {}
     t0 = clock()

@@ -149,7 +149,7 @@ def test_format_1_artifacts_are_refused_with_a_clear_error(tmp_path: Path) -> No
     fit_tiny_artifact(tmp_path)
     path = tmp_path / "tiny-1" / MANIFEST_FILE
     manifest = json.loads(path.read_text())
-    assert manifest["format_version"] == 2
+    assert manifest["format_version"] == 3
     del manifest["format_version"], manifest["scaling"]  # as written by format 1
     path.write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match=r"artifact format 1.*retrain it"):

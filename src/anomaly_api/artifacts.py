@@ -38,9 +38,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from anomaly_api.detection import SCORE_DEFINITION, AnomalyEnsemble
 from anomaly_api.detection.time_aware import TimeAwareModel
 
-FORMAT_VERSION = 2
-"""2: the model scales its inputs itself and its members are configurable. Format 1
-models (unscaled, fixed members) are refused on load: retrain them."""
+FORMAT_VERSION = 3
+"""3: every robust scale comes from ``anomaly_api.detection.scaling`` (a time-aware
+model's channels divide their IQR by that of a standard normal to full precision, every
+MAD by Φ⁻¹(3/4)). 2: the model scales its inputs itself and its members are
+configurable. Format 2 models load and score exactly as they were fitted (their scales
+are stored in them, never refitted); format 1 models (unscaled, fixed members) are
+refused on load: retrain them."""
+OLDEST_FORMAT_VERSION = 2
+"""The oldest format this version loads."""
 MODEL_FILE = "model.joblib"
 MANIFEST_FILE = "manifest.json"
 LATEST_FILE = "LATEST"
@@ -91,7 +97,10 @@ class FeatureScaling(BaseModel):
     """How one feature is standardised before every member sees it."""
 
     center: float = Field(description="Median of the training rows.")
-    scale: float = Field(description="IQR / 1.349, or the standard deviation where the IQR is 0.")
+    scale: float = Field(
+        description="IQR over that of a standard normal, or the standard deviation where "
+        "the IQR is 0."
+    )
     rule: Literal["iqr", "std"]
 
 
@@ -133,7 +142,8 @@ class ArtifactManifest(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     format_version: int = 1
-    """Absent in format 1 manifests, so it defaults to 1; ``build_manifest`` writes 2."""
+    """Absent in format 1 manifests, so it defaults to 1; ``build_manifest`` writes
+    ``FORMAT_VERSION``."""
     version: str
     created_at: datetime
     feature_names: list[str]
@@ -380,11 +390,16 @@ def _verified_model(
         )
     for name in manifest.attachments:
         attachment_path(artifacts_dir / chosen, manifest, name)
-    if manifest.format_version < FORMAT_VERSION:
+    if manifest.format_version < OLDEST_FORMAT_VERSION:
         raise ArtifactError(
             f"model {chosen!r} has artifact format {manifest.format_version}, from before the "
-            f"model scaled its own inputs; this version reads format {FORMAT_VERSION}: "
-            "retrain it with `anomaly-api train`"
+            f"model scaled its own inputs; this version reads formats {OLDEST_FORMAT_VERSION} "
+            f"to {FORMAT_VERSION}: retrain it with `anomaly-api train`"
+        )
+    if manifest.format_version > FORMAT_VERSION:
+        raise ArtifactError(
+            f"model {chosen!r} has artifact format {manifest.format_version}, newer than this "
+            f"version reads ({OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}): upgrade anomaly-api"
         )
     _check_library_versions(manifest, on_version_mismatch)
     return joblib.load(model_path), manifest, model_path

@@ -71,9 +71,9 @@ def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen[bytes])
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This process's environment without any ``ANOMALY_*``/``NUMBA_*`` setting or
-    ``REDIS_URL``, plus ``extra``: a child sees only the settings it is given."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANOMALY_", "NUMBA_"))}
+    """This process's environment without any ``ANOMALY_*`` setting or ``REDIS_URL``, plus
+    ``extra``: a child sees only the settings it is given."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANOMALY_")}
     env.pop("REDIS_URL", None)
     env.update(extra or {})
     return env

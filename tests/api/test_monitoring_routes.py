@@ -1,4 +1,4 @@
-"""Drift, thresholds and service alarms on the HTTP API (issue 12 wiring)."""
+"""Drift, thresholds and service alarms on the HTTP API."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A served time-aware model: its trade-off table, threshold moves and input drift (issue 12)."""
+"""A served time-aware model: its trade-off table, threshold moves and input drift."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ def test_train_with_chosen_members_records_them_and_the_scaling(
     assert "members: zscore, pca (anomaly when >= 1 agree)" in result.stdout
     artifact = load_artifact(tmp_path, "m1")
     manifest = artifact.manifest
-    assert manifest.format_version == FORMAT_VERSION == 2
+    assert manifest.format_version == FORMAT_VERSION == 3
     assert [d.name for d in manifest.detectors] == ["zscore", "pca"]
     assert manifest.detectors[1].n_components == artifact.model.pca_.n_components_
     assert manifest.min_votes == 1

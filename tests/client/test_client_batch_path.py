@@ -1,14 +1,15 @@
-"""The batch path's cheaper encoding and parsing give what the plain code gave.
+"""The batch path: the body sent, the answers parsed from either form the server may
+choose (the JSON form, or the tensor form asked for with ``Accept``), and a client that
+leaves the host process's garbage collector alone.
 
-``old_parse_prediction`` and ``old_batch_content`` are copies of the client's code before
-it built ``Prediction``s without their ``__init__`` and encoded the body in one pass; the
-new code must agree with them on the same answers and rows.
+``tensor_form`` writes a JSON batch answer as the agreed tensor form (an Open Inference
+Protocol ``$inference_response``); results parsed from both must be equal, ``raw``
+included.
 """
 
 from __future__ import annotations
 
 import gc
-import threading
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -18,35 +19,34 @@ import numpy as np
 import orjson
 import pytest
 
-from anomaly_api.client import AnomalyClient, AsyncAnomalyClient, Prediction, _core
+from anomaly_api.client import (
+    AnomalyClient,
+    AsyncAnomalyClient,
+    Contribution,
+    Prediction,
+    _client,
+    _parse,
+)
 
-
-def old_parse_prediction(data: Mapping[str, Any]) -> Prediction:
-    return Prediction(
-        observation_id=str(data["observation_id"]),
-        is_anomaly=bool(data["is_anomaly"]),
-        anomaly_score=float(data["anomaly_score"]),
-        confidence=float(data["confidence"]),
-        model_version=str(data["model_version"]),
-        cached=bool(data.get("cached", False)),
-        inference_ms=float(data.get("inference_ms", 0.0)),
-        raw=data,
-    )
+FEATURES = ["f0", "f1", "f2"]
+DETECTORS = {"zscore": -2.0, "isolation_forest": -0.5}
 
 
 def old_batch_content(rows: Any) -> bytes:
-    return _core.json_content({"observations": [_core.observation(r) for r in rows]})
+    return _parse.json_content({"observations": [_client.observation(r) for r in rows]})
 
 
-def answer(i: int, **more: Any) -> dict[str, Any]:
+def answer(i: int, top_k: int | None = None, **more: Any) -> dict[str, Any]:
     """One ``/predict/batch`` answer as the server writes it (ints where floats may be)."""
+    shares = [0.5, 0.25 + 0.125 * (i % 2), 0.25 - 0.125 * (i % 2)]  # ties when i is even
+    order = sorted(range(3), key=lambda j: -shares[j])[:top_k]
     return {
         "observation_id": f"obs-{i}",
         "is_anomaly": i % 3 == 0,
         "anomaly_score": -2.5 + i if i % 2 else i,  # an int now and then: made a float
         "confidence": 0.75,
-        "severity": 0.5 * i,
-        "contributions": [{"feature": "f1", "share": 0.6, "why": None}],
+        "severity": 0.5 * i / (1 + i),
+        "contributions": [{"feature": FEATURES[j], "share": shares[j], "why": None} for j in order],
         "model_version": "tiny-1",
         "inference_ms": 3,
         "detectors": {
@@ -58,48 +58,138 @@ def answer(i: int, **more: Any) -> dict[str, Any]:
     }
 
 
-def test_predictions_equal_the_old_parsing_field_for_field() -> None:
-    items = [answer(i) for i in range(6)] + [
-        {k: v for k, v in answer(7).items() if k not in ("cached", "inference_ms")}
+def tensor_form(items: list[dict[str, Any]], **extra_outputs: list[Any]) -> dict[str, Any]:
+    """The tensor form of a batch of answers listing every feature's contribution."""
+    n = len(items)
+
+    def output(name: str, datatype: str, data: list[Any], shape: list[int] | None = None):
+        return {"name": name, "datatype": datatype, "shape": shape or [n], "data": data}
+
+    shares = [{c["feature"]: c["share"] for c in item["contributions"]} for item in items]
+    outputs = [
+        output("observation_id", "BYTES", [a["observation_id"] for a in items]),
+        output("is_anomaly", "BOOL", [a["is_anomaly"] for a in items]),
+        *(output(k, "FP64", [float(a[k]) for a in items]) for k in ("anomaly_score", "confidence")),
+        output("severity", "FP64", [a["severity"] for a in items]),
+        output("cached", "BOOL", [a["cached"] for a in items]),
+        output(
+            "contributions", "FP64", [s[f] for s in shares for f in FEATURES], [n, len(FEATURES)]
+        ),
     ]
-    for item in items:
-        new, old = _core.parse_prediction(item), old_parse_prediction(item)
-        assert new == old
-        assert repr(new) == repr(old)
-        assert vars(new) == vars(old)  # every attribute, raw included
-        assert new.detectors == old.detectors
-        assert new.extra == old.extra
-        assert type(new.anomaly_score) is float
-        assert type(new.inference_ms) is float
-        assert new.raw is item
-    assert _core.parse_prediction(items[-1]).cached is False
-    assert _core.parse_prediction(items[-1]).inference_ms == 0.0
+    for name in DETECTORS:
+        outputs.append(
+            output(f"{name}_score", "FP64", [a["detectors"][name]["score"] for a in items])
+        )
+        outputs.append(
+            output(f"{name}_vote", "BOOL", [a["detectors"][name]["vote"] for a in items])
+        )
+    outputs += [output(name, "FP64", data) for name, data in extra_outputs.items()]
+    return {
+        "model_name": "anomaly-ensemble",
+        "model_version": "tiny-1",
+        "id": "req-1",
+        "parameters": {
+            "inference_ms": 3.0,
+            "n_anomalies": sum(a["is_anomaly"] for a in items),
+            "features": FEATURES,
+            "thresholds": DETECTORS,
+        },
+        "outputs": outputs,
+    }
+
+
+def tensor_response(body: Mapping[str, Any]) -> httpx.Response:
+    return httpx.Response(200, content=orjson.dumps(body), headers={"Content-Type": _parse.TENSORS})
+
+
+def json_response(body: Mapping[str, Any]) -> httpx.Response:
+    return httpx.Response(
+        200, content=orjson.dumps(body), headers={"Content-Type": "application/json"}
+    )
+
+
+def test_a_prediction_carries_every_answer_field() -> None:
+    item = answer(1)
+    prediction = _parse.parse_prediction(item)
+    assert prediction.severity == 0.25
+    assert prediction.contributions == (
+        Contribution("f0", 0.5, None),
+        Contribution("f1", 0.375, None),
+        Contribution("f2", 0.125, None),
+    )
+    assert prediction.detectors["zscore"].threshold == -2.0
+    assert type(prediction.anomaly_score) is float
+    assert type(prediction.inference_ms) is float
+    assert prediction.raw is item
+    assert prediction.extra == {}
+
+
+def test_an_older_servers_answer_still_parses() -> None:
+    item = {
+        k: v
+        for k, v in answer(7).items()
+        if k not in ("cached", "inference_ms", "severity", "contributions")
+    }
+    prediction = _parse.parse_prediction(item)
+    assert (prediction.cached, prediction.inference_ms, prediction.severity) == (False, 0.0, 0.0)
+    assert prediction.contributions == ()
 
 
 def test_predictions_stay_frozen_and_hashable() -> None:
-    prediction = _core.parse_prediction(answer(1))
+    prediction = _parse.parse_prediction(answer(1))
     with pytest.raises(AttributeError):
         prediction.anomaly_score = 0.0  # type: ignore[misc]
     assert prediction.detectors["zscore"].score == -1.0  # cached after the first use
     assert prediction.detectors is prediction.detectors
-    twin = _core.parse_prediction(answer(1))
+    twin = _parse.parse_prediction(answer(1))
     assert prediction == twin
-    assert prediction != _core.parse_prediction(answer(2))
+    assert prediction != _parse.parse_prediction(answer(2))
     assert hash(prediction) == hash(twin)
 
 
 def test_unknown_answer_fields_are_kept() -> None:
     item = answer(4, drift_flag=True, explanation={"text": "f1 high"})
-    prediction = _core.read_batch(
-        httpx.Response(200, content=orjson.dumps({"predictions": [item]}))
-    )[0]
+    prediction = _parse.read_batch(json_response({"predictions": [item]}))[0]
     assert prediction.raw == item
-    assert prediction.extra == {
-        "severity": 2.0,
-        "contributions": [{"feature": "f1", "share": 0.6, "why": None}],
-        "drift_flag": True,
-        "explanation": {"text": "f1 high"},
-    }
+    assert prediction.extra == {"drift_flag": True, "explanation": {"text": "f1 high"}}
+
+
+@pytest.mark.parametrize("top_k", [None, 1, 2, 3, 99])
+def test_the_tensor_form_gives_the_json_forms_predictions(top_k: int | None) -> None:
+    items = [answer(i) for i in range(7)]
+    expected = [answer(i, top_k) for i in range(7)]
+    from_json = _parse.read_batch(json_response({"predictions": expected}))
+    from_tensors = _parse.read_batch(tensor_response(tensor_form(items)), top_k)
+    assert from_tensors == from_json
+    for tensor, plain in zip(from_tensors, from_json, strict=True):
+        assert dict(tensor.raw) == plain.raw  # the same dict, keys in the same order
+        assert list(tensor.raw) == list(plain.raw)
+        assert tensor.contributions == plain.contributions
+        assert tensor.detectors == plain.detectors
+        assert repr(tensor) == repr(plain)
+        assert (type(tensor.anomaly_score), type(tensor.severity)) == (float, float)
+
+
+def test_ties_keep_the_feature_order_and_unknown_outputs_are_kept() -> None:
+    body = tensor_form([answer(0), answer(2)], drift=[0.5, 1.5])
+    first, second = _parse.parse_tensors(body)
+    assert [c.feature for c in first.contributions] == ["f0", "f1", "f2"]  # f1, f2 tie
+    assert (first.extra, second.extra) == ({"drift": 0.5}, {"drift": 1.5})
+
+
+def test_nested_tensor_data_is_read_row_major() -> None:
+    body = tensor_form([answer(1), answer(3)])
+    contributions = next(o for o in body["outputs"] if o["name"] == "contributions")
+    flat = contributions["data"]
+    contributions["data"] = [flat[:3], flat[3:]]
+    assert _parse.parse_tensors(body) == _parse.parse_batch({"predictions": [answer(1), answer(3)]})
+    assert [p.contributions for p in _parse.parse_tensors(body)] == [
+        _parse.parse_prediction(answer(i)).contributions for i in (1, 3)
+    ]
+
+
+def test_an_empty_tensor_answer_is_no_predictions() -> None:
+    assert _parse.parse_tensors(tensor_form([])) == []
 
 
 @pytest.mark.parametrize(
@@ -113,82 +203,89 @@ def test_unknown_answer_fields_are_kept() -> None:
     ids=["lists", "tuples", "mappings", "numpy-and-list"],
 )
 def test_batch_body_is_the_old_body(rows: list[Any]) -> None:
-    assert _core.batch_content(rows) == old_batch_content(rows)
+    assert _client.batch_content(rows) == old_batch_content(rows)
+
+
+def test_top_k_is_sent_in_the_body() -> None:
+    sent = orjson.loads(_client.batch_content([[1.0, 2.0]], top_k=2))
+    assert sent == {"observations": [{"features": [1.0, 2.0]}], "top_k": 2}
+    assert _client.observation([1.0], "a", 1) == {
+        "features": [1.0],
+        "observation_id": "a",
+        "top_k": 1,
+    }
 
 
 def test_numpy_rows_are_sent_as_numbers() -> None:
     matrix = np.random.default_rng(0).normal(size=(3, 4))
-    sent = orjson.loads(_core.batch_content(matrix))
+    sent = orjson.loads(_client.batch_content(matrix))
     assert sent == {"observations": [{"features": row} for row in matrix.tolist()]}
 
 
-def _batch_transport(seen: list[Any]) -> httpx.MockTransport:
+def _batch_transport(seen: list[Any], accepts: list[str], tensors: bool) -> httpx.MockTransport:
     def handler(request: httpx.Request) -> httpx.Response:
+        accepts.append(request.headers["accept"])
+        if request.url.path == "/predict":
+            return json_response(answer(0))
         observations = orjson.loads(request.content)["observations"]
         seen.extend(o["features"] for o in observations)
-        items = [answer(i, echo=o["features"]) for i, o in enumerate(observations)]
-        return httpx.Response(200, content=orjson.dumps({"predictions": items}))
+        if tensors:
+            items = [answer(i) for i in range(len(observations))]
+            echo = [o["features"][0] for o in observations]
+            return tensor_response(tensor_form(items, echo=echo))
+        items = [answer(i, echo=o["features"][0]) for i, o in enumerate(observations)]
+        return json_response({"predictions": items})
 
     return httpx.MockTransport(handler)
 
 
-def test_predict_many_takes_a_numpy_matrix() -> None:
+@pytest.mark.parametrize("tensors", [True, False], ids=["tensors", "json"])
+def test_predict_many_asks_for_tensors_and_reads_either_form(tensors: bool) -> None:
     matrix = np.random.default_rng(1).normal(size=(25, 8))
     seen: list[Any] = []
-    with AnomalyClient(
-        "http://test", max_batch_rows=10, transport=_batch_transport(seen)
-    ) as client:
+    accepts: list[str] = []
+    transport = _batch_transport(seen, accepts, tensors)
+    with AnomalyClient("http://test", max_batch_rows=10, transport=transport) as client:
         predictions = client.predict_many(matrix)
-    assert seen == matrix.tolist()
-    assert [p.extra["echo"] for p in predictions] == matrix.tolist()
+        single = client.predict(matrix[0].tolist())
+    assert seen[:25] == matrix.tolist()
+    assert [p.extra["echo"] for p in predictions] == matrix[:, 0].tolist()
+    assert accepts == [_parse.BATCH_ACCEPT] * 3 + ["application/json"]
+    assert _parse.BATCH_ACCEPT == (
+        "application/vnd.anomaly-api.tensors+json, application/json;q=0.5"
+    )
+    assert single.observation_id == "obs-0"
 
 
 async def test_async_predict_many_parses_as_the_sync_client() -> None:
     rows = np.random.default_rng(2).normal(size=(12, 8)).tolist()
     seen: list[Any] = []
-    transport = _batch_transport(seen)  # MockTransport serves async clients too
+    accepts: list[str] = []
+    transport = _batch_transport(seen, accepts, tensors=True)  # serves async clients too
     async with AsyncAnomalyClient("http://test", max_batch_rows=5, transport=transport) as client:
-        predictions = await client.predict_many(rows)
+        predictions = await client.predict_many(rows, top_k=1)
     assert seen == rows
-    expected = [old_parse_prediction(answer(i % 5, echo=r)) for i, r in enumerate(rows)]
+    expected = [_parse.parse_prediction(answer(i % 5, 1, echo=r[0])) for i, r in enumerate(rows)]
     assert predictions == expected
-    assert [vars(p) for p in predictions] == [vars(p) for p in expected]
+    assert [dict(p.raw) for p in predictions] == [p.raw for p in expected]
+    assert accepts == [_parse.BATCH_ACCEPT] * 3
 
 
-def test_gc_pause_restores_the_collector_once_every_block_ends() -> None:
-    assert gc.isenabled()
-    inside = threading.Event()
-    release = threading.Event()
+def test_the_client_never_touches_the_garbage_collector(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any) -> None:
+        raise AssertionError("the client paused or ran the process's garbage collector")
 
-    def other() -> None:
-        with _core.gc_paused():
-            inside.set()
-            release.wait(5)
-
-    thread = threading.Thread(target=other)
-    thread.start()
-    try:
-        assert inside.wait(5)
-        with _core.gc_paused():
-            assert not gc.isenabled()
-        assert not gc.isenabled()  # the other thread's block is still running
-    finally:
-        release.set()
-        thread.join(5)
+    for name in ("disable", "enable", "freeze", "unfreeze", "collect"):
+        monkeypatch.setattr(gc, name, refuse)
+    for tensors in (True, False):
+        transport = _batch_transport([], [], tensors)
+        with AnomalyClient("http://test", max_batch_rows=4, transport=transport) as client:
+            predictions = client.predict_many([[float(i)] for i in range(10)])
+        assert len(predictions) == 10
+        assert all(isinstance(p, Prediction) for p in predictions)
     assert gc.isenabled()
 
 
-def test_gc_pause_leaves_a_disabled_collector_disabled() -> None:
-    gc.disable()
-    try:
-        with _core.gc_paused():
-            assert not gc.isenabled()
-        assert not gc.isenabled()
-    finally:
-        gc.enable()
-
-
-def test_gc_pause_ends_on_an_error() -> None:
+def test_a_bad_body_raises_a_decode_error() -> None:
     with pytest.raises(orjson.JSONDecodeError):
-        _core.read_batch(httpx.Response(200, content=b"{not json"))
-    assert gc.isenabled()
+        _parse.read_batch(httpx.Response(200, content=b"{not json"))

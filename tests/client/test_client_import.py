@@ -86,8 +86,8 @@ def test_client_works_without_orjson() -> None:
         import json
         import httpx
         from anomaly_api.client import AnomalyClient
-        from anomaly_api.client import _core
-        assert _core._orjson is None
+        from anomaly_api.client import _parse
+        assert _parse._orjson is None
 
         def handle(request):
             features = json.loads(request.content)["features"]
@@ -102,7 +102,7 @@ def test_client_works_without_orjson() -> None:
             p = client.predict([2.5, 1.0])
         assert p.anomaly_score == 2.5 and p.detectors["zscore"].vote
         try:
-            _core.json_content({"x": float("nan")})
+            _parse.json_content({"x": float("nan")})
         except ValueError:
             print("ok")
         """

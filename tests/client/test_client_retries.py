@@ -20,7 +20,7 @@ from anomaly_api.client import (
     AsyncAnomalyClient,
     RetryPolicy,
 )
-from anomaly_api.client._core import Send, Sleep, exchange, retry_after_seconds
+from anomaly_api.client._transport import Send, Sleep, exchange, retry_after_seconds
 
 FAST = RetryPolicy(max_attempts=4, base_delay_s=0.001, max_delay_s=0.002)
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -41,7 +41,7 @@ def answer(row: list[float], index: int) -> dict[str, Any]:
             "zscore": {"score": row[0], "threshold": -3.0, "vote": False},
         },
         "cached": False,
-        "severity": "low",  # a field this client does not know yet
+        "drift_flag": "low",  # a field this client does not know yet
     }
 
 
@@ -213,8 +213,8 @@ def test_unknown_answer_fields_are_kept() -> None:
     handler, _ = scripted(ok())
     with sync_client(handler) as client:
         prediction = client.predict([1.0] * 8)
-    assert prediction.raw["severity"] == "low"
-    assert prediction.extra == {"severity": "low"}
+    assert prediction.raw["drift_flag"] == "low"
+    assert prediction.extra == {"drift_flag": "low"}
     assert prediction.detectors["zscore"].score == 1.0
 
 

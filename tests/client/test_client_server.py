@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +15,7 @@ from anomaly_api.client import (
     AnomalyClient,
     AsyncAnomalyClient,
     RetryPolicy,
+    _parse,
     answer_columns,
 )
 from anomaly_api.testing import ServerProcess
@@ -53,6 +55,76 @@ def test_predict_many_matches_one_batch_in_order(server_url: str) -> None:
     assert all(p.model_version == "tiny-1" for p in many)
 
 
+def test_predictions_carry_severity_and_contributions(server_url: str) -> None:
+    data = rows(60, seed=4)
+    with AnomalyClient(server_url) as client:
+        one = client.predict(data[0])
+        top = client.predict(data[0], top_k=2)
+        batch = client.predict_batch(data)
+        batch_top = client.predict_batch(data, top_k=1)
+    assert one.severity == one.raw["severity"]
+    assert [c.feature for c in one.contributions] == [
+        c["feature"] for c in one.raw["contributions"]
+    ]
+    assert sorted(c.feature for c in one.contributions) == FEATURES
+    assert top.contributions == one.contributions[:2]
+    assert any(p.severity > 0 for p in batch)
+    assert all(p.severity == 0 for p in batch if not p.is_anomaly)
+    for full, first in zip(batch, batch_top, strict=True):
+        shares = [c.share for c in full.contributions]
+        assert shares == sorted(shares, reverse=True)
+        assert abs(sum(shares) - 1.0) < 1e-9
+        assert first.contributions == full.contributions[:1]
+
+
+def test_batch_results_equal_the_servers_json_answer(server_url: str) -> None:
+    """Whichever form the server answers the client's ``Accept`` with, the results are
+    those of its JSON answer (asked for with ``Accept: application/json``)."""
+    data = rows(300, seed=6)
+    for top_k in (None, 3):
+        body: dict[str, object] = {"observations": [{"features": r} for r in data]}
+        if top_k is not None:
+            body["top_k"] = top_k
+        plain = httpx.post(f"{server_url}/predict/batch", json=body, timeout=30)
+        assert plain.headers["content-type"].startswith("application/json")
+        expected = plain.json()["predictions"]
+        with AnomalyClient(server_url) as client:
+            got = client.predict_batch(data, top_k=top_k)
+        per_call = {"observation_id": "", "inference_ms": 0.0, "cached": False}  # may differ
+        for prediction, item in zip(got, expected, strict=True):
+            assert {**prediction.raw, **per_call} == {**item, **per_call}
+            assert prediction.severity == item["severity"]
+            assert [c.share for c in prediction.contributions] == [
+                c["share"] for c in item["contributions"]
+            ]
+
+
+def test_the_server_answers_the_clients_accept_with_tensors(server_url: str) -> None:
+    data = rows(200, seed=8)
+    body = {
+        "observations": [{"features": r, "observation_id": f"o-{i}"} for i, r in enumerate(data)]
+    }
+    asked = httpx.post(
+        f"{server_url}/predict/batch",
+        json=body,
+        headers={"Accept": _parse.BATCH_ACCEPT},
+        timeout=30,
+    )
+    plain = httpx.post(f"{server_url}/predict/batch", json=body, timeout=30)
+    assert asked.headers["content-type"] == _parse.TENSORS
+    assert plain.headers["content-type"] == "application/json"
+    for top_k in (None, 1, 8):
+        from_tensors = _parse.read_batch(asked, top_k)
+        per_call = {"inference_ms": 0.0, "cached": False}
+        expected = [
+            {**item, **per_call, "contributions": item["contributions"][:top_k]}
+            for item in plain.json()["predictions"]
+        ]
+        assert [{**p.raw, **per_call} for p in from_tensors] == expected
+        assert [p.observation_id for p in from_tensors] == [f"o-{i}" for i in range(200)]
+        assert [p.anomaly_score for p in from_tensors] == [e["anomaly_score"] for e in expected]
+
+
 def test_features_by_name_give_the_same_answer(server_url: str) -> None:
     row = rows(1)[0]
     with AnomalyClient(server_url) as client:
@@ -80,8 +152,18 @@ def test_score_frame_adds_the_answer_columns(server_url: str) -> None:
         scored = client.score_frame(frame)
         expected = client.predict_many(data)
     detectors = ["isolation_forest", "local_outlier_factor", "zscore"]
-    assert list(scored.columns) == [*frame.columns, *answer_columns(detectors)]
+    assert list(scored.columns) == [
+        *frame.columns,
+        *answer_columns(detectors),
+        "severity",
+        "top_feature",
+        "top_share",
+    ]
     assert scored["anomaly_score"].tolist() == [p.anomaly_score for p in expected]
+    assert scored["severity"].tolist() == [p.severity for p in expected]
+    assert scored["top_feature"].tolist() == [p.contributions[0].feature for p in expected]
+    assert scored["top_share"].tolist() == [p.contributions[0].share for p in expected]
+    assert set(scored["top_feature"]) <= set(FEATURES)
     assert scored["is_anomaly"].dtype == bool
     assert scored["sensor"].tolist() == frame["sensor"].tolist()
 
@@ -98,11 +180,17 @@ async def test_async_client_against_the_server(server_url: str) -> None:
         info = await client.model_info()
         many = await client.predict_many(data)
         health = await client.health()
+        scored = await client.score_frame(pd.DataFrame(data[:50], columns=FEATURES))
     with AnomalyClient(server_url) as client:
         reference = client.predict_many(data)
+        scored_sync = client.score_frame(pd.DataFrame(data[:50], columns=FEATURES))
     assert info.version == "tiny-1"
     assert health.status == "ok"
     assert [p.anomaly_score for p in many] == [p.anomaly_score for p in reference]
+    assert [p.severity for p in many] == [p.severity for p in reference]
+    assert [p.contributions for p in many] == [p.contributions for p in reference]
+    pd.testing.assert_frame_equal(scored, scored_sync)
+    assert scored["top_feature"].tolist() == [p.contributions[0].feature for p in many[:50]]
 
 
 def test_api_key(keyed_server_url: str) -> None:

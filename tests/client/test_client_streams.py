@@ -17,7 +17,7 @@ from anomaly_api.client import (
     Contribution,
     RetryPolicy,
 )
-from anomaly_api.client._core import stream_body, timestamp_value
+from anomaly_api.client._client import stream_body, timestamp_value
 
 FAST = RetryPolicy(max_attempts=4, base_delay_s=0.001, max_delay_s=0.002)
 ROW = [0.5, 1.2, -0.3, 0.8, 1.5, 0.2, -0.1, 0.9]

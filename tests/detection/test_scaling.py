@@ -5,10 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from anomaly_api.detection import AnomalyEnsemble
 from anomaly_api.detection.fast import compile_scorer
-from anomaly_api.detection.scaling import IQR_TO_STD, apply_scaling, fit_robust_scaling
+from anomaly_api.detection.scaling import (
+    IQR_TO_STD,
+    MAD_TO_STD,
+    apply_scaling,
+    fit_robust_scaling,
+    iqr_std,
+    mad_std,
+)
 
 
 def test_centre_is_the_median_and_scale_the_iqr_over_1_349() -> None:
@@ -17,6 +25,26 @@ def test_centre_is_the_median_and_scale_the_iqr_over_1_349() -> None:
     np.testing.assert_array_equal(center, [50.0, 1200.0])
     np.testing.assert_allclose(scale, [50.0 / IQR_TO_STD, 200.0 / IQR_TO_STD])
     assert rule.tolist() == ["iqr", "iqr"]
+
+
+def test_constants_are_the_standard_normals_own() -> None:
+    normal = stats.norm()
+    assert IQR_TO_STD == normal.ppf(0.75) - normal.ppf(0.25) == 1.3489795003921634
+    assert MAD_TO_STD * normal.ppf(0.75) == pytest.approx(1.0, rel=1e-15)
+
+
+def test_both_spreads_estimate_a_normal_standard_deviation() -> None:
+    X = np.random.default_rng(3).normal(scale=[1.0, 5.0], size=(200_000, 2))
+    np.testing.assert_allclose(iqr_std(X), [1.0, 5.0], rtol=0.01)
+    np.testing.assert_allclose(mad_std(X), [1.0, 5.0], rtol=0.01)
+
+
+def test_mad_std_is_scipys_normal_scaled_mad() -> None:
+    X = np.random.default_rng(4).standard_t(3, size=(501, 3))
+    np.testing.assert_array_equal(mad_std(X), stats.median_abs_deviation(X, axis=0, scale="normal"))
+    assert mad_std(X[:, 0]) == pytest.approx(
+        MAD_TO_STD * np.median(np.abs(X[:, 0] - np.median(X[:, 0]))), rel=1e-15
+    )
 
 
 def test_outliers_in_the_training_rows_do_not_inflate_the_scale() -> None:

@@ -238,6 +238,27 @@ def test_top_k_detector_adds_up_the_largest_features() -> None:
     assert detector_member_names(MaxZDetector()) == ("max_z",)
 
 
+def test_max_z_detector_sets_only_its_parameters_in_init() -> None:
+    """scikit-learn's convention: ``__init__`` stores its parameters and nothing else."""
+    from sklearn.base import clone
+
+    from anomaly_api.detection.time_aware import MaxZDetector
+
+    detector = MaxZDetector(contamination=0.02, top_k=4)
+    assert vars(detector) == detector.get_params() == {"contamination": 0.02, "top_k": 4}
+    assert detector.min_votes == clone(detector).min_votes == 1
+
+
+def test_channels_are_scaled_by_the_one_robust_scaling(
+    series: TimeSeriesDataset, trained: TrainedTimeAware
+) -> None:
+    from anomaly_api.detection.scaling import fit_robust_scaling
+
+    center, scale, _ = fit_robust_scaling(series.data.X[trained.fit_rows])
+    np.testing.assert_array_equal(trained.model.center_, center)
+    np.testing.assert_array_equal(trained.model.scale_, scale)
+
+
 def test_gate_caps_each_mean_by_its_newest_reading() -> None:
     from anomaly_api.detection.time_aware import gate_means
 
@@ -324,3 +345,108 @@ def test_a_gap_in_the_window_still_warms_up(
     out = model.score_window(ts, series.data.X[:w])
     assert out.warming_up[0]
     assert out.votes.shape[1] == 3
+
+
+@pytest.fixture(scope="module")
+def lag_trained(series: TimeSeriesDataset) -> TrainedTimeAware:
+    """The synthetic stream with the dynamic PCA's features added, W 30."""
+    from anomaly_api.detection.windows import DEFAULT_FEATURES, LAG_KINDS
+    from anomaly_api.training.time_aware import TimeAwareSettings
+
+    return fit_time_aware(
+        series, TimeAwareSettings(window=30, features=DEFAULT_FEATURES + LAG_KINDS, seed=SEED)
+    )
+
+
+def test_the_dynamic_pca_is_fitted_deterministically(
+    series: TimeSeriesDataset, lag_trained: TrainedTimeAware
+) -> None:
+    model = lag_trained.model
+    n_channels = len(model.channels_)
+    assert model.lag_projector_ is not None
+    assert model.lag_projector_.shape == (n_channels, n_channels * model.lags)
+    assert 1 <= model.lag_components_ < n_channels * model.lags
+    assert "rpm:lag_residual" in model.feature_names_
+    again = TimeAwareModel(**model.get_params()).fit(
+        series.data.X,
+        series.segments,
+        lag_trained.fit_rows,
+        channels=model.channels_,
+        median_interval=model.median_interval_,
+    )
+    assert again.lag_projector_ is not None
+    assert again.lag_projector_.tobytes() == model.lag_projector_.tobytes()
+    # each channel's lag-0 residual has unit spread on the lagged vectors it was fitted on
+    from anomaly_api.detection.windows import lag_residuals
+
+    residuals = lag_residuals(model.scale(series.data.X), model.lags, model.lag_projector_)
+    fitted = lag_trained.fit_rows & np.isfinite(residuals).all(axis=1)
+    np.testing.assert_allclose(residuals[fitted].std(axis=0), 1.0, rtol=0.05)
+
+
+def test_lag_features_score_one_new_reading_bit_for_bit(
+    series: TimeSeriesDataset, lag_trained: TrainedTimeAware
+) -> None:
+    model = lag_trained.model
+    w = model.history_needed
+    frame = model.score_frame(series.data.X, series.segments)
+    flagged = np.flatnonzero(frame.is_anomaly[w:]) + w
+    ends = [w - 1, 3000, *flagged[:: max(1, len(flagged) // 10)].tolist()]
+    for t in ends:
+        window = slice(t - w + 1, t + 1)
+        ts, X = series.timestamps[window], series.data.X[window]
+        one, every = model.score_window(ts, X), model.score_window(ts, X, last=None)
+        for name in ("anomaly_score", "severity", "confidence", "shares"):
+            assert getattr(one, name)[0].tobytes() == getattr(every, name)[-1].tobytes(), name
+        assert one.contributions(0) == every.contributions(w - 1)
+        assert one.anomaly_score[0] == pytest.approx(frame.anomaly_score[t], abs=1e-9)
+        np.testing.assert_allclose(one.shares[0], frame.shares[t], atol=1e-9)
+
+
+def test_a_lagged_relation_break_is_seen_and_named_in_words() -> None:
+    """Channel 1 repeats channel 0 two readings late; when it stops lagging, every reading
+    and every same-time relation stays plausible: only the dynamic PCA's residual sees it."""
+    rng = np.random.default_rng(5)
+    driver = rng.normal(size=3000)
+    X = np.column_stack([driver, np.roll(driver, 2), rng.normal(size=3000)])
+    X += 0.05 * rng.normal(size=X.shape)
+    broken = X[2000:].copy()
+    broken[500:520, 1] = broken[500:520, 0]  # in step with its driver
+    lagged = TimeAwareModel(
+        window=20, features=("level", "residual", "lag_residual", "lag_residual_mean"), lags=4
+    ).fit(X[:2000])
+    out = lagged.score_frame(broken)
+    assert out.is_anomaly[500:520].mean() > 0.5
+    assert out.is_anomaly[100:480].mean() < 0.05
+    assert out.top_channel()[510] in (0, 1)
+    words = out.contributions(510)[lagged.channels_[1]]["why"]
+    assert "relation to the recent readings of every sensor" in words
+    static = TimeAwareModel(window=20, features=("level", "residual")).fit(X[:2000])
+    assert static.score_frame(broken).is_anomaly[500:520].mean() < 0.2
+
+
+def test_models_saved_before_lags_existed_load_as_they_score(
+    lag_trained: TrainedTimeAware, trained: TrainedTimeAware
+) -> None:
+    import pickle
+
+    state = trained.model.__getstate__()
+    del state["lags"]
+    state.pop("lag_projector_", None)
+    old = TimeAwareModel.__new__(TimeAwareModel)
+    old.__setstate__(state)
+    assert old.get_params()["lags"] == 1
+    X = np.random.default_rng(0).normal(size=(80, len(old.channels_)))
+    np.testing.assert_array_equal(
+        old.score_frame(X).anomaly_score, trained.model.score_frame(X).anomaly_score
+    )
+    again = pickle.loads(pickle.dumps(lag_trained.model))
+    assert again.lags == lag_trained.model.lags
+
+
+def test_too_many_lags_or_too_few_vectors_are_refused() -> None:
+    X = np.random.default_rng(1).normal(size=(200, 3))
+    with pytest.raises(ValueError, match="lags must be in"):
+        TimeAwareModel(window=10, short=3, features=("lag_residual",), lags=9).fit(X)
+    with pytest.raises(ValueError, match="lagged vectors of normal readings"):
+        TimeAwareModel(window=30, short=3, features=("lag_residual",), lags=28).fit(X[:80])

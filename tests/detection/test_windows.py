@@ -9,7 +9,9 @@ from numpy.typing import NDArray
 
 from anomaly_api.detection.windows import FEATURE_KINDS, SPREAD_EPS, window_features
 
-W, S = 12, 4
+W, S, L = 12, 4, 3
+LAG_RELATION = np.random.default_rng(2).normal(size=(3, 3 * L))
+"""A dynamic PCA's residual rows: channel c's lag-0 residual from all 3 * L lagged values."""
 
 
 def _values(n: int = 200, channels: int = 3, seed: int = 0) -> NDArray[np.float64]:
@@ -27,9 +29,12 @@ def _pandas_reference(
     """The same features, written the slow, obvious way with pandas rolling windows."""
     frame = pd.DataFrame(values)
     residuals = pd.DataFrame(values @ relation.T)
+    # lagged vector of row t, channel-major, oldest first: x_c[t - L + 1 + j], j = 0 .. L-1
+    lagged = pd.concat([frame[c].shift(L - 1 - j) for c in frame.columns for j in range(L)], axis=1)
+    lag_residuals = pd.DataFrame(lagged.to_numpy() @ LAG_RELATION.T)
     columns = []
     for c in frame.columns:
-        x, r = frame[c], residuals[c]
+        x, r, lr = frame[c], residuals[c], lag_residuals[c]
         step_zero = x.diff() == 0
         run = step_zero.astype(int).groupby((~step_zero).cumsum()).cumsum()
         per_kind = {
@@ -39,6 +44,8 @@ def _pandas_reference(
             "shift": x.rolling(S).mean() - x.shift(S).rolling(W - S).median(),
             "residual": r,
             "residual_mean": r.rolling(S).mean(),
+            "lag_residual": lr,
+            "lag_residual_mean": lr.rolling(S).mean(),
         }
         columns += [per_kind[kind] for kind in FEATURE_KINDS]
     reference = pd.concat(columns, axis=1).to_numpy()
@@ -50,7 +57,14 @@ def test_features_match_pandas_rolling() -> None:
     values = _values()
     relation = np.random.default_rng(1).normal(size=(3, 3))
     features, valid = window_features(
-        values, None, window=W, short=S, kinds=FEATURE_KINDS, residual_projector=relation
+        values,
+        None,
+        window=W,
+        short=S,
+        kinds=FEATURE_KINDS,
+        residual_projector=relation,
+        lags=L,
+        lag_projector=LAG_RELATION,
     )
     expected = _pandas_reference(values, relation)
     assert valid.tolist() == [False] * (W - 1) + [True] * (len(values) - W + 1)
@@ -91,6 +105,10 @@ def test_bad_windows_are_refused() -> None:
         window_features(_values(), None, window=10, short=9, kinds=("level",))
     with pytest.raises(ValueError, match="needs the relation matrix"):
         window_features(_values(), None, window=10, short=3, kinds=("residual",))
+    with pytest.raises(ValueError, match=r"needs the relation matrix \(lag_projector\)"):
+        window_features(_values(), None, window=10, short=3, kinds=("lag_residual",))
+    with pytest.raises(ValueError, match=r"lags must be in \[1, 8\]"):
+        window_features(_values(), None, window=10, short=3, lags=9, lag_projector=np.ones((3, 27)))
 
 
 @pytest.mark.parametrize(("window", "short"), [(W, S), (13, 4), (60, 5), (9, 2)])
@@ -99,15 +117,18 @@ def test_newest_features_are_the_last_row_of_the_frame_bit_for_bit(window: int, 
 
     values = _values()
     relation = np.random.default_rng(1).normal(size=(3, 3))
-    frame, _ = window_features(
-        values, None, window=window, short=short, residual_projector=relation
-    )
+    options = {
+        "window": window,
+        "short": short,
+        "residual_projector": relation,
+        "lags": L,
+        "lag_projector": LAG_RELATION,
+    }
+    frame, _ = window_features(values, None, **options)
     for end in range(window, len(values) + 1, 7):
         rows = values[end - window : end]
-        expected, _ = window_features(
-            rows, None, window=window, short=short, residual_projector=relation
-        )
-        newest = newest_features(rows, window=window, short=short, residual_projector=relation)
+        expected, _ = window_features(rows, None, **options)
+        newest = newest_features(rows, **options)
         assert newest.shape == (1, frame.shape[1])
         assert newest.tobytes() == expected[-1:].tobytes()
         np.testing.assert_allclose(newest[0], frame[end - 1], rtol=1e-12, atol=1e-12)

@@ -7,7 +7,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 from anomaly_api.detection import ZScoreDetector
-from anomaly_api.detection.zscore import MAD_TO_STD
+from anomaly_api.detection.scaling import MAD_TO_STD
 
 
 def test_scale_ignores_outliers_in_training_data() -> None:

@@ -42,3 +42,14 @@ def test_every_docs_page_is_in_the_nav_or_reserved() -> None:
     pages = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
     missing = {p for p in pages if p not in nav}
     assert not missing
+
+
+def test_the_docs_home_page_links_every_page() -> None:
+    docs = ROOT / "docs"
+    linked = {
+        (docs / link.partition("#")[0]).resolve()
+        for link in LINK.findall((docs / "index.md").read_text())
+        if "://" not in link
+    }
+    pages = {p.resolve() for p in docs.rglob("*.md")} - {(docs / "index.md").resolve()}
+    assert not pages - linked, sorted(str(p.relative_to(docs)) for p in pages - linked)

@@ -29,7 +29,7 @@ def test_notebook_runs_against_the_service(
     assert "anomalies among the far readings" in text
     assert "NaN token     400 invalid_json" in text
     assert "cache hit: p50" in text
-    # The client section (issue 11 item 2): every call ran against the real server.
+    # The client section: every call ran against the real server.
     assert "client health: ok" in text
     assert "client model_info: " in text
     assert "client predict: anomaly=True" in text

@@ -1,7 +1,7 @@
 """The bad-input matrix over the wire: a real server, real HTTP, every case a clear 4xx.
 
 ``tests/api/test_validation.py`` checks the validation rules in-process; this table sends
-the issue's list through uvicorn's parser and the whole middleware stack, as a client
+the bad-input list through uvicorn's parser and the whole middleware stack, as a client
 would, and also checks what only a real server sees (declared vs streamed body sizes,
 header sizes). Every error must be in the API's one format and carry the request id.
 """

@@ -1,6 +1,6 @@
 """A real server's /metrics exports every metric the dashboard and the alert rules use.
 
-Issue 12's drift, alarm and expected-rate metrics are wired (service/monitoring.py), so
+The drift, alarm and expected-rate metrics are wired (service/monitoring.py), so
 NOT_YET_EXPORTED is empty; it stays for metrics defined ahead of their wiring. The test
 fails if a name on that list is exported, so the list cannot go stale.
 """
@@ -36,5 +36,5 @@ def test_every_metric_the_dashboard_and_rules_use_is_exported(
     wired = NOT_YET_EXPORTED & exported
     assert not wired, f"{sorted(wired)} are exported now: remove them from NOT_YET_EXPORTED"
     assert used >= NOT_YET_EXPORTED, "NOT_YET_EXPORTED names something nothing uses"
-    for name in metric_names.ISSUE_12_METRICS:
+    for name in metric_names.MONITORING_METRICS:
         assert name in exported, f"{name} is not exported by a real server"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
+from anomaly_api.detection.scaling import MAD_TO_STD
 from anomaly_api.training.thresholds import (
-    MAD_TO_SD,
     best_f1_threshold,
     floored_f1_threshold,
     normal_floor_threshold,
@@ -75,7 +75,7 @@ def test_normal_floor_is_median_minus_k_robust_sd_of_the_normal_rows() -> None:
     scores = np.array([-50.0, -40.0, 0.0, 1.0, 2.0, 4.0, 10.0])
     y = np.array([1, 1, 0, 0, 0, 0, 0])
     # normal rows 0, 1, 2, 4, 10: median 2, MAD median(2, 1, 0, 2, 8) = 2
-    assert normal_floor_threshold(scores, y, 3.0) == pytest.approx(2.0 - 3.0 * MAD_TO_SD * 2.0)
+    assert normal_floor_threshold(scores, y, 3.0) == pytest.approx(2.0 - 3.0 * MAD_TO_STD * 2.0)
     with pytest.raises(ValueError, match="positive"):
         normal_floor_threshold(scores, y, 0.0)
     with pytest.raises(ValueError, match="without normal rows"):

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
+from anomaly_api.bulk.backtest import load_replayer
 from anomaly_api.bulk.scoring import Answers, ChunkScorer, load_scorer
 from anomaly_api.bulk.tables import Chunk
 
@@ -68,33 +70,13 @@ class DaskEngine:
         n_workers: int | None = None,
         threads_per_worker: int = 1,
     ) -> None:
-        from distributed import Client, LocalCluster
-
-        from anomaly_api.artifacts import latest_version as latest
-        from anomaly_api.artifacts import read_manifest
-
-        chosen = version or latest(artifacts_dir)
-        if chosen is None:
-            from anomaly_api.artifacts import ArtifactNotFoundError
-
-            raise ArtifactNotFoundError(f"no trained model in {artifacts_dir} (no LATEST file)")
-        manifest = read_manifest(artifacts_dir, chosen)
+        manifest = model_manifest(artifacts_dir, version)
         self.version = manifest.version
         self.feature_names = tuple(manifest.feature_names)
         self.detector_names = tuple(d.name for d in manifest.detectors)
         self._artifacts_dir = str(artifacts_dir.resolve())
         self._threads = threads_per_worker
-        self._cluster: Any = None
-        if address is None:
-            self._cluster = LocalCluster(  # type: ignore[no-untyped-call]
-                n_workers=n_workers,
-                threads_per_worker=threads_per_worker,
-                processes=True,
-                dashboard_address=":0",  # any free port: the scheduler always serves HTTP
-            )
-            self.client: Any = Client(self._cluster)  # type: ignore[no-untyped-call]
-        else:
-            self.client = Client(address)  # type: ignore[no-untyped-call]
+        self.client, self._cluster = _dask_client(address, n_workers, threads_per_worker)
         self.n_workers = max(1, len(self.client.scheduler_info(n_workers=-1)["workers"]))
 
     def score(self, chunks: Iterable[Chunk]) -> Iterator[tuple[Chunk, Answers]]:
@@ -151,7 +133,7 @@ class ServiceEngine:
 
     def score(self, chunks: Iterable[Chunk]) -> Iterator[tuple[Chunk, Answers]]:
         from anomaly_api.client import answer_columns
-        from anomaly_api.client._core import prediction_record
+        from anomaly_api.client._frame import prediction_record
 
         columns = answer_columns(self.detector_names)
         for chunk in chunks:
@@ -168,3 +150,107 @@ class ServiceEngine:
 
     def close(self) -> None:
         self._client.close()
+
+
+def model_manifest(artifacts_dir: Path, version: str | None) -> Any:
+    """The manifest of ``version`` (``LATEST`` if None), read without loading the model."""
+    from anomaly_api.artifacts import ArtifactNotFoundError, latest_version, read_manifest
+
+    chosen = version or latest_version(artifacts_dir)
+    if chosen is None:
+        raise ArtifactNotFoundError(f"no trained model in {artifacts_dir} (no LATEST file)")
+    return read_manifest(artifacts_dir, chosen)
+
+
+def _dask_client(address: str | None, n_workers: int | None, threads_per_worker: int) -> Any:
+    """``(client, cluster)``: a new ``LocalCluster`` of processes (``address`` None) or a
+    client of the scheduler at ``address`` (cluster None)."""
+    from distributed import Client, LocalCluster
+
+    if address is not None:
+        return Client(address), None  # type: ignore[no-untyped-call]
+    cluster = LocalCluster(  # type: ignore[no-untyped-call]
+        n_workers=n_workers,
+        threads_per_worker=threads_per_worker,
+        processes=True,
+        dashboard_address=":0",  # any free port: the scheduler always serves HTTP
+    )
+    return Client(cluster), cluster  # type: ignore[no-untyped-call]
+
+
+Stream = tuple[str, NDArray[np.float64], NDArray[np.float64]]
+"""A stream to replay: its id, timestamps (epoch seconds) and readings, in time order."""
+
+
+class ReplayEngine(Protocol):
+    """Replays streams with a time-aware model (see ``anomaly_api.bulk.backtest``)."""
+
+    version: str
+    feature_names: tuple[str, ...]
+
+    def replay(self, streams: Iterable[Stream]) -> Iterator[tuple[str, Answers]]:
+        """``(stream id, answers)`` for each stream, in order."""
+        ...
+
+    def close(self) -> None:
+        """Release the engine's resources."""
+        ...
+
+
+class LocalReplayEngine:
+    """Streams replayed one after the other in this process."""
+
+    def __init__(self, artifacts_dir: Path, version: str | None) -> None:
+        self._replayer = load_replayer(artifacts_dir, version)
+        self.version = self._replayer.version
+        self.feature_names = self._replayer.feature_names
+
+    def replay(self, streams: Iterable[Stream]) -> Iterator[tuple[str, Answers]]:
+        for stream_id, timestamps, X in streams:
+            yield stream_id, self._replayer.replay(timestamps, X)
+
+    def close(self) -> None:
+        pass
+
+
+class DaskReplayEngine:
+    """Dask distributed, partitioned by stream: each stream is one task on one worker,
+    which loads the model once (``worker_replayer``); answers come back in stream order."""
+
+    def __init__(
+        self,
+        artifacts_dir: Path,
+        version: str | None,
+        *,
+        address: str | None = None,
+        n_workers: int | None = None,
+    ) -> None:
+        manifest = model_manifest(artifacts_dir, version)
+        if manifest.time_aware is None:
+            load_replayer(artifacts_dir, manifest.version)  # raises the point-wise error
+        self.version = manifest.version
+        self.feature_names = tuple(manifest.feature_names)
+        self._artifacts_dir = str(artifacts_dir.resolve())
+        self.client, self._cluster = _dask_client(address, n_workers, 1)
+        self.n_workers = max(1, len(self.client.scheduler_info(n_workers=-1)["workers"]))
+
+    def replay(self, streams: Iterable[Stream]) -> Iterator[tuple[str, Answers]]:
+        from anomaly_api.bulk.backtest import replay_on_worker
+
+        in_flight: deque[tuple[str, Any]] = deque()
+        for stream_id, timestamps, X in streams:
+            future = self.client.submit(
+                replay_on_worker, self._artifacts_dir, self.version, timestamps, X, pure=False
+            )
+            in_flight.append((stream_id, future))
+            if len(in_flight) >= 2 * self.n_workers:
+                done, pending = in_flight.popleft()
+                yield done, pending.result()
+        while in_flight:
+            done, pending = in_flight.popleft()
+            yield done, pending.result()
+
+    def close(self) -> None:
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()

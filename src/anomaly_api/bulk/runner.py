@@ -7,9 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from anomaly_api.bulk.engines import Engine
+from anomaly_api.bulk.engines import Engine, ReplayEngine
 from anomaly_api.bulk.output import AtomicParquetWriter
 from anomaly_api.bulk.scoring import Answers
 from anomaly_api.bulk.tables import Chunk, file_kind, iter_chunks
@@ -42,15 +43,8 @@ class Summary:
 
 
 def scored_chunk(chunk: Chunk, answers: Answers) -> pd.DataFrame:
-    """The chunk's rows as read, followed by the answer's columns.
-
-    An input column named like an answer column (a label ``is_anomaly``, say) is kept
-    as ``<name>_input``.
-    """
-    frame = chunk.frame.rename(
-        columns={c: f"{c}_input" for c in answers if c in chunk.frame.columns}
-    )
-    return pd.concat([frame, pd.DataFrame(answers, index=frame.index)], axis=1)
+    """The chunk's rows as read, followed by the answer's columns (see ``_with_answers``)."""
+    return _with_answers(chunk.frame, pd.DataFrame(answers))
 
 
 def run(
@@ -81,3 +75,67 @@ def run(
                 on_rows(len(chunk.frame))
         writer.commit()
     return Summary(writer.rows, anomalies, time.perf_counter() - started, engine.version, out)
+
+
+def replay(
+    data: Path,
+    out: Path,
+    engine: ReplayEngine,
+    *,
+    timestamp_column: str,
+    stream_column: str | None = None,
+    on_rows: Callable[[int], None] | None = None,
+) -> Summary:
+    """Backtest: replay each stream of ``data`` in time order into ``out`` (Parquet), the
+    rows in file order followed by ``REPLAY_COLUMNS``; nothing is under ``out`` unless it
+    succeeds. ``DataError`` names the first bad value."""
+    from anomaly_api.bulk.backtest import REPLAY_COLUMNS, replay_input
+    from anomaly_api.data.errors import DataError
+    from anomaly_api.data.loading import read_table
+
+    file_kind(data)
+    if data.resolve() == out.resolve():
+        raise DataError(f"{out}: the output would overwrite the input")
+    started = time.perf_counter()
+    source = replay_input(
+        read_table(data),
+        engine.feature_names,
+        timestamp_column=timestamp_column,
+        stream_column=stream_column,
+    )
+    n = len(source.frame)
+    columns: Answers = {
+        "is_anomaly": np.zeros(n, dtype=np.bool_),
+        "anomaly_score": np.empty(n),
+        "confidence": np.empty(n),
+        "severity": np.empty(n),
+        "warming_up": np.zeros(n, dtype=np.bool_),
+        "alarm": np.zeros(n, dtype=np.bool_),
+        "top": np.zeros(n, dtype=np.intp),
+        "top_share": np.empty(n),
+    }
+    streams = (
+        (stream_id, source.timestamps[rows], source.X[rows])
+        for stream_id, rows in source.streams.items()
+    )
+    for stream_id, answers in engine.replay(streams):
+        rows = source.streams[stream_id]
+        for name, values in columns.items():
+            values[rows] = answers[name]
+        if on_rows is not None:
+            on_rows(len(rows))
+    names = np.asarray(engine.feature_names, dtype=object)
+    columns["top_feature"] = names[columns.pop("top")]
+    answers_frame = pd.DataFrame({name: columns[name] for name in REPLAY_COLUMNS})
+    with AtomicParquetWriter(out) as writer:
+        writer.write(_with_answers(source.frame, answers_frame))
+        writer.commit()
+    anomalies = int(columns["is_anomaly"].sum())
+    return Summary(writer.rows, anomalies, time.perf_counter() - started, engine.version, out)
+
+
+def _with_answers(frame: pd.DataFrame, answers: pd.DataFrame) -> pd.DataFrame:
+    """The rows as read, followed by the answers; an input column named like an answer
+    column (a label ``is_anomaly``, say) is kept as ``<name>_input``."""
+    renamed = frame.rename(columns={c: f"{c}_input" for c in answers if c in frame.columns})
+    return pd.concat([renamed, answers.set_axis(renamed.index)], axis=1)

@@ -1,4 +1,9 @@
-"""``anomaly-api score``: score a CSV/Parquet file of any size into a Parquet file."""
+"""``anomaly-api score``: score a CSV/Parquet file into a Parquet file.
+
+A point-wise model scores each row alone, in chunks (a file of any size). With
+``--timestamp-column`` a time-aware model replays each stream of the file in time order,
+as the service's streams would answer it (a backtest).
+"""
 
 from __future__ import annotations
 
@@ -61,30 +66,56 @@ def score(
         typer.Option(min=1, help="Scoring threads of the local engine (default: cores)."),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+    timestamp_column: Annotated[
+        str | None,
+        typer.Option(
+            help="Time-aware model: replay each stream in time order (timestamps as ISO 8601 "
+            "or epoch seconds), as the service's streams would answer it."
+        ),
+    ] = None,
+    stream_column: Annotated[
+        str | None,
+        typer.Option(help="With --timestamp-column: the stream id column (default: one stream)."),
+    ] = None,
 ) -> None:
-    """Score every row of a file with a model version; stops at the first bad value."""
+    """Score every row of a file with a model version; stops at the first bad value.
+
+    A point-wise model scores each row alone; a time-aware model replays each stream in
+    time order (``--timestamp-column``, ``--stream-column``), as the service's streams would.
+    """
     from anomaly_api.bulk import runner
-    from anomaly_api.bulk.engines import DaskEngine, Engine, LocalEngine
     from anomaly_api.bulk.tables import count_rows
 
-    if via is not None and (engine is not EngineName.local or address is not None):
-        fail("--via scores through a service; it cannot be combined with --engine dask/--address")
-    if address is not None and engine is not EngineName.dask:
-        fail("--address needs --engine dask")
+    _check_options(
+        engine, via=via, address=address, timestamp=timestamp_column, stream=stream_column
+    )
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    chosen: Engine | None = None
+    chosen: Any = None
     try:
         with user_errors():
             total = count_rows(data)
             directory = resolve_artifacts_dir(artifacts_dir)
+            dask = engine is EngineName.dask
             if via is not None:
                 chosen = _service_engine(via, api_key, version)
-            elif engine is EngineName.dask:
-                chosen = DaskEngine(directory, version, address=address, n_workers=workers)
+            elif timestamp_column is not None:
+                chosen = _replay_engine(directory, version, dask, address, workers)
             else:
-                chosen = LocalEngine(directory, version, threads=threads)
+                chosen = _scoring_engine(
+                    directory, version, dask, address, workers, threads=threads
+                )
             with _progress_bar(total, enabled=progress) as advance:
-                summary = runner.run(data, out, chosen, chunk_rows=chunk_rows, on_rows=advance)
+                if timestamp_column is not None:
+                    summary = runner.replay(
+                        data,
+                        out,
+                        chosen,
+                        timestamp_column=timestamp_column,
+                        stream_column=stream_column,
+                        on_rows=advance,
+                    )
+                else:
+                    summary = runner.run(data, out, chosen, chunk_rows=chunk_rows, on_rows=advance)
     except KeyboardInterrupt:
         typer.echo("error: interrupted; no output written", err=True)
         raise typer.Exit(EXIT_SIGINT) from None
@@ -96,6 +127,57 @@ def score(
         if chosen is not None:
             chosen.close()
     typer.echo(summary.line())
+
+
+def _check_options(
+    engine: EngineName,
+    *,
+    via: str | None,
+    address: str | None,
+    timestamp: str | None,
+    stream: str | None,
+) -> None:
+    """Refuse combinations of options that cannot work, before anything is read."""
+    if via is not None and (engine is not EngineName.local or address is not None):
+        fail("--via scores through a service; it cannot be combined with --engine dask/--address")
+    if address is not None and engine is not EngineName.dask:
+        fail("--address needs --engine dask")
+    if stream is not None and timestamp is None:
+        fail("--stream-column needs --timestamp-column (a replay of streams in time order)")
+    if via is not None and timestamp is not None:
+        fail("--timestamp-column replays streams in this process or on Dask, not --via")
+
+
+def _replay_engine(
+    directory: Path, version: str | None, dask: bool, address: str | None, workers: int | None
+) -> Any:
+    from anomaly_api.bulk.engines import DaskReplayEngine, LocalReplayEngine
+
+    if dask:
+        return DaskReplayEngine(directory, version, address=address, n_workers=workers)
+    return LocalReplayEngine(directory, version)
+
+
+def _scoring_engine(
+    directory: Path,
+    version: str | None,
+    dask: bool,
+    address: str | None,
+    workers: int | None,
+    *,
+    threads: int | None,
+) -> Any:
+    from anomaly_api.bulk.engines import DaskEngine, LocalEngine, model_manifest
+
+    manifest = model_manifest(directory, version)
+    if manifest.time_aware is not None:
+        fail(
+            f"model {manifest.version!r} is time-aware: give --timestamp-column "
+            "(and --stream-column for several streams) to replay its streams"
+        )
+    if dask:
+        return DaskEngine(directory, version, address=address, n_workers=workers)
+    return LocalEngine(directory, version, threads=threads)
 
 
 def _service_engine(url: str, api_key: str | None, version: str | None) -> Any:

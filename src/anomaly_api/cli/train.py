@@ -90,7 +90,7 @@ def train(
         typer.Option(help="Share of training rows each member flags without labels (0.05)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
-    # --- time-aware models (issue 10): --window switches to the windowed model ---------
+    # --- time-aware models: --window switches to the windowed model ---------
     window: Annotated[
         int | None,
         typer.Option(

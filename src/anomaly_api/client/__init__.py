@@ -11,26 +11,30 @@ Exceptions::
 
     AnomalyApiError         the server answered an error (status_code, code, message, request_id)
     AnomalyConnectionError  the server could not be reached, after the retries
+
+Modules: ``_models`` (result types), ``_parse`` (JSON and tensor answers into results),
+``_transport`` (settings, retries, the sans-I/O exchange), ``_errors``, ``_client`` (request
+bodies and what both clients share), ``_frame`` (table columns, pandas), ``_sync`` and
+``_async`` (the two drivers).
 """
 
 from anomaly_api.client._async import AsyncAnomalyClient
-from anomaly_api.client._core import (
-    AnomalyApiError,
-    AnomalyConnectionError,
+from anomaly_api.client._errors import AnomalyApiError, AnomalyConnectionError
+from anomaly_api.client._frame import answer_columns
+from anomaly_api.client._models import (
     Contribution,
     DetectorVerdict,
     Health,
     ModelInfo,
     Prediction,
-    RetryPolicy,
     StreamAnswer,
     StreamReadings,
     StreamState,
     StreamSummary,
     WindowResult,
-    answer_columns,
 )
 from anomaly_api.client._sync import AnomalyClient
+from anomaly_api.client._transport import RetryPolicy
 
 __all__ = [
     "AnomalyApiError",

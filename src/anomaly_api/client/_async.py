@@ -1,4 +1,4 @@
-"""``AsyncAnomalyClient``: the asyncio client (a driver of the exchanges in ``_core``)."""
+"""``AsyncAnomalyClient``: the asyncio client (a driver of the exchanges in ``_transport``)."""
 
 from __future__ import annotations
 
@@ -9,22 +9,25 @@ from typing import Any, Literal, Self, TypeVar
 
 import httpx
 
-from anomaly_api.client import _core
-from anomaly_api.client._core import (
-    NO_RETRY,
-    Call,
-    ClientBase,
-    ClientConfig,
+from anomaly_api.client import _client, _frame, _parse
+from anomaly_api.client._client import Call, ClientBase
+from anomaly_api.client._models import (
     FeatureRow,
     Health,
     ModelInfo,
     Prediction,
-    RetryPolicy,
-    Send,
     StreamReadings,
     StreamState,
     Timestamp,
     WindowResult,
+)
+from anomaly_api.client._transport import (
+    NO_RETRY,
+    ClientConfig,
+    Exchange,
+    Outcome,
+    RetryPolicy,
+    Send,
 )
 
 T = TypeVar("T")
@@ -80,10 +83,10 @@ class AsyncAnomalyClient(ClientBase):
         """Close the pooled connections."""
         await self._http.aclose()
 
-    async def _run(self, exchange: _core.Exchange) -> httpx.Response:
+    async def _run(self, exchange: Exchange) -> httpx.Response:
         action = next(exchange)
         while True:
-            outcome: _core.Outcome = None
+            outcome: Outcome = None
             if isinstance(action, Send):
                 try:
                     outcome = await self._http.send(action.request)
@@ -108,46 +111,57 @@ class AsyncAnomalyClient(ClientBase):
         response = await self._call(
             "GET", "/health", policy=NO_RETRY, accept_statuses=frozenset({503})
         )
-        return _core.parse_health(_core.parse_json(response))
+        return _parse.parse_health(_parse.parse_json(response))
 
     async def model_info(self, *, refresh: bool = False) -> ModelInfo:
         """``GET /model/info`` (remembered; ``refresh=True`` asks again)."""
         if self._model_info is None or refresh:
-            self._model_info = _core.parse_model_info(
-                _core.parse_json(await self._call("GET", "/model/info"))
+            self._model_info = _parse.parse_model_info(
+                _parse.parse_json(await self._call("GET", "/model/info"))
             )
         return self._model_info
 
-    async def predict(self, row: FeatureRow, *, observation_id: str | None = None) -> Prediction:
-        """Score one reading (``POST /predict``)."""
-        body = _core.observation(row, observation_id)
-        return _core.parse_prediction(_core.parse_json(await self._call("POST", "/predict", body)))
+    async def predict(
+        self, row: FeatureRow, *, observation_id: str | None = None, top_k: int | None = None
+    ) -> Prediction:
+        """Score one reading (``POST /predict``); ``top_k``: only the largest contributions."""
+        body = _client.observation(row, observation_id, top_k)
+        response = await self._call("POST", "/predict", body)
+        return _parse.parse_prediction(_parse.parse_json(response))
 
-    async def predict_batch(self, rows: Sequence[FeatureRow]) -> list[Prediction]:
-        """Score at most ``max_batch_rows`` readings in one ``POST /predict/batch``."""
-        response = await self._call("POST", "/predict/batch", _core.batch_content(rows))
-        return _core.read_batch(response)
+    async def predict_batch(
+        self, rows: Sequence[FeatureRow], *, top_k: int | None = None
+    ) -> list[Prediction]:
+        """Score at most ``max_batch_rows`` readings in one ``POST /predict/batch`` (the
+        answers asked for as tensors, JSON accepted)."""
+        content = _client.batch_content(rows, top_k)
+        response = await self._call("POST", "/predict/batch", content, accept=_parse.BATCH_ACCEPT)
+        return _parse.read_batch(response, top_k)
 
-    async def predict_many(self, rows: Sequence[FeatureRow]) -> list[Prediction]:
+    async def predict_many(
+        self, rows: Sequence[FeatureRow], *, top_k: int | None = None
+    ) -> list[Prediction]:
         """Score any number of readings: ``max_batch_rows`` per call, ``max_concurrency``
         calls at once, answers in the order of ``rows``."""
-        batches = list(_core.chunked(rows, self.config.max_batch_rows))
+        batches = list(_client.chunked(rows, self.config.max_batch_rows))
         if len(batches) <= 1:
-            return await self.predict_batch(batches[0]) if batches else []
+            return await self.predict_batch(batches[0], top_k=top_k) if batches else []
         gate = asyncio.Semaphore(self.config.max_concurrency)
 
         async def one(batch: Sequence[FeatureRow]) -> list[Prediction]:
             async with gate:
-                return await self.predict_batch(batch)
+                return await self.predict_batch(batch, top_k=top_k)
 
         answers = await asyncio.gather(*(one(batch) for batch in batches))
         return [prediction for batch in answers for prediction in batch]
 
     async def score_frame(self, frame: Any) -> Any:
-        """A pandas DataFrame with the answer's columns added (features found by name)."""
+        """A pandas DataFrame with the answer's columns added (features found by name):
+        ``answer_columns(detector_names)``, then ``severity``, ``top_feature``, ``top_share``."""
         info = await self.model_info()
-        rows = _core.frame_rows(frame, info.feature_names)
-        return _core.scored_frame(frame, info.detector_names, await self.predict_many(rows))
+        rows = _frame.frame_rows(frame, info.feature_names)
+        predictions = await self.predict_many(rows, top_k=1)
+        return _frame.scored_frame(frame, info.detector_names, predictions)
 
     async def _perform(self, call: Call[T]) -> T:
         return call.parse(await self._run(self._exchange(call.method, call.path, call.body, {})))

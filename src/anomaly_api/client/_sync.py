@@ -1,31 +1,35 @@
-"""``AnomalyClient``: the blocking client (a driver of the exchanges in ``_core``)."""
+"""``AnomalyClient``: the blocking client (a driver of the exchanges in ``_transport``)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
 import httpx
 
-from anomaly_api.client import _core
-from anomaly_api.client._core import (
-    NO_RETRY,
-    Call,
-    ClientBase,
-    ClientConfig,
+from anomaly_api.client import _client, _frame, _parse
+from anomaly_api.client._client import Call, ClientBase
+from anomaly_api.client._models import (
     FeatureRow,
     Health,
     ModelInfo,
     Prediction,
-    RetryPolicy,
-    Send,
     StreamReadings,
     StreamState,
     Timestamp,
     WindowResult,
+)
+from anomaly_api.client._transport import (
+    NO_RETRY,
+    ClientConfig,
+    Exchange,
+    Outcome,
+    RetryPolicy,
+    Send,
 )
 
 T = TypeVar("T")
@@ -93,10 +97,10 @@ class AnomalyClient(ClientBase):
         """Close the pooled connections."""
         self._http.close()
 
-    def _run(self, exchange: _core.Exchange) -> httpx.Response:
+    def _run(self, exchange: Exchange) -> httpx.Response:
         action = next(exchange)
         while True:
-            outcome: _core.Outcome = None
+            outcome: Outcome = None
             if isinstance(action, Send):
                 try:
                     outcome = self._http.send(action.request)
@@ -117,41 +121,51 @@ class AnomalyClient(ClientBase):
     def health(self) -> Health:
         """``GET /health``; a 503 (no model loaded) is an answer here, not an error."""
         response = self._call("GET", "/health", policy=NO_RETRY, accept_statuses=frozenset({503}))
-        return _core.parse_health(_core.parse_json(response))
+        return _parse.parse_health(_parse.parse_json(response))
 
     def model_info(self, *, refresh: bool = False) -> ModelInfo:
         """``GET /model/info`` (remembered; ``refresh=True`` asks again)."""
         if self._model_info is None or refresh:
-            self._model_info = _core.parse_model_info(
-                _core.parse_json(self._call("GET", "/model/info"))
+            self._model_info = _parse.parse_model_info(
+                _parse.parse_json(self._call("GET", "/model/info"))
             )
         return self._model_info
 
-    def predict(self, row: FeatureRow, *, observation_id: str | None = None) -> Prediction:
-        """Score one reading (``POST /predict``)."""
-        body = _core.observation(row, observation_id)
-        return _core.parse_prediction(_core.parse_json(self._call("POST", "/predict", body)))
+    def predict(
+        self, row: FeatureRow, *, observation_id: str | None = None, top_k: int | None = None
+    ) -> Prediction:
+        """Score one reading (``POST /predict``); ``top_k``: only the largest contributions."""
+        body = _client.observation(row, observation_id, top_k)
+        return _parse.parse_prediction(_parse.parse_json(self._call("POST", "/predict", body)))
 
-    def predict_batch(self, rows: Sequence[FeatureRow]) -> list[Prediction]:
-        """Score at most ``max_batch_rows`` readings in one ``POST /predict/batch``."""
-        response = self._call("POST", "/predict/batch", _core.batch_content(rows))
-        return _core.read_batch(response)
+    def predict_batch(
+        self, rows: Sequence[FeatureRow], *, top_k: int | None = None
+    ) -> list[Prediction]:
+        """Score at most ``max_batch_rows`` readings in one ``POST /predict/batch`` (the
+        answers asked for as tensors, JSON accepted)."""
+        content = _client.batch_content(rows, top_k)
+        response = self._call("POST", "/predict/batch", content, accept=_parse.BATCH_ACCEPT)
+        return _parse.read_batch(response, top_k)
 
-    def predict_many(self, rows: Sequence[FeatureRow]) -> list[Prediction]:
+    def predict_many(
+        self, rows: Sequence[FeatureRow], *, top_k: int | None = None
+    ) -> list[Prediction]:
         """Score any number of readings: ``max_batch_rows`` per call, ``max_concurrency``
         calls at once, answers in the order of ``rows``."""
-        batches = list(_core.chunked(rows, self.config.max_batch_rows))
+        batches = list(_client.chunked(rows, self.config.max_batch_rows))
         if len(batches) <= 1:
-            return self.predict_batch(batches[0]) if batches else []
+            return self.predict_batch(batches[0], top_k=top_k) if batches else []
         with ThreadPoolExecutor(max_workers=self.config.max_concurrency) as pool:
-            answers = pool.map(self.predict_batch, batches)
+            answers = pool.map(partial(self.predict_batch, top_k=top_k), batches)
             return [prediction for batch in answers for prediction in batch]
 
     def score_frame(self, frame: Any) -> Any:
-        """A pandas DataFrame with the answer's columns added (features found by name)."""
+        """A pandas DataFrame with the answer's columns added (features found by name):
+        ``answer_columns(detector_names)``, then ``severity``, ``top_feature``, ``top_share``."""
         info = self.model_info()
-        rows = _core.frame_rows(frame, info.feature_names)
-        return _core.scored_frame(frame, info.detector_names, self.predict_many(rows))
+        rows = _frame.frame_rows(frame, info.feature_names)
+        predictions = self.predict_many(rows, top_k=1)
+        return _frame.scored_frame(frame, info.detector_names, predictions)
 
     def _perform(self, call: Call[T]) -> T:
         return call.parse(self._run(self._exchange(call.method, call.path, call.body, {})))

@@ -106,8 +106,9 @@ def generate_sensor_data(
 
     Returns
     -------
-    DataFrame with columns ``timestamp``, the ``SENSOR_CHANNELS``, ``is_anomaly``
-    (0/1) and ``anomaly_kind`` (``"normal"`` or the kind).
+    pandas.DataFrame
+        Columns ``timestamp``, the ``SENSOR_CHANNELS``, ``is_anomaly`` (0/1) and
+        ``anomaly_kind`` (``"normal"`` or the kind).
     """
     if n_rows < 10:
         raise ValueError(f"n_rows must be at least 10, got {n_rows}")

@@ -4,7 +4,7 @@ Members (``MEMBERS``): ``isolation_forest``, ``local_outlier_factor`` (novelty),
 ``zscore`` (robust per-feature z-score) and ``pca`` (Hotelling T² + SPE). The default is
 the seed's three with a 2-of-3 vote (``DETECTOR_NAMES``).
 
-Scaling: ``fit`` standardises the training rows robustly (median, IQR / 1.349; see
+Scaling: ``fit`` standardises the training rows robustly (median, IQR / IQR_TO_STD; see
 ``anomaly_api.detection.scaling``) and every member sees scaled data, so users send raw
 units and LOF's distances and the PCA are not ruled by the column with the largest
 unit. The z-score member is invariant to this per-feature affine map (its median and

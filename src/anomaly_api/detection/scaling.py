@@ -1,26 +1,55 @@
-"""Robust per-feature standardisation, fitted on the training rows.
+"""Robust location and spread: the one place their normal-consistency constants live.
 
-``scaled = (X - center) / scale`` with ``center`` the median and ``scale`` the
-interquartile range divided by 1.349 (the IQR of a standard normal distribution), so
-that normally distributed features come out with unit spread while anomalies in the
-training rows do not inflate it (as scikit-learn's ``RobustScaler`` with
-``unit_variance=True``). A feature whose IQR is zero but which still varies (a mostly
-constant reading with rare excursions) falls back to its standard deviation; a
-constant feature cannot be scaled and is refused.
+Two robust estimates of a standard deviation, both exact for normally distributed data
+and both left unmoved by a few anomalies among the training rows:
 
-The same two functions serve the reference ensemble and the fast path, so both see
-bit-for-bit the same scaled values.
+* ``iqr_std``: the interquartile range over ``IQR_TO_STD`` = 2 Φ⁻¹(3/4) ≈ 1.349, the
+  IQR of a standard normal distribution (as scikit-learn's ``RobustScaler`` with
+  ``unit_variance=True``);
+* ``mad_std``: the median absolute deviation over Φ⁻¹(3/4) ≈ 0.6745 (≈ 1.4826 · MAD),
+  ``scipy.stats.median_abs_deviation(scale="normal")``.
+
+``fit_robust_scaling`` standardises features as ``(X - median) / iqr_std``. A feature
+whose IQR is zero but which still varies (a mostly constant reading with rare
+excursions) falls back to its standard deviation; a constant feature cannot be scaled
+and is refused. The point-wise ensemble, the fast path and the time-aware model's
+channels all scale through it, so every path sees bit-for-bit the same scaled values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.special import ndtri
+from scipy.stats import median_abs_deviation
 
-IQR_TO_STD = 1.3489795003921634
-"""IQR of the standard normal distribution (2 * 0.6744897501960817)."""
+NORMAL_UPPER_QUARTILE: Final = float(ndtri(0.75))
+"""Φ⁻¹(3/4): the MAD of a standard normal distribution (the constant scipy divides by)."""
+IQR_TO_STD: Final = 2.0 * NORMAL_UPPER_QUARTILE
+"""IQR of the standard normal distribution, 1.3489795003921634."""
+MAD_TO_STD: Final = 1.0 / NORMAL_UPPER_QUARTILE
+"""Standard deviation per unit of MAD for normal data, 1.482602218505602."""
+
+
+def iqr_std(X: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Interquartile range of each column over ``IQR_TO_STD``.
+
+    ``np.percentile`` rather than ``scipy.stats.iqr``: scipy's own quantile differs in
+    the last bit on some columns, and the fitted scale of the point-wise models must stay
+    the one they were always fitted with.
+    """
+    q75, q25 = np.percentile(X, [75.0, 25.0], axis=0)
+    result: NDArray[np.float64] = (q75 - q25) / IQR_TO_STD
+    return result
+
+
+def mad_std(X: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Median absolute deviation of each column (or of a 1-D array) over Φ⁻¹(3/4)."""
+    result: NDArray[np.float64] = median_abs_deviation(X, axis=0, scale="normal")
+    return result
 
 
 def fit_robust_scaling(
@@ -39,7 +68,7 @@ def fit_robust_scaling(
     center : ndarray of shape (n_features,)
         Median of each feature.
     scale : ndarray of shape (n_features,)
-        ``IQR / 1.349``, or the standard deviation where the IQR is zero.
+        ``iqr_std``, or the standard deviation where the IQR is zero.
     rule : ndarray of shape (n_features,)
         ``"iqr"`` or ``"std"`` per feature.
 
@@ -49,8 +78,7 @@ def fit_robust_scaling(
         Some features are constant (every value equal); the message names them.
     """
     center = np.median(X, axis=0)
-    q75, q25 = np.percentile(X, [75.0, 25.0], axis=0)
-    iqr_scale = (q75 - q25) / IQR_TO_STD
+    iqr_scale = iqr_std(X)
     std = X.std(axis=0)
     use_iqr = iqr_scale > 0
     # Exactly constant columns can still get a tiny non-zero std from rounding in the

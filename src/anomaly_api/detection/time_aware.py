@@ -2,11 +2,13 @@
 
 Pipeline of one reading (see ``anomaly_api.detection.windows`` for the features):
 
-1. scale each channel robustly (training median and IQR/1.349, so one unit is about
-   one standard deviation of normal readings);
+1. scale each channel robustly (``fit_robust_scaling``: training median and the IQR of
+   a standard normal, so one unit is about one standard deviation of normal readings);
 2. window features of the reading from the trailing window of ``window`` readings of
    its stream, among them the residual off a PCA subspace fitted on the training
-   readings (relations between channels; channels' squared residuals sum to SPE/Q);
+   readings (relations between channels; channels' squared residuals sum to SPE/Q) and,
+   opt-in (``lag_residual``), off a dynamic PCA of the last ``lags`` readings of every
+   channel (relations across channels and time);
 3. standardise every feature with its training median and robust spread (``z``); a
    mean over the short window (``shift``, ``residual_mean``) then counts only as far as
    the newest reading backs it (``mean_gate``, see ``gate_means``), so that the
@@ -35,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Self
+from typing import Any, ClassVar, Final, Self
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -44,20 +46,23 @@ from sklearn.utils.validation import check_is_fitted
 
 from anomaly_api.detection.contributions import severity_from_score
 from anomaly_api.detection.ensemble import AnomalyEnsemble, EnsembleOutput
+from anomaly_api.detection.pca_monitor import parallel_analysis
+from anomaly_api.detection.scaling import fit_robust_scaling, mad_std
 from anomaly_api.detection.voting import confidence_from_score
 from anomaly_api.detection.windows import (
     DEFAULT_FEATURES,
     FEATURE_KINDS,
+    LAG_KINDS,
     check_window,
     feature_names,
     gap_starts,
+    lagged_vectors,
     newest_features,
+    segment_rows,
     window_features,
 )
 
 DETECTOR_CHOICES: Final[tuple[str, ...]] = ("max_z", "top4_z", "ensemble", "ensemble_any")
-IQR_TO_STD: Final = 1.349
-MAD_TO_STD: Final = 1.4826
 _MIN_SCALE: Final = 1e-12
 # Floors of the spread of a standardised feature, in its own units: a feature that never
 # moved in training (a channel never flat) must not turn the smallest change into an
@@ -72,16 +77,24 @@ _NORMAL_TAIL: Final = 2.576
 GATED_MEANS: Final[tuple[tuple[str, str], ...]] = (
     ("shift", "level"),
     ("residual_mean", "residual"),
+    ("lag_residual_mean", "lag_residual"),
 )
 _REASONS: Final[dict[str, str]] = {
     "level": "reading {size:.1f} sd {side} its median of the last {before} readings",
     "shift": "last {s} readings shifted {size:.1f} sd {side} the earlier window",
     "residual": "off its relation to the other sensors by {value:+.1f} sd",
     "residual_mean": "off its relation to the other sensors by {value:+.1f} sd for {s} readings",
+    "lag_residual": "off its relation to the recent readings of every sensor by {value:+.1f} sd",
+    "lag_residual_mean": (
+        "off its relation to the recent readings of every sensor by {value:+.1f} sd "
+        "for {s} readings"
+    ),
 }
 """``_reason``'s words for the other features (only the one needed is formatted)."""
 DEFAULT_MEAN_GATE: Final = 2.0
 """Chosen on synthetic seeds 10-19 (not the evaluated 0-9), see docs/time-aware.md."""
+DEFAULT_LAGS: Final = 5
+"""Readings of each lagged vector of the dynamic PCA (``lag_residual`` features)."""
 
 
 def gate_means(
@@ -111,20 +124,6 @@ def gate_means(
     return out
 
 
-def robust_center_scale(
-    data: NDArray[np.float64], names: list[str]
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Median and IQR/1.349 of each column (the standard deviation where the IQR is 0)."""
-    center = np.median(data, axis=0)
-    q75, q25 = np.percentile(data, [75.0, 25.0], axis=0)
-    scale = (q75 - q25) / IQR_TO_STD
-    scale = np.where(scale > _MIN_SCALE, scale, data.std(axis=0))
-    constant = np.flatnonzero(scale <= _MIN_SCALE)
-    if len(constant):
-        raise ValueError(f"channel {names[int(constant[0])]!r} is constant; drop it")
-    return center, scale
-
-
 class MaxZDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     """One member: ``score_samples = -max_j |z_j|`` (or the top-k root sum of squares).
 
@@ -135,10 +134,12 @@ class MaxZDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     and the threshold tuning treat both alike.
     """
 
+    min_votes: ClassVar[int] = 1
+    """One member: its own vote decides."""
+
     def __init__(self, *, contamination: float = 0.01, top_k: int = 1) -> None:
         self.contamination = contamination
         self.top_k = top_k
-        self.min_votes = 1
 
     def fit(self, X: ArrayLike, y: Any = None) -> Self:
         """Threshold at the ``contamination`` quantile of the training scores."""
@@ -259,6 +260,9 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         Which window features (residual ones are left out for a single channel).
     explained_variance : float, default=0.9
         The PCA keeps the fewest components explaining this share of the variance.
+    lags : int, default=5
+        Readings of each lagged vector of the dynamic PCA behind the ``lag_residual``
+        features (unused without them); its components are chosen by parallel analysis.
     mean_gate : float or None, default=2.0
         A short-window mean (``shift``, ``residual_mean``) counts at most this many
         times the newest reading's own ``z`` in its direction (``gate_means``); None
@@ -276,6 +280,11 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
     components_ : ndarray of shape (n_components, n_channels)
     projector_ : ndarray of shape (n_channels, n_channels) or None
         ``I - V V^T``, the projection onto the PCA residual.
+    lag_projector_ : ndarray of shape (n_channels, n_channels * lags) or None
+        The newest reading's rows of the dynamic PCA's residual projection, each scaled
+        to unit training spread (``windows.lag_residuals``).
+    lag_components_ : int
+        Components the dynamic PCA keeps (0 without ``lag_residual`` features).
     kinds_ : tuple of str
         The window features in use.
     feature_center_, feature_scale_ : ndarray of shape (n_features,)
@@ -295,6 +304,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         features: tuple[str, ...] = DEFAULT_FEATURES,
         relations: str = "regression",
         explained_variance: float = 0.9,
+        lags: int = DEFAULT_LAGS,
         equalise_tails: bool = True,
         mean_gate: float | None = DEFAULT_MEAN_GATE,
         detector: str = "top4_z",
@@ -306,6 +316,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         self.features = features
         self.relations = relations
         self.explained_variance = explained_variance
+        self.lags = lags
         self.equalise_tails = equalise_tails
         self.mean_gate = mean_gate
         self.detector = detector
@@ -328,7 +339,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         readings (and, for the window detector, the windows ending there) to learn
         normal behaviour from; by default all of them.
         """
-        check_window(self.window, self.short)
+        check_window(self.window, self.short, self.lags if self._uses_lags() else 1)
         if self.detector not in DETECTOR_CHOICES:
             raise ValueError(
                 f"unknown detector {self.detector!r}; choose one of {DETECTOR_CHOICES}"
@@ -343,21 +354,15 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
             list(channels) if channels is not None else [f"x{i}" for i in range(n_channels)]
         )
         self.median_interval_ = float(median_interval)
-        self.center_, self.scale_ = robust_center_scale(data[mask], self.channels_)
+        self.center_, self.scale_, _ = fit_robust_scaling(data[mask], self.channels_)
         scaled = (data - self.center_) / self.scale_
         kinds = tuple(self.features)
         if n_channels < 2:
             kinds = tuple(k for k in kinds if not k.startswith("residual"))
         self.kinds_ = kinds
         self._fit_relations(scaled[mask])
-        raw, valid = window_features(
-            scaled,
-            segments,
-            window=self.window,
-            short=self.short,
-            kinds=self.kinds_,
-            residual_projector=self.projector_,
-        )
+        self._fit_dynamic_pca(scaled, segments, mask)
+        raw, valid = window_features(scaled, segments, **self._window_options())
         fit_windows = valid & mask
         if int(fit_windows.sum()) <= 20:
             raise ValueError(
@@ -400,6 +405,56 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         spread = (centred @ relation.T).std(axis=0)
         self.projector_ = relation / np.maximum(spread, _MIN_SCALE)[:, None]
 
+    def _uses_lags(self) -> bool:
+        return any(k in LAG_KINDS for k in self.features)
+
+    def _fit_dynamic_pca(
+        self,
+        scaled: NDArray[np.float64],
+        segments: NDArray[np.int64] | None,
+        mask: NDArray[np.bool_],
+    ) -> None:
+        """The dynamic PCA of the lagged vectors whose ``lags`` readings are all fit rows
+        (components by parallel analysis, as the point-wise PCA monitor chooses them)."""
+        self.lag_projector_: NDArray[np.float64] | None = None
+        self.lag_components_ = 0
+        if not any(k in LAG_KINDS for k in self.kinds_):
+            return
+        lags = int(self.lags)
+        rows = segment_rows(segments, len(scaled))
+        blocks = [
+            lagged_vectors(scaled[r], lags)[np.all(_lagged_mask(mask[r], lags), axis=1)]
+            for r in rows
+            if len(r) >= lags
+        ]
+        vectors = np.concatenate(blocks) if blocks else np.empty((0, scaled.shape[1] * lags))
+        if len(vectors) <= vectors.shape[1]:
+            raise ValueError(
+                f"only {len(vectors)} lagged vectors of normal readings for a dynamic PCA of "
+                f"{vectors.shape[1]} dimensions; need more (more data or fewer lags)"
+            )
+        centred = vectors - vectors.mean(axis=0)
+        k = parallel_analysis(centred, int(self.random_state))
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        components = vt[:k]
+        newest = np.arange(lags - 1, vectors.shape[1], lags)  # lag 0 of every channel
+        relation = (np.eye(vectors.shape[1]) - components.T @ components)[newest]
+        spread = (centred @ relation.T).std(axis=0)
+        self.lag_projector_ = relation / np.maximum(spread, _MIN_SCALE)[:, None]
+        self.lag_components_ = k
+
+    def _window_options(self) -> dict[str, Any]:
+        """``window_features``' and ``newest_features``' arguments of this model."""
+        lag_projector = getattr(self, "lag_projector_", None)  # absent in older models
+        return {
+            "window": self.window,
+            "short": self.short,
+            "kinds": self.kinds_,
+            "residual_projector": self.projector_,
+            "lags": int(self.lags) if lag_projector is not None else 1,
+            "lag_projector": lag_projector,
+        }
+
     def _pca_projector(self, centred: NDArray[np.float64]) -> NDArray[np.float64]:
         n_channels = centred.shape[1]
         _, singular, vt = np.linalg.svd(centred, full_matrices=False)
@@ -412,7 +467,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
 
     def _fit_feature_scaling(self, raw: NDArray[np.float64]) -> None:
         center = np.median(raw, axis=0)
-        scale = MAD_TO_STD * np.median(np.abs(raw - center), axis=0)
+        scale = mad_std(raw)
         scale = np.where(scale > _MIN_SCALE, scale, raw.std(axis=0))
         flat = np.tile(np.array([k == "flat" for k in self.kinds_]), len(self.channels_))
         scale = np.where(flat, np.maximum(scale, _FLAT_SCALE_FLOOR), scale)
@@ -452,14 +507,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         self, X: ArrayLike, segments: NDArray[np.int64] | None = None
     ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
         """Raw window features, standardised ones (``z``) and validity of every row."""
-        raw, valid = window_features(
-            self.scale(X),
-            segments,
-            window=self.window,
-            short=self.short,
-            kinds=self.kinds_,
-            residual_projector=self.projector_,
-        )
+        raw, valid = window_features(self.scale(X), segments, **self._window_options())
         return raw, self._standardise(raw), valid
 
     def detector_scores(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -535,13 +583,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
     def _score_newest(self, data: NDArray[np.float64]) -> TimeAwareOutput:
         """``score_window(..., last=1)`` of one full window without a gap: the same numbers,
         bit for bit, from the newest reading's features alone (``newest_features``)."""
-        raw = newest_features(
-            (data - self.center_) / self.scale_,
-            window=self.window,
-            short=self.short,
-            kinds=self.kinds_,
-            residual_projector=self.projector_,
-        )
+        raw = newest_features((data - self.center_) / self.scale_, **self._window_options())
         return self._decide(data[-1:], raw, self._standardise(raw), np.ones(1, dtype=np.bool_))
 
     def _decide(
@@ -607,6 +649,12 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         state.pop("_pointwise_scorer", None)
         return state
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Models saved before ``lags`` existed have no lagged features: 1 lag, as they
+        score (so that ``get_params`` and ``repr`` work on them)."""
+        state.setdefault("lags", 1)
+        super().__setstate__(state)
+
     def _explain(
         self,
         data: NDArray[np.float64],
@@ -657,3 +705,8 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
                 return f"flat for {w} readings or more"
             return f"flat for {count} readings" if count > 1 else "not flat"
         return _REASONS[kind].format(size=abs(value), value=value, side=side, before=w - 1, s=s)
+
+
+def _lagged_mask(mask: NDArray[np.bool_], lags: int) -> NDArray[np.bool_]:
+    """Per lagged vector of one segment, whether each of its readings is a fit row."""
+    return np.lib.stride_tricks.sliding_window_view(mask, lags)

@@ -18,6 +18,12 @@ window and ``s`` the short window:
                     leave-one-out linear regression of each channel on the others, as
                     MSET-style monitors do, or the PCA residual projector ``I - V V^T``)
 ``residual_mean``   ``mean(residual[t-s+1 .. t])``: a relation that stays broken
+``lag_residual``    the reading's residual off a dynamic PCA: the PCA of the lagged
+                    vectors ``x[t-L+1 .. t]`` of every channel (``L`` lags), the residual
+                    of the newest reading's block (``v[t] @ R_L.T``, ``v[t]`` the lagged
+                    vector, channel-major, oldest reading first): relations across
+                    channels *and* time, each channel's part of the SPE (Q) statistic
+``lag_residual_mean``  ``mean(lag_residual[t-s+1 .. t])``
 ==================  =====================================================================
 
 Every feature of reading ``t`` uses only readings ``t-W+1 .. t`` of the same segment
@@ -43,19 +49,44 @@ FEATURE_KINDS: Final[tuple[str, ...]] = (
     "shift",
     "residual",
     "residual_mean",
+    "lag_residual",
+    "lag_residual_mean",
 )
+LAG_KINDS: Final[tuple[str, ...]] = ("lag_residual", "lag_residual_mean")
+"""The features of the dynamic PCA (``lag_projector``)."""
 DEFAULT_FEATURES: Final[tuple[str, ...]] = ("level", "flat", "shift", "residual", "residual_mean")
 """Measured best on the synthetic data (docs/time-aware.md); ``spread`` is opt-in."""
 SPREAD_EPS: Final = 1e-6
 MIN_WINDOW: Final = 4
 
 
-def check_window(window: int, short: int) -> None:
-    """Refuse a window too small for its features or a short window that does not fit."""
+def check_window(window: int, short: int, lags: int = 1) -> None:
+    """Refuse a window too small for its features, a short window that does not fit, or
+    more lags than leave every lagged vector of the short window inside the window."""
     if window < MIN_WINDOW:
         raise ValueError(f"window must be at least {MIN_WINDOW} readings, got {window}")
     if not 1 <= short < window - 1:
         raise ValueError(f"short window must be in [1, {window - 2}], got {short}")
+    if not 1 <= lags <= window - short + 1:
+        raise ValueError(f"lags must be in [1, {window - short + 1}], got {lags}")
+
+
+def lagged_vectors(values: NDArray[np.float64], lags: int) -> NDArray[np.float64]:
+    """``x[t-L+1 .. t]`` of every channel for rows ``L-1 ..`` of one segment, channel-major
+    (oldest reading first), shape (n_rows - L + 1, n_channels * L)."""
+    views = sliding_window_view(values, lags, axis=0)
+    return np.ascontiguousarray(views).reshape(len(views), -1)
+
+
+def lag_residuals(
+    values: NDArray[np.float64], lags: int, lag_projector: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """``lagged_vectors(values) @ lag_projector.T`` for every row of one segment, NaN for
+    its first ``L - 1`` rows (no full lag yet), shape (n_rows, n_channels)."""
+    out = np.full((len(values), lag_projector.shape[0]), np.nan)
+    if len(values) >= lags:
+        out[lags - 1 :] = lagged_vectors(values, lags) @ lag_projector.T
+    return out
 
 
 def feature_names(channels: list[str], kinds: tuple[str, ...]) -> list[str]:
@@ -66,6 +97,8 @@ def feature_names(channels: list[str], kinds: tuple[str, ...]) -> list[str]:
 def _segment_features(
     values: NDArray[np.float64],
     residuals: NDArray[np.float64] | None,
+    lagged: NDArray[np.float64] | None,
+    *,
     window: int,
     short: int,
     kinds: tuple[str, ...],
@@ -74,18 +107,22 @@ def _segment_features(
     # views: (m, n_channels, window); the last element of each window is reading t
     views = sliding_window_view(values, window, axis=0)
     rviews = None if residuals is None else sliding_window_view(residuals, window, axis=0)
-    return _features(views, rviews, window, short, kinds)
+    lviews = None if lagged is None else sliding_window_view(lagged, window, axis=0)
+    return _features(views, rviews, lviews, window=window, short=short, kinds=kinds)
 
 
 def _features(
     views: NDArray[np.float64],
     rviews: NDArray[np.float64] | None,
+    lviews: NDArray[np.float64] | None,
+    *,
     window: int,
     short: int,
     kinds: tuple[str, ...],
 ) -> NDArray[np.float64]:
-    """The features of windows ``views`` (and their residuals' ``rviews``), each of shape
-    (m, n_channels, window), the newest reading last; shape (m, n_channels, n_kinds)."""
+    """The features of windows ``views`` (their residuals' ``rviews``, their dynamic PCA
+    residuals' ``lviews``), each of shape (m, n_channels, window), the newest reading
+    last; shape (m, n_channels, n_kinds)."""
     m, n_channels = views.shape[0], views.shape[1]
     out = np.empty((m, n_channels, len(kinds)))
     for k, kind in enumerate(kinds):
@@ -100,13 +137,15 @@ def _features(
         elif kind == "shift":
             recent = views[..., window - short :].mean(axis=-1)
             out[:, :, k] = recent - _median(views[..., : window - short])
-        elif kind in ("residual", "residual_mean"):
-            if rviews is None:
-                raise ValueError(f"feature {kind!r} needs the relation matrix (residual_projector)")
-            if kind == "residual":
-                out[:, :, k] = rviews[..., -1]
+        elif kind in ("residual", "residual_mean", "lag_residual", "lag_residual_mean"):
+            series = lviews if kind in LAG_KINDS else rviews
+            if series is None:
+                needed = "lag_projector" if kind in LAG_KINDS else "residual_projector"
+                raise ValueError(f"feature {kind!r} needs the relation matrix ({needed})")
+            if kind.endswith("_mean"):
+                out[:, :, k] = series[..., window - short :].mean(axis=-1)
             else:
-                out[:, :, k] = rviews[..., window - short :].mean(axis=-1)
+                out[:, :, k] = series[..., -1]
         else:
             raise ValueError(f"unknown window feature {kind!r}; known: {FEATURE_KINDS}")
     return out
@@ -135,6 +174,8 @@ def newest_features(
     short: int,
     kinds: tuple[str, ...] = FEATURE_KINDS,
     residual_projector: NDArray[np.float64] | None = None,
+    lags: int = 1,
+    lag_projector: NDArray[np.float64] | None = None,
 ) -> NDArray[np.float64]:
     """The features of the last row of ``values``, exactly ``window`` rows of one segment.
 
@@ -148,7 +189,10 @@ def newest_features(
         raise ValueError(f"expected exactly {window} readings, got {len(data)}")
     residuals = data @ residual_projector.T if residual_projector is not None else None
     rviews = None if residuals is None else residuals.T[None]
-    return _features(data.T[None], rviews, window, short, kinds).reshape(1, -1)
+    lagged = lag_residuals(data, lags, lag_projector) if lag_projector is not None else None
+    lviews = None if lagged is None else lagged.T[None]
+    features = _features(data.T[None], rviews, lviews, window=window, short=short, kinds=kinds)
+    return features.reshape(1, -1)
 
 
 def window_features(
@@ -159,6 +203,8 @@ def window_features(
     short: int,
     kinds: tuple[str, ...] = FEATURE_KINDS,
     residual_projector: NDArray[np.float64] | None = None,
+    lags: int = 1,
+    lag_projector: NDArray[np.float64] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
     """Window features of every row, and which rows have a full window.
 
@@ -175,6 +221,10 @@ def window_features(
         Which features, in this order.
     residual_projector : ndarray of shape (n_channels, n_channels), optional
         ``R``: residuals are ``values @ R.T``; needed for the residual features.
+    lags : int
+        ``L`` of the dynamic PCA's lagged vectors.
+    lag_projector : ndarray of shape (n_channels, n_channels * lags), optional
+        ``R_L`` (see ``lag_residuals``); needed for the ``lag_residual`` features.
 
     Returns
     -------
@@ -183,23 +233,31 @@ def window_features(
     valid : ndarray of shape (n_rows,)
         True where the row has ``window - 1`` readings before it in its segment.
     """
-    check_window(window, short)
+    check_window(window, short, lags if lag_projector is not None else 1)
     data = np.ascontiguousarray(values, dtype=np.float64)
     n_rows, n_channels = data.shape
     residuals = data @ residual_projector.T if residual_projector is not None else None
     features = np.full((n_rows, n_channels, len(kinds)), np.nan)
     valid = np.zeros(n_rows, dtype=np.bool_)
-    groups = [np.arange(n_rows)] if segments is None else _segment_rows(segments)
+    groups = segment_rows(segments, n_rows)
     for rows in groups:
         if len(rows) < window:
             continue
         seg_res = residuals[rows] if residuals is not None else None
-        features[rows[window - 1 :]] = _segment_features(data[rows], seg_res, window, short, kinds)
+        seg_lag = (
+            lag_residuals(data[rows], lags, lag_projector) if lag_projector is not None else None
+        )
+        features[rows[window - 1 :]] = _segment_features(
+            data[rows], seg_res, seg_lag, window=window, short=short, kinds=kinds
+        )
         valid[rows[window - 1 :]] = True
     return features.reshape(n_rows, n_channels * len(kinds)), valid
 
 
-def _segment_rows(segments: NDArray[np.int64]) -> list[NDArray[np.intp]]:
+def segment_rows(segments: NDArray[np.int64] | None, n_rows: int) -> list[NDArray[np.intp]]:
+    """Row indices of each segment, in order (all ``n_rows`` rows for ``None``)."""
+    if segments is None:
+        return [np.arange(n_rows)]
     order = np.argsort(segments, kind="stable")
     bounds = np.flatnonzero(np.diff(segments[order])) + 1
     return list(np.split(order, bounds))

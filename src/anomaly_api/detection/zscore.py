@@ -9,9 +9,7 @@ from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-# 1.4826 * MAD estimates the standard deviation of a normal distribution; using the
-# median and MAD keeps anomalies in the training data from inflating the scale.
-MAD_TO_STD = 1.4826
+from anomaly_api.detection.scaling import mad_std
 
 
 class ZScoreDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
@@ -32,8 +30,9 @@ class ZScoreDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     center_ : ndarray of shape (n_features,)
         Per-feature median of the training data.
     scale_ : ndarray of shape (n_features,)
-        Per-feature robust standard deviation (1.4826 * MAD; the standard deviation
-        where the MAD is zero).
+        Per-feature robust standard deviation (``mad_std``: the median and MAD keep
+        anomalies in the training data from inflating it; the standard deviation where
+        the MAD is zero).
     offset_ : float
         Threshold on ``score_samples``.
     n_features_in_ : int
@@ -55,7 +54,7 @@ class ZScoreDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             raise ValueError(f"contamination must be in (0, 0.5), got {self.contamination}")
         data = validate_data(self, X, dtype=np.float64, reset=True)
         center = np.median(data, axis=0)
-        scale = MAD_TO_STD * np.median(np.abs(data - center), axis=0)
+        scale = mad_std(data)
         fallback = data.std(axis=0)
         scale = np.where(scale > 0, scale, fallback)
         if np.any(scale <= 0):

@@ -28,7 +28,7 @@ MODEL_ANNOUNCEMENTS_TOTAL: Final = "anomaly_model_announcements_total"  # result
 CACHE_OPERATIONS_TOTAL: Final = "anomaly_cache_operations_total"  # result
 CACHE_BREAKER_STATE: Final = "anomaly_cache_breaker_state"  # state = closed|open|half_open
 
-# Issue 12, defined here for the wiring step (gauges unless said otherwise).
+# Drift, alarms and the expected rate (gauges unless said otherwise).
 FEATURE_DRIFT_PSI: Final = "anomaly_feature_drift_psi"  # feature
 FEATURE_DRIFT_KS_STATISTIC: Final = "anomaly_feature_drift_ks_statistic"  # feature
 FEATURE_DRIFT_KS_PVALUE: Final = "anomaly_feature_drift_ks_pvalue"  # feature
@@ -54,7 +54,7 @@ DRIFT_METRICS: Final = (
     FEATURE_DRIFTED,
     DRIFT_WINDOW_ROWS,
 )
-ISSUE_12_METRICS: Final = (
+MONITORING_METRICS: Final = (
     *DRIFT_METRICS,
     ALARMS_TOTAL,
     STREAM_ALARMS_TOTAL,

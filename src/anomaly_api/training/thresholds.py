@@ -7,18 +7,16 @@ Max F1 on one validation part can sit right on the normal scores' tail: the norm
 readings of a later part reach a little deeper, and the false-positive rate there is
 many times the validation part's (docs/time-aware.md, seed 42). ``normal_floor`` bounds
 that: the threshold is never looser than ``median - k * robust sd`` of the validation
-part's normal scores (robust sd = 1.4826 * MAD), an extrapolation of the normal tail
+part's normal scores (robust sd = ``mad_std``), an extrapolation of the normal tail
 that does not rest on the few most extreme normal readings.
 """
 
 from __future__ import annotations
 
-from typing import Final
-
 import numpy as np
 from numpy.typing import NDArray
 
-MAD_TO_SD: Final = 1.4826
+from anomaly_api.detection.scaling import mad_std
 
 
 def best_f1_threshold(scores: NDArray[np.float64], y: NDArray[np.int64]) -> float:
@@ -44,7 +42,7 @@ def best_f1_threshold(scores: NDArray[np.float64], y: NDArray[np.int64]) -> floa
 
 
 def normal_floor_threshold(scores: NDArray[np.float64], y: NDArray[np.int64], k: float) -> float:
-    """``median - k * 1.4826 * MAD`` of the normal rows' ``scores``: the loosest threshold
+    """``median - k * mad_std`` of the normal rows' ``scores``: the loosest threshold
     ``floored_f1_threshold`` allows."""
     if k <= 0.0:
         raise ValueError(f"the normal floor must be a positive number of sd, got {k}")
@@ -52,7 +50,7 @@ def normal_floor_threshold(scores: NDArray[np.float64], y: NDArray[np.int64], k:
     if len(normal) == 0:
         raise ValueError("cannot place a normal floor without normal rows")
     median = float(np.median(normal))
-    return median - k * MAD_TO_SD * float(np.median(np.abs(normal - median)))
+    return median - k * float(mad_std(normal))
 
 
 def floored_f1_threshold(scores: NDArray[np.float64], y: NDArray[np.int64], k: float) -> float:

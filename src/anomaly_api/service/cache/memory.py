@@ -1,13 +1,10 @@
 """In-process LRU cache with a TTL: the default, so the service runs with nothing else installed.
 
-Two ``OrderedDict``s (C code for every step a batch takes): the values in recency order
-(least recently used first) and the expiry times in write order (the soonest first, since
-every entry lives the same ``ttl_s``). A batch is one pass over its keys with
-``map(get)``, ``update`` and ``move_to_end``: for 1,000 keys 0.2-0.3 ms to look up and
-1.6 ms to store, where ``cachetools.TTLCache`` (used before; its bookkeeping is Python
-code run for each key) took 3.3 ms and 5-6 ms (CPU time, medians of 30 batches in one
-process, loaded machine). It is not thread-safe, which is fine: every call runs on the
-event loop thread and none awaits in the middle of an update.
+Two ``OrderedDict``s, so a batch's lookups and stores run in C: the values in recency order
+(least recently used first) and the expiry times in write order (every entry lives the same
+``ttl_s``, so the soonest first). Not thread-safe, and needs not be: every call runs on the
+event loop thread and none awaits in the middle of an update. Why not ``cachetools``: the
+Performance page (``docs/performance.md``).
 """
 
 from __future__ import annotations

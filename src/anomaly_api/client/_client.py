@@ -1,0 +1,232 @@
+"""What both clients share above the transport: the request bodies, the calls described
+without I/O, and ``ClientBase`` (settings, backoff jitter, the remembered model info)."""
+
+from __future__ import annotations
+
+import random
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+import httpx
+
+from anomaly_api.client._models import (
+    FeatureRow,
+    ModelInfo,
+    StreamReadings,
+    StreamState,
+    Timestamp,
+    WindowResult,
+)
+from anomaly_api.client._parse import (
+    json_content,
+    parse_json,
+    parse_stream_readings,
+    parse_stream_state,
+    parse_window,
+)
+from anomaly_api.client._transport import ClientConfig, Exchange, exchange
+
+__all__ = [
+    "Call",
+    "ClientBase",
+    "batch_content",
+    "build_request",
+    "chunked",
+    "observation",
+    "stream_body",
+    "stream_path",
+    "timestamp_value",
+]
+
+
+def observation(
+    row: FeatureRow, observation_id: str | None = None, top_k: int | None = None
+) -> dict[str, Any]:
+    """One reading as the API takes it (a list in model order, or a dict by name)."""
+    features: Any = dict(row) if isinstance(row, Mapping) else list(row)
+    body: dict[str, Any] = {"features": features}
+    if observation_id is not None:
+        body["observation_id"] = observation_id
+    if top_k is not None:
+        body["top_k"] = top_k
+    return body
+
+
+def _features(row: FeatureRow) -> Any:
+    if type(row) is list or type(row) is dict:  # as given: encoded at once, never kept
+        return row
+    return dict(row) if isinstance(row, Mapping) else list(row)
+
+
+def batch_content(rows: Iterable[FeatureRow], top_k: int | None = None) -> bytes:
+    """The JSON body of ``/predict/batch`` for ``rows`` (as ``observation`` makes each)."""
+    body: dict[str, Any] = {"observations": [{"features": _features(row)} for row in rows]}
+    if top_k is not None:
+        body["top_k"] = top_k
+    return json_content(body)
+
+
+def timestamp_value(value: Timestamp) -> str | float:
+    """A timestamp as the API takes it: ISO 8601 string or epoch seconds.
+
+    Raises ``ValueError`` for a naive ``datetime`` (its zone would be a guess) and
+    ``TypeError`` for anything else that is not a string or a number."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+            raise ValueError(
+                f"timestamp {value.isoformat()} has no timezone; pass an aware datetime "
+                "(e.g. datetime.now(timezone.utc)), an ISO string or epoch seconds"
+            )
+        return value.isoformat()
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(
+        f"timestamp must be a datetime, an ISO string or epoch seconds, not {type(value).__name__}"
+    )
+
+
+def stream_body(
+    timestamps: Sequence[Timestamp],
+    readings: Sequence[FeatureRow],
+    *,
+    top_k: int | None = None,
+    mode: str | None = None,
+    alarm_policy: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The body of ``/predict/window`` (with ``mode``) or ``/streams/{id}/readings``;
+    ``alarm_policy`` (``{"k", "window", "cooldown", "unit"}``) is sent as given.
+
+    Raises ``ValueError`` when there are not as many timestamps as readings."""
+    if len(timestamps) != len(readings):
+        raise ValueError(
+            f"{len(timestamps)} timestamps for {len(readings)} readings: give one per reading"
+        )
+    body: dict[str, Any] = {
+        "timestamps": [timestamp_value(t) for t in timestamps],
+        "readings": [dict(r) if isinstance(r, Mapping) else list(r) for r in readings],
+    }
+    if mode is not None:
+        body["mode"] = mode
+    if top_k is not None:
+        body["top_k"] = top_k
+    if alarm_policy is not None:
+        body["alarm_policy"] = dict(alarm_policy)
+    return body
+
+
+def stream_path(stream_id: str, suffix: str = "") -> str:
+    """``/streams/{stream_id}`` (the id percent-encoded; the server checks its syntax)."""
+    if not stream_id:
+        raise ValueError("stream_id must not be empty")
+    return f"/streams/{urllib.parse.quote(stream_id, safe='')}{suffix}"
+
+
+def chunked(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """``rows`` in consecutive slices of at most ``size``."""
+    if size < 1:
+        raise ValueError(f"max_batch_rows must be at least 1, got {size}")
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One API call described without I/O: the request and how to read its answer.
+
+    The stream helpers build these once here; each client only sends them."""
+
+    method: str
+    path: str
+    body: Any
+    parse: Callable[[httpx.Response], T]
+
+
+def _ignore_body(response: httpx.Response) -> None:
+    return None
+
+
+class ClientBase:
+    """State both clients keep (settings, backoff jitter, the remembered model info) and
+    the request preparation they share; subclasses add the httpx client and the I/O."""
+
+    _http: httpx.Client | httpx.AsyncClient
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+        self._rng = random.Random(config.seed)  # noqa: S311 - backoff jitter, not secrets
+        self._model_info: ModelInfo | None = None
+
+    def _http_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``httpx.Client`` / ``httpx.AsyncClient`` (bar the transport)."""
+        return {
+            "base_url": self.config.base_url,
+            "headers": self.config.headers(),
+            "timeout": self.config.timeout(),
+            "limits": self.config.limits(),
+        }
+
+    def _exchange(self, method: str, path: str, body: Any, options: dict[str, Any]) -> Exchange:
+        """The exchange of one call (``options``: ``policy``, ``accept`` and those of
+        ``exchange``)."""
+        request = build_request(self._http, method, path, body, options.pop("accept", None))
+        policy = options.pop("policy", self.config.retry)
+        return exchange(request, policy, self._rng, **options)
+
+    # Stream calls (409 ``stream_order`` and 404 ``stream_not_found`` are not retried;
+    # 429 is, honouring Retry-After, like every call).
+
+    def _window_call(
+        self,
+        timestamps: Sequence[Timestamp],
+        readings: Sequence[FeatureRow],
+        mode: Literal["last", "all"],
+        top_k: int | None,
+        alarm_policy: Mapping[str, Any] | None = None,
+    ) -> Call[WindowResult]:
+        body = stream_body(timestamps, readings, top_k=top_k, mode=mode, alarm_policy=alarm_policy)
+        return Call("POST", "/predict/window", body, lambda r: parse_window(parse_json(r)))
+
+    def _readings_call(
+        self,
+        stream_id: str,
+        timestamps: Sequence[Timestamp],
+        readings: Sequence[FeatureRow],
+        top_k: int | None,
+        alarm_policy: Mapping[str, Any] | None = None,
+    ) -> Call[StreamReadings]:
+        body = stream_body(timestamps, readings, top_k=top_k, alarm_policy=alarm_policy)
+        path = stream_path(stream_id, "/readings")
+        return Call("POST", path, body, lambda r: parse_stream_readings(parse_json(r)))
+
+    def _state_call(self, stream_id: str) -> Call[StreamState]:
+        path = stream_path(stream_id)
+        return Call("GET", path, None, lambda r: parse_stream_state(parse_json(r)))
+
+    def _reset_call(self, stream_id: str) -> Call[None]:
+        return Call("DELETE", stream_path(stream_id), None, _ignore_body)
+
+
+def build_request(
+    client: httpx.Client | httpx.AsyncClient,
+    method: str,
+    path: str,
+    body: Any = None,
+    accept: str | None = None,
+) -> httpx.Request:
+    """A request on ``client`` (its base URL and headers), with a JSON body if any
+    (``bytes``: JSON encoded already, as ``batch_content`` does) and ``accept`` as its
+    ``Accept`` header when given."""
+    headers = {} if accept is None else {"Accept": accept}
+    if body is None:
+        return client.build_request(method, path, headers=headers)
+    content = body if isinstance(body, bytes) else json_content(body)
+    headers["Content-Type"] = "application/json"
+    return client.build_request(method, path, content=content, headers=headers)
