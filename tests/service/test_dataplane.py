@@ -11,8 +11,6 @@ import numpy as np
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 from prometheus_client.parser import text_string_to_metric_families
 
 from anomaly_api.service.answers import (
@@ -32,6 +30,7 @@ from anomaly_api.service.metrics import ServiceMetrics
 from anomaly_api.service.prediction import PredictionColumns
 from anomaly_api.service.runtime import ServiceRuntime
 from api_testing import ANOMALOUS, NORMAL, make_settings
+from factories import answer_batches
 
 
 def _sample(metrics: ServiceMetrics, name: str, **labels: str) -> float | None:
@@ -244,42 +243,7 @@ async def test_answers_are_the_answer_dataclasses_json_byte_for_byte(
         assert np.array_equal(getattr(listed.predictions, name), getattr(plain.predictions, name))
 
 
-FLOATS = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(
-    [0.0, -0.0, 1e-310, 1.7976931348623157e308, 0.1, 1 / 3]
-)
-
-
-@st.composite
-def batches(draw: st.DrawFn) -> ColumnarBatchAnswer:
-    """Any columns of 1 to 12 rows, 1 to 5 features and 1 to 4 detectors, any ``top_k``."""
-    n = draw(st.integers(1, 12))
-    n_features = draw(st.integers(1, 5))
-    n_detectors = draw(st.integers(1, 4))
-    shares = draw(
-        arrays(np.float64, (n, n_features), elements=st.sampled_from([0.0, -0.0, 0.25]) | FLOATS)
-    )
-    return ColumnarBatchAnswer(
-        predictions=PredictionColumns(
-            is_anomaly=draw(arrays(np.bool_, n)),
-            anomaly_score=draw(arrays(np.float64, n, elements=FLOATS)),
-            confidence=draw(arrays(np.float64, n, elements=FLOATS)),
-            severity=draw(arrays(np.float64, n, elements=FLOATS)),
-            scores=draw(arrays(np.float64, (n, n_detectors), elements=FLOATS)),
-            votes=draw(arrays(np.bool_, (n, n_detectors))),
-            shares=shares,
-            cached=draw(arrays(np.bool_, n)),
-        ),
-        observation_ids=draw(st.lists(st.text(min_size=1, max_size=5), min_size=n, max_size=n)),
-        feature_names=draw(st.lists(st.text(max_size=4), min_size=n_features, max_size=n_features)),
-        detector_names=[f"detector,{q}" for q in range(n_detectors)],
-        thresholds=draw(st.lists(FLOATS, min_size=n_detectors, max_size=n_detectors)),
-        model_version=draw(st.text(max_size=5)),
-        inference_ms=draw(FLOATS),
-        top_k=draw(st.none() | st.integers(1, n_features)),
-    )
-
-
-@given(batches())
+@given(answer_batches())
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_any_columns_are_written_as_their_dataclasses_json(batch: ColumnarBatchAnswer) -> None:
     reference = reference_answer(batch)

@@ -35,6 +35,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.ensemble import IsolationForest
+from sklearn.exceptions import NotFittedError
 from sklearn.neighbors import LocalOutlierFactor
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -257,7 +258,8 @@ class AnomalyEnsemble(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         so the decision rule lives in one place. With the raw rows ``X`` (the same rows
         the scores are of) it also computes ``contributions``; without, they are None.
         """
-        check_is_fitted(self)
+        if not hasattr(self, "offsets_"):  # check_is_fitted's estimator tags cost a row's rule
+            raise NotFittedError("this AnomalyEnsemble is not fitted yet; call fit first")
         margins = (self.offsets_ - scores) / self.scales_
         anomaly_score = kth_largest(margins, self.min_votes)
         contributions = None

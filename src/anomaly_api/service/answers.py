@@ -180,17 +180,13 @@ class ColumnarBatchAnswer:
         n, n_features, n_detectors = len(cols), len(self.feature_names), len(self.detector_names)
         k = n_features if self.top_k is None else min(self.top_k, n_features)
         order = np.argsort(-cols.shares, axis=1, kind="stable")[:, :k]
-        numbers = _number_texts(
-            np.column_stack(
-                [
-                    cols.anomaly_score,
-                    cols.confidence,
-                    cols.severity,
-                    np.take_along_axis(cols.shares, order, axis=1),
-                    cols.scores,
-                ]
-            )
-        )
+        table = np.empty((n, 3 + k + n_detectors))
+        table[:, 0] = cols.anomaly_score
+        table[:, 1] = cols.confidence
+        table[:, 2] = cols.severity
+        table[:, 3 : 3 + k] = cols.shares[np.arange(n)[:, np.newaxis], order]
+        table[:, 3 + k :] = cols.scores
+        numbers = _number_texts(table)
         names = [dumps(name) for name in self.feature_names]
         detectors = [dumps(name) for name in self.detector_names]
         first = 8 + 2 * k  # where the detectors start

@@ -40,7 +40,7 @@ class PredictionColumns:
 
     @staticmethod
     def merged(
-        n: int, parts: Sequence[tuple[NDArray[np.intp], PredictionColumns]]
+        n: int, parts: Sequence[tuple[NDArray[np.intp] | slice, PredictionColumns]]
     ) -> PredictionColumns:
         """``n`` rows, where each ``(rows, columns)`` part gives the values of those rows."""
         first = parts[0][1]
@@ -78,16 +78,14 @@ class PredictionCodec:
         n = len(columns)
         records = np.empty(n, dtype=self._record)
         records["tag"] = _FORMAT_TAG[0]
-        records["doubles"] = np.column_stack(
-            (
-                columns.anomaly_score,
-                columns.confidence,
-                columns.severity,
-                columns.scores,
-                columns.shares,
-            )
-        )
-        records["flags"] = np.column_stack((columns.is_anomaly, columns.votes))
+        doubles, flags, d = records["doubles"], records["flags"], self.n_detectors
+        doubles[:, 0] = columns.anomaly_score
+        doubles[:, 1] = columns.confidence
+        doubles[:, 2] = columns.severity
+        doubles[:, 3 : 3 + d] = columns.scores
+        doubles[:, 3 + d :] = columns.shares
+        flags[:, 0] = columns.is_anomaly
+        flags[:, 1:] = columns.votes
         data, size = records.tobytes(), self.size
         return [data[i : i + size] for i in range(0, n * size, size)]
 

@@ -156,21 +156,23 @@ class Predictor:
         keys = prediction_keys(self._cache_prefix, self.version, X)
         found = await self._cache.get_many(keys)
         valid = self._codec.valid
-        hit = np.fromiter((blob is not None and valid(blob) for blob in found), bool, n)
-        hits, missing = np.flatnonzero(hit), np.flatnonzero(~hit)
-        parts: list[tuple[NDArray[np.intp], PredictionColumns]] = []
-        if len(hits):
-            blobs = [found[i] for i in hits.tolist()]
-            parts.append((hits, self._codec.decode(blobs)))  # type: ignore[arg-type]
+        hit = [blob is not None and valid(blob) for blob in found]
+        hits = [i for i, found_it in enumerate(hit) if found_it]
+        missing = [i for i, found_it in enumerate(hit) if not found_it]
+        parts: list[tuple[NDArray[np.intp] | slice, PredictionColumns]] = []
+        if hits:
+            blobs = [found[i] for i in hits]
+            where = slice(None) if len(hits) == n else np.array(hits, dtype=np.intp)
+            parts.append((where, self._codec.decode(blobs)))  # type: ignore[arg-type]
         model_seconds = None
-        if len(missing):
-            todo = X if len(missing) == n else np.ascontiguousarray(X[missing])
+        if missing:
+            todo = X if len(missing) == n else X[missing]
             started = time.perf_counter()
             fresh = await self._score(todo)
             model_seconds = time.perf_counter() - started
-            todo_keys = keys if len(missing) == n else [keys[i] for i in missing.tolist()]
+            todo_keys = keys if len(missing) == n else [keys[i] for i in missing]
             await self._cache.set_many(dict(zip(todo_keys, self._codec.encode(fresh), strict=True)))
-            parts.append((missing, fresh))
+            parts.append((slice(None) if len(missing) == n else np.array(missing), fresh))
         if len(parts) == 1:
             return ScoredRows(X, parts[0][1], model_seconds)
         return ScoredRows(X, PredictionColumns.merged(n, parts), model_seconds)
@@ -192,22 +194,22 @@ class Predictor:
                 out = self.model.combine(self._scorer.detector_scores(X), X)
         except ArithmeticError as exc:
             raise InvalidFeaturesError(_TOO_EXTREME) from exc
-        shares = out.contributions
-        if (
-            shares is None
-            or np.isnan(out.scores).any()
-            or np.isnan(out.anomaly_score).any()
-            or np.isnan(shares).any()
-        ):
+        shares, scores, anomaly_score = out.contributions, out.scores, out.anomaly_score
+        if shares is None or np.isnan(shares).any():
             raise InvalidFeaturesError(_TOO_EXTREME)
+        if not (np.isfinite(scores).all() and np.isfinite(anomaly_score).all()):
+            if np.isnan(scores).any() or np.isnan(anomaly_score).any():
+                raise InvalidFeaturesError(_TOO_EXTREME)
+            scores = np.clip(scores, -_MAX_DOUBLE, _MAX_DOUBLE)
+            anomaly_score = np.clip(anomaly_score, -_MAX_DOUBLE, _MAX_DOUBLE)
         return PredictionColumns(
-            is_anomaly=np.asarray(out.is_anomaly, dtype=bool),
-            anomaly_score=np.asarray(_clamped(out.anomaly_score), dtype=np.float64),
-            confidence=np.asarray(out.confidence, dtype=np.float64),
-            severity=np.asarray(out.severity, dtype=np.float64),
-            scores=np.asarray(_clamped(out.scores), dtype=np.float64),
-            votes=np.asarray(out.votes, dtype=bool),
-            shares=np.asarray(shares, dtype=np.float64),
+            is_anomaly=out.is_anomaly,
+            anomaly_score=anomaly_score,
+            confidence=out.confidence,
+            severity=out.severity,
+            scores=scores,
+            votes=out.votes,
+            shares=shares,
             cached=np.zeros(X.shape[0], dtype=bool),
         )
 
@@ -215,10 +217,3 @@ class Predictor:
 _MAX_DOUBLE = float(np.finfo(np.float64).max)
 
 _TOO_EXTREME = "feature values are too extreme to be scored"
-
-
-def _clamped(values: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``values`` with ±inf replaced by ±the largest double."""
-    if np.isfinite(values).all():
-        return values
-    return np.clip(values, -_MAX_DOUBLE, _MAX_DOUBLE)
