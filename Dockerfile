@@ -94,7 +94,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     ANOMALY_ARTIFACTS_DIR=/opt/anomaly-api/artifacts \
     ANOMALY_INFERENCE_BACKEND=${INFERENCE_BACKEND} \
     ANOMALY_HOST=0.0.0.0 \
-    ANOMALY_PORT=8000
+    ANOMALY_PORT=8000 \
+    ANOMALY_LOOP=asyncio
 
 WORKDIR /opt/anomaly-api
 USER ${APP_UID}:${APP_UID}

@@ -35,6 +35,8 @@ install: $(DEV_STAMP)
 
 ## Train the default model if none exists, then serve on port 8000.
 run: $(RUN_STAMP)
+	@echo "Admin routes (/admin/*) answer only loopback clients until an admin key is set:"
+	@echo "  ANOMALY_ADMIN_API_KEYS=<key> make run   (or in .env; see docs/operations.md)"
 	$(BIN)/anomaly-api serve --host 0.0.0.0 --port 8000
 
 ## The system tools the tests need: installed with apt-get when missing and root, else named.
@@ -71,10 +73,12 @@ clean:
 
 ## Benchmark (~10-15 min on a quiet 2-core machine, loopback only): every open performance
 ## target side by side in one run (sections predict, streams, bulk, drift; see
-## docs/performance.md). Writes bench/results/latest.json and latest.md (the docs include it).
+## docs/performance.md; other sections: python -m bench kernel cost quality). Writes
+## bench/results/latest.json and latest.md (the docs include it).
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench
 
-## The benchmark's quick pass (numbers meaningless); CI runs it via tests/bench.
+## Every section and part of the benchmark with tiny sizes (numbers meaningless; a few
+## minutes); CI runs it via tests/bench.
 bench-smoke: $(DEV_STAMP)
 	$(BIN)/python -m bench --smoke

@@ -1,5 +1,4 @@
-"""Benchmark suite for issue 5: real servers on loopback, measured in one run.
+"""The benchmark suite: ``python -m bench [SECTION[.PART] ...]`` (see ``bench/__main__.py``).
 
-Run it with ``make bench`` (about five minutes) or ``make bench-smoke`` (a quick pass
-that CI runs so the suite cannot rot). See ``python -m bench --help``.
+``make bench`` runs the target sections; ``make bench-smoke`` every part with tiny sizes.
 """

@@ -1,36 +1,17 @@
-"""``python -m bench.bulk``: bulk scoring and client throughput on the default model.
-
-Measures, on a Parquet file of synthetic sensor readings generated into a temporary
-directory (``--rows``, default 1,000,000):
-
-* local bulk scoring (``anomaly-api score`` in a child process): rows/s, rows/s per
-  core, and the child's peak RSS; plus the bare scoring rate of ``ChunkScorer`` on the
-  same rows, so reading and writing can be told apart from the model;
-* the Dask engine on a 2-worker ``LocalCluster`` (processes) over the same file, as a
-  ratio to the local path;
-* ``AnomalyClient.predict_many`` on 100,000 rows (``rows``) through one server, as a ratio to the
-  server's own batch throughput (pre-encoded 1,000-row bodies posted with the same
-  concurrency; the response only checked for 200). Fresh random rows each time, so the
-  prediction cache never answers.
-
-Writes ``bench/results/bulk.json``. ``--rss-rows 10000000`` adds a run on a file of that
-many rows, for the peak RSS whatever the file size. Numbers depend on the machine's load.
-"""
+"""Section ``bulk``: bulk scoring of a Parquet file of synthetic readings on the default
+point-wise model (``anomaly-api train``'s), locally, on a 2-worker Dask ``LocalCluster`` and
+through the CLI, and the client's ``predict_many`` against the server's own batch throughput."""
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
@@ -38,11 +19,12 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench.servers import ROOT, service_env, service_server
+from bench.data import BATCH_ROWS
+from bench.servers import service_env, service_server
 
-RESULTS = ROOT / "bench" / "results" / "bulk.json"
-CLIENT_ROWS = 100_000
-BATCH_ROWS = 1_000
+if TYPE_CHECKING:
+    from bench.__main__ import Context
+
 CONCURRENCY = 4
 
 
@@ -93,42 +75,7 @@ def timed_run(engine: Any, data: Path, out: Path, chunk_rows: int) -> float:
     return time.perf_counter() - started
 
 
-def bare_scoring(artifacts: Path, rows: int, threads: int) -> float:
-    """Rows/s of ``ChunkScorer.answers`` on 100,000-row matrices (no I/O)."""
-    from anomaly_api.bulk.scoring import load_scorer
-
-    scorer = load_scorer(artifacts, None, threads=threads)
-    X = np.ascontiguousarray(np.random.default_rng(1).normal(size=(min(rows, 200_000), 8)))
-    scorer.answers(X[:5_000])
-    started = time.perf_counter()
-    scorer.answers(X)
-    seconds = time.perf_counter() - started
-    scorer.close()
-    return len(X) / seconds
-
-
-def stage_split(artifacts: Path) -> dict[str, float]:
-    """Seconds per 100,000 rows of the neighbour query vs the whole detector scoring."""
-    from anomaly_api.artifacts import load_artifact
-    from anomaly_api.service.scoring import build_scorer
-
-    model = load_artifact(artifacts, None).model
-    scorer: Any = build_scorer(model, "fast")
-    X = np.ascontiguousarray(np.random.default_rng(2).normal(size=(100_000, 8)))
-    scorer.detector_scores(X[:2_000])
-    started = time.perf_counter()
-    scorer.neighbours_.query(X)
-    query = time.perf_counter() - started
-    started = time.perf_counter()
-    scores = scorer.detector_scores(X)
-    total = time.perf_counter() - started
-    started = time.perf_counter()
-    model.combine(scores)
-    combine = time.perf_counter() - started
-    return {"knn_query_s": query, "detector_scores_s": total, "combine_s": combine}
-
-
-def client_vs_server(artifacts: Path, rows: int = CLIENT_ROWS, rounds: int = 5) -> dict[str, Any]:
+def client_vs_server(artifacts: Path, rows: int, rounds: int = 5) -> dict[str, Any]:
     """predict_many on ``rows`` rows vs pre-encoded batch posts, through one server.
 
     Interleaved in ``rounds`` (each: 1/rounds of the rows posted raw, then as many
@@ -180,12 +127,14 @@ def client_vs_server(artifacts: Path, rows: int = CLIENT_ROWS, rounds: int = 5) 
     }
 
 
-def prepare(root: Path, rows: int, chunk_rows: int) -> tuple[Path, Path, Path]:
-    """The default point-wise model (``anomaly-api train``'s) and two Parquet files of
-    readings under ``root``: ``rows`` to measure and a warm-up file of four chunks."""
+@cache
+def prepared(root: Path, rows: int, chunk_rows: int) -> tuple[Path, Path, Path]:
+    """The default point-wise model and two Parquet files under ``root`` (made once per
+    run): ``rows`` readings to measure and a warm-up file of four chunks."""
     from anomaly_api.data.synthetic import SENSOR_CHANNELS
     from anomaly_api.training.pipeline import train_default_model
 
+    root.mkdir(exist_ok=True)
     artifacts = root / "artifacts"
     train_default_model(artifacts)
     data, warm = root / "readings.parquet", root / "warm.parquet"
@@ -194,102 +143,51 @@ def prepare(root: Path, rows: int, chunk_rows: int) -> tuple[Path, Path, Path]:
     return artifacts, data, warm
 
 
-def engines(
-    artifacts: Path, data: Path, warm: Path, rows: int, chunk_rows: int, root: Path
-) -> dict[str, Any]:
-    """``runner.run`` on ``data`` in-process on all cores, then on a 2-worker Dask
-    ``LocalCluster`` (processes, model loaded by a warm-up run first): rows/s and the ratio."""
+def _sizes(ctx: Context) -> tuple[Path, Path, Path, int, int]:
+    rows, chunk_rows = ctx.size(10_000, 500_000), ctx.size(2_500, 100_000)
+    return (*prepared(ctx.workdir / "bulk", rows, chunk_rows), rows, chunk_rows)
+
+
+def engines(ctx: Context) -> dict[str, Any]:
+    """``runner.run`` on the file in process on all cores, then on a 2-worker Dask
+    ``LocalCluster`` (processes; the model loaded by a warm-up file first): rows/s, ratio."""
     from anomaly_api.bulk.engines import DaskEngine, LocalEngine
 
+    artifacts, data, warm, rows, chunk_rows = _sizes(ctx)
     cores = os.cpu_count() or 1
     local = LocalEngine(artifacts, None, threads=None)
     try:
-        local_s = timed_run(local, data, root / "local.parquet", chunk_rows)
+        local_s = timed_run(local, data, ctx.workdir / "local.parquet", chunk_rows)
     finally:
         local.close()
     dask = DaskEngine(artifacts, None, n_workers=2)
     try:
-        timed_run(dask, warm, root / "dask-warm.parquet", chunk_rows)  # model loads
-        dask_s = timed_run(dask, data, root / "dask.parquet", chunk_rows)
+        timed_run(dask, warm, ctx.workdir / "dask-warm.parquet", chunk_rows)
+        dask_s = timed_run(dask, data, ctx.workdir / "dask.parquet", chunk_rows)
     finally:
         dask.close()
-    local_rows_s = rows / local_s
-    return {
-        "rows": rows,
-        "chunk_rows": chunk_rows,
-        "cores": cores,
-        "local": {
-            "rows_s": local_rows_s,
-            "rows_s_per_core": local_rows_s / cores,
-            "target_rows_s_per_core": 40_000,
-        },
-        "dask_2_workers": {
-            "rows_s": rows / dask_s,
-            "ratio_to_local": local_s / dask_s,
-            "target_ratio": 0.7,
-        },
-    }
+    return {"bulk": {
+        "rows": rows, "chunk_rows": chunk_rows, "cores": cores,
+        "local": {"rows_s": rows / local_s, "rows_s_per_core": rows / local_s / cores},
+        "dask_2_workers": {"rows_s": rows / dask_s, "ratio_to_local": local_s / dask_s},
+    }}  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="python -m bench.bulk")
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--rss-rows", type=int, default=0, help="also a run on this many rows")
-    parser.add_argument("--chunk-rows", type=int, default=100_000)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--skip-client", action="store_true")
-    args = parser.parse_args(argv)
-
-    from anomaly_api.data.synthetic import SENSOR_CHANNELS
-
-    cores = os.cpu_count() or 1
-    report: dict[str, Any] = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cores": cores,
-            "python": platform.python_version(),
-            "load_avg_1m_at_start": os.getloadavg()[0],
-        },
-        "rows": args.rows,
-        "chunk_rows": args.chunk_rows,
-    }
-    with tempfile.TemporaryDirectory(prefix="bench-bulk-") as tmp:
-        root = Path(tmp)
-        artifacts, data, warm = prepare(root, args.rows, args.chunk_rows)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ANOMALY_")}
-        env["ANOMALY_ARTIFACTS_DIR"] = str(artifacts)
-
-        report["bare_scoring_rows_s"] = {
-            f"threads_{t}": bare_scoring(artifacts, args.rows, t) for t in (1, cores)
-        }
-        report["stages_per_100k_rows"] = stage_split(artifacts)
-
-        cli = cli_run(
-            ["score", "--data", str(data), "--out", str(root / "cli.parquet"),
-             "--chunk-rows", str(args.chunk_rows), "--no-progress"],
-            env,
-        )  # fmt: skip
-        report["local_cli"] = cli | {"rows_s_incl_start": args.rows / cli["wall_s"]}
-        measured = engines(artifacts, data, warm, args.rows, args.chunk_rows, root)
-        report["local"], report["dask_2_workers"] = measured["local"], measured["dask_2_workers"]
-        if args.rss_rows:
-            big = root / "big.parquet"
-            write_readings(big, args.rss_rows, list(SENSOR_CHANNELS))
-            rss = cli_run(
-                ["score", "--data", str(big), "--out", str(root / "big-out.parquet"),
-                 "--chunk-rows", str(args.chunk_rows), "--no-progress"],
-                env,
-            )  # fmt: skip
-            report["rss_run"] = rss | {"rows": args.rss_rows,
-                                       "input_mb": big.stat().st_size / 1e6}  # fmt: skip
-        if not args.skip_client:
-            report["client_vs_server"] = client_vs_server(artifacts)
-    report["machine"]["load_avg_1m_at_end"] = os.getloadavg()[0]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    return report
+def cli(ctx: Context) -> dict[str, Any]:
+    """``anomaly-api score`` on the same file in a child process: wall time with start-up,
+    and the child's peak RSS."""
+    artifacts, data, _, rows, chunk_rows = _sizes(ctx)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANOMALY_")}
+    env["ANOMALY_ARTIFACTS_DIR"] = str(artifacts)
+    run = cli_run(["score", "--data", str(data), "--out", str(ctx.workdir / "cli.parquet"),
+                   "--chunk-rows", str(chunk_rows), "--no-progress"], env)  # fmt: skip
+    return {"bulk": {"cli": {**run, "rows": rows, "rows_s_incl_start": rows / run["wall_s"]}}}
 
 
-if __name__ == "__main__":
-    main()
+def client(ctx: Context) -> dict[str, Any]:
+    """The client's ``predict_many`` against the server's own batch throughput."""
+    artifacts = _sizes(ctx)[0]
+    return {"bulk": {"client_vs_server": client_vs_server(artifacts, ctx.size(2_000, 100_000))}}
+
+
+PARTS = {"engines": engines, "cli": cli, "client": client}

@@ -1,7 +1,7 @@
 """An optional probe of the served process for the p99 tail: event-loop lag and GC pauses.
 
-``python -m bench --lag-probe`` serves ``create_probed_app`` instead of the plain app factory:
-the same service plus one bench-only route, ``GET /_bench/lag``. Its first call starts
+``python -m bench predict --lag-probe`` serves ``create_probed_app`` instead of the plain app
+factory: the same service plus one bench-only route, ``GET /_bench/lag``. Its first call starts
 
 * a task on the event loop that sleeps ``INTERVAL_S`` (10 ms) again and again and records how
   late it wakes (the loop's lag: how long something else held it), and
@@ -9,24 +9,33 @@ the same service plus one bench-only route, ``GET /_bench/lag``. Its first call 
 
 Each call answers what was recorded since the previous one (percentiles in ms) and starts a
 new window, so the bench calls it before and after each wrk run and stores the second answer
-next to that run's latencies. The probe never runs in the served product.
+next to that run's latencies, with the service's own latency histogram over the run
+(``observe``). The probe never runs in the
+served product.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import http.client
+import math
+import re
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 from fastapi import FastAPI
 
 from anomaly_api.api.app import create_app
 
-__all__ = ["INTERVAL_S", "LagProbe", "create_probed_app"]
+if TYPE_CHECKING:
+    from bench.servers import Server
+
+__all__ = ["INTERVAL_S", "LagProbe", "create_probed_app", "observe"]
 
 INTERVAL_S = 0.010
 PATH = "/_bench/lag"
@@ -122,3 +131,52 @@ def create_probed_app() -> FastAPI:
 
     app.router.lifespan_context = lifespan
     return app
+
+
+def _get(port: int, path: str) -> bytes:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        payload = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{path} answered {response.status}: {payload[:200]!r}")
+        return payload
+    finally:
+        conn.close()
+
+
+_BUCKET = re.compile(
+    r'^anomaly_http_request_duration_seconds_bucket\{le="([^"]+)",method="POST",'
+    r'route="/predict",status="200"\} ([0-9.e+]+)$',
+    re.MULTILINE,
+)
+
+
+def app_latency(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
+    """Requests between two scrapes of the service's ``/predict`` histogram and the bucket
+    holding their p50 and p99 (upper bound, ms): the time inside the app, without the socket
+    queue and uvicorn's parser that wrk's latency also counts."""
+    counts = {le: after[le] - before.get(le, 0.0) for le in sorted(after)}
+    total = counts.get(math.inf, 0.0)
+    out: dict[str, Any] = {"requests": total}
+    for name, q in (("p50_le_ms", 0.5), ("p99_le_ms", 0.99)):
+        bound = next((le for le, c in counts.items() if total and c >= q * total), math.inf)
+        out[name] = bound * 1e3 if bound != math.inf else "inf"
+    return out
+
+
+@contextmanager
+def observe(server: Server) -> Iterator[dict[str, Any]]:
+    """What the probed service went through while the block ran: the probe's window and
+    the in-app latency."""
+
+    def buckets() -> dict[float, float]:
+        text = _get(server.port, "/metrics").decode()
+        return {float(le): float(count) for le, count in _BUCKET.findall(text)}
+
+    _get(server.port, PATH)  # starts the probe, or drops what came before
+    scraped, seen = buckets(), dict[str, Any]()
+    yield seen
+    seen["lag_probe"] = orjson.loads(_get(server.port, PATH))
+    seen["in_app_latency"] = app_latency(scraped, buckets())

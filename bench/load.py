@@ -1,4 +1,5 @@
-"""HTTP load with wrk (one thread, a fixed duration) and a sequential keep-alive client."""
+"""HTTP load: wrk for a fixed duration (``/predict`` or stream readings) and a sequential
+keep-alive client posting a fixed list of bodies."""
 
 from __future__ import annotations
 
@@ -8,14 +9,12 @@ import shutil
 import statistics
 import subprocess
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 
-from bench.servers import HOST
+from anomaly_api.testing import HOST
 
 # Each request gets its own feature vector (a counter nudges two features), so the
 # service's cache never answers: these are cache misses. ``same`` repeats one body.
@@ -31,35 +30,38 @@ request = function()
   return wrk.format("POST", "{path}", {{["Content-Type"] = "application/json"}}, body)
 end
 """
+# One stream per wrk thread (one connection each, so its readings arrive in order);
+# timestamps go up 300 s per request from t0. Each thread counts the answers its store
+# served fail-open from process memory ("degraded": a Redis call failed); done() prints it.
+STREAM_LUA = """
+local threads = {{}}
+local counter = 0
+function setup(thread)
+  counter = counter + 1
+  thread:set("sid", counter)
+  table.insert(threads, thread)
+end
+degraded = 0
+function response(status, headers, body)
+  if string.find(body, '"degraded":true', 1, true) then degraded = degraded + 1 end
+end
+function done(summary, latency, requests)
+  local total = 0
+  for _, thread in ipairs(threads) do total = total + thread:get("degraded") end
+  io.write(string.format("degraded answers: %d\\n", total))
+end
+local n = 0
+request = function()
+  n = n + 1
+  local body = string.format(
+    '{{"timestamps":[%d],"readings":[[%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f]]}}',
+    {t0} + n * 300, math.sin(n / 7), math.cos(n / 5), math.sin(n / 3) * 0.5, 0.1,
+    math.cos(n / 11), math.sin(n / 13), 0.2 + n * 1e-6, -0.1)
+  return wrk.format("POST", "/streams/bench-" .. sid .. "/readings",
+    {{["Content-Type"] = "application/json"}}, body)
+end
+"""
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-BATCH_ROWS = 1000
-N_FEATURES = 8
-_BATCH_BASE = np.random.default_rng(1).normal(size=(BATCH_ROWS, N_FEATURES))
-
-
-def batch_body(i: int) -> bytes:
-    """The ``i``-th 1,000-row batch body; its rows differ from every other's (cache misses)."""
-    rows = np.round(_BATCH_BASE + i * 1e-6, 6).tolist()
-    return orjson.dumps({"observations": [{"features": row} for row in rows]})
-
-
-@dataclass(frozen=True)
-class LoadResult:
-    """Throughput and latency percentiles of one wrk run."""
-
-    connections: int
-    duration_s: float
-    requests: int
-    requests_per_s: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    """Non-2xx answers plus socket errors (connect, read, write, timeouts)."""
-    non_2xx: int
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain dict for the JSON report."""
-        return asdict(self)
 
 
 def _ms(text: str) -> float:
@@ -69,8 +71,9 @@ def _ms(text: str) -> float:
     return float(match[1]) * _UNITS[match[2]]
 
 
-def parse_wrk(output: str, connections: int, duration_s: float) -> LoadResult:
-    """Read requests/s, p50, p99 and error counts from ``wrk --latency`` output."""
+def parse_wrk(output: str, connections: int, duration_s: float) -> dict[str, Any]:
+    """Requests, requests/s, p50, p99 and errors (non-2xx answers plus socket errors:
+    connect, read, write, timeouts) from ``wrk --latency`` output."""
     percentiles = dict(re.findall(r"^\s+(50|99)\.000%\s+(\S+)", output, re.MULTILINE))
     if not percentiles:  # wrk without HdrHistogram prints "50%" rather than "50.000%"
         percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", output, re.MULTILINE))
@@ -84,33 +87,41 @@ def parse_wrk(output: str, connections: int, duration_s: float) -> LoadResult:
     )
     bad_status = int(non_2xx[1]) if non_2xx else 0
     errors = bad_status + (sum(int(n) for n in socket_errors.groups()) if socket_errors else 0)
-    return LoadResult(
-        connections=connections,
-        duration_s=duration_s,
-        requests=int(requests[1]),
-        requests_per_s=float(rate[1]),
-        p50_ms=_ms(percentiles["50"]),
-        p99_ms=_ms(percentiles["99"]),
-        errors=errors,
-        non_2xx=bad_status,
-    )
+    return {
+        "connections": connections, "duration_s": duration_s, "requests": int(requests[1]),
+        "requests_per_s": float(rate[1]), "p50_ms": _ms(percentiles["50"]),
+        "p99_ms": _ms(percentiles["99"]), "errors": errors, "non_2xx": bad_status,
+    }  # fmt: skip
 
 
 def run_wrk(
-    port: int, path: str, connections: int, duration_s: float, *, unique: bool, workdir: Path
-) -> LoadResult:
-    """POST to ``path`` with ``connections`` keep-alive connections for ``duration_s``."""
+    port: int,
+    path: str,
+    connections: int,
+    duration_s: float,
+    *,
+    workdir: Path,
+    unique: bool = True,
+    script: str | None = None,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """``connections`` keep-alive connections on ``threads`` wrk threads for ``duration_s``:
+    POSTs to ``path`` (the ``/predict`` script) or what ``script`` (Lua) sends; as a dict,
+    with ``degraded_answers`` when the script counts them."""
     binary = shutil.which("wrk")
     if binary is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
-    script = (
-        workdir / f"wrk-{'unique' if unique else 'same'}-{path.strip('/').replace('/', '_')}.lua"
-    )
-    script.write_text(_LUA.format(unique="true" if unique else "false", path=path))
-    args = [binary, "-t1", f"-c{connections}", f"-d{duration_s:g}s", "--latency", "--timeout", "5s"]
-    args += ["-s", str(script), f"http://{HOST}:{port}{path}"]
-    done = subprocess.run(args, capture_output=True, text=True, check=True, timeout=duration_s + 30)
-    return parse_wrk(done.stdout, connections, duration_s)
+    lua = script or _LUA.format(unique="true" if unique else "false", path=path)
+    file = workdir / f"wrk-{abs(hash(lua))}.lua"
+    file.write_text(lua)
+    args = [binary, f"-t{threads}", f"-c{connections}", f"-d{duration_s:g}s", "--latency"]
+    args += ["--timeout", "5s", "-s", str(file), f"http://{HOST}:{port}{path}"]
+    done = subprocess.run(args, capture_output=True, text=True, check=True, timeout=duration_s + 60)
+    result = parse_wrk(done.stdout, connections, duration_s)
+    degraded = re.search(r"^degraded answers: (\d+)$", done.stdout, re.MULTILINE)
+    if degraded is not None:
+        result["degraded_answers"] = int(degraded[1])
+    return result
 
 
 def post_many(port: int, path: str, bodies: list[bytes]) -> dict[str, Any]:

@@ -1,44 +1,51 @@
-"""Detection quality, reproducibly: ``python -m bench.quality {tep,synthetic,adbench} [options]``.
+"""Section ``quality``: detection quality, reproducibly (seeded).
 
-* ``tep``: fit on ``train_normal.csv`` (no labels, thresholds from ``contamination``), then
-  per fault the detection rate (rows 160-959 flagged) and the false-alarm rate (rows 0-159
-  of every test file plus ``test_normal.csv``); for faults with a known root-cause
-  variable, how often the top contribution of a flagged row names it.
-* ``synthetic``: the training pipeline (fit, thresholds tuned on validation, held-out
-  test) on the synthetic sensor data for several seeds; per-kind recall of the ensemble.
-* ``adbench``: the training pipeline on the ADBench classical sets; test ROC-AUC, PR-AUC, F1.
-
-Each writes its results as JSON (``--out``, default ``bench/results/quality-<what>.json``)
-and prints a table. ``--detectors`` / ``--min-votes`` / ``--contamination`` choose the
-ensemble as ``anomaly-api train`` does.
+- ``pointwise``: the ensemble as ``anomaly-api train`` builds it. TEP: fitted on
+  ``train_normal`` (no labels, thresholds from contamination), per fault the detection rate
+  (rows 160-959 flagged), the false-alarm rate (rows 0-159 and ``test_normal``) and, for
+  faults with a known root-cause variable, how often a flagged row's top contribution names
+  it; synthetic: the training pipeline per seed, recall per anomaly kind; ADBench: held-out
+  ROC-AUC, PR-AUC and F1 per classical set. ``--set detectors=a,b --set min_votes=N
+  --set contamination=X`` choose the ensemble; ``faults``, ``seeds``, ``sets`` the data.
+- ``time``: the time-aware model (``bench.quality_time``).
+- ``alarms``: alarms per day at normal operation against detection delay for a few alarm
+  policies, on a fresh 30-day synthetic stream and on TEP.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
+import statistics
 import time
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
+from anomaly_api.data.anomalies import NORMAL_KIND
+from anomaly_api.data.loading import dataset_from_frame, synthetic_dataset
+from anomaly_api.data.synthetic import (
+    KIND_COLUMN,
+    LABEL_COLUMN,
+    SENSOR_CHANNELS,
+    generate_sensor_data,
+)
 from anomaly_api.detection import AnomalyEnsemble
+from anomaly_api.monitoring import AlarmPolicy, AlarmState
 from anomaly_api.training.pipeline import EnsembleConfig, fit_and_evaluate, new_ensemble
+from bench import quality_time
+from bench.data import DATASETS, TEP, TEP_FAULT_ONSET, TEP_HARD_FAULTS, tep_available, tep_frame
 
-ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT / ".." / "shared" / "datasets"
-TEP = DATASETS / "tep"
+if TYPE_CHECKING:
+    from bench.__main__ import Context
+
 ADBENCH = DATASETS / "adbench_classical"
 ADBENCH_SETS = ("thyroid", "cardio", "satellite", "pendigits", "mammography", "shuttle")
 ADBENCH_DROP = {"cardio": ("f6",)}
-"""Constant in cardio's normal training rows (non-zero only in anomalies): refused since
-the model scales its inputs; before, a rounding-level std of ~1e-17 let it through."""
-FAULT_ONSET = 160
-N_FAULTS = 21
-HARD_FAULTS = (3, 9, 15)
+"""Constant in cardio's normal training rows (non-zero only in anomalies): the model,
+which scales its inputs, refuses a constant feature."""
+
 # Variables a fault acts on directly (Downs & Vogel 1993; Chiang, Russell & Braatz,
 # "Fault detection and diagnosis in industrial systems", 2001). xmv_3/xmeas_1: A feed;
 # xmv_4/xmeas_4: A and C feed (stream 4); xmv_10/xmeas_9/xmeas_21: reactor cooling
@@ -58,49 +65,41 @@ KNOWN_VARIABLES: dict[int, tuple[str, ...]] = {
 }
 
 
-def ensemble_config(args: argparse.Namespace) -> EnsembleConfig:
-    """The members, vote and contamination the options describe (defaults otherwise)."""
+def config(ctx: Context) -> EnsembleConfig:
+    """The members, vote and contamination ``--set`` chose (the defaults otherwise)."""
     default = EnsembleConfig()
+    detectors = ctx.option("detectors", ",".join(default.detectors))
     return EnsembleConfig(
-        detectors=tuple(args.detectors.split(",")) if args.detectors else default.detectors,
-        min_votes=default.min_votes if args.min_votes is None else args.min_votes,
-        contamination=default.contamination if args.contamination is None else args.contamination,
+        detectors=tuple(detectors.split(",")),
+        min_votes=ctx.option("min_votes", default.min_votes),
+        contamination=ctx.option("contamination", default.contamination),
     )
 
 
-def build_model(args: argparse.Namespace, seed: int) -> AnomalyEnsemble:
-    """The ensemble ``anomaly-api train`` builds for these options (not yet fitted)."""
-    return new_ensemble(seed, ensemble_config(args))
-
-
-def _read_tep(name: str) -> pd.DataFrame:
-    return pd.read_csv(TEP / name)
-
-
-def tep(args: argparse.Namespace) -> dict[str, Any]:
+def _tep(ctx: Context) -> dict[str, Any]:
     """Detection and false-alarm rates per TEP fault, and top-contribution hits."""
-    train = _read_tep("train_normal.csv")
-    features = [c for c in train.columns if c.startswith(("xmeas_", "xmv_"))]
+    train, _, features = tep_frame("train_normal")
     started = time.perf_counter()
-    model = build_model(args, args.seed).fit(train[features].to_numpy(np.float64))
+    model = new_ensemble(ctx.option("seed", 42), config(ctx)).fit(train)
     fit_seconds = time.perf_counter() - started
-    faults = args.faults or list(range(1, N_FAULTS + 1))
-    normal_flags = [model.predict(_read_tep("test_normal.csv")[features].to_numpy()) == -1]
+    every = ",".join(map(str, range(1, 22)))
+    faults = [int(f) for f in ctx.option("faults", ctx.size("4,14", every)).split(",")]
+    normal_flags = [model.predict(tep_frame("test_normal")[0]) == -1]
     per_fault: dict[str, Any] = {}
     for fault in faults:
-        X = _read_tep(f"test_fault{fault:02d}.csv")[features].to_numpy(np.float64)
+        X = tep_frame(f"test_fault{fault:02d}")[0]
         out = model.explain(X)
         flags = out.is_anomaly
-        normal_flags.append(flags[:FAULT_ONSET])
-        after = flags[FAULT_ONSET:]
+        normal_flags.append(flags[:TEP_FAULT_ONSET])
+        after = flags[TEP_FAULT_ONSET:]
         row: dict[str, Any] = {
             "detection_rate": float(after.mean()),
-            "false_alarm_rate": float(flags[:FAULT_ONSET].mean()),
+            "false_alarm_rate": float(flags[:TEP_FAULT_ONSET].mean()),
         }
         contributions = getattr(out, "contributions", None)
         if fault in KNOWN_VARIABLES and contributions is not None:
             known = {features.index(name) for name in KNOWN_VARIABLES[fault]}
-            fault_rows = contributions[FAULT_ONSET:][after]
+            fault_rows = contributions[TEP_FAULT_ONSET:][after]
             top = np.argsort(-fault_rows, axis=1, kind="stable")[:, :3]
             names, counts = np.unique(top[:, 0], return_counts=True)
             row["known_variables"] = list(KNOWN_VARIABLES[fault])
@@ -110,7 +109,7 @@ def tep(args: argparse.Namespace) -> dict[str, Any]:
             row["most_frequent_top1"] = features[int(names[np.argmax(counts)])]
         per_fault[str(fault)] = row
     rates = {int(f): v["detection_rate"] for f, v in per_fault.items()}
-    kept = [r for f, r in rates.items() if f not in HARD_FAULTS]
+    kept = [r for f, r in rates.items() if f not in TEP_HARD_FAULTS]
     hits = [v["top1_names_known"] for v in per_fault.values() if "top1_names_known" in v]
     return {
         "model": model.get_params(),
@@ -123,14 +122,13 @@ def tep(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def synthetic(args: argparse.Namespace) -> dict[str, Any]:
+def _synthetic(ctx: Context) -> dict[str, Any]:
     """Per-kind recall and ROC-AUC of the ensemble on the synthetic data, per seed."""
     from anomaly_api.data.loading import synthetic_dataset
 
     runs = []
-    config = ensemble_config(args)
-    for seed in range(args.seeds):
-        trained = fit_and_evaluate(synthetic_dataset(seed=seed), seed=seed, config=config)
+    for seed in range(ctx.option("seeds", ctx.size(1, 10))):
+        trained = fit_and_evaluate(synthetic_dataset(seed=seed), seed=seed, config=config(ctx))
         test = trained.metrics["test"]
         runs.append(
             {
@@ -141,7 +139,6 @@ def synthetic(args: argparse.Namespace) -> dict[str, Any]:
         )
     kinds = runs[0]["per_kind_recall"].keys()
     return {
-        "model": build_model(args, 0).get_params(),
         "mean_per_kind_recall": {
             k: float(np.mean([r["per_kind_recall"][k] for r in runs])) for k in kinds
         },
@@ -153,45 +150,157 @@ def synthetic(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def adbench(args: argparse.Namespace) -> dict[str, Any]:
+def _adbench(ctx: Context) -> dict[str, Any]:
     """Held-out test metrics of the ensemble on each ADBench classical set."""
     from anomaly_api.data.loading import load_dataset
 
-    config = ensemble_config(args)
     results = {}
-    for name in args.sets.split(","):
+    for name in ctx.option("sets", ctx.size("thyroid", ",".join(ADBENCH_SETS))).split(","):
         dataset = load_dataset(ADBENCH / f"{name}.csv")
         if name in ADBENCH_DROP:
             kept = [f for f in dataset.feature_names if f not in ADBENCH_DROP[name]]
             dataset = load_dataset(ADBENCH / f"{name}.csv", features=kept)
-        trained = fit_and_evaluate(dataset, seed=args.seed, config=config)
+        trained = fit_and_evaluate(dataset, seed=ctx.option("seed", 42), config=config(ctx))
         results[name] = trained.metrics["test"]["detectors"]["ensemble"]
-    return {"model": build_model(args, args.seed).get_params(), "sets": results}
+    return {"sets": results}
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run one evaluation and write its JSON."""
-    parser = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__)
-    parser.add_argument("what", choices=("tep", "synthetic", "adbench"))
-    parser.add_argument("--detectors", default=None, help="comma-separated member names")
-    parser.add_argument("--min-votes", type=int, default=None)
-    parser.add_argument("--contamination", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--seeds", type=int, default=10, help="synthetic: seeds 0..N-1")
-    parser.add_argument("--faults", type=lambda s: [int(f) for f in s.split(",")], default=None)
-    parser.add_argument("--sets", default=",".join(ADBENCH_SETS))
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args(argv)
-    result = {"tep": tep, "synthetic": synthetic, "adbench": adbench}[args.what](args)
-    result["command"] = "python -m bench.quality " + " ".join(argv or sys.argv[1:])
-    out = args.out or ROOT / "bench" / "results" / f"quality-{args.what}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    summary = {k: v for k, v in result.items() if k not in ("faults", "runs", "sets", "model")}
-    print(json.dumps(summary, indent=2))
-    for name, row in result.get("faults", result.get("sets", {})).items():
-        print(name, {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()})
+def pointwise(ctx: Context) -> dict[str, Any]:
+    """The ensemble on TEP (when present), the synthetic data and ADBench (when present)."""
+    out: dict[str, Any] = {"model": new_ensemble(0, config(ctx)).get_params(),
+                           "synthetic": _synthetic(ctx)}  # fmt: skip
+    if tep_available():
+        out["tep"] = _tep(ctx)
+    if ADBENCH.is_dir():
+        out["adbench"] = _adbench(ctx)
+    return {"quality": {"pointwise": out}}
 
 
-if __name__ == "__main__":
-    main()
+POLICIES: dict[str, AlarmPolicy] = {
+    "every anomaly (k=1)": AlarmPolicy(k=1, window=1, cooldown=0),
+    "3 of 5, cool-down 12": AlarmPolicy(k=3, window=5, cooldown=12),
+    "6 of 10, cool-down 12": AlarmPolicy(k=6, window=10, cooldown=12),
+    "10 of 20, cool-down 12": AlarmPolicy(k=10, window=20, cooldown=12),
+}
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One stream's decisions and labels, oldest first."""
+
+    name: str
+    flagged: NDArray[np.bool_]
+    labels: NDArray[np.int64]
+    segments: list[tuple[int, int, str]]
+    """(first row, last row, kind) of each anomalous stretch."""
+
+
+def segments_of(kinds: NDArray[np.str_]) -> list[tuple[int, int, str]]:
+    """Contiguous runs of one non-normal kind."""
+    out: list[tuple[int, int, str]] = []
+    start = 0
+    for i in range(1, len(kinds) + 1):
+        if i == len(kinds) or kinds[i] != kinds[start]:
+            if kinds[start] != NORMAL_KIND:
+                out.append((start, i - 1, str(kinds[start])))
+            start = i
+    return out
+
+
+SUSTAINED_ROWS = 5
+"""Segments at least this long count as sustained (single-row spikes are not)."""
+
+
+def evaluate(streams: list[Stream], policy: AlarmPolicy, minutes: float) -> dict[str, Any]:
+    """False alarms per day of normal rows, and per segment whether and when it alarmed."""
+    false_alarms = normal_rows = 0
+    found: list[tuple[str, int, float | None]] = []  # kind, length, delay
+    for stream in streams:
+        alarms, _ = policy.evaluate(AlarmState(), stream.flagged)
+        normal = stream.labels == 0
+        false_alarms += int(np.sum(alarms & normal))
+        normal_rows += int(np.sum(normal))
+        for first, last, kind in stream.segments:
+            hits = np.flatnonzero(alarms[first : last + 1])
+            delay = float(hits[0]) * minutes if hits.size else None
+            found.append((kind, last - first + 1, delay))
+    days = normal_rows * minutes / 1440.0
+
+    def summary(rows: list[tuple[str, int, float | None]]) -> dict[str, Any]:
+        delays = [d for _, _, d in rows if d is not None]
+        return {
+            "segments": len(rows),
+            "detected_share": round(len(delays) / len(rows), 3) if rows else None,
+            "delay_minutes_median": round(statistics.median(delays), 1) if delays else None,
+            "delay_minutes_mean": round(statistics.fmean(delays), 1) if delays else None,
+        }
+
+    kinds = sorted({kind for kind, _, _ in found})
+    return {
+        "policy": policy.to_dict(),
+        "normal_days": round(days, 2),
+        "false_alarms": false_alarms,
+        "false_alarms_per_day": round(false_alarms / days, 2),
+        **summary(found),
+        "sustained": summary([f for f in found if f[1] >= SUSTAINED_ROWS]),
+        "by_kind": {kind: summary([f for f in found if f[0] == kind]) for kind in kinds},
+    }
+
+
+def synthetic_streams(rows: int) -> tuple[list[Stream], dict[str, Any]]:
+    """The default model and one fresh 30-day synthetic stream."""
+    trained = fit_and_evaluate(synthetic_dataset(seed=42), seed=42)
+    frame = generate_sensor_data(rows, seed=7)
+    X = frame[list(SENSOR_CHANNELS)].to_numpy(dtype=np.float64)
+    flagged = trained.model.explain(X).is_anomaly
+    labels = frame[LABEL_COLUMN].to_numpy(dtype=np.int64)
+    kinds = frame[KIND_COLUMN].astype(str).to_numpy(dtype=np.str_)
+    stream = Stream("synthetic seed=7", flagged, labels, segments_of(kinds))
+    info = {
+        "model": "default (fit_and_evaluate(synthetic_dataset(seed=42)))",
+        "stream": "generate_sensor_data(rows, seed=7): 30 days of 5-minute readings",
+        "rows": len(frame),
+        "flagged_share_on_normal_rows": round(float(flagged[labels == 0].mean()), 4),
+        "anomalous_rows": int(labels.sum()),
+    }
+    return [stream], info
+
+
+def tep_streams(model: AnomalyEnsemble, faults: range) -> list[Stream]:
+    """test_normal and the 21 fault files, scored by ``model``."""
+    streams = []
+    for name in ["test_normal", *(f"test_fault{n:02d}" for n in faults)]:
+        X, labels, _ = tep_frame(name)
+        segments = [] if labels.sum() == 0 else [(TEP_FAULT_ONSET, len(X) - 1, name)]
+        streams.append(Stream(name, model.explain(X).is_anomaly, labels, segments))
+    return streams
+
+
+def tep_results(faults: range) -> dict[str, Any]:
+    """Alarms on TEP: the default ensemble fitted on ``train_normal`` (no labels: thresholds
+    from contamination 0.05); 3-minute readings, one alarm state per file."""
+    frame = pd.read_csv(TEP / "train_normal.csv").drop(columns=["is_anomaly"])
+    model = fit_and_evaluate(dataset_from_frame(frame, source="tep"), seed=42).model
+    streams = tep_streams(model, faults)
+    normal = np.concatenate([s.flagged[s.labels == 0] for s in streams])
+    easy = [s for s in streams if not any(s.name.endswith(f"{n:02d}") for n in TEP_HARD_FAULTS)]
+    policies = {}
+    for name, policy in POLICIES.items():
+        hard_left_out = evaluate(easy, policy, 3.0)
+        kept = {key: hard_left_out[key] for key in ("detected_share", "delay_minutes_median")}
+        policies[name] = {**evaluate(streams, policy, 3.0), "without_faults_3_9_15": kept}
+    return {"flagged_share_on_normal_rows": float(normal.mean()), "policies": policies}
+
+
+def alarm_policies(ctx: Context) -> dict[str, Any]:
+    """Every policy on the synthetic stream and, when present, on TEP."""
+    streams, info = synthetic_streams(ctx.size(2000, 8640))
+    out: dict[str, Any] = {"synthetic": {
+        **info, "policies": {name: evaluate(streams, p, 5.0) for name, p in POLICIES.items()}
+    }}  # fmt: skip
+    if tep_available():
+        out["tep"] = tep_results(range(1, ctx.size(3, 22)))
+    return {"quality": {"alarms": out}}
+
+
+PARTS = {"pointwise": pointwise, "time": quality_time.run, "alarms": alarm_policies}

@@ -1,30 +1,26 @@
-"""``python -m bench.quality_time``: detection quality of the time-aware model.
+"""Part ``quality.time``: detection quality of the time-aware model.
 
-Three measurements, written to one JSON file (default ``bench/results/quality_time.json``):
+- synthetic: seeds 0-9 (``--set seeds=N --set first_seed=S``), the ``anomaly-api train
+  --window`` pipeline (chronological 60/20/20 split, thresholds tuned on the validation part:
+  max F1 with the normal floor); F1, FPR, recall and detection delay per kind on the last
+  20% of each seed, pooled over seeds;
+- TEP: fitted on ``train_normal`` only; the threshold calibrated on ``test_normal`` (another
+  run, never fitted on) to flag ``tep_fpr`` (2%) of it; detection rate of every fault (rows
+  160-959), false-alarm rate on rows 0-159 of the fault files, first alarm;
+- NAB (univariate): fitted on the first 10% of each series (outside the labelled windows),
+  the threshold calibrated on the next 5% to flag 1%; recall of the labelled windows (one
+  flagged row counts) and the FPR outside them, on the rest of the series.
 
-* synthetic: seeds 0-9, the ``anomaly-api train --window`` pipeline (chronological
-  60/20/20 split, thresholds tuned on the validation part: max F1 with the normal
-  floor of ``--normal-floor``); F1, FPR, recall per kind and
-  detection delay per kind on the last 20% of each seed, pooled over seeds;
-* TEP (``../shared/datasets/tep``): fitted on ``train_normal.csv`` only; the threshold
-  is calibrated on ``test_normal.csv`` (normal data from another run, never fitted on)
-  to flag ``--tep-fpr`` of it; detection rate of every fault (rows 160-959), false-alarm
-  rate on rows 0-159 of the 21 fault files (not used for anything else), first alarm;
-* NAB (``../shared/datasets/nab``, univariate): fitted on the first 10% of each series
-  (outside the labelled windows), threshold calibrated on the next 5% to flag 1%;
-  recall of the labelled windows (a window counts when one of its rows is flagged) and
-  the FPR of the rows outside windows, both on the rest of the series.
+``--set`` options: ``only`` (synthetic, tep or nab), ``window`` (60), ``short`` (5),
+``tep_window`` (30), ``tep_fpr``, ``features``, ``tep_features``, ``detector`` (top4_z),
+``target_fpr``, ``mean_gate`` and ``normal_floor`` (a number or ``none``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -40,12 +36,10 @@ from anomaly_api.training.time_aware import (
     new_time_aware_model,
     normal_fpr_offsets,
 )
-from bench.report import save_report
+from bench.data import DATASETS, TEP_FAULT_ONSET, TEP_HARD_FAULTS, tep_available, tep_frame
 
-ROOT = Path(__file__).resolve().parent.parent
-DATASETS = ROOT / ".." / "shared" / "datasets"
-FAULT_START = 160
-EXCLUDED_FAULTS = (3, 9, 15)
+if TYPE_CHECKING:
+    from bench.__main__ import Context
 
 
 def synthetic(seeds: Iterable[int], settings: TimeAwareSettings) -> dict[str, Any]:
@@ -95,36 +89,35 @@ def _read(path: Path) -> tuple[NDArray[np.float64], NDArray[np.int64], list[str]
     return frame[names].to_numpy(np.float64), frame["is_anomaly"].to_numpy(np.int64), names
 
 
-def tep(
-    settings: TimeAwareSettings, target_fpr: float, datasets: Path = DATASETS
-) -> dict[str, Any]:
+def tep(settings: TimeAwareSettings, target_fpr: float, faults: range) -> dict[str, Any]:
     """Fit on train_normal, calibrate on test_normal, measure every fault file."""
-    folder = datasets / "tep"
-    X_train, _, names = _read(folder / "train_normal.csv")
+    X_train, _, names = tep_frame("train_normal")
     model = new_time_aware_model(settings, relations=settings.relations).fit(
         X_train, channels=names, median_interval=180.0
     )
-    X_cal, _, _ = _read(folder / "test_normal.csv")
+    X_cal = tep_frame("test_normal")[0]
     _, z, valid = model.window_z(X_cal)
     cal_scores = model.detector_scores(z[valid])
     model.detector_.set_offsets(normal_fpr_offsets(cal_scores, target_fpr))
-    faults: dict[str, Any] = {}
+    per_fault: dict[str, Any] = {}
     false_alarms: list[NDArray[np.bool_]] = []
-    for number in range(1, 22):
-        X, y, _ = _read(folder / f"test_fault{number:02d}.csv")
+    for number in faults:
+        X, y, _ = tep_frame(f"test_fault{number:02d}")
         out = model.score_frame(X)
         flagged = out.is_anomaly
         # rows warming up (the first window - 1) are excluded from the false-alarm rate
-        false_alarms.append(flagged[:FAULT_START][~out.warming_up[:FAULT_START]])
-        after = np.flatnonzero(flagged[FAULT_START:])
-        faults[str(number)] = {
+        false_alarms.append(flagged[:TEP_FAULT_ONSET][~out.warming_up[:TEP_FAULT_ONSET]])
+        after = np.flatnonzero(flagged[TEP_FAULT_ONSET:])
+        per_fault[str(number)] = {
             "detection_rate": float(flagged[y == 1].mean()),
-            "false_alarm_rate": float(flagged[:FAULT_START][~out.warming_up[:FAULT_START]].mean()),
+            "false_alarm_rate": float(
+                flagged[:TEP_FAULT_ONSET][~out.warming_up[:TEP_FAULT_ONSET]].mean()
+            ),
             "first_alarm_readings": int(after[0]) if len(after) else None,
         }
-    kept = [str(n) for n in range(1, 22) if n not in EXCLUDED_FAULTS]
-    rates = [faults[k]["detection_rate"] for k in kept]
-    delays = [faults[k]["first_alarm_readings"] for k in kept]
+    kept = [str(n) for n in faults if n not in TEP_HARD_FAULTS]
+    rates = [per_fault[k]["detection_rate"] for k in kept]
+    delays = [per_fault[k]["first_alarm_readings"] for k in kept]
     return {
         "protocol": (
             "fit on train_normal.csv; threshold = flags "
@@ -133,13 +126,13 @@ def tep(
         ),
         "window": settings.window,
         "features": list(model.kinds_),
-        "mean_detection_18": float(np.mean(rates)),
-        "mean_detection_21": float(np.mean([f["detection_rate"] for f in faults.values()])),
+        "mean_detection_without_3_9_15": float(np.mean(rates)),
+        "mean_detection_all": float(np.mean([f["detection_rate"] for f in per_fault.values()])),
         "false_alarm_rate": float(np.concatenate(false_alarms).mean()),
-        "median_first_alarm_readings_18": float(
+        "median_first_alarm_readings": float(
             np.median([d if d is not None else 800 for d in delays])
         ),
-        "faults": faults,
+        "faults": per_fault,
     }
 
 
@@ -148,10 +141,10 @@ def _windows(y: NDArray[np.int64]) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
 
 
-def nab(settings: TimeAwareSettings, datasets: Path = DATASETS) -> dict[str, Any]:
+def nab(settings: TimeAwareSettings, series: int) -> dict[str, Any]:
     """Per series: window recall and FPR of the rows outside windows."""
     results: dict[str, Any] = {}
-    for path in sorted((datasets / "nab").glob("*.csv")):
+    for path in sorted((DATASETS / "nab").glob("*.csv"))[:series]:
         X, y, names = _read(path)
         n = len(y)
         fit_end, cal_end = int(0.10 * n), int(0.15 * n)
@@ -184,81 +177,33 @@ def nab(settings: TimeAwareSettings, datasets: Path = DATASETS) -> dict[str, Any
     return results
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run the measurements and write the JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / "bench" / "results" / "quality_time.json"
-    )
-    parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument(
-        "--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1"
-    )
-    parser.add_argument("--window", type=int, default=60)
-    parser.add_argument("--short", type=int, default=5)
-    parser.add_argument("--tep-window", type=int, default=30)
-    parser.add_argument("--tep-fpr", type=float, default=0.02)
-    parser.add_argument("--features", default=",".join(DEFAULT_FEATURES))
-    parser.add_argument("--tep-features", default=None)
-    parser.add_argument("--detector", default="top4_z")
-    parser.add_argument("--target-fpr", type=float, default=None)
-    parser.add_argument(
-        "--mean-gate", default=str(DEFAULT_MEAN_GATE), help="a number, or 'none' for no gate"
-    )
-    parser.add_argument(
-        "--normal-floor",
-        default=str(DEFAULT_NORMAL_FLOOR),
-        help="max-F1 thresholds at most this many robust sd below the validation normals' "
-        "median score; 'none' for plain max F1",
-    )
-    parser.add_argument("--only", choices=("synthetic", "tep", "nab"), default=None)
-    parser.add_argument(
-        "--datasets", type=Path, default=DATASETS, help="folder holding tep/ and nab/"
-    )
-    args = parser.parse_args(argv)
-    features = tuple(args.features.split(","))
+def run(ctx: Context) -> dict[str, Any]:
+    """The three measurements (or ``only`` one), with the options ``--set`` gave."""
+
+    def number(name: str, default: float | None) -> float | None:
+        text = ctx.option(name, str(default))
+        return None if text.lower() == "none" else float(text)
+
+    features = tuple(ctx.option("features", ",".join(DEFAULT_FEATURES)).split(","))
     base = TimeAwareSettings(
-        window=args.window,
-        short=args.short,
-        features=features,
-        detector=args.detector,
-        target_fpr=args.target_fpr,
-        mean_gate=None if args.mean_gate.lower() == "none" else float(args.mean_gate),
-        normal_floor=None if args.normal_floor.lower() == "none" else float(args.normal_floor),
-    )
-    started = time.perf_counter()
-    given = sys.argv[1:] if argv is None else argv
-    report: dict[str, Any] = {"command": " ".join(["python -m bench.quality_time", *given])}
-    if args.only in (None, "synthetic"):
-        report["synthetic"] = synthetic(range(args.first_seed, args.first_seed + args.seeds), base)
-        s = report["synthetic"]
-        print(f"synthetic: F1 {s['f1_mean']:.3f} (min {s['f1_min']:.3f}), FPR {s['fpr_mean']:.4f}")
-        print(f"  recall per kind {json.dumps(s['recall_per_kind_pooled'])}")
-        print(f"  delay per kind {json.dumps(s['mean_delay_readings_per_kind'])}")
-    if args.only in (None, "tep"):
-        tep_features = tuple(args.tep_features.split(",")) if args.tep_features else features
-        tep_settings = TimeAwareSettings(
-            window=args.tep_window,
-            features=tep_features,
-            detector=args.detector,
-            mean_gate=base.mean_gate,
-        )
-        report["tep"] = tep(tep_settings, args.tep_fpr, args.datasets)
-        t = report["tep"]
-        print(
-            f"TEP: mean detection (18 faults) {t['mean_detection_18']:.3f}, "
-            f"FAR {t['false_alarm_rate']:.3f}"
-        )
-    if args.only in (None, "nab"):
-        report["nab"] = nab(base, args.datasets)
-        for name, r in report["nab"].items():
-            print(
-                f"NAB {name}: window recall {r['window_recall']}, "
-                f"FPR {r['fpr_outside_windows']:.4f}"
-            )
-    report["seconds"] = time.perf_counter() - started
-    save_report(args.out, report)
-
-
-if __name__ == "__main__":
-    main()
+        window=ctx.option("window", 60), short=ctx.option("short", 5), features=features,
+        detector=ctx.option("detector", "top4_z"), target_fpr=number("target_fpr", None),
+        mean_gate=number("mean_gate", DEFAULT_MEAN_GATE),
+        normal_floor=number("normal_floor", DEFAULT_NORMAL_FLOOR),
+    )  # fmt: skip
+    only = ctx.option("only", "synthetic,tep,nab").split(",")
+    out: dict[str, Any] = {}
+    if "synthetic" in only:
+        first = ctx.option("first_seed", 0)
+        out["synthetic"] = synthetic(range(first, first + ctx.option("seeds", ctx.size(1, 10))),
+                                     base)  # fmt: skip
+    if "tep" in only and tep_available():
+        tep_features = ctx.option("tep_features", ",".join(features)).split(",")
+        settings = TimeAwareSettings(window=ctx.option("tep_window", 30),
+                                     features=tuple(tep_features), detector=base.detector,
+                                     mean_gate=base.mean_gate)  # fmt: skip
+        faults = range(1, ctx.size(3, 22))
+        out["tep"] = tep(settings, ctx.option("tep_fpr", 0.02), faults)
+    if "nab" in only and (DATASETS / "nab").is_dir():
+        out["nab"] = nab(base, ctx.size(1, 1000))
+    return {"quality": {"time": out}}

@@ -1,4 +1,4 @@
-"""Ratios, targets and the printed table of one benchmark run.
+"""Ratios, targets and the Markdown tables of one benchmark run.
 
 ``python -m bench.report [RESULTS.json]`` rebuilds the Markdown (``RESULTS.md`` beside the
 JSON, default ``bench/results/latest.md``, which docs/performance.md includes) from a run's
@@ -7,9 +7,7 @@ JSON, without measuring anything.
 
 from __future__ import annotations
 
-import json
 import math
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ import orjson
 
 CONNECTIONS = (1, 16, 64)
 STATE_BYTES_LIMIT = 4096
-"""Issue 10's state per stream: at most 4 KB for 8 channels and a 60-reading window."""
+"""The state per stream's limit: 4 KB for 8 channels and a 60-reading window."""
 
 
 def ratio(numerator: float, denominator: float) -> float:
@@ -30,7 +28,7 @@ def ratio(numerator: float, denominator: float) -> float:
 def ratios(results: dict[str, Any]) -> dict[str, float]:
     """Service ÷ bare endpoint and fast ÷ reference, which move less than absolute numbers
     (the ``predict`` section's; empty when it did not run)."""
-    if "http_predict" not in results:
+    if "http_predict" not in results or "model_scoring" not in results:
         return {}
     http = results["http_predict"]
     out: dict[str, float] = {}
@@ -88,11 +86,11 @@ TARGETS: list[tuple[str, str, str, float, tuple[str, ...]]] = [
     ("12", "/predict rps, drift on ÷ off at 64 connections (overhead ≤ 5%)", ">=", 0.95,
      ("drift_overhead", "ratio_median")),
 ]  # fmt: skip
-"""Every open performance target: issue, what, comparison, limit, where its value is."""
+"""Every open performance target: its issue, what, comparison, limit, where its value is."""
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each target of issues 10, 11, 12 and 13 with the measured value and whether it is
+    """Each target with the measured value and whether it is
     met (value and met are None for a section the run left out)."""
     rows = []
     for issue, name, op, limit, path in TARGETS:
@@ -133,14 +131,14 @@ def table(results: dict[str, Any]) -> str:
     """The run as Markdown tables: each section that ran, then every target (readable in a
     terminal; written beside the JSON as ``.md``, which docs/performance.md includes)."""
     lines = [run_line(results["meta"]), ""]
-    if "http_predict" in results:
+    if "http_predict" in results and "model_scoring" in results:
         lines += predict_tables(results)
-    if "streams" in results:
-        lines += streams_table(results["streams"])
-    if "bulk" in results:
-        lines += bulk_table(results["bulk"])
-    if "drift_overhead" in results:
-        lines += drift_table(results["drift_overhead"])
+    streams = results.get("streams", {})
+    if "ratio_memory" in streams and "state_per_stream" in streams:
+        lines += streams_table(streams)
+    lines += flat_table("streams", {k: v for k, v in streams.items() if k == "stores"})
+    for key in ("bulk", "drift_overhead", "drift_tracker", "kernel", "cost", "quality"):
+        lines += flat_table(key, results.get(key, {}))
     lines += targets_table(results["targets"])
     for section, error in results.get("failed_sections", {}).items():
         lines += [f"Section `{section}` failed: `{error}`.", ""]
@@ -151,7 +149,7 @@ def run_line(meta: dict[str, Any]) -> str:
     """Which run the tables are: mode, sections, commit, time, machine and its load."""
     before = ", ".join(f"{x:.1f}" for x in meta["load_average_before"])
     after = ", ".join(f"{x:.1f}" for x in meta.get("load_average_after", ()))
-    sections = ", ".join(meta.get("sections", ("predict",)))
+    sections = ", ".join(meta.get("parts", meta.get("sections", ("predict",))))
     return (
         f"Run: `python -m bench` ({meta['mode']}; sections {sections}), commit "
         f"`{meta['commit']}`, {meta['started_at']}, {meta['cpus']} CPUs, Python "
@@ -179,7 +177,7 @@ def targets_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def streams_table(streams: dict[str, Any]) -> list[str]:
-    """Issue 10: stream endpoints over HTTP against /predict, and the bytes of a stream."""
+    """Stream endpoints over HTTP against /predict, and the bytes of a stream."""
     state = streams["state_per_stream"]
     rows = [
         [f"/predict (point-wise), {streams['connections']} conns", *_load(streams["predict"]),
@@ -221,46 +219,8 @@ def streams_table(streams: dict[str, Any]) -> list[str]:
     return lines
 
 
-def bulk_table(bulk: dict[str, Any]) -> list[str]:
-    """Issue 11: bulk scoring locally and on Dask, and the client against the server."""
-    local, dask, client = bulk["local"], bulk["dask_2_workers"], bulk["client_vs_server"]
-    return _markdown(
-        [f"bulk, default model, {bulk['rows']:,} rows ({bulk['chunk_rows']:,}-row chunks)",
-         "rows/s", "ratio"],
-        [
-            [f"local (`runner.run`, all {bulk['cores']} cores)", _f(local["rows_s"]),
-             f"{_f(local['rows_s_per_core'])} per core"],
-            ["Dask, 2-worker `LocalCluster`, same file", _f(dask["rows_s"]),
-             f"{_f(dask['ratio_to_local'])} x local"],
-            [f"server's own batch throughput, {client['rows_each']:,} rows, 4 in flight",
-             _f(client["server_batch_rows_s"]), "1"],
-            [f"client `predict_many`, {client['rows_each']:,} rows",
-             _f(client["client_predict_many_rows_s"]), f"{_f(client['ratio'])} x server"],
-        ],
-    )  # fmt: skip
-
-
-def drift_table(drift: dict[str, Any]) -> list[str]:
-    """Issue 12: /predict throughput with drift tracking on and off, interleaved pairs."""
-    return _markdown(
-        [f"/predict at {drift['connections']} conns, drift on vs off", "measured"],
-        [
-            [f"on ÷ off, {len(drift['pairs'])} interleaved pairs of {drift['seconds_per_run']:g} s",
-             f"median {_f(drift['ratio_median'])} (range {_f(drift['ratio_min'])}-"
-             f"{_f(drift['ratio_max'])})"],
-            ["req/s on / off, medians",
-             f"{_f(_median(p['on_rps'] for p in drift['pairs']))} / "
-             f"{_f(_median(p['off_rps'] for p in drift['pairs']))}"],
-        ],
-    )  # fmt: skip
-
-
-def _median(values: Any) -> float:
-    return float(statistics.median(values))
-
-
 def predict_tables(results: dict[str, Any]) -> list[str]:
-    """Issue 13: /predict and batches per backend, scoring, cache, servers, hot path."""
+    """/predict and batches per backend, scoring, cache, servers, hot path."""
     http, batch, split = results["http_predict"], results["batch"], results["batch"]["split"]
     lines = _markdown(
         ["/predict (cache miss)", "conns", "req/s", "p50 ms", "p99 ms", "errors"],
@@ -311,21 +271,14 @@ def predict_tables(results: dict[str, Any]) -> list[str]:
 
 
 def hot_path_table(hot: dict[str, Any]) -> list[str]:
-    """Event loop vs thread pool, JSON parsers and the cache's own cost."""
-    one, parse = hot["predictor_one_row"], hot["json_parse_batch"]
+    """Event loop vs thread pool and JSON parsers."""
+    parse = hot["json_parse_batch"]
     loop, thread = hot["single_rows_on_loop_c64"], hot["single_rows_in_thread_c64"]
     in_thread = hot["single_row_while_batches_in_thread"]
     on_loop = hot["single_row_while_batches_on_loop"]
     return _markdown(
         ["hot path", "measured"],
         [
-            ["1 row through Predictor (in-process cache), µs",
-             f"miss {_f(one['miss_us'])}, hit {_f(one['hit_us'])}, "
-             f"scoring alone {_f(one['score_only_us'])}"],
-            ["1,000 rows through Predictor, ms",
-             f"scoring + Prediction objects {_f(one['batch_score_ms'])}, cache keys "
-             f"{_f(one['batch_cache_keys_ms'])}, whole predict (misses) "
-             f"{_f(one['batch_predict_miss_ms'])}"],
             ["parse a 1,000-row body, ms",
              f"json {_f(parse['stdlib_json_ms'])}, orjson {_f(parse['orjson_ms'])}"],
             ["/predict at 64 conns, req/s (p99 ms)",
@@ -338,21 +291,33 @@ def hot_path_table(hot: dict[str, Any]) -> list[str]:
     )  # fmt: skip
 
 
-def save_report(out: Path, report: dict[str, Any]) -> None:
-    """Write one measurement's JSON report (indented) and say where."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+def flat_table(title: str, data: dict[str, Any]) -> list[str]:
+    """A section's numbers as one two-column table, nested keys joined by " / " (lists of
+    numbers shown whole when short)."""
+    rows: list[list[str]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix} / {key}" if prefix else str(key), item)
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            shown = (
+                value if not isinstance(value, list) or len(value) <= 8 else f"{len(value)} values"
+            )
+            rows.append([prefix, f"`{shown}`" if not isinstance(shown, str) else shown])
+        else:
+            rows.append([prefix, _f(value) if math.isfinite(value) else str(value)])
+
+    walk("", data)
+    return _markdown([title, "measured"], rows) if rows else []
 
 
-def write_results(out: Path, results: dict[str, Any], text: str, *, markdown: bool = False) -> None:
-    """Write ``results`` as indented JSON to ``out`` (and ``text`` to ``out`` with the
-    suffix ``.md`` when ``markdown``), then print ``text``, the load averages of
-    ``results["meta"]`` and where the file went."""
+def write_results(out: Path, results: dict[str, Any], text: str) -> None:
+    """Write ``results`` as indented JSON to ``out`` and ``text`` beside it (``.md``), then
+    print ``text``, the load averages of ``results["meta"]`` and where the files went."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
-    if markdown:
-        out.with_suffix(".md").write_text(text + "\n")
+    out.with_suffix(".md").write_text(text + "\n")
     print(text)
     meta = results["meta"]
     print(

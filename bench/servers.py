@@ -1,4 +1,4 @@
-"""Start and stop real servers on loopback: uvicorn (one worker) and a throwaway Redis.
+"""The suite's servers on loopback: uvicorn (one worker) and a throwaway Redis.
 
 The port, environment and Redis helpers are ``anomaly_api.testing``'s, shared with the tests.
 """
@@ -17,10 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from anomaly_api.testing import HOST, clean_env, free_port, throwaway_redis
+from bench.data import ROOT
 
 SERVICE_APP = "anomaly_api.api.app:create_app"
+BARE_APP = "bench.bare_app:app"
+"""The ceiling: a bare FastAPI endpoint taking ``/predict``'s body."""
+PROBED_APP = "bench.lag_probe:create_probed_app"
+"""The service plus the event-loop lag / GC probe's route (``--lag-probe``)."""
 READY_TIMEOUT_S = 180.0  # generous: a loaded CI machine starts servers slowly
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def rss_mb(pid: int) -> float:
@@ -114,3 +118,8 @@ def service_server(
 ) -> AbstractContextManager[Server]:
     """The service, built by its app factory (``app``), under uvicorn with one worker."""
     return uvicorn_server(name, app, env, factory=True, ready_path="/health/ready")
+
+
+def bare_server() -> AbstractContextManager[Server]:
+    """The bare endpoint (``bench/bare_app.py``) under uvicorn with one worker."""
+    return uvicorn_server("bare", BARE_APP, {}, factory=False, ready_path="/health/ready")

@@ -1,216 +1,203 @@
-"""``python -m bench.streams [--smoke] [--out FILE]``: the stream store alone, no HTTP.
+"""Section ``streams``: stream readings over HTTP against ``/predict``, ``/predict/window``,
+the bytes one stream holds, the stores' appends/s and the alarm step's cost.
 
-Appends per second of one reading per call (8 channels, 60-reading window) for the
-in-process store and for Redis -- one client awaiting each call, and 64 concurrent
-tasks (one stream each) -- and the bytes one stream costs: Redis ``MEMORY USAGE`` of a
-window key, Redis ``used_memory`` growth per stream (window key + live-set entry), and
-Python heap per stream of the in-process store (tracemalloc). Redis is a throwaway
-``redis-server`` started here, so the shared one's traffic does not blur the numbers.
-About a minute; ``--smoke``: seconds, same keys, numbers meaningless.
+The stream model is the default time-aware one (window 60, 8 channels); Redis is a
+throwaway ``redis-server`` started here, so the shared one's traffic does not blur it.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
-import platform
-import subprocess
+import http.client
+import statistics
 import time
 import tracemalloc
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 import redis
 
 from anomaly_api.config import Settings
+from anomaly_api.monitoring.alarms import AlarmPolicy
+from anomaly_api.service.stream_alarms import StreamAlarms
 from anomaly_api.service.streams import InMemoryStreamStore, RedisStreamStore, StreamStore
-from bench.servers import ROOT, redis_server
+from anomaly_api.testing import HOST
+from bench.load import STREAM_LUA, post_many, run_wrk
+from bench.report import ratio
+from bench.servers import redis_server, service_env, service_server
 
+if TYPE_CHECKING:
+    from bench.__main__ import Context
+
+CONNECTIONS = 64
 CHANNELS = 8
 WINDOW = 60
 MODEL_KEY = "bench-model-1"
-CONCURRENCY = 64
-OUT = ROOT / "bench" / "results" / "streams.json"
+T0 = 1_800_000_000
+POLICY = AlarmPolicy(k=3, window=10, cooldown=30)
+
+
+def warm_streams(port: int) -> None:
+    """Post ``WINDOW`` readings to each wrk stream before wrk's first timestamp, so wrk
+    measures full windows."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    try:
+        for sid in range(1, CONNECTIONS + 1):
+            for start in range(0, WINDOW, 15):
+                body = {
+                    "timestamps": [T0 - (WINDOW - start - i) * 300 for i in range(15)],
+                    "readings": [[0.0, 1.0, 0.0, 0.1, 1.0, 0.0, 0.2, -0.1]] * 15,
+                }
+                conn.request(
+                    "POST", f"/streams/bench-{sid}/readings", orjson.dumps(body),
+                    {"Content-Type": "application/json"},
+                )  # fmt: skip
+                response = conn.getresponse()
+                payload = response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"warm-up answered {response.status}: {payload[:200]!r}")
+    finally:
+        conn.close()
+
+
+def window_bodies(count: int, mode: str) -> list[bytes]:
+    """``count`` different 1,000-reading ``/predict/window`` bodies."""
+    rng = np.random.default_rng(0)
+    times = [T0 + 300 * i for i in range(1000)]
+    return [
+        orjson.dumps({"timestamps": times, "readings": np.round(rng.normal(size=(1000, 8)), 6)
+                      .tolist(), "mode": mode})
+        for _ in range(count)
+    ]  # fmt: skip
+
+
+def over_http(ctx: Context) -> dict[str, Any]:
+    """Point-wise ``/predict`` at 64 connections (cache misses), then stream readings with the
+    in-process store and with Redis the same way (``wrk -t64 -c64``: one stream per
+    connection), as ratios; ``/predict/window`` with 1,000 readings, one keep-alive client."""
+    seconds, windows = ctx.size(1.0, 10.0), ctx.size(3, 40)
+    out: dict[str, Any] = {"connections": CONNECTIONS, "duration_s": seconds}
+
+    def load(port: int, path: str, script: str | None = None) -> dict[str, Any]:
+        return run_wrk(port, path, CONNECTIONS, seconds, workdir=ctx.workdir, script=script,
+                       threads=CONNECTIONS)  # fmt: skip
+
+    with service_server("predict", service_env(ctx.artifacts, "fast")) as server:
+        out["predict"] = load(server.port, "/predict")
+    stream_lua = STREAM_LUA.format(t0=T0)
+    with service_server("streams-memory", service_env(ctx.time_aware, "fast")) as server:
+        warm_streams(server.port)
+        out["streams_memory"] = load(server.port, "/", stream_lua)
+        for key, mode in (("window_1000", "last"), ("window_1000_all", "all")):
+            out[key] = post_many(server.port, "/predict/window", window_bodies(windows, mode))
+    with (
+        redis_server() as url,
+        service_server("streams-redis", service_env(ctx.time_aware, "fast", url)) as server,
+    ):
+        warm_streams(server.port)
+        out["streams_redis"] = load(server.port, "/", stream_lua)
+    base = out["predict"]["requests_per_s"]
+    out["ratio_memory"] = ratio(out["streams_memory"]["requests_per_s"], base)
+    out["ratio_redis"] = ratio(out["streams_redis"]["requests_per_s"], base)
+    return {"streams": out}
 
 
 def _row(step: int) -> np.ndarray:
     return np.full((1, CHANNELS), float(step)) + np.arange(CHANNELS)
 
 
-async def sequential(store: StreamStore, n: int, streams: int = 100) -> float:
-    """Appends/s of one caller awaiting each append, round-robin over ``streams``."""
-    rows = [_row(step) for step in range(n)]
-    started = time.perf_counter()
-    for step in range(n):
-        await store.append(
-            f"seq-{step % streams}", [float(step)], rows[step], window=WINDOW, model_key=MODEL_KEY
-        )
-    return n / (time.perf_counter() - started)
+def _redis_store(url: str) -> RedisStreamStore:
+    settings = Settings(redis_url=url, stream_prefix="bench:", redis_timeout_s=2.0,
+                        stream_max_streams=10_000)  # fmt: skip
+    return RedisStreamStore.from_settings(settings)
 
 
-async def concurrent(store: StreamStore, n: int, tasks: int = CONCURRENCY) -> float:
-    """Appends/s of ``tasks`` concurrent callers, each appending to its own stream."""
-    per_task = n // tasks
-    rows = [_row(step) for step in range(per_task)]
-
-    async def sensor(task: int) -> None:
-        for step in range(per_task):
-            await store.append(
-                f"con-{task}", [float(step)], rows[step], window=WINDOW, model_key=MODEL_KEY
-            )
-
-    started = time.perf_counter()
-    await asyncio.gather(*(sensor(task) for task in range(tasks)))
-    return per_task * tasks / (time.perf_counter() - started)
-
-
-def memory_bytes_per_stream(streams: int) -> dict[str, float]:
-    """Python heap of ``streams`` full 60-reading windows, per stream (tracemalloc)."""
+def state(ctx: Context) -> dict[str, Any]:
+    """Bytes one full stream (8 channels, 60 readings) costs: Python heap of the in-process
+    store (tracemalloc) and ``used_memory`` growth of a throwaway Redis per stream."""
+    streams = ctx.size(200, 2000)
     store = InMemoryStreamStore(max_streams=streams, idle_ttl_s=3600.0)
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     for step in range(WINDOW + 5):
         for stream in range(streams):
-            store.append_now(
-                f"size-{stream}", [float(step)], _row(step), window=WINDOW, model_key=MODEL_KEY
-            )
-    after = tracemalloc.get_traced_memory()[0]
+            store.append_now(f"s-{stream}", [float(step)], _row(step), window=WINDOW,
+                             model_key=MODEL_KEY)  # fmt: skip
+    heap = (tracemalloc.get_traced_memory()[0] - before) / streams
     tracemalloc.stop()
-    held = store._streams["size-0"].records
-    return {
-        "heap_per_stream": (after - before) / streams,
-        "window_array_nbytes": float(held.nbytes),
-    }
+    with redis_server() as url:
+        in_redis = asyncio.run(redis_bytes(url, streams))
+    memory = {"heap_per_stream": heap, "window_array_nbytes": float(WINDOW * (CHANNELS + 1) * 8)}
+    return {"streams": {"state_per_stream": {"memory": memory, "redis": in_redis}}}
 
 
-async def redis_numbers(url: str, *, smoke: bool) -> dict[str, Any]:
-    settings = Settings(redis_url=url, stream_prefix="bench:", redis_timeout_s=1.0)
-    results: dict[str, Any] = {}
-    store = RedisStreamStore.from_settings(settings)
+async def redis_bytes(url: str, streams: int) -> dict[str, Any]:
+    """``used_memory`` growth per full stream, from one connection opened before the base."""
+    store = _redis_store(url)
     try:
-        await store.append("warm", [0.0], _row(0), window=WINDOW, model_key=MODEL_KEY)
-        results["pings_per_s_single_client"] = await pings(store, 300 if smoke else 5000)
         with redis.Redis.from_url(url) as client:
-            client.config_resetstat()  # our own throwaway server
-        results["appends_per_s_single_client"] = await sequential(store, 300 if smoke else 5000)
-        results["appends_per_s_64_tasks"] = await concurrent(store, 640 if smoke else 20_000)
-        assert store.fallbacks == 0, "a Redis call failed during the benchmark"
-        with redis.Redis.from_url(url) as client:
-            stats = client.info("commandstats")["cmdstat_evalsha"]
-        # Redis's own time per append script (its single thread's ceiling is 1e6 / this).
-        results["server_us_per_append"] = float(stats["usec_per_call"])
-    finally:
-        await store.close()
-    results.update(await redis_bytes_per_stream(settings, 200 if smoke else 2000))
-    return results
-
-
-async def pings(store: RedisStreamStore, n: int) -> float:
-    """Baseline: PINGs/s of one client awaiting each (the machine's round trip)."""
-    client = store._client
-    started = time.perf_counter()
-    for _ in range(n):
-        await client.ping()
-    return n / (time.perf_counter() - started)
-
-
-async def redis_bytes_per_stream(settings: Settings, streams: int) -> dict[str, Any]:
-    """``used_memory`` growth per full stream, measured from one fresh connection (the
-    throughput phase's 64 connections and their buffers are closed first)."""
-    assert settings.redis_url is not None
-    with redis.Redis.from_url(settings.redis_url) as client:
-        for key in client.scan_iter(match="bench:*"):
-            client.delete(key)
-        await asyncio.sleep(1.0)
-        store = RedisStreamStore.from_settings(settings)
-        try:
-            await store.check()  # opens the connection before the baseline
+            await store.check()
             base = int(client.info("memory")["used_memory"])
             ts = np.arange(WINDOW + 5, dtype=np.float64)
             rows = ts[:, None] + np.arange(CHANNELS)
             for stream in range(streams):
-                await store.append(f"size-{stream}", ts, rows, window=WINDOW, model_key=MODEL_KEY)
-                await store.append(
-                    f"size-{stream}",
-                    [WINDOW + 5.0],
-                    _row(WINDOW + 5),
-                    window=WINDOW,
-                    model_key=MODEL_KEY,
-                )
+                await store.append(f"s-{stream}", ts, rows, window=WINDOW, model_key=MODEL_KEY)
             grown = int(client.info("memory")["used_memory"]) - base
-            key = store.window_key("size-0")
+            key = store.window_key("s-0")
             return {
                 "window_value_bytes": int(client.strlen(key)),
                 "memory_usage_window_key": int(client.memory_usage(key, samples=0) or 0),
                 "used_memory_per_stream": grown / streams,
                 "streams_measured": streams,
-                "allocator": str(client.info("memory").get("mem_allocator")),
             }
-        finally:
+    finally:
+        await store.close()
+
+
+async def _appends(
+    store: StreamStore, n: int, tag: str, alarms: StreamAlarms | None = None, tasks: int = 1
+) -> float:
+    """µs per append of ``tasks`` concurrent callers (each on its own streams, 5% of the
+    readings flagged), with the alarm step after each when ``alarms``."""
+    per_task = max(n // tasks, 1)
+    rows = [_row(step) for step in range(per_task)]
+
+    async def caller(task: int) -> None:
+        for step in range(per_task):
+            window = await store.append(f"{tag}-{task}-{step % 100}", [float(step)], rows[step],
+                                        window=WINDOW, model_key=MODEL_KEY)  # fmt: skip
+            if alarms is not None:
+                await alarms.evaluate(window, 1, np.array([step % 20 == 0]), POLICY)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller(task) for task in range(tasks)))
+    return (time.perf_counter() - started) / (per_task * tasks) * 1e6
+
+
+def stores(ctx: Context) -> dict[str, Any]:
+    """Each store alone: µs per append of one caller, alone and with the alarm step
+    (``StreamAlarms.evaluate``: the policy, then the compare-and-set of the stream's alarm
+    state) in alternating blocks (medians), and appends/s of 64 concurrent tasks."""
+
+    async def measure(store: StreamStore, per_block: int) -> dict[str, Any]:
+        alarms = StreamAlarms(store)
+        plain, alarmed = [], []
+        for block in range(ctx.size(2, 8)):
+            plain.append(await _appends(store, per_block, f"plain{block}"))
+            alarmed.append(await _appends(store, per_block, f"alarm{block}", alarms))
+        many = 1e6 / await _appends(store, 8 * per_block, "many", tasks=64)
+        if isinstance(store, RedisStreamStore):
             await store.close()
+        base, total = statistics.median(plain), statistics.median(alarmed)
+        return {"append_us": base, "append_with_alarms_us": total, "alarm_ratio": total / base,
+                "alarms_not_stored": alarms.not_stored, "appends_per_s_64_tasks": many}  # fmt: skip
 
-
-async def memory_numbers(*, smoke: bool) -> dict[str, float]:
-    store = InMemoryStreamStore(max_streams=10_000, idle_ttl_s=3600.0)
-    return {
-        "appends_per_s_single_client": await sequential(store, 2000 if smoke else 50_000),
-        "appends_per_s_64_tasks": await concurrent(store, 6400 if smoke else 64_000),
-    }
-
-
-def state_per_stream(streams: int) -> dict[str, Any]:
-    """Bytes one full stream (8 channels, 60 readings) costs: Python heap of the in-process
-    store and ``used_memory`` growth of a throwaway Redis, with the window's own sizes."""
-    memory = memory_bytes_per_stream(streams)
+    memory = InMemoryStreamStore(max_streams=100_000, idle_ttl_s=3600.0)
+    out = {"memory": asyncio.run(measure(memory, ctx.size(200, 2000)))}
     with redis_server() as url:
-        settings = Settings(redis_url=url, stream_prefix="bench:", redis_timeout_s=1.0)
-        in_redis = asyncio.run(redis_bytes_per_stream(settings, streams))
-    return {"memory": memory, "redis": in_redis}
+        out["redis"] = asyncio.run(measure(_redis_store(url), ctx.size(50, 500)))
+    return {"streams": {"stores": out}}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--out", type=Path, default=OUT)
-    options = parser.parse_args()
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        check=False,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    ).stdout.strip()
-    meta = {
-        "mode": "smoke" if options.smoke else "full",
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": commit,
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "load_average_before": list(os.getloadavg()),
-        "channels": CHANNELS,
-        "window": WINDOW,
-    }
-    memory = asyncio.run(memory_numbers(smoke=options.smoke))
-    memory.update(memory_bytes_per_stream(200 if options.smoke else 2000))
-    with redis_server() as url:
-        redis_results = asyncio.run(redis_numbers(url, smoke=options.smoke))
-    meta["load_average_after"] = list(os.getloadavg())
-    report = {"meta": meta, "memory": memory, "redis": redis_results}
-    options.out.parent.mkdir(parents=True, exist_ok=True)
-    options.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
-    print(
-        f"stream store, {CHANNELS} channels, window {WINDOW} (load {meta['load_average_before']})"
-    )
-    for backend, numbers in (("memory", memory), ("redis", redis_results)):
-        for name, value in numbers.items():
-            shown = f"{value:,.0f}" if isinstance(value, float | int) else value
-            print(f"  {backend:7s} {name:30s} {shown}")
-    print(f"written to {options.out}")
-
-
-if __name__ == "__main__":
-    main()
+PARTS = {"http": over_http, "state": state, "stores": stores}

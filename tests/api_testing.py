@@ -7,18 +7,21 @@ that escapes to the catch-all 500 handler fails the test that caused it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 from asgi_lifespan import LifespanManager
 from prometheus_client.parser import text_string_to_metric_families
 
 from anomaly_api.api.app import create_app
 from anomaly_api.config import Settings
 from anomaly_api.service.runtime import ServiceRuntime
+from anomaly_api.testing import SHARED_REDIS_URL
 from factories import fit_tiny_artifact
 
 NORMAL = [0.5, 1.2, -0.3, 0.8, 1.5, 0.2, -0.1, 0.9]
@@ -29,6 +32,27 @@ def make_settings(artifacts_dir: Path, **overrides: Any) -> Settings:
     """Settings for a test app: the in-process cache unless a Redis URL is given."""
     values: dict[str, Any] = {"artifacts_dir": artifacts_dir, "redis_url": None, **overrides}
     return Settings(**values)
+
+
+@contextmanager
+def stream_backend(kind: str, name: str) -> Iterator[dict[str, Any]]:
+    """Settings of the stream store: ``{}`` (process memory) for ``"memory"``, else the shared
+    Redis under a private prefix (``test:<name>:<random>:``), whose keys are deleted after."""
+    if kind == "memory":
+        yield {}
+        return
+    prefix = f"test:{name}:{uuid.uuid4().hex}:"
+    yield {
+        "redis_url": SHARED_REDIS_URL,
+        "redis_timeout_s": 2.0,
+        "stream_prefix": f"{prefix}s:",
+        "cache_prefix": f"{prefix}c:",
+        "revision_prefix": f"{prefix}r:",
+    }
+    with redis.Redis.from_url(SHARED_REDIS_URL) as client:
+        stale = list(client.scan_iter(match=prefix + "*", count=1000))
+        if stale:
+            client.delete(*stale)
 
 
 @asynccontextmanager

@@ -26,7 +26,7 @@ def test_missing_tools_are_named_when_not_root(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     (line,) = result.stderr.splitlines()
-    for package in ("redis-server", "curl", "kubectl", "wrk", "chromium", "prometheus"):
+    for package in ("redis-server", "curl", "kubectl", "wrk", "chromium", "prometheus", "iproute2"):
         assert package in line
     assert "apt-get install" in line
 

@@ -123,6 +123,23 @@ class Settings(BaseSettings):
         le=65535,
         description="Port `anomaly-api serve` binds (`--port` overrides).",
     )
+    loop: Literal["asyncio", "uvloop", "auto"] = Field(
+        default="asyncio",
+        description="Event loop of `anomaly-api serve` (uvicorn's `loop` option; `--loop` "
+        "overrides): the standard `asyncio` loop, `uvloop`, or `auto` (uvloop when "
+        "installed). Under saturation uvloop served some requests far later than their "
+        "turn (docs/performance.md).",
+    )
+    max_in_flight: int = Field(
+        default=256,
+        ge=0,
+        description="Admission control: requests served at once (health and metrics routes "
+        "not counted); past it a request is answered 503 `overloaded` with Retry-After at "
+        "once instead of queueing. 0 turns it off.",
+    )
+    overload_retry_after_s: int = Field(
+        default=1, ge=1, description="Retry-After (s) of a 503 `overloaded`."
+    )
     # Operations and security (docs/operations.md).
     log_format: Literal["json", "text"] = Field(
         default="json", description="One JSON object per log line, or `text` for local reading."
@@ -139,7 +156,11 @@ class Settings(BaseSettings):
     api_key_hashes: HashList = Field(
         default_factory=list, description="SHA-256 hex digests of further client keys."
     )
-    admin_api_keys: KeyList = Field(default_factory=list, description="Keys for /admin routes.")
+    admin_api_keys: KeyList = Field(
+        default_factory=list,
+        description="Keys for /admin routes. With no key at all, /admin answers loopback "
+        "clients only (403 `admin_key_not_configured` to others).",
+    )
     admin_api_key_hashes: HashList = Field(
         default_factory=list, description="SHA-256 hex digests of further admin keys."
     )
@@ -170,6 +191,12 @@ class Settings(BaseSettings):
     )
     stream_max_window: int = Field(
         default=1024, ge=1, description="Largest trailing window (readings) a stream may keep."
+    )
+    stream_max_events: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="Events kept per stream (`GET /streams/{id}/events`); the oldest are dropped.",
     )
     stream_redis_max_connections: int = Field(
         default=64,

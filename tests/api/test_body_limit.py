@@ -13,8 +13,8 @@ from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
 
-from anomaly_api.api.errors import ApiError, error_response, status_of
-from anomaly_api.api.middleware import BodySizeLimitMiddleware
+from anomaly_api.api.body_limit import BodySizeLimitMiddleware
+from anomaly_api.api.errors import ApiError, render_error
 
 LIMIT = 1024
 CHUNK = 256
@@ -77,8 +77,7 @@ async def reading_app(scope: Scope, receive: Receive, send: Send) -> None:
         while (await receive()).get("more_body", False):
             pass
     except ApiError as exc:
-        status_code, code = status_of(exc)
-        await error_response(status_code, code, exc.message)(scope, receive, send)
+        await render_error(exc, scope)(scope, receive, send)
         return
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok"})

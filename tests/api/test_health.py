@@ -54,6 +54,9 @@ async def test_model_info(client: httpx.AsyncClient, tiny_artifacts_dir: Path) -
     assert "scikit-learn" in info["library_versions"]
     assert info["created_at"].startswith("20")
     assert info["inference_backend"] in {"fast", "sklearn"}
+    # saved without a false-alarm statement (as models trained before it): "unknown"
+    assert info["false_alarm_rate"]["method"] == "unknown"
+    assert info["false_alarm_rate"]["expected"] is None
     # The thresholds served in /predict are the ones /model/info reports.
     predicted = (await client.post("/predict", json={"features": NORMAL})).json()
     for detector in info["detectors"]:

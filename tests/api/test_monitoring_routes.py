@@ -97,6 +97,7 @@ async def test_thresholds_table_and_hot_swap(
         fprs = [row["fpr"] for row in table["tradeoff"]["zscore"]]
         assert fprs == sorted(fprs)
         assert fprs[0] < 0.01 < fprs[-1]
+        assert table["false_alarm_rate"]["method"] == "unknown"  # saved without one
         before = (await client.post("/predict", json={"features": ANOMALOUS})).json()
         with caplog.at_level(logging.INFO, logger="anomaly_api.audit"):
             moved = await client.post(
@@ -119,6 +120,12 @@ async def test_thresholds_table_and_hot_swap(
         assert served["thresholds"] == body["thresholds_after"]
         assert served["parent_version"] == "tiny-1"
         assert served["tuning"]["objective"] == "target-fpr=0.2"
+        # the revision states what its thresholds flag of the kept normal scores
+        stated = served["false_alarm_rate"]
+        assert stated["target"] == 0.2
+        assert stated["n_calibration"] == 600
+        assert stated["flagged"] / 600 <= 0.2 < stated["upper_95"]
+        assert info["false_alarm_rate"] == stated
         drift = (await client.get("/monitoring/drift")).json()
         assert drift["model_version"] == "tiny-1-fpr20"
         # The revision serves the same fit: the drift window went on (the row before, this one).

@@ -6,8 +6,13 @@ import hashlib
 
 import pytest
 
-from anomaly_api.api.errors import InvalidApiKeyError, MissingApiKeyError
-from anomaly_api.api.security import KeyRing
+from anomaly_api.api.errors import (
+    AdminClosedError,
+    InvalidApiKeyError,
+    MissingApiKeyError,
+    status_of,
+)
+from anomaly_api.api.security import KeyRing, is_local_client
 from anomaly_api.config import Settings
 
 
@@ -15,11 +20,50 @@ def _ring(**fields: object) -> KeyRing:
     return KeyRing.from_settings(Settings.model_validate(fields))
 
 
-def test_no_keys_means_open() -> None:
+def test_no_keys_means_open_except_admin_routes_to_other_hosts() -> None:
     ring = _ring()
     assert not ring.enabled
     ring.check_client(None)
-    ring.check_admin(None)
+    ring.check_admin(None, local=True)
+    with pytest.raises(AdminClosedError, match="ANOMALY_ADMIN_API_KEYS") as raised:
+        ring.check_admin(None, local=False)
+    assert status_of(raised.value) == (403, "admin_key_not_configured")
+    with pytest.raises(AdminClosedError):  # a key sent, but none is configured to match
+        ring.check_admin("anything", local=False)
+
+
+@pytest.mark.parametrize(
+    ("host", "local"),
+    [
+        ("127.0.0.1", True),
+        ("127.3.4.5", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        (None, True),  # a Unix socket
+        ("10.0.0.2", False),
+        ("192.0.2.7", False),
+        ("::ffff:10.0.0.2", False),
+        ("fe80::1", False),
+        ("localhost", False),  # a name is never trusted
+        ("testclient", False),
+    ],
+)
+def test_which_clients_are_local(host: str | None, local: bool) -> None:
+    assert is_local_client(host) is local
+
+
+def test_admin_keys_open_admin_routes_to_every_host() -> None:
+    ring = _ring(admin_api_keys=["root"])
+    ring.check_admin("root", local=False)
+    with pytest.raises(MissingApiKeyError):
+        ring.check_admin(None, local=True)  # once a key exists, loopback needs it too
+
+
+def test_start_up_notice_says_where_the_key_goes() -> None:
+    assert "loopback" in str(_ring().admin_notice())
+    assert "ANOMALY_ADMIN_API_KEYS" in str(_ring().admin_notice())
+    assert "disabled" in str(_ring(api_keys=["client"]).admin_notice())
+    assert _ring(admin_api_keys=["root"]).admin_notice() is None
 
 
 def test_client_keys_plain_and_hashed() -> None:
@@ -35,17 +79,17 @@ def test_client_keys_plain_and_hashed() -> None:
 def test_admin_keys_are_separate() -> None:
     ring = _ring(api_keys=["client"], admin_api_keys=["root"])
     ring.check_client("root")  # an admin key also predicts
-    ring.check_admin("root")
+    ring.check_admin("root", local=False)
     with pytest.raises(InvalidApiKeyError):
-        ring.check_admin("client")
+        ring.check_admin("client", local=True)
     with pytest.raises(MissingApiKeyError):
-        ring.check_admin(None)
+        ring.check_admin(None, local=True)
 
 
 def test_admin_routes_closed_when_only_client_keys_exist() -> None:
     ring = _ring(api_keys=["client"])
     with pytest.raises(InvalidApiKeyError, match="no admin key"):
-        ring.check_admin("client")
+        ring.check_admin("client", local=True)
 
 
 def test_keys_from_environment_are_secret(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,7 +25,7 @@ from anomaly_api.data.timeseries import TimeSeriesDataset
 from anomaly_api.testing import SHARED_REDIS_URL
 from anomaly_api.training.revision import tune_version
 from anomaly_api.training.tuning import TargetFPR
-from api_testing import ANOMALOUS, NORMAL, assert_error, make_settings, open_app
+from api_testing import ANOMALOUS, NORMAL, assert_error, make_settings, open_app, stream_backend
 from factories import fit_time_aware_artifact, fit_tiny_artifact
 
 START = 8000  # inside the held-out last 20% of the synthetic stream
@@ -36,21 +36,8 @@ WINDOW = 60
 @pytest.fixture(params=["memory", "redis"])
 def backend(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     """Settings for the stream store: process memory, or the shared Redis (private prefixes)."""
-    if request.param == "memory":
-        yield {}
-        return
-    prefix = f"test:stream-revisions:{uuid.uuid4().hex}:"
-    yield {
-        "redis_url": SHARED_REDIS_URL,
-        "redis_timeout_s": 2.0,
-        "stream_prefix": f"{prefix}s:",
-        "cache_prefix": f"{prefix}c:",
-        "revision_prefix": f"{prefix}r:",
-    }
-    with redis.Redis.from_url(SHARED_REDIS_URL) as client:
-        stale = list(client.scan_iter(match=prefix + "*", count=1000))
-        if stale:
-            client.delete(*stale)
+    with stream_backend(request.param, "stream-revisions") as settings:
+        yield settings
 
 
 def _chunk(series: TimeSeriesDataset, start: int, n: int = CHUNK) -> dict[str, Any]:

@@ -228,9 +228,34 @@ async def test_bad_input_leaves_the_stream_unchanged(
     assert after == before
 
 
+async def test_window_merges_repeats_and_skips_a_clock_stepping_back(
+    ta: httpx.AsyncClient, series: TimeSeriesDataset
+) -> None:
+    body = _window_body(series, slice(0, 70))
+    clean = {"timestamps": list(body["timestamps"]), "readings": list(body["readings"])}
+    body["timestamps"][65] = body["timestamps"][64]  # reading 65 repeats 64's time
+    body["timestamps"][67] = body["timestamps"][0]  # reading 67's clock stepped back
+    answer = await ta.post("/predict/window", json=body | {"mode": "all"})
+    assert answer.status_code == 200, answer.text
+    indices = [a["index"] for a in answer.json()["answers"]]
+    assert indices == [i for i in range(70) if i not in (65, 67)]
+    # the merged reading is the mean of the two; the others score as without the repeat
+    merged = dict(clean)
+    merged["readings"] = [
+        *clean["readings"][:64],
+        np.mean(clean["readings"][64:66], axis=0).tolist(),
+        clean["readings"][66],
+        *clean["readings"][68:],
+    ]
+    merged["timestamps"] = [t for i, t in enumerate(clean["timestamps"]) if i not in (65, 67)]
+    expected = await ta.post("/predict/window", json=merged | {"mode": "all"})
+    scores = [a["anomaly_score"] for a in answer.json()["answers"]]
+    assert scores == [a["anomaly_score"] for a in expected.json()["answers"]]
+
+
 async def test_window_bad_input(ta: httpx.AsyncClient, series: TimeSeriesDataset) -> None:
     body = _window_body(series, slice(0, 3))
-    body["timestamps"][2] = body["timestamps"][1]
+    body["timestamps"][2] = "yesterday"
     assert_error(await ta.post("/predict/window", json=body), 422, "invalid_timestamps")
     too_many = {"timestamps": list(range(2001)), "readings": [[0.0] * 8] * 2001}
     response = await ta.post("/predict/window", json=too_many)

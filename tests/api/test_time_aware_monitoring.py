@@ -57,6 +57,20 @@ async def test_trade_off_table_of_the_window_detector(artifacts: Path) -> None:
     assert 0 < table["expected"]["expected_anomaly_rate"] < 0.5
 
 
+async def test_info_and_thresholds_state_the_expected_false_alarm_rate(artifacts: Path) -> None:
+    async with serve_app(make_settings(artifacts)) as client:
+        info = (await client.get("/model/info")).json()
+        table = (await client.get("/model/thresholds")).json()
+    stated = info["false_alarm_rate"]
+    assert stated == table["false_alarm_rate"] == info["metrics"]["false_alarm_rate"]
+    assert set(stated) == {"target", "expected", "upper_95", "n_calibration", "flagged", "method"}
+    # labelled training: max F1 with the normal floor, never looser than the 1% bound
+    assert stated["target"] == 0.01
+    assert 0 < stated["expected"] < stated["upper_95"] < 0.05
+    assert stated["n_calibration"] > 1_000
+    assert "order-statistic bound" in stated["method"]
+
+
 async def test_a_lower_fpr_target_flags_fewer_readings_of_the_same_stream(
     artifacts: Path, series: TimeSeriesDataset
 ) -> None:

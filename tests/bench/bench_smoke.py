@@ -1,4 +1,4 @@
-"""Run one benchmark's quick mode in a child process, as the smoke tests do (no timing)."""
+"""Run the benchmark's quick pass in a child process, as the smoke tests do (no timing)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_smoke(module: str, out: Path, timeout_s: float) -> tuple[dict[str, Any], str]:
-    """``python -m MODULE --smoke --out OUT`` from the repository root: its JSON and stdout.
-
-    Fails the test, with the end of stderr, when the benchmark exits non-zero."""
+def run_smoke(names: list[str], out: Path, timeout_s: float) -> tuple[dict[str, Any], str]:
+    """``python -m bench --smoke NAMES --out OUT`` from the repository root: its JSON and
+    stdout. Fails the test, with the end of stderr, when the benchmark exits non-zero."""
     done = subprocess.run(
-        [sys.executable, "-m", module, "--smoke", "--out", str(out)],
+        [sys.executable, "-m", "bench", "--smoke", *names, "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -1,14 +1,13 @@
-"""The benchmark's report: every target listed, sections chosen with ``--only``, the
-Markdown rebuilt from a run's JSON (no measuring, no timing)."""
+"""The benchmark's report and command line: every target listed, sections and parts chosen
+by name, the Markdown rebuilt from a run's JSON (no measuring, no timing)."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import bench.__main__ as bench_main
 import pytest
-from bench.__main__ import SECTIONS, parse_sections
+from bench.__main__ import DEFAULT, SECTIONS, Context, parse_names, parts_of
 from bench.report import main as rebuild_markdown
 from bench.report import targets
 
@@ -35,11 +34,26 @@ def test_a_target_is_met_by_its_limit_and_a_nan_is_not_judged() -> None:
     assert all(r["met"] is None for r in nan)
 
 
-def test_only_takes_known_sections_in_the_benchmarks_order() -> None:
-    assert parse_sections("drift, predict") == ("predict", "drift")
-    assert parse_sections(",".join(SECTIONS)) == SECTIONS
-    with pytest.raises(argparse.ArgumentTypeError, match="unknown section"):
-        parse_sections("predict,nope")
+def test_names_choose_sections_and_parts_in_the_suites_order() -> None:
+    assert parse_names(["drift.overhead", "predict"], smoke=False) == [
+        ("predict", "inprocess"), ("predict", "http"), ("drift", "overhead")
+    ]  # fmt: skip
+    assert {s for s, _ in parse_names([], smoke=False)} == set(DEFAULT)
+    assert {s for s, _ in parse_names([], smoke=True)} == set(SECTIONS)
+    assert parse_names(["cost.client", "cost"], smoke=True) == [
+        ("cost", part) for part in parts_of("cost")
+    ]
+    for wrong in ("nope", "cost.nope"):
+        with pytest.raises(SystemExit, match="unknown"):
+            parse_names([wrong], smoke=False)
+
+
+def test_an_option_takes_its_defaults_type(tmp_path: Path) -> None:
+    ctx = Context(True, tmp_path, options={"seeds": "3", "tep_fpr": "0.05"})
+    assert ctx.option("seeds", 10) == 3
+    assert ctx.option("tep_fpr", 0.02) == 0.05
+    assert ctx.option("detector", "top4_z") == "top4_z"
+    assert ctx.size(1, 10) == 1
 
 
 def test_the_markdown_is_rebuilt_from_a_runs_json(tmp_path: Path) -> None:
@@ -52,23 +66,17 @@ def test_the_markdown_is_rebuilt_from_a_runs_json(tmp_path: Path) -> None:
     assert all(row["target"] in markdown for row in targets({}))
 
 
-def test_a_failed_section_is_recorded_and_leaves_no_half_measured_keys(
+def test_a_failed_part_is_recorded_and_the_others_still_run(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(bench_main, "prepare_artifact", lambda _path: None)
-    run = bench_main.Run(True, tmp_path, sections=("streams", "drift"))
-
-    def broken() -> None:
-        run.results["streams"] = {"ratio_memory": 0.6}
+    def broken(_ctx: Context) -> dict[str, object]:
         raise RuntimeError("redis-server is missing")
 
-    def drift() -> None:
-        run.results["drift_overhead"] = {"ratio_median": 0.97}
-
-    monkeypatch.setattr(run, "streams", broken)
-    monkeypatch.setattr(run, "drift", drift)
-    results = run.all()
-    assert results["failed_sections"] == {"streams": "RuntimeError('redis-server is missing')"}
+    parts = {"streams": {"http": broken}, "drift": {"overhead": lambda _c: {
+        "drift_overhead": {"ratio_median": 0.97}}}}  # fmt: skip
+    monkeypatch.setattr(bench_main, "parts_of", parts.__getitem__)
+    results = bench_main.run(Context(True, tmp_path), [("streams", "http"), ("drift", "overhead")])
+    assert results["failed_sections"] == {"streams.http": "RuntimeError('redis-server is missing')"}
     assert "streams" not in results
     measured = {t["target"]: t for t in results["targets"] if t["value"] is not None}
     assert list(measured) == ["/predict rps, drift on ÷ off at 64 connections (overhead ≤ 5%)"]

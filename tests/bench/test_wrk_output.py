@@ -25,12 +25,12 @@ Transfer/sec:      1.00MB
 
 def test_wrk_report_is_parsed_with_units_and_errors() -> None:
     result = parse_wrk(REPORT, connections=16, duration_s=1.0)
-    assert result.requests == 4213
-    assert result.requests_per_s == pytest.approx(4199.5)
-    assert result.p50_ms == pytest.approx(0.85)
-    assert result.p99_ms == pytest.approx(1500.0)
-    assert result.non_2xx == 3
-    assert result.errors == 6
+    assert result["requests"] == 4213
+    assert result["requests_per_s"] == pytest.approx(4199.5)
+    assert result["p50_ms"] == pytest.approx(0.85)
+    assert result["p99_ms"] == pytest.approx(1500.0)
+    assert result["non_2xx"] == 3
+    assert result["errors"] == 6
 
 
 def test_unreadable_report_is_an_error() -> None:

@@ -3,7 +3,9 @@ appending the file's readings one by one to the service's streams."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,12 +18,13 @@ from api_testing import make_settings, serve_app
 from bulk.conftest import run_score
 from factories import TIME_AWARE_ROWS, TIME_AWARE_SEED
 
-STREAM_READINGS = 150  # per stream: warm-up (59), a gap, and scored readings after it
+STREAM_READINGS = 200  # per stream: warm-up (59), a gap at 100, warm-up, a stuck sensor
 
 
 def _two_streams() -> pd.DataFrame:
     """Two streams cut from the synthetic series (anomalies included), interleaved in
-    file order, each with a gap of ten intervals in the middle (the window restarts)."""
+    file order, each with a gap of ten intervals in the middle (the window restarts) and a
+    stuck sensor near its end."""
     series = synthetic_timeseries(seed=TIME_AWARE_SEED, n_rows=TIME_AWARE_ROWS)
     parts = []
     for name, start in (("pump-a", 2000), ("pump-b", 2600)):
@@ -29,12 +32,21 @@ def _two_streams() -> pd.DataFrame:
         frame = pd.DataFrame(series.data.X[rows], columns=list(SENSOR_CHANNELS))
         seconds = series.timestamps[rows].copy()
         seconds[STREAM_READINGS // 2 :] += 10 * (seconds[1] - seconds[0])
+        frame.iloc[170:190, 1] = frame.iloc[170, 1]  # a stuck sensor: an event
         frame.insert(0, "ts", seconds)
         frame.insert(1, "machine", name)
         frame["note"] = [f"{name}-{i}" for i in range(STREAM_READINGS)]
         parts.append(frame)
-    mixed = pd.concat(parts, ignore_index=True)
-    return mixed.sample(frac=1.0, random_state=3).reset_index(drop=True)  # any row order
+    for i, part in enumerate(parts):  # interleaved in file order, each stream in time order
+        part.index = np.arange(i, len(parts) * len(part), len(parts))
+    return pd.concat(parts).sort_index().reset_index(drop=True)
+
+
+def _without_ids(event: dict[str, Any]) -> dict[str, Any]:
+    """An event as listed, without what names the stream's life (its id) or what the
+    service adds (feedback)."""
+    skip = {"id", "feedback", "feedback_history"}
+    return {k: v for k, v in event.items() if k not in skip}
 
 
 @pytest.fixture(scope="module")
@@ -54,16 +66,17 @@ async def test_replay_equals_appending_each_reading_through_the_api(
     )
     assert list(source.streams) == list(dict.fromkeys(frame["machine"]))
     async with serve_app(make_settings(ta_artifacts_dir)) as http:
-        for stream_id, rows in source.streams.items():
-            replayed = replayer.replay(source.timestamps[rows], source.X[rows])
+        for stream_id, stream in source.streams.items():
+            assert (stream.reading == np.arange(len(stream.rows))).all()  # nothing to tidy
+            replayed = replayer.replay(stream.timestamps, stream.X)
             answers = []
-            for row in rows.tolist():
+            for row in range(len(stream.X)):
                 response = await http.post(
                     f"/streams/{stream_id}/readings",
                     json={
-                        "timestamps": [float(source.timestamps[row])],
-                        "readings": [source.X[row].tolist()],
-                        "top_k": 1,
+                        "timestamps": [float(stream.timestamps[row])],
+                        "readings": [stream.X[row].tolist()],
+                        "top_k": 3,
                     },
                 )
                 assert response.status_code == 200, response.text
@@ -82,6 +95,17 @@ async def test_replay_equals_appending_each_reading_through_the_api(
             )
             assert sum(replayed["warming_up"]) == 2 * (replayer.model.window - 1)  # the gap
             assert replayed["is_anomaly"].any()
+            listed = (await http.get(f"/streams/{stream_id}/events?limit=100")).json()["events"]
+            both = replayer.replay_stream(stream_id, stream.timestamps, stream.X)
+            assert both.events, "the synthetic anomalies raise at least one event"
+            assert [_without_ids(e) for e in both.events] == [
+                _without_ids(e) for e in reversed(listed)
+            ]
+            # the same readings in the same events (ids differ: a stream life's epoch)
+            ours = both.answers["event_id"].tolist()
+            same = dict(zip(ours, [a["event_id"] for a in answers], strict=True))
+            assert [same.get(i) for i in ours] == [a["event_id"] for a in answers]
+            assert len(set(same.values())) == len(same)
 
 
 def test_the_answers_do_not_depend_on_the_block_size(
@@ -92,12 +116,16 @@ def test_the_answers_do_not_depend_on_the_block_size(
     source = replay_input(
         frame, replayer.feature_names, timestamp_column="ts", stream_column="machine"
     )
-    rows = source.streams["pump-a"]
-    whole = replayer.replay(source.timestamps[rows], source.X[rows])
+    stream = source.streams["pump-a"]
+    whole = replayer.replay(stream.timestamps, stream.X)
     for block in (1, 7, 64):
-        parts = replayer.replay(source.timestamps[rows], source.X[rows], block=block)
+        parts = replayer.replay(stream.timestamps, stream.X, block=block)
+        assert parts.pop("why").tolist() == whole["why"].tolist()
         for name, values in whole.items():
-            np.testing.assert_allclose(parts[name], values, rtol=1e-12, atol=1e-12, err_msg=name)
+            if name != "why":
+                np.testing.assert_allclose(
+                    parts[name], values, rtol=1e-12, atol=1e-12, err_msg=name
+                )
 
 
 @pytest.mark.parametrize("engine", ["local", "dask"])
@@ -108,11 +136,20 @@ def test_the_command_writes_every_row_in_file_order(
     options = ["--artifacts-dir", str(ta_artifacts_dir), "--no-progress", "--engine", engine]
     if engine == "dask":
         options += ["--workers", "2"]
+    events = tmp_path / "events.jsonl"
     done = run_score(
-        readings_file, out, *options, "--timestamp-column", "ts", "--stream-column", "machine"
+        readings_file,
+        out,
+        *options,
+        "--timestamp-column",
+        "ts",
+        "--stream-column",
+        "machine",
+        "--events",
+        str(events),
     )
     assert done.returncode == 0, done.stderr
-    assert "scored 300 rows" in done.stdout
+    assert f"scored {2 * STREAM_READINGS} rows" in done.stdout
     scored = pd.read_parquet(out)
     frame = pd.read_csv(readings_file)
     assert list(scored.columns) == [*frame.columns, *REPLAY_COLUMNS]
@@ -121,13 +158,17 @@ def test_the_command_writes_every_row_in_file_order(
     source = replay_input(
         frame, replayer.feature_names, timestamp_column="ts", stream_column="machine"
     )
-    for rows in source.streams.values():
-        replayed = replayer.replay(source.timestamps[rows], source.X[rows])
-        got = scored.iloc[rows]
+    for stream in source.streams.values():
+        replayed = replayer.replay(stream.timestamps, stream.X)
+        got = scored.iloc[stream.rows]
         assert got["is_anomaly"].tolist() == replayed["is_anomaly"].tolist()
         assert got["alarm"].tolist() == replayed["alarm"].tolist()
         np.testing.assert_allclose(got["anomaly_score"], replayed["anomaly_score"], rtol=1e-12)
         assert set(got["top_feature"]) <= set(SENSOR_CHANNELS)
+    written = [json.loads(line) for line in events.read_text().splitlines()]
+    assert written
+    assert {e["stream"] for e in written} <= {"pump-a", "pump-b"}
+    assert {e["id"] for e in written} == set(scored["event_id"].dropna())
 
 
 @pytest.mark.parametrize(
@@ -136,7 +177,7 @@ def test_the_command_writes_every_row_in_file_order(
         ("none", ["--stream-column", "machine"], "needs --timestamp-column"),
         ("none", ["--timestamp-column", "when"], "timestamp column 'when' not found"),
         ("none", ["--timestamp-column", "ts", "--stream-column", "site"], "'site' not found"),
-        ("duplicate", ["--timestamp-column", "ts", "--stream-column", "machine"], "duplicates"),
+        ("unsorted", ["--timestamp-column", "ts", "--stream-column", "machine"], "sort the file"),
         ("bad_time", ["--timestamp-column", "ts"], "cannot be parsed"),
         ("none", [], "is time-aware: give --timestamp-column"),
     ],
@@ -150,8 +191,8 @@ def test_bad_input_is_one_clear_line_and_no_output(
     message: str,
 ) -> None:
     frame = pd.read_csv(readings_file)
-    if change == "duplicate":
-        frame.loc[5, ["ts", "machine"]] = frame.loc[9, ["ts", "machine"]].to_numpy()
+    if change == "unsorted":
+        frame = frame.iloc[::-1].reset_index(drop=True)
     if change == "bad_time":
         frame["ts"] = frame["ts"].astype(str)
         frame.loc[3, "ts"] = "yesterday"
@@ -180,3 +221,43 @@ def test_a_point_wise_model_needs_no_replay(
     )
     assert done.returncode == 2
     assert "is point-wise" in done.stderr
+
+
+def test_readings_as_they_come_repeats_merged_and_a_clock_stepping_back_skipped(
+    ta_artifacts_dir: Path, readings_file: Path, tmp_path: Path
+) -> None:
+    frame = pd.read_csv(readings_file)
+    frame = frame[frame["machine"] == "pump-a"].drop(columns="machine").reset_index(drop=True)
+    tidy = frame.copy()
+    repeat = frame.iloc[[80]].assign(pressure=frame.loc[80, "pressure"] + 2.0)
+    back = frame.iloc[[150]].assign(ts=frame.loc[150, "ts"] - 3600.0)  # an hour back
+    messy = pd.concat([frame.iloc[:81], repeat, frame.iloc[81:151], back, frame.iloc[151:]])
+    messy = messy.reset_index(drop=True)
+    replayer = load_replayer(ta_artifacts_dir, None)
+    source = replay_input(messy, replayer.feature_names, timestamp_column="ts", stream_column=None)
+    assert source.policy.tolist().count("merged") == 2
+    assert source.policy[152] == "skipped"
+    stream = source.streams[""]
+    tidy.loc[80, "pressure"] += 1.0  # the mean of the two readings at that time
+    expected = replay_input(tidy, replayer.feature_names, timestamp_column="ts", stream_column=None)
+    np.testing.assert_array_equal(stream.timestamps, expected.streams[""].timestamps)
+    np.testing.assert_allclose(stream.X, expected.streams[""].X, rtol=1e-15)
+    data, out = tmp_path / "messy.csv", tmp_path / "out.parquet"
+    messy.to_csv(data, index=False)
+    done = run_score(
+        data,
+        out,
+        "--artifacts-dir",
+        str(ta_artifacts_dir),
+        "--no-progress",
+        "--timestamp-column",
+        "ts",
+    )
+    assert done.returncode == 0, done.stderr
+    scored = pd.read_parquet(out)
+    assert len(scored) == len(messy)
+    assert scored["input_policy"].tolist().count("merged") == 2
+    assert scored.loc[80, "anomaly_score"] == scored.loc[81, "anomaly_score"]
+    assert np.isnan(scored.loc[152, "anomaly_score"])
+    assert pd.isna(scored.loc[152, "top_feature"])
+    assert not scored.loc[152, "is_anomaly"]

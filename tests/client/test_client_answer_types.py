@@ -112,6 +112,7 @@ def stream_answer(a: StreamAnswer) -> dict[str, Any]:
         "warming_up": a.warming_up,
         "contributions": contributions(a.contributions),
         "alarm": a.alarm,
+        "event_id": a.event_id,
     }
 
 

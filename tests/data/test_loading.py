@@ -79,7 +79,7 @@ def _with(column: str, values: object) -> pd.DataFrame:
         (_frame(), {"label_column": "target"}, "label column 'target' not found"),
         (_with("is_anomaly", 2), {}, "must hold only 0"),
         (_with("is_anomaly", np.nan), {}, "label column 'is_anomaly' has 120 missing"),
-        (_with("is_anomaly", 0), {}, "marks 0 anomalies"),
+        (_with("is_anomaly", [0] * 119 + [1]), {}, "marks 1 anomalies"),
         (_with("is_anomaly", 1), {}, "marks every row anomalous"),
         (_frame(30), {}, "need at least 50 rows, got 30"),
         (_frame()[["is_anomaly"]], {}, "no numeric feature columns"),
@@ -90,6 +90,12 @@ def test_bad_data_names_the_problem(
 ) -> None:
     with pytest.raises(DataError, match=message):
         dataset_from_frame(frame, source="t", **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_label_column_without_anomalies_means_every_row_is_normal() -> None:
+    dataset = dataset_from_frame(_with("is_anomaly", 0), source="t")
+    assert dataset.y is None
+    assert "is_anomaly" not in dataset.feature_names
 
 
 def test_unreadable_files_give_data_errors(tmp_path: Path) -> None:

@@ -39,17 +39,44 @@ def test_unparsable_timestamp_names_the_row() -> None:
         timeseries_from_frame(frame, source="t", timestamp_column="ts")
 
 
-def test_duplicate_timestamp_names_the_row() -> None:
+def test_repeated_timestamps_are_merged_and_counted() -> None:
     frame = _frame()
     frame.loc[30, "ts"] = frame.loc[29, "ts"]
-    with pytest.raises(DataError, match=r"^row 30: timestamp .* duplicates row 29's"):
-        timeseries_from_frame(frame, source="t", timestamp_column="ts")
+    frame.loc[31, "ts"] = frame.loc[29, "ts"]
+    ts = timeseries_from_frame(frame, source="t", timestamp_column="ts")
+    assert ts.data.n_rows == len(frame) - 2
+    assert ts.merged_repeats == 2
+    # one reading at row 29's time: the mean of the three
+    expected = frame.loc[29:31, ["a", "b"]].to_numpy().mean(axis=0)
+    assert np.allclose(ts.data.X[29], expected)
+    assert np.allclose(ts.data.X[30], frame.loc[32, ["a", "b"]].to_numpy(np.float64))
+    assert ts.input_report()["merged_repeated_timestamps"] == 2
 
 
-def test_out_of_order_timestamp_names_the_row() -> None:
+def test_a_merged_reading_is_anomalous_if_any_was() -> None:
+    frame = _frame()
+    frame["is_anomaly"] = 0
+    frame.loc[[5, 6, 7, 8, 9, 31], "is_anomaly"] = 1
+    frame.loc[31, "ts"] = frame.loc[30, "ts"]
+    ts = timeseries_from_frame(frame, source="t", timestamp_column="ts")
+    assert ts.data.y is not None
+    assert ts.data.y[30] == 1
+    assert int(ts.data.y.sum()) == 6
+
+
+def test_a_clock_stepping_back_is_skipped_and_counted() -> None:
     frame = _frame()
     frame.loc[40, "ts"] = "2025-12-31 00:00:00"
-    with pytest.raises(DataError, match=r"^row 40: timestamp .* is earlier than row 39's"):
+    ts = timeseries_from_frame(frame, source="t", timestamp_column="ts")
+    assert ts.skipped_back == 1
+    assert ts.data.n_rows == len(frame) - 1
+    assert np.all(np.diff(ts.timestamps) > 0)
+    assert ts.input_report()["skipped_clock_steps_back"] == 1
+
+
+def test_a_file_out_of_time_order_is_still_refused() -> None:
+    frame = _frame().iloc[::-1].reset_index(drop=True)
+    with pytest.raises(DataError, match=r"^row 1: timestamp .* is earlier than .* sort the file"):
         timeseries_from_frame(frame, source="t", timestamp_column="ts")
 
 
@@ -60,9 +87,35 @@ def test_order_is_checked_per_stream() -> None:
     ts = timeseries_from_frame(frame, source="t", timestamp_column="ts", stream_column="id")
     assert ts.n_segments == 2
     assert ts.median_interval == 60.0
+    assert ts.merged_repeats == 0
     frame.loc[11, "ts"] = frame.loc[9, "ts"]  # row 11 (pump-2) repeats row 9's time
-    with pytest.raises(DataError, match=r"^row 11: .* of stream 'pump-2' duplicates row 9's"):
-        timeseries_from_frame(frame, source="t", timestamp_column="ts", stream_column="id")
+    merged = timeseries_from_frame(frame, source="t", timestamp_column="ts", stream_column="id")
+    assert merged.merged_repeats == 1
+    assert (merged.streams == "pump-2").sum() == 39
+    assert (merged.streams == "pump-1").sum() == 40
+
+
+def test_irregular_sampling_raises_the_gap_factor() -> None:
+    rng = np.random.default_rng(0)
+    steps = np.where(rng.random(400) < 0.2, 600.0, 60.0)  # a fifth of intervals 10x longer
+    frame = pd.DataFrame(
+        {
+            "ts": np.concatenate([[0.0], np.cumsum(steps)]) + 1.7e9,
+            "a": rng.normal(size=401),
+            "b": rng.normal(size=401),
+        }
+    )
+    ts = timeseries_from_frame(frame, source="t", timestamp_column="ts")
+    assert ts.irregular
+    assert ts.max_gap_factor == pytest.approx(10.0)
+    assert ts.n_segments == 1  # a fifth of intervals are the sampling, not gaps
+    regular = frame.copy()
+    regular["ts"] = 1.7e9 + 60.0 * np.arange(401)
+    regular.loc[200:, "ts"] += 3600.0
+    plain = timeseries_from_frame(regular, source="t", timestamp_column="ts")
+    assert not plain.irregular
+    assert plain.max_gap_factor == 3.0
+    assert plain.n_segments == 2
 
 
 def test_long_gap_starts_a_new_segment() -> None:

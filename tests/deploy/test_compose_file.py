@@ -43,6 +43,19 @@ def test_api_waits_for_a_healthy_redis_and_uses_it(services: dict[str, Any]) -> 
     assert api["tmpfs"] == ["/tmp"]
 
 
+def test_keys_pass_from_the_shell_or_env_file(services: dict[str, Any]) -> None:
+    """Behind the load balancer no request is loopback: admin routes need the key."""
+    environment = services["api"]["environment"]
+    assert environment["ANOMALY_ADMIN_API_KEYS"] == "${ANOMALY_ADMIN_API_KEYS:-}"
+    assert environment["ANOMALY_API_KEYS"] == "${ANOMALY_API_KEYS:-}"
+
+
+def test_replicas_serve_on_the_standard_loop_with_a_bound(services: dict[str, Any]) -> None:
+    environment = services["api"]["environment"]
+    assert environment["ANOMALY_LOOP"] == "${ANOMALY_LOOP:-asyncio}"
+    assert environment["ANOMALY_MAX_IN_FLIGHT"] == "${ANOMALY_MAX_IN_FLIGHT:-256}"
+
+
 def test_redis_is_a_capped_lru_cache_with_no_host_port(services: dict[str, Any]) -> None:
     redis = services["redis"]
     assert redis["image"] == "redis:7-alpine"
@@ -88,6 +101,7 @@ def test_image_is_multi_stage_non_root_and_self_checking(dockerfile: str) -> Non
     assert "curl" not in healthcheck
     assert "wget" not in healthcheck
     assert "ANOMALY_HOST=0.0.0.0" in dockerfile
+    assert "ANOMALY_LOOP=asyncio" in dockerfile
 
 
 def test_build_context_keeps_local_state_out() -> None:

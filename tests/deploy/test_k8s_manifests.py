@@ -93,6 +93,20 @@ def test_api_deployment_is_replicated_probed_and_bounded(rendered: list[Manifest
     assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > 5
 
 
+def test_keys_come_from_an_optional_secret_never_the_configmap(rendered: list[Manifest]) -> None:
+    """Without the Secret the pods start (admin routes then answer loopback only)."""
+    sources = api_container(rendered)["envFrom"]
+    assert {"secretRef": {"name": "anomaly-api-keys", "optional": True}} in sources
+    config = one(rendered, "ConfigMap", "anomaly-api-config")["data"]
+    assert not [name for name in config if "KEY" in name]
+
+
+def test_pods_serve_on_the_standard_loop_with_a_bound(rendered: list[Manifest]) -> None:
+    config = one(rendered, "ConfigMap", "anomaly-api-config")["data"]
+    assert config["ANOMALY_LOOP"] == "asyncio"
+    assert int(config["ANOMALY_MAX_IN_FLIGHT"]) > 0
+
+
 def test_api_pod_is_non_root_with_read_only_root_and_writable_tmp(
     rendered: list[Manifest],
 ) -> None:

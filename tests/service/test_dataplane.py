@@ -23,7 +23,6 @@ from anomaly_api.service.answers import (
 from anomaly_api.service.dataplane import DataPlane, ScoredBatch
 from anomaly_api.service.errors import (
     InvalidFeaturesError,
-    InvalidInputError,
     ModelNotReadyError,
 )
 from anomaly_api.service.metrics import ServiceMetrics
@@ -133,14 +132,6 @@ async def test_answers_carry_severity_and_sorted_contributions(runtime: ServiceR
         "share": top.contributions[0].share,
         "why": None,
     }
-
-
-@pytest.mark.parametrize("top_k", [0, 9])
-async def test_top_k_outside_the_features_is_invalid_input(
-    runtime: ServiceRuntime, top_k: int
-) -> None:
-    with pytest.raises(InvalidInputError, match="top_k must be between 1 and 8"):
-        await DataPlane(runtime).predict([NORMAL], top_k=top_k)
 
 
 async def test_cached_answers_equal_fresh_ones_but_for_the_flag(runtime: ServiceRuntime) -> None:
@@ -272,5 +263,3 @@ async def test_matrix_errors_are_the_lists(runtime: ServiceRuntime) -> None:
         await dataplane.predict(np.zeros((2, 3)))
     with pytest.raises(InvalidFeaturesError, match=r"^observations\[1\]: expected 8"):
         await dataplane.predict([NORMAL, NORMAL[:3]])
-    with pytest.raises(InvalidInputError, match="top_k must be between 1 and 8"):
-        await dataplane.predict(np.array([NORMAL]), top_k=9)

@@ -8,11 +8,12 @@ Request-time state lives in the lifespan state only (``AppState``, read through
 ``anomaly_api.api.deps``), never on ``app.state``. Middleware is listed below from the
 innermost to the outermost (Starlette wraps each ``add_middleware`` around the previous
 ones), so the request-id middleware, added last, sees every response, even the early
-413 and 431.
+413, 431 and the overload 503.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,14 +21,16 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from anomaly_api import __version__
+from anomaly_api.api.admission import AdmissionControlMiddleware
+from anomaly_api.api.body_limit import BodySizeLimitMiddleware
 from anomaly_api.api.deps import AppState
 from anomaly_api.api.errors import install_error_handlers
 from anomaly_api.api.header_limit import HeaderSizeLimitMiddleware
-from anomaly_api.api.middleware import BodySizeLimitMiddleware
 from anomaly_api.api.openapi import install_openapi
 from anomaly_api.api.request_context import RequestContextMiddleware, note_scored_batch
 from anomaly_api.api.routes import api_router, docs_router
 from anomaly_api.api.schemas import (
+    FeedbackRequest,
     PredictBatchRequest,
     PredictRequest,
     StreamReadingsRequest,
@@ -44,6 +47,8 @@ from anomaly_api.service.runtime import ServiceRuntime
 from anomaly_api.service.streamplane import StreamPlane
 
 __all__ = ["create_app"]
+
+_log = logging.getLogger(__name__)
 
 DESCRIPTION = (
     "Anomaly detection for multivariate sensor readings: an ensemble of detectors "
@@ -91,6 +96,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         reloader = ModelReloader(runtime, runtime.build_predictor, on_result=on_reload)
         uninstall = install_sighup_reload(reloader) if settings.reload_on_sighup else None
+        notice = keyring.admin_notice()
+        if notice is not None:
+            _log.warning(notice)
         revisions = None
         if settings.redis_url:  # every replica follows the admin swaps announced in Redis
             revisions = RevisionChannel.from_settings(
@@ -137,6 +145,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(HeaderSizeLimitMiddleware, max_header_bytes=settings.max_header_bytes)
     app.add_middleware(
+        AdmissionControlMiddleware,
+        max_in_flight=settings.max_in_flight,
+        retry_after_s=settings.overload_retry_after_s,
+        on_shed=metrics.shed.inc,
+    )
+    app.add_middleware(
         RequestContextMiddleware,
         metrics=metrics,
         max_request_id_length=settings.request_id_max_length,
@@ -145,7 +159,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_router)
     install_openapi(
         app,
-        [PredictRequest, PredictBatchRequest, WindowRequest, StreamReadingsRequest],
+        [
+            PredictRequest,
+            PredictBatchRequest,
+            WindowRequest,
+            StreamReadingsRequest,
+            FeedbackRequest,
+        ],
         docs_router.routes,  # the served router has the hot routes first; docs read in order
     )
     return app

@@ -28,7 +28,6 @@ from anomaly_api.service.streamplane import StreamPlane
 
 __all__ = [
     "AppState",
-    "DataPlaneDep",
     "MetricsDep",
     "MonitorDep",
     "PredictBatchInput",
@@ -105,26 +104,20 @@ async def get_predictor(request: Request) -> Predictor:
     return dataplane.require_ready()
 
 
-async def get_dataplane(request: Request) -> DataPlane:
-    """The data plane, once a model is loaded: 503 (``ModelNotReadyError``) before the body
-    is even read, as for every prediction route."""
-    return _ready_dataplane(request)
-
-
 async def get_streamplane(request: Request) -> StreamPlane:
     """The stream plane (windows and stateful streams)."""
     streamplane: StreamPlane = request.state.streamplane
     return streamplane
 
 
-def ready_streamplane(request: Request) -> StreamPlane:
-    """The stream plane once a model is loaded (503 before the body is read otherwise).
+def ready_streamplane(request: Request) -> tuple[StreamPlane, Predictor]:
+    """The stream plane and the model it scores this request with (503 before the body is
+    read when none is loaded).
 
     Called by the stream scoring routes themselves rather than as a dependency: one node
     fewer for FastAPI to solve on every reading (see the note on the body dependencies)."""
     streamplane: StreamPlane = request.state.streamplane
-    streamplane.dataplane.require_ready()
-    return streamplane
+    return streamplane, streamplane.dataplane.require_ready()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
@@ -134,7 +127,6 @@ RevisionsDep = Annotated[RevisionChannel | None, Depends(get_revisions)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 MonitorDep = Annotated[ModelMonitor, Depends(get_monitor)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
-DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
 StreamPlaneDep = Annotated[StreamPlane, Depends(get_streamplane)]
 
 # The body dependencies read the state directly rather than through ``SettingsDep`` or
@@ -147,28 +139,28 @@ BodyT = TypeVar("BodyT", PredictRequest, BatchRows)
 
 @dataclass(frozen=True, slots=True)
 class PredictCall(Generic[BodyT]):
-    """What a prediction route needs: the ready data plane and the validated body."""
+    """What a prediction route needs: the data plane, the model it scores this request
+    with (looked up once, before the body is read) and the validated body."""
 
     dataplane: DataPlane
+    predictor: Predictor
     body: BodyT
 
 
-def _ready_dataplane(request: Request) -> DataPlane:
-    dataplane: DataPlane = request.state.dataplane
-    dataplane.require_ready()  # 503 before the body is read
-    return dataplane
-
-
 async def get_predict_call(request: Request) -> PredictCall[PredictRequest]:
-    """The data plane (503 when no model is loaded) and the validated ``/predict`` body."""
-    dataplane = _ready_dataplane(request)
-    return PredictCall(dataplane, await parse_predict_request(request, _settings(request)))
+    """The data plane, its model (503 when none is loaded) and the ``/predict`` body."""
+    dataplane: DataPlane = request.state.dataplane
+    predictor = dataplane.require_ready()  # 503 before the body is read
+    body = await parse_predict_request(request, _settings(request))
+    return PredictCall(dataplane, predictor, body)
 
 
 async def get_batch_call(request: Request) -> PredictCall[BatchRows]:
-    """The data plane (503 when no model is loaded) and the valid ``/predict/batch`` body."""
-    dataplane = _ready_dataplane(request)
-    return PredictCall(dataplane, await parse_batch_request(request, _settings(request)))
+    """The data plane, its model (503 when none is loaded) and the ``/predict/batch`` body."""
+    dataplane: DataPlane = request.state.dataplane
+    predictor = dataplane.require_ready()  # 503 before the body is read
+    body = await parse_batch_request(request, _settings(request))
+    return PredictCall(dataplane, predictor, body)
 
 
 PredictInput = Annotated[PredictCall[PredictRequest], Depends(get_predict_call)]

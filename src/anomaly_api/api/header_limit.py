@@ -9,13 +9,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from anomaly_api.api.errors import (
-    HeadersTooLargeError,
-    error_response,
-    is_oip_path,
-    oip_error_response,
-    status_of,
-)
+from anomaly_api.api.errors import HeadersTooLargeError, send_error
 
 __all__ = ["HeaderSizeLimitMiddleware"]
 
@@ -34,12 +28,6 @@ class HeaderSizeLimitMiddleware:
                 exc = HeadersTooLargeError(
                     f"request headers are {size} bytes; the limit is {self.max_header_bytes}"
                 )
-                status_code, code = status_of(exc)
-                headers = {"Connection": "close"}
-                if is_oip_path(scope["path"]):
-                    response = oip_error_response(status_code, exc.message, headers)
-                else:
-                    response = error_response(status_code, code, exc.message, headers=headers)
-                await response(scope, receive, send)
+                await send_error(exc, scope, receive, send, {"Connection": "close"})
                 return
         await self.app(scope, receive, send)

@@ -30,6 +30,7 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
+from anomaly_api.api.errors import ApiError
 from anomaly_api.api.schemas import MAX_ABS_FEATURE
 from anomaly_api.service.answers import ColumnarBatchAnswer
 
@@ -64,13 +65,11 @@ _INT_RANGES = {
 ACCEPTED_DATATYPES = (*_FLOAT_TYPES, *_INT_RANGES)
 
 
-class OipError(Exception):
+class OipError(ApiError):
     """A request the protocol answers with ``status`` and ``{"error": message}``."""
 
     def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
+        super().__init__(message, status=status)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,8 @@ from pydantic import (
 
 from anomaly_api.artifacts import ArtifactManifest
 from anomaly_api.monitoring.alarms import AlarmPolicy
-from anomaly_api.service import answers, stream_answers
+from anomaly_api.service import answers, event_answers, stream_answers
+from anomaly_api.training.calibration import stated
 
 NORMAL_FEATURES: list[JsonValue] = [0.5, 1.2, -0.3, 0.8, 1.5, 0.2, -0.1, 0.9]
 ANOMALOUS_FEATURES: list[JsonValue] = [8.1, -5.3, 7.2, 9.0, -8.4, 6.1, 8.8, -7.2]
@@ -236,6 +237,20 @@ _model_info_fields: dict[str, Any] = {
     for name, field in ArtifactManifest.model_fields.items()
     if name in _MANIFEST_SHOWN
 }
+
+
+class FalseAlarmRate(BaseModel):
+    """The false-alarm rate the thresholds are expected to give on later normal readings."""
+
+    target: float | None = Field(description="The rate asked for (None: no target).")
+    expected: float | None = Field(description="Expected rate (None when unknown).")
+    upper_95: float | None = Field(description="95% upper bound of the rate.")
+    n_calibration: int | None = Field(description="Held-out normal readings it rests on.")
+    flagged: int | None = Field(description="How many of them the thresholds flag.")
+    method: str = Field(description='How it was computed; "unknown" for older models.')
+
+
+_model_info_fields["false_alarm_rate"] = (FalseAlarmRate, Field(description=FalseAlarmRate.__doc__))
 _model_info_fields["n_features"] = (int, Field(description="Features per reading."))
 _model_info_fields["inference_backend"] = (
     str,
@@ -252,6 +267,7 @@ ModelInfoResponse = create_model(
 def model_info(manifest: ArtifactManifest, inference_backend: str) -> dict[str, Any]:
     """The ``/model/info`` body for ``manifest`` (a ``ModelInfoResponse``)."""
     return manifest.model_dump(include=set(_MANIFEST_SHOWN)) | {
+        "false_alarm_rate": stated(manifest.metrics),
         "n_features": len(manifest.feature_names),
         "inference_backend": inference_backend,
     }
@@ -328,8 +344,9 @@ class WindowRequest(BaseModel):
 
     timestamps: list[Annotated[float, Field(strict=True, allow_inf_nan=False)] | str] = Field(
         min_length=1,
-        description="One per reading, strictly increasing: ISO 8601 strings (no zone = UTC) "
-        "or epoch seconds.",
+        description="One per reading, in time order: ISO 8601 strings (no zone = UTC) or "
+        "epoch seconds. A repeated timestamp is merged into the reading before it (the mean) "
+        "and a reading before an earlier one (a clock stepping back) is skipped.",
     )
     readings: list[Features] = Field(
         min_length=1,
@@ -379,6 +396,37 @@ StreamReadingsResponse = _model_of(
     {stream_answers.StreamAnswer: StreamAnswerModel, stream_answers.StreamSummary: StreamSummary},
 )
 StreamAlarmState = _model_of("StreamAlarmState", stream_answers.StreamAlarmAnswer, {})
+EventSensor = _model_of("EventSensor", event_answers.EventSensor, {})
+EventFeedback = _model_of("EventFeedback", event_answers.EventFeedback, {})
+StreamEventResponse = _model_of(
+    "StreamEvent",
+    event_answers.StreamEvent,
+    {event_answers.EventSensor: EventSensor, event_answers.EventFeedback: EventFeedback},
+)
+StreamEventsResponse = _model_of(
+    "StreamEventsResponse",
+    event_answers.StreamEventsAnswer,
+    {event_answers.StreamEvent: StreamEventResponse},
+)
+
+
+class FeedbackRequest(BaseModel):
+    """An operator's label of one event of a stream."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"label": "false_alarm", "note": "valve test, see shift log 14"}]
+        },
+    )
+
+    label: event_answers.FeedbackLabel = Field(
+        description="`false_alarm`, `confirmed` (a real anomaly) or `expected` (e.g. "
+        "planned maintenance)."
+    )
+    note: str = Field(default="", max_length=1000, description="Free text, up to 1,000 characters.")
+
+
 StreamStateResponse = _model_of(
     "StreamStateResponse",
     stream_answers.StreamStateAnswer,

@@ -1,9 +1,12 @@
 """Optional API keys: ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``.
 
-Rules (all off when no key is configured, the local default):
+Rules (open when no key is configured, the local default, except admin routes):
 
 * prediction and model routes need a client key (or an admin key) once client keys exist;
-* admin routes need an admin key once any key exists: client keys never reload models;
+* admin routes need an admin key once any key exists: client keys never reload models.
+  With no key at all they answer only loopback clients (and Unix sockets), as Redis'
+  protected mode does: one request to them can swap the model or silence every alarm, so
+  a service bound to every address must not offer them to the network without a key;
 * health and metrics stay open unless ``auth_protect_health`` / ``auth_protect_metrics``.
 
 Keys are compared as SHA-256 digests with ``hmac.compare_digest`` against every
@@ -16,22 +19,46 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from anomaly_api.api.errors import InvalidApiKeyError, MissingApiKeyError
+from anomaly_api.api.errors import AdminClosedError, InvalidApiKeyError, MissingApiKeyError
 from anomaly_api.config import Settings
 
 __all__ = [
+    "ADMIN_KEY_HINT",
     "AdminKeyDep",
     "ApiKeyDep",
+    "CallerDep",
     "HealthKeyDep",
     "KeyRing",
     "MetricsKeyDep",
+    "is_local_client",
 ]
+
+ADMIN_KEY_HINT = (
+    "set ANOMALY_ADMIN_API_KEYS (or ANOMALY_ADMIN_API_KEY_HASHES) in the server's "
+    "environment and send the key as X-API-Key or Authorization: Bearer"
+)
+"""Where an admin key goes: in the 403 of a closed admin route and the start-up log."""
+
+
+def is_local_client(host: str | None) -> bool:
+    """Whether a request came from this host: a loopback address (IPv4, IPv6 or IPv4
+    mapped into IPv6) or no address at all (a Unix socket)."""
+    if host is None:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:  # a name, not an address: never trusted as local
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 def _digest(key: str) -> bytes:
@@ -78,18 +105,45 @@ class KeyRing:
         """Whether any key is configured at all."""
         return bool(self.client or self.admin)
 
+    def admin_notice(self) -> str | None:
+        """What an operator should know at start-up about who may reach the admin routes
+        (``None`` once an admin key is configured)."""
+        if self.admin:
+            return None
+        if self.enabled:
+            return f"admin routes are disabled: client keys but no admin key; {ADMIN_KEY_HINT}"
+        return (
+            "admin routes answer only loopback clients (no admin key is configured); "
+            f"to reach them from other hosts, {ADMIN_KEY_HINT}"
+        )
+
     def check_client(self, key: str | None) -> None:
         """Accept a client or admin key when client keys are configured."""
         if self.client:
             self._check(key, self.client + self.admin)
 
-    def check_admin(self, key: str | None) -> None:
-        """Accept only an admin key once any key is configured."""
+    def check_admin(self, key: str | None, *, local: bool) -> None:
+        """Accept only an admin key once any key is configured; with none, only a ``local``
+        client (loopback or Unix socket)."""
         if not self.enabled:
+            if not local:
+                raise AdminClosedError(
+                    "admin routes answer only loopback clients while no admin key is "
+                    f"configured: {ADMIN_KEY_HINT}"
+                )
             return
         if not self.admin and key:
             raise InvalidApiKeyError("admin routes are disabled: no admin key is configured")
         self._check(key, self.admin)
+
+    def identify(self, key: str | None) -> str:
+        """Who sent a request the client check accepted: ``admin:`` or ``client:`` and 12
+        hex digits of the key's SHA-256 (what ``api_key_hashes`` lists), else ``anonymous``."""
+        if not key:
+            return "anonymous"
+        digest = _digest(key)
+        role = "admin" if _matches(digest, self.admin) else "client"
+        return f"{role}:{digest.hex()[:12]}"
 
     @staticmethod
     def _check(key: str | None, accepted: tuple[bytes, ...]) -> None:
@@ -128,9 +182,18 @@ async def require_api_key(request: Request, api_key: ApiKeyHeader, bearer: Beare
     _keyring(request).check_client(_presented(api_key, bearer))
 
 
+async def api_key_identity(request: Request, api_key: ApiKeyHeader, bearer: BearerHeader) -> str:
+    """Client routes that record who called (``KeyRing.identify``), after the client check."""
+    ring = _keyring(request)
+    key = _presented(api_key, bearer)
+    ring.check_client(key)
+    return ring.identify(key if ring.enabled else None)
+
+
 async def require_admin_key(request: Request, api_key: ApiKeyHeader, bearer: BearerHeader) -> None:
     """Admin routes."""
-    _keyring(request).check_admin(_presented(api_key, bearer))
+    local = is_local_client(request.client.host if request.client else None)
+    _keyring(request).check_admin(_presented(api_key, bearer), local=local)
 
 
 async def require_health_key(request: Request, api_key: ApiKeyHeader, bearer: BearerHeader) -> None:
@@ -150,6 +213,7 @@ async def require_metrics_key(
 
 
 ApiKeyDep = Depends(require_api_key)
+CallerDep = Annotated[str, Depends(api_key_identity)]
 AdminKeyDep = Depends(require_admin_key)
 HealthKeyDep = Depends(require_health_key)
 MetricsKeyDep = Depends(require_metrics_key)

@@ -3,16 +3,18 @@
 Every reading is answered from its trailing window, exactly as if the stream's readings
 had been appended one by one to ``POST /streams/{id}/readings``: the same warm-up (readings
 without ``window - 1`` readings before them are scored point-wise), the same restart after
-a gap, the same alarm policy over the stream's anomaly flags from a fresh stream. A stream
-is scored in blocks of ``block`` readings, each block with the ``window - 1`` readings
-before it, which is all ``TimeAwareModel.score_window`` reads: the answers do not depend
-on the block size. The file's feature, timestamp and stream columns are held in memory
-(8 bytes per value), the other columns are carried through to the output.
+a gap, the same alarm policy over the stream's anomaly flags from a fresh stream and the
+same events (``anomaly_api.service.streams.events``). A stream is scored in blocks of
+``block`` readings, each block with the ``window - 1`` readings before it, which is all
+``TimeAwareModel.score_window`` reads: the answers do not depend on the block size. The
+file's feature, timestamp and stream columns are held in memory (8 bytes per value), the
+other columns are carried through to the output.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,24 +22,32 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+import orjson
 import pandas as pd
 from numpy.typing import NDArray
 
 from anomaly_api.artifacts import TimeAwareArtifact, load_any_artifact
 from anomaly_api.bulk.scoring import Answers
 from anomaly_api.data.errors import DataError
-from anomaly_api.data.timeseries import parse_timestamps
+from anomaly_api.data.timeseries import UNSORTED_SHARE, parse_timestamps
 from anomaly_api.detection.time_aware import TimeAwareModel
 from anomaly_api.monitoring.alarms import AlarmPolicy, AlarmState
+from anomaly_api.service.stream_timestamps import tidy
+from anomaly_api.service.streams.events import EventInput, EventTrack, expected_range, track
 
 __all__ = [
     "REPLAY_COLUMNS",
     "ReplayInput",
+    "ReplayedStream",
+    "StreamInput",
     "StreamReplayer",
     "load_replayer",
     "replay_input",
     "worker_replayer",
 ]
+
+TOP_REASONS: Final = 3
+"""Channels whose reasons an anomalous reading keeps (a stream answer's default ``top_k``)."""
 
 BLOCK_READINGS: Final = 50_000
 """Readings scored per ``score_window`` call (bounds the window features' memory)."""
@@ -51,22 +61,48 @@ REPLAY_COLUMNS: Final = (
     "alarm",
     "top_feature",
     "top_share",
+    "event_id",
+    "input_policy",
 )
 """The answer's columns of a replayed reading, after the input's own columns."""
 
 
 @dataclass(frozen=True)
+class StreamInput:
+    """One stream of a file: its rows and the readings they make, as the service takes
+    readings as they come (``tidy``: repeated timestamps merged, a clock stepping back
+    skipped)."""
+
+    rows: NDArray[np.intp]
+    """The stream's file rows, in file order."""
+    reading: NDArray[np.intp]
+    """For each of ``rows``, the reading it became (merged rows share one), -1 if skipped."""
+    timestamps: NDArray[np.float64]
+    """Epoch seconds of each reading, strictly increasing."""
+    X: NDArray[np.float64]
+    """Features of each reading in model order (the mean of merged rows)."""
+
+
+@dataclass(frozen=True)
 class ReplayInput:
-    """A file's readings grouped into streams, each in time order."""
+    """A file's rows grouped into streams, streams in order of first appearance."""
 
     frame: pd.DataFrame
     """The rows as read (index 0..n-1 in file order)."""
-    X: NDArray[np.float64]
-    """Features in model order, one row per file row."""
-    timestamps: NDArray[np.float64]
-    """Epoch seconds of every row."""
-    streams: dict[str, NDArray[np.intp]]
-    """Row numbers of each stream, in time order, streams in order of first appearance."""
+    streams: dict[str, StreamInput]
+    policy: NDArray[np.object_]
+    """Per row: ``"merged"`` (one of several rows of a stream with one timestamp),
+    ``"skipped"`` (its clock stepped back) or None."""
+
+
+@dataclass(frozen=True)
+class ReplayedStream:
+    """One stream's replay: its answers (``REPLAY_COLUMNS`` but ``top_feature``, which is
+    ``top`` as a channel index) and its events, oldest first, as ``GET /streams/{id}/events``
+    lists them."""
+
+    answers: Answers
+    events: list[dict[str, Any]]
 
 
 class StreamReplayer:
@@ -79,6 +115,7 @@ class StreamReplayer:
         self.version = artifact.manifest.version
         self.feature_names: tuple[str, ...] = tuple(artifact.manifest.feature_names)
         self.policy = policy
+        self._channel = {name: c for c, name in enumerate(self.feature_names)}
         if backend in ("fast", "numpy"):  # warm-up readings as the service scores them
             scorer = build_scorer(self.model.pointwise_, backend)  # type: ignore[arg-type]
             self.model.set_pointwise_scorer(scorer)
@@ -101,6 +138,8 @@ class StreamReplayer:
             "warming_up": np.zeros(n, dtype=np.bool_),
             "top": np.zeros(n, dtype=np.intp),
             "top_share": np.empty(n),
+            "shares": np.empty((n, len(self.feature_names))),
+            "why": np.full(n, None, dtype=object),
         }
         for start in range(0, n, block):
             stop = min(n, start + block)
@@ -123,9 +162,58 @@ class StreamReplayer:
             top = out.top_channel()
             answers["top"][part] = top
             answers["top_share"][part] = out.shares[np.arange(len(top)), top]
+            answers["shares"][part] = out.shares
+            for i in np.flatnonzero(out.is_anomaly).tolist():  # the reasons events keep
+                listed = out.contributions(i, TOP_REASONS)
+                answers["why"][start + i] = {
+                    self._channel[name]: part["why"] for name, part in listed.items()
+                }
         times = timestamps if self.policy.unit == "seconds" else None
         answers["alarm"], _ = self.policy.evaluate(AlarmState(), answers["is_anomaly"], times)
         return answers
+
+    def replay_stream(
+        self, stream_id: str, timestamps: NDArray[np.float64], X: NDArray[np.float64]
+    ) -> ReplayedStream:
+        """``replay`` and ``events`` of one stream."""
+        answers = self.replay(timestamps, X)
+        ids, events = self.events(stream_id, timestamps, X, answers)
+        del answers["shares"], answers["why"]
+        answers["event_id"] = np.array(ids, dtype=object)
+        return ReplayedStream(answers, events)
+
+    def events(
+        self,
+        stream_id: str,
+        timestamps: NDArray[np.float64],
+        X: NDArray[np.float64],
+        answers: Answers,
+    ) -> tuple[list[str | None], list[dict[str, Any]]]:
+        """Each reading's event id and the stream's events (oldest first), as the service
+        would have recorded them; ids are ``<8 hex of the stream id's SHA-256>-<number>``."""
+        low, high = expected_range(self.model)
+        inputs = EventInput(
+            severities=answers["severity"],
+            shares=answers["shares"],
+            values=X,
+            channels=self.feature_names,
+            low=low,
+            high=high,
+            why=tuple(w or {} for w in answers["why"].tolist()),
+        )
+        epoch = hashlib.sha256(stream_id.encode()).hexdigest()[:8]
+        _, ids, written = track(
+            EventTrack(),
+            self.policy,
+            epoch=epoch,
+            first=0,
+            flags=answers["is_anomaly"],
+            alarms=answers["alarm"],
+            times=timestamps,
+            inputs=inputs,
+        )
+        records = {event: orjson.loads(record) for event, record in written}
+        return ids, sorted(records.values(), key=lambda e: int(e["first_reading"]))
 
 
 def replay_input(
@@ -155,34 +243,33 @@ def replay_input(
         if len(missing):
             raise DataError(f"row {int(missing[0])}: stream column {stream_column!r} is empty")
         ids = column.astype(str).to_numpy(dtype=np.str_)
-    order = np.lexsort((timestamps, ids))  # by stream, then time (ties in file order)
-    _check_no_duplicates(timestamps, ids, order, raw)
-    streams = dict(_groups(ids, order))
-    return ReplayInput(frame=frame, X=X, timestamps=timestamps, streams=streams)
+    policy = np.full(len(frame), None, dtype=object)
+    streams: dict[str, StreamInput] = {}
+    for stream, rows in _groups(ids):
+        tidied = tidy(timestamps[rows], X[rows])
+        if tidied.skipped > UNSORTED_SHARE * len(rows):
+            first = int(rows[np.flatnonzero(tidied.reading < 0)[0]])
+            where = f" of stream {stream!r}" if stream else ""
+            raise DataError(
+                f"row {first}: timestamp {raw.iloc[first]!r}{where} is earlier than a row "
+                f"before it, as are {tidied.skipped} of the stream's {len(rows)} rows: more "
+                f"than a clock stepping back ({UNSORTED_SHARE:.0%}); sort the file by time"
+            )
+        sizes = np.bincount(tidied.reading[tidied.reading >= 0], minlength=len(tidied.kept))
+        policy[rows[tidied.reading < 0]] = "skipped"
+        policy[rows[(tidied.reading >= 0) & (sizes[tidied.reading] > 1)]] = "merged"
+        streams[stream] = StreamInput(rows, tidied.reading, tidied.timestamps, tidied.values)
+    return ReplayInput(frame=frame, streams=streams, policy=policy)
 
 
-def _check_no_duplicates(
-    timestamps: NDArray[np.float64], ids: NDArray[np.str_], order: NDArray[np.intp], raw: pd.Series
-) -> None:
-    """``DataError`` at the first pair of rows of one stream with the same timestamp."""
-    same = (ids[order][1:] == ids[order][:-1]) & (np.diff(timestamps[order]) == 0)
-    if same.any():
-        at = int(np.flatnonzero(same)[0])
-        row, prev = int(order[at + 1]), int(order[at])
-        where = f" of stream {str(ids[row])!r}" if ids[row] else ""
-        raise DataError(
-            f"row {row}: timestamp {raw.iloc[row]!r}{where} duplicates row {prev}'s; "
-            "a stream holds one reading per timestamp"
-        )
-
-
-def _groups(ids: NDArray[np.str_], order: NDArray[np.intp]) -> Iterator[tuple[str, NDArray[Any]]]:
-    """Each stream's rows (``order`` sorted by stream), streams by first appearance."""
+def _groups(ids: NDArray[np.str_]) -> Iterator[tuple[str, NDArray[np.intp]]]:
+    """Each stream's rows in file order, streams by first appearance."""
+    order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
     starts = np.flatnonzero(np.concatenate([[True], sorted_ids[1:] != sorted_ids[:-1]]))
     bounds = np.append(starts, len(order))
     parts = {str(sorted_ids[a]): order[a:b] for a, b in itertools.pairwise(bounds)}
-    for stream in sorted(parts, key=lambda s: int(parts[s].min())):
+    for stream in sorted(parts, key=lambda s: int(parts[s][0])):
         yield stream, parts[stream]
 
 
@@ -210,7 +297,11 @@ def worker_replayer(artifacts_dir: str, version: str) -> StreamReplayer:
 
 
 def replay_on_worker(
-    artifacts_dir: str, version: str, timestamps: NDArray[np.float64], X: NDArray[np.float64]
-) -> Answers:
-    """A distributed task: the answers of one stream."""
-    return worker_replayer(artifacts_dir, version).replay(timestamps, X)
+    artifacts_dir: str,
+    version: str,
+    stream_id: str,
+    timestamps: NDArray[np.float64],
+    X: NDArray[np.float64],
+) -> ReplayedStream:
+    """A distributed task: the replay of one stream."""
+    return worker_replayer(artifacts_dir, version).replay_stream(stream_id, timestamps, X)

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from anomaly_api.bulk.backtest import load_replayer
+from anomaly_api.bulk.backtest import ReplayedStream, load_replayer
 from anomaly_api.bulk.scoring import Answers, ChunkScorer, load_scorer
 from anomaly_api.bulk.tables import Chunk
 
@@ -188,8 +188,8 @@ class ReplayEngine(Protocol):
     version: str
     feature_names: tuple[str, ...]
 
-    def replay(self, streams: Iterable[Stream]) -> Iterator[tuple[str, Answers]]:
-        """``(stream id, answers)`` for each stream, in order."""
+    def replay(self, streams: Iterable[Stream]) -> Iterator[tuple[str, ReplayedStream]]:
+        """``(stream id, its replay)`` for each stream, in order."""
         ...
 
     def close(self) -> None:
@@ -205,9 +205,9 @@ class LocalReplayEngine:
         self.version = self._replayer.version
         self.feature_names = self._replayer.feature_names
 
-    def replay(self, streams: Iterable[Stream]) -> Iterator[tuple[str, Answers]]:
+    def replay(self, streams: Iterable[Stream]) -> Iterator[tuple[str, ReplayedStream]]:
         for stream_id, timestamps, X in streams:
-            yield stream_id, self._replayer.replay(timestamps, X)
+            yield stream_id, self._replayer.replay_stream(stream_id, timestamps, X)
 
     def close(self) -> None:
         pass
@@ -234,13 +234,19 @@ class DaskReplayEngine:
         self.client, self._cluster = _dask_client(address, n_workers, 1)
         self.n_workers = max(1, len(self.client.scheduler_info(n_workers=-1)["workers"]))
 
-    def replay(self, streams: Iterable[Stream]) -> Iterator[tuple[str, Answers]]:
+    def replay(self, streams: Iterable[Stream]) -> Iterator[tuple[str, ReplayedStream]]:
         from anomaly_api.bulk.backtest import replay_on_worker
 
         in_flight: deque[tuple[str, Any]] = deque()
         for stream_id, timestamps, X in streams:
             future = self.client.submit(
-                replay_on_worker, self._artifacts_dir, self.version, timestamps, X, pure=False
+                replay_on_worker,
+                self._artifacts_dir,
+                self.version,
+                stream_id,
+                timestamps,
+                X,
+                pure=False,
             )
             in_flight.append((stream_id, future))
             if len(in_flight) >= 2 * self.n_workers:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from anomaly_api.bulk.engines import Engine, ReplayEngine
@@ -84,18 +87,23 @@ def replay(
     *,
     timestamp_column: str,
     stream_column: str | None = None,
+    events: Path | None = None,
     on_rows: Callable[[int], None] | None = None,
 ) -> Summary:
     """Backtest: replay each stream of ``data`` in time order into ``out`` (Parquet), the
-    rows in file order followed by ``REPLAY_COLUMNS``; nothing is under ``out`` unless it
-    succeeds. ``DataError`` names the first bad value."""
+    rows in file order followed by ``REPLAY_COLUMNS``, and the streams' events into
+    ``events`` (JSON Lines, one event a line with its ``stream``); nothing is under ``out``
+    or ``events`` unless it succeeds. ``DataError`` names the first bad value."""
     from anomaly_api.bulk.backtest import REPLAY_COLUMNS, replay_input
     from anomaly_api.data.errors import DataError
     from anomaly_api.data.loading import read_table
 
     file_kind(data)
-    if data.resolve() == out.resolve():
-        raise DataError(f"{out}: the output would overwrite the input")
+    targets = [out] if events is None else [out, events]
+    if len({data.resolve(), *(t.resolve() for t in targets)}) <= len(targets):
+        raise DataError(f"{data}: an output would overwrite the input or the other output")
+    if events is not None and not events.parent.is_dir():
+        raise DataError(f"{events.parent}: no such directory")
     started = time.perf_counter()
     source = replay_input(
         read_table(data),
@@ -104,34 +112,49 @@ def replay(
         stream_column=stream_column,
     )
     n = len(source.frame)
-    columns: Answers = {
+    columns: Answers = {  # a skipped row keeps these: no answer
         "is_anomaly": np.zeros(n, dtype=np.bool_),
-        "anomaly_score": np.empty(n),
-        "confidence": np.empty(n),
-        "severity": np.empty(n),
+        "anomaly_score": np.full(n, np.nan),
+        "confidence": np.full(n, np.nan),
+        "severity": np.full(n, np.nan),
         "warming_up": np.zeros(n, dtype=np.bool_),
         "alarm": np.zeros(n, dtype=np.bool_),
-        "top": np.zeros(n, dtype=np.intp),
-        "top_share": np.empty(n),
+        "top": np.full(n, -1, dtype=np.intp),
+        "top_share": np.full(n, np.nan),
+        "event_id": np.full(n, None, dtype=object),
     }
-    streams = (
-        (stream_id, source.timestamps[rows], source.X[rows])
-        for stream_id, rows in source.streams.items()
-    )
-    for stream_id, answers in engine.replay(streams):
-        rows = source.streams[stream_id]
+    found: list[dict[str, Any]] = []
+    streams = ((sid, stream.timestamps, stream.X) for sid, stream in source.streams.items())
+    for stream_id, replayed in engine.replay(streams):
+        stream = source.streams[stream_id]
+        answered = stream.reading >= 0
+        rows = stream.rows[answered]
         for name, values in columns.items():
-            values[rows] = answers[name]
+            values[rows] = replayed.answers[name][stream.reading[answered]]
+        found.extend({"stream": stream_id, **event} for event in replayed.events)
         if on_rows is not None:
-            on_rows(len(rows))
-    names = np.asarray(engine.feature_names, dtype=object)
+            on_rows(len(stream.rows))
+    names = np.asarray([*engine.feature_names, None], dtype=object)  # -1: no answer
     columns["top_feature"] = names[columns.pop("top")]
+    columns["input_policy"] = source.policy
     answers_frame = pd.DataFrame({name: columns[name] for name in REPLAY_COLUMNS})
     with AtomicParquetWriter(out) as writer:
         writer.write(_with_answers(source.frame, answers_frame))
+        if events is not None:
+            _write_events(events, found)
         writer.commit()
     anomalies = int(columns["is_anomaly"].sum())
     return Summary(writer.rows, anomalies, time.perf_counter() - started, engine.version, out)
+
+
+def _write_events(path: Path, events: list[dict[str, Any]]) -> None:
+    """JSON Lines, written next to ``path`` and renamed onto it."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        partial.write_bytes(b"".join(orjson.dumps(event) + b"\n" for event in events))
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _with_answers(frame: pd.DataFrame, answers: pd.DataFrame) -> pd.DataFrame:

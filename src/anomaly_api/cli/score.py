@@ -77,6 +77,10 @@ def score(
         str | None,
         typer.Option(help="With --timestamp-column: the stream id column (default: one stream)."),
     ] = None,
+    events: Annotated[
+        Path | None,
+        typer.Option(help="With --timestamp-column: write the streams' events here (JSON Lines)."),
+    ] = None,
 ) -> None:
     """Score every row of a file with a model version; stops at the first bad value.
 
@@ -89,6 +93,8 @@ def score(
     _check_options(
         engine, via=via, address=address, timestamp=timestamp_column, stream=stream_column
     )
+    if events is not None and timestamp_column is None:
+        fail("--events needs --timestamp-column (events come from replaying streams)")
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     chosen: Any = None
     try:
@@ -112,6 +118,7 @@ def score(
                         chosen,
                         timestamp_column=timestamp_column,
                         stream_column=stream_column,
+                        events=events,
                         on_rows=advance,
                     )
                 else:

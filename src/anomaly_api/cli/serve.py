@@ -5,7 +5,7 @@ One worker per process (the model lives in memory once); scale with replicas.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -20,6 +20,10 @@ def serve(
     port: Annotated[
         int | None,
         typer.Option(min=1, max=65535, help="Port to bind (default: ANOMALY_PORT)."),
+    ] = None,
+    loop: Annotated[
+        Literal["asyncio", "uvloop", "auto"] | None,
+        typer.Option(help="Event loop: asyncio, uvloop or auto (default: ANOMALY_LOOP)."),
     ] = None,
     train_if_missing: Annotated[
         bool,
@@ -42,7 +46,7 @@ def serve(
         settings = get_settings()
     except SettingsError as exc:  # one line naming the variable, not a traceback
         fail(str(exc))
-    updates = {"host": host, "port": port}
+    updates = {"host": host, "port": port, "loop": loop}
     settings = settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
     with user_errors():
         no_model = settings.model_version is None and latest_version(settings.artifacts_dir) is None
@@ -62,6 +66,7 @@ def serve(
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        loop=settings.loop,
         log_level=settings.log_level.lower(),
         log_config=None,  # configure_logging's JSON/text handlers
         access_log=False,  # one access line per request comes from the app

@@ -130,6 +130,7 @@ def train(
     if timestamp_column is not None or stream_column is not None:
         fail("--timestamp-column and --stream-column need --window")
     from anomaly_api.data.loading import load_dataset, synthetic_dataset
+    from anomaly_api.training.calibration import describe, stated
     from anomaly_api.training.evaluation import format_report
     from anomaly_api.training.pipeline import train_and_save
 
@@ -168,6 +169,7 @@ def train(
     members = ", ".join(result.trained.model.detectors_)
     typer.echo(f"members: {members} (anomaly when >= {config.min_votes} agree)")
     typer.echo(f"thresholds: {metrics['threshold_objective']}")
+    typer.echo(f"false alarms on later normal data: {describe(stated(metrics))}")
     if metrics["test"] is None:
         typer.echo(f"not evaluated: {metrics['note']}")
     else:
@@ -192,6 +194,7 @@ def _train_time_aware(
 ) -> None:
     """``train --window N``: a time-aware model (see docs/time-aware.md)."""
     from anomaly_api.data.timeseries import load_timeseries, synthetic_timeseries
+    from anomaly_api.training.calibration import describe, stated
     from anomaly_api.training.time_aware import (
         TimeAwareSettings,
         format_time_aware_report,
@@ -227,6 +230,12 @@ def _train_time_aware(
             f"{ts.data.n_rows} readings, {len(ts.data.feature_names)} channels, "
             f"{ts.n_segments} segment(s), median interval {ts.median_interval:g} s"
         )
+        if ts.merged_repeats or ts.skipped_back or ts.irregular:
+            progress(
+                f"merged {ts.merged_repeats} repeated timestamp(s), skipped "
+                f"{ts.skipped_back} reading(s) whose clock stepped back; gap factor "
+                f"{ts.max_gap_factor:g}" + (" (raised: irregular sampling)" if ts.irregular else "")
+            )
         result = train_time_aware_and_save(
             ts, directory, settings, version=version, progress=progress
         )
@@ -239,6 +248,7 @@ def _train_time_aware(
     typer.echo(f"time-aware: window {model.window}, features {', '.join(model.kinds_)}")
     typer.echo(f"channels: {', '.join(ts.data.feature_names)}")
     typer.echo(f"thresholds: {metrics['threshold_objective']}")
+    typer.echo(f"false alarms on later normal data: {describe(stated(metrics))}")
     if metrics["test"] is None:
         typer.echo(f"not evaluated: {metrics['note']}")
     else:

@@ -208,6 +208,9 @@ class StreamAnswer:
     contributions: tuple[Contribution, ...]
     alarm: bool
     """The reading raised an alarm (false from servers older than the alarm field)."""
+    event_id: str | None
+    """The stream's event the reading belongs to (None outside any, for ``/predict/window``
+    and from servers older than events)."""
     raw: Mapping[str, Any] = field(repr=False, compare=False)
 
     @property
@@ -227,6 +230,7 @@ _STREAM_ANSWER_FIELDS: Final = frozenset(
         "warming_up",
         "contributions",
         "alarm",
+        "event_id",
     }
 )
 

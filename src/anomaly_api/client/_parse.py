@@ -333,6 +333,7 @@ def parse_stream_answer(data: Mapping[str, Any]) -> StreamAnswer:
         warming_up=bool(data.get("warming_up", False)),
         contributions=contributions_of(data),
         alarm=bool(data.get("alarm", False)),
+        event_id=None if data.get("event_id") is None else str(data["event_id"]),
         raw=data,
     )
 

@@ -128,7 +128,8 @@ def dataset_from_frame(
     """Validate a frame and split it into features, labels and kinds.
 
     ``label_column=None`` uses ``is_anomaly`` when the frame has it and trains without
-    labels otherwise; a named label column must exist. ``anomaly_kind`` and
+    labels otherwise; a named label column must exist. A label column that marks no
+    anomaly says every row is normal: the data is used without labels. ``anomaly_kind`` and
     ``timestamp`` columns are never features unless listed in ``features``.
     """
     columns = [str(c) for c in frame.columns]
@@ -149,6 +150,8 @@ def dataset_from_frame(
         raise DataError(f"need at least {MIN_ROWS} rows, got {len(frame)}")
     X = _check_features(frame, names)
     y = _labels(frame, label) if label is not None else None
+    if y is not None and int(y.sum()) == 0:
+        y = None  # a label column marking no anomaly says every row is normal
     if y is not None and int(y.sum()) < MIN_LABELLED_ANOMALIES:
         raise DataError(
             f"label column {label!r} marks {int(y.sum())} anomalies; need at least "

@@ -1,19 +1,27 @@
-"""Time-series input: parse timestamps, check their order per stream, mark gaps.
+"""Time-series input: parse timestamps, put readings in order per stream, mark gaps.
 
 A time-aware model computes each reading's features from the readings before it in
 the same stream, so training needs rows that are in time order within each stream.
-Every problem stops training with one ``DataError`` naming the (0-based data) row:
+Real data comes as it comes; each irregularity has one policy (docs/time-aware.md):
 
-* a timestamp that cannot be parsed (or is missing);
-* a timestamp equal to the previous one of its stream (a duplicate);
-* a timestamp before the previous one of its stream (out of order).
+* a timestamp that cannot be parsed (or is missing) stops training with one
+  ``DataError`` naming the (0-based data) row;
+* a repeated timestamp (equal to the previous one of its stream) is *merged*: one
+  reading, the mean of the repeated ones (a label is anomalous if any was), counted;
+* a clock stepping back (a timestamp before the latest one of its stream) is *skipped*
+  until the clock is past that latest time again, and counted; when more than 5% of a
+  stream's rows step back, the file is not in time order and training stops with one
+  ``DataError`` naming the first such row;
+* a gap longer than ``max_gap_factor`` times the median interval (over all streams)
+  starts a new *segment*: windows never reach across a gap, as if the stream had started
+  again;
+* irregular sampling (more than 5% of the intervals would be gaps) raises the gap factor
+  so that only the longest 1% of intervals are gaps: otherwise few windows would ever be
+  full. The factor used is the dataset's (and the model's) ``max_gap_factor``.
 
-Rows of different streams may be interleaved. A gap longer than ``max_gap_factor``
-times the median interval (over all streams) starts a new *segment*: windows never
-reach across a gap, as if the stream had started again.
-
-Timestamps become float seconds since the Unix epoch (UTC; naive times are taken as
-UTC), the unit the detection layer uses, so that serving needs no pandas.
+Rows of different streams may be interleaved. Timestamps become float seconds since the
+Unix epoch (UTC; naive times are taken as UTC), the unit the detection layer uses, so
+that serving needs no pandas.
 """
 
 from __future__ import annotations
@@ -27,8 +35,15 @@ from numpy.typing import NDArray
 
 from anomaly_api.data.errors import DataError
 from anomaly_api.data.loading import Dataset, dataset_from_frame
+from anomaly_api.data.synthetic import LABEL_COLUMN
 
 DEFAULT_MAX_GAP_FACTOR: Final = 3.0
+UNSORTED_SHARE: Final = 0.05
+"""More than this share of a stream's rows stepping back: the file is not in time order."""
+IRREGULAR_SHARE: Final = 0.05
+"""More than this share of intervals being gaps: the sampling is irregular."""
+IRREGULAR_GAP_QUANTILE: Final = 99.0
+"""With irregular sampling, only intervals above this percentile are gaps."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +63,24 @@ class TimeSeriesDataset:
     max_gap_factor: float
     timestamp_column: str
     stream_column: str | None
+    merged_repeats: int = 0
+    """Rows merged into the reading before them (same stream, same timestamp)."""
+    skipped_back: int = 0
+    """Rows skipped because their clock stepped back."""
+    irregular: bool = False
+    """Whether the gap factor was raised for irregular sampling."""
+
+    def input_report(self) -> dict[str, object]:
+        """What the input policies did (the manifest's ``metrics.input``)."""
+        return {
+            "readings": self.data.n_rows,
+            "segments": self.n_segments,
+            "median_interval_seconds": self.median_interval,
+            "max_gap_factor": self.max_gap_factor,
+            "irregular_sampling": self.irregular,
+            "merged_repeated_timestamps": self.merged_repeats,
+            "skipped_clock_steps_back": self.skipped_back,
+        }
 
     @property
     def n_segments(self) -> int:
@@ -76,43 +109,87 @@ def parse_timestamps(values: pd.Series, column: str) -> NDArray[np.float64]:
     return np.asarray(seconds, dtype=np.float64)
 
 
-def check_order(timestamps: NDArray[np.float64], streams: NDArray[np.str_], raw: pd.Series) -> None:
-    """Raise ``DataError`` at the first duplicate or out-of-order timestamp of a stream."""
-    order = np.lexsort((np.arange(len(timestamps)), streams))  # by stream, then row
-    same_stream = streams[order][1:] == streams[order][:-1]
-    step = np.diff(timestamps[order])
-    bad = np.flatnonzero(same_stream & (step <= 0))
-    if not len(bad):
-        return
-    # The first offending row in file order, not in stream order.
-    rows = order[bad + 1]
-    previous = order[bad]
-    first = int(np.argmin(rows))
-    row, prev = int(rows[first]), int(previous[first])
-    where = f" of stream {str(streams[row])!r}" if streams[row] else ""
-    what = "duplicates" if step[bad[first]] == 0 else "is earlier than"
-    raise DataError(
-        f"row {row}: timestamp {raw.iloc[row]!r}{where} {what} row {prev}'s "
-        f"({raw.iloc[prev]!r}); rows must be in time order per stream, without duplicates"
-    )
+def _by_stream(streams: NDArray[np.str_]) -> tuple[NDArray[np.intp], NDArray[np.bool_]]:
+    """Row order by stream, then file row; and whether each sorted row continues the
+    stream of the one before it."""
+    order = np.lexsort((np.arange(len(streams)), streams))
+    same = np.concatenate([[False], streams[order][1:] == streams[order][:-1]])
+    return order, same
+
+
+def stepping_back(
+    timestamps: NDArray[np.float64], streams: NDArray[np.str_], raw: pd.Series
+) -> NDArray[np.bool_]:
+    """Rows whose timestamp is before the latest earlier one of their stream (a clock
+    stepping back); ``DataError`` when more than ``UNSORTED_SHARE`` of a stream's rows are."""
+    order, same = _by_stream(streams)
+    sorted_ts = timestamps[order]
+    starts = np.flatnonzero(~same)
+    latest = np.empty_like(sorted_ts)
+    for a, b in zip(starts, np.append(starts[1:], len(order)), strict=True):
+        latest[a:b] = np.maximum.accumulate(sorted_ts[a:b])
+    previous = np.concatenate([[-np.inf], latest[:-1]])
+    back_sorted = same & (sorted_ts < previous)
+    back = np.zeros(len(timestamps), dtype=np.bool_)
+    back[order] = back_sorted
+    for stream in np.unique(streams[back]):
+        rows = streams == stream
+        if back[rows].mean() > UNSORTED_SHARE:
+            row = int(np.flatnonzero(back & rows)[0])
+            where = f" of stream {str(stream)!r}" if stream else ""
+            raise DataError(
+                f"row {row}: timestamp {raw.iloc[row]!r}{where} is earlier than a row before "
+                f"it, as are {int(back[rows].sum())} of the stream's {int(rows.sum())} rows: "
+                f"more than a clock stepping back ({UNSORTED_SHARE:.0%}); sort the file by time"
+            )
+    return back
+
+
+def merge_repeats(
+    frame: pd.DataFrame,
+    timestamps: NDArray[np.float64],
+    streams: NDArray[np.str_],
+    label_column: str | None,
+) -> tuple[pd.DataFrame, NDArray[np.float64], NDArray[np.str_], int]:
+    """One row per (stream, timestamp): numeric columns averaged, the label the largest
+    (anomalous if any was), other columns the first; and how many rows were merged."""
+    keys = pd.DataFrame({"stream": streams, "ts": timestamps})
+    repeated = keys.duplicated()
+    if not repeated.any():
+        return frame, timestamps, streams, 0
+    group = keys.groupby(["stream", "ts"], sort=False).ngroup().to_numpy()
+    numeric = [
+        c
+        for c in frame.columns
+        if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+    ]
+    how = {c: ("mean" if c in numeric else "first") for c in frame.columns}
+    if label_column is not None and label_column in how:
+        how[label_column] = "max"
+    merged = frame.groupby(group, sort=True).agg(how).reset_index(drop=True)
+    first = ~repeated.to_numpy()
+    return merged[list(frame.columns)], timestamps[first], streams[first], int(repeated.sum())
 
 
 def segment_ids(
     timestamps: NDArray[np.float64], streams: NDArray[np.str_], max_gap_factor: float
-) -> tuple[NDArray[np.int64], float]:
-    """Segment id of each row and the median interval (rows must be in order per stream)."""
-    order = np.lexsort((np.arange(len(timestamps)), streams))
-    same_stream = np.concatenate([[False], streams[order][1:] == streams[order][:-1]])
+) -> tuple[NDArray[np.int64], float, float]:
+    """Segment id of each row, the median interval and the gap factor used (raised for
+    irregular sampling; rows must be in order per stream, without repeats)."""
+    order, same_stream = _by_stream(streams)
     steps = np.diff(timestamps[order], prepend=np.nan)
     intervals = steps[same_stream]
     if len(intervals) == 0:
         raise DataError("need at least two readings in one stream to learn the interval")
     median = float(np.median(intervals))
-    new_segment = ~same_stream | (steps > max_gap_factor * median)
+    factor = max_gap_factor
+    if np.mean(intervals > factor * median) > IRREGULAR_SHARE:
+        factor = max(factor, float(np.percentile(intervals, IRREGULAR_GAP_QUANTILE)) / median)
+    new_segment = ~same_stream | (steps > factor * median)
     ids_sorted = np.cumsum(new_segment) - 1
     ids = np.empty(len(timestamps), dtype=np.int64)
     ids[order] = ids_sorted
-    return ids, median
+    return ids, median, factor
 
 
 def timeseries_from_frame(
@@ -143,8 +220,14 @@ def timeseries_from_frame(
         if len(missing):
             raise DataError(f"row {int(missing[0])}: stream column {stream_column!r} is empty")
         streams = ids.astype(str).to_numpy(dtype=np.str_)
-    check_order(timestamps, streams, raw)
-    segments, median = segment_ids(timestamps, streams, max_gap_factor)
+    back = stepping_back(timestamps, streams, raw)
+    if back.any():
+        keep = ~back
+        frame = frame[keep].reset_index(drop=True)
+        timestamps, streams = timestamps[keep], streams[keep]
+    label = label_column or (LABEL_COLUMN if LABEL_COLUMN in columns else None)
+    frame, timestamps, streams, merged = merge_repeats(frame, timestamps, streams, label)
+    segments, median, factor = segment_ids(timestamps, streams, max_gap_factor)
     reserved = [c for c in (timestamp_column, stream_column) if c is not None]
     if features is not None:
         clash = [c for c in reserved if c in features]
@@ -161,9 +244,12 @@ def timeseries_from_frame(
         streams=streams,
         segments=segments,
         median_interval=median,
-        max_gap_factor=max_gap_factor,
+        max_gap_factor=factor,
         timestamp_column=timestamp_column,
         stream_column=stream_column,
+        merged_repeats=merged,
+        skipped_back=int(back.sum()),
+        irregular=factor > max_gap_factor,
     )
 
 

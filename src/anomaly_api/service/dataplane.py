@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 
 from anomaly_api.service.answers import ColumnarBatchAnswer
 from anomaly_api.service.cache import CacheCounters
-from anomaly_api.service.errors import InvalidInputError, ModelIsTimeAwareError
+from anomaly_api.service.errors import ModelIsTimeAwareError
 from anomaly_api.service.metrics import ServiceMetrics
 from anomaly_api.service.prediction import PredictionColumns
 from anomaly_api.service.predictor import FeatureRow, Predictor
@@ -126,6 +126,7 @@ class DataPlane:
         *,
         label_rows: bool = True,
         top_k: int | None = None,
+        predictor: Predictor | None = None,
     ) -> ColumnarBatchAnswer:
         """Answers for ``rows`` (feature lists, name -> value mappings, or a float64 matrix
         already in the model's feature order), in order.
@@ -133,10 +134,11 @@ class DataPlane:
         ``observation_ids`` (same length, None entries allowed) are echoed; missing ones
         are generated. With ``label_rows`` an ``InvalidFeaturesError`` names the row
         (``observations[3]: ...``). Each answer lists every feature's contribution, or
-        only the ``top_k`` largest (``InvalidInputError`` unless 1 <= top_k <= features).
-        Raises ``ModelNotReadyError`` when no model is loaded.
+        only the ``top_k`` largest (the caller checks 1 <= top_k <= features). ``predictor``
+        is the ready one the caller already holds; without it, ``ModelNotReadyError`` when
+        no model is loaded.
         """
-        predictor = self._point_wise(top_k)  # held for the whole call: a reload cannot split it
+        predictor = self._point_wise(predictor)  # held for the call: a reload cannot split it
         started = time.perf_counter()
         scored = await predictor.score_rows(rows, label_rows=label_rows)
         inference_ms = (time.perf_counter() - started) * 1000.0
@@ -158,19 +160,14 @@ class DataPlane:
         )
         return batch
 
-    def _point_wise(self, top_k: int | None) -> Predictor:
-        """The ready predictor of a point-wise model, after checking ``top_k`` against it."""
-        predictor = self.require_ready()
+    def _point_wise(self, predictor: Predictor | None) -> Predictor:
+        """``predictor`` (or the ready one), refused when the model is time-aware."""
+        predictor = self.require_ready() if predictor is None else predictor
         if predictor.time_aware is not None:
             raise ModelIsTimeAwareError(
                 f"model {predictor.version!r} is time-aware (window "
                 f"{predictor.time_aware.history_needed} readings): it scores streams, not "
                 "single readings; use POST /predict/window or POST /streams/{stream_id}/readings"
-            )
-        if top_k is not None and not 1 <= top_k <= predictor.n_features:
-            raise InvalidInputError(
-                f"top_k must be between 1 and {predictor.n_features} (the model's features), "
-                f"got {top_k}"
             )
         return predictor
 

@@ -9,6 +9,7 @@
     │   ├── InvalidTimestampsError unparsable timestamps, or not one per reading
     │   └── ModelIsTimeAwareError  a single reading sent to a model that scores streams
     ├── StreamNotFoundError     no such stream (never started, expired or deleted)
+    ├── EventNotFoundError      no such event of a stream (or the stream is gone)
     └── ModelReloadError        a new model could not be loaded; the old one keeps serving
         └── ModelVersionNotFoundError   no such version (or no LATEST pointer)
 
@@ -19,6 +20,7 @@ keys); ``anomaly_api.api.errors`` maps both families to statuses in one table.
 from __future__ import annotations
 
 __all__ = [
+    "EventNotFoundError",
     "InvalidFeaturesError",
     "InvalidInputError",
     "InvalidTimestampsError",
@@ -32,11 +34,15 @@ __all__ = [
 
 
 class ServiceError(Exception):
-    """Base class of every error the service reports to its callers."""
+    """Base class of every error the service reports to its callers.
 
-    def __init__(self, message: str) -> None:
+    ``retry_after_s``, when set, is how long a caller should wait before trying again.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.retry_after_s = retry_after_s
 
 
 class ModelNotReadyError(ServiceError):
@@ -61,6 +67,10 @@ class ModelIsTimeAwareError(InvalidInputError):
 
 class StreamNotFoundError(ServiceError):
     """The stream does not exist (never started, expired after idling, or deleted)."""
+
+
+class EventNotFoundError(ServiceError):
+    """The stream has no such event (never had it, dropped as the oldest, or restarted)."""
 
 
 class ModelReloadError(ServiceError):

@@ -8,6 +8,7 @@ time, so the cache never imports Prometheus.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Iterable
@@ -23,6 +24,7 @@ from prometheus_client import (
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from anomaly_api.service.cache.base import CacheCounters
+from anomaly_api.service.streams.events import FEEDBACK_LABELS
 
 __all__ = ["CONTENT_TYPE_LATEST", "ServiceMetrics"]
 
@@ -116,6 +118,11 @@ class ServiceMetrics:
         self.in_progress = Gauge(
             "anomaly_http_requests_in_progress", "HTTP requests being served now.", registry=r
         )
+        self.shed = Counter(
+            "anomaly_http_requests_shed",
+            "HTTP requests answered 503 at once because max_in_flight were being served.",
+            registry=r,
+        )
         self.predictions = Counter(
             "anomaly_predictions",
             "Scored rows by outcome (anomaly or normal), cached or not.",
@@ -159,6 +166,23 @@ class ServiceMetrics:
             ["result"],
             registry=r,
         )
+        self.event_feedback = Counter(
+            "anomaly_event_feedback",
+            "Operator feedback on stream events received by this replica, by label "
+            "(a label repeated on the same event is not counted again).",
+            ["label"],
+            registry=r,
+        )
+        self.event_precision = Gauge(
+            "anomaly_event_precision",
+            "Precision the feedback received by this replica implies: confirmed / "
+            "(confirmed + false_alarm); NaN before any.",
+            registry=r,
+        )
+        self.event_precision.set(math.nan)
+        self._feedback = {label: self.event_feedback.labels(label) for label in FEEDBACK_LABELS}
+        self._feedback_counts = dict.fromkeys(FEEDBACK_LABELS, 0)
+        self._feedback_lock = threading.Lock()
         for result in ("followed", "failed", "ignored", "malformed"):
             self.revisions.labels(result)
         for result in ("sent", "failed"):
@@ -217,6 +241,16 @@ class ServiceMetrics:
     def observe_announcement(self, sent: bool) -> None:
         """Count one announcement of an admin swap."""
         self.announcements.labels("sent" if sent else "failed").inc()
+
+    def observe_feedback(self, label: str) -> None:
+        """Count one new feedback label and update the precision it implies."""
+        self._feedback[label].inc()
+        with self._feedback_lock:
+            counts = self._feedback_counts
+            counts[label] += 1
+            judged = counts["confirmed"] + counts["false_alarm"]
+            if judged:
+                self.event_precision.set(counts["confirmed"] / judged)
 
     def render(self) -> bytes:
         """The registry in Prometheus text format (``CONTENT_TYPE_LATEST``)."""

@@ -24,8 +24,10 @@ from numpy.typing import NDArray
 
 from anomaly_api.monitoring.alarms import AlarmPolicy, AlarmState
 from anomaly_api.service.streams import StoredAlarm, StreamStore, StreamWindow
+from anomaly_api.service.streams.events import EventInput, EventTrack
+from anomaly_api.service.streams.events import track as track_events
 
-__all__ = ["RETRY_DELAYS_S", "StreamAlarms", "advance", "window_alarms"]
+__all__ = ["RETRY_DELAYS_S", "StreamAlarms", "advance", "advance_events", "window_alarms"]
 
 _log = logging.getLogger(__name__)
 
@@ -87,7 +89,42 @@ def advance(
         unit=policy.unit,
         last_alarm_reading=last_reading,
         last_alarm_time=last_time,
+        events=stored.events,
     )
+
+
+def advance_events(
+    stored: StoredAlarm,
+    policy: AlarmPolicy,
+    first: int,
+    flags: NDArray[np.bool_],
+    times: NDArray[np.float64],
+    *,
+    inputs: Callable[[], EventInput] | None,
+) -> tuple[NDArray[np.bool_], StoredAlarm, list[str | None], list[tuple[str, bytes]]]:
+    """``advance``, then the events of the same readings (``streams/events.py``): each
+    reading's event id and the event records to write with the state. ``inputs`` is only
+    called when the readings can change an event (an anomaly, or an event open)."""
+    alarms, new = advance(stored, policy, first, flags, times)
+    before = new.events
+    if inputs is None or ((before is None or before.open is None) and not flags.any()):
+        if before is not None and before.pending and len(flags):  # drop what cannot count
+            settled = before.settled(policy, first + len(flags) - 1, float(times[-1]))
+            new = new if settled is before else replace(new, events=settled)
+        return alarms, new, [None] * len(flags), []
+    state, ids, written = track_events(
+        before or EventTrack(),
+        policy,
+        epoch=new.epoch,
+        first=first,
+        flags=flags,
+        alarms=alarms,
+        times=times,
+        inputs=inputs(),
+    )
+    if state is not before:
+        new = replace(new, events=state)
+    return alarms, new, ids, written
 
 
 class StreamAlarms:
@@ -108,6 +145,19 @@ class StreamAlarms:
     ) -> tuple[NDArray[np.bool_], StoredAlarm]:
         """Alarms of the answered readings (the last ``len(flags)`` of the window) of an
         append of ``n_new`` readings, and the stream's alarm state after them."""
+        alarms, stored, _ = await self.evaluate_events(window, n_new, flags, policy, None)
+        return alarms, stored
+
+    async def evaluate_events(
+        self,
+        window: StreamWindow,
+        n_new: int,
+        flags: NDArray[np.bool_],
+        policy: AlarmPolicy,
+        inputs: Callable[[], EventInput] | None,
+    ) -> tuple[NDArray[np.bool_], StoredAlarm, list[str | None]]:
+        """``evaluate``, and each answered reading's event id; the events are stored with
+        the alarm state (``inputs`` None: no events tracked)."""
         expected = window.total - n_new  # readings of the stream before this append
         first = window.total - len(flags)  # unanswered readings (a tiny window) are normal
         times = window.timestamps[len(window) - len(flags) :]
@@ -127,16 +177,20 @@ class StreamAlarms:
                 await self._sleep(RETRY_DELAYS_S[stalls])
                 stored = await self.store.read_alarm(window.stream_id, degraded=degraded)
                 continue
-            alarms, new = advance(stored, policy, first, flags, times)  # fail-open when behind
+            # fail-open when behind
+            alarms, new, ids, written = advance_events(
+                stored, policy, first, flags, times, inputs=inputs
+            )
             status, _ = await self.store.update_alarm(
-                window.stream_id, new, expected_seen=seen, degraded=degraded
+                window.stream_id, new, expected_seen=seen, degraded=degraded, events=written
             )
             if status == "ok":
-                return alarms, new
+                return alarms, new, ids
             if status == "failed" or attempts >= MAX_ATTEMPTS:
                 break
             stored = await self.store.read_alarm(window.stream_id, degraded=degraded)
         self.not_stored += 1
         _log.info("stream %r: alarm state not stored (concurrent update)", window.stream_id)
         local = start if start is not None else StoredAlarm(epoch="")
-        return advance(local, policy, first, flags, times)
+        alarms, new, ids, _ = advance_events(local, policy, first, flags, times, inputs=inputs)
+        return alarms, new, ids

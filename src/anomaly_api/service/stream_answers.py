@@ -66,6 +66,13 @@ class StreamAnswer:
             "(`alarm_policy`, default the `alarm_*` settings)."
         ),
     ] = False
+    event_id: Annotated[
+        str | None,
+        Field(
+            description="The stream's event this reading belongs to "
+            "(`GET /streams/{id}/events`); null outside any, and always for `/predict/window`."
+        ),
+    ] = None
 
 
 def stream_answers(

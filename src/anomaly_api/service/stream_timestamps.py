@@ -2,13 +2,17 @@
 
 Clients send ISO 8601 strings (no zone = UTC) or epoch seconds; the stream store keeps
 epoch seconds (float64). Answers write times as ISO 8601 in UTC (``iso``); an order error
-names the offending timestamps as the client wrote them (``as_sent``).
+names the offending timestamps as the client wrote them (``as_sent``). The readings of a
+window (``/predict/window``) are put in order as training puts a file's (``tidy``): a
+repeated timestamp is merged into the reading before it (the mean), a reading whose clock
+stepped back is skipped; the answers name the readings they are of by ``index``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -17,7 +21,7 @@ from numpy.typing import NDArray
 from anomaly_api.service.errors import InvalidTimestampsError
 from anomaly_api.service.streams import StreamOrderError
 
-__all__ = ["Timestamp", "as_sent", "check_order", "iso", "parse_timestamps"]
+__all__ = ["Tidied", "Timestamp", "as_sent", "iso", "parse_timestamps", "tidy"]
 
 Timestamp = str | float | int
 
@@ -56,15 +60,47 @@ def parse_timestamps(values: Sequence[Timestamp], n_readings: int) -> NDArray[np
     return out
 
 
-def check_order(ts: NDArray[np.float64]) -> None:
-    """``InvalidTimestampsError`` unless ``ts`` strictly increases (``/predict/window``)."""
-    steps = np.diff(ts)
-    if (steps <= 0).any():
-        index = int(np.flatnonzero(steps <= 0)[0]) + 1
-        kind = "duplicate" if steps[index - 1] == 0 else "out-of-order"
-        raise InvalidTimestampsError(
-            f"timestamps[{index}]: {kind} timestamp; timestamps must strictly increase"
-        )
+@dataclass(frozen=True)
+class Tidied:
+    """Readings in strictly increasing time, and what became of the ones sent."""
+
+    timestamps: NDArray[np.float64]
+    values: NDArray[np.float64]
+    kept: NDArray[np.intp]
+    """Position in the request of each reading kept (the first of merged ones)."""
+    reading: NDArray[np.intp]
+    """For each reading sent, the kept reading it became (merged ones share it), or -1
+    when it was skipped."""
+    merged: int
+    """Readings merged into the one before them (same timestamp)."""
+    skipped: int
+    """Readings skipped because their clock stepped back."""
+
+
+def tidy(ts: NDArray[np.float64], values: NDArray[np.float64]) -> Tidied:
+    """Merge repeated timestamps (mean of the readings) and skip readings before the
+    latest earlier one (a clock stepping back); both counted."""
+    latest = np.maximum.accumulate(ts)
+    back = np.concatenate([[False], ts[1:] < latest[:-1]])
+    keep = np.flatnonzero(~back)
+    repeat = np.concatenate([[False], ts[keep][1:] == ts[keep][:-1]])
+    starts = keep[~repeat]
+    if len(starts) == len(ts):
+        every = np.arange(len(ts))
+        return Tidied(ts, values, every, every, 0, 0)
+    group_starts = np.flatnonzero(~repeat)
+    sums = np.add.reduceat(values[keep], group_starts, axis=0)
+    counts = np.diff(np.append(group_starts, len(keep)))
+    reading = np.full(len(ts), -1, dtype=np.intp)
+    reading[keep] = np.cumsum(~repeat) - 1
+    return Tidied(
+        timestamps=ts[starts],
+        values=sums / counts[:, None],
+        kept=starts,
+        reading=reading,
+        merged=int(repeat.sum()),
+        skipped=int(back.sum()),
+    )
 
 
 def _shown(value: Timestamp) -> str:

@@ -44,7 +44,17 @@ from numpy.typing import NDArray
 from anomaly_api.artifacts import fitted_model_of
 from anomaly_api.monitoring.alarms import AlarmPolicy
 from anomaly_api.service.dataplane import DataPlane, ScoredBatch
-from anomaly_api.service.errors import StreamNotFoundError
+from anomaly_api.service.errors import (
+    EventNotFoundError,
+    InvalidInputError,
+    StreamNotFoundError,
+)
+from anomaly_api.service.event_answers import (
+    FeedbackLabel,
+    StreamEvent,
+    StreamEventsAnswer,
+    event_answer,
+)
 from anomaly_api.service.prediction import PredictionColumns
 from anomaly_api.service.predictor import FeatureRow, Predictor
 from anomaly_api.service.stream_alarms import StreamAlarms, window_alarms
@@ -62,9 +72,9 @@ from anomaly_api.service.stream_answers import (
 from anomaly_api.service.stream_timestamps import (
     Timestamp,
     as_sent,
-    check_order,
     iso,
     parse_timestamps,
+    tidy,
 )
 from anomaly_api.service.streams import (
     InvalidReadingsError,
@@ -73,6 +83,12 @@ from anomaly_api.service.streams import (
     StreamOrderError,
     StreamStore,
     check_stream_id,
+)
+from anomaly_api.service.streams.events import (
+    EventInput,
+    Feedback,
+    expected_range,
+    parse_event_id,
 )
 
 __all__ = [
@@ -121,6 +137,10 @@ class StreamPlane:
         self._key: tuple[weakref.ref[Predictor], str] | None = None
         """The last predictor's stream key (computed once per served model, which it does
         not keep alive)."""
+        self._ranges: (
+            tuple[weakref.ref[Predictor], NDArray[np.float64], NDArray[np.float64]] | None
+        ) = None
+        """The last predictor's expected range per channel (``expected_range``)."""
 
     # ------------------------------------------------------------------ entry points
     async def window(
@@ -131,15 +151,17 @@ class StreamPlane:
         mode: Mode = "last",
         top_k: int | None = 3,
         alarm_policy: AlarmPolicy | None = None,
+        predictor: Predictor | None = None,
     ) -> WindowAnswer:
-        """Answers for the last reading (``mode="last"``) or every reading (``"all"``).
+        """Answers for the last reading (``mode="last"``) or every reading (``"all"``),
+        scored by ``predictor`` (the ready one when omitted).
 
         Alarms are evaluated over the answered readings from a fresh state (no stream)."""
-        predictor = self.dataplane.require_ready()
+        predictor = self.dataplane.require_ready() if predictor is None else predictor
         self._check_count(len(rows), self.window_max_readings, "a window")
         X = predictor.to_matrix(rows, label_rows=False)
-        ts = parse_timestamps(timestamps, len(rows))
-        check_order(ts)
+        tidied = tidy(parse_timestamps(timestamps, len(rows)), X)
+        ts, X = tidied.timestamps, tidied.values
         started = time.perf_counter()
         n_out = 1 if mode == "last" else len(X)
         answers, predictions = await self._score(predictor, ts, X, n_out, top_k)
@@ -148,7 +170,7 @@ class StreamPlane:
         flags = np.fromiter((a.is_anomaly for a in answers), bool, len(answers))
         alarms = window_alarms(alarm_policy or self.alarm_policy, flags, ts[offset:])
         for answer, alarm in zip(answers, alarms.tolist(), strict=True):
-            answer.index += offset
+            answer.index = int(tidied.kept[answer.index + offset])
             answer.alarm = alarm
         n_anomalies = sum(a.is_anomaly for a in answers)
         self._report(predictor, X[offset:], predictions, n_anomalies, inference_ms)
@@ -169,10 +191,12 @@ class StreamPlane:
         *,
         top_k: int | None = 3,
         alarm_policy: AlarmPolicy | None = None,
+        predictor: Predictor | None = None,
     ) -> StreamReadingsAnswer:
-        """Append readings to a stream and answer each of them from the stream's window."""
+        """Append readings to a stream and answer each of them from the stream's window,
+        scored by ``predictor`` (the ready one when omitted)."""
         check_stream_id(stream_id)
-        predictor = self.dataplane.require_ready()
+        predictor = self.dataplane.require_ready() if predictor is None else predictor
         self._check_count(len(rows), self.stream_max_readings, "one request to a stream")
         X = predictor.to_matrix(rows, label_rows=False)
         ts = parse_timestamps(timestamps, len(rows))
@@ -189,8 +213,7 @@ class StreamPlane:
                 model_key=self._stream_key(predictor),
             )
         except StreamCapacityError as exc:
-            exc.retry_after_s = self.retry_after_s  # type: ignore[attr-defined]
-            raise
+            raise StreamCapacityError(exc.max_streams, retry_after_s=self.retry_after_s) from None
         except StreamOrderError as exc:
             raise as_sent(exc, timestamps) from None
         n_new = len(X)
@@ -198,11 +221,16 @@ class StreamPlane:
             predictor, window.timestamps, window.values, min(n_new, len(window)), top_k
         )
         flags = np.fromiter((a.is_anomaly for a in answers), bool, len(answers))
-        alarms, alarm = await self.alarms.evaluate(
-            window, n_new, flags, alarm_policy or self.alarm_policy
+        alarms, alarm, event_ids = await self.alarms.evaluate_events(
+            window,
+            n_new,
+            flags,
+            alarm_policy or self.alarm_policy,
+            lambda: self._event_input(predictor, window.values, answers, predictions),
         )
-        for answer, raised in zip(answers, alarms.tolist(), strict=True):
+        for answer, raised, event in zip(answers, alarms.tolist(), event_ids, strict=True):
             answer.alarm = raised
+            answer.event_id = event
         n_alarms = int(alarms.sum())
         if n_alarms and self.on_alarms is not None:
             self.on_alarms(stream_id, n_alarms)
@@ -261,7 +289,73 @@ class StreamPlane:
         if not await self.store.delete(stream_id):
             raise StreamNotFoundError(f"stream {stream_id!r} does not exist (or has expired)")
 
+    async def events(
+        self, stream_id: str, *, limit: int, before: str | None = None
+    ) -> StreamEventsAnswer:
+        """A live stream's events, newest first; ``StreamNotFoundError`` when there is none,
+        ``InvalidInputError`` for a ``before`` that is no event id."""
+        check_stream_id(stream_id)
+        number = None
+        if before is not None:
+            parsed = parse_event_id(before)
+            if parsed is None:
+                raise InvalidInputError(f"before: {before[:40]!r} is not an event id")
+            number = parsed[1]
+        found = await self.store.list_events(stream_id, limit=limit + 1, before=number)
+        if found is None:
+            raise StreamNotFoundError(f"stream {stream_id!r} does not exist (or has expired)")
+        events = [event_answer(stored) for stored in found[:limit]]
+        more = len(found) > limit
+        return StreamEventsAnswer(
+            stream_id=stream_id,
+            events=events,
+            next_before=events[-1].id if more and events else None,
+        )
+
+    async def feedback(
+        self, stream_id: str, event: str, *, label: FeedbackLabel, note: str, by: str
+    ) -> tuple[StreamEvent, bool]:
+        """Label an event; returns it with its feedback and whether the label is new (a
+        repeated label changes nothing). ``EventNotFoundError`` for an unknown event."""
+        check_stream_id(stream_id)
+        if parse_event_id(event) is None:
+            raise EventNotFoundError(f"stream {stream_id!r} has no event {event[:40]!r}")
+        entry = Feedback(label=label, note=note, by=by, at=time.time()).to_json()
+        status, stored = await self.store.add_feedback(stream_id, event, label, entry)
+        if stored is None:
+            raise EventNotFoundError(
+                f"stream {stream_id!r} has no event {event!r} (or the stream has expired)"
+            )
+        return event_answer(stored), status == "ok"
+
     # ------------------------------------------------------------------ scoring
+    def _event_input(
+        self,
+        predictor: Predictor,
+        values: NDArray[np.float64],
+        answers: list[StreamAnswer],
+        predictions: PredictionColumns,
+    ) -> EventInput:
+        """What the answered readings bring to the stream's events (``streams/events.py``)."""
+        cached = self._ranges
+        if cached is None or cached[0]() is not predictor:
+            cached = (weakref.ref(predictor), *model_range(predictor))
+            self._ranges = cached
+        n = len(answers)
+        index = {name: c for c, name in enumerate(predictor.feature_names)}
+        return EventInput(
+            severities=np.fromiter((a.severity for a in answers), np.float64, n),
+            shares=np.asarray(predictions.shares, dtype=np.float64),
+            values=values[len(values) - n :],
+            channels=predictor.feature_names,
+            low=cached[1],
+            high=cached[2],
+            why=tuple(
+                {index[c.feature]: c.why for c in a.contributions if c.why and c.feature in index}
+                for a in answers
+            ),
+        )
+
     def _stream_key(self, predictor: Predictor) -> str:
         cached = self._key
         if cached is not None and cached[0]() is predictor:
@@ -320,6 +414,12 @@ def stream_key(predictor: Predictor) -> str:
     ]
     features = hashlib.sha256(json.dumps(names).encode()).hexdigest()[:16]
     return f"{fitted.version}@{fitted.model_sha256[:16]}/w{_history(predictor)}/f{features}"
+
+
+def model_range(predictor: Predictor) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Each input channel's expected range (``expected_range`` of the served model)."""
+    model = predictor.time_aware if predictor.time_aware is not None else predictor.model
+    return expected_range(model)
 
 
 def key_version(model_key: str) -> str:

@@ -2,9 +2,13 @@
 
 With labels: a stratified, seeded 60/20/20 split. The ensemble is fitted on the
 training rows that are *not* labelled anomalous, each detector's threshold is tuned on
-the validation rows, and the test rows (never seen before) give the reported metrics.
-Without labels: the ensemble is fitted on every row, the thresholds come from its
-``contamination`` and there are no metrics.
+the validation rows (max F1, or with a target false-positive rate the order-statistic
+bound of ``training.calibration`` on the normal validation rows), and the test rows
+(never seen before) give the reported metrics. Without labels: the ensemble is fitted on
+every row and the thresholds come from its ``contamination``; with a target
+false-positive rate it is fitted on the first 80% of the rows (file order taken as time
+order) and calibrated on the rest. There are no metrics without labels. Every model
+states the false-alarm rate it expects on later normal data (``metrics.false_alarm_rate``).
 
 ``train_and_save`` also keeps the drift reference and each detector's scores beside the
 model (``training.references``), so drift can be tracked and thresholds moved later.
@@ -27,6 +31,7 @@ from anomaly_api.artifacts import build_manifest, data_fingerprint, save_artifac
 from anomaly_api.data.errors import DataError
 from anomaly_api.data.loading import Dataset, synthetic_dataset
 from anomaly_api.detection import DETECTOR_NAMES, AnomalyEnsemble
+from anomaly_api.training.calibration import calibrate, counted_statement
 from anomaly_api.training.evaluation import evaluate_model
 from anomaly_api.training.references import build_references, reference_attachments
 from anomaly_api.training.split import Split, stratified_split
@@ -34,6 +39,8 @@ from anomaly_api.training.thresholds import tune_thresholds
 
 Progress = Callable[[str], None]
 N_NEIGHBORS = 20
+CALIBRATION_SHARE = 0.2
+"""Unlabelled with a target false-positive rate: the last rows, kept out of the fit."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,44 @@ def _fit(
     return new_ensemble(seed, config).fit(X_fit)
 
 
+def _counted(
+    model: AnomalyEnsemble, X: NDArray[np.float64], target: float | None, where: str
+) -> dict[str, Any]:
+    """The false-alarm statement of ``model``'s thresholds counted on normal rows ``X``."""
+    return counted_statement(model, model.detector_scores(X), target, where)
+
+
+def _fit_and_calibrate(
+    dataset: Dataset,
+    seed: int,
+    target_fpr: float,
+    progress: Progress,
+    config: EnsembleConfig,
+) -> TrainedModel:
+    """Unlabelled rows in time order: fit on the first 80%, calibrate ``target_fpr`` on the
+    rest (``training.calibration``), which the model never saw."""
+    n_fit = round(dataset.n_rows * (1.0 - CALIBRATION_SHARE))
+    X_fit, X_cal = dataset.X[:n_fit], dataset.X[n_fit:]
+    progress(f"no labels: fitting on the first {n_fit} rows, calibrating on the last {len(X_cal)}")
+    model = _fit(X_fit, seed, config, dataset.feature_names)
+    calibrated = calibrate(
+        model,
+        model.detector_scores(X_cal),
+        target_fpr,
+        where=f"rows of the last {CALIBRATION_SHARE:.0%} (never fitted on)",
+    )
+    model.set_offsets(calibrated.offsets)
+    metrics: dict[str, Any] = {
+        "threshold_objective": f"calibrated on unseen last {CALIBRATION_SHARE:.0%}: "
+        f"fpr={target_fpr:g}",
+        "false_alarm_rate": calibrated.statement,
+        "split": {"kind": "chronological", "fit": n_fit, "calibration": len(X_cal)},
+        "note": "no label column: thresholds calibrated on unseen rows, not evaluated",
+        "test": None,
+    }
+    return TrainedModel(model=model, X_fit=X_fit, metrics=metrics)
+
+
 def fit_and_evaluate(
     dataset: Dataset,
     *,
@@ -113,12 +158,15 @@ def fit_and_evaluate(
     config: EnsembleConfig = EnsembleConfig(),
 ) -> TrainedModel:
     """Fit, tune and evaluate an ensemble on ``dataset`` (see the module docstring)."""
+    if dataset.y is None and target_fpr is not None:
+        return _fit_and_calibrate(dataset, seed, target_fpr, progress, config)
     if dataset.y is None:
         progress(f"no labels: fitting on all {dataset.n_rows} rows")
         model = _fit(dataset.X, seed, config, dataset.feature_names)
         note = "no label column: thresholds from contamination, not evaluated"
         metrics: dict[str, Any] = {
             "threshold_objective": f"contamination={model.contamination:g}",
+            "false_alarm_rate": _counted(model, dataset.X, None, "fitted rows (in-sample)"),
             "note": note,
             "test": None,
         }
@@ -134,15 +182,31 @@ def fit_and_evaluate(
     model = _fit(X_fit, seed, config, dataset.feature_names)
     progress(f"fitted {model.__class__.__name__} on {len(fit_rows)} rows")
     validation_scores = model.detector_scores(dataset.X[split.validation])
-    model.set_offsets(
-        tune_thresholds(validation_scores, y[split.validation], target_fpr=target_fpr)
-    )
+    normal_scores = validation_scores[y[split.validation] == 0]
+    if target_fpr is None:
+        model.set_offsets(tune_thresholds(validation_scores, y[split.validation]))
+        false_alarms = counted_statement(
+            model,
+            normal_scores,
+            None,
+            "normal validation rows (max F1 chosen on them)",
+        )
+    else:
+        calibrated = calibrate(
+            model,
+            normal_scores,
+            target_fpr,
+            where="normal validation rows",
+        )
+        model.set_offsets(calibrated.offsets)
+        false_alarms = calibrated.statement
     progress(f"tuned thresholds on validation ({threshold_objective(target_fpr)})")
     kinds = dataset.kinds[split.test] if dataset.kinds is not None else None
     report = evaluate_model(model, dataset.X[split.test], y[split.test], kinds)
     progress(f"evaluated on {len(split.test)} held-out test rows")
     metrics = {
         "threshold_objective": threshold_objective(target_fpr),
+        "false_alarm_rate": false_alarms,
         "split": {
             "seed": seed,
             "train": len(split.train),

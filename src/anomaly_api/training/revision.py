@@ -31,10 +31,12 @@ from anomaly_api.artifacts import (
     save_artifact,
     validate_version_name,
 )
+from anomaly_api.training.calibration import statement
 from anomaly_api.training.references import load_references, tunable_detector
 from anomaly_api.training.tuning import (
     Objective,
     ScoreReference,
+    TargetFPR,
     TuningError,
     describe,
     expected_rates,
@@ -109,6 +111,15 @@ def tune_version(
     if (artifacts_dir / name).exists():
         raise ArtifactError(f"model version {name!r} already exists in {artifacts_dir}")
     expected = expected_rates(scores, after, tunable.decide())
+    normal = scores.normal_scores()
+    false_alarms = statement(
+        objective.fpr if isinstance(objective, TargetFPR) else None,
+        int(tunable.decide()(normal, after).sum()),
+        len(normal),
+        f"counted on the {len(normal)} kept "
+        + ("normal validation" if scores.has_labels else "training or calibration")
+        + " scores (Clopper-Pearson bound)",
+    )
     tunable.detector.set_offsets(after)
     before_map = dict(zip(names, (float(v) for v in before), strict=True))
     after_map = dict(zip(names, (float(v) for v in after), strict=True))
@@ -136,6 +147,7 @@ def tune_version(
             "metrics": {
                 **(manifest.metrics or {}),
                 "threshold_objective": label,
+                "false_alarm_rate": false_alarms,
                 "note": "thresholds moved by `anomaly-api tune`; the test metrics are the "
                 "parent's (see tuning.expected for the new thresholds)",
             },

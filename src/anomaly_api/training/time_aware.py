@@ -7,11 +7,13 @@ the time span fits the model, the next 20% tunes the thresholds, the last 20% te
 With labels, the fitted windows are those of the first part whose short window is
 normal, and thresholds are tuned on the validation part: max F1, but never looser than
 ``normal_floor`` (4.5) robust sd below the median score of the validation part's normal
-windows (``normal_floor=None``: plain max F1), or a target false-positive rate.
-Without labels, the model is fitted on the first 80% and the thresholds are calibrated
-on the last 20% to flag ``contamination`` (default 1%) of those unseen readings:
-percentiles of the very rows a model was fitted on are optimistic (see
-``../shared/datasets/tep/SOURCE.md``), so the calibration rows are never fitted on.
+windows (``normal_floor=None``: plain max F1) nor than the order-statistic bound of
+``training.calibration`` for 1% on those windows; or that bound for a target
+false-positive rate. Without labels, the model is fitted on the first 80% and the
+thresholds are the bound for 1% (or the target) on the last 20%: percentiles of the very
+rows a model was fitted on are optimistic (see ``../shared/datasets/tep/SOURCE.md``), so
+the calibration rows are never fitted on. The warm-up ensemble is held to the same bound
+(never looser). ``metrics.false_alarm_rate`` states the rate expected on later normal data.
 
 The saved version keeps its references (``training.references``), as a point-wise one
 does: the raw channels of the fitted readings (drift) and the window detector's scores
@@ -51,12 +53,14 @@ from anomaly_api.data.errors import DataError
 from anomaly_api.data.timeseries import TimeSeriesDataset
 from anomaly_api.detection.time_aware import (
     DEFAULT_MEAN_GATE,
+    Detector,
     TimeAwareModel,
     TimeAwareOutput,
     detector_member_names,
 )
 from anomaly_api.detection.windows import DEFAULT_FEATURES
 from anomaly_api.monitoring.reference import build_drift_reference
+from anomaly_api.training.calibration import calibrate, counted_statement
 from anomaly_api.training.references import (
     ModelReferences,
     reference_attachments,
@@ -74,6 +78,11 @@ Progress = Callable[[str], None]
 FIT_SHARE: Final = 0.6
 VALIDATION_SHARE: Final = 0.2
 UNLABELLED_CALIBRATION_FPR: Final = 0.01
+LABELLED_BOUND_FPR: Final = 0.01
+"""Labelled max-F1 thresholds are never looser than the bound of this false-alarm rate."""
+CALIBRATION_PART: Final = "held-out readings of the last 20% of the time span"
+WARM_UP_PART: Final = "held-out normal readings (warm-up ensemble)"
+VALIDATION_NORMALS: Final = "normal windows of the validation part"
 DEFAULT_NORMAL_FLOOR: Final = 4.5
 """Labelled max-F1 thresholds stay at least this many robust sd below the median score
 of the validation part's normal windows (chosen in docs/time-aware.md)."""
@@ -203,6 +212,71 @@ def tune_labelled(
     return floor_report(names, scores, y, settings.normal_floor)
 
 
+def calibrate_detector(
+    detector: Detector,
+    normal_scores: NDArray[np.float64],
+    target: float,
+    where: str,
+    *,
+    stricter_only: bool = False,
+) -> dict[str, Any]:
+    """Move ``detector``'s thresholds to the order-statistic bound of ``target`` on these
+    held-out normal scores (``stricter_only``: only where that is stricter); the statement."""
+    result = calibrate(detector, normal_scores, target, where=where)
+    offsets = result.offsets
+    if stricter_only:
+        offsets = np.minimum(offsets, detector.offsets_)
+    detector.set_offsets(offsets)
+    return result.statement
+
+
+def bound_labelled(
+    model: TimeAwareModel, normal_scores: NDArray[np.float64], settings: TimeAwareSettings
+) -> dict[str, Any]:
+    """Keep labelled thresholds no looser than the order-statistic bound on the validation
+    part's normal windows (``target_fpr``, else ``LABELLED_BOUND_FPR``); the statement."""
+    target = settings.target_fpr or LABELLED_BOUND_FPR
+    detector = model.detector_
+    if settings.target_fpr is not None:
+        return calibrate_detector(detector, normal_scores, target, VALIDATION_NORMALS)
+    bound = calibrate(detector, normal_scores, target).offsets
+    detector.set_offsets(np.minimum(detector.offsets_, bound))
+    return counted_statement(
+        detector,
+        normal_scores,
+        target,
+        f"{VALIDATION_NORMALS} (max F1 and normal floor, never looser than the "
+        f"order-statistic bound of {target:g})",
+    )
+
+
+def tune_pointwise(
+    model: TimeAwareModel,
+    ts: TimeSeriesDataset,
+    parts: NDArray[np.int64],
+    normal: NDArray[np.bool_],
+    settings: TimeAwareSettings,
+) -> None:
+    """The warm-up ensemble's thresholds: tuned on the labelled validation part when it
+    holds anomalies, and never looser than the bound on its ``normal`` readings, so that
+    warming-up readings are held to the same false-alarm rate as full windows."""
+    X, y = ts.data.X, ts.data.y
+    rows = parts == 1
+    if y is not None and 0 < int(y[rows].sum()) < int(rows.sum()):
+        scores = model.pointwise_.detector_scores(model.scale(X[rows]))
+        model.pointwise_.set_offsets(
+            tune_thresholds(scores, y[rows], target_fpr=settings.target_fpr)
+        )
+    if normal.any():
+        calibrate_detector(
+            model.pointwise_,
+            model.pointwise_.detector_scores(model.scale(X[normal])),
+            settings.target_fpr or UNLABELLED_CALIBRATION_FPR,
+            WARM_UP_PART,
+            stricter_only=True,
+        )
+
+
 def fit_time_aware(
     ts: TimeSeriesDataset,
     settings: TimeAwareSettings = TimeAwareSettings(),
@@ -243,6 +317,7 @@ def fit_time_aware(
     _, z, valid = model.window_z(data.X, ts.segments)
     tune_rows = (parts == 1) & valid
     point_rows = (parts == 1) & ~anomalous
+    det_scores = model.detector_scores(z[tune_rows])
     if y is not None:
         if int(y[tune_rows].sum()) == 0 or int((y[tune_rows] == 0).sum()) == 0:
             raise DataError(
@@ -250,22 +325,21 @@ def fit_time_aware(
                 "and normal readings with a full window; drop the label column to calibrate "
                 "thresholds on unlabelled data instead"
             )
-        det_scores = model.detector_scores(z[tune_rows])
         selection = tune_labelled(model, det_scores, y[tune_rows], settings)
         objective = labelled_objective(settings)
+        false_alarms = bound_labelled(model, det_scores[y[tune_rows] == 0], settings)
     else:
         selection = None
         fpr = settings.target_fpr or UNLABELLED_CALIBRATION_FPR
-        det_scores = model.detector_scores(z[tune_rows])
-        model.detector_.set_offsets(normal_fpr_offsets(det_scores, fpr))
+        if not tune_rows.any():
+            raise DataError(
+                "no reading of the last 20% of the time span has a full window of "
+                f"{settings.window} readings to calibrate the threshold on (gaps restart the "
+                "window); give more data, a shorter --window or a larger --max-gap-factor"
+            )
+        false_alarms = calibrate_detector(model.detector_, det_scores, fpr, CALIBRATION_PART)
         objective = f"calibrated on unseen last 20%: fpr={fpr:g}"
-    # the point-wise fallback keeps its contamination thresholds unless tuned
-    if y is not None and point_rows.any() and int(y[parts == 1].sum()) > 0:
-        prow = parts == 1
-        pscores = model.pointwise_.detector_scores(model.scale(data.X[prow]))
-        model.pointwise_.set_offsets(
-            tune_thresholds(pscores, y[prow], target_fpr=settings.target_fpr)
-        )
+    tune_pointwise(model, ts, parts, point_rows, settings)
     progress(f"thresholds: {objective}")
     names = tunable_detector(model).names
     if y is not None:
@@ -279,7 +353,9 @@ def fit_time_aware(
     )
     metrics: dict[str, Any] = {
         "threshold_objective": objective,
+        "false_alarm_rate": false_alarms,
         **({"threshold_selection": selection} if selection is not None else {}),
+        "input": ts.input_report(),
         "split": {
             "kind": "chronological",
             "fit": int(fit_rows.sum()),

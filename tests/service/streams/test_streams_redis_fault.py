@@ -203,3 +203,45 @@ async def test_alarm_state_fails_open_to_memory_and_back(
     assert stored is not None
     assert (stored.state.seen, stored.state.alarms) == (recovered.total + 2, 1)
     assert alarms.not_stored == 0
+
+
+async def test_events_fail_open_to_memory_and_come_back(
+    store: RedisStreamStore, redis_server: RedisServer
+) -> None:
+    """An event kept in Redis is out of sight while Redis is frozen (the stream's memory
+    copy has none, feedback for it is a 404's "missing", nothing raises), and listed and
+    labelled again once Redis answers."""
+    from anomaly_api.monitoring.alarms import AlarmPolicy
+    from anomaly_api.service.stream_alarms import StreamAlarms
+    from anomaly_api.service.streams.events import EventInput
+
+    policy = AlarmPolicy(k=1, window=1, cooldown=0)
+    alarms = StreamAlarms(store)
+    inputs = EventInput(
+        severities=np.array([0.9]),
+        shares=np.full((1, 4), 0.25),
+        values=ROW,
+        channels=("a", "b", "c", "d"),
+        low=np.full(4, -1.0),
+        high=np.full(4, 1.0),
+    )
+    window = await _append(store, 1.0)
+    _, _, ids = await alarms.evaluate_events(window, 1, np.array([True]), policy, lambda: inputs)
+    (eid,) = ids
+    assert eid is not None
+    listed = await store.list_events("s", limit=10)
+    assert listed is not None
+    assert len(listed) == 1
+    redis_server.freeze()
+    try:
+        during = await _append(store, 2.0)
+        assert during.degraded
+        assert await store.list_events("s", limit=10) == []  # the memory copy: no events
+        assert (await store.add_feedback("s", eid, "confirmed", b"{}"))[0] == "missing"
+    finally:
+        redis_server.thaw()
+    await _until_served_by_redis(store, count(3))
+    status, event = await store.add_feedback("s", eid, "confirmed", b'{"label":"confirmed"}')
+    assert status == "ok"
+    assert event is not None
+    assert event.record == listed[0].record

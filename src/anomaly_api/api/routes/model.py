@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from anomaly_api.api.deps import PredictorDep, SettingsDep
 from anomaly_api.api.openapi import ERROR_RESPONSES
 from anomaly_api.api.schemas import ModelInfoResponse, model_info
+from anomaly_api.training.calibration import stated
 from anomaly_api.training.tuning import expected_rates, tradeoff_table
 
 router = APIRouter(prefix="/model", tags=["model"])
@@ -26,7 +27,9 @@ async def read_thresholds(predictor: PredictorDep) -> dict[str, Any]:
     """The served thresholds, what they are expected to flag, and per detector a table of
     candidate thresholds with their false-positive rate (and precision/recall when the
     model kept labelled validation rows). ``available: false`` with a ``reason`` when the
-    model kept no scores to compute it from. For a time-aware model: its window detector."""
+    model kept no scores to compute it from. For a time-aware model: its window detector.
+    ``false_alarm_rate``: the rate expected on later normal readings, with its 95% upper
+    bound (``method: "unknown"`` for a model trained before it was recorded)."""
     scores = predictor.references.scores
     tunable = predictor.tunable
     current = dict(zip(tunable.names, tunable.thresholds.tolist(), strict=True))
@@ -36,6 +39,7 @@ async def read_thresholds(predictor: PredictorDep) -> dict[str, Any]:
         "model_kind": predictor.kind,
         "thresholds": current,
         "min_votes": tunable.min_votes,
+        "false_alarm_rate": stated(predictor.manifest.metrics),
     }
     if scores is None:
         return {

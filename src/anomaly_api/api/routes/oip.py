@@ -3,32 +3,22 @@
 The tensors are mapped in ``anomaly_api.api.oip_protocol``; scoring goes through the same
 ``DataPlane.predict`` as ``/predict`` (cache, metrics, request ids, limits, API keys).
 Every error of these routes, whatever raised it (a dependency, the body, the service), is
-rendered here in the protocol's ``{"error": "..."}`` format by ``OipRoute``; the other
-routes keep the API's own error format. The binary tensor extension is not supported.
+caught by ``OipRoute`` and rendered by ``anomaly_api.api.errors.render_error``, which
+writes the protocol's ``{"error": "..."}`` format under ``/v2``. The binary tensor
+extension is not supported.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 
 from anomaly_api import __version__
-from anomaly_api.api.errors import (
-    CLIENT_CLOSED_REQUEST,
-    OIP_PREFIX,
-    ApiError,
-    MalformedJSONError,
-    oip_error_response,
-    oip_status_of,
-)
+from anomaly_api.api.errors import OIP_PREFIX, MalformedJSONError, render_error
 from anomaly_api.api.oip_protocol import (
     OipError,
     infer_response,
@@ -43,25 +33,8 @@ from anomaly_api.service.predictor import Predictor
 
 __all__ = ["OipRoute", "router"]
 
-_log = logging.getLogger(__name__)
 _UNAVAILABLE = 503
 _BINARY_HEADER = "inference-header-content-length"
-
-
-def _oip_error(request: Request, exc: Exception) -> Response:
-    """``exc`` as the protocol's error body, with the status the API gives it."""
-    if isinstance(exc, OipError):
-        return oip_error_response(exc.status, exc.message)
-    if isinstance(exc, ServiceError | ApiError):
-        return oip_error_response(oip_status_of(exc), exc.message)
-    if isinstance(exc, RequestValidationError):
-        return oip_error_response(400, "invalid request")
-    if isinstance(exc, StarletteHTTPException):
-        return oip_error_response(exc.status_code, str(exc.detail), exc.headers)
-    if isinstance(exc, ClientDisconnect):
-        return oip_error_response(CLIENT_CLOSED_REQUEST, "the client closed the connection")
-    _log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return oip_error_response(500, "internal server error")
 
 
 class OipRoute(APIRoute):
@@ -74,7 +47,7 @@ class OipRoute(APIRoute):
             try:
                 return await handler(request)
             except Exception as exc:  # rendered, never re-raised: the protocol's format
-                return _oip_error(request, exc)
+                return render_error(exc, request.scope)
 
         return handle
 
@@ -200,7 +173,7 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
         predictor.detector_names,
         max_rows=settings.max_batch_rows,
     )
-    batch = await _dataplane(request).predict(parsed.X, label_rows=False)
+    batch = await _dataplane(request).predict(parsed.X, label_rows=False, predictor=predictor)
     body = infer_response(batch, name, parsed.id, parsed.outputs)
     return Response(body, media_type="application/json")
 

@@ -28,7 +28,7 @@ from anomaly_api.api.schemas import (
     PredictResponse,
 )
 from anomaly_api.config import Settings
-from anomaly_api.service.dataplane import DataPlane
+from anomaly_api.service.predictor import Predictor
 
 router = APIRouter(prefix="/predict", tags=["predict"])
 
@@ -77,10 +77,11 @@ _BATCH_MEDIA_TYPES = ("application/json", TENSORS_MEDIA_TYPE)
 """What ``/predict/batch`` answers in; the first is the default."""
 
 
-def _checked_top_k(dataplane: DataPlane, top_k: int | None) -> int | None:
+def _checked_top_k(predictor: Predictor, top_k: int | None) -> int | None:
     """``top_k``, or a 422 like the schema's own when it exceeds the model's features
-    (its lower bound is in the schema; the upper one depends on the loaded model)."""
-    n_features = dataplane.require_ready().n_features
+    (its lower bound is in the schema; the upper one depends on the loaded model). The
+    one check of ``top_k``: the data plane trusts it."""
+    n_features = predictor.n_features
     if top_k is not None and top_k > n_features:
         message = f"Input should be less than or equal to {n_features}"
         raise SchemaValidationError(
@@ -98,10 +99,14 @@ def _checked_top_k(dataplane: DataPlane, top_k: int | None) -> int | None:
 async def create_prediction(call: PredictInput) -> Response:
     """Score one reading: the ensemble's decision, score, confidence, severity, each
     feature's contribution (`top_k` for only the largest) and each detector's vote."""
-    dataplane, body = call.dataplane, call.body
-    top_k = _checked_top_k(dataplane, body.top_k)
-    batch = await dataplane.predict(
-        [body.features], [body.observation_id], label_rows=False, top_k=top_k
+    body = call.body
+    top_k = _checked_top_k(call.predictor, body.top_k)
+    batch = await call.dataplane.predict(
+        [body.features],
+        [body.observation_id],
+        label_rows=False,
+        top_k=top_k,
+        predictor=call.predictor,
     )
     return Response(batch.answer_json(), media_type="application/json")
 
@@ -124,9 +129,11 @@ async def create_batch_prediction(call: PredictBatchInput, request: Request) -> 
             f"this route answers in {' or '.join(_BATCH_MEDIA_TYPES)}; the Accept header "
             "allows neither"
         )
-    dataplane, body = call.dataplane, call.body
-    top_k = _checked_top_k(dataplane, body.top_k)
-    batch = await dataplane.predict(body.rows, body.observation_ids, top_k=top_k)
+    body = call.body
+    top_k = _checked_top_k(call.predictor, body.top_k)
+    batch = await call.dataplane.predict(
+        body.rows, body.observation_ids, top_k=top_k, predictor=call.predictor
+    )
     if media == TENSORS_MEDIA_TYPE:
         settings: Settings = request.state.settings
         content = tensors_response(batch, settings.oip_model_name, current_request_id())

@@ -7,22 +7,29 @@ orjson, as for ``/predict``; the response models are generated from the same dat
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from anomaly_api.api.body import load_json, validate_body
-from anomaly_api.api.deps import StreamPlaneDep, ready_streamplane
+from anomaly_api.api.deps import MetricsDep, StreamPlaneDep, ready_streamplane
 from anomaly_api.api.openapi import ERROR_RESPONSES, json_request_body
 from anomaly_api.api.schemas import (
     ErrorResponse,
+    FeedbackRequest,
+    StreamEventResponse,
+    StreamEventsResponse,
     StreamReadingsRequest,
     StreamReadingsResponse,
     StreamStateResponse,
     WindowRequest,
     WindowResponse,
 )
+from anomaly_api.api.security import CallerDep
+
+EVENT_ID_PATTERN = r"^[0-9a-f]{8}-[0-9]{1,12}$"
+MAX_EVENTS_PAGE = 100
 
 window_router = APIRouter(prefix="/predict", tags=["streams"])
 router = APIRouter(prefix="/streams", tags=["streams"])
@@ -51,6 +58,13 @@ _READINGS_EXAMPLES: dict[str, Any] = {
     }
 }
 
+_FEEDBACK_EXAMPLES: dict[str, Any] = {
+    "false_alarm": {
+        "summary": "Not a fault",
+        "value": {"label": "false_alarm", "note": "valve test, see the shift log"},
+    }
+}
+
 
 def _json(content: object, status_code: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
@@ -67,11 +81,16 @@ async def predict_window(request: Request) -> Response:
 
     Fewer readings than the model's window are answered, marked `warming_up`.
     """
-    streamplane = ready_streamplane(request)
+    streamplane, predictor = ready_streamplane(request)
     body = validate_body(WindowRequest, await load_json(request))
     policy = None if body.alarm_policy is None else body.alarm_policy.policy()
     answer = await streamplane.window(
-        body.timestamps, body.readings, mode=body.mode, top_k=body.top_k, alarm_policy=policy
+        body.timestamps,
+        body.readings,
+        mode=body.mode,
+        top_k=body.top_k,
+        alarm_policy=policy,
+        predictor=predictor,
     )
     return _json(answer)
 
@@ -84,11 +103,16 @@ async def predict_window(request: Request) -> Response:
 )
 async def append_readings(stream_id: str, request: Request) -> Response:
     """Append one reading (or a few) to a stream and answer each from the stream's window."""
-    streamplane = ready_streamplane(request)
+    streamplane, predictor = ready_streamplane(request)
     body = validate_body(StreamReadingsRequest, await load_json(request))
     policy = None if body.alarm_policy is None else body.alarm_policy.policy()
     answer = await streamplane.append(
-        stream_id, body.timestamps, body.readings, top_k=body.top_k, alarm_policy=policy
+        stream_id,
+        body.timestamps,
+        body.readings,
+        top_k=body.top_k,
+        alarm_policy=policy,
+        predictor=predictor,
     )
     return _json(answer)
 
@@ -97,6 +121,46 @@ async def append_readings(stream_id: str, request: Request) -> Response:
 async def read_stream(stream_id: str, streamplane: StreamPlaneDep) -> Response:
     """A live stream's state: readings held, totals, first/last timestamp, expiry."""
     return _json(await streamplane.state(stream_id))
+
+
+@router.get("/{stream_id}/events", response_model=StreamEventsResponse, responses=_STREAM_ERRORS)
+async def list_events(
+    stream_id: str,
+    streamplane: StreamPlaneDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_EVENTS_PAGE, description="Events per page.")] = 20,
+    before: Annotated[
+        str | None,
+        Query(
+            pattern=EVENT_ID_PATTERN,
+            description="An event id: list the events older than it (`next_before`).",
+        ),
+    ] = None,
+) -> Response:
+    """A stream's events (consecutive anomalous readings under its alarm policy), newest
+    first, each with its top sensors and feedback."""
+    return _json(await streamplane.events(stream_id, limit=limit, before=before))
+
+
+@router.post(
+    "/{stream_id}/events/{event_id}/feedback",
+    response_model=StreamEventResponse,
+    responses=_STREAM_ERRORS
+    | {404: {"model": ErrorResponse, "description": "No such stream or event."}},
+    openapi_extra=json_request_body(FeedbackRequest, _FEEDBACK_EXAMPLES),
+)
+async def send_feedback(
+    stream_id: str, event_id: str, request: Request, caller: CallerDep, metrics: MetricsDep
+) -> Response:
+    """Label an event (`false_alarm`, `confirmed`, `expected`); open or closed. The same
+    label again changes nothing; another label replaces it (both stay in the history)."""
+    streamplane, _ = ready_streamplane(request)  # 503 before the body is read
+    body = validate_body(FeedbackRequest, await load_json(request))
+    event, new = await streamplane.feedback(
+        stream_id, event_id, label=body.label, note=body.note, by=caller
+    )
+    if new:
+        metrics.observe_feedback(body.label)
+    return _json(event)
 
 
 @router.delete("/{stream_id}", status_code=204, responses=_STREAM_ERRORS)

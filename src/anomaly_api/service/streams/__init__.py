@@ -11,7 +11,9 @@ from anomaly_api.config import Settings
 from anomaly_api.service.streams.base import (
     STREAM_ID_PATTERN,
     AlarmUpdateStatus,
+    FeedbackStatus,
     StoredAlarm,
+    StoredEvent,
     StreamState,
     StreamStore,
     StreamWindow,
@@ -29,11 +31,13 @@ from anomaly_api.service.streams.redis_store import RedisStreamStore
 __all__ = [
     "STREAM_ID_PATTERN",
     "AlarmUpdateStatus",
+    "FeedbackStatus",
     "InMemoryStreamStore",
     "InvalidReadingsError",
     "InvalidStreamIdError",
     "RedisStreamStore",
     "StoredAlarm",
+    "StoredEvent",
     "StreamCapacityError",
     "StreamOrderError",
     "StreamState",
@@ -52,4 +56,5 @@ def build_stream_store(settings: Settings) -> StreamStore:
         max_streams=settings.stream_max_streams,
         idle_ttl_s=settings.stream_idle_ttl_s,
         max_window=settings.stream_max_window,
+        max_events=settings.stream_max_events,
     )

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
+import orjson
 from numpy.typing import ArrayLike, NDArray
 
 from anomaly_api.monitoring.alarms import AlarmState
@@ -24,6 +25,7 @@ from anomaly_api.service.streams.errors import (
     InvalidStreamIdError,
     StreamOrderError,
 )
+from anomaly_api.service.streams.events import EventTrack, event_id, parse_event_id
 
 STREAM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 """A letter or digit, then up to 127 letters, digits, ``.``, ``_``, ``:`` or ``-``."""
@@ -57,6 +59,8 @@ class StoredAlarm:
         Number (0 = the stream's first reading) of the reading of the last alarm.
     last_alarm_time : float or None
         Timestamp (epoch seconds) of that reading.
+    events : EventTrack or None
+        The stream's event state (``events.py``); None until it had an anomaly.
     """
 
     epoch: str
@@ -64,19 +68,20 @@ class StoredAlarm:
     unit: str | None = None
     last_alarm_reading: int | None = None
     last_alarm_time: float | None = None
+    events: EventTrack | None = None
 
     def to_json(self) -> bytes:
         """The stored form (JSON)."""
-        return json.dumps(
-            {
-                "epoch": self.epoch,
-                "state": self.state.to_dict(),
-                "unit": self.unit,
-                "last_alarm_reading": self.last_alarm_reading,
-                "last_alarm_time": self.last_alarm_time,
-            },
-            separators=(",", ":"),
-        ).encode()
+        data: dict[str, Any] = {
+            "epoch": self.epoch,
+            "state": self.state.to_dict(),
+            "unit": self.unit,
+            "last_alarm_reading": self.last_alarm_reading,
+            "last_alarm_time": self.last_alarm_time,
+        }
+        if self.events is not None:
+            data["events"] = self.events.to_dict()
+        return orjson.dumps(data)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> StoredAlarm:
@@ -84,15 +89,45 @@ class StoredAlarm:
         try:
             data: dict[str, Any] = json.loads(raw)
             reading, time_ = data.get("last_alarm_reading"), data.get("last_alarm_time")
+            events = data.get("events")
             return cls(
                 epoch=str(data["epoch"]),
                 state=AlarmState.from_dict(data["state"]),
                 unit=data.get("unit"),
                 last_alarm_reading=None if reading is None else int(reading),
                 last_alarm_time=None if time_ is None else float(time_),
+                events=None if events is None else EventTrack.from_dict(events),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed stored alarm state: {exc!r}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One event as the store keeps it: its record and its feedback, both JSON."""
+
+    record: bytes
+    """The event (``EventRecord`` JSON, ``events.py``)."""
+    feedback: bytes = b""
+    """Its feedback entries, oldest first: a JSON array (empty bytes: none yet)."""
+
+
+FeedbackStatus = Literal["ok", "same", "missing"]
+"""``add_feedback``'s outcome: stored; the event's current label is already this one
+(nothing changed); no such event."""
+
+MAX_FEEDBACK_HISTORY = 20
+"""Feedback entries kept per event (the oldest are dropped)."""
+
+
+def events_to_drop(written: Sequence[tuple[str, bytes]], max_events: int) -> list[str]:
+    """Ids of the events that fall off the per-stream bound when ``written`` are stored."""
+    drop: list[str] = []
+    for eid, _ in written:
+        parsed = parse_event_id(eid)
+        if parsed is not None and parsed[1] - max_events >= 1:
+            drop.append(event_id(parsed[0], parsed[1] - max_events))
+    return drop
 
 
 AlarmUpdateStatus = Literal["ok", "behind", "stale", "failed"]
@@ -221,11 +256,27 @@ class StreamStore(Protocol):
         *,
         expected_seen: int,
         degraded: bool = False,
+        events: Sequence[tuple[str, bytes]] = (),
     ) -> tuple[AlarmUpdateStatus, StoredAlarm | None]:
         """Compare-and-set: store ``alarm`` when the stored state has ``alarm.epoch`` and
         ``state.seen == expected_seen``; never refreshes the expiry. ``degraded``: the
-        append was served from process memory, so is the update. Returns the outcome and,
-        for ``behind``, the stored state."""
+        append was served from process memory, so is the update. ``events``: ``(id, JSON)``
+        of event records written with it, atomically (the oldest beyond the per-stream
+        bound are dropped). Returns the outcome and, for ``behind``, the stored state."""
+        ...
+
+    async def list_events(
+        self, stream_id: str, *, limit: int, before: int | None = None
+    ) -> list[StoredEvent] | None:
+        """The stream's events numbered below ``before`` (all when None), newest first, at
+        most ``limit``; None when the stream does not exist."""
+        ...
+
+    async def add_feedback(
+        self, stream_id: str, event_id: str, label: str, entry: bytes
+    ) -> tuple[FeedbackStatus, StoredEvent | None]:
+        """Record ``entry`` (JSON) with the event unless its current label is ``label``
+        already; returns the outcome and the event with its feedback."""
         ...
 
     async def delete(self, stream_id: str) -> bool:

@@ -85,9 +85,10 @@ class StreamCapacityError(ServiceError):
     Existing streams keep working; a slot frees when a stream idles out or is deleted.
     """
 
-    def __init__(self, max_streams: int) -> None:
+    def __init__(self, max_streams: int, *, retry_after_s: int | None = None) -> None:
         super().__init__(
             f"the stream store is full ({max_streams} live streams); "
-            "retry when idle streams have expired"
+            "retry when idle streams have expired",
+            retry_after_s=retry_after_s,
         )
         self.max_streams = max_streams

@@ -16,14 +16,17 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from anomaly_api.service.streams.base import (
+    MAX_FEEDBACK_HISTORY,
     AlarmUpdateStatus,
+    FeedbackStatus,
     StoredAlarm,
+    StoredEvent,
     StreamState,
     StreamWindow,
     check_model_key,
@@ -38,8 +41,31 @@ from anomaly_api.service.streams.errors import (
     StreamCapacityError,
     StreamOrderError,
 )
+from anomaly_api.service.streams.events import parse_event_id
 
 DEFAULT_MAX_WINDOW = 1024
+DEFAULT_MAX_EVENTS = 100
+
+
+@dataclass(slots=True)
+class _Events:
+    """One stream life's events: record and feedback (JSON) by id, oldest first."""
+
+    records: OrderedDict[str, bytes] = field(default_factory=OrderedDict)
+    labels: dict[str, str] = field(default_factory=dict)
+    feedback: dict[str, list[bytes]] = field(default_factory=dict)
+
+    def stored(self, eid: str) -> StoredEvent:
+        entries = self.feedback.get(eid)
+        return StoredEvent(self.records[eid], b"[" + b",".join(entries) + b"]" if entries else b"")
+
+    def write(self, written: Sequence[tuple[str, bytes]], max_events: int) -> None:
+        for eid, record in written:
+            self.records[eid] = record
+        while len(self.records) > max_events:
+            eid, _ = self.records.popitem(last=False)
+            self.labels.pop(eid, None)
+            self.feedback.pop(eid, None)
 
 
 @dataclass(slots=True)
@@ -50,6 +76,7 @@ class _Stream:
     first_timestamp: float
     expires_at: float
     alarm: StoredAlarm
+    events: _Events
 
 
 class InMemoryStreamStore:
@@ -63,6 +90,8 @@ class InMemoryStreamStore:
         Idle time after which a stream is forgotten; every append restarts it.
     max_window : int
         Largest ``window`` an append may ask for (bounds memory per stream).
+    max_events : int
+        Events kept per stream (the oldest are dropped).
     clock : callable
         Monotonic seconds; tests pass a fake one.
     """
@@ -73,10 +102,12 @@ class InMemoryStreamStore:
         max_streams: int,
         idle_ttl_s: float,
         max_window: int = DEFAULT_MAX_WINDOW,
+        max_events: int = DEFAULT_MAX_EVENTS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if max_streams < 1 or idle_ttl_s <= 0 or max_window < 1:
-            raise ValueError("max_streams and max_window must be >= 1, idle_ttl_s > 0")
+        if max_streams < 1 or idle_ttl_s <= 0 or max_window < 1 or max_events < 1:
+            raise ValueError("max_streams, max_window and max_events must be >= 1, idle_ttl_s > 0")
+        self.max_events = max_events
         self.max_streams = max_streams
         self.idle_ttl_s = idle_ttl_s
         self.max_window = max_window
@@ -147,6 +178,7 @@ class InMemoryStreamStore:
                 total = stream.total + records.shape[0]
                 first = stream.first_timestamp
                 alarm = stream.alarm
+                events = stream.events
             else:
                 if new_stream and len(self._streams) >= self.max_streams:
                     raise StreamCapacityError(self.max_streams)
@@ -154,10 +186,11 @@ class InMemoryStreamStore:
                 total = records.shape[0]
                 first = float(records[0, 0])
                 alarm = StoredAlarm(epoch=new_epoch())  # a new life: a fresh alarm state
+                events = _Events()
             kept = joined
             kept.flags.writeable = False
             self._streams[stream_id] = _Stream(
-                kept, model_key, total, first, now + self.idle_ttl_s, alarm
+                kept, model_key, total, first, now + self.idle_ttl_s, alarm, events
             )
             self._streams.move_to_end(stream_id)
         ts, values = split_records(kept)
@@ -215,12 +248,18 @@ class InMemoryStreamStore:
         *,
         expected_seen: int,
         degraded: bool = False,
+        events: Sequence[tuple[str, bytes]] = (),
     ) -> tuple[AlarmUpdateStatus, StoredAlarm | None]:
         """Compare-and-set of the alarm state (see ``StreamStore.update_alarm``)."""
-        return self.update_alarm_now(stream_id, alarm, expected_seen=expected_seen)
+        return self.update_alarm_now(stream_id, alarm, expected_seen=expected_seen, events=events)
 
     def update_alarm_now(
-        self, stream_id: str, alarm: StoredAlarm, *, expected_seen: int
+        self,
+        stream_id: str,
+        alarm: StoredAlarm,
+        *,
+        expected_seen: int,
+        events: Sequence[tuple[str, bytes]] = (),
     ) -> tuple[AlarmUpdateStatus, StoredAlarm | None]:
         """``update_alarm`` without the coroutine."""
         with self._lock:
@@ -234,7 +273,60 @@ class InMemoryStreamStore:
             if seen > expected_seen:
                 return "stale", None
             stream.alarm = alarm
+            if events:
+                stream.events.write(events, self.max_events)
             return "ok", None
+
+    async def list_events(
+        self, stream_id: str, *, limit: int, before: int | None = None
+    ) -> list[StoredEvent] | None:
+        """The stream's events (see ``StreamStore.list_events``)."""
+        return self.list_events_now(stream_id, limit=limit, before=before)
+
+    def list_events_now(
+        self, stream_id: str, *, limit: int, before: int | None = None
+    ) -> list[StoredEvent] | None:
+        """``list_events`` without the coroutine."""
+        check_stream_id(stream_id)
+        with self._lock:
+            self._expire(self._clock())
+            stream = self._streams.get(stream_id)
+            if stream is None:
+                return None
+            events = stream.events
+            page: list[StoredEvent] = []
+            for eid in reversed(events.records):
+                if len(page) >= limit:
+                    break
+                parsed = parse_event_id(eid)
+                if before is None or (parsed is not None and parsed[1] < before):
+                    page.append(events.stored(eid))
+            return page
+
+    async def add_feedback(
+        self, stream_id: str, event_id: str, label: str, entry: bytes
+    ) -> tuple[FeedbackStatus, StoredEvent | None]:
+        """Label an event (see ``StreamStore.add_feedback``)."""
+        return self.add_feedback_now(stream_id, event_id, label, entry)
+
+    def add_feedback_now(
+        self, stream_id: str, event_id: str, label: str, entry: bytes
+    ) -> tuple[FeedbackStatus, StoredEvent | None]:
+        """``add_feedback`` without the coroutine."""
+        check_stream_id(stream_id)
+        with self._lock:
+            self._expire(self._clock())
+            stream = self._streams.get(stream_id)
+            if stream is None or event_id not in stream.events.records:
+                return "missing", None
+            events = stream.events
+            if events.labels.get(event_id) == label:
+                return "same", events.stored(event_id)
+            events.labels[event_id] = label
+            history = events.feedback.setdefault(event_id, [])
+            history.append(entry)
+            del history[: max(0, len(history) - MAX_FEEDBACK_HISTORY)]
+            return "ok", events.stored(event_id)
 
     async def delete(self, stream_id: str) -> bool:
         """Forget a stream; True when it was live."""

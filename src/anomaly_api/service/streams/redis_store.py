@@ -5,6 +5,9 @@ Layout (``prefix`` from ``Settings.stream_prefix``)::
     {prefix}w:{stream_id}   STRING  header + one record per reading, PX = idle TTL
     {prefix}a:{stream_id}   STRING  the stream's alarm state (JSON, ``StoredAlarm``), expires with
                                     the window
+    {prefix}e:{stream_id}   HASH    the stream's events: <id> -> record (JSON), <id>:l -> current
+                                    feedback label, <id>:f -> feedback entries (JSON array),
+                                    last -> the newest event's id; expires with the window
     {prefix}live            ZSET    stream id -> expiry (ms, Redis clock): the live-stream bound
 
     header  = <BHdd8sH  version=1, n_features, total, first timestamp, last call's token,
@@ -65,14 +68,18 @@ from anomaly_api.service.redis_support import (
     client_from_settings,
 )
 from anomaly_api.service.streams.base import (
+    MAX_FEEDBACK_HISTORY,
     RECORD_DTYPE,
     AlarmUpdateStatus,
+    FeedbackStatus,
     StoredAlarm,
+    StoredEvent,
     StreamState,
     StreamWindow,
     check_model_key,
     check_stream_id,
     check_window,
+    events_to_drop,
     new_epoch,
     split_records,
     to_records,
@@ -82,7 +89,7 @@ from anomaly_api.service.streams.errors import (
     StreamCapacityError,
     StreamOrderError,
 )
-from anomaly_api.service.streams.memory import InMemoryStreamStore
+from anomaly_api.service.streams.memory import DEFAULT_MAX_EVENTS, InMemoryStreamStore
 
 _log = logging.getLogger(__name__)
 
@@ -92,15 +99,16 @@ T = TypeVar("T")
 HEADER = struct.Struct("<BHdd8sH")
 _VERSION = 1
 
-# KEYS: window key, live set, alarm key. ARGV: stream id, model key, n_features, window,
-# TTL (ms), max streams, token (8 bytes), records, epoch (hex) of a fresh alarm state.
+# KEYS: window key, live set, alarm key, events hash (dropped when the stream restarts).
+# ARGV: stream id, model key, n_features, window, TTL (ms), max streams, token (8 bytes),
+# records, epoch (hex) of a fresh alarm state.
 # Replies {status, payload, alarm}: status 'new', 'ok', 'model' (model key changed:
 # window restarted), 'replay' (this token already ran) with the new value and the alarm
 # state (JSON; a fresh one, seen = readings before this append, when the stream
 # restarted or had none); 'order' with the last stored timestamp (8 bytes); 'shape' with
 # the stored feature count; 'full'.
 _APPEND_LUA = """
-local key, live, akey = KEYS[1], KEYS[2], KEYS[3]
+local key, live, akey, ekey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local member, model = ARGV[1], ARGV[2]
 local nf, window = tonumber(ARGV[3]), tonumber(ARGV[4])
 local ttl, cap = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -117,6 +125,7 @@ if old then
     redis.call('PEXPIRE', key, ttl)
     redis.call('ZADD', live, now + ttl, member)
     redis.call('PEXPIRE', akey, ttl)
+    redis.call('PEXPIRE', ekey, ttl)
     return {'replay', old, redis.call('GET', akey) or ''}
   end
   if string.sub(old, 30, 29 + mlen) == model then
@@ -138,7 +147,12 @@ value = value .. model .. body
 redis.call('SET', key, value, 'PX', ttl)
 redis.call('ZADD', live, now + ttl, member)
 local alarm = false
-if status == 'ok' then alarm = redis.call('GET', akey) end
+if status == 'ok' then
+  alarm = redis.call('GET', akey)
+  redis.call('PEXPIRE', ekey, ttl)
+else
+  redis.call('DEL', ekey)
+end
 if alarm then
   redis.call('PEXPIRE', akey, ttl)
 else
@@ -150,9 +164,11 @@ end
 return {status, value, alarm}
 """
 
-# KEYS: alarm key, window key. ARGV: epoch, expected seen, new state (JSON). Replies
-# {'ok'}, {'behind', current state}, {'stale'} (gone, other epoch or already past).
-# The new state takes the window's remaining TTL: it expires with the window.
+# KEYS: alarm key, window key, events hash. ARGV: epoch, expected seen, new state (JSON),
+# newest event id ('' when no event is written), d, d ids of events to drop, then pairs of
+# event id and record (JSON). Replies {'ok'}, {'behind', current state}, {'stale'} (gone,
+# other epoch or already past). The new state and the events take the window's remaining
+# TTL: they expire with the window.
 _ALARM_CAS_LUA = """
 local cur = redis.call('GET', KEYS[1])
 if not cur then return {'stale', ''} end
@@ -164,7 +180,57 @@ if seen > expected then return {'stale', ''} end
 local ttl = redis.call('PTTL', KEYS[2])
 if ttl <= 0 then return {'stale', ''} end
 redis.call('SET', KEYS[1], ARGV[3], 'PX', ttl)
+if ARGV[4] ~= '' then
+  local d = tonumber(ARGV[5])
+  for i = 6, 5 + d do
+    redis.call('HDEL', KEYS[3], ARGV[i], ARGV[i] .. ':l', ARGV[i] .. ':f')
+  end
+  for i = 6 + d, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
+  redis.call('HSET', KEYS[3], 'last', ARGV[4])
+  redis.call('PEXPIRE', KEYS[3], ttl)
+end
 return {'ok', ''}
+"""
+
+# KEYS: events hash, window key. ARGV: before (0: from the newest), limit. Reply: {0} when
+# the stream does not exist, else {1, record, feedback, record, feedback, ...} newest first.
+_EVENTS_LUA = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return {0} end
+local out = {1}
+local last = redis.call('HGET', KEYS[1], 'last')
+if not last then return out end
+local prefix, n = string.sub(last, 1, 8), tonumber(string.sub(last, 10))
+local before, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+if before > 0 and before - 1 < n then n = before - 1 end
+while n >= 1 and #out < 1 + 2 * limit do
+  local id = prefix .. '-' .. n
+  local record = redis.call('HGET', KEYS[1], id)
+  if not record then break end
+  out[#out + 1] = record
+  out[#out + 1] = redis.call('HGET', KEYS[1], id .. ':f') or ''
+  n = n - 1
+end
+return out
+"""
+
+# KEYS: events hash. ARGV: event id, label, entry (JSON), most entries kept. Replies
+# {'missing'}, or {'ok' | 'same', record, feedback}: 'same' when the event's current label
+# is this one already (nothing written).
+_FEEDBACK_LUA = """
+local id, label = ARGV[1], ARGV[2]
+local record = redis.call('HGET', KEYS[1], id)
+if not record then return {'missing'} end
+local status = 'same'
+if redis.call('HGET', KEYS[1], id .. ':l') ~= label then
+  local history = {}
+  local cur = redis.call('HGET', KEYS[1], id .. ':f')
+  if cur then history = cjson.decode(cur) end
+  history[#history + 1] = cjson.decode(ARGV[3])
+  while #history > tonumber(ARGV[4]) do table.remove(history, 1) end
+  redis.call('HSET', KEYS[1], id .. ':l', label, id .. ':f', cjson.encode(history))
+  status = 'ok'
+end
+return {status, record, redis.call('HGET', KEYS[1], id .. ':f') or ''}
 """
 
 # KEYS: window key, alarm key. Reply: nil, or {value, PTTL in ms, alarm state or ''}.
@@ -174,10 +240,11 @@ if not value then return false end
 return {value, redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]) or ''}
 """
 
-# KEYS: window key, live set, alarm key. ARGV: stream id. Reply: 1 when the window existed.
+# KEYS: window key, live set, alarm key, events hash. ARGV: stream id. Reply: 1 when the
+# window existed.
 _DELETE_LUA = """
 redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('DEL', KEYS[3])
+redis.call('DEL', KEYS[3], KEYS[4])
 return redis.call('DEL', KEYS[1])
 """
 
@@ -257,6 +324,7 @@ class RedisStreamStore(GuardedRedisCalls):
         call_timeout_s: float,
         breaker: CircuitBreaker,
         max_concurrent_calls: int = 64,
+        max_events: int = DEFAULT_MAX_EVENTS,
         log_interval_s: float = 30.0,
         probe_timeout_s: float | None = None,
     ) -> None:
@@ -268,14 +336,20 @@ class RedisStreamStore(GuardedRedisCalls):
         self._live_key = f"{prefix}live"
         self.max_streams = max_streams
         self.max_window = max_window
+        self.max_events = max_events
         self._ttl_ms = max(1, round(idle_ttl_s * 1000))
         self._append_script = client.register_script(_APPEND_LUA)
         self._get_script = client.register_script(_GET_LUA)
         self._delete_script = client.register_script(_DELETE_LUA)
         self._count_script = client.register_script(_COUNT_LUA)
         self._alarm_cas_script = client.register_script(_ALARM_CAS_LUA)
+        self._events_script = client.register_script(_EVENTS_LUA)
+        self._feedback_script = client.register_script(_FEEDBACK_LUA)
         self._fallback = InMemoryStreamStore(
-            max_streams=max_streams, idle_ttl_s=idle_ttl_s, max_window=max_window
+            max_streams=max_streams,
+            idle_ttl_s=idle_ttl_s,
+            max_window=max_window,
+            max_events=max_events,
         )
         self._fallback_used = False
         self.fallbacks = 0
@@ -300,6 +374,7 @@ class RedisStreamStore(GuardedRedisCalls):
             call_timeout_s=2 * timeout,
             breaker=breaker,
             max_concurrent_calls=settings.stream_redis_max_connections,
+            max_events=settings.stream_max_events,
             probe_timeout_s=settings.redis_connect_timeout_s,
         )
 
@@ -315,6 +390,10 @@ class RedisStreamStore(GuardedRedisCalls):
     def alarm_key(self, stream_id: str) -> str:
         """Redis key of a stream's alarm state."""
         return f"{self._prefix}a:{stream_id}"
+
+    def events_key(self, stream_id: str) -> str:
+        """Redis key of a stream's events."""
+        return f"{self._prefix}e:{stream_id}"
 
     @property
     def live_key(self) -> str:
@@ -336,7 +415,12 @@ class RedisStreamStore(GuardedRedisCalls):
         check_window(window, self.max_window)
         records = to_records(stream_id, timestamps, rows)
         n_features = records.shape[1] - 1
-        keys = [self.window_key(stream_id), self._live_key, self.alarm_key(stream_id)]
+        keys = [
+            self.window_key(stream_id),
+            self._live_key,
+            self.alarm_key(stream_id),
+            self.events_key(stream_id),
+        ]
         args: list[bytes | str | int] = [
             stream_id,
             model,
@@ -427,16 +511,29 @@ class RedisStreamStore(GuardedRedisCalls):
         *,
         expected_seen: int,
         degraded: bool = False,
+        events: Sequence[tuple[str, bytes]] = (),
     ) -> tuple[AlarmUpdateStatus, StoredAlarm | None]:
-        """Compare-and-set of the alarm state in one script call (``StreamStore.update_alarm``).
+        """Compare-and-set of the alarm state and the events it wrote, in one script call
+        (``StreamStore.update_alarm``).
 
         ``failed`` when Redis does not answer: the state is not written anywhere (the
         window the readings went to is in Redis, not in process memory)."""
         check_stream_id(stream_id)
         if degraded:
-            return self._fallback.update_alarm_now(stream_id, alarm, expected_seen=expected_seen)
-        keys = [self.alarm_key(stream_id), self.window_key(stream_id)]
-        args: list[bytes | str | int] = [alarm.epoch, expected_seen, alarm.to_json()]
+            return self._fallback.update_alarm_now(
+                stream_id, alarm, expected_seen=expected_seen, events=events
+            )
+        keys = [self.alarm_key(stream_id), self.window_key(stream_id), self.events_key(stream_id)]
+        drop = events_to_drop(events, self.max_events)
+        args: list[bytes | str | int] = [
+            alarm.epoch,
+            expected_seen,
+            alarm.to_json(),
+            events[-1][0] if events else "",
+            len(drop),
+            *drop,
+            *(part for pair in events for part in pair),
+        ]
         reply = await self._guarded(
             "update_alarm", lambda: self._alarm_cas_script(keys=keys, args=args)
         )
@@ -450,10 +547,49 @@ class RedisStreamStore(GuardedRedisCalls):
             return ("behind", current) if current is not None else ("stale", None)
         return "stale", None
 
+    async def list_events(
+        self, stream_id: str, *, limit: int, before: int | None = None
+    ) -> list[StoredEvent] | None:
+        """The stream's events in one script call (``StreamStore.list_events``); process
+        memory's while Redis does not answer."""
+        check_stream_id(stream_id)
+        keys = [self.events_key(stream_id), self.window_key(stream_id)]
+        args = [before or 0, limit]
+        reply = await self._guarded("events", lambda: self._events_script(keys=keys, args=args))
+        if reply is FAILED:
+            self.fallbacks += 1
+            return self._fallback.list_events_now(stream_id, limit=limit, before=before)
+        assert isinstance(reply, list)
+        if not reply[0]:
+            return None
+        return [StoredEvent(reply[i], reply[i + 1]) for i in range(1, len(reply), 2)]
+
+    async def add_feedback(
+        self, stream_id: str, event_id: str, label: str, entry: bytes
+    ) -> tuple[FeedbackStatus, StoredEvent | None]:
+        """Label an event in one script call (``StreamStore.add_feedback``); process
+        memory's events while Redis does not answer."""
+        check_stream_id(stream_id)
+        keys = [self.events_key(stream_id)]
+        args: list[bytes | str | int] = [event_id, label, entry, MAX_FEEDBACK_HISTORY]
+        reply = await self._guarded("feedback", lambda: self._feedback_script(keys=keys, args=args))
+        if reply is FAILED:
+            self.fallbacks += 1
+            return self._fallback.add_feedback_now(stream_id, event_id, label, entry)
+        assert isinstance(reply, list)
+        if reply[0] == b"missing":
+            return "missing", None
+        return ("same" if reply[0] == b"same" else "ok"), StoredEvent(reply[1], reply[2])
+
     async def delete(self, stream_id: str) -> bool:
         """Forget a stream; True when it existed. While degraded only process memory's copy."""
         check_stream_id(stream_id)
-        keys = [self.window_key(stream_id), self._live_key, self.alarm_key(stream_id)]
+        keys = [
+            self.window_key(stream_id),
+            self._live_key,
+            self.alarm_key(stream_id),
+            self.events_key(stream_id),
+        ]
         reply = await self._guarded(
             "delete", lambda: self._delete_script(keys=keys, args=[stream_id])
         )

@@ -1,0 +1,215 @@
+"""Section ``predict``: model scoring in process, then ``/predict`` and ``/predict/batch`` over
+HTTP for the bare endpoint and the service on each backend, the cache, start and memory,
+and where requests run (event loop or thread pool)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import statistics
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+
+from anomaly_api.testing import HOST
+from bench import lag_probe
+from bench.data import N_FEATURES, batch_body
+from bench.load import post_many, run_wrk
+from bench.servers import (
+    PROBED_APP,
+    Server,
+    bare_server,
+    redis_server,
+    service_env,
+    service_server,
+)
+from bench.timing import median_ms
+
+if TYPE_CHECKING:
+    from bench.__main__ import Context
+
+BACKENDS = ("fast", "numpy", "sklearn")
+"""Values of ANOMALY_INFERENCE_BACKEND: the compiled C kernel, NumPy, scikit-learn."""
+CONNECTIONS = (1, 16, 64)
+
+
+def served(model: Any, scorer: Any, X: np.ndarray) -> object:
+    """What the service runs per call: the kernel's scores, then the decision rule."""
+    return model.combine(scorer.detector_scores(X))
+
+
+def inprocess(ctx: Context) -> dict[str, Any]:
+    """``detector_scores`` + ``combine`` for 1/100/1,000 rows per backend against
+    scikit-learn's ``explain``; where a 1,000-row batch's server time goes; JSON parsers."""
+    from anomaly_api.api.schemas import PredictBatchRequest
+    from anomaly_api.artifacts import load_artifact
+    from anomaly_api.detection.fast import compile_scorer
+
+    model = load_artifact(ctx.artifacts).model
+    fast, numpy = compile_scorer(model), compile_scorer(model, "numpy")
+    X = np.random.default_rng(2).normal(size=(1000, N_FEATURES))
+    budget = ctx.size(0.5, 10.0)
+    scoring: dict[str, Any] = {}
+    for n_rows in (1, 100, 1000):
+        rows = np.ascontiguousarray(X[:n_rows])
+        repeats = ctx.size(20, 2000 if n_rows == 1 else 200)
+        times = {
+            name: median_ms(partial(served, model, scorer, rows), repeats, budget)
+            for name, scorer in (("fast", fast), ("numpy", numpy))
+        }
+        reference = median_ms(partial(model.explain, rows), repeats // 4, budget)
+        scoring[str(n_rows)] = {
+            "fast_ms": times["fast"],
+            "numpy_ms": times["numpy"],
+            "reference_ms": reference,
+            "speedup": reference / times["fast"],
+            "numpy_speedup": reference / times["numpy"],
+        }
+    body = batch_body(0)
+    data = orjson.loads(body)
+    features = [o.features for o in PredictBatchRequest.model_validate(data).observations]
+    matrix = np.array(features, dtype=np.float64)
+    repeats = ctx.size(10, 200)
+    split = {
+        "parse_ms": median_ms(lambda: orjson.loads(body), repeats, 5.0),
+        "validate_ms": median_ms(lambda: PredictBatchRequest.model_validate(data), repeats, 5.0),
+        "to_matrix_ms": median_ms(lambda: np.array(features, dtype=np.float64), repeats, 5.0),
+        "score_fast_ms": median_ms(partial(served, model, fast, matrix), repeats),
+        "score_reference_ms": median_ms(lambda: model.explain(matrix), repeats // 4, 5.0),
+    }
+    parsers = {
+        "stdlib_json_ms": median_ms(lambda: json.loads(body), repeats, 5.0),
+        "orjson_ms": median_ms(lambda: orjson.loads(body), repeats, 5.0),
+    }
+    return {"model_scoring": scoring, "batch": {"split": split},
+            "hot_path": {"json_parse_batch": parsers}}  # fmt: skip
+
+
+def wrk(ctx: Context, server: Server, connections: int, seconds: float, **kw: Any) -> Any:
+    """One wrk run against ``/predict``; with ``--lag-probe`` on a probed service, what the
+    served process went through meanwhile (``lag_probe.observe``)."""
+    watch: AbstractContextManager[dict[str, Any]] = nullcontext({})
+    if ctx.lag_probe and server.name != "bare":
+        watch = lag_probe.observe(server)
+    with watch as seen:
+        result = run_wrk(server.port, "/predict", connections, seconds, workdir=ctx.workdir, **kw)
+    return {**result, **seen}
+
+
+def serve(ctx: Context, name: str, env: dict[str, str]) -> AbstractContextManager[Server]:
+    """The service (the probed app with ``--lag-probe``)."""
+    if ctx.lag_probe:
+        return service_server(name, env, app=PROBED_APP)
+    return service_server(name, env)
+
+
+def facts(server: Server) -> dict[str, Any]:
+    """Start-up cost and memory of one server."""
+    return {
+        "start_to_ready_s": server.start_to_ready_s,
+        "start_to_ready_all_s": [server.start_to_ready_s],
+        "rss_ready_mb": server.rss_ready_mb,
+        "rss_after_load_mb": server.rss_mb(),
+    }
+
+
+def over_http(ctx: Context) -> dict[str, Any]:
+    """The bare endpoint and every backend at 1/16/64 connections, batches, the cache in
+    process and in Redis, start and RSS, then single rows in threads and batches on the loop."""
+    seconds, short = ctx.size(1.0, 10.0), ctx.size(1.0, 5.0)
+    bodies = [batch_body(i) for i in range(ctx.size(5, 300))]
+    out: dict[str, Any] = {"http_predict": {}, "batch": {}, "cache": {}, "servers": {}}
+    with bare_server() as s:
+        out["http_predict"]["bare"] = {str(c): wrk(ctx, s, c, seconds) for c in CONNECTIONS}
+        out["servers"]["bare"] = facts(s)
+
+    def cache_runs(s: Server) -> dict[str, Any]:
+        return {kind: wrk(ctx, s, 1, short, unique=kind == "miss") for kind in ("miss", "hit")}
+
+    for backend in BACKENDS:
+        env = service_env(ctx.artifacts, backend)
+        with serve(ctx, backend, env) as s:
+            out["http_predict"][backend] = {str(c): wrk(ctx, s, c, seconds) for c in CONNECTIONS}
+            count = len(bodies) if backend != "sklearn" else max(2, len(bodies) // 5)
+            out["batch"][backend] = post_many(s.port, "/predict/batch", bodies[:count])
+            if backend == "fast":
+                out["cache"]["in-process"] = cache_runs(s)
+            first = facts(s)
+        starts = [s.start_to_ready_s, *restarts(env, ctx.size(0, 2))]
+        out["servers"][backend] = {
+            **first,
+            "start_to_ready_s": statistics.median(starts),
+            "start_to_ready_all_s": starts,
+        }
+    with (
+        redis_server() as url,
+        serve(ctx, "redis", service_env(ctx.artifacts, "fast", url)) as s,
+    ):
+        out["cache"]["redis"] = cache_runs(s)
+        out["servers"]["fast+redis"] = facts(s)
+    out["hot_path"] = offload(ctx, seconds, short)
+    out["hot_path"]["single_rows_on_loop_c64"] = out["http_predict"]["fast"]["64"]
+    return out
+
+
+def restarts(env: dict[str, str], count: int) -> tuple[float, ...]:
+    """Start-to-ready times of ``count`` more starts of the service."""
+    times = []
+    for _ in range(count):
+        with service_server("restart", env) as server:
+            times.append(server.start_to_ready_s)
+    return tuple(times)
+
+
+def offload(ctx: Context, seconds: float, short: float) -> dict[str, Any]:
+    """Single rows go to the event loop below ``ANOMALY_OFFLOAD_MIN_ROWS`` (64), batches to a
+    thread. Compared: every request in a thread (throughput at 64 connections), and batches on
+    the loop (how a 1,000-row batch stalls single rows: /predict at one connection meanwhile)."""
+    env = service_env(ctx.artifacts, "fast")
+    hot: dict[str, Any] = {}
+    with serve(ctx, "offload-all", {**env, "ANOMALY_OFFLOAD_MIN_ROWS": "1"}) as s:
+        hot["single_rows_in_thread_c64"] = wrk(ctx, s, 64, seconds)
+    on_loop = {"ANOMALY_OFFLOAD_MIN_ROWS": "100000"}
+    for name, extra in (("batches_in_thread", {}), ("batches_on_loop", on_loop)):
+        with serve(ctx, name, {**env, **extra}) as s, batches_in_background(s.port) as done:
+            run = wrk(ctx, s, 1, short)
+        hot[f"single_row_while_{name}"] = {**run, "batches_done": done["batches"]}
+    return hot
+
+
+@contextmanager
+def batches_in_background(port: int) -> Iterator[dict[str, Any]]:
+    """Keep posting distinct 1,000-row batches, one after another, while the block runs;
+    the count is final once the block has ended."""
+    stop = threading.Event()
+    stats: dict[str, Any] = {"batches": 0}
+
+    def loop() -> None:
+        conn = http.client.HTTPConnection(HOST, port, timeout=30)
+        try:
+            while not stop.is_set():
+                body = batch_body(1_000_000 + stats["batches"])
+                conn.request("POST", "/predict/batch", body, {"Content-Type": "application/json"})
+                response = conn.getresponse()
+                response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"batch answered {response.status}")
+                stats["batches"] += 1
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield stats
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+PARTS = {"inprocess": inprocess, "http": over_http}
