@@ -10,9 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from anomaly_api.artifacts import build_manifest, save_artifact
 from anomaly_api.detection import AnomalyEnsemble
+from anomaly_api.service.answers import ColumnarBatchAnswer
+from anomaly_api.service.prediction import PredictionColumns
 from anomaly_api.training.references import build_references, reference_attachments
 
 TINY_FEATURES = [f"f{i}" for i in range(8)]
@@ -82,3 +86,42 @@ def synthetic_segments(
         )
         for seg in segments
     ]
+
+
+FLOATS = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(
+    [0.0, -0.0, 1e-310, 1.7976931348623157e308, 0.1, 1 / 3]
+)
+"""Any double an answer can hold (JSON has no NaN or infinity)."""
+
+
+@st.composite
+def answer_batches(draw: st.DrawFn) -> ColumnarBatchAnswer:
+    """Any answer of 1 to 12 rows, 1 to 5 (distinct) features and 1 to 4 detectors, any
+    ``top_k``: names that need escaping or hold commas, ties, -0.0, the largest double."""
+    n = draw(st.integers(1, 12))
+    n_features = draw(st.integers(1, 5))
+    n_detectors = draw(st.integers(1, 4))
+    shares = draw(
+        arrays(np.float64, (n, n_features), elements=st.sampled_from([0.0, -0.0, 0.25]) | FLOATS)
+    )
+    return ColumnarBatchAnswer(
+        predictions=PredictionColumns(
+            is_anomaly=draw(arrays(np.bool_, n)),
+            anomaly_score=draw(arrays(np.float64, n, elements=FLOATS)),
+            confidence=draw(arrays(np.float64, n, elements=FLOATS)),
+            severity=draw(arrays(np.float64, n, elements=FLOATS)),
+            scores=draw(arrays(np.float64, (n, n_detectors), elements=FLOATS)),
+            votes=draw(arrays(np.bool_, (n, n_detectors))),
+            shares=shares,
+            cached=draw(arrays(np.bool_, n)),
+        ),
+        observation_ids=draw(st.lists(st.text(min_size=1, max_size=5), min_size=n, max_size=n)),
+        feature_names=draw(
+            st.lists(st.text(max_size=4), min_size=n_features, max_size=n_features, unique=True)
+        ),
+        detector_names=[f"detector,{q}" for q in range(n_detectors)],
+        thresholds=draw(st.lists(FLOATS, min_size=n_detectors, max_size=n_detectors)),
+        model_version=draw(st.text(max_size=5)),
+        inference_ms=draw(FLOATS),
+        top_k=draw(st.none() | st.integers(1, n_features)),
+    )

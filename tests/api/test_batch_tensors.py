@@ -17,14 +17,12 @@ import numpy as np
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
 from anomaly_api.api.negotiation import negotiate
 from anomaly_api.api.oip_protocol import TENSORS_MEDIA_TYPE, tensors_response
 from anomaly_api.service.answers import ColumnarBatchAnswer
-from anomaly_api.service.prediction import PredictionColumns
 from api_testing import ANOMALOUS, NORMAL, make_settings, serve_app
+from factories import answer_batches
 
 JSON = "application/json"
 FEATURES = [f"f{i}" for i in range(8)]
@@ -86,46 +84,8 @@ def assert_same_answer(tensors: dict[str, Any], answer: dict[str, Any]) -> None:
 
 # --- the rendering alone, on any columns ------------------------------------------------
 
-FLOATS = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(
-    [0.0, -0.0, 1e-310, 1.7976931348623157e308, 0.1, 1 / 3]
-)
 
-
-@st.composite
-def batches(draw: st.DrawFn) -> ColumnarBatchAnswer:
-    """Any columns of 1 to 12 rows, 1 to 5 features and 1 to 4 detectors."""
-    n = draw(st.integers(1, 12))
-    n_features = draw(st.integers(1, 5))
-    n_detectors = draw(st.integers(1, 4))
-
-    def floats(*shape: int) -> Any:
-        return draw(arrays(np.float64, shape, elements=FLOATS))
-
-    def flags(*shape: int) -> Any:
-        return draw(arrays(np.bool_, shape))
-
-    return ColumnarBatchAnswer(
-        predictions=PredictionColumns(
-            is_anomaly=flags(n),
-            anomaly_score=floats(n),
-            confidence=floats(n),
-            severity=floats(n),
-            scores=floats(n, n_detectors),
-            votes=flags(n, n_detectors),
-            shares=floats(n, n_features),
-            cached=flags(n),
-        ),
-        observation_ids=draw(st.lists(st.text(min_size=1, max_size=5), min_size=n, max_size=n)),
-        feature_names=[f"feature {j}," for j in range(n_features)],
-        detector_names=[f"detector_{q}" for q in range(n_detectors)],
-        thresholds=draw(st.lists(FLOATS, min_size=n_detectors, max_size=n_detectors)),
-        model_version="v-1",
-        inference_ms=draw(FLOATS),
-        top_k=draw(st.none() | st.integers(1, n_features)),
-    )
-
-
-@given(batches())
+@given(answer_batches())
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_the_tensors_hold_the_json_answers_values(batch: ColumnarBatchAnswer) -> None:
     tensors = orjson.loads(tensors_response(batch, MODEL_NAME, "req-1"))

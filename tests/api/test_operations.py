@@ -225,8 +225,8 @@ async def test_in_flight_request_finishes_on_its_model(two_versions: Path) -> No
     async with open_app(make_settings(two_versions)) as (client, runtime):
         old = runtime.require_predictor()
         await client.post("/admin/reload", params={"version": "tiny-2"})
-        answers = await old.predict([NORMAL])
+        answers = (await old.score_rows([NORMAL])).predictions
         assert old.version == "tiny-1"
         assert runtime.require_predictor().version == "tiny-2"
         fresh = (await client.post("/predict", json={"features": NORMAL})).json()
-        assert answers[0].anomaly_score != fresh["anomaly_score"]
+        assert answers.anomaly_score[0] != fresh["anomaly_score"]

@@ -1,8 +1,8 @@
-"""DataPlane: rows in, typed answers out, every prediction metric recorded, hooks called."""
+"""DataPlane: rows in, answers out (the JSON of the answer dataclasses, byte for byte),
+every prediction metric recorded, hooks called."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,17 +10,26 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from anomaly_api.service.answers import Answer, BatchAnswer, ColumnarBatchAnswer, Contribution
+from anomaly_api.service.answers import (
+    Answer,
+    BatchAnswer,
+    ColumnarBatchAnswer,
+    Contribution,
+    DetectorVerdict,
+)
 from anomaly_api.service.dataplane import DataPlane, ScoredBatch
 from anomaly_api.service.errors import (
     InvalidFeaturesError,
     ModelNotReadyError,
 )
 from anomaly_api.service.metrics import ServiceMetrics
+from anomaly_api.service.prediction import PredictionColumns
 from anomaly_api.service.runtime import ServiceRuntime
 from api_testing import ANOMALOUS, NORMAL, make_settings
+from factories import answer_batches
 
 
 def _sample(metrics: ServiceMetrics, name: str, **labels: str) -> float | None:
@@ -38,11 +47,50 @@ async def runtime(tiny_artifacts_dir: Path) -> AsyncIterator[ServiceRuntime]:
     await started.close()
 
 
+def reference_answer(batch: ColumnarBatchAnswer) -> BatchAnswer:
+    """The ``BatchAnswer`` dataclasses of ``batch``, built row by row in plain Python (each
+    row's contributions sorted by Python's stable sort): what its JSON must be."""
+    cols = batch.predictions
+    answers = []
+    for i, shares in enumerate(cols.shares.tolist()):
+        order = sorted(range(len(shares)), key=shares.__getitem__, reverse=True)[: batch.top_k]
+        answers.append(
+            Answer(
+                observation_id=batch.observation_ids[i],
+                is_anomaly=bool(cols.is_anomaly[i]),
+                anomaly_score=float(cols.anomaly_score[i]),
+                confidence=float(cols.confidence[i]),
+                severity=float(cols.severity[i]),
+                contributions=[Contribution(batch.feature_names[j], shares[j]) for j in order],
+                model_version=batch.model_version,
+                inference_ms=batch.inference_ms,
+                detectors={
+                    name: DetectorVerdict(score, threshold, vote)
+                    for name, score, threshold, vote in zip(
+                        batch.detector_names,
+                        cols.scores[i].tolist(),
+                        batch.thresholds,
+                        cols.votes[i].tolist(),
+                        strict=True,
+                    )
+                },
+                cached=bool(cols.cached[i]),
+            )
+        )
+    n_anomalies = sum(answer.is_anomaly for answer in answers)
+    return BatchAnswer(answers, n_anomalies, batch.model_version, batch.inference_ms)
+
+
+def predictions_of(batch: ColumnarBatchAnswer) -> list[Answer]:
+    """The answers of ``batch``, checked to be its JSON byte for byte."""
+    reference = reference_answer(batch)
+    assert batch.to_json() == orjson.dumps(reference)
+    return reference.predictions
+
+
 async def test_answers_are_typed_in_order_with_ids(runtime: ServiceRuntime) -> None:
     batch = await DataPlane(runtime).predict([NORMAL, ANOMALOUS], ["a", None])
-    assert isinstance(batch, BatchAnswer)
-    assert all(isinstance(answer, Answer) for answer in batch.predictions)
-    first, second = batch.predictions
+    first, second = predictions_of(batch)
     assert (first.observation_id, first.is_anomaly) == ("a", False)
     assert second.is_anomaly
     assert len(second.observation_id) == 32
@@ -67,7 +115,7 @@ async def test_answers_are_typed_in_order_with_ids(runtime: ServiceRuntime) -> N
 async def test_answers_carry_severity_and_sorted_contributions(runtime: ServiceRuntime) -> None:
     dataplane = DataPlane(runtime)
     names = runtime.require_predictor().feature_names
-    normal, anomalous = (await dataplane.predict([NORMAL, ANOMALOUS])).predictions
+    normal, anomalous = predictions_of(await dataplane.predict([NORMAL, ANOMALOUS]))
     assert normal.severity == 0.0
     assert 0.0 < anomalous.severity < 1.0
     for answer in (normal, anomalous):
@@ -77,7 +125,7 @@ async def test_answers_carry_severity_and_sorted_contributions(runtime: ServiceR
         assert shares == sorted(shares, reverse=True)
         assert min(shares) >= 0.0
         assert sum(shares) == pytest.approx(1.0, abs=1e-12)
-    (top,) = (await dataplane.predict([ANOMALOUS], top_k=2)).predictions
+    (top,) = predictions_of(await dataplane.predict([ANOMALOUS], top_k=2))
     assert top.contributions == anomalous.contributions[:2]
     assert orjson.loads(orjson.dumps(top.contributions[0])) == {
         "feature": top.contributions[0].feature,
@@ -90,10 +138,11 @@ async def test_cached_answers_equal_fresh_ones_but_for_the_flag(runtime: Service
     dataplane = DataPlane(runtime)
     fresh = (await dataplane.predict([NORMAL, ANOMALOUS], ["a", "b"])).predictions
     cached = (await dataplane.predict([NORMAL, ANOMALOUS], ["a", "b"])).predictions
-    assert [a.cached for a in fresh] == [False, False]
-    assert [a.cached for a in cached] == [True, True]
-    for before, after in zip(fresh, cached, strict=True):
-        assert dataclasses.replace(after, cached=False, inference_ms=before.inference_ms) == before
+    assert fresh.cached.tolist() == [False, False]
+    assert cached.cached.tolist() == [True, True]
+    for name in PredictionColumns.__slots__:
+        if name != "cached":
+            np.testing.assert_array_equal(getattr(fresh, name), getattr(cached, name), strict=True)
 
 
 async def test_every_prediction_metric_is_recorded_by_the_data_plane(
@@ -129,7 +178,8 @@ async def test_hooks_see_each_scored_batch_and_cannot_break_it(
     assert len(batch.predictions) == 2
     assert "observer bug" in caplog.text
     (scored,) = seen
-    assert scored.answer is batch
+    assert scored.predictions is batch.predictions
+    assert scored.n_anomalies == batch.n_anomalies == 0
     assert scored.X.shape == (2, 8)
     assert (scored.rows, scored.cache_hits) == (2, 0)  # one look-up for the whole batch
     assert scored.model_seconds is not None
@@ -152,43 +202,16 @@ async def test_errors_are_the_service_errors(tiny_artifacts_dir: Path, tmp_path:
         await loaded.close()
 
 
-@pytest.mark.parametrize("rows", [1, 40])
-async def test_contributions_are_sorted_the_same_on_both_sort_paths(
-    runtime: ServiceRuntime, rows: int
-) -> None:
-    """A few rows are sorted in Python, many with one NumPy argsort: the same order."""
-    names = runtime.require_predictor().feature_names
-    readings = [[float((i * 7 + j) % 5) for j in range(len(names))] for i in range(rows)]
-    answers = (await DataPlane(runtime).predict(readings, top_k=3)).predictions
-    for answer, reading in zip(answers, readings, strict=True):
-        predictor = runtime.require_predictor()
-        (prediction,) = predictor.score(np.array([reading]))
-        expected = sorted(range(len(names)), key=lambda i, s=prediction.shares: (-s[i], i))[:3]
-        assert [c.feature for c in answer.contributions] == [names[i] for i in expected]
-        assert [c.share for c in answer.contributions] == [prediction.shares[i] for i in expected]
-
-
-def _reference_json(runtime: ServiceRuntime, batch: ColumnarBatchAnswer) -> bytes:
-    """orjson's bytes of the ``BatchAnswer`` that ``predict`` builds from the same rows."""
-    predictions = batch.predictions.to_predictions()
-    answers = DataPlane._answers(
-        runtime.require_predictor(),
-        predictions,
-        batch.observation_ids,
-        batch.inference_ms,
-        batch.top_k,
-    )
-    n_anomalies = sum(p.is_anomaly for p in predictions)
-    return orjson.dumps(BatchAnswer(answers, n_anomalies, batch.model_version, batch.inference_ms))
-
-
-@pytest.mark.parametrize(("rows", "top_k"), [(1, None), (3, 2), (40, None), (300, 1), (64, 8)])
-async def test_columnar_answers_are_the_batch_answers_json_byte_for_byte(
+@pytest.mark.parametrize(
+    ("rows", "top_k"), [(1, None), (1, 3), (3, 2), (40, None), (300, 1), (64, 8)]
+)
+async def test_answers_are_the_answer_dataclasses_json_byte_for_byte(
     runtime: ServiceRuntime, rows: int, top_k: int | None
 ) -> None:
-    """``predict_columns(...).to_json()`` is ``orjson.dumps`` of ``predict``'s answer:
-    fresh and cached rows mixed, ids that need escaping or hold commas, generated ids,
-    readings so extreme that scores are clamped to the largest double, -0.0, ties."""
+    """``predict(...).to_json()`` is ``orjson.dumps`` of the ``BatchAnswer`` built row by
+    row (and ``answer_json`` of its one ``Answer``): fresh and cached rows mixed, ids that
+    need escaping or hold commas, generated ids, readings so extreme that scores are
+    clamped to the largest double, -0.0, ties."""
     rng = np.random.default_rng(rows)
     X = rng.normal(size=(rows, 8)) * rng.choice([1.0, 1e3, 1e140], size=(rows, 1))
     X[0, 0] = -0.0
@@ -196,38 +219,47 @@ async def test_columnar_answers_are_the_batch_answers_json_byte_for_byte(
     ids = [None if i % 3 else f'id {i}, "quoted" é\n' for i in range(rows)]
     dataplane = DataPlane(runtime)
     if rows > 1:
-        await dataplane.predict_columns(X[: rows // 2])  # the first half is cached
-    batch = await dataplane.predict_columns(X, ids, top_k=top_k)
+        await dataplane.predict(X[: rows // 2])  # the first half is cached
+    batch = await dataplane.predict(X, ids, top_k=top_k)
     assert batch.predictions.cached.tolist() == [i < rows // 2 for i in range(rows)]
-    assert batch.to_json() == _reference_json(runtime, batch)
-    plain = await dataplane.predict_columns(X, [f"r{i}" for i in range(rows)], top_k=top_k)
-    assert plain.to_json() == _reference_json(runtime, plain)  # ids without commas
-    # The same rows through the list path give the same answers (all cached now).
+    reference = reference_answer(batch)
+    assert batch.to_json() == orjson.dumps(reference)
+    if rows == 1:
+        assert batch.answer_json() == orjson.dumps(reference.predictions[0])
+    plain = await dataplane.predict(X, [f"r{i}" for i in range(rows)], top_k=top_k)
+    assert plain.to_json() == orjson.dumps(reference_answer(plain))  # ids without commas
+    # The same rows as lists give the same answers (all cached now).
     listed = await dataplane.predict(X.tolist(), plain.observation_ids, top_k=top_k)
-    expected = orjson.loads(orjson.dumps(listed))["predictions"]
-    for row in expected:
-        row["inference_ms"] = plain.inference_ms
-    assert orjson.loads(plain.to_json())["predictions"] == expected
+    for name in PredictionColumns.__slots__:
+        assert np.array_equal(getattr(listed.predictions, name), getattr(plain.predictions, name))
 
 
-async def test_columnar_hooks_see_the_rows_hits_and_flags(runtime: ServiceRuntime) -> None:
+@given(answer_batches())
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_any_columns_are_written_as_their_dataclasses_json(batch: ColumnarBatchAnswer) -> None:
+    reference = reference_answer(batch)
+    assert batch.to_json() == orjson.dumps(reference)
+    if len(batch.predictions) == 1:
+        assert batch.answer_json() == orjson.dumps(reference.predictions[0])
+
+
+async def test_hooks_see_the_rows_hits_and_flags(runtime: ServiceRuntime) -> None:
     seen: list[ScoredBatch] = []
     dataplane = DataPlane(runtime)
     dataplane.add_hook(seen.append)
-    await dataplane.predict_columns(np.array([NORMAL]))
-    batch = await dataplane.predict_columns(np.array([NORMAL, ANOMALOUS, NORMAL]))
+    await dataplane.predict(np.array([NORMAL]))
+    batch = await dataplane.predict(np.array([NORMAL, ANOMALOUS, NORMAL]))
     scored = seen[-1]
-    assert scored.answer is batch
-    assert (scored.rows, scored.cache_hits, batch.n_anomalies) == (3, 2, 1)
+    assert scored.predictions is batch.predictions
+    assert (scored.rows, scored.cache_hits, scored.n_anomalies) == (3, 2, 1)
     assert scored.anomaly_flags().tolist() == [False, True, False]
-    assert [p.is_anomaly for p in scored.predictions] == [False, True, False]
 
 
-async def test_columnar_errors_are_the_list_paths(runtime: ServiceRuntime) -> None:
+async def test_matrix_errors_are_the_lists(runtime: ServiceRuntime) -> None:
     dataplane = DataPlane(runtime)
     with pytest.raises(
         InvalidFeaturesError, match=r"^observations\[0\]: expected 8 features, got 3"
     ):
-        await dataplane.predict_columns(np.zeros((2, 3)))
+        await dataplane.predict(np.zeros((2, 3)))
     with pytest.raises(InvalidFeaturesError, match=r"^observations\[1\]: expected 8"):
-        await dataplane.predict_columns([NORMAL, NORMAL[:3]])
+        await dataplane.predict([NORMAL, NORMAL[:3]])

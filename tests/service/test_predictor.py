@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
+import struct
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,8 @@ import pytest
 from anomaly_api.artifacts import load_artifact
 from anomaly_api.service.cache import InMemoryPredictionCache, prediction_keys
 from anomaly_api.service.errors import InvalidFeaturesError
-from anomaly_api.service.prediction import Prediction, PredictionCodec, PredictionColumns
-from anomaly_api.service.predictor import Predictor
+from anomaly_api.service.prediction import PredictionCodec, PredictionColumns
+from anomaly_api.service.predictor import FeatureRow, Predictor
 from anomaly_api.service.scoring import build_scorer
 from api_testing import ANOMALOUS, NORMAL, fit_two_versions
 
@@ -39,6 +40,20 @@ def make_predictor(
         cache=cache if cache is not None else new_cache(),
         cache_prefix=PREFIX,
         offload_min_rows=offload_min_rows,
+    )
+
+
+async def predict(predictor: Predictor, rows: Sequence[FeatureRow]) -> PredictionColumns:
+    """The predictions of ``rows`` through the cache."""
+    return (await predictor.score_rows(rows)).predictions
+
+
+def same(a: PredictionColumns, b: PredictionColumns, *, but: str = "") -> bool:
+    """Every field (but ``but``) holds the same values, -0.0 told from 0.0."""
+    return all(
+        repr(getattr(a, name).tolist()) == repr(getattr(b, name).tolist())
+        for name in PredictionColumns.__slots__
+        if name != but
     )
 
 
@@ -79,69 +94,72 @@ def test_bad_rows_are_named(
 
 async def test_predictions_agree_with_the_ensemble(tiny_artifacts_dir: Path) -> None:
     predictor = make_predictor(tiny_artifacts_dir)
-    normal, anomalous = await predictor.predict([NORMAL, ANOMALOUS])
+    got = await predict(predictor, [NORMAL, ANOMALOUS])
     expected = predictor.model.explain(np.array([NORMAL, ANOMALOUS]))
-    assert (normal.is_anomaly, anomalous.is_anomaly) == (False, True)
-    for prediction, row in zip((normal, anomalous), range(2), strict=True):
-        assert prediction.anomaly_score == expected.anomaly_score[row]
-        assert prediction.confidence == expected.confidence[row]
-        assert prediction.scores == tuple(expected.scores[row])
-        assert prediction.votes == tuple(expected.votes[row])
-        assert prediction.cached is False
+    assert got.is_anomaly.tolist() == [False, True]
+    np.testing.assert_array_equal(got.anomaly_score, expected.anomaly_score, strict=True)
+    np.testing.assert_array_equal(got.confidence, expected.confidence, strict=True)
+    np.testing.assert_array_equal(got.scores, expected.scores, strict=True)
+    np.testing.assert_array_equal(got.votes, expected.votes, strict=True)
+    assert got.cached.tolist() == [False, False]
 
 
 async def test_fast_and_reference_backends_agree(tiny_artifacts_dir: Path) -> None:
     rng = np.random.default_rng(7)
     rows = np.vstack([rng.normal(size=(200, 8)), rng.normal(scale=6.0, size=(50, 8))]).tolist()
-    reference = await make_predictor(tiny_artifacts_dir, backend="sklearn").predict(rows)
-    fast = await make_predictor(tiny_artifacts_dir, backend="fast").predict(rows)
-    assert [p.is_anomaly for p in fast] == [p.is_anomaly for p in reference]
-    assert [p.votes for p in fast] == [p.votes for p in reference]
-    for f, r in zip(fast, reference, strict=True):
-        assert math.isclose(f.anomaly_score, r.anomaly_score, rel_tol=1e-9, abs_tol=1e-9)
+    reference = await predict(make_predictor(tiny_artifacts_dir, backend="sklearn"), rows)
+    fast = await predict(make_predictor(tiny_artifacts_dir, backend="fast"), rows)
+    np.testing.assert_array_equal(fast.is_anomaly, reference.is_anomaly)
+    np.testing.assert_array_equal(fast.votes, reference.votes)
+    for f, r in zip(fast.anomaly_score.tolist(), reference.anomaly_score.tolist(), strict=True):
+        assert math.isclose(f, r, rel_tol=1e-9, abs_tol=1e-9)
 
 
 async def test_cached_answers_are_identical(tiny_artifacts_dir: Path) -> None:
     cache = new_cache()
     predictor = make_predictor(tiny_artifacts_dir, cache=cache)
-    (fresh,) = await predictor.predict([ANOMALOUS])
-    (again,) = await predictor.predict([ANOMALOUS])
-    assert (fresh.cached, again.cached) == (False, True)
-    assert again == dataclasses.replace(fresh, cached=True)
+    fresh = await predict(predictor, [ANOMALOUS])
+    again = await predict(predictor, [ANOMALOUS])
+    assert (fresh.cached.tolist(), again.cached.tolist()) == ([False], [True])
+    assert same(fresh, again, but="cached")
     assert cache.hits == 1
 
 
 async def test_inline_and_offloaded_scoring_agree(tiny_artifacts_dir: Path) -> None:
     rows = np.random.default_rng(3).normal(size=(100, 8)).tolist()
-    inline = await make_predictor(tiny_artifacts_dir, offload_min_rows=1000).predict(rows)
-    offloaded = await make_predictor(tiny_artifacts_dir, offload_min_rows=1).predict(rows)
-    assert inline == offloaded
+    inline = await predict(make_predictor(tiny_artifacts_dir, offload_min_rows=1000), rows)
+    offloaded = await predict(make_predictor(tiny_artifacts_dir, offload_min_rows=1), rows)
+    assert same(inline, offloaded)
 
 
 @pytest.mark.parametrize("backend", ["fast", "sklearn"])
 def test_one_row_alone_is_scored_as_inside_a_batch(tiny_artifacts_dir: Path, backend: str) -> None:
-    """One row takes ``RowCombiner``'s plain-float path; a batch the NumPy one: same bits."""
+    """A row scored alone (``/predict``) has the bits it has inside a batch."""
     predictor = make_predictor(tiny_artifacts_dir, backend=backend)
     rng = np.random.default_rng(11)
     X = np.vstack(
         [rng.normal(size=(150, 8)), rng.normal(scale=8.0, size=(40, 8)), np.full((1, 8), 1e150)]
     )
     batch = predictor.score(X)
-    alone = [predictor.score(np.ascontiguousarray(X[i : i + 1]))[0] for i in range(X.shape[0])]
-    assert [repr(p) for p in alone] == [repr(p) for p in batch]  # repr: -0.0 and 0.0 differ
+    for i in range(X.shape[0]):
+        alone = predictor.score(np.ascontiguousarray(X[i : i + 1]))
+        row = PredictionColumns(
+            **{name: getattr(batch, name)[i : i + 1] for name in PredictionColumns.__slots__}
+        )
+        assert same(alone, row), i
 
 
 async def test_versions_sharing_a_cache_never_share_answers(two_versions: Path) -> None:
     cache = new_cache()
     first = make_predictor(two_versions, "tiny-1", cache=cache)
     second = make_predictor(two_versions, "tiny-2", cache=cache)
-    (one,) = await first.predict([NORMAL])
-    (two,) = await second.predict([NORMAL])
-    assert two.cached is False
-    assert one.anomaly_score != two.anomaly_score
-    (one_again,) = await first.predict([NORMAL])
-    assert one_again.cached is True
-    assert one_again.anomaly_score == one.anomaly_score
+    one = await predict(first, [NORMAL])
+    two = await predict(second, [NORMAL])
+    assert two.cached.tolist() == [False]
+    assert one.anomaly_score[0] != two.anomaly_score[0]
+    one_again = await predict(first, [NORMAL])
+    assert one_again.cached.tolist() == [True]
+    assert one_again.anomaly_score[0] == one.anomaly_score[0]
     assert len(cache) == 2
 
 
@@ -150,60 +168,49 @@ async def test_an_unreadable_cache_entry_is_a_miss(tiny_artifacts_dir: Path) -> 
     predictor = make_predictor(tiny_artifacts_dir, cache=cache)
     (key,) = prediction_keys(PREFIX, predictor.version, np.array([NORMAL]))
     await cache.set_many({key: b"not a prediction"})
-    (prediction,) = await predictor.predict([NORMAL])
-    assert prediction.cached is False
-    (again,) = await predictor.predict([NORMAL])  # the bad entry was overwritten
-    assert again.cached is True
+    assert (await predict(predictor, [NORMAL])).cached.tolist() == [False]
+    # the bad entry was overwritten
+    assert (await predict(predictor, [NORMAL])).cached.tolist() == [True]
 
 
-def test_codec_round_trips_exactly() -> None:
-    codec = PredictionCodec(3, 4)
-    prediction = Prediction(
-        is_anomaly=True,
-        anomaly_score=1.7976931348623157e308,
-        confidence=0.5000000000000001,
-        scores=(-0.1, -5e-324, 3.0),
-        votes=(True, False, True),
-        severity=0.9999999999999999,
-        shares=(0.1, 0.2, 0.30000000000000004, 0.39999999999999997),
-    )
-    decoded = codec.decode(codec.encode(prediction))
-    assert decoded == dataclasses.replace(prediction, cached=True)
-    assert codec.decode(codec.encode(prediction)[:-1]) is None
-    # Entries of the format before severity and contributions (tag 1) read as misses.
-    assert codec.decode(b"\x01" + codec.encode(prediction)[1:]) is None
-
-
-def test_codec_packs_columns_as_it_packs_rows() -> None:
-    """``encode_many`` writes each row's ``encode`` bytes; ``decode_many`` reads them back."""
-    codec = PredictionCodec(3, 4)
+def _columns(n: int) -> PredictionColumns:
     rng = np.random.default_rng(5)
-    rows = [
-        Prediction(
-            is_anomaly=bool(i % 2),
-            anomaly_score=float(rng.normal()) if i else 1.7976931348623157e308,
-            confidence=float(rng.uniform(0.5, 1.0)),
-            scores=tuple(rng.normal(size=3).tolist()),
-            votes=(bool(i % 3), True, False),
-            severity=float(rng.uniform()),
-            shares=tuple(rng.dirichlet(np.ones(4)).tolist()),
-        )
-        for i in range(7)
-    ]
-    columns = PredictionColumns(
-        is_anomaly=np.array([p.is_anomaly for p in rows]),
-        anomaly_score=np.array([p.anomaly_score for p in rows]),
-        confidence=np.array([p.confidence for p in rows]),
-        severity=np.array([p.severity for p in rows]),
-        scores=np.array([p.scores for p in rows]),
-        votes=np.array([p.votes for p in rows]),
-        shares=np.array([p.shares for p in rows]),
-        cached=np.zeros(len(rows), dtype=bool),
+    score = rng.normal(size=n)
+    score[0] = 1.7976931348623157e308
+    return PredictionColumns(
+        is_anomaly=np.arange(n) % 2 == 1,
+        anomaly_score=score,
+        confidence=rng.uniform(0.5, 1.0, size=n),
+        severity=rng.uniform(size=n),
+        scores=np.vstack([[-0.1, -5e-324, 3.0], rng.normal(size=(n - 1, 3))]),
+        votes=np.column_stack([np.arange(n) % 3 > 0, np.ones(n, bool), np.zeros(n, bool)]),
+        shares=rng.dirichlet(np.ones(4), size=n),
+        cached=np.zeros(n, dtype=bool),
     )
-    assert columns.to_predictions() == rows
-    blobs = codec.encode_many(columns)
-    assert blobs == [codec.encode(p) for p in rows]
+
+
+def test_codec_round_trips_exactly_in_the_stored_layout() -> None:
+    """Each row is stored as the tag, little-endian doubles (score, confidence, severity,
+    scores, shares) and booleans (decision, votes): the layout entries already in a shared
+    cache have, so they still read as hits."""
+    codec = PredictionCodec(3, 4)
+    columns = _columns(7)
+    blobs = codec.encode(columns)
+    layout = struct.Struct("<10d4?")
+    for i, blob in enumerate(blobs):
+        assert blob == b"\x02" + layout.pack(
+            columns.anomaly_score[i],
+            columns.confidence[i],
+            columns.severity[i],
+            *columns.scores[i].tolist(),
+            *columns.shares[i].tolist(),
+            bool(columns.is_anomaly[i]),
+            *columns.votes[i].tolist(),
+        )
     assert all(codec.valid(blob) for blob in blobs)
     assert not codec.valid(blobs[0][:-1])
-    decoded = codec.decode_many(blobs).to_predictions()
-    assert decoded == [dataclasses.replace(p, cached=True) for p in rows]
+    # Entries of the format before severity and contributions (tag 1) read as misses.
+    assert not codec.valid(b"\x01" + blobs[0][1:])
+    decoded = codec.decode(blobs)
+    assert decoded.cached.tolist() == [True] * 7
+    assert same(decoded, columns, but="cached")

@@ -27,7 +27,6 @@ Score definitions (stable across versions; ``SCORE_DEFINITION`` names them):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Self
@@ -36,6 +35,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.ensemble import IsolationForest
+from sklearn.exceptions import NotFittedError
 from sklearn.neighbors import LocalOutlierFactor
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -258,7 +258,8 @@ class AnomalyEnsemble(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         so the decision rule lives in one place. With the raw rows ``X`` (the same rows
         the scores are of) it also computes ``contributions``; without, they are None.
         """
-        check_is_fitted(self)
+        if not hasattr(self, "offsets_"):  # check_is_fitted's estimator tags cost a row's rule
+            raise NotFittedError("this AnomalyEnsemble is not fitted yet; call fit first")
         margins = (self.offsets_ - scores) / self.scales_
         anomaly_score = kth_largest(margins, self.min_votes)
         contributions = None
@@ -273,14 +274,6 @@ class AnomalyEnsemble(OutlierMixin, BaseEstimator):  # type: ignore[misc]
                 )
             contributions = self._contributions(apply_scaling(data, self.center_, self.scale_))
         return EnsembleOutput.from_margins(scores, margins, anomaly_score, contributions)
-
-    def row_combiner(self) -> RowCombiner | None:
-        """``combine`` for one row in plain Python floats (see ``RowCombiner``), or None
-        where it does not apply (the PCA member, more than 128 features)."""
-        check_is_fitted(self)
-        if "pca" in self.detectors_ or self.n_features_in_ > _PAIRWISE_BLOCK:
-            return None
-        return RowCombiner(self)
 
     def contributions(self, X: ArrayLike) -> NDArray[np.float64]:
         """Each feature's share of each row's anomaly, shape (n_samples, n_features)."""
@@ -310,108 +303,3 @@ class AnomalyEnsemble(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         """-1 for anomalies, +1 for normal samples."""
         result: NDArray[np.int_] = np.where(self.decision_function(X) < 0, -1, 1)
         return result
-
-
-_PAIRWISE_BLOCK = 128
-"""NumPy sums at most this many values in one unrolled block (``pairwise_sum``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RowOutput:
-    """``EnsembleOutput`` of a single row, in Python floats and bools."""
-
-    scores: tuple[float, ...]
-    votes: tuple[bool, ...]
-    anomaly_score: float
-    confidence: float
-    is_anomaly: bool
-    severity: float
-    contributions: tuple[float, ...]
-
-
-def _numpy_sum(values: list[float]) -> float:
-    """``np.add.reduce`` of at most 128 float64 values, in NumPy's order (8 running sums,
-    combined pairwise, then the rest): the same bits as the batch path's ``sum(axis=1)``."""
-    n = len(values)
-    if n < 8:
-        total = 0.0
-        for value in values:
-            total += value
-        return total
-    r0, r1, r2, r3, r4, r5, r6, r7 = values[:8]
-    i = 8
-    end = n - n % 8
-    while i < end:
-        r0 += values[i]
-        r1 += values[i + 1]
-        r2 += values[i + 2]
-        r3 += values[i + 3]
-        r4 += values[i + 4]
-        r5 += values[i + 5]
-        r6 += values[i + 6]
-        r7 += values[i + 7]
-        i += 8
-    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        total += values[i]
-        i += 1
-    return total
-
-
-class RowCombiner:
-    """``AnomalyEnsemble.combine(scores, X)`` for one row, without NumPy.
-
-    For a single row the decision rule's dozen NumPy calls (each ~1-2 µs of fixed cost)
-    took longer than the compiled kernel's whole scoring; this does the same IEEE
-    operations in the same order on Python floats, with the model's constants read once,
-    so every field is bit for bit what ``combine`` gives (``tests/detection`` checks it
-    against ``combine`` on thousands of rows, extreme ones included). Models with the
-    PCA member (a matrix product in the contributions) use ``combine``.
-    """
-
-    def __init__(self, model: AnomalyEnsemble) -> None:
-        self.offsets: tuple[float, ...] = tuple(float(v) for v in model.offsets_)
-        self.scales: tuple[float, ...] = tuple(float(v) for v in model.scales_)
-        self.center: tuple[float, ...] = tuple(float(v) for v in model.center_)
-        self.scale: tuple[float, ...] = tuple(float(v) for v in model.scale_)
-        self.min_votes = int(model.min_votes)
-        self._rank = len(self.offsets) - self.min_votes  # index in ascending order
-        self._uniform = 1.0 / len(self.center)
-
-    def __call__(self, scores: Sequence[float], x: Sequence[float]) -> RowOutput:
-        """The row's output from its detector ``scores`` and raw features ``x``."""
-        margins = [
-            (offset - score) / scale
-            for offset, score, scale in zip(self.offsets, scores, self.scales, strict=True)
-        ]
-        anomaly_score = sorted(margins)[self._rank]
-        # np.exp, not math.exp: the libraries' exp may differ in the last bit.
-        confidence = 1.0 / (1.0 + float(np.exp(-abs(anomaly_score))))
-        # np.maximum(a, 0.0) keeps a (also -0.0 and NaN) unless a < 0.
-        positive = 0.0 if anomaly_score < 0.0 else anomaly_score
-        severity = 1.0 if math.isinf(positive) else positive / (1.0 + positive)
-        return RowOutput(
-            scores=tuple(scores),
-            votes=tuple(m > 0 for m in margins),
-            anomaly_score=anomaly_score,
-            confidence=confidence,
-            is_anomaly=anomaly_score > 0,
-            severity=severity,
-            contributions=self._contributions(x),
-        )
-
-    def _contributions(self, x: Sequence[float]) -> tuple[float, ...]:
-        weights = []
-        for value, center, scale in zip(x, self.center, self.scale, strict=True):
-            z = (value - center) / scale
-            weights.append(z * z)
-        total = _numpy_sum(weights)
-        if 0.0 < total < math.inf:
-            return tuple(w / total for w in weights)
-        # All zero (a row at the median) or overflowing: equal shares, or equal shares
-        # among the infinite terms (as ``feature_contributions``).
-        infinite = [math.isinf(w) for w in weights]
-        count = sum(infinite)
-        if count:
-            return tuple((1.0 if inf else 0.0) / count for inf in infinite)
-        return (self._uniform,) * len(weights)

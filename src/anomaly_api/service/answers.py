@@ -1,19 +1,12 @@
-"""The shapes of the service's answers, defined once.
+"""The shapes of the service's answers, defined once, and the one code that writes them.
 
-Plain dataclasses, built and serialised about as fast as dicts (orjson writes them
-natively): ~3 µs a row to build and ~1.5 µs to serialise, against ~12 µs to build a
-Pydantic model. Deliberately neither ``frozen`` (4x slower to build: every field goes
-through ``object.__setattr__``) nor ``slots`` (orjson serialises slotted dataclasses ~5x
-slower); measured on 1,000 answers with timeit. The HTTP API's response models
-(``anomaly_api.api.schemas.PredictResponse`` and kin) are generated from these classes, so
-the documented schema and the JSON sent can never drift apart. A new per-row field (as
-``severity`` was) is added here and filled in ``DataPlane``; nothing else changes.
-
-``ColumnarBatchAnswer`` is a ``BatchAnswer`` kept as the batch's arrays, for the batch
-route: ``to_json`` writes the bytes orjson writes for the ``BatchAnswer`` (every number
-formatted by orjson itself, the JSON around them assembled as NumPy object arrays), without
-the ~20 Python objects per row. A new field of ``Answer`` must be added to ``to_json`` too;
-``tests/service/test_dataplane.py`` compares both encodings byte for byte.
+``Answer`` and kin are plain dataclasses (neither frozen nor slotted, which orjson writes
+natively and fastest): the HTTP API's response models are generated from them, so the
+documented schema and the JSON sent cannot drift apart. ``ColumnarBatchAnswer`` keeps a
+call's answers as its arrays and writes the JSON those dataclasses would give, byte for
+byte, with no object per row: every route (``/predict``, ``/predict/batch``, the Open
+Inference Protocol) answers through it. A new field of ``Answer`` is added to
+``_fragments`` too; ``tests/service/test_dataplane.py`` compares both byte for byte.
 """
 
 from __future__ import annotations
@@ -141,7 +134,8 @@ def _texts(*fragments: bytes) -> NDArray[np.object_]:
 
 @dataclass
 class ColumnarBatchAnswer:
-    """A ``BatchAnswer`` as the batch's arrays; ``to_json`` is its JSON."""
+    """A ``BatchAnswer`` as the batch's arrays; ``to_json`` is its JSON (``answer_json``
+    the one ``Answer`` of a one-row call)."""
 
     predictions: PredictionColumns
     observation_ids: Sequence[str]
@@ -159,7 +153,23 @@ class ColumnarBatchAnswer:
         return int(np.count_nonzero(self.predictions.is_anomaly))
 
     def to_json(self) -> bytes:
-        """``orjson.dumps`` of the equivalent ``BatchAnswer``, byte for byte.
+        """``orjson.dumps`` of the equivalent ``BatchAnswer``, byte for byte."""
+        parts = self._fragments().ravel().tolist()  # one join, no copy of the body after it
+        parts.insert(0, b'{"predictions":[')
+        parts.append(
+            b'],"n_anomalies":' + orjson.dumps(self.n_anomalies)
+            + b',"model_version":' + orjson.dumps(self.model_version)
+            + b',"inference_ms":' + orjson.dumps(self.inference_ms) + b"}"
+        )  # fmt: skip
+        return b"".join(parts)
+
+    def answer_json(self) -> bytes:
+        """``orjson.dumps`` of the ``Answer`` of a one-row batch, byte for byte."""
+        (row,) = self._fragments().tolist()
+        return b"".join(row)
+
+    def _fragments(self) -> NDArray[np.object_]:
+        """Each answer's JSON as a row of fragments, the rows after the first led by a comma.
 
         Each row is the same fixed sequence of fragments (constants, orjson's texts of the
         numbers, lookups of names and booleans), so the whole body is one ``(rows,
@@ -170,17 +180,13 @@ class ColumnarBatchAnswer:
         n, n_features, n_detectors = len(cols), len(self.feature_names), len(self.detector_names)
         k = n_features if self.top_k is None else min(self.top_k, n_features)
         order = np.argsort(-cols.shares, axis=1, kind="stable")[:, :k]
-        numbers = _number_texts(
-            np.column_stack(
-                [
-                    cols.anomaly_score,
-                    cols.confidence,
-                    cols.severity,
-                    np.take_along_axis(cols.shares, order, axis=1),
-                    cols.scores,
-                ]
-            )
-        )
+        table = np.empty((n, 3 + k + n_detectors))
+        table[:, 0] = cols.anomaly_score
+        table[:, 1] = cols.confidence
+        table[:, 2] = cols.severity
+        table[:, 3 : 3 + k] = cols.shares[np.arange(n)[:, np.newaxis], order]
+        table[:, 3 + k :] = cols.scores
+        numbers = _number_texts(table)
         names = [dumps(name) for name in self.feature_names]
         detectors = [dumps(name) for name in self.detector_names]
         first = 8 + 2 * k  # where the detectors start
@@ -221,11 +227,4 @@ class ColumnarBatchAnswer:
                 )
         frags[:, first + 2 : -1 : 2] = votes[np.arange(n_detectors), cols.votes.astype(np.intp)]
         frags[:, -1] = _texts(b"false}", b"true}")[cols.cached.astype(np.intp)]
-        parts = frags.ravel().tolist()  # one join, no copy of the whole body after it
-        parts.insert(0, b'{"predictions":[')
-        parts.append(
-            b'],"n_anomalies":' + dumps(self.n_anomalies)
-            + b',"model_version":' + dumps(self.model_version)
-            + b',"inference_ms":' + dumps(self.inference_ms) + b"}"
-        )  # fmt: skip
-        return b"".join(parts)
+        return frags

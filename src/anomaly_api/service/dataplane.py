@@ -1,23 +1,22 @@
-"""``DataPlane``: the one request path of every prediction, free of HTTP.
+"""``DataPlane``: the one request path of every point-wise prediction, free of HTTP.
 
-Any entry point (the ``/predict`` routes today; a protocol router or a stream endpoint
-tomorrow) parses its rows and calls ``DataPlane.predict``; it gets typed answers back::
+Every entry point (``/predict``, ``/predict/batch``, the Open Inference Protocol) parses its
+rows and calls ``DataPlane.predict``; it gets the answers back as the call's arrays::
 
-    batch = await dataplane.predict(rows, observation_ids)   # -> BatchAnswer
-    batch = await dataplane.predict_columns(X, observation_ids)   # -> ColumnarBatchAnswer
+    batch = await dataplane.predict(rows, observation_ids)   # -> ColumnarBatchAnswer
+    batch.to_json()       # the batch answer's JSON (answer_json(): a one-row call's answer)
 
-``predict_columns`` (the ``/predict/batch`` route's) gives the same answers kept as the
-batch's arrays, encoded to JSON in one pass (``ColumnarBatchAnswer.to_json``): no object
-per row anywhere on its path. One call scores the whole batch (cache look-up, one model
-call for the rows the cache did not have, cache write), builds the answers, and then
-hands a ``ScoredBatch`` to every registered hook. The prediction metrics are the first
-hook (``MetricsHook``): they are recorded here and nowhere else. Anything else that must
-see every scored row (an access-log note, drift tracking, alarms) is one more hook::
+One call scores the whole batch (cache look-up, one model call for the rows the cache did
+not have, cache write), and then hands a ``ScoredBatch`` to every registered hook. The
+prediction metrics are the first hook (``MetricsHook``): they are recorded here and nowhere
+else. Anything else that must see every scored row (an access-log note, drift tracking,
+alarms) is one more hook::
 
     dataplane.add_hook(lambda scored: drift.observe(scored.X))
 
 Hooks run on the event loop after the answers are built; they must be quick and must not
 raise (an exception in a hook is logged and dropped, the caller still gets its answers).
+``StreamPlane`` reports its readings to the same hooks.
 """
 
 from __future__ import annotations
@@ -31,17 +30,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from anomaly_api.service.answers import (
-    Answer,
-    BatchAnswer,
-    ColumnarBatchAnswer,
-    Contribution,
-    DetectorVerdict,
-)
+from anomaly_api.service.answers import ColumnarBatchAnswer
 from anomaly_api.service.cache import CacheCounters
 from anomaly_api.service.errors import ModelIsTimeAwareError
 from anomaly_api.service.metrics import ServiceMetrics
-from anomaly_api.service.prediction import Prediction, PredictionColumns
+from anomaly_api.service.prediction import PredictionColumns
 from anomaly_api.service.predictor import FeatureRow, Predictor
 from anomaly_api.service.runtime import ServiceRuntime
 
@@ -57,10 +50,8 @@ class ScoredBatch:
     model_version: str
     X: NDArray[np.float64]
     """The rows as scored: float64, shape ``(rows, features)``, in the model's feature order."""
-    predictions: Sequence[Prediction] | PredictionColumns
-    """One ``Prediction`` per row, or the batch route's columns (iterating them makes the
-    ``Prediction``s: prefer ``anomaly_flags`` and ``cache_hits``)."""
-    answer: BatchAnswer | ColumnarBatchAnswer
+    predictions: PredictionColumns
+    n_anomalies: int
     model_seconds: float | None
     """Time of the model call for the rows the cache did not have (None: all cached)."""
 
@@ -72,15 +63,11 @@ class ScoredBatch:
     @property
     def cache_hits(self) -> int:
         """How many rows the cache answered."""
-        if isinstance(self.predictions, PredictionColumns):
-            return int(np.count_nonzero(self.predictions.cached))
-        return sum(p.cached for p in self.predictions)
+        return int(np.count_nonzero(self.predictions.cached))
 
     def anomaly_flags(self) -> NDArray[np.bool_]:
         """``is_anomaly`` of every row, in order."""
-        if isinstance(self.predictions, PredictionColumns):
-            return self.predictions.is_anomaly
-        return np.fromiter((p.is_anomaly for p in self.predictions), bool, self.rows)
+        return self.predictions.is_anomaly
 
 
 AnswerHook = Callable[[ScoredBatch], None]
@@ -94,7 +81,7 @@ class MetricsHook:
         self.metrics = metrics
 
     def __call__(self, scored: ScoredBatch) -> None:
-        self.metrics.observe_predictions(scored.rows, scored.answer.n_anomalies)
+        self.metrics.observe_predictions(scored.rows, scored.n_anomalies)
         if scored.model_seconds is not None:
             self.metrics.observe_inference(scored.model_seconds)
 
@@ -134,14 +121,15 @@ class DataPlane:
 
     async def predict(
         self,
-        rows: Sequence[FeatureRow],
+        rows: Sequence[FeatureRow] | NDArray[np.float64],
         observation_ids: Sequence[str | None] | None = None,
         *,
         label_rows: bool = True,
         top_k: int | None = None,
         predictor: Predictor | None = None,
-    ) -> BatchAnswer:
-        """Answers for ``rows`` (feature lists or name -> value mappings), in order.
+    ) -> ColumnarBatchAnswer:
+        """Answers for ``rows`` (feature lists, name -> value mappings, or a float64 matrix
+        already in the model's feature order), in order.
 
         ``observation_ids`` (same length, None entries allowed) are echoed; missing ones
         are generated. With ``label_rows`` an ``InvalidFeaturesError`` names the row
@@ -153,36 +141,6 @@ class DataPlane:
         predictor = self._point_wise(predictor)  # held for the call: a reload cannot split it
         started = time.perf_counter()
         scored = await predictor.score_rows(rows, label_rows=label_rows)
-        inference_ms = (time.perf_counter() - started) * 1000.0
-        answers = self._answers(predictor, scored.predictions, observation_ids, inference_ms, top_k)
-        batch = BatchAnswer(
-            predictions=answers,
-            n_anomalies=sum(p.is_anomaly for p in scored.predictions),
-            model_version=predictor.version,
-            inference_ms=inference_ms,
-        )
-        self.report(
-            ScoredBatch(
-                predictor.version, scored.X, scored.predictions, batch, scored.model_seconds
-            )
-        )
-        return batch
-
-    async def predict_columns(
-        self,
-        rows: Sequence[FeatureRow] | NDArray[np.float64],
-        observation_ids: Sequence[str | None] | None = None,
-        *,
-        label_rows: bool = True,
-        top_k: int | None = None,
-        predictor: Predictor | None = None,
-    ) -> ColumnarBatchAnswer:
-        """``predict`` for batches: the same answers as arrays, with no object per row
-        (``ColumnarBatchAnswer.to_json`` is the ``BatchAnswer``'s JSON). ``rows`` may be a
-        float64 matrix already in the model's feature order."""
-        predictor = self._point_wise(predictor)
-        started = time.perf_counter()
-        scored = await predictor.score_rows_columns(rows, label_rows=label_rows)
         inference_ms = (time.perf_counter() - started) * 1000.0
         predictions = scored.predictions
         batch = ColumnarBatchAnswer(
@@ -196,7 +154,9 @@ class DataPlane:
             top_k=top_k,
         )
         self.report(
-            ScoredBatch(predictor.version, scored.X, predictions, batch, scored.model_seconds)
+            ScoredBatch(
+                predictor.version, scored.X, predictions, batch.n_anomalies, scored.model_seconds
+            )
         )
         return batch
 
@@ -219,72 +179,3 @@ class DataPlane:
                 hook(event)
             except Exception:  # a broken observer must not cost the caller its answers
                 _log.exception("answer hook %r failed", hook)
-
-    @staticmethod
-    def _answers(
-        predictor: Predictor,
-        predictions: Sequence[Prediction],
-        observation_ids: Sequence[str | None] | None,
-        inference_ms: float,
-        top_k: int | None = None,
-    ) -> list[Answer]:
-        """One ``Answer`` per prediction: the one place answers are built."""
-        names = predictor.detector_names
-        thresholds = predictor.thresholds
-        version = predictor.version
-        ids = _filled_ids(observation_ids, len(predictions))
-        contributions = _sorted_contributions(predictor.feature_names, predictions, top_k)
-        return [
-            Answer(
-                observation_id=oid,
-                is_anomaly=prediction.is_anomaly,
-                anomaly_score=prediction.anomaly_score,
-                confidence=prediction.confidence,
-                severity=prediction.severity,
-                contributions=row_contributions,
-                model_version=version,
-                inference_ms=inference_ms,
-                detectors={
-                    name: DetectorVerdict(score, threshold, vote)
-                    for name, score, threshold, vote in zip(
-                        names, prediction.scores, thresholds, prediction.votes, strict=True
-                    )
-                },
-                cached=prediction.cached,
-            )
-            for oid, prediction, row_contributions in zip(
-                ids, predictions, contributions, strict=True
-            )
-        ]
-
-
-_ARGSORT_MIN_ROWS = 16
-"""From this many rows one NumPy argsort of the batch beats a Python sort per row
-(measured: 1 row 8 µs in Python against 20 µs through NumPy; 1,000 rows 2.9 ms against 5.9 ms)."""
-
-
-def _sorted_contributions(
-    feature_names: Sequence[str], predictions: Sequence[Prediction], top_k: int | None
-) -> list[list[Contribution]]:
-    """Each row's contributions, largest share first (ties in feature order), at most
-    ``top_k``: one stable argsort of the whole batch's share matrix, not one per row
-    (or, for a few rows, Python's stable sort, whose fixed cost is lower)."""
-    if len(predictions) < _ARGSORT_MIN_ROWS:
-        positions = range(len(feature_names))
-        return [
-            [
-                Contribution(feature_names[i], shares[i])
-                for i in sorted(positions, key=shares.__getitem__, reverse=True)[:top_k]
-            ]
-            for shares in (p.shares for p in predictions)
-        ]
-    matrix = np.array([p.shares for p in predictions], dtype=np.float64)
-    order = np.argsort(-matrix, axis=1, kind="stable")[:, :top_k]
-    values = np.take_along_axis(matrix, order, axis=1).tolist()
-    return [
-        [
-            Contribution(feature_names[i], share)
-            for i, share in zip(row_order, row_values, strict=True)
-        ]
-        for row_order, row_values in zip(order.tolist(), values, strict=True)
-    ]

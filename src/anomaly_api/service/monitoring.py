@@ -164,7 +164,7 @@ class ModelMonitor:
         tracker = self.tracker
         if tracker is not None and scored.model_version == self.version:
             tracker.update(scored.X, check_finite=False)  # rows validated by the predictor
-        if scored.answer.n_anomalies == 0:
+        if scored.n_anomalies == 0:
             if not self._alarm_seconds:
                 with self._lock:
                     state = self._alarm_state

@@ -1,12 +1,12 @@
-"""Predictor: feature rows -> float64 matrix -> cache or ensemble -> ``Prediction`` per row.
+"""Predictor: feature rows -> float64 matrix -> cache or ensemble -> ``PredictionColumns``.
 
-Each ``Prediction`` holds the decision, the detectors' scores and votes, the severity and
-each feature's share of the anomaly, all from one model call (``combine(scores, X)``).
+The columns hold the decision, the detectors' scores and votes, the severity and each
+feature's share of the anomaly, all from one model call (``combine(scores, X)``).
 
 One loaded model version, used by ``DataPlane`` (the request path, which adds the answers
-and the metrics). One call handles a whole batch:
-one cache round trip for all rows, one vectorised model call for the rows the cache did
-not have, one cache write for the fresh answers.
+and the metrics). One call handles a whole batch, one row or a thousand alike: one cache
+round trip for all rows, one vectorised model call for the rows the cache did not have,
+one cache write for the fresh answers.
 
 Where scoring runs is a deliberate choice (``offload_min_rows``): a few rows are scored
 inline on the event loop, since a thread hop costs more than the arithmetic; larger
@@ -15,7 +15,6 @@ batches go to a worker thread so they do not stall other requests.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,11 +28,11 @@ from anomaly_api.detection import AnomalyEnsemble
 from anomaly_api.detection.time_aware import TimeAwareModel
 from anomaly_api.service.cache import PredictionCache, prediction_keys
 from anomaly_api.service.errors import InvalidFeaturesError
-from anomaly_api.service.prediction import Prediction, PredictionCodec, PredictionColumns
+from anomaly_api.service.prediction import PredictionCodec, PredictionColumns
 from anomaly_api.service.scoring import Scorer
 from anomaly_api.training.references import ModelReferences, TunableDetector, tunable_detector
 
-__all__ = ["FeatureRow", "Predictor", "ScoredColumns", "ScoredRows"]
+__all__ = ["FeatureRow", "Predictor", "ScoredRows"]
 
 FeatureRow = Sequence[float] | Mapping[str, float]
 """Feature values in the model's order, or keyed by feature name."""
@@ -44,18 +43,9 @@ class ScoredRows:
     """The rows of one call as a matrix, their predictions, and the model call's time."""
 
     X: NDArray[np.float64]
-    predictions: list[Prediction]
-    model_seconds: float | None
-    """Seconds of the model call for the rows the cache did not have; None when all hit."""
-
-
-@dataclass(frozen=True, slots=True)
-class ScoredColumns:
-    """``ScoredRows`` of the columnar path: the predictions as arrays."""
-
-    X: NDArray[np.float64]
     predictions: PredictionColumns
     model_seconds: float | None
+    """Seconds of the model call for the rows the cache did not have; None when all hit."""
 
 
 class Predictor:
@@ -106,7 +96,6 @@ class Predictor:
         self._offload_min_rows = offload_min_rows
         self._codec = PredictionCodec(len(self.detector_names), len(self.feature_names))
         self._positions = {name: i for i, name in enumerate(self.feature_names)}
-        self._row_combiner = self.model.row_combiner()
 
     @property
     def kind(self) -> str:
@@ -157,156 +146,74 @@ class Predictor:
             raise InvalidFeaturesError(f"expected {self.n_features} features, got {len(row)}")
         return row
 
-    async def predict(
-        self, rows: Sequence[FeatureRow], *, label_rows: bool = False
-    ) -> list[Prediction]:
-        """Predictions for ``rows``, in order, from the cache where it has them."""
-        return (await self.score_rows(rows, label_rows=label_rows)).predictions
-
     async def score_rows(
-        self, rows: Sequence[FeatureRow], *, label_rows: bool = False
-    ) -> ScoredRows:
-        """``predict`` with the matrix and the model call's time (for ``DataPlane``)."""
-        X = self.to_matrix(rows, label_rows=label_rows)
-        keys = prediction_keys(self._cache_prefix, self.version, X)
-        found = await self._cache.get_many(keys)
-        results: list[Prediction | None] = [
-            None if blob is None else self._codec.decode(blob) for blob in found
-        ]
-        missing = [i for i, result in enumerate(results) if result is None]
-        model_seconds = None
-        if missing:
-            todo = X if len(missing) == len(results) else X[missing]
-            started = time.perf_counter()
-            fresh = await self._score(todo)
-            model_seconds = time.perf_counter() - started
-            for i, prediction in zip(missing, fresh, strict=True):
-                results[i] = prediction
-            await self._cache.set_many(
-                {keys[i]: self._codec.encode(p) for i, p in zip(missing, fresh, strict=True)}
-            )
-        predictions = [result for result in results if result is not None]
-        return ScoredRows(X, predictions, model_seconds)
-
-    async def score_rows_columns(
         self, rows: Sequence[FeatureRow] | NDArray[np.float64], *, label_rows: bool = False
-    ) -> ScoredColumns:
-        """``score_rows`` without an object per row: one cache read and one write, the
-        hits decoded and the other rows scored as arrays."""
+    ) -> ScoredRows:
+        """Predictions for ``rows``, in order, from the cache where it has them: one cache
+        read and one write, the hits decoded and the other rows scored as arrays."""
         X = self.to_matrix(rows, label_rows=label_rows)
         n = X.shape[0]
         keys = prediction_keys(self._cache_prefix, self.version, X)
         found = await self._cache.get_many(keys)
         valid = self._codec.valid
-        hit = np.fromiter((blob is not None and valid(blob) for blob in found), bool, n)
-        hits, missing = np.flatnonzero(hit), np.flatnonzero(~hit)
-        parts: list[tuple[NDArray[np.intp], PredictionColumns]] = []
-        if len(hits):
-            blobs = [found[i] for i in hits.tolist()]
-            parts.append((hits, self._codec.decode_many(blobs)))  # type: ignore[arg-type]
+        hit = [blob is not None and valid(blob) for blob in found]
+        hits = [i for i, found_it in enumerate(hit) if found_it]
+        missing = [i for i, found_it in enumerate(hit) if not found_it]
+        parts: list[tuple[NDArray[np.intp] | slice, PredictionColumns]] = []
+        if hits:
+            blobs = [found[i] for i in hits]
+            where = slice(None) if len(hits) == n else np.array(hits, dtype=np.intp)
+            parts.append((where, self._codec.decode(blobs)))  # type: ignore[arg-type]
         model_seconds = None
-        if len(missing):
-            todo = X if len(missing) == n else np.ascontiguousarray(X[missing])
+        if missing:
+            todo = X if len(missing) == n else X[missing]
             started = time.perf_counter()
-            fresh = await self._score_columns(todo)
+            fresh = await self._score(todo)
             model_seconds = time.perf_counter() - started
-            todo_keys = keys if len(missing) == n else [keys[i] for i in missing.tolist()]
-            await self._cache.set_many(
-                dict(zip(todo_keys, self._codec.encode_many(fresh), strict=True))
-            )
-            parts.append((missing, fresh))
+            todo_keys = keys if len(missing) == n else [keys[i] for i in missing]
+            await self._cache.set_many(dict(zip(todo_keys, self._codec.encode(fresh), strict=True)))
+            parts.append((slice(None) if len(missing) == n else np.array(missing), fresh))
         if len(parts) == 1:
-            return ScoredColumns(X, parts[0][1], model_seconds)
-        return ScoredColumns(X, PredictionColumns.merged(n, parts), model_seconds)
+            return ScoredRows(X, parts[0][1], model_seconds)
+        return ScoredRows(X, PredictionColumns.merged(n, parts), model_seconds)
 
-    async def _score_columns(self, X: NDArray[np.float64]) -> PredictionColumns:
-        if X.shape[0] >= self._offload_min_rows:
-            return await anyio.to_thread.run_sync(self.score_columns, X)
-        return self.score_columns(X)
-
-    async def _score(self, X: NDArray[np.float64]) -> list[Prediction]:
+    async def _score(self, X: NDArray[np.float64]) -> PredictionColumns:
         if X.shape[0] >= self._offload_min_rows:
             return await anyio.to_thread.run_sync(self.score, X)
         return self.score(X)
 
-    def score(self, X: NDArray[np.float64]) -> list[Prediction]:
+    def score(self, X: NDArray[np.float64]) -> PredictionColumns:
         """Score a float64 matrix with the model, bypassing the cache (blocking).
 
         Extreme but finite readings (say 1e308) overflow the detectors' distances; those
         are not errors but very abnormal rows, so numpy's overflow warnings are silenced
         here and infinite scores are clamped to the largest double (JSON has no infinity).
         """
-        if X.shape[0] == 1 and self._row_combiner is not None:
-            return [self._score_one(X)]
-        return self.score_columns(X).to_predictions()
-
-    def score_columns(self, X: NDArray[np.float64]) -> PredictionColumns:
-        """``score`` as columns (no object per row), for any number of rows (blocking)."""
         try:
             with np.errstate(all="ignore"):
                 out = self.model.combine(self._scorer.detector_scores(X), X)
         except ArithmeticError as exc:
             raise InvalidFeaturesError(_TOO_EXTREME) from exc
-        shares = out.contributions
-        if (
-            shares is None
-            or np.isnan(out.scores).any()
-            or np.isnan(out.anomaly_score).any()
-            or np.isnan(shares).any()
-        ):
+        shares, scores, anomaly_score = out.contributions, out.scores, out.anomaly_score
+        if shares is None or np.isnan(shares).any():
             raise InvalidFeaturesError(_TOO_EXTREME)
+        if not (np.isfinite(scores).all() and np.isfinite(anomaly_score).all()):
+            if np.isnan(scores).any() or np.isnan(anomaly_score).any():
+                raise InvalidFeaturesError(_TOO_EXTREME)
+            scores = np.clip(scores, -_MAX_DOUBLE, _MAX_DOUBLE)
+            anomaly_score = np.clip(anomaly_score, -_MAX_DOUBLE, _MAX_DOUBLE)
         return PredictionColumns(
-            is_anomaly=np.asarray(out.is_anomaly, dtype=bool),
-            anomaly_score=np.asarray(_clamped(out.anomaly_score), dtype=np.float64),
-            confidence=np.asarray(out.confidence, dtype=np.float64),
-            severity=np.asarray(out.severity, dtype=np.float64),
-            scores=np.asarray(_clamped(out.scores), dtype=np.float64),
-            votes=np.asarray(out.votes, dtype=bool),
-            shares=np.asarray(shares, dtype=np.float64),
-            cached=np.zeros(X.shape[0], dtype=bool),
-        )
-
-    def _score_one(self, X: NDArray[np.float64]) -> Prediction:
-        """``score`` of a one-row matrix: the same answer, through ``RowCombiner`` (plain
-        floats; the batch path's NumPy calls cost more than the kernel for one row)."""
-        assert self._row_combiner is not None
-        try:
-            with np.errstate(all="ignore"):
-                scores = self._scorer.detector_scores(X)
-        except ArithmeticError as exc:
-            raise InvalidFeaturesError(_TOO_EXTREME) from exc
-        row_scores = scores.tolist()[0]
-        if any(math.isnan(s) for s in row_scores):
-            raise InvalidFeaturesError(_TOO_EXTREME)
-        out = self._row_combiner(row_scores, X.tolist()[0])
-        if math.isnan(out.anomaly_score) or any(math.isnan(s) for s in out.contributions):
-            raise InvalidFeaturesError(_TOO_EXTREME)
-        return Prediction(
             is_anomaly=out.is_anomaly,
-            anomaly_score=_clamped_float(out.anomaly_score),
+            anomaly_score=anomaly_score,
             confidence=out.confidence,
-            scores=tuple(_clamped_float(s) for s in out.scores),
-            votes=out.votes,
             severity=out.severity,
-            shares=out.contributions,
+            scores=scores,
+            votes=out.votes,
+            shares=shares,
+            cached=np.zeros(X.shape[0], dtype=bool),
         )
 
 
 _MAX_DOUBLE = float(np.finfo(np.float64).max)
 
-
-def _clamped_float(value: float) -> float:
-    """``value`` with ±inf replaced by ±the largest double (as ``_clamped``)."""
-    if math.isinf(value):
-        return _MAX_DOUBLE if value > 0 else -_MAX_DOUBLE
-    return value
-
-
 _TOO_EXTREME = "feature values are too extreme to be scored"
-
-
-def _clamped(values: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``values`` with ±inf replaced by ±the largest double."""
-    if np.isfinite(values).all():
-        return values
-    return np.clip(values, -_MAX_DOUBLE, _MAX_DOUBLE)

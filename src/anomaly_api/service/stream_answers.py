@@ -1,4 +1,5 @@
-"""The shapes of the stream answers (``/predict/window`` and ``/streams/...``), defined once.
+"""The shapes of the stream answers (``/predict/window`` and ``/streams/...``), defined once,
+and ``stream_answers``, the one place a reading's ``StreamAnswer`` is built.
 
 Plain dataclasses like ``anomaly_api.service.answers`` (same reasons: fast to build, orjson
 writes them natively); the HTTP response models are generated from them.
@@ -6,12 +7,16 @@ writes them natively); the HTTP response models are generated from them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
+import numpy as np
+from numpy.typing import NDArray
 from pydantic import Field
 
 from anomaly_api.service.answers import Contribution
+from anomaly_api.service.prediction import PredictionColumns
 
 __all__ = [
     "Contribution",
@@ -22,6 +27,7 @@ __all__ = [
     "StreamStateAnswer",
     "StreamSummary",
     "WindowAnswer",
+    "stream_answers",
 ]
 
 ModelKind = Literal["time-aware", "point-wise"]
@@ -67,6 +73,40 @@ class StreamAnswer:
             "(`GET /streams/{id}/events`); null outside any, and always for `/predict/window`."
         ),
     ] = None
+
+
+def stream_answers(
+    timestamps: Sequence[str],
+    predictions: PredictionColumns,
+    warming_up: NDArray[np.bool_],
+    contributions: Sequence[list[Contribution]],
+) -> list[StreamAnswer]:
+    """One ``StreamAnswer`` per reading (``index`` from 0, ``alarm`` false until the alarm
+    policy sets it), from the predictions' columns."""
+    return [
+        StreamAnswer(
+            index=i,
+            timestamp=stamp,
+            is_anomaly=flag,
+            anomaly_score=score,
+            severity=severity,
+            confidence=confidence,
+            warming_up=warm,
+            contributions=shares,
+        )
+        for i, (stamp, flag, score, severity, confidence, warm, shares) in enumerate(
+            zip(
+                timestamps,
+                predictions.is_anomaly.tolist(),
+                predictions.anomaly_score.tolist(),
+                predictions.severity.tolist(),
+                predictions.confidence.tolist(),
+                warming_up.tolist(),
+                contributions,
+                strict=True,
+            )
+        )
+    ]
 
 
 @dataclass

@@ -42,9 +42,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from anomaly_api.artifacts import fitted_model_of
-from anomaly_api.detection.contributions import severity_from_score
 from anomaly_api.monitoring.alarms import AlarmPolicy
-from anomaly_api.service.answers import BatchAnswer
 from anomaly_api.service.dataplane import DataPlane, ScoredBatch
 from anomaly_api.service.errors import (
     EventNotFoundError,
@@ -57,7 +55,7 @@ from anomaly_api.service.event_answers import (
     StreamEventsAnswer,
     event_answer,
 )
-from anomaly_api.service.prediction import Prediction
+from anomaly_api.service.prediction import PredictionColumns
 from anomaly_api.service.predictor import FeatureRow, Predictor
 from anomaly_api.service.stream_alarms import StreamAlarms, window_alarms
 from anomaly_api.service.stream_answers import (
@@ -69,6 +67,7 @@ from anomaly_api.service.stream_answers import (
     StreamStateAnswer,
     StreamSummary,
     WindowAnswer,
+    stream_answers,
 )
 from anomaly_api.service.stream_timestamps import (
     Timestamp,
@@ -335,7 +334,7 @@ class StreamPlane:
         predictor: Predictor,
         values: NDArray[np.float64],
         answers: list[StreamAnswer],
-        predictions: list[Prediction],
+        predictions: PredictionColumns,
     ) -> EventInput:
         """What the answered readings bring to the stream's events (``streams/events.py``)."""
         cached = self._ranges
@@ -346,7 +345,7 @@ class StreamPlane:
         index = {name: c for c, name in enumerate(predictor.feature_names)}
         return EventInput(
             severities=np.fromiter((a.severity for a in answers), np.float64, n),
-            shares=np.array([p.shares for p in predictions], dtype=np.float64),
+            shares=np.asarray(predictions.shares, dtype=np.float64),
             values=values[len(values) - n :],
             channels=predictor.feature_names,
             low=cached[1],
@@ -379,7 +378,7 @@ class StreamPlane:
         X: NDArray[np.float64],
         n_out: int,
         top_k: int | None,
-    ) -> tuple[list[StreamAnswer], list[Prediction]]:
+    ) -> tuple[list[StreamAnswer], PredictionColumns]:
         if len(X) >= _OFFLOAD_READINGS or n_out >= _OFFLOAD_READINGS:
             return await anyio.to_thread.run_sync(_score_sync, predictor, ts, X, n_out, top_k)
         return _score_sync(predictor, ts, X, n_out, top_k)
@@ -388,18 +387,12 @@ class StreamPlane:
         self,
         predictor: Predictor,
         X: NDArray[np.float64],
-        predictions: list[Prediction],
+        predictions: PredictionColumns,
         n_anomalies: int,
         inference_ms: float,
     ) -> None:
-        batch = BatchAnswer(
-            predictions=[],
-            n_anomalies=n_anomalies,
-            model_version=predictor.version,
-            inference_ms=inference_ms,
-        )
         self.dataplane.report(
-            ScoredBatch(predictor.version, X, predictions, batch, inference_ms / 1000.0)
+            ScoredBatch(predictor.version, X, predictions, n_anomalies, inference_ms / 1000.0)
         )
 
 
@@ -469,30 +462,17 @@ def _score_sync(
     X: NDArray[np.float64],
     n_out: int,
     top_k: int | None,
-) -> tuple[list[StreamAnswer], list[Prediction]]:
-    """Answers for the last ``n_out`` readings of ``(ts, X)`` (blocking)."""
+) -> tuple[list[StreamAnswer], PredictionColumns]:
+    """Answers for the last ``n_out`` readings of ``(ts, X)`` (blocking), and their
+    predictions for the data plane's hooks."""
     first = len(X) - n_out
     model = predictor.time_aware
     stamps = [iso(t) for t in ts[first:].tolist()]
     if model is None:
         predictions = predictor.score(np.ascontiguousarray(X[first:]))
-        severities = severity_from_score(np.array([p.anomaly_score for p in predictions]))
-        answers = [
-            StreamAnswer(
-                index=i,
-                timestamp=stamp,
-                is_anomaly=p.is_anomaly,
-                anomaly_score=p.anomaly_score,
-                severity=float(sev),
-                confidence=p.confidence,
-                warming_up=False,
-                contributions=[],
-            )
-            for i, (stamp, p, sev) in enumerate(
-                zip(stamps, predictions, severities.tolist(), strict=True)
-            )
-        ]
-        return answers, predictions
+        no_contributions: list[list[Contribution]] = [[] for _ in stamps]
+        warming_up = np.zeros(n_out, dtype=bool)
+        return stream_answers(stamps, predictions, warming_up, no_contributions), predictions
     try:
         with np.errstate(all="ignore"):
             out = model.score_window(ts, X, last=n_out)
@@ -500,48 +480,23 @@ def _score_sync(
         raise InvalidReadingsError(str(exc)) from None
     if not np.isfinite(out.anomaly_score).all():
         raise InvalidReadingsError("readings are too extreme to be scored")
-    answers = []
-    predictions = []
-    for i, (stamp, flag, score, sev, conf, warm) in enumerate(
-        zip(
-            stamps,
-            out.is_anomaly.tolist(),
-            out.anomaly_score.tolist(),
-            out.severity.tolist(),
-            out.confidence.tolist(),
-            out.warming_up.tolist(),
-            strict=True,
-        )
-    ):
-        contributions = (
-            [
-                Contribution(feature=name, share=part["share"], why=part["why"])
-                for name, part in out.contributions(i, top_k).items()
-            ]
-            if top_k != 0
-            else []
-        )
-        answers.append(
-            StreamAnswer(
-                index=i,
-                timestamp=stamp,
-                is_anomaly=flag,
-                anomaly_score=score,
-                severity=sev,
-                confidence=conf,
-                warming_up=warm,
-                contributions=contributions,
-            )
-        )
-        predictions.append(
-            Prediction(
-                is_anomaly=flag,
-                anomaly_score=score,
-                confidence=conf,
-                scores=(),
-                votes=tuple(out.votes[i].tolist()),
-                severity=sev,
-                shares=tuple(out.shares[i].tolist()),  # per channel, in feature order
-            )
-        )
-    return answers, predictions
+    contributions = [
+        [
+            Contribution(feature=name, share=part["share"], why=part["why"])
+            for name, part in out.contributions(i, top_k).items()
+        ]
+        if top_k != 0
+        else []
+        for i in range(n_out)
+    ]
+    predictions = PredictionColumns(
+        is_anomaly=out.is_anomaly,
+        anomaly_score=out.anomaly_score,
+        confidence=out.confidence,
+        severity=out.severity,
+        scores=np.empty((n_out, 0)),
+        votes=out.votes,
+        shares=out.shares,  # per channel, in feature order
+        cached=np.zeros(n_out, dtype=bool),
+    )
+    return stream_answers(stamps, predictions, out.warming_up, contributions), predictions

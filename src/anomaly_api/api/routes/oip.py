@@ -1,7 +1,7 @@
 """Open Inference Protocol v2 (KServe v2, Triton, MLServer), REST and JSON, under ``/v2``.
 
 The tensors are mapped in ``anomaly_api.api.oip_protocol``; scoring goes through the same
-``DataPlane.predict_columns`` as ``/predict/batch`` (cache, metrics, request ids, limits, API keys).
+``DataPlane.predict`` as ``/predict`` (cache, metrics, request ids, limits, API keys).
 Every error of these routes, whatever raised it (a dependency, the body, the service), is
 caught by ``OipRoute`` and rendered by ``anomaly_api.api.errors.render_error``, which
 writes the protocol's ``{"error": "..."}`` format under ``/v2``. The binary tensor
@@ -173,9 +173,7 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
         predictor.detector_names,
         max_rows=settings.max_batch_rows,
     )
-    batch = await _dataplane(request).predict_columns(
-        parsed.X, label_rows=False, predictor=predictor
-    )
+    batch = await _dataplane(request).predict(parsed.X, label_rows=False, predictor=predictor)
     body = infer_response(batch, name, parsed.id, parsed.outputs)
     return Response(body, media_type="application/json")
 
