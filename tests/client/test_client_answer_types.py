@@ -207,6 +207,7 @@ def model_info(m: ModelInfo) -> dict[str, Any]:
         "score_definition": m.score_definition,
         "metrics": m.metrics,
         "library_versions": m.library_versions,
+        "false_alarm_rate": m.false_alarm_rate,
         "n_features": m.n_features,
         "inference_backend": m.inference_backend,
     }

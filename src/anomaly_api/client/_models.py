@@ -179,6 +179,9 @@ class ModelInfo:
     score_definition: str = ""
     metrics: Mapping[str, Any] | None = field(default=None, hash=False)
     library_versions: Mapping[str, str] = field(default_factory=dict, hash=False)
+    false_alarm_rate: Mapping[str, Any] | None = field(default=None, hash=False)
+    """The rate expected on later normal readings (``target``, ``expected``, ``upper_95``,
+    ``n_calibration``, ``flagged``, ``method``); ``method`` is ``"unknown"`` for older models."""
 
     @property
     def n_features(self) -> int:

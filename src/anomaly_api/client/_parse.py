@@ -318,6 +318,7 @@ def parse_model_info(data: Mapping[str, Any]) -> ModelInfo:
         score_definition=str(data.get("score_definition", "")),
         metrics=data.get("metrics"),
         library_versions=data.get("library_versions") or {},
+        false_alarm_rate=data.get("false_alarm_rate"),
     )
 
 
