@@ -65,8 +65,8 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "json") -> None:
 
     Idempotent: calling it again replaces the handler it installed before. Neither
     formatter writes the caller's file, line, thread or process, so the records do not
-    collect them (the logging HOWTO's "Optimization" switches): ~2 µs less per access-log
-    line, out of ~13 (``python -m bench.request_cost``).
+    collect them (the logging HOWTO's "Optimization" switches, measured in
+    docs/performance.md).
     """
     logging._srcfile = None  # no stack walk for the caller's file and line
     logging.logThreads = False

@@ -129,10 +129,10 @@ MonitorDep = Annotated[ModelMonitor, Depends(get_monitor)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 StreamPlaneDep = Annotated[StreamPlane, Depends(get_streamplane)]
 
-# The body dependencies read the state directly rather than through ``SettingsDep`` or
-# ``DataPlaneDep``: FastAPI solves every dependency node anew on each request (~10 µs
-# apiece, measured with ``python -m bench.request_cost``), so the prediction routes get
-# the data plane and their parsed body from one node.
+# The body dependencies read the state directly rather than through ``SettingsDep``:
+# FastAPI solves every dependency node anew on each request (its cost is in
+# docs/performance.md), so the prediction routes get the data plane and their parsed body
+# from one node.
 
 BodyT = TypeVar("BodyT", PredictRequest, BatchRows)
 

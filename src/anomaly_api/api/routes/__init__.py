@@ -3,8 +3,7 @@
 
 ``api_router`` puts ``/predict`` and ``/predict/batch`` first, then ``/streams``: FastAPI
 tries the included routers in order on every request, so the hot routes are matched
-before any other is tried (measured with ``python -m bench.request_cost`` and
-``python -m bench.stream_cost``). No two routers share a path, so
+before any other is tried (docs/performance.md). No two routers share a path, so
 the order decides nothing else, and the OpenAPI document keeps the reading order below.
 """
 
