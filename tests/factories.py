@@ -16,7 +16,7 @@ from hypothesis.extra.numpy import arrays
 from anomaly_api.artifacts import build_manifest, save_artifact
 from anomaly_api.detection import AnomalyEnsemble
 from anomaly_api.service.answers import ColumnarBatchAnswer
-from anomaly_api.service.prediction import PredictionColumns
+from anomaly_api.service.prediction_columns import PredictionColumns
 from anomaly_api.training.references import build_references, reference_attachments
 
 TINY_FEATURES = [f"f{i}" for i in range(8)]

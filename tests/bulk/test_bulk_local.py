@@ -14,7 +14,7 @@ from anomaly_api.artifacts import load_artifact
 from anomaly_api.bulk import runner
 from anomaly_api.bulk.engines import LocalEngine
 from anomaly_api.client import answer_columns
-from anomaly_api.service.scoring import build_scorer
+from anomaly_api.service.scorer import build_scorer
 from bulk.conftest import FEATURES, readings
 from e2e.e2e_service import cli_path
 

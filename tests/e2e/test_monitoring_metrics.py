@@ -1,6 +1,6 @@
 """A real server's /metrics exports every metric the dashboard and the alert rules use.
 
-The drift, alarm and expected-rate metrics are wired (service/monitoring.py), so
+The drift, alarm and expected-rate metrics are wired (service/model_monitor.py), so
 NOT_YET_EXPORTED is empty; it stays for metrics defined ahead of their wiring. The test
 fails if a name on that list is exported, so the list cannot go stale.
 """

@@ -26,7 +26,7 @@ from anomaly_api.service.errors import (
     ModelNotReadyError,
 )
 from anomaly_api.service.metrics import ServiceMetrics
-from anomaly_api.service.prediction import PredictionColumns
+from anomaly_api.service.prediction_columns import PredictionColumns
 from anomaly_api.service.runtime import ServiceRuntime
 from api_testing import ANOMALOUS, NORMAL, make_settings
 from factories import answer_batches

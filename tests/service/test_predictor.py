@@ -13,9 +13,9 @@ import pytest
 from anomaly_api.artifacts import load_artifact
 from anomaly_api.service.cache import InMemoryPredictionCache, prediction_keys
 from anomaly_api.service.errors import InvalidFeaturesError
-from anomaly_api.service.prediction import PredictionCodec, PredictionColumns
+from anomaly_api.service.prediction_columns import PredictionCodec, PredictionColumns
 from anomaly_api.service.predictor import FeatureRow, Predictor
-from anomaly_api.service.scoring import build_scorer
+from anomaly_api.service.scorer import build_scorer
 from api_testing import ANOMALOUS, NORMAL, fit_two_versions
 
 PREFIX = "test:"

@@ -13,7 +13,7 @@ from anomaly_api.artifacts import build_manifest, load_artifact, save_artifact
 from anomaly_api.detection import AnomalyEnsemble
 from anomaly_api.service.cache import InMemoryPredictionCache
 from anomaly_api.service.predictor import Predictor
-from anomaly_api.service.scoring import build_scorer
+from anomaly_api.service.scorer import build_scorer
 
 ALL = ("isolation_forest", "local_outlier_factor", "zscore", "pca")
 NAMES = [f"f{i}" for i in range(6)]

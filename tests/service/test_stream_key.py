@@ -14,7 +14,7 @@ from anomaly_api.artifacts import (
 )
 from anomaly_api.service.cache import InMemoryPredictionCache
 from anomaly_api.service.predictor import Predictor
-from anomaly_api.service.scoring import build_scorer
+from anomaly_api.service.scorer import build_scorer
 from anomaly_api.service.streamplane import key_version, stream_key
 from anomaly_api.service.streams.base import MAX_MODEL_KEY_BYTES
 from anomaly_api.training.revision import tune_version

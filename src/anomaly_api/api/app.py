@@ -40,7 +40,7 @@ from anomaly_api.api.security import KeyRing
 from anomaly_api.config import Settings, get_settings
 from anomaly_api.service.dataplane import DataPlane
 from anomaly_api.service.metrics import ServiceMetrics
-from anomaly_api.service.monitoring import ModelMonitor, service_alarm_policy
+from anomaly_api.service.model_monitor import ModelMonitor, service_alarm_policy
 from anomaly_api.service.reloader import ModelReloader, install_sighup_reload
 from anomaly_api.service.revisions import RevisionChannel
 from anomaly_api.service.runtime import ServiceRuntime

@@ -19,7 +19,7 @@ from anomaly_api.api.security import KeyRing
 from anomaly_api.config import Settings
 from anomaly_api.service.dataplane import DataPlane
 from anomaly_api.service.metrics import ServiceMetrics
-from anomaly_api.service.monitoring import ModelMonitor
+from anomaly_api.service.model_monitor import ModelMonitor
 from anomaly_api.service.predictor import Predictor
 from anomaly_api.service.reloader import ModelReloader
 from anomaly_api.service.revisions import RevisionChannel

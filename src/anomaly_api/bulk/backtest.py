@@ -27,7 +27,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from anomaly_api.artifacts import TimeAwareArtifact, load_any_artifact
-from anomaly_api.bulk.scoring import Answers
+from anomaly_api.bulk.chunk_scorer import Answers
 from anomaly_api.data.errors import DataError
 from anomaly_api.data.timeseries import UNSORTED_SHARE, parse_timestamps
 from anomaly_api.detection.time_aware import TimeAwareModel
@@ -109,7 +109,7 @@ class StreamReplayer:
     """One loaded time-aware model version, replaying streams into answer columns."""
 
     def __init__(self, artifact: TimeAwareArtifact, policy: AlarmPolicy, backend: str) -> None:
-        from anomaly_api.service.scoring import build_scorer
+        from anomaly_api.service.scorer import build_scorer
 
         self.model: TimeAwareModel = artifact.model
         self.version = artifact.manifest.version
@@ -276,7 +276,7 @@ def _groups(ids: NDArray[np.str_]) -> Iterator[tuple[str, NDArray[np.intp]]]:
 def load_replayer(artifacts_dir: Path, version: str | None) -> StreamReplayer:
     """Load a time-aware version with the service's alarm policy and scoring backend."""
     from anomaly_api.config import get_settings
-    from anomaly_api.service.monitoring import service_alarm_policy
+    from anomaly_api.service.model_monitor import service_alarm_policy
 
     settings = get_settings()
     artifact = load_any_artifact(

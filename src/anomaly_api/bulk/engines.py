@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from anomaly_api.bulk.backtest import ReplayedStream, load_replayer
-from anomaly_api.bulk.scoring import Answers, ChunkScorer, load_scorer
+from anomaly_api.bulk.chunk_scorer import Answers, ChunkScorer, load_scorer
 from anomaly_api.bulk.tables import Chunk
 
 
@@ -80,7 +80,7 @@ class DaskEngine:
         self.n_workers = max(1, len(self.client.scheduler_info(n_workers=-1)["workers"]))
 
     def score(self, chunks: Iterable[Chunk]) -> Iterator[tuple[Chunk, Answers]]:
-        from anomaly_api.bulk.scoring import score_on_worker
+        from anomaly_api.bulk.chunk_scorer import score_on_worker
 
         in_flight: deque[tuple[Chunk, Any]] = deque()
         limit = 2 * self.n_workers
@@ -103,7 +103,7 @@ class DaskEngine:
 
     def loads_per_worker(self) -> dict[str, dict[str, int]]:
         """Model loads of each worker process (for tests and the summary)."""
-        from anomaly_api.bulk.scoring import worker_loads
+        from anomaly_api.bulk.chunk_scorer import worker_loads
 
         loads: dict[str, dict[str, int]] = self.client.run(worker_loads)
         return loads

@@ -13,9 +13,9 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from anomaly_api.bulk.chunk_scorer import Answers
 from anomaly_api.bulk.engines import Engine, ReplayEngine
 from anomaly_api.bulk.output import AtomicParquetWriter
-from anomaly_api.bulk.scoring import Answers
 from anomaly_api.bulk.tables import Chunk, file_kind, iter_chunks
 
 DEFAULT_CHUNK_ROWS = 100_000

@@ -20,7 +20,7 @@ import orjson
 from numpy.typing import NDArray
 from pydantic import Field
 
-from anomaly_api.service.prediction import PredictionColumns
+from anomaly_api.service.prediction_columns import PredictionColumns
 
 __all__ = ["Answer", "BatchAnswer", "ColumnarBatchAnswer", "Contribution", "DetectorVerdict"]
 

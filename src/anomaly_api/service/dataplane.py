@@ -34,7 +34,7 @@ from anomaly_api.service.answers import ColumnarBatchAnswer
 from anomaly_api.service.cache import CacheCounters
 from anomaly_api.service.errors import ModelIsTimeAwareError
 from anomaly_api.service.metrics import ServiceMetrics
-from anomaly_api.service.prediction import PredictionColumns
+from anomaly_api.service.prediction_columns import PredictionColumns
 from anomaly_api.service.predictor import FeatureRow, Predictor
 from anomaly_api.service.runtime import ServiceRuntime
 

@@ -28,8 +28,8 @@ from anomaly_api.detection import AnomalyEnsemble
 from anomaly_api.detection.time_aware import TimeAwareModel
 from anomaly_api.service.cache import PredictionCache, prediction_keys
 from anomaly_api.service.errors import InvalidFeaturesError
-from anomaly_api.service.prediction import PredictionCodec, PredictionColumns
-from anomaly_api.service.scoring import Scorer
+from anomaly_api.service.prediction_columns import PredictionCodec, PredictionColumns
+from anomaly_api.service.scorer import Scorer
 from anomaly_api.training.references import ModelReferences, TunableDetector, tunable_detector
 
 __all__ = ["FeatureRow", "Predictor", "ScoredRows"]

@@ -19,7 +19,7 @@ from anomaly_api.config import Settings
 from anomaly_api.service.cache import PredictionCache, build_cache
 from anomaly_api.service.errors import ModelNotReadyError
 from anomaly_api.service.predictor import Predictor
-from anomaly_api.service.scoring import build_scorer
+from anomaly_api.service.scorer import build_scorer
 from anomaly_api.service.streams import StreamStore, build_stream_store
 from anomaly_api.training.references import load_references
 

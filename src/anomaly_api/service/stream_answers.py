@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from pydantic import Field
 
 from anomaly_api.service.answers import Contribution
-from anomaly_api.service.prediction import PredictionColumns
+from anomaly_api.service.prediction_columns import PredictionColumns
 
 __all__ = [
     "Contribution",

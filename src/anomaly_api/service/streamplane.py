@@ -55,7 +55,7 @@ from anomaly_api.service.event_answers import (
     StreamEventsAnswer,
     event_answer,
 )
-from anomaly_api.service.prediction import PredictionColumns
+from anomaly_api.service.prediction_columns import PredictionColumns
 from anomaly_api.service.predictor import FeatureRow, Predictor
 from anomaly_api.service.stream_alarms import StreamAlarms, window_alarms
 from anomaly_api.service.stream_answers import (

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from anomaly_api.artifacts import Artifact, load_artifact
 from anomaly_api.client import answer_columns
 from anomaly_api.data.errors import DataError
-from anomaly_api.service.scoring import Scorer, build_scorer
+from anomaly_api.service.scorer import Scorer, build_scorer
 
 Answers = dict[str, NDArray[Any]]
 """The answer's columns for a chunk, by name, in ``answer_columns`` order."""

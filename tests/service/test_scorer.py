@@ -9,7 +9,7 @@ import pytest
 
 from anomaly_api.artifacts import load_artifact
 from anomaly_api.detection.fast import FastScorer
-from anomaly_api.service.scoring import build_scorer
+from anomaly_api.service.scorer import build_scorer
 
 
 @pytest.mark.parametrize(("backend", "kernel"), [("fast", "c"), ("numpy", "numpy")])
