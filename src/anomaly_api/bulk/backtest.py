@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from anomaly_api.artifacts import TimeAwareArtifact, load_any_artifact
 from anomaly_api.bulk.chunk_scorer import Answers
 from anomaly_api.data.errors import DataError
-from anomaly_api.data.timeseries import UNSORTED_SHARE, parse_timestamps
+from anomaly_api.data.timeseries import UNSORTED_SHARE, time_and_stream
 from anomaly_api.detection.time_aware import TimeAwareModel
 from anomaly_api.monitoring.alarms import AlarmPolicy, AlarmState
 from anomaly_api.service.stream_timestamps import tidy
@@ -226,23 +226,11 @@ def replay_input(
     """Validate a file's frame for a replay; ``DataError`` names the first problem."""
     from anomaly_api.bulk.tables import check_columns, feature_matrix
 
-    columns = [str(c) for c in frame.columns]
-    for role, name in (("timestamp", timestamp_column), ("stream", stream_column)):
-        if name is not None and name not in columns:
-            raise DataError(f"{role} column {name!r} not found; columns are {columns}")
-    frame = frame.reset_index(drop=True)
+    frame, raw, timestamps, ids = time_and_stream(
+        frame, timestamp_column=timestamp_column, stream_column=stream_column
+    )
     check_columns(frame, feature_names, Path("the input"))
     X = feature_matrix(frame, feature_names, 1)
-    raw = frame[timestamp_column]
-    timestamps = parse_timestamps(raw, timestamp_column)
-    if stream_column is None:
-        ids = np.full(len(frame), "", dtype=np.str_)
-    else:
-        column = frame[stream_column]
-        missing = np.flatnonzero(column.isna().to_numpy())
-        if len(missing):
-            raise DataError(f"row {int(missing[0])}: stream column {stream_column!r} is empty")
-        ids = column.astype(str).to_numpy(dtype=np.str_)
     policy = np.full(len(frame), None, dtype=object)
     streams: dict[str, StreamInput] = {}
     for stream, rows in _groups(ids):

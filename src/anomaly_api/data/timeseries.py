@@ -192,6 +192,28 @@ def segment_ids(
     return ids, median, factor
 
 
+def time_and_stream(
+    frame: pd.DataFrame, *, timestamp_column: str, stream_column: str | None
+) -> tuple[pd.DataFrame, pd.Series, NDArray[np.float64], NDArray[np.str_]]:
+    """The frame (index 0..n-1), its timestamp column as read, the timestamps in epoch
+    seconds and each row's stream id (``""`` without a stream column); ``DataError`` names
+    a missing column, a timestamp that cannot be read or an empty stream id."""
+    columns = [str(c) for c in frame.columns]
+    for role, name in (("timestamp", timestamp_column), ("stream", stream_column)):
+        if name is not None and name not in columns:
+            raise DataError(f"{role} column {name!r} not found; columns are {columns}")
+    frame = frame.reset_index(drop=True)
+    raw = frame[timestamp_column]
+    timestamps = parse_timestamps(raw, timestamp_column)
+    if stream_column is None:
+        return frame, raw, timestamps, np.full(len(frame), "", dtype=np.str_)
+    ids = frame[stream_column]
+    missing = np.flatnonzero(ids.isna().to_numpy())
+    if len(missing):
+        raise DataError(f"row {int(missing[0])}: stream column {stream_column!r} is empty")
+    return frame, raw, timestamps, ids.astype(str).to_numpy(dtype=np.str_)
+
+
 def timeseries_from_frame(
     frame: pd.DataFrame,
     *,
@@ -205,27 +227,15 @@ def timeseries_from_frame(
     """Validate a frame of time series readings (see the module docstring)."""
     if not max_gap_factor > 1.0:
         raise DataError(f"the maximum gap factor must be above 1, got {max_gap_factor:g}")
-    columns = [str(c) for c in frame.columns]
-    for role, name in (("timestamp", timestamp_column), ("stream", stream_column)):
-        if name is not None and name not in columns:
-            raise DataError(f"{role} column {name!r} not found; columns are {columns}")
-    frame = frame.reset_index(drop=True)
-    raw = frame[timestamp_column]
-    timestamps = parse_timestamps(raw, timestamp_column)
-    if stream_column is None:
-        streams = np.full(len(frame), "", dtype=np.str_)
-    else:
-        ids = frame[stream_column]
-        missing = np.flatnonzero(ids.isna().to_numpy())
-        if len(missing):
-            raise DataError(f"row {int(missing[0])}: stream column {stream_column!r} is empty")
-        streams = ids.astype(str).to_numpy(dtype=np.str_)
+    frame, raw, timestamps, streams = time_and_stream(
+        frame, timestamp_column=timestamp_column, stream_column=stream_column
+    )
     back = stepping_back(timestamps, streams, raw)
     if back.any():
         keep = ~back
         frame = frame[keep].reset_index(drop=True)
         timestamps, streams = timestamps[keep], streams[keep]
-    label = label_column or (LABEL_COLUMN if LABEL_COLUMN in columns else None)
+    label = label_column or (LABEL_COLUMN if LABEL_COLUMN in frame.columns else None)
     frame, timestamps, streams, merged = merge_repeats(frame, timestamps, streams, label)
     segments, median, factor = segment_ids(timestamps, streams, max_gap_factor)
     reserved = [c for c in (timestamp_column, stream_column) if c is not None]
