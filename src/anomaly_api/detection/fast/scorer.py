@@ -288,10 +288,4 @@ def compile_scorer(model: AnomalyEnsemble, kernel: Kernel = "c") -> FastScorer:
     return FastScorer(model, kernel)
 
 
-__all__ = [
-    "FastScorer",
-    "IncompatibleEstimatorError",
-    "Kernel",
-    "TooExtremeError",
-    "compile_scorer",
-]
+__all__ = ["FastScorer", "IncompatibleEstimatorError", "Kernel", "compile_scorer"]
