@@ -32,7 +32,7 @@ FORMAT_2_MIN_SCALE = 1e-12
 
 
 def _format_2_channel_scaling(
-    data: NDArray[np.float64], names: list[str]
+    data: NDArray[np.float64],
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.str_]]:
     """A time-aware model's channel scaling as format 2 fitted it."""
     center = np.median(data, axis=0)

@@ -98,10 +98,10 @@ class FeatureScaling(BaseModel):
 
     center: float = Field(description="Median of the training rows.")
     scale: float = Field(
-        description="IQR over that of a standard normal, or the standard deviation where "
-        "the IQR is 0."
+        description="IQR over that of a standard normal, the standard deviation where "
+        "the IQR is 0, or max(|center|, 1) * 1e-6 where the feature is constant in training."
     )
-    rule: Literal["iqr", "std"]
+    rule: Literal["iqr", "std", "floor"]
 
 
 class TrainingDataInfo(BaseModel):

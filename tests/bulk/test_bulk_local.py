@@ -14,7 +14,9 @@ from anomaly_api.artifacts import load_artifact
 from anomaly_api.bulk import runner
 from anomaly_api.bulk.engines import LocalEngine
 from anomaly_api.client import answer_columns
+from anomaly_api.data.loading import Dataset
 from anomaly_api.service.scorer import build_scorer
+from anomaly_api.training.pipeline import train_and_save
 from bulk.conftest import FEATURES, readings
 from e2e.e2e_service import cli_path
 
@@ -179,3 +181,19 @@ def test_score_is_listed_in_the_help() -> None:
     assert done.returncode == 0
     for option in ("--data", "--out", "--version", "--engine", "--address", "--via"):
         assert option in done.stdout
+
+
+def test_a_reading_overflowing_a_floored_spread_is_one_error_line(tmp_path: Path) -> None:
+    frame = readings(400)
+    frame["f3"] = 0.0  # constant in training: spread floored at 1e-6
+    X = frame[FEATURES].to_numpy(dtype=np.float64)
+    dataset = Dataset(X=X, feature_names=FEATURES, y=None, kinds=None, source="t")
+    train_and_save(dataset, tmp_path / "art")
+    frame.loc[7, "f3"] = 1e149  # accepted (below 1e150), but 1e155 spreads: distances overflow
+    data = tmp_path / "huge.csv"
+    frame.to_csv(data, index=False)
+    done = score_cli("--data", data, "--out", tmp_path / "o.parquet", artifacts=tmp_path / "art")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: feature values are too extreme to be scored"
+    ]

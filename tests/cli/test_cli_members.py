@@ -93,7 +93,7 @@ def test_bad_member_flags_give_one_error_line_and_exit_2(
     assert not any(tmp_path.iterdir())  # nothing trained
 
 
-def test_a_feature_constant_in_the_normal_rows_is_named(tmp_path: Path) -> None:
+def test_a_feature_constant_in_the_normal_rows_is_floored_and_named(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal(size=(300, 3)), columns=["a", "b", "flag"])
     frame["is_anomaly"] = 0
@@ -104,5 +104,14 @@ def test_a_feature_constant_in_the_normal_rows_is_named(tmp_path: Path) -> None:
     result = runner.invoke(
         app, ["train", "--data", str(path), "--artifacts-dir", str(tmp_path / "a")]
     )
-    assert result.exit_code == 2
-    assert "feature column 'flag' is constant in the" in result.stderr
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "- warning: feature 'flag' is constant in training: any change will be flagged"
+        in result.stderr.splitlines()
+    )
+    manifest = load_artifact(tmp_path / "a").manifest
+    assert manifest.scaling is not None
+    assert manifest.scaling["flag"].rule == "floor"
+    assert manifest.scaling["flag"].scale == 1e-6  # constant at 0: the floor itself
+    assert manifest.metrics is not None
+    assert manifest.metrics["constant_features"] == ["flag"]

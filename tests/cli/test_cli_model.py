@@ -124,12 +124,45 @@ def _bad_csv(tmp_path: Path, column: str, values: object) -> Path:
     return path
 
 
+def test_train_fits_a_constant_column_with_a_warning(sensor_csv: Path, tmp_path: Path) -> None:
+    frame = pd.read_csv(sensor_csv)
+    frame["valve"] = 1.0
+    path = tmp_path / "with-valve.csv"
+    frame.to_csv(path, index=False)
+    runs = {}
+    for name, data in (("plain", sensor_csv), ("valve", path)):
+        code, out, err = invoke(
+            "train",
+            "--data",
+            data,
+            "--artifacts-dir",
+            tmp_path / "art",
+            "--version",
+            name,
+            "--json",
+        )
+        assert code == 0, err
+        runs[name] = (json.loads(out)["metrics"], err)
+    metrics, err = runs["valve"]
+    assert "- warning: feature 'valve' is constant in training: any change will be flagged" in err
+    assert "warning" not in runs["plain"][1]
+    assert metrics["constant_features"] == ["valve"]
+    assert "constant_features" not in runs["plain"][0]
+    # while it stays constant it changes little: held-out F1 as without it
+    plain_f1 = runs["plain"][0]["test"]["detectors"]["ensemble"]["f1"]
+    assert metrics["test"]["detectors"]["ensemble"]["f1"] == pytest.approx(plain_f1, abs=0.05)
+    artifact = load_artifact(tmp_path / "art", "valve")
+    model = artifact.model
+    rows = frame[artifact.manifest.feature_names].to_numpy()
+    rows[:, -1] = 1.001
+    assert (model.predict(rows) == -1).all()
+
+
 @pytest.mark.parametrize(
     ("column", "values", "extra", "message"),
     [
         ("a", np.nan, [], "feature column 'a' has 100 missing values"),
         ("name", "x", [], "column 'name' is not numeric"),
-        ("c", 1.0, [], "feature column 'c' is constant"),
         ("a", 1.5, ["--features", "a,zz"], "feature column 'zz' not found"),
         ("a", 1.5, ["--label-column", "label"], "label column 'label' not found"),
     ],

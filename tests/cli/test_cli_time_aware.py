@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,17 @@ from anomaly_api.artifacts import TimeAwareArtifact, load_any_artifact, read_man
 from anomaly_api.cli.main import app
 
 runner = CliRunner()
+NAB_FLATLINE = (
+    Path(__file__).resolve().parents[2]
+    / ".."
+    / "shared"
+    / "datasets"
+    / "nab-corpus"
+    / "data"
+    / "artificialNoAnomaly"
+    / "art_flatline.csv"
+)
+WARNING = "- warning: feature {!r} is constant in training: any change will be flagged"
 
 
 def invoke(*args: str | Path) -> tuple[int, str, str]:
@@ -39,6 +52,22 @@ def _streams_csv(path: Path, n: int = 400) -> Path:
         )
     pd.concat(frames).to_csv(path, index=False)
     return path
+
+
+def _train_edited_streams(
+    tmp_path: Path, edit: Callable[[pd.DataFrame], None]
+) -> tuple[str, str, pd.DataFrame]:
+    """``train --window 20 --json`` on the two pumps' streams after ``edit`` changed them."""
+    data = _streams_csv(tmp_path / "s.csv")
+    frame = pd.read_csv(data)
+    edit(frame)
+    frame.to_csv(data, index=False)
+    code, out, err = invoke(
+        "train", "--data", data, "--timestamp-column", "ts", "--stream-column", "id",
+        "--window", "20", "--artifacts-dir", tmp_path / "art", "--version", "v", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    return out, err, frame
 
 
 def test_trains_a_time_aware_model_on_streams(tmp_path: Path) -> None:
@@ -109,16 +138,12 @@ def test_bad_timestamps_stop_training_with_one_error_line(
 def test_repeats_and_a_clock_stepping_back_are_merged_skipped_and_counted(
     tmp_path: Path,
 ) -> None:
-    data = _streams_csv(tmp_path / "s.csv")
-    frame = pd.read_csv(data)
-    frame.loc[90, "ts"] = "2026-01-01 00:10:00"  # pump-1's clock steps back once
-    frame.loc[101, "ts"] = frame.loc[100, "ts"]  # and repeats a timestamp
-    frame.to_csv(data, index=False)
-    code, out, err = invoke(
-        "train", "--data", data, "--timestamp-column", "ts", "--stream-column", "id",
-        "--window", "20", "--artifacts-dir", tmp_path / "art", "--version", "v", "--json",
-    )  # fmt: skip
-    assert code == 0, err
+
+    def edit(frame: pd.DataFrame) -> None:
+        frame.loc[90, "ts"] = "2026-01-01 00:10:00"  # pump-1's clock steps back once
+        frame.loc[101, "ts"] = frame.loc[100, "ts"]  # and repeats a timestamp
+
+    out, err, _ = _train_edited_streams(tmp_path, edit)
     assert "merged 1 repeated timestamp(s), skipped 1 reading(s)" in err
     report = json.loads(out)["metrics"]["input"]
     assert report["readings"] == 798
@@ -146,3 +171,55 @@ def test_labels_missing_from_the_validation_part_are_a_clear_error(tmp_path: Pat
     assert code == 2
     assert "error: the validation part" in err
     assert "Traceback" not in err
+
+
+def test_a_channel_constant_in_training_is_floored_named_and_quiet_until_it_moves(
+    tmp_path: Path,
+) -> None:
+
+    def edit(frame: pd.DataFrame) -> None:
+        frame["valve"] = 12.5
+
+    out, err, frame = _train_edited_streams(tmp_path, edit)
+    assert WARNING.format("valve") in err.splitlines()
+    assert json.loads(out)["metrics"]["constant_features"] == ["valve"]
+    artifact = load_any_artifact(tmp_path / "art")
+    assert isinstance(artifact, TimeAwareArtifact)
+    model = artifact.model
+    assert model.scale_rule_.tolist() == ["iqr", "iqr", "iqr", "floor"]
+    X = frame[frame["id"] == "pump-2"][["rpm", "flow", "temp", "valve"]].to_numpy()
+    quiet = model.score_frame(X).is_anomaly
+    X[300:305, 3] = 13.0
+    moved = model.score_frame(X).is_anomaly
+    assert moved[300:305].all()
+    assert (moved[:300] == quiet[:300]).all()
+
+
+@pytest.fixture
+def nab_flatline(tmp_path: Path) -> Path:
+    """NAB's ``art_flatline``, its first 15% (NAB's probationary period)."""
+    if not NAB_FLATLINE.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{NAB_FLATLINE} is missing; CI must provide ../shared/datasets")
+        pytest.skip(f"{NAB_FLATLINE} is not available outside CI")
+    frame = pd.read_csv(NAB_FLATLINE)
+    path = tmp_path / "flatline.csv"
+    frame.iloc[: int(0.15 * len(frame))].to_csv(path, index=False)
+    return path
+
+
+def test_nabs_flatline_trains_and_stays_quiet_while_flat(
+    nab_flatline: Path, tmp_path: Path
+) -> None:
+    code, _, err = invoke(
+        "train", "--data", nab_flatline, "--timestamp-column", "timestamp", "--window", "30",
+        "--artifacts-dir", tmp_path / "art",
+    )  # fmt: skip
+    assert code == 0, err
+    assert WARNING.format("value") in err.splitlines()
+    artifact = load_any_artifact(tmp_path / "art")
+    assert isinstance(artifact, TimeAwareArtifact)
+    values = pd.read_csv(NAB_FLATLINE)[["value"]].to_numpy(copy=True)
+    assert not artifact.model.score_frame(values).is_anomaly.any()  # the whole series
+    values[2000:2003] += 0.5
+    assert artifact.model.score_frame(values).is_anomaly[2000:2003].all()

@@ -72,7 +72,6 @@ def _with(column: str, values: object) -> pd.DataFrame:
         (_with("a", np.nan), {}, "feature column 'a' has 120 missing values"),
         (_with("s", "x"), {}, "column 's' is not numeric"),
         (_with("s", "x"), {"features": ["a", "s"]}, "feature column 's' is not numeric"),
-        (_with("c", 3.0), {}, "feature column 'c' is constant"),
         (_with("a", np.inf), {}, "feature column 'a' has infinite values"),
         (_frame(), {"features": ["a", "zz"]}, "feature column 'zz' not found"),
         (_frame(), {"features": ["a", "is_anomaly"]}, "'is_anomaly' is the label"),

@@ -324,6 +324,39 @@ def test_any_subset_of_members_is_exact(
     assert scorer.detector_scores(X).shape == (len(X), len(members))
 
 
+def test_a_channel_constant_in_training_is_exact_with_its_floored_scale(
+    kernel: Kernel, with_pca: tuple[AnomalyEnsemble, NDArray[np.float64]]
+) -> None:
+    _, X_train = with_pca
+    X_fit = X_train[:1500].copy()
+    X_fit[:, 3] = 42.0
+    model = AnomalyEnsemble(detectors=ALL_MEMBERS, random_state=2).fit(X_fit)
+    assert model.scale_rule_[3] == "floor"
+    scorer = compile_scorer(model, kernel)
+    later = X_train[1500:1800].copy()
+    later[:, 3] = 42.0
+    moved = later[:100].copy()
+    moved[:, 3] = 42.0 + np.geomspace(1e-6, 1.0, 100)  # from below the floor to 2e4 spreads
+    X = np.vstack([later, moved, X_fit[:50]])
+    assert_same_as_reference(model, scorer, X)
+    out = scorer.explain(X)
+    assert out.contributions is not None
+    np.testing.assert_array_equal(out.contributions, model.explain(X).contributions)
+    assert out.is_anomaly[340:400].all()  # every move above ~1e-4 of the value is flagged
+    # Moved by 10% of the value or more (1e5 spreads), the other channels add too little to
+    # the distance to tell the training points apart: as near 1e150 above, the KD-tree of
+    # the numpy backend breaks the ties its own way. The C kernel stays exact.
+    far = later[:50].copy()
+    far[:, 3] = 42.0 + np.geomspace(4.2, 4.2e3, 50)
+    reference, fast = model.detector_scores(far), scorer.detector_scores(far)
+    assert_close(fast[:, [0, 2, 3]], reference[:, [0, 2, 3]])
+    if kernel == "c":
+        assert_close(fast, reference)
+    np.testing.assert_allclose(fast[:, 1], reference[:, 1], rtol=0.5)
+    np.testing.assert_array_equal(model.combine(fast).votes, model.combine(reference).votes)
+    assert model.combine(fast).is_anomaly.all()
+
+
 # --- the compiled kernel itself ---------------------------------------------------------
 
 

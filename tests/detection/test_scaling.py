@@ -8,14 +8,17 @@ import pytest
 from scipy import stats
 
 from anomaly_api.detection import AnomalyEnsemble
+from anomaly_api.detection.ensemble import MEMBERS
 from anomaly_api.detection.fast import compile_scorer
 from anomaly_api.detection.scaling import (
     IQR_TO_STD,
     MAD_TO_STD,
+    SPREAD_FLOOR,
     apply_scaling,
     fit_robust_scaling,
     iqr_std,
     mad_std,
+    spread_floor,
 )
 
 
@@ -64,12 +67,38 @@ def test_zero_iqr_with_rare_excursions_falls_back_to_the_standard_deviation() ->
     assert scale[1] == pytest.approx(X[:, 1].std())
 
 
-def test_constant_columns_are_refused_by_name() -> None:
-    frame = pd.DataFrame({"a": np.arange(50.0), "flat": 3.0, "b": np.arange(50.0) ** 2})
-    with pytest.raises(ValueError, match="constant features cannot be scaled; drop them: flat"):
-        AnomalyEnsemble(n_estimators=5).fit(frame)
-    with pytest.raises(ValueError, match="column 1"):
-        fit_robust_scaling(frame.to_numpy())
+def test_constant_columns_get_the_floor_of_their_magnitude() -> None:
+    X = np.column_stack([np.arange(50.0), np.full(50, -250.0), np.zeros(50), np.full(50, 0.5)])
+    center, scale, rule = fit_robust_scaling(X)
+    assert rule.tolist() == ["iqr", "floor", "floor", "floor"]
+    np.testing.assert_array_equal(center[1:], [-250.0, 0.0, 0.5])
+    # max(|value|, 1) * SPREAD_FLOOR: never zero, relative to the value when it is large
+    np.testing.assert_array_equal(scale[1:], [250.0 * SPREAD_FLOOR, SPREAD_FLOOR, SPREAD_FLOOR])
+    np.testing.assert_array_equal(spread_floor(center[1:]), scale[1:])
+    scaled = apply_scaling(
+        np.array([[1.0, -250.0, 0.0, 0.5], [1.0, -250.025, 0.001, 0.5]]), center, scale
+    )
+    np.testing.assert_array_equal(scaled[0, 1:], [0.0, 0.0, 0.0])  # still constant: no deviation
+    assert abs(scaled[1, 1]) == pytest.approx(100.0)
+    assert scaled[1, 2] == pytest.approx(1000.0)
+
+
+def test_a_constant_feature_is_fitted_quiet_while_constant_and_flagged_when_it_moves() -> None:
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame(rng.normal(size=(400, 2)), columns=["a", "b"])
+    frame["flat"] = 3.0
+    model = AnomalyEnsemble(detectors=MEMBERS, n_estimators=20, random_state=0).fit(frame)
+    assert model.scale_rule_.tolist() == ["iqr", "iqr", "floor"]
+    later = pd.DataFrame(rng.normal(size=(300, 2)), columns=["a", "b"])
+    later["flat"] = 3.0
+    quiet = model.predict(later)
+    assert (quiet == -1).mean() < 0.1  # as often as on any normal data: the constant adds nothing
+    later["flat"] = 3.001
+    assert (model.predict(later) == -1).all()
+    # the constant feature carries the whole contribution of a row where it moved
+    shares = model.explain(later[:5]).contributions
+    assert shares is not None
+    assert (shares[:, 2] > 0.99).all()
 
 
 def test_members_see_scaled_data_so_units_do_not_matter() -> None:

@@ -450,3 +450,54 @@ def test_too_many_lags_or_too_few_vectors_are_refused() -> None:
         TimeAwareModel(window=10, short=3, features=("lag_residual",), lags=9).fit(X)
     with pytest.raises(ValueError, match="lagged vectors of normal readings"):
         TimeAwareModel(window=30, short=3, features=("lag_residual",), lags=28).fit(X[:80])
+
+
+def _with_a_constant_channel(n: int = 3000) -> NDArray[np.float64]:
+    rng = np.random.default_rng(5)
+    load = np.cumsum(rng.normal(scale=0.05, size=n))
+    return np.column_stack(
+        [
+            load + rng.normal(scale=0.3, size=n),
+            0.8 * load + rng.normal(scale=0.3, size=n),
+            np.full(n, 1500.0),
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"detector": "max_z", "relations": "pca"},
+        {"detector": "ensemble"},
+        {"features": ("level", "flat", "shift", "residual", "lag_residual")},
+    ],
+)
+def test_a_channel_constant_in_training_stays_quiet_while_constant_and_flags_a_move(
+    options: dict[str, object],
+) -> None:
+    X = _with_a_constant_channel()
+    fit = np.arange(len(X)) < 2000
+    channels = ["rpm", "flow", "setpoint"]
+    model = TimeAwareModel(window=20, short=5, **options).fit(  # type: ignore[arg-type]
+        X, None, fit, channels=channels, median_interval=60.0
+    )
+    assert model.scale_rule_.tolist() == ["iqr", "iqr", "floor"]
+    assert model.scale_[2] == pytest.approx(1500.0 * 1e-6)
+    without = TimeAwareModel(
+        window=20, short=5, **options
+    ).fit(  # type: ignore[arg-type]
+        X[:, :2], None, fit, channels=channels[:2], median_interval=60.0
+    )
+    quiet = model.score_frame(X).is_anomaly[2000:]
+    # while it stays constant the channel adds nothing: no more flags than without it
+    assert quiet.mean() <= without.score_frame(X[:, :2]).is_anomaly[2000:].mean()
+    moved = X.copy()
+    moved[2500:2510, 2] = 1500.5
+    out = model.score_frame(moved)
+    assert out.is_anomaly[2500:2510].all()
+    assert out.contributions(2505, 1)["setpoint"]["share"] > 0.99
+    # the serving path answers the newest reading with the same numbers
+    ts = np.arange(len(X), dtype=np.float64) * 60.0
+    one = model.score_window(ts[2486:2506], moved[2486:2506])
+    assert one.anomaly_score[0] == out.anomaly_score[2505]

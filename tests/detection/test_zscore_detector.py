@@ -7,7 +7,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 from anomaly_api.detection import ZScoreDetector
-from anomaly_api.detection.scaling import MAD_TO_STD
+from anomaly_api.detection.scaling import MAD_TO_STD, spread_floor
 
 
 def test_scale_ignores_outliers_in_training_data() -> None:
@@ -38,10 +38,13 @@ def test_predict_flags_extreme_rows_and_contamination_sets_offset() -> None:
     assert np.array_equal(decision < 0, detector.predict(X) == -1)
 
 
-def test_constant_feature_is_refused() -> None:
+def test_constant_feature_gets_the_spread_floor() -> None:
     X = np.column_stack([np.arange(10.0), np.ones(10)])
-    with pytest.raises(ValueError, match=r"indices \[1\] are constant"):
-        ZScoreDetector().fit(X)
+    detector = ZScoreDetector().fit(X)
+    assert detector.scale_[1] == spread_floor(np.array([1.0]))[0]
+    scores = detector.score_samples(np.array([[4.5, 1.0], [4.5, 1.01]]))
+    assert scores[0] == pytest.approx(0.0, abs=0.1)  # at the constant: no deviation
+    assert scores[1] < -1000.0  # any move of it is far out
 
 
 def test_zero_mad_falls_back_to_standard_deviation() -> None:

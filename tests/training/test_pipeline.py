@@ -113,3 +113,41 @@ def test_version_name_is_time_and_fingerprint() -> None:
     assert name.startswith("20250102T030405Z-")
     assert name == default_version(dataset, 42, None, now)
     assert name != default_version(dataset, 43, None, now)
+
+
+def test_a_feature_constant_in_training_is_fitted_with_a_floor_and_named(tmp_path: Path) -> None:
+    labelled = synthetic_dataset(n_rows=1500)
+    X = np.column_stack([labelled.X, np.full(labelled.n_rows, 7.0)])
+    names = [*labelled.feature_names, "setpoint"]
+    dataset = Dataset(X=X, feature_names=names, y=labelled.y, kinds=labelled.kinds, source="t")
+    progress: list[str] = []
+    trained = fit_and_evaluate(dataset, progress=progress.append)
+    warning = "warning: feature 'setpoint' is constant in training: any change will be flagged"
+    assert progress.count(warning) == 1
+    assert trained.metrics["constant_features"] == ["setpoint"]
+    # the other features keep the scaling, thresholds and answers of the model without it
+    without = fit_and_evaluate(labelled)
+    assert "constant_features" not in without.metrics
+    np.testing.assert_array_equal(trained.model.scale_[:-1], without.model.scale_)
+    rows = X[trained.split.test] if trained.split is not None else X
+    assert (trained.model.predict(rows) == without.model.predict(rows[:, :-1])).mean() > 0.95
+    moved = rows.copy()
+    moved[:, -1] = 7.01
+    assert (trained.model.predict(moved) == -1).all()
+    result = train_and_save(dataset, tmp_path, progress=progress.append)
+    manifest = load_artifact(tmp_path, result.version).manifest
+    assert manifest.scaling is not None
+    assert manifest.scaling["setpoint"].rule == "floor"
+    assert manifest.scaling["setpoint"].scale == pytest.approx(7e-6)
+
+
+def test_a_feature_that_varies_only_in_anomalous_rows_is_floored_and_flags_them() -> None:
+    rng = np.random.default_rng(0)
+    y = np.array([1] * 40 + [0] * 260, dtype=np.int64)
+    X = np.column_stack([rng.normal(size=(300, 2)), y * 5.0])  # varies only where anomalous
+    dataset = Dataset(X=X, feature_names=["a", "b", "flag"], y=y, kinds=None, source="t")
+    trained = fit_and_evaluate(dataset)
+    assert trained.metrics["constant_features"] == ["flag"]
+    ensemble = trained.metrics["test"]["detectors"]["ensemble"]
+    assert ensemble["recall"] == 1.0
+    assert ensemble["fpr"] == 0.0

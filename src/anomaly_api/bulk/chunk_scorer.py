@@ -20,11 +20,13 @@ from numpy.typing import NDArray
 from anomaly_api.artifacts import Artifact, load_artifact
 from anomaly_api.client import answer_columns
 from anomaly_api.data.errors import DataError
+from anomaly_api.detection.fast import TooExtremeError
 from anomaly_api.service.scorer import Scorer, build_scorer
 
 Answers = dict[str, NDArray[Any]]
 """The answer's columns for a chunk, by name, in ``answer_columns`` order."""
 
+TOO_EXTREME: Final = "feature values are too extreme to be scored"
 _MAX_DOUBLE: Final = float(np.finfo(np.float64).max)
 MIN_ROWS_PER_THREAD: Final = 2_048
 """Below this many rows per thread a chunk is scored in one call (threads cost more)."""
@@ -68,7 +70,7 @@ class ChunkScorer:
             scores = np.concatenate(list(self._pool.map(self._detector_scores, slices)))
         out = self.model.combine(scores)
         if np.isnan(out.scores).any() or np.isnan(out.anomaly_score).any():
-            raise DataError("feature values are too extreme to be scored")
+            raise DataError(TOO_EXTREME)
         columns: Answers = {
             "is_anomaly": out.is_anomaly,
             "anomaly_score": _clamped(out.anomaly_score),
@@ -82,8 +84,11 @@ class ChunkScorer:
         return columns
 
     def _detector_scores(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
-        with np.errstate(all="ignore"):
-            return self._scorer.detector_scores(np.ascontiguousarray(X))
+        try:
+            with np.errstate(all="ignore"):
+                return self._scorer.detector_scores(np.ascontiguousarray(X))
+        except TooExtremeError as exc:  # distances overflow: refused like NaN scores
+            raise DataError(TOO_EXTREME) from exc
 
 
 def _clamped(values: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -1,8 +1,9 @@
 """Read a user's CSV/Parquet file into a validated ``Dataset``.
 
 Every problem a user can fix (a missing file, a missing or non-numeric column, missing
-values, a constant column, too few rows) raises ``DataError`` with a one-line message
-naming the column, which the CLI prints without a traceback.
+values, too few rows) raises ``DataError`` with a one-line message naming the column,
+which the CLI prints without a traceback. A constant column is kept: training floors its
+spread and warns (``detection.scaling.spread_floor``).
 """
 
 from __future__ import annotations
@@ -113,8 +114,6 @@ def _check_features(frame: pd.DataFrame, names: list[str]) -> NDArray[np.float64
         values = column.to_numpy(dtype=np.float64)
         if not np.all(np.isfinite(values)):
             raise DataError(f"feature column {name!r} has infinite values")
-        if np.ptp(values) == 0:
-            raise DataError(f"feature column {name!r} is constant ({values[0]:g}); drop it")
     return frame[names].to_numpy(dtype=np.float64)
 
 

@@ -140,7 +140,8 @@ class AnomalyEnsemble(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     center_, scale_ : ndarray of shape (n_features,)
         Input standardisation: members see ``(X - center_) / scale_``.
     scale_rule_ : ndarray of shape (n_features,)
-        ``"iqr"`` or ``"std"`` (fallback where the IQR is zero) per feature.
+        ``"iqr"``, ``"std"`` (fallback where the IQR is zero) or ``"floor"`` (a feature
+        constant in training: ``scaling.spread_floor``) per feature.
     isolation_forest_, local_outlier_factor_, zscore_, pca_ : estimators
         The fitted members that are in ``detectors_`` (LOF with ``novelty=True``).
     offsets_ : ndarray of shape (n_detectors,)
@@ -189,10 +190,7 @@ class AnomalyEnsemble(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             raise ValueError(
                 f"need more than n_neighbors={self.n_neighbors} samples, got {data.shape[0]}"
             )
-        feature_names = getattr(self, "feature_names_in_", None)
-        self.center_, self.scale_, self.scale_rule_ = fit_robust_scaling(
-            data, None if feature_names is None else [str(n) for n in feature_names]
-        )
+        self.center_, self.scale_, self.scale_rule_ = fit_robust_scaling(data)
         scaled = apply_scaling(data, self.center_, self.scale_)
         self.detectors_ = names
         columns = []

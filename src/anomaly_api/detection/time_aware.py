@@ -3,7 +3,10 @@
 Pipeline of one reading (see ``anomaly_api.detection.windows`` for the features):
 
 1. scale each channel robustly (``fit_robust_scaling``: training median and the IQR of
-   a standard normal, so one unit is about one standard deviation of normal readings);
+   a standard normal, so one unit is about one standard deviation of normal readings;
+   a channel constant in training gets a floor on its spread, so that its window
+   features stay at their training value while it stays constant and any move of it is
+   far out);
 2. window features of the reading from the trailing window of ``window`` readings of
    its stream, among them the residual off a PCA subspace fitted on the training
    readings (relations between channels; channels' squared residuals sum to SPE/Q) and,
@@ -277,6 +280,8 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
     channels_ : list of str
     center_, scale_ : ndarray of shape (n_channels,)
         Robust scaling of the raw readings.
+    scale_rule_ : ndarray of shape (n_channels,)
+        ``"iqr"``, ``"std"`` or ``"floor"`` (constant in training) per channel.
     components_ : ndarray of shape (n_components, n_channels)
     projector_ : ndarray of shape (n_channels, n_channels) or None
         ``I - V V^T``, the projection onto the PCA residual.
@@ -354,7 +359,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
             list(channels) if channels is not None else [f"x{i}" for i in range(n_channels)]
         )
         self.median_interval_ = float(median_interval)
-        self.center_, self.scale_, _ = fit_robust_scaling(data[mask], self.channels_)
+        self.center_, self.scale_, self.scale_rule_ = fit_robust_scaling(data[mask])
         scaled = (data - self.center_) / self.scale_
         kinds = tuple(self.features)
         if n_channels < 2:
@@ -371,9 +376,12 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
             )
         self._fit_feature_scaling(raw[fit_windows])
         z = self._standardise(raw[fit_windows])
-        # The ensemble's z-score member refuses columns constant in training (a flat
-        # count that is always 0): it sees only the others. max_z keeps every column.
-        moving = np.ptp(z, axis=0) > 0
+        # The ensemble sees only the columns that move in training (a flat count that is
+        # always 0 would get the floored spread of its z-score member and flag any later
+        # count alone) and the features of channels constant in training, whose every
+        # move is abnormal. max_z keeps every column.
+        floored = np.repeat(self.scale_rule_ == "floor", len(kinds))
+        moving = (np.ptp(z, axis=0) > 0) | floored
         self.detector_columns_ = (
             np.arange(z.shape[1]) if self.detector.endswith("_z") else np.flatnonzero(moving)
         )
@@ -403,7 +411,22 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
             relation = self._pca_projector(centred)
         # rows rescaled so that residuals come out in training standard deviations
         spread = (centred @ relation.T).std(axis=0)
-        self.projector_ = relation / np.maximum(spread, _MIN_SCALE)[:, None]
+        self.projector_ = self._detached(relation / np.maximum(spread, _MIN_SCALE)[:, None])
+
+    def _detached(self, projector: NDArray[np.float64], lags: int = 1) -> NDArray[np.float64]:
+        """``projector`` with the channels constant in training out of every relation.
+
+        Such a channel has no relation to the others to break: its own residual would be
+        itself over a zero spread. Its residuals stay 0 and it weighs in no other
+        channel's; its level, flat count and shift carry any move of it.
+        """
+        constant = self.scale_rule_ == "floor"
+        if not constant.any():
+            return projector
+        detached = projector.copy()
+        detached[constant, :] = 0.0
+        detached[:, np.repeat(constant, lags)] = 0.0
+        return detached
 
     def _uses_lags(self) -> bool:
         return any(k in LAG_KINDS for k in self.features)
@@ -440,7 +463,9 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         newest = np.arange(lags - 1, vectors.shape[1], lags)  # lag 0 of every channel
         relation = (np.eye(vectors.shape[1]) - components.T @ components)[newest]
         spread = (centred @ relation.T).std(axis=0)
-        self.lag_projector_ = relation / np.maximum(spread, _MIN_SCALE)[:, None]
+        self.lag_projector_ = self._detached(
+            relation / np.maximum(spread, _MIN_SCALE)[:, None], lags
+        )
         self.lag_components_ = k
 
     def _window_options(self) -> dict[str, Any]:

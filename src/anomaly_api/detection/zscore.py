@@ -9,7 +9,7 @@ from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from anomaly_api.detection.scaling import mad_std
+from anomaly_api.detection.scaling import constant_columns, mad_std, spread_floor
 
 
 class ZScoreDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
@@ -32,7 +32,7 @@ class ZScoreDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     scale_ : ndarray of shape (n_features,)
         Per-feature robust standard deviation (``mad_std``: the median and MAD keep
         anomalies in the training data from inflating it; the standard deviation where
-        the MAD is zero).
+        the MAD is zero; ``spread_floor`` where the feature is constant).
     offset_ : float
         Threshold on ``score_samples``.
     n_features_in_ : int
@@ -57,9 +57,7 @@ class ZScoreDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         scale = mad_std(data)
         fallback = data.std(axis=0)
         scale = np.where(scale > 0, scale, fallback)
-        if np.any(scale <= 0):
-            constant = np.flatnonzero(scale <= 0).tolist()
-            raise ValueError(f"features at indices {constant} are constant; drop them")
+        scale = np.where(constant_columns(data), spread_floor(center), scale)
         self.center_ = center
         self.scale_ = scale
         self.offset_ = float(np.percentile(self._score(data), 100.0 * self.contamination))

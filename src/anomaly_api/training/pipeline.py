@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,21 +94,23 @@ def new_ensemble(seed: int, config: EnsembleConfig) -> AnomalyEnsemble:
     )
 
 
-def _fit(
-    X_fit: NDArray[np.float64], seed: int, config: EnsembleConfig, feature_names: list[str]
-) -> AnomalyEnsemble:
+def _fit(X_fit: NDArray[np.float64], seed: int, config: EnsembleConfig) -> AnomalyEnsemble:
     if X_fit.shape[0] <= N_NEIGHBORS:
         raise DataError(
             f"only {X_fit.shape[0]} normal rows to fit on; need more than {N_NEIGHBORS}"
         )
-    constant = np.flatnonzero(np.ptp(X_fit, axis=0) == 0)
-    if constant.size:
-        raise DataError(
-            f"feature column {feature_names[int(constant[0])]!r} is constant in the "
-            f"{X_fit.shape[0]} normal rows the model is fitted on (it varies only in rows "
-            "labelled anomalous), so it cannot be scaled; leave it out with --features"
-        )
     return new_ensemble(seed, config).fit(X_fit)
+
+
+def constant_features(
+    feature_names: Sequence[str], scale_rule: NDArray[np.str_], progress: Progress
+) -> list[str]:
+    """The features constant in the fitted rows (their spread is floored, see
+    ``detection.scaling.spread_floor``), each named in a warning line."""
+    names = [name for name, rule in zip(feature_names, scale_rule, strict=True) if rule == "floor"]
+    for name in names:
+        progress(f"warning: feature {name!r} is constant in training: any change will be flagged")
+    return names
 
 
 def _counted(
@@ -130,7 +132,7 @@ def _fit_and_calibrate(
     n_fit = round(dataset.n_rows * (1.0 - CALIBRATION_SHARE))
     X_fit, X_cal = dataset.X[:n_fit], dataset.X[n_fit:]
     progress(f"no labels: fitting on the first {n_fit} rows, calibrating on the last {len(X_cal)}")
-    model = _fit(X_fit, seed, config, dataset.feature_names)
+    model = _fit(X_fit, seed, config)
     calibrated = calibrate(
         model,
         model.detector_scores(X_cal),
@@ -157,12 +159,30 @@ def fit_and_evaluate(
     progress: Progress = _quiet,
     config: EnsembleConfig = EnsembleConfig(),
 ) -> TrainedModel:
-    """Fit, tune and evaluate an ensemble on ``dataset`` (see the module docstring)."""
+    """Fit, tune and evaluate an ensemble on ``dataset`` (see the module docstring).
+
+    Features constant in the fitted rows are named in a warning line and listed under
+    ``constant_features`` in the metrics (absent when there are none).
+    """
+    trained = _fit_and_evaluate(dataset, seed, target_fpr, progress, config)
+    constant = constant_features(dataset.feature_names, trained.model.scale_rule_, progress)
+    if constant:
+        trained.metrics["constant_features"] = constant
+    return trained
+
+
+def _fit_and_evaluate(
+    dataset: Dataset,
+    seed: int,
+    target_fpr: float | None,
+    progress: Progress,
+    config: EnsembleConfig,
+) -> TrainedModel:
     if dataset.y is None and target_fpr is not None:
         return _fit_and_calibrate(dataset, seed, target_fpr, progress, config)
     if dataset.y is None:
         progress(f"no labels: fitting on all {dataset.n_rows} rows")
-        model = _fit(dataset.X, seed, config, dataset.feature_names)
+        model = _fit(dataset.X, seed, config)
         note = "no label column: thresholds from contamination, not evaluated"
         metrics: dict[str, Any] = {
             "threshold_objective": f"contamination={model.contamination:g}",
@@ -179,7 +199,7 @@ def fit_and_evaluate(
         f"{len(split.validation)} validation, {len(split.test)} test"
     )
     X_fit = dataset.X[fit_rows]
-    model = _fit(X_fit, seed, config, dataset.feature_names)
+    model = _fit(X_fit, seed, config)
     progress(f"fitted {model.__class__.__name__} on {len(fit_rows)} rows")
     validation_scores = model.detector_scores(dataset.X[split.validation])
     normal_scores = validation_scores[y[split.validation] == 0]

@@ -61,6 +61,7 @@ from anomaly_api.detection.time_aware import (
 from anomaly_api.detection.windows import DEFAULT_FEATURES
 from anomaly_api.monitoring.reference import build_drift_reference
 from anomaly_api.training.calibration import calibrate, counted_statement
+from anomaly_api.training.pipeline import constant_features
 from anomaly_api.training.references import (
     ModelReferences,
     reference_attachments,
@@ -314,6 +315,7 @@ def fit_time_aware(
         f"fitted window={settings.window} model ({settings.detector}) on "
         f"{int(fit_rows.sum())} readings of the first {FIT_SHARE:.0%} of the time span"
     )
+    constant = constant_features(data.feature_names, model.scale_rule_, progress)
     _, z, valid = model.window_z(data.X, ts.segments)
     tune_rows = (parts == 1) & valid
     point_rows = (parts == 1) & ~anomalous
@@ -363,6 +365,7 @@ def fit_time_aware(
             "test": int((parts == 2).sum()),
         },
         "test": None,
+        **({"constant_features": constant} if constant else {}),
     }
     if y is not None:
         test = parts == 2

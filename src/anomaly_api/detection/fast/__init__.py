@@ -12,6 +12,12 @@ to ~1e-15, so every decision is the same; a load-time check enforces it.
 """
 
 from anomaly_api.detection.fast.lof import IncompatibleEstimatorError
-from anomaly_api.detection.fast.scorer import FastScorer, Kernel, compile_scorer
+from anomaly_api.detection.fast.scorer import FastScorer, Kernel, TooExtremeError, compile_scorer
 
-__all__ = ["FastScorer", "IncompatibleEstimatorError", "Kernel", "compile_scorer"]
+__all__ = [
+    "FastScorer",
+    "IncompatibleEstimatorError",
+    "Kernel",
+    "TooExtremeError",
+    "compile_scorer",
+]

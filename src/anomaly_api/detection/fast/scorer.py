@@ -37,6 +37,16 @@ _KERNEL_MEMBERS = ("isolation_forest", "local_outlier_factor", "zscore")
 """The members the kernel computes, in the kernel's output column order."""
 
 
+class TooExtremeError(ValueError, ArithmeticError):
+    """Feature values so large that their scaling or distances overflow float64.
+
+    A ValueError (bad input, as before) and an ArithmeticError, as numpy's own overflow
+    errors are: the service answers both as input too extreme to be scored, not as a
+    fault. A feature constant in training (its spread floored at ~1e-6) reaches this from
+    ~1e148, within the values the API accepts.
+    """
+
+
 def _placeholder_forest() -> FlatForest:
     """A one-leaf forest, for a kernel call when the model has no IsolationForest."""
     return FlatForest(
@@ -207,7 +217,7 @@ class FastScorer:
         with np.errstate(over="ignore"):
             scaled = apply_scaling(data, self.center_, self.scale_)
         if not np.isfinite(scaled).all():
-            raise ValueError("feature values too large to score: scaling overflows float64")
+            raise TooExtremeError("feature values too large to score: scaling overflows float64")
         columns: dict[str, NDArray[np.float64]] = {}
         if self._kernel_columns:
             columns.update(self._kernel_scores(scaled))
@@ -226,7 +236,9 @@ class FastScorer:
             if not np.isfinite(dist[:, -1]).all():
                 # Squared distances overflow float64 beyond |x| ~ 1e154; the neighbour
                 # search then finds fewer than k neighbours, which must never be used.
-                raise ValueError("feature values too large to score: distances overflow float64")
+                raise TooExtremeError(
+                    "feature values too large to score: distances overflow float64"
+                )
         if self.kernel == "numpy":
             out: dict[str, NDArray[np.float64]] = {}
             if "isolation_forest" in self._kernel_columns:
