@@ -126,8 +126,6 @@ def _tep(ctx: Context) -> dict[str, Any]:
 
 def _synthetic(ctx: Context) -> dict[str, Any]:
     """Per-kind recall and ROC-AUC of the ensemble on the synthetic data, per seed."""
-    from anomaly_api.data.loading import synthetic_dataset
-
     runs = []
     for seed in range(ctx.option("seeds", ctx.size(1, 10))):
         trained = fit_and_evaluate(synthetic_dataset(seed=seed), seed=seed, config=config(ctx))
