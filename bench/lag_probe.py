@@ -35,8 +35,6 @@ from bench.load import connect, send
 if TYPE_CHECKING:
     from bench.servers import Server
 
-__all__ = ["INTERVAL_S", "LagProbe", "create_probed_app", "observe"]
-
 INTERVAL_S = 0.010
 PATH = "/_bench/lag"
 
