@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import http.client
 import math
 import re
 import time
@@ -31,11 +30,10 @@ import orjson
 from fastapi import FastAPI
 
 from anomaly_api.api.app import create_app
+from bench.load import connect, send
 
 if TYPE_CHECKING:
     from bench.servers import Server
-
-__all__ = ["INTERVAL_S", "LagProbe", "create_probed_app", "observe"]
 
 INTERVAL_S = 0.010
 PATH = "/_bench/lag"
@@ -134,16 +132,8 @@ def create_probed_app() -> FastAPI:
 
 
 def _get(port: int, path: str) -> bytes:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        payload = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"{path} answered {response.status}: {payload[:200]!r}")
-        return payload
-    finally:
-        conn.close()
+    with connect(port, 10.0) as conn:
+        return send(conn, path)
 
 
 _BUCKET = re.compile(

@@ -9,6 +9,7 @@ import shutil
 import statistics
 import subprocess
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -124,24 +125,32 @@ def run_wrk(
     return result
 
 
+def connect(port: int, timeout_s: float = 30.0) -> closing[http.client.HTTPConnection]:
+    """A keep-alive connection to the server on ``port``, closed when the block ends."""
+    return closing(http.client.HTTPConnection(HOST, port, timeout=timeout_s))
+
+
+def send(conn: http.client.HTTPConnection, path: str, body: bytes | None = None) -> bytes:
+    """POST ``body`` as JSON (GET without one); the answer's body, which must be a 200."""
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    conn.request("GET" if body is None else "POST", path, body, headers)
+    response = conn.getresponse()
+    payload = response.read()
+    if response.status != 200:
+        raise RuntimeError(f"{path} answered {response.status}: {payload[:200]!r}")
+    return payload
+
+
 def post_many(port: int, path: str, bodies: list[bytes]) -> dict[str, Any]:
     """POST each body in turn on one keep-alive connection; latency percentiles in ms."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=30)
-    headers = {"Content-Type": "application/json"}
     latencies: list[float] = []
     server_ms: list[float] = []
-    try:
+    with connect(port) as conn:
         for body in bodies:
             started = time.perf_counter()
-            conn.request("POST", path, body=body, headers=headers)
-            response = conn.getresponse()
-            payload = response.read()
+            payload = send(conn, path, body)
             latencies.append((time.perf_counter() - started) * 1e3)
-            if response.status != 200:
-                raise RuntimeError(f"{path} answered {response.status}: {payload[:200]!r}")
             server_ms.append(float(orjson.loads(payload).get("inference_ms", 0.0)))
-    finally:
-        conn.close()
     ordered = sorted(latencies)
     return {
         "requests": len(bodies),

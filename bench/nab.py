@@ -1,20 +1,22 @@
-"""NAB, the whole corpus, scored by NAB's own optimiser and scorer.
+"""Part ``quality.nab``: the NAB corpus through the user's path, scored by NAB's own scorer.
 
-Each of the 58 series (``../shared/datasets/nab-corpus``) is handled as a user would: a
-time-aware model is trained on the series' first 15% (NAB's probationary period, the only
-readings a detector may learn from before it is scored), then the whole series is replayed
-reading by reading through the backtest (``anomaly-api score --timestamp-column``: the
-stream path, no look-ahead). The detector's output for NAB is the product's own decision:
-``alarm`` readings carry their severity mapped into (0.5, 1], every other reading 0 (the
-``score`` variant passes every reading's anomaly score through a logistic instead).
+Each series (``$BENCH_DATASETS/nab-corpus``; all 58, or ``--set series=CATEGORY/NAME.csv,...``,
+two in a smoke run) is handled as a user would: a time-aware model (``--set window=30``) is
+trained on the series' first 15% (NAB's probationary period, the only readings a detector may
+learn from before it is scored), then the whole series is replayed reading by reading through
+the backtest (``anomaly-api score --timestamp-column``: the stream path, no look-ahead). The
+detector's output for NAB is the product's own decision (``--set variant=alarm``): alarm
+readings carry their severity mapped into (0.5, 1], every other reading 0 (``score`` passes
+every reading's anomaly score through a logistic instead).
 
-NAB's scorer runs unchanged in its own virtual environment (it needs ``pandas<2.2`` and
-``numpy<2``), in a copy of the corpus: the null detector is run first (the normalisation
-needs it), then our results are optimised, scored and normalised, and NAB's published
-``numenta`` results are re-scored by the same scorer, which must give 70.1 on the standard
-profile (proof that the scoring is NAB's).
+NAB's scorer runs unchanged in its own virtual environment (``--set scorer_venv=DIR``, created
+with its pinned packages if missing), in a copy of the corpus cut to the chosen series: the
+null detector first (the normalisation needs it), then our results are optimised, scored and
+normalised, and NAB's published ``numenta`` results re-scored by the same scorer (70.1 on the
+standard profile over the whole corpus: proof that the scoring is NAB's).
 
-    python -m bench.nab --out bench/results/nab.json [--variant alarm|score] [--window 30]
+``python -m bench.nab --out FILE [--set NAME=VALUE ...]`` runs this part alone and writes its
+report as flat JSON (``bench/results/nab.json``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,13 +36,18 @@ from numpy.typing import NDArray
 from scipy.special import expit
 
 from anomaly_api.data.errors import DataError
+from anomaly_api.data.timeseries import timeseries_from_frame
+from anomaly_api.training.time_aware import TimeAwareSettings, train_time_aware_and_save
+from bench.data import DATASETS
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "nab-corpus"
-SCORER_REQUIREMENTS = (
-    "pandas==2.1.4",
-    "numpy==1.26.4",
-    "simplejson==4.3.0",
-    "python-dateutil==4.0.0",
+if TYPE_CHECKING:
+    from bench.__main__ import Context
+
+CORPUS = DATASETS / "nab-corpus"
+SCORER_REQUIREMENTS = ("pandas==2.1.4", "numpy==1.26.4", "simplejson==4.3.0",
+                       "python-dateutil==4.0.0")  # fmt: skip
+SMOKE_SERIES = (
+    "artificialWithAnomaly/art_daily_jumpsup.csv,realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv"
 )
 PROBATION = 0.15
 DETECTOR = "anomalyapi"
@@ -61,42 +68,41 @@ def nab_run(python: Path, corpus: Path, *args: str) -> None:
     """NAB's ``run.py`` in the corpus copy (output kept quiet unless it fails)."""
     done = subprocess.run(
         [str(python), "run.py", "--skipConfirmation", "-n", "2", *args],
-        cwd=corpus,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+        cwd=corpus, capture_output=True, text=True, check=False,
+    )  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(f"NAB run.py {' '.join(args)} failed:\n{done.stderr[-3000:]}")
 
 
-def series_scores(
-    frame: pd.DataFrame, window: int, variant: str, workdir: Path
-) -> NDArray[np.float64]:
+def train_probation(frame: pd.DataFrame, settings: TimeAwareSettings, artifacts: Path) -> Any:
+    """A time-aware model trained on the series' first 15%, saved as version ``nab``; the
+    training's time series (for its input report)."""
+    probation = frame.iloc[: int(len(frame) * PROBATION)][["timestamp", "value"]]
+    series = timeseries_from_frame(probation, source="nab", timestamp_column="timestamp")
+    train_time_aware_and_save(series, artifacts, settings, version="nab")
+    return series
+
+
+def series_scores(frame: pd.DataFrame, window: int, variant: str, workdir: Path) -> NDArray[Any]:
     """Our detector's NAB score of every reading of one series (see the module doc)."""
     from anomaly_api.bulk.backtest import load_replayer, replay_input
-    from anomaly_api.data.timeseries import timeseries_from_frame
-    from anomaly_api.training.time_aware import TimeAwareSettings, train_time_aware_and_save
 
-    n_probation = int(len(frame) * PROBATION)
-    probation = frame.iloc[:n_probation][["timestamp", "value"]]
-    series = timeseries_from_frame(probation, source="nab", timestamp_column="timestamp")
     artifacts = workdir / "artifacts"
     shutil.rmtree(artifacts, ignore_errors=True)
-    train_time_aware_and_save(series, artifacts, TimeAwareSettings(window=window), version="nab")
+    train_probation(frame, TimeAwareSettings(window=window), artifacts)
     replayer = load_replayer(artifacts, "nab")
     source = replay_input(frame, ("value",), timestamp_column="timestamp", stream_column=None)
     stream = source.streams[""]
     answers = replayer.replay(stream.timestamps, stream.X)
-    reading = np.where(stream.reading >= 0, stream.reading, 0)  # a skipped row scores 0
+    answered = stream.reading >= 0  # each file row gets its reading's answer
+    rows, reading = stream.rows[answered], stream.reading[answered]
+    scores = np.zeros(len(frame))
     if variant == "alarm":
         raised = answers["alarm"][reading]
-        per_row = np.where(raised, 0.5 + 0.5 * answers["severity"][reading], 0.0)
+        scores[rows[raised]] = 0.5 + 0.5 * answers["severity"][reading][raised]
     else:
-        per_row = expit(answers["anomaly_score"][reading])
-    scores = np.zeros(len(frame))
-    scores[stream.rows] = np.where(stream.reading >= 0, per_row, 0.0)
-    scores[:n_probation] = 0.0  # not scored by NAB; our model learnt from these readings
+        scores[rows] = expit(answers["anomaly_score"][reading])
+    scores[: int(len(frame) * PROBATION)] = 0.0  # not scored by NAB; our model learnt these
     return scores
 
 
@@ -117,14 +123,26 @@ def write_results(corpus: Path, window: int, variant: str) -> dict[str, str]:
             out = corpus / "results" / DETECTOR / category / f"{DETECTOR}_{name}"
             out.parent.mkdir(parents=True, exist_ok=True)
             pd.DataFrame(
-                {
-                    "timestamp": frame["timestamp"],
-                    "value": frame["value"],
-                    "anomaly_score": scores,
-                    "label": labels["label"],
-                }
-            ).to_csv(out, index=False)
+                {"timestamp": frame["timestamp"], "value": frame["value"],
+                 "anomaly_score": scores, "label": labels["label"]}
+            ).to_csv(out, index=False)  # fmt: skip
     return failed
+
+
+def copy_corpus(corpus: Path, series: list[str] | None) -> None:
+    """NAB's corpus copied to ``corpus``, cut to ``series`` when given: its data, numenta's
+    results and the label windows (NAB's runner reads the labels of every series it finds)."""
+    shutil.copytree(CORPUS, corpus)
+    if series is None:
+        return
+    for path in (corpus / "data").glob("*/*.csv"):
+        key = f"{path.parent.name}/{path.name}"
+        if key not in series:
+            path.unlink()
+            (corpus / "results" / "numenta" / path.parent.name / f"numenta_{path.name}").unlink()
+    windows = corpus / "labels" / "combined_windows.json"
+    kept = {k: v for k, v in json.loads(windows.read_text()).items() if k in series}
+    windows.write_text(json.dumps(kept, indent=4))
 
 
 def final_scores(corpus: Path, detector: str) -> dict[str, float]:
@@ -133,46 +151,56 @@ def final_scores(corpus: Path, detector: str) -> dict[str, float]:
     return {profile: round(float(results[detector][profile]), 2) for profile in PROFILES}
 
 
-def measure(window: int, variant: str, scorer_venv: Path) -> dict[str, Any]:
-    """Run the whole protocol in a copy of the corpus; the report as a dict."""
-    python = scorer_python(scorer_venv)
+def measure(ctx: Context) -> dict[str, Any]:
+    """The whole protocol in a copy of the corpus; the report as a dict."""
+    window, variant = ctx.option("window", 30), ctx.option("variant", "alarm")
+    chosen = ctx.option("series", ctx.size(SMOKE_SERIES, ""))
+    series = chosen.split(",") if chosen else None
+    default_venv = Path.home() / ".cache" / "anomaly-api" / "nab-scorer"
+    python = scorer_python(Path(ctx.option("scorer_venv", str(default_venv))))
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "nab"
-        shutil.copytree(CORPUS, corpus)
+        copy_corpus(corpus, series)
         nab_run(python, corpus, "-d", "null", "--detect", "--optimize", "--score")
         failed = write_results(corpus, window, variant)
         nab_run(python, corpus, "-d", DETECTOR, "--optimize", "--score", "--normalize")
         ours = final_scores(corpus, DETECTOR)
         nab_run(python, corpus, "-d", "numenta", "--score", "--normalize")
         numenta = final_scores(corpus, "numenta")
+        n_series = len(list((corpus / "data").glob("*/*.csv")))
     return {
         **ours,
         "numenta_standard_rescored": numenta["standard"],
         "numenta_rescored": numenta,
         "variant": variant,
         "window": window,
-        "series": len(list((CORPUS / "data").glob("*/*.csv"))),
+        "series": n_series,
         "not_trained": failed,
     }
 
 
+def run(ctx: Context) -> dict[str, Any]:
+    """The part: NAB's scores, or why it was skipped (no corpus)."""
+    if not (CORPUS / "run.py").is_file():
+        print(f"quality.nab skipped: no NAB corpus at {CORPUS}")
+        return {"quality": {"nab": {"skipped": f"no NAB corpus at {CORPUS}"}}}
+    return {"quality": {"nab": measure(ctx)}}
+
+
 def main(argv: list[str] | None = None) -> None:
+    """``quality.nab`` alone, its report written flat to ``--out``."""
+    from bench.__main__ import Context
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench/results/nab.json"))
-    parser.add_argument("--variant", choices=("alarm", "score"), default="alarm")
-    parser.add_argument("--window", type=int, default=30)
-    parser.add_argument(
-        "--scorer-venv",
-        type=Path,
-        default=Path.home() / ".cache" / "anomaly-api" / "nab-scorer",
-        help="virtual environment of NAB's scorer (created if missing)",
-    )
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args(argv)
-    report = measure(args.window, args.variant, args.scorer_venv)
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = Context(False, Path(tmp), options=dict(s.split("=", 1) for s in args.set))
+        report = run(ctx)["quality"]["nab"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "not_trained"}, indent=2))
-    print(f"{len(report['not_trained'])} series not trained; wrote {args.out}")
 
 
 if __name__ == "__main__":

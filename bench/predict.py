@@ -4,7 +4,6 @@ and where requests run (event loop or thread pool)."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import statistics
 import threading
@@ -16,10 +15,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from anomaly_api.testing import HOST
 from bench import lag_probe
 from bench.data import N_FEATURES, batch_body
-from bench.load import post_many, run_wrk
+from bench.load import connect, post_many, run_wrk, send
 from bench.servers import (
     PROBED_APP,
     Server,
@@ -190,18 +188,10 @@ def batches_in_background(port: int) -> Iterator[dict[str, Any]]:
     stats: dict[str, Any] = {"batches": 0}
 
     def loop() -> None:
-        conn = http.client.HTTPConnection(HOST, port, timeout=30)
-        try:
+        with connect(port) as conn:
             while not stop.is_set():
-                body = batch_body(1_000_000 + stats["batches"])
-                conn.request("POST", "/predict/batch", body, {"Content-Type": "application/json"})
-                response = conn.getresponse()
-                response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"batch answered {response.status}")
+                send(conn, "/predict/batch", batch_body(1_000_000 + stats["batches"]))
                 stats["batches"] += 1
-        finally:
-            conn.close()
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()

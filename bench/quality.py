@@ -7,9 +7,11 @@
   it; synthetic: the training pipeline per seed, recall per anomaly kind; ADBench: held-out
   ROC-AUC, PR-AUC and F1 per classical set. ``--set detectors=a,b --set min_votes=N
   --set contamination=X`` choose the ensemble; ``faults``, ``seeds``, ``sets`` the data.
-- ``time``: the time-aware model (``bench.quality_time``).
+- ``time``: the time-aware model; ``fpr``: its false-alarm rate through the user's training
+  path (both in ``bench.quality_time``).
 - ``alarms``: alarms per day at normal operation against detection delay for a few alarm
   policies, on a fresh 30-day synthetic stream and on TEP.
+- ``nab``: the NAB corpus through the user's path, scored by NAB's own scorer (``bench.nab``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from anomaly_api.data.synthetic import (
 from anomaly_api.detection import AnomalyEnsemble
 from anomaly_api.monitoring import AlarmPolicy, AlarmState
 from anomaly_api.training.pipeline import EnsembleConfig, fit_and_evaluate, new_ensemble
-from bench import quality_time
+from bench import nab, quality_time
 from bench.data import DATASETS, TEP, TEP_FAULT_ONSET, TEP_HARD_FAULTS, tep_available, tep_frame
 
 if TYPE_CHECKING:
@@ -124,8 +126,6 @@ def _tep(ctx: Context) -> dict[str, Any]:
 
 def _synthetic(ctx: Context) -> dict[str, Any]:
     """Per-kind recall and ROC-AUC of the ensemble on the synthetic data, per seed."""
-    from anomaly_api.data.loading import synthetic_dataset
-
     runs = []
     for seed in range(ctx.option("seeds", ctx.size(1, 10))):
         trained = fit_and_evaluate(synthetic_dataset(seed=seed), seed=seed, config=config(ctx))
@@ -303,4 +303,7 @@ def alarm_policies(ctx: Context) -> dict[str, Any]:
     return {"quality": {"alarms": out}}
 
 
-PARTS = {"pointwise": pointwise, "time": quality_time.run, "alarms": alarm_policies}
+PARTS = {
+    "pointwise": pointwise, "time": quality_time.run, "alarms": alarm_policies,
+    "fpr": quality_time.fpr, "nab": nab.run,
+}  # fmt: skip

@@ -314,16 +314,11 @@ def flat_table(title: str, data: dict[str, Any]) -> list[str]:
 
 def write_results(out: Path, results: dict[str, Any], text: str) -> None:
     """Write ``results`` as indented JSON to ``out`` and ``text`` beside it (``.md``), then
-    print ``text``, the load averages of ``results["meta"]`` and where the files went."""
+    print ``text`` (its first line has the load averages) and where the files went."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
     out.with_suffix(".md").write_text(text + "\n")
-    print(text)
-    meta = results["meta"]
-    print(
-        f"\nload average before {meta['load_average_before']}, after {meta['load_average_after']}"
-    )
-    print(f"wrote {out}")
+    print(f"{text}\nwrote {out}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,6 @@ throwaway ``redis-server`` started here, so the shared one's traffic does not bl
 from __future__ import annotations
 
 import asyncio
-import http.client
 import statistics
 import time
 import tracemalloc
@@ -22,8 +21,7 @@ from anomaly_api.config import Settings
 from anomaly_api.monitoring.alarms import AlarmPolicy
 from anomaly_api.service.stream_alarms import StreamAlarms
 from anomaly_api.service.streams import InMemoryStreamStore, RedisStreamStore, StreamStore
-from anomaly_api.testing import HOST
-from bench.load import STREAM_LUA, post_many, run_wrk
+from bench.load import STREAM_LUA, connect, post_many, run_wrk, send
 from bench.report import ratio
 from bench.servers import redis_server, service_env, service_server
 
@@ -41,24 +39,14 @@ POLICY = AlarmPolicy(k=3, window=10, cooldown=30)
 def warm_streams(port: int) -> None:
     """Post ``WINDOW`` readings to each wrk stream before wrk's first timestamp, so wrk
     measures full windows."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=30)
-    try:
+    with connect(port) as conn:
         for sid in range(1, CONNECTIONS + 1):
             for start in range(0, WINDOW, 15):
                 body = {
                     "timestamps": [T0 - (WINDOW - start - i) * 300 for i in range(15)],
                     "readings": [[0.0, 1.0, 0.0, 0.1, 1.0, 0.0, 0.2, -0.1]] * 15,
                 }
-                conn.request(
-                    "POST", f"/streams/bench-{sid}/readings", orjson.dumps(body),
-                    {"Content-Type": "application/json"},
-                )  # fmt: skip
-                response = conn.getresponse()
-                payload = response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"warm-up answered {response.status}: {payload[:200]!r}")
-    finally:
-        conn.close()
+                send(conn, f"/streams/bench-{sid}/readings", orjson.dumps(body))
 
 
 def window_bodies(count: int, mode: str) -> list[bytes]:

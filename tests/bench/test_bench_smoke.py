@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from bench.__main__ import SECTIONS, parts_of
 from bench.data import DATASETS, tep_available
+from bench.nab import CORPUS as NAB_CORPUS
 from bench_smoke import run_smoke
 
 
@@ -97,7 +98,16 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
     assert 0 <= quality["pointwise"]["synthetic"]["mean"]["roc_auc"] <= 1
     assert 0 <= quality["time"]["synthetic"]["f1_mean"] <= 1
     assert quality["alarms"]["synthetic"]["policies"]
+    assert 0 <= quality["fpr"]["synthetic"]["fpr_mean"] <= 1
+    nab = quality["nab"]
+    if not (NAB_CORPUS / "run.py").is_file():
+        assert "skipped" in nab
+    else:  # the corpus cut to two series, scored by NAB's own scorer
+        assert nab["series"] == 2
+        assert {"standard", "reward_low_FP_rate", "reward_low_FN_rate"} <= set(nab)
+        assert 0 < nab["numenta_standard_rescored"] <= 100
     if tep_available():
+        assert 0 <= quality["fpr"]["tep"]["false_alarm_rate"] <= 1
         fault4 = quality["pointwise"]["tep"]["faults"]["4"]  # a textbook easy fault
         assert fault4["detection_rate"] > 0.9
         assert fault4["most_frequent_top1"] in fault4["known_variables"]
