@@ -217,6 +217,31 @@ squared_distances(const double *restrict x, const double *restrict train_t,
     }
 }
 
+/* Run fn on each of n_threads tasks (each `size` bytes, in one array): the calling thread
+ * takes the first share, the others get a thread each; a share whose thread cannot be
+ * started is done here too. Called with the GIL released. */
+static void
+run_shares(void *(*fn)(void *), void *tasks, size_t size, int n_threads)
+{
+    pthread_t threads[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    char *base = (char *)tasks;
+    for (int t = 1; t < n_threads; t++) {
+        started[t] = pthread_create(&threads[t], NULL, fn, base + (size_t)t * size) == 0;
+    }
+    if (n_threads > 0) {
+        fn(base);
+    }
+    for (int t = 1; t < n_threads; t++) {
+        if (started[t]) {
+            pthread_join(threads[t], NULL);
+        }
+        else {
+            fn(base + (size_t)t * size);
+        }
+    }
+}
+
 static void *
 knn_rows(void *arg)
 {
@@ -519,8 +544,6 @@ knn_blocks(PyObject *self, PyObject *args)
         goto done;
     }
     BlockTask tasks[MAX_THREADS];
-    pthread_t threads[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
     for (int t = 0; t < n_threads; t++) {
         tasks[t] = (BlockTask){
             .X = b[0].buf, .train_t = b[1].buf, .index = b[2].buf, .starts = starts,
@@ -531,18 +554,7 @@ knn_blocks(PyObject *self, PyObject *args)
         };
     }
     Py_BEGIN_ALLOW_THREADS
-    for (int t = 1; t < n_threads; t++) {
-        started[t] = pthread_create(&threads[t], NULL, knn_blocks_rows, &tasks[t]) == 0;
-    }
-    knn_blocks_rows(&tasks[0]);
-    for (int t = 1; t < n_threads; t++) {
-        if (started[t]) {
-            pthread_join(threads[t], NULL);
-        }
-        else {
-            knn_blocks_rows(&tasks[t]);
-        }
-    }
+    run_shares(knn_blocks_rows, tasks, sizeof(BlockTask), n_threads);
     Py_END_ALLOW_THREADS
     Py_INCREF(Py_None);
     result = Py_None;
@@ -586,8 +598,6 @@ knn(PyObject *self, PyObject *args)
     }
     n_threads = thread_count(n_threads, n_rows);
     KnnTask tasks[MAX_THREADS];
-    pthread_t threads[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
     for (int t = 0; t < n_threads; t++) {
         tasks[t] = (KnnTask){
             .X = X.buf, .train_t = T.buf, .dist = D.buf, .ind = I.buf, .ties = S.buf,
@@ -596,22 +606,7 @@ knn(PyObject *self, PyObject *args)
         };
     }
     Py_BEGIN_ALLOW_THREADS
-    /* The calling thread takes the first share; the others get a thread each. If a
-     * thread cannot be started, its share is done here too. */
-    for (int t = 1; t < n_threads; t++) {
-        started[t] = pthread_create(&threads[t], NULL, knn_rows, &tasks[t]) == 0;
-    }
-    if (n_threads > 0) {
-        knn_rows(&tasks[0]);
-    }
-    for (int t = 1; t < n_threads; t++) {
-        if (started[t]) {
-            pthread_join(threads[t], NULL);
-        }
-        else {
-            knn_rows(&tasks[t]);
-        }
-    }
+    run_shares(knn_rows, tasks, sizeof(KnnTask), n_threads);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&S);
     PyBuffer_Release(&I);
