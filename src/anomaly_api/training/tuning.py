@@ -16,7 +16,10 @@ labels. ``retune`` applies one ``Objective``:
   ``c``-quantile of its training scores, as the ensemble's own ``fit`` does);
 * ``TargetRecall(r)``: each detector flags at least a share ``r`` of the labelled
   anomalies, as few other rows as possible (labels required);
-* ``Explicit({name: value})``: set some detectors' thresholds, keep the others.
+* ``Explicit({name: value})``: set some detectors' thresholds, keep the others;
+* ``MarginShift(delta, ...)``: lower every anomaly score by ``delta`` (each threshold
+  moves by ``-delta`` times its detector's scale; ``training.feedback`` derives it from
+  labelled events).
 
 Bad input raises ``TuningError`` (a ``ValueError``) with a message meant for a 422.
 """
