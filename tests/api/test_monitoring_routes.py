@@ -15,6 +15,9 @@ from anomaly_api.service import metric_names
 from api_testing import ANOMALOUS, NORMAL, assert_error, make_settings, samples, serve_app
 from factories import TINY_FEATURES, fit_tiny_artifact
 
+FALSE_ALARM = {"id": "a-1", "peak_severity": 0.2, "label": "false_alarm"}
+CONFIRMED = {"id": "a-2", "peak_severity": 0.9, "feedback": {"label": "confirmed"}}
+
 
 @pytest.fixture
 def artifacts(tmp_path: Path) -> Path:
@@ -151,6 +154,13 @@ async def test_thresholds_table_and_hot_swap(
         ({}, "exactly one of"),
         ({"target_fpr": 0.1, "contamination": 0.1}, "exactly one of"),
         ({"target_fpr": 0.1, "new_version": "tiny-1"}, "already exists"),
+        ({"feedback": []}, "no false_alarm event"),
+        ({"feedback": [CONFIRMED]}, "no false_alarm event"),
+        ({"feedback": ["x"]}, "record 1: expected an event object"),
+        ({"feedback": [{**FALSE_ALARM, "label": "maybe"}]}, "label must be one of"),
+        ({"feedback": [{**FALSE_ALARM, "peak_severity": 2}]}, "peak_severity must be"),
+        ({"feedback": [FALSE_ALARM], "target_fpr": 0.1}, "exactly one of"),
+        ({"target_fpr": 0.1, "max_shift": 1.0}, "max_shift goes with feedback"),
     ],
 )
 async def test_bad_threshold_requests_are_422_and_change_nothing(
@@ -253,3 +263,39 @@ async def test_a_differently_fitted_model_starts_a_fresh_drift_window(artifacts:
         assert (drift["model_version"], drift["rows_held"]) == ("tiny-1", 0)
         assert (await client.post("/predict", json={"features": NORMAL})).status_code == 200
         assert (await client.get("/monitoring/drift")).json()["rows_held"] == 1
+
+
+async def test_feedback_moves_the_served_scores_by_the_shift(artifacts: Path) -> None:
+    async with serve_app(make_settings(artifacts)) as client:
+        before = (await client.post("/predict", json={"features": ANOMALOUS})).json()
+        moved = await client.post(
+            "/admin/thresholds",
+            json={"feedback": [FALSE_ALARM, CONFIRMED], "new_version": "tiny-1-fb"},
+        )
+        assert moved.status_code == 200, moved.text
+        after = (await client.post("/predict", json={"features": ANOMALOUS})).json()
+    body = moved.json()
+    assert body["model_version"] == "tiny-1-fb"
+    assert body["objective"].startswith("feedback: shift=0.25 silences 1 of 1 false alarms")
+    shift = body["feedback"]["shift"]
+    assert shift == pytest.approx(0.25)  # peak score of severity 0.2: 0.2 / 0.8
+    assert body["feedback"]["stay"] == []
+    assert after["model_version"] == "tiny-1-fb"
+    assert after["anomaly_score"] == pytest.approx(before["anomaly_score"] - shift, abs=1e-9)
+    assert latest_version(artifacts) == "tiny-1-fb"
+
+
+async def test_other_objectives_answer_without_a_feedback_field(artifacts: Path) -> None:
+    async with serve_app(make_settings(artifacts)) as client:
+        moved = await client.post("/admin/thresholds", json={"target_fpr": 0.2})
+    assert moved.status_code == 200, moved.text
+    assert "feedback" not in moved.json()
+
+
+async def test_negative_max_shift_is_422(artifacts: Path) -> None:
+    async with serve_app(make_settings(artifacts)) as client:
+        answer = await client.post(
+            "/admin/thresholds", json={"feedback": [FALSE_ALARM], "max_shift": -1}
+        )
+    assert answer.status_code == 422
+    assert [m.version for m in list_versions(artifacts)] == ["tiny-1"]

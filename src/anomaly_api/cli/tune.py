@@ -19,8 +19,11 @@ def parse_objective(
     contamination: float | None,
     target_recall: float | None,
     thresholds: str | None,
+    *,
+    feedback: Path | None = None,
+    max_shift: float | None = None,
 ) -> Objective:
-    """Exactly one of the four options as an ``Objective``, or one ``error:`` line."""
+    """Exactly one of the five options as an ``Objective``, or one ``error:`` line."""
     from anomaly_api.training.tuning import (
         Contamination,
         Explicit,
@@ -37,14 +40,19 @@ def parse_objective(
             ("--contamination", contamination),
             ("--target-recall", target_recall),
             ("--thresholds", thresholds),
+            ("--feedback", feedback),
         )
         if value is not None
     ]
     if len(given) != 1:
         fail(
-            "give exactly one of --target-fpr, --contamination, --target-recall, --thresholds"
-            + (f" (got {', '.join(given)})" if given else "")
+            "give exactly one of --target-fpr, --contamination, --target-recall, --thresholds, "
+            "--feedback" + (f" (got {', '.join(given)})" if given else "")
         )
+    if max_shift is not None and feedback is None:
+        fail("--max-shift goes with --feedback")
+    if feedback is not None:
+        return feedback_objective(feedback, max_shift)
     if target_fpr is not None:
         return TargetFPR(target_fpr)
     if contamination is not None:
@@ -56,6 +64,28 @@ def parse_objective(
         return Explicit(parse_thresholds(thresholds))
     except TuningError as exc:
         fail(f"--thresholds: {exc}")
+
+
+def feedback_objective(path: Path, max_shift: float | None) -> Objective:
+    """The margin shift the labelled events of ``path`` (JSON Lines) ask for, or one
+    ``error:`` line."""
+    from anomaly_api.training.feedback import (
+        DEFAULT_MAX_SHIFT,
+        labelled_peaks,
+        read_jsonl,
+        shift_for,
+    )
+    from anomaly_api.training.tuning import TuningError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"--feedback: cannot read {path}: {exc}")
+    try:
+        peaks = labelled_peaks(read_jsonl(text))
+        return shift_for(peaks, DEFAULT_MAX_SHIFT if max_shift is None else max_shift)
+    except TuningError as exc:
+        fail(f"--feedback {path}: {exc}")
 
 
 def tune(
@@ -79,6 +109,20 @@ def tune(
         str | None,
         typer.Option(help="Explicit thresholds, name=value,... (others keep theirs)."),
     ] = None,
+    feedback: Annotated[
+        Path | None,
+        typer.Option(
+            help="Labelled events (JSON Lines): lower every anomaly score by the smallest "
+            "shift that silences the false alarms below the lowest confirmed peak."
+        ),
+    ] = None,
+    max_shift: Annotated[
+        float | None,
+        typer.Option(help="With --feedback: the largest shift, in margin units (default 2)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would be written; write nothing.")
+    ] = False,
     new_version: Annotated[
         str | None, typer.Option(help="Name of the new version (default: <version>-t<hash>).")
     ] = None,
@@ -96,26 +140,33 @@ def tune(
     from anomaly_api.training.revision import tune_version
     from anomaly_api.training.tuning import TuningError
 
-    objective = parse_objective(target_fpr, contamination, target_recall, thresholds)
+    objective = parse_objective(
+        target_fpr, contamination, target_recall, thresholds, feedback=feedback, max_shift=max_shift
+    )
     directory = resolve_artifacts_dir(artifacts_dir)
     with user_errors():
         try:
             result = tune_version(
-                directory, version, objective, new_version=new_version, make_latest=not no_latest
+                directory,
+                version,
+                objective,
+                new_version=new_version,
+                make_latest=not no_latest,
+                dry_run=dry_run,
             )
         except TuningError as exc:
             fail(str(exc))
-    typer.echo(
-        json.dumps(
-            {
-                "version": result.version,
-                "parent_version": result.parent_version,
-                "objective": result.objective,
-                "thresholds_before": result.before,
-                "thresholds_after": result.after,
-                "expected": result.expected,
-                "latest": not no_latest,
-            },
-            indent=2,
-        )
-    )
+    record: dict[str, object] = {
+        "version": result.version,
+        "parent_version": result.parent_version,
+        "objective": result.objective,
+        "thresholds_before": result.before,
+        "thresholds_after": result.after,
+        "expected": result.expected,
+        "latest": not no_latest and not dry_run,
+    }
+    if result.details is not None:
+        record["feedback"] = result.details
+    if dry_run:
+        record["dry_run"] = True
+    typer.echo(json.dumps(record, indent=2))

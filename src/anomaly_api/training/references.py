@@ -70,6 +70,11 @@ class TunableDetector:
         return np.asarray(self.detector.offsets_, dtype=np.float64).reshape(len(self.names))
 
     @property
+    def scales(self) -> NDArray[np.float64]:
+        """Each threshold's scale: a margin is (threshold - score) / scale."""
+        return np.asarray(self.detector.scales_, dtype=np.float64).reshape(len(self.names))
+
+    @property
     def min_votes(self) -> int:
         """Members that must agree for an anomaly."""
         return int(self.detector.min_votes)

@@ -15,7 +15,7 @@ parent's references (re-hashed into the new manifest). Like training, it points
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from anomaly_api.artifacts import (
 from anomaly_api.training.calibration import statement
 from anomaly_api.training.references import load_references, tunable_detector
 from anomaly_api.training.tuning import (
+    MarginShift,
     Objective,
     ScoreReference,
     TargetFPR,
@@ -57,6 +58,10 @@ class TuneResult:
     before: dict[str, float]
     after: dict[str, float]
     expected: dict[str, float | None]
+    details: dict[str, Any] | None = None
+    """What a margin shift was computed from (e.g. the feedback counts), else None."""
+    written: bool = True
+    """False for a dry run: nothing was saved."""
 
 
 def tuned_version_name(parent: str, objective: str, now: datetime) -> str:
@@ -84,12 +89,13 @@ def tune_version(
     *,
     new_version: str | None = None,
     make_latest: bool = True,
+    dry_run: bool = False,
 ) -> TuneResult:
     """Save a revision of ``version`` (``LATEST`` when None) with thresholds for ``objective``.
 
     Raises ``TuningError`` (bad objective, unknown detector, nothing kept to tune from)
     or ``ArtifactError`` (no such version, integrity, a name already taken); nothing is
-    written then.
+    written then, nor with ``dry_run`` (the result says what would be written).
     """
     artifact = load_any_artifact(artifacts_dir, version)
     manifest, model = artifact.manifest, artifact.model
@@ -102,7 +108,7 @@ def tune_version(
             f"the model has {names}"
         )
     before = tunable.thresholds
-    after = retune(scores, before, objective)
+    after = retune(scores, before, objective, tunable.scales)
     if after.shape != before.shape or not np.all(np.isfinite(after)):
         raise TuningError("the objective gave no finite threshold for every detector")
     now = datetime.now(UTC)
@@ -120,7 +126,6 @@ def tune_version(
         + ("normal validation" if scores.has_labels else "training or calibration")
         + " scores (Clopper-Pearson bound)",
     )
-    tunable.detector.set_offsets(after)
     before_map = dict(zip(names, (float(v) for v in before), strict=True))
     after_map = dict(zip(names, (float(v) for v in after), strict=True))
     detectors = [
@@ -136,6 +141,23 @@ def tune_version(
         "expected": expected,
         "labelled_validation": scores.has_labels,
     }
+    details = dict(objective.details) if isinstance(objective, MarginShift) else None
+    if details is not None:
+        tuning["details"] = details
+    result = TuneResult(
+        version=name,
+        parent_version=manifest.version,
+        path=artifacts_dir / name,
+        objective=label,
+        before=before_map,
+        after=after_map,
+        expected=expected,
+        details=details,
+        written=not dry_run,
+    )
+    if dry_run:
+        return result
+    tunable.detector.set_offsets(after)
     new_manifest = manifest.model_copy(
         update={
             "version": name,
@@ -161,12 +183,4 @@ def tune_version(
     path = save_artifact(
         model, new_manifest, artifacts_dir, make_latest=make_latest, attachments=attachments
     )
-    return TuneResult(
-        version=name,
-        parent_version=manifest.version,
-        path=path,
-        objective=label,
-        before=before_map,
-        after=after_map,
-        expected=expected,
-    )
+    return replace(result, path=path)

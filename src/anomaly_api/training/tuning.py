@@ -16,7 +16,10 @@ labels. ``retune`` applies one ``Objective``:
   ``c``-quantile of its training scores, as the ensemble's own ``fit`` does);
 * ``TargetRecall(r)``: each detector flags at least a share ``r`` of the labelled
   anomalies, as few other rows as possible (labels required);
-* ``Explicit({name: value})``: set some detectors' thresholds, keep the others.
+* ``Explicit({name: value})``: set some detectors' thresholds, keep the others;
+* ``MarginShift(delta, ...)``: lower every anomaly score by ``delta`` (each threshold
+  moves by ``-delta`` times its detector's scale; ``training.feedback`` derives it from
+  labelled events).
 
 Bad input raises ``TuningError`` (a ``ValueError``) with a message meant for a 422.
 """
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -174,7 +177,17 @@ class Explicit:
     thresholds: Mapping[str, float]
 
 
-Objective = TargetFPR | Contamination | TargetRecall | Explicit
+@dataclass(frozen=True)
+class MarginShift:
+    """Lower every anomaly score by ``delta`` (each offset moves by ``-delta * scale``);
+    ``reason`` says where the shift came from (e.g. the operator-feedback summary)."""
+
+    delta: float
+    reason: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+Objective = TargetFPR | Contamination | TargetRecall | Explicit | MarginShift
 
 
 def describe(objective: Objective) -> str:
@@ -185,6 +198,8 @@ def describe(objective: Objective) -> str:
         return f"contamination={objective.contamination:g}"
     if isinstance(objective, TargetRecall):
         return f"target-recall={objective.recall:g}"
+    if isinstance(objective, MarginShift):
+        return objective.reason
     return "thresholds=" + ",".join(f"{k}={v:g}" for k, v in sorted(objective.thresholds.items()))
 
 
@@ -243,13 +258,23 @@ def recall_thresholds(
 
 
 def retune(
-    reference: ScoreReference, current: ArrayLike, objective: Objective
+    reference: ScoreReference,
+    current: ArrayLike,
+    objective: Objective,
+    scales: ArrayLike | None = None,
 ) -> NDArray[np.float64]:
-    """New thresholds, one per detector of ``reference``, for ``objective``."""
+    """New thresholds, one per detector of ``reference``, for ``objective`` (a
+    ``MarginShift`` needs the detectors' ``scales``)."""
     names = reference.detector_names
     before = np.asarray(current, dtype=np.float64)
     if before.shape != (len(names),) or not np.all(np.isfinite(before)):
         raise TuningError(f"current thresholds must be {len(names)} finite numbers")
+    if isinstance(objective, MarginShift):
+        if scales is None:
+            raise TuningError("a margin shift needs the detectors' scales")
+        delta = _finite_float(objective.delta, "margin shift")
+        shifted: NDArray[np.float64] = before - delta * np.asarray(scales, dtype=np.float64)
+        return shifted
     if isinstance(objective, TargetFPR):
         return fpr_thresholds(reference.normal_scores(), objective.fpr)
     if isinstance(objective, Contamination):

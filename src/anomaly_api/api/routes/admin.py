@@ -91,6 +91,16 @@ class ThresholdsRequest(BaseModel):
     thresholds: dict[str, float] | None = Field(
         default=None, description="Detector name -> threshold; the others keep theirs."
     )
+    feedback: list[Any] | None = Field(
+        default=None,
+        description="Labelled event records (as `GET /streams/{id}/events` lists them, or "
+        "`anomaly-api score --events` writes them, with `label` or `feedback.label`): lower "
+        "every anomaly score by the smallest shift that silences the false alarms below the "
+        "lowest confirmed peak.",
+    )
+    max_shift: float | None = Field(
+        default=None, ge=0, description="With `feedback`: the largest shift (default 2)."
+    )
     new_version: str | None = Field(
         default=None, pattern=_VERSION_PATTERN, description="Default: <version>-t<hash>."
     )
@@ -105,6 +115,11 @@ class ThresholdsResponse(BaseModel):
     thresholds_before: dict[str, float]
     thresholds_after: dict[str, float]
     expected: dict[str, float | None]
+    feedback: dict[str, Any] | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="With `feedback`: the shift, the counts and the false alarms that stay.",
+    )
     load_ms: float
     announced: bool = Field(
         description="Whether the other replicas were told to follow (needs Redis)."
@@ -113,18 +128,33 @@ class ThresholdsResponse(BaseModel):
 
 
 def _objective(body: ThresholdsRequest) -> Any:
-    from anomaly_api.training.tuning import Contamination, Explicit, TargetFPR, TargetRecall
+    from anomaly_api.training.feedback import DEFAULT_MAX_SHIFT, labelled_peaks, shift_for
+    from anomaly_api.training.tuning import (
+        Contamination,
+        Explicit,
+        TargetFPR,
+        TargetRecall,
+        TuningError,
+    )
 
     given = [
         name
-        for name in ("target_fpr", "contamination", "target_recall", "thresholds")
+        for name in ("target_fpr", "contamination", "target_recall", "thresholds", "feedback")
         if getattr(body, name) is not None
     ]
     if len(given) != 1:
         raise InvalidInputError(
-            "give exactly one of target_fpr, contamination, target_recall, thresholds"
+            "give exactly one of target_fpr, contamination, target_recall, thresholds, feedback"
             + (f" (got {', '.join(given)})" if given else "")
         )
+    if body.max_shift is not None and body.feedback is None:
+        raise InvalidInputError("max_shift goes with feedback")
+    if body.feedback is not None:
+        max_shift = DEFAULT_MAX_SHIFT if body.max_shift is None else body.max_shift
+        try:
+            return shift_for(labelled_peaks(body.feedback), max_shift)
+        except TuningError as exc:
+            raise InvalidInputError(f"feedback: {exc}") from exc
     for name in ("target_fpr", "contamination", "target_recall"):
         value = getattr(body, name)
         if value is not None and not math.isfinite(value):
@@ -210,6 +240,7 @@ async def move_thresholds(
         thresholds_before=result.before,
         thresholds_after=result.after,
         expected=result.expected,
+        feedback=result.details,
         load_ms=reloaded.load_ms,
         announced=announcement.sent,
         announcement=announcement.detail,
