@@ -65,10 +65,11 @@ class Server:
 def uvicorn_server(
     name: str, app: str, env: Mapping[str, str], *, factory: bool, ready_path: str
 ) -> Iterator[Server]:
-    """Run ``app`` under uvicorn with one worker on a free port until the block ends."""
+    """Run ``app`` under uvicorn with one worker on a free port until the block ends, on
+    the standard asyncio loop (the service's default, ``ANOMALY_LOOP``)."""
     port = free_port()
     args = [sys.executable, "-m", "uvicorn", app, "--host", HOST, "--port", str(port)]
-    args += ["--workers", "1", "--log-level", "warning", "--no-access-log"]
+    args += ["--workers", "1", "--loop", "asyncio", "--log-level", "warning", "--no-access-log"]
     if factory:
         args.append("--factory")
     started = time.perf_counter()
