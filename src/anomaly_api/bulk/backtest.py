@@ -42,6 +42,7 @@ __all__ = [
     "StreamInput",
     "StreamReplayer",
     "load_replayer",
+    "point_wise_error",
     "replay_input",
     "worker_replayer",
 ]
@@ -261,6 +262,14 @@ def _groups(ids: NDArray[np.str_]) -> Iterator[tuple[str, NDArray[np.intp]]]:
         yield stream, parts[stream]
 
 
+def point_wise_error(version: str) -> DataError:
+    """What a replay of a point-wise model says: it needs no replay."""
+    return DataError(
+        f"model {version!r} is point-wise: it scores each row alone, "
+        "so a replay needs no --timestamp-column (drop it to score the file)"
+    )
+
+
 def load_replayer(artifacts_dir: Path, version: str | None) -> StreamReplayer:
     """Load a time-aware version with the service's alarm policy and scoring backend."""
     from anomaly_api.config import get_settings
@@ -271,10 +280,7 @@ def load_replayer(artifacts_dir: Path, version: str | None) -> StreamReplayer:
         artifacts_dir, version, on_version_mismatch=settings.on_version_mismatch
     )
     if not isinstance(artifact, TimeAwareArtifact):
-        raise DataError(
-            f"model {artifact.manifest.version!r} is point-wise: it scores each row alone, "
-            "so a replay needs no --timestamp-column (drop it to score the file)"
-        )
+        raise point_wise_error(artifact.manifest.version)
     return StreamReplayer(artifact, service_alarm_policy(settings), settings.inference_backend)
 
 

@@ -7,14 +7,14 @@ same order, holding at most a few chunks in flight, so memory stays bounded.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
-from anomaly_api.bulk.backtest import ReplayedStream, load_replayer
+from anomaly_api.bulk.backtest import ReplayedStream, load_replayer, point_wise_error
 from anomaly_api.bulk.chunk_scorer import Answers, ChunkScorer, load_scorer
 from anomaly_api.bulk.tables import Chunk
 
@@ -76,30 +76,17 @@ class DaskEngine:
         self.detector_names = tuple(d.name for d in manifest.detectors)
         self._artifacts_dir = str(artifacts_dir.resolve())
         self._threads = threads_per_worker
-        self.client, self._cluster = _dask_client(address, n_workers, threads_per_worker)
-        self.n_workers = max(1, len(self.client.scheduler_info(n_workers=-1)["workers"]))
+        self._pool = DaskPool(address, n_workers, threads_per_worker)
+        self.client = self._pool.client
+        self.n_workers = self._pool.n_workers
 
     def score(self, chunks: Iterable[Chunk]) -> Iterator[tuple[Chunk, Answers]]:
         from anomaly_api.bulk.chunk_scorer import score_on_worker
 
-        in_flight: deque[tuple[Chunk, Any]] = deque()
-        limit = 2 * self.n_workers
-        for chunk in chunks:
-            future = self.client.submit(
-                score_on_worker,
-                self._artifacts_dir,
-                self.version,
-                chunk.X,
-                self._threads,
-                pure=False,
-            )
-            in_flight.append((chunk, future))
-            if len(in_flight) >= limit:
-                done, pending = in_flight.popleft()
-                yield done, pending.result()
-        while in_flight:
-            done, pending = in_flight.popleft()
-            yield done, pending.result()
+        directory, version, threads = self._artifacts_dir, self.version, self._threads
+        return self._pool.in_order(
+            chunks, lambda chunk: (score_on_worker, directory, version, chunk.X, threads)
+        )
 
     def loads_per_worker(self) -> dict[str, dict[str, int]]:
         """Model loads of each worker process (for tests and the summary)."""
@@ -109,9 +96,7 @@ class DaskEngine:
         return loads
 
     def close(self) -> None:
-        self.client.close()
-        if self._cluster is not None:
-            self._cluster.close()
+        self._pool.close()
 
 
 class ServiceEngine:
@@ -162,20 +147,48 @@ def model_manifest(artifacts_dir: Path, version: str | None) -> Any:
     return read_manifest(artifacts_dir, chosen)
 
 
-def _dask_client(address: str | None, n_workers: int | None, threads_per_worker: int) -> Any:
-    """``(client, cluster)``: a new ``LocalCluster`` of processes (``address`` None) or a
-    client of the scheduler at ``address`` (cluster None)."""
-    from distributed import Client, LocalCluster
+T = TypeVar("T")
 
-    if address is not None:
-        return Client(address), None  # type: ignore[no-untyped-call]
-    cluster = LocalCluster(  # type: ignore[no-untyped-call]
-        n_workers=n_workers,
-        threads_per_worker=threads_per_worker,
-        processes=True,
-        dashboard_address=":0",  # any free port: the scheduler always serves HTTP
-    )
-    return Client(cluster), cluster  # type: ignore[no-untyped-call]
+
+class DaskPool:
+    """A Dask client of a new ``LocalCluster`` of processes (``address`` None) or of the
+    scheduler at ``address``, running tasks with a bounded number in flight."""
+
+    def __init__(self, address: str | None, n_workers: int | None, threads_per_worker: int):
+        from distributed import Client, LocalCluster
+
+        self._cluster: Any = None
+        if address is None:
+            self._cluster = LocalCluster(  # type: ignore[no-untyped-call]
+                n_workers=n_workers,
+                threads_per_worker=threads_per_worker,
+                processes=True,
+                dashboard_address=":0",  # any free port: the scheduler always serves HTTP
+            )
+        self.client: Any = Client(self._cluster if address is None else address)  # type: ignore[no-untyped-call]
+        self.n_workers = max(1, len(self.client.scheduler_info(n_workers=-1)["workers"]))
+
+    def in_order(
+        self, items: Iterable[T], task: Callable[[T], tuple[Any, ...]]
+    ) -> Iterator[tuple[T, Any]]:
+        """``(item, result)`` of ``task(item)`` (a function and its arguments) run on the
+        cluster, in the items' order, at most two tasks per worker in flight."""
+        in_flight: deque[tuple[T, Any]] = deque()
+        for item in items:
+            function, *args = task(item)
+            in_flight.append((item, self.client.submit(function, *args, pure=False)))
+            if len(in_flight) >= 2 * self.n_workers:
+                done, pending = in_flight.popleft()
+                yield done, pending.result()
+        while in_flight:
+            done, pending = in_flight.popleft()
+            yield done, pending.result()
+
+    def close(self) -> None:
+        """Close the client and the cluster it started."""
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
 
 
 Stream = tuple[str, NDArray[np.float64], NDArray[np.float64]]
@@ -227,36 +240,21 @@ class DaskReplayEngine:
     ) -> None:
         manifest = model_manifest(artifacts_dir, version)
         if manifest.time_aware is None:
-            load_replayer(artifacts_dir, manifest.version)  # raises the point-wise error
+            raise point_wise_error(manifest.version)
         self.version = manifest.version
         self.feature_names = tuple(manifest.feature_names)
         self._artifacts_dir = str(artifacts_dir.resolve())
-        self.client, self._cluster = _dask_client(address, n_workers, 1)
-        self.n_workers = max(1, len(self.client.scheduler_info(n_workers=-1)["workers"]))
+        self._pool = DaskPool(address, n_workers, 1)
 
     def replay(self, streams: Iterable[Stream]) -> Iterator[tuple[str, ReplayedStream]]:
         from anomaly_api.bulk.backtest import replay_on_worker
 
-        in_flight: deque[tuple[str, Any]] = deque()
-        for stream_id, timestamps, X in streams:
-            future = self.client.submit(
-                replay_on_worker,
-                self._artifacts_dir,
-                self.version,
-                stream_id,
-                timestamps,
-                X,
-                pure=False,
-            )
-            in_flight.append((stream_id, future))
-            if len(in_flight) >= 2 * self.n_workers:
-                done, pending = in_flight.popleft()
-                yield done, pending.result()
-        while in_flight:
-            done, pending = in_flight.popleft()
-            yield done, pending.result()
+        directory, version = self._artifacts_dir, self.version
+        done = self._pool.in_order(
+            streams, lambda s: (replay_on_worker, directory, version, s[0], s[1], s[2])
+        )
+        for (stream_id, _, _), replayed in done:
+            yield stream_id, replayed
 
     def close(self) -> None:
-        self.client.close()
-        if self._cluster is not None:
-            self._cluster.close()
+        self._pool.close()
