@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from anomaly_api.training.calibration import largest_safe_rank
 from anomaly_api.training.tuning import (
     Contamination,
     Explicit,
@@ -43,18 +44,45 @@ def unlabelled(labelled: ScoreReference) -> ScoreReference:
 CURRENT = np.array([-1.5, -1.5, -1.5])
 
 
-def test_target_fpr_flags_at_most_that_share_of_normal_rows(labelled: ScoreReference) -> None:
-    thresholds = retune(labelled, CURRENT, TargetFPR(0.02))
+SCALES = np.ones(3)
+
+
+def _vote_rate(normal: np.ndarray, thresholds: np.ndarray, min_votes: int) -> float:
+    return float(vote_decision(min_votes)(normal, thresholds).mean())
+
+
+@pytest.mark.parametrize("min_votes", [1, 2])
+def test_target_fpr_is_the_calibration_bound_on_the_normal_rows(
+    labelled: ScoreReference, min_votes: int
+) -> None:
+    """The vote's flagged share is the k-th largest cut that ``calibrate`` chooses: the
+    order-statistic bound, below the target on the rows it was chosen on."""
     normal = labelled.normal_scores()
-    shares = (normal < thresholds).mean(axis=0)
-    assert np.all(shares <= 0.02)
-    assert np.all(shares >= 0.02 - 2 / len(normal))
+    thresholds = retune(labelled, CURRENT, TargetFPR(0.05), SCALES, min_votes)
+    k = largest_safe_rank(len(normal), 0.05)
+    assert 0 < k < 0.05 * len(normal)
+    assert _vote_rate(normal, thresholds, min_votes) == pytest.approx((k - 1) / len(normal))
+    shift = CURRENT - thresholds
+    np.testing.assert_allclose(shift, shift[0])  # every member moved by the same margin
 
 
-def test_target_fpr_without_labels_uses_the_training_rows(unlabelled: ScoreReference) -> None:
-    thresholds = retune(unlabelled, CURRENT, TargetFPR(0.05))
-    shares = (unlabelled.train_scores < thresholds).mean(axis=0)
-    np.testing.assert_allclose(shares, 0.05, atol=1 / 2000)
+def test_target_fpr_prefers_held_out_calibration_rows(labelled: ScoreReference) -> None:
+    calibration = labelled.train_scores[:1000] + 0.5
+    reference = ScoreReference(NAMES, labelled.train_scores, calibration_scores=calibration)
+    assert reference.normal_source().startswith("kept calibration rows")
+    thresholds = retune(reference, CURRENT, TargetFPR(0.05), SCALES)
+    assert _vote_rate(calibration, thresholds, 1) < 0.05
+
+
+def test_target_fpr_needs_the_scales(labelled: ScoreReference) -> None:
+    with pytest.raises(TuningError, match="needs the detectors' scales"):
+        retune(labelled, CURRENT, TargetFPR(0.05))
+
+
+def test_unlabelled_references_say_they_are_in_sample(unlabelled: ScoreReference) -> None:
+    assert "in-sample" in unlabelled.normal_source()
+    thresholds = retune(unlabelled, CURRENT, TargetFPR(0.05), SCALES)
+    assert _vote_rate(unlabelled.train_scores, thresholds, 1) < 0.05
 
 
 def test_contamination_is_the_training_quantile(unlabelled: ScoreReference) -> None:
@@ -83,7 +111,7 @@ def test_explicit_thresholds_replace_only_the_named_detectors(labelled: ScoreRef
 
 
 def test_expected_rates_of_a_vote(labelled: ScoreReference) -> None:
-    thresholds = retune(labelled, CURRENT, TargetFPR(0.05))
+    thresholds = retune(labelled, CURRENT, TargetFPR(0.3), SCALES)
     single = expected_rates(labelled, thresholds, vote_decision(1))
     majority = expected_rates(labelled, thresholds, vote_decision(2))
     assert single["fpr"] is not None

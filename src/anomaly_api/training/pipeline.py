@@ -52,6 +52,8 @@ class TrainedModel:
     metrics: dict[str, Any]
     split: Split | None = None
     """The train/validation/test rows; None when trained without labels."""
+    X_calibration: NDArray[np.float64] | None = None
+    """The held-out rows the thresholds were calibrated on (unlabelled with a target)."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,7 @@ def _fit_and_calibrate(
         "note": "no label column: thresholds calibrated on unseen rows, not evaluated",
         "test": None,
     }
-    return TrainedModel(model=model, X_fit=X_fit, metrics=metrics)
+    return TrainedModel(model=model, X_fit=X_fit, metrics=metrics, X_calibration=X_cal)
 
 
 def fit_and_evaluate(
@@ -287,7 +289,9 @@ def train_and_save(
     if trained.split is not None and dataset.y is not None:
         rows = trained.split.validation
         validation = (dataset.X[rows], dataset.y[rows].astype(np.int64))
-    references = build_references(trained.model, dataset.feature_names, trained.X_fit, validation)
+    references = build_references(
+        trained.model, dataset.feature_names, trained.X_fit, validation, trained.X_calibration
+    )
     path = save_artifact(
         trained.model, manifest, artifacts_dir, attachments=reference_attachments(references)
     )

@@ -14,7 +14,6 @@ before either is read (``attachment_path``); a file the manifest does not list i
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,9 +94,11 @@ def score_reference(
     names: tuple[str, ...],
     train_scores: NDArray[np.float64],
     validation: tuple[NDArray[np.float64], NDArray[np.int64]] | None = None,
+    calibration_scores: NDArray[np.float64] | None = None,
 ) -> ScoreReference:
     """A ``ScoreReference``; ``validation`` (scores, labels) is kept only when it holds
-    both classes (otherwise it could not say anything about recall or precision)."""
+    both classes (otherwise it could not say anything about recall or precision);
+    ``calibration_scores`` are held-out normal rows' scores."""
     val_scores = val_labels = None
     if validation is not None:
         scores, y = validation
@@ -109,6 +110,7 @@ def score_reference(
         train_scores=train_scores,
         validation_scores=val_scores,
         validation_labels=val_labels,
+        calibration_scores=calibration_scores,
     )
 
 
@@ -117,12 +119,15 @@ def build_references(
     feature_names: list[str],
     X_fit: NDArray[np.float64],
     validation: tuple[NDArray[np.float64], NDArray[np.int64]] | None = None,
+    X_calibration: NDArray[np.float64] | None = None,
 ) -> ModelReferences:
     """The references of a fitted ensemble: ``X_fit`` its fitted rows, ``validation``
-    the labelled validation rows ``(X, y)`` when there were labels."""
+    the labelled validation rows ``(X, y)`` when there were labels, ``X_calibration``
+    the held-out normal rows its thresholds were calibrated on."""
     names = tunable_detector(model).names
     val = None if validation is None else (model.detector_scores(validation[0]), validation[1])
-    scores = score_reference(names, model.detector_scores(X_fit), val)
+    calibration = None if X_calibration is None else model.detector_scores(X_calibration)
+    scores = score_reference(names, model.detector_scores(X_fit), val, calibration)
     return ModelReferences(drift=build_drift_reference(X_fit, feature_names), scores=scores)
 
 
@@ -134,17 +139,7 @@ def reference_attachments(references: ModelReferences) -> dict[str, bytes]:
             references.drift.to_dict(), separators=(",", ":")
         ).encode()
     if references.scores is not None:
-        s = references.scores
-        arrays: dict[str, NDArray[np.generic]] = {
-            "detector_names": np.asarray(s.detector_names, dtype=np.str_),
-            "train_scores": s.train_scores,
-        }
-        if s.validation_scores is not None and s.validation_labels is not None:
-            arrays["validation_scores"] = s.validation_scores
-            arrays["validation_labels"] = s.validation_labels
-        sink = io.BytesIO()
-        np.savez_compressed(sink, **arrays)  # type: ignore[arg-type]
-        out[SCORE_REFERENCE_FILE] = sink.getvalue()
+        out[SCORE_REFERENCE_FILE] = references.scores.to_bytes()
     return out
 
 

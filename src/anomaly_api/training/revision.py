@@ -41,6 +41,7 @@ from anomaly_api.training.tuning import (
     TuningError,
     describe,
     expected_rates,
+    fpr_calibration,
     retune,
 )
 
@@ -108,7 +109,20 @@ def tune_version(
             f"the model has {names}"
         )
     before = tunable.thresholds
-    after = retune(scores, before, objective, tunable.scales)
+    if isinstance(objective, TargetFPR):
+        calibration = fpr_calibration(
+            scores, before, tunable.scales, tunable.min_votes, objective.fpr
+        )
+        after, false_alarms = calibration.offsets, calibration.statement
+    else:
+        after = retune(scores, before, objective, tunable.scales, tunable.min_votes)
+        normal = scores.normal_scores()
+        false_alarms = statement(
+            None,
+            int(tunable.decide()(normal, after).sum()),
+            len(normal),
+            f"counted on the {len(normal)} {scores.normal_source()} (Clopper-Pearson bound)",
+        )
     if after.shape != before.shape or not np.all(np.isfinite(after)):
         raise TuningError("the objective gave no finite threshold for every detector")
     now = datetime.now(UTC)
@@ -117,15 +131,6 @@ def tune_version(
     if (artifacts_dir / name).exists():
         raise ArtifactError(f"model version {name!r} already exists in {artifacts_dir}")
     expected = expected_rates(scores, after, tunable.decide())
-    normal = scores.normal_scores()
-    false_alarms = statement(
-        objective.fpr if isinstance(objective, TargetFPR) else None,
-        int(tunable.decide()(normal, after).sum()),
-        len(normal),
-        f"counted on the {len(normal)} kept "
-        + ("normal validation" if scores.has_labels else "training or calibration")
-        + " scores (Clopper-Pearson bound)",
-    )
     before_map = dict(zip(names, (float(v) for v in before), strict=True))
     after_map = dict(zip(names, (float(v) for v in after), strict=True))
     detectors = [

@@ -18,8 +18,8 @@ the calibration rows are never fitted on. The warm-up ensemble is held to the sa
 The saved version keeps its references (``training.references``), as a point-wise one
 does: the raw channels of the fitted readings (drift) and the window detector's scores
 that thresholds can move along later (``anomaly-api tune``). With labels: the fitted
-windows, and the validation windows with their labels. Without: the calibration
-windows (the unseen last 20% the thresholds were set on) stand for the training rows.
+windows, and the validation windows with their labels. Without: the fitted windows and
+the calibration windows (the unseen last 20% the thresholds were set on).
 """
 
 from __future__ import annotations
@@ -344,12 +344,11 @@ def fit_time_aware(
     tune_pointwise(model, ts, parts, point_rows, settings)
     progress(f"thresholds: {objective}")
     names = tunable_detector(model).names
+    fitted_scores = model.detector_scores(z[fit_rows & valid])
     if y is not None:
-        kept = score_reference(
-            names, model.detector_scores(z[fit_rows & valid]), (det_scores, y[tune_rows])
-        )
-    else:  # the calibration windows the thresholds were set on
-        kept = score_reference(names, det_scores)
+        kept = score_reference(names, fitted_scores, (det_scores, y[tune_rows]))
+    else:  # and the calibration windows the thresholds were set on
+        kept = score_reference(names, fitted_scores, calibration_scores=det_scores)
     references = ModelReferences(
         drift=build_drift_reference(data.X[fit_rows], list(data.feature_names)), scores=kept
     )

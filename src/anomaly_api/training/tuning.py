@@ -10,8 +10,11 @@ scores.
 scores on the rows it was fitted on, and on labelled validation rows when there were
 labels. ``retune`` applies one ``Objective``:
 
-* ``TargetFPR(fpr)``: each detector flags at most a share ``fpr`` of the normal rows
-  (the labelled-normal validation rows when there are labels, else the training rows);
+* ``TargetFPR(fpr)``: the detector's vote flags at most a share ``fpr`` of later normal
+  rows, with the order-statistic bound of ``training.calibration`` (every member's
+  threshold moves by the same multiple of its scale, as training calibrates) on the
+  normal rows kept: labelled-normal validation rows, else the held-out calibration rows,
+  else (in-sample, so optimistic) the fitted rows;
 * ``Contamination(c)``: each detector flags a share ``c`` of the training rows (the
   ``c``-quantile of its training scores, as the ensemble's own ``fit`` does);
 * ``TargetRecall(r)``: each detector flags at least a share ``r`` of the labelled
@@ -26,6 +29,7 @@ Bad input raises ``TuningError`` (a ``ValueError``) with a message meant for a 4
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +39,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from anomaly_api.training.thresholds import target_fpr_threshold
+from anomaly_api.training.calibration import Calibration, CalibrationError, calibrate
 
 Decide = Callable[[NDArray[np.float64], NDArray[np.float64]], NDArray[np.bool_]]
 """(scores (n, d), thresholds (d,)) -> the model's anomaly decision per row."""
@@ -102,9 +106,14 @@ class ScoreReference:
     train_scores: NDArray[np.float64]
     validation_scores: NDArray[np.float64] | None = None
     validation_labels: NDArray[np.int64] | None = None
+    calibration_scores: NDArray[np.float64] | None = None
+    """Scores of normal rows held out of the fit (an unlabelled model's calibration rows):
+    a false-alarm target is bounded on them when there are no labelled validation rows."""
 
     def __post_init__(self) -> None:
         check_scores(self.train_scores, self.detector_names, "training scores")
+        if self.calibration_scores is not None:
+            check_scores(self.calibration_scores, self.detector_names, "calibration scores")
         if (self.validation_scores is None) != (self.validation_labels is None):
             raise TuningError("validation scores and labels go together")
         if self.validation_scores is not None and self.validation_labels is not None:
@@ -117,14 +126,25 @@ class ScoreReference:
         return self.validation_labels is not None
 
     def normal_scores(self) -> NDArray[np.float64]:
-        """Rows known (or assumed) normal: labelled-normal validation rows, else training."""
+        """Rows known (or assumed) normal, the best kept: labelled-normal validation rows,
+        else the held-out calibration rows, else the fitted rows."""
         if self.validation_scores is not None and self.validation_labels is not None:
             normal: NDArray[np.float64] = self.validation_scores[self.validation_labels == 0]
             return normal
+        if self.calibration_scores is not None:
+            return self.calibration_scores
         return self.train_scores
 
-    def save(self, path: Path) -> Path:
-        """Write as a compressed ``.npz`` (no pickle); returns ``path``."""
+    def normal_source(self) -> str:
+        """What ``normal_scores`` are, as a false-alarm statement names them."""
+        if self.has_labels:
+            return "kept normal validation rows"
+        if self.calibration_scores is not None:
+            return "kept calibration rows (never fitted on)"
+        return "fitted rows (in-sample: later normal rows are flagged more often)"
+
+    def to_bytes(self) -> bytes:
+        """The compressed ``.npz`` form (no pickle)."""
         arrays: dict[str, Any] = {
             "detector_names": np.asarray(self.detector_names, dtype=np.str_),
             "train_scores": self.train_scores,
@@ -132,8 +152,15 @@ class ScoreReference:
         if self.validation_scores is not None and self.validation_labels is not None:
             arrays["validation_scores"] = self.validation_scores
             arrays["validation_labels"] = self.validation_labels
-        with path.open("wb") as sink:
-            np.savez_compressed(sink, **arrays)
+        if self.calibration_scores is not None:
+            arrays["calibration_scores"] = self.calibration_scores
+        sink = io.BytesIO()
+        np.savez_compressed(sink, **arrays)
+        return sink.getvalue()
+
+    def save(self, path: Path) -> Path:
+        """Write ``to_bytes`` to ``path``; returns ``path``."""
+        path.write_bytes(self.to_bytes())
         return path
 
     @classmethod
@@ -141,17 +168,19 @@ class ScoreReference:
         """Read what ``save`` wrote (``allow_pickle=False``)."""
         with np.load(path, allow_pickle=False) as data:
             validation = "validation_scores" in data.files
+            calibration = "calibration_scores" in data.files
             return cls(
                 detector_names=tuple(str(n) for n in data["detector_names"]),
                 train_scores=np.asarray(data["train_scores"], dtype=np.float64),
                 validation_scores=data["validation_scores"] if validation else None,
                 validation_labels=data["validation_labels"] if validation else None,
+                calibration_scores=data["calibration_scores"] if calibration else None,
             )
 
 
 @dataclass(frozen=True)
 class TargetFPR:
-    """Each detector flags at most this share of the normal rows."""
+    """The detector flags at most this share of later normal rows (95% bound)."""
 
     fpr: float
 
@@ -220,11 +249,33 @@ def parse_thresholds(text: str) -> dict[str, float]:
     return result
 
 
-def fpr_thresholds(normal_scores: NDArray[np.float64], fpr: float) -> NDArray[np.float64]:
-    """Per column, the threshold flagging at most a share ``fpr`` of these normal rows."""
+@dataclass
+class _Thresholds:
+    """A detector's thresholds as ``calibrate`` reads them."""
+
+    offsets_: NDArray[np.float64]
+    scales_: NDArray[np.float64]
+    min_votes: int
+
+
+def fpr_calibration(
+    reference: ScoreReference,
+    current: NDArray[np.float64],
+    scales: ArrayLike | None,
+    min_votes: int,
+    fpr: float,
+) -> Calibration:
+    """Thresholds whose vote flags at most ``fpr`` of later normal rows (95% bound), from
+    the best normal rows ``reference`` kept, with the statement of that bound: the rule
+    training calibrates with, so a moved threshold keeps the rate it states."""
     rate = _open_unit(fpr, "target false-positive rate")
-    zeros = np.zeros(normal_scores.shape[0], dtype=np.int64)
-    return np.array([target_fpr_threshold(col, zeros, rate) for col in normal_scores.T])
+    if scales is None:
+        raise TuningError("a target false-positive rate needs the detectors' scales")
+    detector = _Thresholds(current, np.asarray(scales, dtype=np.float64), min_votes)
+    try:
+        return calibrate(detector, reference.normal_scores(), rate, where=reference.normal_source())
+    except CalibrationError as exc:
+        raise TuningError(str(exc)) from exc
 
 
 def contamination_thresholds(
@@ -262,9 +313,11 @@ def retune(
     current: ArrayLike,
     objective: Objective,
     scales: ArrayLike | None = None,
+    min_votes: int = 1,
 ) -> NDArray[np.float64]:
     """New thresholds, one per detector of ``reference``, for ``objective`` (a
-    ``MarginShift`` needs the detectors' ``scales``)."""
+    ``MarginShift`` and a ``TargetFPR`` need the detectors' ``scales``; ``min_votes`` is
+    the detector's vote)."""
     names = reference.detector_names
     before = np.asarray(current, dtype=np.float64)
     if before.shape != (len(names),) or not np.all(np.isfinite(before)):
@@ -276,7 +329,7 @@ def retune(
         shifted: NDArray[np.float64] = before - delta * np.asarray(scales, dtype=np.float64)
         return shifted
     if isinstance(objective, TargetFPR):
-        return fpr_thresholds(reference.normal_scores(), objective.fpr)
+        return fpr_calibration(reference, before, scales, min_votes, objective.fpr).offsets
     if isinstance(objective, Contamination):
         return contamination_thresholds(reference.train_scores, objective.contamination)
     if isinstance(objective, TargetRecall):
