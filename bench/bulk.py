@@ -76,7 +76,8 @@ def timed_run(engine: Any, data: Path, out: Path, chunk_rows: int) -> float:
 
 
 def client_vs_server(artifacts: Path, rows: int, rounds: int = 5) -> dict[str, Any]:
-    """predict_many on ``rows`` rows vs pre-encoded batch posts, through one server.
+    """predict_many on ``rows`` rows vs pre-encoded batch posts, through one server, and
+    the client's own CPU (this process's; the server is another) per 1,000 rows.
 
     Interleaved in ``rounds`` (each: 1/rounds of the rows posted raw, then as many
     through the client; fewer rounds when ``rows`` is small, at least one batch each), so
@@ -88,7 +89,7 @@ def client_vs_server(artifacts: Path, rows: int, rounds: int = 5) -> dict[str, A
     rounds = max(1, min(rounds, rows // BATCH_ROWS))
     per_round = max(BATCH_ROWS, rows // rounds)
     headers = {"Content-Type": "application/json"}
-    raw_s = client_s = 0.0
+    raw_s = client_s = client_cpu_s = 0.0
     with service_server("service", service_env(artifacts, "fast")) as server:
         url = f"http://127.0.0.1:{server.port}"
         with (
@@ -112,9 +113,10 @@ def client_vs_server(artifacts: Path, rows: int, rounds: int = 5) -> dict[str, A
                 list(pool.map(post, bodies))
                 raw_s += time.perf_counter() - started
                 fresh = rng.normal(size=(per_round, 8)).tolist()
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 predictions = client.predict_many(fresh)
                 client_s += time.perf_counter() - started
+                client_cpu_s += time.process_time() - cpu_started
                 assert len(predictions) == per_round
     server_rows_s = rounds * per_round / raw_s
     client_rows_s = rounds * per_round / client_s
@@ -124,6 +126,7 @@ def client_vs_server(artifacts: Path, rows: int, rounds: int = 5) -> dict[str, A
         "client_predict_many_rows_s": client_rows_s,
         "ratio": client_rows_s / server_rows_s,
         "target_ratio": 0.8,
+        "client_cpu_ms_per_1000_rows": client_cpu_s * 1e3 * BATCH_ROWS / (rounds * per_round),
     }
 
 
