@@ -63,11 +63,6 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
     assert state["memory"]["heap_per_stream"] > state["memory"]["window_array_nbytes"]
     assert state["redis"]["window_value_bytes"] == 29 + len("bench-model-1") + 60 * 9 * 8
     assert sane(state["redis"]["used_memory_per_stream"])
-    for store in ("memory", "redis"):
-        numbers = streams["stores"][store]
-        assert sane(numbers["append_with_alarms_us"])
-        assert sane(numbers["appends_per_s_64_tasks"])
-        assert numbers["alarms_not_stored"] == 0  # one caller: every alarm state is stored
 
     bulk = results["bulk"]
     assert sane(bulk["local"]["rows_s_per_core"])
@@ -93,7 +88,6 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
     quality = results["quality"]
     assert 0 <= quality["pointwise"]["synthetic"]["mean"]["roc_auc"] <= 1
     assert 0 <= quality["time"]["synthetic"]["f1_mean"] <= 1
-    assert quality["alarms"]["synthetic"]["policies"]
     assert 0 <= quality["fpr"]["synthetic"]["fpr_mean"] <= 1
     nab = quality["nab"]
     if not (NAB_CORPUS / "run.py").is_file():
