@@ -28,7 +28,7 @@ import orjson
 import uvloop
 
 from bench.data import ROOT, batch_body, one_row_body
-from bench.timing import async_rounds_us
+from bench.timing import Variant, async_rounds_us
 
 if TYPE_CHECKING:
     from bench.__main__ import Context
@@ -122,8 +122,11 @@ async def asgi_post(app: Any, state: dict[str, Any], path: str, body: bytes) -> 
     return b"".join(out)
 
 
-def production_logging() -> None:
-    """The served process's logging (JSON lines at INFO), written to memory."""
+async def _served(stack: AsyncExitStack, artifacts: Path) -> tuple[Any, dict[str, Any]]:
+    """The service's app on ``artifacts`` (``fast`` backend) and its lifespan state, logging as
+    the served process does (JSON lines at INFO), to memory."""
+    from anomaly_api.api.app import create_app
+    from anomaly_api.config import Settings
     from anomaly_api.logging_config import configure_logging
 
     configure_logging("INFO", "json")
@@ -131,20 +134,9 @@ def production_logging() -> None:
         for handler in logging.getLogger(name).handlers:
             if isinstance(handler, logging.StreamHandler):
                 handler.setStream(io.StringIO())
-
-
-async def _served(stack: AsyncExitStack, artifacts: Path) -> tuple[Any, dict[str, Any]]:
-    """The service's app on ``artifacts`` (``fast`` backend) and its lifespan state."""
-    from anomaly_api.api.app import create_app
-    from anomaly_api.config import Settings
-
-    production_logging()
     app = create_app(Settings(artifacts_dir=artifacts, inference_backend="fast"))
     lifespan: Any = app.router.lifespan_context(app)
     return app, dict(await stack.enter_async_context(lifespan))
-
-
-Variant = Callable[[int], Awaitable[object]]
 
 
 def _http(harness: HttpHarness, path: str, make: Callable[[int], bytes]) -> Variant:
@@ -216,13 +208,11 @@ async def _count(artifacts: Path, path: str, count: int, bare: bool, callgrind: 
             subprocess.run(["callgrind_control", "-i", "on" if on else "off", str(os.getpid())],
                            check=True, capture_output=True)  # fmt: skip
 
-    async with AsyncExitStack() as stack:
-        if bare:
-            from bench.bare_app import app
+    from bench.bare_app import app as bare_app
 
-            harness = HttpHarness(app, {})
-        else:
-            harness = HttpHarness(*await _served(stack, artifacts))
+    async with AsyncExitStack() as stack:
+        app, state = (bare_app, {}) if bare else await _served(stack, artifacts)
+        harness = HttpHarness(app, state)
         make = one_row_body if path == "/predict" else batch_body
         bodies = [raw_post(path, make(10_000 + i)) for i in range(count)]
         for i in range(50):
@@ -254,9 +244,8 @@ def instructions(ctx: Context) -> dict[str, Any]:
         child = [sys.executable, "-c", code, str(ctx.artifacts), path, str(count), bare,
                  "1" if callgrind else "0"]  # fmt: skip
         if callgrind:
-            target = ctx.workdir / "callgrind.out"
             child = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-                     f"--callgrind-out-file={target}", *child]  # fmt: skip
+                     f"--callgrind-out-file={ctx.workdir / 'callgrind.out'}", *child]  # fmt: skip
         done = subprocess.run(child, cwd=ROOT, capture_output=True, text=True, check=True)
         collected = re.search(r"Collected : (\d+)", done.stderr)
         out[name] = int(collected[1]) / count if collected else None

@@ -147,8 +147,12 @@ def final_scores(corpus: Path, detector: str) -> dict[str, float]:
     return {profile: round(float(results[detector][profile]), 2) for profile in PROFILES}
 
 
-def measure(ctx: Context) -> dict[str, Any]:
-    """The whole protocol in a copy of the corpus; the report as a dict."""
+def run(ctx: Context) -> dict[str, Any]:
+    """The part: the whole protocol in a copy of the corpus, or why it was skipped (no
+    corpus)."""
+    if not (CORPUS / "run.py").is_file():
+        print(f"quality.nab skipped: no NAB corpus at {CORPUS}")
+        return {"quality": {"nab": {"skipped": f"no NAB corpus at {CORPUS}"}}}
     window, variant = ctx.option("window", 30), ctx.option("variant", "alarm")
     chosen = ctx.option("series", ctx.size(SMOKE_SERIES, ""))
     series = chosen.split(",") if chosen else None
@@ -164,7 +168,7 @@ def measure(ctx: Context) -> dict[str, Any]:
         nab_run(python, corpus, "-d", "numenta", "--score", "--normalize")
         numenta = final_scores(corpus, "numenta")
         n_series = len(list((corpus / "data").glob("*/*.csv")))
-    return {
+    report = {
         **ours,
         "numenta_standard_rescored": numenta["standard"],
         "numenta_rescored": numenta,
@@ -173,11 +177,4 @@ def measure(ctx: Context) -> dict[str, Any]:
         "series": n_series,
         "not_trained": failed,
     }
-
-
-def run(ctx: Context) -> dict[str, Any]:
-    """The part: NAB's scores, or why it was skipped (no corpus)."""
-    if not (CORPUS / "run.py").is_file():
-        print(f"quality.nab skipped: no NAB corpus at {CORPUS}")
-        return {"quality": {"nab": {"skipped": f"no NAB corpus at {CORPUS}"}}}
-    return {"quality": {"nab": measure(ctx)}}
+    return {"quality": {"nab": report}}
