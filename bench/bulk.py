@@ -108,7 +108,6 @@ def client_vs_server(artifacts: Path, rows: int, rounds: int = 5) -> dict[str, A
         "server_batch_rows_s": server_rows_s,
         "client_predict_many_rows_s": client_rows_s,
         "ratio": client_rows_s / server_rows_s,
-        "target_ratio": 0.8,
         "client_cpu_ms_per_1000_rows": client_cpu_s * 1e3 * BATCH_ROWS / (rounds * per_round),
     }
 

@@ -34,14 +34,13 @@ T0 = 1_800_000_000
 def warm_streams(port: int) -> None:
     """Post ``WINDOW`` readings to each wrk stream before wrk's first timestamp, so wrk
     measures full windows."""
+    readings = [[0.0, 1.0, 0.0, 0.1, 1.0, 0.0, 0.2, -0.1]] * 15
     with connect(port) as conn:
         for sid in range(1, CONNECTIONS + 1):
             for start in range(0, WINDOW, 15):
-                body = {
-                    "timestamps": [T0 - (WINDOW - start - i) * 300 for i in range(15)],
-                    "readings": [[0.0, 1.0, 0.0, 0.1, 1.0, 0.0, 0.2, -0.1]] * 15,
-                }
-                send(conn, f"/streams/bench-{sid}/readings", orjson.dumps(body))
+                times = [T0 - (WINDOW - start - i) * 300 for i in range(15)]
+                body = orjson.dumps({"timestamps": times, "readings": readings})
+                send(conn, f"/streams/bench-{sid}/readings", body)
 
 
 def window_bodies(count: int, mode: str) -> list[bytes]:
