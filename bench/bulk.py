@@ -9,17 +9,16 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
-import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from bench.data import BATCH_ROWS
+from anomaly_api.testing import clean_env
+from bench.data import BATCH_ROWS, batch_body
 from bench.servers import service_env, service_server
 
 if TYPE_CHECKING:
@@ -28,26 +27,14 @@ if TYPE_CHECKING:
 CONCURRENCY = 4
 
 
-def write_readings(path: Path, rows: int, feature_names: list[str], chunk: int = 500_000) -> None:
+def write_readings(path: Path, rows: int) -> None:
     """``rows`` synthetic readings (the generator's 8 channels) plus an id column."""
-    from anomaly_api.data.synthetic import generate_sensor_data
+    from anomaly_api.data.loading import write_table
+    from anomaly_api.data.synthetic import SENSOR_CHANNELS, generate_sensor_data
 
-    writer: pq.ParquetWriter | None = None
-    done = 0
-    seed = 0
-    while done < rows:
-        n = min(chunk, rows - done)
-        frame = generate_sensor_data(max(n, 10), seed=seed).iloc[:n]
-        frame = frame[feature_names].reset_index(drop=True)
-        frame.insert(0, "reading_id", np.arange(done, done + n, dtype=np.int64))
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        if writer is None:
-            writer = pq.ParquetWriter(path, table.schema)
-        writer.write_table(table)
-        done += n
-        seed += 1
-    assert writer is not None
-    writer.close()
+    frame = generate_sensor_data(max(rows, 10), seed=0).iloc[:rows][list(SENSOR_CHANNELS)]
+    frame.insert(0, "reading_id", np.arange(rows, dtype=np.int64))
+    write_table(frame, path)
 
 
 def cli_run(args: list[str], env: dict[str, str]) -> dict[str, Any]:
@@ -76,7 +63,8 @@ def timed_run(engine: Any, data: Path, out: Path, chunk_rows: int) -> float:
 
 
 def client_vs_server(artifacts: Path, rows: int, rounds: int = 5) -> dict[str, Any]:
-    """predict_many on ``rows`` rows vs pre-encoded batch posts, through one server.
+    """predict_many on ``rows`` rows vs pre-encoded batch posts, through one server, and
+    the client's own CPU (this process's; the server is another) per 1,000 rows.
 
     Interleaved in ``rounds`` (each: 1/rounds of the rows posted raw, then as many
     through the client; fewer rounds when ``rows`` is small, at least one batch each), so
@@ -88,7 +76,7 @@ def client_vs_server(artifacts: Path, rows: int, rounds: int = 5) -> dict[str, A
     rounds = max(1, min(rounds, rows // BATCH_ROWS))
     per_round = max(BATCH_ROWS, rows // rounds)
     headers = {"Content-Type": "application/json"}
-    raw_s = client_s = 0.0
+    raw_s = client_s = client_cpu_s = 0.0
     with service_server("service", service_env(artifacts, "fast")) as server:
         url = f"http://127.0.0.1:{server.port}"
         with (
@@ -101,20 +89,17 @@ def client_vs_server(artifacts: Path, rows: int, rounds: int = 5) -> dict[str, A
                 assert http.post("/predict/batch", content=body, headers=headers).status_code == 200
 
             client.predict_many(rng.normal(size=(2 * BATCH_ROWS, 8)).tolist())  # warm-up
-            for _ in range(rounds):
-                bodies = [
-                    orjson.dumps({"observations": [{"features": r} for r in chunk.tolist()]})
-                    for chunk in np.array_split(
-                        rng.normal(size=(per_round, 8)), per_round // BATCH_ROWS
-                    )
-                ]
+            for r in range(rounds):
+                batches = per_round // BATCH_ROWS
+                bodies = [batch_body(r * batches + i) for i in range(batches)]  # new rows each
                 started = time.perf_counter()
                 list(pool.map(post, bodies))
                 raw_s += time.perf_counter() - started
                 fresh = rng.normal(size=(per_round, 8)).tolist()
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 predictions = client.predict_many(fresh)
                 client_s += time.perf_counter() - started
+                client_cpu_s += time.process_time() - cpu_started
                 assert len(predictions) == per_round
     server_rows_s = rounds * per_round / raw_s
     client_rows_s = rounds * per_round / client_s
@@ -123,7 +108,7 @@ def client_vs_server(artifacts: Path, rows: int, rounds: int = 5) -> dict[str, A
         "server_batch_rows_s": server_rows_s,
         "client_predict_many_rows_s": client_rows_s,
         "ratio": client_rows_s / server_rows_s,
-        "target_ratio": 0.8,
+        "client_cpu_ms_per_1000_rows": client_cpu_s * 1e3 * BATCH_ROWS / (rounds * per_round),
     }
 
 
@@ -131,15 +116,14 @@ def client_vs_server(artifacts: Path, rows: int, rounds: int = 5) -> dict[str, A
 def prepared(root: Path, rows: int, chunk_rows: int) -> tuple[Path, Path, Path]:
     """The default point-wise model and two Parquet files under ``root`` (made once per
     run): ``rows`` readings to measure and a warm-up file of four chunks."""
-    from anomaly_api.data.synthetic import SENSOR_CHANNELS
     from anomaly_api.training.pipeline import train_default_model
 
     root.mkdir(exist_ok=True)
     artifacts = root / "artifacts"
     train_default_model(artifacts)
     data, warm = root / "readings.parquet", root / "warm.parquet"
-    write_readings(data, rows, list(SENSOR_CHANNELS))
-    write_readings(warm, 4 * chunk_rows, list(SENSOR_CHANNELS))
+    write_readings(data, rows)
+    write_readings(warm, 4 * chunk_rows)
     return artifacts, data, warm
 
 
@@ -155,17 +139,11 @@ def engines(ctx: Context) -> dict[str, Any]:
 
     artifacts, data, warm, rows, chunk_rows = _sizes(ctx)
     cores = os.cpu_count() or 1
-    local = LocalEngine(artifacts, None, threads=None)
-    try:
+    with closing(LocalEngine(artifacts, None, threads=None)) as local:
         local_s = timed_run(local, data, ctx.workdir / "local.parquet", chunk_rows)
-    finally:
-        local.close()
-    dask = DaskEngine(artifacts, None, n_workers=2)
-    try:
+    with closing(DaskEngine(artifacts, None, n_workers=2)) as dask:
         timed_run(dask, warm, ctx.workdir / "dask-warm.parquet", chunk_rows)
         dask_s = timed_run(dask, data, ctx.workdir / "dask.parquet", chunk_rows)
-    finally:
-        dask.close()
     return {"bulk": {
         "rows": rows, "chunk_rows": chunk_rows, "cores": cores,
         "local": {"rows_s": rows / local_s, "rows_s_per_core": rows / local_s / cores},
@@ -177,8 +155,7 @@ def cli(ctx: Context) -> dict[str, Any]:
     """``anomaly-api score`` on the same file in a child process: wall time with start-up,
     and the child's peak RSS."""
     artifacts, data, _, rows, chunk_rows = _sizes(ctx)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANOMALY_")}
-    env["ANOMALY_ARTIFACTS_DIR"] = str(artifacts)
+    env = clean_env({"ANOMALY_ARTIFACTS_DIR": str(artifacts)})
     run = cli_run(["score", "--data", str(data), "--out", str(ctx.workdir / "cli.parquet"),
                    "--chunk-rows", str(chunk_rows), "--no-progress"], env)  # fmt: skip
     return {"bulk": {"cli": {**run, "rows": rows, "rows_s_incl_start": rows / run["wall_s"]}}}

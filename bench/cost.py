@@ -1,5 +1,5 @@
-"""Section ``cost``: CPU per request, batch, client call, stream append and explanation, in
-this one process, and instructions per request under callgrind.
+"""Section ``cost``: CPU per request and per 1,000-row batch in this one process, by layer,
+and instructions per request under callgrind.
 
 Requests go as raw HTTP bytes to uvicorn's own ``HttpToolsProtocol`` over an in-memory
 transport (uvicorn's parser, every middleware, the route, the model, the JSON; not the
@@ -20,7 +20,6 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,9 +27,8 @@ import numpy as np
 import orjson
 import uvloop
 
-from bench.data import BATCH_ROWS, ROOT, batch_body, one_row_body
-from bench.servers import redis_server, service_env, service_server
-from bench.timing import async_rounds_us, cpu, median_ms
+from bench.data import ROOT, batch_body, one_row_body
+from bench.timing import Variant, async_rounds_us
 
 if TYPE_CHECKING:
     from bench.__main__ import Context
@@ -124,8 +122,11 @@ async def asgi_post(app: Any, state: dict[str, Any], path: str, body: bytes) -> 
     return b"".join(out)
 
 
-def production_logging() -> None:
-    """The served process's logging (JSON lines at INFO), written to memory."""
+async def _served(stack: AsyncExitStack, artifacts: Path) -> tuple[Any, dict[str, Any]]:
+    """The service's app on ``artifacts`` (``fast`` backend) and its lifespan state, logging as
+    the served process does (JSON lines at INFO), to memory."""
+    from anomaly_api.api.app import create_app
+    from anomaly_api.config import Settings
     from anomaly_api.logging_config import configure_logging
 
     configure_logging("INFO", "json")
@@ -133,20 +134,9 @@ def production_logging() -> None:
         for handler in logging.getLogger(name).handlers:
             if isinstance(handler, logging.StreamHandler):
                 handler.setStream(io.StringIO())
-
-
-async def _served(stack: AsyncExitStack, artifacts: Path) -> tuple[Any, dict[str, Any]]:
-    """The service's app on ``artifacts`` (``fast`` backend) and its lifespan state."""
-    from anomaly_api.api.app import create_app
-    from anomaly_api.config import Settings
-
-    production_logging()
     app = create_app(Settings(artifacts_dir=artifacts, inference_backend="fast"))
     lifespan: Any = app.router.lifespan_context(app)
     return app, dict(await stack.enter_async_context(lifespan))
-
-
-Variant = Callable[[int], Awaitable[object]]
 
 
 def _http(harness: HttpHarness, path: str, make: Callable[[int], bytes]) -> Variant:
@@ -158,14 +148,25 @@ def _asgi(app: Any, state: dict[str, Any], path: str, make: Callable[[int], byte
 
 
 async def _layers(ctx: Context) -> dict[str, Any]:
+    from anomaly_api.artifacts import load_artifact
+    from anomaly_api.detection.fast import compile_scorer
     from bench.bare_app import app as bare
 
+    scorer = compile_scorer(load_artifact(ctx.artifacts).model)
     async with AsyncExitStack() as stack:
         app, state = await _served(stack, ctx.artifacts)
         kept, app.user_middleware = app.user_middleware, []
         inner = app.build_middleware_stack()  # FastAPI's own exception layers stay
         app.user_middleware = kept
         served = HttpHarness(app, state)
+        hit = raw_post("/predict/batch", batch_body(1))
+        await served.request(hit)  # stored: every later send of it is a hit
+
+        def kernel(i: int) -> Awaitable[object]:
+            rows = [o["features"] for o in orjson.loads(batch_body(i))["observations"]]
+            scorer.detector_scores(np.array(rows, dtype=np.float64))
+            return asyncio.sleep(0)
+
         one = {
             "bare FastAPI, through uvicorn": _http(HttpHarness(bare, {}), "/predict", one_row_body),
             "service, through uvicorn": _http(served, "/predict", one_row_body),
@@ -176,161 +177,29 @@ async def _layers(ctx: Context) -> dict[str, Any]:
                        else _asgi(app if "ASGI" in name else inner, state, "/predict/batch",
                                   batch_body))
                 for name in list(one)[1:]}  # fmt: skip
+        many["service, cache hits, through uvicorn"] = lambda _i: served.request(hit)
+        many["the kernel alone on the same rows"] = kernel
+        batch = await async_rounds_us(
+            many, rounds=ctx.size(2, 7), per_round=ctx.size(2, 15), start=10_000
+        )
+        batch["outside the kernel, through uvicorn"] = round(
+            batch["service, through uvicorn"] - batch["the kernel alone on the same rows"], 2
+        )
         return {
             "predict_1_row_us": await async_rounds_us(
                 one, rounds=ctx.size(2, 15), per_round=ctx.size(20, 300)),
-            "predict_batch_1000_rows_us": await async_rounds_us(
-                many, rounds=ctx.size(2, 7), per_round=ctx.size(2, 15), start=10_000),
+            "predict_batch_1000_rows_us": batch,
         }  # fmt: skip
 
 
 def request(ctx: Context) -> dict[str, Any]:
     """One ``/predict`` (1 row) and one ``/predict/batch`` (1,000 rows) by layer: through
     uvicorn (the bare endpoint too, the ceiling), as an ASGI call, and without the service's
-    own middlewares; the differences are uvicorn's and the middlewares' shares."""
+    own middlewares; the differences are uvicorn's and the middlewares' shares. For the
+    batch also cache hits (the same body again) and, in the same rounds, the kernel alone on
+    the rows of each body (making the matrix included), so the time outside the model is one
+    difference."""
     return {"cost": {"request": uvloop.run(_layers(ctx))}}
-
-
-async def _batch(ctx: Context) -> dict[str, Any]:
-    from anomaly_api.artifacts import load_artifact
-    from anomaly_api.detection.fast import compile_scorer
-
-    scorer = compile_scorer(load_artifact(ctx.artifacts).model)
-    async with AsyncExitStack() as stack:
-        app, state = await _served(stack, ctx.artifacts)
-        harness = HttpHarness(app, state)
-        hit = raw_post("/predict/batch", batch_body(1))
-        await harness.request(hit)
-
-        def kernel(i: int) -> Awaitable[object]:
-            rows = [o["features"] for o in orjson.loads(batch_body(i))["observations"]]
-            scorer.detector_scores(np.array(rows, dtype=np.float64))
-            return asyncio.sleep(0)
-
-        variants = {"miss": _http(harness, "/predict/batch", batch_body),
-                    "hit": lambda _i: harness.request(hit), "kernel": kernel}  # fmt: skip
-        us = await async_rounds_us(variants, rounds=ctx.size(1, 7), per_round=ctx.size(2, 15),
-                                   start=100)  # fmt: skip
-    out = {f"{name}_ms": value / 1e3 for name, value in us.items()}
-    out["miss_outside_kernel_ms"] = out["miss_ms"] - out["kernel_ms"]
-    return out
-
-
-def batch(ctx: Context) -> dict[str, Any]:
-    """CPU per 1,000-row ``/predict/batch`` through uvicorn: misses (new rows), hits (the same
-    body again) and, in the same rounds, the kernel alone on the same rows (``kernel`` also
-    counts making the matrix), so the time outside the model is one difference."""
-    return {"cost": {"batch": uvloop.run(_batch(ctx))}}
-
-
-def client(ctx: Context) -> dict[str, Any]:
-    """The client's own CPU (this process only; the server is another) per 1,000 rows: one
-    ``predict_batch`` and a 10,000-row ``predict_many`` (4 in flight), fresh rows each."""
-    from anomaly_api.client import AnomalyClient
-
-    rng = np.random.default_rng(7)
-    many = ctx.size(2, 10) * BATCH_ROWS
-    with (
-        service_server("service", service_env(ctx.artifacts, "fast")) as server,
-        AnomalyClient(f"http://127.0.0.1:{server.port}", max_batch_rows=BATCH_ROWS,
-                      max_concurrency=4) as api,
-    ):  # fmt: skip
-        api.predict_batch(rng.normal(size=(BATCH_ROWS, 8)).tolist())  # warm-up
-        out = {
-            "predict_batch_ms": median_ms(
-                lambda: api.predict_batch(rng.normal(size=(BATCH_ROWS, 8)).tolist()),
-                ctx.size(2, 15), clock=cpu),
-            "predict_many_per_1000_ms": median_ms(
-                lambda: api.predict_many(rng.normal(size=(many, 8)).tolist()),
-                ctx.size(1, 5), clock=cpu) * BATCH_ROWS / many,
-        }  # fmt: skip
-    return {"cost": {"client": out}}
-
-
-async def _appends(ctx: Context, redis_url: str | None) -> dict[str, Any]:
-    import httpx
-    from asgi_lifespan import LifespanManager
-
-    from anomaly_api.api.app import create_app
-    from anomaly_api.config import Settings
-    from anomaly_api.data.timeseries import synthetic_timeseries
-
-    streams, warm, per_round = 16, 80, ctx.size(32, 320)
-    rounds = ctx.size(1, 5)
-    frame = synthetic_timeseries(seed=1, n_rows=max(warm + rounds * per_round // streams, 2000))
-    bodies = [orjson.dumps({"timestamps": [float(t)], "readings": [row]})
-              for t, row in zip(frame.timestamps, frame.data.X.tolist(), strict=True)]  # fmt: skip
-    settings = Settings(artifacts_dir=ctx.time_aware, inference_backend="fast",
-                        redis_url=redis_url, redis_timeout_s=2.0)  # fmt: skip
-    async with (
-        LifespanManager(create_app(settings)) as manager,
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://t") as c,
-    ):
-        sent = 0
-
-        async def append(_i: int) -> None:
-            nonlocal sent
-            stream, position = sent % streams, sent // streams
-            sent += 1
-            answer = await c.post(f"/streams/s{stream}/readings", content=bodies[position],
-                                  headers={"content-type": "application/json"})  # fmt: skip
-            if answer.status_code != 200 or answer.json()["stream"]["degraded"]:
-                raise RuntimeError(f"{answer.status_code}: {answer.text[:300]}")
-
-        for _ in range(warm * streams):
-            await append(0)
-        return await async_rounds_us({"append_us": append}, rounds=rounds, per_round=per_round)
-
-
-def stream(ctx: Context) -> dict[str, Any]:
-    """CPU per stream append (``POST /streams/{id}/readings``, one reading to one of 16
-    streams past warm-up, through ``httpx.ASGITransport``, the client's share included), with
-    the in-process store and with a throwaway Redis; and ``score_window`` alone."""
-    from anomaly_api.artifacts import load_any_artifact
-    from anomaly_api.data.timeseries import synthetic_timeseries
-
-    out: dict[str, Any] = {"memory": asyncio.run(_appends(ctx, None))}
-    with redis_server() as url:
-        out["redis"] = asyncio.run(_appends(ctx, url))
-    model = load_any_artifact(ctx.time_aware).model
-    frame = synthetic_timeseries(seed=1, n_rows=200)
-    X, seconds = frame.data.X, np.asarray(frame.timestamps, dtype=np.float64)
-    out["score_window_us"] = 1e3 * median_ms(
-        lambda: model.score_window(seconds[100:160], X[100:160], last=1), ctx.size(20, 2000),
-        clock=cpu)  # fmt: skip
-    return {"cost": {"stream": out}}
-
-
-def explain(ctx: Context) -> dict[str, Any]:
-    """What the contributions and severity add to ``combine`` against the kernel's scoring,
-    for 1 and 1,000 rows: the bench's model (8 features) and, with TEP, the four-member
-    ensemble on its 52 variables."""
-    from anomaly_api.artifacts import load_artifact
-    from anomaly_api.detection import AnomalyEnsemble
-    from anomaly_api.detection.fast import compile_scorer
-    from bench.data import tep_available, tep_frame
-
-    models = {"bench_8_features": (load_artifact(ctx.artifacts).model,
-                                   np.random.default_rng(4).normal(size=(1000, 8)))}  # fmt: skip
-    if tep_available():
-        members = ("isolation_forest", "local_outlier_factor", "zscore", "pca")
-        four = AnomalyEnsemble(detectors=members, random_state=42)
-        four.fit(tep_frame("train_normal")[0])
-        models["four_members_tep_52_features"] = (four, tep_frame("test_fault01")[0])
-    out: dict[str, Any] = {}
-    for name, (model, X) in models.items():
-        scores = compile_scorer(model, "c").detector_scores
-        for n in (1, 1000):
-            rows = np.ascontiguousarray(X[:n])
-            s = scores(rows)
-            repeats = ctx.size(5, 2000 if n == 1 else 100)
-            scoring = median_ms(partial(scores, rows), repeats)
-            plain = median_ms(partial(model.combine, s), repeats)
-            full = median_ms(partial(model.combine, s, rows), repeats)
-            out[f"{name}, {n} rows"] = {"scoring_us": scoring * 1e3, "combine_us": plain * 1e3,
-                                        "contributions_us": (full - plain) * 1e3,
-                                        "share_of_scoring": (full - plain) / scoring}  # fmt: skip
-    return {"cost": {"explain": out}}
 
 
 async def _count(artifacts: Path, path: str, count: int, bare: bool, callgrind: bool) -> None:
@@ -339,13 +208,11 @@ async def _count(artifacts: Path, path: str, count: int, bare: bool, callgrind: 
             subprocess.run(["callgrind_control", "-i", "on" if on else "off", str(os.getpid())],
                            check=True, capture_output=True)  # fmt: skip
 
-    async with AsyncExitStack() as stack:
-        if bare:
-            from bench.bare_app import app
+    from bench.bare_app import app as bare_app
 
-            harness = HttpHarness(app, {})
-        else:
-            harness = HttpHarness(*await _served(stack, artifacts))
+    async with AsyncExitStack() as stack:
+        app, state = (bare_app, {}) if bare else await _served(stack, artifacts)
+        harness = HttpHarness(app, state)
         make = one_row_body if path == "/predict" else batch_body
         bodies = [raw_post(path, make(10_000 + i)) for i in range(count)]
         for i in range(50):
@@ -377,14 +244,12 @@ def instructions(ctx: Context) -> dict[str, Any]:
         child = [sys.executable, "-c", code, str(ctx.artifacts), path, str(count), bare,
                  "1" if callgrind else "0"]  # fmt: skip
         if callgrind:
-            target = ctx.workdir / "callgrind.out"
             child = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-                     f"--callgrind-out-file={target}", *child]  # fmt: skip
+                     f"--callgrind-out-file={ctx.workdir / 'callgrind.out'}", *child]  # fmt: skip
         done = subprocess.run(child, cwd=ROOT, capture_output=True, text=True, check=True)
         collected = re.search(r"Collected : (\d+)", done.stderr)
         out[name] = int(collected[1]) / count if collected else None
     return {"cost": {"instructions_per_request": out}}
 
 
-PARTS = {"request": request, "batch": batch, "client": client, "stream": stream,
-         "explain": explain, "instructions": instructions}  # fmt: skip
+PARTS = {"request": request, "instructions": instructions}

@@ -1,17 +1,12 @@
 """An optional probe of the served process for the p99 tail: event-loop lag and GC pauses.
 
-``python -m bench predict --lag-probe`` serves ``create_probed_app`` instead of the plain app
-factory: the same service plus one bench-only route, ``GET /_bench/lag``. Its first call starts
-
-* a task on the event loop that sleeps ``INTERVAL_S`` (10 ms) again and again and records how
-  late it wakes (the loop's lag: how long something else held it), and
-* a ``gc.callbacks`` hook that times every collection, per generation.
-
-Each call answers what was recorded since the previous one (percentiles in ms) and starts a
-new window, so the bench calls it before and after each wrk run and stores the second answer
-next to that run's latencies, with the service's own latency histogram over the run
-(``observe``). The probe never runs in the
-served product.
+``python -m bench predict --lag-probe`` serves ``create_probed_app``: the service plus one
+bench-only route, ``GET /_bench/lag``, whose first call starts a task on the event loop that
+sleeps ``INTERVAL_S`` (10 ms) again and again and records how late it wakes (the loop's lag:
+how long something else held it), and a ``gc.callbacks`` hook that times every collection per
+generation. Each call answers what was recorded since the previous one (percentiles in ms) and
+starts a new window; ``observe`` takes one per wrk run, with the service's own latency
+histogram over it. The probe never runs in the served product.
 """
 
 from __future__ import annotations
@@ -42,15 +37,8 @@ PATH = "/_bench/lag"
 def _percentiles(values: list[float]) -> dict[str, float | int]:
     if not values:
         return {"count": 0}
-    array = np.asarray(values)
-    p50, p90, p99 = np.percentile(array, [50, 90, 99])
-    return {
-        "count": len(values),
-        "p50_ms": round(float(p50), 3),
-        "p90_ms": round(float(p90), 3),
-        "p99_ms": round(float(p99), 3),
-        "max_ms": round(float(array.max()), 3),
-    }
+    p50, p90, p99, top = (round(float(v), 3) for v in np.percentile(values, [50, 90, 99, 100]))
+    return {"count": len(values), "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "max_ms": top}
 
 
 class LagProbe:

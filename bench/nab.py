@@ -14,14 +14,10 @@ with its pinned packages if missing), in a copy of the corpus cut to the chosen 
 null detector first (the normalisation needs it), then our results are optimised, scored and
 normalised, and NAB's published ``numenta`` results re-scored by the same scorer (70.1 on the
 standard profile over the whole corpus: proof that the scoring is NAB's).
-
-``python -m bench.nab --out FILE [--set NAME=VALUE ...]`` runs this part alone and writes its
-report as flat JSON (``bench/results/nab.json``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -151,8 +147,12 @@ def final_scores(corpus: Path, detector: str) -> dict[str, float]:
     return {profile: round(float(results[detector][profile]), 2) for profile in PROFILES}
 
 
-def measure(ctx: Context) -> dict[str, Any]:
-    """The whole protocol in a copy of the corpus; the report as a dict."""
+def run(ctx: Context) -> dict[str, Any]:
+    """The part: the whole protocol in a copy of the corpus, or why it was skipped (no
+    corpus)."""
+    if not (CORPUS / "run.py").is_file():
+        print(f"quality.nab skipped: no NAB corpus at {CORPUS}")
+        return {"quality": {"nab": {"skipped": f"no NAB corpus at {CORPUS}"}}}
     window, variant = ctx.option("window", 30), ctx.option("variant", "alarm")
     chosen = ctx.option("series", ctx.size(SMOKE_SERIES, ""))
     series = chosen.split(",") if chosen else None
@@ -168,7 +168,7 @@ def measure(ctx: Context) -> dict[str, Any]:
         nab_run(python, corpus, "-d", "numenta", "--score", "--normalize")
         numenta = final_scores(corpus, "numenta")
         n_series = len(list((corpus / "data").glob("*/*.csv")))
-    return {
+    report = {
         **ours,
         "numenta_standard_rescored": numenta["standard"],
         "numenta_rescored": numenta,
@@ -177,31 +177,4 @@ def measure(ctx: Context) -> dict[str, Any]:
         "series": n_series,
         "not_trained": failed,
     }
-
-
-def run(ctx: Context) -> dict[str, Any]:
-    """The part: NAB's scores, or why it was skipped (no corpus)."""
-    if not (CORPUS / "run.py").is_file():
-        print(f"quality.nab skipped: no NAB corpus at {CORPUS}")
-        return {"quality": {"nab": {"skipped": f"no NAB corpus at {CORPUS}"}}}
-    return {"quality": {"nab": measure(ctx)}}
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``quality.nab`` alone, its report written flat to ``--out``."""
-    from bench.__main__ import Context
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("bench/results/nab.json"))
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        ctx = Context(False, Path(tmp), options=dict(s.split("=", 1) for s in args.set))
-        report = run(ctx)["quality"]["nab"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in report.items() if k != "not_trained"}, indent=2))
-
-
-if __name__ == "__main__":
-    main()
+    return {"quality": {"nab": report}}

@@ -9,35 +9,20 @@
   --set contamination=X`` choose the ensemble; ``faults``, ``seeds``, ``sets`` the data.
 - ``time``: the time-aware model; ``fpr``: its false-alarm rate through the user's training
   path (both in ``bench.quality_time``).
-- ``alarms``: alarms per day at normal operation against detection delay for a few alarm
-  policies, on a fresh 30-day synthetic stream and on TEP.
 - ``nab``: the NAB corpus through the user's path, scored by NAB's own scorer (``bench.nab``).
 """
 
 from __future__ import annotations
 
-import statistics
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-from numpy.typing import NDArray
 
-from anomaly_api.data.anomalies import NORMAL_KIND
-from anomaly_api.data.loading import dataset_from_frame, synthetic_dataset
-from anomaly_api.data.synthetic import (
-    KIND_COLUMN,
-    LABEL_COLUMN,
-    SENSOR_CHANNELS,
-    generate_sensor_data,
-)
-from anomaly_api.detection import AnomalyEnsemble
-from anomaly_api.monitoring import AlarmPolicy, AlarmState
+from anomaly_api.data.loading import synthetic_dataset
 from anomaly_api.training.pipeline import EnsembleConfig, fit_and_evaluate, new_ensemble
 from bench import nab, quality_time
-from bench.data import DATASETS, TEP, TEP_FAULT_ONSET, TEP_HARD_FAULTS, tep_available, tep_frame
+from bench.data import DATASETS, TEP_FAULT_ONSET, TEP_HARD_FAULTS, tep_available, tep_frame
 
 if TYPE_CHECKING:
     from bench.__main__ import Context
@@ -89,8 +74,7 @@ def _tep(ctx: Context) -> dict[str, Any]:
     normal_flags = [model.predict(tep_frame("test_normal")[0]) == -1]
     per_fault: dict[str, Any] = {}
     for fault in faults:
-        X = tep_frame(f"test_fault{fault:02d}")[0]
-        out = model.explain(X)
+        out = model.explain(tep_frame(f"test_fault{fault:02d}")[0])
         flags = out.is_anomaly
         normal_flags.append(flags[:TEP_FAULT_ONSET])
         after = flags[TEP_FAULT_ONSET:]
@@ -130,12 +114,9 @@ def _synthetic(ctx: Context) -> dict[str, Any]:
     for seed in range(ctx.option("seeds", ctx.size(1, 10))):
         trained = fit_and_evaluate(synthetic_dataset(seed=seed), seed=seed, config=config(ctx))
         test = trained.metrics["test"]
+        recall = {k: v["ensemble"] for k, v in test["per_kind_recall"].items()}
         runs.append(
-            {
-                "seed": seed,
-                "ensemble": test["detectors"]["ensemble"],
-                "per_kind_recall": {k: v["ensemble"] for k, v in test["per_kind_recall"].items()},
-            }
+            {"seed": seed, "ensemble": test["detectors"]["ensemble"], "per_kind_recall": recall}
         )
     kinds = runs[0]["per_kind_recall"].keys()
     return {
@@ -176,134 +157,4 @@ def pointwise(ctx: Context) -> dict[str, Any]:
     return {"quality": {"pointwise": out}}
 
 
-POLICIES: dict[str, AlarmPolicy] = {
-    "every anomaly (k=1)": AlarmPolicy(k=1, window=1, cooldown=0),
-    "3 of 5, cool-down 12": AlarmPolicy(k=3, window=5, cooldown=12),
-    "6 of 10, cool-down 12": AlarmPolicy(k=6, window=10, cooldown=12),
-    "10 of 20, cool-down 12": AlarmPolicy(k=10, window=20, cooldown=12),
-}
-
-
-@dataclass(frozen=True)
-class Stream:
-    """One stream's decisions and labels, oldest first."""
-
-    name: str
-    flagged: NDArray[np.bool_]
-    labels: NDArray[np.int64]
-    segments: list[tuple[int, int, str]]
-    """(first row, last row, kind) of each anomalous stretch."""
-
-
-def segments_of(kinds: NDArray[np.str_]) -> list[tuple[int, int, str]]:
-    """Contiguous runs of one non-normal kind."""
-    out: list[tuple[int, int, str]] = []
-    start = 0
-    for i in range(1, len(kinds) + 1):
-        if i == len(kinds) or kinds[i] != kinds[start]:
-            if kinds[start] != NORMAL_KIND:
-                out.append((start, i - 1, str(kinds[start])))
-            start = i
-    return out
-
-
-SUSTAINED_ROWS = 5
-"""Segments at least this long count as sustained (single-row spikes are not)."""
-
-
-def evaluate(streams: list[Stream], policy: AlarmPolicy, minutes: float) -> dict[str, Any]:
-    """False alarms per day of normal rows, and per segment whether and when it alarmed."""
-    false_alarms = normal_rows = 0
-    found: list[tuple[str, int, float | None]] = []  # kind, length, delay
-    for stream in streams:
-        alarms, _ = policy.evaluate(AlarmState(), stream.flagged)
-        normal = stream.labels == 0
-        false_alarms += int(np.sum(alarms & normal))
-        normal_rows += int(np.sum(normal))
-        for first, last, kind in stream.segments:
-            hits = np.flatnonzero(alarms[first : last + 1])
-            delay = float(hits[0]) * minutes if hits.size else None
-            found.append((kind, last - first + 1, delay))
-    days = normal_rows * minutes / 1440.0
-
-    def summary(rows: list[tuple[str, int, float | None]]) -> dict[str, Any]:
-        delays = [d for _, _, d in rows if d is not None]
-        return {
-            "segments": len(rows),
-            "detected_share": round(len(delays) / len(rows), 3) if rows else None,
-            "delay_minutes_median": round(statistics.median(delays), 1) if delays else None,
-            "delay_minutes_mean": round(statistics.fmean(delays), 1) if delays else None,
-        }
-
-    kinds = sorted({kind for kind, _, _ in found})
-    return {
-        "policy": policy.to_dict(),
-        "normal_days": round(days, 2),
-        "false_alarms": false_alarms,
-        "false_alarms_per_day": round(false_alarms / days, 2),
-        **summary(found),
-        "sustained": summary([f for f in found if f[1] >= SUSTAINED_ROWS]),
-        "by_kind": {kind: summary([f for f in found if f[0] == kind]) for kind in kinds},
-    }
-
-
-def synthetic_streams(rows: int) -> tuple[list[Stream], dict[str, Any]]:
-    """The default model and one fresh 30-day synthetic stream."""
-    trained = fit_and_evaluate(synthetic_dataset(seed=42), seed=42)
-    frame = generate_sensor_data(rows, seed=7)
-    X = frame[list(SENSOR_CHANNELS)].to_numpy(dtype=np.float64)
-    flagged = trained.model.explain(X).is_anomaly
-    labels = frame[LABEL_COLUMN].to_numpy(dtype=np.int64)
-    kinds = frame[KIND_COLUMN].astype(str).to_numpy(dtype=np.str_)
-    stream = Stream("synthetic seed=7", flagged, labels, segments_of(kinds))
-    info = {
-        "model": "default (fit_and_evaluate(synthetic_dataset(seed=42)))",
-        "stream": "generate_sensor_data(rows, seed=7): 30 days of 5-minute readings",
-        "rows": len(frame),
-        "flagged_share_on_normal_rows": round(float(flagged[labels == 0].mean()), 4),
-        "anomalous_rows": int(labels.sum()),
-    }
-    return [stream], info
-
-
-def tep_streams(model: AnomalyEnsemble, faults: range) -> list[Stream]:
-    """test_normal and the 21 fault files, scored by ``model``."""
-    streams = []
-    for name in ["test_normal", *(f"test_fault{n:02d}" for n in faults)]:
-        X, labels, _ = tep_frame(name)
-        segments = [] if labels.sum() == 0 else [(TEP_FAULT_ONSET, len(X) - 1, name)]
-        streams.append(Stream(name, model.explain(X).is_anomaly, labels, segments))
-    return streams
-
-
-def tep_results(faults: range) -> dict[str, Any]:
-    """Alarms on TEP: the default ensemble fitted on ``train_normal`` (no labels: thresholds
-    from contamination 0.05); 3-minute readings, one alarm state per file."""
-    frame = pd.read_csv(TEP / "train_normal.csv").drop(columns=["is_anomaly"])
-    model = fit_and_evaluate(dataset_from_frame(frame, source="tep"), seed=42).model
-    streams = tep_streams(model, faults)
-    normal = np.concatenate([s.flagged[s.labels == 0] for s in streams])
-    easy = [s for s in streams if not any(s.name.endswith(f"{n:02d}") for n in TEP_HARD_FAULTS)]
-    policies = {}
-    for name, policy in POLICIES.items():
-        hard_left_out = evaluate(easy, policy, 3.0)
-        kept = {key: hard_left_out[key] for key in ("detected_share", "delay_minutes_median")}
-        policies[name] = {**evaluate(streams, policy, 3.0), "without_faults_3_9_15": kept}
-    return {"flagged_share_on_normal_rows": float(normal.mean()), "policies": policies}
-
-
-def alarm_policies(ctx: Context) -> dict[str, Any]:
-    """Every policy on the synthetic stream and, when present, on TEP."""
-    streams, info = synthetic_streams(ctx.size(2000, 8640))
-    out: dict[str, Any] = {"synthetic": {
-        **info, "policies": {name: evaluate(streams, p, 5.0) for name, p in POLICIES.items()}
-    }}  # fmt: skip
-    if tep_available():
-        out["tep"] = tep_results(range(1, ctx.size(3, 22)))
-    return {"quality": {"alarms": out}}
-
-
-PARTS = {
-    "pointwise": pointwise, "time": quality_time.run, "alarms": alarm_policies,
-    "fpr": quality_time.fpr, "nab": nab.run,
-}  # fmt: skip
+PARTS = {"pointwise": pointwise, "time": quality_time.run, "fpr": quality_time.fpr, "nab": nab.run}

@@ -1,5 +1,5 @@
-"""Section ``streams``: stream readings over HTTP against ``/predict``, ``/predict/window``,
-the bytes one stream holds, the stores' appends/s and the alarm step's cost.
+"""Section ``streams``: stream readings over HTTP against ``/predict``, ``/predict/window``
+and the bytes one stream holds.
 
 The stream model is the default time-aware one (window 60, 8 channels); Redis is a
 throwaway ``redis-server`` started here, so the shared one's traffic does not blur it.
@@ -8,8 +8,6 @@ throwaway ``redis-server`` started here, so the shared one's traffic does not bl
 from __future__ import annotations
 
 import asyncio
-import statistics
-import time
 import tracemalloc
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +16,7 @@ import orjson
 import redis
 
 from anomaly_api.config import Settings
-from anomaly_api.monitoring.alarms import AlarmPolicy
-from anomaly_api.service.stream_alarms import StreamAlarms
-from anomaly_api.service.streams import InMemoryStreamStore, RedisStreamStore, StreamStore
+from anomaly_api.service.streams import InMemoryStreamStore, RedisStreamStore
 from bench.load import STREAM_LUA, connect, post_many, run_wrk, send
 from bench.report import ratio
 from bench.servers import redis_server, service_env, service_server
@@ -33,20 +29,18 @@ CHANNELS = 8
 WINDOW = 60
 MODEL_KEY = "bench-model-1"
 T0 = 1_800_000_000
-POLICY = AlarmPolicy(k=3, window=10, cooldown=30)
 
 
 def warm_streams(port: int) -> None:
     """Post ``WINDOW`` readings to each wrk stream before wrk's first timestamp, so wrk
     measures full windows."""
+    readings = [[0.0, 1.0, 0.0, 0.1, 1.0, 0.0, 0.2, -0.1]] * 15
     with connect(port) as conn:
         for sid in range(1, CONNECTIONS + 1):
             for start in range(0, WINDOW, 15):
-                body = {
-                    "timestamps": [T0 - (WINDOW - start - i) * 300 for i in range(15)],
-                    "readings": [[0.0, 1.0, 0.0, 0.1, 1.0, 0.0, 0.2, -0.1]] * 15,
-                }
-                send(conn, f"/streams/bench-{sid}/readings", orjson.dumps(body))
+                times = [T0 - (WINDOW - start - i) * 300 for i in range(15)]
+                body = orjson.dumps({"timestamps": times, "readings": readings})
+                send(conn, f"/streams/bench-{sid}/readings", body)
 
 
 def window_bodies(count: int, mode: str) -> list[bytes]:
@@ -91,16 +85,6 @@ def over_http(ctx: Context) -> dict[str, Any]:
     return {"streams": out}
 
 
-def _row(step: int) -> np.ndarray:
-    return np.full((1, CHANNELS), float(step)) + np.arange(CHANNELS)
-
-
-def _redis_store(url: str) -> RedisStreamStore:
-    settings = Settings(redis_url=url, stream_prefix="bench:", redis_timeout_s=2.0,
-                        stream_max_streams=10_000)  # fmt: skip
-    return RedisStreamStore.from_settings(settings)
-
-
 def state(ctx: Context) -> dict[str, Any]:
     """Bytes one full stream (8 channels, 60 readings) costs: Python heap of the in-process
     store (tracemalloc) and ``used_memory`` growth of a throwaway Redis per stream."""
@@ -110,8 +94,8 @@ def state(ctx: Context) -> dict[str, Any]:
     before = tracemalloc.get_traced_memory()[0]
     for step in range(WINDOW + 5):
         for stream in range(streams):
-            store.append_now(f"s-{stream}", [float(step)], _row(step), window=WINDOW,
-                             model_key=MODEL_KEY)  # fmt: skip
+            row = np.full((1, CHANNELS), float(step)) + np.arange(CHANNELS)
+            store.append_now(f"s-{stream}", [float(step)], row, window=WINDOW, model_key=MODEL_KEY)
     heap = (tracemalloc.get_traced_memory()[0] - before) / streams
     tracemalloc.stop()
     with redis_server() as url:
@@ -122,7 +106,9 @@ def state(ctx: Context) -> dict[str, Any]:
 
 async def redis_bytes(url: str, streams: int) -> dict[str, Any]:
     """``used_memory`` growth per full stream, from one connection opened before the base."""
-    store = _redis_store(url)
+    settings = Settings(redis_url=url, stream_prefix="bench:", redis_timeout_s=2.0,
+                        stream_max_streams=10_000)  # fmt: skip
+    store = RedisStreamStore.from_settings(settings)
     try:
         with redis.Redis.from_url(url) as client:
             await store.check()
@@ -143,49 +129,4 @@ async def redis_bytes(url: str, streams: int) -> dict[str, Any]:
         await store.close()
 
 
-async def _appends(
-    store: StreamStore, n: int, tag: str, alarms: StreamAlarms | None = None, tasks: int = 1
-) -> float:
-    """µs per append of ``tasks`` concurrent callers (each on its own streams, 5% of the
-    readings flagged), with the alarm step after each when ``alarms``."""
-    per_task = max(n // tasks, 1)
-    rows = [_row(step) for step in range(per_task)]
-
-    async def caller(task: int) -> None:
-        for step in range(per_task):
-            window = await store.append(f"{tag}-{task}-{step % 100}", [float(step)], rows[step],
-                                        window=WINDOW, model_key=MODEL_KEY)  # fmt: skip
-            if alarms is not None:
-                await alarms.evaluate(window, 1, np.array([step % 20 == 0]), POLICY)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(caller(task) for task in range(tasks)))
-    return (time.perf_counter() - started) / (per_task * tasks) * 1e6
-
-
-def stores(ctx: Context) -> dict[str, Any]:
-    """Each store alone: µs per append of one caller, alone and with the alarm step
-    (``StreamAlarms.evaluate``: the policy, then the compare-and-set of the stream's alarm
-    state) in alternating blocks (medians), and appends/s of 64 concurrent tasks."""
-
-    async def measure(store: StreamStore, per_block: int) -> dict[str, Any]:
-        alarms = StreamAlarms(store)
-        plain, alarmed = [], []
-        for block in range(ctx.size(2, 8)):
-            plain.append(await _appends(store, per_block, f"plain{block}"))
-            alarmed.append(await _appends(store, per_block, f"alarm{block}", alarms))
-        many = 1e6 / await _appends(store, 8 * per_block, "many", tasks=64)
-        if isinstance(store, RedisStreamStore):
-            await store.close()
-        base, total = statistics.median(plain), statistics.median(alarmed)
-        return {"append_us": base, "append_with_alarms_us": total, "alarm_ratio": total / base,
-                "alarms_not_stored": alarms.not_stored, "appends_per_s_64_tasks": many}  # fmt: skip
-
-    memory = InMemoryStreamStore(max_streams=100_000, idle_ttl_s=3600.0)
-    out = {"memory": asyncio.run(measure(memory, ctx.size(200, 2000)))}
-    with redis_server() as url:
-        out["redis"] = asyncio.run(measure(_redis_store(url), ctx.size(50, 500)))
-    return {"streams": {"stores": out}}
-
-
-PARTS = {"http": over_http, "state": state, "stores": stores}
+PARTS = {"http": over_http, "state": state}

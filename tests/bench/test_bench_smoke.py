@@ -63,11 +63,6 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
     assert state["memory"]["heap_per_stream"] > state["memory"]["window_array_nbytes"]
     assert state["redis"]["window_value_bytes"] == 29 + len("bench-model-1") + 60 * 9 * 8
     assert sane(state["redis"]["used_memory_per_stream"])
-    for store in ("memory", "redis"):
-        numbers = streams["stores"][store]
-        assert sane(numbers["append_with_alarms_us"])
-        assert sane(numbers["appends_per_s_64_tasks"])
-        assert numbers["alarms_not_stored"] == 0  # one caller: every alarm state is stored
 
     bulk = results["bulk"]
     assert sane(bulk["local"]["rows_s_per_core"])
@@ -75,29 +70,24 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
     assert sane(bulk["cli"]["peak_rss_mb"])
     assert "scored 10,000 rows" in bulk["cli"]["summary"]
     assert sane(bulk["client_vs_server"]["ratio"])
+    assert sane(bulk["client_vs_server"]["client_cpu_ms_per_1000_rows"])
     drift = results["drift_overhead"]
     assert len(drift["pairs"]) == 2
     assert sane(drift["ratio_median"])
     assert sane(results["drift_tracker"]["synthetic"]["update_1_row_us"])
 
-    kernel = results["kernel"]
-    assert all(sane(t) for row in kernel["scoring"].values() for t in row.values())
-    assert all(len(row) == 6 for row in kernel["neighbours"].values())
-    assert set(kernel["process"]) == {"c", "numpy", "sklearn"}
+    neighbours = results["kernel"]["neighbours"]
+    assert all(len(row) == 6 and all(sane(t) for t in row.values()) for row in neighbours.values())
     cost = results["cost"]
     assert len(cost["request"]["predict_1_row_us"]) == 4
-    assert sane(cost["batch"]["miss_ms"])
-    assert sane(cost["batch"]["hit_ms"])
-    assert sane(cost["client"]["predict_many_per_1000_ms"])
-    assert sane(cost["stream"]["redis"]["append_us"])
-    assert sane(cost["stream"]["score_window_us"])
-    assert all(sane(row["contributions_us"]) for row in cost["explain"].values())
+    batch = cost["request"]["predict_batch_1000_rows_us"]
+    assert sane(batch["service, cache hits, through uvicorn"])
+    assert sane(batch["the kernel alone on the same rows"])
     assert cost["instructions_per_request"] == {"/predict": None}  # no callgrind in a smoke run
 
     quality = results["quality"]
     assert 0 <= quality["pointwise"]["synthetic"]["mean"]["roc_auc"] <= 1
     assert 0 <= quality["time"]["synthetic"]["f1_mean"] <= 1
-    assert quality["alarms"]["synthetic"]["policies"]
     assert 0 <= quality["fpr"]["synthetic"]["fpr_mean"] <= 1
     nab = quality["nab"]
     if not (NAB_CORPUS / "run.py").is_file():

@@ -40,7 +40,7 @@ def test_names_choose_sections_and_parts_in_the_suites_order() -> None:
     ]  # fmt: skip
     assert {s for s, _ in parse_names([], smoke=False)} == set(DEFAULT)
     assert {s for s, _ in parse_names([], smoke=True)} == set(SECTIONS)
-    assert parse_names(["cost.client", "cost"], smoke=True) == [
+    assert parse_names(["cost.request", "cost"], smoke=True) == [
         ("cost", part) for part in parts_of("cost")
     ]
     for wrong in ("nope", "cost.nope"):
