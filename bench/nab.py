@@ -14,10 +14,15 @@ with its pinned packages if missing), in a copy of the corpus cut to the chosen 
 null detector first (the normalisation needs it), then our results are optimised, scored and
 normalised, and NAB's published ``numenta`` results re-scored by the same scorer (70.1 on the
 standard profile over the whole corpus: proof that the scoring is NAB's).
+
+``python -m bench.nab --out FILE [--set NAME=VALUE ...]`` runs this part alone and writes its
+report flat (``{"standard", "reward_low_FP_rate", "reward_low_FN_rate",
+"numenta_standard_rescored", ...}``, as ``bench/results/nab.json``).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -178,3 +183,23 @@ def run(ctx: Context) -> dict[str, Any]:
         "not_trained": failed,
     }
     return {"quality": {"nab": report}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``quality.nab`` alone, its report written flat to ``--out``."""
+    from bench.__main__ import Context
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("bench/results/nab.json"))
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    args = parser.parse_args(argv)
+    options = dict(item.split("=", 1) for item in args.set)
+    with tempfile.TemporaryDirectory() as tmp:
+        report = run(Context(False, Path(tmp), options=options))["quality"]["nab"]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in report.items() if k != "not_trained"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
