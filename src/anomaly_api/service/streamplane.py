@@ -30,6 +30,7 @@ its alarm state in the store (``stream_alarms``); a window is evaluated from a f
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -69,6 +70,12 @@ from anomaly_api.service.stream_answers import (
     WindowAnswer,
     stream_answers,
 )
+from anomaly_api.service.stream_listing import (
+    StreamListAnswer,
+    StreamScoresAnswer,
+    list_answer,
+    scores_answer,
+)
 from anomaly_api.service.stream_timestamps import (
     Timestamp,
     as_sent,
@@ -78,10 +85,12 @@ from anomaly_api.service.stream_timestamps import (
 )
 from anomaly_api.service.streams import (
     InvalidReadingsError,
+    RecentScore,
     StoredAlarm,
     StreamCapacityError,
     StreamOrderError,
     StreamStore,
+    StreamWindow,
     check_stream_id,
 )
 from anomaly_api.service.streams.events import (
@@ -102,6 +111,10 @@ __all__ = [
 ]
 
 Mode = Literal["last", "all"]
+
+SCORE_THRESHOLD = 0.0
+"""The ``anomaly_score`` at which a reading is flagged: scores are margins past the model's
+own threshold, so a plot of a stream's scores draws its threshold at 0."""
 
 _OFFLOAD_READINGS = 64
 """Windows of at least this many readings are scored in a worker thread."""
@@ -221,6 +234,7 @@ class StreamPlane:
             predictor, window.timestamps, window.values, min(n_new, len(window)), top_k
         )
         flags = np.fromiter((a.is_anomaly for a in answers), bool, len(answers))
+        recording = self._record_recent(window, answers)
         alarms, alarm, event_ids = await self.alarms.evaluate_events(
             window,
             n_new,
@@ -231,6 +245,8 @@ class StreamPlane:
         for answer, raised, event in zip(answers, alarms.tolist(), event_ids, strict=True):
             answer.alarm = raised
             answer.event_id = event
+        if recording is not None:
+            await recording
         n_alarms = int(alarms.sum())
         if n_alarms and self.on_alarms is not None:
             self.on_alarms(stream_id, n_alarms)
@@ -328,7 +344,41 @@ class StreamPlane:
             )
         return event_answer(stored), status == "ok"
 
+    async def recent(self, stream_id: str, *, limit: int) -> StreamScoresAnswer:
+        """A live stream's recent scores, oldest first; ``StreamNotFoundError`` when there is
+        none."""
+        check_stream_id(stream_id)
+        found = await self.store.recent(stream_id, limit=limit)
+        if found is None:
+            raise StreamNotFoundError(f"stream {stream_id!r} does not exist (or has expired)")
+        return scores_answer(stream_id, found, self.store.recent_size)
+
+    async def streams(self, *, limit: int, after: str | None = None) -> StreamListAnswer:
+        """A page of live streams ordered by id, after the id ``after``."""
+        if after is not None:
+            check_stream_id(after)
+        found = await self.store.list_streams(limit=limit + 1, after=after)
+        return list_answer(found, limit, self.store.backend)
+
     # ------------------------------------------------------------------ scoring
+    def _record_recent(
+        self, window: StreamWindow, answers: list[StreamAnswer]
+    ) -> asyncio.Future[None] | None:
+        """Start writing the answered readings to the stream's recent scores, alongside the
+        alarm update (no round trip of its own to wait for); None when none are kept."""
+        if not self.store.recent_size:
+            return None
+        times = window.timestamps[len(window) - len(answers) :].tolist()
+        entries = [
+            RecentScore(t, a.anomaly_score, SCORE_THRESHOLD, a.is_anomaly)
+            for t, a in zip(times, answers, strict=True)
+        ]
+        return asyncio.ensure_future(
+            self.store.add_recent(
+                window.stream_id, entries, restarted=window.restarted, degraded=window.degraded
+            )
+        )
+
     def _event_input(
         self,
         predictor: Predictor,
