@@ -20,7 +20,12 @@ import redis
 from anomaly_api.config import Settings
 from anomaly_api.monitoring.alarms import AlarmPolicy
 from anomaly_api.service.stream_alarms import StreamAlarms
-from anomaly_api.service.streams import InMemoryStreamStore, RedisStreamStore, StreamStore
+from anomaly_api.service.streams import (
+    InMemoryStreamStore,
+    RecentScore,
+    RedisStreamStore,
+    StreamStore,
+)
 from bench.load import STREAM_LUA, connect, post_many, run_wrk, send
 from bench.report import ratio
 from bench.servers import redis_server, service_env, service_server
@@ -144,10 +149,16 @@ async def redis_bytes(url: str, streams: int) -> dict[str, Any]:
 
 
 async def _appends(
-    store: StreamStore, n: int, tag: str, alarms: StreamAlarms | None = None, tasks: int = 1
+    store: StreamStore,
+    n: int,
+    tag: str,
+    alarms: StreamAlarms | None = None,
+    tasks: int = 1,
+    ring: bool = False,
 ) -> float:
     """µs per append of ``tasks`` concurrent callers (each on its own streams, 5% of the
-    readings flagged), with the alarm step after each when ``alarms``."""
+    readings flagged), with the alarm step after each when ``alarms``, and its score
+    recorded in the stream's recent scores when ``ring``."""
     per_task = max(n // tasks, 1)
     rows = [_row(step) for step in range(per_task)]
 
@@ -157,6 +168,9 @@ async def _appends(
                                         window=WINDOW, model_key=MODEL_KEY)  # fmt: skip
             if alarms is not None:
                 await alarms.evaluate(window, 1, np.array([step % 20 == 0]), POLICY)
+            if ring:
+                store.record_recent(window.stream_id, [RecentScore(float(step), 0.5, 0.0, False)],
+                                    restarted=window.restarted)  # fmt: skip
 
     started = time.perf_counter()
     await asyncio.gather(*(caller(task) for task in range(tasks)))
@@ -164,21 +178,25 @@ async def _appends(
 
 
 def stores(ctx: Context) -> dict[str, Any]:
-    """Each store alone: µs per append of one caller, alone and with the alarm step
+    """Each store alone: µs per append of one caller, alone, with the alarm step
     (``StreamAlarms.evaluate``: the policy, then the compare-and-set of the stream's alarm
-    state) in alternating blocks (medians), and appends/s of 64 concurrent tasks."""
+    state) and with both the alarm step and the recent score (``record_recent``) in
+    alternating blocks (medians), and appends/s of 64 concurrent tasks."""
 
     async def measure(store: StreamStore, per_block: int) -> dict[str, Any]:
         alarms = StreamAlarms(store)
-        plain, alarmed = [], []
+        plain, alarmed, ringed = [], [], []
         for block in range(ctx.size(2, 8)):
             plain.append(await _appends(store, per_block, f"plain{block}"))
             alarmed.append(await _appends(store, per_block, f"alarm{block}", alarms))
+            ringed.append(await _appends(store, per_block, f"ring{block}", alarms, ring=True))
         many = 1e6 / await _appends(store, 8 * per_block, "many", tasks=64)
         if isinstance(store, RedisStreamStore):
             await store.close()
         base, total = statistics.median(plain), statistics.median(alarmed)
+        with_ring = statistics.median(ringed)
         return {"append_us": base, "append_with_alarms_us": total, "alarm_ratio": total / base,
+                "with_alarms_and_recent_scores_us": with_ring, "recent_ratio": with_ring / total,
                 "alarms_not_stored": alarms.not_stored, "appends_per_s_64_tasks": many}  # fmt: skip
 
     memory = InMemoryStreamStore(max_streams=100_000, idle_ttl_s=3600.0)

@@ -66,6 +66,7 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
     for store in ("memory", "redis"):
         numbers = streams["stores"][store]
         assert sane(numbers["append_with_alarms_us"])
+        assert sane(numbers["with_alarms_and_recent_scores_us"])
         assert sane(numbers["appends_per_s_64_tasks"])
         assert numbers["alarms_not_stored"] == 0  # one caller: every alarm state is stored
 

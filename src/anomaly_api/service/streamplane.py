@@ -30,7 +30,6 @@ its alarm state in the store (``stream_alarms``); a window is evaluated from a f
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import time
@@ -234,7 +233,7 @@ class StreamPlane:
             predictor, window.timestamps, window.values, min(n_new, len(window)), top_k
         )
         flags = np.fromiter((a.is_anomaly for a in answers), bool, len(answers))
-        recording = self._record_recent(window, answers)
+        self._record_recent(window, answers)
         alarms, alarm, event_ids = await self.alarms.evaluate_events(
             window,
             n_new,
@@ -245,8 +244,6 @@ class StreamPlane:
         for answer, raised, event in zip(answers, alarms.tolist(), event_ids, strict=True):
             answer.alarm = raised
             answer.event_id = event
-        if recording is not None:
-            await recording
         n_alarms = int(alarms.sum())
         if n_alarms and self.on_alarms is not None:
             self.on_alarms(stream_id, n_alarms)
@@ -360,25 +357,22 @@ class StreamPlane:
         found = await self.store.list_streams(limit=limit + 1, after=after)
         return list_answer(found, limit, self.store.backend)
 
-    # ------------------------------------------------------------------ scoring
-    def _record_recent(
-        self, window: StreamWindow, answers: list[StreamAnswer]
-    ) -> asyncio.Future[None] | None:
-        """Start writing the answered readings to the stream's recent scores, alongside the
-        alarm update (no round trip of its own to wait for); None when none are kept."""
+    # ------------------------------------------------------------------ recent scores
+    def _record_recent(self, window: StreamWindow, answers: list[StreamAnswer]) -> None:
+        """Record the answered readings in the stream's recent scores (the store does not
+        make the append wait for it)."""
         if not self.store.recent_size:
-            return None
+            return
         times = window.timestamps[len(window) - len(answers) :].tolist()
         entries = [
             RecentScore(t, a.anomaly_score, SCORE_THRESHOLD, a.is_anomaly)
             for t, a in zip(times, answers, strict=True)
         ]
-        return asyncio.ensure_future(
-            self.store.add_recent(
-                window.stream_id, entries, restarted=window.restarted, degraded=window.degraded
-            )
+        self.store.record_recent(
+            window.stream_id, entries, restarted=window.restarted, degraded=window.degraded
         )
 
+    # ------------------------------------------------------------------ scoring
     def _event_input(
         self,
         predictor: Predictor,

@@ -286,7 +286,7 @@ class StreamStore(Protocol):
         """Recent scores kept per stream (0: none are recorded)."""
         ...
 
-    async def add_recent(
+    def record_recent(
         self,
         stream_id: str,
         entries: Sequence[RecentScore],
@@ -294,9 +294,10 @@ class StreamStore(Protocol):
         restarted: bool,
         degraded: bool = False,
     ) -> None:
-        """Record scored readings in the stream's ring of recent scores (``recent.py``);
-        ``restarted``: the append that scored them started a new life of the stream, drop
-        the previous life's. Nothing when the stream is gone; never raises."""
+        """Record scored readings in the stream's ring of recent scores (``recent.py``), now
+        or shortly after (Redis batches them; the append never waits for it). ``restarted``:
+        the append that scored them started a new life of the stream, drop the previous
+        life's. Nothing when the stream is gone; never raises."""
         ...
 
     async def recent(self, stream_id: str, *, limit: int) -> list[RecentScore] | None:

@@ -345,7 +345,7 @@ class InMemoryStreamStore:
         """Recent scores kept per stream."""
         return self.recent_scores
 
-    async def add_recent(
+    def record_recent(
         self,
         stream_id: str,
         entries: Sequence[RecentScore],
@@ -353,7 +353,7 @@ class InMemoryStreamStore:
         restarted: bool,
         degraded: bool = False,
     ) -> None:
-        """Record recent scores (see ``StreamStore.add_recent``)."""
+        """Record recent scores now (``StreamStore.record_recent``)."""
         self.add_recent_now(stream_id, entries)
 
     def add_recent_now(self, stream_id: str, entries: Sequence[RecentScore]) -> None:

@@ -8,8 +8,10 @@ In process memory the ring is a ``deque`` of fixed length. In Redis it is a sort
 scored by timestamp, each member the packed entry (``ENTRY``): a stream's timestamps
 strictly increase, so members are unique, replicas writing their appends in any order
 still read back in time order, and a script resent after a dropped connection adds
-nothing twice. A write is one script call (add, trim to the newest ``size``, take the
-window's remaining TTL).
+nothing twice. Appends do not wait for it: a replica gathers the scores of every stream
+(``PendingScores``) and writes them all in one script call at most ``FLUSH_S`` later (add,
+trim to the newest ``size``, take the window's remaining TTL), so the append path costs
+no round trip at all, and a busy replica one call per ``FLUSH_S`` for all its streams.
 """
 
 from __future__ import annotations
@@ -22,13 +24,22 @@ from itertools import islice
 
 __all__ = [
     "ENTRY",
+    "FLUSH_S",
+    "MAX_STREAMS_PER_CALL",
     "READ_LUA",
     "WRITE_LUA",
+    "PendingScores",
     "RecentRing",
     "RecentScore",
     "decode_entries",
     "write_args",
 ]
+
+FLUSH_S = 0.05
+"""Longest wait (seconds) of a replica's recent scores before they are written to Redis."""
+
+MAX_STREAMS_PER_CALL = 500
+"""Streams written by one script call at most (a long call would hold Redis up)."""
 
 ENTRY = struct.Struct("<dddB")
 """Timestamp (epoch s), score, threshold, is_anomaly (0/1): 25 bytes per reading."""
@@ -65,16 +76,55 @@ class RecentRing:
         return list(islice(entries, max(0, len(entries) - limit), None))
 
 
-# KEYS: ring, window key. ARGV: restarted ('1': drop the previous life's entries), size,
-# then pairs of score (timestamp) and member (ENTRY). Reply: 1 when written, 0 when the
-# window is gone (a deleted or expired stream gets no ring back).
+class PendingScores:
+    """Recent scores a replica has not written to Redis yet, by stream (the newest ``size``)."""
+
+    __slots__ = ("_streams", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._streams: dict[str, tuple[bool, list[RecentScore]]] = {}
+
+    def add(self, stream_id: str, entries: Sequence[RecentScore], *, restarted: bool) -> None:
+        """Queue ``entries``; ``restarted`` drops what was queued for the stream's last life
+        and, once written, what Redis holds of it."""
+        queued = None if restarted else self._streams.get(stream_id)
+        if queued is None:
+            queued = (restarted, [])
+            self._streams[stream_id] = queued
+        queued[1].extend(entries)
+        del queued[1][: max(0, len(queued[1]) - self.size)]
+
+    def forget(self, stream_id: str) -> None:
+        """Drop what is queued for a deleted stream."""
+        self._streams.pop(stream_id, None)
+
+    def take(self) -> list[tuple[str, bool, list[RecentScore]]]:
+        """Everything queued, as ``(stream id, restarted, entries)``; the queue is emptied."""
+        taken, self._streams = self._streams, {}
+        return [(sid, restarted, entries) for sid, (restarted, entries) in taken.items()]
+
+    def __bool__(self) -> bool:
+        return bool(self._streams)
+
+
+# KEYS: ring and window key of each stream. ARGV: size, then for each stream: restarted
+# ('1': drop the previous life's entries first), n, then n pairs of score (timestamp) and
+# member (ENTRY). A stream whose window is gone (deleted, expired) gets no ring back.
 WRITE_LUA = """
-local ttl = redis.call('PTTL', KEYS[2])
-if ttl <= 0 then return 0 end
-if ARGV[1] == '1' then redis.call('DEL', KEYS[1]) end
-redis.call('ZADD', KEYS[1], unpack(ARGV, 3))
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
-redis.call('PEXPIRE', KEYS[1], ttl)
+local size, a = tonumber(ARGV[1]), 2
+for k = 1, #KEYS, 2 do
+  local restarted, n = ARGV[a], tonumber(ARGV[a + 1])
+  local last = a + 1 + 2 * n
+  local ttl = redis.call('PTTL', KEYS[k + 1])
+  if ttl > 0 and n > 0 then
+    if restarted == '1' then redis.call('DEL', KEYS[k]) end
+    redis.call('ZADD', KEYS[k], unpack(ARGV, a + 2, last))
+    redis.call('ZREMRANGEBYRANK', KEYS[k], 0, -(size + 1))
+    redis.call('PEXPIRE', KEYS[k], ttl)
+  end
+  a = last + 1
+end
 return 1
 """
 
@@ -86,13 +136,20 @@ return redis.call('ZRANGE', KEYS[1], -tonumber(ARGV[1]), -1)
 """
 
 
-def write_args(entries: Sequence[RecentScore], *, restarted: bool, size: int) -> list[bytes]:
-    """``WRITE_LUA``'s arguments for the newest ``size`` of ``entries``."""
-    args: list[bytes] = [b"1" if restarted else b"0", str(size).encode()]
-    for entry in entries[max(0, len(entries) - size) :]:
-        args.append(repr(entry.timestamp).encode())
-        args.append(ENTRY.pack(entry.timestamp, entry.score, entry.threshold, entry.is_anomaly))
-    return args
+def write_args(
+    taken: Sequence[tuple[str, bool, list[RecentScore]]], size: int
+) -> tuple[list[str], list[bytes]]:
+    """Stream ids of ``taken`` (``PendingScores.take``) in ``WRITE_LUA``'s key order, and its
+    arguments; the caller maps each id to its two keys."""
+    ids: list[str] = []
+    args: list[bytes] = [str(size).encode()]
+    for stream_id, restarted, entries in taken:
+        ids.append(stream_id)
+        args += (b"1" if restarted else b"0", str(len(entries)).encode())
+        for entry in entries:
+            args.append(repr(entry.timestamp).encode())
+            args.append(ENTRY.pack(entry.timestamp, entry.score, entry.threshold, entry.is_anomaly))
+    return ids, args
 
 
 def decode_entries(members: Iterable[bytes]) -> list[RecentScore]:

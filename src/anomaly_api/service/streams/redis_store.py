@@ -8,8 +8,8 @@ Layout (``prefix`` from ``Settings.stream_prefix``)::
     {prefix}e:{stream_id}   HASH    the stream's events: <id> -> record (JSON), <id>:l -> current
                                     feedback label, <id>:f -> feedback entries (JSON array),
                                     last -> the newest event's id; expires with the window
-    {prefix}r:{stream_id}   ZSET    the stream's recent scores (``recent.py``), expires with the
-                                    window
+    {prefix}r:{stream_id}   ZSET    the stream's recent scores (``recent.py``; written in batches,
+                                    not by the append), expires with the window
     {prefix}live            ZSET    stream id -> expiry (ms, Redis clock): the live-stream bound
 
     header  = <BHdd8sH  version=1, n_features, total, first timestamp, last call's token,
@@ -98,8 +98,11 @@ from anomaly_api.service.streams.memory import (
     InMemoryStreamStore,
 )
 from anomaly_api.service.streams.recent import (
+    FLUSH_S,
+    MAX_STREAMS_PER_CALL,
     READ_LUA,
     WRITE_LUA,
+    PendingScores,
     RecentScore,
     decode_entries,
     write_args,
@@ -372,6 +375,8 @@ class RedisStreamStore(GuardedRedisCalls):
         )
         self._fallback_used = False
         self.fallbacks = 0
+        self._pending = PendingScores(recent_scores)
+        self._flusher: asyncio.Future[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStreamStore:
@@ -610,7 +615,7 @@ class RedisStreamStore(GuardedRedisCalls):
         """Recent scores kept per stream."""
         return self._fallback.recent_scores
 
-    async def add_recent(
+    def record_recent(
         self,
         stream_id: str,
         entries: Sequence[RecentScore],
@@ -618,19 +623,37 @@ class RedisStreamStore(GuardedRedisCalls):
         restarted: bool,
         degraded: bool = False,
     ) -> None:
-        """Record recent scores in one script call (``StreamStore.add_recent``); a failed
-        call loses them (they are only shown, never used to decide)."""
+        """Queue recent scores; every stream's are written together within ``FLUSH_S``
+        (``StreamStore.record_recent``). A failed write loses them: they are only shown,
+        never used to decide."""
         if degraded:
             self._fallback.add_recent_now(stream_id, entries)
             return
-        keys = [self.recent_key(stream_id), self.window_key(stream_id)]
-        args = write_args(entries, restarted=restarted, size=self.recent_size)
+        self._pending.add(stream_id, entries, restarted=restarted)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(FLUSH_S)
+        await self.flush_recent()
+
+    async def flush_recent(self) -> None:
+        """Write every queued recent score now (script calls of ``MAX_STREAMS_PER_CALL``)."""
+        taken = self._pending.take()
+        for start in range(0, len(taken), MAX_STREAMS_PER_CALL):
+            await self._write_recent(taken[start : start + MAX_STREAMS_PER_CALL])
+
+    async def _write_recent(self, taken: Sequence[tuple[str, bool, list[RecentScore]]]) -> None:
+        ids, args = write_args(taken, self.recent_size)
+        keys = [key for sid in ids for key in (self.recent_key(sid), self.window_key(sid))]
         await self._guarded("recent", lambda: self._recent_write_script(keys=keys, args=args))
 
     async def recent(self, stream_id: str, *, limit: int) -> list[RecentScore] | None:
         """The newest recent scores in one script call (``StreamStore.recent``); process
         memory's while Redis does not answer."""
         check_stream_id(stream_id)
+        if self._pending:
+            await self.flush_recent()  # this replica's latest scores are part of the answer
         keys = [self.recent_key(stream_id), self.window_key(stream_id)]
         reply = await self._guarded(
             "recent", lambda: self._recent_read_script(keys=keys, args=[limit])
@@ -668,6 +691,7 @@ class RedisStreamStore(GuardedRedisCalls):
             self.events_key(stream_id),
             self.recent_key(stream_id),
         ]
+        self._pending.forget(stream_id)
         reply = await self._guarded(
             "delete", lambda: self._delete_script(keys=keys, args=[stream_id])
         )
@@ -685,7 +709,11 @@ class RedisStreamStore(GuardedRedisCalls):
         return reply
 
     async def close(self) -> None:
-        """Close the client and its pool; forget the memory fallback."""
+        """Write the queued recent scores, close the client and its pool; forget the memory
+        fallback."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+        await self.flush_recent()
         self._fallback.clear()
         await self._close_client()
 
