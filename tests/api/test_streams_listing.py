@@ -153,3 +153,21 @@ async def test_listing_and_scores_need_the_client_key_once_keys_exist(
         assert (await http.get("/streams", headers=wrong)).status_code == 403
         ok = await http.get("/streams", headers={"X-API-Key": CLIENT_KEY})
         assert ok.status_code == 200
+
+
+async def test_two_replicas_sharing_redis_list_the_same_streams_and_scores(
+    tiny_artifacts_dir: Path,
+) -> None:
+    """Two apps on one Redis prefix: B lists the stream A started; once A has written its
+    queued scores (its own read writes them first), B reads the same ring."""
+    with stream_backend("redis", "listing-replicas") as shared:
+        settings = make_settings(tiny_artifacts_dir, stream_recent_scores=RING, **shared)
+        async with serve_app(settings) as a, serve_app(settings) as b:
+            await _send(a, "shared-1", 0.0, [NORMAL, ANOMALOUS])
+            assert [s.stream_id for s in (await _page(b)).streams] == ["shared-1"]
+            from_a = await _scores(a, "shared-1")
+            from_b = await _scores(b, "shared-1")
+            assert from_b == from_a
+            assert [s.is_anomaly for s in from_b.scores] == [False, True]
+            await _send(b, "shared-1", 2.0, [NORMAL])
+            assert len((await _scores(b, "shared-1")).scores) == 3
