@@ -16,6 +16,7 @@ FILES = {
     "/ui": "text/html; charset=utf-8",
     "/ui/app.js": "text/javascript; charset=utf-8",
     "/ui/style.css": "text/css; charset=utf-8",
+    "/ui/icon.svg": "image/svg+xml",
 }
 
 
@@ -62,8 +63,8 @@ async def test_the_page_is_public_while_the_api_wants_a_key(tiny_artifacts_dir: 
 def test_the_page_loads_nothing_from_elsewhere() -> None:
     html = page_file("index.html").decode()
     links = re.findall(r'(?:src|href)="([^"]+)"', html)
-    assert sorted(links) == ["ui/app.js", "ui/style.css"]
-    for name in ("app.js", "style.css"):
+    assert sorted(links) == ["ui/app.js", "ui/icon.svg", "ui/style.css"]
+    for name in ("app.js", "style.css", "icon.svg"):
         text = page_file(name).decode()
         assert "@import" not in text
         assert "url(" not in text

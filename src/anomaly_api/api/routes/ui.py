@@ -32,6 +32,7 @@ _FILES = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
+    "icon.svg": "image/svg+xml",
 }
 
 
@@ -67,6 +68,12 @@ async def read_script() -> Response:
 async def read_style() -> Response:
     """The page's style sheet."""
     return _file("style.css")
+
+
+@router.get("/icon.svg")
+async def read_icon() -> Response:
+    """The page's icon (without one, browsers ask for ``/favicon.ico`` and log its 404)."""
+    return _file("icon.svg")
 
 
 __all__ = ["SECURITY_HEADERS", "page_file", "router"]

@@ -84,7 +84,7 @@ function explain(error) {
 }
 
 function fmtTime(iso) {
-  return iso ? iso.replace("T", " ").replace("Z", " UTC") : "open";
+  return iso ? iso.replace("T", " ").replace(/(\.\d+)?(Z|\+00:00)$/, " UTC") : "open";
 }
 
 function fmtNumber(x) {
@@ -93,9 +93,9 @@ function fmtNumber(x) {
 
 // The recent scores as a line, the threshold as a dashed line, flagged readings as dots.
 function plot(scores) {
-  const width = 600, height = 140, pad = 24;
+  const width = 900, height = 160, pad = 24;
   const chart = svg("svg", {
-    class: "plot", viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: "none",
+    class: "plot", viewBox: `0 0 ${width} ${height}`,
     role: "img", "aria-label": `${scores.length} recent scores`,
   });
   if (!scores.length) {
@@ -120,11 +120,11 @@ function plot(scores) {
     if (s.is_anomaly) chart.append(svg("circle", { class: "anomaly", cx: x(i), cy: y(s.anomaly_score), r: 2.5 }));
   });
   for (const [value, where] of [[high, pad - 6], [low, height - 6]]) {
-    const tick = svg("text", { x: 2, y: where });
+    const tick = svg("text", { x: 4, y: where });
     tick.textContent = fmtNumber(value);
     chart.append(tick);
   }
-  const span = svg("text", { x: width - pad - 220, y: height - 6 });
+  const span = svg("text", { x: width - 4, y: height - 6, "text-anchor": "end" });
   span.textContent = `${fmtTime(scores[0].timestamp)} → ${fmtTime(scores[scores.length - 1].timestamp)}`;
   chart.append(span);
   return chart;
