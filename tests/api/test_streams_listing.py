@@ -113,6 +113,7 @@ async def test_no_streams_is_an_empty_page(http: httpx.AsyncClient) -> None:
     page = await _page(http)
     assert page.streams == []
     assert page.next_after is None
+    assert page.degraded is False
 
 
 @pytest.mark.parametrize(

@@ -79,6 +79,19 @@ def test_an_operator_sees_the_stream_and_labels_its_event(
                 "nothing listed without the key"
             )
 
+            # A key the service does not accept: said so, nothing listed.
+            wrong = browser.evaluate(
+                after(
+                    """document.getElementById("api-key").value = "not-the-key";
+                    document.getElementById("key-form").requestSubmit();""",
+                    wait_for(
+                        "document.getElementById('status').textContent.includes('403')",
+                        "document.getElementById('status').textContent",
+                    ),
+                )
+            )
+            assert "refused this API key" in wrong
+
             # The key entered: the stream appears; the key is kept for this tab only.
             stored = browser.evaluate(
                 after(

@@ -45,6 +45,10 @@ class StreamListAnswer:
         Field(description="Pass as `after` for the next page; null on the last page."),
     ]
     backend: Annotated[str, Field(description="`memory` or `redis`.")]
+    degraded: Annotated[
+        bool,
+        Field(description="Redis is unreachable: the streams of this replica's memory are listed."),
+    ]
 
 
 @dataclass
@@ -84,11 +88,14 @@ def scores_answer(
     )
 
 
-def list_answer(found: Sequence[ListedStream], limit: int, backend: str) -> StreamListAnswer:
+def list_answer(
+    found: Sequence[ListedStream], limit: int, backend: str, degraded: bool
+) -> StreamListAnswer:
     """The page for what the store returned (``limit + 1`` asked: one more means a next page)."""
     page = found[:limit]
     return StreamListAnswer(
         streams=[ListedStreamAnswer(s.stream_id, s.expires_in_s) for s in page],
         next_after=page[-1].stream_id if len(found) > limit and page else None,
         backend=backend,
+        degraded=degraded,
     )

@@ -355,7 +355,7 @@ class StreamPlane:
         if after is not None:
             check_stream_id(after)
         found = await self.store.list_streams(limit=limit + 1, after=after)
-        return list_answer(found, limit, self.store.backend)
+        return list_answer(found, limit, self.store.backend, self.store.degraded)
 
     # ------------------------------------------------------------------ recent scores
     def _record_recent(self, window: StreamWindow, answers: list[StreamAnswer]) -> None:

@@ -216,7 +216,8 @@ async function refresh() {
     page.next = listed.next_after;
     document.getElementById("more-streams").hidden = !page.next && !page.after;
     document.getElementById("next-streams").textContent = page.next ? "Next streams" : "First streams";
-    status(`${listed.streams.length} live stream(s) (${listed.backend}), updated ${new Date().toLocaleTimeString()}.`, false);
+    const where = listed.backend + (listed.degraded ? ", Redis unreachable: this replica's memory" : "");
+    status(`${listed.streams.length} live stream(s) (${where}), updated ${new Date().toLocaleTimeString()}.`, false);
   } catch (error) {
     status(explain(error), true);
   } finally {
