@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from anomaly_api.data.timeseries import TimeSeriesDataset, synthetic_timeseries
 from factories import TIME_AWARE_ROWS, TIME_AWARE_SEED, fit_time_aware_artifact, fit_tiny_artifact
+from headless_browser import HeadlessBrowser
 
 TESTS = Path(__file__).resolve().parent
 _PROCESS_DIRS = {"e2e", "bench"}
@@ -102,3 +103,14 @@ def two_versions(tmp_path_factory: pytest.TempPathFactory, fit_version: FitVersi
     fit_version(root, "tiny-2", seed=1)
     fit_version(root, "tiny-1", seed=0)
     return root
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HeadlessBrowser]:
+    """Headless chromium with a fresh profile directory."""
+    work = tmp_path_factory.mktemp("chromium")
+    chromium = HeadlessBrowser(work / "profile", work / "chromium.log")
+    try:
+        yield chromium
+    finally:
+        chromium.close()

@@ -198,6 +198,13 @@ class Settings(BaseSettings):
         le=100_000,
         description="Events kept per stream (`GET /streams/{id}/events`); the oldest are dropped.",
     )
+    stream_recent_scores: int = Field(
+        default=500,
+        ge=0,
+        le=2000,
+        description="Recent scores (timestamp, score, threshold, flag) kept per stream for "
+        "`GET /streams/{id}/scores` and the operator page; 0 records none.",
+    )
     stream_redis_max_connections: int = Field(
         default=64,
         ge=1,

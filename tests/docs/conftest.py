@@ -14,8 +14,9 @@ from typing import Any
 from urllib.parse import urldefrag, urljoin
 
 import pytest
-from headless_browser import HeadlessBrowser, PageVisit
 from site_pages import is_page
+
+from headless_browser import HeadlessBrowser, PageVisit
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,17 +69,6 @@ def site_url(built_site: Path) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
-
-
-@pytest.fixture(scope="session")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HeadlessBrowser]:
-    """Headless chromium with a fresh profile directory."""
-    work = tmp_path_factory.mktemp("chromium")
-    chromium = HeadlessBrowser(work / "profile", work / "chromium.log")
-    try:
-        yield chromium
-    finally:
-        chromium.close()
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,10 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urldefrag, urljoin, urlsplit
 
-from headless_browser import PageVisit
 from site_pages import is_page
 
 from anomaly_api.config import Settings, env_names
+from headless_browser import PageVisit
 
 # Pages whose point is their commands or examples: at least this many code blocks each.
 MIN_CODE_BLOCKS = {

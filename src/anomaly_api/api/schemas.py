@@ -25,7 +25,7 @@ from pydantic import (
 
 from anomaly_api.artifacts import ArtifactManifest
 from anomaly_api.monitoring.alarms import AlarmPolicy
-from anomaly_api.service import answers, event_answers, stream_answers
+from anomaly_api.service import answers, event_answers, stream_answers, stream_listing
 from anomaly_api.training.calibration import stated
 
 NORMAL_FEATURES: list[JsonValue] = [0.5, 1.2, -0.3, 0.8, 1.5, 0.2, -0.1, 0.9]
@@ -427,6 +427,18 @@ class FeedbackRequest(BaseModel):
     note: str = Field(default="", max_length=1000, description="Free text, up to 1,000 characters.")
 
 
+ListedStream = _model_of("ListedStream", stream_listing.ListedStreamAnswer, {})
+StreamListResponse = _model_of(
+    "StreamListResponse",
+    stream_listing.StreamListAnswer,
+    {stream_listing.ListedStreamAnswer: ListedStream},
+)
+RecentScore = _model_of("RecentScore", stream_listing.RecentScoreAnswer, {})
+StreamScoresResponse = _model_of(
+    "StreamScoresResponse",
+    stream_listing.StreamScoresAnswer,
+    {stream_listing.RecentScoreAnswer: RecentScore},
+)
 StreamStateResponse = _model_of(
     "StreamStateResponse",
     stream_answers.StreamStateAnswer,

@@ -69,6 +69,12 @@ from anomaly_api.service.stream_answers import (
     WindowAnswer,
     stream_answers,
 )
+from anomaly_api.service.stream_listing import (
+    StreamListAnswer,
+    StreamScoresAnswer,
+    list_answer,
+    scores_answer,
+)
 from anomaly_api.service.stream_timestamps import (
     Timestamp,
     as_sent,
@@ -78,10 +84,12 @@ from anomaly_api.service.stream_timestamps import (
 )
 from anomaly_api.service.streams import (
     InvalidReadingsError,
+    RecentScore,
     StoredAlarm,
     StreamCapacityError,
     StreamOrderError,
     StreamStore,
+    StreamWindow,
     check_stream_id,
 )
 from anomaly_api.service.streams.events import (
@@ -102,6 +110,10 @@ __all__ = [
 ]
 
 Mode = Literal["last", "all"]
+
+SCORE_THRESHOLD = 0.0
+"""The ``anomaly_score`` at which a reading is flagged: scores are margins past the model's
+own threshold, so a plot of a stream's scores draws its threshold at 0."""
 
 _OFFLOAD_READINGS = 64
 """Windows of at least this many readings are scored in a worker thread."""
@@ -221,6 +233,7 @@ class StreamPlane:
             predictor, window.timestamps, window.values, min(n_new, len(window)), top_k
         )
         flags = np.fromiter((a.is_anomaly for a in answers), bool, len(answers))
+        self._record_recent(window, answers)
         alarms, alarm, event_ids = await self.alarms.evaluate_events(
             window,
             n_new,
@@ -327,6 +340,37 @@ class StreamPlane:
                 f"stream {stream_id!r} has no event {event!r} (or the stream has expired)"
             )
         return event_answer(stored), status == "ok"
+
+    async def recent(self, stream_id: str, *, limit: int) -> StreamScoresAnswer:
+        """A live stream's recent scores, oldest first; ``StreamNotFoundError`` when there is
+        none."""
+        check_stream_id(stream_id)
+        found = await self.store.recent(stream_id, limit=limit)
+        if found is None:
+            raise StreamNotFoundError(f"stream {stream_id!r} does not exist (or has expired)")
+        return scores_answer(stream_id, found, self.store.recent_size)
+
+    async def streams(self, *, limit: int, after: str | None = None) -> StreamListAnswer:
+        """A page of live streams ordered by id, after the id ``after``."""
+        if after is not None:
+            check_stream_id(after)
+        found = await self.store.list_streams(limit=limit + 1, after=after)
+        return list_answer(found, limit, self.store.backend, self.store.degraded)
+
+    # ------------------------------------------------------------------ recent scores
+    def _record_recent(self, window: StreamWindow, answers: list[StreamAnswer]) -> None:
+        """Record the answered readings in the stream's recent scores (the store does not
+        make the append wait for it)."""
+        if not self.store.recent_size:
+            return
+        times = window.timestamps[len(window) - len(answers) :].tolist()
+        entries = [
+            RecentScore(t, a.anomaly_score, SCORE_THRESHOLD, a.is_anomaly)
+            for t, a in zip(times, answers, strict=True)
+        ]
+        self.store.record_recent(
+            window.stream_id, entries, restarted=window.restarted, degraded=window.degraded
+        )
 
     # ------------------------------------------------------------------ scoring
     def _event_input(

@@ -12,6 +12,7 @@ import pytest
 
 from anomaly_api.config import Settings
 from anomaly_api.service.streams import (
+    RecentScore,
     RedisStreamStore,
     StreamCapacityError,
     StreamOrderError,
@@ -245,3 +246,19 @@ async def test_events_fail_open_to_memory_and_come_back(
     assert status == "ok"
     assert event is not None
     assert event.record == listed[0].record
+
+
+async def test_recent_scores_and_listing_fail_open_while_redis_is_down(
+    store: RedisStreamStore, redis_server: RedisServer
+) -> None:
+    """With Redis killed: a queued write is lost without an error, the ring and the list of
+    streams are process memory's (the degraded appends'), nothing raises."""
+    window = await _append(store, 0.0)
+    store.record_recent("s", [RecentScore(0.0, 1.0, 0.0, True)], restarted=window.restarted)
+    redis_server.kill()
+    await store.flush_recent()  # fails: the score is lost, not raised
+    degraded = await _append(store, 1.0)
+    assert degraded.degraded
+    store.record_recent("s", [RecentScore(1.0, 2.0, 0.0, True)], restarted=True, degraded=True)
+    assert await store.recent("s", limit=10) == [RecentScore(1.0, 2.0, 0.0, True)]
+    assert [s.stream_id for s in await store.list_streams(limit=10)] == ["s"]

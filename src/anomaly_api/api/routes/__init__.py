@@ -10,7 +10,17 @@ the order decides nothing else, and the OpenAPI document keeps the reading order
 from fastapi import APIRouter
 from fastapi.params import Depends
 
-from anomaly_api.api.routes import admin, health, metrics, model, monitoring, oip, predict, streams
+from anomaly_api.api.routes import (
+    admin,
+    health,
+    metrics,
+    model,
+    monitoring,
+    oip,
+    predict,
+    streams,
+    ui,
+)
 from anomaly_api.api.security import ApiKeyDep, HealthKeyDep
 
 _READING_ORDER: list[tuple[APIRouter, list[Depends]]] = [
@@ -22,6 +32,7 @@ _READING_ORDER: list[tuple[APIRouter, list[Depends]]] = [
     (monitoring.router, [ApiKeyDep]),
     (admin.router, []),  # its own admin-key dependency
     (metrics.router, []),  # its own metrics-key dependency
+    (ui.router, []),  # public static page; it calls the API with the operator's key
 ]
 
 

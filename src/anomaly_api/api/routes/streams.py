@@ -20,16 +20,21 @@ from anomaly_api.api.schemas import (
     FeedbackRequest,
     StreamEventResponse,
     StreamEventsResponse,
+    StreamListResponse,
     StreamReadingsRequest,
     StreamReadingsResponse,
+    StreamScoresResponse,
     StreamStateResponse,
     WindowRequest,
     WindowResponse,
 )
 from anomaly_api.api.security import CallerDep
+from anomaly_api.service.streams import STREAM_ID_PATTERN
 
 EVENT_ID_PATTERN = r"^[0-9a-f]{8}-[0-9]{1,12}$"
 MAX_EVENTS_PAGE = 100
+MAX_STREAMS_PAGE = 500
+MAX_SCORES = 2000
 
 window_router = APIRouter(prefix="/predict", tags=["streams"])
 router = APIRouter(prefix="/streams", tags=["streams"])
@@ -161,6 +166,35 @@ async def send_feedback(
     if new:
         metrics.observe_feedback(body.label)
     return _json(event)
+
+
+@router.get("/{stream_id}/scores", response_model=StreamScoresResponse, responses=_STREAM_ERRORS)
+async def read_scores(
+    stream_id: str,
+    streamplane: StreamPlaneDep,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_SCORES, description="The newest this many scores at most.")
+    ] = MAX_SCORES,
+) -> Response:
+    """A live stream's recent scores, oldest first (at most `stream_recent_scores`): what a
+    plot of the stream against its threshold needs."""
+    return _json(await streamplane.recent(stream_id, limit=limit))
+
+
+@router.get("", response_model=StreamListResponse, responses=ERROR_RESPONSES)
+async def list_streams(
+    streamplane: StreamPlaneDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_STREAMS_PAGE, description="Streams per page.")] = 100,
+    after: Annotated[
+        str | None,
+        Query(
+            pattern=STREAM_ID_PATTERN,
+            description="A stream id: list the streams whose ids sort after it (`next_after`).",
+        ),
+    ] = None,
+) -> Response:
+    """The live streams, ordered by id, a page at a time."""
+    return _json(await streamplane.streams(limit=limit, after=after))
 
 
 @router.delete("/{stream_id}", status_code=204, responses=_STREAM_ERRORS)

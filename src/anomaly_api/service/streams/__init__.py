@@ -25,7 +25,9 @@ from anomaly_api.service.streams.errors import (
     StreamCapacityError,
     StreamOrderError,
 )
+from anomaly_api.service.streams.listing import ListedStream
 from anomaly_api.service.streams.memory import InMemoryStreamStore
+from anomaly_api.service.streams.recent import RecentScore
 from anomaly_api.service.streams.redis_store import RedisStreamStore
 
 __all__ = [
@@ -35,6 +37,8 @@ __all__ = [
     "InMemoryStreamStore",
     "InvalidReadingsError",
     "InvalidStreamIdError",
+    "ListedStream",
+    "RecentScore",
     "RedisStreamStore",
     "StoredAlarm",
     "StoredEvent",
@@ -57,4 +61,5 @@ def build_stream_store(settings: Settings) -> StreamStore:
         idle_ttl_s=settings.stream_idle_ttl_s,
         max_window=settings.stream_max_window,
         max_events=settings.stream_max_events,
+        recent_scores=settings.stream_recent_scores,
     )

@@ -26,6 +26,8 @@ from anomaly_api.service.streams.errors import (
     StreamOrderError,
 )
 from anomaly_api.service.streams.events import EventTrack, event_id, parse_event_id
+from anomaly_api.service.streams.listing import ListedStream
+from anomaly_api.service.streams.recent import RecentScore
 
 STREAM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 """A letter or digit, then up to 127 letters, digits, ``.``, ``_``, ``:`` or ``-``."""
@@ -277,6 +279,34 @@ class StreamStore(Protocol):
     ) -> tuple[FeedbackStatus, StoredEvent | None]:
         """Record ``entry`` (JSON) with the event unless its current label is ``label``
         already; returns the outcome and the event with its feedback."""
+        ...
+
+    @property
+    def recent_size(self) -> int:
+        """Recent scores kept per stream (0: none are recorded)."""
+        ...
+
+    def record_recent(
+        self,
+        stream_id: str,
+        entries: Sequence[RecentScore],
+        *,
+        restarted: bool,
+        degraded: bool = False,
+    ) -> None:
+        """Record scored readings in the stream's ring of recent scores (``recent.py``), now
+        or shortly after (Redis batches them; the append never waits for it). ``restarted``:
+        the append that scored them started a new life of the stream, drop the previous
+        life's. Nothing when the stream is gone; never raises."""
+        ...
+
+    async def recent(self, stream_id: str, *, limit: int) -> list[RecentScore] | None:
+        """The newest ``limit`` recent scores, oldest first; None when the stream does not
+        exist."""
+        ...
+
+    async def list_streams(self, *, limit: int, after: str | None = None) -> list[ListedStream]:
+        """Live streams ordered by id, the first ``limit`` after ``after`` (``listing.py``)."""
         ...
 
     async def delete(self, stream_id: str) -> bool:

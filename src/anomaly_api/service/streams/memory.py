@@ -42,9 +42,12 @@ from anomaly_api.service.streams.errors import (
     StreamOrderError,
 )
 from anomaly_api.service.streams.events import parse_event_id
+from anomaly_api.service.streams.listing import ListedStream, page_of
+from anomaly_api.service.streams.recent import RecentRing, RecentScore
 
 DEFAULT_MAX_WINDOW = 1024
 DEFAULT_MAX_EVENTS = 100
+DEFAULT_RECENT_SCORES = 500
 
 
 @dataclass(slots=True)
@@ -77,6 +80,7 @@ class _Stream:
     expires_at: float
     alarm: StoredAlarm
     events: _Events
+    recent: RecentRing
 
 
 class InMemoryStreamStore:
@@ -92,6 +96,8 @@ class InMemoryStreamStore:
         Largest ``window`` an append may ask for (bounds memory per stream).
     max_events : int
         Events kept per stream (the oldest are dropped).
+    recent_scores : int
+        Recent scores kept per stream (``recent.py``; 0: none).
     clock : callable
         Monotonic seconds; tests pass a fake one.
     """
@@ -103,11 +109,15 @@ class InMemoryStreamStore:
         idle_ttl_s: float,
         max_window: int = DEFAULT_MAX_WINDOW,
         max_events: int = DEFAULT_MAX_EVENTS,
+        recent_scores: int = DEFAULT_RECENT_SCORES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_streams < 1 or idle_ttl_s <= 0 or max_window < 1 or max_events < 1:
             raise ValueError("max_streams, max_window and max_events must be >= 1, idle_ttl_s > 0")
+        if recent_scores < 0:
+            raise ValueError("recent_scores must be >= 0")
         self.max_events = max_events
+        self.recent_scores = recent_scores
         self.max_streams = max_streams
         self.idle_ttl_s = idle_ttl_s
         self.max_window = max_window
@@ -179,6 +189,7 @@ class InMemoryStreamStore:
                 first = stream.first_timestamp
                 alarm = stream.alarm
                 events = stream.events
+                recent = stream.recent
             else:
                 if new_stream and len(self._streams) >= self.max_streams:
                     raise StreamCapacityError(self.max_streams)
@@ -187,10 +198,11 @@ class InMemoryStreamStore:
                 first = float(records[0, 0])
                 alarm = StoredAlarm(epoch=new_epoch())  # a new life: a fresh alarm state
                 events = _Events()
+                recent = RecentRing(self.recent_scores)
             kept = joined
             kept.flags.writeable = False
             self._streams[stream_id] = _Stream(
-                kept, model_key, total, first, now + self.idle_ttl_s, alarm, events
+                kept, model_key, total, first, now + self.idle_ttl_s, alarm, events, recent
             )
             self._streams.move_to_end(stream_id)
         ts, values = split_records(kept)
@@ -327,6 +339,53 @@ class InMemoryStreamStore:
             history.append(entry)
             del history[: max(0, len(history) - MAX_FEEDBACK_HISTORY)]
             return "ok", events.stored(event_id)
+
+    @property
+    def recent_size(self) -> int:
+        """Recent scores kept per stream."""
+        return self.recent_scores
+
+    def record_recent(
+        self,
+        stream_id: str,
+        entries: Sequence[RecentScore],
+        *,
+        restarted: bool,
+        degraded: bool = False,
+    ) -> None:
+        """Record recent scores now (``StreamStore.record_recent``)."""
+        self.add_recent_now(stream_id, entries)
+
+    def add_recent_now(self, stream_id: str, entries: Sequence[RecentScore]) -> None:
+        """``add_recent`` without the coroutine (a restart already made a new ring)."""
+        with self._lock:
+            stream = self._streams.get(stream_id)
+            if stream is not None:
+                stream.recent.add(entries)
+
+    async def recent(self, stream_id: str, *, limit: int) -> list[RecentScore] | None:
+        """The newest recent scores (see ``StreamStore.recent``)."""
+        return self.recent_now(stream_id, limit=limit)
+
+    def recent_now(self, stream_id: str, *, limit: int) -> list[RecentScore] | None:
+        """``recent`` without the coroutine."""
+        check_stream_id(stream_id)
+        with self._lock:
+            self._expire(self._clock())
+            stream = self._streams.get(stream_id)
+            return None if stream is None else stream.recent.newest(limit)
+
+    async def list_streams(self, *, limit: int, after: str | None = None) -> list[ListedStream]:
+        """Live streams by id (see ``StreamStore.list_streams``)."""
+        return self.list_streams_now(limit=limit, after=after)
+
+    def list_streams_now(self, *, limit: int, after: str | None = None) -> list[ListedStream]:
+        """``list_streams`` without the coroutine."""
+        with self._lock:
+            now = self._clock()
+            self._expire(now)
+            listed = [ListedStream(sid, s.expires_at - now) for sid, s in self._streams.items()]
+        return page_of(listed, limit=limit, after=after)
 
     async def delete(self, stream_id: str) -> bool:
         """Forget a stream; True when it was live."""

@@ -8,6 +8,8 @@ Layout (``prefix`` from ``Settings.stream_prefix``)::
     {prefix}e:{stream_id}   HASH    the stream's events: <id> -> record (JSON), <id>:l -> current
                                     feedback label, <id>:f -> feedback entries (JSON array),
                                     last -> the newest event's id; expires with the window
+    {prefix}r:{stream_id}   ZSET    the stream's recent scores (``recent.py``; written in batches,
+                                    not by the append), expires with the window
     {prefix}live            ZSET    stream id -> expiry (ms, Redis clock): the live-stream bound
 
     header  = <BHdd8sH  version=1, n_features, total, first timestamp, last call's token,
@@ -89,7 +91,22 @@ from anomaly_api.service.streams.errors import (
     StreamCapacityError,
     StreamOrderError,
 )
-from anomaly_api.service.streams.memory import DEFAULT_MAX_EVENTS, InMemoryStreamStore
+from anomaly_api.service.streams.listing import LIST_LUA, ListedStream, page_of
+from anomaly_api.service.streams.memory import (
+    DEFAULT_MAX_EVENTS,
+    DEFAULT_RECENT_SCORES,
+    InMemoryStreamStore,
+)
+from anomaly_api.service.streams.recent import (
+    FLUSH_S,
+    MAX_STREAMS_PER_CALL,
+    READ_LUA,
+    WRITE_LUA,
+    PendingScores,
+    RecentScore,
+    decode_entries,
+    write_args,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -240,11 +257,11 @@ if not value then return false end
 return {value, redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]) or ''}
 """
 
-# KEYS: window key, live set, alarm key, events hash. ARGV: stream id. Reply: 1 when the
-# window existed.
+# KEYS: window key, live set, alarm key, events hash, recent scores. ARGV: stream id.
+# Reply: 1 when the window existed.
 _DELETE_LUA = """
 redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('DEL', KEYS[3], KEYS[4])
+redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
 return redis.call('DEL', KEYS[1])
 """
 
@@ -325,6 +342,7 @@ class RedisStreamStore(GuardedRedisCalls):
         breaker: CircuitBreaker,
         max_concurrent_calls: int = 64,
         max_events: int = DEFAULT_MAX_EVENTS,
+        recent_scores: int = DEFAULT_RECENT_SCORES,
         log_interval_s: float = 30.0,
         probe_timeout_s: float | None = None,
     ) -> None:
@@ -345,14 +363,20 @@ class RedisStreamStore(GuardedRedisCalls):
         self._alarm_cas_script = client.register_script(_ALARM_CAS_LUA)
         self._events_script = client.register_script(_EVENTS_LUA)
         self._feedback_script = client.register_script(_FEEDBACK_LUA)
+        self._recent_write_script = client.register_script(WRITE_LUA)
+        self._recent_read_script = client.register_script(READ_LUA)
+        self._list_script = client.register_script(LIST_LUA)
         self._fallback = InMemoryStreamStore(
             max_streams=max_streams,
             idle_ttl_s=idle_ttl_s,
             max_window=max_window,
             max_events=max_events,
+            recent_scores=recent_scores,
         )
         self._fallback_used = False
         self.fallbacks = 0
+        self._pending = PendingScores(recent_scores)
+        self._flusher: asyncio.Future[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStreamStore:
@@ -375,6 +399,7 @@ class RedisStreamStore(GuardedRedisCalls):
             breaker=breaker,
             max_concurrent_calls=settings.stream_redis_max_connections,
             max_events=settings.stream_max_events,
+            recent_scores=settings.stream_recent_scores,
             probe_timeout_s=settings.redis_connect_timeout_s,
         )
 
@@ -394,6 +419,10 @@ class RedisStreamStore(GuardedRedisCalls):
     def events_key(self, stream_id: str) -> str:
         """Redis key of a stream's events."""
         return f"{self._prefix}e:{stream_id}"
+
+    def recent_key(self, stream_id: str) -> str:
+        """Redis key of a stream's recent scores."""
+        return f"{self._prefix}r:{stream_id}"
 
     @property
     def live_key(self) -> str:
@@ -581,6 +610,77 @@ class RedisStreamStore(GuardedRedisCalls):
             return "missing", None
         return ("same" if reply[0] == b"same" else "ok"), StoredEvent(reply[1], reply[2])
 
+    @property
+    def recent_size(self) -> int:
+        """Recent scores kept per stream."""
+        return self._fallback.recent_scores
+
+    def record_recent(
+        self,
+        stream_id: str,
+        entries: Sequence[RecentScore],
+        *,
+        restarted: bool,
+        degraded: bool = False,
+    ) -> None:
+        """Queue recent scores; every stream's are written together within ``FLUSH_S``
+        (``StreamStore.record_recent``). A failed write loses them: they are only shown,
+        never used to decide."""
+        if degraded:
+            self._fallback.add_recent_now(stream_id, entries)
+            return
+        self._pending.add(stream_id, entries, restarted=restarted)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(FLUSH_S)
+        await self.flush_recent()
+
+    async def flush_recent(self) -> None:
+        """Write every queued recent score now (script calls of ``MAX_STREAMS_PER_CALL``)."""
+        taken = self._pending.take()
+        for start in range(0, len(taken), MAX_STREAMS_PER_CALL):
+            await self._write_recent(taken[start : start + MAX_STREAMS_PER_CALL])
+
+    async def _write_recent(self, taken: Sequence[tuple[str, bool, list[RecentScore]]]) -> None:
+        ids, args = write_args(taken, self.recent_size)
+        keys = [key for sid in ids for key in (self.recent_key(sid), self.window_key(sid))]
+        await self._guarded("recent", lambda: self._recent_write_script(keys=keys, args=args))
+
+    async def recent(self, stream_id: str, *, limit: int) -> list[RecentScore] | None:
+        """The newest recent scores in one script call (``StreamStore.recent``); process
+        memory's while Redis does not answer."""
+        check_stream_id(stream_id)
+        if self._pending:
+            await self.flush_recent()  # this replica's latest scores are part of the answer
+        keys = [self.recent_key(stream_id), self.window_key(stream_id)]
+        reply = await self._guarded(
+            "recent", lambda: self._recent_read_script(keys=keys, args=[limit])
+        )
+        if reply is FAILED:
+            self.fallbacks += 1
+            return self._fallback.recent_now(stream_id, limit=limit)
+        if reply is None:
+            return None
+        assert isinstance(reply, list)
+        return decode_entries(reply)
+
+    async def list_streams(self, *, limit: int, after: str | None = None) -> list[ListedStream]:
+        """Live streams by id (``StreamStore.list_streams``), one script call; process
+        memory's while Redis does not answer."""
+        reply = await self._guarded("list", lambda: self._list_script(keys=[self._live_key]))
+        if reply is FAILED:
+            self.fallbacks += 1
+            return self._fallback.list_streams_now(limit=limit, after=after)
+        assert isinstance(reply, list)
+        now = int(reply[0])
+        listed = (
+            ListedStream(reply[i].decode("utf-8"), max(0.0, (float(reply[i + 1]) - now) / 1000))
+            for i in range(1, len(reply), 2)
+        )
+        return page_of(listed, limit=limit, after=after)
+
     async def delete(self, stream_id: str) -> bool:
         """Forget a stream; True when it existed. While degraded only process memory's copy."""
         check_stream_id(stream_id)
@@ -589,7 +689,9 @@ class RedisStreamStore(GuardedRedisCalls):
             self._live_key,
             self.alarm_key(stream_id),
             self.events_key(stream_id),
+            self.recent_key(stream_id),
         ]
+        self._pending.forget(stream_id)
         reply = await self._guarded(
             "delete", lambda: self._delete_script(keys=keys, args=[stream_id])
         )
@@ -607,7 +709,11 @@ class RedisStreamStore(GuardedRedisCalls):
         return reply
 
     async def close(self) -> None:
-        """Close the client and its pool; forget the memory fallback."""
+        """Write the queued recent scores, close the client and its pool; forget the memory
+        fallback."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+        await self.flush_recent()
         self._fallback.clear()
         await self._close_client()
 

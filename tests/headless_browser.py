@@ -1,8 +1,8 @@
 """A small Chrome DevTools protocol client: Debian's chromium, headless, one tab.
 
-Only what the docs tests need: open a URL, wait for its load event, evaluate a script, and
-report what went wrong on the way (script exceptions, console errors, failed requests) and
-every URL the page asked for.
+Only what the docs and operator-page tests need: open a URL, wait for its load event,
+evaluate a script (awaiting its promise), and report what went wrong on the way (script
+exceptions, console errors, failed requests) and every URL the page asked for.
 """
 
 from __future__ import annotations
@@ -116,10 +116,27 @@ class HeadlessBrowser:
         self._events.clear()
         self.call("Page.navigate", url=url)
         self._wait_for_event("Page.loadEventFired", timeout_s)
-        result = self.call("Runtime.evaluate", expression=script, returnByValue=True)
+        visit = PageVisit(url=url, data=self.evaluate(script))
+        self.report(visit)
+        return visit
+
+    def evaluate(self, script: str, timeout_s: float = 30.0) -> Any:
+        """The JSON value of ``script`` (a JSON string, or a promise of one) in the page."""
+        result = self.call(
+            "Runtime.evaluate",
+            timeout_s=timeout_s,
+            expression=script,
+            returnByValue=True,
+            awaitPromise=True,
+        )
         if "exceptionDetails" in result:
-            raise RuntimeError(f"{url}: {result['exceptionDetails']}")
-        visit = PageVisit(url=url, data=json.loads(result["result"]["value"]))
+            raise RuntimeError(f"script failed: {result['exceptionDetails']}")
+        return json.loads(result["result"]["value"])
+
+    def report(self, visit: PageVisit) -> None:
+        """Set ``visit``'s requests and errors to what happened since the last navigation."""
+        visit.requested.clear()
+        visit.errors.clear()
         for event in self._events:
             method, params = event.get("method"), event.get("params", {})
             if method == "Network.requestWillBeSent":
@@ -132,7 +149,6 @@ class HeadlessBrowser:
                 visit.errors.append(f"script error: {params['exceptionDetails'].get('text')}")
             elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
                 visit.errors.append(f"console: {params['entry'].get('text')}")
-        return visit
 
     def close(self) -> None:
         """Close the connection and stop chromium (SIGTERM, then SIGKILL)."""
