@@ -161,21 +161,30 @@ async def _layers(ctx: Context) -> dict[str, Any]:
     from bench.bare_app import app as bare
 
     async with AsyncExitStack() as stack:
+        from anomaly_api.api.fast_path import FastPathMiddleware
+
         app, state = await _served(stack, ctx.artifacts)
-        kept, app.user_middleware = app.user_middleware, []
-        inner = app.build_middleware_stack()  # FastAPI's own exception layers stay
+        kept = app.user_middleware
+        stacks = []  # the fast path alone (FastAPI's exception layers stay); all but it
+        for alone in (True, False):
+            app.user_middleware = [m for m in kept if (m.cls is FastPathMiddleware) is alone]
+            stacks.append(app.build_middleware_stack())
         app.user_middleware = kept
+        inner, routed = stacks
         served = HttpHarness(app, state)
         one = {
             "bare FastAPI, through uvicorn": _http(HttpHarness(bare, {}), "/predict", one_row_body),
             "service, through uvicorn": _http(served, "/predict", one_row_body),
+            "service, FastAPI routing (no fast path)": _http(
+                HttpHarness(routed, state), "/predict", one_row_body
+            ),
             "service, ASGI call (no uvicorn)": _asgi(app, state, "/predict", one_row_body),
             "service, without its middlewares": _asgi(inner, state, "/predict", one_row_body),
         }
         many = {name: (_http(served, "/predict/batch", batch_body) if "uvicorn" in name
                        else _asgi(app if "ASGI" in name else inner, state, "/predict/batch",
                                   batch_body))
-                for name in list(one)[1:]}  # fmt: skip
+                for name in list(one)[1:] if "no fast path" not in name}  # fmt: skip
         return {
             "predict_1_row_us": await async_rounds_us(
                 one, rounds=ctx.size(2, 15), per_round=ctx.size(20, 300)),
@@ -186,8 +195,9 @@ async def _layers(ctx: Context) -> dict[str, Any]:
 
 def request(ctx: Context) -> dict[str, Any]:
     """One ``/predict`` (1 row) and one ``/predict/batch`` (1,000 rows) by layer: through
-    uvicorn (the bare endpoint too, the ceiling), as an ASGI call, and without the service's
-    own middlewares; the differences are uvicorn's and the middlewares' shares."""
+    uvicorn (the bare endpoint too, the ceiling; one row also routed by FastAPI, without
+    the fast path), as an ASGI call, and without the service's own middlewares but the fast
+    path; the differences are uvicorn's and the middlewares' shares."""
     return {"cost": {"request": uvloop.run(_layers(ctx))}}
 
 

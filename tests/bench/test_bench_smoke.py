@@ -85,7 +85,7 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
     assert all(len(row) == 6 for row in kernel["neighbours"].values())
     assert set(kernel["process"]) == {"c", "numpy", "sklearn"}
     cost = results["cost"]
-    assert len(cost["request"]["predict_1_row_us"]) == 4
+    assert len(cost["request"]["predict_1_row_us"]) == 5
     assert sane(cost["batch"]["miss_ms"])
     assert sane(cost["batch"]["hit_ms"])
     assert sane(cost["client"]["predict_many_per_1000_ms"])
