@@ -25,7 +25,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from anomaly_api.api.deps import get_batch_call, get_predict_call
 from anomaly_api.api.errors import EXPECTED_ERRORS, render_error
 from anomaly_api.api.routes import predict
-from anomaly_api.api.routes.predict import create_batch_prediction, create_prediction
 from anomaly_api.api.security import check_api_key
 
 __all__ = ["FAST_ROUTES", "FastPathMiddleware"]
@@ -34,13 +33,15 @@ FastHandler = Callable[[Request], Awaitable[Response]]
 
 
 async def _predict(request: Request) -> Response:
+    """``POST /predict``: the router's dependency, the route's, then the route."""
     await check_api_key(request)
-    return await create_prediction(await get_predict_call(request))
+    return await predict.create_prediction(await get_predict_call(request))
 
 
 async def _predict_batch(request: Request) -> Response:
+    """``POST /predict/batch``: the router's dependency, the route's, then the route."""
     await check_api_key(request)
-    return await create_batch_prediction(await get_batch_call(request), request)
+    return await predict.create_batch_prediction(await get_batch_call(request), request)
 
 
 FAST_ROUTES: dict[tuple[str, str], FastHandler] = {
