@@ -154,10 +154,16 @@ async def _layers(ctx: Context) -> dict[str, Any]:
 
     scorer = compile_scorer(load_artifact(ctx.artifacts).model)
     async with AsyncExitStack() as stack:
+        from anomaly_api.api.fast_path import FastPathMiddleware
+
         app, state = await _served(stack, ctx.artifacts)
-        kept, app.user_middleware = app.user_middleware, []
-        inner = app.build_middleware_stack()  # FastAPI's own exception layers stay
+        kept = app.user_middleware
+        stacks = []  # the fast path alone (FastAPI's exception layers stay); all but it
+        for alone in (True, False):
+            app.user_middleware = [m for m in kept if (m.cls is FastPathMiddleware) is alone]
+            stacks.append(app.build_middleware_stack())
         app.user_middleware = kept
+        inner, routed = stacks
         served = HttpHarness(app, state)
         hit = raw_post("/predict/batch", batch_body(1))
         await served.request(hit)  # stored: every later send of it is a hit
@@ -170,13 +176,16 @@ async def _layers(ctx: Context) -> dict[str, Any]:
         one = {
             "bare FastAPI, through uvicorn": _http(HttpHarness(bare, {}), "/predict", one_row_body),
             "service, through uvicorn": _http(served, "/predict", one_row_body),
+            "service, FastAPI routing (no fast path)": _http(
+                HttpHarness(routed, state), "/predict", one_row_body
+            ),
             "service, ASGI call (no uvicorn)": _asgi(app, state, "/predict", one_row_body),
             "service, without its middlewares": _asgi(inner, state, "/predict", one_row_body),
         }
         many = {name: (_http(served, "/predict/batch", batch_body) if "uvicorn" in name
                        else _asgi(app if "ASGI" in name else inner, state, "/predict/batch",
                                   batch_body))
-                for name in list(one)[1:]}  # fmt: skip
+                for name in list(one)[1:] if "no fast path" not in name}  # fmt: skip
         many["service, cache hits, through uvicorn"] = lambda _i: served.request(hit)
         many["the kernel alone on the same rows"] = kernel
         batch = await async_rounds_us(
@@ -194,10 +203,11 @@ async def _layers(ctx: Context) -> dict[str, Any]:
 
 def request(ctx: Context) -> dict[str, Any]:
     """One ``/predict`` (1 row) and one ``/predict/batch`` (1,000 rows) by layer: through
-    uvicorn (the bare endpoint too, the ceiling), as an ASGI call, and without the service's
-    own middlewares; the differences are uvicorn's and the middlewares' shares. For the
-    batch also cache hits (the same body again) and, in the same rounds, the kernel alone on
-    the rows of each body (making the matrix included), so the time outside the model is one
+    uvicorn (the bare endpoint too, the ceiling; one row also routed by FastAPI, without
+    the fast path), as an ASGI call, and without the service's own middlewares but the fast
+    path; the differences are uvicorn's and the middlewares' shares. For the batch also
+    cache hits (the same body again) and, in the same rounds, the kernel alone on the rows
+    of each body (making the matrix included), so the time outside the model is one
     difference."""
     return {"cost": {"request": uvloop.run(_layers(ctx))}}
 

@@ -79,7 +79,7 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
     neighbours = results["kernel"]["neighbours"]
     assert all(len(row) == 6 and all(sane(t) for t in row.values()) for row in neighbours.values())
     cost = results["cost"]
-    assert len(cost["request"]["predict_1_row_us"]) == 4
+    assert len(cost["request"]["predict_1_row_us"]) == 5
     batch = cost["request"]["predict_batch_1000_rows_us"]
     assert sane(batch["service, cache hits, through uvicorn"])
     assert sane(batch["the kernel alone on the same rows"])

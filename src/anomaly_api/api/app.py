@@ -25,6 +25,7 @@ from anomaly_api.api.admission import AdmissionControlMiddleware
 from anomaly_api.api.body_limit import BodySizeLimitMiddleware
 from anomaly_api.api.deps import AppState
 from anomaly_api.api.errors import install_error_handlers
+from anomaly_api.api.fast_path import FastPathMiddleware
 from anomaly_api.api.header_limit import HeaderSizeLimitMiddleware
 from anomaly_api.api.openapi import install_openapi
 from anomaly_api.api.request_context import RequestContextMiddleware, note_scored_batch
@@ -137,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     # Innermost first. The request-id middleware must stay the last one added.
+    app.add_middleware(FastPathMiddleware)  # the hot routes, unrouted
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,

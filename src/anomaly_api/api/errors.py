@@ -67,6 +67,7 @@ from anomaly_api.service.streams import (
 
 __all__ = [
     "ERROR_TABLE",
+    "EXPECTED_ERRORS",
     "AdminClosedError",
     "ApiError",
     "AuthError",
@@ -322,14 +323,18 @@ async def _handle(request: Request, exc: Exception) -> Response:
     return render_error(exc, request.scope)
 
 
+EXPECTED_ERRORS: tuple[type[Exception], ...] = (
+    ServiceError,
+    ApiError,
+    StarletteHTTPException,
+    RequestValidationError,
+    ClientDisconnect,
+)
+"""What a route may raise as an answer (rendered where it is raised, by Starlette's
+exception middleware or by the fast path); anything else is a 500, rendered outermost."""
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every error to the one renderer; nothing reaches the client as a trace."""
-    for cls in (
-        ServiceError,
-        ApiError,
-        StarletteHTTPException,
-        RequestValidationError,
-        ClientDisconnect,
-        Exception,
-    ):
+    for cls in (*EXPECTED_ERRORS, Exception):
         app.add_exception_handler(cls, _handle)

@@ -37,6 +37,7 @@ __all__ = [
     "HealthKeyDep",
     "KeyRing",
     "MetricsKeyDep",
+    "check_api_key",
     "is_local_client",
 ]
 
@@ -180,6 +181,12 @@ def _keyring(request: Request) -> KeyRing:
 async def require_api_key(request: Request, api_key: ApiKeyHeader, bearer: BearerHeader) -> None:
     """Prediction and model routes."""
     _keyring(request).check_client(_presented(api_key, bearer))
+
+
+async def check_api_key(request: Request) -> None:
+    """``require_api_key`` with the two header schemes read here: for the pure ASGI fast
+    path (``anomaly_api.api.fast_path``), which solves no dependencies."""
+    await require_api_key(request, await _api_key_header(request), await _bearer(request))
 
 
 async def api_key_identity(request: Request, api_key: ApiKeyHeader, bearer: BearerHeader) -> str:

@@ -1,0 +1,92 @@
+"""The hot routes without the framework's per-request machinery: a pure ASGI middleware.
+
+Starlette's routing and FastAPI's dependency solving cost about as much Python as the
+prediction itself on a one-row ``/predict`` (docs/performance.md), and the hot routes
+need neither: their dependencies are the client-key check and one body dependency. For
+a method and path of ``FAST_ROUTES`` this middleware calls what FastAPI would call, in
+FastAPI's order (the router's key check, the route's dependency, the route's function),
+and renders what they raise with the one error renderer. It is the innermost middleware,
+so the request id, access log, HTTP metrics, admission control and the size limits stay
+around the routes as they are. Everything else (other methods, other paths) goes to the
+FastAPI app, where these routes stay registered for the OpenAPI document.
+
+``tests/api/test_fast_path.py`` compares both paths byte for byte and checks that each
+route's dependencies are still the ones resolved here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Request, Response
+from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from anomaly_api.api.deps import get_batch_call, get_predict_call
+from anomaly_api.api.errors import EXPECTED_ERRORS, render_error
+from anomaly_api.api.routes import predict
+from anomaly_api.api.security import check_api_key
+
+__all__ = ["FAST_ROUTES", "FastPathMiddleware"]
+
+FastHandler = Callable[[Request], Awaitable[Response]]
+
+
+async def _predict(request: Request) -> Response:
+    """``POST /predict``: the router's dependency, the route's, then the route."""
+    await check_api_key(request)
+    return await predict.create_prediction(await get_predict_call(request))
+
+
+async def _predict_batch(request: Request) -> Response:
+    """``POST /predict/batch``: the router's dependency, the route's, then the route."""
+    await check_api_key(request)
+    return await predict.create_batch_prediction(await get_batch_call(request), request)
+
+
+FAST_ROUTES: dict[tuple[str, str], FastHandler] = {
+    ("POST", "/predict"): _predict,
+    ("POST", "/predict/batch"): _predict_batch,
+}
+"""``(method, path)`` -> the route served here; each must be a route of the app too."""
+
+
+_ROUTERS: tuple[APIRouter, ...] = (predict.router,)
+"""The routers that declare the routes of ``FAST_ROUTES`` (for the OpenAPI document too)."""
+
+
+def _served_route(method: str, path: str) -> APIRoute:
+    """The declared route of ``method`` and ``path``: what FastAPI's router puts in the
+    scope, by whose path template the HTTP metrics and the access log label a request."""
+    for router in _ROUTERS:
+        for route in router.routes:
+            if (
+                isinstance(route, APIRoute)
+                and route.path == path
+                and method in (route.methods or ())
+            ):
+                return route
+    raise LookupError(f"the fast path serves {method} {path}, which no router declares")
+
+
+class FastPathMiddleware:
+    """Serves ``FAST_ROUTES`` itself; passes every other request to ``app``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.routes = {key: (handler, _served_route(*key)) for key, handler in FAST_ROUTES.items()}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Under a root path the router strips it first: those requests take the app's way.
+        if scope["type"] == "http" and not scope.get("root_path"):
+            fast = self.routes.get((scope["method"], scope["path"]))
+            if fast is not None:
+                handler, route = fast
+                scope["route"] = route  # as the router sets it: the metrics' route label
+                try:
+                    response = await handler(Request(scope, receive))
+                except EXPECTED_ERRORS as exc:
+                    response = render_error(exc, scope)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
