@@ -10,7 +10,17 @@ the order decides nothing else, and the OpenAPI document keeps the reading order
 from fastapi import APIRouter
 from fastapi.params import Depends
 
-from anomaly_api.api.routes import admin, health, metrics, model, monitoring, oip, predict, streams
+from anomaly_api.api.routes import (
+    admin,
+    health,
+    metrics,
+    model,
+    monitoring,
+    oip,
+    predict,
+    streams,
+    training,
+)
 from anomaly_api.api.security import ApiKeyDep, HealthKeyDep
 
 _READING_ORDER: list[tuple[APIRouter, list[Depends]]] = [
@@ -21,6 +31,7 @@ _READING_ORDER: list[tuple[APIRouter, list[Depends]]] = [
     (streams.router, [ApiKeyDep]),
     (monitoring.router, [ApiKeyDep]),
     (admin.router, []),  # its own admin-key dependency
+    (training.router, []),  # admin-key too
     (metrics.router, []),  # its own metrics-key dependency
 ]
 
