@@ -153,7 +153,11 @@ class JobRunner:
         if job is None:  # another replica's: it stops the job at its next heartbeat
             await self.store.request_cancel(job_id)
             return record
-        self._stop(job)
+        job.cancelled = True
+        if job.process is None:
+            await self._drop_queued(job, status="cancelled")
+        else:
+            self._stop(job)
         return job.record
 
     async def close(self) -> None:
@@ -162,9 +166,13 @@ class JobRunner:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
+        stopped = {"status": "failed", "error": "the service stopped"}
         for job in list(self._jobs.values()):
-            job.record = job.record.changed(status="failed", error="the service stopped")
-            self._stop(job, cancelled=False)
+            if job.process is None:
+                await self._drop_queued(job, **stopped)
+            else:
+                job.record = job.record.changed(**stopped)
+                self._stop(job)
         tasks = [job.task for job in self._jobs.values() if job.task is not None]
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.store.close()
@@ -174,12 +182,19 @@ class JobRunner:
         job = self._jobs.get(job_id)
         return None if job is None else job.process
 
-    def _stop(self, job: _LocalJob, *, cancelled: bool = True) -> None:
-        job.cancelled = cancelled or job.cancelled
+    @staticmethod
+    def _stop(job: _LocalJob) -> None:
         if job.process is not None and job.process.is_alive():
             job.process.terminate()
-        elif job.process is None and job.task is not None:
-            job.task.cancel()  # still queued: it never starts
+
+    async def _drop_queued(self, job: _LocalJob, **values: Any) -> None:
+        """End a job that has no worker yet: its task may not even have started, so
+        everything its ``finally`` would do is done here."""
+        self._jobs.pop(job.record.job_id, None)
+        if job.task is not None:
+            job.task.cancel()
+        await self._update(job, **values)
+        await anyio.to_thread.run_sync(self._clean, job)
 
     async def _update(self, job: _LocalJob, **values: Any) -> None:
         job.record = job.record.changed(heartbeat_at=time.time(), **values)
@@ -192,7 +207,7 @@ class JobRunner:
             for job in list(self._jobs.values()):
                 try:
                     if await self.store.cancel_requested(job.record.job_id):
-                        self._stop(job)
+                        await self.cancel(job.record.job_id)
                     await self._update(job)
                 except Exception:  # a store outage must not end the heartbeat
                     _log.warning("training job heartbeat failed", exc_info=True)
@@ -200,6 +215,8 @@ class JobRunner:
     async def _run(self, job: _LocalJob) -> None:
         try:
             async with self._slots:
+                if job.cancelled or job.record.finished:
+                    return
                 await self._update(job, status="running", progress="starting a worker process")
                 outcome = await self._train(job)
             if job.cancelled:
@@ -211,12 +228,7 @@ class JobRunner:
             else:
                 await self._update(job, status="failed", error=outcome)
         except asyncio.CancelledError:
-            if job.cancelled:
-                job.record = job.record.changed(status="cancelled")
-            else:
-                job.record = job.record.changed(status="failed", error="the service stopped")
-            with contextlib.suppress(Exception):
-                await self.store.put(job.record)
+            pass  # dropped while queued (``_drop_queued`` wrote its record)
         except Exception as exc:
             _log.exception("training job %s failed", job.record.job_id)
             with contextlib.suppress(Exception):
