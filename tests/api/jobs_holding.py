@@ -20,7 +20,7 @@ GATE_ENV = "JOBS_GATE_DIR"
 
 
 def held(gate: Path, job_id: str) -> Path:
-    """The file the worker writes once it holds."""
+    """The file the worker writes (its process id) once it holds."""
     return gate / f"{job_id}.held"
 
 
@@ -35,7 +35,7 @@ class _HeldConnection:
 
     def send(self, message: tuple[str, Any]) -> None:
         if message[0] == "done":
-            held(self._gate, self._job_id).touch()
+            held(self._gate, self._job_id).write_text(str(os.getpid()))
             while not (self._gate / f"{self._job_id}.release").exists():
                 time.sleep(0.01)
         self._conn.send(message)
