@@ -23,7 +23,6 @@ import contextlib
 import logging
 import multiprocessing
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -36,17 +35,16 @@ from typing import Any, cast
 import anyio.to_thread
 
 from anomaly_api.config import Settings
-from anomaly_api.registry import model_dir, register_version
 from anomaly_api.service.errors import ServiceError
 from anomaly_api.service.jobs.records import JobRecord
 from anomaly_api.service.jobs.store import JobStore, MemoryJobStore, RedisJobStore
 from anomaly_api.service.jobs.worker import JobSpec, run_job
+from anomaly_api.training.publishing import discard, publish, staging_dir
 from anomaly_api.training.request import TrainingRequest
 
 __all__ = ["JobNotFoundError", "JobQueueFullError", "JobRunner", "runner_from_settings"]
 
 _log = logging.getLogger(__name__)
-STAGING_DIR = ".staging"
 Worker = Callable[[JobSpec, Connection], None]
 
 
@@ -115,7 +113,7 @@ class JobRunner:
         """Queue a job training a version of ``model``; ``cleanup`` is removed when it ends."""
         self.check_room()
         job_id = uuid.uuid4().hex
-        staging = model_dir(self.artifacts_dir, model) / STAGING_DIR / job_id
+        staging = staging_dir(self.artifacts_dir, model, job_id)
         record = JobRecord(job_id=job_id, model=model, owner=self.owner)
         spec = JobSpec(job_id=job_id, request=request, data=data, staging_dir=staging)
         job = _LocalJob(record=record, spec=spec, cleanup=cleanup)
@@ -140,8 +138,8 @@ class JobRunner:
                 f"{stale:.0f} s (lease {self._lease_s:g} s); no version was published",
             )
             await self.store.put(record)
-            staging = model_dir(self.artifacts_dir, record.model) / STAGING_DIR / job_id
-            await anyio.to_thread.run_sync(lambda: shutil.rmtree(staging, ignore_errors=True))
+            staging = staging_dir(self.artifacts_dir, record.model, job_id)
+            await anyio.to_thread.run_sync(discard, staging)
         return record
 
     async def cancel(self, job_id: str) -> JobRecord:
@@ -270,14 +268,10 @@ class JobRunner:
 
     async def _publish(self, job: _LocalJob, outcome: dict[str, Any]) -> None:
         version = str(outcome["version"])
-        target = model_dir(self.artifacts_dir, job.record.model)
-
-        def publish() -> None:
-            os.rename(job.spec.staging_dir / version, target / version)
-            register_version(self.artifacts_dir, job.record.model, version)
-
         try:
-            await anyio.to_thread.run_sync(publish)
+            await anyio.to_thread.run_sync(
+                publish, self.artifacts_dir, job.record.model, job.spec.staging_dir, version
+            )
         except OSError as exc:
             await self._update(
                 job, status="failed", error=f"cannot publish version {version!r}: {exc}"
@@ -292,9 +286,9 @@ class JobRunner:
         if job.process is not None and job.process.is_alive():  # cancelled as it started
             job.process.kill()
             job.process.join()
-        shutil.rmtree(job.spec.staging_dir, ignore_errors=True)
+        discard(job.spec.staging_dir)
         if job.cleanup is not None:
-            shutil.rmtree(job.cleanup, ignore_errors=True)
+            discard(job.cleanup)
 
 
 def runner_from_settings(settings: Settings) -> JobRunner:
