@@ -13,6 +13,7 @@ checked before the job is queued: 422 naming the column or option.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -45,6 +46,7 @@ from anomaly_api.training.request import (
 __all__ = ["is_training_upload", "router"]
 
 router = APIRouter(tags=["training"], dependencies=[AdminKeyDep])
+_audit = logging.getLogger("anomaly_api.audit")
 
 UPLOAD_SUFFIXES = {
     "text/csv": ".csv",
@@ -220,6 +222,7 @@ def _check_header(training: TrainingRequest, data: Path) -> None:
     status_code=202,
     response_model=JobView,
     responses={
+        400: _error("A JSON body that is not valid JSON."),
         401: _error("An admin key is required and none was sent."),
         403: _error("The key sent is not an admin key (or none is configured, remotely)."),
         413: _error("The upload is larger than `training_max_upload_bytes`."),
@@ -270,6 +273,16 @@ async def train_version(
         if cleanup is not None:
             shutil.rmtree(cleanup, ignore_errors=True)
         raise
+    _audit.info(
+        "training job queued",
+        extra={
+            "audit": "training",
+            "job_id": record.job_id,
+            "model": name,
+            "data": f"upload ({media})" if suffix else str(data or "synthetic"),
+            "options": options.model_dump(exclude_defaults=True),
+        },
+    )
     location = {"Location": f"/jobs/{record.job_id}"}
     return JSONResponse(_view(record), status_code=202, headers=location)
 
@@ -298,4 +311,9 @@ async def cancel_job(job_id: Annotated[str, _JOB_ID], jobs: JobsDep) -> dict[str
     """Cancel a queued or running job: its worker process is stopped and nothing is
     published; the status turns `cancelled` once it has stopped. A finished job stays as
     it is."""
-    return _view(await jobs.cancel(job_id))
+    record = await jobs.cancel(job_id)
+    _audit.info(
+        "training job cancelled",
+        extra={"audit": "training", "job_id": job_id, "status": record.status},
+    )
+    return _view(record)
