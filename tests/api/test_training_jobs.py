@@ -335,3 +335,63 @@ async def test_a_full_queue_answers_429_with_retry_after(
         job = await finished(client, first)
         assert job["status"] == "succeeded", job
     assert versions(model_dir(artifacts, "m")) == [job["version"]]
+
+
+async def test_a_parquet_upload_trains_and_a_broken_one_is_422(
+    settings: Settings, artifacts: Path
+) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    generate_sensor_data(300, seed=4).to_parquet(buffer, index=False)
+    parquet = {"Content-Type": "application/vnd.apache.parquet"}
+    async with training_app(settings) as (client, _):
+        broken = await client.post(
+            "/models/m/versions", content=b"PAR1 not really", headers=parquet | ADMIN
+        )
+        assert_error(broken, 422, "invalid_input", "cannot be read")
+        response = await client.post(
+            "/models/m/versions?label_column=is_anomaly",
+            content=buffer.getvalue(),
+            headers=parquet | ADMIN,
+        )
+        assert response.status_code == 202, response.text
+        job = await finished(client, response.json()["job_id"])
+    assert job["status"] == "succeeded", job
+    assert versions(model_dir(artifacts, "m")) == [job["version"]]
+    assert job["metrics"]["test"] is not None  # labelled: evaluated on held-out rows
+
+
+async def test_other_bodies_are_415_and_json_must_name_one_source(settings: Settings) -> None:
+    async with training_app(settings) as (client, _):
+        response = await client.post(
+            "/models/m/versions", content=b"x", headers={"Content-Type": "text/plain"} | ADMIN
+        )
+        assert_error(response, 415, "unsupported_media_type", "text/csv")
+        for body in ({}, {"path": "a.csv", "synthetic": True}):
+            response = await client.post("/models/m/versions", json=body, headers=ADMIN)
+            assert_error(response, 422, "invalid_request", "exactly one of path and synthetic")
+
+
+async def test_a_time_aware_upload_trains_like_the_cli(
+    settings: Settings, artifacts: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "stream.csv"
+    data.write_bytes(generate_sensor_data(2000, seed=3).to_csv(index=False).encode())
+    cli_dir = tmp_path / "cli-artifacts"
+    args = ["train", "--data", str(data), "--artifacts-dir", str(cli_dir), "--version", "t1"]
+    result = CliRunner().invoke(cli, [*args, "--window", "12", "--timestamp-column", "timestamp"])
+    assert result.exit_code == 0, result.output
+    async with training_app(settings) as (client, _):
+        response = await client.post(
+            "/models/stream/versions?window=12&timestamp_column=timestamp&version=t1",
+            content=data.read_bytes(),
+            headers=CSV | ADMIN,
+        )
+        assert response.status_code == 202, response.text
+        job = await finished(client, response.json()["job_id"])
+    assert job["status"] == "succeeded", job
+    ours = read_manifest(model_dir(artifacts, "stream"), "t1")
+    assert ours.time_aware is not None
+    assert ours.time_aware.window == 12
+    assert ours.model_sha256 == read_manifest(cli_dir, "t1").model_sha256
