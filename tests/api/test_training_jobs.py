@@ -395,3 +395,22 @@ async def test_a_time_aware_upload_trains_like_the_cli(
     assert ours.time_aware is not None
     assert ours.time_aware.window == 12
     assert ours.model_sha256 == read_manifest(cli_dir, "t1").model_sha256
+
+
+@pytest.mark.process  # a throwaway redis-server, killed
+async def test_a_job_table_that_does_not_answer_is_503(settings: Settings, tmp_path: Path) -> None:
+    from anomaly_api.testing import throwaway_redis
+
+    with throwaway_redis(tmp_path) as redis_server:
+        with_redis = settings.model_copy(
+            update={"redis_url": redis_server.url, "redis_connect_timeout_s": 0.5}
+        )
+        async with training_app(with_redis) as (client, _):
+            redis_server.kill()
+            response = await client.get("/jobs/abc", headers=ADMIN)
+            assert_error(response, 503, "job_table_unavailable", "does not answer")
+            assert response.headers["retry-after"] == "5"
+            response = await client.post(
+                "/models/m/versions", content=small_csv(), headers=CSV | ADMIN
+            )
+            assert_error(response, 503, "job_table_unavailable")

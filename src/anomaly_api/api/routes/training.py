@@ -208,6 +208,13 @@ async def _named_file(request: Request, settings: Settings) -> Path | None:
         raise InvalidInputError(str(exc)) from exc
 
 
+def _check_options(training: TrainingRequest, *, has_data: bool) -> None:
+    try:
+        check_request(training, has_data=has_data, spell=_spell)
+    except RequestError as exc:
+        raise InvalidInputError(str(exc)) from exc
+
+
 def _check_header(training: TrainingRequest, data: Path) -> None:
     from anomaly_api.data.loading import read_columns
 
@@ -260,12 +267,10 @@ async def train_version(
         jobs.check_room()  # 429 before an upload is read, not after
         if suffix is None:
             data = await _named_file(request, settings)
+            _check_options(training, has_data=data is not None)
         else:
+            _check_options(training, has_data=True)  # before the upload is read
             data, cleanup = await _upload(request, suffix)
-        try:
-            check_request(training, has_data=data is not None, spell=_spell)
-        except RequestError as exc:
-            raise InvalidInputError(str(exc)) from exc
         if data is not None:
             await anyio.to_thread.run_sync(_check_header, training, data)
         record = await jobs.submit(name, training, data, cleanup)

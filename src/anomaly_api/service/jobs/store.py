@@ -7,13 +7,32 @@ the job, which rewrites the record as it goes, cannot overwrite it.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Protocol
+from collections.abc import Awaitable
+from typing import Protocol, TypeVar
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
+from anomaly_api.service.errors import ServiceError
 from anomaly_api.service.jobs.records import JobRecord
 
-__all__ = ["JobStore", "MemoryJobStore", "RedisJobStore"]
+__all__ = ["JobStore", "JobStoreUnavailableError", "MemoryJobStore", "RedisJobStore"]
+
+T = TypeVar("T")
+
+
+class JobStoreUnavailableError(ServiceError):
+    """The shared job table (Redis) does not answer; retry later (503)."""
+
+
+async def _guarded(call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except (RedisError, OSError) as exc:
+        raise JobStoreUnavailableError(
+            f"the job table in Redis does not answer ({type(exc).__name__}); retry later",
+            retry_after_s=5,
+        ) from exc
 
 
 class JobStore(Protocol):
@@ -75,19 +94,18 @@ class RedisJobStore:
         self._ttl_ms = int(ttl_s * 1000)
 
     async def put(self, record: JobRecord) -> None:
-        await self._client.set(
-            self._prefix + record.job_id, record.model_dump_json(), px=self._ttl_ms
-        )
+        key = self._prefix + record.job_id
+        await _guarded(self._client.set(key, record.model_dump_json(), px=self._ttl_ms))
 
     async def get(self, job_id: str) -> JobRecord | None:
-        raw = await self._client.get(self._prefix + job_id)
+        raw = await _guarded(self._client.get(self._prefix + job_id))
         return None if raw is None else JobRecord.model_validate_json(raw)
 
     async def request_cancel(self, job_id: str) -> None:
-        await self._client.set(self._prefix + job_id + ":cancel", b"1", px=self._ttl_ms)
+        await _guarded(self._client.set(self._prefix + job_id + ":cancel", b"1", px=self._ttl_ms))
 
     async def cancel_requested(self, job_id: str) -> bool:
-        return bool(await self._client.exists(self._prefix + job_id + ":cancel"))
+        return bool(await _guarded(self._client.exists(self._prefix + job_id + ":cancel")))
 
     async def close(self) -> None:
         await self._client.aclose()
