@@ -414,3 +414,16 @@ async def test_a_job_table_that_does_not_answer_is_503(settings: Settings, tmp_p
                 "/models/m/versions", content=small_csv(), headers=CSV | ADMIN
             )
             assert_error(response, 503, "job_table_unavailable")
+
+
+async def test_an_unwritable_model_directory_fails_the_job_saying_so(
+    settings: Settings, artifacts: Path
+) -> None:
+    models = artifacts / "models"
+    models.mkdir()
+    (models / "m").write_text("a file where the model's directory should be")
+    async with training_app(settings) as (client, _):
+        response = await client.post("/models/m/versions", content=small_csv(), headers=CSV | ADMIN)
+        job = await finished(client, response.json()["job_id"])
+    assert job["status"] == "failed"
+    assert job["error"].startswith("cannot write the version:"), job

@@ -44,4 +44,7 @@ def run_job(spec: JobSpec, conn: Connection) -> None:
     except (DataError, ArtifactError, RequestError) as exc:
         conn.send(("error", str(exc)))
         return
+    except OSError as exc:  # e.g. a read-only artifact directory
+        conn.send(("error", f"cannot write the version: {exc}"))
+        return
     conn.send(("done", {"version": result.version, "metrics": result.trained.metrics}))
