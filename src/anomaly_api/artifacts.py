@@ -256,7 +256,8 @@ def validate_version_name(version: str) -> str:
     return version
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` at once: a reader sees the old or the new content."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -296,7 +297,7 @@ def save_artifact(
     for name, content in (attachments or {}).items():
         if name in (MODEL_FILE, MANIFEST_FILE) or not _VERSION_PATTERN.fullmatch(name):
             raise ArtifactError(f"invalid attachment name {name!r}")
-        _write_atomically(target / name, content)
+        write_atomically(target / name, content)
         hashes[name] = hashlib.sha256(content).hexdigest()
     final = manifest.model_copy(
         update={
@@ -305,7 +306,7 @@ def save_artifact(
             "attachments": hashes,
         }
     )
-    _write_atomically(target / MANIFEST_FILE, final.model_dump_json(indent=2).encode())
+    write_atomically(target / MANIFEST_FILE, final.model_dump_json(indent=2).encode())
     if make_latest:
         set_latest(artifacts_dir, version)
     return target
@@ -316,7 +317,7 @@ def set_latest(artifacts_dir: Path, version: str) -> None:
     validate_version_name(version)
     if not (artifacts_dir / version / MANIFEST_FILE).is_file():
         raise ArtifactNotFoundError(f"no model version {version!r} in {artifacts_dir}")
-    _write_atomically(artifacts_dir / LATEST_FILE, f"{version}\n".encode())
+    write_atomically(artifacts_dir / LATEST_FILE, f"{version}\n".encode())
 
 
 def attachment_path(directory: Path, manifest: ArtifactManifest, name: str) -> Path | None:

@@ -238,6 +238,48 @@ class Settings(BaseSettings):
         description="With Redis: wait between attempts to (re)subscribe to the revision "
         "channel, and between re-sends of an announcement Redis did not take.",
     )
+    # Training through the API (docs/training-api.md).
+    training_workers: int = Field(
+        default=1,
+        ge=1,
+        description="Training jobs run at once per replica, each in its own worker process.",
+    )
+    training_max_queued: int = Field(
+        default=4,
+        ge=0,
+        description="Training jobs that may wait for a worker per replica; past it a "
+        "submission is answered 429 with Retry-After.",
+    )
+    training_retry_after_s: int = Field(
+        default=60, ge=1, description="`Retry-After` (seconds) of a 429 of a full job queue."
+    )
+    training_max_upload_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024,
+        description="Largest training data upload (`POST /models/{name}/versions`; 413 "
+        "beyond); streamed to a temporary file, never held in memory.",
+    )
+    training_data_dir: Path | None = Field(
+        default=None,
+        description="Directory whose CSV/Parquet files a training job may name by a "
+        "relative `path` (nothing outside it, symlinks included); unset: uploads only.",
+    )
+    training_job_lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A queued or running job whose replica has not renewed it (every third "
+        "of this) for this long is marked failed by whoever reads it.",
+    )
+    training_job_ttl_s: float = Field(
+        default=7 * 24 * 3600.0,
+        gt=0,
+        description="With Redis: a job record expires this long after its last change.",
+    )
+    training_job_prefix: str = Field(
+        default="anomaly:job:",
+        min_length=1,
+        description="With Redis: prefix of the job records every replica shares.",
+    )
     # Monitoring (docs/monitoring.md): input drift and alarm policies.
     drift_enabled: bool = Field(
         default=True, description="Track input drift against the model's training data."

@@ -30,6 +30,7 @@ from anomaly_api.api.header_limit import HeaderSizeLimitMiddleware
 from anomaly_api.api.openapi import install_openapi
 from anomaly_api.api.request_context import RequestContextMiddleware, note_scored_batch
 from anomaly_api.api.routes import api_router, docs_router
+from anomaly_api.api.routes.training import is_training_upload
 from anomaly_api.api.schemas import (
     FeedbackRequest,
     PredictBatchRequest,
@@ -40,6 +41,7 @@ from anomaly_api.api.schemas import (
 from anomaly_api.api.security import KeyRing
 from anomaly_api.config import Settings, get_settings
 from anomaly_api.service.dataplane import DataPlane
+from anomaly_api.service.jobs import runner_from_settings
 from anomaly_api.service.metrics import ServiceMetrics
 from anomaly_api.service.model_monitor import ModelMonitor, service_alarm_policy
 from anomaly_api.service.reloader import ModelReloader, install_sighup_reload
@@ -109,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 on_announce=metrics.observe_announcement,
             )
             revisions.start()
+        jobs = runner_from_settings(settings)  # its heartbeat starts with its first job
         try:
             yield {
                 "settings": settings,
@@ -120,8 +123,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "monitor": monitor,
                 "streamplane": streamplane,
                 "revisions": revisions,
+                "jobs": jobs,
             }
         finally:
+            await jobs.close()
             if revisions is not None:
                 await revisions.close()
             if uninstall is not None:
@@ -137,26 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    # Innermost first. The request-id middleware must stay the last one added.
-    app.add_middleware(FastPathMiddleware)  # the hot routes, unrouted
-    app.add_middleware(
-        BodySizeLimitMiddleware,
-        max_body_bytes=settings.max_body_bytes,
-        max_discard_bytes=settings.max_discard_bytes,
-        max_discard_s=settings.max_discard_s,
-    )
-    app.add_middleware(HeaderSizeLimitMiddleware, max_header_bytes=settings.max_header_bytes)
-    app.add_middleware(
-        AdmissionControlMiddleware,
-        max_in_flight=settings.max_in_flight,
-        retry_after_s=settings.overload_retry_after_s,
-        on_shed=metrics.shed.inc,
-    )
-    app.add_middleware(
-        RequestContextMiddleware,
-        metrics=metrics,
-        max_request_id_length=settings.request_id_max_length,
-    )
+    _install_middlewares(app, settings, metrics)
     install_error_handlers(app)
     app.include_router(api_router)
     install_openapi(
@@ -171,3 +157,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_router.routes,  # the served router has the hot routes first; docs read in order
     )
     return app
+
+
+def _install_middlewares(app: FastAPI, settings: Settings, metrics: ServiceMetrics) -> None:
+    """Innermost first. The request-id middleware must stay the last one added."""
+    app.add_middleware(FastPathMiddleware)  # the hot routes, unrouted
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_discard_bytes=settings.max_discard_bytes,
+        max_discard_s=settings.max_discard_s,
+        is_upload=is_training_upload,
+        max_upload_bytes=settings.training_max_upload_bytes,
+    )
+    app.add_middleware(HeaderSizeLimitMiddleware, max_header_bytes=settings.max_header_bytes)
+    app.add_middleware(
+        AdmissionControlMiddleware,
+        max_in_flight=settings.max_in_flight,
+        retry_after_s=settings.overload_retry_after_s,
+        on_shed=metrics.shed.inc,
+    )
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=metrics,
+        max_request_id_length=settings.request_id_max_length,
+    )

@@ -22,6 +22,7 @@ The discarding happens before the answer because uvicorn's ``receive()`` returns
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -55,9 +56,14 @@ async def discard_body(receive: Receive, already: int, max_bytes: int, max_s: fl
         return False
 
 
+UploadRoute = Callable[[Scope], bool]
+"""Whether a request is an upload, bounded by its own larger limit."""
+
+
 class BodySizeLimitMiddleware:
-    """Caps request bodies at ``max_body_bytes``; discards the rest of a refused body
-    (up to ``max_discard_bytes``, for at most ``max_discard_s``) before answering 413."""
+    """Caps request bodies at ``max_body_bytes`` (uploads at ``max_upload_bytes``); discards
+    the rest of a refused body (up to ``max_discard_bytes``, for at most ``max_discard_s``)
+    before answering 413."""
 
     def __init__(
         self,
@@ -66,26 +72,31 @@ class BodySizeLimitMiddleware:
         max_body_bytes: int,
         max_discard_bytes: int = 16 * 1024 * 1024,
         max_discard_s: float = 5.0,
+        is_upload: UploadRoute | None = None,
+        max_upload_bytes: int = 0,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.is_upload = is_upload
+        self.max_upload_bytes = max_upload_bytes
         self.max_discard_bytes = max_discard_bytes
         self.max_discard_s = max_discard_s
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         """Answer 413 and close, in the Open Inference Protocol's error format under /v2."""
-        await send_error(self._too_large(), scope, receive, send, {"Connection": "close"})
+        await send_error(self._too_large(limit), scope, receive, send, {"Connection": "close"})
 
-    def _too_large(self) -> PayloadTooLargeError:
-        return PayloadTooLargeError(
-            f"request body is larger than the limit of {self.max_body_bytes} bytes"
-        )
+    @staticmethod
+    def _too_large(limit: int) -> PayloadTooLargeError:
+        return PayloadTooLargeError(f"request body is larger than the limit of {limit} bytes")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         limit = self.max_body_bytes
+        if self.is_upload is not None and self.is_upload(scope):
+            limit = self.max_upload_bytes
         expects_continue = False
         declared: int | None = None
         for name, value in scope["headers"]:
@@ -100,7 +111,7 @@ class BodySizeLimitMiddleware:
         if declared is not None and declared > limit:
             if may_discard and declared <= self.max_discard_bytes:
                 await discard_body(receive, 0, self.max_discard_bytes, self.max_discard_s)
-            await self._refuse(scope, receive, send)
+            await self._refuse(scope, receive, send, limit)
             return
 
         received = 0
@@ -117,7 +128,7 @@ class BodySizeLimitMiddleware:
                         await discard_body(
                             receive, received, self.max_discard_bytes, self.max_discard_s
                         )
-                    raise self._too_large()
+                    raise self._too_large(limit)
             return message
 
         async def closing_send(message: Message) -> None:

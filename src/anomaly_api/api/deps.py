@@ -18,6 +18,7 @@ from anomaly_api.api.schemas import PredictRequest
 from anomaly_api.api.security import KeyRing
 from anomaly_api.config import Settings
 from anomaly_api.service.dataplane import DataPlane
+from anomaly_api.service.jobs import JobRunner
 from anomaly_api.service.metrics import ServiceMetrics
 from anomaly_api.service.model_monitor import ModelMonitor
 from anomaly_api.service.predictor import Predictor
@@ -28,6 +29,7 @@ from anomaly_api.service.streamplane import StreamPlane
 
 __all__ = [
     "AppState",
+    "JobsDep",
     "MetricsDep",
     "MonitorDep",
     "PredictBatchInput",
@@ -56,6 +58,8 @@ class AppState(TypedDict):
     monitor: ModelMonitor
     revisions: RevisionChannel | None
     """Announces and follows admin swaps across replicas; ``None`` without Redis."""
+    jobs: JobRunner
+    """The training jobs of this replica (and, with Redis, the job table of all)."""
 
 
 def _settings(request: Request) -> Settings:
@@ -84,6 +88,12 @@ async def get_revisions(request: Request) -> RevisionChannel | None:
     """The revision channel shared by the replicas (``None`` without Redis)."""
     revisions: RevisionChannel | None = request.state.revisions
     return revisions
+
+
+async def get_jobs(request: Request) -> JobRunner:
+    """The training job runner."""
+    jobs: JobRunner = request.state.jobs
+    return jobs
 
 
 async def get_metrics(request: Request) -> ServiceMetrics:
@@ -125,6 +135,7 @@ RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 ReloaderDep = Annotated[ModelReloader, Depends(get_reloader)]
 RevisionsDep = Annotated[RevisionChannel | None, Depends(get_revisions)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+JobsDep = Annotated[JobRunner, Depends(get_jobs)]
 MonitorDep = Annotated[ModelMonitor, Depends(get_monitor)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 StreamPlaneDep = Annotated[StreamPlane, Depends(get_streamplane)]

@@ -58,6 +58,8 @@ from anomaly_api.service.errors import (
     ServiceError,
     StreamNotFoundError,
 )
+from anomaly_api.service.jobs import JobNotFoundError, JobQueueFullError
+from anomaly_api.service.jobs.store import JobStoreUnavailableError
 from anomaly_api.service.streams import (
     InvalidReadingsError,
     InvalidStreamIdError,
@@ -191,6 +193,9 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     StreamNotFoundError: (404, "stream_not_found"),
     EventNotFoundError: (404, "event_not_found"),
     StreamCapacityError: (429, "stream_store_full"),
+    JobQueueFullError: (429, "training_queue_full"),
+    JobNotFoundError: (404, "job_not_found"),
+    JobStoreUnavailableError: (503, "job_table_unavailable"),
     InvalidInputError: (422, "invalid_input"),
     ModelNotReadyError: (503, "model_not_ready"),
     NotAcceptableError: (406, "not_acceptable"),

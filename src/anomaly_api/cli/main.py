@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from anomaly_api.cli import evaluate, generate, models, score, serve, train, tune
+from anomaly_api.cli import evaluate, generate, models, score, serve, train, train_fleet, tune
 
 app = typer.Typer(
     name="anomaly-api",
@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 app.command("generate")(generate.generate)
 app.command("train")(train.train)
+app.command("train-fleet")(train_fleet.train_fleet)
 app.command("evaluate")(evaluate.evaluate)
 app.command("tune")(tune.tune)
 app.command("models")(models.models)

@@ -11,41 +11,9 @@ import typer
 from anomaly_api.cli.common import fail, progress, resolve_artifacts_dir, user_errors
 
 if TYPE_CHECKING:
-    from anomaly_api.training.pipeline import EnsembleConfig
-
-
-def parse_features(features: str | None) -> list[str] | None:
-    """``"a,b,c"`` -> ``["a", "b", "c"]``; None keeps every numeric column."""
-    if features is None:
-        return None
-    names = [name.strip() for name in features.split(",") if name.strip()]
-    if not names:
-        fail("--features is empty; give column names separated by commas")
-    return names
-
-
-def parse_ensemble(
-    detectors: str | None, min_votes: int | None, contamination: float | None
-) -> EnsembleConfig:
-    """The ``--detectors`` / ``--min-votes`` / ``--contamination`` choice, or one ``error:``."""
-    from anomaly_api.detection import validate_members
-    from anomaly_api.training.pipeline import EnsembleConfig
-
-    default = EnsembleConfig()
-    names = default.detectors
-    if detectors is not None:
-        names = tuple(name.strip() for name in detectors.split(",") if name.strip())
-    votes = default.min_votes if min_votes is None else min_votes
-    if detectors is not None and min_votes is None:
-        votes = min(votes, len(names))
-    try:
-        validate_members(names, votes)
-    except ValueError as exc:
-        fail(f"{exc} (--detectors / --min-votes)")
-    share = default.contamination if contamination is None else contamination
-    if not 0.0 < share < 0.5:
-        fail(f"--contamination must be between 0 and 0.5 (exclusive), got {share:g}")
-    return EnsembleConfig(detectors=names, min_votes=votes, contamination=share)
+    from anomaly_api.training.pipeline import TrainingResult
+    from anomaly_api.training.request import TrainingRequest
+    from anomaly_api.training.time_aware import TimeAwareTrainingResult
 
 
 def train(
@@ -90,6 +58,13 @@ def train(
         typer.Option(help="Share of training rows each member flags without labels (0.05)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Save a version of this named model and alias it `candidate` (default: the "
+            "single model of the artifact directory, which LATEST moves to)."
+        ),
+    ] = None,
     # --- time-aware models: --window switches to the windowed model ---------
     window: Annotated[
         int | None,
@@ -111,146 +86,88 @@ def train(
     ] = 3.0,
 ) -> None:
     """Train the ensemble, evaluate it on a held-out split and save a new model version."""
-    if window is not None:
-        _train_time_aware(
-            data=data,
-            features=features,
-            label_column=label_column,
-            artifacts_dir=artifacts_dir,
-            seed=seed,
-            version=version,
-            target_fpr=target_fpr,
-            as_json=as_json,
-            window=window,
-            timestamp_column=timestamp_column,
-            stream_column=stream_column,
-            max_gap_factor=max_gap_factor,
-        )
-        return
-    if timestamp_column is not None or stream_column is not None:
-        fail("--timestamp-column and --stream-column need --window")
-    from anomaly_api.data.loading import load_dataset, synthetic_dataset
     from anomaly_api.training.calibration import describe, stated
     from anomaly_api.training.evaluation import format_report
-    from anomaly_api.training.pipeline import train_and_save
+    from anomaly_api.training.request import (
+        RequestError,
+        TrainingRequest,
+        check_request,
+        parse_names,
+        run_training,
+    )
+    from anomaly_api.training.time_aware import format_time_aware_report
 
-    if target_fpr is not None and not 0.0 < target_fpr < 1.0:
-        fail(f"--target-fpr must be between 0 and 1 (exclusive), got {target_fpr:g}")
-    config = parse_ensemble(detectors, min_votes, contamination)
+    request = TrainingRequest(
+        features=parse_names(features),
+        label_column=label_column,
+        seed=seed,
+        version=version,
+        target_fpr=target_fpr,
+        detectors=parse_names(detectors),
+        min_votes=min_votes,
+        contamination=contamination,
+        window=window,
+        timestamp_column=timestamp_column,
+        stream_column=stream_column,
+        max_gap_factor=max_gap_factor,
+    )
+    try:
+        check_request(request, has_data=data is not None)
+    except RequestError as exc:
+        fail(str(exc))
     directory = resolve_artifacts_dir(artifacts_dir)
     with user_errors():
-        if data is None:
-            if features is not None or label_column is not None:
-                fail("--features and --label-column need --data")
-            progress(f"generating synthetic sensor data (seed {seed})")
-            dataset = synthetic_dataset(seed=seed)
+        if model is None:
+            result = run_training(request, data, directory, progress=progress)
         else:
-            progress(f"loading {data}")
-            dataset = load_dataset(
-                data, features=parse_features(features), label_column=label_column
-            )
-        labels = "unlabelled" if dataset.y is None else f"{int(dataset.y.sum())} labelled anomalies"
-        progress(f"{dataset.n_rows} rows, {len(dataset.feature_names)} features, {labels}")
-        result = train_and_save(
-            dataset,
-            directory,
-            seed=seed,
-            target_fpr=target_fpr,
-            version=version,
-            progress=progress,
-            config=config,
-        )
+            result = _train_named(request, data, directory, model)
     metrics = result.trained.metrics
     if as_json:
         typer.echo(json.dumps({"version": result.version, "metrics": metrics}, indent=2))
         return
     typer.echo(f"model version {result.version} saved in {result.path} ({result.seconds:.1f} s)")
-    typer.echo(f"features: {', '.join(dataset.feature_names)}")
-    members = ", ".join(result.trained.model.detectors_)
-    typer.echo(f"members: {members} (anomaly when >= {config.min_votes} agree)")
+    _describe(result)
     typer.echo(f"thresholds: {metrics['threshold_objective']}")
     typer.echo(f"false alarms on later normal data: {describe(stated(metrics))}")
     if metrics["test"] is None:
         typer.echo(f"not evaluated: {metrics['note']}")
-    else:
+    elif request.window is None:
         typer.echo("held-out test split:")
         typer.echo(format_report(metrics["test"]))
-
-
-def _train_time_aware(
-    *,
-    data: Path | None,
-    features: str | None,
-    label_column: str | None,
-    artifacts_dir: Path | None,
-    seed: int,
-    version: str | None,
-    target_fpr: float | None,
-    as_json: bool,
-    window: int,
-    timestamp_column: str | None,
-    stream_column: str | None,
-    max_gap_factor: float,
-) -> None:
-    """``train --window N``: a time-aware model (see docs/time-aware.md)."""
-    from anomaly_api.data.timeseries import load_timeseries, synthetic_timeseries
-    from anomaly_api.training.calibration import describe, stated
-    from anomaly_api.training.time_aware import (
-        TimeAwareSettings,
-        format_time_aware_report,
-        train_time_aware_and_save,
-    )
-
-    if target_fpr is not None and not 0.0 < target_fpr < 1.0:
-        fail(f"--target-fpr must be between 0 and 1 (exclusive), got {target_fpr:g}")
-    if max_gap_factor <= 1.0:
-        fail(f"--max-gap-factor must be above 1, got {max_gap_factor:g}")
-    short = max(1, min(5, window - 2))
-    settings = TimeAwareSettings(window=window, short=short, target_fpr=target_fpr, seed=seed)
-    directory = resolve_artifacts_dir(artifacts_dir)
-    with user_errors():
-        if data is None:
-            if features is not None or label_column is not None or timestamp_column is not None:
-                fail("--features, --label-column and --timestamp-column need --data")
-            progress(f"generating synthetic sensor data (seed {seed}, one 5-minute stream)")
-            ts = synthetic_timeseries(seed=seed, max_gap_factor=max_gap_factor)
-        else:
-            if timestamp_column is None:
-                fail("--window with --data needs --timestamp-column")
-            progress(f"loading {data}")
-            ts = load_timeseries(
-                data,
-                timestamp_column=timestamp_column,
-                stream_column=stream_column,
-                max_gap_factor=max_gap_factor,
-                features=parse_features(features),
-                label_column=label_column,
-            )
-        progress(
-            f"{ts.data.n_rows} readings, {len(ts.data.feature_names)} channels, "
-            f"{ts.n_segments} segment(s), median interval {ts.median_interval:g} s"
-        )
-        if ts.merged_repeats or ts.skipped_back or ts.irregular:
-            progress(
-                f"merged {ts.merged_repeats} repeated timestamp(s), skipped "
-                f"{ts.skipped_back} reading(s) whose clock stepped back; gap factor "
-                f"{ts.max_gap_factor:g}" + (" (raised: irregular sampling)" if ts.irregular else "")
-            )
-        result = train_time_aware_and_save(
-            ts, directory, settings, version=version, progress=progress
-        )
-    metrics = result.trained.metrics
-    if as_json:
-        typer.echo(json.dumps({"version": result.version, "metrics": metrics}, indent=2))
-        return
-    model = result.trained.model
-    typer.echo(f"model version {result.version} saved in {result.path} ({result.seconds:.1f} s)")
-    typer.echo(f"time-aware: window {model.window}, features {', '.join(model.kinds_)}")
-    typer.echo(f"channels: {', '.join(ts.data.feature_names)}")
-    typer.echo(f"thresholds: {metrics['threshold_objective']}")
-    typer.echo(f"false alarms on later normal data: {describe(stated(metrics))}")
-    if metrics["test"] is None:
-        typer.echo(f"not evaluated: {metrics['note']}")
     else:
         typer.echo("last 20% of the time span (held out):")
         typer.echo(format_time_aware_report(metrics["test"]))
+
+
+def _train_named(
+    request: TrainingRequest, data: Path | None, artifacts_dir: Path, name: str
+) -> TrainingResult | TimeAwareTrainingResult:
+    """``train --model NAME``: a new version of that model, aliased ``candidate``."""
+    from anomaly_api.registry import model_dir, register_version, validate_model_name
+    from anomaly_api.training.request import run_training
+
+    try:
+        directory = model_dir(artifacts_dir, validate_model_name(name))
+    except ValueError as exc:
+        fail(f"{exc} (--model)")
+    result = run_training(request, data, directory, progress=progress, make_latest=False)
+    register_version(artifacts_dir, name, result.version)
+    progress(f"model {name!r}: version {result.version} is its candidate")
+    return result
+
+
+def _describe(result: TrainingResult | TimeAwareTrainingResult) -> None:
+    """The lines that differ between a point-wise and a time-aware version."""
+    from anomaly_api.artifacts import read_manifest
+    from anomaly_api.training.time_aware import TimeAwareTrainingResult
+
+    names = ", ".join(read_manifest(result.path.parent, result.version).feature_names)
+    if isinstance(result, TimeAwareTrainingResult):
+        model = result.trained.model
+        typer.echo(f"time-aware: window {model.window}, features {', '.join(model.kinds_)}")
+        typer.echo(f"channels: {names}")
+        return
+    ensemble = result.trained.model
+    typer.echo(f"features: {names}")
+    members = ", ".join(ensemble.detectors_)
+    typer.echo(f"members: {members} (anomaly when >= {ensemble.min_votes} agree)")

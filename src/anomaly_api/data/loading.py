@@ -64,6 +64,40 @@ def read_table(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot be read: {first_line}") from exc
 
 
+def read_columns(path: Path) -> list[str]:
+    """The column names of a CSV (its header row) or Parquet file (its schema), without
+    reading the rows: what a request can be checked against at once."""
+    suffix = path.suffix.lower()
+    if suffix not in _SUFFIXES:
+        raise DataError(f"{path.name}: unsupported file type {suffix!r}; use .csv or .parquet")
+    try:
+        if suffix == ".csv":
+            return [str(name) for name in pd.read_csv(path, nrows=0).columns]
+        import pyarrow.parquet as pq
+
+        return [str(name) for name in pq.read_schema(path).names]
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path.name}: cannot be read: {first_line}") from exc
+
+
+def resolve_under(root: Path, relative: str) -> Path:
+    """The file ``relative`` names inside ``root``, after every symlink is followed;
+    ``DataError`` when it is not a CSV/Parquet file there (no path leaves ``root``)."""
+    base = root.resolve()
+    try:
+        path = (base / relative).resolve(strict=True)
+    except (OSError, RuntimeError) as exc:  # missing, or a symlink loop
+        raise DataError(f"no such file {relative!r} in the training data directory") from exc
+    if not path.is_relative_to(base):
+        raise DataError(f"{relative!r} is outside the training data directory")
+    if not path.is_file():
+        raise DataError(f"{relative!r} is not a file")
+    if path.suffix.lower() not in _SUFFIXES:
+        raise DataError(f"{relative!r}: unsupported file type; use .csv or .parquet")
+    return path
+
+
 def write_table(frame: pd.DataFrame, path: Path) -> None:
     """Write a CSV or Parquet file, chosen by its suffix."""
     suffix = path.suffix.lower()

@@ -267,8 +267,9 @@ def train_and_save(
     version: str | None = None,
     progress: Progress = _quiet,
     config: EnsembleConfig = EnsembleConfig(),
+    make_latest: bool = True,
 ) -> TrainingResult:
-    """Train on ``dataset`` and save a new version that ``LATEST`` points at."""
+    """Train on ``dataset`` and save a new version (``LATEST`` points at it if ``make_latest``)."""
     started = time.perf_counter()
     now = datetime.now(UTC)
     trained = fit_and_evaluate(
@@ -293,7 +294,11 @@ def train_and_save(
         trained.model, dataset.feature_names, trained.X_fit, validation, trained.X_calibration
     )
     path = save_artifact(
-        trained.model, manifest, artifacts_dir, attachments=reference_attachments(references)
+        trained.model,
+        manifest,
+        artifacts_dir,
+        make_latest=make_latest,
+        attachments=reference_attachments(references),
     )
     progress(f"saved model version {name} to {path}")
     return TrainingResult(

@@ -516,9 +516,10 @@ def train_time_aware_and_save(
     *,
     version: str | None = None,
     progress: Progress = _quiet,
+    make_latest: bool = True,
 ) -> TimeAwareTrainingResult:
-    """Train a time-aware model on ``ts`` and save a new version that ``LATEST`` points at,
-    with its references as verified attachments."""
+    """Train a time-aware model on ``ts`` and save a new version (``LATEST`` points at it if
+    ``make_latest``), with its references as verified attachments."""
     started = time.perf_counter()
     now = datetime.now(UTC)
     trained = fit_time_aware(ts, settings, progress=progress)
@@ -538,6 +539,7 @@ def train_time_aware_and_save(
         trained.model,
         manifest,
         artifacts_dir,
+        make_latest=make_latest,
         attachments=reference_attachments(trained.references),
     )
     progress(f"saved time-aware model version {name} to {path}")

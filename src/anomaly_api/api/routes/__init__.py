@@ -19,6 +19,7 @@ from anomaly_api.api.routes import (
     oip,
     predict,
     streams,
+    training,
     ui,
 )
 from anomaly_api.api.security import ApiKeyDep, HealthKeyDep
@@ -31,6 +32,7 @@ _READING_ORDER: list[tuple[APIRouter, list[Depends]]] = [
     (streams.router, [ApiKeyDep]),
     (monitoring.router, [ApiKeyDep]),
     (admin.router, []),  # its own admin-key dependency
+    (training.router, []),  # admin-key too
     (metrics.router, []),  # its own metrics-key dependency
     (ui.router, []),  # public static page; it calls the API with the operator's key
 ]

@@ -1,0 +1,85 @@
+"""``anomaly-api train-fleet``: one named model per group, in this process or on a real
+2-worker Dask LocalCluster, each the same model ``anomaly-api train`` gives its rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from anomaly_api.artifacts import read_manifest
+from anomaly_api.cli.main import app as cli
+from anomaly_api.data.errors import DataError
+from anomaly_api.data.synthetic import generate_sensor_data
+from anomaly_api.registry import model_dir, resolve_alias
+from anomaly_api.training.fleet import model_name_of, split_groups
+
+KINDS = ["Pump A", "pump B", "valve"]
+
+
+@pytest.fixture
+def fleet_file(tmp_path: Path) -> Path:
+    frames = []
+    for seed, kind in enumerate(KINDS):
+        frame = generate_sensor_data(300, seed=seed)
+        frame["asset_kind"] = kind
+        frames.append(frame)
+    path = tmp_path / "fleet.parquet"
+    pd.concat(frames).to_parquet(path, index=False)
+    return path
+
+
+def train_fleet(fleet_file: Path, artifacts: Path, *extra: str) -> dict[str, object]:
+    args = ["train-fleet", "--data", str(fleet_file), "--group-column", "asset_kind"]
+    result = CliRunner().invoke(cli, [*args, "--artifacts-dir", str(artifacts), "--json", *extra])
+    assert result.exit_code == 0, result.output
+    answer: dict[str, object] = json.loads(result.stdout)
+    return answer
+
+
+def hashes(artifacts: Path, answer: dict[str, object]) -> dict[str, str]:
+    models = answer["models"]
+    assert isinstance(models, list)
+    return {
+        m["model"]: read_manifest(model_dir(artifacts, m["model"]), m["version"]).model_sha256
+        for m in models
+    }
+
+
+def test_each_group_is_the_model_train_gives_its_rows(fleet_file: Path, tmp_path: Path) -> None:
+    artifacts = tmp_path / "fleet"
+    answer = train_fleet(fleet_file, artifacts, "--seed", "5")
+    assert [m["model"] for m in answer["models"]] == ["pump-a", "pump-b", "valve"]  # type: ignore[union-attr]
+    for model in ("pump-a", "pump-b", "valve"):
+        version = resolve_alias(artifacts, model, "candidate")
+        assert resolve_alias(artifacts, model) == version  # the first: production too
+        assert not any((model_dir(artifacts, model) / ".staging").iterdir())
+    alone = tmp_path / "valve.csv"
+    frame = pd.read_parquet(fleet_file)
+    frame[frame["asset_kind"] == "valve"].drop(columns=["asset_kind"]).to_csv(alone, index=False)
+    single = tmp_path / "single"
+    args = ["train", "--data", str(alone), "--artifacts-dir", str(single), "--seed", "5"]
+    result = CliRunner().invoke(cli, [*args, "--version", "v"])
+    assert result.exit_code == 0, result.output
+    assert hashes(artifacts, answer)["valve"] == read_manifest(single, "v").model_sha256
+
+
+def test_the_dask_engine_trains_the_same_models(fleet_file: Path, tmp_path: Path) -> None:
+    local = train_fleet(fleet_file, tmp_path / "local")
+    dask = train_fleet(fleet_file, tmp_path / "dask", "--engine", "dask", "--workers", "2")
+    assert hashes(tmp_path / "dask", dask) == hashes(tmp_path / "local", local)
+
+
+def test_group_values_become_model_names_or_are_refused() -> None:
+    assert model_name_of("Pump A/2") == "pump-a-2"
+    assert model_name_of(17) == "17"
+    with pytest.raises(DataError, match="no usable model name"):
+        model_name_of("///")
+    frame = pd.DataFrame({"kind": ["Pump A", "pump-a"], "x": [1.0, 2.0]})
+    with pytest.raises(DataError, match="both give model name 'pump-a'"):
+        split_groups(frame, "kind")
+    with pytest.raises(DataError, match="group column 'nope' not found"):
+        split_groups(frame, "nope")
