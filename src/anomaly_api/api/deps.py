@@ -18,6 +18,7 @@ from anomaly_api.api.schemas import PredictRequest
 from anomaly_api.api.security import KeyRing
 from anomaly_api.config import Settings
 from anomaly_api.service.dataplane import DataPlane
+from anomaly_api.service.fleet import ModelFleet
 from anomaly_api.service.metrics import ServiceMetrics
 from anomaly_api.service.model_monitor import ModelMonitor
 from anomaly_api.service.predictor import Predictor
@@ -28,6 +29,7 @@ from anomaly_api.service.streamplane import StreamPlane
 
 __all__ = [
     "AppState",
+    "FleetDep",
     "MetricsDep",
     "MonitorDep",
     "PredictBatchInput",
@@ -56,6 +58,8 @@ class AppState(TypedDict):
     monitor: ModelMonitor
     revisions: RevisionChannel | None
     """Announces and follows admin swaps across replicas; ``None`` without Redis."""
+    fleet: ModelFleet
+    """Every named model: ``default`` (the runtime above) and those loaded on demand."""
 
 
 def _settings(request: Request) -> Settings:
@@ -98,6 +102,12 @@ async def get_monitor(request: Request) -> ModelMonitor:
     return monitor
 
 
+async def get_fleet(request: Request) -> ModelFleet:
+    """The named models."""
+    fleet: ModelFleet = request.state.fleet
+    return fleet
+
+
 async def get_predictor(request: Request) -> Predictor:
     """The current model's predictor; 503 (``ModelNotReadyError``) when none is loaded."""
     dataplane: DataPlane = request.state.dataplane
@@ -127,6 +137,7 @@ RevisionsDep = Annotated[RevisionChannel | None, Depends(get_revisions)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 MonitorDep = Annotated[ModelMonitor, Depends(get_monitor)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
+FleetDep = Annotated[ModelFleet, Depends(get_fleet)]
 StreamPlaneDep = Annotated[StreamPlane, Depends(get_streamplane)]
 
 # The body dependencies read the state directly rather than through ``SettingsDep``:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -48,6 +49,53 @@ def parse_ensemble(
     return EnsembleConfig(detectors=names, min_votes=votes, contamination=share)
 
 
+@dataclass(frozen=True)
+class _Target:
+    """Where a trained version goes: the artifact directory, or a named model in it."""
+
+    root: Path
+    model: str | None
+    auto_promote: bool
+
+    @classmethod
+    def of(
+        cls, artifacts_dir: Path | None, model: str | None, auto_promote: bool | None
+    ) -> _Target:
+        from anomaly_api.config import get_settings
+        from anomaly_api.registry import validate_model_name
+
+        if model is None and auto_promote is not None:
+            fail("--auto-promote needs --model")
+        if model is not None:
+            try:
+                validate_model_name(model)
+            except ValueError as exc:
+                fail(f"{exc} (--model)")
+        promote = bool(auto_promote)
+        if model is not None and auto_promote is None:
+            promote = get_settings().auto_promote
+        return cls(resolve_artifacts_dir(artifacts_dir), model, promote)
+
+    @property
+    def directory(self) -> Path:
+        """The directory the version is saved in."""
+        from anomaly_api.registry import model_dir
+
+        return self.root if self.model is None else model_dir(self.root, self.model)
+
+    def register(self, version: str) -> dict[str, object]:
+        """Register ``version`` with the named model (nothing without one); says what
+        the aliases did."""
+        if self.model is None:
+            return {}
+        from anomaly_api.registry import register_version
+
+        decision = register_version(self.root, self.model, version, auto_promote=self.auto_promote)
+        where = "production and candidate" if decision["promoted"] else "candidate"
+        progress(f"model {self.model}: {version} is now {where} ({decision['why']})")
+        return {"model": self.model, "promotion": decision}
+
+
 def train(
     *,
     data: Annotated[
@@ -90,6 +138,20 @@ def train(
         typer.Option(help="Share of training rows each member flags without labels (0.05)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Register the version as a version of this named model (its `candidate`; "
+            "`production` too when it has none, or by --auto-promote).",
+        ),
+    ] = None,
+    auto_promote: Annotated[
+        bool | None,
+        typer.Option(
+            help="With --model: promote when the held-out F1 is not worse than production's "
+            "(default: ANOMALY_AUTO_PROMOTE).",
+        ),
+    ] = None,
     # --- time-aware models: --window switches to the windowed model ---------
     window: Annotated[
         int | None,
@@ -111,12 +173,13 @@ def train(
     ] = 3.0,
 ) -> None:
     """Train the ensemble, evaluate it on a held-out split and save a new model version."""
+    target = _Target.of(artifacts_dir, model, auto_promote)
     if window is not None:
         _train_time_aware(
             data=data,
             features=features,
             label_column=label_column,
-            artifacts_dir=artifacts_dir,
+            target=target,
             seed=seed,
             version=version,
             target_fpr=target_fpr,
@@ -137,7 +200,6 @@ def train(
     if target_fpr is not None and not 0.0 < target_fpr < 1.0:
         fail(f"--target-fpr must be between 0 and 1 (exclusive), got {target_fpr:g}")
     config = parse_ensemble(detectors, min_votes, contamination)
-    directory = resolve_artifacts_dir(artifacts_dir)
     with user_errors():
         if data is None:
             if features is not None or label_column is not None:
@@ -153,16 +215,19 @@ def train(
         progress(f"{dataset.n_rows} rows, {len(dataset.feature_names)} features, {labels}")
         result = train_and_save(
             dataset,
-            directory,
+            target.directory,
             seed=seed,
             target_fpr=target_fpr,
             version=version,
             progress=progress,
             config=config,
+            make_latest=target.model is None,
         )
+        registered = target.register(result.version)
     metrics = result.trained.metrics
     if as_json:
-        typer.echo(json.dumps({"version": result.version, "metrics": metrics}, indent=2))
+        answer = {"version": result.version, "metrics": metrics}
+        typer.echo(json.dumps(answer | registered, indent=2))
         return
     typer.echo(f"model version {result.version} saved in {result.path} ({result.seconds:.1f} s)")
     typer.echo(f"features: {', '.join(dataset.feature_names)}")
@@ -182,7 +247,7 @@ def _train_time_aware(
     data: Path | None,
     features: str | None,
     label_column: str | None,
-    artifacts_dir: Path | None,
+    target: _Target,
     seed: int,
     version: str | None,
     target_fpr: float | None,
@@ -207,7 +272,6 @@ def _train_time_aware(
         fail(f"--max-gap-factor must be above 1, got {max_gap_factor:g}")
     short = max(1, min(5, window - 2))
     settings = TimeAwareSettings(window=window, short=short, target_fpr=target_fpr, seed=seed)
-    directory = resolve_artifacts_dir(artifacts_dir)
     with user_errors():
         if data is None:
             if features is not None or label_column is not None or timestamp_column is not None:
@@ -237,11 +301,18 @@ def _train_time_aware(
                 f"{ts.max_gap_factor:g}" + (" (raised: irregular sampling)" if ts.irregular else "")
             )
         result = train_time_aware_and_save(
-            ts, directory, settings, version=version, progress=progress
+            ts,
+            target.directory,
+            settings,
+            version=version,
+            progress=progress,
+            make_latest=target.model is None,
         )
+        registered = target.register(result.version)
     metrics = result.trained.metrics
     if as_json:
-        typer.echo(json.dumps({"version": result.version, "metrics": metrics}, indent=2))
+        answer = {"version": result.version, "metrics": metrics}
+        typer.echo(json.dumps(answer | registered, indent=2))
         return
     model = result.trained.model
     typer.echo(f"model version {result.version} saved in {result.path} ({result.seconds:.1f} s)")

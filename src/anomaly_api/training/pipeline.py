@@ -265,8 +265,10 @@ def train_and_save(
     version: str | None = None,
     progress: Progress = _quiet,
     config: EnsembleConfig = EnsembleConfig(),
+    make_latest: bool = True,
 ) -> TrainingResult:
-    """Train on ``dataset`` and save a new version that ``LATEST`` points at."""
+    """Train on ``dataset`` and save a new version that ``LATEST`` points at (unless not
+    ``make_latest``: a named model's aliases decide, see ``anomaly_api.registry``)."""
     started = time.perf_counter()
     now = datetime.now(UTC)
     trained = fit_and_evaluate(
@@ -289,7 +291,11 @@ def train_and_save(
         validation = (dataset.X[rows], dataset.y[rows].astype(np.int64))
     references = build_references(trained.model, dataset.feature_names, trained.X_fit, validation)
     path = save_artifact(
-        trained.model, manifest, artifacts_dir, attachments=reference_attachments(references)
+        trained.model,
+        manifest,
+        artifacts_dir,
+        make_latest=make_latest,
+        attachments=reference_attachments(references),
     )
     progress(f"saved model version {name} to {path}")
     return TrainingResult(

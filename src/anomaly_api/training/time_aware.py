@@ -517,9 +517,10 @@ def train_time_aware_and_save(
     *,
     version: str | None = None,
     progress: Progress = _quiet,
+    make_latest: bool = True,
 ) -> TimeAwareTrainingResult:
-    """Train a time-aware model on ``ts`` and save a new version that ``LATEST`` points at,
-    with its references as verified attachments."""
+    """Train a time-aware model on ``ts`` and save a new version that ``LATEST`` points at
+    (unless not ``make_latest``), with its references as verified attachments."""
     started = time.perf_counter()
     now = datetime.now(UTC)
     trained = fit_time_aware(ts, settings, progress=progress)
@@ -539,6 +540,7 @@ def train_time_aware_and_save(
         trained.model,
         manifest,
         artifacts_dir,
+        make_latest=make_latest,
         attachments=reference_attachments(trained.references),
     )
     progress(f"saved time-aware model version {name} to {path}")

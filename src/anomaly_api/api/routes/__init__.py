@@ -10,7 +10,17 @@ the order decides nothing else, and the OpenAPI document keeps the reading order
 from fastapi import APIRouter
 from fastapi.params import Depends
 
-from anomaly_api.api.routes import admin, health, metrics, model, monitoring, oip, predict, streams
+from anomaly_api.api.routes import (
+    admin,
+    health,
+    metrics,
+    model,
+    models,
+    monitoring,
+    oip,
+    predict,
+    streams,
+)
 from anomaly_api.api.security import ApiKeyDep, HealthKeyDep
 
 _READING_ORDER: list[tuple[APIRouter, list[Depends]]] = [
@@ -20,6 +30,8 @@ _READING_ORDER: list[tuple[APIRouter, list[Depends]]] = [
     (predict.router, [ApiKeyDep]),
     (streams.router, [ApiKeyDep]),
     (monitoring.router, [ApiKeyDep]),
+    (models.router, [ApiKeyDep]),
+    (models.admin_router, []),  # its own admin-key dependency
     (admin.router, []),  # its own admin-key dependency
     (metrics.router, []),  # its own metrics-key dependency
 ]
