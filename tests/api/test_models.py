@@ -15,7 +15,7 @@ from anomaly_api import registry
 from anomaly_api.config import Settings
 from anomaly_api.service.fleet import ModelFleet
 from api_testing import ANOMALOUS, NORMAL, assert_error, make_settings, open_app_state, samples
-from factories import fit_tiny_artifact
+from factories import fit_pumps, fit_tiny_artifact
 
 T0 = "2026-11-29T12:00:00Z"
 ADMIN = {"X-API-Key": "admin-key-1"}
@@ -29,12 +29,7 @@ def fleet_dir(
     time-aware ta-1); tests that move aliases copy it first."""
     root = tmp_path_factory.mktemp("fleet")
     shutil.copytree(tiny_artifacts_dir, root, dirs_exist_ok=True)
-    pumps = registry.model_dir(root, "pumps")
-    fit_tiny_artifact(pumps, "p1", seed=1)
-    registry.register_version(root, "pumps", "p1")
-    fit_tiny_artifact(pumps, "p2", seed=2)
-    (pumps / "LATEST").write_text("p1\n")
-    registry.register_version(root, "pumps", "p2")
+    fit_pumps(root)
     shutil.copytree(ta_artifacts_dir, registry.model_dir(root, "line"))
     return root
 

@@ -7,6 +7,12 @@ subscribes in the lifespan and loads an announced version from its own artifact
 directory through its ``ModelReloader``: the same verified, atomic swap as a reload, so a
 version it cannot load (missing, tampered) leaves its model serving, logged and counted.
 
+A named model's alias move (``POST /models/{name}/aliases/production``, a rollback) is
+published as an announcement with a ``model`` field (the key is not set): each replica
+hands it to ``on_model`` (the fleet drops its loaded copy, so the next request loads the
+new production version from the shared artifact directory); ``default``'s moves are
+announced as a swap like any other.
+
 Messages are handled one at a time, in the channel's order, and a version already served
 is ignored (the announcer's own message, normally). Following every message in order,
 its own included, is what makes the replicas agree when two announce at once: all end on

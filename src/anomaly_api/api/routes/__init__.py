@@ -29,9 +29,9 @@ _READING_ORDER: list[tuple[APIRouter, list[Depends]]] = [
     (streams.window_router, [ApiKeyDep]),
     (predict.router, [ApiKeyDep]),
     (streams.router, [ApiKeyDep]),
-    (monitoring.router, [ApiKeyDep]),
     (models.router, [ApiKeyDep]),
     (models.admin_router, []),  # its own admin-key dependency
+    (monitoring.router, [ApiKeyDep]),
     (admin.router, []),  # its own admin-key dependency
     (metrics.router, []),  # its own metrics-key dependency
 ]

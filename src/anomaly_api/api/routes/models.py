@@ -1,10 +1,12 @@
 """Named models: ``/models`` lists them, ``/models/{name}/...`` serves each, and the admin
 routes move their aliases.
 
-Every serving route is its single-model route's handler over the named model's planes,
-held (``ModelFleet.lease``) from before the body is read until the answer is built, so
-the model is never unloaded under a request. ``default`` answers exactly as ``/predict``.
-The registry's files are read and written in a worker thread, never on the event loop.
+The scoring routes come first (FastAPI tries routes in order on every request), then the
+reads of the registry. Every scoring route is its single-model route's handler over the
+named model's planes, held (``ModelFleet.lease``) from before the body is read until the
+answer is built, so the model is never unloaded under a request. ``default`` answers
+exactly as ``/predict``. The registry's files are read and written in a worker thread,
+never on the event loop.
 """
 
 from __future__ import annotations
@@ -70,69 +72,46 @@ def _loaded(fleet: ModelFleet, name: str) -> list[str]:
     return fleet.loaded(name)
 
 
-# ---------------------------------------------------------------------- reading
-
-
-@router.get("", responses=_MODEL_ERRORS)
-async def list_models(settings: SettingsDep, fleet: FleetDep) -> Response:
-    """Every registered model: its aliases, its kind and whether it is loaded now."""
-
-    def summaries(root: Path) -> list[dict[str, Any]]:
-        out = []
-        for name in registry.list_models(root):
-            aliases = registry.read_aliases(root, name).aliases
-            out.append({"name": name, "aliases": dict(sorted(aliases.items()))})
-        return out
-
-    models = await _in_registry(summaries, settings.artifacts_dir)
-    for model in models:
-        model["loaded_versions"] = _loaded(fleet, model["name"])
-    return _json({"models": models})
-
-
-@router.get("/{name}", responses=_MODEL_ERRORS)
-async def read_model(name: str, settings: SettingsDep, fleet: FleetDep) -> Response:
-    """A model's versions (kind, features, thresholds, held-out F1), aliases and history."""
-    summary = await _in_registry(registry.model_summary, settings.artifacts_dir, checked_name(name))
-    summary["loaded_versions"] = _loaded(fleet, name)
-    return _json(summary)
-
-
 # ---------------------------------------------------------------------- serving
+# The scoring routes read the fleet from the request's state rather than through
+# ``FleetDep``: FastAPI solves every dependency node anew on each request.
+
+
+def _fleet(request: Request) -> ModelFleet:
+    fleet: ModelFleet = request.state.fleet
+    return fleet
 
 
 @router.post("/{name}/predict", responses=_MODEL_ERRORS)
-async def predict_with_model(name: str, request: Request, fleet: FleetDep) -> Response:
+async def predict_with_model(name: str, request: Request) -> Response:
     """As `POST /predict`, scored by model `name`'s production version."""
-    async with fleet.lease(name) as served:
+    async with _fleet(request).lease(name) as served:
         predictor = served.predictor
         body = await parse_predict_request(request, request.state.settings)
         return await answer_prediction(served.dataplane, predictor, body)
 
 
 @router.post("/{name}/predict/batch", responses=_MODEL_ERRORS)
-async def predict_batch_with_model(name: str, request: Request, fleet: FleetDep) -> Response:
+async def predict_batch_with_model(name: str, request: Request) -> Response:
     """As `POST /predict/batch`, scored by model `name`'s production version."""
-    async with fleet.lease(name) as served:
+    async with _fleet(request).lease(name) as served:
         predictor = served.predictor
         body = await parse_batch_request(request, request.state.settings)
         return await answer_batch(served.dataplane, predictor, body, request, model_name=name)
 
 
 @router.post("/{name}/predict/window", responses=_MODEL_ERRORS)
-async def predict_window_with_model(name: str, request: Request, fleet: FleetDep) -> Response:
+async def predict_window_with_model(name: str, request: Request) -> Response:
     """As `POST /predict/window`, scored by model `name`."""
-    async with fleet.lease(name) as served:
+    async with _fleet(request).lease(name) as served:
         return await answer_window(served.streamplane, served.predictor, request)
 
 
 @router.post("/{name}/streams/{stream_id}/readings", responses=_MODEL_ERRORS)
-async def append_readings_to_model(
-    name: str, stream_id: str, request: Request, fleet: FleetDep
-) -> Response:
+async def append_readings_to_model(name: str, stream_id: str, request: Request) -> Response:
     """As `POST /streams/{stream_id}/readings`; the stream belongs to model `name` (the
     same id under another model is another stream)."""
-    async with fleet.lease(name) as served:
+    async with _fleet(request).lease(name) as served:
         return await answer_readings(served.streamplane, served.predictor, stream_id, request)
 
 
@@ -185,6 +164,34 @@ async def delete_model_stream(name: str, stream_id: str, fleet: FleetDep) -> Res
     async with fleet.lease(name) as served:
         await served.streamplane.reset(stream_id)
     return Response(status_code=204)
+
+
+# ---------------------------------------------------------------------- reading
+
+
+@router.get("", responses=_MODEL_ERRORS)
+async def list_models(settings: SettingsDep, fleet: FleetDep) -> Response:
+    """Every registered model: its aliases, its kind and whether it is loaded now."""
+
+    def summaries(root: Path) -> list[dict[str, Any]]:
+        out = []
+        for name in registry.list_models(root):
+            aliases = registry.read_aliases(root, name).aliases
+            out.append({"name": name, "aliases": dict(sorted(aliases.items()))})
+        return out
+
+    models = await _in_registry(summaries, settings.artifacts_dir)
+    for model in models:
+        model["loaded_versions"] = _loaded(fleet, model["name"])
+    return _json({"models": models})
+
+
+@router.get("/{name}", responses=_MODEL_ERRORS)
+async def read_model(name: str, settings: SettingsDep, fleet: FleetDep) -> Response:
+    """A model's versions (kind, features, thresholds, held-out F1), aliases and history."""
+    summary = await _in_registry(registry.model_summary, settings.artifacts_dir, checked_name(name))
+    summary["loaded_versions"] = _loaded(fleet, name)
+    return _json(summary)
 
 
 # ---------------------------------------------------------------------- admin
