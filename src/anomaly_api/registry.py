@@ -255,13 +255,12 @@ def register_version(
         decision: dict[str, Any] = {"rule": PROMOTION_RULE, "candidate": held_out_f1(manifest)}
         if current is None or current == version:
             decision |= {"production": None, "promoted": True, "why": "no production version"}
-        elif auto_promote:
+        else:
             serving = held_out_f1(read_manifest(directory, current))
             candidate = decision["candidate"]
             promoted = candidate is not None and (serving is None or candidate >= serving)
-            decision |= {"production": serving, "promoted": promoted, "why": "auto_promote"}
-        else:
-            decision |= {"production": None, "promoted": False, "why": "auto_promote is off"}
+            why = "auto_promote" if auto_promote else "auto_promote is off"
+            decision |= {"production": serving, "promoted": promoted and auto_promote, "why": why}
         if decision["promoted"]:
             _move(
                 directory,

@@ -326,3 +326,15 @@ async def test_oip_repository_index_lists_every_model(client: httpx.AsyncClient)
     assert (await client.get("/v2/models/pumps/versions/p9/ready")).status_code == 404
     assert (await client.get("/v2/models/nope/ready")).status_code == 404
     assert (await client.post("/v2/repository/index", json=[1])).status_code == 400
+
+
+async def test_unknown_names_leave_nothing_loaded_or_kept(fleet_dir: Path) -> None:
+    async with fleet_app(make_settings(fleet_dir)) as (http, fleet):
+        for name in ("nope", "other-1", "x" * 63):
+            response = await http.post(f"/models/{name}/predict", json={"features": NORMAL})
+            assert_error(response, 404, "model_not_found", f"unknown model '{name}'")
+        assert fleet._resident == {}
+        assert fleet._stores == {}
+        metrics = samples((await http.get("/metrics")).text)
+    failed = ("anomaly_model_loads_total", (("model", "nope"), ("result", "failed")))
+    assert metrics[failed] == 1

@@ -38,6 +38,9 @@ T = TypeVar("T")
 class AnomalyClient(ClientBase):
     """Blocking client of the anomaly-api HTTP service.
 
+    Every scoring and stream call takes ``model=``: a named model (``/models/{model}/...``;
+    the service's ``default`` model when omitted).
+
     Parameters
     ----------
     base_url : str
@@ -54,9 +57,6 @@ class AnomalyClient(ClientBase):
         Batch calls in flight at once in ``predict_many``.
     transport : httpx.BaseTransport, optional
         For tests (``httpx.MockTransport``).
-
-    Every scoring and stream call takes ``model=``: a named model (``/models/{model}/...``;
-    the service's ``default`` model when omitted).
     """
 
     def __init__(

@@ -127,10 +127,11 @@ class ModelFleet:
     async def _load(self, key: Key) -> ServedModel:
         name, version = key
         try:
-            store = self._stores.get(name)
-            if store is None:
-                store = self._stores[name] = model_stream_store(self.default.runtime.streams, name)
+            store = self._stores.get(name) or model_stream_store(self.default.runtime.streams, name)
             runtime = await asyncio.to_thread(self._load_runtime, name, version, store)
+            # Kept only once the model loaded (unknown names leave nothing behind), and one
+            # per model whichever of its versions loaded first.
+            runtime.streams = self._stores.setdefault(name, store)
             served = ServedModel(name, runtime, *self._build_planes(runtime, name))
             served.size_bytes = _model_bytes(runtime)
         except BaseException:

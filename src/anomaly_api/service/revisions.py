@@ -143,7 +143,13 @@ async def announce_model(
     """Announce that model ``name``'s production alias now names ``version``."""
     if name == DEFAULT_MODEL:
         return await announce_swap(channel, version)
-    return NOT_SHARED if channel is None else await channel.announce_model(name, version)
+    if channel is None:
+        return AnnounceResult(
+            False,
+            "not announced: no REDIS_URL; another replica serves the new version once it "
+            f"loads model {name!r} again (after a restart, or once it unloaded it)",
+        )
+    return await channel.announce_model(name, version)
 
 
 class RevisionChannel(GuardedRedisCalls):
