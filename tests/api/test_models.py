@@ -10,8 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 
 from anomaly_api import registry
+from anomaly_api.api.app import create_app
 from anomaly_api.config import Settings
 from anomaly_api.service.fleet import ModelFleet
 from api_testing import ANOMALOUS, NORMAL, assert_error, make_settings, open_app_state, samples
@@ -338,3 +340,24 @@ async def test_unknown_names_leave_nothing_loaded_or_kept(fleet_dir: Path) -> No
         metrics = samples((await http.get("/metrics")).text)
     failed = ("anomaly_model_loads_total", (("model", "nope"), ("result", "failed")))
     assert metrics[failed] == 1
+
+
+async def test_admin_model_routes_refuse_remote_clients_while_no_key_is_set(
+    own_fleet_dir: Path,
+) -> None:
+    async with LifespanManager(create_app(make_settings(own_fleet_dir))) as manager:
+        remote = httpx.ASGITransport(app=manager.app, client=("203.0.113.7", 40000))
+        async with httpx.AsyncClient(transport=remote, base_url="http://testserver") as http:
+            await _refused_remotely(http)
+    assert registry.resolve_alias(own_fleet_dir, "pumps") == "p1"
+    assert (registry.model_dir(own_fleet_dir, "pumps") / "p2").is_dir()
+
+
+async def _refused_remotely(http: httpx.AsyncClient) -> None:
+    """Every admin route of a named model refuses ``http`` (a remote client, no key)."""
+    moved = await http.post("/models/pumps/aliases/production", json={"version": "p2"})
+    assert_error(moved, 403, "admin_key_not_configured", "ANOMALY_ADMIN_API_KEYS")
+    assert_error(await http.post("/models/pumps/rollback"), 403, "admin_key_not_configured")
+    deleted = await http.delete("/models/pumps/versions/p2")
+    assert_error(deleted, 403, "admin_key_not_configured")
+    assert (await http.get("/models/pumps")).status_code == 200  # reading stays open
