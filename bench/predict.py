@@ -5,11 +5,15 @@ and where requests run (event loop or thread pool)."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import statistics
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -202,4 +206,42 @@ def batches_in_background(port: int) -> Iterator[dict[str, Any]]:
         thread.join(timeout=30)
 
 
-PARTS = {"inprocess": inprocess, "http": over_http}
+def by_name(ctx: Context) -> dict[str, Any]:
+    """``/predict`` against the same model by name: ``/models/default/predict`` and a copy
+    registered as ``bench`` (``/models/bench/predict``); 64 connections, the three routes in
+    turn, ``rounds`` times, in one server (so the machine's drift hits all three alike)."""
+    root = ctx.workdir / "fleet-artifacts"
+    if not root.exists():
+        shutil.copytree(ctx.artifacts, root)
+        shutil.copytree(ctx.artifacts, root / "models" / "bench")
+    paths = ("/predict", "/models/default/predict", "/models/bench/predict")
+    runs: dict[str, list[float]] = {path: [] for path in paths}
+    cpu: dict[str, list[float]] = {path: [] for path in paths}
+    with serve(ctx, "by-name", service_env(root, "fast")) as s:
+        with connect(s.port) as conn:  # the named model's first load is not what is measured
+            started = time.perf_counter()
+            send(conn, paths[2], orjson.dumps({"features": [0.5] * N_FEATURES}))
+            first_ms = (time.perf_counter() - started) * 1000.0
+        for _ in range(ctx.option("rounds", ctx.size(1, 3))):
+            for path in paths:
+                before = cpu_s(s.process.pid)
+                run = run_wrk(s.port, path, 64, ctx.size(1.0, 10.0), workdir=ctx.workdir)
+                assert run["errors"] == 0, (path, run)
+                runs[path].append(run["requests_per_s"])
+                cpu[path].append((cpu_s(s.process.pid) - before) / run["requests"] * 1e6)
+    rps = {path: statistics.median(r) for path, r in runs.items()}
+    us = {path: statistics.median(c) for path, c in cpu.items()}
+    warm = {p: {"requests_per_s": rps[p], "runs": runs[p], "vs_predict": rps[p] / rps[paths[0]],
+                "server_cpu_us_per_request": us[p], "cpu_vs_predict": us[p] / us[paths[0]]}
+            for p in paths}  # fmt: skip
+    return {"by_name": {"first_request_cold_ms": first_ms, **warm}}
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used, from /proc: what a request costs the
+    server, much less disturbed than its throughput by other load on a shared machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+PARTS = {"inprocess": inprocess, "http": over_http, "by_name": by_name}

@@ -19,6 +19,7 @@ from asgi_lifespan import LifespanManager
 from prometheus_client.parser import text_string_to_metric_families
 
 from anomaly_api.api.app import create_app
+from anomaly_api.api.deps import AppState
 from anomaly_api.config import Settings
 from anomaly_api.service.runtime import ServiceRuntime
 from anomaly_api.testing import SHARED_REDIS_URL
@@ -56,8 +57,8 @@ def stream_backend(kind: str, name: str) -> Iterator[dict[str, Any]]:
 
 
 @asynccontextmanager
-async def open_app(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, ServiceRuntime]]:
-    """A client of a freshly built app, and its runtime (for white-box checks)."""
+async def open_app_state(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, AppState]]:
+    """A client of a freshly built app, and its lifespan state (for white-box checks)."""
     app = create_app(settings)
     async with (
         LifespanManager(app) as manager,
@@ -65,7 +66,14 @@ async def open_app(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient,
             transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver"
         ) as client,
     ):
-        yield client, manager._state["runtime"]
+        yield client, manager._state  # the AppState the lifespan yielded
+
+
+@asynccontextmanager
+async def open_app(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, ServiceRuntime]]:
+    """A client of a freshly built app, and its runtime (for white-box checks)."""
+    async with open_app_state(settings) as (client, state):
+        yield client, state["runtime"]
 
 
 @asynccontextmanager

@@ -44,6 +44,20 @@ def fit_tiny_artifact(
     )
 
 
+def fit_pumps(artifacts_dir: Path) -> Path:
+    """Register the named model ``pumps`` in ``artifacts_dir``: ``p1`` (seed 1) its
+    production version, ``p2`` (seed 2) its candidate. Returns the model's directory."""
+    from anomaly_api import registry
+
+    pumps = registry.model_dir(artifacts_dir, "pumps")
+    fit_tiny_artifact(pumps, "p1", seed=1)
+    registry.register_version(artifacts_dir, "pumps", "p1")
+    fit_tiny_artifact(pumps, "p2", seed=2)
+    (pumps / "LATEST").write_text("p1\n")  # saving p2 moved it; the aliases decide
+    registry.register_version(artifacts_dir, "pumps", "p2")
+    return pumps
+
+
 TIME_AWARE_SEED = 3
 TIME_AWARE_ROWS = 10_000
 

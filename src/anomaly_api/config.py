@@ -51,6 +51,23 @@ class Settings(BaseSettings):
     model_version: str | None = Field(
         default=None, description="Version to serve; the `LATEST` pointer when unset."
     )
+    model_memory_mb: float = Field(
+        default=1024.0,
+        gt=0,
+        description="Memory budget of the named models loaded besides `default` (each counted "
+        "by its model file's size); past it the least recently used idle one is unloaded.",
+    )
+    auto_promote: bool = Field(
+        default=False,
+        description="Promote a newly registered version of a named model to `production` when "
+        "its held-out F1 is not worse than the production version's (else it stays `candidate`).",
+    )
+    metrics_max_models: int = Field(
+        default=20,
+        ge=1,
+        description="Distinct `model` label values in the per-model metrics; later models are "
+        "counted under `other`.",
+    )
     on_version_mismatch: Literal["warn", "error"] = Field(
         default="warn",
         description="What to do when the artifact was trained with another scikit-learn version.",

@@ -40,7 +40,10 @@ from anomaly_api.api.schemas import (
 )
 from anomaly_api.api.security import KeyRing
 from anomaly_api.config import Settings, get_settings
+from anomaly_api.registry import DEFAULT_MODEL
 from anomaly_api.service.dataplane import DataPlane
+from anomaly_api.service.fleet import ModelFleet, PlaneFactory, ServedModel
+from anomaly_api.service.fleet_metrics import FleetMetrics
 from anomaly_api.service.jobs import runner_from_settings
 from anomaly_api.service.metrics import ServiceMetrics
 from anomaly_api.service.model_monitor import ModelMonitor, service_alarm_policy
@@ -62,21 +65,18 @@ DESCRIPTION = (
 )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the service for ``settings`` (``get_settings()`` when omitted)."""
-    settings = settings or get_settings()
-    metrics = ServiceMetrics(anomaly_window=settings.metrics_anomaly_window)
-    keyring = KeyRing.from_settings(settings)
-    monitor = ModelMonitor(settings)  # drift, service alarms, expected rate
-    metrics.registry.register(monitor)  # statistics computed at scrape time
+def plane_factory(
+    settings: Settings, metrics: ServiceMetrics, monitor: ModelMonitor, fleet: FleetMetrics
+) -> PlaneFactory:
+    """What builds each model's data and stream planes: the same hooks and limits for
+    every model; only ``default`` feeds the service-wide drift monitor."""
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[AppState]:
-        runtime = ServiceRuntime.start(settings)
-        await runtime.warm_up()  # with Redis: its connections are open before the first request
+    def build_planes(runtime: ServiceRuntime, name: str) -> tuple[DataPlane, StreamPlane]:
         dataplane = DataPlane(runtime, metrics)  # prediction + cache metrics
         dataplane.add_hook(note_scored_batch)  # rows, cache hits, version for the access log
-        dataplane.add_hook(monitor.observe)  # drift window + service-wide alarms
+        if name == DEFAULT_MODEL:
+            dataplane.add_hook(monitor.observe)  # drift window + service-wide alarms
+        dataplane.add_hook(lambda scored: fleet.observe_rows(name, scored.rows))
         streamplane = StreamPlane(
             dataplane,
             runtime.streams,
@@ -87,6 +87,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             alarm_policy=service_alarm_policy(settings),  # the default of every stream
             on_alarms=monitor.stream_classes.count,  # anomaly_stream_alarms_total
         )
+        return dataplane, streamplane
+
+    return build_planes
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service for ``settings`` (``get_settings()`` when omitted)."""
+    settings = settings or get_settings()
+    metrics = ServiceMetrics(anomaly_window=settings.metrics_anomaly_window)
+    keyring = KeyRing.from_settings(settings)
+    monitor = ModelMonitor(settings)  # drift, service alarms, expected rate
+    metrics.registry.register(monitor)  # statistics computed at scrape time
+    fleet_metrics = FleetMetrics(metrics.registry, max_models=settings.metrics_max_models)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[AppState]:
+        runtime = ServiceRuntime.start(settings)
+        await runtime.warm_up()  # with Redis: its connections are open before the first request
+
+        build_planes = plane_factory(settings, metrics, monitor, fleet_metrics)
+        dataplane, streamplane = build_planes(runtime, DEFAULT_MODEL)
         predictor = runtime.predictor
         metrics.set_model_version(predictor.version if predictor else None)
         monitor.attach(predictor)
@@ -98,6 +119,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 monitor.attach(runtime.predictor)  # a new fit: a fresh drift window
 
         reloader = ModelReloader(runtime, runtime.build_predictor, on_result=on_reload)
+        fleet = ModelFleet(
+            settings,
+            ServedModel(DEFAULT_MODEL, runtime, dataplane, streamplane),
+            build_planes,
+            reloader=reloader,
+            metrics=fleet_metrics,
+        )
         uninstall = install_sighup_reload(reloader) if settings.reload_on_sighup else None
         notice = keyring.admin_notice()
         if notice is not None:
@@ -110,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 on_result=metrics.observe_revision,
                 on_announce=metrics.observe_announcement,
             )
+            revisions.on_model = fleet.follow_aliases
             revisions.start()
         jobs = runner_from_settings(settings)  # its heartbeat starts with its first job
         try:
@@ -124,6 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "streamplane": streamplane,
                 "revisions": revisions,
                 "jobs": jobs,
+                "fleet": fleet,
             }
         finally:
             await jobs.close()

@@ -18,6 +18,7 @@ from anomaly_api.api.schemas import PredictRequest
 from anomaly_api.api.security import KeyRing
 from anomaly_api.config import Settings
 from anomaly_api.service.dataplane import DataPlane
+from anomaly_api.service.fleet import ModelFleet
 from anomaly_api.service.jobs import JobRunner
 from anomaly_api.service.metrics import ServiceMetrics
 from anomaly_api.service.model_monitor import ModelMonitor
@@ -29,6 +30,7 @@ from anomaly_api.service.streamplane import StreamPlane
 
 __all__ = [
     "AppState",
+    "FleetDep",
     "JobsDep",
     "MetricsDep",
     "MonitorDep",
@@ -60,6 +62,8 @@ class AppState(TypedDict):
     """Announces and follows admin swaps across replicas; ``None`` without Redis."""
     jobs: JobRunner
     """The training jobs of this replica (and, with Redis, the job table of all)."""
+    fleet: ModelFleet
+    """Every named model: ``default`` (the runtime above) and those loaded on demand."""
 
 
 def _settings(request: Request) -> Settings:
@@ -108,6 +112,12 @@ async def get_monitor(request: Request) -> ModelMonitor:
     return monitor
 
 
+async def get_fleet(request: Request) -> ModelFleet:
+    """The named models."""
+    fleet: ModelFleet = request.state.fleet
+    return fleet
+
+
 async def get_predictor(request: Request) -> Predictor:
     """The current model's predictor; 503 (``ModelNotReadyError``) when none is loaded."""
     dataplane: DataPlane = request.state.dataplane
@@ -138,6 +148,7 @@ MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 JobsDep = Annotated[JobRunner, Depends(get_jobs)]
 MonitorDep = Annotated[ModelMonitor, Depends(get_monitor)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
+FleetDep = Annotated[ModelFleet, Depends(get_fleet)]
 StreamPlaneDep = Annotated[StreamPlane, Depends(get_streamplane)]
 
 # The body dependencies read the state directly rather than through ``SettingsDep``:

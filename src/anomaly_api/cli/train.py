@@ -61,8 +61,16 @@ def train(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Save a version of this named model and alias it `candidate` (default: the "
-            "single model of the artifact directory, which LATEST moves to)."
+            help="Save a version of this named model and alias it `candidate`, `production` "
+            "too when it has none or by --auto-promote (default: the single model of the "
+            "artifact directory, which LATEST moves to)."
+        ),
+    ] = None,
+    auto_promote: Annotated[
+        bool | None,
+        typer.Option(
+            help="With --model: promote when the held-out F1 is not worse than production's "
+            "(default: ANOMALY_AUTO_PROMOTE).",
         ),
     ] = None,
     # --- time-aware models: --window switches to the windowed model ---------
@@ -115,15 +123,19 @@ def train(
         check_request(request, has_data=data is not None)
     except RequestError as exc:
         fail(str(exc))
+    if model is None and auto_promote is not None:
+        fail("--auto-promote needs --model")
     directory = resolve_artifacts_dir(artifacts_dir)
+    named: dict[str, object] = {}
     with user_errors():
         if model is None:
             result = run_training(request, data, directory, progress=progress)
         else:
-            result = _train_named(request, data, directory, model)
+            result, named = _train_named(request, data, directory, model, auto_promote)
     metrics = result.trained.metrics
     if as_json:
-        typer.echo(json.dumps({"version": result.version, "metrics": metrics}, indent=2))
+        answer = {"version": result.version, **named, "metrics": metrics}
+        typer.echo(json.dumps(answer, indent=2))
         return
     typer.echo(f"model version {result.version} saved in {result.path} ({result.seconds:.1f} s)")
     _describe(result)
@@ -140,9 +152,15 @@ def train(
 
 
 def _train_named(
-    request: TrainingRequest, data: Path | None, artifacts_dir: Path, name: str
-) -> TrainingResult | TimeAwareTrainingResult:
-    """``train --model NAME``: a new version of that model, aliased ``candidate``."""
+    request: TrainingRequest,
+    data: Path | None,
+    artifacts_dir: Path,
+    name: str,
+    auto_promote: bool | None,
+) -> tuple[TrainingResult | TimeAwareTrainingResult, dict[str, object]]:
+    """``train --model NAME``: a new version of that model, aliased ``candidate`` (and
+    ``production`` by the registry's rule); the model and the promotion decision."""
+    from anomaly_api.config import get_settings
     from anomaly_api.registry import model_dir, register_version, validate_model_name
     from anomaly_api.training.request import run_training
 
@@ -150,10 +168,12 @@ def _train_named(
         directory = model_dir(artifacts_dir, validate_model_name(name))
     except ValueError as exc:
         fail(f"{exc} (--model)")
+    promote = get_settings().auto_promote if auto_promote is None else auto_promote
     result = run_training(request, data, directory, progress=progress, make_latest=False)
-    register_version(artifacts_dir, name, result.version)
-    progress(f"model {name!r}: version {result.version} is its candidate")
-    return result
+    decision = register_version(artifacts_dir, name, result.version, auto_promote=promote)
+    where = "production and candidate" if decision["promoted"] else "candidate"
+    progress(f"model {name!r}: version {result.version} is its {where} ({decision['why']})")
+    return result, {"model": name, "promotion": decision}
 
 
 def _describe(result: TrainingResult | TimeAwareTrainingResult) -> None:

@@ -38,6 +38,8 @@ class AsyncAnomalyClient(ClientBase):
 
     Takes the same parameters as ``AnomalyClient`` (see there), except that
     ``transport``, for tests, is an ``httpx.AsyncBaseTransport`` (``httpx.MockTransport``).
+    Every scoring and stream call takes ``model=``: a named model (``/models/{model}/...``;
+    the service's ``default`` model when omitted).
     """
 
     def __init__(
@@ -122,35 +124,42 @@ class AsyncAnomalyClient(ClientBase):
         return self._model_info
 
     async def predict(
-        self, row: FeatureRow, *, observation_id: str | None = None, top_k: int | None = None
+        self,
+        row: FeatureRow,
+        *,
+        observation_id: str | None = None,
+        top_k: int | None = None,
+        model: str | None = None,
     ) -> Prediction:
         """Score one reading (``POST /predict``); ``top_k``: only the largest contributions."""
         body = _client.observation(row, observation_id, top_k)
-        response = await self._call("POST", "/predict", body)
+        response = await self._call("POST", _client.model_path(model, "/predict"), body)
         return _parse.parse_prediction(_parse.parse_json(response))
 
     async def predict_batch(
-        self, rows: Sequence[FeatureRow], *, top_k: int | None = None
+        self, rows: Sequence[FeatureRow], *, top_k: int | None = None, model: str | None = None
     ) -> list[Prediction]:
         """Score at most ``max_batch_rows`` readings in one ``POST /predict/batch`` (the
         answers asked for as tensors, JSON accepted)."""
         content = _client.batch_content(rows, top_k)
-        response = await self._call("POST", "/predict/batch", content, accept=_parse.BATCH_ACCEPT)
+        response = await self._call(
+            "POST", _client.model_path(model, "/predict/batch"), content, accept=_parse.BATCH_ACCEPT
+        )
         return _parse.read_batch(response, top_k)
 
     async def predict_many(
-        self, rows: Sequence[FeatureRow], *, top_k: int | None = None
+        self, rows: Sequence[FeatureRow], *, top_k: int | None = None, model: str | None = None
     ) -> list[Prediction]:
         """Score any number of readings: ``max_batch_rows`` per call, ``max_concurrency``
         calls at once, answers in the order of ``rows``."""
         batches = list(_client.chunked(rows, self.config.max_batch_rows))
         if len(batches) <= 1:
-            return await self.predict_batch(batches[0], top_k=top_k) if batches else []
+            return await self.predict_batch(batches[0], top_k=top_k, model=model) if batches else []
         gate = asyncio.Semaphore(self.config.max_concurrency)
 
         async def one(batch: Sequence[FeatureRow]) -> list[Prediction]:
             async with gate:
-                return await self.predict_batch(batch, top_k=top_k)
+                return await self.predict_batch(batch, top_k=top_k, model=model)
 
         answers = await asyncio.gather(*(one(batch) for batch in batches))
         return [prediction for batch in answers for prediction in batch]
@@ -174,6 +183,7 @@ class AsyncAnomalyClient(ClientBase):
         mode: Literal["last", "all"] = "last",
         top_k: int | None = None,
         alarm_policy: Mapping[str, Any] | None = None,
+        model: str | None = None,
     ) -> WindowResult:
         """Score the last readings of one stream, without server state (``POST
         /predict/window``): the newest reading (``mode="last"``) or every one (``"all"``).
@@ -182,7 +192,7 @@ class AsyncAnomalyClient(ClientBase):
         strictly increasing (a naive ``datetime`` raises ``ValueError``). ``alarm_policy``:
         ``{"k", "window", "cooldown", "unit"}`` for this request's ``alarm`` answers."""
         return await self._perform(
-            self._window_call(timestamps, readings, mode, top_k, alarm_policy)
+            self._window_call(timestamps, readings, mode, top_k, alarm_policy, model=model)
         )
 
     async def send_readings(
@@ -193,20 +203,21 @@ class AsyncAnomalyClient(ClientBase):
         *,
         top_k: int | None = None,
         alarm_policy: Mapping[str, Any] | None = None,
+        model: str | None = None,
     ) -> StreamReadings:
         """Append readings to a stream and get one answer each (``POST
         /streams/{stream_id}/readings``). A timestamp not after the stream's last one
         raises ``AnomalyApiError`` with code ``stream_order`` (409, not retried);
         ``alarm_policy`` as for ``predict_window`` (the server's ``alarm_*`` otherwise)."""
         return await self._perform(
-            self._readings_call(stream_id, timestamps, readings, top_k, alarm_policy)
+            self._readings_call(stream_id, timestamps, readings, top_k, alarm_policy, model=model)
         )
 
-    async def stream_state(self, stream_id: str) -> StreamState:
+    async def stream_state(self, stream_id: str, *, model: str | None = None) -> StreamState:
         """A live stream's state (``GET /streams/{stream_id}``); 404 ``stream_not_found``
         raises ``AnomalyApiError``."""
-        return await self._perform(self._state_call(stream_id))
+        return await self._perform(self._state_call(stream_id, model))
 
-    async def reset_stream(self, stream_id: str) -> None:
+    async def reset_stream(self, stream_id: str, *, model: str | None = None) -> None:
         """Forget a stream's window (``DELETE /streams/{stream_id}``)."""
-        await self._perform(self._reset_call(stream_id))
+        await self._perform(self._reset_call(stream_id, model))

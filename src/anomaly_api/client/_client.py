@@ -35,6 +35,7 @@ __all__ = [
     "batch_content",
     "build_request",
     "chunked",
+    "model_path",
     "observation",
     "stream_body",
     "stream_path",
@@ -126,6 +127,15 @@ def stream_path(stream_id: str, suffix: str = "") -> str:
     return f"/streams/{urllib.parse.quote(stream_id, safe='')}{suffix}"
 
 
+def model_path(model: str | None, path: str) -> str:
+    """``path`` of the served model, or of the named ``model`` (``/models/{model}{path}``)."""
+    if model is None:
+        return path
+    if not model:
+        raise ValueError("model must not be empty")
+    return f"/models/{urllib.parse.quote(model, safe='')}{path}"
+
+
 def chunked(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     """``rows`` in consecutive slices of at most ``size``."""
     if size < 1:
@@ -190,9 +200,12 @@ class ClientBase:
         mode: Literal["last", "all"],
         top_k: int | None,
         alarm_policy: Mapping[str, Any] | None = None,
+        *,
+        model: str | None = None,
     ) -> Call[WindowResult]:
         body = stream_body(timestamps, readings, top_k=top_k, mode=mode, alarm_policy=alarm_policy)
-        return Call("POST", "/predict/window", body, lambda r: parse_window(parse_json(r)))
+        path = model_path(model, "/predict/window")
+        return Call("POST", path, body, lambda r: parse_window(parse_json(r)))
 
     def _readings_call(
         self,
@@ -201,17 +214,19 @@ class ClientBase:
         readings: Sequence[FeatureRow],
         top_k: int | None,
         alarm_policy: Mapping[str, Any] | None = None,
+        *,
+        model: str | None = None,
     ) -> Call[StreamReadings]:
         body = stream_body(timestamps, readings, top_k=top_k, alarm_policy=alarm_policy)
-        path = stream_path(stream_id, "/readings")
+        path = model_path(model, stream_path(stream_id, "/readings"))
         return Call("POST", path, body, lambda r: parse_stream_readings(parse_json(r)))
 
-    def _state_call(self, stream_id: str) -> Call[StreamState]:
-        path = stream_path(stream_id)
+    def _state_call(self, stream_id: str, model: str | None = None) -> Call[StreamState]:
+        path = model_path(model, stream_path(stream_id))
         return Call("GET", path, None, lambda r: parse_stream_state(parse_json(r)))
 
-    def _reset_call(self, stream_id: str) -> Call[None]:
-        return Call("DELETE", stream_path(stream_id), None, _ignore_body)
+    def _reset_call(self, stream_id: str, model: str | None = None) -> Call[None]:
+        return Call("DELETE", model_path(model, stream_path(stream_id)), None, _ignore_body)
 
 
 def build_request(

@@ -38,6 +38,9 @@ T = TypeVar("T")
 class AnomalyClient(ClientBase):
     """Blocking client of the anomaly-api HTTP service.
 
+    Every scoring and stream call takes ``model=``: a named model (``/models/{model}/...``;
+    the service's ``default`` model when omitted).
+
     Parameters
     ----------
     base_url : str
@@ -132,31 +135,40 @@ class AnomalyClient(ClientBase):
         return self._model_info
 
     def predict(
-        self, row: FeatureRow, *, observation_id: str | None = None, top_k: int | None = None
+        self,
+        row: FeatureRow,
+        *,
+        observation_id: str | None = None,
+        top_k: int | None = None,
+        model: str | None = None,
     ) -> Prediction:
         """Score one reading (``POST /predict``); ``top_k``: only the largest contributions."""
         body = _client.observation(row, observation_id, top_k)
-        return _parse.parse_prediction(_parse.parse_json(self._call("POST", "/predict", body)))
+        return _parse.parse_prediction(
+            _parse.parse_json(self._call("POST", _client.model_path(model, "/predict"), body))
+        )
 
     def predict_batch(
-        self, rows: Sequence[FeatureRow], *, top_k: int | None = None
+        self, rows: Sequence[FeatureRow], *, top_k: int | None = None, model: str | None = None
     ) -> list[Prediction]:
         """Score at most ``max_batch_rows`` readings in one ``POST /predict/batch`` (the
         answers asked for as tensors, JSON accepted)."""
         content = _client.batch_content(rows, top_k)
-        response = self._call("POST", "/predict/batch", content, accept=_parse.BATCH_ACCEPT)
+        response = self._call(
+            "POST", _client.model_path(model, "/predict/batch"), content, accept=_parse.BATCH_ACCEPT
+        )
         return _parse.read_batch(response, top_k)
 
     def predict_many(
-        self, rows: Sequence[FeatureRow], *, top_k: int | None = None
+        self, rows: Sequence[FeatureRow], *, top_k: int | None = None, model: str | None = None
     ) -> list[Prediction]:
         """Score any number of readings: ``max_batch_rows`` per call, ``max_concurrency``
         calls at once, answers in the order of ``rows``."""
         batches = list(_client.chunked(rows, self.config.max_batch_rows))
         if len(batches) <= 1:
-            return self.predict_batch(batches[0], top_k=top_k) if batches else []
+            return self.predict_batch(batches[0], top_k=top_k, model=model) if batches else []
         with ThreadPoolExecutor(max_workers=self.config.max_concurrency) as pool:
-            answers = pool.map(partial(self.predict_batch, top_k=top_k), batches)
+            answers = pool.map(partial(self.predict_batch, top_k=top_k, model=model), batches)
             return [prediction for batch in answers for prediction in batch]
 
     def score_frame(self, frame: Any) -> Any:
@@ -178,6 +190,7 @@ class AnomalyClient(ClientBase):
         mode: Literal["last", "all"] = "last",
         top_k: int | None = None,
         alarm_policy: Mapping[str, Any] | None = None,
+        model: str | None = None,
     ) -> WindowResult:
         """Score the last readings of one stream, without server state (``POST
         /predict/window``): the newest reading (``mode="last"``) or every one (``"all"``).
@@ -185,7 +198,9 @@ class AnomalyClient(ClientBase):
         ``timestamps``: aware ``datetime``s, ISO strings or epoch seconds, one per reading,
         strictly increasing (a naive ``datetime`` raises ``ValueError``). ``alarm_policy``:
         ``{"k", "window", "cooldown", "unit"}`` for this request's ``alarm`` answers."""
-        return self._perform(self._window_call(timestamps, readings, mode, top_k, alarm_policy))
+        return self._perform(
+            self._window_call(timestamps, readings, mode, top_k, alarm_policy, model=model)
+        )
 
     def send_readings(
         self,
@@ -195,20 +210,21 @@ class AnomalyClient(ClientBase):
         *,
         top_k: int | None = None,
         alarm_policy: Mapping[str, Any] | None = None,
+        model: str | None = None,
     ) -> StreamReadings:
         """Append readings to a stream and get one answer each (``POST
         /streams/{stream_id}/readings``). A timestamp not after the stream's last one
         raises ``AnomalyApiError`` with code ``stream_order`` (409, not retried);
         ``alarm_policy`` as for ``predict_window`` (the server's ``alarm_*`` otherwise)."""
         return self._perform(
-            self._readings_call(stream_id, timestamps, readings, top_k, alarm_policy)
+            self._readings_call(stream_id, timestamps, readings, top_k, alarm_policy, model=model)
         )
 
-    def stream_state(self, stream_id: str) -> StreamState:
+    def stream_state(self, stream_id: str, *, model: str | None = None) -> StreamState:
         """A live stream's state (``GET /streams/{stream_id}``); 404 ``stream_not_found``
         raises ``AnomalyApiError``."""
-        return self._perform(self._state_call(stream_id))
+        return self._perform(self._state_call(stream_id, model))
 
-    def reset_stream(self, stream_id: str) -> None:
+    def reset_stream(self, stream_id: str, *, model: str | None = None) -> None:
         """Forget a stream's window (``DELETE /streams/{stream_id}``)."""
-        self._perform(self._reset_call(stream_id))
+        self._perform(self._reset_call(stream_id, model))

@@ -10,6 +10,8 @@
     │   └── ModelIsTimeAwareError  a single reading sent to a model that scores streams
     ├── StreamNotFoundError     no such stream (never started, expired or deleted)
     ├── EventNotFoundError      no such event of a stream (or the stream is gone)
+    ├── ModelNotFoundError      no model of that name (or no such alias or version of it)
+    ├── ModelConflictError      a registry change that would break an alias (409)
     └── ModelReloadError        a new model could not be loaded; the old one keeps serving
         └── ModelVersionNotFoundError   no such version (or no LATEST pointer)
 
@@ -24,7 +26,9 @@ __all__ = [
     "InvalidFeaturesError",
     "InvalidInputError",
     "InvalidTimestampsError",
+    "ModelConflictError",
     "ModelIsTimeAwareError",
+    "ModelNotFoundError",
     "ModelNotReadyError",
     "ModelReloadError",
     "ModelVersionNotFoundError",
@@ -71,6 +75,14 @@ class StreamNotFoundError(ServiceError):
 
 class EventNotFoundError(ServiceError):
     """The stream has no such event (never had it, dropped as the oldest, or restarted)."""
+
+
+class ModelNotFoundError(ServiceError):
+    """No model of that name, or the model has no such alias or version."""
+
+
+class ModelConflictError(ServiceError):
+    """The registry change would break an alias (a version it names, nothing to roll back to)."""
 
 
 class ModelReloadError(ServiceError):

@@ -7,6 +7,12 @@ subscribes in the lifespan and loads an announced version from its own artifact
 directory through its ``ModelReloader``: the same verified, atomic swap as a reload, so a
 version it cannot load (missing, tampered) leaves its model serving, logged and counted.
 
+A named model's alias move (``POST /models/{name}/aliases/production``, a rollback) is
+published as an announcement with a ``model`` field (the key is not set): each replica
+hands it to ``on_model`` (the fleet drops its loaded copy, so the next request loads the
+new production version from the shared artifact directory); ``default``'s moves are
+announced as a swap like any other.
+
 Messages are handled one at a time, in the channel's order, and a version already served
 is ignored (the announcer's own message, normally). Following every message in order,
 its own included, is what makes the replicas agree when two announce at once: all end on
@@ -31,7 +37,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,6 +48,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from anomaly_api.artifacts import ArtifactError, validate_version_name
 from anomaly_api.config import Settings
+from anomaly_api.registry import DEFAULT_MODEL, validate_model_name
 from anomaly_api.service.cache.breaker import CircuitBreaker
 from anomaly_api.service.errors import ModelReloadError
 from anomaly_api.service.redis_support import (
@@ -59,6 +66,7 @@ __all__ = [
     "Announcement",
     "RevisionChannel",
     "RevisionResult",
+    "announce_model",
     "announce_swap",
 ]
 
@@ -78,10 +86,14 @@ class Announcement:
     version: str
     origin: str
     at: float
+    model: str | None = None
+    """A named model whose production alias moved to ``version`` (None: the served model)."""
 
     def encode(self) -> bytes:
         """The JSON message."""
-        body = {"version": self.version, "origin": self.origin, "at": self.at}
+        body: dict[str, Any] = {"version": self.version, "origin": self.origin, "at": self.at}
+        if self.model is not None:
+            body["model"] = self.model
         return json.dumps(body, separators=(",", ":")).encode()
 
     @classmethod
@@ -97,9 +109,12 @@ class Announcement:
             if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
                 raise ValueError("at must be a finite number")
             validate_version_name(version)  # never a path out of the artifact directory
+            model = body.get("model")
+            if model is not None:
+                validate_model_name(model)
         except (ValueError, TypeError, KeyError, ArtifactError):
             return None
-        return cls(version, origin, float(at))
+        return cls(version, origin, float(at), model)
 
 
 @dataclass(frozen=True)
@@ -120,6 +135,21 @@ NOT_SHARED = AnnounceResult(
 async def announce_swap(channel: RevisionChannel | None, version: str) -> AnnounceResult:
     """Announce an admin swap on ``channel``; without Redis (``None``) say it stays local."""
     return NOT_SHARED if channel is None else await channel.announce(version)
+
+
+async def announce_model(
+    channel: RevisionChannel | None, name: str, version: str
+) -> AnnounceResult:
+    """Announce that model ``name``'s production alias now names ``version``."""
+    if name == DEFAULT_MODEL:
+        return await announce_swap(channel, version)
+    if channel is None:
+        return AnnounceResult(
+            False,
+            "not announced: no REDIS_URL; another replica serves the new version once it "
+            f"loads model {name!r} again (after a restart, or once it unloaded it)",
+        )
+    return await channel.announce_model(name, version)
 
 
 class RevisionChannel(GuardedRedisCalls):
@@ -173,6 +203,8 @@ class RevisionChannel(GuardedRedisCalls):
         self.pending: Announcement | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self.on_model: Callable[[str], Awaitable[None]] | None = None
+        """Follows a named model's alias move (the fleet's ``follow_aliases``)."""
 
     @classmethod
     def from_settings(
@@ -223,6 +255,25 @@ class RevisionChannel(GuardedRedisCalls):
         self.pending = None
         return AnnounceResult(True, f"announced on {self.channel} to {receivers} subscriber(s)")
 
+    async def announce_model(self, name: str, version: str) -> AnnounceResult:
+        """Tell every replica that model ``name`` now serves ``version``; never raises.
+
+        Published only (the key keeps the served model's last announcement): a replica
+        that missed it resolves the alias again whenever it next loads the model."""
+        payload = Announcement(version, self.replica_id, time.time(), name).encode()
+        receivers = await self._guarded(
+            "PUBLISH", lambda: self._client.publish(self.channel, payload)
+        )
+        if self._on_announce is not None:
+            self._on_announce(receivers is not FAILED)
+        if receivers is FAILED:
+            return AnnounceResult(
+                False,
+                f"not announced: Redis unavailable; other replicas serve model {name!r}'s "
+                "new production version once they load it again",
+            )
+        return AnnounceResult(True, f"announced on {self.channel} to {receivers} subscriber(s)")
+
     async def _send(self, announcement: Announcement) -> int | None:
         payload = announcement.encode()
 
@@ -258,6 +309,10 @@ class RevisionChannel(GuardedRedisCalls):
             shown = raw[:120] if isinstance(raw, bytes | str) else type(raw).__name__
             self._warn("revision message ignored, not an announcement: %r", shown)
             return self._result("malformed")
+        if announcement.model is not None:
+            if self.on_model is not None:
+                await self.on_model(announcement.model)
+            return self._result("followed")
         pending = self.pending
         if pending is not None and announcement.at >= pending.at:
             self.pending = None  # a newer announcement supersedes the unsent one

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from anomaly_api.registry import model_dir, register_version
 
@@ -21,11 +22,14 @@ def staging_dir(artifacts_dir: Path, name: str, key: str) -> Path:
     return model_dir(artifacts_dir, name) / STAGING_DIR / key
 
 
-def publish(artifacts_dir: Path, name: str, staging: Path, version: str) -> None:
+def publish(
+    artifacts_dir: Path, name: str, staging: Path, version: str, *, auto_promote: bool = False
+) -> dict[str, Any]:
     """Move the staged ``version`` into model ``name`` and register it (``candidate``,
-    and ``production`` when it has none); ``OSError`` when the version exists already."""
+    and ``production`` when it has none or, with ``auto_promote``, when it is not worse);
+    returns the promotion decision. ``OSError`` when the version exists already."""
     os.rename(staging / version, model_dir(artifacts_dir, name) / version)
-    register_version(artifacts_dir, name, version)
+    return register_version(artifacts_dir, name, version, auto_promote=auto_promote)
 
 
 def discard(staging: Path) -> None:

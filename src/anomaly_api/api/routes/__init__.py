@@ -15,6 +15,7 @@ from anomaly_api.api.routes import (
     health,
     metrics,
     model,
+    models,
     monitoring,
     oip,
     predict,
@@ -30,6 +31,8 @@ _READING_ORDER: list[tuple[APIRouter, list[Depends]]] = [
     (streams.window_router, [ApiKeyDep]),
     (predict.router, [ApiKeyDep]),
     (streams.router, [ApiKeyDep]),
+    (models.router, [ApiKeyDep]),
+    (models.admin_router, []),  # its own admin-key dependency
     (monitoring.router, [ApiKeyDep]),
     (admin.router, []),  # its own admin-key dependency
     (training.router, []),  # admin-key too

@@ -10,14 +10,17 @@ extension is not supported.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+import asyncio
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 
-from anomaly_api import __version__
+from anomaly_api import __version__, registry
 from anomaly_api.api.errors import OIP_PREFIX, MalformedJSONError, render_error
 from anomaly_api.api.oip_protocol import (
     OipError,
@@ -28,7 +31,8 @@ from anomaly_api.api.oip_protocol import (
 from anomaly_api.api.security import ApiKeyDep, HealthKeyDep
 from anomaly_api.config import Settings
 from anomaly_api.service.dataplane import DataPlane
-from anomaly_api.service.errors import ServiceError
+from anomaly_api.service.errors import ModelNotFoundError, ModelNotReadyError
+from anomaly_api.service.fleet import ModelFleet
 from anomaly_api.service.predictor import Predictor
 
 __all__ = ["OipRoute", "router"]
@@ -71,19 +75,38 @@ def _dataplane(request: Request) -> DataPlane:
     return dataplane
 
 
-def _model(request: Request, name: str, version: str | None) -> Predictor:
-    """The served predictor for ``name`` (and ``version``): 404 for another, 503 for none."""
+@asynccontextmanager
+async def _model(
+    request: Request, name: str, version: str | None
+) -> AsyncIterator[tuple[DataPlane, Predictor]]:
+    """The data plane and predictor serving ``name`` (at ``version``), held for the block:
+    ``oip_model_name`` is the served model (503 while none is loaded, 404 for another
+    version); any other name is a registered model, loaded on first use (404 if none)."""
     expected = _settings(request).oip_model_name
-    if name != expected:
-        raise OipError(f"unknown model {name!r}; this server serves {expected!r}", status=404)
-    predictor = _dataplane(request).require_ready()
-    if version is not None and version != predictor.version:
+    if name == expected:
+        dataplane = _dataplane(request)
+        predictor = dataplane.require_ready()
+        if version is not None and version != predictor.version:
+            raise OipError(
+                f"model {name!r} has no version {version!r}; the served version is "
+                f"{predictor.version!r}",
+                status=404,
+            )
+        yield dataplane, predictor
+        return
+    fleet: ModelFleet = request.state.fleet
+    try:
+        served = await fleet.acquire(name, version)
+    except ModelNotFoundError as exc:
         raise OipError(
-            f"model {name!r} has no version {version!r}; the served version is "
-            f"{predictor.version!r}",
+            f"{exc.message}; this server serves {expected!r} and the models "
+            "POST /v2/repository/index lists",
             status=404,
-        )
-    return predictor
+        ) from None
+    try:
+        yield served.dataplane, served.predictor
+    finally:
+        fleet.release(served)
 
 
 @health_router.get("/health/live")
@@ -106,7 +129,8 @@ async def server_metadata() -> Response:
 
 
 async def _metadata(request: Request, name: str, version: str | None) -> Response:
-    predictor = _model(request, name, version)
+    async with _model(request, name, version) as (_, predictor):
+        pass
     return _json(
         model_metadata(name, predictor.version, predictor.feature_names, predictor.detector_names)
     )
@@ -126,8 +150,9 @@ async def model_version_metadata(request: Request, name: str, version: str) -> R
 
 async def _ready(request: Request, name: str, version: str | None) -> Response:
     try:
-        _model(request, name, version)
-    except ServiceError:  # no model loaded yet: not ready, in the protocol's words
+        async with _model(request, name, version):
+            pass
+    except ModelNotReadyError:  # no model loaded yet: not ready, in the protocol's words
         return _json({"name": name, "ready": False}, _UNAVAILABLE)
     return _json({"name": name, "ready": True})
 
@@ -160,7 +185,13 @@ async def _read_json(request: Request) -> Any:
 
 
 async def _infer(request: Request, name: str, version: str | None) -> Response:
-    predictor = _model(request, name, version)
+    async with _model(request, name, version) as (dataplane, predictor):
+        return await _infer_with(request, name, dataplane, predictor)
+
+
+async def _infer_with(
+    request: Request, name: str, dataplane: DataPlane, predictor: Predictor
+) -> Response:
     if predictor.time_aware is not None:
         raise OipError(
             f"model {name!r} is time-aware: it scores readings in the context of a stream, "
@@ -173,7 +204,7 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
         predictor.detector_names,
         max_rows=settings.max_batch_rows,
     )
-    batch = await _dataplane(request).predict(parsed.X, label_rows=False, predictor=predictor)
+    batch = await dataplane.predict(parsed.X, label_rows=False, predictor=predictor)
     body = infer_response(batch, name, parsed.id, parsed.outputs)
     return Response(body, media_type="application/json")
 
@@ -188,6 +219,53 @@ async def infer(request: Request, name: str) -> Response:
 async def infer_version(request: Request, name: str, version: str) -> Response:
     """As ``/v2/models/{name}/infer``, for the served version only."""
     return await _infer(request, name, version)
+
+
+@router.post("/repository/index")
+async def repository_index(request: Request) -> Response:
+    """Every model, as Triton's and MLServer's model-repository extension lists them:
+    ``[{"name", "version", "state", "reason"}]``; ``{"ready": true}`` lists the loaded only.
+    A registered model that is not loaded is ``UNAVAILABLE`` until its first request."""
+    body = await request.body()
+    ready_only = False
+    if body.strip():
+        data = await _read_json(request)
+        if not isinstance(data, dict) or not isinstance(data.get("ready", False), bool):
+            raise OipError("the body must be a JSON object whose 'ready' is true or false")
+        ready_only = data.get("ready", False)
+    settings = _settings(request)
+    fleet: ModelFleet = request.state.fleet
+    served = _dataplane(request).runtime.predictor
+    entries = [
+        {
+            "name": settings.oip_model_name,
+            "version": served.version if served else "",
+            "state": "READY" if served else "UNAVAILABLE",
+            "reason": "" if served else "no model is loaded",
+        }
+    ]
+    for name, production in await asyncio.to_thread(_registered, settings.artifacts_dir):
+        loaded = production in fleet.loaded(name)
+        entries.append(
+            {
+                "name": name,
+                "version": production,
+                "state": "READY" if loaded else "UNAVAILABLE",
+                "reason": "" if loaded else "unloaded (loads on its first request)",
+            }
+        )
+    return _json([e for e in entries if e["state"] == "READY" or not ready_only])
+
+
+def _registered(root: Path) -> list[tuple[str, str]]:
+    """Every named model but ``default`` (served as ``oip_model_name``) and its production
+    version (blocking: reads the registry)."""
+    found = []
+    for name in registry.list_models(root):
+        production = registry.read_aliases(root, name).aliases.get(registry.PRODUCTION)
+        if name != registry.DEFAULT_MODEL and production is not None:
+            found.append((name, production))
+    return found
 
 
 @router.api_route(

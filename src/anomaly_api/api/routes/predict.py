@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from anomaly_api.api.body import BatchRows
 from anomaly_api.api.deps import PredictBatchInput, PredictInput
 from anomaly_api.api.errors import NotAcceptableError, SchemaValidationError
 from anomaly_api.api.negotiation import negotiate
@@ -28,6 +29,7 @@ from anomaly_api.api.schemas import (
     PredictResponse,
 )
 from anomaly_api.config import Settings
+from anomaly_api.service.dataplane import DataPlane
 from anomaly_api.service.predictor import Predictor
 
 router = APIRouter(prefix="/predict", tags=["predict"])
@@ -99,14 +101,20 @@ def _checked_top_k(predictor: Predictor, top_k: int | None) -> int | None:
 async def create_prediction(call: PredictInput) -> Response:
     """Score one reading: the ensemble's decision, score, confidence, severity, each
     feature's contribution (`top_k` for only the largest) and each detector's vote."""
-    body = call.body
-    top_k = _checked_top_k(call.predictor, body.top_k)
-    batch = await call.dataplane.predict(
+    return await answer_prediction(call.dataplane, call.predictor, call.body)
+
+
+async def answer_prediction(
+    dataplane: DataPlane, predictor: Predictor, body: PredictRequest
+) -> Response:
+    """``/predict``'s answer to ``body`` from ``predictor`` (any model's ``/predict`` too)."""
+    top_k = _checked_top_k(predictor, body.top_k)
+    batch = await dataplane.predict(
         [body.features],
         [body.observation_id],
         label_rows=False,
         top_k=top_k,
-        predictor=call.predictor,
+        predictor=predictor,
     )
     return Response(batch.answer_json(), media_type="application/json")
 
@@ -123,19 +131,31 @@ async def create_batch_prediction(call: PredictBatchInput, request: Request) -> 
     `Accept: application/vnd.anomaly-api.tensors+json` answers the same values as one
     Open Inference Protocol `$inference_response` (one tensor per field, every feature's
     contribution; see the API page); an `Accept` that allows neither form is a 406."""
+    return await answer_batch(call.dataplane, call.predictor, call.body, request)
+
+
+async def answer_batch(
+    dataplane: DataPlane,
+    predictor: Predictor,
+    body: BatchRows,
+    request: Request,
+    model_name: str | None = None,
+) -> Response:
+    """``/predict/batch``'s answer to ``body`` from ``predictor``, in the negotiated media
+    type (``model_name`` names the model in a tensors answer; the OIP name when None)."""
     media = negotiate(request.headers.get("accept"), _BATCH_MEDIA_TYPES)
     if media is None:
         raise NotAcceptableError(
             f"this route answers in {' or '.join(_BATCH_MEDIA_TYPES)}; the Accept header "
             "allows neither"
         )
-    body = call.body
-    top_k = _checked_top_k(call.predictor, body.top_k)
-    batch = await call.dataplane.predict(
-        body.rows, body.observation_ids, top_k=top_k, predictor=call.predictor
+    top_k = _checked_top_k(predictor, body.top_k)
+    batch = await dataplane.predict(
+        body.rows, body.observation_ids, top_k=top_k, predictor=predictor
     )
     if media == TENSORS_MEDIA_TYPE:
         settings: Settings = request.state.settings
-        content = tensors_response(batch, settings.oip_model_name, current_request_id())
+        name = model_name or settings.oip_model_name
+        content = tensors_response(batch, name, current_request_id())
         return Response(content, media_type=TENSORS_MEDIA_TYPE)
     return Response(batch.to_json(), media_type="application/json")

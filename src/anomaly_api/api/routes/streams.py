@@ -29,6 +29,9 @@ from anomaly_api.api.schemas import (
     WindowResponse,
 )
 from anomaly_api.api.security import CallerDep
+from anomaly_api.service.metrics import ServiceMetrics
+from anomaly_api.service.predictor import Predictor
+from anomaly_api.service.streamplane import StreamPlane
 from anomaly_api.service.streams import STREAM_ID_PATTERN
 
 EVENT_ID_PATTERN = r"^[0-9a-f]{8}-[0-9]{1,12}$"
@@ -87,6 +90,13 @@ async def predict_window(request: Request) -> Response:
     Fewer readings than the model's window are answered, marked `warming_up`.
     """
     streamplane, predictor = ready_streamplane(request)
+    return await answer_window(streamplane, predictor, request)
+
+
+async def answer_window(
+    streamplane: StreamPlane, predictor: Predictor, request: Request
+) -> Response:
+    """``/predict/window``'s answer to the request's body (any model's route too)."""
     body = validate_body(WindowRequest, await load_json(request))
     policy = None if body.alarm_policy is None else body.alarm_policy.policy()
     answer = await streamplane.window(
@@ -109,6 +119,13 @@ async def predict_window(request: Request) -> Response:
 async def append_readings(stream_id: str, request: Request) -> Response:
     """Append one reading (or a few) to a stream and answer each from the stream's window."""
     streamplane, predictor = ready_streamplane(request)
+    return await answer_readings(streamplane, predictor, stream_id, request)
+
+
+async def answer_readings(
+    streamplane: StreamPlane, predictor: Predictor, stream_id: str, request: Request
+) -> Response:
+    """``/streams/{stream_id}/readings``' answer to the request's body (any model's too)."""
     body = validate_body(StreamReadingsRequest, await load_json(request))
     policy = None if body.alarm_policy is None else body.alarm_policy.policy()
     answer = await streamplane.append(
@@ -159,6 +176,21 @@ async def send_feedback(
     """Label an event (`false_alarm`, `confirmed`, `expected`); open or closed. The same
     label again changes nothing; another label replaces it (both stay in the history)."""
     streamplane, _ = ready_streamplane(request)  # 503 before the body is read
+    return await answer_feedback(
+        streamplane, stream_id, event_id, request=request, caller=caller, metrics=metrics
+    )
+
+
+async def answer_feedback(
+    streamplane: StreamPlane,
+    stream_id: str,
+    event_id: str,
+    *,
+    request: Request,
+    caller: str,
+    metrics: ServiceMetrics,
+) -> Response:
+    """The feedback route's answer (any model's too)."""
     body = validate_body(FeedbackRequest, await load_json(request))
     event, new = await streamplane.feedback(
         stream_id, event_id, label=body.label, note=body.note, by=caller

@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -84,9 +85,12 @@ class JobRunner:
         lease_s: float,
         retry_after_s: int,
         worker: Worker = run_job,
+        auto_promote: bool = False,
     ) -> None:
         self.store = store
         self.artifacts_dir = artifacts_dir
+        self.auto_promote = auto_promote
+        """Whether a published version replaces production when not worse (``registry``)."""
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._slots = asyncio.Semaphore(workers)
         self._capacity = workers + max_queued
@@ -270,7 +274,11 @@ class JobRunner:
         version = str(outcome["version"])
         try:
             await anyio.to_thread.run_sync(
-                publish, self.artifacts_dir, job.record.model, job.spec.staging_dir, version
+                partial(publish, auto_promote=self.auto_promote),
+                self.artifacts_dir,
+                job.record.model,
+                job.spec.staging_dir,
+                version,
             )
         except OSError as exc:
             await self._update(
@@ -308,6 +316,7 @@ def runner_from_settings(settings: Settings) -> JobRunner:
         max_queued=settings.training_max_queued,
         lease_s=settings.training_job_lease_s,
         retry_after_s=settings.training_retry_after_s,
+        auto_promote=settings.auto_promote,
     )
 
 

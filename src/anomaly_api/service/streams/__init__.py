@@ -49,6 +49,7 @@ __all__ = [
     "StreamWindow",
     "build_stream_store",
     "check_stream_id",
+    "model_stream_store",
 ]
 
 
@@ -63,3 +64,13 @@ def build_stream_store(settings: Settings) -> StreamStore:
         max_events=settings.stream_max_events,
         recent_scores=settings.stream_recent_scores,
     )
+
+
+def model_stream_store(store: StreamStore, name: str) -> StreamStore:
+    """A store like ``store`` (same backend, bounds and Redis connections) holding only
+    model ``name``'s streams: a stream id names a different stream under each model."""
+    if isinstance(store, RedisStreamStore):
+        return store.namespaced(name)
+    if isinstance(store, InMemoryStreamStore):
+        return store.sibling()
+    raise TypeError(f"no per-model variant of {type(store).__name__}")

@@ -125,6 +125,16 @@ class InMemoryStreamStore:
         self._streams: OrderedDict[str, _Stream] = OrderedDict()
         self._lock = threading.Lock()
 
+    def sibling(self) -> InMemoryStreamStore:
+        """An empty store with the same bounds (another model's streams)."""
+        return InMemoryStreamStore(
+            max_streams=self.max_streams,
+            idle_ttl_s=self.idle_ttl_s,
+            max_window=self.max_window,
+            max_events=self.max_events,
+            clock=self._clock,
+        )
+
     @property
     def backend(self) -> str:
         """Always ``"memory"``."""

@@ -50,6 +50,7 @@ touched by one script. The client must not decode responses (windows are binary)
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import logging
 import os
@@ -407,6 +408,17 @@ class RedisStreamStore(GuardedRedisCalls):
     def degraded(self) -> bool:
         """True while the breaker is not closed: streams are served from process memory."""
         return self._breaker.state != "closed"
+
+    def namespaced(self, name: str) -> RedisStreamStore:
+        """A store of the same Redis, client, breaker and call slots whose streams live
+        under ``<prefix>m/<name>/`` (one model's streams, never mixed with another's)."""
+        store = copy.copy(self)
+        store._prefix = f"{self._prefix}m/{name}/"
+        store._live_key = f"{store._prefix}live"
+        store._fallback = self._fallback.sibling()
+        store._fallback_used = False
+        store.fallbacks = 0
+        return store
 
     def window_key(self, stream_id: str) -> str:
         """Redis key of a stream's window."""

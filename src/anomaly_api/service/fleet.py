@@ -1,0 +1,240 @@
+"""``ModelFleet``: many named models served by one process, loaded on first use.
+
+Each loaded model is the single-model machinery instantiated once more: its own
+``ServiceRuntime`` (settings pointed at the model's directory, a cache prefix naming the
+model), ``DataPlane`` and ``StreamPlane`` (built by the app's ``PlaneFactory``, so every
+hook and limit is the same as ``default``'s), over a stream store of its own (a stream is
+bound to its model). ``default`` is the app's own runtime: always loaded, never evicted::
+
+    async with fleet.lease("pumps") as served:          # loads it on first use
+        batch = await served.dataplane.predict(rows)
+
+Loading runs in a worker thread; concurrent first requests share one load. Named models
+are kept least recently used first and unloaded, idle ones only, while their model files
+add up to more than ``model_memory_mb``: a model leased by a request in flight is never
+unloaded under it (a lease count, not a lock, so requests never wait for each other).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from anomaly_api import registry
+from anomaly_api.artifacts import MODEL_FILE, ArtifactError, ArtifactNotFoundError
+from anomaly_api.config import Settings
+from anomaly_api.service.dataplane import DataPlane
+from anomaly_api.service.errors import ModelNotFoundError, ModelNotReadyError
+from anomaly_api.service.fleet_metrics import FleetMetrics
+from anomaly_api.service.predictor import Predictor
+from anomaly_api.service.reloader import ModelReloader
+from anomaly_api.service.runtime import ServiceRuntime
+from anomaly_api.service.streamplane import StreamPlane
+from anomaly_api.service.streams import StreamStore, model_stream_store
+
+__all__ = ["ModelFleet", "PlaneFactory", "ServedModel"]
+
+_log = logging.getLogger(__name__)
+
+PlaneFactory = Callable[[ServiceRuntime, str], tuple[DataPlane, StreamPlane]]
+"""Builds a model's data and stream planes over its runtime (the name is for its hooks)."""
+
+Key = tuple[str, str | None]
+"""A model name and a pinned version (None: whatever ``production`` names)."""
+
+
+@dataclass(eq=False)
+class ServedModel:
+    """One loaded model (or pinned version) and the machinery serving it."""
+
+    name: str
+    runtime: ServiceRuntime
+    dataplane: DataPlane
+    streamplane: StreamPlane
+    size_bytes: int = 0
+    leases: int = 0
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def predictor(self) -> Predictor:
+        """The model's predictor (``ModelNotReadyError`` when ``default`` has none)."""
+        return self.runtime.require_predictor()
+
+
+class ModelFleet:
+    """The named models of one process: ``default`` plus those loaded on demand."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        default: ServedModel,
+        build_planes: PlaneFactory,
+        *,
+        reloader: ModelReloader | None = None,
+        metrics: FleetMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.default = default
+        self.budget_bytes = int(settings.model_memory_mb * 2**20)
+        self._build_planes = build_planes
+        self._reloader = reloader
+        self._metrics = metrics
+        self._resident: OrderedDict[Key, ServedModel] = OrderedDict()
+        self._loading: dict[Key, asyncio.Future[ServedModel]] = {}
+        self._stores: dict[str, StreamStore] = {}
+
+    # ------------------------------------------------------------------ leases
+    @asynccontextmanager
+    async def lease(self, name: str, version: str | None = None) -> AsyncIterator[ServedModel]:
+        """``name`` (at ``version``, else its production version), loaded if need be and
+        held loaded until the block ends."""
+        served = await self.acquire(name, version)
+        try:
+            yield served
+        finally:
+            self.release(served)
+
+    async def acquire(self, name: str, version: str | None = None) -> ServedModel:
+        """``lease`` without the block: pair every call with ``release``."""
+        if name == registry.DEFAULT_MODEL and version is None:
+            self.default.leases += 1
+            return self.default
+        key = (checked_name(name), version)
+        served = self._resident.get(key)
+        if served is None:
+            pending = self._loading.get(key)
+            if pending is None:
+                pending = asyncio.get_running_loop().create_task(self._load(key))
+                self._loading[key] = pending
+            served = await asyncio.shield(pending)
+        else:
+            self._resident.move_to_end(key)
+        served.leases += 1
+        return served
+
+    def release(self, served: ServedModel) -> None:
+        """End one lease; an idle model past the budget may be unloaded now."""
+        served.leases -= 1
+        if served is not self.default:
+            self._evict()
+
+    # ------------------------------------------------------------------ loading
+    async def _load(self, key: Key) -> ServedModel:
+        name, version = key
+        try:
+            store = self._stores.get(name) or model_stream_store(self.default.runtime.streams, name)
+            runtime = await asyncio.to_thread(self._load_runtime, name, version, store)
+            # Kept only once the model loaded (unknown names leave nothing behind), and one
+            # per model whichever of its versions loaded first.
+            runtime.streams = self._stores.setdefault(name, store)
+            served = ServedModel(name, runtime, *self._build_planes(runtime, name))
+            served.size_bytes = _model_bytes(runtime)
+        except BaseException:
+            if self._metrics is not None:
+                self._metrics.observe_load(name, ok=False)
+            raise
+        finally:
+            self._loading.pop(key, None)
+        if self._metrics is not None:
+            self._metrics.observe_load(name, ok=True)
+        self._resident[key] = served
+        served.leases += 1  # held while the budget is enforced: never unloads itself
+        self._evict()
+        served.leases -= 1
+        _log.info(
+            "model %s loaded (version %s, %d bytes)",
+            name,
+            served.predictor.version,
+            served.size_bytes,
+            extra={"model": name, "model_version": served.predictor.version},
+        )
+        return served
+
+    def _load_runtime(self, name: str, version: str | None, store: StreamStore) -> ServiceRuntime:
+        """Resolve and load ``name`` (blocking: runs in a worker thread)."""
+        root = self.settings.artifacts_dir
+        try:
+            target = version or registry.resolve_alias(root, name, registry.PRODUCTION)
+        except ArtifactNotFoundError as exc:
+            raise ModelNotFoundError(str(exc)) from None
+        settings = self.settings.model_copy(
+            update={
+                "artifacts_dir": registry.model_dir(root, name),
+                "model_version": target,
+                "cache_prefix": f"{self.settings.cache_prefix}m/{name}/",
+            }
+        )
+        runtime = ServiceRuntime(settings, self.default.runtime.cache, store)
+        try:
+            runtime.predictor = runtime.build_predictor(target)
+        except ArtifactNotFoundError as exc:
+            raise ModelNotFoundError(f"model {name!r}: {exc}") from None
+        except (ArtifactError, ValueError, OSError) as exc:
+            raise ModelNotReadyError(f"model {name!r} could not be loaded ({exc})") from None
+        return runtime
+
+    def _evict(self) -> None:
+        """Unload the least recently used idle named models while over the budget."""
+        while self.resident_bytes() > self.budget_bytes:
+            idle = next((k for k, s in self._resident.items() if s.leases <= 0), None)
+            if idle is None:
+                break  # everything left is in use: over budget until a lease ends
+            gone = self._resident.pop(idle)
+            if self._metrics is not None:
+                self._metrics.observe_eviction(gone.name)
+            _log.info("model %s unloaded (memory budget)", gone.name, extra={"model": gone.name})
+        if self._metrics is not None:
+            self._metrics.set_resident(len(self._resident), self.resident_bytes())
+
+    def resident_bytes(self) -> int:
+        """Model-file bytes of the named models loaded now."""
+        return sum(s.size_bytes for s in self._resident.values())
+
+    def loaded(self, name: str) -> list[str]:
+        """The versions of ``name`` loaded now."""
+        if name == registry.DEFAULT_MODEL:
+            predictor = self.default.runtime.predictor
+            return [] if predictor is None else [predictor.version]
+        return [s.predictor.version for (n, _), s in self._resident.items() if n == name]
+
+    # ------------------------------------------------------------------ alias moves
+    async def follow_aliases(self, name: str) -> None:
+        """``name``'s production alias moved (here or on another replica): serve the new
+        version from the next request on. Requests in flight finish on the old one."""
+        if name == registry.DEFAULT_MODEL:
+            if self._reloader is not None:
+                version = await asyncio.to_thread(
+                    registry.resolve_alias, self.settings.artifacts_dir, name
+                )
+                await self._reloader.reload(version)
+            return
+        self._resident.pop((name, None), None)
+        if self._metrics is not None:
+            self._metrics.set_resident(len(self._resident), self.resident_bytes())
+
+    def forget_version(self, name: str, version: str) -> None:
+        """A version was deleted: drop it if it was loaded pinned."""
+        self._resident.pop((name, version), None)
+
+
+def checked_name(name: str) -> str:
+    """``name``, or ``ModelNotFoundError`` for a name no model can have."""
+    try:
+        return registry.validate_model_name(name)
+    except ValueError:
+        raise ModelNotFoundError(f"unknown model {name[:80]!r}") from None
+
+
+def _model_bytes(runtime: ServiceRuntime) -> int:
+    """The loaded version's model file size: what its arrays take in memory, roughly."""
+    predictor = runtime.require_predictor()
+    path = runtime.settings.artifacts_dir / predictor.version / MODEL_FILE
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

@@ -1,0 +1,86 @@
+"""The per-model metrics: a ``model`` label whose values are bounded.
+
+Every model name would be a label value, and a fleet of thousands would be thousands of
+series per metric; the first ``max_models`` names seen keep their own value, the rest
+share ``other`` (``BoundedLabel``).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+__all__ = ["OTHER", "BoundedLabel", "FleetMetrics"]
+
+OTHER = "other"
+
+
+class BoundedLabel:
+    """Maps names to at most ``limit`` label values, then to ``other``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, name: str) -> str:
+        if name in self._seen:
+            return name
+        with self._lock:
+            if len(self._seen) < self.limit:
+                self._seen.add(name)
+                return name
+        return OTHER
+
+
+class FleetMetrics:
+    """Rows scored, loads and evictions per model, and what is resident now."""
+
+    def __init__(self, registry: CollectorRegistry, *, max_models: int) -> None:
+        self.label = BoundedLabel(max_models)
+        self.rows = Counter(
+            "anomaly_model_rows",
+            "Rows (readings) scored, by model name (`other` past metrics_max_models names).",
+            ["model"],
+            registry=registry,
+        )
+        self.loads = Counter(
+            "anomaly_model_loads",
+            "Named-model loads by model and result (ok, failed).",
+            ["model", "result"],
+            registry=registry,
+        )
+        self.evictions = Counter(
+            "anomaly_model_evictions",
+            "Named models unloaded to stay inside model_memory_mb, by model.",
+            ["model"],
+            registry=registry,
+        )
+        self.resident = Gauge(
+            "anomaly_models_loaded",
+            "Named models loaded now (besides `default`).",
+            registry=registry,
+        )
+        self.resident_bytes = Gauge(
+            "anomaly_models_loaded_bytes",
+            "Model-file bytes of the named models loaded now (what model_memory_mb bounds).",
+            registry=registry,
+        )
+
+    def observe_rows(self, name: str, rows: int) -> None:
+        """Count ``rows`` scored by model ``name``."""
+        self.rows.labels(self.label(name)).inc(rows)
+
+    def observe_load(self, name: str, ok: bool) -> None:
+        """Count one load attempt of ``name``."""
+        self.loads.labels(self.label(name), "ok" if ok else "failed").inc()
+
+    def observe_eviction(self, name: str) -> None:
+        """Count one eviction of ``name``."""
+        self.evictions.labels(self.label(name)).inc()
+
+    def set_resident(self, models: int, size_bytes: int) -> None:
+        """What is loaded now."""
+        self.resident.set(models)
+        self.resident_bytes.set(size_bytes)
