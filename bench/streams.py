@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import subprocess
 import time
 import tracemalloc
 from typing import TYPE_CHECKING, Any
@@ -188,4 +189,67 @@ def stores(ctx: Context) -> dict[str, Any]:
     return {"streams": {"stores": out}}
 
 
-PARTS = {"http": over_http, "state": state, "stores": stores}
+def watch(ctx: Context) -> dict[str, Any]:
+    """The watcher's MQTT job (``anomaly_api.watch``): readings/s from a throwaway Mosquitto
+    (QoS 1, one ``mosquitto_pub`` per stream) through the in-process stream path (8
+    channels, time-aware window 30, memory store), and the same readings handed to the job
+    without MQTT (parsing and scoring alone)."""
+    from anomaly_api.data.timeseries import synthetic_timeseries
+    from anomaly_api.watch.config import parse_watch_config
+    from anomaly_api.watch.runner import Job, Watcher
+    from anomaly_api.watch.sources.mqtt import group_readings, parse_reading
+    from bench.data import prepare_time_aware
+    from bench.servers import mosquitto_server
+
+    n, streams = ctx.option("watch_readings", ctx.size(2_000, 100_000)), 8
+    artifacts = ctx.workdir / "time-aware-w30"
+    prepare_time_aware(artifacts, ctx.size(3000, 10_000), window=30)
+    data = synthetic_timeseries(seed=1, n_rows=2000).data
+    rows = data.X.tolist()
+    payloads = [orjson.dumps({"ts": 1e9 + i, "values": dict(zip(data.feature_names,
+                rows[i % 2000], strict=True))}) for i in range(n)]  # fmt: skip
+    for s in range(streams):
+        (ctx.workdir / f"m{s}.jsonl").write_bytes(b"\n".join(payloads[s::streams]) + b"\n")
+    out: dict[str, float] = {}
+    with mosquitto_server() as port:
+        job = {"name": "bench", "source": {"mqtt": {"port": port, "topics": ["bench/+/r"]}},
+               "sinks": {"metrics": False}}  # fmt: skip
+        config = parse_watch_config({"artifacts_dir": str(artifacts), "metrics": {"port": 0},
+                                     "state_dir": str(ctx.workdir), "jobs": [job]})  # fmt: skip
+
+        async def run() -> None:
+            watcher = Watcher(config, Settings(stream_max_readings=5000))
+            task = asyncio.create_task(watcher.run())
+            while not watcher.jobs or not getattr(watcher.jobs[0], "mqtt_source", None) \
+                    or not watcher.jobs[0].mqtt_source.connected.is_set():  # noqa: ASYNC110  # fmt: skip
+                await asyncio.sleep(0.05)
+            scored = watcher.metrics.readings.labels("bench", "scored")._value
+            publishers = [subprocess.Popen(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port),  # noqa: ASYNC220
+                          "-q", "1", "-t", f"bench/m{s}/r", "-l"],
+                          stdin=(ctx.workdir / f"m{s}.jsonl").open("rb"))
+                          for s in range(streams)]  # fmt: skip
+            while scored.get() == 0:  # noqa: ASYNC110 - polling a counter
+                await asyncio.sleep(0.001)
+            started, first = time.perf_counter(), scored.get()  # the publishers are up
+            while scored.get() < n and time.perf_counter() - started < 600:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            out["mqtt_readings_per_s"] = (scored.get() - first) / (time.perf_counter() - started)
+            for publisher in publishers:
+                publisher.wait()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            fresh = Watcher(config, Settings(stream_max_readings=5000))
+            fresh.check()
+            direct = Job(config.jobs[0], fresh.scorer, fresh.metrics, fresh._watermarks("bench"))
+            started = time.perf_counter()
+            for first in range(0, n, 4096):
+                taken = [parse_reading("bench", 1, f"bench/m{i % streams}/r", payloads[i])
+                         for i in range(first, min(first + 4096, n))]  # fmt: skip
+                await direct.score(group_readings(taken))
+            out["parsed_and_scored_per_s"] = n / (time.perf_counter() - started)
+
+        asyncio.run(run())
+    return {"streams": {"watch": {**out, "readings": n, "streams": streams, "window": 30}}}
+
+
+PARTS = {"http": over_http, "state": state, "stores": stores, "watch": watch}

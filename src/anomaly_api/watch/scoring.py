@@ -10,7 +10,7 @@ as a client posting to ``/streams/{id}/readings`` would get.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +92,7 @@ class WatchScorer:
             alarm_policy=service_alarm_policy(settings),
         )
         self._predictors: dict[ModelRef, Predictor] = {}
+        self._ranges: dict[int, tuple[Predictor, NDArray[np.float64], NDArray[np.float64]]] = {}
         self._last: dict[str, float] = {}
         """Each stream's last scored timestamp in this process (late readings are skipped
         before the store sees them, so one late reading does not refuse its batch)."""
@@ -116,38 +117,24 @@ class WatchScorer:
         ``stream_max_readings``); bad or late readings are counted, never raised."""
         predictor = self.load(ref)
         outcome = Outcome()
-        complete = self._complete(predictor, batch, range(len(batch.timestamps)), outcome)
+        complete, X = _complete(predictor.feature_names, batch.rows)
+        outcome.invalid = len(batch.rows) - len(complete)
         last = self._last.get(batch.stream_id, -np.inf)
-        keep = []
-        for i in complete:
+        keep, kept = [], []
+        for position, i in enumerate(complete):
             if batch.timestamps[i] > last:
                 keep.append(i)
+                kept.append(position)
                 last = batch.timestamps[i]
         outcome.late = len(complete) - len(keep)
+        X = X[kept]
         limit = self.settings.stream_max_readings
         for start in range(0, len(keep), limit):
             chunk = keep[start : start + limit]
-            await self._append(job, predictor, batch, chunk, outcome)
+            await self._append(
+                job, predictor, batch, chunk, X=X[start : start + limit], outcome=outcome
+            )
         return outcome
-
-    @staticmethod
-    def _complete(
-        predictor: Predictor, batch: Readings, keep: Iterable[int], outcome: Outcome
-    ) -> list[int]:
-        """Readings holding every channel of the model as a finite number (others: invalid)."""
-        names = predictor.feature_names
-        good = []
-        n = 0
-        for i in keep:
-            n += 1
-            row = batch.rows[i]
-            values = [row.get(name) for name in names]
-            if len(row) == len(names) and all(
-                isinstance(v, int | float) and np.isfinite(v) for v in values
-            ):
-                good.append(i)
-        outcome.invalid += n - len(good)
-        return good
 
     async def _append(
         self,
@@ -155,13 +142,14 @@ class WatchScorer:
         predictor: Predictor,
         batch: Readings,
         chunk: list[int],
+        *,
+        X: NDArray[np.float64],
         outcome: Outcome,
     ) -> None:
         stamps = [batch.timestamps[i] for i in chunk]
-        rows = [batch.rows[i] for i in chunk]
         try:
             answer = await self.streamplane.append(
-                batch.stream_id, stamps, rows, top_k=None, predictor=predictor
+                batch.stream_id, stamps, X, top_k=None, predictor=predictor
             )
         except StreamOrderError:  # another writer got there first: the store's order wins
             outcome.late += len(chunk)
@@ -175,7 +163,8 @@ class WatchScorer:
             return
         self._last[batch.stream_id] = stamps[-1]
         outcome.scored += len(chunk)
-        low, high = model_range(predictor)
+        low, high = self._range(predictor)
+        rows = [batch.rows[i] for i in chunk]
         outcome.results.append(
             ScoredReadings(
                 job=job,
@@ -188,6 +177,13 @@ class WatchScorer:
                 model_version=answer.model_version,
             )
         )
+
+    def _range(self, predictor: Predictor) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        found = self._ranges.get(id(predictor))
+        if found is None or found[0] is not predictor:
+            found = (predictor, *model_range(predictor))
+            self._ranges[id(predictor)] = found
+        return found[1], found[2]
 
     async def _events(self, stream_id: str, answers: list[StreamAnswer]) -> list[StreamEvent]:
         """The stream's events these answers belong to (as ``GET /streams/{id}/events``)."""
@@ -206,3 +202,37 @@ class WatchScorer:
         """Close the cache and the store's connections."""
         await self.runtime.cache.close()
         await self.runtime.streams.close()
+
+
+def _complete(
+    names: Sequence[str], rows: Sequence[Mapping[str, float]]
+) -> tuple[list[int], NDArray[np.float64]]:
+    """The readings holding every channel of the model (and no other) as a finite number,
+    and their values in the model's order; the others are left out (invalid)."""
+    n = len(names)
+    keep: list[int] = []
+    values: list[list[object]] = []
+    for i, row in enumerate(rows):
+        if len(row) != n:
+            continue
+        try:
+            values.append([row[name] for name in names])
+        except KeyError:
+            continue
+        keep.append(i)
+    try:
+        X = np.array(values, dtype=np.float64).reshape(len(values), n)
+        numbers = np.fromiter(
+            (all(type(v) in (int, float) for v in row) for row in values), bool, len(values)
+        )
+    except (TypeError, ValueError):  # a string or a list among the values: row by row
+        X = np.array([[_number(v) for v in row] for row in values], dtype=np.float64)
+        X = X.reshape(len(values), n)
+        numbers = np.ones(len(values), dtype=bool)
+    good = numbers & np.isfinite(X).all(axis=1)
+    return [i for i, ok in zip(keep, good.tolist(), strict=True) if ok], X[good]
+
+
+def _number(value: object) -> float:
+    """A JSON number as a float; anything else as NaN (refused with the non-finite)."""
+    return float(value) if type(value) in (int, float) else np.nan  # type: ignore[arg-type]

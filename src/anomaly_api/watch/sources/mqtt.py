@@ -1,9 +1,10 @@
 """MQTT source: readings ``{"ts": ..., "values": {channel: value}}`` on topic filters.
 
 The stream id is the job's name and one level of the topic (``stream_level``). Messages
-are received at QoS 1 into a queue; the scoring side takes whatever has arrived (one
-reading when idle, a batch per stream under load), so latency stays low and throughput
-high. A lost connection is retried with doubling back-off up to ``reconnect_max``.
+are received at QoS 1 into a queue; the scoring side takes whatever has arrived within
+``_LINGER_S`` of the first (one reading when idle, a batch per stream under load), so
+latency stays low and throughput high. A lost connection is retried with doubling
+back-off up to ``reconnect_max``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ __all__ = ["MqttReading", "MqttSource", "parse_reading"]
 _log = logging.getLogger(__name__)
 _BATCH = 4096
 """Readings taken from the queue at most per scoring round."""
+_LINGER_S = 0.005
+"""How long the first reading of a round waits for others: one append of many readings
+costs little more than an append of one, so under load this multiplies throughput, and
+an idle stream's answer comes 5 ms later."""
 
 MqttReading = tuple[str, str, float, dict[str, float]]
 """(stream id, topic, timestamp, values)."""
@@ -106,6 +111,7 @@ class MqttSource:
     async def _drain(self, handle: Callable[[list[Readings]], Awaitable[object]]) -> None:
         while True:
             taken = [await self.queue.get()]
+            await asyncio.sleep(_LINGER_S)  # let the readings arriving with it join the batch
             while len(taken) < _BATCH and not self.queue.empty():
                 taken.append(self.queue.get_nowait())
             await handle(group_readings(taken))
