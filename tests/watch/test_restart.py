@@ -46,7 +46,7 @@ def first_complete_step(url: str, pump: str, end: float) -> float:
             "start": end - 120,
             "end": end,
             "step": 1,
-        },  # fmt: skip
+        },
     ).json()
     return float(answer["data"]["result"][0]["values"][0][0])
 
