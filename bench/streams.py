@@ -220,7 +220,7 @@ def watch(ctx: Context) -> dict[str, Any]:
         async def run() -> None:
             watcher = Watcher(config, Settings(stream_max_readings=5000))
             task = asyncio.create_task(watcher.run())
-            while not watcher.jobs or not getattr(watcher.jobs[0], "mqtt_source", None) \
+            while not watcher.jobs or watcher.jobs[0].mqtt_source is None \
                     or not watcher.jobs[0].mqtt_source.connected.is_set():  # noqa: ASYNC110  # fmt: skip
                 await asyncio.sleep(0.05)
             scored = watcher.metrics.readings.labels("bench", "scored")._value
@@ -240,7 +240,7 @@ def watch(ctx: Context) -> dict[str, Any]:
             await asyncio.gather(task, return_exceptions=True)
             fresh = Watcher(config, Settings(stream_max_readings=5000))
             fresh.check()
-            direct = Job(config.jobs[0], fresh.scorer, fresh.metrics, fresh._watermarks("bench"))
+            direct = Job(config.jobs[0], fresh.scorer, fresh.metrics, fresh.watermarks_for("bench"))
             started = time.perf_counter()
             for first in range(0, n, 4096):
                 taken = [parse_reading("bench", 1, f"bench/m{i % streams}/r", payloads[i])

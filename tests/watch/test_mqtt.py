@@ -96,7 +96,7 @@ async def running(mosquitto: Mosquitto, tmp_path: Path, tiny_artifacts_dir: Path
 def _connected(watcher: Watcher) -> Any:
     async def check() -> bool:
         jobs = watcher.jobs
-        source = getattr(jobs[0], "mqtt_source", None) if jobs else None
+        source = jobs[0].mqtt_source if jobs else None
         return source is not None and source.connected.is_set()
 
     return check

@@ -130,3 +130,23 @@ async def test_webhook_dead_letters_after_its_retries(
     await scorer.close()
     assert state.received == []
     assert dead._value.get() == 1
+
+
+async def test_webhook_sends_an_event_when_it_opens_and_when_it_closes(
+    tiny_artifacts_dir: Path, receiver: tuple[Receiver, str]
+) -> None:
+    state, url = receiver
+    metrics = WatchMetrics(max_series=10)
+    dead = metrics.sink_failures.labels("pumps", "webhook")
+    sink = WebhookSink("pumps", WebhookSinkConfig(url=url, backoff="10ms"), dead)
+    scorer = WatchScorer(Settings(), tiny_artifacts_dir)
+    await sink.write(await scored(scorer, "p1", n=3, stuck=True), live=True)
+    quiet = await scored(scorer, "p1", n=12, t0=1e9 + 3)  # past the policy's window
+    assert [e.open for e in quiet.events] == [False]  # the closing batch carries the event
+    await sink.write(quiet, live=True)
+    await sink.close()
+    await scorer.close()
+    assert [m["status"] for m in state.received] == ["firing", "resolved"]
+    resolved = state.received[1]["alerts"][0]
+    assert resolved["endsAt"] != "0001-01-01T00:00:00Z"
+    assert resolved["fingerprint"] == state.received[0]["alerts"][0]["fingerprint"]

@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import start_http_server
 from redis.asyncio import Redis
@@ -91,6 +92,8 @@ class Job:
         prometheus = config.source.prometheus
         self.prometheus = None if prometheus is None else PrometheusSource(self.name, prometheus)
         self.marks: dict[str, float] | None = None
+        self.mqtt_source: MqttSource | None = None
+        """The MQTT source once the job runs (its ``connected`` event says when it is)."""
 
     async def score(self, batches: Sequence[Readings], *, live: bool = True, gaps: int = 0) -> int:
         """Score each stream's readings and hand the results to the sinks; the count scored."""
@@ -212,12 +215,14 @@ class Watcher:
             self.redis = Redis.from_url(settings.redis_url)
         self.jobs: list[Job] = []
         self.metrics_port: int | None = None
+        self._server: WSGIServer | None = None
 
     def check(self) -> None:
         """``check_models``: every model loads and fits its job."""
         check_models(self.config, self.scorer)
 
-    def _watermarks(self, job: str) -> Watermarks:
+    def watermarks_for(self, job: str) -> Watermarks:
+        """Where ``job`` keeps its watermarks (Redis with ``state: redis``, else a file)."""
         if self.redis is not None:
             return RedisWatermarks(self.redis, self.settings.stream_prefix, job)
         return FileWatermarks(Path(self.config.state_dir), job)
@@ -226,7 +231,7 @@ class Watcher:
         """Check the models, build the jobs and serve ``/metrics``."""
         self.check()
         self.jobs = [
-            Job(job, self.scorer, self.metrics, self._watermarks(job.name))
+            Job(job, self.scorer, self.metrics, self.watermarks_for(job.name))
             for job in self.config.jobs
         ]
         server, _ = start_http_server(
@@ -249,7 +254,7 @@ class Watcher:
         """Backfill every Prometheus job over ``[start, end]``; readings scored per job."""
         self.check()
         self.jobs = [
-            Job(job, self.scorer, self.metrics, self._watermarks(job.name))
+            Job(job, self.scorer, self.metrics, self.watermarks_for(job.name))
             for job in self.config.jobs
         ]
         try:
@@ -259,7 +264,7 @@ class Watcher:
 
     async def close(self) -> None:
         """Stop serving, flush the sinks, close every connection."""
-        server = getattr(self, "_server", None)
+        server = self._server
         if server is not None:
             server.shutdown()
             server.server_close()

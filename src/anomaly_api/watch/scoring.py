@@ -93,6 +93,8 @@ class WatchScorer:
         )
         self._predictors: dict[ModelRef, Predictor] = {}
         self._ranges: dict[int, tuple[Predictor, NDArray[np.float64], NDArray[np.float64]]] = {}
+        self._open: dict[str, set[str]] = {}
+        """Each stream's events left open by its last batch."""
         self._last: dict[str, float] = {}
         """Each stream's last scored timestamp in this process (late readings are skipped
         before the store sees them, so one late reading does not refuse its batch)."""
@@ -186,17 +188,25 @@ class WatchScorer:
         return found[1], found[2]
 
     async def _events(self, stream_id: str, answers: list[StreamAnswer]) -> list[StreamEvent]:
-        """The stream's events these answers belong to (as ``GET /streams/{id}/events``)."""
+        """The stream's events these answers belong to, and those open before them (so a
+        sink sees an event close even though the closing reading is not part of it), as
+        ``GET /streams/{id}/events`` gives them."""
         ids = {a.event_id for a in answers if a.event_id is not None}
+        ids |= self._open.pop(stream_id, set())
         if not ids:
             return []
-        found = await self.streamplane.events(stream_id, limit=len(ids) + 1)
-        return [event for event in found.events if event.id in ids]
+        found = await self.streamplane.events(stream_id, limit=len(ids) + 8)
+        events = [event for event in found.events if event.id in ids]
+        still_open = {event.id for event in events if event.open}
+        if still_open:
+            self._open[stream_id] = still_open
+        return events
 
     async def forget(self, stream_id: str) -> None:
         """Start ``stream_id`` afresh (a backfill's stream), whether or not it exists."""
         await self.runtime.streams.delete(stream_id)
         self._last.pop(stream_id, None)
+        self._open.pop(stream_id, None)
 
     async def close(self) -> None:
         """Close the cache and the store's connections."""
