@@ -59,3 +59,22 @@ async def test_the_watchers_streams_are_in_the_services_redis_store(
     assert found.last_timestamp == 1e9 + 3
     await service_store.delete("plant.pump1")
     await service_store.close()
+
+
+async def test_file_marks_noted_after_the_last_save_survive_a_kill(tmp_path: Path) -> None:
+    from anomaly_api.watch.watermark import FileWatermarks
+
+    marks = FileWatermarks(tmp_path, "pumps")
+    await marks.save({"": 10.0, "pumps.p1": 10.0, "pumps.p2": 10.0})
+    await marks.note("pumps.p1", 12.0)  # the run is killed after p1, before the save
+    with marks.journal.open("a") as handle:
+        handle.write('["pumps.p2", 1')  # and mid-way through p2's line
+    restarted = FileWatermarks(tmp_path, "pumps")
+    assert await restarted.load() == {"": 10.0, "pumps.p1": 12.0, "pumps.p2": 10.0}
+    await restarted.save({"": 13.0, "pumps.p1": 13.0, "pumps.p2": 13.0})
+    assert not restarted.journal.exists()
+    assert await FileWatermarks(tmp_path, "pumps").load() == {
+        "": 13.0,
+        "pumps.p1": 13.0,
+        "pumps.p2": 13.0,
+    }

@@ -20,6 +20,7 @@ from helpers import scrape, until, value
 from anomaly_api.config import Settings
 from anomaly_api.service.streams import RedisStreamStore
 from anomaly_api.testing import clean_env
+from anomaly_api.watch.watermark import FileWatermarks
 from conftest import SCRAPE_S, PrometheusServer, free_port, wait_for_port, wait_for_samples
 
 pytestmark = pytest.mark.process
@@ -114,7 +115,7 @@ async def test_kill_and_restart_scores_every_reading_once(
         again.wait(timeout=30)
     assert again.returncode == 0
     assert value(samples, "anomaly_watch_readings_total", outcome="late") is None  # none twice
-    marks = yaml.safe_load((tmp_path / "state" / "pumps.json").read_text())["streams"]
+    marks = await FileWatermarks(tmp_path / "state", "pumps").load()
     for stream, pump in (("pumps.p1", "p1"), ("pumps.p2", "p2")):
         first_ts = first_complete_step(prometheus.url, pump, marks[stream])
         expected = math.floor(marks[stream] - first_ts) + 1  # every step from the first

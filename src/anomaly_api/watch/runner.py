@@ -3,7 +3,7 @@
 A Prometheus job reads, on each ``infer_every`` tick, the step-aligned range after its
 watermark up to now (the first time: ``lookback`` back), scores each stream's new
 readings, hands the results to its sinks and moves each stream's watermark, then the
-job's. A stream's watermark is saved right after its readings are scored, so a watcher
+job's. A stream's watermark is noted right after its readings are scored, so a watcher
 killed mid-tick starts again after the last reading it scored: every reading once.
 
 An MQTT job scores readings as they arrive. Failures of a source are counted and retried
@@ -137,7 +137,7 @@ class Job:
             )
             scored += await self.score([new])
             marks[new.stream_id] = new.timestamps[-1]
-            await self.watermarks.save(marks)
+            await self.watermarks.note(new.stream_id, new.timestamps[-1])
         if fetched.gaps:
             self.metrics.readings.labels(self.name, "gap").inc(fetched.gaps)
         marks[RANGE_END] = span[1]
