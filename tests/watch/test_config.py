@@ -160,3 +160,19 @@ def test_check_command(tmp_path: Path, tiny_artifacts_dir: Path) -> None:
     result = runner.invoke(app, ["watch", "--config", str(bad), "--check"])
     assert result.exit_code == 2
     assert "error: jobs[0].source.prometheus.step: 15 is not a duration" in result.output
+
+
+async def test_a_metrics_port_in_use_is_one_line(tmp_path: Path, tiny_artifacts_dir: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        text = GOOD.replace("metrics: {{port: 0}}", f"metrics: {{{{port: {port}}}}}")
+        watcher = Watcher(load_watch_config(write(tmp_path, text, tiny_artifacts_dir)), Settings())
+        with pytest.raises(WatchConfigError) as caught:
+            await watcher.start()
+    await watcher.close()
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"metrics: cannot listen on 127.0.0.1:{port} (")

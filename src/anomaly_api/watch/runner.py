@@ -153,6 +153,9 @@ class Job:
             except SourceError as exc:
                 self.metrics.source_errors.labels(self.name).inc()
                 _log.warning("job %s: %s", self.name, exc)
+            except Exception:  # a bug in one run must not end the job: the next run retries
+                self.metrics.source_errors.labels(self.name).inc()
+                _log.exception("job %s: the run failed", self.name)
             await asyncio.sleep(every - time.time() % every)
 
     async def backfill(self, start: float, end: float) -> int:
@@ -228,17 +231,23 @@ class Watcher:
         return FileWatermarks(Path(self.config.state_dir), job)
 
     async def start(self) -> None:
-        """Check the models, build the jobs and serve ``/metrics``."""
+        """Check the models, serve ``/metrics`` and build the jobs (their sinks connect)."""
         self.check()
+        where = f"{self.config.metrics.host}:{self.config.metrics.port}"
+        try:
+            server, _ = start_http_server(
+                self.config.metrics.port, self.config.metrics.host, registry=self.metrics.registry
+            )
+        except OSError as exc:
+            raise WatchConfigError(
+                [f"metrics: cannot listen on {where} ({exc.strerror})"]
+            ) from None
+        self._server = server
+        self.metrics_port = int(server.server_port)
         self.jobs = [
             Job(job, self.scorer, self.metrics, self.watermarks_for(job.name))
             for job in self.config.jobs
         ]
-        server, _ = start_http_server(
-            self.config.metrics.port, self.config.metrics.host, registry=self.metrics.registry
-        )
-        self._server = server
-        self.metrics_port = int(server.server_port)
 
     async def run(self) -> None:
         """Run every job until cancelled, then close everything."""

@@ -114,7 +114,11 @@ class MqttSource:
             await asyncio.sleep(_LINGER_S)  # let the readings arriving with it join the batch
             while len(taken) < _BATCH and not self.queue.empty():
                 taken.append(self.queue.get_nowait())
-            await handle(group_readings(taken))
+            try:
+                await handle(group_readings(taken))
+            except Exception:  # a bug in one batch must not end the job
+                _log.exception("job %s: %d readings could not be scored", self.job, len(taken))
+                self.invalid.inc(len(taken))
 
 
 def group_readings(taken: list[MqttReading]) -> list[Readings]:
