@@ -120,6 +120,29 @@ def mosquitto_server() -> Iterator[int]:
             process.wait(timeout=10)
 
 
+@contextmanager
+def prometheus_server(target_port: int) -> Iterator[str]:
+    """A throwaway Prometheus scraping ``127.0.0.1:target_port`` every second; its URL."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="bench-prometheus-") as workdir:
+        config = Path(workdir) / "prometheus.yml"
+        config.write_text("global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: x\n"
+                          "    honor_labels: true\n"
+                          f"    static_configs: [{{targets: ['{HOST}:{target_port}']}}]\n"
+                          )  # fmt: skip
+        process = subprocess.Popen(["prometheus", f"--config.file={config}",
+                                    f"--storage.tsdb.path={workdir}/tsdb", "--log.level=warn",
+                                    f"--web.listen-address={HOST}:{port}"],
+                                   stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            wait_for_port(port, 30.0, process)
+            yield f"http://{HOST}:{port}"
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
 def service_env(artifacts_dir: Path, backend: str, redis_url: str | None = None) -> dict[str, str]:
     """Environment of the service under test."""
     env = {

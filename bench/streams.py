@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import statistics
 import subprocess
+import sys
 import time
 import tracemalloc
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -198,12 +200,10 @@ def watch(ctx: Context) -> dict[str, Any]:
     from anomaly_api.watch.config import parse_watch_config
     from anomaly_api.watch.runner import Job, Watcher
     from anomaly_api.watch.sources.mqtt import group_readings, parse_reading
-    from bench.data import prepare_time_aware
     from bench.servers import mosquitto_server
 
     n, streams = ctx.option("watch_readings", ctx.size(2_000, 100_000)), 8
-    artifacts = ctx.workdir / "time-aware-w30"
-    prepare_time_aware(artifacts, ctx.size(3000, 10_000), window=30)
+    artifacts = _w30(ctx)
     data = synthetic_timeseries(seed=1, n_rows=2000).data
     rows = data.X.tolist()
     payloads = [orjson.dumps({"ts": 1e9 + i, "values": dict(zip(data.feature_names,
@@ -252,4 +252,82 @@ def watch(ctx: Context) -> dict[str, Any]:
     return {"streams": {"watch": {**out, "readings": n, "streams": streams, "window": 30}}}
 
 
-PARTS = {"http": over_http, "state": state, "stores": stores, "watch": watch}
+def _w30(ctx: Context) -> Path:
+    """The default time-aware model with a window of 30 (fitted once per run)."""
+    from bench.data import prepare_time_aware
+
+    artifacts = ctx.workdir / "time-aware-w30"
+    if not (artifacts / "LATEST").exists():
+        prepare_time_aware(artifacts, ctx.size(3000, 10_000), window=30)
+    return artifacts
+
+
+_EXPORTER = """
+import sys, itertools
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from anomaly_api.data.timeseries import synthetic_timeseries
+n, step = int(sys.argv[1]), itertools.count()
+data = synthetic_timeseries(seed=1, n_rows=2000).data
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        row = data.X[next(step) % 2000]
+        body = "".join(f'sensor_value{{instance="i{i}",sensor="{c}"}} {v + i * 1e-6!r}\\n'
+                       for i in range(n) for c, v in zip(data.feature_names, row.tolist()))
+        body = body.encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body)))
+        self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+s = ThreadingHTTPServer(("127.0.0.1", 0), H); print(s.server_port, flush=True); s.serve_forever()
+"""
+
+
+def watch_prometheus(ctx: Context) -> dict[str, Any]:
+    """The watcher's Prometheus job with ``watch_streams`` streams (default 1,000) of 8
+    channels, scraped every second (an exporter process), read every 15 s at a 1 s step (15
+    readings per stream per run), W 30 model, memory store: the watcher's CPU seconds per
+    run (``time.process_time``: this process only, Prometheus and the exporter excluded)
+    and their share of one core at the 15 s schedule."""
+    from anomaly_api.watch.config import parse_watch_config
+    from anomaly_api.watch.runner import Job, Watcher
+    from bench.servers import prometheus_server
+
+    n, every = ctx.option("watch_streams", ctx.size(20, 1000)), 15.0
+    exporter = subprocess.Popen([sys.executable, "-c", _EXPORTER, str(n)], stdout=subprocess.PIPE)
+    try:
+        assert exporter.stdout is not None
+        with prometheus_server(int(exporter.stdout.readline())) as url:
+            source = {"url": url, "query": "sensor_value", "channel_label": "sensor",
+                      "group_by": ["instance"], "step": "1s", "lookback": "1m",
+                      "timeout": "60s"}  # fmt: skip
+            config = parse_watch_config({"artifacts_dir": str(_w30(ctx)),
+                "state_dir": str(ctx.workdir / "prom"),
+                "jobs": [{"name": "prom", "source": {"prometheus": source}}]})  # fmt: skip
+            watcher = Watcher(config, Settings())
+            watcher.check()
+            marks = watcher.watermarks_for("prom")
+            job = Job(config.jobs[0], watcher.scorer, watcher.metrics, marks)
+
+            async def run() -> dict[str, float]:
+                await asyncio.sleep(ctx.size(8.0, 40.0))  # full windows on the first run
+                first, due = await job.tick(time.time()), time.time()
+                cpu, scored = [], 0
+                for _ in range(ctx.size(1, 3)):  # every 15 s, as the job's schedule runs
+                    due += every
+                    await asyncio.sleep(max(0.0, due - time.time()))
+                    started = time.process_time()
+                    scored += await job.tick(time.time())
+                    cpu.append(time.process_time() - started)
+                await job.close()
+                return {"first_run_readings": first, "readings_per_run": scored / len(cpu),
+                        "cpu_s_per_run": statistics.median(cpu),
+                        "core_share": statistics.median(cpu) / every}  # fmt: skip
+
+            out = asyncio.run(run())
+    finally:
+        exporter.terminate()
+        exporter.wait()
+    return {"streams": {"watch_prometheus": {**out, "streams": n, "infer_every_s": every}}}
+
+
+PARTS = {"http": over_http, "state": state, "stores": stores, "watch": watch,
+         "watch_prometheus": watch_prometheus}  # fmt: skip
