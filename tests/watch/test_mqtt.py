@@ -10,13 +10,13 @@ from typing import Any
 import aiomqtt
 import orjson
 import pytest
-from helpers import until
+from watch_helpers import until
+from watch_servers import Mosquitto
 
 from anomaly_api.config import Settings
 from anomaly_api.service.stream_timestamps import iso
 from anomaly_api.watch.config import parse_watch_config
 from anomaly_api.watch.runner import Watcher
-from conftest import Mosquitto
 from factories import TINY_FEATURES
 
 pytestmark = pytest.mark.process

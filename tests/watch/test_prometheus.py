@@ -10,14 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import Recorder, prometheus_config, scrape, until, value
-
-from anomaly_api.config import Settings
-from anomaly_api.watch.runner import Job, Watcher
-from anomaly_api.watch.scoring import WatchScorer
-from anomaly_api.watch.sources import SourceError
-from anomaly_api.watch.watermark import FileWatermarks
-from conftest import (
+from watch_helpers import Recorder, prometheus_config, scrape, until, value
+from watch_servers import (
     SCRAPE_S,
     Exporter,
     PrometheusServer,
@@ -26,6 +20,12 @@ from conftest import (
     stop,
     wait_for_samples,
 )
+
+from anomaly_api.config import Settings
+from anomaly_api.watch.runner import Job, Watcher
+from anomaly_api.watch.scoring import WatchScorer
+from anomaly_api.watch.sources import SourceError
+from anomaly_api.watch.watermark import FileWatermarks
 
 pytestmark = pytest.mark.process
 

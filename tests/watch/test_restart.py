@@ -15,13 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from helpers import scrape, until, value
+from watch_helpers import scrape, until, value
+from watch_servers import SCRAPE_S, PrometheusServer, free_port, wait_for_port, wait_for_samples
 
 from anomaly_api.config import Settings
 from anomaly_api.service.streams import RedisStreamStore
 from anomaly_api.testing import clean_env
 from anomaly_api.watch.watermark import FileWatermarks
-from conftest import SCRAPE_S, PrometheusServer, free_port, wait_for_port, wait_for_samples
 
 pytestmark = pytest.mark.process
 
