@@ -176,3 +176,20 @@ async def test_a_metrics_port_in_use_is_one_line(tmp_path: Path, tiny_artifacts_
     await watcher.close()
     (problem,) = caught.value.problems
     assert problem.startswith(f"metrics: cannot listen on 127.0.0.1:{port} (")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--backfill"], "error: --backfill needs --from and --to"),
+        (["--backfill", "--from", "yesterday", "--to", "0"], "error: --from: 'yesterday' is"),
+        (["--backfill", "--from", "2026-12-02", "--to", "2026-12-01"], "error: --to must be after"),
+    ],
+)
+def test_backfill_options_are_checked(
+    tmp_path: Path, tiny_artifacts_dir: Path, args: list[str], message: str
+) -> None:
+    good = write(tmp_path, GOOD, tiny_artifacts_dir)
+    result = CliRunner().invoke(app, ["watch", "--config", str(good), *args])
+    assert result.exit_code == 2
+    assert message in result.output
