@@ -62,14 +62,17 @@ def prepare_artifact(artifacts_dir: Path) -> None:
     set_latest(artifacts_dir, "bench-1")
 
 
-def prepare_time_aware(artifacts_dir: Path, n_rows: int) -> None:
+def prepare_time_aware(artifacts_dir: Path, n_rows: int, window: int = 60) -> None:
     """The default time-aware model (window 60, 8 channels) on the synthetic stream."""
     from anomaly_api.artifacts import set_latest
     from anomaly_api.data.timeseries import synthetic_timeseries
-    from anomaly_api.training.time_aware import train_time_aware_and_save
+    from anomaly_api.training.time_aware import TimeAwareSettings, train_time_aware_and_save
 
     train_time_aware_and_save(
-        synthetic_timeseries(seed=0, n_rows=n_rows), artifacts_dir, version="ta"
+        synthetic_timeseries(seed=0, n_rows=n_rows),
+        artifacts_dir,
+        TimeAwareSettings(window=window),
+        version="ta",
     )
     set_latest(artifacts_dir, "ta")
 

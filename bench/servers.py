@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from anomaly_api.testing import HOST, clean_env, free_port, throwaway_redis
+from anomaly_api.testing import HOST, clean_env, free_port, throwaway_redis, wait_for_port
 from bench.data import ROOT
 
 SERVICE_APP = "anomaly_api.api.app:create_app"
@@ -100,6 +100,47 @@ def redis_server() -> Iterator[str]:
         throwaway_redis(Path(workdir)) as redis,
     ):
         yield redis.url
+
+
+@contextmanager
+def mosquitto_server() -> Iterator[int]:
+    """A throwaway Mosquitto on a free loopback port (1,000 QoS 1 messages in flight per
+    client, not 20: the default makes every client wait for acknowledgements); its port."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="bench-mqtt-") as workdir:
+        config = Path(workdir) / "mosquitto.conf"
+        config.write_text(f"listener {port} {HOST}\nallow_anonymous true\npersistence false\n"
+                          "max_inflight_messages 1000\nmax_queued_messages 1000000\n")  # fmt: skip
+        process = subprocess.Popen(["mosquitto", "-c", str(config)], stderr=subprocess.DEVNULL)
+        try:
+            wait_for_port(port, 10.0, process)
+            yield port
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+@contextmanager
+def prometheus_server(target_port: int) -> Iterator[str]:
+    """A throwaway Prometheus scraping ``127.0.0.1:target_port`` every second; its URL."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="bench-prometheus-") as workdir:
+        config = Path(workdir) / "prometheus.yml"
+        config.write_text("global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: x\n"
+                          "    honor_labels: true\n"
+                          f"    static_configs: [{{targets: ['{HOST}:{target_port}']}}]\n"
+                          )  # fmt: skip
+        process = subprocess.Popen(["prometheus", f"--config.file={config}",
+                                    f"--storage.tsdb.path={workdir}/tsdb", "--log.level=warn",
+                                    f"--web.listen-address={HOST}:{port}"],
+                                   stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            wait_for_port(port, 30.0, process)
+            yield f"http://{HOST}:{port}"
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
 
 
 def service_env(artifacts_dir: Path, backend: str, redis_url: str | None = None) -> dict[str, str]:

@@ -8,7 +8,12 @@ throwaway ``redis-server`` started here, so the shared one's traffic does not bl
 from __future__ import annotations
 
 import asyncio
+import statistics
+import subprocess
+import sys
+import time
 import tracemalloc
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -129,4 +134,142 @@ async def redis_bytes(url: str, streams: int) -> dict[str, Any]:
         await store.close()
 
 
-PARTS = {"http": over_http, "state": state}
+def watch(ctx: Context) -> dict[str, Any]:
+    """The watcher's MQTT job (``anomaly_api.watch``): readings/s from a throwaway Mosquitto
+    (QoS 1, one ``mosquitto_pub`` per stream) through the in-process stream path (8
+    channels, time-aware window 30, memory store), and the same readings handed to the job
+    without MQTT (parsing and scoring alone)."""
+    from anomaly_api.data.timeseries import synthetic_timeseries
+    from anomaly_api.watch.config import parse_watch_config
+    from anomaly_api.watch.runner import Job, Watcher
+    from anomaly_api.watch.sources.mqtt import group_readings, parse_reading
+    from bench.servers import mosquitto_server
+
+    n, streams = ctx.option("watch_readings", ctx.size(2_000, 100_000)), 8
+    artifacts = _w30(ctx)
+    data = synthetic_timeseries(seed=1, n_rows=2000).data
+    rows = data.X.tolist()
+    payloads = [orjson.dumps({"ts": 1e9 + i, "values": dict(zip(data.feature_names,
+                rows[i % 2000], strict=True))}) for i in range(n)]  # fmt: skip
+    for s in range(streams):
+        (ctx.workdir / f"m{s}.jsonl").write_bytes(b"\n".join(payloads[s::streams]) + b"\n")
+    out: dict[str, float] = {}
+    with mosquitto_server() as port:
+        job = {"name": "bench", "source": {"mqtt": {"port": port, "topics": ["bench/+/r"]}},
+               "sinks": {"metrics": False}}  # fmt: skip
+        config = parse_watch_config({"artifacts_dir": str(artifacts), "metrics": {"port": 0},
+                                     "state_dir": str(ctx.workdir), "jobs": [job]})  # fmt: skip
+
+        async def run() -> None:
+            watcher = Watcher(config, Settings(stream_max_readings=5000))
+            task = asyncio.create_task(watcher.run())
+            while not watcher.jobs or watcher.jobs[0].mqtt_source is None \
+                    or not watcher.jobs[0].mqtt_source.connected.is_set():  # noqa: ASYNC110  # fmt: skip
+                await asyncio.sleep(0.05)
+            scored = watcher.metrics.readings.labels("bench", "scored")._value
+            publishers = [subprocess.Popen(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port),  # noqa: ASYNC220
+                          "-q", "1", "-t", f"bench/m{s}/r", "-l"],
+                          stdin=(ctx.workdir / f"m{s}.jsonl").open("rb"))
+                          for s in range(streams)]  # fmt: skip
+            while scored.get() == 0:  # noqa: ASYNC110 - polling a counter
+                await asyncio.sleep(0.001)
+            started, first = time.perf_counter(), scored.get()  # the publishers are up
+            while scored.get() < n and time.perf_counter() - started < 600:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            out["mqtt_readings_per_s"] = (scored.get() - first) / (time.perf_counter() - started)
+            for publisher in publishers:
+                publisher.wait()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            fresh = Watcher(config, Settings(stream_max_readings=5000))
+            fresh.check()
+            direct = Job(config.jobs[0], fresh.scorer, fresh.metrics, fresh.watermarks_for("bench"))
+            started = time.perf_counter()
+            for first in range(0, n, 4096):
+                taken = [parse_reading("bench", 1, f"bench/m{i % streams}/r", payloads[i])
+                         for i in range(first, min(first + 4096, n))]  # fmt: skip
+                await direct.score(group_readings(taken))
+            out["parsed_and_scored_per_s"] = n / (time.perf_counter() - started)
+
+        asyncio.run(run())
+    return {"streams": {"watch": {**out, "readings": n, "streams": streams, "window": 30}}}
+
+
+def _w30(ctx: Context) -> Path:
+    """The default time-aware model with a window of 30 (fitted once per run)."""
+    from bench.data import prepare_time_aware
+
+    artifacts = ctx.workdir / "time-aware-w30"
+    if not (artifacts / "LATEST").exists():
+        prepare_time_aware(artifacts, ctx.size(3000, 10_000), window=30)
+    return artifacts
+
+
+_EXPORTER = """
+import sys, itertools
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from anomaly_api.data.timeseries import synthetic_timeseries
+n, step = int(sys.argv[1]), itertools.count()
+data = synthetic_timeseries(seed=1, n_rows=2000).data
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        row = data.X[next(step) % 2000]
+        body = "".join(f'sensor_value{{instance="i{i}",sensor="{c}"}} {v + i * 1e-6!r}\\n'
+                       for i in range(n) for c, v in zip(data.feature_names, row.tolist()))
+        body = body.encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body)))
+        self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+s = ThreadingHTTPServer(("127.0.0.1", 0), H); print(s.server_port, flush=True); s.serve_forever()
+"""
+
+
+def watch_prometheus(ctx: Context) -> dict[str, Any]:
+    """The watcher's Prometheus job with ``watch_streams`` streams (default 1,000) of 8
+    channels, scraped every second (an exporter process), read every 15 s at a 1 s step (15
+    readings per stream per run), W 30 model, memory store: the watcher's CPU seconds per
+    run (``time.process_time``: this process only, Prometheus and the exporter excluded)
+    and their share of one core at the 15 s schedule."""
+    from anomaly_api.watch.config import parse_watch_config
+    from anomaly_api.watch.runner import Job, Watcher
+    from bench.servers import prometheus_server
+
+    n, every = ctx.option("watch_streams", ctx.size(20, 1000)), 15.0
+    exporter = subprocess.Popen([sys.executable, "-c", _EXPORTER, str(n)], stdout=subprocess.PIPE)
+    try:
+        assert exporter.stdout is not None
+        with prometheus_server(int(exporter.stdout.readline())) as url:
+            source = {"url": url, "query": "sensor_value", "channel_label": "sensor",
+                      "group_by": ["instance"], "step": "1s", "lookback": "1m",
+                      "timeout": "60s"}  # fmt: skip
+            config = parse_watch_config({"artifacts_dir": str(_w30(ctx)),
+                "state_dir": str(ctx.workdir / "prom"),
+                "jobs": [{"name": "prom", "source": {"prometheus": source}}]})  # fmt: skip
+            watcher = Watcher(config, Settings())
+            watcher.check()
+            marks = watcher.watermarks_for("prom")
+            job = Job(config.jobs[0], watcher.scorer, watcher.metrics, marks)
+
+            async def run() -> dict[str, float]:
+                await asyncio.sleep(ctx.size(8.0, 40.0))  # full windows on the first run
+                first, due = await job.tick(time.time()), time.time()
+                cpu, scored = [], 0
+                for _ in range(ctx.size(1, 3)):  # every 15 s, as the job's schedule runs
+                    due += every
+                    await asyncio.sleep(max(0.0, due - time.time()))
+                    started = time.process_time()
+                    scored += await job.tick(time.time())
+                    cpu.append(time.process_time() - started)
+                await job.close()
+                return {"first_run_readings": first, "readings_per_run": scored / len(cpu),
+                        "cpu_s_per_run": statistics.median(cpu),
+                        "core_share": statistics.median(cpu) / every}  # fmt: skip
+
+            out = asyncio.run(run())
+    finally:
+        exporter.terminate()
+        exporter.wait()
+    return {"streams": {"watch_prometheus": {**out, "streams": n, "infer_every_s": every}}}
+
+
+PARTS = {"http": over_http, "state": state, "watch": watch, "watch_prometheus": watch_prometheus}

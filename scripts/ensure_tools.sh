@@ -6,7 +6,8 @@ set -euo pipefail
 
 # command:Debian package
 tools=(make:make redis-server:redis-server redis-cli:redis-tools curl:curl kubectl:kubectl
-       wrk:wrk chromium:chromium promtool:prometheus ip:iproute2)
+       wrk:wrk chromium:chromium promtool:prometheus prometheus:prometheus ip:iproute2
+       mosquitto:mosquitto mosquitto_pub:mosquitto-clients)
 need=()
 for entry in "${tools[@]}"; do
   command -v "${entry%%:*}" >/dev/null 2>&1 || need+=("${entry#*:}")

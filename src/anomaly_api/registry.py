@@ -39,12 +39,12 @@ from anomaly_api.artifacts import (
     ArtifactError,
     ArtifactManifest,
     ArtifactNotFoundError,
-    write_atomically,
     latest_version,
     list_versions,
     read_manifest,
     set_latest,
     validate_version_name,
+    write_atomically,
 )
 
 __all__ = [

@@ -58,6 +58,11 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
     for key in ("streams_memory", "streams_redis"):  # answers served fail-open, counted
         assert 0 <= streams[key]["degraded_answers"] <= streams[key]["requests"]
     assert sane(streams["window_1000"]["p50_ms"])
+    assert sane(streams["watch"]["mqtt_readings_per_s"])
+    assert sane(streams["watch"]["parsed_and_scored_per_s"])
+    watched = streams["watch_prometheus"]
+    assert watched["readings_per_run"] >= 15 * watched["streams"]  # >= 15 steps of 1 s each
+    assert sane(watched["cpu_s_per_run"])
     state = streams["state_per_stream"]
     assert state["memory"]["window_array_nbytes"] == 60 * 9 * 8
     assert state["memory"]["heap_per_stream"] > state["memory"]["window_array_nbytes"]

@@ -115,3 +115,22 @@ def test_build_context_keeps_local_state_out() -> None:
         "!src/",
         "!deploy/docker/",
     ]
+
+
+def test_the_watcher_runs_its_valid_watch_yaml_on_the_shared_redis(
+    services: dict[str, Any],
+) -> None:
+    from anomaly_api.watch.config import load_watch_config
+
+    watch = services["watch"]
+    assert watch["profiles"] == ["watch"]
+    assert watch["image"] == services["api"]["image"]
+    assert watch["environment"]["REDIS_URL"] == services["api"]["environment"]["REDIS_URL"]
+    assert watch["depends_on"]["redis"]["condition"] == "service_healthy"
+    (mount,) = watch["volumes"]
+    host, inside, mode = mount.split(":")
+    assert mode == "ro"
+    assert watch["command"] == ["anomaly-api", "watch", "--config", inside]
+    config = load_watch_config(REPO_ROOT / host)
+    assert config.state == "redis"
+    assert [str(config.metrics.port)] == watch["expose"]

@@ -59,8 +59,10 @@ def test_renders_every_expected_object(rendered: list[Manifest]) -> None:
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in rendered)
     assert kinds == [
         ("ConfigMap", "anomaly-api-config"),
+        ("ConfigMap", "anomaly-api-watch"),
         ("Deployment", "anomaly-api"),
         ("Deployment", "anomaly-api-redis"),
+        ("Deployment", "anomaly-api-watch"),
         ("HorizontalPodAutoscaler", "anomaly-api"),
         ("PodDisruptionBudget", "anomaly-api"),
         ("Service", "anomaly-api"),
@@ -174,3 +176,27 @@ def test_every_configmap_setting_is_a_real_settings_field(rendered: list[Manifes
         {k.removeprefix("ANOMALY_").lower(): v for k, v in config.items() if k != "REDIS_URL"}
     )
     assert settings.cache_ttl_s > 0
+
+
+def test_one_watcher_runs_the_configmaps_valid_watch_yaml(rendered: list[Manifest]) -> None:
+    from anomaly_api.watch.config import parse_watch_config
+
+    deployment = one(rendered, "Deployment", "anomaly-api-watch")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"][:3] == ["anomaly-api", "watch", "--config"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert container["command"][3] == f"{mounts['config']}/watch.yaml"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == "anomaly-api-watch"
+    assert {"configMapRef": {"name": "anomaly-api-config"}} in container["envFrom"]
+    config = parse_watch_config(
+        yaml.safe_load(one(rendered, "ConfigMap", "anomaly-api-watch")["data"]["watch.yaml"])
+    )
+    assert config.metrics.port == container["ports"][0]["containerPort"]
+    assert config.state == "redis"
+    # The watcher is no API replica: the Service and the disruption budget do not pick it.
+    selector = one(rendered, "Service", "anomaly-api")["spec"]["selector"]
+    assert not selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()

@@ -7,7 +7,17 @@ from __future__ import annotations
 
 import typer
 
-from anomaly_api.cli import evaluate, generate, models, score, serve, train, train_fleet, tune
+from anomaly_api.cli import (
+    evaluate,
+    generate,
+    models,
+    score,
+    serve,
+    train,
+    train_fleet,
+    tune,
+    watch,
+)
 
 app = typer.Typer(
     name="anomaly-api",
@@ -24,6 +34,7 @@ app.command("tune")(tune.tune)
 app.command("models")(models.models)
 app.command("serve")(serve.serve)
 app.command("score")(score.score)
+app.command("watch")(watch.watch)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -199,14 +199,15 @@ class StreamPlane:
         self,
         stream_id: str,
         timestamps: Sequence[Timestamp],
-        rows: Sequence[FeatureRow],
+        rows: Sequence[FeatureRow] | NDArray[np.float64],
         *,
         top_k: int | None = 3,
         alarm_policy: AlarmPolicy | None = None,
         predictor: Predictor | None = None,
     ) -> StreamReadingsAnswer:
         """Append readings to a stream and answer each of them from the stream's window,
-        scored by ``predictor`` (the ready one when omitted)."""
+        scored by ``predictor`` (the ready one when omitted). ``rows`` may already be a
+        float64 matrix in the model's feature order (``Predictor.to_matrix``)."""
         check_stream_id(stream_id)
         predictor = self.dataplane.require_ready() if predictor is None else predictor
         self._check_count(len(rows), self.stream_max_readings, "one request to a stream")
