@@ -130,6 +130,20 @@ class Settings(BaseSettings):
         "installed). Under saturation uvloop served some requests far later than their "
         "turn (docs/performance.md).",
     )
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Worker processes of `anomaly-api serve` (`--workers` overrides): unset, "
+        "one per core the process may use (CPU affinity and cgroup v2 `cpu.max` quota) "
+        "when `REDIS_URL` is set, else 1. More than 1 needs `REDIS_URL` (docs/operations.md).",
+    )
+    worker_start_timeout_s: int = Field(
+        default=60,
+        ge=1,
+        description="Several workers: how long a new worker (SIGHUP replaces each in turn) "
+        "may take to load its model before the replacement is given up, the old one kept; "
+        "also how long a worker may leave the supervisor's health ping unanswered.",
+    )
     max_in_flight: int = Field(
         default=256,
         ge=0,

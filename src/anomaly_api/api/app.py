@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = ServiceMetrics(anomaly_window=settings.metrics_anomaly_window)
     keyring = KeyRing.from_settings(settings)
     monitor = ModelMonitor(settings)  # drift, service alarms, expected rate
-    metrics.registry.register(monitor)  # statistics computed at scrape time
+    metrics.register(monitor)  # statistics computed at scrape time
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[AppState]:
@@ -108,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 on_announce=metrics.observe_announcement,
             )
             revisions.start()
+        metrics.start_sharing()  # one of several workers: the collectors' values for all
         try:
             yield {
                 "settings": settings,
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "revisions": revisions,
             }
         finally:
+            await metrics.stop_sharing()
             if revisions is not None:
                 await revisions.close()
             if uninstall is not None:
