@@ -35,6 +35,11 @@ def _upper(value: object) -> object:
     return value.upper() if isinstance(value, str) else value
 
 
+def _blank_is_unset(value: object) -> object:
+    """``ANOMALY_WORKERS=`` (compose's ``${ANOMALY_WORKERS:-}``) means not set."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
 _Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
 KeyList = Annotated[list[SecretStr], NoDecode, BeforeValidator(_split_list)]
 HashList = Annotated[list[_Sha256Hex], NoDecode, BeforeValidator(_split_list)]
@@ -130,7 +135,7 @@ class Settings(BaseSettings):
         "installed). Under saturation uvloop served some requests far later than their "
         "turn (docs/performance.md).",
     )
-    workers: int | None = Field(
+    workers: Annotated[int | None, BeforeValidator(_blank_is_unset)] = Field(
         default=None,
         ge=1,
         description="Worker processes of `anomaly-api serve` (`--workers` overrides): unset, "
