@@ -10,6 +10,7 @@ open connections until each worker holds or has served some, bounded in count.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import threading
@@ -148,6 +149,19 @@ def test_metrics_add_up_across_workers(workers: ServerProcess) -> None:
         return ops.get("miss", 0) == sent
 
     eventually(cache_counts_add_up, "every worker's cache misses counted")
+
+    # a worker killed outright: the supervisor starts another; its counts stay in the sum,
+    # its per-worker lines go
+    killed = int(next(iter(_served_versions(workers))))
+    os.kill(killed, signal.SIGKILL)
+
+    def replaced() -> bool:
+        pids = {int(pid) for pid in _served_versions(workers)}
+        return len(pids) == WORKERS and killed not in pids
+
+    eventually(replaced, "the killed worker replaced", 90)
+    (total,) = [s for s in _samples(workers, sample) if s.labels == labels]
+    assert total.value == sent
 
 
 def _half_sent(port: int, body: bytes) -> socket.socket:

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from anomaly_api.service.metrics_multiprocess import MULTIPROC_ENV
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -34,8 +36,6 @@ __all__ = [
 
 WORKER_APP = "anomaly_api.cli.workers:worker_app"
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-"""Where prometheus_client's multiprocess mode keeps every worker's metric files."""
 
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 OVERCOMMIT = 2

@@ -17,13 +17,17 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterable
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-__all__ = ["MIRROR_PERIOD_S", "CollectorMirror"]
+__all__ = ["MIRROR_PERIOD_S", "MULTIPROC_ENV", "CollectorMirror"]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""Where prometheus_client's multiprocess mode keeps every worker's metric files."""
 
 MIRROR_PERIOD_S = 5.0
 """How old another worker's collector values may be in a scrape (a third of the usual
@@ -32,6 +36,23 @@ MIRROR_PERIOD_S = 5.0
 _log = logging.getLogger(__name__)
 
 LabelKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def _dead_workers() -> set[int]:
+    """Pids with per-worker gauge files whose process is gone."""
+    directory = Path(os.environ[MULTIPROC_ENV])
+    pids = {int(path.stem.rsplit("_", 1)[1]) for path in directory.glob("gauge_live*_*.db")}
+    return {pid for pid in pids if not _alive(pid)}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # no signal sent: only whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, another user's
+    return True
 
 
 class CollectorMirror:
@@ -111,8 +132,11 @@ class CollectorMirror:
 
     def render(self) -> bytes:
         """Every worker's metrics combined, in Prometheus text format (this one's copied
-        first, so they are as fresh as in one process)."""
+        first, so they are as fresh as in one process; a worker that died without its
+        shutdown, killed, has its per-worker gauges dropped here)."""
         self.sync()
+        for pid in _dead_workers():
+            mark_process_dead(pid)  # type: ignore[no-untyped-call]
         combined = CollectorRegistry()
         MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
         return generate_latest(combined)
