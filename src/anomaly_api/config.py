@@ -139,7 +139,7 @@ class Settings(BaseSettings):
         default=None,
         ge=1,
         description="Worker processes of `anomaly-api serve` (`--workers` overrides): unset, "
-        "one per core the process may use (CPU affinity and cgroup v2 `cpu.max` quota) "
+        "one per core the process may use (CPU affinity and cgroup CPU quota) "
         "when `REDIS_URL` is set, else 1. More than 1 needs `REDIS_URL` (docs/operations.md).",
     )
     worker_start_timeout_s: int = Field(

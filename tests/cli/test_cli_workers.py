@@ -113,6 +113,16 @@ def test_several_workers_run_the_factory_with_a_fresh_metrics_directory(
     assert MULTIPROC_ENV not in os.environ
 
 
+def test_a_blank_setting_is_the_default(
+    uvicorn_calls: list[tuple[Any, dict[str, Any], str | None]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANOMALY_WORKERS", "")  # compose's ${ANOMALY_WORKERS:-}
+    result = _serve()  # no Redis: the default is one worker
+    assert result.exit_code == 0, result.output
+    ((target, _, _),) = uvicorn_calls
+    assert not isinstance(target, str)
+
+
 def test_the_default_is_one_worker_per_core_with_redis_and_one_without() -> None:
     assert resolve_workers(None, shared=True, cores=6) == 6
     assert resolve_workers(None, shared=False, cores=6) == 1
@@ -150,5 +160,18 @@ def test_the_tightest_cgroup_quota_counts(tmp_path: Path) -> None:
     assert _cgroup(tmp_path / "b", "0::/pod/app\n", {"pod/app": "max 100000"}) is None
     # inside a container the namespace root is its own cgroup: "0::/"
     assert _cgroup(tmp_path / "c", "0::/\n", {".": "200000 100000"}) == 2.0
-    # a cgroup v1 host has no "0::" line and no cpu.max
-    assert _cgroup(tmp_path / "d", "4:memory:/x\n1:cpu:/\n", {}) is None
+    # a cgroup v1 host: the cpu controller's quota files, "-1" for none
+    v1 = "4:memory:/x\n3:cpu,cpuacct:/pod\n0::/\n"
+    assert _cgroup(tmp_path / "d", v1, {}) is None
+    assert _v1(tmp_path / "e", v1, "cpu,cpuacct/pod", "250000", "100000") == 2.5
+    assert _v1(tmp_path / "f", v1, "cpu,cpuacct", "-1", "100000") is None
+
+
+def _v1(tmp_path: Path, own: str, relative: str, quota: str, period: str) -> float | None:
+    directory = tmp_path / "cgroup" / relative
+    directory.mkdir(parents=True)
+    (directory / "cpu.cfs_quota_us").write_text(f"{quota}\n")
+    (directory / "cpu.cfs_period_us").write_text(f"{period}\n")
+    proc = tmp_path / "proc-self-cgroup"
+    proc.write_text(own)
+    return cgroup_cpu_limit(tmp_path / "cgroup", proc)

@@ -4,8 +4,9 @@ Each worker is a whole service (its own model in memory, caches, drift window) s
 nothing with the others but Redis and the artifact directory; uvicorn's supervisor binds
 the socket once, starts the workers and restarts them one at a time on SIGHUP. The
 default is one worker per core the process may use, counting its CPU affinity and the
-cgroup v2 quota (``cpu.max``) a container limit sets: ``os.cpu_count`` sees the host's
-cores, not the container's, and a worker per host core on a 2-core quota only contends.
+cgroup CPU quota a container limit sets (v2 ``cpu.max``, v1 CFS quota): ``os.cpu_count``
+sees the host's cores, not the container's, and a worker per host core on a 2-core quota
+only contends. No library reads the quota (``os.process_cpu_count`` counts affinity only).
 """
 
 from __future__ import annotations
@@ -45,26 +46,43 @@ OVERCOMMIT = 2
 def cgroup_cpu_limit(
     root: Path = _CGROUP_ROOT, proc_cgroup: Path = Path("/proc/self/cgroup")
 ) -> float | None:
-    """Cores the cgroup v2 ``cpu.max`` quotas allow this process (the tightest of its
-    cgroup and its ancestors), or ``None`` when no quota is set or readable."""
+    """Cores the cgroup CPU quotas allow this process, the tightest of its cgroup and its
+    ancestors (v2 ``cpu.max``; v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` on older
+    hosts), or ``None`` when no quota is set or readable."""
     try:
         lines = proc_cgroup.read_text().splitlines()
     except OSError:
         return None
-    own = next((line[3:] for line in lines if line.startswith("0::")), "/")
     limits: list[float] = []
-    directory = root / own.strip("/")
-    while True:
-        try:
-            quota, period = (directory / "cpu.max").read_text().split()[:2]
-            if quota != "max" and float(period) > 0:
-                limits.append(float(quota) / float(period))
-        except (OSError, ValueError):
-            pass  # no cpu.max here (the root cgroup, a v1 host) or unreadable
-        if directory == root or root not in directory.parents:
-            break
-        directory = directory.parent
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers and "cpu" not in controllers.split(","):
+            continue
+        base = root / controllers if controllers else root  # v1: one mount per controller
+        directory = base / path.strip("/")
+        while True:  # inside a container the leaf may not exist: its mount is the base
+            limit = _quota(directory)
+            if limit is not None:
+                limits.append(limit)
+            if directory == base or base not in directory.parents:
+                break
+            directory = directory.parent
     return min(limits) if limits else None
+
+
+def _quota(directory: Path) -> float | None:
+    """Cores the quota set on ``directory`` allows, or ``None`` (none set, unreadable)."""
+    try:
+        if (directory / "cpu.max").exists():
+            quota, period = (directory / "cpu.max").read_text().split()[:2]
+        else:
+            quota = (directory / "cpu.cfs_quota_us").read_text().strip()
+            period = (directory / "cpu.cfs_period_us").read_text().strip()
+        if quota in ("max", "-1") or float(period) <= 0:
+            return None
+        return float(quota) / float(period)
+    except (OSError, ValueError):
+        return None
 
 
 def available_cores() -> int:
