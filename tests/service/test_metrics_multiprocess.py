@@ -12,7 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = pytest.mark.process  # a child interpreter
 
 SCRIPT = """
 import json
