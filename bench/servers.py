@@ -66,21 +66,14 @@ class Server:
 
 @contextmanager
 def uvicorn_server(
-    name: str,
-    app: str,
-    env: Mapping[str, str],
-    *,
-    factory: bool,
-    ready_path: str,
-    loop: str = "asyncio",
-    workers: int = 1,
-) -> Iterator[Server]:
+    name: str, app: str, env: Mapping[str, str], *, factory: bool, ready_path: str,
+    loop: str = "asyncio", workers: int = 1,
+) -> Iterator[Server]:  # fmt: skip
     """Run ``app`` under uvicorn with ``workers`` workers on a free port until the block
     ends, on the standard asyncio loop unless told (the service's default, ``ANOMALY_LOOP``)."""
     port = free_port()
     args = [sys.executable, "-m", "uvicorn", app, "--host", HOST, "--port", str(port)]
-    args += ["--workers", str(workers), "--loop", loop, "--log-level", "warning"]
-    args.append("--no-access-log")
+    args += ["--workers", str(workers), "--loop", loop, "--log-level", "warning", "--no-access-log"]
     if factory:
         args.append("--factory")
     started = time.perf_counter()
