@@ -152,9 +152,9 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(
         default=256,
         ge=0,
-        description="Admission control: requests served at once (health and metrics routes "
-        "not counted); past it a request is answered 503 `overloaded` with Retry-After at "
-        "once instead of queueing. 0 turns it off.",
+        description="Admission control: requests served at once by each worker process "
+        "(health and metrics routes not counted); past it a request is answered 503 "
+        "`overloaded` with Retry-After at once instead of queueing. 0 turns it off.",
     )
     overload_retry_after_s: int = Field(
         default=1, ge=1, description="Retry-After (s) of a 503 `overloaded`."
