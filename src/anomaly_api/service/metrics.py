@@ -260,10 +260,10 @@ class ServiceMetrics:
 
     def set_model_version(self, version: str | None) -> None:
         """Point the model-info gauge at the version now served."""
-        if self._served_version is not None:
-            # Under several workers the file keeps a removed child: say it is not served.
+        if not self.multiprocess:
+            self.model_info.clear()
+        elif self._served_version is not None:  # the shared file cannot drop a line: 0
             self.model_info.labels(self._served_version).set(0)
-        self.model_info.clear()
         self._served_version = version
         if version is not None:
             self.model_info.labels(version).set(1)
