@@ -110,4 +110,7 @@ STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
     CMD ["python", "-c", "__import__('urllib.request').request.urlopen('http://127.0.0.1:'+__import__('os').environ.get('ANOMALY_PORT','8000')+'/health/ready',timeout=2)"]
 
+# Worker processes: with REDIS_URL, one per core the container may use (its CPU affinity and
+# cgroup quota: `docker run --cpus 2` gives 2), without Redis 1; ANOMALY_WORKERS sets it.
+# Each worker holds its own model in memory (docs/operations.md, "Worker processes").
 CMD ["anomaly-api", "serve"]

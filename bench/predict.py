@@ -1,6 +1,6 @@
 """Section ``predict``: model scoring in process, then ``/predict`` and ``/predict/batch`` over
 HTTP for the bare endpoint and the service on each backend, the cache, start and memory,
-and where requests run (event loop or thread pool)."""
+and where requests run (event loop or thread pool); then both event loops and two workers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -22,8 +23,10 @@ import orjson
 from bench import lag_probe
 from bench.data import N_FEATURES, batch_body
 from bench.load import connect, post_many, run_wrk, send
+from bench.report import ratio
 from bench.servers import (
     PROBED_APP,
+    WORKER_APP,
     Server,
     bare_server,
     redis_server,
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
 BACKENDS = ("fast", "numpy", "sklearn")
 """Values of ANOMALY_INFERENCE_BACKEND: the compiled C kernel, NumPy, scikit-learn."""
 CONNECTIONS = (1, 16, 64)
+LOOP_CONNECTIONS = (16, 64, 256)
 
 
 def served(model: Any, scorer: Any, X: np.ndarray) -> object:
@@ -244,4 +248,41 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-PARTS = {"inprocess": inprocess, "http": over_http, "by_name": by_name}
+def brief(ctx: Context, server: Server, connections: int) -> dict[str, float]:
+    """Throughput, p50, p99 and errors of one wrk run against ``/predict``."""
+    run = run_wrk(server.port, "/predict", connections, ctx.size(1.0, 5.0), workdir=ctx.workdir)
+    return {k: run[k] for k in ("requests_per_s", "p50_ms", "p99_ms", "errors")}
+
+
+def scaling(ctx: Context) -> dict[str, Any]:
+    """Ours and bare on both event loops at 16-256 connections, one worker each; then two
+    workers at 64 connections: bare, and ours as ``serve --workers 2`` runs it (each worker
+    the same factory, metrics in multiprocess mode, one Redis) against one worker of ours
+    on that Redis."""
+    env = service_env(ctx.artifacts, "fast")
+    loops: dict[str, Any] = {}
+    for loop in ("asyncio", "uvloop"):
+        for name, server in (("bare", bare_server(loop=loop)),
+                             ("ours", service_server("ours", env, loop=loop))):  # fmt: skip
+            with server as s:
+                runs = {str(c): brief(ctx, s, c) for c in LOOP_CONNECTIONS}
+            loops.setdefault(loop, {})[name] = runs
+    two: dict[str, Any] = {}
+    with redis_server() as url, tempfile.TemporaryDirectory() as metrics:
+        shared = service_env(ctx.artifacts, "fast", url)
+        multi = {**shared, "PROMETHEUS_MULTIPROC_DIR": metrics}
+        servers = {
+            "bare_2": bare_server(workers=2),
+            "ours_1": service_server("ours-1", shared),
+            "ours_2": service_server("ours-2", multi, app=WORKER_APP, workers=2),
+        }
+        for name, server in servers.items():
+            with server as s:
+                two[name] = brief(ctx, s, 64)
+    rps = {name: run["requests_per_s"] for name, run in two.items()}
+    two["ours_2_vs_bare_2"] = ratio(rps["ours_2"], rps["bare_2"])
+    two["ours_2_vs_ours_1"] = ratio(rps["ours_2"], rps["ours_1"])
+    return {"scaling": {"loops": loops, "workers_c64": two}}
+
+
+PARTS = {"inprocess": inprocess, "http": over_http, "scaling": scaling, "by_name": by_name}

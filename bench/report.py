@@ -62,6 +62,10 @@ TARGETS: list[tuple[str, str, str, float, tuple[str, ...]]] = [
      ("ratios", "fast_vs_bare_rps_c64")),
     ("13", "/predict p99 ÷ bare p99 at 64 connections", "<=", 2.0,
      ("ratios", "fast_vs_bare_p99_c64")),
+    ("21", "--workers 2 rps ÷ bare with 2 workers at 64 connections", ">=", 0.7,
+     ("scaling", "workers_c64", "ours_2_vs_bare_2")),
+    ("21", "--workers 2 rps ÷ one worker of ours at 64 connections", ">=", 1.5,
+     ("scaling", "workers_c64", "ours_2_vs_ours_1")),
     ("13", "scoring speed-up, 1 row", ">=", 50.0, ("ratios", "scoring_speedup_1_rows")),
     ("13", "scoring speed-up, 1,000 rows", ">=", 2.5, ("ratios", "scoring_speedup_1000_rows")),
     ("13", "/predict/batch 1,000 rows p50 (ms)", "<=", 12.0, ("batch", "fast", "p50_ms")),
@@ -137,7 +141,7 @@ def table(results: dict[str, Any]) -> str:
     if "ratio_memory" in streams and "state_per_stream" in streams:
         lines += streams_table(streams)
     lines += flat_table("streams", {k: v for k, v in streams.items() if k == "stores"})
-    for key in ("bulk", "drift_overhead", "drift_tracker", "kernel", "cost", "quality"):
+    for key in ("scaling", "bulk", "drift_overhead", "drift_tracker", "kernel", "cost", "quality"):
         lines += flat_table(key, results.get(key, {}))
     lines += targets_table(results["targets"])
     for section, error in results.get("failed_sections", {}).items():

@@ -1,4 +1,4 @@
-"""The suite's servers on loopback: uvicorn (one worker) and a throwaway Redis.
+"""The suite's servers on loopback: uvicorn (one worker unless told) and a throwaway Redis.
 
 The port, environment and Redis helpers are ``anomaly_api.testing``'s, shared with the tests.
 """
@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from anomaly_api.testing import HOST, clean_env, free_port, throwaway_redis, wait_for_port
 from bench.data import ROOT
@@ -22,6 +23,8 @@ from bench.data import ROOT
 SERVICE_APP = "anomaly_api.api.app:create_app"
 BARE_APP = "bench.bare_app:app"
 """The ceiling: a bare FastAPI endpoint taking ``/predict``'s body."""
+WORKER_APP = "anomaly_api.cli.workers:worker_app"
+"""What each worker of ``anomaly-api serve --workers N`` runs."""
 PROBED_APP = "bench.lag_probe:create_probed_app"
 """The service plus the event-loop lag / GC probe's route (``--lag-probe``)."""
 READY_TIMEOUT_S = 180.0  # generous: a loaded CI machine starts servers slowly
@@ -63,13 +66,14 @@ class Server:
 
 @contextmanager
 def uvicorn_server(
-    name: str, app: str, env: Mapping[str, str], *, factory: bool, ready_path: str
-) -> Iterator[Server]:
-    """Run ``app`` under uvicorn with one worker on a free port until the block ends, on
-    the standard asyncio loop (the service's default, ``ANOMALY_LOOP``)."""
+    name: str, app: str, env: Mapping[str, str], *, factory: bool, ready_path: str,
+    loop: str = "asyncio", workers: int = 1,
+) -> Iterator[Server]:  # fmt: skip
+    """Run ``app`` under uvicorn with ``workers`` workers on a free port until the block
+    ends, on the standard asyncio loop unless told (the service's default, ``ANOMALY_LOOP``)."""
     port = free_port()
     args = [sys.executable, "-m", "uvicorn", app, "--host", HOST, "--port", str(port)]
-    args += ["--workers", "1", "--loop", "asyncio", "--log-level", "warning", "--no-access-log"]
+    args += ["--workers", str(workers), "--loop", loop, "--log-level", "warning", "--no-access-log"]
     if factory:
         args.append("--factory")
     started = time.perf_counter()
@@ -156,12 +160,12 @@ def service_env(artifacts_dir: Path, backend: str, redis_url: str | None = None)
 
 
 def service_server(
-    name: str, env: Mapping[str, str], *, app: str = SERVICE_APP
+    name: str, env: Mapping[str, str], *, app: str = SERVICE_APP, **kw: Any
 ) -> AbstractContextManager[Server]:
-    """The service, built by its app factory (``app``), under uvicorn with one worker."""
-    return uvicorn_server(name, app, env, factory=True, ready_path="/health/ready")
+    """The service, built by its app factory (``app``), under uvicorn (``kw``: loop, workers)."""
+    return uvicorn_server(name, app, env, factory=True, ready_path="/health/ready", **kw)
 
 
-def bare_server() -> AbstractContextManager[Server]:
-    """The bare endpoint (``bench/bare_app.py``) under uvicorn with one worker."""
-    return uvicorn_server("bare", BARE_APP, {}, factory=False, ready_path="/health/ready")
+def bare_server(**kw: Any) -> AbstractContextManager[Server]:
+    """The bare endpoint (``bench/bare_app.py``) under uvicorn (``kw``: loop, workers)."""
+    return uvicorn_server("bare", BARE_APP, {}, factory=False, ready_path="/health/ready", **kw)

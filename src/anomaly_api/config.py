@@ -35,6 +35,11 @@ def _upper(value: object) -> object:
     return value.upper() if isinstance(value, str) else value
 
 
+def _blank_is_unset(value: object) -> object:
+    """``ANOMALY_WORKERS=`` (compose's ``${ANOMALY_WORKERS:-}``) means not set."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
 _Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
 KeyList = Annotated[list[SecretStr], NoDecode, BeforeValidator(_split_list)]
 HashList = Annotated[list[_Sha256Hex], NoDecode, BeforeValidator(_split_list)]
@@ -147,12 +152,26 @@ class Settings(BaseSettings):
         "installed). Under saturation uvloop served some requests far later than their "
         "turn (docs/performance.md).",
     )
+    workers: Annotated[int | None, BeforeValidator(_blank_is_unset)] = Field(
+        default=None,
+        ge=1,
+        description="Worker processes of `anomaly-api serve` (`--workers` overrides): unset, "
+        "one per core the process may use (CPU affinity and cgroup CPU quota) "
+        "when `REDIS_URL` is set, else 1. More than 1 needs `REDIS_URL` (docs/operations.md).",
+    )
+    worker_start_timeout_s: int = Field(
+        default=60,
+        ge=1,
+        description="Several workers: how long a new worker (SIGHUP replaces each in turn) "
+        "may take to load its model before the replacement is given up, the old one kept; "
+        "also how long a worker may leave the supervisor's health ping unanswered.",
+    )
     max_in_flight: int = Field(
         default=256,
         ge=0,
-        description="Admission control: requests served at once (health and metrics routes "
-        "not counted); past it a request is answered 503 `overloaded` with Retry-After at "
-        "once instead of queueing. 0 turns it off.",
+        description="Admission control: requests served at once by each worker process "
+        "(health and metrics routes not counted); past it a request is answered 503 "
+        "`overloaded` with Retry-After at once instead of queueing. 0 turns it off.",
     )
     overload_retry_after_s: int = Field(
         default=1, ge=1, description="Retry-After (s) of a 503 `overloaded`."

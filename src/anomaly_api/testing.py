@@ -13,6 +13,7 @@ and ``scripts/`` alike.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -161,8 +162,9 @@ def _http_status(url: str) -> int | None:
 class ServerProcess:
     """``anomaly-api serve`` on a free loopback port; its output goes to ``log_path``.
 
-    ``env`` holds the ``ANOMALY_*`` settings (nothing else of the kind is inherited);
-    ``program`` is how to run the CLI (the default: this interpreter's module).
+    ``env`` holds the ``ANOMALY_*`` settings (nothing else of the kind is inherited; one
+    worker unless ``ANOMALY_WORKERS`` says otherwise); ``program`` is how to run the CLI
+    (the default: this interpreter's module).
     """
 
     def __init__(
@@ -182,9 +184,10 @@ class ServerProcess:
             self.process = subprocess.Popen(  # noqa: S603 (our own fixed command)
                 command,
                 cwd=workdir,
-                env=clean_env(env),
+                env=clean_env({"ANOMALY_WORKERS": "1", **(env or {})}),
                 stdout=sink,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: workers are killed with it
             )
 
     def wait_ready(self, timeout_s: float = 90.0, path: str = "/health/ready") -> None:
@@ -225,15 +228,15 @@ class ServerProcess:
         try:
             return self.process.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+            self.kill()
             return -9
 
     def kill(self) -> None:
-        """End the server if it still runs (SIGKILL) and reap it."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+        """End the server and its worker processes if any still run (SIGKILL to the
+        process group), and reap it."""
+        with contextlib.suppress(ProcessLookupError):  # gone: the server and its workers
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
 
 
 @contextmanager

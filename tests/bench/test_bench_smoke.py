@@ -51,6 +51,15 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
     assert probed["lag_probe"]["loop_lag"]["count"] > 0
     assert probed["in_app_latency"]["requests"] > 0
 
+    scaling = results["scaling"]
+    for loop in ("asyncio", "uvloop"):
+        for runs in scaling["loops"][loop].values():
+            assert set(runs) == {"16", "64", "256"}
+            assert all(sane(run["requests_per_s"]) for run in runs.values())
+    two = scaling["workers_c64"]
+    assert all(two[name]["errors"] == 0 for name in ("bare_2", "ours_1", "ours_2"))
+    assert sane(two["ours_2_vs_bare_2"])
+    assert sane(two["ours_2_vs_ours_1"])
     streams = results["streams"]
     for key in ("predict", "streams_memory", "streams_redis"):
         assert streams[key]["requests"] > 0
@@ -108,7 +117,7 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
         assert fault4["most_frequent_top1"] in fault4["known_variables"]
 
     targets = results["targets"]
-    assert len(targets) == 16
+    assert len(targets) == 18
     assert all(isinstance(t["met"], bool) for t in targets)
     markdown = out.with_suffix(".md").read_text()
     assert markdown.startswith("Run: `python -m bench` (smoke; sections predict.inprocess")

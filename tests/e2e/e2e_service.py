@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import socket
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from anomaly_api.testing import ServerProcess, running_server
 
-__all__ = ["ServerProcess", "cli_path", "run_service"]
+__all__ = [
+    "ServerProcess",
+    "cli_path",
+    "eventually",
+    "read_response",
+    "refuses_connections",
+    "run_service",
+]
 
 
 def cli_path() -> str:
@@ -37,3 +48,30 @@ def run_service(
         ready_timeout_s=ready_timeout_s,
     ) as service:
         yield service
+
+
+def eventually(check: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+    """Poll ``check`` until it holds; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not before the deadline"
+        time.sleep(0.1)
+
+
+def refuses_connections(port: int) -> bool:
+    """Whether nothing accepts connections on the loopback ``port`` any more."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return False
+    except OSError:
+        return True
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict[str, Any]]:
+    """Status and JSON body of the one response on ``sock`` (the server closes it after)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, json.loads(body)

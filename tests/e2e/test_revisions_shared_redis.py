@@ -4,13 +4,13 @@ Redis killed, the admin call still succeeds locally and the announcement goes ou
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from e2e_service import eventually
 from prometheus_client.parser import text_string_to_metric_families
 
 from anomaly_api.testing import RedisServer, ServerProcess, running_server, throwaway_redis
@@ -56,13 +56,6 @@ def _metric(server: ServerProcess, name: str, **labels: str) -> float | None:
     return None
 
 
-def _eventually(check: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not before the deadline"
-        time.sleep(0.1)
-
-
 def _version(server: ServerProcess) -> str:
     version: str = httpx.get(f"{server.url}/model/info", timeout=10).json()["version"]
     return version
@@ -89,7 +82,7 @@ def _two_replicas(
         running_server(_workdir(tmp_path, "a"), env) as a,
         running_server(_workdir(tmp_path, "b"), env) as b,
     ):
-        _eventually(lambda: _subscribed(a) and _subscribed(b), "both subscribed")
+        eventually(lambda: _subscribed(a) and _subscribed(b), "both subscribed")
         yield a, b, env
 
 
@@ -102,7 +95,7 @@ def test_a_revision_made_on_one_replica_is_served_by_all(
         assert moved.json()["announced"] is True
         assert moved.json()["model_version"] == "tiny-1-f05"
 
-        _eventually(lambda: _version(b) == "tiny-1-f05", "b serves the revision")
+        eventually(lambda: _version(b) == "tiny-1-f05", "b serves the revision")
         answer = httpx.post(f"{b.url}/predict", json={"features": NORMAL}, timeout=10)
         assert answer.json()["model_version"] == "tiny-1-f05"
         assert _metric(b, "anomaly_model_revisions_total", result="followed") == 1
@@ -112,12 +105,12 @@ def test_a_revision_made_on_one_replica_is_served_by_all(
         back = httpx.post(f"{b.url}/admin/reload", params={"version": "tiny-1"}, timeout=30)
         assert back.status_code == 200, back.text
         assert back.json()["announced"] is True
-        _eventually(lambda: _version(a) == "tiny-1", "a rolled back")
+        eventually(lambda: _version(a) == "tiny-1", "a rolled back")
 
         # a replica started later catches up from the last announcement: it starts on
         # LATEST (the revision; a reload does not move LATEST), then follows to tiny-1
         with running_server(_workdir(tmp_path, "c"), env) as c:
-            _eventually(lambda: _version(c) == "tiny-1", "c follows the last announcement")
+            eventually(lambda: _version(c) == "tiny-1", "c follows the last announcement")
             assert _metric(c, "anomaly_model_revisions_total", result="followed") == 1
 
 
@@ -132,7 +125,7 @@ def test_a_replica_without_the_version_keeps_its_model(
             _workdir(tmp_path, "b"), _env(_artifacts(tmp_path, "disk-b"), redis_server.url)
         ) as b,
     ):
-        _eventually(lambda: _subscribed(a) and _subscribed(b), "both subscribed")
+        eventually(lambda: _subscribed(a) and _subscribed(b), "both subscribed")
         moved = _move_thresholds(a, "tiny-1-only-a")
         assert moved.status_code == 200, moved.text
         assert moved.json()["announced"] is True
@@ -140,7 +133,7 @@ def test_a_replica_without_the_version_keeps_its_model(
         def b_counted_it() -> bool:
             return _metric(b, "anomaly_model_revisions_total", result="failed") == 1
 
-        _eventually(b_counted_it, "b counts the version it could not load")
+        eventually(b_counted_it, "b counts the version it could not load")
         assert _version(b) == "tiny-1"
         assert _version(a) == "tiny-1-only-a"
         (line,) = [r for r in b.log_records() if "not followed" in r["message"]]
@@ -165,6 +158,6 @@ def test_redis_down_the_admin_call_still_succeeds_and_is_announced_later(
         assert _version(b) == "tiny-1"
 
         redis_server.start()  # empty, on the same port: the unsent announcement goes now
-        _eventually(lambda: _version(b) == "tiny-1-offline", "b follows once Redis is back")
+        eventually(lambda: _version(b) == "tiny-1-offline", "b follows once Redis is back")
         health = httpx.get(f"{a.url}/health", timeout=10).json()
         assert health["revisions"]["unsent_version"] is None

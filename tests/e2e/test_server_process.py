@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from e2e_service import read_response, refuses_connections
 
 from anomaly_api.artifacts import MODEL_FILE, load_artifact
 from anomaly_api.testing import ServerProcess, running_server
@@ -34,24 +35,6 @@ def _in_progress(server: ServerProcess) -> float:
         if line.startswith("anomaly_http_requests_in_progress "):
             return float(line.split()[1])
     raise AssertionError("no in-progress gauge in /metrics")
-
-
-def _refuses_connections(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return False
-    except OSError:
-        return True
-
-
-def _read_response(sock: socket.socket) -> tuple[int, dict[str, Any]]:
-    """Status and JSON body of the one response on ``sock`` (the server closes it after)."""
-    data = b""
-    while chunk := sock.recv(65536):
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    return status, json.loads(body)
 
 
 def test_sigterm_finishes_in_flight_requests_and_exits_zero(
@@ -80,13 +63,13 @@ def test_sigterm_finishes_in_flight_requests_and_exits_zero(
             time.sleep(0.05)
         server.signal(signal.SIGTERM)
         deadline = time.monotonic() + 30
-        while not _refuses_connections(server.port):  # SIGTERM handled: no new connections
+        while not refuses_connections(server.port):  # SIGTERM handled: no new connections
             assert time.monotonic() < deadline, "the server kept accepting connections"
             time.sleep(0.05)
         answers = []
         for sock, body in zip(sockets, bodies, strict=True):
             sock.sendall(body[len(body) // 2 :])
-            answers.append(_read_response(sock))
+            answers.append(read_response(sock))
             sock.close()
         exit_code = server.wait_exit()
     assert [status for status, _ in answers] == [200] * n_requests

@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = ServiceMetrics(anomaly_window=settings.metrics_anomaly_window)
     keyring = KeyRing.from_settings(settings)
     monitor = ModelMonitor(settings)  # drift, service alarms, expected rate
-    metrics.registry.register(monitor)  # statistics computed at scrape time
+    metrics.register(monitor)  # statistics computed at scrape time
     fleet_metrics = FleetMetrics(metrics.registry, max_models=settings.metrics_max_models)
 
     @asynccontextmanager
@@ -141,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             revisions.on_model = fleet.follow_aliases
             revisions.start()
         jobs = runner_from_settings(settings)  # its heartbeat starts with its first job
+        metrics.start_sharing()  # one of several workers: the collectors' values for all
         try:
             yield {
                 "settings": settings,
@@ -157,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             }
         finally:
             await jobs.close()
+            await metrics.stop_sharing()
             if revisions is not None:
                 await revisions.close()
             if uninstall is not None:

@@ -1,11 +1,12 @@
 """``anomaly-api serve``: train the default model when there is none, then run uvicorn.
 
-One worker per process (the model lives in memory once); scale with replicas.
+One worker serves the app built here; more run under uvicorn's supervisor, each a whole
+service built by ``workers.worker_app`` (see ``anomaly_api.cli.workers``).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -25,6 +26,13 @@ def serve(
         Literal["asyncio", "uvloop", "auto"] | None,
         typer.Option(help="Event loop: asyncio, uvloop or auto (default: ANOMALY_LOOP)."),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Worker processes (default: ANOMALY_WORKERS, else one per available core "
+            "with REDIS_URL, 1 without). More than 1 needs REDIS_URL.",
+        ),
+    ] = None,
     train_if_missing: Annotated[
         bool,
         typer.Option(
@@ -38,6 +46,7 @@ def serve(
 
     from anomaly_api.api.app import create_app
     from anomaly_api.artifacts import latest_version
+    from anomaly_api.cli import workers as multiprocess
     from anomaly_api.cli.shutdown import exit_cleanly_after_sigterm
     from anomaly_api.config import SettingsError, get_settings
     from anomaly_api.logging_config import configure_logging
@@ -48,6 +57,14 @@ def serve(
         fail(str(exc))
     updates = {"host": host, "port": port, "loop": loop}
     settings = settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
+    try:
+        n_workers = multiprocess.resolve_workers(
+            workers if workers is not None else settings.workers,
+            shared=settings.redis_url is not None,
+            cores=multiprocess.available_cores(),
+        )
+    except ValueError as exc:
+        fail(str(exc))
     with user_errors():
         no_model = settings.model_version is None and latest_version(settings.artifacts_dir) is None
         if no_model and train_if_missing:
@@ -62,13 +79,18 @@ def serve(
             train_default_model(settings.artifacts_dir)
     configure_logging(settings.log_level, settings.log_format)
     exit_cleanly_after_sigterm()
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        loop=settings.loop,
-        log_level=settings.log_level.lower(),
-        log_config=None,  # configure_logging's JSON/text handlers
-        access_log=False,  # one access line per request comes from the app
-        timeout_graceful_shutdown=settings.shutdown_timeout_s,
-    )
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": settings.loop,
+        "log_level": settings.log_level.lower(),
+        "log_config": None,  # configure_logging's JSON/text handlers
+        "access_log": False,  # one access line per request comes from the app
+        "timeout_graceful_shutdown": settings.shutdown_timeout_s,
+    }
+    if n_workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    progress(f"serving with {n_workers} worker processes")
+    options["timeout_worker_healthcheck"] = settings.worker_start_timeout_s
+    multiprocess.run_workers(n_workers, options)

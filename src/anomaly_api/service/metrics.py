@@ -4,6 +4,11 @@
 so building the app twice (tests, reloads) never raises "Duplicated timeseries". The
 cache keeps its own plain counters (``CacheCounters``); a collector reads them at scrape
 time, so the cache never imports Prometheus.
+
+Under several workers (``PROMETHEUS_MULTIPROC_DIR`` set before prometheus_client is
+imported) every metric is written to that directory and ``render`` sums the workers'
+files, so whichever worker is scraped answers for all; the collectors' values are copied
+there by a ``CollectorMirror`` (``metrics_multiprocess``).
 """
 
 from __future__ import annotations
@@ -21,16 +26,25 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client import values as prometheus_values
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from anomaly_api.service.cache.base import CacheCounters
+from anomaly_api.service.metrics_multiprocess import CollectorMirror
 from anomaly_api.service.streams.events import FEEDBACK_LABELS
 
-__all__ = ["CONTENT_TYPE_LATEST", "ServiceMetrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "ServiceMetrics", "multiprocess_mode"]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _ROW_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 _BREAKER_STATES = ("closed", "open", "half_open")
+
+
+def multiprocess_mode() -> bool:
+    """Whether prometheus_client writes this process's metrics to shared files (decided
+    when it was imported, from ``PROMETHEUS_MULTIPROC_DIR``)."""
+    return prometheus_values.ValueClass is not prometheus_values.MutexValue
 
 
 class RollingRate:
@@ -115,8 +129,13 @@ class ServiceMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        # Under several workers a gauge says how the workers' values combine: summed,
+        # the most recently set one, or one per worker (a ``pid`` label).
         self.in_progress = Gauge(
-            "anomaly_http_requests_in_progress", "HTTP requests being served now.", registry=r
+            "anomaly_http_requests_in_progress",
+            "HTTP requests being served now.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.shed = Counter(
             "anomaly_http_requests_shed",
@@ -142,10 +161,16 @@ class ServiceMetrics:
             "anomaly_rolling_anomaly_rate",
             f"Share of anomalies among the last ~{anomaly_window} scored rows.",
             registry=r,
+            multiprocess_mode="livemostrecent",
         )
         self.model_info = Gauge(
-            "anomaly_model_info", "1 for the model version being served.", ["version"], registry=r
+            "anomaly_model_info",
+            "1 for the model version being served.",
+            ["version"],
+            registry=r,
+            multiprocess_mode="liveall",
         )
+        self._served_version: str | None = None
         self.model_reloads = Counter(
             "anomaly_model_reloads",
             "Model reload attempts by result (ok, failed).",
@@ -178,6 +203,7 @@ class ServiceMetrics:
             "Precision the feedback received by this replica implies: confirmed / "
             "(confirmed + false_alarm); NaN before any.",
             registry=r,
+            multiprocess_mode="livemostrecent",
         )
         self.event_precision.set(math.nan)
         self._feedback = {label: self.event_feedback.labels(label) for label in FEEDBACK_LABELS}
@@ -196,7 +222,15 @@ class ServiceMetrics:
             self.model_reloads.labels(result)
         self._rate = RollingRate(anomaly_window)
         self._cache = _CacheCollector()
-        r.register(self._cache)
+        self.multiprocess = multiprocess_mode()
+        self.mirror = CollectorMirror() if self.multiprocess else None
+        self.register(self._cache)
+
+    def register(self, collector: Collector) -> None:
+        """Serve ``collector``'s families too (under several workers: through the mirror)."""
+        self.registry.register(collector)
+        if self.mirror is not None:
+            self.mirror.add(collector)
 
     def track_cache(self, cache: CacheCounters | None) -> None:
         """Export this cache's counters from now on (``None`` stops)."""
@@ -226,7 +260,11 @@ class ServiceMetrics:
 
     def set_model_version(self, version: str | None) -> None:
         """Point the model-info gauge at the version now served."""
-        self.model_info.clear()
+        if not self.multiprocess:
+            self.model_info.clear()
+        elif self._served_version is not None:  # the shared file cannot drop a line: 0
+            self.model_info.labels(self._served_version).set(0)
+        self._served_version = version
         if version is not None:
             self.model_info.labels(version).set(1)
 
@@ -253,5 +291,16 @@ class ServiceMetrics:
                 self.event_precision.set(counts["confirmed"] / judged)
 
     def render(self) -> bytes:
-        """The registry in Prometheus text format (``CONTENT_TYPE_LATEST``)."""
-        return generate_latest(self.registry)
+        """The registry in Prometheus text format (``CONTENT_TYPE_LATEST``); under several
+        workers, every worker's metrics combined (this one's collectors copied first)."""
+        return generate_latest(self.registry) if self.mirror is None else self.mirror.render()
+
+    def start_sharing(self) -> None:
+        """One of several workers: copy the collectors' values for the others from now on."""
+        if self.mirror is not None:
+            self.mirror.start()
+
+    async def stop_sharing(self) -> None:
+        """This worker is leaving: its last values copied, its per-worker gauges dropped."""
+        if self.mirror is not None:
+            await self.mirror.stop()
