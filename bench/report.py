@@ -140,8 +140,9 @@ def table(results: dict[str, Any]) -> str:
     streams = results.get("streams", {})
     if "ratio_memory" in streams and "state_per_stream" in streams:
         lines += streams_table(streams)
-    lines += flat_table("streams", {k: v for k, v in streams.items() if k == "stores"})
-    for key in ("scaling", "bulk", "drift_overhead", "drift_tracker", "kernel", "cost", "quality"):
+    lines += flat_table("streams", {k: v for k, v in streams.items() if k.startswith("watch")})
+    flat = ("scaling", "by_name", "bulk", "drift_overhead", "drift_tracker", "kernel", "cost")
+    for key in (*flat, "quality"):
         lines += flat_table(key, results.get(key, {}))
     lines += targets_table(results["targets"])
     for section, error in results.get("failed_sections", {}).items():
