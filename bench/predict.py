@@ -4,15 +4,12 @@ and where requests run (event loop or thread pool); then both event loops and tw
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import statistics
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,7 +48,7 @@ def served(model: Any, scorer: Any, X: np.ndarray) -> object:
 
 def inprocess(ctx: Context) -> dict[str, Any]:
     """``detector_scores`` + ``combine`` for 1/100/1,000 rows per backend against
-    scikit-learn's ``explain``; where a 1,000-row batch's server time goes; JSON parsers."""
+    scikit-learn's ``explain``; where a 1,000-row batch's server time goes."""
     from anomaly_api.api.schemas import PredictBatchRequest
     from anomaly_api.artifacts import load_artifact
     from anomaly_api.detection.fast import compile_scorer
@@ -88,12 +85,7 @@ def inprocess(ctx: Context) -> dict[str, Any]:
         "score_fast_ms": median_ms(partial(served, model, fast, matrix), repeats),
         "score_reference_ms": median_ms(lambda: model.explain(matrix), repeats // 4, 5.0),
     }
-    parsers = {
-        "stdlib_json_ms": median_ms(lambda: json.loads(body), repeats, 5.0),
-        "orjson_ms": median_ms(lambda: orjson.loads(body), repeats, 5.0),
-    }
-    return {"model_scoring": scoring, "batch": {"split": split},
-            "hot_path": {"json_parse_batch": parsers}}  # fmt: skip
+    return {"model_scoring": scoring, "batch": {"split": split}}
 
 
 def wrk(ctx: Context, server: Server, connections: int, seconds: float, **kw: Any) -> Any:
@@ -126,7 +118,7 @@ def facts(server: Server) -> dict[str, Any]:
 
 def over_http(ctx: Context) -> dict[str, Any]:
     """The bare endpoint and every backend at 1/16/64 connections, batches, the cache in
-    process and in Redis, start and RSS, then single rows in threads and batches on the loop."""
+    process and in Redis, start and RSS."""
     seconds, short = ctx.size(1.0, 10.0), ctx.size(1.0, 5.0)
     bodies = [batch_body(i) for i in range(ctx.size(5, 300))]
     out: dict[str, Any] = {"http_predict": {}, "batch": {}, "cache": {}, "servers": {}}
@@ -158,8 +150,6 @@ def over_http(ctx: Context) -> dict[str, Any]:
     ):
         out["cache"]["redis"] = cache_runs(s)
         out["servers"]["fast+redis"] = facts(s)
-    out["hot_path"] = offload(ctx, seconds, short)
-    out["hot_path"]["single_rows_on_loop_c64"] = out["http_predict"]["fast"]["64"]
     return out
 
 
@@ -170,44 +160,6 @@ def restarts(env: dict[str, str], count: int) -> tuple[float, ...]:
         with service_server("restart", env) as server:
             times.append(server.start_to_ready_s)
     return tuple(times)
-
-
-def offload(ctx: Context, seconds: float, short: float) -> dict[str, Any]:
-    """Single rows go to the event loop below ``ANOMALY_OFFLOAD_MIN_ROWS`` (64), batches to a
-    thread. Compared: every request in a thread (throughput at 64 connections), and batches on
-    the loop (how a 1,000-row batch stalls single rows: /predict at one connection meanwhile)."""
-    env = service_env(ctx.artifacts, "fast")
-    hot: dict[str, Any] = {}
-    with serve(ctx, "offload-all", {**env, "ANOMALY_OFFLOAD_MIN_ROWS": "1"}) as s:
-        hot["single_rows_in_thread_c64"] = wrk(ctx, s, 64, seconds)
-    on_loop = {"ANOMALY_OFFLOAD_MIN_ROWS": "100000"}
-    for name, extra in (("batches_in_thread", {}), ("batches_on_loop", on_loop)):
-        with serve(ctx, name, {**env, **extra}) as s, batches_in_background(s.port) as done:
-            run = wrk(ctx, s, 1, short)
-        hot[f"single_row_while_{name}"] = {**run, "batches_done": done["batches"]}
-    return hot
-
-
-@contextmanager
-def batches_in_background(port: int) -> Iterator[dict[str, Any]]:
-    """Keep posting distinct 1,000-row batches, one after another, while the block runs;
-    the count is final once the block has ended."""
-    stop = threading.Event()
-    stats: dict[str, Any] = {"batches": 0}
-
-    def loop() -> None:
-        with connect(port) as conn:
-            while not stop.is_set():
-                send(conn, "/predict/batch", batch_body(1_000_000 + stats["batches"]))
-                stats["batches"] += 1
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield stats
-    finally:
-        stop.set()
-        thread.join(timeout=30)
 
 
 def by_name(ctx: Context) -> dict[str, Any]:

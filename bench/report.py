@@ -225,7 +225,7 @@ def streams_table(streams: dict[str, Any]) -> list[str]:
 
 
 def predict_tables(results: dict[str, Any]) -> list[str]:
-    """/predict and batches per backend, scoring, cache, servers, hot path."""
+    """/predict and batches per backend, scoring, cache, servers."""
     http, batch, split = results["http_predict"], results["batch"], results["batch"]["split"]
     lines = _markdown(
         ["/predict (cache miss)", "conns", "req/s", "p50 ms", "p99 ms", "errors"],
@@ -272,28 +272,7 @@ def predict_tables(results: dict[str, Any]) -> list[str]:
             for name, r in results["servers"].items()
         ],
     )
-    return lines + hot_path_table(results["hot_path"])
-
-
-def hot_path_table(hot: dict[str, Any]) -> list[str]:
-    """Event loop vs thread pool and JSON parsers."""
-    parse = hot["json_parse_batch"]
-    loop, thread = hot["single_rows_on_loop_c64"], hot["single_rows_in_thread_c64"]
-    in_thread = hot["single_row_while_batches_in_thread"]
-    on_loop = hot["single_row_while_batches_on_loop"]
-    return _markdown(
-        ["hot path", "measured"],
-        [
-            ["parse a 1,000-row body, ms",
-             f"json {_f(parse['stdlib_json_ms'])}, orjson {_f(parse['orjson_ms'])}"],
-            ["/predict at 64 conns, req/s (p99 ms)",
-             f"on the event loop {_f(loop['requests_per_s'])} ({_f(loop['p99_ms'])}), "
-             f"in a thread {_f(thread['requests_per_s'])} ({_f(thread['p99_ms'])})"],
-            ["/predict at 1 conn while 1,000-row batches run, p50 / p99 ms",
-             f"batches in a thread {_f(in_thread['p50_ms'])} / {_f(in_thread['p99_ms'])}, "
-             f"on the loop {_f(on_loop['p50_ms'])} / {_f(on_loop['p99_ms'])}"],
-        ],
-    )  # fmt: skip
+    return lines
 
 
 def flat_table(title: str, data: dict[str, Any]) -> list[str]:

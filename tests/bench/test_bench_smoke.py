@@ -43,9 +43,6 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
     for backend in ("in-process", "redis"):
         assert all(run["non_2xx"] == 0 for run in results["cache"][backend].values())
     assert all(sane(f["start_to_ready_s"]) for f in results["servers"].values())
-    hot = results["hot_path"]
-    assert {"stdlib_json_ms", "orjson_ms"} <= set(hot["json_parse_batch"])
-    assert hot["single_row_while_batches_in_thread"]["batches_done"] > 0
     assert "fast_vs_bare_rps_c64" in results["ratios"]
     probed = results["http_predict"]["fast"]["64"]  # a smoke run serves the probed app
     assert probed["lag_probe"]["loop_lag"]["count"] > 0
