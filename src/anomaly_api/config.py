@@ -192,6 +192,12 @@ class Settings(BaseSettings):
     stream_max_window: int = Field(
         default=1024, ge=1, description="Largest trailing window (readings) a stream may keep."
     )
+    stream_adaptation: bool = Field(
+        default=True,
+        description="Each stream's threshold slowly follows its normal operation (frozen on "
+        "anomalies; `false_alarm`/`expected` feedback widens it); a request's `adapt` "
+        "overrides it. Needs a model that kept its scores.",
+    )
     stream_max_events: int = Field(
         default=100,
         ge=1,

@@ -113,6 +113,7 @@ async def append_readings(stream_id: str, request: Request) -> Response:
         top_k=body.top_k,
         alarm_policy=policy,
         predictor=predictor,
+        adapt=body.adapt,
     )
     return _json(answer)
 
