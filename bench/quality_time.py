@@ -227,6 +227,7 @@ def user_tep(window: int, target_fpr: float, faults: range) -> dict[str, Any]:
     each reading through the API answers) with adaptation off and on."""
     from anomaly_api.artifacts import TimeAwareArtifact, load_any_artifact
     from anomaly_api.bulk.backtest import StreamReplayer
+    from anomaly_api.config import get_settings
     from anomaly_api.monitoring.alarms import AlarmPolicy
     from anomaly_api.training.references import adaptation_model, load_references
 
@@ -237,7 +238,9 @@ def user_tep(window: int, target_fpr: float, faults: range) -> dict[str, Any]:
         artifact = load_any_artifact(Path(tmp), None)
         assert isinstance(artifact, TimeAwareArtifact)
         adaptation = adaptation_model(
-            artifact.model, load_references(artifact.path, artifact.manifest).scores
+            artifact.model,
+            load_references(artifact.path, artifact.manifest).scores,
+            get_settings().stream_adaptation_memory,  # ANOMALY_STREAM_ADAPTATION_MEMORY
         )
         streams = {
             on: StreamReplayer(artifact, AlarmPolicy(), "numpy", adaptation if on else None)

@@ -18,9 +18,11 @@ import orjson
 import redis
 
 from anomaly_api.config import Settings
+from anomaly_api.monitoring.adaptation import AdaptationModel
 from anomaly_api.monitoring.alarms import AlarmPolicy
-from anomaly_api.service.stream_alarms import StreamAlarms
+from anomaly_api.service.stream_alarms import Adaptation, StreamAlarms
 from anomaly_api.service.streams import InMemoryStreamStore, RedisStreamStore, StreamStore
+from anomaly_api.service.streams.events import EventInput
 from bench.load import STREAM_LUA, connect, post_many, run_wrk, send
 from bench.report import ratio
 from bench.servers import redis_server, service_env, service_server
@@ -34,6 +36,10 @@ WINDOW = 60
 MODEL_KEY = "bench-model-1"
 T0 = 1_800_000_000
 POLICY = AlarmPolicy(k=3, window=10, cooldown=30)
+ADAPTATION = AdaptationModel(reference=-1.0, spread=0.5)
+EVENT_INPUT = EventInput(np.array([0.5]), np.full((1, CHANNELS), 1 / CHANNELS),
+                         np.zeros((1, CHANNELS)), tuple(f"c{c}" for c in range(CHANNELS)),
+                         np.zeros(CHANNELS), np.ones(CHANNELS))  # fmt: skip
 
 
 def warm_streams(port: int) -> None:
@@ -79,6 +85,10 @@ def over_http(ctx: Context) -> dict[str, Any]:
         out["streams_memory"] = load(server.port, "/", stream_lua)
         for key, mode in (("window_1000", "last"), ("window_1000_all", "all")):
             out[key] = post_many(server.port, "/predict/window", window_bodies(windows, mode))
+    plain = {**service_env(ctx.time_aware, "fast"), "ANOMALY_STREAM_ADAPTATION": "false"}
+    with service_server("streams-memory-unadapted", plain) as server:
+        warm_streams(server.port)
+        out["streams_memory_unadapted"] = load(server.port, "/", stream_lua)
     with (
         redis_server() as url,
         service_server("streams-redis", service_env(ctx.time_aware, "fast", url)) as server,
@@ -88,6 +98,9 @@ def over_http(ctx: Context) -> dict[str, Any]:
     base = out["predict"]["requests_per_s"]
     out["ratio_memory"] = ratio(out["streams_memory"]["requests_per_s"], base)
     out["ratio_redis"] = ratio(out["streams_redis"]["requests_per_s"], base)
+    out["adaptation_cost"] = ratio(  # time per reading, adaptation on / off (events on)
+        out["streams_memory_unadapted"]["requests_per_s"], out["streams_memory"]["requests_per_s"]
+    )
     return {"streams": out}
 
 
@@ -144,10 +157,16 @@ async def redis_bytes(url: str, streams: int) -> dict[str, Any]:
 
 
 async def _appends(
-    store: StreamStore, n: int, tag: str, alarms: StreamAlarms | None = None, tasks: int = 1
+    store: StreamStore,
+    n: int,
+    tag: str,
+    alarms: StreamAlarms | None = None,
+    tasks: int = 1,
+    adapt: bool = False,
 ) -> float:
     """µs per append of ``tasks`` concurrent callers (each on its own streams, 5% of the
-    readings flagged), with the alarm step after each when ``alarms``."""
+    readings flagged), with the alarm step after each when ``alarms`` (``adapt``: with the
+    events and the adaptive threshold too)."""
     per_task = max(n // tasks, 1)
     rows = [_row(step) for step in range(per_task)]
 
@@ -155,8 +174,14 @@ async def _appends(
         for step in range(per_task):
             window = await store.append(f"{tag}-{task}-{step % 100}", [float(step)], rows[step],
                                         window=WINDOW, model_key=MODEL_KEY)  # fmt: skip
-            if alarms is not None:
-                await alarms.evaluate(window, 1, np.array([step % 20 == 0]), POLICY)
+            flag = np.array([step % 20 == 0])
+            if alarms is not None and adapt:
+                adaptation = Adaptation(ADAPTATION, np.where(flag, 1.0, -1.0), np.zeros(1, bool))
+                await alarms.evaluate_adapted(
+                    window, 1, flag, POLICY, inputs=lambda: EVENT_INPUT, adaptation=adaptation
+                )
+            elif alarms is not None:
+                await alarms.evaluate(window, 1, flag, POLICY)
 
     started = time.perf_counter()
     await asyncio.gather(*(caller(task) for task in range(tasks)))
@@ -170,15 +195,18 @@ def stores(ctx: Context) -> dict[str, Any]:
 
     async def measure(store: StreamStore, per_block: int) -> dict[str, Any]:
         alarms = StreamAlarms(store)
-        plain, alarmed = [], []
+        plain, alarmed, adapted = [], [], []
         for block in range(ctx.size(2, 8)):
             plain.append(await _appends(store, per_block, f"plain{block}"))
             alarmed.append(await _appends(store, per_block, f"alarm{block}", alarms))
+            adapted.append(await _appends(store, per_block, f"adapt{block}", alarms, adapt=True))
         many = 1e6 / await _appends(store, 8 * per_block, "many", tasks=64)
         if isinstance(store, RedisStreamStore):
             await store.close()
         base, total = statistics.median(plain), statistics.median(alarmed)
+        full = statistics.median(adapted)  # events and adaptation on top of the alarms
         return {"append_us": base, "append_with_alarms_us": total, "alarm_ratio": total / base,
+                "append_with_adaptation_events_us": full, "adaptation_events_ratio": full / total,
                 "alarms_not_stored": alarms.not_stored, "appends_per_s_64_tasks": many}  # fmt: skip
 
     memory = InMemoryStreamStore(max_streams=100_000, idle_ttl_s=3600.0)

@@ -198,6 +198,13 @@ class Settings(BaseSettings):
         "anomalies; `false_alarm`/`expected` feedback widens it); a request's `adapt` "
         "overrides it. Needs a model that kept its scores.",
     )
+    stream_adaptation_memory: float = Field(
+        default=200.0,
+        ge=10.0,
+        le=1_000_000.0,
+        description="Readings over which a stream's adaptive level can move by two spreads of "
+        "the model's normal scores: smaller follows drift faster (and a slow fault sooner).",
+    )
     stream_max_events: int = Field(
         default=100,
         ge=1,

@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             alarm_policy=service_alarm_policy(settings),  # the default of every stream
             on_alarms=monitor.stream_classes.count,  # anomaly_stream_alarms_total
             adaptation=settings.stream_adaptation,
+            adaptation_memory=settings.stream_adaptation_memory,
         )
         predictor = runtime.predictor
         metrics.set_model_version(predictor.version if predictor else None)

@@ -311,7 +311,11 @@ def load_replayer(
         raise point_wise_error(artifact.manifest.version)
     on = settings.stream_adaptation if adapt_streams is None else adapt_streams
     adaptation = (
-        adaptation_model(artifact.model, load_references(artifact.path, artifact.manifest).scores)
+        adaptation_model(
+            artifact.model,
+            load_references(artifact.path, artifact.manifest).scores,
+            settings.stream_adaptation_memory,
+        )
         if on
         else None
     )

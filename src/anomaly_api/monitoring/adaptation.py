@@ -75,7 +75,7 @@ class AdaptationModel:
 
     reference: float
     spread: float
-    memory: float = 1000.0
+    memory: float = 200.0
     cap: float = 2.0
     quiet: int = 30
     max_step: float = 1.0

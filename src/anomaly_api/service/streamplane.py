@@ -139,10 +139,13 @@ class StreamPlane:
         alarm_policy: AlarmPolicy | None = None,
         on_alarms: Callable[[str, int], None] | None = None,
         adaptation: bool = True,
+        adaptation_memory: float = 200.0,
     ) -> None:
         self.dataplane = dataplane
         self.adaptation = adaptation
         """Streams adapt unless a request says otherwise (the ``stream_adaptation`` setting)."""
+        self.adaptation_memory = adaptation_memory
+        """``AdaptationModel.memory`` (the ``stream_adaptation_memory`` setting)."""
         self.alarm_policy = alarm_policy or AlarmPolicy()
         """The default policy (the ``alarm_*`` settings); a request may bring its own."""
         self.on_alarms = on_alarms
@@ -421,7 +424,8 @@ class StreamPlane:
         cached = self._adaptive
         if cached is None or cached[0]() is not predictor:
             model = predictor.time_aware if predictor.time_aware is not None else predictor.model
-            cached = (weakref.ref(predictor), adaptation_model(model, predictor.references.scores))
+            found = adaptation_model(model, predictor.references.scores, self.adaptation_memory)
+            cached = (weakref.ref(predictor), found)
             self._adaptive = cached
         return cached[1]
 

@@ -168,7 +168,7 @@ def load_references(directory: Path, manifest: ArtifactManifest) -> ModelReferen
 
 
 def adaptation_model(
-    model: AnomalyEnsemble | TimeAwareModel, scores: ScoreReference | None
+    model: AnomalyEnsemble | TimeAwareModel, scores: ScoreReference | None, memory: float
 ) -> AdaptationModel | None:
     """How a stream's threshold may follow its normal operation (``monitoring/adaptation``):
     the ``anomaly_score`` level of the normal readings the version kept, scored by its
@@ -180,4 +180,6 @@ def adaptation_model(
     if normal.shape[0] == 0:
         return None
     tunable = tunable_detector(model)
-    return AdaptationModel.from_scores(tunable.detector.combine(normal).anomaly_score)
+    return AdaptationModel.from_scores(
+        tunable.detector.combine(normal).anomaly_score, memory=memory
+    )
