@@ -20,9 +20,11 @@ another detector). A lone anomaly (the model's own false-alarm rate) holds nothi
 state keeps learning through the rare flags of normal operation.
 
 Operator feedback widens the threshold further (``widen``): each ``false_alarm`` or
-``expected`` event adds just enough to silence a peak like its own, at most ``max_step``,
-all of them at most ``max_widening``, the last ``MAX_WIDENINGS`` kept; a later
-``confirmed`` on the same event takes its part back (``narrow``).
+``expected`` event asks for just enough to silence a peak like its own (its highest
+answered score), at most ``max_step``; the widening is the largest of these asks (not their
+sum: ten false alarms of one size need the threshold above that size, not ten times it),
+the last ``MAX_WIDENINGS`` kept; a later ``confirmed`` on the same event takes its ask back
+(``narrow``).
 
 Everything here is pure: the state is a few numbers, JSON round-trips, and ``adapt`` is a
 sequential recurrence over readings (Python floats: about a microsecond a reading), so
@@ -69,8 +71,8 @@ class AdaptationModel:
         Largest raise of the threshold by the level (score units).
     quiet : int
         Two anomalies closer than this freeze the next ``quiet`` readings.
-    max_step, max_widening : float
-        Largest widening of one feedback, and of all of them together (score units).
+    max_step : float
+        Largest widening (score units).
     """
 
     reference: float
@@ -79,7 +81,6 @@ class AdaptationModel:
     cap: float = 2.0
     quiet: int = 30
     max_step: float = 1.0
-    max_widening: float = 2.0
 
     @classmethod
     def from_scores(cls, normal_scores: NDArray[np.float64], **options: Any) -> AdaptationModel:
@@ -129,7 +130,7 @@ class AdaptiveState:
 
     def widening(self, model: AdaptationModel) -> float:
         """How far feedback raises the threshold."""
-        return min(model.max_widening, sum(amount for _, amount in self.widenings))
+        return min(model.max_step, max((amount for _, amount in self.widenings), default=0.0))
 
     def shift(self, model: AdaptationModel) -> float:
         """The threshold's raise for the stream's next reading (score units, >= 0)."""
