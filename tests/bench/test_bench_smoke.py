@@ -58,6 +58,7 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
     for key in ("streams_memory", "streams_redis"):  # answers served fail-open, counted
         assert 0 <= streams[key]["degraded_answers"] <= streams[key]["requests"]
     assert sane(streams["window_1000"]["p50_ms"])
+    assert sane(streams["adaptation_cost"])
     state = streams["state_per_stream"]
     assert state["memory"]["window_array_nbytes"] == 60 * 9 * 8
     assert state["memory"]["heap_per_stream"] > state["memory"]["window_array_nbytes"]
@@ -66,6 +67,7 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
     for store in ("memory", "redis"):
         numbers = streams["stores"][store]
         assert sane(numbers["append_with_alarms_us"])
+        assert sane(numbers["append_with_adaptation_events_us"])
         assert sane(numbers["appends_per_s_64_tasks"])
         assert numbers["alarms_not_stored"] == 0  # one caller: every alarm state is stored
 
@@ -108,6 +110,8 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
         assert 0 < nab["numenta_standard_rescored"] <= 100
     if tep_available():
         assert 0 <= quality["fpr"]["tep"]["false_alarm_rate"] <= 1
+        for path in ("stream", "stream_adapted"):  # the stream path, adaptation off and on
+            assert 0 <= quality["fpr"]["tep"][path]["mean_detection_18"] <= 1
         fault4 = quality["pointwise"]["tep"]["faults"]["4"]  # a textbook easy fault
         assert fault4["detection_rate"] > 0.9
         assert fault4["most_frequent_top1"] in fault4["known_variables"]

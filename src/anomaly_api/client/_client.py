@@ -97,9 +97,10 @@ def stream_body(
     top_k: int | None = None,
     mode: str | None = None,
     alarm_policy: Mapping[str, Any] | None = None,
+    adapt: bool | None = None,
 ) -> dict[str, Any]:
-    """The body of ``/predict/window`` (with ``mode``) or ``/streams/{id}/readings``;
-    ``alarm_policy`` (``{"k", "window", "cooldown", "unit"}``) is sent as given.
+    """The body of ``/predict/window`` (with ``mode``) or ``/streams/{id}/readings`` (with
+    ``adapt``); ``alarm_policy`` (``{"k", "window", "cooldown", "unit"}``) is sent as given.
 
     Raises ``ValueError`` when there are not as many timestamps as readings."""
     if len(timestamps) != len(readings):
@@ -116,6 +117,8 @@ def stream_body(
         body["top_k"] = top_k
     if alarm_policy is not None:
         body["alarm_policy"] = dict(alarm_policy)
+    if adapt is not None:
+        body["adapt"] = adapt
     return body
 
 
@@ -201,8 +204,12 @@ class ClientBase:
         readings: Sequence[FeatureRow],
         top_k: int | None,
         alarm_policy: Mapping[str, Any] | None = None,
+        *,
+        adapt: bool | None = None,
     ) -> Call[StreamReadings]:
-        body = stream_body(timestamps, readings, top_k=top_k, alarm_policy=alarm_policy)
+        body = stream_body(
+            timestamps, readings, top_k=top_k, alarm_policy=alarm_policy, adapt=adapt
+        )
         path = stream_path(stream_id, "/readings")
         return Call("POST", path, body, lambda r: parse_stream_readings(parse_json(r)))
 
