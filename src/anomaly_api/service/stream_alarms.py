@@ -68,8 +68,11 @@ def advance(
     first: int,
     flags: NDArray[np.bool_],
     times: NDArray[np.float64],
+    *,
+    adaptive: AdaptiveState | None = None,
 ) -> tuple[NDArray[np.bool_], StoredAlarm]:
-    """Alarms of the readings numbered ``first, first + 1, ...`` and ``stored`` after them.
+    """Alarms of the readings numbered ``first, first + 1, ...`` and ``stored`` after them
+    (with ``adaptive`` as its adaptive state when given).
 
     A stored state in another unit keeps its counts but drops its positions (recent
     anomalies, last alarm): readings and seconds cannot be compared. Readings before
@@ -80,9 +83,13 @@ def advance(
         state = AlarmState(seen=state.seen, alarms=state.alarms)
     if state.seen < first:
         state = replace(state, seen=first)
+    adaptive = stored.adaptive if adaptive is None else adaptive
     if not flags.any():  # most appends: only the count moves (what ``evaluate`` would do)
         return np.zeros(len(flags), dtype=bool), replace(
-            stored, state=replace(state, seen=state.seen + len(flags)), unit=policy.unit
+            stored,
+            state=replace(state, seen=state.seen + len(flags)),
+            unit=policy.unit,
+            adaptive=adaptive,
         )
     seconds = policy.unit == "seconds"
     try:
@@ -101,6 +108,7 @@ def advance(
         unit=policy.unit,
         last_alarm_reading=last_reading,
         last_alarm_time=last_time,
+        adaptive=adaptive,
     )
 
 
@@ -112,11 +120,12 @@ def advance_events(
     times: NDArray[np.float64],
     *,
     inputs: Callable[[], EventInput] | None,
+    adaptive: AdaptiveState | None = None,
 ) -> tuple[NDArray[np.bool_], StoredAlarm, list[str | None], list[tuple[str, bytes]]]:
     """``advance``, then the events of the same readings (``streams/events.py``): each
     reading's event id and the event records to write with the state. ``inputs`` is only
     called when the readings can change an event (an anomaly, or an event open)."""
-    alarms, new = advance(stored, policy, first, flags, times)
+    alarms, new = advance(stored, policy, first, flags, times, adaptive=adaptive)
     before = new.events
     if inputs is None or ((before is None or before.open is None) and not flags.any()):
         if before is not None and before.pending and len(flags):  # drop what cannot count
@@ -184,7 +193,7 @@ def advance_adapted(
 ) -> tuple[Evaluated, list[tuple[str, bytes]]]:
     """The stream's adaptive state over the readings (when ``adaptation``), then
     ``advance_events`` over the adapted flags; the event records to write come second."""
-    scores = None
+    scores = adaptive = None
     if adaptation is not None:
         flags, shifts, adaptive = adapt(
             adaptation.model,
@@ -193,19 +202,21 @@ def advance_adapted(
             flags,
             adaptation.warming_up,
         )
-        stored = replace(stored, adaptive=adaptive)
         scores = adaptation.scores - shifts
         if inputs is not None:
-            inputs = _with_severities(inputs, severity_from_score(scores))
-    alarms, new, ids, written = advance_events(stored, policy, first, flags, times, inputs=inputs)
+            inputs = _with_severities(inputs, scores)
+    alarms, new, ids, written = advance_events(
+        stored, policy, first, flags, times, inputs=inputs, adaptive=adaptive
+    )
     return Evaluated(alarms, new, ids, flags, scores), written
 
 
 def _with_severities(
-    inputs: Callable[[], EventInput], severities: NDArray[np.float64]
+    inputs: Callable[[], EventInput], scores: NDArray[np.float64]
 ) -> Callable[[], EventInput]:
-    """``inputs`` whose severities are the adapted readings'."""
-    return lambda: replace(inputs(), severities=severities)
+    """``inputs`` whose severities are those of the adapted ``scores`` (computed only when
+    the events need them)."""
+    return lambda: replace(inputs(), severities=severity_from_score(scores))
 
 
 class StreamAlarms:
