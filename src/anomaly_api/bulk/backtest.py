@@ -31,10 +31,8 @@ from anomaly_api.artifacts import TimeAwareArtifact, load_any_artifact
 from anomaly_api.bulk.chunk_scorer import Answers
 from anomaly_api.data.errors import DataError
 from anomaly_api.data.timeseries import UNSORTED_SHARE, time_and_stream
-from anomaly_api.detection.contributions import severity_from_score
 from anomaly_api.detection.time_aware import TimeAwareModel
-from anomaly_api.detection.voting import confidence_from_score
-from anomaly_api.monitoring.adaptation import AdaptationModel, AdaptiveState, adapt
+from anomaly_api.monitoring.adaptation import AdaptationModel, AdaptiveState, adapt, answered
 from anomaly_api.monitoring.alarms import AlarmPolicy, AlarmState
 from anomaly_api.service.stream_timestamps import tidy
 from anomaly_api.service.streams.events import EventInput, EventTrack, expected_range, track
@@ -191,8 +189,7 @@ class StreamReplayer:
             )
             answers["is_anomaly"] = flags
             answers["anomaly_score"] = answers["anomaly_score"] - shifts
-            answers["severity"] = severity_from_score(answers["anomaly_score"])
-            answers["confidence"] = confidence_from_score(answers["anomaly_score"])
+            answers["severity"], answers["confidence"] = answered(answers["anomaly_score"])
         times = timestamps if self.policy.unit == "seconds" else None
         answers["alarm"], _ = self.policy.evaluate(AlarmState(), answers["is_anomaly"], times)
         return answers

@@ -41,11 +41,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from anomaly_api.detection.contributions import severity_from_score
+from anomaly_api.detection.voting import confidence_from_score
+
 __all__ = [
     "MAX_WIDENINGS",
     "AdaptationModel",
     "AdaptiveState",
     "adapt",
+    "answered",
     "narrow",
     "widen",
 ]
@@ -229,6 +233,14 @@ def adapt(
         widenings=state.widenings,
     )
     return out, shifts, new
+
+
+def answered(
+    scores: NDArray[np.float64],
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``severity`` and ``confidence`` of adapted scores (the model's minus each reading's
+    raise), as the model derives them from its own scores."""
+    return severity_from_score(scores), confidence_from_score(scores)
 
 
 def widen(

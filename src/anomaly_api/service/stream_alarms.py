@@ -23,7 +23,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from anomaly_api.detection.contributions import severity_from_score
-from anomaly_api.detection.voting import confidence_from_score
 from anomaly_api.monitoring.adaptation import AdaptationModel, AdaptiveState, adapt
 from anomaly_api.monitoring.alarms import AlarmPolicy, AlarmState
 from anomaly_api.service.streams import StoredAlarm, StreamStore, StreamWindow
@@ -169,16 +168,6 @@ class Evaluated:
     scores: NDArray[np.float64] | None = None
     """The adapted anomaly scores (the model's minus the threshold's raise); None: the
     append did not adapt."""
-
-    @property
-    def severity(self) -> NDArray[np.float64]:
-        """``severity`` of the adapted scores (only meaningful when ``scores`` is set)."""
-        return severity_from_score(self.scores) if self.scores is not None else np.zeros(0)
-
-    @property
-    def confidence(self) -> NDArray[np.float64]:
-        """``confidence`` of the adapted scores (only meaningful when ``scores`` is set)."""
-        return confidence_from_score(self.scores) if self.scores is not None else np.zeros(0)
 
 
 def advance_adapted(

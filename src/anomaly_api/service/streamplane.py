@@ -51,7 +51,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from anomaly_api.artifacts import fitted_model_of
-from anomaly_api.monitoring.adaptation import AdaptationModel, AdaptiveState, narrow, widen
+from anomaly_api.monitoring.adaptation import (
+    AdaptationModel,
+    AdaptiveState,
+    answered,
+    narrow,
+    widen,
+)
 from anomaly_api.monitoring.alarms import AlarmPolicy
 from anomaly_api.service.dataplane import DataPlane, ScoredBatch
 from anomaly_api.service.errors import (
@@ -569,12 +575,13 @@ def _adapted_answers(answers: list[StreamAnswer], done: Evaluated) -> None:
     """The answers after the stream's adaptive threshold (unchanged when it did not adapt)."""
     if done.scores is None:
         return
+    severity, confidence = answered(done.scores)
     rows = zip(
         answers,
         done.flags.tolist(),
         done.scores.tolist(),
-        done.severity.tolist(),
-        done.confidence.tolist(),
+        severity.tolist(),
+        confidence.tolist(),
         strict=True,
     )
     for answer, flag, score, severity, confidence in rows:
