@@ -222,40 +222,63 @@ def _user_settings(window: int, target_fpr: float | None, seed: int) -> TimeAwar
 
 
 def user_tep(window: int, target_fpr: float, faults: range) -> dict[str, Any]:
-    """Train on train_normal.csv as the CLI does, score every test file in full."""
+    """Train on train_normal.csv as the CLI does, score every test file in full: as
+    ``/predict/window`` does, and as the stream path does (``StreamReplayer``: what appending
+    each reading through the API answers) with adaptation off and on."""
+    from anomaly_api.artifacts import TimeAwareArtifact, load_any_artifact
+    from anomaly_api.bulk.backtest import StreamReplayer
+    from anomaly_api.config import get_settings
+    from anomaly_api.monitoring.alarms import AlarmPolicy
+    from anomaly_api.training.references import adaptation_model, load_references
+
     frame = pd.read_csv(TEP / "train_normal.csv").drop(columns=["is_anomaly"])
     ts = timeseries_from_frame(frame, source="train_normal.csv", timestamp_column="timestamp")
     with tempfile.TemporaryDirectory() as tmp:
         result = train_time_aware_and_save(ts, Path(tmp), _user_settings(window, target_fpr, 42))
+        artifact = load_any_artifact(Path(tmp), None)
+        assert isinstance(artifact, TimeAwareArtifact)
+        adaptation = adaptation_model(
+            artifact.model,
+            load_references(artifact.path, artifact.manifest).scores,
+            get_settings().stream_adaptation_memory,  # ANOMALY_STREAM_ADAPTATION_MEMORY
+        )
+        streams = {
+            on: StreamReplayer(artifact, AlarmPolicy(), "numpy", adaptation if on else None)
+            for on in (False, True)
+        }
     model = result.trained.model
     names = list(ts.data.feature_names)
+    files = ["test_normal", *(f"test_fault{n:02d}" for n in faults)]
+    data = {name: tep_frame(name) for name in files}
 
-    def score(name: str) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
-        X, y, columns = tep_frame(name)
-        seconds = np.arange(len(X), dtype=np.float64) * 180.0
-        out = model.score_window(seconds, X[:, [columns.index(n) for n in names]], last=None)
-        return out.is_anomaly, y
+    def rates(score: Any) -> dict[str, Any]:
+        flags = {}
+        for name, (X, _, columns) in data.items():
+            seconds = np.arange(len(X), dtype=np.float64) * 180.0
+            flags[name] = score(seconds, X[:, [columns.index(n) for n in names]])
+        pre_fault = [flags[name][:TEP_FAULT_ONSET] for name in files[1:]]
+        normal = np.concatenate([flags["test_normal"], *pre_fault])
+        per_fault = {n[-2:].lstrip("0"): float(flags[n][data[n][1] == 1].mean()) for n in files[1:]}
+        kept = [rate for n, rate in per_fault.items() if int(n) not in TEP_HARD_FAULTS]
+        return {
+            "false_alarm_rate": float(normal.mean()),
+            "false_alarm_rate_test_normal": float(flags["test_normal"].mean()),
+            "false_alarm_rate_pre_fault": float(np.concatenate(pre_fault).mean()),
+            "n_normal_readings": len(normal),
+            "mean_detection_18": float(np.mean(kept)),
+            "faults": per_fault,
+        }
 
-    normal_flags, _ = score("test_normal")
-    pre_fault: list[NDArray[np.bool_]] = []
-    faults_rate: dict[str, float] = {}
-    for number in faults:
-        flagged, y = score(f"test_fault{number:02d}")
-        pre_fault.append(flagged[:TEP_FAULT_ONSET])
-        faults_rate[str(number)] = float(flagged[y == 1].mean())
-    normal = np.concatenate([normal_flags, *pre_fault])
-    kept = [rate for n, rate in faults_rate.items() if int(n) not in TEP_HARD_FAULTS]
+    out = rates(lambda t, X: model.score_window(t, X, last=None).is_anomaly)
     return {
         "command": (
             f"anomaly-api train --data train_normal.csv --timestamp-column timestamp "
             f"--window {window} --target-fpr {target_fpr:g}; every test file scored in full"
         ),
-        "false_alarm_rate": float(normal.mean()),
-        "false_alarm_rate_test_normal": float(normal_flags.mean()),
-        "false_alarm_rate_pre_fault": float(np.concatenate(pre_fault).mean()),
-        "n_normal_readings": len(normal),
-        "mean_detection_18": float(np.mean(kept)),
-        "faults": faults_rate,
+        **out,
+        "stream": rates(lambda t, X: streams[False].replay(t, X)["is_anomaly"]),
+        "stream_adapted": rates(lambda t, X: streams[True].replay(t, X)["is_anomaly"]),
+        "adaptation": None if adaptation is None else adaptation.to_dict(),
         "threshold_objective": result.trained.metrics["threshold_objective"],
         "false_alarm_rate_statement": result.trained.metrics.get("false_alarm_rate"),
     }

@@ -78,6 +78,10 @@ def over_http(ctx: Context) -> dict[str, Any]:
         out["streams_memory"] = load(server.port, "/", stream_lua)
         for key, mode in (("window_1000", "last"), ("window_1000_all", "all")):
             out[key] = post_many(server.port, "/predict/window", window_bodies(windows, mode))
+    plain = {**service_env(ctx.time_aware, "fast"), "ANOMALY_STREAM_ADAPTATION": "false"}
+    with service_server("streams-memory-unadapted", plain) as server:
+        warm_streams(server.port)
+        out["streams_memory_unadapted"] = load(server.port, "/", stream_lua)
     with (
         redis_server() as url,
         service_server("streams-redis", service_env(ctx.time_aware, "fast", url)) as server,
@@ -87,6 +91,9 @@ def over_http(ctx: Context) -> dict[str, Any]:
     base = out["predict"]["requests_per_s"]
     out["ratio_memory"] = ratio(out["streams_memory"]["requests_per_s"], base)
     out["ratio_redis"] = ratio(out["streams_redis"]["requests_per_s"], base)
+    out["adaptation_cost"] = ratio(  # time per reading, adaptation on / off (events on)
+        out["streams_memory_unadapted"]["requests_per_s"], out["streams_memory"]["requests_per_s"]
+    )
     return {"streams": out}
 
 

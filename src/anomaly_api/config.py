@@ -228,6 +228,19 @@ class Settings(BaseSettings):
     stream_max_window: int = Field(
         default=1024, ge=1, description="Largest trailing window (readings) a stream may keep."
     )
+    stream_adaptation: bool = Field(
+        default=True,
+        description="Each stream's threshold slowly follows its normal operation (frozen on "
+        "anomalies; `false_alarm`/`expected` feedback widens it); a request's `adapt` "
+        "overrides it. Needs a model that kept its scores.",
+    )
+    stream_adaptation_memory: float = Field(
+        default=200.0,
+        ge=10.0,
+        le=1_000_000.0,
+        description="Readings over which a stream's adaptive level can move by two spreads of "
+        "the model's normal scores: smaller follows drift faster (and a slow fault sooner).",
+    )
     stream_max_events: int = Field(
         default=100,
         ge=1,

@@ -69,6 +69,7 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
     watched = streams["watch_prometheus"]
     assert watched["readings_per_run"] >= 15 * watched["streams"]  # >= 15 steps of 1 s each
     assert sane(watched["cpu_s_per_run"])
+    assert sane(streams["adaptation_cost"])
     state = streams["state_per_stream"]
     assert state["memory"]["window_array_nbytes"] == 60 * 9 * 8
     assert state["memory"]["heap_per_stream"] > state["memory"]["window_array_nbytes"]
@@ -109,6 +110,8 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
         assert 0 < nab["numenta_standard_rescored"] <= 100
     if tep_available():
         assert 0 <= quality["fpr"]["tep"]["false_alarm_rate"] <= 1
+        for path in ("stream", "stream_adapted"):  # the stream path, adaptation off and on
+            assert 0 <= quality["fpr"]["tep"][path]["mean_detection_18"] <= 1
         fault4 = quality["pointwise"]["tep"]["faults"]["4"]  # a textbook easy fault
         assert fault4["detection_rate"] > 0.9
         assert fault4["most_frequent_top1"] in fault4["known_variables"]

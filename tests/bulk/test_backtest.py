@@ -61,6 +61,8 @@ async def test_replay_equals_appending_each_reading_through_the_api(
 ) -> None:
     frame = pd.read_csv(readings_file)
     replayer = load_replayer(ta_artifacts_dir, None)
+    assert replayer.adaptation is not None  # on by default, as in the service
+    unadapted = load_replayer(ta_artifacts_dir, None, adapt_streams=False)
     source = replay_input(
         frame, replayer.feature_names, timestamp_column="ts", stream_column="machine"
     )
@@ -69,6 +71,8 @@ async def test_replay_equals_appending_each_reading_through_the_api(
         for stream_id, stream in source.streams.items():
             assert (stream.reading == np.arange(len(stream.rows))).all()  # nothing to tidy
             replayed = replayer.replay(stream.timestamps, stream.X)
+            plain = unadapted.replay(stream.timestamps, stream.X)
+            assert (replayed["anomaly_score"] != plain["anomaly_score"]).any()  # it adapted
             answers = []
             for row in range(len(stream.X)):
                 response = await http.post(

@@ -24,6 +24,7 @@ from anomaly_api.client import (
     Health,
     ModelInfo,
     Prediction,
+    StreamAdaptation,
     StreamAnswer,
     StreamReadings,
     StreamState,
@@ -139,6 +140,7 @@ def summary(s: StreamSummary) -> dict[str, Any]:
         "backend": s.backend,
         "degraded": s.degraded,
         "alarms": s.alarms,
+        "threshold_raise": s.threshold_raise,
     }
 
 
@@ -173,6 +175,21 @@ def state(s: StreamState) -> dict[str, Any]:
             "last_alarm_timestamp": s.last_alarm_timestamp,
             "unit": s.alarm_unit,
         },
+        "adaptation": None if s.adaptation is None else adaptation(s.adaptation),
+    }
+
+
+def adaptation(a: StreamAdaptation) -> dict[str, Any]:
+    return {
+        "enabled": a.enabled,
+        "level": a.level,
+        "reference": a.reference,
+        "threshold_raise": a.threshold_raise,
+        "by_level": a.by_level,
+        "by_feedback": a.by_feedback,
+        "learned": a.learned,
+        "frozen": a.frozen,
+        "widenings": [{"event_id": e, "amount": x} for e, x in a.widenings],
     }
 
 

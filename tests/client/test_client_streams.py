@@ -274,3 +274,9 @@ async def test_async_client_stream_helpers() -> None:
     assert readings.stream.total == 7
     assert state.total == 7
     assert caught.value.code == "stream_order"
+
+
+def test_adapt_is_sent_only_when_given() -> None:
+    assert "adapt" not in stream_body([1.0], [ROW])
+    assert stream_body([1.0], [ROW], adapt=False)["adapt"] is False
+    assert stream_body([1.0], [ROW], adapt=True)["adapt"] is True

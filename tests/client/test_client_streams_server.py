@@ -89,7 +89,7 @@ async def test_async_client_streams(server_url: str) -> None:
     data = readings(4, seed=2)
     async with AsyncAnomalyClient(server_url) as client:
         window = await client.predict_window(minutes(0, 4), data, mode="all")
-        sent = await client.send_readings(stream, minutes(0, 4), data)
+        sent = await client.send_readings(stream, minutes(0, 4), data, adapt=False)
         state = await client.stream_state(stream)
         with pytest.raises(AnomalyApiError) as old:
             await client.send_readings(stream, minutes(3, 1), [data[0]])

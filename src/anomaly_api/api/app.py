@@ -86,6 +86,8 @@ def plane_factory(
             max_window=settings.stream_max_window,
             alarm_policy=service_alarm_policy(settings),  # the default of every stream
             on_alarms=monitor.stream_classes.count,  # anomaly_stream_alarms_total
+            adaptation=settings.stream_adaptation,
+            adaptation_memory=settings.stream_adaptation_memory,
         )
         return dataplane, streamplane
 

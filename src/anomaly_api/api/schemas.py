@@ -380,6 +380,13 @@ class StreamReadingsRequest(BaseModel):
     alarm_policy: AlarmPolicyRequest | None = Field(
         default=None, description=ALARM_POLICY_DESCRIPTION
     )
+    adapt: bool | None = Field(
+        default=None,
+        strict=True,
+        description="Adapt the stream's threshold with these readings (true/false); the "
+        "`stream_adaptation` setting when absent. Off: answered with the model's own "
+        "threshold and the stream's adaptive state left as it is.",
+    )
 
 
 Contribution = _model_of("Contribution", stream_answers.Contribution, {})
@@ -396,6 +403,12 @@ StreamReadingsResponse = _model_of(
     {stream_answers.StreamAnswer: StreamAnswerModel, stream_answers.StreamSummary: StreamSummary},
 )
 StreamAlarmState = _model_of("StreamAlarmState", stream_answers.StreamAlarmAnswer, {})
+StreamWidening = _model_of("StreamWidening", stream_answers.StreamWidening, {})
+StreamAdaptation = _model_of(
+    "StreamAdaptation",
+    stream_answers.StreamAdaptationAnswer,
+    {stream_answers.StreamWidening: StreamWidening},
+)
 EventSensor = _model_of("EventSensor", event_answers.EventSensor, {})
 EventFeedback = _model_of("EventFeedback", event_answers.EventFeedback, {})
 StreamEventResponse = _model_of(
@@ -442,5 +455,8 @@ StreamScoresResponse = _model_of(
 StreamStateResponse = _model_of(
     "StreamStateResponse",
     stream_answers.StreamStateAnswer,
-    {stream_answers.StreamAlarmAnswer: StreamAlarmState},
+    {
+        stream_answers.StreamAlarmAnswer: StreamAlarmState,
+        stream_answers.StreamAdaptationAnswer: StreamAdaptation,
+    },
 )

@@ -3,8 +3,9 @@
 Every reading is answered from its trailing window, exactly as if the stream's readings
 had been appended one by one to ``POST /streams/{id}/readings``: the same warm-up (readings
 without ``window - 1`` readings before them are scored point-wise), the same restart after
-a gap, the same alarm policy over the stream's anomaly flags from a fresh stream and the
-same events (``anomaly_api.service.streams.events``). A stream is scored in blocks of
+a gap, the same adaptive threshold (``monitoring/adaptation.py``, when on), the same alarm
+policy over the stream's anomaly flags from a fresh stream and the same events
+(``anomaly_api.service.streams.events``). A stream is scored in blocks of
 ``block`` readings, each block with the ``window - 1`` readings before it, which is all
 ``TimeAwareModel.score_window`` reads: the answers do not depend on the block size. The
 file's feature, timestamp and stream columns are held in memory (8 bytes per value), the
@@ -31,6 +32,7 @@ from anomaly_api.bulk.chunk_scorer import Answers
 from anomaly_api.data.errors import DataError
 from anomaly_api.data.timeseries import UNSORTED_SHARE, time_and_stream
 from anomaly_api.detection.time_aware import TimeAwareModel
+from anomaly_api.monitoring.adaptation import AdaptationModel, AdaptiveState, adapt, answered
 from anomaly_api.monitoring.alarms import AlarmPolicy, AlarmState
 from anomaly_api.service.stream_timestamps import tidy
 from anomaly_api.service.streams.events import EventInput, EventTrack, expected_range, track
@@ -109,13 +111,21 @@ class ReplayedStream:
 class StreamReplayer:
     """One loaded time-aware model version, replaying streams into answer columns."""
 
-    def __init__(self, artifact: TimeAwareArtifact, policy: AlarmPolicy, backend: str) -> None:
+    def __init__(
+        self,
+        artifact: TimeAwareArtifact,
+        policy: AlarmPolicy,
+        backend: str,
+        adaptation: AdaptationModel | None = None,
+    ) -> None:
         from anomaly_api.service.scorer import build_scorer
 
         self.model: TimeAwareModel = artifact.model
         self.version = artifact.manifest.version
         self.feature_names: tuple[str, ...] = tuple(artifact.manifest.feature_names)
         self.policy = policy
+        self.adaptation = adaptation
+        """The stream's adaptive threshold, as the service applies it (None: off)."""
         self._channel = {name: c for c, name in enumerate(self.feature_names)}
         if backend in ("fast", "numpy"):  # warm-up readings as the service scores them
             scorer = build_scorer(self.model.pointwise_, backend)  # type: ignore[arg-type]
@@ -169,6 +179,17 @@ class StreamReplayer:
                 answers["why"][start + i] = {
                     self._channel[name]: part["why"] for name, part in listed.items()
                 }
+        if self.adaptation is not None:
+            flags, shifts, _ = adapt(
+                self.adaptation,
+                AdaptiveState(),
+                answers["anomaly_score"],
+                answers["is_anomaly"],
+                answers["warming_up"],
+            )
+            answers["is_anomaly"] = flags
+            answers["anomaly_score"] = answers["anomaly_score"] - shifts
+            answers["severity"], answers["confidence"] = answered(answers["anomaly_score"])
         times = timestamps if self.policy.unit == "seconds" else None
         answers["alarm"], _ = self.policy.evaluate(AlarmState(), answers["is_anomaly"], times)
         return answers
@@ -270,10 +291,14 @@ def point_wise_error(version: str) -> DataError:
     )
 
 
-def load_replayer(artifacts_dir: Path, version: str | None) -> StreamReplayer:
-    """Load a time-aware version with the service's alarm policy and scoring backend."""
+def load_replayer(
+    artifacts_dir: Path, version: str | None, *, adapt_streams: bool | None = None
+) -> StreamReplayer:
+    """Load a time-aware version with the service's alarm policy, scoring backend and
+    stream adaptation (``adapt_streams`` None: the ``stream_adaptation`` setting)."""
     from anomaly_api.config import get_settings
     from anomaly_api.service.model_monitor import service_alarm_policy
+    from anomaly_api.training.references import adaptation_model, load_references
 
     settings = get_settings()
     artifact = load_any_artifact(
@@ -281,7 +306,19 @@ def load_replayer(artifacts_dir: Path, version: str | None) -> StreamReplayer:
     )
     if not isinstance(artifact, TimeAwareArtifact):
         raise point_wise_error(artifact.manifest.version)
-    return StreamReplayer(artifact, service_alarm_policy(settings), settings.inference_backend)
+    on = settings.stream_adaptation if adapt_streams is None else adapt_streams
+    adaptation = (
+        adaptation_model(
+            artifact.model,
+            load_references(artifact.path, artifact.manifest).scores,
+            settings.stream_adaptation_memory,
+        )
+        if on
+        else None
+    )
+    return StreamReplayer(
+        artifact, service_alarm_policy(settings), settings.inference_backend, adaptation
+    )
 
 
 @functools.lru_cache(maxsize=4)

@@ -98,9 +98,10 @@ def stream_body(
     top_k: int | None = None,
     mode: str | None = None,
     alarm_policy: Mapping[str, Any] | None = None,
+    adapt: bool | None = None,
 ) -> dict[str, Any]:
-    """The body of ``/predict/window`` (with ``mode``) or ``/streams/{id}/readings``;
-    ``alarm_policy`` (``{"k", "window", "cooldown", "unit"}``) is sent as given.
+    """The body of ``/predict/window`` (with ``mode``) or ``/streams/{id}/readings`` (with
+    ``adapt``); ``alarm_policy`` (``{"k", "window", "cooldown", "unit"}``) is sent as given.
 
     Raises ``ValueError`` when there are not as many timestamps as readings."""
     if len(timestamps) != len(readings):
@@ -117,6 +118,8 @@ def stream_body(
         body["top_k"] = top_k
     if alarm_policy is not None:
         body["alarm_policy"] = dict(alarm_policy)
+    if adapt is not None:
+        body["adapt"] = adapt
     return body
 
 
@@ -216,8 +219,11 @@ class ClientBase:
         alarm_policy: Mapping[str, Any] | None = None,
         *,
         model: str | None = None,
+        adapt: bool | None = None,
     ) -> Call[StreamReadings]:
-        body = stream_body(timestamps, readings, top_k=top_k, alarm_policy=alarm_policy)
+        body = stream_body(
+            timestamps, readings, top_k=top_k, alarm_policy=alarm_policy, adapt=adapt
+        )
         path = model_path(model, stream_path(stream_id, "/readings"))
         return Call("POST", path, body, lambda r: parse_stream_readings(parse_json(r)))
 

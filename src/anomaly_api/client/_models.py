@@ -283,6 +283,25 @@ class StreamSummary:
     alarms: int
     """Alarms the stream raised since it (re)started."""
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+    threshold_raise: float | None = None
+    """How far the stream's adaptive threshold is raised now; None: the readings did not
+    adapt."""
+
+
+@dataclass(frozen=True)
+class StreamAdaptation:
+    """A stream's adaptive threshold (``GET /streams/{stream_id}``'s ``adaptation``)."""
+
+    enabled: bool
+    level: float | None
+    reference: float | None
+    threshold_raise: float | None
+    by_level: float | None
+    by_feedback: float | None
+    learned: int
+    frozen: int
+    widenings: tuple[tuple[str, float], ...]
+    """``(event id, amount)`` of each feedback widening, oldest first."""
 
 
 @dataclass(frozen=True)
@@ -343,6 +362,8 @@ class StreamState:
     """Number of the reading of the last alarm (0 = the first reading)."""
     alarm_unit: str | None = None
     """Unit of the alarm policy last applied (``readings`` or ``seconds``)."""
+    adaptation: StreamAdaptation | None = None
+    """The stream's adaptive threshold (None from a server without it)."""
 
     @property
     def extra(self) -> dict[str, Any]:
@@ -363,5 +384,6 @@ _STATE_FIELDS: Final = frozenset(
         "backend",
         "degraded",
         "alarm",
+        "adaptation",
     }
 )

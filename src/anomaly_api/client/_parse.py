@@ -27,6 +27,7 @@ from anomaly_api.client._models import (
     Health,
     ModelInfo,
     Prediction,
+    StreamAdaptation,
     StreamAnswer,
     StreamReadings,
     StreamState,
@@ -373,6 +374,7 @@ def parse_stream_readings(data: Mapping[str, Any]) -> StreamReadings:
             degraded=bool(summary.get("degraded", False)),
             alarms=int(summary.get("alarms", 0)),
             raw=summary,
+            threshold_raise=_float_or_none(summary.get("threshold_raise")),
         ),
         inference_ms=float(data.get("inference_ms", 0.0)),
         raw=data,
@@ -399,7 +401,30 @@ def parse_stream_state(data: Mapping[str, Any]) -> StreamState:
         readings_evaluated=int(alarm.get("readings_evaluated", 0)),
         last_alarm_reading=alarm.get("last_alarm_reading"),
         alarm_unit=alarm.get("unit"),
+        adaptation=None if data.get("adaptation") is None else parse_adaptation(data["adaptation"]),
     )
+
+
+def parse_adaptation(data: Mapping[str, Any]) -> StreamAdaptation:
+    """A ``StreamAdaptation`` from ``GET /streams/{stream_id}``'s ``adaptation``."""
+    level = data.get("level")
+    return StreamAdaptation(
+        enabled=bool(data["enabled"]),
+        level=None if level is None else float(level),
+        reference=_float_or_none(data.get("reference")),
+        threshold_raise=_float_or_none(data.get("threshold_raise")),
+        by_level=_float_or_none(data.get("by_level")),
+        by_feedback=_float_or_none(data.get("by_feedback")),
+        learned=int(data.get("learned", 0)),
+        frozen=int(data.get("frozen", 0)),
+        widenings=tuple(
+            (str(w["event_id"]), float(w["amount"])) for w in data.get("widenings", ())
+        ),
+    )
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def error_from(response: httpx.Response) -> AnomalyApiError:

@@ -211,13 +211,18 @@ class AnomalyClient(ClientBase):
         top_k: int | None = None,
         alarm_policy: Mapping[str, Any] | None = None,
         model: str | None = None,
+        adapt: bool | None = None,
     ) -> StreamReadings:
         """Append readings to a stream and get one answer each (``POST
         /streams/{stream_id}/readings``). A timestamp not after the stream's last one
         raises ``AnomalyApiError`` with code ``stream_order`` (409, not retried);
-        ``alarm_policy`` as for ``predict_window`` (the server's ``alarm_*`` otherwise)."""
+        ``alarm_policy`` as for ``predict_window`` (the server's ``alarm_*`` otherwise);
+        ``adapt`` switches the stream's adaptive threshold on or off for these readings (the
+        server's ``stream_adaptation`` otherwise)."""
         return self._perform(
-            self._readings_call(stream_id, timestamps, readings, top_k, alarm_policy, model=model)
+            self._readings_call(
+                stream_id, timestamps, readings, top_k, alarm_policy, model=model, adapt=adapt
+            )
         )
 
     def stream_state(self, stream_id: str, *, model: str | None = None) -> StreamState:

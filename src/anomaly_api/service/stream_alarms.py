@@ -17,17 +17,28 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
 
+from anomaly_api.detection.contributions import severity_from_score
+from anomaly_api.monitoring.adaptation import AdaptationModel, AdaptiveState, adapt
 from anomaly_api.monitoring.alarms import AlarmPolicy, AlarmState
 from anomaly_api.service.streams import StoredAlarm, StreamStore, StreamWindow
 from anomaly_api.service.streams.events import EventInput, EventTrack
 from anomaly_api.service.streams.events import track as track_events
 
-__all__ = ["RETRY_DELAYS_S", "StreamAlarms", "advance", "advance_events", "window_alarms"]
+__all__ = [
+    "RETRY_DELAYS_S",
+    "Adaptation",
+    "Evaluated",
+    "StreamAlarms",
+    "advance",
+    "advance_adapted",
+    "advance_events",
+    "window_alarms",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -56,8 +67,11 @@ def advance(
     first: int,
     flags: NDArray[np.bool_],
     times: NDArray[np.float64],
+    *,
+    adaptive: AdaptiveState | None = None,
 ) -> tuple[NDArray[np.bool_], StoredAlarm]:
-    """Alarms of the readings numbered ``first, first + 1, ...`` and ``stored`` after them.
+    """Alarms of the readings numbered ``first, first + 1, ...`` and ``stored`` after them
+    (with ``adaptive`` as its adaptive state when given).
 
     A stored state in another unit keeps its counts but drops its positions (recent
     anomalies, last alarm): readings and seconds cannot be compared. Readings before
@@ -68,9 +82,13 @@ def advance(
         state = AlarmState(seen=state.seen, alarms=state.alarms)
     if state.seen < first:
         state = replace(state, seen=first)
+    adaptive = stored.adaptive if adaptive is None else adaptive
     if not flags.any():  # most appends: only the count moves (what ``evaluate`` would do)
         return np.zeros(len(flags), dtype=bool), replace(
-            stored, state=replace(state, seen=state.seen + len(flags)), unit=policy.unit
+            stored,
+            state=replace(state, seen=state.seen + len(flags)),
+            unit=policy.unit,
+            adaptive=adaptive,
         )
     seconds = policy.unit == "seconds"
     try:
@@ -83,13 +101,13 @@ def advance(
     if raised.size:
         last_reading = first + int(raised[-1])
         last_time = float(times[raised[-1]])
-    return alarms, StoredAlarm(
-        epoch=stored.epoch,
+    return alarms, replace(
+        stored,
         state=new,
         unit=policy.unit,
         last_alarm_reading=last_reading,
         last_alarm_time=last_time,
-        events=stored.events,
+        adaptive=adaptive,
     )
 
 
@@ -101,11 +119,12 @@ def advance_events(
     times: NDArray[np.float64],
     *,
     inputs: Callable[[], EventInput] | None,
+    adaptive: AdaptiveState | None = None,
 ) -> tuple[NDArray[np.bool_], StoredAlarm, list[str | None], list[tuple[str, bytes]]]:
     """``advance``, then the events of the same readings (``streams/events.py``): each
     reading's event id and the event records to write with the state. ``inputs`` is only
     called when the readings can change an event (an anomaly, or an event open)."""
-    alarms, new = advance(stored, policy, first, flags, times)
+    alarms, new = advance(stored, policy, first, flags, times, adaptive=adaptive)
     before = new.events
     if inputs is None or ((before is None or before.open is None) and not flags.any()):
         if before is not None and before.pending and len(flags):  # drop what cannot count
@@ -125,6 +144,68 @@ def advance_events(
     if state is not before:
         new = replace(new, events=state)
     return alarms, new, ids, written
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """What an append brings to the stream's adaptive state (``monitoring/adaptation.py``)."""
+
+    model: AdaptationModel
+    scores: NDArray[np.float64]
+    """The answered readings' anomaly scores, as the model gave them."""
+    warming_up: NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """An append's readings after adaptation and the alarm policy, and the stored state."""
+
+    alarms: NDArray[np.bool_]
+    stored: StoredAlarm
+    event_ids: list[str | None]
+    flags: NDArray[np.bool_]
+    """The anomaly flags answered (adapted when ``scores`` is not None)."""
+    scores: NDArray[np.float64] | None = None
+    """The adapted anomaly scores (the model's minus the threshold's raise); None: the
+    append did not adapt."""
+
+
+def advance_adapted(
+    stored: StoredAlarm,
+    policy: AlarmPolicy,
+    first: int,
+    flags: NDArray[np.bool_],
+    times: NDArray[np.float64],
+    *,
+    inputs: Callable[[], EventInput] | None,
+    adaptation: Adaptation | None,
+) -> tuple[Evaluated, list[tuple[str, bytes]]]:
+    """The stream's adaptive state over the readings (when ``adaptation``), then
+    ``advance_events`` over the adapted flags; the event records to write come second."""
+    scores = adaptive = None
+    if adaptation is not None:
+        flags, shifts, adaptive = adapt(
+            adaptation.model,
+            stored.adaptive or AdaptiveState(),
+            adaptation.scores,
+            flags,
+            adaptation.warming_up,
+        )
+        scores = adaptation.scores - shifts
+        if inputs is not None:
+            inputs = _with_severities(inputs, scores)
+    alarms, new, ids, written = advance_events(
+        stored, policy, first, flags, times, inputs=inputs, adaptive=adaptive
+    )
+    return Evaluated(alarms, new, ids, flags, scores), written
+
+
+def _with_severities(
+    inputs: Callable[[], EventInput], scores: NDArray[np.float64]
+) -> Callable[[], EventInput]:
+    """``inputs`` whose severities are those of the adapted ``scores`` (computed only when
+    the events need them)."""
+    return lambda: replace(inputs(), severities=severity_from_score(scores))
 
 
 class StreamAlarms:
@@ -158,6 +239,23 @@ class StreamAlarms:
     ) -> tuple[NDArray[np.bool_], StoredAlarm, list[str | None]]:
         """``evaluate``, and each answered reading's event id; the events are stored with
         the alarm state (``inputs`` None: no events tracked)."""
+        done = await self.evaluate_adapted(
+            window, n_new, flags, policy, inputs=inputs, adaptation=None
+        )
+        return done.alarms, done.stored, done.event_ids
+
+    async def evaluate_adapted(
+        self,
+        window: StreamWindow,
+        n_new: int,
+        flags: NDArray[np.bool_],
+        policy: AlarmPolicy,
+        *,
+        inputs: Callable[[], EventInput] | None,
+        adaptation: Adaptation | None,
+    ) -> Evaluated:
+        """``evaluate_events`` after the stream's adaptive state (``adaptation`` None:
+        the append does not adapt, the state stays as it is)."""
         expected = window.total - n_new  # readings of the stream before this append
         first = window.total - len(flags)  # unanswered readings (a tiny window) are normal
         times = window.timestamps[len(window) - len(flags) :]
@@ -178,19 +276,21 @@ class StreamAlarms:
                 stored = await self.store.read_alarm(window.stream_id, degraded=degraded)
                 continue
             # fail-open when behind
-            alarms, new, ids, written = advance_events(
-                stored, policy, first, flags, times, inputs=inputs
+            done, written = advance_adapted(
+                stored, policy, first, flags, times, inputs=inputs, adaptation=adaptation
             )
             status, _ = await self.store.update_alarm(
-                window.stream_id, new, expected_seen=seen, degraded=degraded, events=written
+                window.stream_id, done.stored, expected_seen=seen, degraded=degraded, events=written
             )
             if status == "ok":
-                return alarms, new, ids
+                return done
             if status == "failed" or attempts >= MAX_ATTEMPTS:
                 break
             stored = await self.store.read_alarm(window.stream_id, degraded=degraded)
         self.not_stored += 1
         _log.info("stream %r: alarm state not stored (concurrent update)", window.stream_id)
         local = start if start is not None else StoredAlarm(epoch="")
-        alarms, new, ids, _ = advance_events(local, policy, first, flags, times, inputs=inputs)
-        return alarms, new, ids
+        done, _ = advance_adapted(
+            local, policy, first, flags, times, inputs=inputs, adaptation=adaptation
+        )
+        return done

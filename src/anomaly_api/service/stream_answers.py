@@ -149,6 +149,60 @@ class StreamSummary:
         bool, Field(description="Served from process memory because Redis is unreachable.")
     ]
     alarms: Annotated[int, Field(description="Alarms the stream has raised since it (re)started.")]
+    threshold_raise: Annotated[
+        float | None,
+        Field(
+            description="How far the stream's adaptive threshold is raised now (anomaly-score "
+            "units; `GET /streams/{id}` says why); null when these readings did not adapt."
+        ),
+    ] = None
+
+
+@dataclass
+class StreamWidening:
+    """One feedback's widening of a stream's threshold."""
+
+    event_id: str
+    amount: Annotated[float, Field(description="Anomaly-score units.")]
+
+
+@dataclass
+class StreamAdaptationAnswer:
+    """A stream's adaptive threshold (docs/tuning-false-alarms.md, Adaptation)."""
+
+    enabled: Annotated[
+        bool,
+        Field(
+            description="Appends adapt by default (`stream_adaptation`) and the served model "
+            "can (it kept its scores)."
+        ),
+    ]
+    level: Annotated[
+        float | None,
+        Field(description="Running median of the stream's normal anomaly scores (null: none)."),
+    ]
+    reference: Annotated[
+        float | None,
+        Field(description="The served model's median anomaly score on held-out normal data."),
+    ]
+    threshold_raise: Annotated[
+        float | None,
+        Field(description="`by_level` + `by_feedback`: how far the threshold is raised now."),
+    ]
+    by_level: Annotated[
+        float | None,
+        Field(description="How far `level` above `reference` raises it (capped, never < 0)."),
+    ]
+    by_feedback: Annotated[float | None, Field(description="How far feedback widens it (capped).")]
+    learned: Annotated[int, Field(description="Readings the level learned from.")]
+    frozen: Annotated[
+        int,
+        Field(description="Readings not learned from: anomalous, just after one, or warming up."),
+    ]
+    widenings: Annotated[
+        list[StreamWidening],
+        Field(description="The feedback widenings, oldest first (a `confirmed` label undoes one)."),
+    ]
 
 
 @dataclass
@@ -205,3 +259,4 @@ class StreamStateAnswer:
     backend: str
     degraded: bool
     alarm: StreamAlarmAnswer
+    adaptation: StreamAdaptationAnswer

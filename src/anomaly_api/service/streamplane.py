@@ -26,15 +26,24 @@ alarm state; a differently fitted model restarts them. Answers still carry the s
 Every answer carries ``alarm``: the alarm policy (the ``alarm_*`` settings, or the
 request's) over the stream's anomaly flags, warming-up readings included. A stream keeps
 its alarm state in the store (``stream_alarms``); a window is evaluated from a fresh state.
+
+A stream's threshold follows its normal operation (``monitoring/adaptation.py``) when
+adaptation is on (the ``stream_adaptation`` setting, or the request's ``adapt``) and the
+model kept its scores: its answers are the adapted ones (flag, score, severity and
+confidence after the raise). The adaptive state is kept with the alarm state and advanced
+under the same compare-and-set; ``false_alarm``/``expected`` feedback widens it and
+``confirmed`` takes that back.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Literal
 
 import anyio.to_thread
@@ -42,6 +51,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from anomaly_api.artifacts import fitted_model_of
+from anomaly_api.monitoring.adaptation import (
+    AdaptationModel,
+    AdaptiveState,
+    answered,
+    narrow,
+    widen,
+)
 from anomaly_api.monitoring.alarms import AlarmPolicy
 from anomaly_api.service.dataplane import DataPlane, ScoredBatch
 from anomaly_api.service.errors import (
@@ -57,15 +73,17 @@ from anomaly_api.service.event_answers import (
 )
 from anomaly_api.service.prediction_columns import PredictionColumns
 from anomaly_api.service.predictor import FeatureRow, Predictor
-from anomaly_api.service.stream_alarms import StreamAlarms, window_alarms
+from anomaly_api.service.stream_alarms import Adaptation, Evaluated, StreamAlarms, window_alarms
 from anomaly_api.service.stream_answers import (
     Contribution,
     ModelKind,
+    StreamAdaptationAnswer,
     StreamAlarmAnswer,
     StreamAnswer,
     StreamReadingsAnswer,
     StreamStateAnswer,
     StreamSummary,
+    StreamWidening,
     WindowAnswer,
     stream_answers,
 )
@@ -98,6 +116,7 @@ from anomaly_api.service.streams.events import (
     expected_range,
     parse_event_id,
 )
+from anomaly_api.training.references import adaptation_model
 
 __all__ = [
     "Mode",
@@ -117,6 +136,10 @@ own threshold, so a plot of a stream's scores draws its threshold at 0."""
 
 _OFFLOAD_READINGS = 64
 """Windows of at least this many readings are scored in a worker thread."""
+_FEEDBACK_ATTEMPTS = 8
+"""Compare-and-set attempts of a feedback's change to the adaptive state."""
+
+_log = logging.getLogger(__name__)
 
 
 class StreamPlane:
@@ -133,8 +156,14 @@ class StreamPlane:
         max_window: int = 1024,
         alarm_policy: AlarmPolicy | None = None,
         on_alarms: Callable[[str, int], None] | None = None,
+        adaptation: bool = True,
+        adaptation_memory: float = 200.0,
     ) -> None:
         self.dataplane = dataplane
+        self.adaptation = adaptation
+        """Streams adapt unless a request says otherwise (the ``stream_adaptation`` setting)."""
+        self.adaptation_memory = adaptation_memory
+        """``AdaptationModel.memory`` (the ``stream_adaptation_memory`` setting)."""
         self.alarm_policy = alarm_policy or AlarmPolicy()
         """The default policy (the ``alarm_*`` settings); a request may bring its own."""
         self.on_alarms = on_alarms
@@ -153,6 +182,8 @@ class StreamPlane:
             tuple[weakref.ref[Predictor], NDArray[np.float64], NDArray[np.float64]] | None
         ) = None
         """The last predictor's expected range per channel (``expected_range``)."""
+        self._adaptive: tuple[weakref.ref[Predictor], AdaptationModel | None] | None = None
+        """The last predictor's adaptation model (``adaptation_model``)."""
 
     # ------------------------------------------------------------------ entry points
     async def window(
@@ -204,10 +235,12 @@ class StreamPlane:
         top_k: int | None = 3,
         alarm_policy: AlarmPolicy | None = None,
         predictor: Predictor | None = None,
+        adapt: bool | None = None,
     ) -> StreamReadingsAnswer:
         """Append readings to a stream and answer each of them from the stream's window,
-        scored by ``predictor`` (the ready one when omitted). ``rows`` may already be a
-        float64 matrix in the model's feature order (``Predictor.to_matrix``)."""
+        scored by ``predictor`` (the ready one when omitted); ``adapt`` overrides the
+        service's adaptation for these readings. ``rows`` may already be a float64 matrix in
+        the model's feature order (``Predictor.to_matrix``)."""
         check_stream_id(stream_id)
         predictor = self.dataplane.require_ready() if predictor is None else predictor
         self._check_count(len(rows), self.stream_max_readings, "one request to a stream")
@@ -234,15 +267,27 @@ class StreamPlane:
             predictor, window.timestamps, window.values, min(n_new, len(window)), top_k
         )
         flags = np.fromiter((a.is_anomaly for a in answers), bool, len(answers))
-        self._record_recent(window, answers)
-        alarms, alarm, event_ids = await self.alarms.evaluate_events(
+        model = self._adaptation_model(predictor) if self._adapts(adapt) else None
+        adaptation = None
+        if model is not None:
+            n = len(answers)
+            adaptation = Adaptation(
+                model,
+                np.fromiter((a.anomaly_score for a in answers), np.float64, n),
+                np.fromiter((a.warming_up for a in answers), bool, n),
+            )
+        done = await self.alarms.evaluate_adapted(
             window,
             n_new,
             flags,
             alarm_policy or self.alarm_policy,
-            lambda: self._event_input(predictor, window.values, answers, predictions),
+            inputs=lambda: self._event_input(predictor, window.values, answers, predictions),
+            adaptation=adaptation,
         )
-        for answer, raised, event in zip(answers, alarms.tolist(), event_ids, strict=True):
+        _adapted_answers(answers, done)
+        self._record_recent(window, answers)  # the scores as answered (adapted)
+        alarms, alarm = done.alarms, done.stored
+        for answer, raised, event in zip(answers, alarms.tolist(), done.event_ids, strict=True):
             answer.alarm = raised
             answer.event_id = event
         n_alarms = int(alarms.sum())
@@ -268,6 +313,9 @@ class StreamPlane:
                 backend=self.store.backend,
                 degraded=window.degraded,
                 alarms=alarm.state.alarms,
+                threshold_raise=(
+                    None if model is None or alarm.adaptive is None else alarm.adaptive.shift(model)
+                ),
             ),
             inference_ms=inference_ms,
         )
@@ -279,8 +327,10 @@ class StreamPlane:
         if found is None:
             raise StreamNotFoundError(f"stream {stream_id!r} does not exist (or has expired)")
         served = self.dataplane.runtime.predictor
+        model = None
         if served is not None and self._stream_key(served) == found.model_key:
             version = served.version  # the stream carries on under the served version
+            model = self._adaptation_model(served)
         else:
             version = key_version(found.model_key)
         return StreamStateAnswer(
@@ -295,6 +345,7 @@ class StreamPlane:
             backend=self.store.backend,
             degraded=found.degraded,
             alarm=_alarm_answer(found.alarm),
+            adaptation=self._adaptation_answer(found.alarm, model),
         )
 
     async def reset(self, stream_id: str) -> None:
@@ -340,7 +391,80 @@ class StreamPlane:
             raise EventNotFoundError(
                 f"stream {stream_id!r} has no event {event!r} (or the stream has expired)"
             )
-        return event_answer(stored), status == "ok"
+        answer = event_answer(stored)
+        if status == "ok":
+            await self._feedback_adapts(stream_id, answer, label)
+        return answer, status == "ok"
+
+    async def _feedback_adapts(self, stream_id: str, event: StreamEvent, label: str) -> None:
+        """``false_alarm``/``expected``: widen the stream's adaptive state by the event's
+        peak; ``confirmed``: take a widening of this event back. Logged; a stream whose
+        model cannot adapt, or that has moved to another model, keeps its state."""
+        served = self.dataplane.runtime.predictor
+        model = None if served is None else self._adaptation_model(served)
+        if model is None:
+            return
+        severity = min(event.peak_severity, 1.0 - 1e-9)
+        peak = severity / (1.0 - severity)  # severity is a / (1 + a)
+        for _ in range(_FEEDBACK_ATTEMPTS):
+            stored = await self.store.read_alarm(stream_id)
+            if stored is None:
+                return
+            before = stored.adaptive or AdaptiveState()
+            if label == "confirmed":
+                after = narrow(before, event.id)
+            else:
+                after = widen(model, before, event.id, peak)
+            if after == before:
+                return
+            status, _ = await self.store.update_alarm(
+                stream_id,
+                replace(stored, adaptive=after, revision=stored.revision + 1),
+                expected_seen=stored.state.seen,
+                expected_revision=stored.revision,
+            )
+            if status == "ok":
+                _log.info(
+                    "stream %r: %s on event %s: threshold widening %.4f -> %.4f",
+                    stream_id,
+                    label,
+                    event.id,
+                    before.widening(model),
+                    after.widening(model),
+                )
+                return
+            if status == "failed":
+                break
+        _log.warning("stream %r: feedback on %s not applied to its adaptation", stream_id, event.id)
+
+    def _adapts(self, adapt: bool | None) -> bool:
+        return self.adaptation if adapt is None else adapt
+
+    def _adaptation_model(self, predictor: Predictor) -> AdaptationModel | None:
+        cached = self._adaptive
+        if cached is None or cached[0]() is not predictor:
+            model = predictor.time_aware if predictor.time_aware is not None else predictor.model
+            found = adaptation_model(model, predictor.references.scores, self.adaptation_memory)
+            cached = (weakref.ref(predictor), found)
+            self._adaptive = cached
+        return cached[1]
+
+    def _adaptation_answer(
+        self, stored: StoredAlarm | None, model: AdaptationModel | None
+    ) -> StreamAdaptationAnswer:
+        """A stream's adaptive state for ``GET /streams/{id}``."""
+        state = AdaptiveState() if stored is None or stored.adaptive is None else stored.adaptive
+        return StreamAdaptationAnswer(
+            enabled=self.adaptation and model is not None,
+            level=state.level,
+            reference=None if model is None else model.reference,
+            threshold_raise=None if model is None else state.shift(model),
+            by_level=None if model is None else state.raised_by(model),
+            by_feedback=None if model is None else state.widening(model),
+            learned=state.learned,
+            frozen=state.frozen,
+            widenings=[StreamWidening(eid, amount) for eid, amount in state.widenings],
+        )
 
     async def recent(self, stream_id: str, *, limit: int) -> StreamScoresAnswer:
         """A live stream's recent scores, oldest first; ``StreamNotFoundError`` when there is
@@ -490,6 +614,26 @@ def _alarm_answer(stored: StoredAlarm | None) -> StreamAlarmAnswer:
         last_alarm_timestamp=None if last is None else iso(last),
         unit=stored.unit,
     )
+
+
+def _adapted_answers(answers: list[StreamAnswer], done: Evaluated) -> None:
+    """The answers after the stream's adaptive threshold (unchanged when it did not adapt)."""
+    if done.scores is None:
+        return
+    severity, confidence = answered(done.scores)
+    rows = zip(
+        answers,
+        done.flags.tolist(),
+        done.scores.tolist(),
+        severity.tolist(),
+        confidence.tolist(),
+        strict=True,
+    )
+    for answer, flag, score, severity, confidence in rows:
+        answer.is_anomaly = flag
+        answer.anomaly_score = score
+        answer.severity = severity
+        answer.confidence = confidence
 
 
 def _kind(predictor: Predictor) -> ModelKind:

@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from anomaly_api.artifacts import ArtifactManifest, attachment_path
 from anomaly_api.detection import AnomalyEnsemble
 from anomaly_api.detection.time_aware import MaxZDetector, TimeAwareModel, detector_member_names
+from anomaly_api.monitoring.adaptation import AdaptationModel
 from anomaly_api.monitoring.reference import (
     DRIFT_REFERENCE_FILE,
     DriftReference,
@@ -159,3 +160,21 @@ def load_references(directory: Path, manifest: ArtifactManifest) -> ModelReferen
     scores_path = attachment_path(directory, manifest, SCORE_REFERENCE_FILE)
     scores = None if scores_path is None else ScoreReference.load(scores_path)
     return ModelReferences(drift=drift, scores=scores)
+
+
+def adaptation_model(
+    model: AnomalyEnsemble | TimeAwareModel, scores: ScoreReference | None, memory: float
+) -> AdaptationModel | None:
+    """How a stream's threshold may follow its normal operation (``monitoring/adaptation``):
+    the ``anomaly_score`` level of the normal readings the version kept, scored by its
+    current thresholds (a threshold revision moves the level with them); None when the
+    version kept no scores."""
+    if scores is None:
+        return None
+    normal = scores.normal_scores()
+    if normal.shape[0] == 0:
+        return None
+    tunable = tunable_detector(model)
+    return AdaptationModel.from_scores(
+        tunable.detector.combine(normal).anomaly_score, memory=memory
+    )

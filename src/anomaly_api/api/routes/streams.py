@@ -135,6 +135,7 @@ async def answer_readings(
         top_k=body.top_k,
         alarm_policy=policy,
         predictor=predictor,
+        adapt=body.adapt,
     )
     return _json(answer)
 

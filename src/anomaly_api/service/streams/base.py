@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 from numpy.typing import ArrayLike, NDArray
 
+from anomaly_api.monitoring.adaptation import AdaptiveState
 from anomaly_api.monitoring.alarms import AlarmState
 from anomaly_api.service.streams.errors import (
     InvalidReadingsError,
@@ -63,6 +64,13 @@ class StoredAlarm:
         Timestamp (epoch seconds) of that reading.
     events : EventTrack or None
         The stream's event state (``events.py``); None until it had an anomaly.
+    adaptive : AdaptiveState or None
+        The stream's adaptive threshold state (``monitoring/adaptation.py``); None until
+        an append adapted.
+    revision : int
+        Changes written outside appends (feedback widening the adaptive state): an append
+        scored from another revision is re-evaluated (``update_alarm``), so it cannot
+        overwrite them.
     """
 
     epoch: str
@@ -71,6 +79,8 @@ class StoredAlarm:
     last_alarm_reading: int | None = None
     last_alarm_time: float | None = None
     events: EventTrack | None = None
+    adaptive: AdaptiveState | None = None
+    revision: int = 0
 
     def to_json(self) -> bytes:
         """The stored form (JSON)."""
@@ -83,6 +93,10 @@ class StoredAlarm:
         }
         if self.events is not None:
             data["events"] = self.events.to_dict()
+        if self.adaptive is not None:
+            data["adaptive"] = self.adaptive.to_dict()
+        if self.revision:
+            data["revision"] = self.revision
         return orjson.dumps(data)
 
     @classmethod
@@ -91,7 +105,7 @@ class StoredAlarm:
         try:
             data: dict[str, Any] = json.loads(raw)
             reading, time_ = data.get("last_alarm_reading"), data.get("last_alarm_time")
-            events = data.get("events")
+            events, adaptive = data.get("events"), data.get("adaptive")
             return cls(
                 epoch=str(data["epoch"]),
                 state=AlarmState.from_dict(data["state"]),
@@ -99,6 +113,8 @@ class StoredAlarm:
                 last_alarm_reading=None if reading is None else int(reading),
                 last_alarm_time=None if time_ is None else float(time_),
                 events=None if events is None else EventTrack.from_dict(events),
+                adaptive=None if adaptive is None else AdaptiveState.from_dict(adaptive),
+                revision=int(data.get("revision", 0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed stored alarm state: {exc!r}") from exc
@@ -259,12 +275,15 @@ class StreamStore(Protocol):
         expected_seen: int,
         degraded: bool = False,
         events: Sequence[tuple[str, bytes]] = (),
+        expected_revision: int | None = None,
     ) -> tuple[AlarmUpdateStatus, StoredAlarm | None]:
-        """Compare-and-set: store ``alarm`` when the stored state has ``alarm.epoch`` and
-        ``state.seen == expected_seen``; never refreshes the expiry. ``degraded``: the
-        append was served from process memory, so is the update. ``events``: ``(id, JSON)``
-        of event records written with it, atomically (the oldest beyond the per-stream
-        bound are dropped). Returns the outcome and, for ``behind``, the stored state."""
+        """Compare-and-set: store ``alarm`` when the stored state has ``alarm.epoch``,
+        ``state.seen == expected_seen`` and ``revision == expected_revision`` (None:
+        ``alarm.revision``; another revision answers ``behind``); never refreshes the
+        expiry. ``degraded``: the append was served from process memory, so is the update.
+        ``events``: ``(id, JSON)`` of event records written with it, atomically (the oldest
+        beyond the per-stream bound are dropped). Returns the outcome and, for ``behind``,
+        the stored state."""
         ...
 
     async def list_events(

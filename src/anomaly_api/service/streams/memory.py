@@ -271,9 +271,16 @@ class InMemoryStreamStore:
         expected_seen: int,
         degraded: bool = False,
         events: Sequence[tuple[str, bytes]] = (),
+        expected_revision: int | None = None,
     ) -> tuple[AlarmUpdateStatus, StoredAlarm | None]:
         """Compare-and-set of the alarm state (see ``StreamStore.update_alarm``)."""
-        return self.update_alarm_now(stream_id, alarm, expected_seen=expected_seen, events=events)
+        return self.update_alarm_now(
+            stream_id,
+            alarm,
+            expected_seen=expected_seen,
+            events=events,
+            expected_revision=expected_revision,
+        )
 
     def update_alarm_now(
         self,
@@ -282,8 +289,10 @@ class InMemoryStreamStore:
         *,
         expected_seen: int,
         events: Sequence[tuple[str, bytes]] = (),
+        expected_revision: int | None = None,
     ) -> tuple[AlarmUpdateStatus, StoredAlarm | None]:
         """``update_alarm`` without the coroutine."""
+        revision = alarm.revision if expected_revision is None else expected_revision
         with self._lock:
             self._expire(self._clock())
             stream = self._streams.get(stream_id)
@@ -294,6 +303,8 @@ class InMemoryStreamStore:
                 return "behind", stream.alarm
             if seen > expected_seen:
                 return "stale", None
+            if stream.alarm.revision != revision:
+                return "behind", stream.alarm
             stream.alarm = alarm
             if events:
                 stream.events.write(events, self.max_events)

@@ -182,10 +182,11 @@ end
 return {status, value, alarm}
 """
 
-# KEYS: alarm key, window key, events hash. ARGV: epoch, expected seen, new state (JSON),
-# newest event id ('' when no event is written), d, d ids of events to drop, then pairs of
-# event id and record (JSON). Replies {'ok'}, {'behind', current state}, {'stale'} (gone,
-# other epoch or already past). The new state and the events take the window's remaining
+# KEYS: alarm key, window key, events hash. ARGV: epoch, expected seen, expected revision,
+# new state (JSON), newest event id ('' when no event is written), d, d ids of events to
+# drop, then pairs of event id and record (JSON). Replies {'ok'}, {'behind', current
+# state} (not there yet, or another revision), {'stale'} (gone, other epoch or already
+# past). The new state and the events take the window's remaining
 # TTL: they expire with the window.
 _ALARM_CAS_LUA = """
 local cur = redis.call('GET', KEYS[1])
@@ -195,16 +196,17 @@ if not ok or decoded['epoch'] ~= ARGV[1] then return {'stale', ''} end
 local seen, expected = tonumber(decoded['state']['seen']), tonumber(ARGV[2])
 if seen < expected then return {'behind', cur} end
 if seen > expected then return {'stale', ''} end
+if tonumber(decoded['revision'] or 0) ~= tonumber(ARGV[3]) then return {'behind', cur} end
 local ttl = redis.call('PTTL', KEYS[2])
 if ttl <= 0 then return {'stale', ''} end
-redis.call('SET', KEYS[1], ARGV[3], 'PX', ttl)
-if ARGV[4] ~= '' then
-  local d = tonumber(ARGV[5])
-  for i = 6, 5 + d do
+redis.call('SET', KEYS[1], ARGV[4], 'PX', ttl)
+if ARGV[5] ~= '' then
+  local d = tonumber(ARGV[6])
+  for i = 7, 6 + d do
     redis.call('HDEL', KEYS[3], ARGV[i], ARGV[i] .. ':l', ARGV[i] .. ':f')
   end
-  for i = 6 + d, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
-  redis.call('HSET', KEYS[3], 'last', ARGV[4])
+  for i = 7 + d, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
+  redis.call('HSET', KEYS[3], 'last', ARGV[5])
   redis.call('PEXPIRE', KEYS[3], ttl)
 end
 return {'ok', ''}
@@ -553,6 +555,7 @@ class RedisStreamStore(GuardedRedisCalls):
         expected_seen: int,
         degraded: bool = False,
         events: Sequence[tuple[str, bytes]] = (),
+        expected_revision: int | None = None,
     ) -> tuple[AlarmUpdateStatus, StoredAlarm | None]:
         """Compare-and-set of the alarm state and the events it wrote, in one script call
         (``StreamStore.update_alarm``).
@@ -562,13 +565,18 @@ class RedisStreamStore(GuardedRedisCalls):
         check_stream_id(stream_id)
         if degraded:
             return self._fallback.update_alarm_now(
-                stream_id, alarm, expected_seen=expected_seen, events=events
+                stream_id,
+                alarm,
+                expected_seen=expected_seen,
+                events=events,
+                expected_revision=expected_revision,
             )
         keys = [self.alarm_key(stream_id), self.window_key(stream_id), self.events_key(stream_id)]
         drop = events_to_drop(events, self.max_events)
         args: list[bytes | str | int] = [
             alarm.epoch,
             expected_seen,
+            alarm.revision if expected_revision is None else expected_revision,
             alarm.to_json(),
             events[-1][0] if events else "",
             len(drop),

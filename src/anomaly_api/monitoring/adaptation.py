@@ -1,0 +1,260 @@
+"""Per-stream adaptation: a threshold that slowly follows the stream's normal operation.
+
+On normal readings a model's ``anomaly_score`` sits around a typical level: its median
+on the held-out normal readings its thresholds were calibrated on
+(``AdaptationModel.reference``). Normal operation that drifts (wear, seasons, a new
+set-point, another run of the plant) shows first as that level creeping up, then as false
+alarms. A stream's ``AdaptiveState`` follows the level with a slow running median of the
+scores of its normal-looking readings (a stochastic-approximation median: each reading
+moves the level a fixed small step towards itself, so one odd reading moves it no more
+than a usual one, and the level settles where half the scores lie above) and raises the
+stream's threshold by how far the level has moved above the reference, at most ``cap``.
+The threshold is never lowered: adaptation silences drift, it never invents alarms.
+
+A fault must never be learned as normal: the state learns nothing from an anomalous
+reading, nothing from the ``quiet`` readings after two anomalies less than ``quiet``
+readings apart (an alarm needs ``k`` anomalies close together, so the readings of a raised
+alarm and of an open event are frozen, and a fault's normal-looking readings with them),
+and nothing from a reading scored without its full window (a time-aware model's warm-up:
+another detector). A lone anomaly (the model's own false-alarm rate) holds nothing: the
+state keeps learning through the rare flags of normal operation.
+
+Operator feedback widens the threshold further (``widen``): each ``false_alarm`` or
+``expected`` event asks for just enough to silence a peak like its own (its highest
+answered score), at most ``max_step``; the widening is the largest of these asks (not their
+sum: ten false alarms of one size need the threshold above that size, not ten times it),
+the last ``MAX_WIDENINGS`` kept; a later ``confirmed`` on the same event takes its ask back
+(``narrow``).
+
+Everything here is pure: the state is a few numbers, JSON round-trips, and ``adapt`` is a
+sequential recurrence over readings (Python floats: about a microsecond a reading), so
+the same readings give the same state however they are batched -- a backtest of a file
+equals appending its readings one by one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from anomaly_api.detection.contributions import severity_from_score
+from anomaly_api.detection.voting import confidence_from_score
+
+__all__ = [
+    "MAX_WIDENINGS",
+    "AdaptationModel",
+    "AdaptiveState",
+    "adapt",
+    "answered",
+    "narrow",
+    "widen",
+]
+
+MAX_WIDENINGS = 8
+"""Feedback widenings a stream keeps (the oldest are dropped first)."""
+
+
+@dataclass(frozen=True)
+class AdaptationModel:
+    """How a stream's threshold follows its normal operation, in ``anomaly_score`` units.
+
+    Attributes
+    ----------
+    reference : float
+        Median score of the model's held-out normal readings.
+    spread : float
+        Their robust spread (1.4826 x the median absolute deviation, floored).
+    memory : float
+        Readings over which the level can move by two spreads (each learned reading moves
+        it by ``2 * spread / memory``).
+    cap : float
+        Largest raise of the threshold by the level (score units).
+    quiet : int
+        Two anomalies closer than this freeze the next ``quiet`` readings.
+    max_step : float
+        Largest widening (score units).
+    """
+
+    reference: float
+    spread: float
+    memory: float = 200.0
+    cap: float = 2.0
+    quiet: int = 30
+    max_step: float = 1.0
+
+    @classmethod
+    def from_scores(cls, normal_scores: NDArray[np.float64], **options: Any) -> AdaptationModel:
+        """The model of normal ``anomaly_score`` values (held-out normal readings)."""
+        scores = np.asarray(normal_scores, dtype=np.float64)
+        scores = scores[np.isfinite(scores)]
+        if scores.size == 0:
+            raise ValueError("no normal scores to adapt from")
+        reference = float(np.median(scores))
+        spread = 1.4826 * float(np.median(np.abs(scores - reference)))
+        return cls(reference=reference, spread=max(spread, 1e-3), **options)
+
+    def to_dict(self) -> dict[str, float]:
+        """JSON form (what ``GET /streams/{id}`` reports)."""
+        return {
+            "reference": self.reference,
+            "spread": self.spread,
+            "memory": self.memory,
+            "cap": self.cap,
+            "quiet": self.quiet,
+        }
+
+
+@dataclass(frozen=True)
+class AdaptiveState:
+    """One stream's adaptive state; ``AdaptiveState()`` is a fresh stream."""
+
+    level: float | None = None
+    """Running median of the normal readings' scores (None: none learned yet, the
+    reference)."""
+    learned: int = 0
+    """Readings learned from."""
+    frozen: int = 0
+    """Readings not learned from (anomalous, just after one, or warming up)."""
+    calm: int | None = None
+    """Readings since the last anomaly, counted up to ``quiet`` (None: none yet)."""
+    hold: int = 0
+    """Readings still frozen after anomalies close together."""
+    widenings: tuple[tuple[str, float], ...] = ()
+    """Feedback widenings ``(event id, amount)``, oldest first."""
+
+    def raised_by(self, model: AdaptationModel) -> float:
+        """How far the level raises the threshold (0 when it is at or below the reference)."""
+        if self.level is None:
+            return 0.0
+        return min(model.cap, max(0.0, self.level - model.reference))
+
+    def widening(self, model: AdaptationModel) -> float:
+        """How far feedback raises the threshold."""
+        return min(model.max_step, max((amount for _, amount in self.widenings), default=0.0))
+
+    def shift(self, model: AdaptationModel) -> float:
+        """The threshold's raise for the stream's next reading (score units, >= 0)."""
+        return self.raised_by(model) + self.widening(model)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return {
+            "level": self.level,
+            "learned": self.learned,
+            "frozen": self.frozen,
+            "calm": self.calm,
+            "hold": self.hold,
+            "widenings": [[eid, amount] for eid, amount in self.widenings],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AdaptiveState:
+        """Read ``to_dict``'s output; ``ValueError`` when malformed."""
+        try:
+            level = data["level"]
+            state = cls(
+                level=None if level is None else float(level),
+                learned=int(data["learned"]),
+                frozen=int(data["frozen"]),
+                calm=None if data["calm"] is None else int(data["calm"]),
+                hold=int(data["hold"]),
+                widenings=tuple((str(e), float(a)) for e, a in data["widenings"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed adaptive state: {exc!r}") from exc
+        numbers = [a for _, a in state.widenings]
+        if state.level is not None:
+            numbers.append(state.level)
+        if (
+            not all(math.isfinite(x) for x in numbers)
+            or min(state.learned, state.frozen, state.hold, state.calm or 0) < 0
+        ):
+            raise ValueError("malformed adaptive state: non-finite number or negative count")
+        return state
+
+
+def adapt(
+    model: AdaptationModel,
+    state: AdaptiveState,
+    scores: NDArray[np.float64],
+    flags: NDArray[np.bool_],
+    warming_up: NDArray[np.bool_],
+) -> tuple[NDArray[np.bool_], NDArray[np.float64], AdaptiveState]:
+    """The adapted anomaly flags of a stream's readings (oldest first), each reading's
+    threshold raise, and the state after them.
+
+    A reading is anomalous when the model flagged it and its score exceeds its raise (a
+    warming-up reading keeps the model's flag and has no raise). Then the state learns the
+    reading unless it is frozen (see the module doc).
+    """
+    n = len(scores)
+    out = np.asarray(flags, dtype=np.bool_).copy()
+    shifts = np.zeros(n)
+    level, learned, frozen = state.level, state.learned, state.frozen
+    calm, hold = state.calm, state.hold
+    widening = state.widening(model)
+    step = 2.0 * model.spread / model.memory
+    reference, cap, quiet = model.reference, model.cap, model.quiet
+    for i, (score, flag, warm) in enumerate(
+        zip(scores.tolist(), out.tolist(), np.asarray(warming_up).tolist(), strict=True)
+    ):
+        shift = 0.0
+        if not warm:
+            shift = (0.0 if level is None else min(cap, max(0.0, level - reference))) + widening
+            shifts[i] = shift
+        anomalous = flag and score > shift
+        out[i] = anomalous
+        if anomalous:
+            if calm is not None and calm < quiet:
+                hold = quiet  # anomalies close together: an alarm, a fault
+            calm = 0
+            frozen += 1
+            continue
+        if calm is not None:
+            calm = min(calm + 1, quiet)
+        if hold or warm:
+            hold = max(hold - 1, 0)
+            frozen += 1
+            continue
+        if level is None:
+            level = reference
+        level += step if score > level else -step if score < level else 0.0
+        learned += 1
+    new = AdaptiveState(
+        level=level,
+        learned=learned,
+        frozen=frozen,
+        calm=calm,
+        hold=hold,
+        widenings=state.widenings,
+    )
+    return out, shifts, new
+
+
+def answered(
+    scores: NDArray[np.float64],
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``severity`` and ``confidence`` of adapted scores (the model's minus each reading's
+    raise), as the model derives them from its own scores."""
+    return severity_from_score(scores), confidence_from_score(scores)
+
+
+def widen(
+    model: AdaptationModel, state: AdaptiveState, event_id: str, peak_score: float
+) -> AdaptiveState:
+    """``state`` widened by a ``false_alarm``/``expected`` event whose highest reading
+    scored ``peak_score`` (as answered, after the raise then in force): just enough to
+    silence that peak, at most ``max_step``. A repeated event replaces its own part."""
+    amount = min(model.max_step, max(0.0, float(peak_score)) * 1.01 + 1e-6)
+    kept = tuple(w for w in state.widenings if w[0] != event_id)
+    return replace(state, widenings=(*kept, (event_id, amount))[-MAX_WIDENINGS:])
+
+
+def narrow(state: AdaptiveState, event_id: str) -> AdaptiveState:
+    """``state`` without the widening of ``event_id`` (itself when it had none)."""
+    kept = tuple(w for w in state.widenings if w[0] != event_id)
+    return state if len(kept) == len(state.widenings) else replace(state, widenings=kept)
