@@ -29,6 +29,18 @@ NORMAL = [0.5, 1.2, -0.3, 0.8, 1.5, 0.2, -0.1, 0.9]
 ANOMALOUS = [8.1, -5.3, 7.2, 9.0, -8.4, 6.1, 8.8, -7.2]
 
 
+LIFESPAN_TIMEOUT_S = 60.0
+"""A start-up or shutdown longer than asgi-lifespan's default 5 s is a slow machine, not a
+failure: loading the model and freezing the heap take seconds on a loaded 2-core host."""
+
+
+def lifespan(app: Any) -> LifespanManager:
+    """``app``'s lifespan, run with ``LIFESPAN_TIMEOUT_S`` for its start-up and shutdown."""
+    return LifespanManager(
+        app, startup_timeout=LIFESPAN_TIMEOUT_S, shutdown_timeout=LIFESPAN_TIMEOUT_S
+    )
+
+
 def make_settings(artifacts_dir: Path, **overrides: Any) -> Settings:
     """Settings for a test app: the in-process cache unless a Redis URL is given."""
     values: dict[str, Any] = {"artifacts_dir": artifacts_dir, "redis_url": None, **overrides}
@@ -61,7 +73,7 @@ async def open_app_state(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncC
     """A client of a freshly built app, and its lifespan state (for white-box checks)."""
     app = create_app(settings)
     async with (
-        LifespanManager(app) as manager,
+        lifespan(app) as manager,
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver"
         ) as client,

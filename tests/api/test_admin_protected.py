@@ -8,17 +8,16 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
-from asgi_lifespan import LifespanManager
 
 from anomaly_api.api.app import create_app
 from anomaly_api.config import Settings
-from api_testing import NORMAL, assert_error, make_settings
+from api_testing import NORMAL, assert_error, lifespan, make_settings
 
 
 @asynccontextmanager
 async def client_from(settings: Settings, host: str) -> AsyncIterator[httpx.AsyncClient]:
     """A client of a fresh app whose requests come from ``host``."""
-    async with LifespanManager(create_app(settings)) as manager:
+    async with lifespan(create_app(settings)) as manager:
         transport = httpx.ASGITransport(app=manager.app, client=(host, 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield http

@@ -6,11 +6,10 @@ import json
 from collections.abc import AsyncIterator
 
 import httpx
-from asgi_lifespan import LifespanManager
 
 from anomaly_api.api.app import create_app
 from anomaly_api.config import Settings
-from api_testing import NORMAL, assert_error, serve_app
+from api_testing import NORMAL, assert_error, lifespan, serve_app
 
 JSON = {"content-type": "application/json"}
 
@@ -69,7 +68,7 @@ async def test_unexpected_errors_get_a_generic_500(settings: Settings) -> None:
     async def boom() -> None:
         raise RuntimeError("secret internal detail")
 
-    async with LifespanManager(app) as manager:
+    async with lifespan(app) as manager:
         transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
             response = await http.get("/boom")
@@ -93,7 +92,7 @@ async def test_client_leaving_mid_body_is_not_a_server_error(settings: Settings)
     async def send(message: dict[str, object]) -> None:
         sent.append(message)
 
-    async with LifespanManager(app) as manager:
+    async with lifespan(app) as manager:
         scope = {
             "type": "http",
             "asgi": {"version": "3.0"},

@@ -22,7 +22,6 @@ import fastapi.routing
 import httpx
 import orjson
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from anomaly_api.api.app import create_app
@@ -30,7 +29,7 @@ from anomaly_api.api.deps import get_batch_call, get_predict_call
 from anomaly_api.api.fast_path import FAST_ROUTES, FastPathMiddleware
 from anomaly_api.api.security import require_api_key
 from anomaly_api.config import Settings
-from api_testing import ANOMALOUS, NORMAL, make_settings, samples
+from api_testing import ANOMALOUS, NORMAL, lifespan, make_settings, samples
 
 Case = tuple[str, str, dict[str, str], bytes]
 Exchange = tuple[int, list[tuple[bytes, bytes]], bytes]
@@ -107,7 +106,7 @@ def _without_fast_path(app: FastAPI) -> FastAPI:
 @asynccontextmanager
 async def _client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with (
-        LifespanManager(app) as manager,
+        lifespan(app) as manager,
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver"
         ) as client,

@@ -10,13 +10,20 @@ from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from anomaly_api import registry
 from anomaly_api.api.app import create_app
 from anomaly_api.config import Settings
 from anomaly_api.service.fleet import ModelFleet
-from api_testing import ANOMALOUS, NORMAL, assert_error, make_settings, open_app_state, samples
+from api_testing import (
+    ANOMALOUS,
+    NORMAL,
+    assert_error,
+    lifespan,
+    make_settings,
+    open_app_state,
+    samples,
+)
 from factories import fit_pumps, fit_tiny_artifact
 
 T0 = "2026-11-29T12:00:00Z"
@@ -345,7 +352,7 @@ async def test_unknown_names_leave_nothing_loaded_or_kept(fleet_dir: Path) -> No
 async def test_admin_model_routes_refuse_remote_clients_while_no_key_is_set(
     own_fleet_dir: Path,
 ) -> None:
-    async with LifespanManager(create_app(make_settings(own_fleet_dir))) as manager:
+    async with lifespan(create_app(make_settings(own_fleet_dir))) as manager:
         remote = httpx.ASGITransport(app=manager.app, client=("203.0.113.7", 40000))
         async with httpx.AsyncClient(transport=remote, base_url="http://testserver") as http:
             await _refused_remotely(http)

@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from jobs_holding import GATE_ENV, held, held_worker, release, wait_for
 from typer.testing import CliRunner
 
@@ -28,7 +27,7 @@ from anomaly_api.config import Settings
 from anomaly_api.data.synthetic import generate_sensor_data
 from anomaly_api.registry import model_dir, resolve_alias
 from anomaly_api.service.jobs import JobRunner
-from api_testing import assert_error, make_settings
+from api_testing import assert_error, lifespan, make_settings
 
 CSV = {"Content-Type": "text/csv"}
 ADMIN = {"X-API-Key": "admin-key"}
@@ -41,7 +40,7 @@ async def training_app(
     """A client of a fresh app and its job runner (its workers held when ``hold``)."""
     app = create_app(settings)
     async with (
-        LifespanManager(app) as manager,
+        lifespan(app) as manager,
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver"
         ) as client,

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from bench.lag_probe import PATH, LagProbe, create_probed_app
 
 from anomaly_api.config import Settings
+from api_testing import lifespan
 
 
 async def test_a_window_reports_loop_wakeups_and_gc_pauses_then_starts_anew() -> None:
@@ -42,7 +42,7 @@ async def test_the_probed_app_serves_the_window_route(
     monkeypatch.setattr("anomaly_api.api.app.get_settings", Settings)
     app = create_probed_app()
     async with (
-        LifespanManager(app) as manager,
+        lifespan(app) as manager,
         httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://t") as c,
     ):
         first = (await c.get(PATH)).json()
