@@ -1,4 +1,4 @@
-"""``python -m bench [SECTION[.PART] ...] [--smoke] [--lag-probe] [--set NAME=VALUE] [--out FILE]``
+"""``python -m bench [SECTION[.PART] ...] [--smoke] [--set NAME=VALUE] [--out FILE]``
 
 The benchmark suite, one part at a time, one server at a time, loopback only. Sections (each
 module ``bench/<section>.py`` says what its parts measure): ``predict``, ``streams``,
@@ -42,7 +42,6 @@ class Context:
 
     smoke: bool
     workdir: Path
-    lag_probe: bool = False
     options: dict[str, str] = field(default_factory=dict)
 
     def size(self, smoke: T, full: T) -> T:
@@ -147,9 +146,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", metavar="SECTION[.PART]", help="what to run")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes; numbers meaningless")
     parser.add_argument(
-        "--lag-probe", action="store_true", help="probe the served process during predict's wrk"
-    )
-    parser.add_argument(
         "--set", action="append", default=[], metavar="NAME=VALUE", help="a part's option"
     )
     parser.add_argument("--out", type=Path, help="JSON file, with its .md beside it")
@@ -167,8 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = metadata(args.smoke, pairs, options)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="anomaly-bench-") as tmp:
-        probe = args.lag_probe or args.smoke  # a smoke run serves the probed app too
-        ctx = Context(args.smoke, Path(tmp), lag_probe=probe, options=options)
+        ctx = Context(args.smoke, Path(tmp), options=options)
         results = run(ctx, pairs)
     meta.update(load_average_after=os.getloadavg(), duration_s=time.perf_counter() - started)
     results = {"meta": meta, **results}

@@ -9,7 +9,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,12 +17,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from bench import lag_probe
 from bench.data import N_FEATURES, batch_body
 from bench.load import connect, post_many, run_wrk, send
 from bench.report import ratio
 from bench.servers import (
-    PROBED_APP,
     WORKER_APP,
     Server,
     bare_server,
@@ -89,20 +87,12 @@ def inprocess(ctx: Context) -> dict[str, Any]:
 
 
 def wrk(ctx: Context, server: Server, connections: int, seconds: float, **kw: Any) -> Any:
-    """One wrk run against ``/predict``; with ``--lag-probe`` on a probed service, what the
-    served process went through meanwhile (``lag_probe.observe``)."""
-    watch: AbstractContextManager[dict[str, Any]] = nullcontext({})
-    if ctx.lag_probe and server.name != "bare":
-        watch = lag_probe.observe(server)
-    with watch as seen:
-        result = run_wrk(server.port, "/predict", connections, seconds, workdir=ctx.workdir, **kw)
-    return {**result, **seen}
+    """One wrk run against ``/predict``."""
+    return run_wrk(server.port, "/predict", connections, seconds, workdir=ctx.workdir, **kw)
 
 
 def serve(ctx: Context, name: str, env: dict[str, str]) -> AbstractContextManager[Server]:
-    """The service (the probed app with ``--lag-probe``)."""
-    if ctx.lag_probe:
-        return service_server(name, env, app=PROBED_APP)
+    """The service."""
     return service_server(name, env)
 
 

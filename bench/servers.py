@@ -25,8 +25,6 @@ BARE_APP = "bench.bare_app:app"
 """The ceiling: a bare FastAPI endpoint taking ``/predict``'s body."""
 WORKER_APP = "anomaly_api.cli.workers:worker_app"
 """What each worker of ``anomaly-api serve --workers N`` runs."""
-PROBED_APP = "bench.lag_probe:create_probed_app"
-"""The service plus the event-loop lag / GC probe's route (``--lag-probe``)."""
 READY_TIMEOUT_S = 180.0  # generous: a loaded CI machine starts servers slowly
 
 

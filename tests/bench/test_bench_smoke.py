@@ -44,9 +44,6 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
         assert all(run["non_2xx"] == 0 for run in results["cache"][backend].values())
     assert all(sane(f["start_to_ready_s"]) for f in results["servers"].values())
     assert "fast_vs_bare_rps_c64" in results["ratios"]
-    probed = results["http_predict"]["fast"]["64"]  # a smoke run serves the probed app
-    assert probed["lag_probe"]["loop_lag"]["count"] > 0
-    assert probed["in_app_latency"]["requests"] > 0
 
     scaling = results["scaling"]
     for loop in ("asyncio", "uvloop"):

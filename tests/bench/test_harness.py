@@ -1,9 +1,8 @@
-"""The suite's helpers that need no server: the in-memory HTTP harness, the lag probe's
-histogram reading and the merging of parts' results (no timing)."""
+"""The suite's helpers that need no server: the in-memory HTTP harness and the merging of
+parts' results (no timing)."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,6 @@ import uvloop
 from bench.__main__ import merge
 from bench.cost import HttpHarness, raw_post
 from bench.data import one_row_body
-from bench.lag_probe import app_latency
 
 
 def test_a_request_is_one_keep_alive_post_with_its_length() -> None:
@@ -34,12 +32,6 @@ def test_the_harness_answers_through_uvicorns_protocol() -> None:
     )
     with pytest.raises(RuntimeError, match="422"):
         uvloop.run(send(b'{"features": []}'))
-
-
-def test_the_in_app_latency_is_read_from_histogram_buckets() -> None:
-    before = {0.001: 0.0, 0.025: 0.0, math.inf: 0.0}
-    after = {0.001: 60.0, 0.025: 99.0, math.inf: 100.0}
-    assert app_latency(before, after) == {"requests": 100.0, "p50_le_ms": 1.0, "p99_le_ms": 25.0}
 
 
 def test_parts_of_one_section_share_its_results(tmp_path: Path) -> None:
