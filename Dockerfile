@@ -79,7 +79,8 @@ RUN groupadd --system --gid "${APP_UID}" app \
         --home-dir /nonexistent --shell /usr/sbin/nologin app
 
 COPY --from=build /opt/venv /opt/venv
-COPY --from=build /opt/anomaly-api/artifacts /opt/anomaly-api/artifacts
+# Owned by the service's user: a volume mounted over it starts as a copy it can write to.
+COPY --from=build --chown=${APP_UID}:${APP_UID} /opt/anomaly-api/artifacts /opt/anomaly-api/artifacts
 
 # Read-only root filesystem: nothing below writes outside /tmp. Bytecode was compiled at
 # build time (warmup.py); HOME/TMPDIR/JOBLIB_TEMP_FOLDER point any library scratch space at /tmp.

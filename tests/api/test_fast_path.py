@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,12 +25,14 @@ import orjson
 import pytest
 from fastapi import FastAPI
 
+from anomaly_api import registry
 from anomaly_api.api.app import create_app
 from anomaly_api.api.deps import get_batch_call, get_predict_call
 from anomaly_api.api.fast_path import FAST_ROUTES, FastPathMiddleware
 from anomaly_api.api.security import require_api_key
 from anomaly_api.config import Settings
 from api_testing import ANOMALOUS, NORMAL, lifespan, make_settings, samples
+from factories import fit_tiny_artifact
 
 Case = tuple[str, str, dict[str, str], bytes]
 Exchange = tuple[int, list[tuple[bytes, bytes]], bytes]
@@ -89,6 +92,40 @@ KEY_CASES: list[Case] = [
     ("POST", "/predict/batch", JSON, _rows(NORMAL)),
     ("POST", "/predict/batch", {**JSON, "x-api-key": "admin-key"}, _rows(NORMAL)),
     ("POST", "/predict/batch", {**JSON, "authorization": "Bearer x"}, _rows(NORMAL)),
+]
+PUMPS = "/models/pumps/predict"
+NAMED_CASES: list[Case] = [
+    ("POST", "/models/default/predict", JSON, _json({"features": NORMAL, "observation_id": "d"})),
+    ("POST", PUMPS, JSON, _json({"features": NORMAL, "observation_id": "p"})),
+    ("POST", PUMPS, JSON, _json({"features": ANOMALOUS})),
+    ("POST", PUMPS, JSON, _json({"features": ANOMALOUS})),  # a cache hit
+    ("POST", PUMPS, JSON, _json({"features": ANOMALOUS, "top_k": 2})),
+    ("POST", PUMPS, JSON, _json({"features": NORMAL[:5]})),
+    ("POST", PUMPS, JSON, b'{"features": [1, 2'),
+    ("POST", PUMPS, {"content-type": "text/plain"}, _json({"features": NORMAL})),
+    ("POST", PUMPS, JSON, _json({"features": NORMAL, "pad": "x" * BODY_LIMIT})),  # 413
+    ("POST", f"{PUMPS}/batch", JSON, _rows(NORMAL, ANOMALOUS)),
+    ("POST", f"{PUMPS}/batch", {**JSON, "accept": TENSORS}, _rows(NORMAL, ANOMALOUS, top_k=1)),
+    ("POST", f"{PUMPS}/batch", {**JSON, "accept": "text/html"}, _rows(NORMAL)),
+    ("POST", f"{PUMPS}/batch", JSON, _rows(*[NORMAL] * 6)),  # above max_batch_rows
+    ("POST", "/models/default/predict/batch", JSON, _rows(NORMAL)),
+    ("POST", "/models/nope/predict", JSON, _json({"features": NORMAL})),  # unknown: 404
+    ("POST", "/models/nope/predict/batch", JSON, b"not json"),
+    ("POST", "/models/Pumps/predict", JSON, _json({"features": NORMAL})),  # not a name
+    ("POST", "/models/%2e%2e/predict", JSON, _json({"features": NORMAL})),
+    ("POST", "/models/a%2Fb/predict", JSON, _json({"features": NORMAL})),  # two segments
+    ("POST", "/models/" + "x" * 80 + "/predict/batch", JSON, _rows(NORMAL)),
+    ("POST", "/models//predict", JSON, _json({"features": NORMAL})),
+    ("POST", "/models/pumps", JSON, _json({"features": NORMAL})),
+    ("POST", f"{PUMPS}/", JSON, _json({"features": NORMAL})),
+    ("GET", PUMPS, {}, b""),
+    ("POST", "/models/pumps/predict/window", JSON, b"{}"),  # not served here
+]
+NAMED_KEY_CASES: list[Case] = [
+    ("POST", PUMPS, JSON, _json({"features": NORMAL})),
+    ("POST", PUMPS, {**JSON, "x-api-key": "client-key"}, _json({"features": NORMAL})),
+    ("POST", "/models/nope/predict", JSON, _json({"features": NORMAL})),  # the key first
+    ("POST", f"{PUMPS}/batch", {**JSON, "authorization": "Bearer x"}, _rows(NORMAL)),
 ]
 NO_MODEL_CASES: list[Case] = [
     ("POST", "/predict", JSON, _json({"features": NORMAL})),
@@ -221,6 +258,35 @@ async def test_keyed_routes_answer_byte_for_byte_alike(
     assert _assert_same(pairs, KEY_CASES) == {200, 400, 401, 403}
 
 
+@pytest.fixture
+def fleet_dir(tiny_artifacts_dir: Path, tmp_path: Path) -> Path:
+    """The tiny model as ``default`` and another fit as the named model ``pumps``."""
+    root = tmp_path / "artifacts"
+    shutil.copytree(tiny_artifacts_dir, root)
+    fit_tiny_artifact(registry.model_dir(root, "pumps"), "p1", seed=1)
+    registry.register_version(root, "pumps", "p1")
+    return root
+
+
+async def test_named_routes_answer_byte_for_byte_alike(
+    fleet_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(fleet_dir, max_body_bytes=BODY_LIMIT, max_batch_rows=5)
+    pairs = await _both(settings, NAMED_CASES, caplog)
+    statuses = _assert_same(pairs, NAMED_CASES)
+    assert statuses == {200, 307, 400, 404, 405, 406, 413, 415, 422}
+    assert b'"model_version":"p1"' in pairs[1][0][2]
+    assert b'"code":"model_not_found"' in pairs[14][0][2]
+
+
+async def test_named_keyed_routes_answer_byte_for_byte_alike(
+    fleet_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(fleet_dir, api_keys=["client-key"])
+    pairs = await _both(settings, NAMED_KEY_CASES, caplog)
+    assert _assert_same(pairs, NAMED_KEY_CASES) == {200, 401, 403}
+
+
 async def test_without_a_model_the_answers_are_alike(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -242,13 +308,18 @@ async def test_the_fast_path_skips_the_dependency_solving(
     settings = make_settings(tiny_artifacts_dir)
     for app, expected in (
         (create_app(settings), ["/health"]),
-        (_without_fast_path(create_app(settings)), ["/predict", "/predict/batch", "/health"]),
+        (
+            _without_fast_path(create_app(settings)),
+            ["/predict", "/predict/batch", "/models/default/predict", "/health"],
+        ),
     ):
         solved.clear()
         async with _client(app) as client:
             assert (await client.post("/predict", json={"features": NORMAL})).status_code == 200
             batch = await client.post("/predict/batch", content=_rows(NORMAL), headers=JSON)
             assert batch.status_code == 200
+            named = await client.post("/models/default/predict", json={"features": NORMAL})
+            assert named.status_code == 200
             assert (await client.get("/health")).status_code == 200
         assert solved == expected
 
@@ -259,6 +330,8 @@ def test_the_fast_path_resolves_what_the_routes_declare(tiny_artifacts_dir: Path
     resolved = {
         ("POST", "/predict"): [require_api_key, get_predict_call],
         ("POST", "/predict/batch"): [require_api_key, get_batch_call],
+        ("POST", "/models/{name}/predict"): [require_api_key],
+        ("POST", "/models/{name}/predict/batch"): [require_api_key],
     }
     assert set(FAST_ROUTES) == set(resolved)
     app = create_app(make_settings(tiny_artifacts_dir))
@@ -272,6 +345,8 @@ def test_the_fast_path_resolves_what_the_routes_declare(tiny_artifacts_dir: Path
         assert context.original_route is FastPathMiddleware(app).routes[key][1]
         dependant = context.dependant
         assert [d.call for d in dependant.dependencies] == calls
-        params = (dependant.path_params, dependant.query_params, dependant.header_params)
-        assert params == ([], [], [])
+        named = [param.name for param in dependant.path_params]
+        assert named == (["name"] if "{name}" in key[1] else [])  # a str: never refused
+        assert all(param.field_info.annotation is str for param in dependant.path_params)
+        assert (dependant.query_params, dependant.header_params) == ([], [])
         assert dependant.cookie_params == dependant.body_params == []

@@ -152,6 +152,16 @@ async def test_a_stream_is_bound_to_its_model(client: httpx.AsyncClient) -> None
     assert other.json()["stream"]["new_stream"] is True
     assert (await client.get("/models/pumps/streams/s-1")).json()["total"] == 1
     assert (await client.get("/models/pumps/streams/s-1/events")).status_code == 200
+    listed = (await client.get("/models/pumps/streams?limit=5")).json()
+    assert [s["stream_id"] for s in listed["streams"]] == ["s-1"]
+    assert listed == (await client.get("/streams?limit=5")).json() | {"streams": listed["streams"]}
+    scores = (await client.get("/models/pumps/streams/s-1/scores")).json()
+    assert [s["anomaly_score"] for s in scores["scores"]] == [
+        first.json()["answers"][0]["anomaly_score"]
+    ]
+    assert (await client.get("/models/pumps/streams?limit=0")).status_code == 422
+    assert (await client.get("/models/nope/streams")).status_code == 404
+    assert (await client.get("/models/pumps/streams/s-2/scores")).status_code == 404
     assert (await client.delete("/models/pumps/streams/s-1")).status_code == 204
     assert (await client.get("/models/pumps/streams/s-1")).status_code == 404
     assert (await client.get("/streams/s-1")).status_code == 200

@@ -27,7 +27,7 @@ from anomaly_api.config import Settings
 from anomaly_api.data.synthetic import generate_sensor_data
 from anomaly_api.registry import model_dir, resolve_alias
 from anomaly_api.service.jobs import JobRunner
-from api_testing import assert_error, lifespan, make_settings
+from api_testing import assert_error, lifespan, make_settings, samples
 
 CSV = {"Content-Type": "text/csv"}
 ADMIN = {"X-API-Key": "admin-key"}
@@ -84,6 +84,16 @@ async def finished(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
             return job
         await asyncio.sleep(0.05)
     raise AssertionError(f"job {job_id} never finished: {job}")
+
+
+async def job_counts(client: httpx.AsyncClient) -> dict[str, float]:
+    """The training job series of ``/metrics``: ``{status or state: value}``."""
+    found = samples((await client.get("/metrics")).text)
+    return {
+        labels[0][1]: value
+        for (name, labels), value in found.items()
+        if name in ("anomaly_training_jobs_total", "anomaly_training_jobs_active")
+    }
 
 
 def versions(directory: Path) -> list[str]:
@@ -327,12 +337,22 @@ async def test_a_full_queue_answers_429_with_retry_after(
         refused = await client.post("/models/m/versions", content=small_csv(), headers=CSV | ADMIN)
         assert_error(refused, 429, "training_queue_full")
         assert refused.headers["retry-after"] == "17"
+        ended = {"succeeded": 0.0, "failed": 0.0, "cancelled": 0.0}
+        assert await job_counts(client) == ended | {"running": 1.0, "queued": 1.0}
         cancelled = await client.delete(f"/jobs/{second}", headers=ADMIN)  # a queued job
         assert cancelled.status_code == 202
         assert (await finished(client, second))["status"] == "cancelled"
+        ended["cancelled"] = 1.0
+        assert await job_counts(client) == ended | {"running": 1.0, "queued": 0.0}
         release(gate, first)
         job = await finished(client, first)
         assert job["status"] == "succeeded", job
+        ended["succeeded"] = 1.0
+        for _ in range(600):  # its record is written just before it leaves the queue
+            if (counts := await job_counts(client))["running"] == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert counts == ended | {"running": 0.0, "queued": 0.0}
     assert versions(model_dir(artifacts, "m")) == [job["version"]]
 
 

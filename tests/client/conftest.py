@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from anomaly_api import registry
 from anomaly_api.testing import running_server
 from e2e.e2e_service import run_service
+from factories import fit_tiny_artifact
 
 API_KEY = "client-test-key-0123456789"
 
@@ -40,3 +42,15 @@ def artifacts_copy(tiny_artifacts_dir: Path, tmp_path: Path) -> Path:
     """A private copy of the tiny model's artifact directory."""
     shutil.copytree(tiny_artifacts_dir, tmp_path / "artifacts")
     return tmp_path / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def fleet_url(tiny_artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server over ``default`` (tiny-1) and the named model ``pumps`` (p1)."""
+    workdir = tmp_path_factory.mktemp("client-fleet")
+    root = workdir / "artifacts"
+    shutil.copytree(tiny_artifacts_dir, root)
+    fit_tiny_artifact(registry.model_dir(root, "pumps"), "p1", seed=1)
+    registry.register_version(root, "pumps", "p1")
+    with run_service(root, workdir) as service:
+        yield service.url

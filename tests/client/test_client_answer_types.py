@@ -1,10 +1,12 @@
 """Every field of every server answer reaches an attribute of the client's result.
 
 Each answer model of the OpenAPI schema (``anomaly_api.api.schemas``: generated from the
-service's answer dataclasses, or declared there) is filled with distinct sample values,
-written as the server writes it (``model_dump(mode="json")``), parsed by the client, and
-written back from the result's attributes only (never ``raw``). The two must be equal: a
-field the server adds and the client drops fails here.
+service's answer dataclasses, or declared there or by its route) is filled with distinct
+sample values, written as the server writes it (``model_dump(mode="json")``), parsed by the
+client, and written back from the result's attributes only (never ``raw``). The two must be equal: a
+field the server adds and the client drops fails here. The model listings (``GET /models``,
+``GET /models/{name}``) have no schema model: ``test_client_jobs`` compares them with a real
+server's answers.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import pytest
 from pydantic import BaseModel
 
 from anomaly_api.api import schemas
+from anomaly_api.api.routes.training import JobView
 from anomaly_api.client import (
     Contribution,
     Health,
+    Job,
     ModelInfo,
     Prediction,
     StreamAdaptation,
@@ -230,6 +234,21 @@ def model_info(m: ModelInfo) -> dict[str, Any]:
     }
 
 
+def job(j: Job) -> dict[str, Any]:
+    return {
+        "job_id": j.job_id,
+        "model": j.model,
+        "status": j.status,
+        "progress": j.progress,
+        "version": j.version,
+        "metrics": j.metrics,
+        "error": j.error,
+        "created_at": j.created_at,
+        "updated_at": j.updated_at,
+        "owner": j.owner,
+    }
+
+
 def _consistent_batch(data: dict[str, Any]) -> dict[str, Any]:
     """A batch sample whose batch-wide values are its predictions' (as the server's are)."""
     for item in data["predictions"]:
@@ -255,6 +274,7 @@ CASES: dict[str, tuple[type[BaseModel], Callable[[Any], Any], Callable[[Any], An
     "GET /streams/{id}": (schemas.StreamStateResponse, _parse.parse_stream_state, state),
     "GET /health": (schemas.HealthResponse, _parse.parse_health, health),
     "GET /model/info": (schemas.ModelInfoResponse, _parse.parse_model_info, model_info),
+    "GET /jobs/{job_id}": (JobView, _parse.parse_job, job),
 }
 ADJUST: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "POST /predict/batch": _consistent_batch,

@@ -2,29 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from anomaly_api import registry
 from anomaly_api.client import AnomalyApiError, AnomalyClient, AsyncAnomalyClient
 from api_testing import ANOMALOUS, NORMAL
-from e2e.e2e_service import run_service
-from factories import fit_tiny_artifact
-
-
-@pytest.fixture(scope="module")
-def fleet_url(tiny_artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A server over ``default`` (tiny-1) and the named model ``pumps`` (p1)."""
-    workdir = tmp_path_factory.mktemp("client-fleet")
-    root = workdir / "artifacts"
-    shutil.copytree(tiny_artifacts_dir, root)
-    fit_tiny_artifact(registry.model_dir(root, "pumps"), "p1", seed=1)
-    registry.register_version(root, "pumps", "p1")
-    with run_service(root, workdir) as service:
-        yield service.url
 
 
 def test_every_call_takes_a_model_name(fleet_url: str) -> None:

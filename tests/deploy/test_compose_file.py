@@ -43,6 +43,18 @@ def test_api_waits_for_a_healthy_redis_and_uses_it(services: dict[str, Any]) -> 
     assert api["tmpfs"] == ["/tmp"]
 
 
+def test_replicas_share_one_artifact_volume(services: dict[str, Any], dockerfile: str) -> None:
+    """Named models and trained versions live in the artifact directory: every replica
+    mounts the one named volume there (seeded from the image's model, owned by the
+    service's user so that it can write to it)."""
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    assert "artifacts" in compose["volumes"]
+    target = re.search(r"ANOMALY_ARTIFACTS_DIR=(\S+)", dockerfile)
+    assert target is not None
+    assert services["api"]["volumes"] == [f"artifacts:{target[1]}"]
+    assert f"--chown=${{APP_UID}}:${{APP_UID}} {target[1]} {target[1]}" in dockerfile
+
+
 def test_keys_pass_from_the_shell_or_env_file(services: dict[str, Any]) -> None:
     """Behind the load balancer no request is loopback: admin routes need the key."""
     environment = services["api"]["environment"]

@@ -64,6 +64,7 @@ def test_renders_every_expected_object(rendered: list[Manifest]) -> None:
         ("Deployment", "anomaly-api-redis"),
         ("Deployment", "anomaly-api-watch"),
         ("HorizontalPodAutoscaler", "anomaly-api"),
+        ("PersistentVolumeClaim", "anomaly-api-artifacts"),
         ("PodDisruptionBudget", "anomaly-api"),
         ("Service", "anomaly-api"),
         ("Service", "anomaly-api-redis"),
@@ -120,8 +121,32 @@ def test_api_pod_is_non_root_with_read_only_root_and_writable_tmp(
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert mounts == {"tmp": "/tmp"}
+    assert mounts == {"tmp": "/tmp", "artifacts": "/opt/anomaly-api/artifacts"}
     assert "emptyDir" in volumes["tmp"]
+
+
+def test_replicas_share_one_artifact_volume_seeded_from_the_image(
+    rendered: list[Manifest],
+) -> None:
+    """Named models and trained versions live in the artifact directory: every replica
+    mounts the same ReadWriteMany claim there, writable by the service's group, and an
+    init container copies the image's model into it while it has none."""
+    pod = one(rendered, "Deployment", "anomaly-api")["spec"]["template"]["spec"]
+    claim = one(rendered, "PersistentVolumeClaim", "anomaly-api-artifacts")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["artifacts"]["persistentVolumeClaim"]["claimName"] == "anomaly-api-artifacts"
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+    (seed,) = pod["initContainers"]
+    assert seed["image"] == api_container(rendered)["image"]
+    assert {m["name"]: m["mountPath"] for m in seed["volumeMounts"]} == {
+        "artifacts": "/mnt/artifacts"
+    }
+    script = seed["command"][-1]
+    assert '"/opt/anomaly-api/artifacts", target' in script
+    assert 'target = pathlib.Path("/mnt/artifacts")' in script
+    assert '(target / "LATEST").exists() or' in script  # never over a populated volume
+    assert seed["securityContext"]["readOnlyRootFilesystem"] is True
 
 
 def test_selectors_match_the_pods_they_target(rendered: list[Manifest]) -> None:

@@ -1,21 +1,26 @@
 """The operator page (``/ui``) in headless chromium against a real server with a throwaway
 Redis and a client key: without the key the page says so; with it the page lists the
 stream with its plot and its event; a click labels the event, the page shows the label and
-the API lists it. The page asks nothing of any other origin."""
+the API lists it; picking another model in the model list shows that model's streams
+instead. The page asks nothing of any other origin."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import httpx
 
+from anomaly_api import registry
 from anomaly_api.testing import running_server, throwaway_redis
 from api_testing import ANOMALOUS, NORMAL
+from factories import fit_tiny_artifact
 from headless_browser import HeadlessBrowser
 
 KEY = "operator-page-key"
 STREAM = "plant-1:pump-7"
+PUMPS_STREAM = "plant-2:pump-9"
 # 2 anomalies within 3 readings raise an alarm: readings 1-2 open an event, 5 closes it
 SEQUENCE = [NORMAL, ANOMALOUS, ANOMALOUS, NORMAL, NORMAL, NORMAL, NORMAL]
 
@@ -46,8 +51,12 @@ def _stream_card(sid: str) -> str:
 def test_an_operator_sees_the_stream_and_labels_its_event(
     tmp_path: Path, tiny_artifacts_dir: Path, browser: HeadlessBrowser
 ) -> None:
+    artifacts = tmp_path / "artifacts"  # default, and the named model pumps
+    shutil.copytree(tiny_artifacts_dir, artifacts)
+    fit_tiny_artifact(registry.model_dir(artifacts, "pumps"), "p1", seed=1)
+    registry.register_version(artifacts, "pumps", "p1")
     env = {
-        "ANOMALY_ARTIFACTS_DIR": str(tiny_artifacts_dir),
+        "ANOMALY_ARTIFACTS_DIR": str(artifacts),
         "ANOMALY_API_KEYS": KEY,
         "ANOMALY_ALARM_MIN_ANOMALIES": "2",
         "ANOMALY_ALARM_WINDOW": "3",
@@ -63,6 +72,8 @@ def test_an_operator_sees_the_stream_and_labels_its_event(
             assert sent.status_code == 200, sent.text
             event_id = sent.json()["answers"][2]["event_id"]
             assert event_id is not None
+            pumps = f"{server.url}/models/pumps/streams/{PUMPS_STREAM}/readings"
+            assert http.post(pumps, json=body, headers=auth).status_code == 200
 
             # No key yet: the page loads (it is public) and says the API wants one.
             refused = browser.visit(
@@ -137,6 +148,23 @@ def test_an_operator_sees_the_stream_and_labels_its_event(
             assert not visit.errors
             assert visit.requested
             assert all(url.startswith(server.url + "/") for url in visit.requested)
+
+            # The model list: pumps picked, its stream replaces default's.
+            picked = browser.evaluate(
+                after(
+                    """const picker = document.getElementById("model");
+                    picker.value = "pumps";
+                    picker.dispatchEvent(new Event("change"));""",
+                    wait_for(
+                        f"{_stream_card(PUMPS_STREAM)} && !{_stream_card(STREAM)}",
+                        """{models: [...document.querySelectorAll("#model option")]
+                          .map(o => o.value), meta: document.querySelector(
+                          "section.stream .meta").textContent}""",
+                    ),
+                )
+            )
+            assert picked["models"] == ["default", "pumps"]
+            assert "model p1" in picked["meta"]
 
             events = http.get(f"{server.url}/streams/{STREAM}/events", headers=auth).json()
             (event,) = events["events"]

@@ -44,7 +44,7 @@ from anomaly_api.registry import DEFAULT_MODEL
 from anomaly_api.service.dataplane import DataPlane
 from anomaly_api.service.fleet import ModelFleet, PlaneFactory, ServedModel
 from anomaly_api.service.fleet_metrics import FleetMetrics
-from anomaly_api.service.jobs import runner_from_settings
+from anomaly_api.service.jobs import JobRunner, runner_from_settings
 from anomaly_api.service.metrics import ServiceMetrics
 from anomaly_api.service.model_monitor import ModelMonitor, service_alarm_policy
 from anomaly_api.service.reloader import ModelReloader, install_sighup_reload
@@ -92,6 +92,13 @@ def plane_factory(
         return dataplane, streamplane
 
     return build_planes
+
+
+def _job_runner(settings: Settings, metrics: ServiceMetrics) -> JobRunner:
+    """The replica's training job runner, its counts in ``/metrics``."""
+    jobs = runner_from_settings(settings)
+    metrics.track_jobs(jobs.counts)
+    return jobs
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -142,7 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             revisions.on_model = fleet.follow_aliases
             revisions.start()
-        jobs = runner_from_settings(settings)  # its heartbeat starts with its first job
+        jobs = _job_runner(settings, metrics)  # its heartbeat starts with its first job
         metrics.start_sharing()  # one of several workers: the collectors' values for all
         try:
             yield {

@@ -7,8 +7,11 @@ a method and path of ``FAST_ROUTES`` this middleware calls what FastAPI would ca
 FastAPI's order (the router's key check, the route's dependency, the route's function),
 and renders what they raise with the one error renderer. It is the innermost middleware,
 so the request id, access log, HTTP metrics, admission control and the size limits stay
-around the routes as they are. Everything else (other methods, other paths) goes to the
-FastAPI app, where these routes stay registered for the OpenAPI document.
+around the routes as they are. The named-model routes (``/models/{name}/predict``) take
+their one path parameter as Starlette's ``{name}`` does: one non-empty segment of the
+decoded path, any characters but ``/`` (the route checks the name). Everything else
+(other methods, other paths) goes to the FastAPI app, where these routes stay registered
+for the OpenAPI document.
 
 ``tests/api/test_fast_path.py`` compares both paths byte for byte and checks that each
 route's dependencies are still the ones resolved here.
@@ -24,12 +27,25 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from anomaly_api.api.deps import get_batch_call, get_predict_call
 from anomaly_api.api.errors import EXPECTED_ERRORS, render_error
-from anomaly_api.api.routes import predict
+from anomaly_api.api.routes import models, predict
 from anomaly_api.api.security import check_api_key
 
 __all__ = ["FAST_ROUTES", "FastPathMiddleware"]
 
 FastHandler = Callable[[Request], Awaitable[Response]]
+_MODELS = "/models/"
+_NAMED = "/models/{name}"
+
+
+def _template(path: str) -> tuple[str, dict[str, str]]:
+    """``path`` as a route template and its path parameters: ``/models/pumps/predict`` is
+    ``/models/{name}/predict`` with ``name="pumps"``; any other path is itself."""
+    if not path.startswith(_MODELS):
+        return path, {}
+    name, slash, rest = path[len(_MODELS) :].partition("/")
+    if not name or not slash:
+        return path, {}
+    return f"{_NAMED}/{rest}", {"name": name}
 
 
 async def _predict(request: Request) -> Response:
@@ -44,14 +60,29 @@ async def _predict_batch(request: Request) -> Response:
     return await predict.create_batch_prediction(await get_batch_call(request), request)
 
 
+async def _named_predict(request: Request) -> Response:
+    """``POST /models/{name}/predict``: the router's dependency, then the route."""
+    await check_api_key(request)
+    return await models.predict_with_model(request.path_params["name"], request)
+
+
+async def _named_predict_batch(request: Request) -> Response:
+    """``POST /models/{name}/predict/batch``: the router's dependency, then the route."""
+    await check_api_key(request)
+    return await models.predict_batch_with_model(request.path_params["name"], request)
+
+
 FAST_ROUTES: dict[tuple[str, str], FastHandler] = {
     ("POST", "/predict"): _predict,
     ("POST", "/predict/batch"): _predict_batch,
+    ("POST", f"{_NAMED}/predict"): _named_predict,
+    ("POST", f"{_NAMED}/predict/batch"): _named_predict_batch,
 }
-"""``(method, path)`` -> the route served here; each must be a route of the app too."""
+"""``(method, path template)`` -> the route served here; each must be a route of the app
+too."""
 
 
-_ROUTERS: tuple[APIRouter, ...] = (predict.router,)
+_ROUTERS: tuple[APIRouter, ...] = (predict.router, models.router)
 """The routers that declare the routes of ``FAST_ROUTES`` (for the OpenAPI document too)."""
 
 
@@ -79,10 +110,13 @@ class FastPathMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Under a root path the router strips it first: those requests take the app's way.
         if scope["type"] == "http" and not scope.get("root_path"):
-            fast = self.routes.get((scope["method"], scope["path"]))
+            template, params = _template(scope["path"])
+            fast = self.routes.get((scope["method"], template))
             if fast is not None:
                 handler, route = fast
                 scope["route"] = route  # as the router sets it: the metrics' route label
+                if params:
+                    scope["path_params"] = params
                 try:
                     response = await handler(Request(scope, receive))
                 except EXPECTED_ERRORS as exc:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -14,7 +16,10 @@ from anomaly_api.client._client import Call, ClientBase
 from anomaly_api.client._models import (
     FeatureRow,
     Health,
+    Job,
+    ModelDetail,
     ModelInfo,
+    ModelSummary,
     Prediction,
     StreamReadings,
     StreamState,
@@ -173,7 +178,13 @@ class AsyncAnomalyClient(ClientBase):
         return _frame.scored_frame(frame, info.detector_names, predictions)
 
     async def _perform(self, call: Call[T]) -> T:
-        return call.parse(await self._run(self._exchange(call.method, call.path, call.body, {})))
+        return call.parse(
+            await self._run(
+                self._exchange(
+                    call.method, call.path, call.body, {"content_type": call.content_type}
+                )
+            )
+        )
 
     async def predict_window(
         self,
@@ -226,3 +237,58 @@ class AsyncAnomalyClient(ClientBase):
     async def reset_stream(self, stream_id: str, *, model: str | None = None) -> None:
         """Forget a stream's window (``DELETE /streams/{stream_id}``)."""
         await self._perform(self._reset_call(stream_id, model))
+
+    async def models(self) -> list[ModelSummary]:
+        """Every registered model (``GET /models``): aliases and the versions loaded now."""
+        return await self._perform(self._models_call())
+
+    async def model(self, name: str) -> ModelDetail:
+        """A named model (``GET /models/{name}``): versions, aliases, kind, features,
+        thresholds; 404 ``model_not_found`` raises ``AnomalyApiError``."""
+        return await self._perform(self._model_call(name))
+
+    async def train(
+        self,
+        model: str,
+        *,
+        data: str | os.PathLike[str] | bytes | None = None,
+        path_on_server: str | None = None,
+        synthetic: bool = False,
+        **options: Any,
+    ) -> Job:
+        """Queue a job training a new version of ``model`` (``POST /models/{model}/versions``,
+        admin key) and return it at once; follow it with ``wait_for_job``.
+
+        The data, exactly one of: ``data`` (a local CSV/Parquet file or its bytes,
+        uploaded), ``path_on_server`` (a file under the server's training data directory),
+        ``synthetic=True`` (the synthetic sensor data). ``options``: those of ``anomaly-api
+        train`` (``window=``, ``target_fpr=``, ``detectors=[...]``, ``seed=``, ...)."""
+        return await self._perform(
+            self._train_call(model, data, path_on_server, synthetic, options)
+        )
+
+    async def job(self, job_id: str) -> Job:
+        """A training job's state (``GET /jobs/{job_id}``)."""
+        return await self._perform(self._job_call(job_id))
+
+    async def cancel_job(self, job_id: str) -> Job:
+        """Cancel a queued or running job (``DELETE /jobs/{job_id}``); a finished one
+        stays as it is. The answer may still say ``running`` until its worker stopped."""
+        return await self._perform(self._job_call(job_id, "DELETE"))
+
+    async def wait_for_job(
+        self,
+        job_id: str,
+        timeout: float = 600.0,  # noqa: ASYNC109 - the blocking client's signature
+        poll: float = 1.0,
+    ) -> Job:
+        """Ask for the job every ``poll`` seconds until it finished (succeeded, failed or
+        cancelled: check ``status``); ``TimeoutError`` after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = await self.job(job_id)
+            if job.finished:
+                return job
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} still {job.status} after {timeout} s")
+            await asyncio.sleep(poll)

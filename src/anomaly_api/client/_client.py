@@ -3,18 +3,22 @@ without I/O, and ``ClientBase`` (settings, backoff jitter, the remembered model 
 
 from __future__ import annotations
 
+import os
 import random
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Final, Generic, Literal, TypeVar
 
 import httpx
 
 from anomaly_api.client._models import (
     FeatureRow,
+    Job,
+    ModelDetail,
     ModelInfo,
+    ModelSummary,
     StreamReadings,
     StreamState,
     Timestamp,
@@ -22,7 +26,10 @@ from anomaly_api.client._models import (
 )
 from anomaly_api.client._parse import (
     json_content,
+    parse_job,
     parse_json,
+    parse_model_detail,
+    parse_models,
     parse_stream_readings,
     parse_stream_state,
     parse_window,
@@ -35,11 +42,14 @@ __all__ = [
     "batch_content",
     "build_request",
     "chunked",
+    "job_path",
     "model_path",
     "observation",
     "stream_body",
     "stream_path",
     "timestamp_value",
+    "training_query",
+    "training_upload",
 ]
 
 
@@ -147,6 +157,40 @@ def chunked(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield rows[start : start + size]
 
 
+PARQUET: Final = "application/vnd.apache.parquet"
+_PARQUET_SUFFIXES: Final = frozenset({".parquet", ".pq"})
+
+
+def training_upload(data: str | os.PathLike[str] | bytes) -> tuple[bytes, str]:
+    """The body and ``Content-Type`` of a training upload: a CSV or Parquet file (by its
+    suffix) or its bytes (Parquet by its ``PAR1`` magic, CSV otherwise). Read whole: the
+    client keeps it to re-send after a 429; larger files belong in the server's training
+    data directory (``path_on_server=``)."""
+    if isinstance(data, bytes):
+        return data, PARQUET if data.startswith(b"PAR1") else "text/csv"
+    path = os.fspath(data)
+    suffix = os.path.splitext(path)[1].lower()
+    with open(path, "rb") as handle:
+        return handle.read(), PARQUET if suffix in _PARQUET_SUFFIXES else "text/csv"
+
+
+def training_query(options: Mapping[str, Any]) -> str:
+    """The options of ``anomaly-api train`` as the query string of ``POST
+    /models/{name}/versions`` (lists joined by commas, booleans as ``true``/``false``,
+    ``None`` left out)."""
+    params: dict[str, str] = {}
+    for key, value in options.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            params[key] = "true" if value else "false"
+        elif isinstance(value, list | tuple):
+            params[key] = ",".join(str(v) for v in value)
+        else:
+            params[key] = str(value)
+    return urllib.parse.urlencode(params)
+
+
 T = TypeVar("T")
 
 
@@ -160,6 +204,8 @@ class Call(Generic[T]):
     path: str
     body: Any
     parse: Callable[[httpx.Response], T]
+    content_type: str = "application/json"
+    """Of ``body`` when it is ``bytes``."""
 
 
 def _ignore_body(response: httpx.Response) -> None:
@@ -189,7 +235,14 @@ class ClientBase:
     def _exchange(self, method: str, path: str, body: Any, options: dict[str, Any]) -> Exchange:
         """The exchange of one call (``options``: ``policy``, ``accept`` and those of
         ``exchange``)."""
-        request = build_request(self._http, method, path, body, options.pop("accept", None))
+        request = build_request(
+            self._http,
+            method,
+            path,
+            body,
+            options.pop("accept", None),
+            content_type=options.pop("content_type", "application/json"),
+        )
         policy = options.pop("policy", self.config.retry)
         return exchange(request, policy, self._rng, **options)
 
@@ -234,6 +287,47 @@ class ClientBase:
     def _reset_call(self, stream_id: str, model: str | None = None) -> Call[None]:
         return Call("DELETE", model_path(model, stream_path(stream_id)), None, _ignore_body)
 
+    # Models and training jobs.
+
+    def _models_call(self) -> Call[list[ModelSummary]]:
+        return Call("GET", "/models", None, lambda r: parse_models(parse_json(r)))
+
+    def _model_call(self, name: str) -> Call[ModelDetail]:
+        return Call("GET", model_path(name, ""), None, lambda r: parse_model_detail(parse_json(r)))
+
+    def _train_call(
+        self,
+        model: str,
+        data: str | os.PathLike[str] | bytes | None,
+        path_on_server: str | None,
+        synthetic: bool,
+        options: Mapping[str, Any],
+    ) -> Call[Job]:
+        given = sum((data is not None, path_on_server is not None, synthetic))
+        if given != 1:
+            raise ValueError("give exactly one of data=, path_on_server= and synthetic=True")
+        query = training_query(options)
+        path = model_path(model, "/versions") + (f"?{query}" if query else "")
+        if data is None:
+            source = {"synthetic": True} if synthetic else {"path": path_on_server}
+            return Call("POST", path, source, _parse_job)
+        content, content_type = training_upload(data)
+        return Call("POST", path, content, _parse_job, content_type)
+
+    def _job_call(self, job_id: str, method: str = "GET") -> Call[Job]:
+        return Call(method, job_path(job_id), None, _parse_job)
+
+
+def _parse_job(response: httpx.Response) -> Job:
+    return parse_job(parse_json(response))
+
+
+def job_path(job_id: str) -> str:
+    """``/jobs/{job_id}`` (the id percent-encoded)."""
+    if not job_id:
+        raise ValueError("job_id must not be empty")
+    return f"/jobs/{urllib.parse.quote(job_id, safe='')}"
+
 
 def build_request(
     client: httpx.Client | httpx.AsyncClient,
@@ -241,13 +335,16 @@ def build_request(
     path: str,
     body: Any = None,
     accept: str | None = None,
+    *,
+    content_type: str = "application/json",
 ) -> httpx.Request:
     """A request on ``client`` (its base URL and headers), with a JSON body if any
-    (``bytes``: JSON encoded already, as ``batch_content`` does) and ``accept`` as its
-    ``Accept`` header when given."""
+    (``bytes``: sent as they are, as ``content_type``: JSON encoded already, as
+    ``batch_content`` does, or a training upload) and ``accept`` as its ``Accept`` header
+    when given."""
     headers = {} if accept is None else {"Accept": accept}
     if body is None:
         return client.build_request(method, path, headers=headers)
     content = body if isinstance(body, bytes) else json_content(body)
-    headers["Content-Type"] = "application/json"
+    headers["Content-Type"] = content_type if isinstance(body, bytes) else "application/json"
     return client.build_request(method, path, content=content, headers=headers)

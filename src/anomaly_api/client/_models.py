@@ -18,7 +18,11 @@ __all__ = [
     "DetectorVerdict",
     "FeatureRow",
     "Health",
+    "Job",
+    "ModelDetail",
     "ModelInfo",
+    "ModelSummary",
+    "ModelVersion",
     "Prediction",
     "StreamAnswer",
     "StreamReadings",
@@ -385,5 +389,115 @@ _STATE_FIELDS: Final = frozenset(
         "degraded",
         "alarm",
         "adaptation",
+    }
+)
+
+
+JOB_FINAL_STATUSES: Final = frozenset({"succeeded", "failed", "cancelled"})
+"""A job in one of these statuses changes no more."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """A training job (``POST /models/{name}/versions``, ``GET``/``DELETE /jobs/{job_id}``)."""
+
+    job_id: str
+    model: str
+    status: str
+    """``queued``, ``running``, ``succeeded``, ``failed`` or ``cancelled``."""
+    progress: str | None
+    version: str | None
+    """The version it published, once it succeeded."""
+    metrics: Mapping[str, Any] | None
+    error: str | None
+    created_at: float
+    updated_at: float
+    owner: str
+    """The replica that runs it."""
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job has stopped (succeeded, failed or cancelled)."""
+        return self.status in JOB_FINAL_STATUSES
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Answer fields not listed above."""
+        return _unknown(self.raw, _JOB_FIELDS)
+
+
+_JOB_FIELDS: Final = frozenset(
+    {
+        "job_id",
+        "model",
+        "status",
+        "progress",
+        "version",
+        "metrics",
+        "error",
+        "created_at",
+        "updated_at",
+        "owner",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """One model of ``GET /models``: its aliases and the versions loaded now."""
+
+    name: str
+    aliases: Mapping[str, str]
+    loaded_versions: tuple[str, ...]
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One version of ``GET /models/{name}``."""
+
+    version: str
+    created_at: str
+    kind: str
+    """``point-wise`` or ``time-aware``."""
+    features: tuple[str, ...]
+    thresholds: Mapping[str, float]
+    held_out_f1: float | None
+    parent_version: str | None
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class ModelDetail:
+    """``GET /models/{name}``: versions (newest first), aliases and their history."""
+
+    name: str
+    aliases: Mapping[str, str]
+    production_history: tuple[str, ...]
+    kind: str | None
+    """The ``production`` version's kind (None without one)."""
+    features: tuple[str, ...] | None
+    versions: tuple[ModelVersion, ...]
+    alias_log: tuple[Mapping[str, Any], ...]
+    loaded_versions: tuple[str, ...]
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Answer fields not listed above."""
+        return _unknown(self.raw, _MODEL_DETAIL_FIELDS)
+
+
+_MODEL_DETAIL_FIELDS: Final = frozenset(
+    {
+        "name",
+        "aliases",
+        "production_history",
+        "kind",
+        "features",
+        "versions",
+        "alias_log",
+        "loaded_versions",
     }
 )

@@ -25,7 +25,11 @@ from anomaly_api.client._models import (
     Contribution,
     DetectorVerdict,
     Health,
+    Job,
+    ModelDetail,
     ModelInfo,
+    ModelSummary,
+    ModelVersion,
     Prediction,
     StreamAdaptation,
     StreamAnswer,
@@ -48,8 +52,12 @@ __all__ = [
     "json_content",
     "parse_batch",
     "parse_health",
+    "parse_job",
     "parse_json",
+    "parse_model_detail",
     "parse_model_info",
+    "parse_model_version",
+    "parse_models",
     "parse_prediction",
     "parse_stream_answer",
     "parse_stream_readings",
@@ -425,6 +433,70 @@ def parse_adaptation(data: Mapping[str, Any]) -> StreamAdaptation:
 
 def _float_or_none(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def parse_job(data: Mapping[str, Any]) -> Job:
+    """A ``Job`` from ``POST /models/{name}/versions`` or ``GET``/``DELETE /jobs/{job_id}``."""
+    return Job(
+        job_id=str(data["job_id"]),
+        model=str(data["model"]),
+        status=str(data["status"]),
+        progress=data.get("progress"),
+        version=data.get("version"),
+        metrics=data.get("metrics"),
+        error=data.get("error"),
+        created_at=float(data["created_at"]),
+        updated_at=float(data["updated_at"]),
+        owner=str(data.get("owner", "")),
+        raw=data,
+    )
+
+
+def _aliases(data: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (data.get("aliases") or {}).items()}
+
+
+def _loaded(data: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(str(v) for v in data.get("loaded_versions") or ())
+
+
+def parse_models(data: Mapping[str, Any]) -> list[ModelSummary]:
+    """The ``ModelSummary`` list of ``GET /models``."""
+    return [
+        ModelSummary(name=str(m["name"]), aliases=_aliases(m), loaded_versions=_loaded(m), raw=m)
+        for m in data["models"]
+    ]
+
+
+def parse_model_version(data: Mapping[str, Any]) -> ModelVersion:
+    """One version of ``GET /models/{name}``."""
+    f1 = data.get("held_out_f1")
+    return ModelVersion(
+        version=str(data["version"]),
+        created_at=str(data.get("created_at", "")),
+        kind=str(data.get("kind", "")),
+        features=tuple(str(f) for f in data.get("features") or ()),
+        thresholds={str(k): float(v) for k, v in (data.get("thresholds") or {}).items()},
+        held_out_f1=None if f1 is None else float(f1),
+        parent_version=data.get("parent_version"),
+        raw=data,
+    )
+
+
+def parse_model_detail(data: Mapping[str, Any]) -> ModelDetail:
+    """A ``ModelDetail`` from ``GET /models/{name}``."""
+    features = data.get("features")
+    return ModelDetail(
+        name=str(data["name"]),
+        aliases=_aliases(data),
+        production_history=tuple(str(v) for v in data.get("production_history") or ()),
+        kind=data.get("kind"),
+        features=None if features is None else tuple(str(f) for f in features),
+        versions=tuple(parse_model_version(v) for v in data.get("versions") or ()),
+        alias_log=tuple(data.get("alias_log") or ()),
+        loaded_versions=_loaded(data),
+        raw=data,
+    )
 
 
 def error_from(response: httpx.Response) -> AnomalyApiError:

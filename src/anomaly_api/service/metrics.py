@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -31,8 +32,12 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from anomaly_api.service.cache.base import CacheCounters
+from anomaly_api.service.jobs.records import FINISHED
 from anomaly_api.service.metrics_multiprocess import CollectorMirror
 from anomaly_api.service.streams.events import FEEDBACK_LABELS
+
+if TYPE_CHECKING:
+    from anomaly_api.service.jobs.runner import JobCounts
 
 __all__ = ["CONTENT_TYPE_LATEST", "ServiceMetrics", "multiprocess_mode"]
 
@@ -108,6 +113,40 @@ class _CacheCollector:
             for name in _BREAKER_STATES:
                 state.add_metric([name], 1.0 if name == current else 0.0)
         return [ops, state]
+
+
+class _JobsCollector:
+    """Reads the training job runner's own counts when Prometheus scrapes (labels bounded:
+    the three final statuses, and running/queued)."""
+
+    def __init__(self) -> None:
+        self.counts: Callable[[], JobCounts] | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(None if self.counts is None else self.counts())
+
+    @staticmethod
+    def _families(counts: JobCounts | None = None) -> list[Metric]:
+        ended = CounterMetricFamily(
+            "anomaly_training_jobs",
+            "Training jobs of this replica that ended, by final status "
+            "(succeeded, failed, cancelled).",
+            labels=["status"],
+        )
+        active = GaugeMetricFamily(
+            "anomaly_training_jobs_active",
+            "Training jobs of this replica running or queued now, by state.",
+            labels=["state"],
+        )
+        if counts is not None:
+            for status in sorted(FINISHED):
+                ended.add_metric([status], float(counts.ended.get(status, 0)))
+            active.add_metric(["running"], float(counts.running))
+            active.add_metric(["queued"], float(counts.queued))
+        return [ended, active]
 
 
 class ServiceMetrics:
@@ -222,9 +261,11 @@ class ServiceMetrics:
             self.model_reloads.labels(result)
         self._rate = RollingRate(anomaly_window)
         self._cache = _CacheCollector()
+        self._jobs = _JobsCollector()
         self.multiprocess = multiprocess_mode()
         self.mirror = CollectorMirror() if self.multiprocess else None
         self.register(self._cache)
+        self.register(self._jobs)
 
     def register(self, collector: Collector) -> None:
         """Serve ``collector``'s families too (under several workers: through the mirror)."""
@@ -235,6 +276,10 @@ class ServiceMetrics:
     def track_cache(self, cache: CacheCounters | None) -> None:
         """Export this cache's counters from now on (``None`` stops)."""
         self._cache.cache = cache
+
+    def track_jobs(self, counts: Callable[[], JobCounts] | None) -> None:
+        """Export these training job counts from now on (``None`` stops)."""
+        self._jobs.counts = counts
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one finished HTTP request."""

@@ -27,6 +27,10 @@ from anomaly_api.api.routes.predict import answer_batch, answer_prediction
 from anomaly_api.api.routes.streams import (
     EVENT_ID_PATTERN,
     MAX_EVENTS_PAGE,
+    MAX_SCORES,
+    ScoresLimit,
+    StreamsAfter,
+    StreamsLimit,
     answer_feedback,
     answer_readings,
     answer_window,
@@ -120,6 +124,24 @@ async def read_model_stream(name: str, stream_id: str, fleet: FleetDep) -> Respo
     """As `GET /streams/{stream_id}`, for model `name`'s stream."""
     async with fleet.lease(name) as served:
         return _json(await served.streamplane.state(stream_id))
+
+
+@router.get("/{name}/streams", responses=_MODEL_ERRORS)
+async def list_model_streams(
+    name: str, fleet: FleetDep, limit: StreamsLimit = 100, after: StreamsAfter = None
+) -> Response:
+    """As `GET /streams`, model `name`'s live streams."""
+    async with fleet.lease(name) as served:
+        return _json(await served.streamplane.streams(limit=limit, after=after))
+
+
+@router.get("/{name}/streams/{stream_id}/scores", responses=_MODEL_ERRORS)
+async def read_model_stream_scores(
+    name: str, stream_id: str, fleet: FleetDep, limit: ScoresLimit = MAX_SCORES
+) -> Response:
+    """As `GET /streams/{stream_id}/scores`, for model `name`'s stream."""
+    async with fleet.lease(name) as served:
+        return _json(await served.streamplane.recent(stream_id, limit=limit))
 
 
 @router.get("/{name}/streams/{stream_id}/events", responses=_MODEL_ERRORS)

@@ -38,6 +38,18 @@ EVENT_ID_PATTERN = r"^[0-9a-f]{8}-[0-9]{1,12}$"
 MAX_EVENTS_PAGE = 100
 MAX_STREAMS_PAGE = 500
 MAX_SCORES = 2000
+ScoresLimit = Annotated[
+    int, Query(ge=1, le=MAX_SCORES, description="The newest this many scores at most.")
+]
+StreamsLimit = Annotated[int, Query(ge=1, le=MAX_STREAMS_PAGE, description="Streams per page.")]
+StreamsAfter = Annotated[
+    str | None,
+    Query(
+        pattern=STREAM_ID_PATTERN,
+        description="A stream id: list the streams whose ids sort after it (`next_after`).",
+    ),
+]
+"""The query parameters of the stream listing and the scores (also of a named model's)."""
 
 window_router = APIRouter(prefix="/predict", tags=["streams"])
 router = APIRouter(prefix="/streams", tags=["streams"])
@@ -205,9 +217,7 @@ async def answer_feedback(
 async def read_scores(
     stream_id: str,
     streamplane: StreamPlaneDep,
-    limit: Annotated[
-        int, Query(ge=1, le=MAX_SCORES, description="The newest this many scores at most.")
-    ] = MAX_SCORES,
+    limit: ScoresLimit = MAX_SCORES,
 ) -> Response:
     """A live stream's recent scores, oldest first (at most `stream_recent_scores`): what a
     plot of the stream against its threshold needs."""
@@ -217,14 +227,8 @@ async def read_scores(
 @router.get("", response_model=StreamListResponse, responses=ERROR_RESPONSES)
 async def list_streams(
     streamplane: StreamPlaneDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_STREAMS_PAGE, description="Streams per page.")] = 100,
-    after: Annotated[
-        str | None,
-        Query(
-            pattern=STREAM_ID_PATTERN,
-            description="A stream id: list the streams whose ids sort after it (`next_after`).",
-        ),
-    ] = None,
+    limit: StreamsLimit = 100,
+    after: StreamsAfter = None,
 ) -> Response:
     """The live streams, ordered by id, a page at a time."""
     return _json(await streamplane.streams(limit=limit, after=after))

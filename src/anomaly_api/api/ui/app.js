@@ -16,17 +16,21 @@ const LABELS = [
 ];
 
 // The API's routes, relative to the page (/ui -> /streams...), so a path prefix in front of
-// the service keeps working. One place to add a model dimension to every call.
+// the service keeps working. The streams are the chosen model's: `default`'s at /streams,
+// another's at /models/{name}/streams.
 const api = {
-  streams: (after) =>
+  models: () => "models",
+  base: () => (page.model === DEFAULT_MODEL ? "" : "models/" + encodeURIComponent(page.model) + "/"),
+  streams: (after) => api.base() +
     "streams?limit=" + STREAMS_PER_PAGE + (after ? "&after=" + encodeURIComponent(after) : ""),
-  stream: (id) => "streams/" + encodeURIComponent(id),
+  stream: (id) => api.base() + "streams/" + encodeURIComponent(id),
   scores: (id) => api.stream(id) + "/scores",
   events: (id) => api.stream(id) + "/events?limit=" + EVENTS_PER_STREAM,
   feedback: (id, eventId) => api.stream(id) + "/events/" + encodeURIComponent(eventId) + "/feedback",
 };
 
-const page = { after: null, next: null, busy: false, paused: false };
+const DEFAULT_MODEL = "default";
+const page = { model: DEFAULT_MODEL, after: null, next: null, busy: false, paused: false };
 
 class ApiError extends Error {
   constructor(status, message) {
@@ -201,10 +205,24 @@ async function streamView(listed) {
       : el("p", { class: "meta" }, "No events."));
 }
 
+// The model picker: every registered model (GET /models), the chosen one kept selected.
+async function listModels() {
+  const listed = await call(api.models());
+  const names = listed.models.map((m) => m.name);
+  if (!names.includes(page.model)) names.unshift(page.model);
+  const picker = document.getElementById("model");
+  const shown = [...picker.options].map((option) => option.value);
+  if (shown.join("\n") !== names.join("\n")) { // rebuilt only on a change: an open list stays open
+    picker.replaceChildren(...names.map((name) => el("option", { value: name }, name)));
+  }
+  picker.value = page.model;
+}
+
 async function refresh() {
   if (page.busy) return;
   page.busy = true;
   try {
+    await listModels();
     const listed = await call(api.streams(page.after));
     const views = await Promise.all(listed.streams.map((s) => streamView(s).catch((error) => {
       if (error instanceof ApiError && error.status === 404) return null; // expired meanwhile
@@ -217,7 +235,7 @@ async function refresh() {
     document.getElementById("more-streams").hidden = !page.next && !page.after;
     document.getElementById("next-streams").textContent = page.next ? "Next streams" : "First streams";
     const where = listed.backend + (listed.degraded ? ", Redis unreachable: this replica's memory" : "");
-    status(`${listed.streams.length} live stream(s) (${where}), updated ${new Date().toLocaleTimeString()}.`, false);
+    status(`${listed.streams.length} live stream(s) of model ${page.model} (${where}), updated ${new Date().toLocaleTimeString()}.`, false);
   } catch (error) {
     status(explain(error), true);
   } finally {
@@ -237,6 +255,11 @@ function start() {
   document.getElementById("key-forget").addEventListener("click", () => {
     sessionStorage.removeItem(KEY_STORAGE);
     input.value = "";
+    refresh();
+  });
+  document.getElementById("model").addEventListener("change", (changed) => {
+    page.model = changed.target.value;
+    page.after = null;
     refresh();
   });
   document.getElementById("next-streams").addEventListener("click", () => {

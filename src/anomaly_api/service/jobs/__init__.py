@@ -7,6 +7,7 @@ starts workers, follows them and publishes what they trained.
 
 from anomaly_api.service.jobs.records import JobRecord, JobStatus
 from anomaly_api.service.jobs.runner import (
+    JobCounts,
     JobNotFoundError,
     JobQueueFullError,
     JobRunner,
@@ -14,6 +15,7 @@ from anomaly_api.service.jobs.runner import (
 )
 
 __all__ = [
+    "JobCounts",
     "JobNotFoundError",
     "JobQueueFullError",
     "JobRecord",

@@ -37,13 +37,19 @@ import anyio.to_thread
 
 from anomaly_api.config import Settings
 from anomaly_api.service.errors import ServiceError
-from anomaly_api.service.jobs.records import JobRecord
+from anomaly_api.service.jobs.records import FINISHED, JobRecord
 from anomaly_api.service.jobs.store import JobStore, MemoryJobStore, RedisJobStore
 from anomaly_api.service.jobs.worker import JobSpec, run_job
 from anomaly_api.training.publishing import discard, publish, staging_dir
 from anomaly_api.training.request import TrainingRequest
 
-__all__ = ["JobNotFoundError", "JobQueueFullError", "JobRunner", "runner_from_settings"]
+__all__ = [
+    "JobCounts",
+    "JobNotFoundError",
+    "JobQueueFullError",
+    "JobRunner",
+    "runner_from_settings",
+]
 
 _log = logging.getLogger(__name__)
 Worker = Callable[[JobSpec, Connection], None]
@@ -55,6 +61,17 @@ class JobQueueFullError(ServiceError):
 
 class JobNotFoundError(ServiceError):
     """No such job (never submitted, or forgotten since)."""
+
+
+@dataclass(frozen=True)
+class JobCounts:
+    """This replica's jobs for ``/metrics``: those that ended, by final status, since the
+    service started, and those queued or running now (plain numbers: the runner knows
+    nothing of Prometheus)."""
+
+    ended: dict[str, int]
+    running: int
+    queued: int
 
 
 @dataclass
@@ -100,6 +117,7 @@ class JobRunner:
         """The function each worker process runs (``run_job``)."""
         self._context = multiprocessing.get_context("spawn")
         self._jobs: dict[str, _LocalJob] = {}
+        self._ended = dict.fromkeys(sorted(FINISHED), 0)
         self._heartbeat: asyncio.Task[None] | None = None
 
     def check_room(self) -> None:
@@ -110,6 +128,16 @@ class JobRunner:
                 "as many as it takes; retry later",
                 retry_after_s=self._retry_after_s,
             )
+
+    def counts(self) -> JobCounts:
+        """How many jobs ended here (by status), and how many run or wait now."""
+        running = sum(job.process is not None for job in self._jobs.values())
+        return JobCounts(dict(self._ended), running, len(self._jobs) - running)
+
+    def _count_end(self, job: _LocalJob) -> None:
+        """Count a job that left this replica's queue (once: whoever removed it)."""
+        if job.record.finished:
+            self._ended[job.record.status] += 1
 
     async def submit(
         self, model: str, request: TrainingRequest, data: Path | None, cleanup: Path | None
@@ -192,10 +220,12 @@ class JobRunner:
     async def _drop_queued(self, job: _LocalJob, **values: Any) -> None:
         """End a job that has no worker yet: its task may not even have started, so
         everything its ``finally`` would do is done here."""
-        self._jobs.pop(job.record.job_id, None)
+        ours = self._jobs.pop(job.record.job_id, None) is not None
         if job.task is not None:
             job.task.cancel()
         await self._update(job, **values)
+        if ours:
+            self._count_end(job)
         await anyio.to_thread.run_sync(self._clean, job)
 
     async def _update(self, job: _LocalJob, **values: Any) -> None:
@@ -236,7 +266,8 @@ class JobRunner:
             with contextlib.suppress(Exception):
                 await self._update(job, status="failed", error=f"internal error: {exc}")
         finally:
-            self._jobs.pop(job.record.job_id, None)
+            if self._jobs.pop(job.record.job_id, None) is not None:
+                self._count_end(job)
             await anyio.to_thread.run_sync(self._clean, job)
 
     async def _train(self, job: _LocalJob) -> dict[str, Any] | str:
