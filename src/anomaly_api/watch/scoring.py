@@ -114,6 +114,12 @@ class WatchScorer:
             self._predictors[ref] = found
         return found
 
+    def unload(self, name: str) -> None:
+        """Forget the loaded predictors of model ``name``: the next readings are scored
+        by the version its alias names then (a fit may have moved it)."""
+        for ref in [ref for ref in self._predictors if ref.name == name]:
+            del self._predictors[ref]
+
     async def score(self, job: str, ref: ModelRef, batch: Readings) -> Outcome:
         """Append ``batch`` to its stream and answer every reading (in chunks of at most
         ``stream_max_readings``); bad or late readings are counted, never raised."""

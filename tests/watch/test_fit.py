@@ -1,0 +1,104 @@
+"""Fit schedules against a real Prometheus: a fit trains out of process on the source's
+last window, publishes a candidate, promotes it under the registry's rule, and the job's
+next readings are scored by the new production version."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from watch_helpers import Recorder, prometheus_config
+from watch_servers import PrometheusServer, wait_for_samples
+
+from anomaly_api.config import Settings
+from anomaly_api.registry import CANDIDATE, PRODUCTION, read_aliases, resolve_alias, set_alias
+from anomaly_api.watch.fitting import FitBuffer
+from anomaly_api.watch.runner import Watcher
+from anomaly_api.watch.scoring import Readings
+
+pytestmark = pytest.mark.process
+
+
+def _fits(watcher: Watcher, outcome: str) -> float:
+    return float(watcher.metrics.fits.labels("pumps", outcome)._value.get())
+
+
+async def test_a_fit_publishes_a_version_and_scoring_switches_to_it(
+    tmp_path: Path, tiny_artifacts_dir: Path, prometheus: PrometheusServer
+) -> None:
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(tiny_artifacts_dir, artifacts)
+    set_alias(artifacts, "default", CANDIDATE, "tiny-1")  # the job scores the candidate
+    fit = {"every": "1h", "window": "1m", "auto_promote": True, "detectors": ["zscore", "pca"]}
+    config = prometheus_config(
+        prometheus.url,
+        tmp_path,
+        artifacts,
+        step="250ms",
+        fit=fit,
+        model={"name": "default", "alias": CANDIDATE},
+    )
+    watcher = Watcher(config, Settings())
+    await watcher.start()
+    job = watcher.jobs[0]
+    recorder = Recorder()
+    job.sinks = [recorder]
+    try:
+        wait_for_samples(prometheus.url, "sensor_value", 16)
+        await asyncio.sleep(8)  # 2 pumps x 4 steps a scrape: > 50 rows to train on
+        await job.tick(time.time())
+        assert {b.model_version for b in recorder.batches} == {"tiny-1"}
+
+        # unlabelled data has no held-out F1: the registry's rule keeps production
+        assert await job.fit(time.time()) == "candidate"
+        aliases = read_aliases(artifacts, "default").aliases
+        fitted = aliases[CANDIDATE]
+        assert fitted != "tiny-1"
+        assert aliases[PRODUCTION] == "tiny-1"
+        await asyncio.sleep(1.5)
+        recorder.batches.clear()
+        assert await job.tick(time.time()) > 0
+        assert {b.model_version for b in recorder.batches} == {fitted}
+        assert _fits(watcher, "candidate") == 1.0
+        assert not list((artifacts / ".staging").iterdir())
+    finally:
+        await watcher.close()
+
+    # a model without a production version: the fit's version becomes production
+    fit["model"] = "pumps-fit"
+    config = prometheus_config(prometheus.url, tmp_path, artifacts, step="250ms", fit=fit)
+    watcher = Watcher(config, Settings())
+    await watcher.start()
+    try:
+        assert await watcher.jobs[0].fit(time.time()) == "promoted"
+        assert resolve_alias(artifacts, "pumps-fit", PRODUCTION) != fitted
+        assert _fits(watcher, "promoted") == 1.0
+    finally:
+        await watcher.close()
+
+
+async def test_a_fit_without_data_is_skipped_and_counted(
+    tmp_path: Path, tiny_artifacts_dir: Path, prometheus: PrometheusServer
+) -> None:
+    fit = {"every": "1h", "window": "1m"}
+    config = prometheus_config(prometheus.url, tmp_path, tiny_artifacts_dir, fit=fit)
+    watcher = Watcher(config, Settings())
+    await watcher.start()
+    try:
+        long_ago = time.time() - 30 * 86400  # nothing scraped then
+        assert await watcher.jobs[0].fit(long_ago) == "skipped"
+        assert _fits(watcher, "skipped") == 1.0
+    finally:
+        await watcher.close()
+
+
+def test_the_mqtt_fit_buffer_is_bounded_and_windowed() -> None:
+    buffer = FitBuffer(max_readings=3)
+    buffer.add(Readings("plant.a", {}, [1.0, 2.0], [{"x": 1.0}, {"x": 2.0}]))
+    buffer.add(Readings("plant.b", {}, [3.0, 4.0], [{"x": 3.0}, {"x": 4.0}]))
+    assert len(buffer) == 3  # the oldest went
+    found = {r.stream_id: list(r.timestamps) for r in buffer.since(2.5)}
+    assert found == {"plant.b": [3.0, 4.0]}
