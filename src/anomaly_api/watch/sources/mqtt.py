@@ -5,6 +5,14 @@ are received at QoS 1 into a queue; the scoring side takes whatever has arrived 
 ``_LINGER_S`` of the first (one reading when idle, a batch per stream under load), so
 latency stays low and throughput high. A lost connection is retried with doubling
 back-off up to ``reconnect_max``.
+
+A message is acknowledged (PUBACK) only once its readings are scored: paho's manual
+acknowledgement, which aiomqtt does not expose yet, so its paho client is reached
+directly. A watcher killed between receipt and scoring leaves the message unacknowledged,
+and the broker sends it again to the persistent session (``client_id``) when the watcher
+is back. A message received on a connection that has since been lost is not acknowledged
+on the new one (its id means nothing there): the broker sends it again, and the scorer
+counts the copy as a duplicate (``late``).
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import aiomqtt
 import orjson
@@ -36,6 +45,16 @@ an idle stream's answer comes 5 ms later."""
 
 MqttReading = tuple[str, str, float, dict[str, float]]
 """(stream id, topic, timestamp, values)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    """One message's reading and how to acknowledge the message once it is scored."""
+
+    reading: MqttReading
+    client: aiomqtt.Client
+    mid: int
+    qos: int
 
 
 def parse_reading(job: str, level: int, topic: str, payload: bytes) -> MqttReading:
@@ -69,7 +88,9 @@ class MqttSource:
         self.config = config
         self.invalid = invalid
         self.reconnects = reconnects
-        self.queue: asyncio.Queue[MqttReading] = asyncio.Queue()
+        self.queue: asyncio.Queue[_Received] = asyncio.Queue()
+        self._client: aiomqtt.Client | None = None
+        """The connection messages are acknowledged on (None while disconnected)."""
         self.connected = asyncio.Event()
 
     async def run(self, handle: Callable[[list[Readings]], Awaitable[object]]) -> None:
@@ -83,21 +104,27 @@ class MqttSource:
         default_id = f"anomaly-watch-{self.job}-{os.getpid()}"
         while True:
             try:
-                async with connect(self.config, default_id=default_id) as client:
+                client = connect(self.config, default_id=default_id)
+                # before connecting: a persistent session's backlog comes right after CONNACK
+                client._client.manual_ack_set(True)  # aiomqtt's paho client: no option for it yet
+                async with client:
+                    self._client = client
                     for topic in self.config.topics:
                         await client.subscribe(topic, qos=1)
                     self.connected.set()
                     delay = 0.25
                     async for message in client.messages:
-                        self._take(message.topic.value, message.payload)
+                        self._take(client, message)
             except aiomqtt.MqttError as exc:
+                self._client = None
                 self.connected.clear()
                 self.reconnects.inc()
                 _log.warning("job %s: broker lost (%s); retrying in %.2fs", self.job, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.config.reconnect_max)
 
-    def _take(self, topic: str, payload: object) -> None:
+    def _take(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        topic, payload = message.topic.value, message.payload
         try:
             if not isinstance(payload, bytes | bytearray):
                 raise ValueError("empty message")
@@ -105,8 +132,18 @@ class MqttSource:
         except ValueError as exc:
             _log.debug("job %s: %s: %s", self.job, topic, exc)
             self.invalid.inc()
+            self._ack_one(client, message.mid, message.qos)  # nothing to score: done with it
             return
-        self.queue.put_nowait(reading)
+        self.queue.put_nowait(_Received(reading, client, message.mid, message.qos))
+
+    def _ack(self, received: list[_Received]) -> None:
+        """Acknowledge, in arrival order, what came on the connection still open."""
+        for item in received:
+            self._ack_one(item.client, item.mid, item.qos)
+
+    def _ack_one(self, client: aiomqtt.Client, mid: int, qos: int) -> None:
+        if client is self._client and qos > 0:
+            client._client.ack(mid, qos)
 
     async def _drain(self, handle: Callable[[list[Readings]], Awaitable[object]]) -> None:
         while True:
@@ -115,10 +152,11 @@ class MqttSource:
             while len(taken) < _BATCH and not self.queue.empty():
                 taken.append(self.queue.get_nowait())
             try:
-                await handle(group_readings(taken))
+                await handle(group_readings([item.reading for item in taken]))
             except Exception:  # a bug in one batch must not end the job
                 _log.exception("job %s: %d readings could not be scored", self.job, len(taken))
                 self.invalid.inc(len(taken))
+            self._ack(taken)
 
 
 def group_readings(taken: list[MqttReading]) -> list[Readings]:
