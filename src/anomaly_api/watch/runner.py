@@ -99,6 +99,9 @@ class Job:
         self.mqtt_source: MqttSource | None = None
         """The MQTT source once the job runs (its ``connected`` event says when it is)."""
         self.fitter = fitter
+        self.explain_all = config.sinks.mqtt is not None and config.sinks.mqtt.answers
+        """Every answer's contributions only when answers are published (MQTT); else
+        only those the events and the latest values read."""
         self.fit_buffer: FitBuffer | None = None
         if fitter is not None and config.source.mqtt is not None:
             self.fit_buffer = FitBuffer(fitter.config.max_readings)
@@ -109,7 +112,9 @@ class Job:
         for batch in batches:
             if self.fit_buffer is not None and live:
                 self.fit_buffer.add(batch)
-            outcome = await self.scorer.score(self.name, self.config.model, batch)
+            outcome = await self.scorer.score(
+                self.name, self.config.model, batch, explain_all=self.explain_all
+            )
             self.metrics.count(self.name, outcome)
             scored += outcome.scored
             for result in outcome.results:

@@ -1,4 +1,5 @@
-"""MQTT source: readings ``{"ts": ..., "values": {channel: value}}`` on topic filters.
+"""MQTT source: readings ``{"ts": ..., "values": {channel: value}}`` on topic filters, one
+a message or many (``{"readings": [reading, ...]}``: messages/s no longer bounds readings/s).
 
 The stream id is the job's name and one level of the topic (``stream_level``). Messages
 are received at QoS 1 into a queue; the scoring side takes whatever has arrived within
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,13 +29,14 @@ import aiomqtt
 import orjson
 from prometheus_client import Counter
 
+from anomaly_api.service.errors import InvalidInputError
 from anomaly_api.service.stream_timestamps import parse_timestamps
 from anomaly_api.watch.config import MqttSourceConfig
 from anomaly_api.watch.mqtt import connect
 from anomaly_api.watch.scoring import Readings
 from anomaly_api.watch.sources import stream_id_of
 
-__all__ = ["MqttReading", "MqttSource", "parse_reading"]
+__all__ = ["MqttReading", "MqttSource", "group_readings", "parse_message"]
 
 _log = logging.getLogger(__name__)
 _BATCH = 4096
@@ -49,28 +52,53 @@ MqttReading = tuple[str, str, float, dict[str, float]]
 
 @dataclass(frozen=True, slots=True)
 class _Received:
-    """One message's reading and how to acknowledge the message once it is scored."""
+    """One message's readings and how to acknowledge the message once they are scored."""
 
-    reading: MqttReading
+    readings: list[MqttReading]
     client: aiomqtt.Client
     mid: int
     qos: int
 
 
-def parse_reading(job: str, level: int, topic: str, payload: bytes) -> MqttReading:
-    """One message as a reading; ``ValueError`` for anything else."""
+def parse_message(
+    job: str, level: int, topic: str, payload: bytes
+) -> tuple[list[MqttReading], int]:
+    """A message's readings -- one ``{"ts", "values"}``, or many under ``"readings"`` --
+    and how many of them are not readings (left out, the others kept); ``ValueError``
+    when the message as a whole is not (not JSON, the topic lacks the stream's level)."""
     parts = topic.split("/")
     if level >= len(parts):
         raise ValueError(f"topic {topic!r} has no level {level}")
     data = orjson.loads(payload)
-    if not isinstance(data, dict) or not isinstance(data.get("values"), dict):
+    items = [data]
+    if isinstance(data, dict) and "readings" in data:
+        items = data["readings"]
+        if not isinstance(items, list) or len(data) != 1:
+            raise ValueError('many readings are {"readings": [{"ts": ..., "values": {...}}, ...]}')
+    stream = stream_id_of(job, [parts[level]])
+    readings: list[MqttReading] = []
+    for item in items:
+        try:
+            stamp, values = _reading(item)
+        except (ValueError, InvalidInputError):
+            continue
+        readings.append((stream, topic, stamp, values))
+    return readings, len(items) - len(readings)
+
+
+def _reading(item: object) -> tuple[float, dict[str, float]]:
+    """One ``{"ts": ..., "values": {channel: value}}`` (the values are checked by the
+    scorer, as the stream endpoint checks them)."""
+    if not isinstance(item, dict) or not isinstance(values := item.get("values"), dict):
         raise ValueError('a reading is {"ts": ..., "values": {channel: number}}')
-    ts = data.get("ts")
-    if not isinstance(ts, str | int | float):
+    ts = item.get("ts")
+    if type(ts) is float or type(ts) is int:  # the common case, without numpy
+        if not math.isfinite(ts):
+            raise ValueError("ts is not a finite number")
+        return float(ts), values
+    if not isinstance(ts, str):
         raise ValueError('a reading needs "ts": epoch seconds or ISO 8601')
-    stamp = float(parse_timestamps([ts], 1)[0])
-    values = {str(k): v for k, v in data["values"].items()}
-    return stream_id_of(job, [parts[level]]), topic, stamp, values
+    return float(parse_timestamps([ts], 1)[0]), values
 
 
 class MqttSource:
@@ -128,13 +156,17 @@ class MqttSource:
         try:
             if not isinstance(payload, bytes | bytearray):
                 raise ValueError("empty message")
-            reading = parse_reading(self.job, self.config.stream_level, topic, bytes(payload))
+            level = self.config.stream_level
+            readings, invalid = parse_message(self.job, level, topic, bytes(payload))
         except ValueError as exc:
             _log.debug("job %s: %s: %s", self.job, topic, exc)
-            self.invalid.inc()
+            readings, invalid = [], 1
+        if invalid:
+            self.invalid.inc(invalid)
+        if not readings:
             self._ack_one(client, message.mid, message.qos)  # nothing to score: done with it
             return
-        self.queue.put_nowait(_Received(reading, client, message.mid, message.qos))
+        self.queue.put_nowait(_Received(readings, client, message.mid, message.qos))
 
     def _ack(self, received: list[_Received]) -> None:
         """Acknowledge, in arrival order, what came on the connection still open."""
@@ -149,13 +181,15 @@ class MqttSource:
         while True:
             taken = [await self.queue.get()]
             await asyncio.sleep(_LINGER_S)  # let the readings arriving with it join the batch
-            while len(taken) < _BATCH and not self.queue.empty():
+            readings = list(taken[0].readings)
+            while len(readings) < _BATCH and not self.queue.empty():
                 taken.append(self.queue.get_nowait())
+                readings.extend(taken[-1].readings)
             try:
-                await handle(group_readings([item.reading for item in taken]))
+                await handle(group_readings(readings))
             except Exception:  # a bug in one batch must not end the job
-                _log.exception("job %s: %d readings could not be scored", self.job, len(taken))
-                self.invalid.inc(len(taken))
+                _log.exception("job %s: %d readings could not be scored", self.job, len(readings))
+                self.invalid.inc(len(readings))
             self._ack(taken)
 
 
