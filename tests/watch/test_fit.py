@@ -5,17 +5,22 @@ next readings are scored by the new production version."""
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from watch_helpers import Recorder, prometheus_config
 from watch_servers import PrometheusServer, wait_for_samples
 
 from anomaly_api.config import Settings
 from anomaly_api.registry import CANDIDATE, PRODUCTION, read_aliases, resolve_alias, set_alias
-from anomaly_api.watch.fitting import FitBuffer
+from anomaly_api.service.jobs.worker import JobSpec
+from anomaly_api.watch.config import FitConfig
+from anomaly_api.watch.fitting import FitBuffer, train_in_process, write_training_data
 from anomaly_api.watch.runner import Watcher
 from anomaly_api.watch.scoring import Readings
 
@@ -102,3 +107,24 @@ def test_the_mqtt_fit_buffer_is_bounded_and_windowed() -> None:
     assert len(buffer) == 3  # the oldest went
     found = {r.stream_id: list(r.timestamps) for r in buffer.since(2.5)}
     assert found == {"plant.b": [3.0, 4.0]}
+
+
+async def test_a_stopped_watcher_ends_its_training_process(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    batch = Readings(
+        "plant.a",
+        {},
+        list(range(20_000)),
+        [{"x": float(x), "y": float(y)} for x, y in rng.normal(size=(20_000, 2))],
+    )
+    data = tmp_path / "fit.csv"
+    channels = write_training_data(data, [batch])
+    request = replace(FitConfig(every="1h", window="1d").request(), features=channels)
+    task = asyncio.create_task(train_in_process(JobSpec("t", request, data, tmp_path / "out")))
+    while not multiprocessing.active_children():  # noqa: ASYNC110 - until the worker runs
+        await asyncio.sleep(0.01)
+    assert task.cancel()  # still training
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not multiprocessing.active_children()
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

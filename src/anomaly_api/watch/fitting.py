@@ -3,7 +3,8 @@
 Every ``fit.every`` (on the wall-clock grid, so a restart does not add fits) the job's
 readings of the last ``fit.window`` are written to a CSV (``ts``, ``stream`` and one
 column per channel) and trained by ``run_training`` -- the code behind ``anomaly-api
-train`` -- in a spawned worker process, so scoring goes on meanwhile. The version is
+train`` -- in a spawned worker process (the training API's own worker), so scoring goes
+on meanwhile. The version is
 trained into a staging directory and published (``training.publishing``): it becomes
 ``candidate``, and ``production`` under the registry's rule when ``auto_promote``. The
 job then drops its loaded predictor, so its next readings are scored by whatever the
@@ -20,23 +21,23 @@ from __future__ import annotations
 import asyncio
 import csv
 import logging
+import multiprocessing
 import uuid
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import Executor
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import anyio.to_thread
 
+from anomaly_api.service.jobs.worker import JobSpec, receive, run_job
 from anomaly_api.training.publishing import discard, publish, staging_dir
-from anomaly_api.training.request import TrainingRequest, run_training
 from anomaly_api.watch.config import FitConfig
 from anomaly_api.watch.scoring import Readings
 
-__all__ = ["FitBuffer", "FitOutcome", "Fitter", "train_version"]
+__all__ = ["FitBuffer", "FitError", "FitOutcome", "Fitter", "train_in_process"]
 
 _log = logging.getLogger(__name__)
 
@@ -44,12 +45,39 @@ FitOutcome = Literal["promoted", "candidate", "failed", "skipped"]
 """``skipped``: the previous fit of the job was still training, or there was no data."""
 
 DATA_FILE = "fit.csv"
+_SPAWN = multiprocessing.get_context("spawn")
+"""A fresh interpreter: nothing of the event loop, its threads or its sockets inherited."""
 
 
-def train_version(request: TrainingRequest, data: Path, staging: Path) -> str:
-    """Train ``data`` into ``staging`` (in the worker process); the version's name."""
-    result = run_training(request, data, staging, progress=_log.debug, make_latest=False)
-    return result.version
+class FitError(Exception):
+    """The worker refused the data or did not finish (the message says which)."""
+
+
+async def train_in_process(spec: JobSpec) -> str:
+    """Run the training API's worker (``run_job``) in a spawned process to its end; the
+    version it trained. A process per fit, as the training API does, so a stopped
+    watcher ends exactly its training (cancelling this terminates the process)."""
+    parent, child = _SPAWN.Pipe(duplex=False)
+    process = _SPAWN.Process(target=run_job, args=(spec, child), name=f"fit-{spec.job_id}")
+    await anyio.to_thread.run_sync(process.start)
+    child.close()  # the parent's copy: EOF once the worker exits
+    outcome: tuple[str, object] | None = None
+    try:
+        # abandoned on cancel: the blocked read ends with EOF once the process is ended
+        next_message = partial(anyio.to_thread.run_sync, receive, parent, abandon_on_cancel=True)
+        while (message := await next_message()) is not None:
+            if message[0] != "progress":
+                outcome = message
+    finally:
+        parent.close()
+        if process.is_alive():
+            process.terminate()
+        await anyio.to_thread.run_sync(process.join)
+    if outcome is None:
+        raise FitError(f"the worker process exited with {process.exitcode} before it finished")
+    if outcome[0] != "done":
+        raise FitError(str(outcome[1]))
+    return str(cast(dict[str, object], outcome[1])["version"])
 
 
 class FitBuffer:
@@ -96,16 +124,17 @@ def write_training_data(path: Path, batches: Sequence[Readings]) -> tuple[str, .
 
 
 class Fitter:
-    """One job's fits: at most one training at a time, in ``executor``'s processes."""
+    """One job's fits, each trained in a worker process of its own."""
 
     def __init__(
-        self, job: str, model: str, config: FitConfig, artifacts_dir: Path, executor: Executor
+        self, job: str, model: str, config: FitConfig, artifacts_dir: Path, slot: asyncio.Semaphore
     ) -> None:
         self.job = job
+        self.slot = slot
+        """Held while training (shared by the watcher's jobs: one training at a time)."""
         self.model = model
         self.config = config
         self.artifacts_dir = artifacts_dir
-        self.executor = executor
         self.running = False
         self.last_version: str | None = None
 
@@ -114,9 +143,10 @@ class Fitter:
         if self.running:
             return "skipped"
         self.running = True
-        staging = staging_dir(self.artifacts_dir, self.model, f"watch-{uuid.uuid4().hex}")
+        key = f"watch-{uuid.uuid4().hex}"
+        staging = staging_dir(self.artifacts_dir, self.model, key)
         try:
-            return await self._fit(batches, staging)
+            return await self._fit(batches, staging, key)
         except Exception as exc:  # a failed fit is counted and logged; scoring goes on
             _log.warning("job %s: the fit of model %s failed: %s", self.job, self.model, exc)
             return "failed"
@@ -124,17 +154,15 @@ class Fitter:
             self.running = False
             await anyio.to_thread.run_sync(discard, staging)
 
-    async def _fit(self, batches: Sequence[Readings], staging: Path) -> FitOutcome:
+    async def _fit(self, batches: Sequence[Readings], staging: Path, key: str) -> FitOutcome:
         data = staging / DATA_FILE
         channels = await anyio.to_thread.run_sync(write_training_data, data, batches)
         if not channels:
             _log.warning("job %s: no readings in the fit window; nothing trained", self.job)
             return "skipped"
-        loop = asyncio.get_running_loop()
         request = replace(self.config.request(), features=channels)
-        version = await loop.run_in_executor(
-            self.executor, train_version, request, data, staging / "out"
-        )
+        async with self.slot:
+            version = await train_in_process(JobSpec(key, request, data, staging / "out"))
         decision = await anyio.to_thread.run_sync(
             partial(publish, auto_promote=self.config.auto_promote),
             self.artifacts_dir,

@@ -15,10 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
@@ -267,7 +265,8 @@ class Watcher:
         self.jobs: list[Job] = []
         self.metrics_port: int | None = None
         self._server: WSGIServer | None = None
-        self._fit_processes: ProcessPoolExecutor | None = None
+        self._fit_slot = asyncio.Semaphore(1)
+        """One training at a time for the whole watcher (it shares the machine with scoring)."""
 
     def check(self) -> None:
         """``check_models``: every model loads and fits its job."""
@@ -283,11 +282,8 @@ class Watcher:
         """The ``Job`` of ``config``, with its fitter when it has a ``fit`` schedule."""
         fitter = None
         if config.fit is not None:
-            if self._fit_processes is None:  # one training at a time for the whole watcher
-                spawn = multiprocessing.get_context("spawn")
-                self._fit_processes = ProcessPoolExecutor(max_workers=1, mp_context=spawn)
             model = config.fit.model or config.model.name
-            fitter = Fitter(config.name, model, config.fit, self.artifacts_dir, self._fit_processes)
+            fitter = Fitter(config.name, model, config.fit, self.artifacts_dir, self._fit_slot)
         return Job(config, self.scorer, self.metrics, self.watermarks_for(config.name), fitter)
 
     async def start(self) -> None:
@@ -335,7 +331,5 @@ class Watcher:
             with contextlib.suppress(Exception):
                 await job.close()
         await self.scorer.close()
-        if self._fit_processes is not None:
-            self._fit_processes.shutdown(wait=False, cancel_futures=True)
         if self.redis is not None:
             await self.redis.aclose()
