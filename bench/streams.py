@@ -145,21 +145,26 @@ def watch(ctx: Context) -> dict[str, Any]:
     """The watcher's MQTT job (``anomaly_api.watch``): readings/s from a throwaway Mosquitto
     (QoS 1, one ``mosquitto_pub`` per stream) through the in-process stream path (8
     channels, time-aware window 30, memory store), and the same readings handed to the job
-    without MQTT (parsing and scoring alone)."""
+    without MQTT (parsing and scoring alone); ``watch_batch`` readings a message."""
     from anomaly_api.data.timeseries import synthetic_timeseries
     from anomaly_api.watch.config import parse_watch_config
     from anomaly_api.watch.runner import Job, Watcher
-    from anomaly_api.watch.sources.mqtt import group_readings, parse_reading
+    from anomaly_api.watch.sources.mqtt import group_readings, parse_message
     from bench.servers import mosquitto_server
 
     n, streams = ctx.option("watch_readings", ctx.size(2_000, 100_000)), 8
+    k = ctx.option("watch_batch", 1)  # readings per message (> 1: {"readings": [...]})
     artifacts = _w30(ctx)
     data = synthetic_timeseries(seed=1, n_rows=2000).data
     rows = data.X.tolist()
-    payloads = [orjson.dumps({"ts": 1e9 + i, "values": dict(zip(data.feature_names,
-                rows[i % 2000], strict=True))}) for i in range(n)]  # fmt: skip
+    readings = [{"ts": 1e9 + i, "values": dict(zip(data.feature_names, rows[i % 2000],
+                strict=True))} for i in range(n)]  # fmt: skip
+    per = [readings[s::streams] for s in range(streams)]
+    messages = [(s, orjson.dumps(r[0] if k == 1 else {"readings": r})) for j in range(0,
+                len(per[0]), k) for s in range(streams) if (r := per[s][j:j + k])]  # fmt: skip
     for s in range(streams):
-        (ctx.workdir / f"m{s}.jsonl").write_bytes(b"\n".join(payloads[s::streams]) + b"\n")
+        lines = [m for t, m in messages if t == s]
+        (ctx.workdir / f"m{s}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     out: dict[str, float] = {}
     with mosquitto_server() as port:
         job = {"name": "bench", "source": {"mqtt": {"port": port, "topics": ["bench/+/r"]}},
@@ -192,14 +197,17 @@ def watch(ctx: Context) -> dict[str, Any]:
             fresh.check()
             direct = Job(config.jobs[0], fresh.scorer, fresh.metrics, fresh.watermarks_for("bench"))
             started = time.perf_counter()
-            for first in range(0, n, 4096):
-                taken = [parse_reading("bench", 1, f"bench/m{i % streams}/r", payloads[i])
-                         for i in range(first, min(first + 4096, n))]  # fmt: skip
-                await direct.score(group_readings(taken))
+            taken: list[Any] = []
+            for s, message in messages:
+                taken += parse_message("bench", 1, f"bench/m{s}/r", message)[0]
+                if len(taken) >= 4096 or message is messages[-1][1]:
+                    await direct.score(group_readings(taken))
+                    taken = []
             out["parsed_and_scored_per_s"] = n / (time.perf_counter() - started)
 
         asyncio.run(run())
-    return {"streams": {"watch": {**out, "readings": n, "streams": streams, "window": 30}}}
+    return {"streams": {"watch": {**out, "readings": n, "streams": streams, "window": 30,
+                                  "readings_per_message": k}}}  # fmt: skip
 
 
 def _w30(ctx: Context) -> Path:

@@ -134,7 +134,7 @@ def test_a_model_that_does_not_exist_names_its_job(
     watcher = Watcher(load_watch_config(write(tmp_path, text, tiny_artifacts_dir)), Settings())
     with pytest.raises(WatchConfigError) as caught:
         watcher.check()
-    assert caught.value.problems == [f"jobs[0].model: no model 'nosuch' in {tiny_artifacts_dir}"]
+    assert caught.value.problems == ["jobs[0].model: unknown model 'nosuch'"]
 
 
 def test_queries_naming_a_channel_the_model_lacks(tmp_path: Path, tiny_artifacts_dir: Path) -> None:
@@ -193,3 +193,36 @@ def test_backfill_options_are_checked(
     result = CliRunner().invoke(app, ["watch", "--config", str(good), *args])
     assert result.exit_code == 2
     assert message in result.output
+
+
+FIT = "    schedule: {{infer_every: 15s}}\n"
+
+
+@pytest.mark.parametrize(
+    ("fit", "expected"),
+    [
+        ("{every: 1d}", "jobs[0].fit.window: Field required"),
+        ("{every: daily, window: 7d}", "jobs[0].fit.every: 'daily' is not a duration"),
+        ("{every: 1d, window: 7d, epochs: 3}", "jobs[0].fit.epochs: unknown key"),
+        ("{every: 1d, window: 7d, model: Bad/Name}", "jobs[0].fit.model: invalid model name"),
+        (
+            "{every: 1d, window: 7d, contamination: 0.7}",
+            "jobs[0].fit: contamination must be between 0 and 0.5",
+        ),
+        ("{every: 1d, window: 7d, model_window: 2}", "jobs[0].fit: model_window must be at"),
+    ],
+)
+def test_a_bad_fit_schedule_names_its_key(tmp_path: Path, fit: str, expected: str) -> None:
+    found = problems(
+        tmp_path, GOOD.replace(FIT, FIT + f"    fit: {fit}\n".replace("{", "{{").replace("}", "}}"))
+    )
+    assert len(found) == 1
+    assert found[0].startswith(expected), found
+
+
+def test_a_fit_schedule_is_read(tmp_path: Path) -> None:
+    text = GOOD.replace(FIT, FIT + "    fit: {{every: 1d, window: 7d, auto_promote: true}}\n")
+    fit = load_watch_config(write(tmp_path, text)).jobs[0].fit
+    assert fit is not None
+    assert (fit.every, fit.window, fit.auto_promote, fit.model) == (86400.0, 604800.0, True, None)
+    assert fit.request().window is None

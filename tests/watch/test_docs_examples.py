@@ -21,13 +21,14 @@ def yaml_blocks() -> list[str]:
 
 def test_every_complete_watch_yaml_on_the_page_is_valid() -> None:
     files = [yaml.safe_load(b) for b in yaml_blocks() if b.lstrip().startswith("#")]
-    assert len(files) == 2
+    assert len(files) == 3
     kinds = set()
     for data in files:
         config = parse_watch_config(data)
         source = config.jobs[0].source
-        kinds.add("prometheus" if source.prometheus is not None else "mqtt")
-    assert kinds == {"prometheus", "mqtt"}
+        kind = "prometheus" if source.prometheus is not None else "mqtt"
+        kinds.add(kind if config.jobs[0].fit is None else f"{kind} with fit")
+    assert kinds == {"prometheus", "mqtt", "prometheus with fit"}
 
 
 def test_the_alert_rule_passes_promtool(tmp_path: Path) -> None:

@@ -166,6 +166,33 @@ async def test_missing_channels_late_and_duplicate_readings_are_counted(
     assert [a["timestamp"] for _, a in answers.answers] == [iso(t0 + i) for i in (0, 2, 3)]
 
 
+async def test_many_readings_in_one_message_are_checked_and_counted_one_by_one(
+    running: tuple[Watcher, Answers], mosquitto: Mosquitto
+) -> None:
+    watcher, answers = running
+    t0 = 1_700_000_000.0
+    batch = [orjson.loads(reading(t0 + i)) for i in range(4)]
+    batch[1]["values"].pop("f5")  # a missing channel
+    batch.insert(3, orjson.loads(reading(t0 + 2)))  # a duplicate
+    batch.append({"ts": "not a time", "values": batch[0]["values"]})
+    batch.append({"values": batch[0]["values"]})  # no ts
+    await publish(
+        mosquitto.port,
+        "plant/pump3/readings",
+        orjson.dumps({"readings": batch}),
+        orjson.dumps({"readings": [orjson.loads(reading(t0 + 1.5))]}),  # late
+        orjson.dumps({"readings": {"ts": t0}}),  # not a list: the message is invalid
+    )
+
+    async def settled() -> bool:
+        counted = _count(watcher, "scored") == 3 and _count(watcher, "late") == 2
+        return counted and len(answers.answers) == 3
+
+    await until(settled, limit_s=10)
+    assert _count(watcher, "invalid") == 4  # f5 missing, bad ts, no ts, the bad message
+    assert [a["timestamp"] for _, a in answers.answers] == [iso(t0 + i) for i in (0, 2, 3)]
+
+
 async def test_the_broker_going_away_and_coming_back(
     running: tuple[Watcher, Answers], mosquitto: Mosquitto
 ) -> None:

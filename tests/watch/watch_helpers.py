@@ -25,6 +25,9 @@ def prometheus_config(
     lookback: str = "1m",
     max_series: int = 100,
     sinks: dict[str, Any] | None = None,
+    step: str = "1s",
+    fit: dict[str, Any] | None = None,
+    model: dict[str, str] | None = None,
 ) -> WatchConfig:
     return parse_watch_config(
         {
@@ -40,13 +43,15 @@ def prometheus_config(
                             "query": "sensor_value",
                             "channel_label": "sensor",
                             "group_by": ["pump"],
-                            "step": "1s",
+                            "step": step,
                             "lookback": lookback,
                             "timeout": "2s",
                         }
                     },
                     "schedule": {"infer_every": infer_every},
                     "sinks": sinks or {"metrics": True},
+                    **({} if fit is None else {"fit": fit}),
+                    **({} if model is None else {"model": model}),
                 }
             ],
         }

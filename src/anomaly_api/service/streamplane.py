@@ -44,6 +44,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Literal
 
 import anyio.to_thread
@@ -236,11 +237,15 @@ class StreamPlane:
         alarm_policy: AlarmPolicy | None = None,
         predictor: Predictor | None = None,
         adapt: bool | None = None,
+        explain_all: bool = True,
     ) -> StreamReadingsAnswer:
         """Append readings to a stream and answer each of them from the stream's window,
         scored by ``predictor`` (the ready one when omitted); ``adapt`` overrides the
         service's adaptation for these readings. ``rows`` may already be a float64 matrix in
-        the model's feature order (``Predictor.to_matrix``)."""
+        the model's feature order (``Predictor.to_matrix``). ``explain_all=False`` lists
+        contributions only for the anomalies (as the model flagged them, before adaptation)
+        and the last reading (what the events and a latest-value view read; the reasons in
+        words are most of a time-aware reading's cost), the others' left empty."""
         check_stream_id(stream_id)
         predictor = self.dataplane.require_ready() if predictor is None else predictor
         self._check_count(len(rows), self.stream_max_readings, "one request to a stream")
@@ -264,7 +269,12 @@ class StreamPlane:
             raise as_sent(exc, timestamps) from None
         n_new = len(X)
         answers, predictions = await self._score(
-            predictor, window.timestamps, window.values, min(n_new, len(window)), top_k
+            predictor,
+            window.timestamps,
+            window.values,
+            min(n_new, len(window)),
+            top_k,
+            explain_all=explain_all,
         )
         flags = np.fromiter((a.is_anomaly for a in answers), bool, len(answers))
         model = self._adaptation_model(predictor) if self._adapts(adapt) else None
@@ -547,10 +557,13 @@ class StreamPlane:
         X: NDArray[np.float64],
         n_out: int,
         top_k: int | None,
+        *,
+        explain_all: bool = True,
     ) -> tuple[list[StreamAnswer], PredictionColumns]:
+        score = partial(_score_sync, explain_all=explain_all)
         if len(X) >= _OFFLOAD_READINGS or n_out >= _OFFLOAD_READINGS:
-            return await anyio.to_thread.run_sync(_score_sync, predictor, ts, X, n_out, top_k)
-        return _score_sync(predictor, ts, X, n_out, top_k)
+            return await anyio.to_thread.run_sync(score, predictor, ts, X, n_out, top_k)
+        return score(predictor, ts, X, n_out, top_k)
 
     def _report(
         self,
@@ -651,6 +664,8 @@ def _score_sync(
     X: NDArray[np.float64],
     n_out: int,
     top_k: int | None,
+    *,
+    explain_all: bool = True,
 ) -> tuple[list[StreamAnswer], PredictionColumns]:
     """Answers for the last ``n_out`` readings of ``(ts, X)`` (blocking), and their
     predictions for the data plane's hooks."""
@@ -669,12 +684,13 @@ def _score_sync(
         raise InvalidReadingsError(str(exc)) from None
     if not np.isfinite(out.anomaly_score).all():
         raise InvalidReadingsError("readings are too extreme to be scored")
+    flagged = out.is_anomaly.tolist()
     contributions = [
         [
             Contribution(feature=name, share=part["share"], why=part["why"])
             for name, part in out.contributions(i, top_k).items()
         ]
-        if top_k != 0
+        if top_k != 0 and (explain_all or flagged[i] or i == n_out - 1)
         else []
         for i in range(n_out)
     ]

@@ -23,8 +23,12 @@ from pydantic import (
     model_validator,
 )
 
+from anomaly_api.registry import validate_model_name
+from anomaly_api.training.request import RequestError, TrainingRequest, check_request
+
 __all__ = [
     "Duration",
+    "FitConfig",
     "JobConfig",
     "MetricsSinkConfig",
     "MqttConfig",
@@ -182,6 +186,58 @@ class SinksConfig(_Strict):
     webhook: WebhookSinkConfig | None = None
 
 
+class FitConfig(_Strict):
+    """Retrain on the source's last ``window`` every ``every`` (a new ``candidate`` of
+    ``model``, promoted under the registry's rule when ``auto_promote``); the training
+    options are those of ``anomaly-api train``."""
+
+    every: Duration
+    window: Duration
+    model: str | None = None
+    """The registered model the new versions go to (default: the job's model)."""
+    auto_promote: bool = False
+    max_readings: int = Field(100_000, ge=50, le=10_000_000)
+    """MQTT: readings kept in memory for the next fit (the oldest dropped beyond)."""
+    seed: int = 42
+    target_fpr: float | None = None
+    detectors: list[str] | None = None
+    min_votes: int | None = None
+    contamination: float | None = None
+    model_window: int | None = None
+    """Readings per window: trains a time-aware model (``--window``)."""
+
+    @field_validator("model")
+    @classmethod
+    def _model_name(cls, name: str | None) -> str | None:
+        return None if name is None else validate_model_name(name)
+
+    def request(self) -> TrainingRequest:
+        """The training request a fit runs (data: ``ts``, ``stream`` and the channels)."""
+        return TrainingRequest(
+            seed=self.seed,
+            target_fpr=self.target_fpr,
+            detectors=None if self.detectors is None else tuple(self.detectors),
+            min_votes=self.min_votes,
+            contamination=self.contamination,
+            window=self.model_window,
+            timestamp_column=None if self.model_window is None else "ts",
+            stream_column=None if self.model_window is None else "stream",
+        )
+
+    @model_validator(mode="after")
+    def _trainable(self) -> FitConfig:
+        try:
+            check_request(self.request(), has_data=True, spell=_fit_key)
+        except RequestError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
+def _fit_key(name: str) -> str:
+    """How a fit's messages name a training option: its key under ``fit``."""
+    return "model_window" if name == "window" else name
+
+
 class JobConfig(_Strict):
     """One job: a source read on a schedule, scored by one model, written to sinks."""
 
@@ -190,6 +246,7 @@ class JobConfig(_Strict):
     source: SourceConfig
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     sinks: SinksConfig = Field(default_factory=SinksConfig)
+    fit: FitConfig | None = None
 
 
 class MetricsSinkConfig(_Strict):

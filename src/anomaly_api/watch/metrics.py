@@ -140,6 +140,13 @@ class WatchMetrics:
             ["watch_job"],
             registry=self.registry,
         )
+        self.fits = Counter(
+            "anomaly_watch_fits",
+            "Scheduled fits by outcome: promoted (now production), candidate (published, "
+            "not promoted), failed, skipped (the previous fit still training, or no data).",
+            ["watch_job", "outcome"],
+            registry=self.registry,
+        )
         self.results = ResultSeries(max_series, self.series_refused)
         self.registry.register(self.results)
 

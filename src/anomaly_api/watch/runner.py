@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 
 from anomaly_api.config import Settings
 from anomaly_api.watch.config import JobConfig, WatchConfig, WatchConfigError
+from anomaly_api.watch.fitting import FitBuffer, FitOutcome, Fitter
 from anomaly_api.watch.metrics import MetricsSink, WatchMetrics
 from anomaly_api.watch.scoring import Readings, WatchScorer
 from anomaly_api.watch.sinks import Sink
@@ -74,6 +75,7 @@ class Job:
         scorer: WatchScorer,
         metrics: WatchMetrics,
         watermarks: Watermarks,
+        fitter: Fitter | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -94,12 +96,23 @@ class Job:
         self.marks: dict[str, float] | None = None
         self.mqtt_source: MqttSource | None = None
         """The MQTT source once the job runs (its ``connected`` event says when it is)."""
+        self.fitter = fitter
+        self.explain_all = config.sinks.mqtt is not None and config.sinks.mqtt.answers
+        """Every answer's contributions only when answers are published (MQTT); else
+        only those the events and the latest values read."""
+        self.fit_buffer: FitBuffer | None = None
+        if fitter is not None and config.source.mqtt is not None:
+            self.fit_buffer = FitBuffer(fitter.config.max_readings)
 
     async def score(self, batches: Sequence[Readings], *, live: bool = True, gaps: int = 0) -> int:
         """Score each stream's readings and hand the results to the sinks; the count scored."""
         scored = 0
         for batch in batches:
-            outcome = await self.scorer.score(self.name, self.config.model, batch)
+            if self.fit_buffer is not None and live:
+                self.fit_buffer.add(batch)
+            outcome = await self.scorer.score(
+                self.name, self.config.model, batch, explain_all=self.explain_all
+            )
             self.metrics.count(self.name, outcome)
             scored += outcome.scored
             for result in outcome.results:
@@ -173,6 +186,38 @@ class Job:
             batches.append(Readings(stream, batch.labels, batch.timestamps, batch.rows))
         return await self.score(batches, live=False, gaps=fetched.gaps)
 
+    # ------------------------------------------------------------------ fits
+    async def fit(self, now: float) -> FitOutcome:
+        """Train on the source's last ``fit.window`` up to ``now`` and publish; after a
+        publication the model is loaded again (its alias may name the new version)."""
+        fitter = self.fitter
+        assert fitter is not None
+        start = now - fitter.config.window
+        if self.fit_buffer is not None:
+            batches = self.fit_buffer.since(start)
+        else:
+            assert self.prometheus is not None
+            span = aligned_range(start, now, self.prometheus.config.step)
+            try:
+                batches = [] if span is None else (await self.prometheus.fetch(*span)).readings
+            except SourceError as exc:
+                _log.warning("job %s: no data to fit: %s", self.name, exc)
+                batches = []
+        outcome = await fitter.fit(batches)
+        if outcome in ("promoted", "candidate"):
+            self.scorer.unload(fitter.model)
+        self.metrics.fits.labels(self.name, outcome).inc()
+        return outcome
+
+    async def run_fits(self) -> None:
+        """Fit every ``fit.every`` on the wall-clock grid until cancelled (in its own
+        task: scoring goes on while a fit trains in its worker process)."""
+        assert self.fitter is not None
+        every = self.fitter.config.every
+        while True:
+            await asyncio.sleep(every - time.time() % every)
+            await self.fit(time.time())
+
     # ------------------------------------------------------------------ MQTT
     async def run_mqtt(self) -> None:
         """Score readings as they arrive until cancelled."""
@@ -188,11 +233,11 @@ class Job:
         await source.run(self.score)
 
     async def run(self) -> None:
-        """This job's loop, whichever source it has."""
-        if self.prometheus is not None:
-            await self.run_prometheus()
-        else:
-            await self.run_mqtt()
+        """This job's loop, whichever source it has, and its fits when it has some."""
+        async with asyncio.TaskGroup() as tasks:
+            if self.fitter is not None:
+                tasks.create_task(self.run_fits())
+            tasks.create_task(self.run_prometheus() if self.prometheus else self.run_mqtt())
 
     async def close(self) -> None:
         """Flush the sinks and close the source's connections."""
@@ -209,6 +254,7 @@ class Watcher:
         self.config = config
         self.settings = settings
         artifacts_dir = config.artifacts_dir or settings.artifacts_dir
+        self.artifacts_dir = artifacts_dir
         self.scorer = WatchScorer(settings, artifacts_dir)
         self.metrics = WatchMetrics(config.metrics.max_series)
         self.redis: Redis | None = None
@@ -219,6 +265,8 @@ class Watcher:
         self.jobs: list[Job] = []
         self.metrics_port: int | None = None
         self._server: WSGIServer | None = None
+        self._fit_slot = asyncio.Semaphore(1)
+        """One training at a time for the whole watcher (it shares the machine with scoring)."""
 
     def check(self) -> None:
         """``check_models``: every model loads and fits its job."""
@@ -229,6 +277,14 @@ class Watcher:
         if self.redis is not None:
             return RedisWatermarks(self.redis, self.settings.stream_prefix, job)
         return FileWatermarks(Path(self.config.state_dir), job)
+
+    def job(self, config: JobConfig) -> Job:
+        """The ``Job`` of ``config``, with its fitter when it has a ``fit`` schedule."""
+        fitter = None
+        if config.fit is not None:
+            model = config.fit.model or config.model.name
+            fitter = Fitter(config.name, model, config.fit, self.artifacts_dir, self._fit_slot)
+        return Job(config, self.scorer, self.metrics, self.watermarks_for(config.name), fitter)
 
     async def start(self) -> None:
         """Check the models, serve ``/metrics`` and build the jobs (their sinks connect)."""
@@ -244,10 +300,7 @@ class Watcher:
             ) from None
         self._server = server
         self.metrics_port = int(server.server_port)
-        self.jobs = [
-            Job(job, self.scorer, self.metrics, self.watermarks_for(job.name))
-            for job in self.config.jobs
-        ]
+        self.jobs = [self.job(job) for job in self.config.jobs]
 
     async def run(self) -> None:
         """Run every job until cancelled, then close everything."""
@@ -262,10 +315,7 @@ class Watcher:
     async def backfill(self, start: float, end: float) -> dict[str, int]:
         """Backfill every Prometheus job over ``[start, end]``; readings scored per job."""
         self.check()
-        self.jobs = [
-            Job(job, self.scorer, self.metrics, self.watermarks_for(job.name))
-            for job in self.config.jobs
-        ]
+        self.jobs = [self.job(job) for job in self.config.jobs]
         try:
             return {job.name: await job.backfill(start, end) for job in self.jobs if job.prometheus}
         finally:

@@ -114,9 +114,19 @@ class WatchScorer:
             self._predictors[ref] = found
         return found
 
-    async def score(self, job: str, ref: ModelRef, batch: Readings) -> Outcome:
+    def unload(self, name: str) -> None:
+        """Forget the loaded predictors of model ``name``: the next readings are scored
+        by the version its alias names then (a fit may have moved it)."""
+        for ref in [ref for ref in self._predictors if ref.name == name]:
+            del self._predictors[ref]
+
+    async def score(
+        self, job: str, ref: ModelRef, batch: Readings, *, explain_all: bool = True
+    ) -> Outcome:
         """Append ``batch`` to its stream and answer every reading (in chunks of at most
-        ``stream_max_readings``); bad or late readings are counted, never raised."""
+        ``stream_max_readings``); bad or late readings are counted, never raised.
+        ``explain_all=False``: contributions only where a sink reads them (the anomalies,
+        for the events; the last reading, for the latest values)."""
         predictor = self.load(ref)
         outcome = Outcome()
         complete, X = _complete(predictor.feature_names, batch.rows)
@@ -134,7 +144,13 @@ class WatchScorer:
         for start in range(0, len(keep), limit):
             chunk = keep[start : start + limit]
             await self._append(
-                job, predictor, batch, chunk, X=X[start : start + limit], outcome=outcome
+                job,
+                predictor,
+                batch,
+                chunk,
+                X=X[start : start + limit],
+                outcome=outcome,
+                explain_all=explain_all,
             )
         return outcome
 
@@ -147,11 +163,17 @@ class WatchScorer:
         *,
         X: NDArray[np.float64],
         outcome: Outcome,
+        explain_all: bool,
     ) -> None:
         stamps = [batch.timestamps[i] for i in chunk]
         try:
             answer = await self.streamplane.append(
-                batch.stream_id, stamps, X, top_k=None, predictor=predictor
+                batch.stream_id,
+                stamps,
+                X,
+                top_k=None,
+                predictor=predictor,
+                explain_all=explain_all,
             )
         except StreamOrderError:  # another writer got there first: the store's order wins
             outcome.late += len(chunk)

@@ -39,7 +39,7 @@ from anomaly_api.config import Settings
 from anomaly_api.service.errors import ServiceError
 from anomaly_api.service.jobs.records import FINISHED, JobRecord
 from anomaly_api.service.jobs.store import JobStore, MemoryJobStore, RedisJobStore
-from anomaly_api.service.jobs.worker import JobSpec, run_job
+from anomaly_api.service.jobs.worker import JobSpec, receive, run_job
 from anomaly_api.training.publishing import discard, publish, staging_dir
 from anomaly_api.training.request import TrainingRequest
 
@@ -282,7 +282,7 @@ class JobRunner:
         outcome: dict[str, Any] | str | None = None
         try:
             while True:
-                message = await anyio.to_thread.run_sync(_receive, parent)
+                message = await anyio.to_thread.run_sync(receive, parent)
                 if message is None:
                     break
                 kind, payload = message
@@ -349,12 +349,3 @@ def runner_from_settings(settings: Settings) -> JobRunner:
         retry_after_s=settings.training_retry_after_s,
         auto_promote=settings.auto_promote,
     )
-
-
-def _receive(conn: Connection) -> tuple[str, object] | None:
-    """The worker's next message; None once it closed its end (it exited)."""
-    try:
-        message: tuple[str, object] = conn.recv()
-    except (EOFError, OSError):
-        return None
-    return message

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from anomaly_api.training.request import TrainingRequest
 
-__all__ = ["JobSpec", "run_job"]
+__all__ = ["JobSpec", "receive", "run_job"]
 
 
 @dataclass(frozen=True)
@@ -48,3 +48,12 @@ def run_job(spec: JobSpec, conn: Connection) -> None:
         conn.send(("error", f"cannot write the version: {exc}"))
         return
     conn.send(("done", {"version": result.version, "metrics": result.trained.metrics}))
+
+
+def receive(conn: Connection) -> tuple[str, object] | None:
+    """The worker's next message (in the parent); None once it closed its end (it exited)."""
+    try:
+        message: tuple[str, object] = conn.recv()
+    except (EOFError, OSError):
+        return None
+    return message
