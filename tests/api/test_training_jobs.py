@@ -446,3 +446,22 @@ async def test_an_unwritable_model_directory_fails_the_job_saying_so(
         job = await finished(client, response.json()["job_id"])
     assert job["status"] == "failed"
     assert job["error"].startswith("cannot write the version:"), job
+
+
+async def test_an_installation_without_pandas_says_it_cannot_train(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The container image serves without pandas: training there is a clear 503, and
+    serving itself never imports it (the image's own build checks that)."""
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+
+    def without_pandas(name: str, *args: Any, **kwargs: Any) -> Any:
+        return None if name == "pandas" else real_find_spec(name, *args, **kwargs)
+
+    async with training_app(settings) as (client, runner):
+        monkeypatch.setattr(importlib.util, "find_spec", without_pandas)
+        response = await client.post("/models/m/versions", content=small_csv(), headers=CSV | ADMIN)
+        assert_error(response, 503, "training_unavailable", "pandas is not installed")
+        assert runner.counts().running == runner.counts().queued == 0

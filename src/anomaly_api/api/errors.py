@@ -60,7 +60,7 @@ from anomaly_api.service.errors import (
     ServiceError,
     StreamNotFoundError,
 )
-from anomaly_api.service.jobs import JobNotFoundError, JobQueueFullError
+from anomaly_api.service.jobs import JobNotFoundError, JobQueueFullError, TrainingUnavailableError
 from anomaly_api.service.jobs.store import JobStoreUnavailableError
 from anomaly_api.service.streams import (
     InvalidReadingsError,
@@ -198,6 +198,7 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     JobQueueFullError: (429, "training_queue_full"),
     JobNotFoundError: (404, "job_not_found"),
     JobStoreUnavailableError: (503, "job_table_unavailable"),
+    TrainingUnavailableError: (503, "training_unavailable"),
     InvalidInputError: (422, "invalid_input"),
     ModelNotReadyError: (503, "model_not_ready"),
     NotAcceptableError: (406, "not_acceptable"),

@@ -11,14 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from anomaly_api.training.pipeline import (
-    EnsembleConfig,
-    Progress,
-    TrainingResult,
-    train_and_save,
-)
-from anomaly_api.training.time_aware import TimeAwareSettings, TimeAwareTrainingResult
+if TYPE_CHECKING:  # the pipelines import pandas, which a serving image leaves out
+    from anomaly_api.training.pipeline import EnsembleConfig, Progress, TrainingResult
+    from anomaly_api.training.time_aware import TimeAwareSettings, TimeAwareTrainingResult
 
 __all__ = [
     "RequestError",
@@ -73,6 +70,7 @@ def parse_names(text: str | None) -> tuple[str, ...] | None:
 def ensemble_config(request: TrainingRequest, spell: Spelling = cli_flag) -> EnsembleConfig:
     """The members, votes and contamination a point-wise request asks for."""
     from anomaly_api.detection import validate_members
+    from anomaly_api.training.pipeline import EnsembleConfig
 
     default = EnsembleConfig()
     names = default.detectors if request.detectors is None else request.detectors
@@ -145,6 +143,8 @@ def check_columns(request: TrainingRequest, columns: list[str], spell: Spelling 
 
 def time_aware_settings(request: TrainingRequest) -> TimeAwareSettings:
     """What a time-aware request trains with (the short window follows the window)."""
+    from anomaly_api.training.time_aware import TimeAwareSettings
+
     assert request.window is not None
     short = max(1, min(5, request.window - 2))
     return TimeAwareSettings(
@@ -169,6 +169,7 @@ def run_training(
     if request.window is not None:
         return _run_time_aware(request, data, artifacts_dir, progress, make_latest)
     from anomaly_api.data.loading import load_dataset, synthetic_dataset
+    from anomaly_api.training.pipeline import train_and_save
 
     if data is None:
         progress(f"generating synthetic sensor data (seed {request.seed})")

@@ -11,6 +11,7 @@ from anomaly_api.service.jobs.runner import (
     JobNotFoundError,
     JobQueueFullError,
     JobRunner,
+    TrainingUnavailableError,
     runner_from_settings,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "JobRecord",
     "JobRunner",
     "JobStatus",
+    "TrainingUnavailableError",
     "runner_from_settings",
 ]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import multiprocessing
 import os
@@ -48,6 +49,8 @@ __all__ = [
     "JobNotFoundError",
     "JobQueueFullError",
     "JobRunner",
+    "TrainingUnavailableError",
+    "can_train",
     "runner_from_settings",
 ]
 
@@ -61,6 +64,16 @@ class JobQueueFullError(ServiceError):
 
 class JobNotFoundError(ServiceError):
     """No such job (never submitted, or forgotten since)."""
+
+
+class TrainingUnavailableError(ServiceError):
+    """This installation serves models but cannot train them (no pandas: the container
+    image leaves the training data libraries out)."""
+
+
+def can_train() -> bool:
+    """Whether the libraries that read training data are installed."""
+    return importlib.util.find_spec("pandas") is not None
 
 
 @dataclass(frozen=True)
@@ -121,7 +134,15 @@ class JobRunner:
         self._heartbeat: asyncio.Task[None] | None = None
 
     def check_room(self) -> None:
-        """Refuse (``JobQueueFullError``) when no job can be queued now."""
+        """Refuse (``JobQueueFullError``) when no job can be queued now, and
+        (``TrainingUnavailableError``) when this installation cannot train."""
+        if not can_train():
+            raise TrainingUnavailableError(
+                "this installation serves models but cannot train them: pandas is not "
+                "installed (the container image leaves it out); train where anomaly-api is "
+                "installed with its dependencies (`anomaly-api train --model NAME` on a shared "
+                "artifact directory, or a service started from `pip install anomaly-api`)"
+            )
         if len(self._jobs) >= self._capacity:
             raise JobQueueFullError(
                 f"{len(self._jobs)} training jobs are running or queued on this replica, "
