@@ -72,8 +72,10 @@ class HeadlessBrowser:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as ans:
                 targets = json.load(ans)
             page = next(t for t in targets if t["type"] == "page")
+            # No keepalive pings: the browser lives for the whole session and sits idle
+            # between tests; a pong missed on a loaded machine must not close it.
             self._ws: ClientConnection = self._stack.enter_context(
-                connect(page["webSocketDebuggerUrl"], max_size=None)
+                connect(page["webSocketDebuggerUrl"], max_size=None, ping_interval=None)
             )
             for domain in ("Page", "Runtime", "Network", "Log"):
                 self.call(f"{domain}.enable")

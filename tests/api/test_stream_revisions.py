@@ -50,7 +50,8 @@ def _chunk(series: TimeSeriesDataset, start: int, n: int = CHUNK) -> dict[str, A
 async def _append(
     client: httpx.AsyncClient, sid: str, body: dict[str, Any]
 ) -> StreamReadingsResponse:
-    response = await client.post(f"/streams/{sid}/readings", json=body)
+    # Not adapted: the scores are compared with a stateless window's, which never adapts.
+    response = await client.post(f"/streams/{sid}/readings", json={**body, "adapt": False})
     assert response.status_code == 200, response.text
     return StreamReadingsResponse.model_validate(response.json())
 

@@ -36,7 +36,8 @@ def test_a_target_is_met_by_its_limit_and_a_nan_is_not_judged() -> None:
 
 def test_names_choose_sections_and_parts_in_the_suites_order() -> None:
     assert parse_names(["drift.overhead", "predict"], smoke=False) == [
-        ("predict", "inprocess"), ("predict", "http"), ("predict", "scaling"), ("drift", "overhead")
+        ("predict", "inprocess"), ("predict", "http"), ("predict", "scaling"),
+        ("predict", "by_name"), ("drift", "overhead")
     ]  # fmt: skip
     assert {s for s, _ in parse_names([], smoke=False)} == set(DEFAULT)
     assert {s for s, _ in parse_names([], smoke=True)} == set(SECTIONS)
