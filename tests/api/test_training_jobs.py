@@ -20,14 +20,13 @@ import pytest
 from jobs_holding import GATE_ENV, held, held_worker, release, wait_for
 from typer.testing import CliRunner
 
-from anomaly_api.api.app import create_app
 from anomaly_api.artifacts import read_manifest
 from anomaly_api.cli.main import app as cli
 from anomaly_api.config import Settings
 from anomaly_api.data.synthetic import generate_sensor_data
 from anomaly_api.registry import model_dir, resolve_alias
 from anomaly_api.service.jobs import JobRunner
-from api_testing import assert_error, lifespan, make_settings, samples
+from api_testing import assert_error, make_settings, open_app_state, samples
 
 CSV = {"Content-Type": "text/csv"}
 ADMIN = {"X-API-Key": "admin-key"}
@@ -38,14 +37,8 @@ async def training_app(
     settings: Settings, *, hold: bool = False
 ) -> AsyncIterator[tuple[httpx.AsyncClient, JobRunner]]:
     """A client of a fresh app and its job runner (its workers held when ``hold``)."""
-    app = create_app(settings)
-    async with (
-        lifespan(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver"
-        ) as client,
-    ):
-        runner: JobRunner = manager._state["jobs"]
+    async with open_app_state(settings) as (client, state):
+        runner: JobRunner = state["jobs"]
         if hold:
             runner.worker = held_worker
         yield client, runner
