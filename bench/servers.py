@@ -70,10 +70,15 @@ def uvicorn_server(
     """Run ``app`` under uvicorn with ``workers`` workers on a free port until the block
     ends, on the standard asyncio loop unless told (the service's default, ``ANOMALY_LOOP``)."""
     port = free_port()
-    args = [sys.executable, "-m", "uvicorn", app, "--host", HOST, "--port", str(port)]
-    args += ["--workers", str(workers), "--loop", loop, "--log-level", "warning", "--no-access-log"]
-    if factory:
-        args.append("--factory")
+    if workers > 1:  # as ``serve --workers`` runs them: uvicorn's own --workers leaves Nagle on
+        options = {"host": HOST, "port": port, "loop": loop, "log_level": "warning",
+                   "access_log": False}  # fmt: skip
+        run = f"run_workers({workers}, {options!r}, app={app!r}, factory={factory})"
+        args = [sys.executable, "-c", f"from anomaly_api.cli.workers import run_workers; {run}"]
+    else:
+        args = [sys.executable, "-m", "uvicorn", app, "--host", HOST, "--port", str(port)]
+        args += ["--loop", loop, "--log-level", "warning", "--no-access-log"]
+        args += ["--factory"] if factory else []
     started = time.perf_counter()
     process = subprocess.Popen(args, cwd=ROOT, env=clean_env(env))
     try:
