@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 
 from anomaly_api.data.errors import DataError
 from anomaly_api.data.timeseries import synthetic_timeseries, timeseries_from_frame
-from anomaly_api.detection.time_aware import DEFAULT_MEAN_GATE
+from anomaly_api.detection.time_aware import DEFAULT_DETECTOR, DEFAULT_MEAN_GATE
 from anomaly_api.detection.windows import DEFAULT_FEATURES
 from anomaly_api.training.time_aware import (
     DEFAULT_NORMAL_FLOOR,
@@ -193,7 +193,7 @@ def run(ctx: Context) -> dict[str, Any]:
     features = tuple(ctx.option("features", ",".join(DEFAULT_FEATURES)).split(","))
     base = TimeAwareSettings(
         window=ctx.option("window", 60), short=ctx.option("short", 5), features=features,
-        detector=ctx.option("detector", "top4_z"), target_fpr=number("target_fpr", None),
+        detector=ctx.option("detector", DEFAULT_DETECTOR), target_fpr=number("target_fpr", None),
         mean_gate=number("mean_gate", DEFAULT_MEAN_GATE),
         normal_floor=number("normal_floor", DEFAULT_NORMAL_FLOOR),
     )  # fmt: skip
@@ -215,13 +215,20 @@ def run(ctx: Context) -> dict[str, Any]:
     return {"quality": {"time": out}}
 
 
-def _user_settings(window: int, target_fpr: float | None, seed: int) -> TimeAwareSettings:
-    """What ``anomaly-api train --window`` builds (``cli/train.py``)."""
+def _user_settings(
+    window: int, target_fpr: float | None, seed: int, detector: str = DEFAULT_DETECTOR
+) -> TimeAwareSettings:
+    """What ``anomaly-api train --window`` builds (``cli/train.py``; ``detector`` is the
+    Python API's choice, the CLI keeps the default)."""
     short = max(1, min(5, window - 2))
-    return TimeAwareSettings(window=window, short=short, target_fpr=target_fpr, seed=seed)
+    return TimeAwareSettings(
+        window=window, short=short, target_fpr=target_fpr, seed=seed, detector=detector
+    )
 
 
-def user_tep(window: int, target_fpr: float, faults: range) -> dict[str, Any]:
+def user_tep(
+    window: int, target_fpr: float, faults: range, detector: str = DEFAULT_DETECTOR
+) -> dict[str, Any]:
     """Train on train_normal.csv as the CLI does, score every test file in full: as
     ``/predict/window`` does, and as the stream path does (``StreamReplayer``: what appending
     each reading through the API answers) with adaptation off and on."""
@@ -234,7 +241,9 @@ def user_tep(window: int, target_fpr: float, faults: range) -> dict[str, Any]:
     frame = pd.read_csv(TEP / "train_normal.csv").drop(columns=["is_anomaly"])
     ts = timeseries_from_frame(frame, source="train_normal.csv", timestamp_column="timestamp")
     with tempfile.TemporaryDirectory() as tmp:
-        result = train_time_aware_and_save(ts, Path(tmp), _user_settings(window, target_fpr, 42))
+        result = train_time_aware_and_save(
+            ts, Path(tmp), _user_settings(window, target_fpr, 42, detector)
+        )
         artifact = load_any_artifact(Path(tmp), None)
         assert isinstance(artifact, TimeAwareArtifact)
         adaptation = adaptation_model(
@@ -275,6 +284,7 @@ def user_tep(window: int, target_fpr: float, faults: range) -> dict[str, Any]:
             f"anomaly-api train --data train_normal.csv --timestamp-column timestamp "
             f"--window {window} --target-fpr {target_fpr:g}; every test file scored in full"
         ),
+        "detector": detector,
         **out,
         "stream": rates(lambda t, X: streams[False].replay(t, X)["is_anomaly"]),
         "stream_adapted": rates(lambda t, X: streams[True].replay(t, X)["is_anomaly"]),
@@ -284,13 +294,17 @@ def user_tep(window: int, target_fpr: float, faults: range) -> dict[str, Any]:
     }
 
 
-def user_synthetic(seeds: list[int], window: int) -> dict[str, Any]:
+def user_synthetic(
+    seeds: list[int], window: int, detector: str = DEFAULT_DETECTOR
+) -> dict[str, Any]:
     """``anomaly-api train --window W --seed S --json`` per seed: the held-out report."""
     per_seed: dict[str, Any] = {}
     for seed in seeds:
         ts = synthetic_timeseries(seed=seed)
         with tempfile.TemporaryDirectory() as tmp:
-            result = train_time_aware_and_save(ts, Path(tmp), _user_settings(window, None, seed))
+            result = train_time_aware_and_save(
+                ts, Path(tmp), _user_settings(window, None, seed, detector)
+            )
         test = result.trained.metrics["test"]
         per_seed[str(seed)] = {
             "f1": test["f1"], "fpr": test["fpr"], "per_kind_recall": test.get("per_kind_recall"),
@@ -300,6 +314,7 @@ def user_synthetic(seeds: list[int], window: int) -> dict[str, Any]:
     kinds = sorted({k for v in values for k in (v["per_kind_recall"] or {})})
     return {
         "command": f"anomaly-api train --window {window} --seed S --json, S = {seeds}",
+        "detector": detector,
         "f1_mean": float(np.mean([v["f1"] for v in values])),
         "fpr_mean": float(np.mean([v["fpr"] for v in values])),
         "fpr_max": float(np.max([v["fpr"] for v in values])),
@@ -347,17 +362,19 @@ def fpr(ctx: Context) -> dict[str, Any]:
     Synthetic: ``anomaly-api train --window 30 --seed S --json`` for S in ``seeds`` (1-5).
     ``nab-train``: which NAB series train on their first 15% (``quality.nab``'s protocol), why
     the others do not, what the input policies did. ``--set`` options: ``window``,
-    ``target_fpr``, ``seeds``, ``only`` (tep, synthetic, nab-train; default the first two).
+    ``target_fpr``, ``seeds``, ``detector`` (the window detector of TEP and synthetic),
+    ``only`` (tep, synthetic, nab-train; default the first two).
     """
     window = ctx.option("window", 30)
+    detector = ctx.option("detector", DEFAULT_DETECTOR)
     only = ctx.option("only", ctx.size("tep,synthetic,nab-train", "tep,synthetic")).split(",")
     out: dict[str, Any] = {}
     if "tep" in only and tep_available():
         faults = range(1, ctx.size(3, 22))
-        out["tep"] = user_tep(window, ctx.option("target_fpr", 0.02), faults)
+        out["tep"] = user_tep(window, ctx.option("target_fpr", 0.02), faults, detector)
     if "synthetic" in only:
         seeds = [int(s) for s in ctx.option("seeds", ctx.size("1", "1,2,3,4,5")).split(",")]
-        out["synthetic"] = user_synthetic(seeds, window)
+        out["synthetic"] = user_synthetic(seeds, window, detector)
     if "nab-train" in only and NAB_CORPUS.is_dir():
         out["nab_train"] = nab_train(window, ctx.size(3, 1000))
     return {"quality": {"fpr": out}}

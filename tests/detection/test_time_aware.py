@@ -245,7 +245,8 @@ def test_max_z_detector_sets_only_its_parameters_in_init() -> None:
     from anomaly_api.detection.time_aware import MaxZDetector
 
     detector = MaxZDetector(contamination=0.02, top_k=4)
-    assert vars(detector) == detector.get_params() == {"contamination": 0.02, "top_k": 4}
+    assert vars(detector) == detector.get_params()
+    assert detector.get_params() == {"contamination": 0.02, "top_k": 4, "relation_columns": None}
     assert detector.min_votes == clone(detector).min_votes == 1
 
 

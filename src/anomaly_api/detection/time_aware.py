@@ -20,10 +20,15 @@ Pipeline of one reading (see ``anomaly_api.detection.windows`` for the features)
 4. a detector on ``z`` decides. The default, ``"top4_z"``, flags a reading when the
    root of the sum of its four largest ``z²`` passes a threshold; ``"max_z"`` uses the
    largest ``|z|`` alone (per-feature control limits, as Shewhart/CUSUM charts and the
-   SPE do). Four features let the evidence of two channels of a broken relation add up;
-   measured best, see docs/time-aware.md. ``"ensemble"`` runs the project's
-   ``AnomalyEnsemble`` on ``z`` instead (``make_detector`` is the one place that builds
-   it).
+   SPE do). Four features let the evidence of two channels of a broken relation add up.
+   ``"top4_relations"`` (opt-in) also looks at the relation features alone: the
+   root of the two largest per-channel relation ``z²`` (``residual``, ``residual_mean``),
+   so that two channels off their relation in opposite directions are not drowned by
+   all the other features; each statistic is divided by its 99th training percentile
+   and the larger ratio decides (one score, one threshold): more correlation breaks
+   found on the synthetic data, but more false alarms on TEP and on a drifting seed
+   (docs/time-aware.md). ``"ensemble"`` runs the project's ``AnomalyEnsemble`` on ``z``
+   instead (``make_detector`` is the one place that builds it).
 
 Readings without a full window yet (a stream's first ``window - 1`` readings, or those
 right after a long gap) are scored by a point-wise ``AnomalyEnsemble`` on the scaled
@@ -65,7 +70,19 @@ from anomaly_api.detection.windows import (
     window_features,
 )
 
-DETECTOR_CHOICES: Final[tuple[str, ...]] = ("max_z", "top4_z", "ensemble", "ensemble_any")
+DETECTOR_CHOICES: Final[tuple[str, ...]] = (
+    "max_z",
+    "top4_z",
+    "top4_relations",
+    "ensemble",
+    "ensemble_any",
+)
+DEFAULT_DETECTOR: Final = "top4_z"
+RELATION_KINDS: Final[tuple[str, ...]] = ("residual", "residual_mean")
+"""The features of a channel's relation to the others (the ``relations`` statistic)."""
+RATIO_QUANTILE: Final = 99.0
+"""Each statistic of ``top4_relations`` is divided by this percentile of its training values
+(chosen on synthetic seeds 11-20, see docs/time-aware.md)."""
 _MIN_SCALE: Final = 1e-12
 # Floors of the spread of a standardised feature, in its own units: a feature that never
 # moved in training (a channel never flat) must not turn the smallest change into an
@@ -130,23 +147,48 @@ def gate_means(
 class MaxZDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     """One member: ``score_samples = -max_j |z_j|`` (or the top-k root sum of squares).
 
-    Anomaly below ``offsets_[0]``.
+    Anomaly below ``offsets_[0]``. With ``relation_columns`` the member is the larger of
+    two calibrated ratios: the top-k root sum over every column, and the root of the two
+    largest per-channel relation ``z²``, each over its ``RATIO_QUANTILE`` training
+    percentile (``ratio_scales_``). Two channels off their relation by 3-4 sd each stand
+    out there, where the top-k threshold over every feature sits above them.
 
     It exposes the ensemble's interface (``detector_scores``, ``combine``,
     ``set_offsets``, ``offsets_``, ``scales_``, ``min_votes``) so the time-aware model
     and the threshold tuning treat both alike.
+
+    Parameters
+    ----------
+    contamination : float, default=0.01
+        Share of training rows below the initial threshold.
+    top_k : int, default=1
+    relation_columns : tuple of tuple of int, optional
+        Per channel, the columns of its relation features; None for the top-k alone.
     """
 
     min_votes: ClassVar[int] = 1
     """One member: its own vote decides."""
 
-    def __init__(self, *, contamination: float = 0.01, top_k: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        contamination: float = 0.01,
+        top_k: int = 1,
+        relation_columns: tuple[tuple[int, ...], ...] | None = None,
+    ) -> None:
         self.contamination = contamination
         self.top_k = top_k
+        self.relation_columns = relation_columns
 
     def fit(self, X: ArrayLike, y: Any = None) -> Self:
-        """Threshold at the ``contamination`` quantile of the training scores."""
+        """Ratio scales, then the threshold at the ``contamination`` quantile of the
+        training scores."""
         data = np.asarray(X, dtype=np.float64)
+        if self.relation_columns is not None:
+            statistics = self._statistics(data)
+            self.ratio_scales_ = np.maximum(
+                np.percentile(statistics, RATIO_QUANTILE, axis=0), _MIN_SCALE
+            )
         scores = self.detector_scores(data)
         self.offsets_ = np.percentile(scores, 100.0 * self.contamination, axis=0)
         q75, q25 = np.percentile(scores, [75.0, 25.0], axis=0)
@@ -154,17 +196,36 @@ class MaxZDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         self.n_features_in_ = data.shape[1]
         return self
 
-    def detector_scores(self, X: ArrayLike) -> NDArray[np.float64]:
-        """``-max |z|`` of each row (``top_k`` > 1: minus the root of the sum of the
-        ``top_k`` largest ``z²``), shape (n_samples, 1)."""
+    def _statistics(self, X: ArrayLike) -> NDArray[np.float64]:
+        """The top-k root sum (``top_k`` 1: max ``|z|``) and, with ``relation_columns``,
+        the relation statistic, shape (n_samples, 1 or 2); higher = more abnormal."""
         data = np.abs(np.asarray(X, dtype=np.float64))
         if self.top_k <= 1:
-            result: NDArray[np.float64] = -np.max(data, axis=1, keepdims=True)
-            return result
-        k = min(self.top_k, data.shape[1])
-        top = np.partition(data, data.shape[1] - k, axis=1)[:, data.shape[1] - k :]
-        combined: NDArray[np.float64] = -np.sqrt(np.sum(top**2, axis=1, keepdims=True))
-        return combined
+            overall: NDArray[np.float64] = np.max(data, axis=1, keepdims=True)
+        else:
+            k = min(self.top_k, data.shape[1])
+            top = np.partition(data, data.shape[1] - k, axis=1)[:, data.shape[1] - k :]
+            overall = np.sqrt(np.sum(top**2, axis=1, keepdims=True))
+        columns = self.relation_columns
+        if columns is None:
+            return overall
+        per_channel = np.max(data[:, np.asarray(columns, dtype=np.intp)], axis=2)
+        pair = min(2, per_channel.shape[1])
+        largest = np.partition(per_channel, per_channel.shape[1] - pair, axis=1)
+        relation = np.sqrt(np.sum(largest[:, per_channel.shape[1] - pair :] ** 2, axis=1))
+        return np.column_stack([overall[:, 0], relation])
+
+    def detector_scores(self, X: ArrayLike) -> NDArray[np.float64]:
+        """``-max |z|`` of each row (``top_k`` > 1: minus the root of the sum of the
+        ``top_k`` largest ``z²``; with ``relation_columns``: minus the larger ratio of
+        that and the relation statistic to their ``ratio_scales_``), shape (n_samples, 1)."""
+        statistics = self._statistics(X)
+        if statistics.shape[1] == 1:
+            return -statistics
+        result: NDArray[np.float64] = -np.max(
+            statistics / self.ratio_scales_, axis=1, keepdims=True
+        )
+        return result
 
     def set_offsets(self, offsets: ArrayLike) -> Self:
         """Replace the threshold."""
@@ -177,16 +238,29 @@ class MaxZDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         margins = (self.offsets_ - scores) / self.scales_
         return EnsembleOutput.from_margins(scores, margins, margins[:, 0])
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Detectors saved before ``relation_columns`` existed score the top-k alone."""
+        state.setdefault("relation_columns", None)
+        super().__setstate__(state)
+
 
 Detector = MaxZDetector | AnomalyEnsemble
 
 
-def make_detector(name: str, seed: int) -> Detector:
-    """The detector on the window features; the one line to change for another ensemble."""
+def make_detector(
+    name: str, seed: int, relation_columns: tuple[tuple[int, ...], ...] | None = None
+) -> Detector:
+    """The detector on the window features; the one line to change for another ensemble.
+
+    ``relation_columns`` (per channel, its relation features' columns) is used by
+    ``"top4_relations"`` only; without it that detector is ``"top4_z"``.
+    """
     if name == "max_z":
         return MaxZDetector()
     if name == "top4_z":
         return MaxZDetector(top_k=4)
+    if name == "top4_relations":
+        return MaxZDetector(top_k=4, relation_columns=relation_columns)
     if name == "ensemble":
         return AnomalyEnsemble(n_neighbors=20, random_state=seed)
     if name == "ensemble_any":
@@ -197,6 +271,8 @@ def make_detector(name: str, seed: int) -> Detector:
 def detector_member_names(detector: Detector) -> tuple[str, ...]:
     """Names of the detector's members, in the order of its scores."""
     if isinstance(detector, MaxZDetector):
+        if detector.relation_columns is not None:
+            return (f"top{detector.top_k}_relations",)
         return ("max_z",) if detector.top_k <= 1 else (f"top{detector.top_k}_z",)
     from anomaly_api.detection.ensemble import DETECTOR_NAMES
 
@@ -270,7 +346,8 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         A short-window mean (``shift``, ``residual_mean``) counts at most this many
         times the newest reading's own ``z`` in its direction (``gate_means``); None
         keeps the means as they are (the behaviour before).
-    detector : {"top4_z", "max_z", "ensemble", "ensemble_any"}, default="top4_z"
+    detector : {"top4_z", "top4_relations", "max_z", "ensemble", "ensemble_any"}, \
+            default="top4_z"
     max_gap_factor : float, default=3.0
         A gap longer than this many median intervals restarts the window.
     random_state : int, default=0
@@ -312,7 +389,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         lags: int = DEFAULT_LAGS,
         equalise_tails: bool = True,
         mean_gate: float | None = DEFAULT_MEAN_GATE,
-        detector: str = "top4_z",
+        detector: str = DEFAULT_DETECTOR,
         max_gap_factor: float = 3.0,
         random_state: int = 0,
     ) -> None:
@@ -379,20 +456,30 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         # The ensemble sees only the columns that move in training (a flat count that is
         # always 0 would get the floored spread of its z-score member and flag any later
         # count alone) and the features of channels constant in training, whose every
-        # move is abnormal. max_z keeps every column.
+        # move is abnormal. The z detectors keep every column.
         floored = np.repeat(self.scale_rule_ == "floor", len(kinds))
         moving = (np.ptp(z, axis=0) > 0) | floored
         self.detector_columns_ = (
-            np.arange(z.shape[1]) if self.detector.endswith("_z") else np.flatnonzero(moving)
+            np.flatnonzero(moving)
+            if self.detector.startswith("ensemble")
+            else np.arange(z.shape[1])
         )
-        self.detector_ = make_detector(self.detector, self.random_state).fit(
-            z[:, self.detector_columns_]
-        )
+        self.detector_ = make_detector(
+            self.detector, self.random_state, self._relation_columns()
+        ).fit(z[:, self.detector_columns_])
         self.pointwise_ = AnomalyEnsemble(n_neighbors=20, random_state=self.random_state).fit(
             scaled[mask]
         )
         self.n_features_in_ = n_channels
         return self
+
+    def _relation_columns(self) -> tuple[tuple[int, ...], ...] | None:
+        """Per channel, the ``z`` columns of its relation features (None without any)."""
+        kinds = [i for i, k in enumerate(self.kinds_) if k in RELATION_KINDS]
+        if not kinds:
+            return None
+        n_kinds = len(self.kinds_)
+        return tuple(tuple(c * n_kinds + i for i in kinds) for c in range(len(self.channels_)))
 
     def _fit_relations(self, scaled: NDArray[np.float64]) -> None:
         n_channels = scaled.shape[1]

@@ -52,6 +52,7 @@ from anomaly_api.data.anomalies import NORMAL_KIND
 from anomaly_api.data.errors import DataError
 from anomaly_api.data.timeseries import TimeSeriesDataset
 from anomaly_api.detection.time_aware import (
+    DEFAULT_DETECTOR,
     DEFAULT_MEAN_GATE,
     Detector,
     TimeAwareModel,
@@ -100,7 +101,7 @@ class TimeAwareSettings:
     window: int = 60
     short: int = 5
     features: tuple[str, ...] = DEFAULT_FEATURES
-    detector: str = "top4_z"
+    detector: str = DEFAULT_DETECTOR
     relations: str = "regression"
     equalise_tails: bool = True
     mean_gate: float | None = DEFAULT_MEAN_GATE
