@@ -10,6 +10,8 @@
 - ``time``: the time-aware model; ``fpr``: its false-alarm rate through the user's training
   path (both in ``bench.quality_time``).
 - ``nab``: the NAB corpus through the user's path, scored by NAB's own scorer (``bench.nab``).
+- ``feedback``: whether ``false_alarm`` labels lower the rest of a stream's false alarms
+  without losing true events (``bench.feedback``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 
 from anomaly_api.data.loading import synthetic_dataset
 from anomaly_api.training.pipeline import EnsembleConfig, fit_and_evaluate, new_ensemble
-from bench import nab, quality_time
+from bench import feedback, nab, quality_time
 from bench.data import DATASETS, TEP_FAULT_ONSET, TEP_HARD_FAULTS, tep_available, tep_frame
 
 if TYPE_CHECKING:
@@ -157,4 +159,10 @@ def pointwise(ctx: Context) -> dict[str, Any]:
     return {"quality": {"pointwise": out}}
 
 
-PARTS = {"pointwise": pointwise, "time": quality_time.run, "fpr": quality_time.fpr, "nab": nab.run}
+PARTS = {
+    "pointwise": pointwise,
+    "time": quality_time.run,
+    "fpr": quality_time.fpr,
+    "nab": nab.run,
+    "feedback": feedback.run,
+}

@@ -132,7 +132,11 @@ async def test_feedback_widens_the_threshold_and_confirmed_takes_it_back(
     widened = await _adaptation(http, sid)
     assert [w["event_id"] for w in widened["widenings"]] == [eid]
     amount = widened["widenings"][0]["amount"]
-    assert 0 < amount <= 1.0
+    assert 0 < amount <= 2.0  # the default max_step
+    event = (await http.get(f"/streams/{sid}/events")).json()["events"][0]
+    allowed = widened["widenings"][0]["allowances"]  # the event's sensors only
+    assert set(allowed) == {s["feature"] for s in event["top_sensors"] if s["share"] > 0}
+    assert amount == max(allowed.values())
     assert widened["by_feedback"] == pytest.approx(amount)
     assert widened["threshold_raise"] >= amount
     later = await _send(http, sid, 10.0, [NORMAL])

@@ -98,6 +98,7 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
     assert 0 <= quality["pointwise"]["synthetic"]["mean"]["roc_auc"] <= 1
     assert 0 <= quality["time"]["synthetic"]["f1_mean"] <= 1
     assert 0 <= quality["fpr"]["synthetic"]["fpr_mean"] <= 1
+    assert 0 <= quality["feedback"]["total"]["after"]["false_anomaly_rate"] <= 1
     nab = quality["nab"]
     if not (NAB_CORPUS / "run.py").is_file():
         assert "skipped" in nab

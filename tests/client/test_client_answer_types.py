@@ -193,7 +193,10 @@ def adaptation(a: StreamAdaptation) -> dict[str, Any]:
         "by_feedback": a.by_feedback,
         "learned": a.learned,
         "frozen": a.frozen,
-        "widenings": [{"event_id": e, "amount": x} for e, x in a.widenings],
+        "widenings": [
+            {"event_id": e, "amount": x, "allowances": per_sensor}
+            for e, x, per_sensor in a.widenings
+        ],
     }
 
 

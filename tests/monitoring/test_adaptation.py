@@ -1,7 +1,8 @@
 """The adaptive threshold of a stream (``monitoring/adaptation.py``): it follows a drift of
 normal operation upward (never down, at most ``cap``), learns nothing from a fault (a long
 fault is still flagged at its end), does not depend on how readings are batched, and
-feedback widens it within bounds and is taken back."""
+feedback widens it for readings like the labelled event's, within bounds, and is taken
+back."""
 
 from __future__ import annotations
 
@@ -109,31 +110,46 @@ def test_the_same_readings_give_the_same_state_however_batched(size: int) -> Non
     assert np.concatenate(shifts).tolist() == whole[1].tolist()
 
 
-def test_feedback_widens_within_bounds_and_is_taken_back() -> None:
-    state = widen(MODEL, AdaptiveState(), "e-1", 0.4)
-    assert state.widening(MODEL) == pytest.approx(0.4 * 1.01, abs=1e-5)
-    flags, _, _ = _run(np.array([0.39, 0.4, 0.5]), state)
-    assert flags.tolist() == [False, False, True]  # a peak like the event's is silenced
-    state = widen(MODEL, state, "e-2", 50.0)  # one feedback moves it at most max_step
+def test_feedback_widens_readings_like_the_event_within_bounds_and_is_taken_back() -> None:
+    top = [("a", 0.8), ("b", 0.2)]  # the event was carried by sensors a and b
+    state = widen(MODEL, AdaptiveState(hold=10), "e-1", 0.4, top)  # held: no level to learn
+    assert state.widening(MODEL) == pytest.approx(0.404 * 0.8 / 0.68, abs=1e-5)
+    scores = np.array([0.39, 0.39, 0.5])
+    shares = np.array([[0.8, 0.2, 0.0], [0.0, 0.0, 1.0], [0.8, 0.2, 0.0]])
+    flags, shifts, _ = adapt(
+        MODEL, state, scores, scores > 0, np.zeros(3, bool), shares=shares, channels=("a", "b", "c")
+    )
+    assert flags.tolist() == [False, True, True]  # like the event and below its peak: silenced
+    assert shifts.tolist() == pytest.approx([0.404, 0.0, 0.404], abs=1e-5)
+    assert _run(scores, state)[0].tolist() == [True, True, True]  # no shares: no raise
+    state = widen(MODEL, state, "e-2", 50.0, top)  # one feedback moves it at most max_step
     assert state.widening(MODEL) == MODEL.max_step
-    assert widen(MODEL, state, "e-2", 0.1).widenings[-1] == ("e-2", pytest.approx(0.101, abs=1e-5))
     for i in range(3, 20):
-        state = widen(MODEL, state, f"e-{i}", 5.0)
+        state = widen(MODEL, state, f"e-{i}", 5.0, top)
     assert len(state.widenings) == MAX_WIDENINGS
     undone = narrow(state, "e-19")
-    assert [e for e, _ in undone.widenings] == [f"e-{i}" for i in range(12, 19)]
+    assert [w.event_id for w in undone.widenings] == [f"e-{i}" for i in range(12, 19)]
     assert narrow(undone, "e-19") is undone
-    small = widen(MODEL, widen(MODEL, AdaptiveState(), "a", 0.3), "b", 0.2)
-    assert small.widening(MODEL) == pytest.approx(0.303, abs=1e-5)  # the largest ask
-    assert narrow(small, "a").widening(MODEL) == pytest.approx(0.202, abs=1e-5)
+    small = widen(MODEL, widen(MODEL, AdaptiveState(), "a", 0.3, top), "b", 0.2, top)
+    assert small.widening(MODEL) == pytest.approx(0.303 * 0.8 / 0.68, abs=1e-5)  # the largest
+    assert narrow(small, "a").widening(MODEL) == pytest.approx(0.202 * 0.8 / 0.68, abs=1e-5)
 
 
 def test_the_state_round_trips_and_malformed_state_is_refused() -> None:
-    state = widen(MODEL, AdaptiveState(level=0.25, learned=3, frozen=4, calm=2), "e-1", 0.3)
+    fresh = AdaptiveState(level=0.25, learned=3, frozen=4, calm=2)
+    state = widen(MODEL, fresh, "e-1", 0.3, [("a", 0.6), ("b", 0.3)])
     assert AdaptiveState.from_dict(state.to_dict()) == state
-    for bad in ({}, {**state.to_dict(), "level": "x"}, {**state.to_dict(), "learned": -1}):
+    bad_widenings = ([["e-1"]], [["e-1", {"a": -1.0}]], [["e-1", {"a": "nan"}]])
+    for bad in (
+        {},
+        {**state.to_dict(), "level": "x"},
+        {**state.to_dict(), "learned": -1},
+        *({**state.to_dict(), "widenings": w} for w in bad_widenings),
+    ):
         with pytest.raises(ValueError, match="malformed adaptive state"):
             AdaptiveState.from_dict(bad)
+    whole_stream = {**state.to_dict(), "widenings": [["e-0", 0.3], *state.to_dict()["widenings"]]}
+    assert AdaptiveState.from_dict(whole_stream) == state  # an amount without sensors: dropped
 
 
 def test_the_model_of_normal_scores() -> None:

@@ -186,6 +186,8 @@ class StreamReplayer:
                 answers["anomaly_score"],
                 answers["is_anomaly"],
                 answers["warming_up"],
+                shares=answers["shares"],
+                channels=self.feature_names,
             )
             answers["is_anomaly"] = flags
             answers["anomaly_score"] = answers["anomaly_score"] - shifts

@@ -304,8 +304,8 @@ class StreamAdaptation:
     by_feedback: float | None
     learned: int
     frozen: int
-    widenings: tuple[tuple[str, float], ...]
-    """``(event id, amount)`` of each feedback widening, oldest first."""
+    widenings: tuple[tuple[str, float, dict[str, float]], ...]
+    """``(event id, amount, {sensor: allowance})`` of each feedback widening, oldest first."""
 
 
 @dataclass(frozen=True)

@@ -426,7 +426,12 @@ def parse_adaptation(data: Mapping[str, Any]) -> StreamAdaptation:
         learned=int(data.get("learned", 0)),
         frozen=int(data.get("frozen", 0)),
         widenings=tuple(
-            (str(w["event_id"]), float(w["amount"])) for w in data.get("widenings", ())
+            (
+                str(w["event_id"]),
+                float(w["amount"]),
+                {str(name): float(a) for name, a in w.get("allowances", {}).items()},
+            )
+            for w in data.get("widenings", ())
         ),
     )
 

@@ -19,11 +19,10 @@ and nothing from a reading scored without its full window (a time-aware model's 
 another detector). A lone anomaly (the model's own false-alarm rate) holds nothing: the
 state keeps learning through the rare flags of normal operation.
 
-Operator feedback widens the threshold further (``widen``): each ``false_alarm`` or
-``expected`` event asks for just enough to silence a peak like its own (its highest
-answered score), at most ``max_step``; the widening is the largest of these asks (not their
-sum: ten false alarms of one size need the threshold above that size, not ten times it),
-the last ``MAX_WIDENINGS`` kept; a later ``confirmed`` on the same event takes its ask back
+Operator feedback widens the threshold further, for readings like the labelled event's
+only: a ``false_alarm`` or ``expected`` event gives its top sensors an allowance, and each
+reading's threshold rises by its sensors' allowances weighted by their shares in it
+(``monitoring/widening.py``); a later ``confirmed`` on the same event takes it back
 (``narrow``).
 
 Everything here is pure: the state is a few numbers, JSON round-trips, and ``adapt`` is a
@@ -35,6 +34,7 @@ equals appending its readings one by one.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -43,6 +43,14 @@ from numpy.typing import NDArray
 
 from anomaly_api.detection.contributions import severity_from_score
 from anomaly_api.detection.voting import confidence_from_score
+from anomaly_api.monitoring.widening import (
+    MAX_WIDENINGS,
+    Shares,
+    Widening,
+    raises,
+    read_widenings,
+    widening_for,
+)
 
 __all__ = [
     "MAX_WIDENINGS",
@@ -53,9 +61,6 @@ __all__ = [
     "narrow",
     "widen",
 ]
-
-MAX_WIDENINGS = 8
-"""Feedback widenings a stream keeps (the oldest are dropped first)."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,8 @@ class AdaptationModel:
     quiet : int
         Two anomalies closer than this freeze the next ``quiet`` readings.
     max_step : float
-        Largest widening (score units).
+        Largest feedback allowance of a sensor, so the largest raise by feedback of any
+        reading (score units).
     """
 
     reference: float
@@ -84,7 +90,7 @@ class AdaptationModel:
     memory: float = 200.0
     cap: float = 2.0
     quiet: int = 30
-    max_step: float = 1.0
+    max_step: float = 2.0
 
     @classmethod
     def from_scores(cls, normal_scores: NDArray[np.float64], **options: Any) -> AdaptationModel:
@@ -123,8 +129,8 @@ class AdaptiveState:
     """Readings since the last anomaly, counted up to ``quiet`` (None: none yet)."""
     hold: int = 0
     """Readings still frozen after anomalies close together."""
-    widenings: tuple[tuple[str, float], ...] = ()
-    """Feedback widenings ``(event id, amount)``, oldest first."""
+    widenings: tuple[Widening, ...] = ()
+    """Feedback widenings (per-sensor allowances), oldest first."""
 
     def raised_by(self, model: AdaptationModel) -> float:
         """How far the level raises the threshold (0 when it is at or below the reference)."""
@@ -133,11 +139,12 @@ class AdaptiveState:
         return min(model.cap, max(0.0, self.level - model.reference))
 
     def widening(self, model: AdaptationModel) -> float:
-        """How far feedback raises the threshold."""
-        return min(model.max_step, max((amount for _, amount in self.widenings), default=0.0))
+        """How far feedback raises the threshold at most (for a reading carried only by the
+        sensor with the largest allowance)."""
+        return min(model.max_step, max((w.amount for w in self.widenings), default=0.0))
 
     def shift(self, model: AdaptationModel) -> float:
-        """The threshold's raise for the stream's next reading (score units, >= 0)."""
+        """The threshold's largest raise for the stream's next reading (score units, >= 0)."""
         return self.raised_by(model) + self.widening(model)
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,7 +155,7 @@ class AdaptiveState:
             "frozen": self.frozen,
             "calm": self.calm,
             "hold": self.hold,
-            "widenings": [[eid, amount] for eid, amount in self.widenings],
+            "widenings": [w.to_json() for w in self.widenings],
         }
 
     @classmethod
@@ -162,17 +169,13 @@ class AdaptiveState:
                 frozen=int(data["frozen"]),
                 calm=None if data["calm"] is None else int(data["calm"]),
                 hold=int(data["hold"]),
-                widenings=tuple((str(e), float(a)) for e, a in data["widenings"]),
+                widenings=read_widenings(data["widenings"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed adaptive state: {exc!r}") from exc
-        numbers = [a for _, a in state.widenings]
-        if state.level is not None:
-            numbers.append(state.level)
-        if (
-            not all(math.isfinite(x) for x in numbers)
-            or min(state.learned, state.frozen, state.hold, state.calm or 0) < 0
-        ):
+        if (state.level is not None and not math.isfinite(state.level)) or min(
+            state.learned, state.frozen, state.hold, state.calm or 0
+        ) < 0:
             raise ValueError("malformed adaptive state: non-finite number or negative count")
         return state
 
@@ -183,24 +186,31 @@ def adapt(
     scores: NDArray[np.float64],
     flags: NDArray[np.bool_],
     warming_up: NDArray[np.bool_],
+    *,
+    shares: Shares | None = None,
+    channels: tuple[str, ...] = (),
 ) -> tuple[NDArray[np.bool_], NDArray[np.float64], AdaptiveState]:
     """The adapted anomaly flags of a stream's readings (oldest first), each reading's
     threshold raise, and the state after them.
 
     A reading is anomalous when the model flagged it and its score exceeds its raise (a
     warming-up reading keeps the model's flag and has no raise). Then the state learns the
-    reading unless it is frozen (see the module doc).
+    reading unless it is frozen (see the module doc). ``shares`` (per ``channels``) give
+    each reading's raise by feedback; without them feedback raises nothing.
     """
     n = len(scores)
     out = np.asarray(flags, dtype=np.bool_).copy()
     shifts = np.zeros(n)
     level, learned, frozen = state.level, state.learned, state.frozen
     calm, hold = state.calm, state.hold
-    widening = state.widening(model)
+    by_feedback = None
+    if state.widenings and shares is not None:
+        by_feedback = raises(state.widenings, channels, shares, n)
+    widened = [0.0] * n if by_feedback is None else by_feedback.tolist()
     step = 2.0 * model.spread / model.memory
     reference, cap, quiet = model.reference, model.cap, model.quiet
-    for i, (score, flag, warm) in enumerate(
-        zip(scores.tolist(), out.tolist(), np.asarray(warming_up).tolist(), strict=True)
+    for i, (score, flag, warm, widening) in enumerate(
+        zip(scores.tolist(), out.tolist(), np.asarray(warming_up).tolist(), widened, strict=True)
     ):
         shift = 0.0
         if not warm:
@@ -244,17 +254,22 @@ def answered(
 
 
 def widen(
-    model: AdaptationModel, state: AdaptiveState, event_id: str, peak_score: float
+    model: AdaptationModel,
+    state: AdaptiveState,
+    event_id: str,
+    peak_score: float,
+    top: Sequence[tuple[str, float]],
 ) -> AdaptiveState:
     """``state`` widened by a ``false_alarm``/``expected`` event whose highest reading
-    scored ``peak_score`` (as answered, after the raise then in force): just enough to
-    silence that peak, at most ``max_step``. A repeated event replaces its own part."""
-    amount = min(model.max_step, max(0.0, float(peak_score)) * 1.01 + 1e-6)
-    kept = tuple(w for w in state.widenings if w[0] != event_id)
-    return replace(state, widenings=(*kept, (event_id, amount))[-MAX_WIDENINGS:])
+    scored ``peak_score`` (as answered, after the raise then in force) and whose ``top``
+    sensors had these shares: allowances for those sensors (``monitoring/widening.py``),
+    each at most ``max_step``. A repeated event replaces its own part."""
+    widening = widening_for(event_id, peak_score, top, model.max_step)
+    kept = tuple(w for w in state.widenings if w.event_id != event_id)
+    return replace(state, widenings=(*kept, widening)[-MAX_WIDENINGS:])
 
 
 def narrow(state: AdaptiveState, event_id: str) -> AdaptiveState:
     """``state`` without the widening of ``event_id`` (itself when it had none)."""
-    kept = tuple(w for w in state.widenings if w[0] != event_id)
+    kept = tuple(w for w in state.widenings if w.event_id != event_id)
     return state if len(kept) == len(state.widenings) else replace(state, widenings=kept)

@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from anomaly_api.detection.contributions import severity_from_score
 from anomaly_api.monitoring.adaptation import AdaptationModel, AdaptiveState, adapt
 from anomaly_api.monitoring.alarms import AlarmPolicy, AlarmState
+from anomaly_api.monitoring.widening import Shares
 from anomaly_api.service.streams import StoredAlarm, StreamStore, StreamWindow
 from anomaly_api.service.streams.events import EventInput, EventTrack
 from anomaly_api.service.streams.events import track as track_events
@@ -154,6 +155,9 @@ class Adaptation:
     scores: NDArray[np.float64]
     """The answered readings' anomaly scores, as the model gave them."""
     warming_up: NDArray[np.bool_]
+    shares: Shares | None = None
+    """Their shares per channel (what feedback's per-sensor allowances weigh)."""
+    channels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -190,6 +194,8 @@ def advance_adapted(
             adaptation.scores,
             flags,
             adaptation.warming_up,
+            shares=adaptation.shares,
+            channels=adaptation.channels,
         )
         scores = adaptation.scores - shifts
         if inputs is not None:

@@ -163,7 +163,16 @@ class StreamWidening:
     """One feedback's widening of a stream's threshold."""
 
     event_id: str
-    amount: Annotated[float, Field(description="Anomaly-score units.")]
+    amount: Annotated[
+        float, Field(description="Its largest allowance: the most it raises any reading.")
+    ]
+    allowances: Annotated[
+        dict[str, float],
+        Field(
+            description="Per sensor of the labelled event, in anomaly-score units: a reading's "
+            "threshold rises by these weighted by the sensors' shares in it."
+        ),
+    ]
 
 
 @dataclass
@@ -193,7 +202,13 @@ class StreamAdaptationAnswer:
         float | None,
         Field(description="How far `level` above `reference` raises it (capped, never < 0)."),
     ]
-    by_feedback: Annotated[float | None, Field(description="How far feedback widens it (capped).")]
+    by_feedback: Annotated[
+        float | None,
+        Field(
+            description="How far feedback widens it at most: the largest sensor allowance, "
+            "reached by a reading carried only by that sensor (capped)."
+        ),
+    ]
     learned: Annotated[int, Field(description="Readings the level learned from.")]
     frozen: Annotated[
         int,

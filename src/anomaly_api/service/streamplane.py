@@ -60,6 +60,7 @@ from anomaly_api.monitoring.adaptation import (
     widen,
 )
 from anomaly_api.monitoring.alarms import AlarmPolicy
+from anomaly_api.monitoring.widening import allowances
 from anomaly_api.service.dataplane import DataPlane, ScoredBatch
 from anomaly_api.service.errors import (
     EventNotFoundError,
@@ -285,6 +286,8 @@ class StreamPlane:
                 model,
                 np.fromiter((a.anomaly_score for a in answers), np.float64, n),
                 np.fromiter((a.warming_up for a in answers), bool, n),
+                lambda: np.asarray(predictions.shares, dtype=np.float64),
+                predictor.feature_names,
             )
         done = await self.alarms.evaluate_adapted(
             window,
@@ -424,7 +427,8 @@ class StreamPlane:
             if label == "confirmed":
                 after = narrow(before, event.id)
             else:
-                after = widen(model, before, event.id, peak)
+                top = [(sensor.feature, sensor.share) for sensor in event.top_sensors]
+                after = widen(model, before, event.id, peak, top)
             if after == before:
                 return
             status, _ = await self.store.update_alarm(
@@ -435,12 +439,12 @@ class StreamPlane:
             )
             if status == "ok":
                 _log.info(
-                    "stream %r: %s on event %s: threshold widening %.4f -> %.4f",
+                    "stream %r: %s on event %s: feedback allowances %s -> %s",
                     stream_id,
                     label,
                     event.id,
-                    before.widening(model),
-                    after.widening(model),
+                    _rounded(allowances(before.widenings)),
+                    _rounded(allowances(after.widenings)),
                 )
                 return
             if status == "failed":
@@ -473,7 +477,9 @@ class StreamPlane:
             by_feedback=None if model is None else state.widening(model),
             learned=state.learned,
             frozen=state.frozen,
-            widenings=[StreamWidening(eid, amount) for eid, amount in state.widenings],
+            widenings=[
+                StreamWidening(w.event_id, w.amount, dict(w.allowances)) for w in state.widenings
+            ],
         )
 
     async def recent(self, stream_id: str, *, limit: int) -> StreamScoresAnswer:
@@ -627,6 +633,10 @@ def _alarm_answer(stored: StoredAlarm | None) -> StreamAlarmAnswer:
         last_alarm_timestamp=None if last is None else iso(last),
         unit=stored.unit,
     )
+
+
+def _rounded(per_sensor: dict[str, float]) -> dict[str, float]:
+    return {name: round(amount, 4) for name, amount in sorted(per_sensor.items())}
 
 
 def _adapted_answers(answers: list[StreamAnswer], done: Evaluated) -> None:

@@ -22,7 +22,7 @@ async def _feedback(store: StreamStore, sid: str) -> StoredAlarm:
     assert stored is not None
     widened = replace(
         stored,
-        adaptive=widen(MODEL, stored.adaptive or AdaptiveState(), "e-1", 0.5),
+        adaptive=widen(MODEL, stored.adaptive or AdaptiveState(), "e-1", 0.5, [("a", 1.0)]),
         revision=stored.revision + 1,
     )
     status, _ = await store.update_alarm(
@@ -47,12 +47,14 @@ async def test_an_update_from_an_older_revision_is_sent_back(store: StreamStore)
 async def test_an_append_racing_a_feedback_keeps_the_widening(store: StreamStore) -> None:
     window = await store.append("r", [1.0], [[0.5, 1.0]], window=4, model_key="m1")
     widened = await _feedback(store, "r")  # lands between the append and its update
-    adaptation = Adaptation(MODEL, np.array([0.3]), np.zeros(1, dtype=bool))
+    shares = np.array([[1.0, 0.0]])  # carried by "a", the widened sensor
+    adaptation = Adaptation(MODEL, np.array([0.3]), np.zeros(1, dtype=bool), shares, ("a", "b"))
     done = await StreamAlarms(store).evaluate_adapted(
         window, 1, np.array([True]), POLICY, inputs=None, adaptation=adaptation
     )
     assert done.stored.revision == widened.revision
     assert done.stored.adaptive is not None
-    assert done.stored.adaptive.widenings == (("e-1", widened.adaptive.widening(MODEL)),)
-    assert done.flags.tolist() == [False]  # 0.3 is below the widening (0.505)
+    assert widened.adaptive is not None
+    assert done.stored.adaptive.widenings == widened.adaptive.widenings
+    assert done.flags.tolist() == [False]  # 0.3 is below the allowance of "a" (0.505)
     assert await store.read_alarm("r") == done.stored
