@@ -62,6 +62,30 @@ def prepare_artifact(artifacts_dir: Path) -> None:
     set_latest(artifacts_dir, "bench-1")
 
 
+def small_fleet(root: Path, count: int, n_rows: int) -> Path:
+    """One small model (8 features, the default ensemble, ``n_rows`` readings) as ``default``
+    and as ``count`` more names, ``m0000``...: its files hard-linked into each name's staging
+    directory, then ``publish`` (the registry's rename and registration)."""
+    from anomaly_api.artifacts import build_manifest, save_artifact
+    from anomaly_api.detection import AnomalyEnsemble
+    from anomaly_api.training.publishing import discard, publish, staging_dir
+
+    X = np.random.default_rng(3).normal(size=(n_rows, N_FEATURES))
+    model = AnomalyEnsemble().fit(X)
+    names = [f"sensor_{i}" for i in range(N_FEATURES)]
+    manifest = build_manifest(model, names, X, version="small-1", created_at=datetime.now(UTC),
+                              source="bench: gaussian seed=3", n_rows=n_rows)  # fmt: skip
+    source = save_artifact(model, manifest, root)
+    for i in range(count):
+        staging = staging_dir(root, f"m{i:04d}", "bench") / "small-1"
+        staging.mkdir(parents=True)
+        for file in source.iterdir():
+            os.link(file, staging / file.name)
+        publish(root, f"m{i:04d}", staging.parent, "small-1")
+        discard(staging.parent)
+    return root
+
+
 def prepare_time_aware(artifacts_dir: Path, n_rows: int, window: int = 60) -> None:
     """The default time-aware model (window 60, 8 channels) on the synthetic stream."""
     from anomaly_api.artifacts import set_latest

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from bench.data import N_FEATURES, batch_body
+from bench.data import N_FEATURES, batch_body, one_row_body, small_fleet
 from bench.load import connect, post_many, run_wrk, send
 from bench.report import ratio
 from bench.servers import (
@@ -160,27 +160,80 @@ def by_name(ctx: Context) -> dict[str, Any]:
     if not root.exists():
         shutil.copytree(ctx.artifacts, root)
         shutil.copytree(ctx.artifacts, root / "models" / "bench")
-    paths = ("/predict", "/models/default/predict", "/models/bench/predict")
+    with serve(ctx, "by-name", service_env(root, "fast")) as s:
+        first_ms = first_request_ms(s, "bench")  # not what the routes' runs measure
+        warm = interleaved(ctx, s, ("/predict", "/models/default/predict", "/models/bench/predict"))
+    return {"by_name": {"first_request_cold_ms": first_ms, **warm}}
+
+
+def first_request_ms(server: Server, name: str) -> float:
+    """Wall time of one ``/predict`` by name on a new connection (a cold model's: its load)."""
+    with connect(server.port) as conn:
+        started = time.perf_counter()
+        send(conn, f"/models/{name}/predict", orjson.dumps({"features": [0.5] * N_FEATURES}))
+        return (time.perf_counter() - started) * 1000.0
+
+
+def interleaved(ctx: Context, s: Server, paths: tuple[str, ...]) -> dict[str, Any]:
+    """wrk at 64 connections on each path in turn, ``rounds`` times: requests/s and the
+    server's CPU per request (medians), each against the first path's."""
     runs: dict[str, list[float]] = {path: [] for path in paths}
     cpu: dict[str, list[float]] = {path: [] for path in paths}
-    with serve(ctx, "by-name", service_env(root, "fast")) as s:
-        with connect(s.port) as conn:  # the named model's first load is not what is measured
-            started = time.perf_counter()
-            send(conn, paths[2], orjson.dumps({"features": [0.5] * N_FEATURES}))
-            first_ms = (time.perf_counter() - started) * 1000.0
-        for _ in range(ctx.option("rounds", ctx.size(1, 3))):
-            for path in paths:
-                before = cpu_s(s.process.pid)
-                run = run_wrk(s.port, path, 64, ctx.size(1.0, 10.0), workdir=ctx.workdir)
-                assert run["errors"] == 0, (path, run)
-                runs[path].append(run["requests_per_s"])
-                cpu[path].append((cpu_s(s.process.pid) - before) / run["requests"] * 1e6)
+    for _ in range(ctx.option("rounds", ctx.size(1, 3))):
+        for path in paths:
+            before = cpu_s(s.process.pid)
+            run = run_wrk(s.port, path, 64, ctx.size(1.0, 10.0), workdir=ctx.workdir)
+            assert run["errors"] == 0, (path, run)
+            runs[path].append(run["requests_per_s"])
+            cpu[path].append((cpu_s(s.process.pid) - before) / run["requests"] * 1e6)
     rps = {path: statistics.median(r) for path, r in runs.items()}
     us = {path: statistics.median(c) for path, c in cpu.items()}
-    warm = {p: {"requests_per_s": rps[p], "runs": runs[p], "vs_predict": rps[p] / rps[paths[0]],
+    return {p: {"requests_per_s": rps[p], "runs": runs[p], "vs_predict": rps[p] / rps[paths[0]],
                 "server_cpu_us_per_request": us[p], "cpu_vs_predict": us[p] / us[paths[0]]}
             for p in paths}  # fmt: skip
-    return {"by_name": {"first_request_cold_ms": first_ms, **warm}}
+
+
+def fleet(ctx: Context) -> dict[str, Any]:
+    """``models`` small models (``small_fleet``), one server, a ``budget_mb`` that holds some:
+    each model's first request (all cold; then the first half again, evicted meanwhile), the
+    RSS sampled meanwhile, the listings before and after, a warm model against /predict."""
+    count = ctx.option("models", ctx.size(8, 1000))
+    budget = ctx.option("budget_mb", ctx.size(4.0, 256.0))
+    root = small_fleet(ctx.workdir / f"fleet-{count}", count, ctx.size(300, 1000))
+    names = [f"m{i:04d}" for i in range(count)]
+    warm_path = f"/models/{names[-1]}/predict"
+    env = service_env(root, "fast") | {"ANOMALY_MODEL_MEMORY_MB": str(budget)}
+    with serve(ctx, "fleet", env) as s:
+
+        def call(path: str, body: bytes | None = None) -> bytes:  # idle connections get closed
+            with connect(s.port) as conn:
+                return send(conn, path, body)
+
+        def listings(when: str) -> dict[str, float]:
+            index = partial(call, "/v2/repository/index", b"{}")
+            return {f"models_{when}_ms": median_ms(partial(call, "/models"), 20),
+                    f"index_{when}_ms": median_ms(index, 20)}  # fmt: skip
+
+        call("/predict", one_row_body(0))
+        baseline, fds = s.rss_mb(), [len(os.listdir(f"/proc/{s.process.pid}/fd"))]
+        out: dict[str, Any] = {"models": count, "budget_mb": budget, **listings("none_loaded")}
+        cold, rss, cpu = [], [baseline], cpu_s(s.process.pid)
+        for i, name in enumerate(names + names[: count // 2]):
+            cold.append(first_request_ms(s, name))
+            if i % max(count // 50, 1) == 0:
+                rss.append(s.rss_mb())
+        fds.append(len(os.listdir(f"/proc/{s.process.pid}/fd")))
+        out["cold_server_cpu_ms_per_request"] = (cpu_s(s.process.pid) - cpu) / len(cold) * 1e3
+        listed = orjson.loads(call("/models"))["models"]
+        out |= listings("after") | {"loaded_after": sum(bool(m["loaded_versions"]) for m in listed)}
+        out["warm"] = interleaved(ctx, s, ("/predict", warm_path))
+    return {"fleet": out | {
+        "rss_baseline_mb": baseline, "rss_samples_mb": rss, "rss_growth_mb": max(rss) - baseline,
+        "rss_growth_vs_budget": (max(rss) - baseline) / budget, "open_fds_before_after": fds,
+        "cold_requests": len(cold), "cold_first_request_p50_ms": statistics.median(cold),
+        "cold_first_request_p95_ms": sorted(cold)[int(0.95 * (len(cold) - 1))],
+        "warm_cpu_vs_predict": out["warm"][warm_path]["cpu_vs_predict"],
+    }}  # fmt: skip
 
 
 def cpu_s(pid: int) -> float:
@@ -227,4 +280,10 @@ def scaling(ctx: Context) -> dict[str, Any]:
     return {"scaling": {"loops": loops, "workers_c64": two}}
 
 
-PARTS = {"inprocess": inprocess, "http": over_http, "scaling": scaling, "by_name": by_name}
+PARTS = {
+    "inprocess": inprocess,
+    "http": over_http,
+    "scaling": scaling,
+    "by_name": by_name,
+    "fleet": fleet,
+}

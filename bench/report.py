@@ -89,6 +89,10 @@ TARGETS: list[tuple[str, str, str, float, tuple[str, ...]]] = [
      ("bulk", "client_vs_server", "ratio")),
     ("12", "/predict rps, drift on ÷ off at 64 connections (overhead ≤ 5%)", ">=", 0.95,
      ("drift_overhead", "ratio_median")),
+    ("19", "1,000 models: RSS growth ÷ model memory budget", "<=", 1.0,
+     ("fleet", "rss_growth_vs_budget")),
+    ("19", "1,000 models: cold model's first request p50 (ms)", "<=", 100.0,
+     ("fleet", "cold_first_request_p50_ms")),
 ]  # fmt: skip
 """Every open performance target: its issue, what, comparison, limit, where its value is."""
 
@@ -141,7 +145,16 @@ def table(results: dict[str, Any]) -> str:
     if "ratio_memory" in streams and "state_per_stream" in streams:
         lines += streams_table(streams)
     lines += flat_table("streams", {k: v for k, v in streams.items() if k.startswith("watch")})
-    flat = ("scaling", "by_name", "bulk", "drift_overhead", "drift_tracker", "kernel", "cost")
+    flat = (
+        "scaling",
+        "by_name",
+        "fleet",
+        "bulk",
+        "drift_overhead",
+        "drift_tracker",
+        "kernel",
+        "cost",
+    )
     for key in (*flat, "quality"):
         lines += flat_table(key, results.get(key, {}))
     lines += targets_table(results["targets"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +165,38 @@ def test_default_gets_aliases_beside_its_old_layout(tmp_path: Path) -> None:
     assert read_manifest(root, "tiny-1").version == "tiny-1"
     assert registry.read_aliases(root, "default").production_history == ["tiny-2", "tiny-1"]
     assert registry.rollback(root, "default") == ("tiny-1", "tiny-2")
+
+
+def test_the_listing_reads_a_model_again_only_when_its_files_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fit(tmp_path, "a", "a1", seed=1)
+    _fit(tmp_path, "a", "a2", seed=3)
+    _fit(tmp_path, "b", "b1", seed=2)
+    long_ago = time.time() - 60
+    for path in tmp_path.rglob("*"):
+        os.utime(path, (long_ago, long_ago))
+    listing = registry.RegistryListing(tmp_path)
+    first = listing.models()
+    assert first == [
+        ("a", {"candidate": "a2", "production": "a1"}),
+        ("b", {"candidate": "b1", "production": "b1"}),
+    ]
+    assert [name for name, _ in first] == registry.list_models(tmp_path)
+    reads: list[str] = []
+    real = registry.read_aliases
+
+    def counted(root: Path, name: str) -> registry.AliasState:
+        reads.append(name)
+        return real(root, name)
+
+    monkeypatch.setattr(registry, "read_aliases", counted)
+    assert listing.models() == first
+    assert reads == []  # unchanged files are not read again
+    registry.set_alias(tmp_path, "a", "production", "a2")
+    reads.clear()
+    assert listing.models()[0] == ("a", {"candidate": "a2", "production": "a2"})
+    assert listing.models()[0] == ("a", {"candidate": "a2", "production": "a2"})
+    assert reads == ["a", "a"]  # written this second: read every time (coarse file clocks)
+    shutil.rmtree(registry.model_dir(tmp_path, "b"))
+    assert [name for name, _ in listing.models()] == ["a"]

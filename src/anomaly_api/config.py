@@ -60,7 +60,8 @@ class Settings(BaseSettings):
         default=1024.0,
         gt=0,
         description="Memory budget of the named models loaded besides `default` (each counted "
-        "by its model file's size); past it the least recently used idle one is unloaded.",
+        "as its model file, its compiled scorer's arrays and 0.5 MB of serving machinery); "
+        "past it the least recently used idle one is unloaded.",
     )
     auto_promote: bool = Field(
         default=False,

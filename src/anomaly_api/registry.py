@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from anomaly_api.artifacts import (
+    LATEST_FILE,
     MANIFEST_FILE,
     ArtifactError,
     ArtifactManifest,
@@ -54,6 +55,7 @@ __all__ = [
     "AliasState",
     "ModelNotFoundError",
     "RegistryConflictError",
+    "RegistryListing",
     "delete_version",
     "held_out_f1",
     "list_models",
@@ -115,13 +117,66 @@ def model_exists(artifacts_dir: Path, name: str) -> bool:
 
 def list_models(artifacts_dir: Path) -> list[str]:
     """Every model's name: ``default`` first (when it has a version), then the others sorted."""
-    names = [DEFAULT_MODEL] if model_exists(artifacts_dir, DEFAULT_MODEL) else []
-    root = artifacts_dir / MODELS_DIR
-    if root.is_dir():
-        for entry in sorted(root.iterdir()):
-            if _NAME.fullmatch(entry.name) and model_exists(artifacts_dir, entry.name):
-                names.append(entry.name)
-    return names
+    return [name for name, _ in RegistryListing(artifacts_dir).models()]
+
+
+_Stamp = tuple[int, int, int] | None
+"""A file's inode, size and modification time (ns); None when it is missing."""
+_SETTLED_NS = 1_000_000_000
+"""How old a file's modification time must be before its content is kept: file system
+clocks tick coarsely, so two writes in one tick could share a stamp; never a second apart."""
+
+
+def _stamp(path: str) -> _Stamp:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+class RegistryListing:
+    """Every model's name and aliases, for listings (``GET /models``, the OIP index).
+
+    A model's alias file and ``LATEST`` are read and parsed again only when one of them
+    changed (every write replaces the file, so its inode, size or time changes): listing
+    a thousand models costs two ``stat`` calls each, not a read and a JSON parse each.
+    Changes (``set_alias`` and the others) never read through it.
+    """
+
+    def __init__(self, artifacts_dir: Path) -> None:
+        self.artifacts_dir = artifacts_dir
+        self._known: dict[str, tuple[tuple[_Stamp, _Stamp], dict[str, str]]] = {}
+
+    def models(self) -> list[tuple[str, dict[str, str]]]:
+        """``(name, aliases)`` of every model, in ``list_models``' order (blocking: runs
+        ``stat`` on each model's files)."""
+        names = [DEFAULT_MODEL]
+        root = self.artifacts_dir / MODELS_DIR
+        if root.is_dir():
+            with os.scandir(root) as entries:
+                names += sorted(e.name for e in entries if _NAME.fullmatch(e.name) and e.is_dir())
+        known: dict[str, tuple[tuple[_Stamp, _Stamp], dict[str, str]]] = {}
+        out = []
+        base = str(self.artifacts_dir)
+        for name in names:  # paths as strings: a thousand Path objects cost more than the stats
+            directory = base if name == DEFAULT_MODEL else f"{base}/{MODELS_DIR}/{name}"
+            stamps = (_stamp(f"{directory}/{ALIASES_FILE}"), _stamp(f"{directory}/{LATEST_FILE}"))
+            entry = self._known.get(directory)
+            if entry is None or entry[0] != stamps:
+                if stamps[1] is None and not model_exists(self.artifacts_dir, name):
+                    continue
+                entry = stamps, read_aliases(self.artifacts_dir, name).aliases
+            if self._settled(stamps):
+                known[directory] = entry
+            out.append((name, dict(entry[1])))
+        self._known = known
+        return out
+
+    @staticmethod
+    def _settled(stamps: tuple[_Stamp, _Stamp]) -> bool:
+        now = time.time_ns()
+        return all(s is None or now - s[2] > _SETTLED_NS for s in stamps)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +15,7 @@ import pytest
 from anomaly_api import registry
 from anomaly_api.api.app import create_app
 from anomaly_api.config import Settings
-from anomaly_api.service.fleet import ModelFleet
+from anomaly_api.service.fleet import SERVING_BYTES, ModelFleet
 from api_testing import (
     ANOMALOUS,
     NORMAL,
@@ -293,11 +294,33 @@ async def test_eviction_under_a_tiny_budget_never_fails_a_request(own_fleet_dir:
         assert held.predictor.version == "a1"
         fleet.release(held)
         assert fleet.resident_bytes() <= fleet.budget_bytes or len(fleet._resident) == 0
+        assert fleet.resident_bytes() == sum(s.size_bytes for s in fleet._resident.values())
         assert len(fleet._resident) == 0  # every model over the budget, idle: all unloaded
         again = await http.post("/models/a/predict", json={"features": NORMAL})
         assert again.json()["model_version"] == "a1"  # loaded again on demand
         metrics = samples((await http.get("/metrics")).text)
     assert metrics[("anomaly_model_evictions_total", (("model", "a"),))] >= 1
+
+
+@pytest.mark.parametrize("backend", ["fast", "sklearn"])
+async def test_a_loaded_model_counts_its_file_and_its_compiled_scorer(
+    fleet_dir: Path, backend: str
+) -> None:
+    file = (registry.model_dir(fleet_dir, "pumps") / "p1" / "model.joblib").stat().st_size
+    async with fleet_app(make_settings(fleet_dir, inference_backend=backend)) as (http, fleet):
+        await http.post("/models/pumps/predict", json={"features": NORMAL})
+        served = fleet._resident[("pumps", None)]
+        beside = served.size_bytes - file - SERVING_BYTES
+        if backend == "sklearn":
+            assert beside == 0  # the model scores itself: nothing beside it
+        else:
+            assert beside > file * 0.05  # the kernel's tables
+        assert fleet.resident_bytes() == served.size_bytes
+        assert all(o is not served.runtime for o in gc.get_objects())  # frozen, never walked
+        listed = {
+            m["name"]: m["loaded_versions"] for m in (await http.get("/models")).json()["models"]
+        }
+    assert listed == {"default": ["tiny-1"], "line": [], "pumps": ["p1"]}
 
 
 async def test_concurrent_first_requests_share_one_load(own_fleet_dir: Path) -> None:

@@ -73,6 +73,12 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
     assert state["redis"]["window_value_bytes"] == 29 + len("bench-model-1") + 60 * 9 * 8
     assert sane(state["redis"]["used_memory_per_stream"])
 
+    fleet = results["fleet"]
+    assert fleet["cold_requests"] == fleet["models"] * 3 // 2  # every model, then half again
+    assert 1 < fleet["loaded_after"] < fleet["models"]  # the budget held some, not all
+    assert fleet["open_fds_before_after"][1] <= fleet["open_fds_before_after"][0] + 2
+    assert all(sane(fleet[k]) for k in ("cold_first_request_p50_ms", "models_after_ms"))
+
     bulk = results["bulk"]
     assert sane(bulk["local"]["rows_s_per_core"])
     assert sane(bulk["dask_2_workers"]["ratio_to_local"])

@@ -16,9 +16,10 @@ RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
 
 def test_every_open_target_is_listed_unmeasured_when_its_section_did_not_run() -> None:
     rows = targets({})
-    assert len(rows) == 18
-    by_issue = {issue: sum(r["issue"] == issue for r in rows) for issue in ("10", "11", "12", "13")}
-    assert by_issue == {"10": 5, "11": 3, "12": 1, "13": 7}
+    assert len(rows) == 20
+    issues = ("10", "11", "12", "13", "19")
+    by_issue = {issue: sum(r["issue"] == issue for r in rows) for issue in issues}
+    assert by_issue == {"10": 5, "11": 3, "12": 1, "13": 7, "19": 2}
     assert all(r["value"] is None and r["met"] is None for r in rows)
 
 
@@ -37,7 +38,7 @@ def test_a_target_is_met_by_its_limit_and_a_nan_is_not_judged() -> None:
 def test_names_choose_sections_and_parts_in_the_suites_order() -> None:
     assert parse_names(["drift.overhead", "predict"], smoke=False) == [
         ("predict", "inprocess"), ("predict", "http"), ("predict", "scaling"),
-        ("predict", "by_name"), ("drift", "overhead")
+        ("predict", "by_name"), ("predict", "fleet"), ("drift", "overhead")
     ]  # fmt: skip
     assert {s for s, _ in parse_names([], smoke=False)} == set(DEFAULT)
     assert {s for s, _ in parse_names([], smoke=True)} == set(SECTIONS)

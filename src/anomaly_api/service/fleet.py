@@ -10,20 +10,24 @@ bound to its model). ``default`` is the app's own runtime: always loaded, never 
         batch = await served.dataplane.predict(rows)
 
 Loading runs in a worker thread; concurrent first requests share one load. Named models
-are kept least recently used first and unloaded, idle ones only, while their model files
-add up to more than ``model_memory_mb``: a model leased by a request in flight is never
-unloaded under it (a lease count, not a lock, so requests never wait for each other).
+are kept least recently used first and unloaded, idle ones only, while their sizes
+(``_model_bytes``) add up to more than ``model_memory_mb``: a model leased by a request
+in flight is never unloaded under it (a lease count, not a lock, so requests never wait
+for each other).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from anomaly_api import registry
 from anomaly_api.artifacts import MODEL_FILE, ArtifactError, ArtifactNotFoundError
@@ -37,7 +41,7 @@ from anomaly_api.service.runtime import ServiceRuntime
 from anomaly_api.service.streamplane import StreamPlane
 from anomaly_api.service.streams import StreamStore, model_stream_store
 
-__all__ = ["ModelFleet", "PlaneFactory", "ServedModel"]
+__all__ = ["SERVING_BYTES", "ModelFleet", "PlaneFactory", "ServedModel"]
 
 _log = logging.getLogger(__name__)
 
@@ -85,8 +89,13 @@ class ModelFleet:
         self._reloader = reloader
         self._metrics = metrics
         self._resident: OrderedDict[Key, ServedModel] = OrderedDict()
+        self._resident_bytes = 0
+        """The sum of ``size_bytes`` over ``_resident``, kept as models come and go: every
+        request's ``release`` checks the budget, which must not cost a pass over the fleet."""
         self._loading: dict[Key, asyncio.Future[ServedModel]] = {}
         self._stores: dict[str, StreamStore] = {}
+        self.listing = registry.RegistryListing(settings.artifacts_dir)
+        """Every registered model's aliases (blocking: call it in a worker thread)."""
 
     # ------------------------------------------------------------------ leases
     @asynccontextmanager
@@ -127,13 +136,15 @@ class ModelFleet:
     async def _load(self, key: Key) -> ServedModel:
         name, version = key
         try:
-            store = self._stores.get(name) or model_stream_store(self.default.runtime.streams, name)
-            runtime = await asyncio.to_thread(self._load_runtime, name, version, store)
+            store = self._stores.get(name)
+            if store is None:  # not ``or``: an empty store is falsy (it has a ``len``)
+                store = model_stream_store(self.default.runtime.streams, name)
+            runtime, size = await asyncio.to_thread(self._load_runtime, name, version, store)
             # Kept only once the model loaded (unknown names leave nothing behind), and one
             # per model whichever of its versions loaded first.
             runtime.streams = self._stores.setdefault(name, store)
             served = ServedModel(name, runtime, *self._build_planes(runtime, name))
-            served.size_bytes = _model_bytes(runtime)
+            served.size_bytes = size
         except BaseException:
             if self._metrics is not None:
                 self._metrics.observe_load(name, ok=False)
@@ -142,10 +153,15 @@ class ModelFleet:
             self._loading.pop(key, None)
         if self._metrics is not None:
             self._metrics.observe_load(name, ok=True)
-        self._resident[key] = served
+        self._admit(key, served)
         served.leases += 1  # held while the budget is enforced: never unloads itself
         self._evict()
         served.leases -= 1
+        # Out of the garbage collector's reach, as the start-up objects are: otherwise every
+        # full collection walks every loaded model (a pause that grows with the fleet).
+        # Reference counting still frees a model once it is unloaded.
+        gc.collect(1)
+        gc.freeze()
         _log.info(
             "model %s loaded (version %s, %d bytes)",
             name,
@@ -155,8 +171,10 @@ class ModelFleet:
         )
         return served
 
-    def _load_runtime(self, name: str, version: str | None, store: StreamStore) -> ServiceRuntime:
-        """Resolve and load ``name`` (blocking: runs in a worker thread)."""
+    def _load_runtime(
+        self, name: str, version: str | None, store: StreamStore
+    ) -> tuple[ServiceRuntime, int]:
+        """Resolve and load ``name``; its runtime and size (blocking: runs in a worker thread)."""
         root = self.settings.artifacts_dir
         try:
             target = version or registry.resolve_alias(root, name, registry.PRODUCTION)
@@ -176,7 +194,7 @@ class ModelFleet:
             raise ModelNotFoundError(f"model {name!r}: {exc}") from None
         except (ArtifactError, ValueError, OSError) as exc:
             raise ModelNotReadyError(f"model {name!r} could not be loaded ({exc})") from None
-        return runtime
+        return runtime, _model_bytes(runtime)
 
     def _evict(self) -> None:
         """Unload the least recently used idle named models while over the budget."""
@@ -184,23 +202,41 @@ class ModelFleet:
             idle = next((k for k, s in self._resident.items() if s.leases <= 0), None)
             if idle is None:
                 break  # everything left is in use: over budget until a lease ends
-            gone = self._resident.pop(idle)
+            gone = self._resident[idle]
+            self._drop(idle)
             if self._metrics is not None:
                 self._metrics.observe_eviction(gone.name)
             _log.info("model %s unloaded (memory budget)", gone.name, extra={"model": gone.name})
         if self._metrics is not None:
             self._metrics.set_resident(len(self._resident), self.resident_bytes())
 
+    def _admit(self, key: Key, served: ServedModel) -> None:
+        self._drop(key)
+        self._resident[key] = served
+        self._resident_bytes += served.size_bytes
+
+    def _drop(self, key: Key) -> None:
+        gone = self._resident.pop(key, None)
+        if gone is not None:
+            self._resident_bytes -= gone.size_bytes
+
     def resident_bytes(self) -> int:
-        """Model-file bytes of the named models loaded now."""
-        return sum(s.size_bytes for s in self._resident.values())
+        """Counted bytes (``_model_bytes``) of the named models loaded now."""
+        return self._resident_bytes
+
+    def loaded_versions(self) -> dict[str, list[str]]:
+        """The versions loaded now, by model name (one pass, however many are asked about)."""
+        out: dict[str, list[str]] = {}
+        predictor = self.default.runtime.predictor
+        if predictor is not None:
+            out[registry.DEFAULT_MODEL] = [predictor.version]
+        for (name, _), served in self._resident.items():
+            out.setdefault(name, []).append(served.predictor.version)
+        return out
 
     def loaded(self, name: str) -> list[str]:
         """The versions of ``name`` loaded now."""
-        if name == registry.DEFAULT_MODEL:
-            predictor = self.default.runtime.predictor
-            return [] if predictor is None else [predictor.version]
-        return [s.predictor.version for (n, _), s in self._resident.items() if n == name]
+        return self.loaded_versions().get(name, [])
 
     # ------------------------------------------------------------------ alias moves
     async def follow_aliases(self, name: str) -> None:
@@ -213,13 +249,13 @@ class ModelFleet:
                 )
                 await self._reloader.reload(version)
             return
-        self._resident.pop((name, None), None)
+        self._drop((name, None))
         if self._metrics is not None:
             self._metrics.set_resident(len(self._resident), self.resident_bytes())
 
     def forget_version(self, name: str, version: str) -> None:
         """A version was deleted: drop it if it was loaded pinned."""
-        self._resident.pop((name, version), None)
+        self._drop((name, version))
 
 
 def checked_name(name: str) -> str:
@@ -230,11 +266,53 @@ def checked_name(name: str) -> str:
         raise ModelNotFoundError(f"unknown model {name[:80]!r}") from None
 
 
+SERVING_BYTES = 512 * 1024
+"""What serving one loaded model adds besides its arrays: its runtime, planes and predictor
+and the allocator's slack (about 300 KB per model in a fleet of small models; rounded up)."""
+
+
 def _model_bytes(runtime: ServiceRuntime) -> int:
-    """The loaded version's model file size: what its arrays take in memory, roughly."""
+    """What the loaded version holds, roughly: its model file's size (the unpickled model
+    takes about as much), the arrays its compiled scorer builds beside the model and
+    ``SERVING_BYTES``."""
     predictor = runtime.require_predictor()
     path = runtime.settings.artifacts_dir / predictor.version / MODEL_FILE
     try:
-        return path.stat().st_size
+        size = path.stat().st_size + SERVING_BYTES
     except OSError:
-        return 0
+        size = SERVING_BYTES
+    scorer, model = predictor.scorer, predictor.time_aware or predictor.model
+    if scorer is model:
+        return size
+    seen = {id(scorer)}  # a time-aware model holds its scorer: counted below, as the scorer's
+    _array_bytes(model, seen)
+    seen.discard(id(scorer))
+    return size + _array_bytes(scorer, seen)
+
+
+_WALKED = ("anomaly_api.", "sklearn.")
+"""Whose objects ``_array_bytes`` looks into (nothing shared: no caches, no clients)."""
+
+
+def _array_bytes(root: object, seen: set[int]) -> int:
+    """Bytes of the NumPy arrays reachable from ``root`` (through containers and the
+    attributes of the model's and the scorer's own objects) that are not in ``seen``;
+    a view counts as its base. Adds what it visits to ``seen``."""
+    total, stack = 0, [root]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, np.ndarray):
+            if item.base is None:
+                total += item.nbytes
+            else:
+                stack.append(item.base)
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif type(item).__module__.startswith(_WALKED) and hasattr(item, "__dict__"):
+            stack.extend(vars(item).values())
+    return total

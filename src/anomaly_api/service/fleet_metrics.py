@@ -64,7 +64,7 @@ class FleetMetrics:
         )
         self.resident_bytes = Gauge(
             "anomaly_models_loaded_bytes",
-            "Model-file bytes of the named models loaded now (what model_memory_mb bounds).",
+            "Counted bytes of the named models loaded now (what model_memory_mb bounds).",
             registry=registry,
         )
 

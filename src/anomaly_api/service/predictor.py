@@ -103,6 +103,11 @@ class Predictor:
         return "point-wise" if self.time_aware is None else "time-aware"
 
     @property
+    def scorer(self) -> Scorer:
+        """What scores the point-wise rows (the compiled kernel, or the model itself)."""
+        return self._scorer
+
+    @property
     def n_features(self) -> int:
         """How many features each row must have."""
         return len(self.feature_names)

@@ -12,7 +12,6 @@ never on the event loop.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
@@ -70,10 +69,6 @@ async def _in_registry(call: Any, *args: Any) -> Any:
         raise InvalidInputError(str(exc)) from None
     except ValueError as exc:
         raise ModelNotFoundError(str(exc)) from None
-
-
-def _loaded(fleet: ModelFleet, name: str) -> list[str]:
-    return fleet.loaded(name)
 
 
 # ---------------------------------------------------------------------- serving
@@ -192,19 +187,18 @@ async def delete_model_stream(name: str, stream_id: str, fleet: FleetDep) -> Res
 
 
 @router.get("", responses=_MODEL_ERRORS)
-async def list_models(settings: SettingsDep, fleet: FleetDep) -> Response:
-    """Every registered model: its aliases, its kind and whether it is loaded now."""
-
-    def summaries(root: Path) -> list[dict[str, Any]]:
-        out = []
-        for name in registry.list_models(root):
-            aliases = registry.read_aliases(root, name).aliases
-            out.append({"name": name, "aliases": dict(sorted(aliases.items()))})
-        return out
-
-    models = await _in_registry(summaries, settings.artifacts_dir)
-    for model in models:
-        model["loaded_versions"] = _loaded(fleet, model["name"])
+async def list_models(fleet: FleetDep) -> Response:
+    """Every registered model: its aliases and the versions of it loaded now."""
+    registered = await _in_registry(fleet.listing.models)
+    loaded = fleet.loaded_versions()
+    models = [
+        {
+            "name": name,
+            "aliases": dict(sorted(aliases.items())),
+            "loaded_versions": loaded.get(name, []),
+        }
+        for name, aliases in registered
+    ]
     return _json({"models": models})
 
 
@@ -212,7 +206,7 @@ async def list_models(settings: SettingsDep, fleet: FleetDep) -> Response:
 async def read_model(name: str, settings: SettingsDep, fleet: FleetDep) -> Response:
     """A model's versions (kind, features, thresholds, held-out F1), aliases and history."""
     summary = await _in_registry(registry.model_summary, settings.artifacts_dir, checked_name(name))
-    summary["loaded_versions"] = _loaded(fleet, name)
+    summary["loaded_versions"] = fleet.loaded(name)
     return _json(summary)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -244,8 +243,13 @@ async def repository_index(request: Request) -> Response:
             "reason": "" if served else "no model is loaded",
         }
     ]
-    for name, production in await asyncio.to_thread(_registered, settings.artifacts_dir):
-        loaded = production in fleet.loaded(name)
+    registered = await asyncio.to_thread(fleet.listing.models)
+    loaded_versions = fleet.loaded_versions()
+    for name, aliases in registered:
+        production = aliases.get(registry.PRODUCTION)
+        if name == registry.DEFAULT_MODEL or production is None:
+            continue  # ``default`` is listed above, as ``oip_model_name``
+        loaded = production in loaded_versions.get(name, ())
         entries.append(
             {
                 "name": name,
@@ -255,17 +259,6 @@ async def repository_index(request: Request) -> Response:
             }
         )
     return _json([e for e in entries if e["state"] == "READY" or not ready_only])
-
-
-def _registered(root: Path) -> list[tuple[str, str]]:
-    """Every named model but ``default`` (served as ``oip_model_name``) and its production
-    version (blocking: reads the registry)."""
-    found = []
-    for name in registry.list_models(root):
-        production = registry.read_aliases(root, name).aliases.get(registry.PRODUCTION)
-        if name != registry.DEFAULT_MODEL and production is not None:
-            found.append((name, production))
-    return found
 
 
 @router.api_route(
