@@ -19,7 +19,6 @@ for each other).
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from collections import OrderedDict
@@ -37,7 +36,7 @@ from anomaly_api.service.errors import ModelNotFoundError, ModelNotReadyError
 from anomaly_api.service.fleet_metrics import FleetMetrics
 from anomaly_api.service.predictor import Predictor
 from anomaly_api.service.reloader import ModelReloader
-from anomaly_api.service.runtime import ServiceRuntime
+from anomaly_api.service.runtime import ServiceRuntime, freeze_long_lived
 from anomaly_api.service.streamplane import StreamPlane
 from anomaly_api.service.streams import StreamStore, model_stream_store
 
@@ -157,11 +156,7 @@ class ModelFleet:
         served.leases += 1  # held while the budget is enforced: never unloads itself
         self._evict()
         served.leases -= 1
-        # Out of the garbage collector's reach, as the start-up objects are: otherwise every
-        # full collection walks every loaded model (a pause that grows with the fleet).
-        # Reference counting still frees a model once it is unloaded.
-        gc.collect(1)
-        gc.freeze()
+        freeze_long_lived(1)  # as the start-up objects are: else collections walk every model
         _log.info(
             "model %s loaded (version %s, %d bytes)",
             name,
