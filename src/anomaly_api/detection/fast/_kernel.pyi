@@ -37,6 +37,7 @@ def score_rows(
     center: Any,
     scale: Any,
     out: Any,
+    n_threads: int = 1,
     /,
 ) -> None: ...
 def check_forest(feature: Any, left: Any, right: Any, n_features: int, /) -> None: ...
