@@ -35,7 +35,6 @@ from anomaly_api.detection.fast.kernel import (
     pairwise_sum,
     score_rows,
 )
-from anomaly_api.detection.scaling import apply_scaling
 
 TOLERANCE = 1e-9
 """Absolute for scores up to 1, relative beyond: far rows get LOF scores of ~1e10, where
@@ -186,37 +185,6 @@ def test_forest_with_feature_subsampling_maps_columns_back() -> None:
         flat.leaf_value, flat.denominator, np.ones(1), np.ones(1), ones, ones, out,
     )  # fmt: skip
     np.testing.assert_allclose(out[:, 0], forest.score_samples(X), rtol=0, atol=TOLERANCE)
-
-
-@pytest.mark.parametrize("n_rows", [0, 1, 7, 9, 513, 1300])
-def test_scores_are_the_same_bits_on_any_number_of_threads(
-    default_size: tuple[AnomalyEnsemble, NDArray[np.float64]], n_rows: int
-) -> None:
-    # Rows split over threads: shares that are not a multiple of the eight lanes or the
-    # 512-row tiles, more threads than rows, and far rows that walk deep into the trees.
-    model, X_train = default_size
-    scorer = compile_scorer(model)
-    lof = scorer.lof_
-    assert lof is not None
-    rng = np.random.default_rng(11)
-    X = np.vstack([X_train[: n_rows // 2], rng.normal(scale=3.0, size=(n_rows - n_rows // 2, 8))])
-    scaled = apply_scaling(X, scorer.center_, scorer.scale_)
-    dist, ind = scorer.neighbours(scaled)
-    f = scorer.forest_
-    outs = []
-    for threads in (1, 2, 3, 64):
-        out = np.empty((n_rows, 3))
-        score_rows(
-            scaled, dist, ind, f.roots, f.feature, f.threshold, f.left, f.right, f.leaf_value,
-            f.denominator, lof.k_distance, lof.lrd, scorer.zscore_center_, scorer.zscore_scale_,
-            out, threads,
-        )  # fmt: skip
-        outs.append(out.tobytes())
-    assert outs == [outs[0]] * 4
-    if n_rows:
-        assert np.frombuffer(outs[0]).reshape(n_rows, 3).tobytes() == (
-            scorer.detector_scores(X).tobytes()
-        )
 
 
 def test_non_contiguous_and_list_input(

@@ -21,10 +21,9 @@
  *       are skipped. What the scorer calls; knn stays as the reference scan.
  *
  *   score_rows(X, dist, ind, roots, feature, threshold, left, right, leaf_value,
- *              denominator, k_distance, lrd, center, scale, out[, n_threads])
+ *              denominator, k_distance, lrd, center, scale, out)
  *       IsolationForest, LocalOutlierFactor (novelty) and z-score score_samples of every
- *       row, in the summation order of scikit-learn's NumPy code; the rows split over
- *       n_threads threads (default 1), each row computed alike whichever thread has it.
+ *       row, in the summation order of scikit-learn's NumPy code.
  *
  *       The forest's nodes must have passed check_forest (the scorer does it once).
  *
@@ -631,34 +630,75 @@ fail_x:
 
 /* ---------------------------------------------------------------- scores */
 
-typedef struct {
-    const double *X, *dist, *threshold, *leaf_value, *k_distance, *lrd, *center, *scale;
-    const int64_t *ind, *roots, *feature, *left, *right;
-    double *out;
-    double *scratch; /* k for the LOF means, then a total and float32 features per row */
-    double denominator;
-    Py_ssize_t row_start, row_stop, n_features, k, n_roots, out_cols;
-} ScoreTask;
-
-/* Rows [row_start, row_stop) of score_rows: every row's arithmetic depends on that row
- * only, so a share's results are the same doubles whichever thread computes them. */
-static void *
-score_rows_share(void *arg)
+static PyObject *
+score_rows(PyObject *self, PyObject *args)
 {
-    const ScoreTask *task = (const ScoreTask *)arg;
-    const double *X = task->X, *threshold = task->threshold, *leaf_value = task->leaf_value;
-    const int64_t *roots = task->roots, *feature = task->feature, *left = task->left;
-    const int64_t *right = task->right;
-    const Py_ssize_t n_features = task->n_features, k = task->k, n_roots = task->n_roots;
-    const Py_ssize_t row_start = task->row_start, n_rows = task->row_stop - row_start;
-    double *scratch = task->scratch;
-    /* This share's rows, indexed from 0: the totals, and the rows cast to float32 (as
+    PyObject *o[15];
+    double denominator;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOdOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5],
+                          &o[6], &o[7], &o[8], &denominator, &o[10], &o[11], &o[12], &o[13],
+                          &o[14])) {
+        return NULL;
+    }
+    static const BufferSpec spec[15] = {
+        {"X", F64, 2, 0},          {"dist", F64, 2, 0},      {"ind", I64, 2, 0},
+        {"roots", I64, 1, 0},      {"feature", I64, 1, 0},   {"threshold", F64, 1, 0},
+        {"left", I64, 1, 0},       {"right", I64, 1, 0},     {"leaf_value", F64, 1, 0},
+        {NULL, F64, 0, 0},         {"k_distance", F64, 1, 0}, {"lrd", F64, 1, 0},
+        {"center", F64, 1, 0},     {"scale", F64, 1, 0},     {"out", F64, 2, 1},
+    };
+    Py_buffer b[15];
+    if (get_buffers(o, b, spec, 15) != 0) {
+        return NULL;
+    }
+    const Py_ssize_t n_rows = shape(&b[0], 0), n_features = shape(&b[0], 1);
+    const Py_ssize_t k = shape(&b[2], 1), n_nodes = shape(&b[6], 0), n_train = shape(&b[11], 0);
+    if (shape(&b[1], 0) != n_rows || shape(&b[2], 0) != n_rows || shape(&b[1], 1) != k ||
+        shape(&b[4], 0) != n_nodes || shape(&b[5], 0) != n_nodes || shape(&b[7], 0) != n_nodes ||
+        shape(&b[8], 0) != n_nodes || shape(&b[10], 0) != n_train ||
+        shape(&b[12], 0) != n_features || shape(&b[13], 0) != n_features ||
+        shape(&b[14], 0) != n_rows || shape(&b[14], 1) < 3 || k < 1) {
+        PyErr_SetString(PyExc_ValueError, "score_rows: inconsistent shapes");
+        goto fail;
+    }
+    const double *X = b[0].buf, *dist = b[1].buf, *threshold = b[5].buf, *leaf_value = b[8].buf;
+    const double *k_distance = b[10].buf, *lrd = b[11].buf, *center = b[12].buf;
+    const double *scale = b[13].buf;
+    const int64_t *ind = b[2].buf, *roots = b[3].buf, *feature = b[4].buf;
+    const int64_t *left = b[6].buf, *right = b[7].buf;
+    double *out = b[14].buf;
+    const Py_ssize_t n_roots = shape(&b[3], 0), out_cols = shape(&b[14], 1);
+
+    /* Indices come from our own flattening and neighbour search; check them once
+     * anyway, so that a bad array raises instead of reading out of bounds. */
+    for (Py_ssize_t i = 0; i < n_rows * k; i++) {
+        if (ind[i] < 0 || ind[i] >= n_train) {
+            PyErr_SetString(PyExc_ValueError, "score_rows: neighbour index out of range");
+            goto fail;
+        }
+    }
+    for (Py_ssize_t r = 0; r < n_roots; r++) {
+        if (roots[r] < 0 || roots[r] >= n_nodes) {
+            PyErr_SetString(PyExc_ValueError, "score_rows: root out of range");
+            goto fail;
+        }
+    }
+    /* The nodes themselves are checked once, by check_forest, when the scorer is built:
+     * walking all of them here would cost more than scoring one row. */
+
+    /* scratch: k for the LOF means, n_rows totals, and the rows cast to float32 (as
      * scikit-learn casts its input before walking its trees), once instead of per node. */
+    double *scratch = malloc(sizeof(double) * (size_t)(k + n_rows + n_rows * n_features));
+    if (scratch == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
     double *totals = scratch + k;
     double *x32 = totals + n_rows;
+    Py_BEGIN_ALLOW_THREADS
     memset(totals, 0, sizeof(double) * (size_t)n_rows);
     for (Py_ssize_t j = 0; j < n_rows * n_features; j++) {
-        x32[j] = (double)(float)X[row_start * n_features + j];
+        x32[j] = (double)(float)X[j];
     }
     /* Tiles of rows, then tree by tree (a tile's rows stay in cache, each tree's nodes
      * too), then FOREST_LANES rows walking one tree side by side: the rows' walks are
@@ -708,112 +748,31 @@ score_rows_share(void *arg)
             }
         }
     }
-    const double denominator = task->denominator;
-    for (Py_ssize_t s = 0; s < n_rows; s++) {
-        const Py_ssize_t i = row_start + s;
-        double *row_out = task->out + i * task->out_cols;
-        const double ratio = denominator != 0.0 ? totals[s] / denominator : 1.0;
+    for (Py_ssize_t i = 0; i < n_rows; i++) {
+        double *row_out = out + i * out_cols;
+        const double ratio = denominator != 0.0 ? totals[i] / denominator : 1.0;
         row_out[0] = -pow(2.0, -ratio); /* scikit-learn negates the paper's score */
 
-        const double *d = task->dist + i * k;
-        const int64_t *nb = task->ind + i * k;
+        const double *d = dist + i * k;
+        const int64_t *nb = ind + i * k;
         for (Py_ssize_t j = 0; j < k; j++) {
-            const double kd = task->k_distance[nb[j]];
+            const double kd = k_distance[nb[j]];
             scratch[j] = d[j] > kd ? d[j] : kd; /* np.maximum, no NaN here */
         }
         const double x_lrd = 1.0 / (pairwise_sum_impl(scratch, k) / (double)k + LRD_EPSILON);
         for (Py_ssize_t j = 0; j < k; j++) {
-            scratch[j] = task->lrd[nb[j]] / x_lrd;
+            scratch[j] = lrd[nb[j]] / x_lrd;
         }
         row_out[1] = -(pairwise_sum_impl(scratch, k) / (double)k);
 
         const double *x = X + i * n_features;
         double largest = -INFINITY;
         for (Py_ssize_t f = 0; f < n_features; f++) {
-            const double z = fabs(x[f] - task->center[f]) / task->scale[f];
+            const double z = fabs(x[f] - center[f]) / scale[f];
             largest = z > largest ? z : largest;
         }
         row_out[2] = -largest;
     }
-    return NULL;
-}
-
-static PyObject *
-score_rows(PyObject *self, PyObject *args)
-{
-    PyObject *o[15];
-    double denominator;
-    int n_threads = 1;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOdOOOOO|i", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5],
-                          &o[6], &o[7], &o[8], &denominator, &o[10], &o[11], &o[12], &o[13],
-                          &o[14], &n_threads)) {
-        return NULL;
-    }
-    static const BufferSpec spec[15] = {
-        {"X", F64, 2, 0},          {"dist", F64, 2, 0},      {"ind", I64, 2, 0},
-        {"roots", I64, 1, 0},      {"feature", I64, 1, 0},   {"threshold", F64, 1, 0},
-        {"left", I64, 1, 0},       {"right", I64, 1, 0},     {"leaf_value", F64, 1, 0},
-        {NULL, F64, 0, 0},         {"k_distance", F64, 1, 0}, {"lrd", F64, 1, 0},
-        {"center", F64, 1, 0},     {"scale", F64, 1, 0},     {"out", F64, 2, 1},
-    };
-    Py_buffer b[15];
-    if (get_buffers(o, b, spec, 15) != 0) {
-        return NULL;
-    }
-    const Py_ssize_t n_rows = shape(&b[0], 0), n_features = shape(&b[0], 1);
-    const Py_ssize_t k = shape(&b[2], 1), n_nodes = shape(&b[6], 0), n_train = shape(&b[11], 0);
-    if (shape(&b[1], 0) != n_rows || shape(&b[2], 0) != n_rows || shape(&b[1], 1) != k ||
-        shape(&b[4], 0) != n_nodes || shape(&b[5], 0) != n_nodes || shape(&b[7], 0) != n_nodes ||
-        shape(&b[8], 0) != n_nodes || shape(&b[10], 0) != n_train ||
-        shape(&b[12], 0) != n_features || shape(&b[13], 0) != n_features ||
-        shape(&b[14], 0) != n_rows || shape(&b[14], 1) < 3 || k < 1) {
-        PyErr_SetString(PyExc_ValueError, "score_rows: inconsistent shapes");
-        goto fail;
-    }
-    const int64_t *ind = b[2].buf, *roots = b[3].buf;
-    const Py_ssize_t n_roots = shape(&b[3], 0);
-
-    /* Indices come from our own flattening and neighbour search; check them once
-     * anyway, so that a bad array raises instead of reading out of bounds. */
-    for (Py_ssize_t i = 0; i < n_rows * k; i++) {
-        if (ind[i] < 0 || ind[i] >= n_train) {
-            PyErr_SetString(PyExc_ValueError, "score_rows: neighbour index out of range");
-            goto fail;
-        }
-    }
-    for (Py_ssize_t r = 0; r < n_roots; r++) {
-        if (roots[r] < 0 || roots[r] >= n_nodes) {
-            PyErr_SetString(PyExc_ValueError, "score_rows: root out of range");
-            goto fail;
-        }
-    }
-    /* The nodes themselves are checked once, by check_forest, when the scorer is built:
-     * walking all of them here would cost more than scoring one row. */
-
-    n_threads = thread_count(n_threads, n_rows);
-    /* Each share's scratch: k doubles, then a total and n_features doubles per row. */
-    double *scratch = malloc(sizeof(double) *
-                             ((size_t)k * (size_t)n_threads + (size_t)n_rows * (size_t)(1 + n_features)));
-    if (scratch == NULL) {
-        PyErr_NoMemory();
-        goto fail;
-    }
-    ScoreTask tasks[MAX_THREADS];
-    double *next = scratch;
-    for (int t = 0; t < n_threads; t++) {
-        const Py_ssize_t start = n_rows * t / n_threads, stop = n_rows * (t + 1) / n_threads;
-        tasks[t] = (ScoreTask){
-            .X = b[0].buf, .dist = b[1].buf, .threshold = b[5].buf, .leaf_value = b[8].buf,
-            .k_distance = b[10].buf, .lrd = b[11].buf, .center = b[12].buf, .scale = b[13].buf,
-            .ind = ind, .roots = roots, .feature = b[4].buf, .left = b[6].buf, .right = b[7].buf,
-            .out = b[14].buf, .scratch = next, .denominator = denominator,
-            .row_start = start, .row_stop = stop, .n_features = n_features, .k = k,
-            .n_roots = n_roots, .out_cols = shape(&b[14], 1),
-        };
-        next += k + (stop - start) * (1 + n_features);
-    }
-    Py_BEGIN_ALLOW_THREADS
-    run_shares(score_rows_share, tasks, sizeof(ScoreTask), n_threads);
     Py_END_ALLOW_THREADS
     free(scratch);
     release_buffers(b, spec, 15);
@@ -898,8 +857,7 @@ static PyMethodDef methods[] = {
      "skipping blocks of training rows that cannot hold a neighbour."},
     {"score_rows", score_rows, METH_VARARGS,
      "score_rows(X, dist, ind, roots, feature, threshold, left, right, leaf_value, "
-     "denominator, k_distance, lrd, center, scale, out[, n_threads]): the detectors' "
-     "score_samples, the rows split over n_threads threads."},
+     "denominator, k_distance, lrd, center, scale, out): the detectors' score_samples."},
     {"check_forest", check_forest, METH_VARARGS,
      "check_forest(feature, left, right, n_features): ValueError unless well-formed."},
     {"pairwise_sum", pairwise_sum, METH_VARARGS,

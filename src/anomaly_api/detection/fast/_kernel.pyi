@@ -37,7 +37,6 @@ def score_rows(
     center: Any,
     scale: Any,
     out: Any,
-    n_threads: int = 1,
     /,
 ) -> None: ...
 def check_forest(feature: Any, left: Any, right: Any, n_features: int, /) -> None: ...

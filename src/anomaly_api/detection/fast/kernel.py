@@ -41,13 +41,12 @@ LEAF: int = _kernel.LEAF
 LRD_EPSILON: float = _kernel.LRD_EPSILON
 
 PARALLEL_ROWS = 64
-"""From this many rows the neighbour scan and ``score_rows`` split the rows over
-``max_threads()`` threads."""
+"""From this many rows the neighbour scan splits the rows over ``max_threads()`` threads."""
 MAX_THREADS = 2
 
 
 def max_threads() -> int:
-    """Threads for a large batch's kernel calls: at most ``MAX_THREADS``, at most the cores."""
+    """Threads for a large batch's neighbour scan: at most ``MAX_THREADS``, at most the cores."""
     return max(1, min(MAX_THREADS, os.cpu_count() or 1))
 
 

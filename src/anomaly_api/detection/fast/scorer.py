@@ -168,11 +168,6 @@ class FastScorer:
                 "forest.py) changed meaning. Serve with ANOMALY_INFERENCE_BACKEND=sklearn."
             )
 
-    def _threads(self, X: NDArray[np.float64]) -> int:
-        """Threads for one kernel call over the rows of ``X``."""
-        compiled = self._compiled
-        return compiled.max_threads() if X.shape[0] >= compiled.PARALLEL_ROWS else 1
-
     def neighbours(self, X: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
         """Distances and training indices of each (scaled) row's k nearest training rows."""
         assert self.lof_ is not None
@@ -189,9 +184,10 @@ class FastScorer:
         dist = np.empty((X.shape[0], k))
         ind = np.empty((X.shape[0], k), dtype=np.int64)
         ties = np.empty(X.shape[0], dtype=np.int64)
+        threads = compiled.max_threads() if X.shape[0] >= compiled.PARALLEL_ROWS else 1
         b = self._blocks
         compiled.knn_blocks(
-            X, b.train_t, b.index, b.starts, b.lo, b.hi, k, dist, ind, ties, self._threads(X)
+            X, b.train_t, b.index, b.starts, b.lo, b.hi, k, dist, ind, ties, threads
         )
         tied = np.flatnonzero(ties)
         if tied.size and np.isfinite(dist[tied, -1]).all():
@@ -275,7 +271,6 @@ class FastScorer:
             self.zscore_center_,
             self.zscore_scale_,
             result,
-            self._threads(scaled),
         )
         return {name: result[:, _KERNEL_MEMBERS.index(name)] for name in self._kernel_columns}
 
