@@ -27,6 +27,7 @@ import orjson
 from bench.cost import HttpHarness, _served, raw_post
 from bench.data import batch_body
 from bench.load import connect
+from bench.predict import cpu_s
 from bench.servers import service_env, service_server
 
 if TYPE_CHECKING:
@@ -172,7 +173,8 @@ async def _in_process(ctx: Context) -> dict[str, Any]:
 
 
 def _over_http(ctx: Context) -> dict[str, Any]:
-    """One keep-alive client posting new 1,000-row bodies to a served process."""
+    """One keep-alive client posting new 1,000-row bodies to a served process; also the
+    server's CPU per request (from /proc), to set beside the whole request's CPU in process."""
     split: dict[str, list[float]] = {"send_ms": [], "wait_ms": [], "read_ms": [], "total_ms": [],
                                      "server_inference_ms": []}  # fmt: skip
     bodies = [batch_body(70_000 + i) for i in range(ctx.size(5, 200) + 5)]
@@ -180,7 +182,10 @@ def _over_http(ctx: Context) -> dict[str, Any]:
         service_server("batch", service_env(ctx.artifacts, "fast")) as server,
         connect(server.port) as conn,
     ):
+        cpu_before = 0.0
         for i, body in enumerate(bodies):
+            if i == 5:  # after warm-up
+                cpu_before = cpu_s(server.process.pid)
             started = time.perf_counter()
             conn.request("POST", "/predict/batch", body, {"Content-Type": "application/json"})
             sent = time.perf_counter()
@@ -196,8 +201,10 @@ def _over_http(ctx: Context) -> dict[str, Any]:
                 split["read_ms"].append((done - head) * 1e3)
                 split["total_ms"].append((done - started) * 1e3)
                 split["server_inference_ms"].append(orjson.loads(payload)["inference_ms"])
-    return {f"{k.removesuffix('_ms')}_p50_ms": round(statistics.median(v), 3)
-            for k, v in split.items()}  # fmt: skip
+        server_cpu_ms = (cpu_s(server.process.pid) - cpu_before) / (len(bodies) - 5) * 1e3
+    return {**{f"{k.removesuffix('_ms')}_p50_ms": round(statistics.median(v), 3)
+               for k, v in split.items()},
+            "server_cpu_ms_per_request": round(server_cpu_ms, 3)}  # fmt: skip
 
 
 def batch_steps(ctx: Context) -> dict[str, Any]:
