@@ -106,13 +106,13 @@ class BatchAnswer:
     inference_ms: float
 
 
-def _number_texts(values: NDArray[np.float64]) -> NDArray[np.object_]:
-    """orjson's text of each value (the same as for a Python float), in ``values``' shape."""
+def _number_texts(values: NDArray[np.float64]) -> list[bytes]:
+    """orjson's text of each value (the same as for a Python float), row by row: one
+    ``orjson.dumps`` of the array, split at its commas."""
     flat = np.ascontiguousarray(values, dtype=np.float64).ravel()
-    texts = np.empty(flat.shape, dtype=object)
-    if flat.size:
-        texts[:] = orjson.dumps(flat, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
-    return texts.reshape(values.shape)
+    if not flat.size:
+        return []
+    return orjson.dumps(flat, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
 
 
 def _string_texts(values: Sequence[str]) -> list[bytes]:
@@ -124,6 +124,14 @@ def _string_texts(values: Sequence[str]) -> list[bytes]:
     if joined.count(b",") == len(values) - 1:
         return joined.split(b",")
     return [orjson.dumps(value) for value in values]
+
+
+def _picked(
+    table: NDArray[np.object_], index: NDArray[np.intp] | tuple[NDArray[np.intp], ...]
+) -> list[bytes]:
+    """``table[index]`` as a flat list (row by row): a fragment chosen per value."""
+    picked: list[bytes] = table[index].ravel().tolist()
+    return picked
 
 
 def _texts(*fragments: bytes) -> NDArray[np.object_]:
@@ -154,7 +162,7 @@ class ColumnarBatchAnswer:
 
     def to_json(self) -> bytes:
         """``orjson.dumps`` of the equivalent ``BatchAnswer``, byte for byte."""
-        parts = self._fragments().ravel().tolist()  # one join, no copy of the body after it
+        parts = self._fragments()  # one join, no copy of the body after it
         parts.insert(0, b'{"predictions":[')
         parts.append(
             b'],"n_anomalies":' + orjson.dumps(self.n_anomalies)
@@ -165,15 +173,17 @@ class ColumnarBatchAnswer:
 
     def answer_json(self) -> bytes:
         """``orjson.dumps`` of the ``Answer`` of a one-row batch, byte for byte."""
-        (row,) = self._fragments().tolist()
-        return b"".join(row)
+        if len(self.predictions) != 1:
+            raise ValueError(f"answer_json needs one row, got {len(self.predictions)}")
+        return b"".join(self._fragments())
 
-    def _fragments(self) -> NDArray[np.object_]:
-        """Each answer's JSON as a row of fragments, the rows after the first led by a comma.
+    def _fragments(self) -> list[bytes]:
+        """Every answer's JSON as one flat list of fragments, the answers after the first
+        led by a comma.
 
-        Each row is the same fixed sequence of fragments (constants, orjson's texts of the
-        numbers, lookups of names and booleans), so the whole body is one ``(rows,
-        fragments)`` object array joined once.
+        Each answer is the same fixed sequence of ``width`` fragments (constants, orjson's
+        texts of the numbers, lookups of names and booleans), so fragment ``j`` of every
+        answer is one strided slice of the list, filled at once (``parts[j::width]``).
         """
         cols = self.predictions
         dumps = orjson.dumps
@@ -186,35 +196,37 @@ class ColumnarBatchAnswer:
         table[:, 2] = cols.severity
         table[:, 3 : 3 + k] = cols.shares[np.arange(n)[:, np.newaxis], order]
         table[:, 3 + k :] = cols.scores
-        numbers = _number_texts(table)
+        numbers, stride = _number_texts(table), table.shape[1]
         names = [dumps(name) for name in self.feature_names]
         detectors = [dumps(name) for name in self.detector_names]
         first = 8 + 2 * k  # where the detectors start
-        frags = np.empty((n, first + 2 + 2 * n_detectors), dtype=object)
-        frags[:, 0] = b',{"observation_id":'
+        width = first + 2 + 2 * n_detectors
+        parts: list[bytes] = [b""] * (n * width)
+        parts[0::width] = [b',{"observation_id":'] * n
         if n:
-            frags[0, 0] = b'{"observation_id":'
-        frags[:, 1] = _string_texts(self.observation_ids)
+            parts[0] = b'{"observation_id":'
+        parts[1::width] = _string_texts(self.observation_ids)
         flags = _texts(
             b',"is_anomaly":false,"anomaly_score":', b',"is_anomaly":true,"anomaly_score":'
         )
-        frags[:, 2] = flags[cols.is_anomaly.astype(np.intp)]
-        frags[:, 3] = numbers[:, 0]
-        frags[:, 4] = b',"confidence":'
-        frags[:, 5] = numbers[:, 1]
-        frags[:, 6] = b',"severity":'
-        frags[:, 7] = numbers[:, 2]
+        parts[2::width] = _picked(flags, cols.is_anomaly.astype(np.intp))
+        parts[3::width] = numbers[0::stride]
+        parts[4::width] = [b',"confidence":'] * n
+        parts[5::width] = numbers[1::stride]
+        parts[6::width] = [b',"severity":'] * n
+        parts[7::width] = numbers[2::stride]
         features = np.empty((2, n_features), dtype=object)
         features[0] = [b',"contributions":[{"feature":' + name + b',"share":' for name in names]
         features[1] = [b',"why":null},{"feature":' + name + b',"share":' for name in names]
-        frags[:, 8:first:2] = features[(np.arange(k) > 0).astype(np.intp), order]
-        frags[:, 9:first:2] = numbers[:, 3 : 3 + k]
-        frags[:, first] = (
+        led = _picked(features, ((np.arange(k) > 0).astype(np.intp), order))
+        for j in range(k):
+            parts[8 + 2 * j :: width] = led[j::k]
+            parts[9 + 2 * j :: width] = numbers[3 + j :: stride]
+        parts[first::width] = [
             b',"why":null}],"model_version":' + dumps(self.model_version)
             + b',"inference_ms":' + dumps(self.inference_ms)
             + b',"detectors":{' + detectors[0] + b':{"score":'
-        )  # fmt: skip
-        frags[:, first + 1 : -1 : 2] = numbers[:, 3 + k :]
+        ] * n  # fmt: skip
         votes = np.empty((n_detectors, 2), dtype=object)
         for q, threshold in enumerate(self.thresholds):
             after = (
@@ -225,6 +237,10 @@ class ColumnarBatchAnswer:
                 votes[q, vote] = (
                     b',"threshold":' + dumps(threshold) + b',"vote":' + word + b"}" + after
                 )
-        frags[:, first + 2 : -1 : 2] = votes[np.arange(n_detectors), cols.votes.astype(np.intp)]
-        frags[:, -1] = _texts(b"false}", b"true}")[cols.cached.astype(np.intp)]
-        return frags
+        said = _picked(votes, (np.arange(n_detectors), cols.votes.astype(np.intp)))
+        for q in range(n_detectors):
+            parts[first + 1 + 2 * q :: width] = numbers[3 + k + q :: stride]
+            parts[first + 2 + 2 * q :: width] = said[q::n_detectors]
+        cached = _texts(b"false}", b"true}")
+        parts[width - 1 :: width] = _picked(cached, cols.cached.astype(np.intp))
+        return parts

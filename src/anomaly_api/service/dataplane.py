@@ -94,7 +94,9 @@ def _new_observation_ids(n: int) -> list[str]:
 
 def _filled_ids(observation_ids: Sequence[str | None] | None, n: int) -> list[str]:
     """``observation_ids`` (``n`` of them, or None for none) with the missing ones generated."""
-    ids: Sequence[str | None] = observation_ids or [None] * n
+    if observation_ids is None or not any(observation_ids):  # none given: no merge
+        return _new_observation_ids(n)
+    ids: Sequence[str | None] = observation_ids
     missing_ids = iter(_new_observation_ids(sum(oid is None for oid in ids)))
     return [oid or next(missing_ids) for oid in ids]
 
