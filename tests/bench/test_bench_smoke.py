@@ -11,6 +11,7 @@ import pytest
 from bench.__main__ import SECTIONS, parts_of
 from bench.data import DATASETS, tep_available
 from bench.nab import CORPUS as NAB_CORPUS
+from bench.report import TARGETS
 from bench_smoke import run_smoke
 
 
@@ -124,7 +125,7 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
         assert fault4["most_frequent_top1"] in fault4["known_variables"]
 
     targets = results["targets"]
-    assert len(targets) == 18
+    assert len(targets) == len(TARGETS)
     assert all(isinstance(t["met"], bool) for t in targets)
     markdown = out.with_suffix(".md").read_text()
     assert markdown.startswith("Run: `python -m bench` (smoke; sections predict.inprocess")
