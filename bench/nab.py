@@ -2,9 +2,10 @@
 
 Each series (``$BENCH_DATASETS/nab-corpus``; all 58, or ``--set series=CATEGORY/NAME.csv,...``,
 two in a smoke run) is handled as a user would: a time-aware model (``--set window=30``) is
-trained on the series' first 15% (NAB's probationary period, the only readings a detector may
-learn from before it is scored), then the whole series is replayed reading by reading through
-the backtest (``anomaly-api score --timestamp-column``: the stream path, no look-ahead). The
+trained on the series' probationary period (its first 15%, at most 750 readings: the rule of
+NAB's scorer; the only readings a detector may learn from before it is scored), then the whole
+series is replayed reading by reading through the backtest (``anomaly-api score
+--timestamp-column``: the stream path, no look-ahead). The
 detector's output for NAB is the product's own decision (``--set variant=alarm``): alarm
 readings carry their severity mapped into (0.5, 1], every other reading 0 (``score`` passes
 every reading's anomaly score through a logistic instead).
@@ -51,6 +52,9 @@ SMOKE_SERIES = (
     "artificialWithAnomaly/art_daily_jumpsup.csv,realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv"
 )
 PROBATION = 0.15
+PROBATION_CAP = 750
+"""NAB's probationary period is the first 15% of a series, at most 750 readings
+(``nab/sweeper.py``: ``min(floor(0.15 * n), 0.15 * 5000)``): later readings are scored."""
 DETECTOR = "anomalyapi"
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 
@@ -75,11 +79,16 @@ def nab_run(python: Path, corpus: Path, *args: str) -> None:
         raise RuntimeError(f"NAB run.py {' '.join(args)} failed:\n{done.stderr[-3000:]}")
 
 
+def probation(n_rows: int) -> int:
+    """Readings of a series' probationary period (learnt from, not scored)."""
+    return min(int(n_rows * PROBATION), PROBATION_CAP)
+
+
 def train_probation(frame: pd.DataFrame, settings: TimeAwareSettings, artifacts: Path) -> Any:
-    """A time-aware model trained on the series' first 15%, saved as version ``nab``; the
-    training's time series (for its input report)."""
-    probation = frame.iloc[: int(len(frame) * PROBATION)][["timestamp", "value"]]
-    series = timeseries_from_frame(probation, source="nab", timestamp_column="timestamp")
+    """A time-aware model trained on the series' probationary period, saved as version
+    ``nab``; the training's time series (for its input report)."""
+    head = frame.iloc[: probation(len(frame))][["timestamp", "value"]]
+    series = timeseries_from_frame(head, source="nab", timestamp_column="timestamp")
     train_time_aware_and_save(series, artifacts, settings, version="nab")
     return series
 
@@ -103,7 +112,7 @@ def series_scores(frame: pd.DataFrame, window: int, variant: str, workdir: Path)
         scores[rows[raised]] = 0.5 + 0.5 * answers["severity"][reading][raised]
     else:
         scores[rows] = expit(answers["anomaly_score"][reading])
-    scores[: int(len(frame) * PROBATION)] = 0.0  # not scored by NAB; our model learnt these
+    scores[: probation(len(frame))] = 0.0  # not scored by NAB; our model learnt these
     return scores
 
 

@@ -327,7 +327,8 @@ def user_synthetic(
 
 
 def nab_train(window: int, series: int) -> dict[str, Any]:
-    """Train on every NAB series' first 15%; the failures and the policies applied."""
+    """Train on every NAB series' probationary period (``bench.nab.probation``); the
+    failures and the policies applied."""
     failed: dict[str, str] = {}
     applied: dict[str, Any] = {}
     paths = sorted((NAB_CORPUS / "data").glob("*/*.csv"))[:series]

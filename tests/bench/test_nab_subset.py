@@ -48,3 +48,11 @@ def test_copy_corpus_without_a_choice_copies_everything(
     monkeypatch.setattr(nab, "CORPUS", fake_corpus(tmp_path / "corpus"))
     nab.copy_corpus(tmp_path / "all", None)
     assert len(list((tmp_path / "all" / "data").glob("*/*.csv"))) == len(SERIES)
+
+
+def test_probation_is_the_rule_of_nabs_scorer() -> None:
+    """The first 15% of a series, at most 750 readings (``nab/sweeper.py``): a long series'
+    readings after the 750th are scored, so the model must not learn from them."""
+    assert nab.probation(4032) == 604
+    assert nab.probation(5000) == 750
+    assert nab.probation(22695) == 750

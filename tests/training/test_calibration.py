@@ -21,7 +21,7 @@ from anomaly_api.training.calibration import (
     stated,
 )
 from anomaly_api.training.pipeline import fit_and_evaluate
-from anomaly_api.training.time_aware import TimeAwareSettings, fit_time_aware
+from anomaly_api.training.time_aware import TimeAwareSettings, fit_time_aware, full_windows
 
 
 @pytest.fixture(scope="module")
@@ -198,11 +198,39 @@ def test_labelled_point_wise_states_its_rate(tiny_labelled: Dataset) -> None:
     assert trained.metrics["test"]["detectors"]["ensemble"]["fpr"] < 0.1
 
 
-def test_no_held_out_window_to_calibrate_on_is_a_clear_data_error() -> None:
+def _gapped(n_before: int, n_after: int) -> TimeSeriesDataset:
+    """Readings a minute apart, a 10-hour gap, then ``n_after`` more: the last 20% of the
+    time span holds only the readings after the gap."""
     rng = np.random.default_rng(7)
-    seconds = np.concatenate([60.0 * np.arange(320), 60.0 * 320 + 36_000 + 60.0 * np.arange(20)])
-    frame = pd.DataFrame(rng.normal(size=(340, 3)), columns=["a", "b", "c"])
+    seconds = np.concatenate(
+        [60.0 * np.arange(n_before), 60.0 * n_before + 36_000 + 60.0 * np.arange(n_after)]
+    )
+    frame = pd.DataFrame(rng.normal(size=(n_before + n_after, 3)), columns=["a", "b", "c"])
     frame["timestamp"] = 1.7e9 + seconds
-    ts = timeseries_from_frame(frame, source="t", timestamp_column="timestamp")
-    with pytest.raises(DataError, match="no reading of the last 20% of the time span has a full"):
-        fit_time_aware(ts, TimeAwareSettings(window=30))
+    return timeseries_from_frame(frame, source="t", timestamp_column="timestamp")
+
+
+def test_full_windows_are_the_rows_the_model_scores_from_a_window() -> None:
+    ts = _gapped(320, 40)
+    trained = fit_time_aware(ts, TimeAwareSettings(window=30))
+    _, _, valid = trained.model.window_z(ts.data.X, ts.segments)
+    np.testing.assert_array_equal(full_windows(ts.segments, 30), valid)
+
+
+def test_gaps_without_a_held_out_window_calibrate_on_the_last_full_windows() -> None:
+    """The last 20% of the time span (20 readings after a gap) has no full window of 30:
+    the split counts readings with a full window instead, and says so."""
+    ts = _gapped(320, 20)
+    said: list[str] = []
+    trained = fit_time_aware(ts, TimeAwareSettings(window=30), progress=said.append)
+    full = full_windows(ts.segments, 30)
+    assert int(full.sum()) == 291  # 320 - 29; none after the gap
+    calibration = (trained.parts == 1) & full
+    assert int(calibration.sum()) == 58  # the last 20% of the 291
+    assert not calibration[320:].any()
+    assert trained.metrics["false_alarm_rate"]["n_calibration"] == 58
+    assert trained.metrics["split"]["kind"] == "chronological, counted in full windows"
+    assert any("no full window in the last 20%" in line for line in said)
+    # too few full windows for both parts: a clear error still
+    with pytest.raises(DataError, match="only 3 full windows of normal readings to fit on"):
+        fit_time_aware(_gapped(32, 20), TimeAwareSettings(window=30))

@@ -12,8 +12,11 @@ windows (``normal_floor=None``: plain max F1) nor than the order-statistic bound
 false-positive rate. Without labels, the model is fitted on the first 80% and the
 thresholds are the bound for 1% (or the target) on the last 20%: percentiles of the very
 rows a model was fitted on are optimistic (see ``../shared/datasets/tep/SOURCE.md``), so
-the calibration rows are never fitted on. The warm-up ensemble is held to the same bound
-(never looser). ``metrics.false_alarm_rate`` states the rate expected on later normal data.
+the calibration rows are never fitted on. When gaps leave no reading of that last 20% with
+a full window, the split counts the readings that have one instead (``full_window_parts``):
+the last 20% of them calibrate, the readings before them fit (a warning says so). The
+warm-up ensemble is held to the same bound (never looser). ``metrics.false_alarm_rate``
+states the rate expected on later normal data.
 
 The saved version keeps its references (``training.references``), as a point-wise one
 does: the raw channels of the fitted readings (drift) and the window detector's scores
@@ -135,6 +138,54 @@ def chronological_parts(timestamps: NDArray[np.float64], labelled: bool) -> NDAr
     if not labelled:
         parts = np.where(position < FIT_SHARE + VALIDATION_SHARE, 0, 1)
     return parts.astype(np.int64)
+
+
+def full_windows(segments: NDArray[np.int64], window: int) -> NDArray[np.bool_]:
+    """Whether each row has a full window: ``window - 1`` readings before it in its segment
+    (rows in time order within each segment)."""
+    order = np.argsort(segments, kind="stable")
+    ordered = segments[order]
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.append(starts, len(order))))
+    full = np.zeros(len(segments), dtype=np.bool_)
+    full[order] = rank >= window - 1
+    return full
+
+
+def full_window_parts(
+    timestamps: NDArray[np.float64], full: NDArray[np.bool_]
+) -> NDArray[np.int64] | None:
+    """The unlabelled split counted in readings with a full window (``full``): 1 from the
+    first of the last 20% of them on (by time), 0 before; None when too few have one to
+    give both parts some.
+
+    For data whose gaps leave no full window in the last 20% of the time span: a gap
+    restarts the window, so what calibration needs is full windows, not time."""
+    times = np.sort(timestamps[full])
+    n_calibration = int(len(times) * (1.0 - FIT_SHARE - VALIDATION_SHARE))
+    if n_calibration < 1 or n_calibration == len(times):
+        return None
+    cut = times[len(times) - n_calibration]
+    return np.where(timestamps >= cut, 1, 0).astype(np.int64)
+
+
+def split_parts(
+    ts: TimeSeriesDataset, labelled: bool, window: int, progress: Progress
+) -> tuple[NDArray[np.int64], str]:
+    """``chronological_parts``, or without labels ``full_window_parts`` when gaps leave the
+    calibration part no full window (said in a warning); with the split's kind."""
+    parts = chronological_parts(ts.timestamps, labelled)
+    if labelled:
+        return parts, "chronological"
+    full = full_windows(ts.segments, window)
+    by_windows = None if full[parts == 1].any() else full_window_parts(ts.timestamps, full)
+    if by_windows is None:
+        return parts, "chronological"
+    progress(
+        "warning: gaps leave no full window in the last 20% of the time span: "
+        "the last 20% of the readings with a full window calibrate instead"
+    )
+    return by_windows, "chronological, counted in full windows"
 
 
 def window_contains(
@@ -289,7 +340,7 @@ def fit_time_aware(
     data = ts.data
     y = data.y
     labelled = y is not None
-    parts = chronological_parts(ts.timestamps, labelled)
+    parts, split_kind = split_parts(ts, labelled, settings.window, progress)
     anomalous = y.astype(np.bool_) if y is not None else np.zeros(data.n_rows, dtype=np.bool_)
     # Median-based window features shrug off a few anomalous readings far back in the
     # window, and normal readings after an event see it in their window too: only rows
@@ -359,7 +410,7 @@ def fit_time_aware(
         **({"threshold_selection": selection} if selection is not None else {}),
         "input": ts.input_report(),
         "split": {
-            "kind": "chronological",
+            "kind": split_kind,
             "fit": int(fit_rows.sum()),
             "validation": int((parts == 1).sum()),
             "test": int((parts == 2).sum()),
