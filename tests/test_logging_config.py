@@ -43,3 +43,16 @@ def test_json_line_keeps_exceptions_on_one_line() -> None:
 def test_text_format_appends_fields() -> None:
     line = TextFormatter().format(_record(request_id="abc", status=200))
     assert line.endswith("GET /x request_id=abc status=200")
+
+
+def test_json_timestamps_are_datetimes_iso_format_to_the_millisecond() -> None:
+    from datetime import UTC, datetime
+
+    formatter = JsonFormatter()
+    second = 1_765_000_000
+    fractions = (0.0, 0.0004995, 0.0005, 0.123456, 0.9994999, 0.9995, 0.9999994, 0.9999996)
+    for created in [second + f for f in fractions] + [second + 1.0, 0.25, 4e9 + 0.5]:
+        record = _record()
+        record.created = created
+        expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+        assert json.loads(formatter.format(record))["ts"] == expected, created

@@ -10,7 +10,9 @@ request headers, so API keys cannot reach the logs.
 from __future__ import annotations
 
 import logging
+import math
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -32,12 +34,43 @@ def _extras(record: logging.LogRecord) -> dict[str, object]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS}
 
 
+def _iso_utc(created: float) -> str:
+    """``datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")``."""
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+
+
+class _UtcStamps:
+    """``_iso_utc`` with the date and time of day formatted once a second: every log line
+    (one per request) needs one. The microseconds are rounded as ``datetime`` rounds them
+    (half to even, a carry into the next second), then cut to milliseconds."""
+
+    def __init__(self) -> None:
+        self._second: tuple[float, str] = (-1.0, "")
+
+    def __call__(self, created: float) -> str:
+        fraction, second = math.modf(created)
+        if created < 0:
+            return _iso_utc(created)
+        micros = round(fraction * 1e6)
+        if micros >= 1_000_000:
+            second, micros = second + 1.0, micros - 1_000_000
+        cached, text = self._second  # one tuple: another thread's update is whole or absent
+        if cached != second:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, text)
+        return f"{text}.{micros // 1000:03d}+00:00"
+
+
 class JsonFormatter(logging.Formatter):
     """``{"ts", "level", "logger", "message", **extra}`` as one compact JSON line."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._stamp = _UtcStamps()
+
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, object] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": self._stamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

@@ -175,3 +175,23 @@ async def test_bodies_within_the_limit_pass_untouched() -> None:
     assert client.handed_out == LIMIT
     assert client.status == 200
     assert b"connection" not in client.headers
+
+
+async def test_a_declared_body_within_the_limit_reaches_the_app_unwrapped() -> None:
+    seen: list[tuple[Receive, Send]] = []
+
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append((receive, send))
+        await reading_app(scope, receive, send)
+
+    client = ScriptedClient(LIMIT)
+    middleware = BodySizeLimitMiddleware(inner, max_body_bytes=LIMIT)
+    await middleware(scope({"content-length": str(LIMIT)}), client.receive, client.send)
+    assert seen == [(client.receive, client.send)]
+    assert client.status == 200
+
+
+async def test_a_chunked_body_with_a_length_too_is_still_counted() -> None:
+    client = ScriptedClient(None)
+    await run(client, {"content-length": "10", "transfer-encoding": "chunked"})
+    assert client.status == 413

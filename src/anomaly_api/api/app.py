@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from fastapi_offline import FastAPIOffline
 
 from anomaly_api import __version__
@@ -63,6 +64,12 @@ DESCRIPTION = (
     "agree (2 of the 3 by default, see `/model/info`). Every answer has a severity and "
     "each feature's share of the anomaly."
 )
+
+
+_NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+"""FastAPI's own OpenTelemetry off: the service reports through its Prometheus metrics and
+JSON access log, and with it on FastAPI asks the global providers on every request whether
+one was configured since."""
 
 
 def plane_factory(
@@ -182,6 +189,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        telemetry=_NO_TELEMETRY,
     )
     _install_middlewares(app, settings, metrics)
     install_error_handlers(app)

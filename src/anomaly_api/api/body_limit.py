@@ -1,7 +1,9 @@
 """Pure ASGI middleware that refuses bodies above the size limit before they are parsed.
 
 A declared ``Content-Length`` above the limit is answered with 413 without parsing the
-body. Bodies without one (chunked) are counted as they stream in, and reading stops with
+body; one within it is passed through untouched (the HTTP server delivers no more than the
+declared bytes), so the hot routes pay no wrapped ``receive`` and ``send``. Bodies without
+one (chunked) are counted as they stream in, and reading stops with
 ``PayloadTooLargeError`` (413) as soon as the limit is passed.
 
 Lingering close: clients such as Python's ``urllib`` write the whole body before they read
@@ -97,13 +99,15 @@ class BodySizeLimitMiddleware:
         limit = self.max_body_bytes
         if self.is_upload is not None and self.is_upload(scope):
             limit = self.max_upload_bytes
-        expects_continue = False
+        expects_continue = chunked = False
         declared: int | None = None
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit():
                 declared = int(value)
             elif name == b"expect" and value.lower() == b"100-continue":
                 expects_continue = True
+            elif name == b"transfer-encoding":
+                chunked = True
         # Discard only what a client is already sending: not a body announced beyond the
         # bound, and not one that waits for a "100 Continue" (asking for it would let it come).
         may_discard = not expects_continue
@@ -112,6 +116,9 @@ class BodySizeLimitMiddleware:
             if may_discard and declared <= self.max_discard_bytes:
                 await discard_body(receive, 0, self.max_discard_bytes, self.max_discard_s)
             await self._refuse(scope, receive, send, limit)
+            return
+        if declared is not None and not chunked:  # within the limit: nothing more can come
+            await self.app(scope, receive, send)
             return
 
         received = 0

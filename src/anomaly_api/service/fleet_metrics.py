@@ -39,6 +39,7 @@ class FleetMetrics:
 
     def __init__(self, registry: CollectorRegistry, *, max_models: int) -> None:
         self.label = BoundedLabel(max_models)
+        self._rows_by_label: dict[str, Counter] = {}  # at most max_models + 1: the bound holds
         self.rows = Counter(
             "anomaly_model_rows",
             "Rows (readings) scored, by model name (`other` past metrics_max_models names).",
@@ -69,8 +70,13 @@ class FleetMetrics:
         )
 
     def observe_rows(self, name: str, rows: int) -> None:
-        """Count ``rows`` scored by model ``name``."""
-        self.rows.labels(self.label(name)).inc(rows)
+        """Count ``rows`` scored by model ``name`` (its child counter looked up once: this runs
+        for every prediction)."""
+        label = self.label(name)
+        child = self._rows_by_label.get(label)
+        if child is None:
+            child = self._rows_by_label.setdefault(label, self.rows.labels(label))
+        child.inc(rows)
 
     def observe_load(self, name: str, ok: bool) -> None:
         """Count one load attempt of ``name``."""

@@ -295,8 +295,10 @@ class ServiceMetrics:
     def observe_predictions(self, rows: int, anomalies: int) -> None:
         """Count the answers of one prediction request of ``rows`` rows, cached or not."""
         self.batch_rows.observe(rows)
-        self._anomalies.inc(anomalies)
-        self._normals.inc(rows - anomalies)
+        if anomalies:  # adding 0 would only take the counter's lock
+            self._anomalies.inc(anomalies)
+        if rows > anomalies:
+            self._normals.inc(rows - anomalies)
         self.anomaly_rate.set(self._rate.add(rows, anomalies))
 
     def observe_inference(self, seconds: float) -> None:
