@@ -76,7 +76,8 @@ class DaskEngine:
         self.detector_names = tuple(d.name for d in manifest.detectors)
         self._artifacts_dir = str(artifacts_dir.resolve())
         self._threads = threads_per_worker
-        self._pool = DaskPool(address, n_workers, threads_per_worker)
+        preload = ("anomaly_api.bulk.chunk_scorer",)
+        self._pool = DaskPool(address, n_workers, threads_per_worker, preload)
         self.client = self._pool.client
         self.n_workers = self._pool.n_workers
 
@@ -155,8 +156,8 @@ class DaskPool:
     scheduler at ``address``, running tasks with a bounded number in flight.
 
     A new cluster's workers fork from one server process that imported ``preload`` (the
-    modules their tasks need) once, with the BLAS/OpenMP pools sized to the worker's
-    threads; spawning each worker would import them all again, which on a small machine
+    modules their tasks need) once, with one BLAS/OpenMP thread per worker as Dask sets
+    it; spawning each worker would import them all again, which on a small machine
     costs about as much as training a dozen small models."""
 
     def __init__(
@@ -203,7 +204,7 @@ def _local_cluster(n_workers: int | None, threads: int, preload: tuple[str, ...]
     import dask
     from distributed import LocalCluster
 
-    _start_fork_server(threads, preload)
+    _start_fork_server(preload)
     config = {
         "distributed.worker.multiprocessing-method": "forkserver",
         "distributed.worker.profile.enabled": False,
@@ -217,27 +218,26 @@ def _local_cluster(n_workers: int | None, threads: int, preload: tuple[str, ...]
         )
 
 
-def _start_fork_server(threads: int, preload: tuple[str, ...]) -> None:
-    """Start this process's fork server (if not yet running) with ``preload`` imported
-    and the thread pools of numpy/scikit-learn sized to ``threads``: a forked worker
-    keeps the pools it inherits, so Dask's own per-worker setting would come too late.
-    Once running, the server stays as it is (Dask's later preload list is not applied)."""
+def _start_fork_server(preload: tuple[str, ...]) -> None:
+    """Start this process's fork server (if not yet running) with ``preload`` imported,
+    under Dask's pre-spawn environment (one BLAS/OpenMP thread per worker): a forked worker
+    keeps the thread pools it inherits, so Dask setting them per worker would come too
+    late. Once running, the server stays as it is (Dask's own preload list is not applied)."""
     import multiprocessing
     import multiprocessing.forkserver
     import os
 
+    import dask
+
     multiprocessing.get_context("forkserver").set_forkserver_preload(["distributed", *preload])
-    pools = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-    saved = {name: os.environ.get(name) for name in pools}
-    os.environ.update({name: str(threads) for name in pools})
+    environ = dask.config.get("distributed.nanny.pre-spawn-environ")
+    added = {k: str(v) for k, v in environ.items() if v is not None and k not in os.environ}
+    os.environ.update(added)  # variables already set win, as they do for Dask
     try:
         multiprocessing.forkserver.ensure_running()
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        for name in added:
+            os.environ.pop(name, None)
 
 
 Stream = tuple[str, NDArray[np.float64], NDArray[np.float64]]
@@ -293,7 +293,7 @@ class DaskReplayEngine:
         self.version = manifest.version
         self.feature_names = tuple(manifest.feature_names)
         self._artifacts_dir = str(artifacts_dir.resolve())
-        self._pool = DaskPool(address, n_workers, 1)
+        self._pool = DaskPool(address, n_workers, 1, ("anomaly_api.bulk.backtest",))
 
     def replay(self, streams: Iterable[Stream]) -> Iterator[tuple[str, ReplayedStream]]:
         from anomaly_api.bulk.backtest import replay_on_worker
