@@ -83,12 +83,20 @@ def test_cli_with_address_of_an_existing_cluster(
     pd.testing.assert_frame_equal(pd.read_parquet(out), expected, check_exact=True)
 
 
+def thread_pool_sizes() -> set[int]:
+    from threadpoolctl import threadpool_info
+
+    return {int(pool["num_threads"]) for pool in threadpool_info()}
+
+
 def test_dask_local_cluster_by_default(artifacts: Path, tmp_path: Path) -> None:
     data = tmp_path / "in.csv"
     readings(3_000, seed=2).to_csv(data, index=False)
     engine = DaskEngine(artifacts, "tiny-1", n_workers=2)
     try:
         assert engine.n_workers == 2
+        pools = engine.client.run(thread_pool_sizes)
+        assert list(pools.values()) == [{1}, {1}]  # a forked worker's numpy uses one thread
         runner.run(data, tmp_path / "dask.parquet", engine, chunk_rows=500)
     finally:
         engine.close()

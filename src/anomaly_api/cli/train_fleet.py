@@ -89,7 +89,8 @@ def train_fleet(
         else:
             from anomaly_api.bulk.engines import DaskPool
 
-            pool = DaskPool(address, None if address else workers, 1)
+            preload = ("anomaly_api.training.fleet", "anomaly_api.training.pipeline")
+            pool = DaskPool(address, None if address else workers, 1, preload)
             try:
                 done = pool.in_order(
                     groups, lambda g: (train_group, directory, g, request, str(data))
