@@ -9,9 +9,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from contextlib import AbstractContextManager
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,6 +22,7 @@ from bench.servers import (
     WORKER_APP,
     Server,
     bare_server,
+    cpu_s,
     redis_server,
     service_env,
     service_server,
@@ -91,11 +90,6 @@ def wrk(ctx: Context, server: Server, connections: int, seconds: float, **kw: An
     return run_wrk(server.port, "/predict", connections, seconds, workdir=ctx.workdir, **kw)
 
 
-def serve(ctx: Context, name: str, env: dict[str, str]) -> AbstractContextManager[Server]:
-    """The service."""
-    return service_server(name, env)
-
-
 def facts(server: Server) -> dict[str, Any]:
     """Start-up cost and memory of one server."""
     return {
@@ -121,7 +115,7 @@ def over_http(ctx: Context) -> dict[str, Any]:
 
     for backend in BACKENDS:
         env = service_env(ctx.artifacts, backend)
-        with serve(ctx, backend, env) as s:
+        with service_server(backend, env) as s:
             out["http_predict"][backend] = {str(c): wrk(ctx, s, c, seconds) for c in CONNECTIONS}
             count = len(bodies) if backend != "sklearn" else max(2, len(bodies) // 5)
             out["batch"][backend] = post_many(s.port, "/predict/batch", bodies[:count])
@@ -136,7 +130,7 @@ def over_http(ctx: Context) -> dict[str, Any]:
         }
     with (
         redis_server() as url,
-        serve(ctx, "redis", service_env(ctx.artifacts, "fast", url)) as s,
+        service_server("redis", service_env(ctx.artifacts, "fast", url)) as s,
     ):
         out["cache"]["redis"] = cache_runs(s)
         out["servers"]["fast+redis"] = facts(s)
@@ -160,7 +154,7 @@ def by_name(ctx: Context) -> dict[str, Any]:
     if not root.exists():
         shutil.copytree(ctx.artifacts, root)
         shutil.copytree(ctx.artifacts, root / "models" / "bench")
-    with serve(ctx, "by-name", service_env(root, "fast")) as s:
+    with service_server("by-name", service_env(root, "fast")) as s:
         first_ms = first_request_ms(s, "bench")  # not what the routes' runs measure
         warm = interleaved(ctx, s, ("/predict", "/models/default/predict", "/models/bench/predict"))
     return {"by_name": {"first_request_cold_ms": first_ms, **warm}}
@@ -203,7 +197,7 @@ def fleet(ctx: Context) -> dict[str, Any]:
     names = [f"m{i:04d}" for i in range(count)]
     warm_path = f"/models/{names[-1]}/predict"
     env = service_env(root, "fast") | {"ANOMALY_MODEL_MEMORY_MB": str(budget)}
-    with serve(ctx, "fleet", env) as s:
+    with service_server("fleet", env) as s:
 
         def call(path: str, body: bytes | None = None) -> bytes:  # idle connections get closed
             with connect(s.port) as conn:
@@ -234,13 +228,6 @@ def fleet(ctx: Context) -> dict[str, Any]:
         "cold_first_request_p95_ms": sorted(cold)[int(0.95 * (len(cold) - 1))],
         "warm_cpu_vs_predict": out["warm"][warm_path]["cpu_vs_predict"],
     }}  # fmt: skip
-
-
-def cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) a process has used, from /proc: what a request costs the
-    server, much less disturbed than its throughput by other load on a shared machine."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def brief(ctx: Context, server: Server, connections: int) -> dict[str, float]:
