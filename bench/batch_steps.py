@@ -141,8 +141,7 @@ async def _in_process(ctx: Context) -> dict[str, Any]:
 
 
 def _over_http(ctx: Context) -> dict[str, Any]:
-    """One keep-alive client posting new 1,000-row bodies to a served process (after 5 of
-    warm-up), and the server's CPU per request."""
+    """One keep-alive client posting new bodies (after 5 of warm-up); the server's CPU too."""
     bodies = [batch_body(70_000 + i) for i in range(ctx.size(5, 200) + 5)]
     times: list[tuple[float, ...]] = []
     with (

@@ -42,8 +42,7 @@ def tep_available() -> bool:
 
 
 def prepare_artifact(artifacts_dir: Path) -> None:
-    """The bench's default-size ensemble (100 trees, k=20) on 10,000 correlated readings of
-    8 features, saved with its drift reference as version ``bench-1``."""
+    """The bench's default-size ensemble on 10,000 correlated readings, as ``bench-1``."""
     from anomaly_api.artifacts import build_manifest, save_artifact, set_latest
     from anomaly_api.detection import AnomalyEnsemble
     from anomaly_api.training.references import build_references, reference_attachments
@@ -63,9 +62,7 @@ def prepare_artifact(artifacts_dir: Path) -> None:
 
 
 def small_fleet(root: Path, count: int, n_rows: int) -> Path:
-    """One small model (8 features, the default ensemble, ``n_rows`` readings) as ``default``
-    and as ``count`` more names, ``m0000``...: its files hard-linked into each name's staging
-    directory, then ``publish`` (the registry's rename and registration)."""
+    """One small model as ``default`` and as ``count`` more names (hard links + ``publish``)."""
     from anomaly_api.artifacts import build_manifest, save_artifact
     from anomaly_api.detection import AnomalyEnsemble
     from anomaly_api.training.publishing import discard, publish, staging_dir

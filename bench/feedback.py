@@ -1,20 +1,5 @@
 """Part ``quality.feedback``: do ``false_alarm`` labels lower the rest of a stream's false
-alarms without losing true events?
-
-The protocol of ``docs/tuning-false-alarms.md``: a time-aware model (``--window 30``) trained
-on the synthetic generator's seed 42; a live stream of another seed with a slow ±2 cycle on
-``temperature`` (normal operation the training data did not show), appended through the API
-in process (``POST /streams/{id}/readings``, the default alarm policy). Two streams get the
-same readings: one is left alone; on the other, once its first half is in, every event is
-labelled through the feedback route as an operator would from the generator's truth (an
-event with a true anomaly between its start and its last anomaly is ``confirmed``, else
-``false_alarm``). The second half's events are counted on both: an event is true when a
-labelled anomaly lies within it; a segment (a run of ``is_anomaly``) is found when an event
-overlaps it. Segments found without labels and missed with them are listed with their kind,
-whether a reading of theirs is still answered anomalous, and whether a third stream, the same
-readings without the cycle, finds them (a segment found only with the cycle was found because
-the cycle's false alarms made an event around it).
-"""
+alarms without losing true events? (protocol: docs/tuning-false-alarms.md, Feedback)"""
 
 from __future__ import annotations
 
@@ -63,8 +48,7 @@ def train(directory: Path, window: int) -> None:
 async def append(
     client: httpx.AsyncClient, stream: str, frame: pd.DataFrame, names: list[str]
 ) -> list[bool]:
-    """Append ``frame``'s readings to ``stream``, ``PER_REQUEST`` at a time; the answers'
-    ``is_anomaly``."""
+    """Append ``frame``'s readings ``PER_REQUEST`` at a time; the answers' ``is_anomaly``."""
     stamps = frame["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ").tolist()
     values = frame[names].to_numpy(np.float64).tolist()
     flags: list[bool] = []
@@ -97,8 +81,7 @@ def span(event: dict[str, Any]) -> tuple[int, int]:
 def count(
     found: list[dict[str, Any]], flags: list[bool], truth: NDArray[np.int64], first: int
 ) -> dict[str, Any]:
-    """The events starting at or after reading ``first`` and the readings from it on, against
-    the truth."""
+    """The events and readings from reading ``first`` on, against the truth."""
     kept = [e for e in found if e["first_reading"] >= first]
     real = [bool(truth[a : b + 1].any()) for a, b in map(span, kept)]
     starts = np.flatnonzero(np.diff(np.r_[0, truth[first:]]) == 1) + first
@@ -126,7 +109,7 @@ def count(
 
 
 async def one_seed(settings: Any, seed: int, rows: int) -> dict[str, Any]:
-    """Both streams of one live seed (see the module doc)."""
+    """Three streams of one live seed: left alone, labelled after its first half, no cycle."""
     import httpx
     from asgi_lifespan import LifespanManager
 
@@ -193,9 +176,8 @@ def _counts(counted: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(ctx: Context) -> dict[str, Any]:
-    """Part ``quality.feedback`` (see the module doc). ``--set`` options: ``seeds`` (live
-    seeds, default 7-11), ``rows`` (20000), ``memory`` (``ANOMALY_STREAM_ADAPTATION_MEMORY``,
-    default 200; 1000000 keeps the level still, so that only feedback acts), ``window``."""
+    """Part ``quality.feedback``. ``--set``: ``seeds`` (7-11), ``rows`` (20000), ``memory``
+    (``ANOMALY_STREAM_ADAPTATION_MEMORY``, 200; 1000000: only feedback acts), ``window``."""
     from anomaly_api.config import Settings
 
     seeds = [int(s) for s in ctx.option("seeds", ctx.size("7", "7,8,9,10,11")).split(",")]

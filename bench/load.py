@@ -73,8 +73,7 @@ def _ms(text: str) -> float:
 
 
 def parse_wrk(output: str, connections: int, duration_s: float) -> dict[str, Any]:
-    """Requests, requests/s, p50, p99 and errors (non-2xx answers plus socket errors:
-    connect, read, write, timeouts) from ``wrk --latency`` output."""
+    """Requests, requests/s, p50, p99 and errors (non-2xx plus socket errors) from wrk."""
     percentiles = dict(re.findall(r"^\s+(50|99)\.000%\s+(\S+)", output, re.MULTILINE))
     if not percentiles:  # wrk without HdrHistogram prints "50%" rather than "50.000%"
         percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", output, re.MULTILINE))
@@ -106,9 +105,7 @@ def run_wrk(
     script: str | None = None,
     threads: int = 1,
 ) -> dict[str, Any]:
-    """``connections`` keep-alive connections on ``threads`` wrk threads for ``duration_s``:
-    POSTs to ``path`` (the ``/predict`` script) or what ``script`` (Lua) sends; as a dict,
-    with ``degraded_answers`` when the script counts them."""
+    """wrk on ``threads`` threads: POSTs to ``path`` or what ``script`` sends; as a dict."""
     binary = shutil.which("wrk")
     if binary is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")

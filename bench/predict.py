@@ -44,8 +44,7 @@ def served(model: Any, scorer: Any, X: np.ndarray) -> object:
 
 
 def inprocess(ctx: Context) -> dict[str, Any]:
-    """``detector_scores`` + ``combine`` for 1/100/1,000 rows per backend against
-    scikit-learn's ``explain``; where a 1,000-row batch's server time goes."""
+    """Scoring for 1/100/1,000 rows per backend against scikit-learn; a batch's split."""
     from anomaly_api.api.schemas import PredictBatchRequest
     from anomaly_api.artifacts import load_artifact
     from anomaly_api.detection.fast import compile_scorer
@@ -101,8 +100,7 @@ def facts(server: Server) -> dict[str, Any]:
 
 
 def over_http(ctx: Context) -> dict[str, Any]:
-    """The bare endpoint and every backend at 1/16/64 connections, batches, the cache in
-    process and in Redis, start and RSS."""
+    """The bare endpoint and every backend, batches, the cache, start and RSS."""
     seconds, short = ctx.size(1.0, 10.0), ctx.size(1.0, 5.0)
     bodies = [batch_body(i) for i in range(ctx.size(5, 300))]
     out: dict[str, Any] = {"http_predict": {}, "batch": {}, "cache": {}, "servers": {}}
@@ -147,9 +145,7 @@ def restarts(env: dict[str, str], count: int) -> tuple[float, ...]:
 
 
 def by_name(ctx: Context) -> dict[str, Any]:
-    """``/predict`` against the same model by name: ``/models/default/predict`` and a copy
-    registered as ``bench`` (``/models/bench/predict``); 64 connections, the three routes in
-    turn, ``rounds`` times, in one server (so the machine's drift hits all three alike)."""
+    """``/predict`` against the same model by name, 64 connections, the routes interleaved."""
     root = ctx.workdir / "fleet-artifacts"
     if not root.exists():
         shutil.copytree(ctx.artifacts, root)
@@ -169,8 +165,7 @@ def first_request_ms(server: Server, name: str) -> float:
 
 
 def interleaved(ctx: Context, s: Server, paths: tuple[str, ...]) -> dict[str, Any]:
-    """wrk at 64 connections on each path in turn, ``rounds`` times: requests/s and the
-    server's CPU per request (medians), each against the first path's."""
+    """wrk at 64 connections on each path in turn: requests/s and server CPU per request."""
     runs: dict[str, list[float]] = {path: [] for path in paths}
     cpu: dict[str, list[float]] = {path: [] for path in paths}
     for _ in range(ctx.option("rounds", ctx.size(1, 3))):
@@ -188,9 +183,7 @@ def interleaved(ctx: Context, s: Server, paths: tuple[str, ...]) -> dict[str, An
 
 
 def fleet(ctx: Context) -> dict[str, Any]:
-    """``models`` small models (``small_fleet``), one server, a ``budget_mb`` that holds some:
-    each model's first request (all cold; then the first half again, evicted meanwhile), the
-    RSS sampled meanwhile, the listings before and after, a warm model against /predict."""
+    """``models`` small models, one server, a ``budget_mb`` holding some (docs/many-models.md)."""
     count = ctx.option("models", ctx.size(8, 1000))
     budget = ctx.option("budget_mb", ctx.size(4.0, 256.0))
     root = small_fleet(ctx.workdir / f"fleet-{count}", count, ctx.size(300, 1000))
@@ -237,10 +230,7 @@ def brief(ctx: Context, server: Server, connections: int) -> dict[str, float]:
 
 
 def scaling(ctx: Context) -> dict[str, Any]:
-    """Ours and bare on both event loops at 16-256 connections, one worker each; then two
-    workers at 64 connections: bare, and ours as ``serve --workers 2`` runs it (each worker
-    the same factory, metrics in multiprocess mode, one Redis) against one worker of ours
-    on that Redis."""
+    """Both event loops at 16-256 connections, one worker; then two workers at 64 connections."""
     env = service_env(ctx.artifacts, "fast")
     loops: dict[str, Any] = {}
     for loop in ("asyncio", "uvloop"):

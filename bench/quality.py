@@ -1,18 +1,9 @@
 """Section ``quality``: detection quality, reproducibly (seeded).
 
-- ``pointwise``: the ensemble as ``anomaly-api train`` builds it. TEP: fitted on
-  ``train_normal`` (no labels, thresholds from contamination), per fault the detection rate
-  (rows 160-959 flagged), the false-alarm rate (rows 0-159 and ``test_normal``) and, for
-  faults with a known root-cause variable, how often a flagged row's top contribution names
-  it; synthetic: the training pipeline per seed, recall per anomaly kind; ADBench: held-out
-  ROC-AUC, PR-AUC and F1 per classical set. ``--set detectors=a,b --set min_votes=N
-  --set contamination=X`` choose the ensemble; ``faults``, ``seeds``, ``sets`` the data.
-- ``time``: the time-aware model; ``fpr``: its false-alarm rate through the user's training
-  path (both in ``bench.quality_time``).
-- ``nab``: the NAB corpus through the user's path, scored by NAB's own scorer (``bench.nab``).
-- ``feedback``: whether ``false_alarm`` labels lower the rest of a stream's false alarms
-  without losing true events (``bench.feedback``).
-"""
+``pointwise`` (here): the ensemble on TEP, the synthetic data and ADBench (``--set
+detectors=a,b``, ``min_votes``, ``contamination``; ``faults``, ``seeds``, ``sets``);
+``time`` and ``fpr``: ``bench.quality_time``; ``nab``: ``bench.nab``; ``feedback``:
+``bench.feedback``."""
 
 from __future__ import annotations
 

@@ -75,8 +75,7 @@ def uvicorn_server(
     name: str, app: str, env: Mapping[str, str], *, factory: bool, ready_path: str,
     loop: str = "asyncio", workers: int = 1,
 ) -> Iterator[Server]:  # fmt: skip
-    """Run ``app`` under uvicorn with ``workers`` workers on a free port until the block
-    ends, on the standard asyncio loop unless told (the service's default, ``ANOMALY_LOOP``)."""
+    """Run ``app`` under uvicorn with ``workers`` workers on a free port until the block ends."""
     port = free_port()
     if workers > 1:  # as ``serve --workers`` runs them: uvicorn's own --workers leaves Nagle on
         options = {"host": HOST, "port": port, "loop": loop, "log_level": "warning",
@@ -119,8 +118,7 @@ def redis_server() -> Iterator[str]:
 
 @contextmanager
 def mosquitto_server() -> Iterator[int]:
-    """A throwaway Mosquitto on a free loopback port (1,000 QoS 1 messages in flight per
-    client, not 20: the default makes every client wait for acknowledgements); its port."""
+    """A throwaway Mosquitto (1,000 QoS 1 messages in flight per client); its port."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-mqtt-") as workdir:
         config = Path(workdir) / "mosquitto.conf"
