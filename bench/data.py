@@ -28,9 +28,13 @@ _BATCH_BASE = np.random.default_rng(1).normal(size=(BATCH_ROWS, N_FEATURES))
 
 
 def tep_frame(name: str) -> tuple[NDArray[np.float64], NDArray[np.int64], list[str]]:
-    """A TEP file (``train_normal``, ``test_normal``, ``test_fault01``...): the 52
-    variables as a matrix, the labels and the variable names."""
-    frame = pd.read_csv(TEP / f"{name}.csv")
+    """A TEP file (``train_normal``, ``test_fault01``...) as ``labelled_csv`` reads it."""
+    return labelled_csv(TEP / f"{name}.csv")
+
+
+def labelled_csv(path: Path) -> tuple[NDArray[np.float64], NDArray[np.int64], list[str]]:
+    """A CSV with ``timestamp`` and ``is_anomaly``: the other columns, the labels, the names."""
+    frame = pd.read_csv(path)
     names = [str(c) for c in frame.columns if c not in ("timestamp", "is_anomaly")]
     labels = frame["is_anomaly"].to_numpy(np.int64)
     return frame[names].to_numpy(np.float64), labels, names

@@ -175,6 +175,12 @@ def _counts(counted: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in counted.items() if k != "found"}
 
 
+def _sum(rows: list[dict[str, Any]], summed: tuple[str, ...], meaned: tuple[str, ...] = ()) -> Any:
+    """Each ``summed`` key's sum over ``rows`` and each ``meaned`` key's mean."""
+    means = {k: float(np.mean([r[k] for r in rows])) for k in meaned}
+    return {k: sum(r[k] for r in rows) for k in summed} | means
+
+
 def run(ctx: Context) -> dict[str, Any]:
     """Part ``quality.feedback``. ``--set``: ``seeds`` (7-11), ``rows`` (20000), ``memory``
     (``ANOMALY_STREAM_ADAPTATION_MEMORY``, 200; 1000000: only feedback acts), ``window``."""
@@ -195,25 +201,14 @@ def run(ctx: Context) -> dict[str, Any]:
         )
         for seed in seeds:
             out[str(seed)] = asyncio.run(one_seed(settings, seed, rows))
+    runs = list(out.values())
+    counted = ("events", "false_alarms", "true_events", "segments", "segments_found")
     total = {
-        side: {
-            key: sum(r[side][key] for r in out.values())
-            for key in ("events", "false_alarms", "true_events", "segments", "segments_found")
-        }
-        | {
-            key: float(np.mean([r[side][key] for r in out.values()]))
-            for key in ("false_anomaly_rate", "anomaly_recall")
-        }
+        side: _sum([r[side] for r in runs], counted, ("false_anomaly_rate", "anomaly_recall"))
         for side in ("before", "after", "without_cycle")
     }
-    total["segments_found_without_cycle"] = {
-        key: sum(r["segments_found_without_cycle"][key] for r in out.values())
-        for key in ("found", "before", "after")
-    }
-    lost = [s for r in out.values() for s in r["lost_segments"]]
-    total["lost"] = {
-        "segments": len(lost),
-        "still_flagged": sum(s["still_flagged"] for s in lost),
-        "found_without_cycle": sum(s["found_without_cycle"] for s in lost),
-    }
+    found = [r["segments_found_without_cycle"] for r in runs]
+    total["segments_found_without_cycle"] = _sum(found, ("found", "before", "after"))
+    lost = [s for r in runs for s in r["lost_segments"]]
+    total["lost"] = {"segments": len(lost)} | _sum(lost, ("still_flagged", "found_without_cycle"))
     return {"quality": {"feedback": {"memory": memory, "rows": rows, "total": total, "seeds": out}}}
