@@ -65,7 +65,7 @@ def over_http(ctx: Context) -> dict[str, Any]:
 
     with service_server("predict", service_env(ctx.artifacts, "fast")) as server:
         out["predict"] = load(server.port, "/predict")
-    stream_lua = STREAM_LUA.format(t0=T0)
+    stream_lua = STREAM_LUA.substitute(t0=T0)
     with service_server("streams-memory", service_env(ctx.time_aware, "fast")) as server:
         warm_streams(server.port)
         out["streams_memory"] = load(server.port, "/", stream_lua)
