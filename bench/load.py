@@ -53,16 +53,9 @@ def parse_wrk(output: str, connections: int, duration_s: float) -> dict[str, Any
 
 
 def run_wrk(
-    port: int,
-    path: str,
-    connections: int,
-    duration_s: float,
-    *,
-    workdir: Path,
-    unique: bool = True,
-    script: str | None = None,
-    threads: int = 1,
-) -> dict[str, Any]:
+    port: int, path: str, connections: int, duration_s: float, *, workdir: Path,
+    unique: bool = True, script: str | None = None, threads: int = 1,
+) -> dict[str, Any]:  # fmt: skip
     """wrk on ``threads`` threads: POSTs to ``path`` or what ``script`` sends; as a dict."""
     binary = shutil.which("wrk")
     if binary is None:

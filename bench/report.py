@@ -121,12 +121,8 @@ def _load(run: dict[str, Any]) -> list[str]:
     return [_f(run["requests_per_s"]), _f(run["p50_ms"]), _f(run["p99_ms"])]
 
 
-BACKEND_LABELS = {
-    "bare": "bare FastAPI",
-    "fast": "service, fast",
-    "numpy": "service, numpy",
-    "sklearn": "service, scikit-learn",
-}
+BACKEND_LABELS = {"bare": "bare FastAPI", "fast": "service, fast", "numpy": "service, numpy",
+                  "sklearn": "service, scikit-learn"}  # fmt: skip
 
 
 def table(results: dict[str, Any]) -> str:
@@ -138,17 +134,8 @@ def table(results: dict[str, Any]) -> str:
     if "ratio_memory" in streams and "state_per_stream" in streams:
         lines += streams_table(streams)
     lines += flat_table("streams", {k: v for k, v in streams.items() if k.startswith("watch")})
-    flat = (
-        "scaling",
-        "by_name",
-        "fleet",
-        "bulk",
-        "drift_overhead",
-        "drift_tracker",
-        "kernel",
-        "cost",
-    )
-    for key in (*flat, "quality"):
+    flat = ("scaling", "by_name", "fleet", "bulk", "drift_overhead", "drift_tracker", "kernel")
+    for key in (*flat, "cost", "quality"):
         lines += flat_table(key, results.get(key, {}))
     lines += targets_table(results["targets"])
     for section, error in results.get("failed_sections", {}).items():
