@@ -26,23 +26,14 @@ ADBENCH_DROP = {"cardio": ("f6",)}
 """Constant in cardio's normal training rows (non-zero only in anomalies): the model,
 which scales its inputs, refuses a constant feature."""
 
-# Variables a fault acts on directly (Downs & Vogel 1993; Chiang, Russell & Braatz,
-# "Fault detection and diagnosis in industrial systems", 2001). xmv_3/xmeas_1: A feed;
-# xmv_4/xmeas_4: A and C feed (stream 4); xmv_10/xmeas_9/xmeas_21: reactor cooling
-# water flow, reactor temperature and its cooling water outlet temperature;
-# xmv_11/xmeas_22/xmeas_11: condenser cooling water flow, its outlet and the separator
-# temperature; xmv_6/xmeas_10: purge valve and purge rate.
+# Variables a fault acts on directly (Downs & Vogel 1993; Chiang, Russell & Braatz 2001; see
+# docs/which-sensor.md): A feed, A and C feed, reactor cooling, condenser cooling, purge.
 KNOWN_VARIABLES: dict[int, tuple[str, ...]] = {
-    1: ("xmeas_1", "xmeas_4", "xmv_3", "xmv_4"),
-    2: ("xmeas_10", "xmv_6"),
-    4: ("xmv_10", "xmeas_9", "xmeas_21"),
-    5: ("xmv_11", "xmeas_22", "xmeas_11"),
-    6: ("xmeas_1", "xmv_3"),
-    7: ("xmeas_4", "xmv_4"),
-    11: ("xmv_10", "xmeas_9", "xmeas_21"),
-    12: ("xmv_11", "xmeas_22", "xmeas_11"),
-    14: ("xmv_10", "xmeas_9", "xmeas_21"),
-}
+    1: ("xmeas_1", "xmeas_4", "xmv_3", "xmv_4"), 2: ("xmeas_10", "xmv_6"),
+    4: ("xmv_10", "xmeas_9", "xmeas_21"), 5: ("xmv_11", "xmeas_22", "xmeas_11"),
+    6: ("xmeas_1", "xmv_3"), 7: ("xmeas_4", "xmv_4"), 11: ("xmv_10", "xmeas_9", "xmeas_21"),
+    12: ("xmv_11", "xmeas_22", "xmeas_11"), 14: ("xmv_10", "xmeas_9", "xmeas_21"),
+}  # fmt: skip
 
 
 def config(ctx: Context) -> EnsembleConfig:
