@@ -1,12 +1,7 @@
 """``python -m bench [SECTION[.PART] ...] [--smoke] [--set NAME=VALUE] [--out FILE]``
 
-The benchmark suite, one part at a time, one server at a time, loopback only. Sections (each
-module ``bench/<section>.py`` says what its parts measure): ``predict``, ``streams``,
-``bulk``, ``drift`` (the open performance targets), ``kernel``, ``cost`` and ``quality``.
-
-With no names: the four target sections, written to ``bench/results/latest.json`` and
-``latest.md``; ``--smoke``: every part with tiny sizes (numbers meaningless; CI runs it so
-no part rots).
+The benchmark suite, one part at a time, loopback only (docs/performance.md). No names: the
+four target sections, to ``bench/results/latest.json``; ``--smoke``: every part, tiny sizes.
 """
 
 from __future__ import annotations
@@ -153,13 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     options = dict(item.split("=", 1) for item in args.set)
     pairs = parse_names(args.names, args.smoke)
     latest = not args.smoke and not options and pairs == parse_names(list(DEFAULT), False)
-    default = (
-        RESULTS / "latest.json"
-        if latest
-        else Path(tempfile.gettempdir())
-        / (f"anomaly-bench-{'-'.join(args.names) or 'all'}{'-smoke' if args.smoke else ''}.json")
+    name = f"anomaly-bench-{'-'.join(args.names) or 'all'}{'-smoke' if args.smoke else ''}.json"
+    out: Path = args.out or (
+        RESULTS / "latest.json" if latest else Path(tempfile.gettempdir()) / name
     )
-    out: Path = args.out or default
     meta = metadata(args.smoke, pairs, options)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="anomaly-bench-") as tmp:

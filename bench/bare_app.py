@@ -1,9 +1,4 @@
-"""The ceiling: a bare FastAPI endpoint taking the same request body as ``/predict``.
-
-It validates the same JSON shape with a plain Pydantic model and answers with constants
-of the same shape as the service's response, so the difference to the service is the
-service's own work (cache, model, response building). Not part of the package.
-"""
+"""The ceiling: a bare FastAPI endpoint taking ``/predict``'s body, answering constants."""
 
 from __future__ import annotations
 

@@ -1,22 +1,12 @@
-"""Part ``cost.batch`` (of ``bench/cost.py``): where one 1,000-row ``/predict/batch``
-spends its time, step by step.
-
-In process, each step of the request path on its own, called as the service calls it
-(the service's own objects, from its lifespan; every body new rows, so every row a cache
-miss), then the whole request through uvicorn's protocol in memory (``HttpHarness``), and
-last over loopback HTTP: one keep-alive client against a served process, its time split
-into sending the body, waiting for the answer's head and reading the answer. Steps are
-timed as wall time and as the process's CPU time (every thread), medians of interleaved
-rounds: the kernel's neighbour search and forest walk run on two threads, so its wall
-time is below its CPU time on an idle machine and above it on a loaded one.
-"""
+"""Part ``cost.batch``: one 1,000-row ``/predict/batch`` step by step in process (wall and
+CPU ms), then over loopback with the client's split (protocol: docs/performance.md)."""
 
 from __future__ import annotations
 
 import asyncio
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -27,41 +17,14 @@ import orjson
 from bench.cost import HttpHarness, _served, raw_post
 from bench.data import batch_body
 from bench.load import connect
-from bench.predict import cpu_s
-from bench.servers import service_env, service_server
+from bench.servers import cpu_s, service_env, service_server
+from bench.timing import Variant, async_rounds
 
 if TYPE_CHECKING:
     from bench.__main__ import Context
 
-Step = Callable[[int], Awaitable[object]]
-"""One step, given a fresh counter (a new body's number) each call."""
 
-
-async def _timed(steps: dict[str, Step], rounds: int, per_round: int) -> dict[str, Any]:
-    """Each step's median wall and CPU ms over ``rounds`` of per-round medians, the steps
-    interleaved round by round."""
-    wall: dict[str, list[float]] = {name: [] for name in steps}
-    cpu: dict[str, list[float]] = {name: [] for name in steps}
-    counter = 50_000
-    for _ in range(rounds):
-        for name, step in steps.items():
-            w, c = [], []
-            for _ in range(per_round):
-                counter += 1
-                started, started_cpu = time.perf_counter(), time.process_time()
-                await step(counter)
-                w.append(time.perf_counter() - started)
-                c.append(time.process_time() - started_cpu)
-            wall[name].append(statistics.median(w) * 1e3)
-            cpu[name].append(statistics.median(c) * 1e3)
-    return {
-        name: {"wall_ms": round(statistics.median(wall[name]), 3),
-               "cpu_ms": round(statistics.median(cpu[name]), 3)}
-        for name in steps
-    }  # fmt: skip
-
-
-def _sync(fn: Callable[[int], object]) -> Step:
+def _sync(fn: Callable[[int], object]) -> Variant:
     async def step(i: int) -> object:
         return fn(i)
 
@@ -133,7 +96,7 @@ async def _in_process(ctx: Context) -> dict[str, Any]:
             await send({"type": "http.response.body", "body": answered})
 
         echo = HttpHarness(echo_app, {})
-        steps: dict[str, Step] = {
+        steps: dict[str, Variant] = {
             "uvicorn: receive the body, send a same-size answer (an app that does nothing)": (
                 lambda i: echo.request(raw_post("/predict/batch", bodies[i % count]))
             ),
@@ -162,7 +125,12 @@ async def _in_process(ctx: Context) -> dict[str, Any]:
             "hooks (metrics, drift, alarms)": _sync(report),
             "whole request through uvicorn, in memory": lambda _i: harness.request(next(fresh)),
         }
-        timed = await _timed(steps, rounds, per_round)
+        timed = {
+            name: {"wall_ms": round(wall * 1e3, 3), "cpu_ms": round(cpu * 1e3, 3)}
+            for name, (wall, cpu) in (
+                await async_rounds(steps, rounds=rounds, per_round=per_round, start=50_000)
+            ).items()
+        }
         whole = timed["whole request through uvicorn, in memory"]
         parts = [k for k in steps if not k.startswith(("whole", "Predictor.score"))]
         for unit in ("wall_ms", "cpu_ms"):
@@ -173,18 +141,15 @@ async def _in_process(ctx: Context) -> dict[str, Any]:
 
 
 def _over_http(ctx: Context) -> dict[str, Any]:
-    """One keep-alive client posting new 1,000-row bodies to a served process; also the
-    server's CPU per request (from /proc), to set beside the whole request's CPU in process."""
-    split: dict[str, list[float]] = {"send_ms": [], "wait_ms": [], "read_ms": [], "total_ms": [],
-                                     "server_inference_ms": []}  # fmt: skip
+    """One keep-alive client posting new bodies (after 5 of warm-up); the server's CPU too."""
     bodies = [batch_body(70_000 + i) for i in range(ctx.size(5, 200) + 5)]
+    times: list[tuple[float, ...]] = []
     with (
         service_server("batch", service_env(ctx.artifacts, "fast")) as server,
         connect(server.port) as conn,
     ):
-        cpu_before = 0.0
         for i, body in enumerate(bodies):
-            if i == 5:  # after warm-up
+            if i == 5:
                 cpu_before = cpu_s(server.process.pid)
             started = time.perf_counter()
             conn.request("POST", "/predict/batch", body, {"Content-Type": "application/json"})
@@ -195,20 +160,18 @@ def _over_http(ctx: Context) -> dict[str, Any]:
             done = time.perf_counter()
             if response.status != 200:
                 raise RuntimeError(f"answered {response.status}: {payload[:200]!r}")
-            if i >= 5:  # after warm-up
-                split["send_ms"].append((sent - started) * 1e3)
-                split["wait_ms"].append((head - sent) * 1e3)
-                split["read_ms"].append((done - head) * 1e3)
-                split["total_ms"].append((done - started) * 1e3)
-                split["server_inference_ms"].append(orjson.loads(payload)["inference_ms"])
+            inference_s = orjson.loads(payload)["inference_ms"] / 1e3
+            times.append((sent - started, head - sent, done - head, done - started, inference_s))
         server_cpu_ms = (cpu_s(server.process.pid) - cpu_before) / (len(bodies) - 5) * 1e3
-    return {**{f"{k.removesuffix('_ms')}_p50_ms": round(statistics.median(v), 3)
-               for k, v in split.items()},
-            "server_cpu_ms_per_request": round(server_cpu_ms, 3)}  # fmt: skip
+    names = ("send", "wait", "read", "total", "server_inference")
+    return {
+        **{f"{name}_p50_ms": round(statistics.median(t[j] for t in times[5:]) * 1e3, 3)
+           for j, name in enumerate(names)},
+        "server_cpu_ms_per_request": round(server_cpu_ms, 3),
+    }  # fmt: skip
 
 
 def batch_steps(ctx: Context) -> dict[str, Any]:
-    """A 1,000-row ``/predict/batch`` step by step in process (wall and CPU ms), then end to
-    end over loopback with the client's split."""
+    """The part (see the module doc)."""
     steps = asyncio.run(_in_process(ctx))
     return {"cost": {"batch_1000_rows": {**steps, "over_http": _over_http(ctx)}}}

@@ -1,6 +1,5 @@
-"""Section ``bulk``: bulk scoring of a Parquet file of synthetic readings on the default
-point-wise model (``anomaly-api train``'s), locally, on a 2-worker Dask ``LocalCluster`` and
-through the CLI, and the client's ``predict_many`` against the server's own batch throughput."""
+"""Section ``bulk``: bulk scoring of a Parquet file locally, on Dask and through the CLI,
+and the client's ``predict_many`` against the server's batch throughput."""
 
 from __future__ import annotations
 
@@ -63,13 +62,7 @@ def timed_run(engine: Any, data: Path, out: Path, chunk_rows: int) -> float:
 
 
 def client_vs_server(artifacts: Path, rows: int, rounds: int = 5) -> dict[str, Any]:
-    """predict_many on ``rows`` rows vs pre-encoded batch posts, through one server, and
-    the client's own CPU (this process's; the server is another) per 1,000 rows.
-
-    Interleaved in ``rounds`` (each: 1/rounds of the rows posted raw, then as many
-    through the client; fewer rounds when ``rows`` is small, at least one batch each), so
-    a change of the machine's load hits both sides alike.
-    """
+    """predict_many against pre-encoded batch posts, interleaved in ``rounds``; client CPU."""
     from anomaly_api.client import AnomalyClient
 
     rng = np.random.default_rng(3)
@@ -114,8 +107,7 @@ def client_vs_server(artifacts: Path, rows: int, rounds: int = 5) -> dict[str, A
 
 @cache
 def prepared(root: Path, rows: int, chunk_rows: int) -> tuple[Path, Path, Path]:
-    """The default point-wise model and two Parquet files under ``root`` (made once per
-    run): ``rows`` readings to measure and a warm-up file of four chunks."""
+    """The default point-wise model, the file to measure and a warm-up file (once a run)."""
     from anomaly_api.training.pipeline import train_default_model
 
     root.mkdir(exist_ok=True)
@@ -133,8 +125,7 @@ def _sizes(ctx: Context) -> tuple[Path, Path, Path, int, int]:
 
 
 def engines(ctx: Context) -> dict[str, Any]:
-    """``runner.run`` on the file in process on all cores, then on a 2-worker Dask
-    ``LocalCluster`` (processes; the model loaded by a warm-up file first): rows/s, ratio."""
+    """``runner.run`` locally on all cores, then on a 2-worker Dask ``LocalCluster``."""
     from anomaly_api.bulk.engines import DaskEngine, LocalEngine
 
     artifacts, data, warm, rows, chunk_rows = _sizes(ctx)
@@ -152,8 +143,7 @@ def engines(ctx: Context) -> dict[str, Any]:
 
 
 def cli(ctx: Context) -> dict[str, Any]:
-    """``anomaly-api score`` on the same file in a child process: wall time with start-up,
-    and the child's peak RSS."""
+    """``anomaly-api score`` on the same file in a child: wall time and peak RSS."""
     artifacts, data, _, rows, chunk_rows = _sizes(ctx)
     env = clean_env({"ANOMALY_ARTIFACTS_DIR": str(artifacts)})
     run = cli_run(["score", "--data", str(data), "--out", str(ctx.workdir / "cli.parquet"),

@@ -1,12 +1,5 @@
 """Section ``cost``: CPU per request and per 1,000-row batch in this one process, by layer,
-and instructions per request under callgrind.
-
-Requests go as raw HTTP bytes to uvicorn's own ``HttpToolsProtocol`` over an in-memory
-transport (uvicorn's parser, every middleware, the route, the model, the JSON; not the
-kernel's socket work). Figures are µs of the process's CPU time (every thread), medians over
-interleaved rounds of per-round medians: a loaded machine inflates them far less than the
-wall clock. Every request carries new rows (cache misses) unless it says "hit".
-"""
+and instructions per request under callgrind (protocol: docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -35,8 +28,7 @@ if TYPE_CHECKING:
 
 
 class _Transport:
-    """Just enough of ``asyncio.Transport`` for uvicorn's protocol: collects the answer and
-    resolves ``done`` once the whole response (``Content-Length``) has been written."""
+    """Just enough of ``asyncio.Transport`` for uvicorn: ``done`` once the response is whole."""
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
@@ -123,8 +115,7 @@ async def asgi_post(app: Any, state: dict[str, Any], path: str, body: bytes) -> 
 
 
 async def _served(stack: AsyncExitStack, artifacts: Path) -> tuple[Any, dict[str, Any]]:
-    """The service's app on ``artifacts`` (``fast`` backend) and its lifespan state, logging as
-    the served process does (JSON lines at INFO), to memory."""
+    """The service's app (``fast``) and its lifespan state, logging JSON at INFO to memory."""
     from anomaly_api.api.app import create_app
     from anomaly_api.config import Settings
     from anomaly_api.logging_config import configure_logging
@@ -202,13 +193,7 @@ async def _layers(ctx: Context) -> dict[str, Any]:
 
 
 def request(ctx: Context) -> dict[str, Any]:
-    """One ``/predict`` (1 row) and one ``/predict/batch`` (1,000 rows) by layer: through
-    uvicorn (the bare endpoint too, the ceiling; one row also routed by FastAPI, without
-    the fast path), as an ASGI call, and without the service's own middlewares but the fast
-    path; the differences are uvicorn's and the middlewares' shares. For the batch also
-    cache hits (the same body again) and, in the same rounds, the kernel alone on the rows
-    of each body (making the matrix included), so the time outside the model is one
-    difference."""
+    """One ``/predict`` and one 1,000-row ``/predict/batch`` by layer (see docs/performance.md)."""
     return {"cost": {"request": uvloop.run(_layers(ctx))}}
 
 
@@ -240,10 +225,7 @@ def count_requests(*args: str) -> None:
 
 
 def instructions(ctx: Context) -> dict[str, Any]:
-    """Instructions per request (no load changes them): a child process under valgrind's
-    callgrind, instrumented only while it sends ``count`` requests after 50 of warm-up;
-    the bare endpoint, ``/predict`` and 1,000-row ``/predict/batch``. Without valgrind (or
-    in a smoke run) the child runs uninstrumented and no count is reported."""
+    """Instructions per request under callgrind (none without valgrind or in a smoke run)."""
     callgrind = shutil.which("valgrind") is not None and not ctx.smoke
     code = "import sys; from bench.cost import count_requests; count_requests(*sys.argv[1:])"
     runs = (("bare /predict", "/predict", 300, "1"), ("/predict", "/predict", 300, "0"),

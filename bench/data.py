@@ -28,9 +28,13 @@ _BATCH_BASE = np.random.default_rng(1).normal(size=(BATCH_ROWS, N_FEATURES))
 
 
 def tep_frame(name: str) -> tuple[NDArray[np.float64], NDArray[np.int64], list[str]]:
-    """A TEP file (``train_normal``, ``test_normal``, ``test_fault01``...): the 52
-    variables as a matrix, the labels and the variable names."""
-    frame = pd.read_csv(TEP / f"{name}.csv")
+    """A TEP file (``train_normal``, ``test_fault01``...) as ``labelled_csv`` reads it."""
+    return labelled_csv(TEP / f"{name}.csv")
+
+
+def labelled_csv(path: Path) -> tuple[NDArray[np.float64], NDArray[np.int64], list[str]]:
+    """A CSV with ``timestamp`` and ``is_anomaly``: the other columns, the labels, the names."""
+    frame = pd.read_csv(path)
     names = [str(c) for c in frame.columns if c not in ("timestamp", "is_anomaly")]
     labels = frame["is_anomaly"].to_numpy(np.int64)
     return frame[names].to_numpy(np.float64), labels, names
@@ -42,8 +46,7 @@ def tep_available() -> bool:
 
 
 def prepare_artifact(artifacts_dir: Path) -> None:
-    """The bench's default-size ensemble (100 trees, k=20) on 10,000 correlated readings of
-    8 features, saved with its drift reference as version ``bench-1``."""
+    """The bench's default-size ensemble on 10,000 correlated readings, as ``bench-1``."""
     from anomaly_api.artifacts import build_manifest, save_artifact, set_latest
     from anomaly_api.detection import AnomalyEnsemble
     from anomaly_api.training.references import build_references, reference_attachments
@@ -63,9 +66,7 @@ def prepare_artifact(artifacts_dir: Path) -> None:
 
 
 def small_fleet(root: Path, count: int, n_rows: int) -> Path:
-    """One small model (8 features, the default ensemble, ``n_rows`` readings) as ``default``
-    and as ``count`` more names, ``m0000``...: its files hard-linked into each name's staging
-    directory, then ``publish`` (the registry's rename and registration)."""
+    """One small model as ``default`` and as ``count`` more names (hard links + ``publish``)."""
     from anomaly_api.artifacts import build_manifest, save_artifact
     from anomaly_api.detection import AnomalyEnsemble
     from anomaly_api.training.publishing import discard, publish, staging_dir

@@ -25,9 +25,7 @@ WINDOW = 1000
 
 
 def overhead(ctx: Context) -> dict[str, Any]:
-    """Two servers (drift on, drift off; the only place two are up at once, only one under
-    load at a time), then wrk against each in interleaved pairs, alternating which goes
-    first, so a neighbour's load hits both alike; each pair's on/off ratio and their median."""
+    """Drift on against off, two servers, wrk in interleaved pairs; the ratios' median."""
     pairs, seconds = ctx.size(2, 6), ctx.size(1.0, 8.0)
     base = service_env(ctx.artifacts, "fast")
     runs: list[dict[str, float]] = []
@@ -55,8 +53,7 @@ def overhead(ctx: Context) -> dict[str, Any]:
 
 
 def costs(reference: DriftReference, rows: NDArray[np.float64], smoke: bool) -> dict[str, Any]:
-    """µs per update (1 row, 1,000 rows) and per statistics pass (PSI + KS of every feature)
-    on a full window, and the reference's size as ``drift_reference.json``."""
+    """µs per update and per statistics pass; the reference's JSON size."""
     tracker = DriftTracker(reference, window_rows=WINDOW)
     tracker.update(rows[:WINDOW])
     one, batch = rows[:1], rows[:1000]
@@ -86,9 +83,7 @@ def drift_share(
 
 
 def tracker(ctx: Context) -> dict[str, Any]:
-    """The tracker in process: on the default synthetic model's training rows (8 features,
-    windows of 1,000-4,000 rows over a fresh 30-day stream, checked daily) and on TEP (52
-    features; test_normal checked every 8 hours; 160-row windows before and after faults)."""
+    """The tracker in process on the synthetic model's rows and on TEP."""
     from anomaly_api.data.loading import synthetic_dataset
     from anomaly_api.data.synthetic import LABEL_COLUMN, SENSOR_CHANNELS, generate_sensor_data
     from anomaly_api.training.pipeline import fit_and_evaluate

@@ -1,20 +1,5 @@
 """Part ``quality.feedback``: do ``false_alarm`` labels lower the rest of a stream's false
-alarms without losing true events?
-
-The protocol of ``docs/tuning-false-alarms.md``: a time-aware model (``--window 30``) trained
-on the synthetic generator's seed 42; a live stream of another seed with a slow ±2 cycle on
-``temperature`` (normal operation the training data did not show), appended through the API
-in process (``POST /streams/{id}/readings``, the default alarm policy). Two streams get the
-same readings: one is left alone; on the other, once its first half is in, every event is
-labelled through the feedback route as an operator would from the generator's truth (an
-event with a true anomaly between its start and its last anomaly is ``confirmed``, else
-``false_alarm``). The second half's events are counted on both: an event is true when a
-labelled anomaly lies within it; a segment (a run of ``is_anomaly``) is found when an event
-overlaps it. Segments found without labels and missed with them are listed with their kind,
-whether a reading of theirs is still answered anomalous, and whether a third stream, the same
-readings without the cycle, finds them (a segment found only with the cycle was found because
-the cycle's false alarms made an event around it).
-"""
+alarms without losing true events? (protocol: docs/tuning-false-alarms.md, Feedback)"""
 
 from __future__ import annotations
 
@@ -63,8 +48,7 @@ def train(directory: Path, window: int) -> None:
 async def append(
     client: httpx.AsyncClient, stream: str, frame: pd.DataFrame, names: list[str]
 ) -> list[bool]:
-    """Append ``frame``'s readings to ``stream``, ``PER_REQUEST`` at a time; the answers'
-    ``is_anomaly``."""
+    """Append ``frame``'s readings ``PER_REQUEST`` at a time; the answers' ``is_anomaly``."""
     stamps = frame["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ").tolist()
     values = frame[names].to_numpy(np.float64).tolist()
     flags: list[bool] = []
@@ -97,8 +81,7 @@ def span(event: dict[str, Any]) -> tuple[int, int]:
 def count(
     found: list[dict[str, Any]], flags: list[bool], truth: NDArray[np.int64], first: int
 ) -> dict[str, Any]:
-    """The events starting at or after reading ``first`` and the readings from it on, against
-    the truth."""
+    """The events and readings from reading ``first`` on, against the truth."""
     kept = [e for e in found if e["first_reading"] >= first]
     real = [bool(truth[a : b + 1].any()) for a, b in map(span, kept)]
     starts = np.flatnonzero(np.diff(np.r_[0, truth[first:]]) == 1) + first
@@ -126,7 +109,7 @@ def count(
 
 
 async def one_seed(settings: Any, seed: int, rows: int) -> dict[str, Any]:
-    """Both streams of one live seed (see the module doc)."""
+    """Three streams of one live seed: left alone, labelled after its first half, no cycle."""
     import httpx
     from asgi_lifespan import LifespanManager
 
@@ -192,10 +175,15 @@ def _counts(counted: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in counted.items() if k != "found"}
 
 
+def _sum(rows: list[dict[str, Any]], summed: tuple[str, ...], meaned: tuple[str, ...] = ()) -> Any:
+    """Each ``summed`` key's sum over ``rows`` and each ``meaned`` key's mean."""
+    means = {k: float(np.mean([r[k] for r in rows])) for k in meaned}
+    return {k: sum(r[k] for r in rows) for k in summed} | means
+
+
 def run(ctx: Context) -> dict[str, Any]:
-    """Part ``quality.feedback`` (see the module doc). ``--set`` options: ``seeds`` (live
-    seeds, default 7-11), ``rows`` (20000), ``memory`` (``ANOMALY_STREAM_ADAPTATION_MEMORY``,
-    default 200; 1000000 keeps the level still, so that only feedback acts), ``window``."""
+    """Part ``quality.feedback``. ``--set``: ``seeds`` (7-11), ``rows`` (20000), ``memory``
+    (``ANOMALY_STREAM_ADAPTATION_MEMORY``, 200; 1000000: only feedback acts), ``window``."""
     from anomaly_api.config import Settings
 
     seeds = [int(s) for s in ctx.option("seeds", ctx.size("7", "7,8,9,10,11")).split(",")]
@@ -213,25 +201,14 @@ def run(ctx: Context) -> dict[str, Any]:
         )
         for seed in seeds:
             out[str(seed)] = asyncio.run(one_seed(settings, seed, rows))
+    runs = list(out.values())
+    counted = ("events", "false_alarms", "true_events", "segments", "segments_found")
     total = {
-        side: {
-            key: sum(r[side][key] for r in out.values())
-            for key in ("events", "false_alarms", "true_events", "segments", "segments_found")
-        }
-        | {
-            key: float(np.mean([r[side][key] for r in out.values()]))
-            for key in ("false_anomaly_rate", "anomaly_recall")
-        }
+        side: _sum([r[side] for r in runs], counted, ("false_anomaly_rate", "anomaly_recall"))
         for side in ("before", "after", "without_cycle")
     }
-    total["segments_found_without_cycle"] = {
-        key: sum(r["segments_found_without_cycle"][key] for r in out.values())
-        for key in ("found", "before", "after")
-    }
-    lost = [s for r in out.values() for s in r["lost_segments"]]
-    total["lost"] = {
-        "segments": len(lost),
-        "still_flagged": sum(s["still_flagged"] for s in lost),
-        "found_without_cycle": sum(s["found_without_cycle"] for s in lost),
-    }
+    found = [r["segments_found_without_cycle"] for r in runs]
+    total["segments_found_without_cycle"] = _sum(found, ("found", "before", "after"))
+    lost = [s for r in runs for s in r["lost_segments"]]
+    total["lost"] = {"segments": len(lost)} | _sum(lost, ("still_flagged", "found_without_cycle"))
     return {"quality": {"feedback": {"memory": memory, "rows": rows, "total": total, "seeds": out}}}

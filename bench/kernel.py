@@ -1,7 +1,4 @@
-"""Section ``kernel``: the neighbour search alone, the C kernel's blocked scan against its
-plain scan and SciPy's ``cKDTree``. The scorers side by side (C kernel, NumPy,
-scikit-learn) are ``predict.inprocess``'s model scoring; start and memory per backend are
-``predict.http``'s servers."""
+"""Section ``kernel``: the neighbour search alone, the C kernel's scans against cKDTree."""
 
 from __future__ import annotations
 
@@ -17,8 +14,7 @@ if TYPE_CHECKING:
 
 
 def neighbours(ctx: Context) -> dict[str, Any]:
-    """The k-NN query alone for 1 and 1,000 rows: the blocked C scan the scorer uses and the
-    plain C scan (1 and 2 threads) against cKDTree (1 and 2 workers), interleaved rounds."""
+    """The k-NN query for 1 and 1,000 rows, C scans against cKDTree, interleaved rounds."""
     from scipy.spatial import cKDTree
 
     from anomaly_api.artifacts import load_artifact

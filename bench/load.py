@@ -11,57 +11,15 @@ import subprocess
 import time
 from contextlib import closing
 from pathlib import Path
+from string import Template
 from typing import Any
 
 import orjson
 
 from anomaly_api.testing import HOST
 
-# Each request gets its own feature vector (a counter nudges two features), so the
-# service's cache never answers: these are cache misses. ``same`` repeats one body.
-_LUA = """
-local counter = 0
-local unique = {unique}
-request = function()
-  counter = counter + 1
-  local a, b = 0.5, 0.9
-  if unique then a = 0.5 + counter * 1e-9; b = 0.9 - counter * 1e-9 end
-  local body = string.format(
-    '{{"features":[%.12f,1.2,-0.3,0.8,1.5,0.2,-0.1,%.12f],"observation_id":"bench"}}', a, b)
-  return wrk.format("POST", "{path}", {{["Content-Type"] = "application/json"}}, body)
-end
-"""
-# One stream per wrk thread (one connection each, so its readings arrive in order);
-# timestamps go up 300 s per request from t0. Each thread counts the answers its store
-# served fail-open from process memory ("degraded": a Redis call failed); done() prints it.
-STREAM_LUA = """
-local threads = {{}}
-local counter = 0
-function setup(thread)
-  counter = counter + 1
-  thread:set("sid", counter)
-  table.insert(threads, thread)
-end
-degraded = 0
-function response(status, headers, body)
-  if string.find(body, '"degraded":true', 1, true) then degraded = degraded + 1 end
-end
-function done(summary, latency, requests)
-  local total = 0
-  for _, thread in ipairs(threads) do total = total + thread:get("degraded") end
-  io.write(string.format("degraded answers: %d\\n", total))
-end
-local n = 0
-request = function()
-  n = n + 1
-  local body = string.format(
-    '{{"timestamps":[%d],"readings":[[%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f]]}}',
-    {t0} + n * 300, math.sin(n / 7), math.cos(n / 5), math.sin(n / 3) * 0.5, 0.1,
-    math.cos(n / 11), math.sin(n / 13), 0.2 + n * 1e-6, -0.1)
-  return wrk.format("POST", "/streams/bench-" .. sid .. "/readings",
-    {{["Content-Type"] = "application/json"}}, body)
-end
-"""
+PREDICT_LUA = Template((Path(__file__).parent / "wrk_predict.lua").read_text())
+STREAM_LUA = Template((Path(__file__).parent / "wrk_stream.lua").read_text())
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -73,8 +31,7 @@ def _ms(text: str) -> float:
 
 
 def parse_wrk(output: str, connections: int, duration_s: float) -> dict[str, Any]:
-    """Requests, requests/s, p50, p99 and errors (non-2xx answers plus socket errors:
-    connect, read, write, timeouts) from ``wrk --latency`` output."""
+    """Requests, requests/s, p50, p99 and errors (non-2xx plus socket errors) from wrk."""
     percentiles = dict(re.findall(r"^\s+(50|99)\.000%\s+(\S+)", output, re.MULTILINE))
     if not percentiles:  # wrk without HdrHistogram prints "50%" rather than "50.000%"
         percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", output, re.MULTILINE))
@@ -96,23 +53,14 @@ def parse_wrk(output: str, connections: int, duration_s: float) -> dict[str, Any
 
 
 def run_wrk(
-    port: int,
-    path: str,
-    connections: int,
-    duration_s: float,
-    *,
-    workdir: Path,
-    unique: bool = True,
-    script: str | None = None,
-    threads: int = 1,
-) -> dict[str, Any]:
-    """``connections`` keep-alive connections on ``threads`` wrk threads for ``duration_s``:
-    POSTs to ``path`` (the ``/predict`` script) or what ``script`` (Lua) sends; as a dict,
-    with ``degraded_answers`` when the script counts them."""
+    port: int, path: str, connections: int, duration_s: float, *, workdir: Path,
+    unique: bool = True, script: str | None = None, threads: int = 1,
+) -> dict[str, Any]:  # fmt: skip
+    """wrk on ``threads`` threads: POSTs to ``path`` or what ``script`` sends; as a dict."""
     binary = shutil.which("wrk")
     if binary is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
-    lua = script or _LUA.format(unique="true" if unique else "false", path=path)
+    lua = script or PREDICT_LUA.substitute(unique="true" if unique else "false", path=path)
     file = workdir / f"wrk-{abs(hash(lua))}.lua"
     file.write_text(lua)
     args = [binary, f"-t{threads}", f"-c{connections}", f"-d{duration_s:g}s", "--latency"]

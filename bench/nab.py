@@ -1,25 +1,7 @@
 """Part ``quality.nab``: the NAB corpus through the user's path, scored by NAB's own scorer.
 
-Each series (``$BENCH_DATASETS/nab-corpus``; all 58, or ``--set series=CATEGORY/NAME.csv,...``,
-two in a smoke run) is handled as a user would: a time-aware model (``--set window=30``) is
-trained on the series' probationary period (its first 15%, at most 750 readings: the rule of
-NAB's scorer; the only readings a detector may learn from before it is scored), then the whole
-series is replayed reading by reading through the backtest (``anomaly-api score
---timestamp-column``: the stream path, no look-ahead). The
-detector's output for NAB is the product's own decision (``--set variant=alarm``): alarm
-readings carry their severity mapped into (0.5, 1], every other reading 0 (``score`` passes
-every reading's anomaly score through a logistic instead).
-
-NAB's scorer runs unchanged in its own virtual environment (``--set scorer_venv=DIR``, created
-with its pinned packages if missing), in a copy of the corpus cut to the chosen series: the
-null detector first (the normalisation needs it), then our results are optimised, scored and
-normalised, and NAB's published ``numenta`` results re-scored by the same scorer (70.1 on the
-standard profile over the whole corpus: proof that the scoring is NAB's).
-
-``python -m bench.nab --out FILE [--set NAME=VALUE ...]`` runs this part alone and writes its
-report flat (``{"standard", "reward_low_FP_rate", "reward_low_FN_rate",
-"numenta_standard_rescored", ...}``, as ``bench/results/nab.json``).
-"""
+Protocol: docs/time-aware.md, NAB. ``python -m bench.nab --out FILE [--set NAME=VALUE ...]``
+runs this part alone and writes its report flat (as ``bench/results/nab.json``)."""
 
 from __future__ import annotations
 
@@ -85,8 +67,7 @@ def probation(n_rows: int) -> int:
 
 
 def train_probation(frame: pd.DataFrame, settings: TimeAwareSettings, artifacts: Path) -> Any:
-    """A time-aware model trained on the series' probationary period, saved as version
-    ``nab``; the training's time series (for its input report)."""
+    """A time-aware model trained on the probationary period (version ``nab``); its series."""
     head = frame.iloc[: probation(len(frame))][["timestamp", "value"]]
     series = timeseries_from_frame(head, source="nab", timestamp_column="timestamp")
     train_time_aware_and_save(series, artifacts, settings, version="nab")
@@ -117,8 +98,7 @@ def series_scores(frame: pd.DataFrame, window: int, variant: str, workdir: Path)
 
 
 def write_results(corpus: Path, window: int, variant: str) -> dict[str, str]:
-    """Our results file for every series (labels copied from NAB's numenta results);
-    returns the series that could not be trained, with why (they score 0 throughout)."""
+    """Our results file for every series; the series that could not be trained, with why."""
     failed: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for path in sorted((corpus / "data").glob("*/*.csv")):
@@ -140,8 +120,7 @@ def write_results(corpus: Path, window: int, variant: str) -> dict[str, str]:
 
 
 def copy_corpus(corpus: Path, series: list[str] | None) -> None:
-    """NAB's corpus copied to ``corpus``, cut to ``series`` when given: its data, numenta's
-    results and the label windows (NAB's runner reads the labels of every series it finds)."""
+    """NAB's corpus copied to ``corpus``, cut to ``series`` (data, numenta's results, labels)."""
     shutil.copytree(CORPUS, corpus)
     if series is None:
         return
@@ -162,8 +141,7 @@ def final_scores(corpus: Path, detector: str) -> dict[str, float]:
 
 
 def run(ctx: Context) -> dict[str, Any]:
-    """The part: the whole protocol in a copy of the corpus, or why it was skipped (no
-    corpus)."""
+    """The part, or why it was skipped (no corpus)."""
     if not (CORPUS / "run.py").is_file():
         print(f"quality.nab skipped: no NAB corpus at {CORPUS}")
         return {"quality": {"nab": {"skipped": f"no NAB corpus at {CORPUS}"}}}

@@ -9,9 +9,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from contextlib import AbstractContextManager
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,6 +22,7 @@ from bench.servers import (
     WORKER_APP,
     Server,
     bare_server,
+    cpu_s,
     redis_server,
     service_env,
     service_server,
@@ -45,8 +44,7 @@ def served(model: Any, scorer: Any, X: np.ndarray) -> object:
 
 
 def inprocess(ctx: Context) -> dict[str, Any]:
-    """``detector_scores`` + ``combine`` for 1/100/1,000 rows per backend against
-    scikit-learn's ``explain``; where a 1,000-row batch's server time goes."""
+    """Scoring for 1/100/1,000 rows per backend against scikit-learn; a batch's split."""
     from anomaly_api.api.schemas import PredictBatchRequest
     from anomaly_api.artifacts import load_artifact
     from anomaly_api.detection.fast import compile_scorer
@@ -59,18 +57,13 @@ def inprocess(ctx: Context) -> dict[str, Any]:
     for n_rows in (1, 100, 1000):
         rows = np.ascontiguousarray(X[:n_rows])
         repeats = ctx.size(20, 2000 if n_rows == 1 else 200)
-        times = {
-            name: median_ms(partial(served, model, scorer, rows), repeats, budget)
-            for name, scorer in (("fast", fast), ("numpy", numpy))
-        }
+        fast_ms, numpy_ms = (median_ms(partial(served, model, scorer, rows), repeats, budget)
+                             for scorer in (fast, numpy))  # fmt: skip
         reference = median_ms(partial(model.explain, rows), repeats // 4, budget)
         scoring[str(n_rows)] = {
-            "fast_ms": times["fast"],
-            "numpy_ms": times["numpy"],
-            "reference_ms": reference,
-            "speedup": reference / times["fast"],
-            "numpy_speedup": reference / times["numpy"],
-        }
+            "fast_ms": fast_ms, "numpy_ms": numpy_ms, "reference_ms": reference,
+            "speedup": reference / fast_ms, "numpy_speedup": reference / numpy_ms,
+        }  # fmt: skip
     body = batch_body(0)
     data = orjson.loads(body)
     features = [o.features for o in PredictBatchRequest.model_validate(data).observations]
@@ -91,11 +84,6 @@ def wrk(ctx: Context, server: Server, connections: int, seconds: float, **kw: An
     return run_wrk(server.port, "/predict", connections, seconds, workdir=ctx.workdir, **kw)
 
 
-def serve(ctx: Context, name: str, env: dict[str, str]) -> AbstractContextManager[Server]:
-    """The service."""
-    return service_server(name, env)
-
-
 def facts(server: Server) -> dict[str, Any]:
     """Start-up cost and memory of one server."""
     return {
@@ -107,8 +95,7 @@ def facts(server: Server) -> dict[str, Any]:
 
 
 def over_http(ctx: Context) -> dict[str, Any]:
-    """The bare endpoint and every backend at 1/16/64 connections, batches, the cache in
-    process and in Redis, start and RSS."""
+    """The bare endpoint and every backend, batches, the cache, start and RSS."""
     seconds, short = ctx.size(1.0, 10.0), ctx.size(1.0, 5.0)
     bodies = [batch_body(i) for i in range(ctx.size(5, 300))]
     out: dict[str, Any] = {"http_predict": {}, "batch": {}, "cache": {}, "servers": {}}
@@ -121,7 +108,7 @@ def over_http(ctx: Context) -> dict[str, Any]:
 
     for backend in BACKENDS:
         env = service_env(ctx.artifacts, backend)
-        with serve(ctx, backend, env) as s:
+        with service_server(backend, env) as s:
             out["http_predict"][backend] = {str(c): wrk(ctx, s, c, seconds) for c in CONNECTIONS}
             count = len(bodies) if backend != "sklearn" else max(2, len(bodies) // 5)
             out["batch"][backend] = post_many(s.port, "/predict/batch", bodies[:count])
@@ -136,7 +123,7 @@ def over_http(ctx: Context) -> dict[str, Any]:
         }
     with (
         redis_server() as url,
-        serve(ctx, "redis", service_env(ctx.artifacts, "fast", url)) as s,
+        service_server("redis", service_env(ctx.artifacts, "fast", url)) as s,
     ):
         out["cache"]["redis"] = cache_runs(s)
         out["servers"]["fast+redis"] = facts(s)
@@ -153,14 +140,12 @@ def restarts(env: dict[str, str], count: int) -> tuple[float, ...]:
 
 
 def by_name(ctx: Context) -> dict[str, Any]:
-    """``/predict`` against the same model by name: ``/models/default/predict`` and a copy
-    registered as ``bench`` (``/models/bench/predict``); 64 connections, the three routes in
-    turn, ``rounds`` times, in one server (so the machine's drift hits all three alike)."""
+    """``/predict`` against the same model by name, 64 connections, the routes interleaved."""
     root = ctx.workdir / "fleet-artifacts"
     if not root.exists():
         shutil.copytree(ctx.artifacts, root)
         shutil.copytree(ctx.artifacts, root / "models" / "bench")
-    with serve(ctx, "by-name", service_env(root, "fast")) as s:
+    with service_server("by-name", service_env(root, "fast")) as s:
         first_ms = first_request_ms(s, "bench")  # not what the routes' runs measure
         warm = interleaved(ctx, s, ("/predict", "/models/default/predict", "/models/bench/predict"))
     return {"by_name": {"first_request_cold_ms": first_ms, **warm}}
@@ -175,8 +160,7 @@ def first_request_ms(server: Server, name: str) -> float:
 
 
 def interleaved(ctx: Context, s: Server, paths: tuple[str, ...]) -> dict[str, Any]:
-    """wrk at 64 connections on each path in turn, ``rounds`` times: requests/s and the
-    server's CPU per request (medians), each against the first path's."""
+    """wrk at 64 connections on each path in turn: requests/s and server CPU per request."""
     runs: dict[str, list[float]] = {path: [] for path in paths}
     cpu: dict[str, list[float]] = {path: [] for path in paths}
     for _ in range(ctx.option("rounds", ctx.size(1, 3))):
@@ -194,16 +178,14 @@ def interleaved(ctx: Context, s: Server, paths: tuple[str, ...]) -> dict[str, An
 
 
 def fleet(ctx: Context) -> dict[str, Any]:
-    """``models`` small models (``small_fleet``), one server, a ``budget_mb`` that holds some:
-    each model's first request (all cold; then the first half again, evicted meanwhile), the
-    RSS sampled meanwhile, the listings before and after, a warm model against /predict."""
+    """``models`` small models, one server, a ``budget_mb`` holding some (docs/many-models.md)."""
     count = ctx.option("models", ctx.size(8, 1000))
     budget = ctx.option("budget_mb", ctx.size(4.0, 256.0))
     root = small_fleet(ctx.workdir / f"fleet-{count}", count, ctx.size(300, 1000))
     names = [f"m{i:04d}" for i in range(count)]
     warm_path = f"/models/{names[-1]}/predict"
     env = service_env(root, "fast") | {"ANOMALY_MODEL_MEMORY_MB": str(budget)}
-    with serve(ctx, "fleet", env) as s:
+    with service_server("fleet", env) as s:
 
         def call(path: str, body: bytes | None = None) -> bytes:  # idle connections get closed
             with connect(s.port) as conn:
@@ -236,13 +218,6 @@ def fleet(ctx: Context) -> dict[str, Any]:
     }}  # fmt: skip
 
 
-def cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) a process has used, from /proc: what a request costs the
-    server, much less disturbed than its throughput by other load on a shared machine."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def brief(ctx: Context, server: Server, connections: int) -> dict[str, float]:
     """Throughput, p50, p99 and errors of one wrk run against ``/predict``."""
     run = run_wrk(server.port, "/predict", connections, ctx.size(1.0, 5.0), workdir=ctx.workdir)
@@ -250,10 +225,7 @@ def brief(ctx: Context, server: Server, connections: int) -> dict[str, float]:
 
 
 def scaling(ctx: Context) -> dict[str, Any]:
-    """Ours and bare on both event loops at 16-256 connections, one worker each; then two
-    workers at 64 connections: bare, and ours as ``serve --workers 2`` runs it (each worker
-    the same factory, metrics in multiprocess mode, one Redis) against one worker of ours
-    on that Redis."""
+    """Both event loops at 16-256 connections, one worker; then two workers at 64 connections."""
     env = service_env(ctx.artifacts, "fast")
     loops: dict[str, Any] = {}
     for loop in ("asyncio", "uvloop"):

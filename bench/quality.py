@@ -1,18 +1,9 @@
 """Section ``quality``: detection quality, reproducibly (seeded).
 
-- ``pointwise``: the ensemble as ``anomaly-api train`` builds it. TEP: fitted on
-  ``train_normal`` (no labels, thresholds from contamination), per fault the detection rate
-  (rows 160-959 flagged), the false-alarm rate (rows 0-159 and ``test_normal``) and, for
-  faults with a known root-cause variable, how often a flagged row's top contribution names
-  it; synthetic: the training pipeline per seed, recall per anomaly kind; ADBench: held-out
-  ROC-AUC, PR-AUC and F1 per classical set. ``--set detectors=a,b --set min_votes=N
-  --set contamination=X`` choose the ensemble; ``faults``, ``seeds``, ``sets`` the data.
-- ``time``: the time-aware model; ``fpr``: its false-alarm rate through the user's training
-  path (both in ``bench.quality_time``).
-- ``nab``: the NAB corpus through the user's path, scored by NAB's own scorer (``bench.nab``).
-- ``feedback``: whether ``false_alarm`` labels lower the rest of a stream's false alarms
-  without losing true events (``bench.feedback``).
-"""
+``pointwise`` (here): the ensemble on TEP, the synthetic data and ADBench (``--set
+detectors=a,b``, ``min_votes``, ``contamination``; ``faults``, ``seeds``, ``sets``);
+``time`` and ``fpr``: ``bench.quality_time``; ``nab``: ``bench.nab``; ``feedback``:
+``bench.feedback``."""
 
 from __future__ import annotations
 
@@ -35,23 +26,14 @@ ADBENCH_DROP = {"cardio": ("f6",)}
 """Constant in cardio's normal training rows (non-zero only in anomalies): the model,
 which scales its inputs, refuses a constant feature."""
 
-# Variables a fault acts on directly (Downs & Vogel 1993; Chiang, Russell & Braatz,
-# "Fault detection and diagnosis in industrial systems", 2001). xmv_3/xmeas_1: A feed;
-# xmv_4/xmeas_4: A and C feed (stream 4); xmv_10/xmeas_9/xmeas_21: reactor cooling
-# water flow, reactor temperature and its cooling water outlet temperature;
-# xmv_11/xmeas_22/xmeas_11: condenser cooling water flow, its outlet and the separator
-# temperature; xmv_6/xmeas_10: purge valve and purge rate.
+# Variables a fault acts on directly (Downs & Vogel 1993; Chiang, Russell & Braatz 2001; see
+# docs/which-sensor.md): A feed, A and C feed, reactor cooling, condenser cooling, purge.
 KNOWN_VARIABLES: dict[int, tuple[str, ...]] = {
-    1: ("xmeas_1", "xmeas_4", "xmv_3", "xmv_4"),
-    2: ("xmeas_10", "xmv_6"),
-    4: ("xmv_10", "xmeas_9", "xmeas_21"),
-    5: ("xmv_11", "xmeas_22", "xmeas_11"),
-    6: ("xmeas_1", "xmv_3"),
-    7: ("xmeas_4", "xmv_4"),
-    11: ("xmv_10", "xmeas_9", "xmeas_21"),
-    12: ("xmv_11", "xmeas_22", "xmeas_11"),
-    14: ("xmv_10", "xmeas_9", "xmeas_21"),
-}
+    1: ("xmeas_1", "xmeas_4", "xmv_3", "xmv_4"), 2: ("xmeas_10", "xmv_6"),
+    4: ("xmv_10", "xmeas_9", "xmeas_21"), 5: ("xmv_11", "xmeas_22", "xmeas_11"),
+    6: ("xmeas_1", "xmv_3"), 7: ("xmeas_4", "xmv_4"), 11: ("xmv_10", "xmeas_9", "xmeas_21"),
+    12: ("xmv_11", "xmeas_22", "xmeas_11"), 14: ("xmv_10", "xmeas_9", "xmeas_21"),
+}  # fmt: skip
 
 
 def config(ctx: Context) -> EnsembleConfig:

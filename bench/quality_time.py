@@ -1,21 +1,10 @@
-"""Parts ``quality.time`` (detection quality of the time-aware model) and ``quality.fpr``
-(the false-alarm rate through the user's training path, see :func:`fpr`).
+"""Parts ``quality.time`` (detection quality of the time-aware model on synthetic data, TEP
+and NAB) and ``quality.fpr`` (its false-alarm rate through the user's training path).
 
-- synthetic: seeds 0-9 (``--set seeds=N --set first_seed=S``), the ``anomaly-api train
-  --window`` pipeline (chronological 60/20/20 split, thresholds tuned on the validation part:
-  max F1 with the normal floor); F1, FPR, recall and detection delay per kind on the last
-  20% of each seed, pooled over seeds;
-- TEP: fitted on ``train_normal`` only; the threshold calibrated on ``test_normal`` (another
-  run, never fitted on) to flag ``tep_fpr`` (2%) of it; detection rate of every fault (rows
-  160-959), false-alarm rate on rows 0-159 of the fault files, first alarm;
-- NAB (univariate): fitted on the first 10% of each series (outside the labelled windows),
-  the threshold calibrated on the next 5% to flag 1%; recall of the labelled windows (one
-  flagged row counts) and the FPR outside them, on the rest of the series.
-
-``--set`` options: ``only`` (synthetic, tep or nab), ``window`` (60), ``short`` (5),
+Protocols: docs/time-aware.md, Measured quality. ``quality.time``'s ``--set`` options:
+``only`` (synthetic, tep, nab), ``seeds``, ``first_seed``, ``window`` (60), ``short`` (5),
 ``tep_window`` (30), ``tep_fpr``, ``features``, ``tep_features``, ``detector`` (top4_z),
-``target_fpr``, ``mean_gate`` and ``normal_floor`` (a number or ``none``).
-"""
+``target_fpr``, ``mean_gate`` and ``normal_floor`` (a number or ``none``)."""
 
 from __future__ import annotations
 
@@ -40,12 +29,22 @@ from anomaly_api.training.time_aware import (
     normal_fpr_offsets,
     train_time_aware_and_save,
 )
-from bench.data import DATASETS, TEP, TEP_FAULT_ONSET, TEP_HARD_FAULTS, tep_available, tep_frame
+from bench.data import (
+    DATASETS,
+    TEP,
+    TEP_FAULT_ONSET,
+    TEP_HARD_FAULTS,
+    labelled_csv,
+    tep_available,
+    tep_frame,
+)
 from bench.nab import CORPUS as NAB_CORPUS
 from bench.nab import train_probation
 
 if TYPE_CHECKING:
     from bench.__main__ import Context
+
+INPUT_POLICIES = ("irregular_sampling", "merged_repeated_timestamps", "skipped_clock_steps_back")
 
 
 def synthetic(seeds: Iterable[int], settings: TimeAwareSettings) -> dict[str, Any]:
@@ -89,12 +88,6 @@ def synthetic(seeds: Iterable[int], settings: TimeAwareSettings) -> dict[str, An
     }
 
 
-def _read(path: Path) -> tuple[NDArray[np.float64], NDArray[np.int64], list[str]]:
-    frame = pd.read_csv(path)
-    names = [c for c in frame.columns if c not in ("timestamp", "is_anomaly")]
-    return frame[names].to_numpy(np.float64), frame["is_anomaly"].to_numpy(np.int64), names
-
-
 def tep(settings: TimeAwareSettings, target_fpr: float, faults: range) -> dict[str, Any]:
     """Fit on train_normal, calibrate on test_normal, measure every fault file."""
     X_train, _, names = tep_frame("train_normal")
@@ -116,9 +109,7 @@ def tep(settings: TimeAwareSettings, target_fpr: float, faults: range) -> dict[s
         after = np.flatnonzero(flagged[TEP_FAULT_ONSET:])
         per_fault[str(number)] = {
             "detection_rate": float(flagged[y == 1].mean()),
-            "false_alarm_rate": float(
-                flagged[:TEP_FAULT_ONSET][~out.warming_up[:TEP_FAULT_ONSET]].mean()
-            ),
+            "false_alarm_rate": float(false_alarms[-1].mean()),
             "first_alarm_readings": int(after[0]) if len(after) else None,
         }
     kept = [str(n) for n in faults if n not in TEP_HARD_FAULTS]
@@ -151,7 +142,7 @@ def nab(settings: TimeAwareSettings, series: int) -> dict[str, Any]:
     """Per series: window recall and FPR of the rows outside windows."""
     results: dict[str, Any] = {}
     for path in sorted((DATASETS / "nab").glob("*.csv"))[:series]:
-        X, y, names = _read(path)
+        X, y, names = labelled_csv(path)
         n = len(y)
         fit_end, cal_end = int(0.10 * n), int(0.15 * n)
         fit_rows = np.zeros(n, dtype=np.bool_)
@@ -218,8 +209,7 @@ def run(ctx: Context) -> dict[str, Any]:
 def _user_settings(
     window: int, target_fpr: float | None, seed: int, detector: str = DEFAULT_DETECTOR
 ) -> TimeAwareSettings:
-    """What ``anomaly-api train --window`` builds (``cli/train.py``; ``detector`` is the
-    Python API's choice, the CLI keeps the default)."""
+    """What ``anomaly-api train --window`` builds (``detector``: the Python API's choice)."""
     short = max(1, min(5, window - 2))
     return TimeAwareSettings(
         window=window, short=short, target_fpr=target_fpr, seed=seed, detector=detector
@@ -229,9 +219,8 @@ def _user_settings(
 def user_tep(
     window: int, target_fpr: float, faults: range, detector: str = DEFAULT_DETECTOR
 ) -> dict[str, Any]:
-    """Train on train_normal.csv as the CLI does, score every test file in full: as
-    ``/predict/window`` does, and as the stream path does (``StreamReplayer``: what appending
-    each reading through the API answers) with adaptation off and on."""
+    """TEP trained as the CLI does; every test file scored as ``/predict/window`` does and
+    through the stream path (``StreamReplayer``) with adaptation off and on."""
     from anomaly_api.artifacts import TimeAwareArtifact, load_any_artifact
     from anomaly_api.bulk.backtest import StreamReplayer
     from anomaly_api.config import get_settings
@@ -327,8 +316,7 @@ def user_synthetic(
 
 
 def nab_train(window: int, series: int) -> dict[str, Any]:
-    """Train on every NAB series' probationary period (``bench.nab.probation``); the
-    failures and the policies applied."""
+    """Train on every NAB series' probationary period; the failures and the policies applied."""
     failed: dict[str, str] = {}
     applied: dict[str, Any] = {}
     paths = sorted((NAB_CORPUS / "data").glob("*/*.csv"))[:series]
@@ -353,18 +341,10 @@ def nab_train(window: int, series: int) -> dict[str, Any]:
 
 
 def fpr(ctx: Context) -> dict[str, Any]:
-    """Part ``quality.fpr``: the false-alarm rate a user gets, training as they would.
+    """Part ``quality.fpr``: TEP, synthetic and ``nab-train`` trained as the CLI does.
 
-    TEP: ``anomaly-api train --data train_normal.csv --timestamp-column timestamp --window 30
-    --target-fpr 0.02`` (the all-normal label column dropped), through the CLI's training
-    function; every test file scored as ``POST /predict/window`` with ``mode: "all"`` does
-    (warm-up readings included). False-alarm rate: ``test_normal`` and rows 0-159 of the 21
-    fault files; detection: rows 160-959, mean over the faults without 3, 9 and 15.
-    Synthetic: ``anomaly-api train --window 30 --seed S --json`` for S in ``seeds`` (1-5).
-    ``nab-train``: which NAB series train on their first 15% (``quality.nab``'s protocol), why
-    the others do not, what the input policies did. ``--set`` options: ``window``,
-    ``target_fpr``, ``seeds``, ``detector`` (the window detector of TEP and synthetic),
-    ``only`` (tep, synthetic, nab-train; default the first two).
+    ``--set``: ``window`` (30), ``target_fpr`` (0.02), ``seeds`` (1-5), ``detector``, ``only``
+    (tep, synthetic, nab-train; default the first two).
     """
     window = ctx.option("window", 30)
     detector = ctx.option("detector", DEFAULT_DETECTOR)

@@ -1,9 +1,6 @@
 """Ratios, targets and the Markdown tables of one benchmark run.
 
-``python -m bench.report [RESULTS.json]`` rebuilds the Markdown (``RESULTS.md`` beside the
-JSON, default ``bench/results/latest.md``, which docs/performance.md includes) from a run's
-JSON, without measuring anything.
-"""
+``python -m bench.report [RESULTS.json]`` rebuilds a run's Markdown from its JSON."""
 
 from __future__ import annotations
 
@@ -20,14 +17,12 @@ STATE_BYTES_LIMIT = 4096
 
 
 def ratio(numerator: float, denominator: float) -> float:
-    """``numerator / denominator``; NaN when the denominator measured nothing (a smoke run
-    on a loaded machine can finish zero requests), so the report still prints."""
+    """``numerator / denominator``, NaN when the denominator measured nothing."""
     return numerator / denominator if denominator else float("nan")
 
 
 def ratios(results: dict[str, Any]) -> dict[str, float]:
-    """Service ÷ bare endpoint and fast ÷ reference, which move less than absolute numbers
-    (the ``predict`` section's; empty when it did not run)."""
+    """Service ÷ bare endpoint and fast ÷ reference (empty without ``predict``)."""
     if "http_predict" not in results or "model_scoring" not in results:
         return {}
     http = results["http_predict"]
@@ -98,8 +93,7 @@ TARGETS: list[tuple[str, str, str, float, tuple[str, ...]]] = [
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each target with the measured value and whether it is
-    met (value and met are None for a section the run left out)."""
+    """Each target with its value and whether it is met (None when not run)."""
     rows = []
     for issue, name, op, limit, path in TARGETS:
         value = _get(results, *path)
@@ -127,17 +121,12 @@ def _load(run: dict[str, Any]) -> list[str]:
     return [_f(run["requests_per_s"]), _f(run["p50_ms"]), _f(run["p99_ms"])]
 
 
-BACKEND_LABELS = {
-    "bare": "bare FastAPI",
-    "fast": "service, fast",
-    "numpy": "service, numpy",
-    "sklearn": "service, scikit-learn",
-}
+BACKEND_LABELS = {"bare": "bare FastAPI", "fast": "service, fast", "numpy": "service, numpy",
+                  "sklearn": "service, scikit-learn"}  # fmt: skip
 
 
 def table(results: dict[str, Any]) -> str:
-    """The run as Markdown tables: each section that ran, then every target (readable in a
-    terminal; written beside the JSON as ``.md``, which docs/performance.md includes)."""
+    """The run as Markdown tables: each section that ran, then every target."""
     lines = [run_line(results["meta"]), ""]
     if "http_predict" in results and "model_scoring" in results:
         lines += predict_tables(results)
@@ -145,17 +134,8 @@ def table(results: dict[str, Any]) -> str:
     if "ratio_memory" in streams and "state_per_stream" in streams:
         lines += streams_table(streams)
     lines += flat_table("streams", {k: v for k, v in streams.items() if k.startswith("watch")})
-    flat = (
-        "scaling",
-        "by_name",
-        "fleet",
-        "bulk",
-        "drift_overhead",
-        "drift_tracker",
-        "kernel",
-        "cost",
-    )
-    for key in (*flat, "quality"):
+    flat = ("scaling", "by_name", "fleet", "bulk", "drift_overhead", "drift_tracker", "kernel")
+    for key in (*flat, "cost", "quality"):
         lines += flat_table(key, results.get(key, {}))
     lines += targets_table(results["targets"])
     for section, error in results.get("failed_sections", {}).items():
@@ -289,8 +269,7 @@ def predict_tables(results: dict[str, Any]) -> list[str]:
 
 
 def flat_table(title: str, data: dict[str, Any]) -> list[str]:
-    """A section's numbers as one two-column table, nested keys joined by " / " (lists of
-    numbers shown whole when short)."""
+    """A section's numbers as one two-column table, nested keys joined by " / "."""
     rows: list[list[str]] = []
 
     def walk(prefix: str, value: Any) -> None:
@@ -310,8 +289,7 @@ def flat_table(title: str, data: dict[str, Any]) -> list[str]:
 
 
 def write_results(out: Path, results: dict[str, Any], text: str) -> None:
-    """Write ``results`` as indented JSON to ``out`` and ``text`` beside it (``.md``), then
-    print ``text`` (its first line has the load averages) and where the files went."""
+    """Write the JSON and ``text`` beside it (``.md``), then print ``text``."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
     out.with_suffix(".md").write_text(text + "\n")

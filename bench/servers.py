@@ -6,6 +6,7 @@ The port, environment and Redis helpers are ``anomaly_api.testing``'s, shared wi
 from __future__ import annotations
 
 import http.client
+import os
 import signal
 import subprocess
 import sys
@@ -34,6 +35,13 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used, from /proc: what a request costs the
+    server, much less disturbed than its throughput by other load on a shared machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _ready(port: int, path: str) -> bool:
@@ -67,8 +75,7 @@ def uvicorn_server(
     name: str, app: str, env: Mapping[str, str], *, factory: bool, ready_path: str,
     loop: str = "asyncio", workers: int = 1,
 ) -> Iterator[Server]:  # fmt: skip
-    """Run ``app`` under uvicorn with ``workers`` workers on a free port until the block
-    ends, on the standard asyncio loop unless told (the service's default, ``ANOMALY_LOOP``)."""
+    """Run ``app`` under uvicorn with ``workers`` workers on a free port until the block ends."""
     port = free_port()
     if workers > 1:  # as ``serve --workers`` runs them: uvicorn's own --workers leaves Nagle on
         options = {"host": HOST, "port": port, "loop": loop, "log_level": "warning",
@@ -111,8 +118,7 @@ def redis_server() -> Iterator[str]:
 
 @contextmanager
 def mosquitto_server() -> Iterator[int]:
-    """A throwaway Mosquitto on a free loopback port (1,000 QoS 1 messages in flight per
-    client, not 20: the default makes every client wait for acknowledgements); its port."""
+    """A throwaway Mosquitto (1,000 QoS 1 messages in flight per client); its port."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-mqtt-") as workdir:
         config = Path(workdir) / "mosquitto.conf"

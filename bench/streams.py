@@ -1,9 +1,5 @@
-"""Section ``streams``: stream readings over HTTP against ``/predict``, ``/predict/window``
-and the bytes one stream holds.
-
-The stream model is the default time-aware one (window 60, 8 channels); Redis is a
-throwaway ``redis-server`` started here, so the shared one's traffic does not blur it.
-"""
+"""Section ``streams``: stream readings over HTTP against ``/predict``, ``/predict/window``,
+the bytes one stream holds and the watcher's jobs (throwaway Redis, Mosquitto, Prometheus)."""
 
 from __future__ import annotations
 
@@ -37,8 +33,7 @@ T0 = 1_800_000_000
 
 
 def warm_streams(port: int) -> None:
-    """Post ``WINDOW`` readings to each wrk stream before wrk's first timestamp, so wrk
-    measures full windows."""
+    """Fill each wrk stream's window before wrk's first timestamp."""
     readings = [[0.0, 1.0, 0.0, 0.1, 1.0, 0.0, 0.2, -0.1]] * 15
     with connect(port) as conn:
         for sid in range(1, CONNECTIONS + 1):
@@ -60,9 +55,7 @@ def window_bodies(count: int, mode: str) -> list[bytes]:
 
 
 def over_http(ctx: Context) -> dict[str, Any]:
-    """Point-wise ``/predict`` at 64 connections (cache misses), then stream readings with the
-    in-process store and with Redis the same way (``wrk -t64 -c64``: one stream per
-    connection), as ratios; ``/predict/window`` with 1,000 readings, one keep-alive client."""
+    """``/predict``, then stream readings (memory, Redis) at 64 connections; ``/predict/window``."""
     seconds, windows = ctx.size(1.0, 10.0), ctx.size(3, 40)
     out: dict[str, Any] = {"connections": CONNECTIONS, "duration_s": seconds}
 
@@ -72,7 +65,7 @@ def over_http(ctx: Context) -> dict[str, Any]:
 
     with service_server("predict", service_env(ctx.artifacts, "fast")) as server:
         out["predict"] = load(server.port, "/predict")
-    stream_lua = STREAM_LUA.format(t0=T0)
+    stream_lua = STREAM_LUA.substitute(t0=T0)
     with service_server("streams-memory", service_env(ctx.time_aware, "fast")) as server:
         warm_streams(server.port)
         out["streams_memory"] = load(server.port, "/", stream_lua)
@@ -98,8 +91,7 @@ def over_http(ctx: Context) -> dict[str, Any]:
 
 
 def state(ctx: Context) -> dict[str, Any]:
-    """Bytes one full stream (8 channels, 60 readings) costs: Python heap of the in-process
-    store (tracemalloc) and ``used_memory`` growth of a throwaway Redis per stream."""
+    """Bytes one full stream costs: in-process heap (tracemalloc) and Redis ``used_memory``."""
     streams = ctx.size(200, 2000)
     store = InMemoryStreamStore(max_streams=streams, idle_ttl_s=3600.0)
     tracemalloc.start()
@@ -142,10 +134,7 @@ async def redis_bytes(url: str, streams: int) -> dict[str, Any]:
 
 
 def watch(ctx: Context) -> dict[str, Any]:
-    """The watcher's MQTT job (``anomaly_api.watch``): readings/s from a throwaway Mosquitto
-    (QoS 1, one ``mosquitto_pub`` per stream) through the in-process stream path (8
-    channels, time-aware window 30, memory store), and the same readings handed to the job
-    without MQTT (parsing and scoring alone); ``watch_batch`` readings a message."""
+    """The watcher's MQTT job: readings/s from a throwaway Mosquitto, and without MQTT."""
     from anomaly_api.data.timeseries import synthetic_timeseries
     from anomaly_api.watch.config import parse_watch_config
     from anomaly_api.watch.runner import Job, Watcher
@@ -240,11 +229,7 @@ s = ThreadingHTTPServer(("127.0.0.1", 0), H); print(s.server_port, flush=True); 
 
 
 def watch_prometheus(ctx: Context) -> dict[str, Any]:
-    """The watcher's Prometheus job with ``watch_streams`` streams (default 1,000) of 8
-    channels, scraped every second (an exporter process), read every 15 s at a 1 s step (15
-    readings per stream per run), W 30 model, memory store: the watcher's CPU seconds per
-    run (``time.process_time``: this process only, Prometheus and the exporter excluded)
-    and their share of one core at the 15 s schedule."""
+    """The watcher's Prometheus job (``watch_streams`` streams): its CPU seconds per run."""
     from anomaly_api.watch.config import parse_watch_config
     from anomaly_api.watch.runner import Job, Watcher
     from bench.servers import prometheus_server
