@@ -244,11 +244,4 @@ def instructions(ctx: Context) -> dict[str, Any]:
     return {"cost": {"instructions_per_request": out}}
 
 
-def batch(ctx: Context) -> dict[str, Any]:
-    """A 1,000-row ``/predict/batch`` step by step (``bench/batch_steps.py``)."""
-    from bench.batch_steps import batch_steps
-
-    return batch_steps(ctx)
-
-
-PARTS = {"request": request, "instructions": instructions, "batch": batch}
+PARTS = {"request": request, "instructions": instructions}

@@ -176,7 +176,7 @@ def targets_table(rows: list[dict[str, Any]]) -> list[str]:
 
 def streams_table(streams: dict[str, Any]) -> list[str]:
     """Stream endpoints over HTTP against /predict, and the bytes of a stream."""
-    state = streams["state_per_stream"]
+    state = streams["state_per_stream"]  # bytes: window array, heap, Redis value and growth
     rows = [
         [f"/predict (point-wise), {streams['connections']} conns", *_load(streams["predict"]),
          "1"],
@@ -192,29 +192,10 @@ def streams_table(streams: dict[str, Any]) -> list[str]:
          _f(run["server_inference_ms_p50"])]
         for mode, run in (("last", streams["window_1000"]), ("all", streams["window_1000_all"]))
     ]  # fmt: skip
-    fail_open = streams["streams_redis"].get("degraded_answers")
-    if fail_open is not None:
-        lines += [
-            f"Redis run: {fail_open:,} of {streams['streams_redis']['requests']:,} answers were "
-            "served fail-open from process memory after a failed Redis call (`degraded`); "
-            "only 0 is a clean Redis measurement.",
-            "",
-        ]
     lines += _markdown(["1 connection", "p50 ms", "p99 ms", "server inference_ms"], windows)
-    memory, redis = state["memory"], state["redis"]
-    lines += _markdown(
-        ["one stream, 8 channels x 60 readings", "bytes"],
-        [
-            ["readings of one full window (float64, timestamps included)",
-             _f(memory["window_array_nbytes"])],
-            ["in-process store: Python heap per stream (tracemalloc)",
-             _f(memory["heap_per_stream"])],
-            ["Redis: window value / `MEMORY USAGE` of the key",
-             f"{_f(redis['window_value_bytes'])} / {_f(redis['memory_usage_window_key'])}"],
-            ["Redis: `used_memory` growth per stream", _f(redis["used_memory_per_stream"])],
-        ],
-    )  # fmt: skip
-    return lines
+    fail_open = {"Redis run: answers served fail-open (`degraded`; only 0 is a clean Redis run)":
+                 streams["streams_redis"].get("degraded_answers")}  # fmt: skip
+    return lines + flat_table("one stream, 8 channels x 60 readings", {**state, **fail_open})
 
 
 def predict_tables(results: dict[str, Any]) -> list[str]:

@@ -100,9 +100,6 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
     assert sane(batch["service, cache hits, through uvicorn"])
     assert sane(batch["the kernel alone on the same rows"])
     assert cost["instructions_per_request"] == {"/predict": None}  # no callgrind in a smoke run
-    steps = cost["batch_1000_rows"]["steps"]
-    assert all(sane(step["wall_ms"]) and sane(step["cpu_ms"]) for step in steps.values())
-    assert sane(cost["batch_1000_rows"]["over_http"]["total_p50_ms"])
 
     quality = results["quality"]
     assert 0 <= quality["pointwise"]["synthetic"]["mean"]["roc_auc"] <= 1
