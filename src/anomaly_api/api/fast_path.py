@@ -7,9 +7,10 @@ a method and path of ``FAST_ROUTES`` this middleware calls what FastAPI would ca
 FastAPI's order (the router's key check, the route's dependency, the route's function),
 and renders what they raise with the one error renderer. It is the innermost middleware,
 so the request id, access log, HTTP metrics, admission control and the size limits stay
-around the routes as they are. The named-model routes (``/models/{name}/predict``) take
-their one path parameter as Starlette's ``{name}`` does: one non-empty segment of the
-decoded path, any characters but ``/`` (the route checks the name). Everything else
+around the routes as they are. The stream scoring routes come from ``fast_streams``. The
+path parameters (``/models/{name}/predict``, ``/streams/{stream_id}/readings``) are taken
+as Starlette's ``{name}`` takes them: one non-empty segment of the decoded path, any
+characters but ``/`` (the route checks the value). Everything else
 (other methods, other paths) goes to the FastAPI app, where these routes stay registered
 for the OpenAPI document.
 
@@ -27,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from anomaly_api.api.deps import get_batch_call, get_predict_call
 from anomaly_api.api.errors import EXPECTED_ERRORS, render_error
+from anomaly_api.api.fast_streams import STREAM_ROUTERS, STREAM_ROUTES
 from anomaly_api.api.routes import models, predict
 from anomaly_api.api.security import check_api_key
 
@@ -35,17 +37,29 @@ __all__ = ["FAST_ROUTES", "FastPathMiddleware"]
 FastHandler = Callable[[Request], Awaitable[Response]]
 _MODELS = "/models/"
 _NAMED = "/models/{name}"
+_STREAMS = "/streams/"
+_STREAM = "/streams/{stream_id}"
 
 
 def _template(path: str) -> tuple[str, dict[str, str]]:
     """``path`` as a route template and its path parameters: ``/models/pumps/predict`` is
-    ``/models/{name}/predict`` with ``name="pumps"``; any other path is itself."""
-    if not path.startswith(_MODELS):
-        return path, {}
-    name, slash, rest = path[len(_MODELS) :].partition("/")
-    if not name or not slash:
-        return path, {}
-    return f"{_NAMED}/{rest}", {"name": name}
+    ``/models/{name}/predict`` with ``name="pumps"``, ``/streams/s1/readings`` is
+    ``/streams/{stream_id}/readings`` with ``stream_id="s1"`` (under a model's prefix too);
+    any other path is itself."""
+    params: dict[str, str] = {}
+    named = ""
+    if path.startswith(_MODELS):
+        name, slash, rest = path[len(_MODELS) :].partition("/")
+        if not name or not slash:
+            return path, {}
+        params["name"] = name
+        named, path = _NAMED, f"/{rest}"
+    if path.startswith(_STREAMS):
+        stream_id, slash, rest = path[len(_STREAMS) :].partition("/")
+        if stream_id and slash:
+            params["stream_id"] = stream_id
+            path = f"{_STREAM}/{rest}"
+    return named + path, params
 
 
 async def _predict(request: Request) -> Response:
@@ -77,12 +91,13 @@ FAST_ROUTES: dict[tuple[str, str], FastHandler] = {
     ("POST", "/predict/batch"): _predict_batch,
     ("POST", f"{_NAMED}/predict"): _named_predict,
     ("POST", f"{_NAMED}/predict/batch"): _named_predict_batch,
+    **STREAM_ROUTES,
 }
 """``(method, path template)`` -> the route served here; each must be a route of the app
 too."""
 
 
-_ROUTERS: tuple[APIRouter, ...] = (predict.router, models.router)
+_ROUTERS: tuple[APIRouter, ...] = (predict.router, models.router, *STREAM_ROUTERS)
 """The routers that declare the routes of ``FAST_ROUTES`` (for the OpenAPI document too)."""
 
 

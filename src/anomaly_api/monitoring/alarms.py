@@ -133,34 +133,32 @@ class AlarmPolicy:
             raise ValueError("is_anomaly must be a 1-D array of booleans")
         n = flags.shape[0]
         positions = self._positions(state, n, times)
-        anomalous_index = np.flatnonzero(flags.astype(bool))
-        anomalies = positions[anomalous_index]
-        history = np.concatenate([np.asarray(state.recent, dtype=np.float64), anomalies])
+        anomalous_index = np.flatnonzero(flags.astype(bool)).tolist()
+        history = list(state.recent)
         alarms = np.zeros(n, dtype=bool)
-        n_old = len(state.recent)
-        k = self.k
-        raised: list[float] = []
-        if len(history) >= k and len(anomalies):
-            # history[j] completes k anomalies within the window when the anomaly k - 1
-            # places earlier lies less than `window` before it.
-            span = history[k - 1 :] - history[: len(history) - k + 1]
-            candidates = np.flatnonzero(span < self.window) + (k - 1)
-            candidates = candidates[candidates >= n_old] - n_old  # index into `anomalies`
-            at = anomalies[candidates]
-            # Sequential cool-down, one step per alarm: the next alarm is the first
-            # candidate strictly after the last alarm's position plus the cool-down.
-            floor = state.last_alarm
-            start = 0 if floor is None else int(np.searchsorted(at, floor + self.cooldown, "right"))
-            while start < len(at):
-                alarms[anomalous_index[candidates[start]]] = True
-                raised.append(float(at[start]))
-                start = int(np.searchsorted(at, at[start] + self.cooldown, "right"))
+        k, window, cooldown = self.k, self.window, self.cooldown
+        last = state.last_alarm
+        raised = 0
+        # A plain loop over the anomalies (a stream's batch holds one reading or a few,
+        # where NumPy's per-call overhead would dominate). An anomaly completes k within
+        # the window when the anomaly k - 1 places earlier lies less than ``window``
+        # before it; it raises an alarm when it also lies strictly after the last
+        # alarm's position plus the cool-down.
+        for index, here in zip(anomalous_index, positions[anomalous_index].tolist(), strict=True):
+            history.append(here)
+            completes = len(history) >= k and here - history[-k] < window
+            if completes and (last is None or here > last + cooldown):
+                alarms[index] = True
+                last = here
+                raised += 1
+            if len(history) > k:  # keep the k anomalies the next one may need
+                del history[: len(history) - k]
         keep = max(k - 1, 0)
         new_state = AlarmState(
-            recent=tuple(history[len(history) - keep :].tolist()) if keep else (),
-            last_alarm=raised[-1] if raised else state.last_alarm,
+            recent=tuple(history[len(history) - keep :]) if keep else (),
+            last_alarm=last,
             seen=state.seen + n,
-            alarms=state.alarms + len(raised),
+            alarms=state.alarms + raised,
         )
         return alarms, new_state
 
