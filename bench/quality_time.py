@@ -1,8 +1,8 @@
-"""Parts ``quality.time`` (detection quality of the time-aware model on synthetic data, TEP
-and NAB) and ``quality.fpr`` (its false-alarm rate through the user's training path).
+"""Parts ``quality.time`` (detection quality of the time-aware model on synthetic data and
+TEP) and ``quality.fpr`` (its false-alarm rate through the user's training path).
 
 Protocols: docs/time-aware.md, Measured quality. ``quality.time``'s ``--set`` options:
-``only`` (synthetic, tep, nab), ``seeds``, ``first_seed``, ``window`` (60), ``short`` (5),
+``only`` (synthetic, tep), ``seeds``, ``first_seed``, ``window`` (60), ``short`` (5),
 ``tep_window`` (30), ``tep_fpr``, ``features``, ``tep_features``, ``detector`` (top4_z),
 ``target_fpr``, ``mean_gate`` and ``normal_floor`` (a number or ``none``)."""
 
@@ -30,11 +30,9 @@ from anomaly_api.training.time_aware import (
     train_time_aware_and_save,
 )
 from bench.data import (
-    DATASETS,
     TEP,
     TEP_FAULT_ONSET,
     TEP_HARD_FAULTS,
-    labelled_csv,
     tep_available,
     tep_frame,
 )
@@ -133,47 +131,6 @@ def tep(settings: TimeAwareSettings, target_fpr: float, faults: range) -> dict[s
     }
 
 
-def _windows(y: NDArray[np.int64]) -> list[tuple[int, int]]:
-    edges = np.diff(np.concatenate([[0], y, [0]]))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
-
-
-def nab(settings: TimeAwareSettings, series: int) -> dict[str, Any]:
-    """Per series: window recall and FPR of the rows outside windows."""
-    results: dict[str, Any] = {}
-    for path in sorted((DATASETS / "nab").glob("*.csv"))[:series]:
-        X, y, names = labelled_csv(path)
-        n = len(y)
-        fit_end, cal_end = int(0.10 * n), int(0.15 * n)
-        fit_rows = np.zeros(n, dtype=np.bool_)
-        fit_rows[:fit_end] = y[:fit_end] == 0
-        model = new_time_aware_model(settings).fit(
-            X[:fit_end], fit_rows=fit_rows[:fit_end], channels=names
-        )
-        _, z, valid = model.window_z(X)
-        cal = np.zeros(n, dtype=np.bool_)
-        cal[fit_end:cal_end] = True
-        cal &= valid & (y == 0)
-        scores = model.detector_scores(z[cal])
-        model.detector_.set_offsets(normal_fpr_offsets(scores, 0.01))
-        out = model.score_frame(X)
-        flagged = out.is_anomaly
-        rest = np.arange(n) >= cal_end
-        windows = [(a, b) for a, b in _windows(y) if a >= cal_end]
-        hit = [bool(flagged[a:b].any()) for a, b in windows]
-        first = [int(np.flatnonzero(flagged[a:b])[0]) for a, b in windows if flagged[a:b].any()]
-        results[path.stem] = {
-            "rows": n,
-            "windows_evaluated": len(windows),
-            "window_recall": float(np.mean(hit)) if hit else None,
-            "first_alarm_in_window_readings": first,
-            "window_lengths": [int(b - a) for a, b in windows],
-            "fpr_outside_windows": float(flagged[rest & (y == 0)].mean()),
-            "row_recall": float(flagged[rest & (y == 1)].mean()),
-        }
-    return results
-
-
 def run(ctx: Context) -> dict[str, Any]:
     """The three measurements (or ``only`` one), with the options ``--set`` gave."""
 
@@ -188,7 +145,7 @@ def run(ctx: Context) -> dict[str, Any]:
         mean_gate=number("mean_gate", DEFAULT_MEAN_GATE),
         normal_floor=number("normal_floor", DEFAULT_NORMAL_FLOOR),
     )  # fmt: skip
-    only = ctx.option("only", "synthetic,tep,nab").split(",")
+    only = ctx.option("only", "synthetic,tep").split(",")
     out: dict[str, Any] = {}
     if "synthetic" in only:
         first = ctx.option("first_seed", 0)
@@ -201,8 +158,6 @@ def run(ctx: Context) -> dict[str, Any]:
                                      mean_gate=base.mean_gate)  # fmt: skip
         faults = range(1, ctx.size(3, 22))
         out["tep"] = tep(settings, ctx.option("tep_fpr", 0.02), faults)
-    if "nab" in only and (DATASETS / "nab").is_dir():
-        out["nab"] = nab(base, ctx.size(1, 1000))
     return {"quality": {"time": out}}
 
 
@@ -330,12 +285,7 @@ def nab_train(window: int, series: int) -> dict[str, Any]:
                 failed[key] = f"{type(exc).__name__}: {exc}"
                 continue
             report = ts.input_report()
-            policies = (
-                "irregular_sampling",
-                "merged_repeated_timestamps",
-                "skipped_clock_steps_back",
-            )
-            if any(report[name] for name in policies):
+            if any(report[name] for name in INPUT_POLICIES):
                 applied[key] = report
     return {"series": len(paths), "not_trained": failed, "policies_applied": applied}
 

@@ -38,33 +38,21 @@ Variant = Callable[[int], Awaitable[object]]
 """A coroutine function given a fresh counter each call (to make a new request body)."""
 
 
-async def async_rounds(
-    variants: dict[str, Variant], *, rounds: int, per_round: int, start: int = 0
-) -> dict[str, tuple[float, float]]:
-    """``rounds_ms`` for coroutines (``Variant``): each one's wall and CPU seconds (the
-    process's, every thread); one counter for all variants, so no two calls send the same body."""
-    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
-    counter = start
-    for _ in range(max(rounds, 1)):
-        for name, run in variants.items():
-            wall, cpu = [], []
-            for _ in range(max(per_round, 1)):
-                counter += 1
-                started, started_cpu = time.perf_counter(), time.process_time()
-                await run(counter)
-                wall.append(time.perf_counter() - started)
-                cpu.append(time.process_time() - started_cpu)
-            runs[name].append((statistics.median(wall), statistics.median(cpu)))
-    return {
-        name: (statistics.median(w for w, _ in values), statistics.median(c for _, c in values))
-        for name, values in runs.items()
-    }
-
-
 async def async_rounds_us(
     variants: dict[str, Variant], *, rounds: int, per_round: int, start: int = 0
 ) -> dict[str, float]:
-    """``async_rounds``' CPU time in µs: a loaded machine inflates it far less than the wall
-    clock, which also counts the wait for a core."""
-    timed = await async_rounds(variants, rounds=rounds, per_round=per_round, start=start)
-    return {name: round(cpu * 1e6, 2) for name, (_, cpu) in timed.items()}
+    """``rounds_ms`` for coroutines, in µs of the process's CPU (every thread; a loaded machine
+    inflates it far less than the wall clock); one counter for all variants, so no two calls
+    send the same body."""
+    runs: dict[str, list[float]] = {name: [] for name in variants}
+    counter = start
+    for _ in range(max(rounds, 1)):
+        for name, run in variants.items():
+            cpu = []
+            for _ in range(max(per_round, 1)):
+                counter += 1
+                started = time.process_time()
+                await run(counter)
+                cpu.append(time.process_time() - started)
+            runs[name].append(statistics.median(cpu))
+    return {name: round(statistics.median(values) * 1e6, 2) for name, values in runs.items()}

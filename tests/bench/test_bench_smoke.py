@@ -100,10 +100,6 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
     assert sane(batch["service, cache hits, through uvicorn"])
     assert sane(batch["the kernel alone on the same rows"])
     assert cost["instructions_per_request"] == {"/predict": None}  # no callgrind in a smoke run
-    assert len(cost["stream_reading_us"]) == 7
-    assert all(sane(us) for us in cost["stream_reading_us"].values())
-    counted = cost["stream_instructions_per_reading"]
-    assert counted == {"in-process store, synthetic readings, fast path": None}
 
     quality = results["quality"]
     assert 0 <= quality["pointwise"]["synthetic"]["mean"]["roc_auc"] <= 1
