@@ -380,6 +380,9 @@ class RedisStreamStore(GuardedRedisCalls):
         self.fallbacks = 0
         self._pending = PendingScores(recent_scores)
         self._flusher: asyncio.Future[None] | None = None
+        # One flush at a time: a read waits for a write already taken from the queue (else it
+        # could miss this replica's latest scores), and two flushes never land out of order.
+        self._flushing = asyncio.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStreamStore:
@@ -658,10 +661,12 @@ class RedisStreamStore(GuardedRedisCalls):
         await self.flush_recent()
 
     async def flush_recent(self) -> None:
-        """Write every queued recent score now (script calls of ``MAX_STREAMS_PER_CALL``)."""
-        taken = self._pending.take()
-        for start in range(0, len(taken), MAX_STREAMS_PER_CALL):
-            await self._write_recent(taken[start : start + MAX_STREAMS_PER_CALL])
+        """Write every queued recent score now (script calls of ``MAX_STREAMS_PER_CALL``),
+        after any flush already under way."""
+        async with self._flushing:
+            taken = self._pending.take()
+            for start in range(0, len(taken), MAX_STREAMS_PER_CALL):
+                await self._write_recent(taken[start : start + MAX_STREAMS_PER_CALL])
 
     async def _write_recent(self, taken: Sequence[tuple[str, bool, list[RecentScore]]]) -> None:
         ids, args = write_args(taken, self.recent_size)
@@ -672,8 +677,7 @@ class RedisStreamStore(GuardedRedisCalls):
         """The newest recent scores in one script call (``StreamStore.recent``); process
         memory's while Redis does not answer."""
         check_stream_id(stream_id)
-        if self._pending:
-            await self.flush_recent()  # this replica's latest scores are part of the answer
+        await self.flush_recent()  # this replica's latest scores, queued or being written
         keys = [self.recent_key(stream_id), self.window_key(stream_id)]
         reply = await self._guarded(
             "recent", lambda: self._recent_read_script(keys=keys, args=[limit])
