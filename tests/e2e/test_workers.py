@@ -136,8 +136,11 @@ def test_metrics_add_up_across_workers(workers: ServerProcess) -> None:
         for _ in range(10):
             _predict(workers, float(sent))  # a new reading each: a cache miss each
             sent += 1
-    by_worker = _per_worker(workers, "counter", sample, **labels)
-    assert sum(by_worker.values()) == sent
+
+    def every_request_counted() -> bool:  # a request is counted once its answer is sent
+        return sum(_per_worker(workers, "counter", sample, **labels).values()) == sent
+
+    eventually(every_request_counted, "every worker's requests counted")
     for _ in range(6):  # whichever worker answers, the same total
         (total,) = [s for s in _samples(workers, sample) if s.labels == labels]
         assert total.value == sent
