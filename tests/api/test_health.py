@@ -109,7 +109,10 @@ async def test_unknown_version_is_not_served(settings: Settings) -> None:
 async def test_cache_outage_degrades_but_predictions_work(tiny_artifacts_dir: Path) -> None:
     """Redis unreachable: /health says degraded (still 200) and /predict answers."""
     settings = make_settings(
-        tiny_artifacts_dir, redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_s=0.2
+        tiny_artifacts_dir,
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        prediction_cache="redis",
+        redis_timeout_s=0.2,
     )
     async with serve_app(settings) as http:
         for _ in range(3):
