@@ -466,7 +466,7 @@ def load_settings() -> Settings:
             if not error["loc"]:  # a rule across settings: its own message says it all
                 problems.append(str(error.get("ctx", {}).get("error", error["msg"])))
                 continue
-            name = str(error["loc"][0]) if error["loc"] else ""
+            name = str(error["loc"][0])
             field = name if name in Settings.model_fields else _field_of_env(name)
             shown = name if name.isupper() else env_names(field)[0] if field else name
             value = os.environ.get(shown, error.get("input"))
