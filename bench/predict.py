@@ -123,7 +123,7 @@ def over_http(ctx: Context) -> dict[str, Any]:
         }
     with (
         redis_server() as url,
-        service_server("redis", service_env(ctx.artifacts, "fast", url)) as s,
+        service_server("redis", service_env(ctx.artifacts, "fast", url, cache="redis")) as s,
     ):
         out["cache"]["redis"] = cache_runs(s)
         out["servers"]["fast+redis"] = facts(s)
@@ -225,7 +225,8 @@ def brief(ctx: Context, server: Server, connections: int) -> dict[str, float]:
 
 
 def scaling(ctx: Context) -> dict[str, Any]:
-    """Both event loops at 16-256 connections, one worker; then two workers at 64 connections."""
+    """Both event loops at 16-256 connections, one worker; then two workers at 64 connections
+    (and one to compare), on a Redis for streams with each worker's own prediction cache."""
     env = service_env(ctx.artifacts, "fast")
     loops: dict[str, Any] = {}
     for loop in ("asyncio", "uvloop"):

@@ -156,12 +156,15 @@ def prometheus_server(target_port: int) -> Iterator[str]:
             process.wait(timeout=30)
 
 
-def service_env(artifacts_dir: Path, backend: str, redis_url: str | None = None) -> dict[str, str]:
-    """Environment of the service under test."""
+def service_env(
+    artifacts_dir: Path, backend: str, redis_url: str | None = None, cache: str = "memory"
+) -> dict[str, str]:
+    """Environment of the service under test (``cache``: its ``ANOMALY_PREDICTION_CACHE``)."""
     env = {
         "ANOMALY_ARTIFACTS_DIR": str(artifacts_dir),
         "ANOMALY_INFERENCE_BACKEND": backend,
         "ANOMALY_LOG_LEVEL": "WARNING",
+        "ANOMALY_PREDICTION_CACHE": cache,
     }
     if redis_url is not None:
         env["ANOMALY_REDIS_URL"] = redis_url

@@ -70,6 +70,7 @@ def server_env(artifacts_dir: Path, redis: RedisServer, cooldown_s: float | None
     env = {
         "ANOMALY_ARTIFACTS_DIR": str(artifacts_dir),
         "ANOMALY_REDIS_URL": redis.url,
+        "ANOMALY_PREDICTION_CACHE": "redis",
         "ANOMALY_LOG_LEVEL": "WARNING",
     }
     if cooldown_s is not None:

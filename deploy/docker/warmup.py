@@ -2,7 +2,8 @@
 
 The build stage deletes every ``__pycache__`` and then runs this: it starts
 ``anomaly-api serve`` exactly as the container will (plus a Redis URL that refuses
-connections, so the Redis client code is imported and the fail-open path runs), calls
+connections, holding the prediction cache too, so the Redis client code of the streams
+and of the shared cache is imported and their fail-open paths run), calls
 each endpoint once, and stops the server with SIGTERM. Python writes ``.pyc`` files only
 for the modules that were really imported, so the image carries bytecode for serving
 (fast start on a read-only filesystem) without the megabytes compiled for code that
@@ -71,7 +72,13 @@ def exercise() -> None:
 def main() -> int:
     """Run the server, exercise it, stop it; non-zero exit on any failure."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env.update({"ANOMALY_PORT": str(PORT), "REDIS_URL": "redis://127.0.0.1:9/0"})
+    env.update(
+        {
+            "ANOMALY_PORT": str(PORT),
+            "REDIS_URL": "redis://127.0.0.1:9/0",
+            "ANOMALY_PREDICTION_CACHE": "redis",
+        }
+    )
     # The console script next to this interpreter: the one the image's CMD runs.
     command = str(Path(sys.executable).with_name("anomaly-api"))
     server = subprocess.Popen(  # noqa: S603 - our own console script, fixed arguments

@@ -16,6 +16,7 @@ from pydantic import (
     SecretStr,
     StringConstraints,
     ValidationError,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -87,11 +88,20 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("ANOMALY_REDIS_URL", "REDIS_URL"),
-        description="Redis cache URL; the in-process cache is used when unset.",
+        description="Redis shared by every replica and worker: streams, admin revisions, "
+        "training jobs, and the prediction cache when `PREDICTION_CACHE` is `redis`. "
+        "Unset: all of them live in this process.",
+    )
+    prediction_cache: Literal["memory", "redis", "off"] = Field(
+        default="memory",
+        description="Where predictions are cached. `memory`: each process keeps its own LRU "
+        "(`CACHE_MAX_ENTRIES`), with or without Redis; `redis`: one cache every replica and "
+        "worker shares (needs `REDIS_URL`; its two round trips per request cost more CPU "
+        "than scoring a reading, docs/configuration.md#cache); `off`: nothing is cached.",
     )
     cache_ttl_s: float = Field(default=3600.0, gt=0, description="Lifetime of a cached prediction.")
     cache_max_entries: int = Field(
-        default=100_000, gt=0, description="Size of the in-process cache."
+        default=100_000, gt=0, description="Size of the in-process cache (of each process)."
     )
     cache_prefix: str = Field(default="anomaly:pred:", description="Prefix of every cache key.")
     redis_timeout_s: float = Field(default=0.05, gt=0, description="Timeout of one Redis call.")
@@ -389,6 +399,16 @@ class Settings(BaseSettings):
         "ones to raise an alarm); alarms of later classes are counted as `other`.",
     )
 
+    @model_validator(mode="after")
+    def _redis_cache_needs_redis(self) -> Settings:
+        """A shared cache that cannot connect would only ever miss: refuse it at start-up."""
+        if self.prediction_cache == "redis" and not self.redis_url:
+            raise ValueError(
+                "ANOMALY_PREDICTION_CACHE=redis needs ANOMALY_REDIS_URL (or REDIS_URL): "
+                "the shared prediction cache lives in Redis"
+            )
+        return self
+
 
 class SettingsError(ValueError):
     """A setting from the environment or ``.env`` is not allowed; the message is one line."""
@@ -443,7 +463,10 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            name = str(error["loc"][0]) if error["loc"] else ""
+            if not error["loc"]:  # a rule across settings: its own message says it all
+                problems.append(str(error.get("ctx", {}).get("error", error["msg"])))
+                continue
+            name = str(error["loc"][0])
             field = name if name in Settings.model_fields else _field_of_env(name)
             shown = name if name.isupper() else env_names(field)[0] if field else name
             value = os.environ.get(shown, error.get("input"))

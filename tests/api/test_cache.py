@@ -1,4 +1,5 @@
-"""The prediction cache seen through the API: hits, misses, identity and version isolation.
+"""The prediction cache seen through the API: hits, misses, identity and version isolation,
+and which cache ``ANOMALY_PREDICTION_CACHE`` picks.
 
 Runs against the in-process cache and the real Redis on 127.0.0.1:6379 (a key prefix of
 its own per test, deleted afterwards).
@@ -22,6 +23,7 @@ from api_testing import (
     NORMAL,
     fit_two_versions,
     make_settings,
+    samples,
     serve_app,
 )
 from factories import fit_tiny_artifact
@@ -45,6 +47,7 @@ def backend_settings(artifacts_dir: Path, backend: str, prefix: str, **extra: ob
         return make_settings(
             artifacts_dir,
             redis_url=SHARED_REDIS_URL,
+            prediction_cache="redis",
             cache_prefix=prefix,
             redis_timeout_s=2.0,  # behaviour, not latency, on a possibly busy CI machine
             **extra,
@@ -176,3 +179,64 @@ async def test_client_fixture_is_isolated(client: httpx.AsyncClient) -> None:
     """Each test's app starts with an empty cache (so cached=False tests are meaningful)."""
     response = await client.post("/predict", json={"features": NORMAL})
     assert response.json()["cached"] is False
+
+
+def _keys_under(prefix: str) -> list[bytes]:
+    with redis.Redis.from_url(SHARED_REDIS_URL) as connection:
+        return list(connection.scan_iter(match=prefix + "*", count=1000))
+
+
+async def test_a_redis_url_alone_keeps_the_cache_in_the_process(
+    tiny_artifacts_dir: Path, redis_prefix: str
+) -> None:
+    """Redis is there for streams and revisions; /predict never calls it for the cache."""
+    settings = make_settings(
+        tiny_artifacts_dir,
+        redis_url=SHARED_REDIS_URL,
+        cache_prefix=f"{redis_prefix}c:",
+        stream_prefix=f"{redis_prefix}s:",
+        revision_prefix=f"{redis_prefix}r:",
+    )
+    assert settings.prediction_cache == "memory"
+    async with serve_app(settings) as http:
+        assert (await http.get("/health")).json()["cache"] == {"backend": "memory", "ok": True}
+        first = (await http.post("/predict", json={"features": NORMAL})).json()
+        again = (await http.post("/predict", json={"features": NORMAL})).json()
+        batch = await http.post(
+            "/predict/batch", json={"observations": [{"features": NORMAL}, {"features": ANOMALOUS}]}
+        )
+        assert [p["cached"] for p in batch.json()["predictions"]] == [True, False]
+    assert (first["cached"], again["cached"]) == (False, True)
+    assert _keys_under(f"{redis_prefix}c:") == []
+
+
+async def test_a_redis_cache_without_a_redis_url_is_refused() -> None:
+    with pytest.raises(ValueError, match="ANOMALY_PREDICTION_CACHE=redis needs ANOMALY_REDIS_URL"):
+        Settings(_env_file=None, redis_url=None, prediction_cache="redis")  # type: ignore[call-arg]
+
+
+async def test_off_caches_nothing_and_counts_every_row_a_miss(
+    tiny_artifacts_dir: Path, redis_prefix: str
+) -> None:
+    settings = make_settings(
+        tiny_artifacts_dir,
+        prediction_cache="off",
+        redis_url=SHARED_REDIS_URL,
+        cache_prefix=f"{redis_prefix}c:",
+        stream_prefix=f"{redis_prefix}s:",
+        revision_prefix=f"{redis_prefix}r:",
+    )
+    body = {"observations": [{"features": NORMAL}, {"features": NORMAL}]}
+    async with serve_app(settings) as http:
+        assert (await http.get("/health")).json()["cache"] == {"backend": "off", "ok": True}
+        answers = [(await http.post("/predict", json={"features": NORMAL})).json() for _ in "ab"]
+        batch = (await http.post("/predict/batch", json=body)).json()["predictions"]
+        metrics = samples((await http.get("/metrics")).text)
+    assert [a["cached"] for a in answers + batch] == [False] * 4
+    assert without_volatile(answers[0]) | {"observation_id": ""} == without_volatile(answers[1]) | {
+        "observation_id": ""
+    }
+    ops = "anomaly_cache_operations_total"
+    assert metrics[(ops, (("result", "miss"),))] == 4
+    assert metrics[(ops, (("result", "hit"),))] == 0
+    assert _keys_under(f"{redis_prefix}c:") == []

@@ -8,7 +8,7 @@ import httpx
 
 from anomaly_api.config import Settings
 from anomaly_api.testing import free_port
-from api_testing import NORMAL, assert_error, make_settings, serve_app
+from api_testing import NORMAL, assert_error, make_settings, samples, serve_app
 
 
 async def test_health_ok(client: httpx.AsyncClient) -> None:
@@ -109,7 +109,10 @@ async def test_unknown_version_is_not_served(settings: Settings) -> None:
 async def test_cache_outage_degrades_but_predictions_work(tiny_artifacts_dir: Path) -> None:
     """Redis unreachable: /health says degraded (still 200) and /predict answers."""
     settings = make_settings(
-        tiny_artifacts_dir, redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_s=0.2
+        tiny_artifacts_dir,
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        prediction_cache="redis",
+        redis_timeout_s=0.2,
     )
     async with serve_app(settings) as http:
         for _ in range(3):
@@ -122,3 +125,23 @@ async def test_cache_outage_degrades_but_predictions_work(tiny_artifacts_dir: Pa
         assert body["status"] == "degraded"
         assert body["model_loaded"] is True
         assert body["cache"] == {"backend": "redis", "ok": False}
+
+
+async def test_redis_outage_with_the_default_cache_shows_in_the_stream_breaker(
+    tiny_artifacts_dir: Path,
+) -> None:
+    """The cache in the process never calls Redis: the stream store's breaker (tripped by the
+    start-up warm-up and the /health probe) is what /health and /metrics report."""
+    settings = make_settings(
+        tiny_artifacts_dir, redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_s=0.2
+    )
+    async with serve_app(settings) as http:
+        answers = [(await http.post("/predict", json={"features": NORMAL})).json() for _ in "ab"]
+        body = (await http.get("/health")).json()
+        metrics = samples((await http.get("/metrics")).text)
+    assert [a["cached"] for a in answers] == [False, True]
+    assert body["status"] == "degraded"
+    assert body["cache"] == {"backend": "memory", "ok": True}
+    assert body["streams"] == {"backend": "redis", "ok": False}
+    assert metrics[("anomaly_streams_breaker_state", (("state", "open"),))] == 1
+    assert metrics[("anomaly_cache_breaker_state", (("state", "closed"),))] == 1

@@ -60,6 +60,7 @@ async def test_redis_outage_degrades_health_not_predictions(
     settings = make_settings(
         tiny_artifacts_dir,
         redis_url=redis_server.url,
+        prediction_cache="redis",
         redis_timeout_s=0.2,
         redis_breaker_failures=2,
         redis_breaker_cooldown_s=1.0,

@@ -1,8 +1,10 @@
 """The image and the compose stack, built and run for real (docs/deployment.md's quick start).
 
 Builds the project's own Dockerfile unmodified (plus the load balancer), checks the size
-budget and the non-root user, starts api + redis + lb, calls the endpoints through the
-load balancer's published loopback port, finds the cache key in the Redis container,
+budget and the non-root user, starts api + redis + lb with the shared prediction cache
+(``ANOMALY_PREDICTION_CACHE=redis``; the compose default keeps each worker's own), calls
+the endpoints through the load balancer's published loopback port, finds the cache key in
+the Redis container,
 then scales the api to two replicas and shows a prediction cached by one is a hit on the
 other, and that one stream posted to both replicas in turn is one stream (kept in
 Redis). The stack is removed at the end whatever happened. In CI this never skips.
@@ -78,7 +80,11 @@ def project(engine: Engine) -> Iterator[ComposeProject]:
     stack = ComposeProject(
         engine=engine,
         name=f"anomaly-ci-{os.getpid()}",
-        env={"ANOMALY_PUBLISH_PORT": str(port), "ANOMALY_PUBLISH_ADDR": "127.0.0.1"},
+        env={
+            "ANOMALY_PUBLISH_PORT": str(port),
+            "ANOMALY_PUBLISH_ADDR": "127.0.0.1",
+            "ANOMALY_PREDICTION_CACHE": "redis",
+        },
     )
     try:
         stack.compose("build", timeout=1500)

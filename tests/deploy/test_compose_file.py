@@ -34,6 +34,8 @@ def test_api_waits_for_a_healthy_redis_and_uses_it(services: dict[str, Any]) -> 
     api = services["api"]
     assert api["depends_on"]["redis"]["condition"] == "service_healthy"
     assert api["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    # Each worker's own cache unless the operator asks for the shared one
+    assert api["environment"]["ANOMALY_PREDICTION_CACHE"] == "${ANOMALY_PREDICTION_CACHE:-memory}"
     assert api["restart"] == "unless-stopped"
     assert "healthcheck" in api
     # Replicas publish nothing (so `--scale` never collides on a host port) and run

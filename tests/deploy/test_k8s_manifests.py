@@ -199,8 +199,10 @@ def test_every_configmap_setting_is_a_real_settings_field(rendered: list[Manifes
     # And the values parse: a typo in a number would only show when a pod starts.
     settings = Settings.model_validate(
         {k.removeprefix("ANOMALY_").lower(): v for k, v in config.items() if k != "REDIS_URL"}
+        | {"redis_url": config["REDIS_URL"]}
     )
     assert settings.cache_ttl_s > 0
+    assert settings.prediction_cache == "memory"  # Redis for streams, not on every /predict
 
 
 def test_one_watcher_runs_the_configmaps_valid_watch_yaml(rendered: list[Manifest]) -> None:

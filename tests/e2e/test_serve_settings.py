@@ -55,6 +55,16 @@ def test_bad_setting_stops_serve_with_one_line(
     assert result.stdout == ""
 
 
+def test_a_redis_cache_without_redis_stops_serve_with_one_line(tmp_path: Path) -> None:
+    result = serve_with(tmp_path, ANOMALY_PREDICTION_CACHE="redis")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "error: ANOMALY_PREDICTION_CACHE=redis needs ANOMALY_REDIS_URL (or REDIS_URL): "
+        "the shared prediction cache lives in Redis"
+    ]
+    assert result.stdout == ""
+
+
 def test_two_bad_settings_are_named_on_one_line(tmp_path: Path) -> None:
     result = serve_with(tmp_path, ANOMALY_CACHE_TTL_S="-1", ANOMALY_MAX_BATCH_ROWS="0")
     assert result.returncode == 2

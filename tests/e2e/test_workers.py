@@ -1,6 +1,7 @@
 """``anomaly-api serve --workers 2`` as real processes on a throwaway Redis: an admin reload,
 a threshold revision and SIGHUP reach every worker, SIGTERM drains every worker's requests,
-and /metrics adds every worker's counts up whichever worker answers.
+and /metrics adds every worker's counts up whichever worker answers. Each worker keeps its
+own prediction cache (the default): nothing of it reaches Redis.
 
 Which worker the kernel hands a connection to is not ours to choose: the tests read each
 worker's own metric file (``PROMETHEUS_MULTIPROC_DIR``, under the server's TMPDIR) and
@@ -24,10 +25,12 @@ from e2e_service import eventually, read_response, refuses_connections
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
+from anomaly_api.config import Settings
 from anomaly_api.testing import RedisServer, ServerProcess, running_server, throwaway_redis
 from factories import fit_tiny_artifact
 
 WORKERS = 2
+CACHE_PREFIX = Settings.model_fields["cache_prefix"].default
 
 
 @pytest.fixture
@@ -127,7 +130,7 @@ def test_reload_revision_and_sighup_reach_every_worker(
     assert workers.process.poll() is None
 
 
-def test_metrics_add_up_across_workers(workers: ServerProcess) -> None:
+def test_metrics_add_up_across_workers(workers: ServerProcess, redis_server: RedisServer) -> None:
     sample = "anomaly_http_requests_total"
     labels = {"method": "POST", "route": "/predict", "status": "200"}
     sent = 0
@@ -152,6 +155,8 @@ def test_metrics_add_up_across_workers(workers: ServerProcess) -> None:
         return ops.get("miss", 0) == sent
 
     eventually(cache_counts_add_up, "every worker's cache misses counted")
+    with redis_server.client() as client:  # each worker's cache is its own
+        assert list(client.scan_iter(match=f"{CACHE_PREFIX}*")) == []
 
     # a worker killed outright: the supervisor starts another; its counts stay in the sum,
     # its per-worker lines go

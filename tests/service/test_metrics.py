@@ -83,6 +83,20 @@ def test_cache_counters_are_read_when_scraped() -> None:
     assert samples[("anomaly_cache_breaker_state", (("state", "closed"),))] == 0
 
 
+def test_the_stream_store_breaker_is_read_when_scraped() -> None:
+    metrics = ServiceMetrics()
+    name = "anomaly_streams_breaker_state"
+    assert not [key for key in _samples(metrics) if key[0] == name]  # nothing tracked
+    state: list[BreakerState] = ["closed"]
+    metrics.track_streams_breaker(lambda: state[0])
+    state[0] = "half_open"
+    samples = _samples(metrics)
+    assert samples[(name, (("state", "half_open"),))] == 1
+    assert samples[(name, (("state", "closed"),))] == 0
+    metrics.stop_tracking()
+    assert not [key for key in _samples(metrics) if key[0] == name]
+
+
 def test_rolling_rate_forgets_old_batches() -> None:
     rate = RollingRate(window=4)
     assert rate.add(4, 4) == 1.0

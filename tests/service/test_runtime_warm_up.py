@@ -18,7 +18,10 @@ def _clients(server: RedisServer) -> int:
 async def test_warm_up_opens_the_cache_and_stream_connections(
     tiny_artifacts_dir: Path, redis_server: RedisServer
 ) -> None:
-    runtime = ServiceRuntime.start(make_settings(tiny_artifacts_dir, redis_url=redis_server.url))
+    settings = make_settings(
+        tiny_artifacts_dir, redis_url=redis_server.url, prediction_cache="redis"
+    )
+    runtime = ServiceRuntime.start(settings)
     try:
         assert _clients(redis_server) == 0  # nothing connects at construction
         await runtime.warm_up()
@@ -31,9 +34,23 @@ async def test_warm_up_opens_the_cache_and_stream_connections(
         await runtime.close()
 
 
+async def test_with_the_default_cache_only_the_stream_store_connects(
+    tiny_artifacts_dir: Path, redis_server: RedisServer
+) -> None:
+    """A Redis URL alone: the prediction cache stays in the process, Redis is the streams'."""
+    runtime = ServiceRuntime.start(make_settings(tiny_artifacts_dir, redis_url=redis_server.url))
+    try:
+        await runtime.warm_up()
+        assert (runtime.cache.backend, runtime.streams.backend) == ("memory", "redis")
+        assert _clients(redis_server) == 1
+    finally:
+        await runtime.close()
+
+
 async def test_warm_up_against_a_dead_redis_opens_the_breakers(tiny_artifacts_dir: Path) -> None:
     """Nothing listens: start-up goes on, the breakers open, requests will skip Redis."""
-    settings = make_settings(tiny_artifacts_dir, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    settings = make_settings(tiny_artifacts_dir, redis_url=url, prediction_cache="redis")
     runtime = ServiceRuntime.start(settings)
     try:
         await runtime.warm_up()

@@ -14,7 +14,7 @@ ones), so the request-id middleware, added last, sees every response, even the e
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -42,6 +42,7 @@ from anomaly_api.api.schemas import (
 from anomaly_api.api.security import KeyRing
 from anomaly_api.config import Settings, get_settings
 from anomaly_api.registry import DEFAULT_MODEL
+from anomaly_api.service.cache import BreakerState
 from anomaly_api.service.dataplane import DataPlane
 from anomaly_api.service.fleet import ModelFleet, PlaneFactory, ServedModel
 from anomaly_api.service.fleet_metrics import FleetMetrics
@@ -52,6 +53,7 @@ from anomaly_api.service.reloader import ModelReloader, install_sighup_reload
 from anomaly_api.service.revisions import RevisionChannel
 from anomaly_api.service.runtime import ServiceRuntime
 from anomaly_api.service.streamplane import StreamPlane
+from anomaly_api.service.streams import RedisStreamStore, StreamStore
 
 __all__ = ["create_app"]
 
@@ -72,6 +74,14 @@ JSON access log, and with it on FastAPI asks the global providers on every reque
 one was configured since."""
 
 
+def _breaker_of(store: StreamStore) -> Callable[[], BreakerState]:
+    """The stream store's circuit breaker state (with the prediction cache in the process,
+    what tells Redis's health); always ``closed`` in process memory, where nothing can trip."""
+    if isinstance(store, RedisStreamStore):
+        return lambda: store.breaker_state
+    return lambda: "closed"
+
+
 def plane_factory(
     settings: Settings, metrics: ServiceMetrics, monitor: ModelMonitor, fleet: FleetMetrics
 ) -> PlaneFactory:
@@ -81,12 +91,14 @@ def plane_factory(
     def build_planes(runtime: ServiceRuntime, name: str) -> tuple[DataPlane, StreamPlane]:
         dataplane = DataPlane(runtime, metrics)  # prediction + cache metrics
         dataplane.add_hook(note_scored_batch)  # rows, cache hits, version for the access log
+        store = runtime.streams
         if name == DEFAULT_MODEL:
             dataplane.add_hook(monitor.observe)  # drift window + service-wide alarms
+            metrics.track_streams_breaker(_breaker_of(store))
         dataplane.add_hook(lambda scored: fleet.observe_rows(name, scored.rows))
         streamplane = StreamPlane(
             dataplane,
-            runtime.streams,
+            store,
             window_max_readings=settings.window_max_readings,
             stream_max_readings=settings.stream_max_readings,
             retry_after_s=settings.stream_retry_after_s,
@@ -179,7 +191,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await revisions.close()
             if uninstall is not None:
                 uninstall()
-            metrics.track_cache(None)
+            metrics.stop_tracking()
             await runtime.close()
 
     # FastAPIOffline serves the Swagger UI and ReDoc assets from the installed package,

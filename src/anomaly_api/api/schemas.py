@@ -162,7 +162,7 @@ PredictBatchResponse = _model_of(
 class CacheHealth(BaseModel):
     """The prediction cache as seen by the health check."""
 
-    backend: str = Field(description="`memory` or `redis`.")
+    backend: str = Field(description="`memory`, `redis` or `off` (`ANOMALY_PREDICTION_CACHE`).")
     ok: bool
 
 

@@ -27,6 +27,8 @@ MODEL_REVISIONS_TOTAL: Final = "anomaly_model_revisions_total"
 MODEL_ANNOUNCEMENTS_TOTAL: Final = "anomaly_model_announcements_total"  # result = sent | failed
 CACHE_OPERATIONS_TOTAL: Final = "anomaly_cache_operations_total"  # result
 CACHE_BREAKER_STATE: Final = "anomaly_cache_breaker_state"  # state = closed|open|half_open
+STREAMS_BREAKER_STATE: Final = "anomaly_streams_breaker_state"
+"""state = closed|open|half_open; the Redis stream store's breaker (absent without Redis)."""
 TRAINING_JOBS_TOTAL: Final = "anomaly_training_jobs_total"
 """Training jobs of this replica that ended; status = succeeded | failed | cancelled."""
 TRAINING_JOBS_ACTIVE: Final = "anomaly_training_jobs_active"  # state = running | queued

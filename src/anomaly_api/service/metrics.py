@@ -31,8 +31,9 @@ from prometheus_client import values as prometheus_values
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from anomaly_api.service.cache.base import CacheCounters
+from anomaly_api.service.cache.base import BreakerState, CacheCounters
 from anomaly_api.service.jobs.records import FINISHED
+from anomaly_api.service.metric_names import CACHE_BREAKER_STATE, STREAMS_BREAKER_STATE
 from anomaly_api.service.metrics_multiprocess import CollectorMirror
 from anomaly_api.service.streams.events import FEEDBACK_LABELS
 
@@ -80,6 +81,15 @@ class RollingRate:
             return self._anomalies / self._rows if self._rows else 0.0
 
 
+def _breaker_family(name: str, doc: str, current: BreakerState | None) -> GaugeMetricFamily:
+    """1 for the ``current`` state of a circuit breaker, 0 for the others (none if None)."""
+    family = GaugeMetricFamily(name, doc, labels=["state"])
+    if current is not None:
+        for state in _BREAKER_STATES:
+            family.add_metric([state], 1.0 if state == current else 0.0)
+    return family
+
+
 class _CacheCollector:
     """Reads the cache's own counters when Prometheus scrapes."""
 
@@ -96,11 +106,6 @@ class _CacheCollector:
     def _families(cache: CacheCounters | None = None) -> list[Metric]:
         doc = "Prediction cache lookups by result (hit, miss) and failed cache calls (error)."
         ops = CounterMetricFamily("anomaly_cache_operations", doc, labels=["result"])
-        state = GaugeMetricFamily(
-            "anomaly_cache_breaker_state",
-            "1 for the Redis circuit breaker's current state (closed = Redis in use).",
-            labels=["state"],
-        )
         if cache is not None:
             for result, value in (
                 ("hit", cache.hits),
@@ -109,10 +114,31 @@ class _CacheCollector:
                 ("skipped", cache.skipped),
             ):
                 ops.add_metric([result], float(value))
-            current = cache.breaker_state
-            for name in _BREAKER_STATES:
-                state.add_metric([name], 1.0 if name == current else 0.0)
+        state = _breaker_family(
+            CACHE_BREAKER_STATE,
+            "1 for the Redis circuit breaker's current state (closed = Redis in use).",
+            None if cache is None else cache.breaker_state,
+        )
         return [ops, state]
+
+
+class _StreamsCollector:
+    """Reads the Redis stream store's breaker state when Prometheus scrapes: with the
+    prediction cache in the process, the one sign of a Redis outage in the metrics."""
+
+    def __init__(self) -> None:
+        self.state: Callable[[], BreakerState] | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(None if self.state is None else self.state())
+
+    @staticmethod
+    def _families(current: BreakerState | None = None) -> list[Metric]:
+        doc = "1 for the Redis stream store's circuit breaker state (open = streams in memory)."
+        return [_breaker_family(STREAMS_BREAKER_STATE, doc, current)]
 
 
 class _JobsCollector:
@@ -261,10 +287,12 @@ class ServiceMetrics:
             self.model_reloads.labels(result)
         self._rate = RollingRate(anomaly_window)
         self._cache = _CacheCollector()
+        self._streams = _StreamsCollector()
         self._jobs = _JobsCollector()
         self.multiprocess = multiprocess_mode()
         self.mirror = CollectorMirror() if self.multiprocess else None
         self.register(self._cache)
+        self.register(self._streams)
         self.register(self._jobs)
 
     def register(self, collector: Collector) -> None:
@@ -276,6 +304,15 @@ class ServiceMetrics:
     def track_cache(self, cache: CacheCounters | None) -> None:
         """Export this cache's counters from now on (``None`` stops)."""
         self._cache.cache = cache
+
+    def track_streams_breaker(self, state: Callable[[], BreakerState] | None) -> None:
+        """Export the Redis stream store's breaker ``state`` from now on (``None`` stops)."""
+        self._streams.state = state
+
+    def stop_tracking(self) -> None:
+        """Export neither the cache's counters nor the stream store's breaker any more."""
+        self.track_cache(None)
+        self.track_streams_breaker(None)
 
     def track_jobs(self, counts: Callable[[], JobCounts] | None) -> None:
         """Export these training job counts from now on (``None`` stops)."""

@@ -127,8 +127,9 @@ class ServiceRuntime:
 
     async def warm_up(self) -> None:
         """Open the Redis connections before the first request needs them (one probe of the
-        cache and of the stream store each, within ``redis_connect_timeout_s``); a Redis
-        that is down only opens the breakers, as a failed probe does."""
+        cache and of the stream store each, within ``redis_connect_timeout_s``; a cache not
+        in Redis answers at once); a Redis that is down only opens the breakers, as a failed
+        probe does."""
         await asyncio.gather(self.cache.check(), self.streams.check())
 
     async def health(self) -> HealthReport:

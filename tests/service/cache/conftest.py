@@ -18,7 +18,12 @@ def shared_settings() -> Iterator[Settings]:
     """Settings for the shared Redis with a key prefix of this test alone; keys deleted after."""
     prefix = f"test:cache:{uuid.uuid4().hex}:"
     # A generous timeout: these tests check behaviour, not latency, on a possibly busy CI box.
-    yield Settings(redis_url=SHARED_REDIS_URL, cache_prefix=prefix, redis_timeout_s=2.0)
+    yield Settings(
+        redis_url=SHARED_REDIS_URL,
+        prediction_cache="redis",
+        cache_prefix=prefix,
+        redis_timeout_s=2.0,
+    )
     with redis.Redis.from_url(SHARED_REDIS_URL) as client:
         stale = list(client.scan_iter(match=prefix + "*", count=1000))
         if stale:

@@ -1,10 +1,13 @@
-"""The in-process cache: hits, misses, TTL expiry and LRU eviction."""
+"""The in-process cache: hits, misses, TTL expiry and LRU eviction; the disabled one."""
 
 from __future__ import annotations
+
+import pytest
 
 from anomaly_api.config import Settings
 from anomaly_api.service.cache import (
     CacheCounters,
+    DisabledPredictionCache,
     InMemoryPredictionCache,
     PredictionCache,
     build_cache,
@@ -56,8 +59,11 @@ async def test_close_drops_entries() -> None:
     assert await cache.get_many(["a"]) == [None]
 
 
-async def test_build_cache_without_redis_url_is_in_memory() -> None:
-    cache = build_cache(Settings(redis_url=None, cache_max_entries=3))
+@pytest.mark.parametrize("redis_url", [None, "redis://127.0.0.1:6379/0"])
+async def test_build_cache_is_in_memory_by_default_with_or_without_redis(
+    redis_url: str | None,
+) -> None:
+    cache = build_cache(Settings(redis_url=redis_url, cache_max_entries=3))
     assert isinstance(cache, InMemoryPredictionCache)
     assert isinstance(cache, PredictionCache)
     assert isinstance(cache, CacheCounters)
@@ -82,3 +88,14 @@ async def test_writing_a_key_again_renews_its_expiry_and_recency() -> None:
     assert len(cache) == 2
     clock.now = 10.0
     assert len(cache) == 0
+
+
+async def test_off_stores_nothing_and_counts_misses() -> None:
+    cache = build_cache(Settings(redis_url="redis://127.0.0.1:6379/0", prediction_cache="off"))
+    assert isinstance(cache, DisabledPredictionCache)
+    assert isinstance(cache, PredictionCache)
+    assert isinstance(cache, CacheCounters)
+    await cache.set_many({"a": b"1", "b": b"2"})
+    assert await cache.get_many(["a", "b", "c"]) == [None, None, None]
+    assert (cache.hits, cache.misses, cache.errors, cache.skipped) == (0, 3, 0, 0)
+    assert (cache.backend, cache.breaker_state, await cache.check()) == ("off", "closed", True)

@@ -86,9 +86,10 @@ async def test_entries_expire_after_ttl(shared_settings: Settings) -> None:
         await cache.close()
 
 
-async def test_build_cache_with_redis_url_does_not_connect() -> None:
+async def test_build_cache_of_the_redis_cache_does_not_connect() -> None:
     """Start-up must not wait for Redis: building against a closed port succeeds at once."""
-    cache = build_cache(Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    cache = build_cache(Settings(redis_url=url, prediction_cache="redis"))
     try:
         assert isinstance(cache, RedisPredictionCache)
         assert isinstance(cache, PredictionCache)

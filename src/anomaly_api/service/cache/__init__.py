@@ -1,4 +1,4 @@
-"""Prediction cache: an in-process LRU (default) or Redis, behind one ``PredictionCache``."""
+"""Prediction cache: an in-process LRU (default), Redis or none, behind one ``PredictionCache``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from anomaly_api.service.cache.base import (
     prediction_keys,
 )
 from anomaly_api.service.cache.breaker import CircuitBreaker
+from anomaly_api.service.cache.disabled import DisabledPredictionCache
 from anomaly_api.service.cache.memory import InMemoryPredictionCache
 from anomaly_api.service.cache.redis_cache import RedisPredictionCache
 
@@ -17,6 +18,7 @@ __all__ = [
     "BreakerState",
     "CacheCounters",
     "CircuitBreaker",
+    "DisabledPredictionCache",
     "InMemoryPredictionCache",
     "PredictionCache",
     "RedisPredictionCache",
@@ -26,9 +28,12 @@ __all__ = [
 
 
 def build_cache(settings: Settings) -> PredictionCache:
-    """Redis when ``settings.redis_url`` is set, else the in-process cache. Never connects."""
-    if settings.redis_url:
+    """The cache ``settings.prediction_cache`` names (Redis only when asked: a Redis URL
+    alone keeps the per-process cache, whose look-ups cost no round trip). Never connects."""
+    if settings.prediction_cache == "redis":
         return RedisPredictionCache.from_settings(settings)
+    if settings.prediction_cache == "off":
+        return DisabledPredictionCache()
     return InMemoryPredictionCache(
         max_entries=settings.cache_max_entries, ttl_s=settings.cache_ttl_s
     )

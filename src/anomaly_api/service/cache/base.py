@@ -1,4 +1,4 @@
-"""The cache contract shared by both backends, and the cache key of a feature vector.
+"""The cache contract shared by every backend, and the cache key of a feature vector.
 
 The key is the model version plus a hash of the canonical float64 bytes of the row, never
 the request JSON: an ``observation_id`` cannot defeat the cache, equal readings written
@@ -26,7 +26,7 @@ class PredictionCache(Protocol):
 
     @property
     def backend(self) -> str:
-        """``"memory"`` or ``"redis"``."""
+        """``"memory"``, ``"redis"`` or ``"off"`` (the ``prediction_cache`` setting)."""
         ...
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
