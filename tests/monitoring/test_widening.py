@@ -14,6 +14,7 @@ from anomaly_api.monitoring.widening import (
     Widening,
     allowances,
     raises,
+    read_widenings,
     widening_for,
 )
 
@@ -93,17 +94,16 @@ def test_an_allowance_covers_only_what_the_labelled_event_read_on_its_sensor() -
 
 
 def test_bounds_round_trip_and_a_widening_stored_without_them_still_reads() -> None:
-    widening = widening_for("e-1", 1.0, [("temperature", 0.8), ("humidity", 0.2)], 2.0, peaks=PEAKS)
-    stored = widening.to_json()
-    assert stored[2] == {"temperature": PEAKS["temperature"]}  # humidity: none measured
-    assert Widening.from_json(stored) == widening
-    old = Widening.from_json(["e-1", {"temperature": 1.0}])
-    assert (old.allowances, old.bounds) == ((("temperature", 1.0),), ())
-    assert old.to_json() == ["e-1", {"temperature": 1.0}]
-    for bad in (
-        ["e-1", {"a": 1.0}, {"a": {"level": -1.0}}],
-        ["e-1", {"a": 1.0}, {"a": 2.0}],
-        ["e-1", {"a": 1.0}, [1.0]],
-    ):
+    """The bounds are stored beside the widening (``[event id, {sensor: allowance}]`` as
+    before), so a state with them stays readable by code that knows none."""
+    top = [("temperature", 0.8), ("humidity", 0.2)]
+    widening = widening_for("e-1", 1.0, top, 2.0, peaks=PEAKS)
+    assert widening.to_json() == ["e-1", dict(widening.allowances)]
+    assert widening.bounds_json() == {"temperature": PEAKS["temperature"]}  # humidity: none
+    stored = read_widenings([widening.to_json()], {"e-1": widening.bounds_json()})
+    assert stored == (widening,)
+    old = read_widenings([["e-1", {"temperature": 1.0}], ["e-0", 0.4]])  # no bounds kept
+    assert [(w.allowances, w.bounds) for w in old] == [((("temperature", 1.0),), ())]
+    for bad in ({"e-1": {"a": {"level": -1.0}}}, {"e-1": {"a": 2.0}}, {"e-1": [1.0]}, [1.0]):
         with pytest.raises(ValueError, match="malformed widening"):
-            Widening.from_json(bad)
+            read_widenings([["e-1", {"a": 1.0}]], bad)

@@ -150,8 +150,8 @@ class AdaptiveState:
         return self.raised_by(model) + self.widening(model)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form."""
-        return {
+        """JSON-serialisable form (the widenings' bounds, when any, by event id)."""
+        data: dict[str, Any] = {
             "level": self.level,
             "learned": self.learned,
             "frozen": self.frozen,
@@ -159,6 +159,10 @@ class AdaptiveState:
             "hold": self.hold,
             "widenings": [w.to_json() for w in self.widenings],
         }
+        bounds = {w.event_id: w.bounds_json() for w in self.widenings if w.bounds}
+        if bounds:
+            data["bounds"] = bounds
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AdaptiveState:
@@ -171,7 +175,7 @@ class AdaptiveState:
                 frozen=int(data["frozen"]),
                 calm=None if data["calm"] is None else int(data["calm"]),
                 hold=int(data["hold"]),
-                widenings=read_widenings(data["widenings"]),
+                widenings=read_widenings(data["widenings"], data.get("bounds")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed adaptive state: {exc!r}") from exc

@@ -93,33 +93,29 @@ class Widening:
         return max((a for _, a in self.allowances), default=0.0)
 
     def to_json(self) -> list[object]:
-        """``[event id, {sensor: allowance}]``, then ``{sensor: {kind: bound}}`` when bounded."""
-        head: list[object] = [self.event_id, dict(self.allowances)]
-        return head if not self.bounds else [*head, self.bounds_json()]
+        """``[event id, {sensor: allowance}]`` (the bounds are kept beside it,
+        ``bounds_json``: a stored state stays readable by code that knows none)."""
+        return [self.event_id, dict(self.allowances)]
 
     def bounds_json(self) -> dict[str, dict[str, float]]:
         """``{sensor: {kind: largest deviation}}``."""
         return {sensor: dict(kinds) for sensor, kinds in self.bounds}
 
     @classmethod
-    def from_json(cls, data: object) -> Widening:
-        """Read ``to_json``'s output; ``ValueError`` when malformed or not finite and >= 0."""
-        if (
-            not isinstance(data, list | tuple)
-            or len(data) not in (2, 3)
-            or not isinstance(data[1], dict)
-            or (len(data) == 3 and not isinstance(data[2], dict))
-        ):
+    def from_json(cls, data: object, bounds: object = None) -> Widening:
+        """Read ``to_json``'s output and ``bounds_json``'s (None: unbounded); ``ValueError``
+        when malformed or not finite and >= 0."""
+        if not isinstance(data, list | tuple) or len(data) != 2 or not isinstance(data[1], dict):
             raise ValueError(f"malformed widening: {data!r:.80}")
         pairs = tuple((str(s), float(a)) for s, a in data[1].items())
-        bounds = tuple(
+        kept = tuple(
             (str(sensor), tuple((str(k), float(z)) for k, z in _mapping(kinds).items()))
-            for sensor, kinds in (data[2].items() if len(data) == 3 else ())
+            for sensor, kinds in _mapping({} if bounds is None else bounds).items()
         )
-        numbers = [a for _, a in pairs] + [z for _, kinds in bounds for _, z in kinds]
+        numbers = [a for _, a in pairs] + [z for _, kinds in kept for _, z in kinds]
         if not all(math.isfinite(a) and a >= 0.0 for a in numbers):
             raise ValueError("malformed widening: an allowance or bound is not a number >= 0")
-        return cls(str(data[0]), pairs, bounds)
+        return cls(str(data[0]), pairs, kept)
 
 
 def _mapping(data: object) -> Mapping[object, Any]:
@@ -128,11 +124,14 @@ def _mapping(data: object) -> Mapping[object, Any]:
     return data
 
 
-def read_widenings(data: Iterable[object]) -> tuple[Widening, ...]:
-    """Stored widenings; an ``[event id, number]`` pair (one amount for the whole stream, no
-    sensors to weigh it by) is dropped rather than failing the stream's stored state."""
+def read_widenings(data: Iterable[object], bounds: object = None) -> tuple[Widening, ...]:
+    """Stored widenings, with their bounds by event id (``{event id: bounds_json()}``; a
+    widening without any is unbounded); an ``[event id, number]`` pair (one amount for the
+    whole stream, no sensors to weigh it by) is dropped rather than failing the stream's
+    stored state."""
+    kept = _mapping({} if bounds is None else bounds)
     return tuple(
-        Widening.from_json(w)
+        Widening.from_json(w, kept.get(w[0]) if isinstance(w, list) and w else None)
         for w in data
         if not (isinstance(w, list) and len(w) == 2 and isinstance(w[1], int | float))
     )

@@ -173,8 +173,26 @@ def test_an_event_keeps_each_sensors_largest_deviation_by_kind() -> None:
     assert old is not None
     assert old.open is not None
     assert old.open.peak_deviation == ()
+    lone, _, _ = track(  # one anomaly, no alarm yet: pending, with its deviations
+        EventTrack(),
+        POLICY,
+        epoch=EPOCH,
+        first=10,
+        flags=np.array([True]),
+        alarms=np.array([False]),
+        times=np.array([10.0]),
+        inputs=EventInput(**{**_fields(inputs), "deviations": deviations[1:2]}),
+    )
+    kept = lone.to_dict()
+    assert kept["pending_deviations"] == [(3.0, 0.5, 0.1, 2.0)]
+    assert len(kept["pending"][0]) == 6  # the list as before: readable without deviations
+    assert EventTrack.from_dict(kept) == lone
     plain = _run(POLICY, FLAGS, [len(FLAGS)])[1][event_id(EPOCH, 1)]  # no deviations given
     assert all("peak_z" not in sensor for sensor in plain["top_sensors"])
+
+
+def _fields(inputs: EventInput) -> dict[str, Any]:
+    return {name: getattr(inputs, name) for name in EventInput.__slots__}
 
 
 def test_event_ids_parse_back() -> None:

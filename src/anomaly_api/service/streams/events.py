@@ -137,15 +137,15 @@ class Reading:
     deviations: tuple[float, ...] = ()
 
     def to_list(self) -> list[Any]:
-        """JSON-serialisable form."""
+        """JSON-serialisable form, without the deviations (``EventTrack.to_dict`` keeps them
+        beside the list, which a reader that knows none of them skips)."""
         why = {str(c): text for c, text in self.why.items()}
-        head = [self.number, self.time, self.severity, self.shares, self.values, why]
-        return [*head, self.deviations] if self.deviations else head
+        return [self.number, self.time, self.severity, self.shares, self.values, why]
 
     @classmethod
-    def from_list(cls, data: list[Any]) -> Reading:
-        """Read ``to_list``'s output (the deviations are optional)."""
-        number, time, severity, shares, values, why, *rest = data
+    def from_list(cls, data: list[Any], deviations: list[Any] | None = None) -> Reading:
+        """Read ``to_list``'s output, and the reading's deviations when kept."""
+        number, time, severity, shares, values, why = data
         return cls(
             int(number),
             float(time),
@@ -153,7 +153,7 @@ class Reading:
             tuple(float(x) for x in shares),
             tuple(float(x) for x in values),
             {int(c): str(text) for c, text in why.items()},
-            tuple(float(x) for x in rest[0]) if rest else (),
+            tuple(float(x) for x in deviations or ()),
         )
 
 
@@ -295,21 +295,28 @@ class EventTrack:
         return self if len(keep) == len(self.pending) else replace(self, pending=keep)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form."""
-        return {
+        """JSON-serialisable form (the pending readings' deviations, when any, under a key
+        of their own: a state stays readable by code that knows none)."""
+        data: dict[str, Any] = {
             "next": self.next,
             "pending": [p.to_list() for p in self.pending],
             "open": None if self.open is None else _open_to_dict(self.open),
         }
+        if any(p.deviations for p in self.pending):
+            data["pending_deviations"] = [p.deviations for p in self.pending]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EventTrack:
         """Read ``to_dict``'s output; ``ValueError`` when malformed."""
         try:
-            raw = data["open"]
+            raw, pending = data["open"], data["pending"]
+            deviations = data.get("pending_deviations") or [None] * len(pending)
             return cls(
                 next=int(data["next"]),
-                pending=tuple(Reading.from_list(p) for p in data["pending"]),
+                pending=tuple(
+                    Reading.from_list(p, d) for p, d in zip(pending, deviations, strict=True)
+                ),
                 open=None if raw is None else OpenEvent(**_open_from_dict(raw)),
             )
         except (KeyError, TypeError, ValueError) as exc:
