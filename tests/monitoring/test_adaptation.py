@@ -156,7 +156,7 @@ def test_the_state_round_trips_and_malformed_state_is_refused() -> None:
     assert stored["bounds"] == {"e-2": peaks}  # beside the widenings, by event id
     assert stored["widenings"] == [["e-2", dict(bounded.widenings[0].allowances)]]
     assert AdaptiveState.from_dict(stored) == bounded
-    assert "bounds" not in state.to_dict()  # nothing bounded: stored as before
+    assert "bounds" not in state.to_dict()  # nothing bounded: no bounds key
 
 
 def test_the_model_of_normal_scores() -> None:

@@ -94,8 +94,8 @@ def test_an_allowance_covers_only_what_the_labelled_event_read_on_its_sensor() -
 
 
 def test_bounds_round_trip_and_a_widening_stored_without_them_still_reads() -> None:
-    """The bounds are stored beside the widening (``[event id, {sensor: allowance}]`` as
-    before), so a state with them stays readable by code that knows none."""
+    """The bounds are stored beside the widening (``[event id, {sensor: allowance}]``), so a
+    state with them stays readable by code that knows none."""
     top = [("temperature", 0.8), ("humidity", 0.2)]
     widening = widening_for("e-1", 1.0, top, 2.0, peaks=PEAKS)
     assert widening.to_json() == ["e-1", dict(widening.allowances)]

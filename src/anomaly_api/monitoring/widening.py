@@ -21,9 +21,9 @@ widening without bounds (a point-wise model, or stored without them) applies at 
 
 The allowances of one label are the smallest (least squares) that raise a reading with the
 event's shares ``p`` by its peak ``a``: ``allowance_c = a * p_c / sum(p**2)``, each at most
-``max_step``, so no reading is ever raised by feedback more than ``max_step``. A stream's
-allowance for a sensor is the largest its labels give it (not their sum: ten false alarms of
-one size need the same allowance as one).
+``max_step``, so no reading is ever raised by feedback more than ``max_step``. A sensor's
+allowance in a reading is the largest of the labels whose bounds hold the reading (not their
+sum: ten false alarms of one size need the same allowance as one).
 """
 
 from __future__ import annotations

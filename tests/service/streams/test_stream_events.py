@@ -168,7 +168,7 @@ def test_an_event_keeps_each_sensors_largest_deviation_by_kind() -> None:
     stored = StoredAlarm(epoch=EPOCH, events=state).to_json()
     assert StoredAlarm.from_json(stored).events == state
     data = json.loads(stored)
-    del data["events"]["open"]["peak_deviation"]  # as kept before deviations existed
+    del data["events"]["open"]["peak_deviation"]  # a state stored without deviations
     old = StoredAlarm.from_json(json.dumps(data).encode()).events
     assert old is not None
     assert old.open is not None
@@ -185,7 +185,7 @@ def test_an_event_keeps_each_sensors_largest_deviation_by_kind() -> None:
     )
     kept = lone.to_dict()
     assert kept["pending_deviations"] == [(3.0, 0.5, 0.1, 2.0)]
-    assert len(kept["pending"][0]) == 6  # the list as before: readable without deviations
+    assert len(kept["pending"][0]) == 6  # six items: readable by code that knows no deviations
     assert EventTrack.from_dict(kept) == lone
     plain = _run(POLICY, FLAGS, [len(FLAGS)])[1][event_id(EPOCH, 1)]  # no deviations given
     assert all("peak_z" not in sensor for sensor in plain["top_sensors"])

@@ -325,7 +325,7 @@ class EventTrack:
 
 _TUPLES = ("share_sum", "best_share", "best_value", "best_time", "peak_deviation")
 _OPTIONAL = {"peak_deviation": ()}
-"""Fields a stored open event may lack (kept before they existed), and their value then."""
+"""Fields a stored open event may lack (stored without them), and their value then."""
 
 
 def _open_to_dict(event: OpenEvent) -> dict[str, Any]:
