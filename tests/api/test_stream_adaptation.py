@@ -136,6 +136,9 @@ async def test_feedback_widens_the_threshold_and_confirmed_takes_it_back(
     event = (await http.get(f"/streams/{sid}/events")).json()["events"][0]
     allowed = widened["widenings"][0]["allowances"]  # the event's sensors only
     assert set(allowed) == {s["feature"] for s in event["top_sensors"] if s["share"] > 0}
+    # a point-wise model measures no deviation by kind: the allowances are not bounded
+    assert [s["peak_z"] for s in event["top_sensors"]] == [None] * len(event["top_sensors"])
+    assert widened["widenings"][0]["bounds"] == {}
     assert amount == max(allowed.values())
     assert widened["by_feedback"] == pytest.approx(amount)
     assert widened["threshold_raise"] >= amount

@@ -270,6 +270,25 @@ def test_two_replicas_sharing_redis_see_one_streams_events(
             assert not list(server.client().scan_iter(match="*e:shared"))
 
 
+async def _label_bounds_its_allowances(http: httpx.AsyncClient, series: Any, start: int) -> None:
+    """A ``false_alarm`` label on a time-aware stream's event: the widening's bounds are the
+    event's ``peak_z`` of its sensors (what the label says is normal)."""
+    for first in range(start - 80, start + 40, 16):
+        rows = slice(first, first + 16)
+        body = {
+            "timestamps": series.timestamps[rows].tolist(),
+            "readings": series.data.X[rows].tolist(),
+        }
+        assert (await http.post("/streams/ta:label/readings", json=body)).status_code == 200
+    event = (await _events(http, "ta:label", limit=1)).events[0]
+    url = f"/streams/ta:label/events/{event.id}/feedback"
+    assert (await http.post(url, json={"label": "false_alarm"})).status_code == 200
+    state = (await http.get("/streams/ta:label")).json()["adaptation"]
+    assert [w["event_id"] for w in state["widenings"]] == [event.id]
+    expected = {s.feature: s.peak_z for s in event.top_sensors if s.share > 0}
+    assert state["widenings"][0]["bounds"] == expected
+
+
 async def test_a_time_aware_stream_makes_an_event_of_a_stuck_sensor(ta_artifacts_dir: Path) -> None:
     """The default time-aware model over a stuck-sensor segment of its synthetic stream:
     an event inside the segment, carried by the stuck channel, and every event id an answer
@@ -283,6 +302,7 @@ async def test_a_time_aware_stream_makes_an_event_of_a_stuck_sensor(ta_artifacts
     )
     named: set[str] = set()
     async with serve_app(settings) as http:
+        await _label_bounds_its_allowances(http, series, start)
         for first in range(start - 80, stop + 16, 16):
             rows = slice(first, first + 16)
             body = {
@@ -300,6 +320,10 @@ async def test_a_time_aware_stream_makes_an_event_of_a_stuck_sensor(ta_artifacts
     carried = [s for s in during[0].top_sensors if s.feature in stuck]
     assert carried
     assert carried[0].why is not None  # the time-aware model's reason, e.g. "flat for ..."
+    assert carried[0].peak_z is not None
+    assert max(carried[0].peak_z, key=carried[0].peak_z.__getitem__) == "flat"
     for event in page.events:
         for sensor in event.top_sensors:
             assert sensor.expected_low < sensor.expected_high
+            assert sensor.peak_z is not None
+            assert set(sensor.peak_z) == {"level", "flat", "shift", "residual", "residual_mean"}

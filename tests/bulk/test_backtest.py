@@ -125,8 +125,16 @@ def test_the_answers_do_not_depend_on_the_block_size(
     for block in (1, 7, 64):
         parts = replayer.replay(stream.timestamps, stream.X, block=block)
         assert parts.pop("why").tolist() == whole["why"].tolist()
+        kept = [d is not None for d in whole["deviations"]]
+        assert [d is not None for d in parts["deviations"]] == kept
+        np.testing.assert_allclose(
+            np.stack(list(parts.pop("deviations")[kept])),
+            np.stack(list(whole["deviations"][kept])),
+            rtol=1e-12,
+            atol=1e-12,
+        )
         for name, values in whole.items():
-            if name != "why":
+            if name not in ("why", "deviations"):
                 np.testing.assert_allclose(
                     parts[name], values, rtol=1e-12, atol=1e-12, err_msg=name
                 )

@@ -151,6 +151,43 @@ def test_repeats_and_a_clock_stepping_back_are_merged_skipped_and_counted(
     assert report["skipped_clock_steps_back"] == 1
 
 
+def test_the_window_detector_is_chosen_on_the_command_line(tmp_path: Path) -> None:
+    data = _streams_csv(tmp_path / "s.csv")
+    code, out, err = invoke(
+        "train", "--data", data, "--timestamp-column", "ts", "--stream-column", "id",
+        "--window", "20", "--window-detector", "top4_relations",
+        "--artifacts-dir", tmp_path / "art", "--version", "rel",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "detector top4_relations" in out
+    manifest = read_manifest(tmp_path / "art", "rel")
+    assert manifest.time_aware is not None
+    assert manifest.time_aware.detector == "top4_relations"
+    artifact = load_any_artifact(tmp_path / "art", "rel")
+    assert isinstance(artifact, TimeAwareArtifact)
+    assert artifact.model.detector == "top4_relations"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("--window", "20", "--window-detector", "top5_z"),
+            "error: --window-detector must be one of max_z, top4_z, top4_relations, ensemble, "
+            "ensemble_any, got 'top5_z'",
+        ),
+        (("--window-detector", "top4_relations"), "error: --window-detector needs --window"),
+    ],
+)
+def test_a_window_detector_it_cannot_use_is_a_usage_error(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    code, _, err = invoke("train", *args, "--artifacts-dir", tmp_path / "art")
+    assert code == 2
+    assert err.strip() == message
+    assert not (tmp_path / "art").exists() or not any((tmp_path / "art").iterdir())
+
+
 def test_window_with_data_needs_the_timestamp_column(tmp_path: Path) -> None:
     data = _streams_csv(tmp_path / "s.csv")
     code, _, err = invoke("train", "--data", data, "--window", "20", "--artifacts-dir", tmp_path)

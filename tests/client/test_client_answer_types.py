@@ -194,8 +194,8 @@ def adaptation(a: StreamAdaptation) -> dict[str, Any]:
         "learned": a.learned,
         "frozen": a.frozen,
         "widenings": [
-            {"event_id": e, "amount": x, "allowances": per_sensor}
-            for e, x, per_sensor in a.widenings
+            {"event_id": e, "amount": x, "allowances": per_sensor, "bounds": bounds}
+            for (e, x, per_sensor), bounds in zip(a.widenings, a.widening_bounds, strict=True)
         ],
     }
 

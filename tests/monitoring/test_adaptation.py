@@ -150,6 +150,13 @@ def test_the_state_round_trips_and_malformed_state_is_refused() -> None:
             AdaptiveState.from_dict(bad)
     whole_stream = {**state.to_dict(), "widenings": [["e-0", 0.3], *state.to_dict()["widenings"]]}
     assert AdaptiveState.from_dict(whole_stream) == state  # an amount without sensors: dropped
+    peaks = {"a": {"level": 2.0, "residual": 4.5}}
+    bounded = widen(MODEL, fresh, "e-2", 0.3, [("a", 0.6), ("b", 0.3)], peaks=peaks)
+    stored = bounded.to_dict()
+    assert stored["bounds"] == {"e-2": peaks}  # beside the widenings, by event id
+    assert stored["widenings"] == [["e-2", dict(bounded.widenings[0].allowances)]]
+    assert AdaptiveState.from_dict(stored) == bounded
+    assert "bounds" not in state.to_dict()  # nothing bounded: no bounds key
 
 
 def test_the_model_of_normal_scores() -> None:

@@ -150,6 +150,7 @@ class StreamReplayer:
             "top": np.zeros(n, dtype=np.intp),
             "top_share": np.empty(n),
             "shares": np.empty((n, len(self.feature_names))),
+            "deviations": np.full(n, None, dtype=object),
             "why": np.full(n, None, dtype=object),
         }
         for start in range(0, n, block):
@@ -174,7 +175,8 @@ class StreamReplayer:
             answers["top"][part] = top
             answers["top_share"][part] = out.shares[np.arange(len(top)), top]
             answers["shares"][part] = out.shares
-            for i in np.flatnonzero(out.is_anomaly).tolist():  # the reasons events keep
+            for i in np.flatnonzero(out.is_anomaly).tolist():  # what events keep
+                answers["deviations"][start + i] = out.deviations[i]
                 listed = out.contributions(i, TOP_REASONS)
                 answers["why"][start + i] = {
                     self._channel[name]: part["why"] for name, part in listed.items()
@@ -202,7 +204,7 @@ class StreamReplayer:
         """``replay`` and ``events`` of one stream."""
         answers = self.replay(timestamps, X)
         ids, events = self.events(stream_id, timestamps, X, answers)
-        del answers["shares"], answers["why"]
+        del answers["shares"], answers["why"], answers["deviations"]
         answers["event_id"] = np.array(ids, dtype=object)
         return ReplayedStream(answers, events)
 
@@ -224,6 +226,8 @@ class StreamReplayer:
             low=low,
             high=high,
             why=tuple(w or {} for w in answers["why"].tolist()),
+            kinds=tuple(self.model.kinds_),
+            deviations=answers["deviations"],
         )
         epoch = hashlib.sha256(stream_id.encode()).hexdigest()[:8]
         _, ids, written = track(

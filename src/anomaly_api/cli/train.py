@@ -92,6 +92,13 @@ def train(
         float,
         typer.Option(help="A gap above this many median intervals restarts the window."),
     ] = 3.0,
+    window_detector: Annotated[
+        str | None,
+        typer.Option(
+            help="With --window: the window detector (default top4_z; top4_relations is the "
+            "opt-in one of docs/time-aware.md)."
+        ),
+    ] = None,
 ) -> None:
     """Train the ensemble, evaluate it on a held-out split and save a new model version."""
     from anomaly_api.training.calibration import describe, stated
@@ -118,6 +125,7 @@ def train(
         timestamp_column=timestamp_column,
         stream_column=stream_column,
         max_gap_factor=max_gap_factor,
+        window_detector=window_detector,
     )
     try:
         check_request(request, has_data=data is not None)
@@ -184,7 +192,10 @@ def _describe(result: TrainingResult | TimeAwareTrainingResult) -> None:
     names = ", ".join(read_manifest(result.path.parent, result.version).feature_names)
     if isinstance(result, TimeAwareTrainingResult):
         model = result.trained.model
-        typer.echo(f"time-aware: window {model.window}, features {', '.join(model.kinds_)}")
+        typer.echo(
+            f"time-aware: window {model.window}, features {', '.join(model.kinds_)}, "
+            f"detector {model.detector}"
+        )
         typer.echo(f"channels: {names}")
         return
     ensemble = result.trained.model

@@ -306,6 +306,9 @@ class StreamAdaptation:
     frozen: int
     widenings: tuple[tuple[str, float, dict[str, float]], ...]
     """``(event id, amount, {sensor: allowance})`` of each feedback widening, oldest first."""
+    widening_bounds: tuple[dict[str, dict[str, float]], ...] = ()
+    """Of each widening (same order): ``{sensor: {kind: bound}}``, the labelled event's
+    largest deviations its allowances cover (empty: at any size)."""
 
 
 @dataclass(frozen=True)

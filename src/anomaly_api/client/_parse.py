@@ -433,6 +433,13 @@ def parse_adaptation(data: Mapping[str, Any]) -> StreamAdaptation:
             )
             for w in data.get("widenings", ())
         ),
+        widening_bounds=tuple(
+            {
+                str(sensor): {str(kind): float(z) for kind, z in kinds.items()}
+                for sensor, kinds in w.get("bounds", {}).items()
+            }
+            for w in data.get("widenings", ())
+        ),
     )
 
 

@@ -296,9 +296,14 @@ class TimeAwareOutput:
     """Each member's vote (the window detector's members; point-wise ones when warming up)."""
     shares: NDArray[np.float64]
     """Each channel's share of the anomaly, shape (n_readings, n_channels), rows sum to 1."""
+    deviations: NDArray[np.float64] = field(repr=False)
+    """Each channel's ``|z|`` per window feature kind, shape (n_readings, n_channels,
+    len(kinds)); 0 for a warming-up reading (no window features)."""
     channels: list[str] = field(repr=False)
     describe: Callable[[int, int], str] = field(repr=False, compare=False)
     """``describe(row, channel)``: why that channel is abnormal, in words (built on demand)."""
+    kinds: tuple[str, ...] = field(repr=False, default=())
+    """The window feature kinds of ``deviations``."""
 
     def contributions(self, row: int, top_k: int | None = None) -> dict[str, dict[str, Any]]:
         """``{channel: {"share": float, "why": str}}`` of one reading, largest share first."""
@@ -708,7 +713,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         n = len(data)
         if valid.all():  # no warming-up reading: the detector's own output, as it is
             out = self.detector_.combine(self.detector_scores(z))
-            shares, describe = self._explain(data, raw, z, valid)
+            shares, describe, deviations = self._explain(data, raw, z, valid)
             return TimeAwareOutput(
                 anomaly_score=out.anomaly_score,
                 is_anomaly=out.is_anomaly,
@@ -717,8 +722,10 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
                 warming_up=~valid,
                 votes=out.votes,
                 shares=shares,
+                deviations=deviations,
                 channels=self.channels_,
                 describe=describe,
+                kinds=tuple(self.kinds_),
             )
         n_members = len(detector_member_names(self.detector_))
         score = np.zeros(n)
@@ -733,7 +740,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
             out = self.pointwise_.combine(scorer.detector_scores(scaled))
             score[~valid] = out.anomaly_score
             votes[~valid, :3] = out.votes
-        shares, describe = self._explain(data, raw, z, valid)
+        shares, describe, deviations = self._explain(data, raw, z, valid)
         return TimeAwareOutput(
             anomaly_score=score,
             is_anomaly=score > 0,
@@ -742,8 +749,10 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
             warming_up=~valid,
             votes=votes[:, : max(n_members, 3 if (~valid).any() else n_members)],
             shares=shares,
+            deviations=deviations,
             channels=self.channels_,
             describe=describe,
+            kinds=tuple(self.kinds_),
         )
 
     # ----------------------------------------------------------------- explaining
@@ -773,7 +782,8 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         raw: NDArray[np.float64],
         z: NDArray[np.float64],
         valid: NDArray[np.bool_],
-    ) -> tuple[NDArray[np.float64], Callable[[int, int], str]]:
+    ) -> tuple[NDArray[np.float64], Callable[[int, int], str], NDArray[np.float64]]:
+        """Shares, reasons and deviations (``TimeAwareOutput``) of scored readings."""
         n, n_channels, n_kinds = len(data), len(self.channels_), len(self.kinds_)
         z3 = np.nan_to_num(z.reshape(n, n_channels, n_kinds))
         raw3 = np.nan_to_num(raw.reshape(n, n_channels, n_kinds))
@@ -799,7 +809,8 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
                 channel, self.kinds_[k], float(raw3[row, channel, k]), float(z3[row, channel, k])
             )
 
-        return shares, describe
+        deviations = np.where(valid[:, None, None], np.abs(z3), 0.0)
+        return shares, describe, deviations
 
     def _reason(self, channel: int, kind: str, value: float, z: float) -> str:
         """The largest feature of a channel, in words."""

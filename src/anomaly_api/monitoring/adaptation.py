@@ -21,8 +21,9 @@ state keeps learning through the rare flags of normal operation.
 
 Operator feedback widens the threshold further, for readings like the labelled event's
 only: a ``false_alarm`` or ``expected`` event gives its top sensors an allowance, and each
-reading's threshold rises by its sensors' allowances weighted by their shares in it
-(``monitoring/widening.py``); a later ``confirmed`` on the same event takes it back
+reading's threshold rises by its sensors' allowances weighted by their shares in it, each
+allowance only while the sensor deviates no more, in no other way, than in the labelled
+event (``monitoring/widening.py``); a later ``confirmed`` on the same event takes it back
 (``narrow``).
 
 Everything here is pure: the state is a few numbers, JSON round-trips, and ``adapt`` is a
@@ -34,7 +35,7 @@ equals appending its readings one by one.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -45,6 +46,7 @@ from anomaly_api.detection.contributions import severity_from_score
 from anomaly_api.detection.voting import confidence_from_score
 from anomaly_api.monitoring.widening import (
     MAX_WIDENINGS,
+    Deviations,
     Shares,
     Widening,
     raises,
@@ -148,8 +150,8 @@ class AdaptiveState:
         return self.raised_by(model) + self.widening(model)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form."""
-        return {
+        """JSON-serialisable form (the widenings' bounds, when any, by event id)."""
+        data: dict[str, Any] = {
             "level": self.level,
             "learned": self.learned,
             "frozen": self.frozen,
@@ -157,6 +159,10 @@ class AdaptiveState:
             "hold": self.hold,
             "widenings": [w.to_json() for w in self.widenings],
         }
+        bounds = {w.event_id: w.bounds_json() for w in self.widenings if w.bounds}
+        if bounds:
+            data["bounds"] = bounds
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AdaptiveState:
@@ -169,7 +175,7 @@ class AdaptiveState:
                 frozen=int(data["frozen"]),
                 calm=None if data["calm"] is None else int(data["calm"]),
                 hold=int(data["hold"]),
-                widenings=read_widenings(data["widenings"]),
+                widenings=read_widenings(data["widenings"], data.get("bounds")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed adaptive state: {exc!r}") from exc
@@ -189,6 +195,7 @@ def adapt(
     *,
     shares: Shares | None = None,
     channels: tuple[str, ...] = (),
+    deviations: Deviations | None = None,
 ) -> tuple[NDArray[np.bool_], NDArray[np.float64], AdaptiveState]:
     """The adapted anomaly flags of a stream's readings (oldest first), each reading's
     threshold raise, and the state after them.
@@ -196,7 +203,8 @@ def adapt(
     A reading is anomalous when the model flagged it and its score exceeds its raise (a
     warming-up reading keeps the model's flag and has no raise). Then the state learns the
     reading unless it is frozen (see the module doc). ``shares`` (per ``channels``) give
-    each reading's raise by feedback; without them feedback raises nothing.
+    each reading's raise by feedback; without them feedback raises nothing. ``deviations``
+    (per ``channels``) say which readings each allowance covers (without them, all).
     """
     n = len(scores)
     out = np.asarray(flags, dtype=np.bool_).copy()
@@ -205,7 +213,7 @@ def adapt(
     calm, hold = state.calm, state.hold
     by_feedback = None
     if state.widenings and shares is not None:
-        by_feedback = raises(state.widenings, channels, shares, n)
+        by_feedback = raises(state.widenings, channels, shares, n, deviations)
     widened = [0.0] * n if by_feedback is None else by_feedback.tolist()
     step = 2.0 * model.spread / model.memory
     reference, cap, quiet = model.reference, model.cap, model.quiet
@@ -259,12 +267,15 @@ def widen(
     event_id: str,
     peak_score: float,
     top: Sequence[tuple[str, float]],
+    *,
+    peaks: Mapping[str, Mapping[str, float]] | None = None,
 ) -> AdaptiveState:
     """``state`` widened by a ``false_alarm``/``expected`` event whose highest reading
     scored ``peak_score`` (as answered, after the raise then in force) and whose ``top``
     sensors had these shares: allowances for those sensors (``monitoring/widening.py``),
-    each at most ``max_step``. A repeated event replaces its own part."""
-    widening = widening_for(event_id, peak_score, top, model.max_step)
+    each at most ``max_step`` and bounded by the event's largest deviations on them
+    (``peaks``: ``{sensor: {kind: |z|}}``). A repeated event replaces its own part."""
+    widening = widening_for(event_id, peak_score, top, model.max_step, peaks=peaks)
     kept = tuple(w for w in state.widenings if w.event_id != event_id)
     return replace(state, widenings=(*kept, widening)[-MAX_WIDENINGS:])
 

@@ -58,6 +58,15 @@ class EventSensor:
             "point-wise model, or the sensor was not among that answer's `top_k`)."
         ),
     ] = None
+    peak_z: Annotated[
+        dict[str, float] | None,
+        Field(
+            description="Its largest deviation of each kind over the event's anomalous "
+            "readings (a time-aware model's window features: `level`, `shift`, `residual`, "
+            "..., in robust spreads, `|z|`): what a `false_alarm` or `expected` label says is "
+            "normal for it; null when the model measures none (a point-wise model)."
+        ),
+    ] = None
 
 
 @dataclass

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from anomaly_api.detection.contributions import severity_from_score
 from anomaly_api.monitoring.adaptation import AdaptationModel, AdaptiveState, adapt
 from anomaly_api.monitoring.alarms import AlarmPolicy, AlarmState
-from anomaly_api.monitoring.widening import Shares
+from anomaly_api.monitoring.widening import Deviations, Shares
 from anomaly_api.service.streams import StoredAlarm, StreamStore, StreamWindow
 from anomaly_api.service.streams.events import EventInput, EventTrack
 from anomaly_api.service.streams.events import track as track_events
@@ -158,6 +158,8 @@ class Adaptation:
     shares: Shares | None = None
     """Their shares per channel (what feedback's per-sensor allowances weigh)."""
     channels: tuple[str, ...] = ()
+    deviations: Deviations | None = None
+    """Their deviations per channel and kind (what bounds each allowance)."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,7 @@ def advance_adapted(
             adaptation.warming_up,
             shares=adaptation.shares,
             channels=adaptation.channels,
+            deviations=adaptation.deviations,
         )
         scores = adaptation.scores - shifts
         if inputs is not None:

@@ -8,7 +8,7 @@ writes them natively); the HTTP response models are generated from them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 import numpy as np
@@ -173,6 +173,14 @@ class StreamWidening:
             "threshold rises by these weighted by the sensors' shares in it."
         ),
     ]
+    bounds: Annotated[
+        dict[str, dict[str, float]],
+        Field(
+            description="Per sensor, the labelled event's largest deviation of each kind "
+            "(`peak_z`): its allowance applies to a reading only while each of the sensor's "
+            "deviations is at most this plus 1; empty: at any size (a point-wise model)."
+        ),
+    ] = field(default_factory=dict)
 
 
 @dataclass

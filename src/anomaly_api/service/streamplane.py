@@ -60,7 +60,7 @@ from anomaly_api.monitoring.adaptation import (
     widen,
 )
 from anomaly_api.monitoring.alarms import AlarmPolicy
-from anomaly_api.monitoring.widening import allowances
+from anomaly_api.monitoring.widening import Deviations, allowances
 from anomaly_api.service.dataplane import DataPlane, ScoredBatch
 from anomaly_api.service.errors import (
     EventNotFoundError,
@@ -209,7 +209,7 @@ class StreamPlane:
         ts, X = tidied.timestamps, tidied.values
         started = time.perf_counter()
         n_out = 1 if mode == "last" else len(X)
-        answers, predictions = await self._score(predictor, ts, X, n_out, top_k)
+        answers, predictions, _ = await self._score(predictor, ts, X, n_out, top_k)
         inference_ms = (time.perf_counter() - started) * 1000.0
         offset = len(X) - n_out
         flags = np.fromiter((a.is_anomaly for a in answers), bool, len(answers))
@@ -269,7 +269,7 @@ class StreamPlane:
         except StreamOrderError as exc:
             raise as_sent(exc, timestamps) from None
         n_new = len(X)
-        answers, predictions = await self._score(
+        answers, predictions, deviations = await self._score(
             predictor,
             window.timestamps,
             window.values,
@@ -288,13 +288,16 @@ class StreamPlane:
                 np.fromiter((a.warming_up for a in answers), bool, n),
                 lambda: np.asarray(predictions.shares, dtype=np.float64),
                 predictor.feature_names,
+                deviations,
             )
         done = await self.alarms.evaluate_adapted(
             window,
             n_new,
             flags,
             alarm_policy or self.alarm_policy,
-            inputs=lambda: self._event_input(predictor, window.values, answers, predictions),
+            inputs=lambda: self._event_input(
+                predictor, window.values, answers, predictions, deviations
+            ),
             adaptation=adaptation,
         )
         _adapted_answers(answers, done)
@@ -428,7 +431,8 @@ class StreamPlane:
                 after = narrow(before, event.id)
             else:
                 top = [(sensor.feature, sensor.share) for sensor in event.top_sensors]
-                after = widen(model, before, event.id, peak, top)
+                peaks = {s.feature: s.peak_z for s in event.top_sensors if s.peak_z is not None}
+                after = widen(model, before, event.id, peak, top, peaks=peaks or None)
             if after == before:
                 return
             status, _ = await self.store.update_alarm(
@@ -478,7 +482,8 @@ class StreamPlane:
             learned=state.learned,
             frozen=state.frozen,
             widenings=[
-                StreamWidening(w.event_id, w.amount, dict(w.allowances)) for w in state.widenings
+                StreamWidening(w.event_id, w.amount, dict(w.allowances), w.bounds_json())
+                for w in state.widenings
             ],
         )
 
@@ -520,6 +525,7 @@ class StreamPlane:
         values: NDArray[np.float64],
         answers: list[StreamAnswer],
         predictions: PredictionColumns,
+        deviations: Deviations | None,
     ) -> EventInput:
         """What the answered readings bring to the stream's events (``streams/events.py``)."""
         cached = self._ranges
@@ -539,6 +545,8 @@ class StreamPlane:
                 {index[c.feature]: c.why for c in a.contributions if c.why and c.feature in index}
                 for a in answers
             ),
+            kinds=() if deviations is None else deviations.kinds,
+            deviations=None if deviations is None else deviations.array(),
         )
 
     def _stream_key(self, predictor: Predictor) -> str:
@@ -565,7 +573,7 @@ class StreamPlane:
         top_k: int | None,
         *,
         explain_all: bool = True,
-    ) -> tuple[list[StreamAnswer], PredictionColumns]:
+    ) -> tuple[list[StreamAnswer], PredictionColumns, Deviations | None]:
         score = partial(_score_sync, explain_all=explain_all)
         if len(X) >= _OFFLOAD_READINGS or n_out >= _OFFLOAD_READINGS:
             return await anyio.to_thread.run_sync(score, predictor, ts, X, n_out, top_k)
@@ -676,9 +684,10 @@ def _score_sync(
     top_k: int | None,
     *,
     explain_all: bool = True,
-) -> tuple[list[StreamAnswer], PredictionColumns]:
-    """Answers for the last ``n_out`` readings of ``(ts, X)`` (blocking), and their
-    predictions for the data plane's hooks."""
+) -> tuple[list[StreamAnswer], PredictionColumns, Deviations | None]:
+    """Answers for the last ``n_out`` readings of ``(ts, X)`` (blocking), their predictions
+    for the data plane's hooks, and their deviations (a time-aware model's; what feedback
+    allowances are bounded by)."""
     first = len(X) - n_out
     model = predictor.time_aware
     stamps = [iso(t) for t in ts[first:].tolist()]
@@ -686,7 +695,8 @@ def _score_sync(
         predictions = predictor.score(np.ascontiguousarray(X[first:]))
         no_contributions: list[list[Contribution]] = [[] for _ in stamps]
         warming_up = np.zeros(n_out, dtype=bool)
-        return stream_answers(stamps, predictions, warming_up, no_contributions), predictions
+        answers = stream_answers(stamps, predictions, warming_up, no_contributions)
+        return answers, predictions, None
     try:
         with np.errstate(all="ignore"):
             out = model.score_window(ts, X, last=n_out)
@@ -714,4 +724,5 @@ def _score_sync(
         shares=out.shares,  # per channel, in feature order
         cached=np.zeros(n_out, dtype=bool),
     )
-    return stream_answers(stamps, predictions, out.warming_up, contributions), predictions
+    answers = stream_answers(stamps, predictions, out.warming_up, contributions)
+    return answers, predictions, Deviations(out.kinds, out.deviations)

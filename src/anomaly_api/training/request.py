@@ -58,6 +58,8 @@ class TrainingRequest:
     timestamp_column: str | None = None
     stream_column: str | None = None
     max_gap_factor: float = 3.0
+    window_detector: str | None = None
+    """The time-aware model's detector (``TimeAwareSettings.detector``; None: its default)."""
 
 
 def parse_names(text: str | None) -> tuple[str, ...] | None:
@@ -99,6 +101,8 @@ def check_request(request: TrainingRequest, *, has_data: bool, spell: Spelling =
             f"{spell('target_fpr')} must be between 0 and 1 (exclusive), got {fpr:g}"
         )
     if request.window is None:
+        if request.window_detector is not None:
+            raise RequestError(f"{spell('window_detector')} needs {spell('window')}")
         if request.timestamp_column is not None or request.stream_column is not None:
             raise RequestError(
                 f"{spell('timestamp_column')} and {spell('stream_column')} need {spell('window')}"
@@ -115,6 +119,7 @@ def check_request(request: TrainingRequest, *, has_data: bool, spell: Spelling =
         raise RequestError(
             f"{spell('max_gap_factor')} must be above 1, got {request.max_gap_factor:g}"
         )
+    _check_window_detector(request.window_detector, spell)
     named = (request.features, request.label_column, request.timestamp_column)
     if not has_data and any(option is not None for option in named):
         raise RequestError(
@@ -124,6 +129,16 @@ def check_request(request: TrainingRequest, *, has_data: bool, spell: Spelling =
     if has_data and request.timestamp_column is None:
         raise RequestError(
             f"{spell('window')} with {spell('data')} needs {spell('timestamp_column')}"
+        )
+
+
+def _check_window_detector(name: str | None, spell: Spelling) -> None:
+    """Refuse a window detector the time-aware model does not have, naming those it has."""
+    from anomaly_api.detection.time_aware import DETECTOR_CHOICES
+
+    if name is not None and name not in DETECTOR_CHOICES:
+        raise RequestError(
+            f"{spell('window_detector')} must be one of {', '.join(DETECTOR_CHOICES)}, got {name!r}"
         )
 
 
@@ -143,12 +158,17 @@ def check_columns(request: TrainingRequest, columns: list[str], spell: Spelling 
 
 def time_aware_settings(request: TrainingRequest) -> TimeAwareSettings:
     """What a time-aware request trains with (the short window follows the window)."""
+    from anomaly_api.detection.time_aware import DEFAULT_DETECTOR
     from anomaly_api.training.time_aware import TimeAwareSettings
 
     assert request.window is not None
     short = max(1, min(5, request.window - 2))
     return TimeAwareSettings(
-        window=request.window, short=short, target_fpr=request.target_fpr, seed=request.seed
+        window=request.window,
+        short=short,
+        target_fpr=request.target_fpr,
+        seed=request.seed,
+        detector=request.window_detector or DEFAULT_DETECTOR,
     )
 
 

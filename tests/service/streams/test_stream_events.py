@@ -134,6 +134,67 @@ def test_the_state_round_trips_through_the_stored_alarm_json() -> None:
     assert b'"events"' not in StoredAlarm(epoch=EPOCH).to_json()  # absent until needed
 
 
+def test_an_event_keeps_each_sensors_largest_deviation_by_kind() -> None:
+    """``peak_z``: the largest of each kind over the event's anomalous readings, listed with
+    its top sensors; a stored state kept without deviations still reads."""
+    flags = [False, True, True, False]  # the event is still open after them
+    kinds = ("level", "shift")
+    deviations = np.zeros((len(flags), 2, 2))
+    deviations[1] = [[3.0, 0.5], [0.1, 2.0]]
+    deviations[2] = [[1.0, 1.5], [0.2, 1.0]]
+    deviations[3] = [[9.0, 9.0], [9.0, 9.0]]  # not anomalous: not the event's
+    base = _inputs(flags)
+    inputs = EventInput(
+        **{name: getattr(base, name) for name in ("severities", "shares", "values", "channels")},
+        low=base.low,
+        high=base.high,
+        kinds=kinds,
+        deviations=deviations,
+    )
+    alarms, _ = POLICY.evaluate(AlarmState(), np.array(flags))
+    state, _, written = track(
+        EventTrack(),
+        POLICY,
+        epoch=EPOCH,
+        first=0,
+        flags=np.array(flags),
+        alarms=alarms,
+        times=np.arange(len(flags), dtype=np.float64),
+        inputs=inputs,
+    )
+    record = json.loads(dict(written)[event_id(EPOCH, 1)])
+    peaks = {s["feature"]: s["peak_z"] for s in record["top_sensors"]}
+    assert peaks == {"a": {"level": 3.0, "shift": 1.5}, "b": {"level": 0.2, "shift": 2.0}}
+    stored = StoredAlarm(epoch=EPOCH, events=state).to_json()
+    assert StoredAlarm.from_json(stored).events == state
+    data = json.loads(stored)
+    del data["events"]["open"]["peak_deviation"]  # a state stored without deviations
+    old = StoredAlarm.from_json(json.dumps(data).encode()).events
+    assert old is not None
+    assert old.open is not None
+    assert old.open.peak_deviation == ()
+    lone, _, _ = track(  # one anomaly, no alarm yet: pending, with its deviations
+        EventTrack(),
+        POLICY,
+        epoch=EPOCH,
+        first=10,
+        flags=np.array([True]),
+        alarms=np.array([False]),
+        times=np.array([10.0]),
+        inputs=EventInput(**{**_fields(inputs), "deviations": deviations[1:2]}),
+    )
+    kept = lone.to_dict()
+    assert kept["pending_deviations"] == [(3.0, 0.5, 0.1, 2.0)]
+    assert len(kept["pending"][0]) == 6  # six items: readable by code that knows no deviations
+    assert EventTrack.from_dict(kept) == lone
+    plain = _run(POLICY, FLAGS, [len(FLAGS)])[1][event_id(EPOCH, 1)]  # no deviations given
+    assert all("peak_z" not in sensor for sensor in plain["top_sensors"])
+
+
+def _fields(inputs: EventInput) -> dict[str, Any]:
+    return {name: getattr(inputs, name) for name in EventInput.__slots__}
+
+
 def test_event_ids_parse_back() -> None:
     assert parse_event_id(event_id(EPOCH, 42)) == (EPOCH[:8], 42)
     for bad in ("", "01234567", "01234567-", "0123456x-1", "01234567-1a", "0123-1"):

@@ -101,16 +101,32 @@ class EventInput:
     why: tuple[Mapping[int, str], ...] = ()
     """Per reading, channel index -> the model's reason in words (a time-aware model's
     ``why`` of the channels its answer lists); empty when the model gives none."""
+    kinds: tuple[str, ...] = ()
+    """The kinds of evidence of ``deviations`` (a time-aware model's window features)."""
+    deviations: NDArray[Any] | None = None
+    """Per reading, each channel's deviation by kind (``|z|``), shape (n_channels,
+    len(kinds)): an (n, n_channels, len(kinds)) array, or an object array with None for the
+    readings that need none (not anomalous); None when the model gives none."""
 
     def reasons(self, i: int) -> Mapping[int, str]:
         """Reading ``i``'s reasons (none when the model gave none)."""
         return self.why[i] if i < len(self.why) else {}
 
+    def deviation(self, i: int) -> tuple[float, ...]:
+        """Reading ``i``'s deviations, channel-major, rounded to 0.01 (kept in the stream's
+        state); empty when the model gave none."""
+        values = self.deviations
+        row = None if values is None or i >= len(values) or not self.kinds else values[i]
+        if row is None:
+            return ()
+        return tuple(round(float(v), 2) for v in np.ravel(row))
+
 
 @dataclass(frozen=True, slots=True)
 class Reading:
     """One anomalous reading as an event keeps it: number, time, severity, and per channel
-    its share and value, and the reasons the model gave (channel index -> words)."""
+    its share and value, the reasons the model gave (channel index -> words) and its
+    deviations (``EventInput.deviation``)."""
 
     number: int
     time: float
@@ -118,15 +134,17 @@ class Reading:
     shares: tuple[float, ...]
     values: tuple[float, ...]
     why: Mapping[int, str] = field(default_factory=dict)
+    deviations: tuple[float, ...] = ()
 
     def to_list(self) -> list[Any]:
-        """JSON-serialisable form."""
+        """JSON-serialisable form, without the deviations (``EventTrack.to_dict`` keeps them
+        beside the list, which a reader that knows none of them skips)."""
         why = {str(c): text for c, text in self.why.items()}
         return [self.number, self.time, self.severity, self.shares, self.values, why]
 
     @classmethod
-    def from_list(cls, data: list[Any]) -> Reading:
-        """Read ``to_list``'s output."""
+    def from_list(cls, data: list[Any], deviations: list[Any] | None = None) -> Reading:
+        """Read ``to_list``'s output, and the reading's deviations when kept."""
         number, time, severity, shares, values, why = data
         return cls(
             int(number),
@@ -135,6 +153,7 @@ class Reading:
             tuple(float(x) for x in shares),
             tuple(float(x) for x in values),
             {int(c): str(text) for c, text in why.items()},
+            tuple(float(x) for x in deviations or ()),
         )
 
 
@@ -158,6 +177,9 @@ class OpenEvent:
     """...that reading's timestamp..."""
     best_why: tuple[str | None, ...]
     """...and the model's reason for the channel in that reading, when it gave one."""
+    peak_deviation: tuple[float, ...] = ()
+    """Per channel and kind (``Reading.deviations``): its largest in one reading of the
+    event; empty when the model gives none."""
 
     def add(self, reading: Reading) -> OpenEvent:
         """The event with one more anomalous reading (plain Python: a few channels, one
@@ -186,7 +208,16 @@ class OpenEvent:
             best_value=tuple(best_value),
             best_time=tuple(best_time),
             best_why=tuple(best_why),
+            peak_deviation=_larger(self.peak_deviation, reading.deviations),
         )
+
+    def _peak_z(self, channel: int, kinds: tuple[str, ...]) -> dict[str, dict[str, float]]:
+        """``{"peak_z": {kind: largest deviation}}`` of one channel (empty without them)."""
+        n = len(kinds)
+        peaks = self.peak_deviation[channel * n : (channel + 1) * n]
+        if not n or len(self.peak_deviation) % n or len(peaks) != n:
+            return {}
+        return {"peak_z": dict(zip(kinds, peaks, strict=True))}
 
     @classmethod
     def start(cls, number: int, reading: int, time: float, n_channels: int) -> OpenEvent:
@@ -222,6 +253,7 @@ class OpenEvent:
                 "expected_low": float(inputs.low[c]),
                 "expected_high": float(inputs.high[c]),
             }
+            | self._peak_z(c, inputs.kinds)
             for c in order
             if self.best_share[c] >= 0
         ]
@@ -263,28 +295,37 @@ class EventTrack:
         return self if len(keep) == len(self.pending) else replace(self, pending=keep)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form."""
-        return {
+        """JSON-serialisable form (the pending readings' deviations, when any, under a key
+        of their own: a state stays readable by code that knows none)."""
+        data: dict[str, Any] = {
             "next": self.next,
             "pending": [p.to_list() for p in self.pending],
             "open": None if self.open is None else _open_to_dict(self.open),
         }
+        if any(p.deviations for p in self.pending):
+            data["pending_deviations"] = [p.deviations for p in self.pending]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EventTrack:
         """Read ``to_dict``'s output; ``ValueError`` when malformed."""
         try:
-            raw = data["open"]
+            raw, pending = data["open"], data["pending"]
+            deviations = data.get("pending_deviations") or [None] * len(pending)
             return cls(
                 next=int(data["next"]),
-                pending=tuple(Reading.from_list(p) for p in data["pending"]),
+                pending=tuple(
+                    Reading.from_list(p, d) for p, d in zip(pending, deviations, strict=True)
+                ),
                 open=None if raw is None else OpenEvent(**_open_from_dict(raw)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed event state: {exc!r}") from exc
 
 
-_TUPLES = ("share_sum", "best_share", "best_value", "best_time")
+_TUPLES = ("share_sum", "best_share", "best_value", "best_time", "peak_deviation")
+_OPTIONAL = {"peak_deviation": ()}
+"""Fields a stored open event may lack (stored without them), and their value then."""
 
 
 def _open_to_dict(event: OpenEvent) -> dict[str, Any]:
@@ -294,6 +335,9 @@ def _open_to_dict(event: OpenEvent) -> dict[str, Any]:
 def _open_from_dict(data: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in OpenEvent.__slots__:
+        if name not in data and name in _OPTIONAL:
+            out[name] = _OPTIONAL[name]
+            continue
         value = data[name]
         if name in _TUPLES:
             out[name] = tuple(float(x) for x in value)
@@ -355,6 +399,7 @@ def track(
             tuple(_channel_row(inputs.shares, i, n_channels).tolist()),
             tuple(_channel_row(inputs.values, i, n_channels).tolist()),
             inputs.reasons(i),
+            inputs.deviation(i),
         )
         if current is None and not alarms[i]:  # an anomaly an alarm may still claim
             if keep:
@@ -375,6 +420,13 @@ def track(
         ids.append(event_id(epoch, current.number))
     new = EventTrack(next=number, pending=tuple(pending), open=current)
     return new, ids, list(written.items())
+
+
+def _larger(kept: tuple[float, ...], new: tuple[float, ...]) -> tuple[float, ...]:
+    """Element-wise maximum; ``new`` alone when the lengths differ (none kept yet)."""
+    if len(kept) != len(new):
+        return new or kept
+    return tuple(max(a, b) for a, b in zip(kept, new, strict=True))
 
 
 def _channel_row(matrix: NDArray[np.float64], i: int, n_channels: int) -> NDArray[np.float64]:
