@@ -43,7 +43,7 @@ def _env(artifacts: Path, redis_url: str | None) -> dict[str, str]:
         "ANOMALY_STREAM_PREFIX": "p2test:stream:",
         # 50 ms by default; two servers scoring on a loaded 2-core box exceed it at times,
         # and an append that fails open to memory has another window and alarm state
-        "ANOMALY_REDIS_TIMEOUT_S": "0.5",
+        "ANOMALY_REDIS_TIMEOUT_S": "2.0",
     }
     if redis_url:
         env["ANOMALY_REDIS_URL"] = redis_url
