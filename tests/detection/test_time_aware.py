@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 from anomaly_api.artifacts import save_artifact
@@ -279,6 +281,27 @@ def test_gate_caps_each_mean_by_its_newest_reading() -> None:
     )
     np.testing.assert_array_equal(gated, expected)
     assert gate_means(z, ("level", "flat"), 2, 2.0) is not z  # nothing to gate: a copy
+
+
+_Z = st.one_of(
+    st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.5, np.nan, np.inf, -np.inf]),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_Z, min_size=24, max_size=24), st.sampled_from([0.5, 2.0, 3.0]))
+def test_one_gated_row_is_the_same_numbers_as_in_a_frame(values: list[float], gate: float) -> None:
+    """One row (a stream's newest reading) is gated with plain floats, several with NumPy:
+    the same numbers, NaN, infinities and the sign of every zero included."""
+    from anomaly_api.detection.time_aware import gate_means
+
+    kinds = ("level", "shift", "residual", "residual_mean", "lag_residual", "lag_residual_mean")
+    row = np.array([values])
+    with np.errstate(all="ignore"):
+        alone = gate_means(row, kinds, 4, gate)
+        in_frame = gate_means(np.vstack([row, -row, row]), kinds, 4, gate)[:1]
+    assert alone.tobytes() == in_frame.tobytes()
 
 
 def test_gated_z_is_the_plain_cap_of_the_ungated_z(series: TimeSeriesDataset) -> None:

@@ -45,11 +45,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from math import isnan
 from typing import Any, ClassVar, Final, Self
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from anomaly_api.detection.contributions import severity_from_score
@@ -133,15 +135,41 @@ def gate_means(
     (n_rows, n_channels * len(kinds)), channel-major; a new array is returned.
     """
     out = np.array(z, dtype=np.float64, copy=True)
+    pairs = [(kinds.index(m), kinds.index(n)) for m, n in GATED_MEANS if m in kinds and n in kinds]
+    if not pairs:
+        return out
+    if len(out) == 1:  # a stream's newest reading: plain floats cost less than NumPy's calls
+        out[0] = _gated_row(out[0].tolist(), pairs, len(kinds), gate)
+        return out
     view = out.reshape(len(out), n_channels, len(kinds))
-    for mean_kind, newest_kind in GATED_MEANS:
-        if mean_kind not in kinds or newest_kind not in kinds:
-            continue
-        mean = view[:, :, kinds.index(mean_kind)]
-        direction = np.sign(mean)
-        backing = np.maximum(direction * view[:, :, kinds.index(newest_kind)], 0.0)
-        view[:, :, kinds.index(mean_kind)] = direction * np.minimum(np.abs(mean), gate * backing)
+    means, newest = (list(columns) for columns in zip(*pairs, strict=True))
+    mean = view[:, :, means]  # every pair at once: the same element-wise numbers
+    direction = np.sign(mean)
+    backing = np.maximum(direction * view[:, :, newest], 0.0)
+    view[:, :, means] = direction * np.minimum(np.abs(mean), gate * backing)
     return out
+
+
+def _gated_row(
+    row: list[float], pairs: list[tuple[int, int]], n_kinds: int, gate: float
+) -> list[float]:
+    """``gate_means`` of one row, in place: the same IEEE operations as NumPy's
+    ``sign``, ``maximum`` and ``minimum`` (NaN passed on), one channel at a time."""
+    for base in range(0, len(row), n_kinds):
+        for mean_column, newest_column in pairs:
+            mean = row[base + mean_column]
+            if mean > 0.0:
+                direction = 1.0
+            elif mean < 0.0:
+                direction = -1.0
+            else:  # zero (either sign) or NaN
+                direction = mean if isnan(mean) else 0.0
+            backing = direction * row[base + newest_column]
+            if not (backing > 0.0 or isnan(backing)):
+                backing = 0.0
+            size, cap = abs(mean), gate * backing
+            row[base + mean_column] = direction * (size if size < cap or isnan(size) else cap)
+    return row
 
 
 class MaxZDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
@@ -234,7 +262,8 @@ class MaxZDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
 
     def combine(self, scores: NDArray[np.float64]) -> EnsembleOutput:
         """Votes, anomaly score (the margin) and confidence, as the ensemble gives them."""
-        check_is_fitted(self)
+        if not hasattr(self, "offsets_"):  # check_is_fitted's estimator tags cost a row's rule
+            raise NotFittedError("this MaxZDetector is not fitted yet; call fit first")
         margins = (self.offsets_ - scores) / self.scales_
         return EnsembleOutput.from_margins(scores, margins, margins[:, 0])
 
@@ -657,7 +686,8 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         Raises ``ValueError`` for a wrong shape, non-finite values or timestamps that
         are not strictly increasing (the caller answers 4xx).
         """
-        check_is_fitted(self)
+        if not hasattr(self, "detector_"):  # check_is_fitted costs as much as a feature
+            raise NotFittedError("this TimeAwareModel is not fitted yet; call fit first")
         data = np.asarray(values, dtype=np.float64)
         seconds = _as_seconds(timestamps)
         if data.ndim != 2 or data.shape[1] != self.n_features_in_ or len(data) == 0:
@@ -666,10 +696,10 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
             )
         if seconds.shape != (len(data),):
             raise ValueError(f"expected {len(data)} timestamps, got shape {seconds.shape}")
-        if not (np.all(np.isfinite(data)) and np.all(np.isfinite(seconds))):
+        if not (np.isfinite(data).all() and np.isfinite(seconds).all()):
             raise ValueError("readings and timestamps must be finite numbers")
         steps = np.diff(seconds)
-        if np.any(steps <= 0):
+        if (steps <= 0).any():
             row = int(np.flatnonzero(steps <= 0)[0]) + 1
             raise ValueError(f"reading {row}: timestamp not after the previous reading's")
         n_out = len(data) if last is None else min(int(last), len(data))
@@ -690,7 +720,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         """Whether ``gap_starts`` would start a new segment at one of these steps."""
         if self.median_interval_ <= 0:
             return False
-        return bool(np.any(steps > self.max_gap_factor * self.median_interval_))
+        return bool((steps > self.max_gap_factor * self.median_interval_).any())
 
     def _score_newest(self, data: NDArray[np.float64]) -> TimeAwareOutput:
         """``score_window(..., last=1)`` of one full window without a gap: the same numbers,
@@ -775,8 +805,8 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         valid: NDArray[np.bool_],
     ) -> tuple[NDArray[np.float64], Callable[[int, int], str]]:
         n, n_channels, n_kinds = len(data), len(self.channels_), len(self.kinds_)
-        z3 = np.nan_to_num(z.reshape(n, n_channels, n_kinds))
-        raw3 = np.nan_to_num(raw.reshape(n, n_channels, n_kinds))
+        z3 = _finite(z.reshape(n, n_channels, n_kinds))
+        raw3 = _finite(raw.reshape(n, n_channels, n_kinds))
         windowed = np.sum(np.maximum(z3**2 - 1.0, 0.0), axis=2)
         if valid.all():  # no warming-up row: the same numbers as the ``where`` below
             point = windowed
@@ -817,6 +847,15 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
                 return f"flat for {w} readings or more"
             return f"flat for {count} readings" if count > 1 else "not flat"
         return _REASONS[kind].format(size=abs(value), value=value, side=side, before=w - 1, s=s)
+
+
+def _finite(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``np.nan_to_num(values)``; ``values`` themselves when every one is finite (the
+    newest reading of a full window), which costs less than the conversion."""
+    if np.isfinite(values).all():
+        return values
+    result: NDArray[np.float64] = np.nan_to_num(values)
+    return result
 
 
 def _lagged_mask(mask: NDArray[np.bool_], lags: int) -> NDArray[np.bool_]:
