@@ -359,6 +359,54 @@ def test_one_new_reading_is_scored_as_the_general_path_does_bit_for_bit(
         assert one.contributions(0, 3) == every.contributions(w - 1, 3)
 
 
+def _same_newest_answer(
+    model: TimeAwareModel, ts: NDArray[np.float64], X: NDArray[np.float64]
+) -> None:
+    """The newest-reading path's answer to a full window is the general path's last one."""
+    one = model.score_window(ts, X)
+    every = model.score_window(ts, X, last=None)
+    for name in ("anomaly_score", "severity", "confidence", "shares"):
+        assert getattr(one, name)[0].tobytes() == getattr(every, name)[-1].tobytes(), name
+    assert one.is_anomaly[0] == every.is_anomaly[-1]
+    assert one.votes[0].tolist() == every.votes[-1, : one.votes.shape[1]].tolist()
+    assert one.contributions(0) == every.contributions(len(X) - 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    end=st.integers(min_value=0, max_value=3000),
+    channel=st.integers(min_value=0, max_value=len(SENSOR_CHANNELS) - 1),
+    change=st.sampled_from(["none", "spike", "flat", "shift", "zero", "huge"]),
+    size=st.floats(min_value=-50.0, max_value=50.0),
+)
+def test_the_newest_reading_path_answers_any_window_as_the_general_path(
+    series: TimeSeriesDataset,
+    trained: TrainedTimeAware,
+    end: int,
+    channel: int,
+    change: str,
+    size: float,
+) -> None:
+    """Windows of the series with a change of one channel (a spike of the newest reading,
+    a frozen run, a level shift, zeros, a value far out) score alike on both paths."""
+    model = trained.model
+    w = model.history_needed
+    window = slice(end, end + w)
+    ts, X = series.timestamps[window], series.data.X[window].copy()
+    if change == "spike":
+        X[-1, channel] += size
+    elif change == "flat":
+        X[-int(abs(size)) % w - 2 :, channel] = X[-1, channel]
+    elif change == "shift":
+        X[-model.short :, channel] += size
+    elif change == "zero":
+        X[:, channel] = 0.0
+    elif change == "huge":
+        X[-1, channel] = size * 1e150
+    with np.errstate(all="ignore"):
+        _same_newest_answer(model, ts, X)
+
+
 def test_a_gap_in_the_window_still_warms_up(
     series: TimeSeriesDataset, trained: TrainedTimeAware
 ) -> None:

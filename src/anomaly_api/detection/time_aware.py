@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from math import isnan
+from math import isinf, isnan
 from typing import Any, ClassVar, Final, Self
 
 import numpy as np
@@ -233,7 +233,7 @@ class MaxZDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         else:
             k = min(self.top_k, data.shape[1])
             top = np.partition(data, data.shape[1] - k, axis=1)[:, data.shape[1] - k :]
-            overall = np.sqrt(np.sum(top**2, axis=1, keepdims=True))
+            overall = np.sqrt((top**2).sum(axis=1, keepdims=True))
         columns = self.relation_columns
         if columns is None:
             return overall
@@ -653,7 +653,9 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
 
     def detector_scores(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
         """The window detector's ``score_samples`` of standardised features (valid rows)."""
-        return self.detector_.detector_scores(z[:, self.detector_columns_])
+        columns = self.detector_columns_
+        # every column (the z detectors): z itself, not a copy by fancy indexing
+        return self.detector_.detector_scores(z if len(columns) == z.shape[1] else z[:, columns])
 
     # ----------------------------------------------------------------- scoring
     def score_frame(
@@ -698,7 +700,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
             raise ValueError(f"expected {len(data)} timestamps, got shape {seconds.shape}")
         if not (np.isfinite(data).all() and np.isfinite(seconds).all()):
             raise ValueError("readings and timestamps must be finite numbers")
-        steps = np.diff(seconds)
+        steps = seconds[1:] - seconds[:-1]  # np.diff's numbers without its wrapper
         if (steps <= 0).any():
             row = int(np.flatnonzero(steps <= 0)[0]) + 1
             raise ValueError(f"reading {row}: timestamp not after the previous reading's")
@@ -726,7 +728,38 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         """``score_window(..., last=1)`` of one full window without a gap: the same numbers,
         bit for bit, from the newest reading's features alone (``newest_features``)."""
         raw = newest_features((data - self.center_) / self.scale_, **self._window_options())
-        return self._decide(data[-1:], raw, self._standardise(raw), np.ones(1, dtype=np.bool_))
+        z = self._standardise(raw)
+        detector = self.detector_
+        if not (
+            isinstance(detector, MaxZDetector) and np.isfinite(raw).all() and np.isfinite(z).all()
+        ):
+            return self._decide(data[-1:], raw, z, np.ones(1, dtype=np.bool_))
+        # ``_decide`` and ``_explain`` of this one valid row, with plain floats where they
+        # are the same IEEE operations: the detector's ``combine`` (its margin, severity)
+        # and the shares' ``where`` (the total is positive or not)
+        scores = self.detector_scores(z)
+        margin = (float(detector.offsets_[0]) - float(scores[0, 0])) / float(detector.scales_[0])
+        anomaly_score = np.array([margin])
+        positive = margin if margin > 0.0 else 0.0
+        severity = 1.0 if isinf(positive) else positive / (1.0 + positive)
+        n_channels = len(self.channels_)
+        z3 = z.reshape(1, n_channels, len(self.kinds_))
+        windowed = np.maximum(z3**2 - 1.0, 0.0).sum(axis=2)
+        total = float(windowed.sum(axis=1)[0])
+        shares = windowed / total if total > 0 else np.full((1, n_channels), 1.0 / n_channels)
+        flagged = margin > 0.0
+        valid = np.ones(1, dtype=np.bool_)
+        return TimeAwareOutput(
+            anomaly_score=anomaly_score,
+            is_anomaly=np.array([flagged]),
+            severity=np.array([severity]),
+            confidence=confidence_from_score(anomaly_score),
+            warming_up=~valid,
+            votes=np.array([[flagged]]),
+            shares=shares,
+            channels=self.channels_,
+            describe=self._describer(valid, windowed, raw.reshape(z3.shape), z3),
+        )
 
     def _decide(
         self,
@@ -807,7 +840,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         n, n_channels, n_kinds = len(data), len(self.channels_), len(self.kinds_)
         z3 = _finite(z.reshape(n, n_channels, n_kinds))
         raw3 = _finite(raw.reshape(n, n_channels, n_kinds))
-        windowed = np.sum(np.maximum(z3**2 - 1.0, 0.0), axis=2)
+        windowed = np.maximum(z3**2 - 1.0, 0.0).sum(axis=2)
         if valid.all():  # no warming-up row: the same numbers as the ``where`` below
             point = windowed
             energy = windowed
@@ -817,6 +850,17 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
             energy = np.where(valid[:, None], windowed, np.maximum(point**2 - 1.0, 0.0))
         total = energy.sum(axis=1, keepdims=True)
         shares = np.where(total > 0, energy / np.where(total > 0, total, 1.0), 1.0 / n_channels)
+        return shares, self._describer(valid, point, raw3, z3)
+
+    def _describer(
+        self,
+        valid: NDArray[np.bool_],
+        point: NDArray[np.float64],
+        raw3: NDArray[np.float64],
+        z3: NDArray[np.float64],
+    ) -> Callable[[int, int], str]:
+        """``describe(row, channel)`` of ``TimeAwareOutput``: a valid row's feature of the
+        largest ``|z|`` in words, a warming-up row's own robust z (``point``)."""
         top_kind = np.argmax(np.abs(z3), axis=2)
 
         def describe(row: int, channel: int) -> str:
@@ -829,7 +873,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
                 channel, self.kinds_[k], float(raw3[row, channel, k]), float(z3[row, channel, k])
             )
 
-        return shares, describe
+        return describe
 
     def _reason(self, channel: int, kind: str, value: float, z: float) -> str:
         """The largest feature of a channel, in words."""
