@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 from anomaly_api.artifacts import save_artifact
@@ -281,6 +283,27 @@ def test_gate_caps_each_mean_by_its_newest_reading() -> None:
     assert gate_means(z, ("level", "flat"), 2, 2.0) is not z  # nothing to gate: a copy
 
 
+_Z = st.one_of(
+    st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.5, np.nan, np.inf, -np.inf]),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_Z, min_size=24, max_size=24), st.sampled_from([0.5, 2.0, 3.0]))
+def test_one_gated_row_is_the_same_numbers_as_in_a_frame(values: list[float], gate: float) -> None:
+    """One row (a stream's newest reading) is gated with plain floats, several with NumPy:
+    the same numbers, NaN, infinities and the sign of every zero included."""
+    from anomaly_api.detection.time_aware import gate_means
+
+    kinds = ("level", "shift", "residual", "residual_mean", "lag_residual", "lag_residual_mean")
+    row = np.array([values])
+    with np.errstate(all="ignore"):
+        alone = gate_means(row, kinds, 4, gate)
+        in_frame = gate_means(np.vstack([row, -row, row]), kinds, 4, gate)[:1]
+    assert alone.tobytes() == in_frame.tobytes()
+
+
 def test_gated_z_is_the_plain_cap_of_the_ungated_z(series: TimeSeriesDataset) -> None:
     X, segments = series.data.X[:3000], series.segments[:3000]
     plain = TimeAwareModel(mean_gate=None).fit(X, segments, channels=list(SENSOR_CHANNELS))
@@ -326,7 +349,7 @@ def test_one_new_reading_is_scored_as_the_general_path_does_bit_for_bit(
         assert every.warming_up[:-1].all()
         assert not every.warming_up[-1]
         assert not one.warming_up[0]
-        for name in ("anomaly_score", "severity", "confidence", "shares"):
+        for name in ("anomaly_score", "severity", "confidence", "shares", "deviations"):
             assert getattr(one, name)[0].tobytes() == getattr(every, name)[-1].tobytes(), name
         assert one.is_anomaly[0] == every.is_anomaly[-1] == frame.is_anomaly[t]
         n_members = one.votes.shape[1]
@@ -334,6 +357,54 @@ def test_one_new_reading_is_scored_as_the_general_path_does_bit_for_bit(
         assert not every.votes[-1, n_members:].any()
         assert one.contributions(0) == every.contributions(w - 1)
         assert one.contributions(0, 3) == every.contributions(w - 1, 3)
+
+
+def _same_newest_answer(
+    model: TimeAwareModel, ts: NDArray[np.float64], X: NDArray[np.float64]
+) -> None:
+    """The newest-reading path's answer to a full window is the general path's last one."""
+    one = model.score_window(ts, X)
+    every = model.score_window(ts, X, last=None)
+    for name in ("anomaly_score", "severity", "confidence", "shares", "deviations"):
+        assert getattr(one, name)[0].tobytes() == getattr(every, name)[-1].tobytes(), name
+    assert one.is_anomaly[0] == every.is_anomaly[-1]
+    assert one.votes[0].tolist() == every.votes[-1, : one.votes.shape[1]].tolist()
+    assert one.contributions(0) == every.contributions(len(X) - 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    end=st.integers(min_value=0, max_value=3000),
+    channel=st.integers(min_value=0, max_value=len(SENSOR_CHANNELS) - 1),
+    change=st.sampled_from(["none", "spike", "flat", "shift", "zero", "huge"]),
+    size=st.floats(min_value=-50.0, max_value=50.0),
+)
+def test_the_newest_reading_path_answers_any_window_as_the_general_path(
+    series: TimeSeriesDataset,
+    trained: TrainedTimeAware,
+    end: int,
+    channel: int,
+    change: str,
+    size: float,
+) -> None:
+    """Windows of the series with a change of one channel (a spike of the newest reading,
+    a frozen run, a level shift, zeros, a value far out) score alike on both paths."""
+    model = trained.model
+    w = model.history_needed
+    window = slice(end, end + w)
+    ts, X = series.timestamps[window], series.data.X[window].copy()
+    if change == "spike":
+        X[-1, channel] += size
+    elif change == "flat":
+        X[-int(abs(size)) % w - 2 :, channel] = X[-1, channel]
+    elif change == "shift":
+        X[-model.short :, channel] += size
+    elif change == "zero":
+        X[:, channel] = 0.0
+    elif change == "huge":
+        X[-1, channel] = size * 1e150
+    with np.errstate(all="ignore"):
+        _same_newest_answer(model, ts, X)
 
 
 def test_a_gap_in_the_window_still_warms_up(
@@ -397,7 +468,7 @@ def test_lag_features_score_one_new_reading_bit_for_bit(
         window = slice(t - w + 1, t + 1)
         ts, X = series.timestamps[window], series.data.X[window]
         one, every = model.score_window(ts, X), model.score_window(ts, X, last=None)
-        for name in ("anomaly_score", "severity", "confidence", "shares"):
+        for name in ("anomaly_score", "severity", "confidence", "shares", "deviations"):
             assert getattr(one, name)[0].tobytes() == getattr(every, name)[-1].tobytes(), name
         assert one.contributions(0) == every.contributions(w - 1)
         assert one.anomaly_score[0] == pytest.approx(frame.anomaly_score[t], abs=1e-9)

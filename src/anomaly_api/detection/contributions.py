@@ -47,8 +47,12 @@ def feature_contributions(
 def severity_from_score(anomaly_score: NDArray[np.float64]) -> NDArray[np.float64]:
     """``a / (1 + a)`` with ``a = max(anomaly_score, 0)``: in [0, 1), monotone, 0 when normal."""
     positive = np.maximum(anomaly_score, 0.0)
+    infinite = np.isinf(positive)
+    if not infinite.any():  # the common case, without the error state's cost
+        result: NDArray[np.float64] = positive / (1.0 + positive)
+        return result
     with np.errstate(invalid="ignore"):
-        result: NDArray[np.float64] = np.where(np.isinf(positive), 1.0, positive / (1.0 + positive))
+        result = np.where(infinite, 1.0, positive / (1.0 + positive))
     return result
 
 

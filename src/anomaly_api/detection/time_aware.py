@@ -45,11 +45,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from math import isinf, isnan
 from typing import Any, ClassVar, Final, Self
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from anomaly_api.detection.contributions import severity_from_score
@@ -133,15 +135,41 @@ def gate_means(
     (n_rows, n_channels * len(kinds)), channel-major; a new array is returned.
     """
     out = np.array(z, dtype=np.float64, copy=True)
+    pairs = [(kinds.index(m), kinds.index(n)) for m, n in GATED_MEANS if m in kinds and n in kinds]
+    if not pairs:
+        return out
+    if len(out) == 1:  # a stream's newest reading: plain floats cost less than NumPy's calls
+        out[0] = _gated_row(out[0].tolist(), pairs, len(kinds), gate)
+        return out
     view = out.reshape(len(out), n_channels, len(kinds))
-    for mean_kind, newest_kind in GATED_MEANS:
-        if mean_kind not in kinds or newest_kind not in kinds:
-            continue
-        mean = view[:, :, kinds.index(mean_kind)]
-        direction = np.sign(mean)
-        backing = np.maximum(direction * view[:, :, kinds.index(newest_kind)], 0.0)
-        view[:, :, kinds.index(mean_kind)] = direction * np.minimum(np.abs(mean), gate * backing)
+    means, newest = (list(columns) for columns in zip(*pairs, strict=True))
+    mean = view[:, :, means]  # every pair at once: the same element-wise numbers
+    direction = np.sign(mean)
+    backing = np.maximum(direction * view[:, :, newest], 0.0)
+    view[:, :, means] = direction * np.minimum(np.abs(mean), gate * backing)
     return out
+
+
+def _gated_row(
+    row: list[float], pairs: list[tuple[int, int]], n_kinds: int, gate: float
+) -> list[float]:
+    """``gate_means`` of one row, in place: the same IEEE operations as NumPy's
+    ``sign``, ``maximum`` and ``minimum`` (NaN passed on), one channel at a time."""
+    for base in range(0, len(row), n_kinds):
+        for mean_column, newest_column in pairs:
+            mean = row[base + mean_column]
+            if mean > 0.0:
+                direction = 1.0
+            elif mean < 0.0:
+                direction = -1.0
+            else:  # zero (either sign) or NaN
+                direction = mean if isnan(mean) else 0.0
+            backing = direction * row[base + newest_column]
+            if not (backing > 0.0 or isnan(backing)):
+                backing = 0.0
+            size, cap = abs(mean), gate * backing
+            row[base + mean_column] = direction * (size if size < cap or isnan(size) else cap)
+    return row
 
 
 class MaxZDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
@@ -205,7 +233,7 @@ class MaxZDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         else:
             k = min(self.top_k, data.shape[1])
             top = np.partition(data, data.shape[1] - k, axis=1)[:, data.shape[1] - k :]
-            overall = np.sqrt(np.sum(top**2, axis=1, keepdims=True))
+            overall = np.sqrt((top**2).sum(axis=1, keepdims=True))
         columns = self.relation_columns
         if columns is None:
             return overall
@@ -234,7 +262,8 @@ class MaxZDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
 
     def combine(self, scores: NDArray[np.float64]) -> EnsembleOutput:
         """Votes, anomaly score (the margin) and confidence, as the ensemble gives them."""
-        check_is_fitted(self)
+        if not hasattr(self, "offsets_"):  # check_is_fitted's estimator tags cost a row's rule
+            raise NotFittedError("this MaxZDetector is not fitted yet; call fit first")
         margins = (self.offsets_ - scores) / self.scales_
         return EnsembleOutput.from_margins(scores, margins, margins[:, 0])
 
@@ -629,7 +658,9 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
 
     def detector_scores(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
         """The window detector's ``score_samples`` of standardised features (valid rows)."""
-        return self.detector_.detector_scores(z[:, self.detector_columns_])
+        columns = self.detector_columns_
+        # every column (the z detectors): z itself, not a copy by fancy indexing
+        return self.detector_.detector_scores(z if len(columns) == z.shape[1] else z[:, columns])
 
     # ----------------------------------------------------------------- scoring
     def score_frame(
@@ -662,7 +693,8 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         Raises ``ValueError`` for a wrong shape, non-finite values or timestamps that
         are not strictly increasing (the caller answers 4xx).
         """
-        check_is_fitted(self)
+        if not hasattr(self, "detector_"):  # check_is_fitted costs as much as a feature
+            raise NotFittedError("this TimeAwareModel is not fitted yet; call fit first")
         data = np.asarray(values, dtype=np.float64)
         seconds = _as_seconds(timestamps)
         if data.ndim != 2 or data.shape[1] != self.n_features_in_ or len(data) == 0:
@@ -671,10 +703,10 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
             )
         if seconds.shape != (len(data),):
             raise ValueError(f"expected {len(data)} timestamps, got shape {seconds.shape}")
-        if not (np.all(np.isfinite(data)) and np.all(np.isfinite(seconds))):
+        if not (np.isfinite(data).all() and np.isfinite(seconds).all()):
             raise ValueError("readings and timestamps must be finite numbers")
-        steps = np.diff(seconds)
-        if np.any(steps <= 0):
+        steps = seconds[1:] - seconds[:-1]  # np.diff's numbers without its wrapper
+        if (steps <= 0).any():
             row = int(np.flatnonzero(steps <= 0)[0]) + 1
             raise ValueError(f"reading {row}: timestamp not after the previous reading's")
         n_out = len(data) if last is None else min(int(last), len(data))
@@ -695,13 +727,46 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         """Whether ``gap_starts`` would start a new segment at one of these steps."""
         if self.median_interval_ <= 0:
             return False
-        return bool(np.any(steps > self.max_gap_factor * self.median_interval_))
+        return bool((steps > self.max_gap_factor * self.median_interval_).any())
 
     def _score_newest(self, data: NDArray[np.float64]) -> TimeAwareOutput:
         """``score_window(..., last=1)`` of one full window without a gap: the same numbers,
         bit for bit, from the newest reading's features alone (``newest_features``)."""
         raw = newest_features((data - self.center_) / self.scale_, **self._window_options())
-        return self._decide(data[-1:], raw, self._standardise(raw), np.ones(1, dtype=np.bool_))
+        z = self._standardise(raw)
+        detector = self.detector_
+        if not (
+            isinstance(detector, MaxZDetector) and np.isfinite(raw).all() and np.isfinite(z).all()
+        ):
+            return self._decide(data[-1:], raw, z, np.ones(1, dtype=np.bool_))
+        # ``_decide`` and ``_explain`` of this one valid row, with plain floats where they
+        # are the same IEEE operations: the detector's ``combine`` (its margin, severity)
+        # and the shares' ``where`` (the total is positive or not)
+        scores = self.detector_scores(z)
+        margin = (float(detector.offsets_[0]) - float(scores[0, 0])) / float(detector.scales_[0])
+        anomaly_score = np.array([margin])
+        positive = margin if margin > 0.0 else 0.0
+        severity = 1.0 if isinf(positive) else positive / (1.0 + positive)
+        n_channels = len(self.channels_)
+        z3 = z.reshape(1, n_channels, len(self.kinds_))
+        windowed = np.maximum(z3**2 - 1.0, 0.0).sum(axis=2)
+        total = float(windowed.sum(axis=1)[0])
+        shares = windowed / total if total > 0 else np.full((1, n_channels), 1.0 / n_channels)
+        flagged = margin > 0.0
+        valid = np.ones(1, dtype=np.bool_)
+        return TimeAwareOutput(
+            anomaly_score=anomaly_score,
+            is_anomaly=np.array([flagged]),
+            severity=np.array([severity]),
+            confidence=confidence_from_score(anomaly_score),
+            warming_up=~valid,
+            votes=np.array([[flagged]]),
+            shares=shares,
+            deviations=np.abs(z3),
+            channels=self.channels_,
+            describe=self._describer(valid, windowed, raw.reshape(z3.shape), z3),
+            kinds=tuple(self.kinds_),
+        )
 
     def _decide(
         self,
@@ -785,9 +850,9 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
     ) -> tuple[NDArray[np.float64], Callable[[int, int], str], NDArray[np.float64]]:
         """Shares, reasons and deviations (``TimeAwareOutput``) of scored readings."""
         n, n_channels, n_kinds = len(data), len(self.channels_), len(self.kinds_)
-        z3 = np.nan_to_num(z.reshape(n, n_channels, n_kinds))
-        raw3 = np.nan_to_num(raw.reshape(n, n_channels, n_kinds))
-        windowed = np.sum(np.maximum(z3**2 - 1.0, 0.0), axis=2)
+        z3 = _finite(z.reshape(n, n_channels, n_kinds))
+        raw3 = _finite(raw.reshape(n, n_channels, n_kinds))
+        windowed = np.maximum(z3**2 - 1.0, 0.0).sum(axis=2)
         if valid.all():  # no warming-up row: the same numbers as the ``where`` below
             point = windowed
             energy = windowed
@@ -797,6 +862,18 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
             energy = np.where(valid[:, None], windowed, np.maximum(point**2 - 1.0, 0.0))
         total = energy.sum(axis=1, keepdims=True)
         shares = np.where(total > 0, energy / np.where(total > 0, total, 1.0), 1.0 / n_channels)
+        deviations = np.where(valid[:, None, None], np.abs(z3), 0.0)
+        return shares, self._describer(valid, point, raw3, z3), deviations
+
+    def _describer(
+        self,
+        valid: NDArray[np.bool_],
+        point: NDArray[np.float64],
+        raw3: NDArray[np.float64],
+        z3: NDArray[np.float64],
+    ) -> Callable[[int, int], str]:
+        """``describe(row, channel)`` of ``TimeAwareOutput``: a valid row's feature of the
+        largest ``|z|`` in words, a warming-up row's own robust z (``point``)."""
         top_kind = np.argmax(np.abs(z3), axis=2)
 
         def describe(row: int, channel: int) -> str:
@@ -809,8 +886,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
                 channel, self.kinds_[k], float(raw3[row, channel, k]), float(z3[row, channel, k])
             )
 
-        deviations = np.where(valid[:, None, None], np.abs(z3), 0.0)
-        return shares, describe, deviations
+        return describe
 
     def _reason(self, channel: int, kind: str, value: float, z: float) -> str:
         """The largest feature of a channel, in words."""
@@ -828,6 +904,15 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
                 return f"flat for {w} readings or more"
             return f"flat for {count} readings" if count > 1 else "not flat"
         return _REASONS[kind].format(size=abs(value), value=value, side=side, before=w - 1, s=s)
+
+
+def _finite(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``np.nan_to_num(values)``; ``values`` themselves when every one is finite (the
+    newest reading of a full window), which costs less than the conversion."""
+    if np.isfinite(values).all():
+        return values
+    result: NDArray[np.float64] = np.nan_to_num(values)
+    return result
 
 
 def _lagged_mask(mask: NDArray[np.bool_], lags: int) -> NDArray[np.bool_]:

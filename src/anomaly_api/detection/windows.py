@@ -132,10 +132,13 @@ def _features(
             steps = np.abs(np.diff(views, axis=-1))
             out[:, :, k] = np.log(np.median(steps, axis=-1) + SPREAD_EPS)
         elif kind == "flat":
-            same = views[..., 1:] == views[..., :-1]
-            out[:, :, k] = np.cumprod(same[..., ::-1], axis=-1).sum(axis=-1)
+            if (views[..., -1] == views[..., -2]).any():
+                same = views[..., 1:] == views[..., :-1]
+                out[:, :, k] = np.cumprod(same[..., ::-1], axis=-1).sum(axis=-1)
+            else:  # no newest reading repeats the one before it: every count is 0
+                out[:, :, k] = 0.0
         elif kind == "shift":
-            recent = views[..., window - short :].mean(axis=-1)
+            recent = _mean(views[..., window - short :])
             out[:, :, k] = recent - _median(views[..., : window - short])
         elif kind in ("residual", "residual_mean", "lag_residual", "lag_residual_mean"):
             series = lviews if kind in LAG_KINDS else rviews
@@ -143,12 +146,19 @@ def _features(
                 needed = "lag_projector" if kind in LAG_KINDS else "residual_projector"
                 raise ValueError(f"feature {kind!r} needs the relation matrix ({needed})")
             if kind.endswith("_mean"):
-                out[:, :, k] = series[..., window - short :].mean(axis=-1)
+                out[:, :, k] = _mean(series[..., window - short :])
             else:
                 out[:, :, k] = series[..., -1]
         else:
             raise ValueError(f"unknown window feature {kind!r}; known: {FEATURE_KINDS}")
     return out
+
+
+def _mean(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``values.mean(axis=-1)``, the same numbers (its sum over the last axis divided by the
+    count) without the method's wrapper, which costs more than the sum on a short window."""
+    result: NDArray[np.float64] = np.add.reduce(values, axis=-1) / values.shape[-1]
+    return result
 
 
 def _median(values: NDArray[np.float64]) -> NDArray[np.float64]:
