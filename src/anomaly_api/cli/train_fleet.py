@@ -14,8 +14,9 @@ from anomaly_api.cli.common import fail, progress, resolve_artifacts_dir, user_e
 if TYPE_CHECKING:
     from anomaly_api.training.fleet import GroupResult
 
-_PRELOAD = ("anomaly_api.training.fleet", "anomaly_api.training.pipeline")
-"""What a task of the fleet imports: its workers' fork server imports it once."""
+_PRELOAD = ("anomaly_api.training.fleet", "anomaly_api.training.pipeline", "anomaly_api.cli.main")
+"""What a worker of the fleet imports, imported once by the fork server: the tasks' code,
+and the console script's module, since a worker runs the main script again on start."""
 
 
 def train_fleet(
