@@ -23,8 +23,8 @@ KINDS = ["Pump A", "pump B", "valve"]
 @pytest.fixture
 def fleet_file(tmp_path: Path) -> Path:
     frames = []
-    for seed, kind in enumerate(KINDS):
-        frame = generate_sensor_data(300, seed=seed)
+    for seed, kind in enumerate(KINDS):  # sizes 200, 300, 400: the Dask engine starts with valve
+        frame = generate_sensor_data(200 + 100 * seed, seed=seed)
         frame["asset_kind"] = kind
         frames.append(frame)
     path = tmp_path / "fleet.parquet"
@@ -71,6 +71,9 @@ def test_the_dask_engine_trains_the_same_models(fleet_file: Path, tmp_path: Path
     local = train_fleet(fleet_file, tmp_path / "local")
     dask = train_fleet(fleet_file, tmp_path / "dask", "--engine", "dask", "--workers", "2")
     assert hashes(tmp_path / "dask", dask) == hashes(tmp_path / "local", local)
+    # listed in the order of the names, though Dask trains the largest group first
+    rows = [(m["model"], m["rows"]) for m in dask["models"]]  # type: ignore[attr-defined]
+    assert rows == [("pump-a", 200), ("pump-b", 300), ("valve", 400)]
 
 
 def test_group_values_become_model_names_or_are_refused() -> None:

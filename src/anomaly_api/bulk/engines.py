@@ -6,16 +6,16 @@ same order, holding at most a few chunks in flight, so memory stays bounded.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from anomaly_api.bulk.backtest import ReplayedStream, load_replayer, point_wise_error
 from anomaly_api.bulk.chunk_scorer import Answers, ChunkScorer, load_scorer
+from anomaly_api.bulk.dask_pool import DaskPool
 from anomaly_api.bulk.tables import Chunk
 
 
@@ -146,98 +146,6 @@ def model_manifest(artifacts_dir: Path, version: str | None) -> Any:
     if chosen is None:
         raise ArtifactNotFoundError(f"no trained model in {artifacts_dir} (no LATEST file)")
     return read_manifest(artifacts_dir, chosen)
-
-
-T = TypeVar("T")
-
-
-class DaskPool:
-    """A Dask client of a new ``LocalCluster`` of processes (``address`` None) or of the
-    scheduler at ``address``, running tasks with a bounded number in flight.
-
-    A new cluster's workers fork from one server process that imported ``preload`` (the
-    modules their tasks need) once, with one BLAS/OpenMP thread per worker as Dask sets
-    it; spawning each worker would import them all again, which on a small machine
-    costs about as much as training a dozen small models."""
-
-    def __init__(
-        self,
-        address: str | None,
-        n_workers: int | None,
-        threads_per_worker: int,
-        preload: tuple[str, ...] = (),
-    ):
-        from distributed import Client
-
-        self._cluster: Any = None
-        if address is None:
-            self._cluster = _local_cluster(n_workers, threads_per_worker, preload)
-        self.client: Any = Client(self._cluster if address is None else address)  # type: ignore[no-untyped-call]
-        self.n_workers = max(1, len(self.client.scheduler_info(n_workers=-1)["workers"]))
-
-    def in_order(
-        self, items: Iterable[T], task: Callable[[T], tuple[Any, ...]]
-    ) -> Iterator[tuple[T, Any]]:
-        """``(item, result)`` of ``task(item)`` (a function and its arguments) run on the
-        cluster, in the items' order, at most two tasks per worker in flight."""
-        in_flight: deque[tuple[T, Any]] = deque()
-        for item in items:
-            function, *args = task(item)
-            in_flight.append((item, self.client.submit(function, *args, pure=False)))
-            if len(in_flight) >= 2 * self.n_workers:
-                done, pending = in_flight.popleft()
-                yield done, pending.result()
-        while in_flight:
-            done, pending = in_flight.popleft()
-            yield done, pending.result()
-
-    def close(self) -> None:
-        """Close the client and the cluster it started."""
-        self.client.close()
-        if self._cluster is not None:
-            self._cluster.close()
-
-
-def _local_cluster(n_workers: int | None, threads: int, preload: tuple[str, ...]) -> Any:
-    """A ``LocalCluster`` of processes forked from a preloaded server, without the
-    workers' statistical profiler (a stack sample of every task every 10 ms)."""
-    import dask
-    from distributed import LocalCluster
-
-    _start_fork_server(preload)
-    config = {
-        "distributed.worker.multiprocessing-method": "forkserver",
-        "distributed.worker.profile.enabled": False,
-    }
-    with dask.config.set(config):
-        return LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=n_workers,
-            threads_per_worker=threads,
-            processes=True,
-            dashboard_address=":0",  # any free port: the scheduler always serves HTTP
-        )
-
-
-def _start_fork_server(preload: tuple[str, ...]) -> None:
-    """Start this process's fork server (if not yet running) with ``preload`` imported,
-    under Dask's pre-spawn environment (one BLAS/OpenMP thread per worker): a forked worker
-    keeps the thread pools it inherits, so Dask setting them per worker would come too
-    late. Once running, the server stays as it is (Dask's own preload list is not applied)."""
-    import multiprocessing
-    import multiprocessing.forkserver
-    import os
-
-    import dask
-
-    multiprocessing.get_context("forkserver").set_forkserver_preload(["distributed", *preload])
-    environ = dask.config.get("distributed.nanny.pre-spawn-environ")
-    added = {k: str(v) for k, v in environ.items() if v is not None and k not in os.environ}
-    os.environ.update(added)  # variables already set win, as they do for Dask
-    try:
-        multiprocessing.forkserver.ensure_running()
-    finally:
-        for name in added:
-            os.environ.pop(name, None)
 
 
 Stream = tuple[str, NDArray[np.float64], NDArray[np.float64]]

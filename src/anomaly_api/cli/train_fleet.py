@@ -5,11 +5,18 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from anomaly_api.cli.common import fail, progress, resolve_artifacts_dir, user_errors
+
+if TYPE_CHECKING:
+    from anomaly_api.training.fleet import GroupResult
+
+_PRELOAD = ("anomaly_api.training.fleet", "anomaly_api.training.pipeline", "anomaly_api.cli.main")
+"""What a worker of the fleet imports, imported once by the fork server: the tasks' code,
+and the console script's module, since a worker runs the main script again on start."""
 
 
 def train_fleet(
@@ -56,8 +63,10 @@ def train_fleet(
 ) -> None:
     """Train one model per value of --group-column, each a new version of the model of
     that name (its `candidate`, and `production` when it is its first)."""
-    from anomaly_api.data.loading import read_table
-    from anomaly_api.training.fleet import GroupResult, split_groups, train_group
+    if engine == "dask" and address is None:
+        from anomaly_api.bulk.dask_pool import start_fork_server
+
+        start_fork_server(_PRELOAD)  # first: it imports them while this process works
     from anomaly_api.training.request import (
         RequestError,
         TrainingRequest,
@@ -81,21 +90,28 @@ def train_fleet(
     directory = str(resolve_artifacts_dir(artifacts_dir).resolve())
     started = time.perf_counter()
     with user_errors():
+        from anomaly_api.data.loading import read_table
+        from anomaly_api.training.fleet import split_groups, train_group
+
         groups = split_groups(read_table(data), group_column)
         progress(f"{len(groups)} groups in {data} by {group_column!r}; engine {engine}")
         results: list[GroupResult] = []
         if engine == "local":
             results = [train_group(directory, g, request, str(data)) for g in groups]
         else:
-            from anomaly_api.bulk.engines import DaskPool
+            from anomaly_api.bulk.dask_pool import DaskPool
 
-            preload = ("anomaly_api.training.fleet", "anomaly_api.training.pipeline")
-            pool = DaskPool(address, None if address else workers, 1, preload)
+            pool = DaskPool(address, None if address else workers, 1, _PRELOAD)
             try:
+                # the largest groups first, so that the last tasks are short and no
+                # worker waits long for the other at the end
+                order = sorted(range(len(groups)), key=lambda i: -len(groups[i].frame))
                 done = pool.in_order(
-                    groups, lambda g: (train_group, directory, g, request, str(data))
+                    order,
+                    lambda i: (train_group, directory, groups[i], request, str(data)),
                 )
-                results = [result for _, result in done]
+                by_index = dict(done)
+                results = [by_index[i] for i in range(len(groups))]
             finally:
                 pool.close()
     seconds = time.perf_counter() - started

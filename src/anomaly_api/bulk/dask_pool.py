@@ -1,0 +1,137 @@
+"""A pool of Dask workers running tasks: a new local cluster or a running scheduler.
+
+Kept apart from the engines (which import the model code) so that a command can start
+the fork server of its local workers before it imports anything heavy itself: the server
+then imports the workers' modules on the other core while the command checks its
+options and reads its data.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+__all__ = ["DaskPool", "start_fork_server"]
+
+T = TypeVar("T")
+
+
+class DaskPool:
+    """A Dask client of a new ``LocalCluster`` of processes (``address`` None) or of the
+    scheduler at ``address``, running tasks with a bounded number in flight.
+
+    A new cluster's workers fork from one server process (``start_fork_server``) that
+    imported ``preload`` (the modules their tasks need) once, with one BLAS/OpenMP thread
+    per worker as Dask sets it; spawning each worker would import them all again, which
+    on a small machine costs about as much as training a dozen small models."""
+
+    def __init__(
+        self,
+        address: str | None,
+        n_workers: int | None,
+        threads_per_worker: int,
+        preload: tuple[str, ...] = (),
+    ):
+        from distributed import Client
+
+        self._cluster: Any = None
+        if address is None:
+            start_fork_server(preload)
+            self._cluster = _local_cluster(n_workers, threads_per_worker)
+        self.client: Any = Client(self._cluster if address is None else address)  # type: ignore[no-untyped-call]
+        self.n_workers = max(1, len(self.client.scheduler_info(n_workers=-1)["workers"]))
+
+    def in_order(
+        self, items: Iterable[T], task: Callable[[T], tuple[Any, ...]]
+    ) -> Iterator[tuple[T, Any]]:
+        """``(item, result)`` of ``task(item)`` (a function and its arguments) run on the
+        cluster, in the items' order, at most two tasks per worker in flight."""
+        in_flight: deque[tuple[T, Any]] = deque()
+        for item in items:
+            function, *args = task(item)
+            in_flight.append((item, self.client.submit(function, *args, pure=False)))
+            if len(in_flight) >= 2 * self.n_workers:
+                done, pending = in_flight.popleft()
+                yield done, pending.result()
+        while in_flight:
+            done, pending = in_flight.popleft()
+            yield done, pending.result()
+
+    def close(self) -> None:
+        """Close the client and the cluster it started."""
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def _local_cluster(n_workers: int | None, threads: int) -> Any:
+    """A ``LocalCluster`` of processes forked from the fork server, without the periodic
+    work that competes with the tasks for the CPU (a few cores run the scheduler and the
+    workers alike) and that a pool keeping two tasks per worker does not need: the
+    workers' statistical profiler (a stack sample of every task every 10 ms), the 20 ms
+    tick that only detects a blocked event loop, memory and system sampling several times
+    a second (memory is still watched, once a second) and the scheduler's work stealing
+    (rebalancing every 100 ms)."""
+    import dask
+    from distributed import LocalCluster
+
+    config = {
+        "distributed.worker.multiprocessing-method": "forkserver",
+        "distributed.worker.profile.enabled": False,
+        "distributed.admin.tick.interval": "1s",
+        "distributed.admin.system-monitor.interval": "2s",
+        "distributed.worker.memory.monitor-interval": "1s",
+        "distributed.scheduler.work-stealing": False,
+    }
+    with dask.config.set(config):
+        return LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=n_workers,
+            threads_per_worker=threads,
+            processes=True,
+            dashboard_address=":0",  # any free port: the scheduler always serves HTTP
+        )
+
+
+def start_fork_server(preload: tuple[str, ...]) -> None:
+    """Start this process's fork server (if not yet running) with ``distributed`` and
+    ``preload`` imported and frozen (``fork_server_frozen``), under Dask's pre-spawn
+    environment (one BLAS/OpenMP thread per worker): a forked worker keeps the thread pools
+    it inherits, so Dask setting them per worker would come too late. Returns at once, the
+    server importing in its own process, so that a caller can start it first and do its
+    own work meanwhile. Once running, the server stays as it is (Dask's own preload list
+    is not applied)."""
+    import multiprocessing
+    import multiprocessing.forkserver
+    import os
+
+    modules = ["distributed", *preload, "anomaly_api.bulk.fork_server_frozen"]  # frozen last
+    multiprocessing.get_context("forkserver").set_forkserver_preload(modules)
+    added = {k: v for k, v in _pre_spawn_environ().items() if k not in os.environ}
+    os.environ.update(added)  # variables already set win, as they do for Dask
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+def _pre_spawn_environ() -> dict[str, str]:
+    """Dask's ``distributed.nanny.pre-spawn-environ``: ``distributed``'s defaults under the
+    user's configuration. Until ``distributed`` is imported its defaults file is read here
+    as ``distributed`` reads it on import: importing it (and numpy with it) would delay
+    the fork server."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    import dask.config
+    import yaml  # type: ignore[import-untyped]  # no stubs pinned
+
+    spec = None if "distributed" in sys.modules else importlib.util.find_spec("distributed")
+    if spec is not None and spec.submodule_search_locations:
+        defaults = Path(next(iter(spec.submodule_search_locations))) / "distributed.yaml"
+        with defaults.open() as file:
+            dask.config.update_defaults(yaml.safe_load(file))
+    environ: dict[str, object] = dask.config.get("distributed.nanny.pre-spawn-environ")
+    return {k: str(v) for k, v in environ.items() if v is not None}
