@@ -95,7 +95,7 @@ def _local_cluster(n_workers: int | None, threads: int) -> Any:
 
 def start_fork_server(preload: tuple[str, ...]) -> None:
     """Start this process's fork server (if not yet running) with ``distributed`` and
-    ``preload`` imported and frozen (``fork_server_frozen``), under Dask's pre-spawn
+    ``preload`` imported, under Dask's pre-spawn
     environment (one BLAS/OpenMP thread per worker): a forked worker keeps the thread pools
     it inherits, so Dask setting them per worker would come too late. Returns at once, the
     server importing in its own process, so that a caller can start it first and do its
@@ -105,8 +105,7 @@ def start_fork_server(preload: tuple[str, ...]) -> None:
     import multiprocessing.forkserver
     import os
 
-    modules = ["distributed", *preload, "anomaly_api.bulk.fork_server_frozen"]  # frozen last
-    multiprocessing.get_context("forkserver").set_forkserver_preload(modules)
+    multiprocessing.get_context("forkserver").set_forkserver_preload(["distributed", *preload])
     added = {k: v for k, v in _pre_spawn_environ().items() if k not in os.environ}
     os.environ.update(added)  # variables already set win, as they do for Dask
     try:
