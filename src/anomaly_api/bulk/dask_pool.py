@@ -8,7 +8,6 @@ options and reads its data.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -46,17 +45,42 @@ class DaskPool:
         self, items: Iterable[T], task: Callable[[T], tuple[Any, ...]]
     ) -> Iterator[tuple[T, Any]]:
         """``(item, result)`` of ``task(item)`` (a function and its arguments) run on the
-        cluster, in the items' order, at most two tasks per worker in flight."""
-        in_flight: deque[tuple[T, Any]] = deque()
-        for item in items:
-            function, *args = task(item)
-            in_flight.append((item, self.client.submit(function, *args, pure=False)))
-            if len(in_flight) >= 2 * self.n_workers:
-                done, pending = in_flight.popleft()
-                yield done, pending.result()
-        while in_flight:
-            done, pending = in_flight.popleft()
-            yield done, pending.result()
+        cluster, in the items' order. Two tasks per worker are in flight and each task that
+        ends makes room for the next item, so a worker that finishes early never waits for
+        an older task on another; results are held back for the order, at most four tasks
+        per worker ahead of the oldest one not yet yielded."""
+        from distributed import as_completed
+
+        pending = enumerate(items)
+        in_flight, ahead = 2 * self.n_workers, 4 * self.n_workers
+        running: Any = as_completed()  # type: ignore[no-untyped-call]
+        submitted: dict[str, tuple[int, T]] = {}  # future key -> (index, item)
+        ready: dict[int, tuple[T, Any]] = {}
+        count = next_out = 0
+
+        def submit_next() -> None:
+            nonlocal count
+            entry = next(pending, None)
+            if entry is not None:
+                function, *args = task(entry[1])
+                future = self.client.submit(function, *args, pure=False)
+                submitted[future.key] = entry
+                running.add(future)
+                count += 1
+
+        for _ in range(in_flight):
+            submit_next()
+        for future in running:
+            index, item = submitted.pop(future.key)
+            ready[index] = (item, future.result())
+            while next_out in ready:
+                yield ready.pop(next_out)
+                next_out += 1
+            while len(submitted) < in_flight and count < next_out + ahead:
+                before = count
+                submit_next()
+                if count == before:  # no item left
+                    break
 
     def close(self) -> None:
         """Close the client and the cluster it started."""
