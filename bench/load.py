@@ -4,6 +4,7 @@ keep-alive client posting a fixed list of bodies."""
 from __future__ import annotations
 
 import http.client
+import itertools
 import re
 import shutil
 import statistics
@@ -21,6 +22,8 @@ from anomaly_api.testing import HOST
 PREDICT_LUA = Template((Path(__file__).parent / "wrk_predict.lua").read_text())
 STREAM_LUA = Template((Path(__file__).parent / "wrk_stream.lua").read_text())
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+_RUNS = itertools.count(1)
+"""Each wrk run's own counter base (``wrk_predict.lua``): unique bodies across runs."""
 
 
 def _ms(text: str) -> float:
@@ -60,7 +63,8 @@ def run_wrk(
     binary = shutil.which("wrk")
     if binary is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
-    lua = script or PREDICT_LUA.substitute(unique="true" if unique else "false", path=path)
+    flag = "true" if unique else "false"
+    lua = script or PREDICT_LUA.substitute(unique=flag, path=path, base=next(_RUNS) * 10**8)
     file = workdir / f"wrk-{abs(hash(lua))}.lua"
     file.write_text(lua)
     args = [binary, f"-t{threads}", f"-c{connections}", f"-d{duration_s:g}s", "--latency"]
