@@ -56,30 +56,30 @@ class DaskPool:
         running: Any = as_completed()  # type: ignore[no-untyped-call]
         submitted: dict[str, tuple[int, T]] = {}  # future key -> (index, item)
         ready: dict[int, tuple[T, Any]] = {}
-        count = next_out = 0
+        next_out = 0
 
-        def submit_next() -> None:
-            nonlocal count
+        def submit_next() -> bool:
+            """Submit the next item's task; False when no item is left."""
             entry = next(pending, None)
-            if entry is not None:
-                function, *args = task(entry[1])
-                future = self.client.submit(function, *args, pure=False)
-                submitted[future.key] = entry
-                running.add(future)
-                count += 1
+            if entry is None:
+                return False
+            function, *args = task(entry[1])
+            future = self.client.submit(function, *args, pure=False)
+            submitted[future.key] = entry
+            running.add(future)
+            return True
 
-        for _ in range(in_flight):
-            submit_next()
+        while len(submitted) < in_flight and submit_next():
+            pass
         for future in running:
             index, item = submitted.pop(future.key)
             ready[index] = (item, future.result())
             while next_out in ready:
                 yield ready.pop(next_out)
                 next_out += 1
-            while len(submitted) < in_flight and count < next_out + ahead:
-                before = count
-                submit_next()
-                if count == before:  # no item left
+            # held back (ready) and running together stay within ``ahead`` of ``next_out``
+            while len(submitted) < in_flight and len(ready) + len(submitted) < ahead:
+                if not submit_next():
                     break
 
     def close(self) -> None:
@@ -119,12 +119,11 @@ def _local_cluster(n_workers: int | None, threads: int) -> Any:
 
 def start_fork_server(preload: tuple[str, ...]) -> None:
     """Start this process's fork server (if not yet running) with ``distributed`` and
-    ``preload`` imported, under Dask's pre-spawn
-    environment (one BLAS/OpenMP thread per worker): a forked worker keeps the thread pools
-    it inherits, so Dask setting them per worker would come too late. Returns at once, the
-    server importing in its own process, so that a caller can start it first and do its
-    own work meanwhile. Once running, the server stays as it is (Dask's own preload list
-    is not applied)."""
+    ``preload`` imported, under Dask's pre-spawn environment (one BLAS/OpenMP thread per
+    worker): a forked worker keeps the thread pools it inherits, so Dask setting them per
+    worker would come too late. Returns at once, the server importing in its own process,
+    so that a caller can start it first and do its own work meanwhile. Once running, the
+    server stays as it is (Dask's own preload list is not applied)."""
     import multiprocessing
     import multiprocessing.forkserver
     import os
