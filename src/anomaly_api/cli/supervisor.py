@@ -1,16 +1,17 @@
 """The supervisor of ``anomaly-api serve --workers N`` and the listening sockets it hands out.
 
-One listening socket shared by every worker spreads connections badly: asyncio accepts every
-connection waiting in the queue each time its loop wakes, so the first worker to wake takes a
-whole burst of new connections, and keeps them for as long as the clients keep them alive (a
-load balancer's pool, wrk). So on Linux, for a TCP address, the supervisor binds one socket
-per worker slot to the same address with ``SO_REUSEPORT``, and the kernel hands each new
-connection to one slot by a hash of its addresses. Worker ``i``, and whichever process
-replaces it (after a crash, or on SIGHUP), listens on slot ``i``'s socket alone. The
-supervisor keeps every slot's socket open: the kernel resets the connections queued on a
-reuseport socket once it is closed, so a dead worker's connections wait for its replacement
-instead. Elsewhere (a Unix socket, an inherited fd, a platform without ``SO_REUSEPORT`` or
-where it does not spread connections, like macOS) every worker shares one socket.
+One listening socket shared by every worker can spread connections badly: asyncio accepts
+every connection waiting in the queue each time its loop wakes, so the first worker to wake
+can take most of a burst of new connections, and keeps them for as long as the clients keep
+them alive (a load balancer's pool, wrk). So on Linux, for a TCP address, the supervisor
+binds one socket per worker slot to the same address with ``SO_REUSEPORT``, and the kernel
+hands each new connection to one slot by a hash of its addresses. Worker ``i``, and
+whichever process replaces it (after a crash, or on SIGHUP), listens on slot ``i``'s socket
+alone. The supervisor keeps every slot's socket open: the kernel resets the connections
+queued on a reuseport socket once it is closed, so a dead worker's connections wait for its
+replacement instead. Elsewhere (a Unix socket, an inherited fd, a platform without
+``SO_REUSEPORT`` or where it does not spread connections, like macOS) every worker shares
+one socket.
 """
 
 from __future__ import annotations
