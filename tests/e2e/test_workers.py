@@ -149,12 +149,15 @@ def test_reload_revision_and_sighup_reach_every_worker(
     assert back.json()["announced"] is True
     eventually(lambda: _every_worker_serves(workers, "tiny-1"), "reload everywhere")
 
-    # SIGHUP replaces the workers one at a time; each new one loads LATEST
-    before = set(_served_versions(workers))
+    # SIGHUP replaces the workers one at a time; each new one loads LATEST and listens on
+    # its predecessor's socket
+    before = _worker_sockets(workers)
     fit_tiny_artifact(tmp_path / "artifacts", version="tiny-2", seed=1)
     workers.signal(signal.SIGHUP)
     eventually(lambda: _every_worker_serves(workers, "tiny-2"), "SIGHUP everywhere", 90)
-    assert before.isdisjoint(_served_versions(workers))  # all replaced
+    after = _worker_sockets(workers)
+    assert set(before).isdisjoint(after)  # all replaced
+    assert sorted(after.values()) == sorted(before.values())
     assert workers.process.poll() is None
 
 
