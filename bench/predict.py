@@ -240,6 +240,7 @@ def scaling(ctx: Context) -> dict[str, Any]:
         shared = service_env(ctx.artifacts, "fast", url)
         multi = {**shared, "PROMETHEUS_MULTIPROC_DIR": metrics}
         servers = {
+            "bare_1": bare_server(),
             "bare_2": bare_server(workers=2),
             "ours_1": service_server("ours-1", shared),
             "ours_2": service_server("ours-2", multi, app=WORKER_APP, workers=2),
@@ -250,6 +251,7 @@ def scaling(ctx: Context) -> dict[str, Any]:
     rps = {name: run["requests_per_s"] for name, run in two.items()}
     two["ours_2_vs_bare_2"] = ratio(rps["ours_2"], rps["bare_2"])
     two["ours_2_vs_ours_1"] = ratio(rps["ours_2"], rps["ours_1"])
+    two["bare_2_vs_bare_1"] = ratio(rps["bare_2"], rps["bare_1"])
     return {"scaling": {"loops": loops, "workers_c64": two}}
 
 

@@ -55,6 +55,12 @@ def _ready(port: int, path: str) -> bool:
         conn.close()
 
 
+def listening(port: int) -> int:
+    """Sockets listening on ``port`` (Linux): one per ready worker of ``serve --workers``."""
+    rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    return sum(row[1].endswith(f":{port:04X}") and row[3] == "0A" for row in rows)
+
+
 @dataclass
 class Server:
     """A running uvicorn server and what its start cost."""
@@ -89,7 +95,8 @@ def uvicorn_server(
     started = time.perf_counter()
     process = subprocess.Popen(args, cwd=ROOT, env=clean_env(env))
     try:
-        while not _ready(port, ready_path):
+        # every worker listening: a kept-alive connection opened earlier stays on the first
+        while not _ready(port, ready_path) or listening(port) < workers:
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited with {process.returncode} before ready")
             if time.perf_counter() - started > READY_TIMEOUT_S:

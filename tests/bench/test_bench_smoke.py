@@ -52,9 +52,10 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
             assert set(runs) == {"16", "64", "256"}
             assert all(sane(run["requests_per_s"]) for run in runs.values())
     two = scaling["workers_c64"]
-    assert all(two[name]["errors"] == 0 for name in ("bare_2", "ours_1", "ours_2"))
+    assert all(two[name]["errors"] == 0 for name in ("bare_1", "bare_2", "ours_1", "ours_2"))
     assert sane(two["ours_2_vs_bare_2"])
     assert sane(two["ours_2_vs_ours_1"])
+    assert sane(two["bare_2_vs_bare_1"])
     streams = results["streams"]
     for key in ("predict", "streams_memory", "streams_redis"):
         assert streams[key]["requests"] > 0

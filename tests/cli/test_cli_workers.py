@@ -3,9 +3,7 @@ and the cgroup-aware default (the processes themselves: tests/e2e/test_workers.p
 
 from __future__ import annotations
 
-import asyncio
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,6 @@ from anomaly_api.cli.workers import (
     available_cores,
     cgroup_cpu_limit,
     resolve_workers,
-    tcp_listener,
 )
 from anomaly_api.config import get_settings
 
@@ -178,34 +175,3 @@ def _v1(tmp_path: Path, own: str, relative: str, quota: str, period: str) -> flo
     proc = tmp_path / "proc-self-cgroup"
     proc.write_text(own)
     return cgroup_cpu_limit(tmp_path / "cgroup", proc)
-
-
-def test_the_workers_listening_socket_answers_without_nagle() -> None:
-    """asyncio turns Nagle's algorithm off only on connections accepted from a socket that
-    says TCP; uvicorn's own bound socket does not, and every kept-alive answer then waits
-    for the client's delayed acknowledgement."""
-    config = uvicorn.Config("anomaly_api.cli.workers:worker_app", host="127.0.0.1", port=0)
-    listener = tcp_listener(config)
-    accepted: list[int] = []
-
-    async def serve_one() -> None:
-        done = asyncio.Event()
-
-        def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            sock = writer.get_extra_info("socket")
-            accepted.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
-            writer.close()
-            done.set()
-
-        server = await asyncio.start_server(handle, sock=listener)
-        async with server:
-            _, writer = await asyncio.open_connection(*listener.getsockname())
-            await done.wait()
-            writer.close()
-
-    try:
-        assert listener.proto == socket.IPPROTO_TCP
-        asyncio.run(asyncio.wait_for(serve_one(), timeout=30))
-    finally:
-        listener.close()
-    assert accepted == [1]

@@ -1,12 +1,15 @@
 """How many worker processes ``anomaly-api serve`` runs, and what each one starts with.
 
 Each worker is a whole service (its own model in memory, caches, drift window) sharing
-nothing with the others but Redis and the artifact directory; uvicorn's supervisor binds
-the socket once, starts the workers and restarts them one at a time on SIGHUP. The
-default is one worker per core the process may use, counting its CPU affinity and the
-cgroup CPU quota a container limit sets (v2 ``cpu.max``, v1 CFS quota): ``os.cpu_count``
-sees the host's cores, not the container's, and a worker per host core on a 2-core quota
-only contends. No library reads the quota (``os.process_cpu_count`` counts affinity only).
+nothing with the others but Redis and the artifact directory. uvicorn's supervisor starts
+them, replaces one that dies and restarts them one at a time on SIGHUP; on Linux it gets
+one ``SO_REUSEPORT`` listening socket per worker so that the kernel spreads new connections
+over them (``anomaly_api.cli.supervisor`` says why, and what a dead worker's connections
+do). The default is one worker per core the process may use, counting its CPU affinity and
+the cgroup CPU quota a container limit sets (v2 ``cpu.max``, v1 CFS quota):
+``os.cpu_count`` sees the host's cores, not the container's, and a worker per host core on
+a 2-core quota only contends. No library reads the quota (``os.process_cpu_count`` counts
+affinity only).
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +37,6 @@ __all__ = [
     "metrics_directory",
     "resolve_workers",
     "run_workers",
-    "tcp_listener",
     "worker_app",
 ]
 
@@ -154,40 +155,14 @@ def worker_app() -> FastAPI:
     return create_app(settings)
 
 
-def tcp_listener(config: uvicorn.Config) -> socket.socket:
-    """The listening socket uvicorn's ``config`` binds, marked as TCP.
-
-    uvicorn binds it with protocol 0; the connections accepted on it inherit that, and
-    asyncio turns Nagle's algorithm off (``TCP_NODELAY``) only on sockets that say
-    ``IPPROTO_TCP``. Left as it is, every answer on a kept-alive connection but the first
-    waits for the client's delayed acknowledgement (~40 ms on Linux) and two workers serve
-    a fraction of what one does. The same file descriptor, re-wrapped with the protocol
-    named, is what the workers inherit.
-    """
-    sock = config.bind_socket()
-    if sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return sock  # a Unix socket: no Nagle to turn off
-    return socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
-
-
 def run_workers(
     workers: int, options: dict[str, Any], *, app: str = WORKER_APP, factory: bool = True
 ) -> None:
     """Serve ``app`` (by default the service's factory) with ``workers`` processes under
-    uvicorn's supervisor (``options``: the ``uvicorn.Config`` keywords) until SIGTERM or
-    SIGINT has drained every worker."""
-    from uvicorn.supervisors import Multiprocess
-
-    class Supervisor(Multiprocess):
-        """uvicorn's supervisor, closing its copy of the listening socket before it stops
-        the workers: once they have closed theirs, new connections are refused at once
-        instead of waiting unserved in the backlog until the last worker has drained."""
-
-        def terminate_all(self) -> None:
-            for sock in self.sockets:
-                sock.close()
-            super().terminate_all()
+    the supervisor (``options``: the ``uvicorn.Config`` keywords) until SIGTERM or SIGINT
+    has drained every worker."""
+    from anomaly_api.cli.supervisor import supervisor_for
 
     config = uvicorn.Config(app, factory=factory, workers=workers, **options)
     with metrics_directory():  # every worker's metrics, combined by whichever one is scraped
-        Supervisor(config, sockets=[tcp_listener(config)]).run()
+        supervisor_for(config).run()
