@@ -29,7 +29,7 @@ def feature_contributions(
     if residual is not None:
         weight += residual * residual
     total = weight.sum(axis=1, keepdims=True)
-    if np.all((total > 0.0) & (total < np.inf)):  # the usual case, without errstate's cost
+    if ((total > 0.0) & (total < np.inf)).all():  # the usual case, without errstate's cost
         shares: NDArray[np.float64] = weight / total
         return shares
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
