@@ -191,8 +191,10 @@ class FastScorer:
         compiled.knn_blocks(
             X, b.train_t, b.index, b.starts, b.lo, b.hi, k, dist, ind, ties, threads
         )
+        if not np.count_nonzero(ties):  # the usual case: no tie at the k-th distance
+            return dist, ind
         tied = np.flatnonzero(ties)
-        if tied.size and np.isfinite(dist[tied, -1]).all():
+        if np.isfinite(dist[tied, -1]).all():
             # A training row left out is exactly as far as the k-th neighbour (duplicates,
             # or distances rounded alike at huge magnitudes): which one counts is a tie
             # scikit-learn's KD-tree breaks in its traversal order. Ask it, for those rows.
@@ -206,9 +208,10 @@ class FastScorer:
     ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
         """``neighbours``, refused when the distances overflow."""
         dist, ind = self.neighbours(X)
-        if not np.isfinite(dist[:, -1]).all():
-            # Squared distances overflow float64 beyond |x| ~ 1e154; the neighbour
-            # search then finds fewer than k neighbours, which must never be used.
+        # Squared distances overflow float64 beyond |x| ~ 1e154; the neighbour search then
+        # finds fewer than k neighbours, which must never be used. Distances are >= 0: the
+        # largest k-th one is finite exactly when all are (a NaN fails the test too).
+        if not np.maximum.reduce(dist[:, -1], axis=None, initial=0.0) < np.inf:
             raise TooExtremeError("feature values too large to score: distances overflow float64")
         return dist, ind
 
