@@ -243,6 +243,28 @@ def test_any_columns_are_written_as_their_dataclasses_json(batch: ColumnarBatchA
         assert batch.answer_json() == orjson.dumps(reference.predictions[0])
 
 
+def test_each_models_thresholds_are_written_as_they_are() -> None:
+    """The fragments made once per model are told apart by the thresholds' text: 0.0 and
+    -0.0 are equal floats, written differently."""
+    columns = PredictionColumns(
+        is_anomaly=np.array([True]),
+        anomaly_score=np.array([0.5]),
+        confidence=np.array([0.6]),
+        severity=np.array([0.3]),
+        scores=np.array([[-0.25, 1.0]]),
+        votes=np.array([[True, False]]),
+        shares=np.array([[0.75, 0.25]]),
+        cached=np.array([False]),
+    )
+    for zero in (0.0, -0.0, 0.0):
+        batch = ColumnarBatchAnswer(
+            columns, ["r"], ["a", "b"], ["d1", "d2"], [zero, 2.0], "v1", 1.5, None
+        )
+        reference = reference_answer(batch)
+        assert batch.answer_json() == orjson.dumps(reference.predictions[0])
+        assert batch.to_json() == orjson.dumps(reference)
+
+
 async def test_hooks_see_the_rows_hits_and_flags(runtime: ServiceRuntime) -> None:
     seen: list[ScoredBatch] = []
     dataplane = DataPlane(runtime)

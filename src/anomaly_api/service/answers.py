@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Annotated
 
 import numpy as np
@@ -140,6 +141,53 @@ def _texts(*fragments: bytes) -> NDArray[np.object_]:
     return table
 
 
+_FLAGS = _texts(b',"is_anomaly":false,"anomaly_score":', b',"is_anomaly":true,"anomaly_score":')
+_CACHED = _texts(b"false}", b"true}")
+
+
+@dataclass(frozen=True)
+class _ModelFragments:
+    """The fragments of every answer that depend only on the model, made once per model."""
+
+    features: NDArray[np.object_]
+    """``[lead, name]``: a contribution's opening, ``lead`` 0 for the first, 1 after it."""
+    leads: NDArray[np.intp]
+    """``lead`` of each contribution by rank: 0, then 1s."""
+    detectors: bytes
+    """What opens the detectors' object, up to the first one's score."""
+    votes: NDArray[np.object_]
+    """``[detector, vote]``: the rest of that detector's verdict, up to the next one's score
+    (after the last: up to the ``cached`` value)."""
+    detector_rows: NDArray[np.intp]
+
+
+@lru_cache(maxsize=256)
+def _model_fragments(
+    feature_names: tuple[str, ...], detector_names: tuple[str, ...], thresholds: bytes
+) -> _ModelFragments:
+    """``thresholds``: their JSON array (floats as keys would take -0.0 for 0.0)."""
+    dumps = orjson.dumps
+    names = [dumps(name) for name in feature_names]
+    detectors = [dumps(name) for name in detector_names]
+    n_features, n_detectors = len(names), len(detectors)
+    features = np.empty((2, n_features), dtype=object)
+    features[0] = [b',"contributions":[{"feature":' + name + b',"share":' for name in names]
+    features[1] = [b',"why":null},{"feature":' + name + b',"share":' for name in names]
+    votes = np.empty((n_detectors, 2), dtype=object)
+    for q, threshold in enumerate(thresholds[1:-1].split(b",")):
+        after = b"," + detectors[q + 1] + b':{"score":' if q + 1 < n_detectors else b'},"cached":'
+        for vote in (0, 1):
+            word = b"true" if vote else b"false"
+            votes[q, vote] = b',"threshold":' + threshold + b',"vote":' + word + b"}" + after
+    return _ModelFragments(
+        features=features,
+        leads=(np.arange(n_features) > 0).astype(np.intp),
+        detectors=b',"detectors":{' + detectors[0] + b':{"score":',
+        votes=votes,
+        detector_rows=np.arange(n_detectors),
+    )
+
+
 @dataclass
 class ColumnarBatchAnswer:
     """A ``BatchAnswer`` as the batch's arrays; ``to_json`` is its JSON (``answer_json``
@@ -183,10 +231,14 @@ class ColumnarBatchAnswer:
 
         Each answer is the same fixed sequence of ``width`` fragments (constants, orjson's
         texts of the numbers, lookups of names and booleans), so fragment ``j`` of every
-        answer is one strided slice of the list, filled at once (``parts[j::width]``).
+        answer is one strided slice of the list, filled at once (``parts[j::width]``). The
+        fragments that depend only on the model are made once per model.
         """
         cols = self.predictions
         dumps = orjson.dumps
+        model = _model_fragments(
+            tuple(self.feature_names), tuple(self.detector_names), dumps(self.thresholds)
+        )
         n, n_features, n_detectors = len(cols), len(self.feature_names), len(self.detector_names)
         k = n_features if self.top_k is None else min(self.top_k, n_features)
         order = np.argsort(-cols.shares, axis=1, kind="stable")[:, :k]
@@ -197,8 +249,6 @@ class ColumnarBatchAnswer:
         table[:, 3 : 3 + k] = cols.shares[np.arange(n)[:, np.newaxis], order]
         table[:, 3 + k :] = cols.scores
         numbers, stride = _number_texts(table), table.shape[1]
-        names = [dumps(name) for name in self.feature_names]
-        detectors = [dumps(name) for name in self.detector_names]
         first = 8 + 2 * k  # where the detectors start
         width = first + 2 + 2 * n_detectors
         parts: list[bytes] = [b""] * (n * width)
@@ -206,41 +256,23 @@ class ColumnarBatchAnswer:
         if n:
             parts[0] = b'{"observation_id":'
         parts[1::width] = _string_texts(self.observation_ids)
-        flags = _texts(
-            b',"is_anomaly":false,"anomaly_score":', b',"is_anomaly":true,"anomaly_score":'
-        )
-        parts[2::width] = _picked(flags, cols.is_anomaly.astype(np.intp))
+        parts[2::width] = _picked(_FLAGS, cols.is_anomaly.astype(np.intp))
         parts[3::width] = numbers[0::stride]
         parts[4::width] = [b',"confidence":'] * n
         parts[5::width] = numbers[1::stride]
         parts[6::width] = [b',"severity":'] * n
         parts[7::width] = numbers[2::stride]
-        features = np.empty((2, n_features), dtype=object)
-        features[0] = [b',"contributions":[{"feature":' + name + b',"share":' for name in names]
-        features[1] = [b',"why":null},{"feature":' + name + b',"share":' for name in names]
-        led = _picked(features, ((np.arange(k) > 0).astype(np.intp), order))
+        led = _picked(model.features, (model.leads[:k], order))
         for j in range(k):
             parts[8 + 2 * j :: width] = led[j::k]
             parts[9 + 2 * j :: width] = numbers[3 + j :: stride]
         parts[first::width] = [
             b',"why":null}],"model_version":' + dumps(self.model_version)
-            + b',"inference_ms":' + dumps(self.inference_ms)
-            + b',"detectors":{' + detectors[0] + b':{"score":'
+            + b',"inference_ms":' + dumps(self.inference_ms) + model.detectors
         ] * n  # fmt: skip
-        votes = np.empty((n_detectors, 2), dtype=object)
-        for q, threshold in enumerate(self.thresholds):
-            after = (
-                b"," + detectors[q + 1] + b':{"score":' if q + 1 < n_detectors else b'},"cached":'
-            )
-            for vote in (0, 1):
-                word = b"true" if vote else b"false"
-                votes[q, vote] = (
-                    b',"threshold":' + dumps(threshold) + b',"vote":' + word + b"}" + after
-                )
-        said = _picked(votes, (np.arange(n_detectors), cols.votes.astype(np.intp)))
+        said = _picked(model.votes, (model.detector_rows, cols.votes.astype(np.intp)))
         for q in range(n_detectors):
             parts[first + 1 + 2 * q :: width] = numbers[3 + k + q :: stride]
             parts[first + 2 + 2 * q :: width] = said[q::n_detectors]
-        cached = _texts(b"false}", b"true}")
-        parts[width - 1 :: width] = _picked(cached, cols.cached.astype(np.intp))
+        parts[width - 1 :: width] = _picked(_CACHED, cols.cached.astype(np.intp))
         return parts

@@ -96,6 +96,8 @@ def _filled_ids(observation_ids: Sequence[str | None] | None, n: int) -> list[st
     """``observation_ids`` (``n`` of them, or None for none) with the missing ones generated."""
     if observation_ids is None or not any(observation_ids):  # none given: no merge
         return _new_observation_ids(n)
+    if all(observation_ids):  # every one given (ids are never empty): nothing to merge
+        return [oid for oid in observation_ids if oid]
     ids: Sequence[str | None] = observation_ids
     missing_ids = iter(_new_observation_ids(sum(oid is None for oid in ids)))
     return [oid or next(missing_ids) for oid in ids]

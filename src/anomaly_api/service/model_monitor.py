@@ -18,7 +18,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -168,7 +167,12 @@ class ModelMonitor:
             if not self._alarm_seconds:
                 with self._lock:
                     state = self._alarm_state
-                    self._alarm_state = replace(state, seen=state.seen + scored.rows)
+                    self._alarm_state = AlarmState(  # what dataclasses.replace gives, cheaper
+                        recent=state.recent,
+                        last_alarm=state.last_alarm,
+                        seen=state.seen + scored.rows,
+                        alarms=state.alarms,
+                    )
             return
         flags = scored.anomaly_flags()
         times = np.full(scored.rows, time.time()) if self._alarm_seconds else None

@@ -15,6 +15,7 @@ batches go to a worker thread so they do not stall other requests.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -197,12 +198,19 @@ class Predictor:
         try:
             with np.errstate(all="ignore"):
                 out = self.model.combine(self._scorer.detector_scores(X), X)
+                shares, scores, anomaly_score = out.contributions, out.scores, out.anomaly_score
+                # One reduction each: shares lie in [0, 1], so their sum is NaN exactly when
+                # one is; a finite sum of the scores means each is finite (else, or when the
+                # sum overflows, each value is checked below).
+                nan_share = shares is None or math.isnan(np.add.reduce(shares, axis=None))
+                total = np.add.reduce(scores, axis=None) + np.add.reduce(anomaly_score, axis=None)
         except ArithmeticError as exc:
             raise InvalidFeaturesError(_TOO_EXTREME) from exc
-        shares, scores, anomaly_score = out.contributions, out.scores, out.anomaly_score
-        if shares is None or np.isnan(shares).any():
+        if shares is None or nan_share:
             raise InvalidFeaturesError(_TOO_EXTREME)
-        if not (np.isfinite(scores).all() and np.isfinite(anomaly_score).all()):
+        if not math.isfinite(total) and not (
+            np.isfinite(scores).all() and np.isfinite(anomaly_score).all()
+        ):
             if np.isnan(scores).any() or np.isnan(anomaly_score).any():
                 raise InvalidFeaturesError(_TOO_EXTREME)
             scores = np.clip(scores, -_MAX_DOUBLE, _MAX_DOUBLE)

@@ -111,6 +111,8 @@ class FastScorer:
             self.zscore_center_ = np.zeros(self.n_features_in_)
             self.zscore_scale_ = np.ones(self.n_features_in_)
         self._kernel_columns = [m for m in self.detectors if m in _KERNEL_MEMBERS]
+        self._kernel_result_is_scores = kernel == "c" and self.detectors == _KERNEL_MEMBERS
+        """The kernel's own output is the scores (the default members, in its order)."""
         if kernel == "c":
             from anomaly_api.detection.fast import kernel as compiled
 
@@ -189,14 +191,28 @@ class FastScorer:
         compiled.knn_blocks(
             X, b.train_t, b.index, b.starts, b.lo, b.hi, k, dist, ind, ties, threads
         )
+        if not np.count_nonzero(ties):  # the usual case: no tie at the k-th distance
+            return dist, ind
         tied = np.flatnonzero(ties)
-        if tied.size and np.isfinite(dist[tied, -1]).all():
+        if np.isfinite(dist[tied, -1]).all():
             # A training row left out is exactly as far as the k-th neighbour (duplicates,
             # or distances rounded alike at huge magnitudes): which one counts is a tie
             # scikit-learn's KD-tree breaks in its traversal order. Ask it, for those rows.
             tied_dist, tied_ind = self.lof_estimator.kneighbors(X[tied], n_neighbors=k)
             dist[tied] = tied_dist
             ind[tied] = tied_ind
+        return dist, ind
+
+    def _checked_neighbours(
+        self, X: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+        """``neighbours``, refused when the distances overflow."""
+        dist, ind = self.neighbours(X)
+        # Squared distances overflow float64 beyond |x| ~ 1e154; the neighbour search then
+        # finds fewer than k neighbours, which must never be used. Distances are >= 0: the
+        # largest k-th one is finite exactly when all are (a NaN fails the test too).
+        if not np.maximum.reduce(dist[:, -1], axis=None, initial=0.0) < np.inf:
+            raise TooExtremeError("feature values too large to score: distances overflow float64")
         return dist, ind
 
     def detector_scores(self, X: ArrayLike) -> NDArray[np.float64]:
@@ -212,12 +228,14 @@ class FastScorer:
             raise ValueError(
                 f"expected shape (n_samples>0, {self.n_features_in_}), got {data.shape}"
             )
-        if not np.isfinite(data).all():
-            raise ValueError("input contains NaN or infinity")
         with np.errstate(over="ignore"):
             scaled = apply_scaling(data, self.center_, self.scale_)
-        if not np.isfinite(scaled).all():
+        if not np.isfinite(scaled).all():  # NaN and infinity stay so when scaled
+            if not np.isfinite(data).all():
+                raise ValueError("input contains NaN or infinity")
             raise TooExtremeError("feature values too large to score: scaling overflows float64")
+        if self._kernel_result_is_scores:
+            return self._compiled_scores(scaled)
         columns: dict[str, NDArray[np.float64]] = {}
         if self._kernel_columns:
             columns.update(self._kernel_scores(scaled))
@@ -229,29 +247,30 @@ class FastScorer:
 
     def _kernel_scores(self, scaled: NDArray[np.float64]) -> dict[str, NDArray[np.float64]]:
         """IsolationForest, LOF and z-score columns of the members the model has."""
+        if self.kernel == "c":
+            result = self._compiled_scores(scaled)
+            return {name: result[:, _KERNEL_MEMBERS.index(name)] for name in self._kernel_columns}
+        lof = self.lof_
+        out: dict[str, NDArray[np.float64]] = {}
+        if "isolation_forest" in self._kernel_columns:
+            out["isolation_forest"] = self._vectorised.score_samples(scaled)
+        if lof is not None:
+            dist, ind = self._checked_neighbours(scaled)
+            out["local_outlier_factor"] = lof_scores(dist, ind, lof.k_distance, lof.lrd)
+        if "zscore" in self._kernel_columns:
+            out["zscore"] = zscore_scores(scaled, self.zscore_center_, self.zscore_scale_)
+        return out
+
+    def _compiled_scores(self, scaled: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The compiled kernel's output for the scaled rows: one column per member of
+        ``_KERNEL_MEMBERS``, in that order."""
         n_rows = scaled.shape[0]
         lof = self.lof_
-        if lof is not None:
-            dist, ind = self.neighbours(scaled)
-            if not np.isfinite(dist[:, -1]).all():
-                # Squared distances overflow float64 beyond |x| ~ 1e154; the neighbour
-                # search then finds fewer than k neighbours, which must never be used.
-                raise TooExtremeError(
-                    "feature values too large to score: distances overflow float64"
-                )
-        if self.kernel == "numpy":
-            out: dict[str, NDArray[np.float64]] = {}
-            if "isolation_forest" in self._kernel_columns:
-                out["isolation_forest"] = self._vectorised.score_samples(scaled)
-            if lof is not None:
-                out["local_outlier_factor"] = lof_scores(dist, ind, lof.k_distance, lof.lrd)
-            if "zscore" in self._kernel_columns:
-                out["zscore"] = zscore_scores(scaled, self.zscore_center_, self.zscore_scale_)
-            return out
         if lof is None:  # the kernel still reads one neighbour per row
             dist, ind = np.zeros((n_rows, 1)), np.zeros((n_rows, 1), dtype=np.int64)
             k_distance, lrd = np.ones(1), np.ones(1)
         else:
+            dist, ind = self._checked_neighbours(scaled)
             k_distance, lrd = lof.k_distance, lof.lrd
         result = np.empty((n_rows, len(_KERNEL_MEMBERS)))
         forest = self.forest_
@@ -272,7 +291,7 @@ class FastScorer:
             self.zscore_scale_,
             result,
         )
-        return {name: result[:, _KERNEL_MEMBERS.index(name)] for name in self._kernel_columns}
+        return result
 
     def combine(self, scores: NDArray[np.float64], X: ArrayLike | None = None) -> EnsembleOutput:
         """The ensemble's own decision rule (see ``AnomalyEnsemble.combine``)."""
