@@ -504,6 +504,33 @@ def test_blocked_scan_breaks_ties_by_index_and_flags_them_as_the_plain_scan(
     assert ties[1]
 
 
+@pytest.mark.parametrize(
+    ("layout", "block_rows"),
+    [("one block", 256), ("all boxes equal", 4), ("two far clusters", 8), ("far rows", 32)],
+)
+def test_blocked_scan_is_the_plain_scan_whatever_the_boxes(layout: str, block_rows: int) -> None:
+    # The visiting order follows the bounds: a single block, boxes all at the same bound
+    # (every training row the same point), boxes at only two bounds, and rows so far
+    # that bounds and distances round alike or overflow must all give the plain scan.
+    rng = np.random.default_rng(8)
+    train = rng.normal(size=(200, 4))
+    X = rng.normal(scale=2.0, size=(60, 4))
+    if layout == "all boxes equal":
+        train[:] = train[0]
+    elif layout == "two far clusters":
+        train = np.repeat(np.array([[0.0] * 4, [1e6] * 4]), 100, axis=0)
+        X = np.vstack([X, [[5e5] * 4], [[1e6] * 4]])
+    elif layout == "far rows":
+        X = X * np.logspace(0, 153, len(X))[:, None]
+    blocks = TrainingBlocks.from_rows(train, block_rows)
+    assert (len(blocks.starts) == 2) == (layout == "one block")
+    for k in (1, 20, 33, 200):
+        expected = plain_knn(X, train, k)
+        for threads in (1, 2):
+            for ours, theirs in zip(blocked_knn(X, blocks, k, threads), expected, strict=True):
+                np.testing.assert_array_equal(ours, theirs)
+
+
 def test_blocks_are_checked_once_and_the_offsets_on_every_call() -> None:
     rows = np.random.default_rng(3).normal(size=(100, 3))
     blocks = TrainingBlocks.from_rows(rows, 8)
