@@ -25,7 +25,7 @@ def neighbours(ctx: Context) -> dict[str, Any]:
     scorer = compile_scorer(load_artifact(ctx.artifacts).model, "c")
     assert scorer.lof_ is not None
     train, k = scorer.lof_.train_rows, scorer.lof_.n_neighbors
-    train_t, b = np.ascontiguousarray(train.T), scorer._blocks
+    train_t, blocks = np.ascontiguousarray(train.T), scorer._blocks.kernel_arrays()
     tree = cKDTree(train, leafsize=LEAF_SIZE)
     X = np.random.default_rng(3).normal(size=(1000, train.shape[1]))
 
@@ -33,8 +33,7 @@ def neighbours(ctx: Context) -> dict[str, Any]:
         dist, ind = np.empty((len(rows), k)), np.empty((len(rows), k), dtype=np.int64)
         ties = np.empty(len(rows), dtype=np.int64)
         if blocked:
-            compiled.knn_blocks(rows, b.train_t, b.index, b.starts, b.lo, b.hi, k, dist, ind,
-                                ties, threads)  # fmt: skip
+            compiled.knn_blocks(rows, *blocks, k, dist, ind, ties, threads)
         else:
             compiled.knn(rows, train_t, k, dist, ind, ties, threads)
 

@@ -7,6 +7,7 @@ and the vectorised NumPy fallback (the ``numpy`` backend).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib
 import sys
 from pathlib import Path
@@ -431,8 +432,7 @@ def blocked_knn(
     dist = np.empty((len(X), k))
     ind = np.empty((len(X), k), dtype=np.int64)
     ties = np.empty(len(X), dtype=np.int64)
-    b = blocks
-    knn_blocks(X, b.train_t, b.index, b.starts, b.lo, b.hi, k, dist, ind, ties, threads)
+    knn_blocks(X, *blocks.kernel_arrays(), k, dist, ind, ties, threads)
     return dist, ind, ties
 
 
@@ -447,9 +447,12 @@ def plain_knn(
     return dist, ind, ties
 
 
-@pytest.mark.parametrize("block_rows", [1, 3, 7, 32, 256])
+@pytest.mark.parametrize(
+    ("block_rows", "group_rows"),
+    [(1, 1), (3, 30), (7, 64), (8, 64), (32, 32), (32, 256), (256, 256)],
+)
 def test_blocked_scan_is_the_plain_scan_bit_for_bit_and_scikit_learns(
-    default_size: tuple[AnomalyEnsemble, NDArray[np.float64]], block_rows: int
+    default_size: tuple[AnomalyEnsemble, NDArray[np.float64]], block_rows: int, group_rows: int
 ) -> None:
     # Skipping blocks by their boxes must change nothing: same distances (bit for bit),
     # same indices in the same order, same tie flags as the plain scan, on rows near,
@@ -458,7 +461,7 @@ def test_blocked_scan_is_the_plain_scan_bit_for_bit_and_scikit_learns(
     model, _ = default_size
     lof = model.local_outlier_factor_
     train_rows = lof_module.read_fitted_lof(lof).train_rows
-    blocks = TrainingBlocks.from_rows(train_rows, block_rows)
+    blocks = TrainingBlocks.from_rows(train_rows, block_rows, group_rows)
     rng = np.random.default_rng(11)
     X = np.vstack(
         [
@@ -504,29 +507,70 @@ def test_blocked_scan_breaks_ties_by_index_and_flags_them_as_the_plain_scan(
     assert ties[1]
 
 
+@pytest.mark.parametrize(
+    ("layout", "block_rows"),
+    [("one block", 256), ("all boxes equal", 4), ("two far clusters", 8), ("far rows", 32)],
+)
+def test_blocked_scan_is_the_plain_scan_whatever_the_boxes(layout: str, block_rows: int) -> None:
+    # The visiting order follows the bounds: a single block, boxes all at the same bound
+    # (every training row the same point), boxes at only two bounds, and rows so far
+    # that bounds and distances round alike or overflow must all give the plain scan.
+    rng = np.random.default_rng(8)
+    train = rng.normal(size=(200, 4))
+    X = rng.normal(scale=2.0, size=(60, 4))
+    if layout == "all boxes equal":
+        train[:] = train[0]
+    elif layout == "two far clusters":
+        train = np.repeat(np.array([[0.0] * 4, [1e6] * 4]), 100, axis=0)
+        X = np.vstack([X, [[5e5] * 4], [[1e6] * 4]])
+    elif layout == "far rows":
+        X = X * np.logspace(0, 153, len(X))[:, None]
+    blocks = TrainingBlocks.from_rows(train, block_rows)
+    assert (len(blocks.starts) == 2) == (layout == "one block")
+    for k in (1, 20, 33, 200):
+        expected = plain_knn(X, train, k)
+        for threads in (1, 2):
+            for ours, theirs in zip(blocked_knn(X, blocks, k, threads), expected, strict=True):
+                np.testing.assert_array_equal(ours, theirs)
+
+
 def test_blocks_are_checked_once_and_the_offsets_on_every_call() -> None:
     rows = np.random.default_rng(3).normal(size=(100, 3))
-    blocks = TrainingBlocks.from_rows(rows, 8)
+    blocks = TrainingBlocks.from_rows(rows, 8, 24)
     assert np.diff(blocks.starts).max() <= 8
+    assert np.diff(blocks.starts[blocks.groups]).max() <= 24
     assert not blocks.lo.flags.writeable  # the kernel trusts the boxes: frozen
-    shrunk = blocks.lo.copy()
-    shrunk[0, 0] = blocks.lo[0, 0] + 1e-9  # a box that misses one of its rows
-    with pytest.raises(ValueError, match="outside its block"):
-        TrainingBlocks(blocks.train_t, blocks.index, blocks.starts, shrunk, blocks.hi).check(rows)
+    assert not blocks.group_lo.flags.writeable
+    for name in ("lo", "group_lo"):
+        shrunk = getattr(blocks, name).copy()
+        shrunk[0, 0] += 1e-9  # a box that misses one of its rows
+        with pytest.raises(ValueError, match="outside its block's or its group's box"):
+            dataclasses.replace(blocks, **{name: shrunk}).check(rows)
     with pytest.raises(ValueError, match="block_rows"):
         TrainingBlocks.from_rows(rows, 257)
     X = rows[:2].copy()
     dist, ind, ties = np.empty((2, 4)), np.empty((2, 4), dtype=np.int64), np.empty(2, np.int64)
-    b = blocks
-    bad_starts = b.starts.copy()
-    bad_starts[-1] += 1  # past the last training row
-    with pytest.raises(ValueError, match="malformed block offsets"):
-        knn_blocks(X, b.train_t, b.index, bad_starts, b.lo, b.hi, 4, dist, ind, ties, 1)
-    with pytest.raises(ValueError, match="inconsistent"):
-        knn_blocks(X, b.train_t, b.index, b.starts, b.lo[1:], b.hi, 4, dist, ind, ties, 1)
-    with pytest.raises(TypeError, match="int64"):
-        knn_blocks(X, b.train_t, b.index.astype(np.int32), b.starts, b.lo, b.hi, 4, dist, ind,
+
+    def call(**changed: NDArray[np.float64] | NDArray[np.int64]) -> None:
+        knn_blocks(X, *dataclasses.replace(blocks, **changed).kernel_arrays(), 4, dist, ind,
                    ties, 1)  # fmt: skip
+
+    past_the_end = blocks.starts.copy()
+    past_the_end[-1] += 1  # past the last training row
+    empty_group = blocks.groups.copy()
+    empty_group[1] = 0  # group 0 without a block
+    short = blocks.groups.copy()
+    short[-1] -= 1  # the last block in no group
+    for bad in ({"starts": past_the_end}, {"groups": empty_group}, {"groups": short}):
+        with pytest.raises(ValueError, match="malformed block or group offsets"):
+            call(**bad)
+    with pytest.raises(ValueError, match="inconsistent"):
+        call(lo=blocks.lo[1:])
+    with pytest.raises(ValueError, match="inconsistent"):
+        call(group_hi=blocks.group_hi[1:])
+    with pytest.raises(TypeError, match="int64"):
+        call(index=blocks.index.astype(np.int32))
+    call()  # the unchanged arrays are accepted
 
 
 def test_kernel_refuses_wrong_arrays_instead_of_reading_out_of_bounds() -> None:

@@ -15,10 +15,12 @@
  *       the selection is on d, the result is sqrt(d). No FMA contraction (the build
  *       passes -ffp-contract=off), so every distance is bit for bit scikit-learn's.
  *
- *   knn_blocks(X, train_t, index, starts, lo, hi, k, dist, ind, ties, n_threads)
+ *   knn_blocks(X, train_t, index, starts, lo, hi, groups, group_lo, group_hi, k, dist, ind,
+ *              ties, n_threads)
  *       The same answer as knn (bit for bit, ties included), from training rows reordered
- *       into blocks with bounding boxes (blocks.py): blocks that cannot hold a neighbour
- *       are skipped. What the scorer calls; knn stays as the reference scan.
+ *       into blocks, and blocks into groups, with bounding boxes (blocks.py): groups and
+ *       blocks that cannot hold a neighbour are skipped. What the scorer calls; knn stays
+ *       as the reference scan.
  *
  *   score_rows(X, dist, ind, roots, feature, threshold, left, right, leaf_value,
  *              denominator, k_distance, lrd, center, scale, out)
@@ -293,11 +295,13 @@ knn_rows(void *arg)
 /* ------------------------------------------------ neighbours, pruned by blocks */
 
 /* knn_blocks: the same exact search, but the training rows come reordered into small
- * spatially coherent blocks (a KD-style split, built once in blocks.py), each with its
- * bounding box. For every query row the kernel first computes, for every block, a lower
- * bound of the squared distance of any of its rows, and skips a block whose bound is
- * greater than the current k-th distance. Typically only ~16 % of the training rows
- * are scanned.
+ * spatially coherent blocks, and consecutive blocks into groups (a KD-style split, built
+ * once in blocks.py), each block and each group with its bounding box. For every query
+ * row the kernel computes, for every group, a lower bound of the squared distance of any
+ * of its rows, and skips a group whose bound is greater than the current k-th distance;
+ * in a group it visits, it does the same for each block. Nearer groups are visited first
+ * (the nearest, then two passes by bound: knn_blocks_rows), so the k-th distance shrinks
+ * early; ~14 % of the training rows are scanned for rows like the training data.
  *
  * Why it stays bit for bit the plain scan's answer:
  * - each distance that is computed is computed exactly as in squared_distances (same
@@ -306,12 +310,13 @@ knn_rows(void *arg)
  *   for a row y in the box [lo, hi] and x < lo, y - x >= lo - x exactly, and rounding is
  *   monotone, so |fl(x - y)| >= fl(lo - x) (likewise above hi); squaring and adding
  *   non-negative terms in the same order are monotone too, so bound <= fl-distance;
- * - a block is skipped only when bound > worst (strictly): all its rows are then farther
- *   than the current k-th distance, which only decreases, so none of them can be kept
- *   nor be exactly as far as the final k-th neighbour (the tie flag);
- * - blocks are visited out of index order, so the kept rows are chosen and ordered by
- *   (distance, original training index) explicitly: the k smallest pairs, the plain
- *   scan's set and order (it gets them from visiting rows by index), ties included;
+ * - a group or block is skipped only when its bound > worst (strictly): all its rows are
+ *   then farther than the current k-th distance, which only decreases, so none of them
+ *   can be kept nor be exactly as far as the final k-th neighbour (the tie flag);
+ * - blocks are visited out of index order (by their groups' bounds), so the kept rows
+ *   are chosen and ordered by (distance, original training index) explicitly: the k
+ *   smallest pairs whatever the visiting order, the plain scan's set and order (it gets
+ *   them from visiting rows by index), ties included;
  * - the tie flag only needs left-out rows at distance <= the current worst (any other is
  *   farther than the final k-th distance), so the common "farther" case costs one
  *   vectorised comparison per block. */
@@ -324,10 +329,14 @@ typedef struct {
     const int64_t *index;      /* (n_train,): original training index of each reordered row */
     const int64_t *starts;     /* (n_blocks + 1,): block b is rows [starts[b], starts[b + 1]) */
     const double *lo, *hi;     /* (n_features, n_blocks): each block's bounding box */
+    const int64_t *groups;     /* (n_groups + 1,): group g is blocks [groups[g], groups[g + 1]) */
+    const double *group_lo, *group_hi; /* (n_features, n_groups): each group's box */
     double *dist;
     int64_t *ind, *ties;
-    double *bounds;            /* (n_blocks,) scratch of this task */
-    Py_ssize_t row_start, row_stop, n_features, n_train, n_blocks, k;
+    double *bounds;            /* (n_groups,) scratch of this task: the groups' bounds */
+    double *block_bounds;      /* (n_blocks,) scratch of this task: one group's at a time */
+    Py_ssize_t *later;         /* (n_groups,) scratch of this task */
+    Py_ssize_t row_start, row_stop, n_features, n_train, n_blocks, n_groups, k;
 } BlockTask;
 
 /* Four doubles as one value (GCC vector extensions: one AVX2 register in the avx2 clone,
@@ -349,13 +358,14 @@ box_gap(double lo, double hi, double x)
     return g > 0.0 ? g : 0.0;                       /* inside the box's range: 0 */
 }
 
-/* Lower bounds of the squared distance from x to each block's box, four blocks per
- * vector (feature-major boxes), features added in order as for the distances. */
+/* Lower bounds of the squared distance from x to boxes [0, n_boxes) of feature-major
+ * arrays whose rows are `stride` boxes long, four boxes per vector, features added in
+ * order as for the distances. */
 KERNEL_CLONES static void
 box_bounds(const double *restrict x, const double *restrict lo, const double *restrict hi,
-           Py_ssize_t n_features, Py_ssize_t n_blocks, double *restrict out)
+           Py_ssize_t n_features, Py_ssize_t stride, Py_ssize_t n_boxes, double *restrict out)
 {
-    const Py_ssize_t vec_end = n_blocks - n_blocks % 4;
+    const Py_ssize_t vec_end = n_boxes - n_boxes % 4;
     const v4d zero = {0.0, 0.0, 0.0, 0.0};
     for (Py_ssize_t b = 0; b < vec_end; b += 4) {
         v4d acc = zero;
@@ -363,8 +373,8 @@ box_bounds(const double *restrict x, const double *restrict lo, const double *re
             const double xf = x[f];
             const v4d xv = {xf, xf, xf, xf};
             v4d lov, hiv;
-            memcpy(&lov, lo + f * n_blocks + b, sizeof lov);
-            memcpy(&hiv, hi + f * n_blocks + b, sizeof hiv);
+            memcpy(&lov, lo + f * stride + b, sizeof lov);
+            memcpy(&hiv, hi + f * stride + b, sizeof hiv);
             const v4d below = lov - xv, above = xv - hiv;
             const v4d far = V4D_MAX(below, above);
             const v4d g = V4D_MAX(far, zero);
@@ -372,50 +382,79 @@ box_bounds(const double *restrict x, const double *restrict lo, const double *re
         }
         memcpy(out + b, &acc, sizeof acc);
     }
-    for (Py_ssize_t b = vec_end; b < n_blocks; b++) {
+    for (Py_ssize_t b = vec_end; b < n_boxes; b++) {
         double acc = 0.0;
         for (Py_ssize_t f = 0; f < n_features; f++) {
-            const double g = box_gap(lo[f * n_blocks + b], hi[f * n_blocks + b], x[f]);
+            const double g = box_gap(lo[f * stride + b], hi[f * stride + b], x[f]);
             acc += g * g;
         }
         out[b] = acc;
     }
 }
 
+#define WIDE 4 /* vectors of four rows summed side by side (the unroll pragmas below say 4) */
+
+/* Squared distances of x to rows `col`, `col` + 1, ... (4 * width of them, feature f at
+ * col[f * n_train]) into out, and whether any is <= worst, lane by lane into *any. Always
+ * inlined with a constant width, so the sums stay in registers. */
+static inline __attribute__((always_inline)) void
+rows_distances(const double *restrict x, const double *restrict col, Py_ssize_t n_features,
+               Py_ssize_t n_train, int width, const v4d *worst_v, double *restrict out,
+               v4i *any)
+{
+    v4d acc[WIDE];
+#pragma GCC unroll 4
+    for (int a = 0; a < width; a++) {
+        acc[a] = (v4d){0.0, 0.0, 0.0, 0.0};
+    }
+    for (Py_ssize_t f = 0; f < n_features; f++) {
+        const double xf = x[f];
+        const v4d xv = {xf, xf, xf, xf};
+#pragma GCC unroll 4
+        for (int a = 0; a < width; a++) {
+            v4d y;
+            memcpy(&y, col + f * n_train + 4 * a, sizeof y);
+            const v4d t = xv - y;
+            acc[a] += t * t;
+        }
+    }
+#pragma GCC unroll 4
+    for (int a = 0; a < width; a++) {
+        memcpy(out + 4 * a, &acc[a], sizeof acc[a]);
+        *any |= (v4i)(acc[a] <= *worst_v);
+    }
+}
+
 /* Squared distances of x to rows [start, start + count), and whether any of them is
- * <= worst. Four training rows at a time with their sum kept in one register across all
- * features (the plain scan stores and reloads its sums once per feature): each lane
- * still computes 0 + t0*t0 + t1*t1 + ... in feature order, the same operations as
- * squared_distances, so every distance is the same double. The test "any <= worst" is a
- * lane-wise compare OR-ed into one mask, so the common case (every row of the block
- * farther than the k-th neighbour) costs no branch per row. */
+ * <= worst. Sixteen training rows at a time (four vectors, then one vector for the rest)
+ * with their sums kept in registers across all features (the plain scan stores and
+ * reloads its sums once per feature; one vector at a time spent as many instructions on
+ * the feature loop as on the arithmetic): each lane still computes 0 + t0*t0 + t1*t1 +
+ * ... in feature order, the same operations as squared_distances, so every distance is
+ * the same double. The test "any <= worst" is a lane-wise compare OR-ed into one mask,
+ * so the common case (every row of the block farther than the k-th neighbour) costs no
+ * branch per row. */
 KERNEL_CLONES static int
 block_distances(const double *restrict x, const double *restrict train_t,
                 Py_ssize_t n_features, Py_ssize_t n_train, Py_ssize_t start,
                 Py_ssize_t count, double worst, double *restrict out)
 {
-    const Py_ssize_t groups_end = count - count % 4;
-    const v4d zero = {0.0, 0.0, 0.0, 0.0};
+    const Py_ssize_t vectors_end = count - count % 4;
     const v4d worst_v = {worst, worst, worst, worst};
+    const double *restrict col = train_t + start;
     v4i any = {0, 0, 0, 0};
-    for (Py_ssize_t j = 0; j < groups_end; j += 4) {
-        v4d acc = zero;
-        for (Py_ssize_t f = 0; f < n_features; f++) {
-            const double xf = x[f];
-            const v4d xv = {xf, xf, xf, xf};
-            v4d col;
-            memcpy(&col, train_t + f * n_train + start + j, sizeof col);
-            const v4d t = xv - col;
-            acc += t * t;
-        }
-        memcpy(out + j, &acc, sizeof acc);
-        any |= (v4i)(acc <= worst_v);
+    Py_ssize_t j = 0;
+    for (; j + 4 * WIDE <= vectors_end; j += 4 * WIDE) {
+        rows_distances(x, col + j, n_features, n_train, WIDE, &worst_v, out + j, &any);
+    }
+    for (; j < vectors_end; j += 4) {
+        rows_distances(x, col + j, n_features, n_train, 1, &worst_v, out + j, &any);
     }
     int hit = (any[0] | any[1] | any[2] | any[3]) != 0;
-    for (Py_ssize_t j = groups_end; j < count; j++) {
+    for (; j < count; j++) {
         double acc = 0.0;
         for (Py_ssize_t f = 0; f < n_features; f++) {
-            const double t = x[f] - train_t[f * n_train + start + j];
+            const double t = x[f] - col[f * n_train + j];
             acc += t * t;
         }
         out[j] = acc;
@@ -424,133 +463,215 @@ block_distances(const double *restrict x, const double *restrict train_t,
     return hit;
 }
 
+/* One query row's running top-k in knn_blocks_rows. */
+typedef struct {
+    double *best_d;          /* (k,) squared distances, ascending */
+    int64_t *best_i;         /* (k,) original training indices */
+    double worst;            /* best_d[k - 1]: the current k-th distance */
+    double nearest_left_out; /* smallest left-out distance <= worst then */
+} TopK;
+
+/* Compute block b's distances and keep those that enter the top-k. */
+static inline void
+visit_block(const BlockTask *task, const double *x, Py_ssize_t b, TopK *top, double *chunk)
+{
+    const Py_ssize_t k = task->k;
+    const Py_ssize_t start = task->starts[b], count = task->starts[b + 1] - start;
+    if (!block_distances(x, task->train_t, task->n_features, task->n_train, start, count,
+                         top->worst, chunk)) {
+        return;
+    }
+    double *best_d = top->best_d;
+    int64_t *best_i = top->best_i;
+    for (Py_ssize_t j = 0; j < count; j++) {
+        const double d = chunk[j];
+        if (d > top->worst) { /* the common case, even in a block with a hit */
+            continue;
+        }
+        /* Kept: the k smallest by (distance, original index), whatever the visit order;
+         * that is the plain scan's set too, which visits rows by index and keeps the
+         * first of equals. A row as far as the k-th but with a lower index replaces it
+         * (the plain scan would have met it first). */
+        const int64_t idx = task->index[start + j];
+        if (!(d < top->worst) && !(d < INFINITY && idx < best_i[k - 1])) {
+            top->nearest_left_out = d < top->nearest_left_out ? d : top->nearest_left_out;
+            continue;
+        }
+        const double evicted = best_d[k - 1];
+        top->nearest_left_out = evicted < top->nearest_left_out ? evicted : top->nearest_left_out;
+        /* Ascending distance; equal distances by original training index. */
+        Py_ssize_t p = k - 1;
+        while (p > 0 && (best_d[p - 1] > d || (best_d[p - 1] == d && best_i[p - 1] > idx))) {
+            best_d[p] = best_d[p - 1];
+            best_i[p] = best_i[p - 1];
+            p--;
+        }
+        best_d[p] = d;
+        best_i[p] = idx;
+        top->worst = best_d[k - 1];
+    }
+}
+
+/* The box among bounds[0, n) with the smallest bound (the first of equals). */
+static inline Py_ssize_t
+nearest_box(const double *bounds, Py_ssize_t n)
+{
+    Py_ssize_t best = 0;
+    for (Py_ssize_t j = 1; j < n; j++) {
+        best = bounds[j] < bounds[best] ? j : best;
+    }
+    return best;
+}
+
+/* Visit group g: its blocks' bounds, then its blocks within the k-th distance in block
+ * order (the nearest first while fewer than k rows are kept, as in the first group). */
+static inline void
+visit_group(const BlockTask *task, const double *x, Py_ssize_t g, TopK *top, double *chunk)
+{
+    const Py_ssize_t first_block = task->groups[g], n = task->groups[g + 1] - first_block;
+    double *bounds = task->block_bounds;
+    box_bounds(x, task->lo + first_block, task->hi + first_block, task->n_features,
+               task->n_blocks, n, bounds);
+    Py_ssize_t nearest = -1;
+    if (top->worst == INFINITY) {
+        nearest = nearest_box(bounds, n);
+        visit_block(task, x, first_block + nearest, top, chunk);
+    }
+    for (Py_ssize_t j = 0; j < n; j++) {
+        if (!(bounds[j] > top->worst) && j != nearest) {
+            visit_block(task, x, first_block + j, top, chunk);
+        }
+    }
+}
+
 static void *
 knn_blocks_rows(void *arg)
 {
     BlockTask *task = (BlockTask *)arg;
-    const Py_ssize_t k = task->k, n_blocks = task->n_blocks;
+    const Py_ssize_t k = task->k, n_groups = task->n_groups;
     double *bounds = task->bounds;
+    Py_ssize_t *later = task->later;
     double chunk[MAX_BLOCK_ROWS];
     for (Py_ssize_t i = task->row_start; i < task->row_stop; i++) {
-        double *best_d = task->dist + i * k;
-        int64_t *best_i = task->ind + i * k;
+        TopK top = {task->dist + i * k, task->ind + i * k, INFINITY, INFINITY};
         for (Py_ssize_t j = 0; j < k; j++) {
-            best_d[j] = INFINITY;
-            best_i[j] = -1;
+            top.best_d[j] = INFINITY;
+            top.best_i[j] = -1;
         }
-        double worst = INFINITY;
-        double nearest_left_out = INFINITY; /* smallest left-out distance <= worst then */
         const double *x = task->X + i * task->n_features;
-        box_bounds(x, task->lo, task->hi, task->n_features, n_blocks, bounds);
-        /* Start with the block nearest to x, then go on in block order from there: the
-         * split order keeps neighbouring blocks close in space, so the k-th distance
-         * shrinks fast and most later blocks are skipped. */
-        Py_ssize_t first = 0;
-        for (Py_ssize_t b = 1; b < n_blocks; b++) {
-            first = bounds[b] < bounds[first] ? b : first;
-        }
-        for (Py_ssize_t s = 0; s < n_blocks; s++) {
-            const Py_ssize_t b = first + s < n_blocks ? first + s : first + s - n_blocks;
-            if (bounds[b] > worst) {
+        box_bounds(x, task->group_lo, task->group_hi, task->n_features, n_groups, n_groups,
+                   bounds);
+        /* Nearest group first: its rows set a k-th distance that rules out most groups. */
+        const Py_ssize_t first = nearest_box(bounds, n_groups);
+        visit_group(task, x, first, &top, chunk);
+        /* Then nearer groups before farther ones, in two passes: the groups within half
+         * the k-th distance (squared) now, then the others still within the k-th
+         * distance. Nearly as few rows as visiting every group in order of its bound,
+         * without the sort. */
+        const double near = top.worst * 0.5;
+        Py_ssize_t n_later = 0;
+        for (Py_ssize_t g = 0; g < n_groups; g++) {
+            if (bounds[g] > top.worst || g == first) {
                 continue;
             }
-            const Py_ssize_t start = task->starts[b], count = task->starts[b + 1] - start;
-            if (!block_distances(x, task->train_t, task->n_features, task->n_train, start,
-                                 count, worst, chunk)) {
-                continue;
-            }
-            for (Py_ssize_t j = 0; j < count; j++) {
-                const double d = chunk[j];
-                if (d > worst) { /* the common case, even in a block with a hit */
-                    continue;
-                }
-                /* Kept: the k smallest by (distance, original index), whatever the visit
-                 * order; that is the plain scan's set too, which visits rows by index
-                 * and keeps the first of equals. A row as far as the k-th but with a
-                 * lower index replaces it (the plain scan would have met it first). */
-                const int64_t idx = task->index[start + j];
-                if (!(d < worst) && !(d < INFINITY && idx < best_i[k - 1])) {
-                    nearest_left_out = d < nearest_left_out ? d : nearest_left_out;
-                    continue;
-                }
-                const double evicted = best_d[k - 1];
-                nearest_left_out = evicted < nearest_left_out ? evicted : nearest_left_out;
-                /* Ascending distance; equal distances by original training index. */
-                Py_ssize_t p = k - 1;
-                while (p > 0 && (best_d[p - 1] > d || (best_d[p - 1] == d && best_i[p - 1] > idx))) {
-                    best_d[p] = best_d[p - 1];
-                    best_i[p] = best_i[p - 1];
-                    p--;
-                }
-                best_d[p] = d;
-                best_i[p] = idx;
-                worst = best_d[k - 1];
+            later[n_later] = g; /* branch-free: kept by advancing n_later */
+            n_later += bounds[g] > near;
+            if (bounds[g] <= near) {
+                visit_group(task, x, g, &top, chunk);
             }
         }
-        task->ties[i] = worst < INFINITY && nearest_left_out == worst;
+        for (Py_ssize_t j = 0; j < n_later; j++) {
+            if (!(bounds[later[j]] > top.worst)) {
+                visit_group(task, x, later[j], &top, chunk);
+            }
+        }
+        task->ties[i] = top.worst < INFINITY && top.nearest_left_out == top.worst;
         for (Py_ssize_t j = 0; j < k; j++) {
-            best_d[j] = sqrt(best_d[j]);
+            top.best_d[j] = sqrt(top.best_d[j]);
         }
     }
     return NULL;
 }
 
+/* Offsets: offsets[0] == 0, offsets[n] == total, each part min_size to max_size long.
+ * Checked on every call, so written to vectorise: no early exit. */
+KERNEL_CLONES static int
+offsets_ok(const int64_t *restrict offsets, Py_ssize_t n, int64_t total, int64_t min_size,
+           int64_t max_size)
+{
+    int64_t bad = (offsets[0] != 0) | (offsets[n] != total);
+    for (Py_ssize_t j = 0; j < n; j++) {
+        const int64_t size = offsets[j + 1] - offsets[j];
+        bad |= (size < min_size) | (size > max_size);
+    }
+    return !bad;
+}
+
 static PyObject *
 knn_blocks(PyObject *self, PyObject *args)
 {
-    PyObject *o[10];
+    PyObject *o[13];
     Py_ssize_t k;
     int n_threads;
-    if (!PyArg_ParseTuple(args, "OOOOOOnOOOi", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &k,
-                          &o[6], &o[7], &o[8], &n_threads)) {
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOnOOOi", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5],
+                          &o[6], &o[7], &o[8], &k, &o[10], &o[11], &o[12], &n_threads)) {
         return NULL;
     }
-    static const BufferSpec spec[9] = {
-        {"X", F64, 2, 0},      {"train_t", F64, 2, 0}, {"index", I64, 1, 0},
-        {"starts", I64, 1, 0}, {"lo", F64, 2, 0},      {"hi", F64, 2, 0},
-        {"dist", F64, 2, 1},   {"ind", I64, 2, 1},     {"ties", I64, 1, 1},
+    static const BufferSpec spec[13] = {
+        {"X", F64, 2, 0},        {"train_t", F64, 2, 0},  {"index", I64, 1, 0},
+        {"starts", I64, 1, 0},   {"lo", F64, 2, 0},       {"hi", F64, 2, 0},
+        {"groups", I64, 1, 0},   {"group_lo", F64, 2, 0}, {"group_hi", F64, 2, 0},
+        {NULL, F64, 0, 0},       {"dist", F64, 2, 1},     {"ind", I64, 2, 1},
+        {"ties", I64, 1, 1},
     };
-    Py_buffer b[9];
-    double *scratch = NULL;
+    Py_buffer b[13];
+    char *scratch = NULL;
     PyObject *result = NULL;
-    if (get_buffers(o, b, spec, 9) != 0) {
+    if (get_buffers(o, b, spec, 13) != 0) {
         return NULL;
     }
     const Py_ssize_t n_rows = shape(&b[0], 0), n_features = shape(&b[0], 1);
     const Py_ssize_t n_train = shape(&b[1], 1), n_blocks = shape(&b[3], 0) - 1;
+    const Py_ssize_t n_groups = shape(&b[6], 0) - 1;
     if (shape(&b[1], 0) != n_features || shape(&b[2], 0) != n_train || n_blocks < 1 ||
         shape(&b[4], 0) != n_features || shape(&b[4], 1) != n_blocks ||
-        shape(&b[5], 0) != n_features || shape(&b[5], 1) != n_blocks || k < 1 ||
-        k > n_train || shape(&b[6], 0) != n_rows || shape(&b[6], 1) != k ||
-        shape(&b[7], 0) != n_rows || shape(&b[7], 1) != k || shape(&b[8], 0) != n_rows) {
+        shape(&b[5], 0) != n_features || shape(&b[5], 1) != n_blocks || n_groups < 1 ||
+        shape(&b[7], 0) != n_features || shape(&b[7], 1) != n_groups ||
+        shape(&b[8], 0) != n_features || shape(&b[8], 1) != n_groups || k < 1 ||
+        k > n_train || shape(&b[10], 0) != n_rows || shape(&b[10], 1) != k ||
+        shape(&b[11], 0) != n_rows || shape(&b[11], 1) != k || shape(&b[12], 0) != n_rows) {
         PyErr_SetString(PyExc_ValueError, "knn_blocks: inconsistent shapes or k");
         goto done;
     }
-    /* The block offsets are followed: check them (O(n_blocks), cheap next to one row).
-     * The boxes are not checked here (O(n_train)): blocks.py checks them once. */
-    const int64_t *starts = b[3].buf;
-    int ok = starts[0] == 0 && starts[n_blocks] == n_train;
-    for (Py_ssize_t j = 0; ok && j < n_blocks; j++) {
-        ok = starts[j + 1] >= starts[j] && starts[j + 1] - starts[j] <= MAX_BLOCK_ROWS;
-    }
-    if (!ok) {
-        PyErr_SetString(PyExc_ValueError, "knn_blocks: malformed block offsets");
+    /* The offsets are followed: check them (O(n_blocks), cheap next to one row). The
+     * boxes are not checked here (O(n_train)): blocks.py checks them once. */
+    const int64_t *starts = b[3].buf, *groups = b[6].buf;
+    if (!offsets_ok(starts, n_blocks, n_train, 0, MAX_BLOCK_ROWS) ||
+        !offsets_ok(groups, n_groups, n_blocks, 1, n_blocks)) {
+        PyErr_SetString(PyExc_ValueError, "knn_blocks: malformed block or group offsets");
         goto done;
     }
     n_threads = thread_count(n_threads, n_rows);
-    scratch = malloc(sizeof(double) * (size_t)n_blocks * (size_t)n_threads);
+    /* Per thread: the groups' bounds, the blocks' bounds, the groups left for later. */
+    const size_t per_task = sizeof(double) * (size_t)(n_groups + n_blocks) +
+                            sizeof(Py_ssize_t) * (size_t)n_groups;
+    scratch = malloc(per_task * (size_t)n_threads);
     if (scratch == NULL) {
         PyErr_NoMemory();
         goto done;
     }
     BlockTask tasks[MAX_THREADS];
     for (int t = 0; t < n_threads; t++) {
+        double *own = (double *)(scratch + per_task * (size_t)t);
         tasks[t] = (BlockTask){
             .X = b[0].buf, .train_t = b[1].buf, .index = b[2].buf, .starts = starts,
-            .lo = b[4].buf, .hi = b[5].buf, .dist = b[6].buf, .ind = b[7].buf,
-            .ties = b[8].buf, .bounds = scratch + (size_t)t * (size_t)n_blocks,
+            .lo = b[4].buf, .hi = b[5].buf, .groups = groups, .group_lo = b[7].buf,
+            .group_hi = b[8].buf, .dist = b[10].buf, .ind = b[11].buf, .ties = b[12].buf,
+            .bounds = own, .block_bounds = own + n_groups,
+            .later = (Py_ssize_t *)(own + n_groups + n_blocks),
             .row_start = n_rows * t / n_threads, .row_stop = n_rows * (t + 1) / n_threads,
-            .n_features = n_features, .n_train = n_train, .n_blocks = n_blocks, .k = k,
+            .n_features = n_features, .n_train = n_train, .n_blocks = n_blocks,
+            .n_groups = n_groups, .k = k,
         };
     }
     Py_BEGIN_ALLOW_THREADS
@@ -561,7 +682,7 @@ knn_blocks(PyObject *self, PyObject *args)
 
 done:
     free(scratch);
-    release_buffers(b, spec, 9);
+    release_buffers(b, spec, 13);
     return result;
 }
 
@@ -853,8 +974,9 @@ static PyMethodDef methods[] = {
     {"knn", knn, METH_VARARGS,
      "knn(X, train_t, k, dist, ind, ties, n_threads): exact k nearest training rows."},
     {"knn_blocks", knn_blocks, METH_VARARGS,
-     "knn_blocks(X, train_t, index, starts, lo, hi, k, dist, ind, ties, n_threads): knn, "
-     "skipping blocks of training rows that cannot hold a neighbour."},
+     "knn_blocks(X, train_t, index, starts, lo, hi, groups, group_lo, group_hi, k, dist, ind, "
+     "ties, n_threads): knn, skipping groups and blocks of training rows that cannot hold a "
+     "neighbour."},
     {"score_rows", score_rows, METH_VARARGS,
      "score_rows(X, dist, ind, roots, feature, threshold, left, right, leaf_value, "
      "denominator, k_distance, lrd, center, scale, out): the detectors' score_samples."},

@@ -6,9 +6,10 @@ holds the per-row work of the ``fast`` backend:
 * ``knn``: the exact k nearest training rows of each row, by a scan over all training
   rows with a running top-k, distances summed feature by feature as scikit-learn's
   KD-tree sums them (bit for bit the same distances);
-* ``knn_blocks``: the same answer, from training rows cut into boxes (``blocks.py``):
-  blocks whose box is farther than the current k-th neighbour are skipped (used by
-  the scorer; ``knn`` stays as the plain reference scan);
+* ``knn_blocks``: the same answer, from training rows cut into blocks and groups of
+  blocks with their boxes (``blocks.py``): groups and blocks whose box is farther than
+  the current k-th neighbour are skipped (used by the scorer; ``knn`` stays as the plain
+  reference scan);
 * ``score_rows``: the forest walk, LOF from the neighbours and the z-score, summed in
   scikit-learn's order.
 

@@ -187,10 +187,7 @@ class FastScorer:
         ind = np.empty((X.shape[0], k), dtype=np.int64)
         ties = np.empty(X.shape[0], dtype=np.int64)
         threads = compiled.max_threads() if X.shape[0] >= compiled.PARALLEL_ROWS else 1
-        b = self._blocks
-        compiled.knn_blocks(
-            X, b.train_t, b.index, b.starts, b.lo, b.hi, k, dist, ind, ties, threads
-        )
+        compiled.knn_blocks(X, *self._blocks.kernel_arrays(), k, dist, ind, ties, threads)
         if not np.count_nonzero(ties):  # the usual case: no tie at the k-th distance
             return dist, ind
         tied = np.flatnonzero(ties)
