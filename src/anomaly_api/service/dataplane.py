@@ -43,7 +43,7 @@ __all__ = ["AnswerHook", "DataPlane", "MetricsHook", "ScoredBatch"]
 _log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ScoredBatch:
     """Everything known about one scored batch, for the hooks."""
 

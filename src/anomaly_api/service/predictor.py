@@ -39,7 +39,7 @@ FeatureRow = Sequence[float] | Mapping[str, float]
 """Feature values in the model's order, or keyed by feature name."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ScoredRows:
     """The rows of one call as a matrix, their predictions, and the model call's time."""
 
@@ -197,7 +197,8 @@ class Predictor:
         """
         try:
             with np.errstate(all="ignore"):
-                out = self.model.combine(self._scorer.detector_scores(X), X)
+                scaled, scores = self._scorer.scaled_scores(X)
+                out = self.model.decide(scores, scaled)
                 shares, scores, anomaly_score = out.contributions, out.scores, out.anomaly_score
                 # One reduction each: shares lie in [0, 1], so their sum is NaN exactly when
                 # one is; a finite sum of the scores means each is finite (else, or when the
