@@ -42,7 +42,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from anomaly_api.detection.contributions import feature_contributions, severity_from_score
 from anomaly_api.detection.pca_monitor import PCAMonitorDetector
 from anomaly_api.detection.scaling import apply_scaling, fit_robust_scaling
-from anomaly_api.detection.voting import confidence_from_score, kth_largest
+from anomaly_api.detection.voting import ZERO, confidence_from_score, kth_largest
 from anomaly_api.detection.zscore import ZScoreDetector
 
 MEMBERS: tuple[str, ...] = ("isolation_forest", "local_outlier_factor", "zscore", "pca")
@@ -89,10 +89,10 @@ class EnsembleOutput:
         threshold minus its score, in its own units) is positive; ``anomaly_score`` decides."""
         return cls(
             scores=scores,
-            votes=margins > 0,
+            votes=np.greater(margins, ZERO),
             anomaly_score=anomaly_score,
             confidence=confidence_from_score(anomaly_score),
-            is_anomaly=anomaly_score > 0,
+            is_anomaly=np.greater(anomaly_score, ZERO),
             severity=severity_from_score(anomaly_score),
             contributions=contributions,
         )
