@@ -3,7 +3,7 @@
 Bodies are parsed here with orjson (strict RFC 8259) rather than by FastAPI, whose standard
 ``json`` reads the non-JSON tokens ``NaN`` and ``Infinity`` as floats; they are a 400
 ``invalid_json``. The Pydantic model then validates them. The size limit is enforced
-earlier, by ``BodySizeLimitMiddleware``.
+earlier, by ``SizeLimitMiddleware``.
 
 A ``/predict/batch`` body is first tried on a vectorised path (``_columnar_batch``): the
 rows straight into one float64 matrix, checked per column. It accepts only bodies the
