@@ -22,6 +22,7 @@ import orjson
 from fastapi import Request
 from numpy.typing import NDArray
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
 from anomaly_api.api.errors import (
     BatchSizeError,
@@ -79,11 +80,26 @@ def _schema_error(exc: ValidationError) -> SchemaValidationError:
     return SchemaValidationError(f"{dotted(first['loc'])}: {first['msg']}{suffix}", details)
 
 
+async def _read_body(request: Request) -> bytes:
+    """The whole request body, as ``Request.body()`` reads it (``ClientDisconnect`` when the
+    client leaves), without the async generator it reads through, which costs more than
+    validating a one-row body. ``load_json`` is the one reader of request bodies."""
+    receive = request.receive
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 async def load_json(request: Request) -> Any:
     """The request body parsed as strict JSON; 415 or 400 errors for the wrong kind of body."""
     if not _is_json(request.headers.get("content-type")):
         raise UnsupportedMediaTypeError("Content-Type must be application/json")
-    body = await request.body()
+    body = await _read_body(request)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
