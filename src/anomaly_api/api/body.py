@@ -23,6 +23,7 @@ from fastapi import Request
 from numpy.typing import NDArray
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
+from starlette.types import Scope
 
 from anomaly_api.api.errors import (
     BatchSizeError,
@@ -52,6 +53,16 @@ __all__ = [
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 _MAX_DETAILS = 20
+
+
+def _content_type(scope: Scope) -> str | None:
+    """The request's ``Content-Type`` (the first), as ``request.headers.get`` gives it,
+    without building the headers object."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            content_type: str = value.decode("latin-1")
+            return content_type
+    return None
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -97,7 +108,7 @@ async def _read_body(request: Request) -> bytes:
 
 async def load_json(request: Request) -> Any:
     """The request body parsed as strict JSON; 415 or 400 errors for the wrong kind of body."""
-    if not _is_json(request.headers.get("content-type")):
+    if not _is_json(_content_type(request.scope)):
         raise UnsupportedMediaTypeError("Content-Type must be application/json")
     body = await _read_body(request)
     try:
