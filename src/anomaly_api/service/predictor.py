@@ -47,6 +47,8 @@ class ScoredRows:
     predictions: PredictionColumns
     model_seconds: float | None
     """Seconds of the model call for the rows the cache did not have; None when all hit."""
+    cache_hits: int
+    """How many rows the cache answered."""
 
 
 class Predictor:
@@ -180,8 +182,8 @@ class Predictor:
             await self._cache.set_many(dict(zip(todo_keys, self._codec.encode(fresh), strict=True)))
             parts.append((slice(None) if len(missing) == n else np.array(missing), fresh))
         if len(parts) == 1:
-            return ScoredRows(X, parts[0][1], model_seconds)
-        return ScoredRows(X, PredictionColumns.merged(n, parts), model_seconds)
+            return ScoredRows(X, parts[0][1], model_seconds, len(hits))
+        return ScoredRows(X, PredictionColumns.merged(n, parts), model_seconds, len(hits))
 
     async def _score(self, X: NDArray[np.float64]) -> PredictionColumns:
         if X.shape[0] >= self._offload_min_rows:
