@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.requests import ClientDisconnect, Request
 
-from anomaly_api.api.body import _columnar_batch
+from anomaly_api.api.body import _columnar_batch, load_json
 from anomaly_api.api.schemas import PredictBatchRequest
 from anomaly_api.config import Settings
 from api_testing import ANOMALOUS, NORMAL
@@ -153,3 +154,41 @@ async def test_both_paths_give_the_same_answers(client: httpx.AsyncClient) -> No
             for field in ("observation_id", "inference_ms", "cached"):
                 prediction.pop(field)
     assert fast == slow
+
+
+@pytest.mark.parametrize(
+    "chunks", [[b'{"a": [1, 2]}'], [b'{"a": ', b"", b"[1, 2]}"], [b"", b'{"a": [1, 2]}', b""]]
+)
+async def test_a_body_is_read_whole_in_any_chunks(chunks: list[bytes]) -> None:
+    """``load_json`` reads every message of a body, as ``Request.body()`` does."""
+    messages = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
+        for i, chunk in enumerate(chunks)
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    assert await load_json(Request(_SCOPE, receive)) == {"a": [1, 2]}
+    assert not messages
+
+
+async def test_a_client_that_leaves_mid_body_is_a_disconnect() -> None:
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": b'{"a": ', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    with pytest.raises(ClientDisconnect):
+        await load_json(Request(_SCOPE, receive))
+
+
+_SCOPE: dict[str, Any] = {
+    "type": "http",
+    "method": "POST",
+    "path": "/predict",
+    "headers": [(b"content-type", b"application/json")],
+}

@@ -1,4 +1,4 @@
-"""``BodySizeLimitMiddleware`` in isolation: what it reads of a refused body, and when it stops.
+"""``SizeLimitMiddleware`` in isolation: what it reads of a refused body, and when it stops.
 
 A scripted ASGI ``receive`` hands out the body in chunks and counts what was taken, so each
 test sees exactly how much of an oversized body is discarded before the 413 goes out. The
@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
 
-from anomaly_api.api.body_limit import BodySizeLimitMiddleware
+from anomaly_api.api.body_limit import SizeLimitMiddleware
 from anomaly_api.api.errors import ApiError, render_error
 
 LIMIT = 1024
@@ -95,7 +95,7 @@ async def run(
     max_discard_bytes: int = 8192,
     max_discard_s: float = 5.0,
 ) -> None:
-    middleware = BodySizeLimitMiddleware(
+    middleware = SizeLimitMiddleware(
         reading_app,
         max_body_bytes=LIMIT,
         max_discard_bytes=max_discard_bytes,
@@ -185,7 +185,7 @@ async def test_a_declared_body_within_the_limit_reaches_the_app_unwrapped() -> N
         await reading_app(scope, receive, send)
 
     client = ScriptedClient(LIMIT)
-    middleware = BodySizeLimitMiddleware(inner, max_body_bytes=LIMIT)
+    middleware = SizeLimitMiddleware(inner, max_body_bytes=LIMIT)
     await middleware(scope({"content-length": str(LIMIT)}), client.receive, client.send)
     assert seen == [(client.receive, client.send)]
     assert client.status == 200

@@ -253,6 +253,24 @@ def test_scorer_keeps_the_ensembles_decision_rule(
     np.testing.assert_array_equal(explained.is_anomaly, [False, True])
 
 
+def test_scaled_rows_are_the_ensembles_and_decide_on_them_is_combine(
+    fitted: tuple[AnomalyEnsemble, NDArray[np.float64], FastScorer],
+) -> None:
+    """The rows a scorer hands back with its scores are the ensemble's own scaled rows,
+    bit for bit, so deciding on them gives ``combine``'s output on the raw rows."""
+    model, X_train, scorer = fitted
+    X = np.vstack([X_train[:3], [[0.0] * 8, [9.0, -9.0] * 4]])
+    for source in (scorer, model):
+        scaled, scores = source.scaled_scores(X)
+        np.testing.assert_array_equal(scaled, model.scale(X))
+        np.testing.assert_array_equal(scores, source.detector_scores(X))
+        decided, combined = model.decide(scores, scaled), model.combine(scores, X)
+        for name in ("anomaly_score", "confidence", "severity", "votes", "contributions"):
+            np.testing.assert_array_equal(getattr(decided, name), getattr(combined, name))
+    with pytest.raises(ValueError, match="shape"):
+        model.decide(scores, scaled[:, :4])
+
+
 @pytest.mark.parametrize("n", [0, 1, 7, 8, 20, 127, 128, 129, 300, 1000])
 def test_pairwise_sum_adds_in_numpys_order(n: int) -> None:
     values = np.random.default_rng(n).lognormal(sigma=8.0, size=n)

@@ -23,11 +23,10 @@ from fastapi_offline import FastAPIOffline
 
 from anomaly_api import __version__
 from anomaly_api.api.admission import AdmissionControlMiddleware
-from anomaly_api.api.body_limit import BodySizeLimitMiddleware
+from anomaly_api.api.body_limit import SizeLimitMiddleware
 from anomaly_api.api.deps import AppState
 from anomaly_api.api.errors import install_error_handlers
 from anomaly_api.api.fast_path import FastPathMiddleware
-from anomaly_api.api.header_limit import HeaderSizeLimitMiddleware
 from anomaly_api.api.openapi import install_openapi
 from anomaly_api.api.request_context import RequestContextMiddleware, note_scored_batch
 from anomaly_api.api.routes import api_router, docs_router
@@ -224,14 +223,14 @@ def _install_middlewares(app: FastAPI, settings: Settings, metrics: ServiceMetri
     """Innermost first. The request-id middleware must stay the last one added."""
     app.add_middleware(FastPathMiddleware)  # the hot routes, unrouted
     app.add_middleware(
-        BodySizeLimitMiddleware,
+        SizeLimitMiddleware,
+        max_header_bytes=settings.max_header_bytes,
         max_body_bytes=settings.max_body_bytes,
         max_discard_bytes=settings.max_discard_bytes,
         max_discard_s=settings.max_discard_s,
         is_upload=is_training_upload,
         max_upload_bytes=settings.training_max_upload_bytes,
     )
-    app.add_middleware(HeaderSizeLimitMiddleware, max_header_bytes=settings.max_header_bytes)
     app.add_middleware(
         AdmissionControlMiddleware,
         max_in_flight=settings.max_in_flight,

@@ -1,4 +1,10 @@
-"""Pure ASGI middleware that refuses bodies above the size limit before they are parsed.
+"""Pure ASGI middleware that refuses requests above the size limits before any route runs:
+headers (431) and bodies (413), in one pass over the headers.
+
+uvicorn's default HTTP parser (httptools) puts no bound on header size, so a client could
+send megabytes of headers with every request. The bound belongs in the reverse proxy
+too; this check makes the service safe on its own and answers in the API's error format.
+The headers are checked first: a request over both limits gets the 431.
 
 A declared ``Content-Length`` above the limit is answered with 413 without parsing the
 body; one within it is passed through untouched (the HTTP server delivers no more than the
@@ -28,9 +34,9 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from anomaly_api.api.errors import PayloadTooLargeError, send_error
+from anomaly_api.api.errors import HeadersTooLargeError, PayloadTooLargeError, send_error
 
-__all__ = ["BodySizeLimitMiddleware", "discard_body"]
+__all__ = ["SizeLimitMiddleware", "discard_body"]
 
 
 async def discard_body(receive: Receive, already: int, max_bytes: int, max_s: float) -> bool:
@@ -62,22 +68,25 @@ UploadRoute = Callable[[Scope], bool]
 """Whether a request is an upload, bounded by its own larger limit."""
 
 
-class BodySizeLimitMiddleware:
-    """Caps request bodies at ``max_body_bytes`` (uploads at ``max_upload_bytes``); discards
-    the rest of a refused body (up to ``max_discard_bytes``, for at most ``max_discard_s``)
-    before answering 413."""
+class SizeLimitMiddleware:
+    """Caps the total size of the request headers' names and values at
+    ``max_header_bytes`` (None: no bound) and request bodies at ``max_body_bytes``
+    (uploads at ``max_upload_bytes``); discards the rest of a refused body (up to
+    ``max_discard_bytes``, for at most ``max_discard_s``) before answering 413."""
 
     def __init__(
         self,
         app: ASGIApp,
         *,
         max_body_bytes: int,
+        max_header_bytes: int | None = None,
         max_discard_bytes: int = 16 * 1024 * 1024,
         max_discard_s: float = 5.0,
         is_upload: UploadRoute | None = None,
         max_upload_bytes: int = 0,
     ) -> None:
         self.app = app
+        self.max_header_bytes = max_header_bytes
         self.max_body_bytes = max_body_bytes
         self.is_upload = is_upload
         self.max_upload_bytes = max_upload_bytes
@@ -101,13 +110,21 @@ class BodySizeLimitMiddleware:
             limit = self.max_upload_bytes
         expects_continue = chunked = False
         declared: int | None = None
+        size = 0
         for name, value in scope["headers"]:
+            size += len(name) + len(value)
             if name == b"content-length" and value.isdigit():
                 declared = int(value)
             elif name == b"expect" and value.lower() == b"100-continue":
                 expects_continue = True
             elif name == b"transfer-encoding":
                 chunked = True
+        if self.max_header_bytes is not None and size > self.max_header_bytes:
+            exc = HeadersTooLargeError(
+                f"request headers are {size} bytes; the limit is {self.max_header_bytes}"
+            )
+            await send_error(exc, scope, receive, send, {"Connection": "close"})
+            return
         # Discard only what a client is already sending: not a body announced beyond the
         # bound, and not one that waits for a "100 Continue" (asking for it would let it come).
         may_discard = not expects_continue

@@ -159,7 +159,7 @@ StreamPlaneDep = Annotated[StreamPlane, Depends(get_streamplane)]
 BodyT = TypeVar("BodyT", PredictRequest, BatchRows)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PredictCall(Generic[BodyT]):
     """What a prediction route needs: the data plane, the model it scores this request
     with (looked up once, before the body is read) and the validated body."""

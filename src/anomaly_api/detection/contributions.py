@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from anomaly_api.detection.voting import ONE, ZERO
+
 
 def feature_contributions(
     scaled: NDArray[np.float64], residual: NDArray[np.float64] | None = None
@@ -49,9 +51,9 @@ def feature_contributions(
 
 def severity_from_score(anomaly_score: NDArray[np.float64]) -> NDArray[np.float64]:
     """``a / (1 + a)`` with ``a = max(anomaly_score, 0)``: in [0, 1), monotone, 0 when normal."""
-    positive = np.maximum(anomaly_score, 0.0)
+    positive = np.maximum(anomaly_score, ZERO)
     if np.maximum.reduce(positive, axis=None, initial=0.0) < np.inf:  # no infinity, no NaN
-        result: NDArray[np.float64] = positive / (1.0 + positive)  # without errstate's cost
+        result: NDArray[np.float64] = positive / (ONE + positive)  # without errstate's cost
         return result
     with np.errstate(invalid="ignore"):
         result = np.where(np.isinf(positive), 1.0, positive / (1.0 + positive))

@@ -42,7 +42,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from anomaly_api.detection.contributions import feature_contributions, severity_from_score
 from anomaly_api.detection.pca_monitor import PCAMonitorDetector
 from anomaly_api.detection.scaling import apply_scaling, fit_robust_scaling
-from anomaly_api.detection.voting import confidence_from_score, kth_largest
+from anomaly_api.detection.voting import ZERO, confidence_from_score, kth_largest
 from anomaly_api.detection.zscore import ZScoreDetector
 
 MEMBERS: tuple[str, ...] = ("isolation_forest", "local_outlier_factor", "zscore", "pca")
@@ -53,9 +53,13 @@ SCORE_DEFINITION = "kth-largest-iqr-margin/v1"
 _MIN_SCALE = 1e-12
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class EnsembleOutput:
-    """Everything the ensemble decides about a batch, one row per sample."""
+    """Everything the ensemble decides about a batch, one row per sample.
+
+    Not frozen, as the other per-request records: a frozen dataclass sets each field
+    through ``object.__setattr__``, several times the cost of a plain one's ``__init__``.
+    """
 
     scores: NDArray[np.float64]
     """Each detector's ``score_samples``, shape (n_samples, n_detectors)."""
@@ -85,10 +89,10 @@ class EnsembleOutput:
         threshold minus its score, in its own units) is positive; ``anomaly_score`` decides."""
         return cls(
             scores=scores,
-            votes=margins > 0,
+            votes=np.greater(margins, ZERO),
             anomaly_score=anomaly_score,
             confidence=confidence_from_score(anomaly_score),
-            is_anomaly=anomaly_score > 0,
+            is_anomaly=np.greater(anomaly_score, ZERO),
             severity=severity_from_score(anomaly_score),
             contributions=contributions,
         )
@@ -242,12 +246,17 @@ class AnomalyEnsemble(OutlierMixin, BaseEstimator):  # type: ignore[misc]
 
     def detector_scores(self, X: ArrayLike) -> NDArray[np.float64]:
         """Each detector's ``score_samples``, shape (n_samples, n_detectors)."""
+        return self.scaled_scores(X)[1]
+
+    def scaled_scores(self, X: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """``X`` in the members' units (``scale``) and each detector's ``score_samples``:
+        what ``decide`` takes, the rows scaled once."""
         scaled = self.scale(X)
         columns = []
         for name in self.detectors_:
             member = getattr(self, f"{name}_")
             columns.append(member.score_samples(scaled))
-        return np.column_stack(columns)
+        return scaled, np.column_stack(columns)
 
     def combine(self, scores: NDArray[np.float64], X: ArrayLike | None = None) -> EnsembleOutput:
         """Turn detector scores into votes, the anomaly score, confidence and severity.
@@ -256,22 +265,35 @@ class AnomalyEnsemble(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         so the decision rule lives in one place. With the raw rows ``X`` (the same rows
         the scores are of) it also computes ``contributions``; without, they are None.
         """
-        if not hasattr(self, "offsets_"):  # check_is_fitted's estimator tags cost a row's rule
-            raise NotFittedError("this AnomalyEnsemble is not fitted yet; call fit first")
+        if X is None:
+            return self.decide(scores)
+        self._require_fitted()
+        # The rows were already validated by whatever computed ``scores``; only the shape
+        # is checked (in ``decide``), so this stays cheap for a single row.
+        data = np.asarray(X, dtype=np.float64)
+        return self.decide(scores, apply_scaling(data, self.center_, self.scale_))
+
+    def decide(
+        self, scores: NDArray[np.float64], scaled: NDArray[np.float64] | None = None
+    ) -> EnsembleOutput:
+        """The decision rule itself (``combine``), for rows already in the members' units
+        (``scaled``, as ``scaled_scores`` gives them; without, no contributions)."""
+        self._require_fitted()
         margins = (self.offsets_ - scores) / self.scales_
         anomaly_score = kth_largest(margins, self.min_votes)
         contributions = None
-        if X is not None:
-            # The rows were already validated by whatever computed ``scores``; only the
-            # shape is checked here, so this stays cheap for a single row.
-            data = np.asarray(X, dtype=np.float64)
-            if data.shape != (scores.shape[0], self.n_features_in_):
+        if scaled is not None:
+            if scaled.shape != (scores.shape[0], self.n_features_in_):
                 raise ValueError(
-                    f"X must have shape ({scores.shape[0]}, {self.n_features_in_}) to match "
-                    f"the scores, got {data.shape}"
+                    f"the rows must have shape ({scores.shape[0]}, {self.n_features_in_}) "
+                    f"to match the scores, got {scaled.shape}"
                 )
-            contributions = self._contributions(apply_scaling(data, self.center_, self.scale_))
+            contributions = self._contributions(scaled)
         return EnsembleOutput.from_margins(scores, margins, anomaly_score, contributions)
+
+    def _require_fitted(self) -> None:
+        if not hasattr(self, "offsets_"):  # check_is_fitted's estimator tags cost a row's rule
+            raise NotFittedError("this AnomalyEnsemble is not fitted yet; call fit first")
 
     def contributions(self, X: ArrayLike) -> NDArray[np.float64]:
         """Each feature's share of each row's anomaly, shape (n_samples, n_features)."""

@@ -241,12 +241,16 @@ class ColumnarBatchAnswer:
         )
         n, n_features, n_detectors = len(cols), len(self.feature_names), len(self.detector_names)
         k = n_features if self.top_k is None else min(self.top_k, n_features)
-        order = np.argsort(-cols.shares, axis=1, kind="stable")[:, :k]
+        negated = -cols.shares
+        order = negated.argsort(axis=1, kind="stable")
+        negated.sort(axis=1, kind="stable")  # shares[order], negated (negation is exact)
+        if k < n_features:
+            order = order[:, :k]
         table = np.empty((n, 3 + k + n_detectors))
         table[:, 0] = cols.anomaly_score
         table[:, 1] = cols.confidence
         table[:, 2] = cols.severity
-        table[:, 3 : 3 + k] = cols.shares[np.arange(n)[:, np.newaxis], order]
+        table[:, 3 : 3 + k] = -negated[:, :k]  # no out=: NumPy 2.4 miswrites strided views
         table[:, 3 + k :] = cols.scores
         numbers, stride = _number_texts(table), table.shape[1]
         first = 8 + 2 * k  # where the detectors start

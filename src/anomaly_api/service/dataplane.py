@@ -43,7 +43,7 @@ __all__ = ["AnswerHook", "DataPlane", "MetricsHook", "ScoredBatch"]
 _log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ScoredBatch:
     """Everything known about one scored batch, for the hooks."""
 
@@ -54,16 +54,13 @@ class ScoredBatch:
     n_anomalies: int
     model_seconds: float | None
     """Time of the model call for the rows the cache did not have (None: all cached)."""
+    cache_hits: int
+    """How many rows the cache answered (counted by whoever scored them)."""
 
     @property
     def rows(self) -> int:
         """How many rows the batch held."""
         return len(self.predictions)
-
-    @property
-    def cache_hits(self) -> int:
-        """How many rows the cache answered."""
-        return int(np.count_nonzero(self.predictions.cached))
 
     def anomaly_flags(self) -> NDArray[np.bool_]:
         """``is_anomaly`` of every row, in order."""
@@ -159,7 +156,12 @@ class DataPlane:
         )
         self.report(
             ScoredBatch(
-                predictor.version, scored.X, predictions, batch.n_anomalies, scored.model_seconds
+                predictor.version,
+                scored.X,
+                predictions,
+                batch.n_anomalies,
+                scored.model_seconds,
+                scored.cache_hits,
             )
         )
         return batch

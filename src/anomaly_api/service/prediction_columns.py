@@ -19,7 +19,7 @@ __all__ = ["PredictionCodec", "PredictionColumns"]
 _FORMAT_TAG = b"\x02"  # bump when the layout changes, so old entries read as misses
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PredictionColumns:
     """The predictions of a batch, one array per field (row ``i`` of each is row ``i``)."""
 

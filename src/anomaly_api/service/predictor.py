@@ -39,7 +39,7 @@ FeatureRow = Sequence[float] | Mapping[str, float]
 """Feature values in the model's order, or keyed by feature name."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ScoredRows:
     """The rows of one call as a matrix, their predictions, and the model call's time."""
 
@@ -47,6 +47,8 @@ class ScoredRows:
     predictions: PredictionColumns
     model_seconds: float | None
     """Seconds of the model call for the rows the cache did not have; None when all hit."""
+    cache_hits: int
+    """How many rows the cache answered."""
 
 
 class Predictor:
@@ -180,8 +182,8 @@ class Predictor:
             await self._cache.set_many(dict(zip(todo_keys, self._codec.encode(fresh), strict=True)))
             parts.append((slice(None) if len(missing) == n else np.array(missing), fresh))
         if len(parts) == 1:
-            return ScoredRows(X, parts[0][1], model_seconds)
-        return ScoredRows(X, PredictionColumns.merged(n, parts), model_seconds)
+            return ScoredRows(X, parts[0][1], model_seconds, len(hits))
+        return ScoredRows(X, PredictionColumns.merged(n, parts), model_seconds, len(hits))
 
     async def _score(self, X: NDArray[np.float64]) -> PredictionColumns:
         if X.shape[0] >= self._offload_min_rows:
@@ -197,7 +199,8 @@ class Predictor:
         """
         try:
             with np.errstate(all="ignore"):
-                out = self.model.combine(self._scorer.detector_scores(X), X)
+                scaled, scores = self._scorer.scaled_scores(X)
+                out = self.model.decide(scores, scaled)
                 shares, scores, anomaly_score = out.contributions, out.scores, out.anomaly_score
                 # One reduction each: shares lie in [0, 1], so their sum is NaN exactly when
                 # one is; a finite sum of the scores means each is finite (else, or when the

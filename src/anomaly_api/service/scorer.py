@@ -24,6 +24,13 @@ class Scorer(Protocol):
         """Scores of shape ``(n_samples, n_detectors)``, lower = more abnormal."""
         ...
 
+    def scaled_scores(
+        self, X: NDArray[np.float64], /
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """The rows in the members' units and their scores: what
+        ``AnomalyEnsemble.decide`` takes, so the rows are scaled once."""
+        ...
+
 
 def build_scorer(model: AnomalyEnsemble, backend: Literal["fast", "numpy", "sklearn"]) -> Scorer:
     """The scorer for ``backend``; ``"sklearn"`` is the fitted ensemble itself (the reference).

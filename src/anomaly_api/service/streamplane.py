@@ -587,8 +587,9 @@ class StreamPlane:
         n_anomalies: int,
         inference_ms: float,
     ) -> None:
+        hits = int(np.count_nonzero(predictions.cached))
         self.dataplane.report(
-            ScoredBatch(predictor.version, X, predictions, n_anomalies, inference_ms / 1000.0)
+            ScoredBatch(predictor.version, X, predictions, n_anomalies, inference_ms / 1000.0, hits)
         )
 
 

@@ -220,6 +220,11 @@ class FastScorer:
         ``ValueError``, as in the reference path, and so do values so large that
         distances overflow.
         """
+        return self.scaled_scores(X)[1]
+
+    def scaled_scores(self, X: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """``X`` in the members' units and ``detector_scores(X)``, as
+        ``AnomalyEnsemble.scaled_scores`` (the same scaled values, bit for bit)."""
         data = np.ascontiguousarray(X, dtype=np.float64)
         if data.ndim != 2 or data.shape[1] != self.n_features_in_ or data.shape[0] == 0:
             raise ValueError(
@@ -232,7 +237,7 @@ class FastScorer:
                 raise ValueError("input contains NaN or infinity")
             raise TooExtremeError("feature values too large to score: scaling overflows float64")
         if self._kernel_result_is_scores:
-            return self._compiled_scores(scaled)
+            return scaled, self._compiled_scores(scaled)
         columns: dict[str, NDArray[np.float64]] = {}
         if self._kernel_columns:
             columns.update(self._kernel_scores(scaled))
@@ -240,7 +245,7 @@ class FastScorer:
             pca = self.model.pca_
             t2, q, _ = pca_statistics(scaled, pca.mean_, pca.components_, pca.explained_variance_)
             columns["pca"] = pca_score(t2, q, pca.t2_limit_, pca.q_limit_)
-        return np.column_stack([columns[name] for name in self.detectors])
+        return scaled, np.column_stack([columns[name] for name in self.detectors])
 
     def _kernel_scores(self, scaled: NDArray[np.float64]) -> dict[str, NDArray[np.float64]]:
         """IsolationForest, LOF and z-score columns of the members the model has."""
