@@ -34,13 +34,14 @@ def _ms(text: str) -> float:
 
 
 def parse_wrk(output: str, connections: int, duration_s: float) -> dict[str, Any]:
-    """Requests, requests/s, p50, p99 and errors (non-2xx plus socket errors) from wrk."""
+    """Requests, requests/s, p50, p99, max and errors (non-2xx plus socket errors) from wrk."""
     percentiles = dict(re.findall(r"^\s+(50|99)\.000%\s+(\S+)", output, re.MULTILINE))
     if not percentiles:  # wrk without HdrHistogram prints "50%" rather than "50.000%"
         percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", output, re.MULTILINE))
     requests = re.search(r"(\d+) requests in", output)
     rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    if requests is None or rate is None or set(percentiles) != {"50", "99"}:
+    latency = re.search(r"^\s+Latency\s+\S+\s+\S+\s+(\S+)", output, re.MULTILINE)
+    if requests is None or rate is None or latency is None or set(percentiles) != {"50", "99"}:
         raise ValueError(f"could not parse wrk output:\n{output}")
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(
@@ -51,7 +52,8 @@ def parse_wrk(output: str, connections: int, duration_s: float) -> dict[str, Any
     return {
         "connections": connections, "duration_s": duration_s, "requests": int(requests[1]),
         "requests_per_s": float(rate[1]), "p50_ms": _ms(percentiles["50"]),
-        "p99_ms": _ms(percentiles["99"]), "errors": errors, "non_2xx": bad_status,
+        "p99_ms": _ms(percentiles["99"]), "max_ms": _ms(latency[1]), "errors": errors,
+        "non_2xx": bad_status,
     }  # fmt: skip
 
 

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 BACKENDS = ("fast", "numpy", "sklearn")
 """Values of ANOMALY_INFERENCE_BACKEND: the compiled C kernel, NumPy, scikit-learn."""
 CONNECTIONS = (1, 16, 64)
-LOOP_CONNECTIONS = (16, 64, 256)
+LOOP_CONNECTIONS = (16, 64, 128, 256)
 
 
 def served(model: Any, scorer: Any, X: np.ndarray) -> object:

@@ -29,6 +29,7 @@ def test_wrk_report_is_parsed_with_units_and_errors() -> None:
     assert result["requests_per_s"] == pytest.approx(4199.5)
     assert result["p50_ms"] == pytest.approx(0.85)
     assert result["p99_ms"] == pytest.approx(1500.0)
+    assert result["max_ms"] == pytest.approx(45.0)
     assert result["non_2xx"] == 3
     assert result["errors"] == 6
 
