@@ -49,8 +49,9 @@ def test_bench_smoke_runs_every_part(tmp_path: Path) -> None:
     scaling = results["scaling"]
     for loop in ("asyncio", "uvloop"):
         for runs in scaling["loops"][loop].values():
-            assert set(runs) == {"16", "64", "256"}
+            assert set(runs) == {"16", "64", "128", "256"}
             assert all(sane(run["requests_per_s"]) for run in runs.values())
+            assert all(run["max_ms"] >= run["p99_ms"] for run in runs.values())
     two = scaling["workers_c64"]
     assert all(two[name]["errors"] == 0 for name in ("bare_1", "bare_2", "ours_1", "ours_2"))
     assert sane(two["ours_2_vs_bare_2"])
