@@ -428,8 +428,8 @@ rows_distances(const double *restrict x, const double *restrict col, Py_ssize_t 
 /* Squared distances of x to rows [start, start + count), and whether any of them is
  * <= worst. Sixteen training rows at a time (four vectors, then one vector for the rest)
  * with their sums kept in registers across all features (the plain scan stores and
- * reloads its sums once per feature; one vector at a time spent as many instructions on
- * the feature loop as on the arithmetic): each lane still computes 0 + t0*t0 + t1*t1 +
+ * reloads its sums once per feature; one vector at a time would spend as many instructions
+ * on the feature loop as on the arithmetic): each lane still computes 0 + t0*t0 + t1*t1 +
  * ... in feature order, the same operations as squared_distances, so every distance is
  * the same double. The test "any <= worst" is a lane-wise compare OR-ed into one mask,
  * so the common case (every row of the block farther than the k-th neighbour) costs no
