@@ -241,9 +241,9 @@ class CountingScorer:
         self.inner = inner
         self.calls: list[int] = []
 
-    def scaled_scores(self, X):  # type: ignore[no-untyped-def]
+    def explain(self, X):  # type: ignore[no-untyped-def]
         self.calls.append(X.shape[0])
-        return self.inner.scaled_scores(X)  # type: ignore[attr-defined]
+        return self.inner.explain(X)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("offload_min_rows", [1, 10_000])

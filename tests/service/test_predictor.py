@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from anomaly_api.artifacts import load_artifact
 from anomaly_api.service.cache import InMemoryPredictionCache, prediction_keys
@@ -214,3 +216,45 @@ def test_codec_round_trips_exactly_in_the_stored_layout() -> None:
     decoded = codec.decode(blobs)
     assert decoded.cached.tolist() == [True] * 7
     assert same(decoded, columns, but="cached")
+
+
+def _reading() -> st.SearchStrategy[float]:
+    return st.one_of(
+        st.floats(-8.0, 8.0),
+        st.sampled_from([0.0, -0.0, 1e150, -1e155, 1e308, -1.7976931348623157e308]),
+        st.floats(allow_nan=False, allow_infinity=False),
+    )
+
+
+@pytest.fixture(scope="module")
+def compiled_and_plain(tiny_artifacts_dir: Path) -> tuple[Predictor, Predictor]:
+    """Fast-backend predictors: with the compiled rule, and with its reference path only."""
+    compiled = make_predictor(tiny_artifacts_dir, backend="fast")
+    assert compiled.scorer._compiled_model is not None  # type: ignore[attr-defined]
+    plain = make_predictor(tiny_artifacts_dir, backend="fast")
+    plain.scorer._compiled_model = None  # type: ignore[attr-defined]
+    return compiled, plain
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(st.lists(_reading(), min_size=8, max_size=8), min_size=1, max_size=5),
+    copies=st.integers(0, 3),
+)
+def test_the_compiled_rule_answers_clips_and_refuses_as_the_reference_path(
+    compiled_and_plain: tuple[Predictor, Predictor], rows: list[list[float]], copies: int
+) -> None:
+    """``score`` with the fast backend's one-call rule and with its reference path: the
+    same columns (bit for bit, -0.0 told from 0.0), the same clipping of infinite scores,
+    the same ``InvalidFeaturesError``."""
+    compiled, plain = compiled_and_plain
+    X = np.array(rows + [NORMAL] * copies, dtype=np.float64)
+
+    def result(predictor: Predictor) -> object:
+        try:
+            columns = predictor.score(X)
+        except InvalidFeaturesError as exc:
+            return exc.message
+        return {name: repr(getattr(columns, name).tolist()) for name in PredictionColumns.__slots__}
+
+    assert result(compiled) == result(plain)

@@ -76,6 +76,10 @@ class EnsembleOutput:
     contributions: NDArray[np.float64] | None = None
     """Each feature's share of the anomaly, shape (n_samples, n_features); rows are
     non-negative and sum to 1. None when ``combine`` was called without ``X``."""
+    finite: bool = False
+    """True when whoever computed it has checked that every score and anomaly score is
+    finite and every share is a number (the compiled rule of the fast scorer does);
+    False when nobody has (``decide``)."""
 
     @classmethod
     def from_margins(
@@ -308,8 +312,10 @@ class AnomalyEnsemble(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         return feature_contributions(scaled, residual)
 
     def explain(self, X: ArrayLike) -> EnsembleOutput:
-        """Scores, votes, decision, severity and contributions for each sample."""
-        return self.combine(self.detector_scores(X), X)
+        """Scores, votes, decision, severity and contributions for each sample:
+        ``decide`` on ``scaled_scores(X)``."""
+        scaled, scores = self.scaled_scores(X)
+        return self.decide(scores, scaled)
 
     def score_samples(self, X: ArrayLike) -> NDArray[np.float64]:
         """Negated anomaly score (lower = more abnormal)."""

@@ -1,7 +1,7 @@
 """Predictor: feature rows -> float64 matrix -> cache or ensemble -> ``PredictionColumns``.
 
 The columns hold the decision, the detectors' scores and votes, the severity and each
-feature's share of the anomaly, all from one model call (``combine(scores, X)``).
+feature's share of the anomaly, all from one model call (the scorer's ``explain``).
 
 One loaded model version, used by ``DataPlane`` (the request path, which adds the answers
 and the metrics). One call handles a whole batch, one row or a thousand alike: one cache
@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 
 from anomaly_api.artifacts import Artifact, ArtifactError, TimeAwareArtifact
 from anomaly_api.detection import AnomalyEnsemble
+from anomaly_api.detection.ensemble import EnsembleOutput
 from anomaly_api.detection.time_aware import TimeAwareModel
 from anomaly_api.service.cache import PredictionCache, prediction_keys
 from anomaly_api.service.errors import InvalidFeaturesError
@@ -196,28 +197,17 @@ class Predictor:
         Extreme but finite readings (say 1e308) overflow the detectors' distances; those
         are not errors but very abnormal rows, so numpy's overflow warnings are silenced
         here and infinite scores are clamped to the largest double (JSON has no infinity).
+        An output the scorer marks ``finite`` needs neither check.
         """
         try:
             with np.errstate(all="ignore"):
-                scaled, scores = self._scorer.scaled_scores(X)
-                out = self.model.decide(scores, scaled)
-                shares, scores, anomaly_score = out.contributions, out.scores, out.anomaly_score
-                # One reduction each: shares lie in [0, 1], so their sum is NaN exactly when
-                # one is; a finite sum of the scores means each is finite (else, or when the
-                # sum overflows, each value is checked below).
-                nan_share = shares is None or math.isnan(np.add.reduce(shares, axis=None))
-                total = np.add.reduce(scores, axis=None) + np.add.reduce(anomaly_score, axis=None)
+                out = self._scorer.explain(X)
+                if out.finite and out.contributions is not None:
+                    scores, anomaly_score, shares = out.scores, out.anomaly_score, out.contributions
+                else:
+                    scores, anomaly_score, shares = _clipped_or_refused(out)
         except ArithmeticError as exc:
             raise InvalidFeaturesError(_TOO_EXTREME) from exc
-        if shares is None or nan_share:
-            raise InvalidFeaturesError(_TOO_EXTREME)
-        if not math.isfinite(total) and not (
-            np.isfinite(scores).all() and np.isfinite(anomaly_score).all()
-        ):
-            if np.isnan(scores).any() or np.isnan(anomaly_score).any():
-                raise InvalidFeaturesError(_TOO_EXTREME)
-            scores = np.clip(scores, -_MAX_DOUBLE, _MAX_DOUBLE)
-            anomaly_score = np.clip(anomaly_score, -_MAX_DOUBLE, _MAX_DOUBLE)
         return PredictionColumns(
             is_anomaly=out.is_anomaly,
             anomaly_score=anomaly_score,
@@ -228,6 +218,26 @@ class Predictor:
             shares=shares,
             cached=np.zeros(X.shape[0], dtype=bool),
         )
+
+
+def _clipped_or_refused(
+    out: EnsembleOutput,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """``out``'s scores and anomaly scores with infinities clamped to the largest double,
+    and its shares; ``InvalidFeaturesError`` where any of them is NaN (or no shares)."""
+    shares, scores, anomaly_score = out.contributions, out.scores, out.anomaly_score
+    # One reduction each: shares lie in [0, 1], so their sum is NaN exactly when one is; a
+    # finite sum of the scores means each is finite (else, or when the sum overflows, each
+    # value is checked below).
+    if shares is None or math.isnan(np.add.reduce(shares, axis=None)):
+        raise InvalidFeaturesError(_TOO_EXTREME)
+    total = np.add.reduce(scores, axis=None) + np.add.reduce(anomaly_score, axis=None)
+    if math.isfinite(total) or (np.isfinite(scores).all() and np.isfinite(anomaly_score).all()):
+        return scores, anomaly_score, shares
+    if np.isnan(scores).any() or np.isnan(anomaly_score).any():
+        raise InvalidFeaturesError(_TOO_EXTREME)
+    clipped = np.clip(scores, -_MAX_DOUBLE, _MAX_DOUBLE)
+    return clipped, np.clip(anomaly_score, -_MAX_DOUBLE, _MAX_DOUBLE), shares
 
 
 _MAX_DOUBLE = float(np.finfo(np.float64).max)

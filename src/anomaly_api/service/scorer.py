@@ -1,4 +1,4 @@
-"""The scorer seam: what turns a float64 matrix into the three detectors' scores.
+"""The scorer seam: what turns a float64 matrix into the detectors' scores and decisions.
 
 ``Predictor`` depends only on the ``Scorer`` protocol. ``build_scorer`` is the one place
 that picks the implementation for ``Settings.inference_backend``: the compiled fast path
@@ -13,12 +13,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from anomaly_api.detection import AnomalyEnsemble
+from anomaly_api.detection.ensemble import EnsembleOutput
 
 __all__ = ["Scorer", "build_scorer"]
 
 
 class Scorer(Protocol):
-    """Computes ``AnomalyEnsemble.detector_scores`` for a C-contiguous float64 matrix."""
+    """Computes ``AnomalyEnsemble.detector_scores`` and ``explain`` for a C-contiguous
+    float64 matrix."""
 
     def detector_scores(self, X: NDArray[np.float64], /) -> NDArray[np.float64]:
         """Scores of shape ``(n_samples, n_detectors)``, lower = more abnormal."""
@@ -29,6 +31,11 @@ class Scorer(Protocol):
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """The rows in the members' units and their scores: what
         ``AnomalyEnsemble.decide`` takes, so the rows are scaled once."""
+        ...
+
+    def explain(self, X: NDArray[np.float64], /) -> EnsembleOutput:
+        """``AnomalyEnsemble.decide`` on ``scaled_scores(X)``: the decision of every row
+        (the compiled fast path computes it in one kernel call)."""
         ...
 
 

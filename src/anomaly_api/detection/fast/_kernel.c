@@ -29,6 +29,18 @@
  *
  *       The forest's nodes must have passed check_forest (the scorer does it once).
  *
+ *   compiled_model(center, scale, <the eight knn_blocks arrays>, k, roots, feature,
+ *                  threshold, left, right, leaf_value, denominator, k_distance, lrd,
+ *                  z_center, z_scale)
+ *       The fitted arrays explain_rows reads, checked once and held in a capsule.
+ *
+ *   explain_rows(model, X, offsets, scales, min_votes, scores, votes, anomaly, severity,
+ *                is_anomaly, shares, n_threads)
+ *       For raw rows X: the scaling, knn_blocks, score_rows and AnomalyEnsemble.decide's
+ *       rule but the confidence (margins, votes, the min_votes-th largest margin, severity,
+ *       contributions), each as NumPy computes it there. Returns 0, or 1 where the rows
+ *       need the reference path (see decide_row and explain_rows below).
+ *
  *   check_forest(feature, left, right, n_features)
  *       ValueError unless every internal node is well-formed (see below).
  *
@@ -38,6 +50,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -64,9 +77,9 @@
 
 /* ---------------------------------------------------------------- buffers */
 
-typedef enum { F64, I64 } Kind;
+typedef enum { F64, I64, BOOL } Kind;
 
-/* Get a C-contiguous buffer of float64 or int64 with `ndim` dimensions (-1: any). */
+/* Get a C-contiguous buffer of float64, int64 or bool with `ndim` dimensions (-1: any). */
 static int
 get_buffer(PyObject *obj, Py_buffer *view, Kind kind, int ndim, int writable, const char *name)
 {
@@ -80,11 +93,14 @@ get_buffer(PyObject *obj, Py_buffer *view, Kind kind, int ndim, int writable, co
     if (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@') {
         fmt++;
     }
-    int ok = view->itemsize == 8 && fmt[1] == '\0' &&
-             (kind == F64 ? fmt[0] == 'd' : (fmt[0] == 'l' || fmt[0] == 'q'));
+    int ok = fmt[1] == '\0' &&
+             (kind == F64    ? view->itemsize == 8 && fmt[0] == 'd'
+              : kind == I64  ? view->itemsize == 8 && (fmt[0] == 'l' || fmt[0] == 'q')
+                             : view->itemsize == 1 && fmt[0] == '?');
     if (!ok || (ndim >= 0 && view->ndim != ndim)) {
         PyErr_Format(PyExc_TypeError, "%s: expected a %dD %s array, got format '%s' ndim %d",
-                     name, ndim, kind == F64 ? "float64" : "int64", view->format, view->ndim);
+                     name, ndim, kind == F64 ? "float64" : kind == I64 ? "int64" : "bool",
+                     view->format, view->ndim);
         PyBuffer_Release(view);
         return -1;
     }
@@ -751,72 +767,30 @@ fail_x:
 
 /* ---------------------------------------------------------------- scores */
 
-static PyObject *
-score_rows(PyObject *self, PyObject *args)
-{
-    PyObject *o[15];
+/* What the scores of a row need besides the row and its neighbours: the forest's arrays,
+ * LOF's training k-distances and lrd, the z-score's centre and scale. */
+typedef struct {
+    const int64_t *roots, *feature, *left, *right;
+    const double *threshold, *leaf_value;
+    Py_ssize_t n_roots;
     double denominator;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOdOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5],
-                          &o[6], &o[7], &o[8], &denominator, &o[10], &o[11], &o[12], &o[13],
-                          &o[14])) {
-        return NULL;
-    }
-    static const BufferSpec spec[15] = {
-        {"X", F64, 2, 0},          {"dist", F64, 2, 0},      {"ind", I64, 2, 0},
-        {"roots", I64, 1, 0},      {"feature", I64, 1, 0},   {"threshold", F64, 1, 0},
-        {"left", I64, 1, 0},       {"right", I64, 1, 0},     {"leaf_value", F64, 1, 0},
-        {NULL, F64, 0, 0},         {"k_distance", F64, 1, 0}, {"lrd", F64, 1, 0},
-        {"center", F64, 1, 0},     {"scale", F64, 1, 0},     {"out", F64, 2, 1},
-    };
-    Py_buffer b[15];
-    if (get_buffers(o, b, spec, 15) != 0) {
-        return NULL;
-    }
-    const Py_ssize_t n_rows = shape(&b[0], 0), n_features = shape(&b[0], 1);
-    const Py_ssize_t k = shape(&b[2], 1), n_nodes = shape(&b[6], 0), n_train = shape(&b[11], 0);
-    if (shape(&b[1], 0) != n_rows || shape(&b[2], 0) != n_rows || shape(&b[1], 1) != k ||
-        shape(&b[4], 0) != n_nodes || shape(&b[5], 0) != n_nodes || shape(&b[7], 0) != n_nodes ||
-        shape(&b[8], 0) != n_nodes || shape(&b[10], 0) != n_train ||
-        shape(&b[12], 0) != n_features || shape(&b[13], 0) != n_features ||
-        shape(&b[14], 0) != n_rows || shape(&b[14], 1) < 3 || k < 1) {
-        PyErr_SetString(PyExc_ValueError, "score_rows: inconsistent shapes");
-        goto fail;
-    }
-    const double *X = b[0].buf, *dist = b[1].buf, *threshold = b[5].buf, *leaf_value = b[8].buf;
-    const double *k_distance = b[10].buf, *lrd = b[11].buf, *center = b[12].buf;
-    const double *scale = b[13].buf;
-    const int64_t *ind = b[2].buf, *roots = b[3].buf, *feature = b[4].buf;
-    const int64_t *left = b[6].buf, *right = b[7].buf;
-    double *out = b[14].buf;
-    const Py_ssize_t n_roots = shape(&b[3], 0), out_cols = shape(&b[14], 1);
+    const double *k_distance, *lrd;
+    const double *center, *scale;
+} ScoreModel;
 
-    /* Indices come from our own flattening and neighbour search; check them once
-     * anyway, so that a bad array raises instead of reading out of bounds. */
-    for (Py_ssize_t i = 0; i < n_rows * k; i++) {
-        if (ind[i] < 0 || ind[i] >= n_train) {
-            PyErr_SetString(PyExc_ValueError, "score_rows: neighbour index out of range");
-            goto fail;
-        }
-    }
-    for (Py_ssize_t r = 0; r < n_roots; r++) {
-        if (roots[r] < 0 || roots[r] >= n_nodes) {
-            PyErr_SetString(PyExc_ValueError, "score_rows: root out of range");
-            goto fail;
-        }
-    }
-    /* The nodes themselves are checked once, by check_forest, when the scorer is built:
-     * walking all of them here would cost more than scoring one row. */
-
-    /* scratch: k for the LOF means, n_rows totals, and the rows cast to float32 (as
-     * scikit-learn casts its input before walking its trees), once instead of per node. */
-    double *scratch = malloc(sizeof(double) * (size_t)(k + n_rows + n_rows * n_features));
-    if (scratch == NULL) {
-        PyErr_NoMemory();
-        goto fail;
-    }
+/* IsolationForest, LOF and z-score of rows [0, n_rows) of X into columns 0-2 of out (rows
+ * out_cols long); scratch holds k + n_rows + n_rows * n_features doubles. Indices were
+ * checked by the caller; called with the GIL released. */
+static void
+score_rows_impl(const ScoreModel *m, const double *X, const double *dist, const int64_t *ind,
+                Py_ssize_t n_rows, Py_ssize_t n_features, Py_ssize_t k, double *out,
+                Py_ssize_t out_cols, double *scratch)
+{
+    const int64_t *roots = m->roots, *feature = m->feature, *left = m->left, *right = m->right;
+    const double *threshold = m->threshold, *leaf_value = m->leaf_value;
+    const Py_ssize_t n_roots = m->n_roots;
     double *totals = scratch + k;
     double *x32 = totals + n_rows;
-    Py_BEGIN_ALLOW_THREADS
     memset(totals, 0, sizeof(double) * (size_t)n_rows);
     for (Py_ssize_t j = 0; j < n_rows * n_features; j++) {
         x32[j] = (double)(float)X[j];
@@ -869,6 +843,9 @@ score_rows(PyObject *self, PyObject *args)
             }
         }
     }
+    const double denominator = m->denominator;
+    const double *k_distance = m->k_distance, *lrd = m->lrd, *center = m->center;
+    const double *scale = m->scale;
     for (Py_ssize_t i = 0; i < n_rows; i++) {
         double *row_out = out + i * out_cols;
         const double ratio = denominator != 0.0 ? totals[i] / denominator : 1.0;
@@ -894,6 +871,75 @@ score_rows(PyObject *self, PyObject *args)
         }
         row_out[2] = -largest;
     }
+}
+
+static PyObject *
+score_rows(PyObject *self, PyObject *args)
+{
+    PyObject *o[15];
+    double denominator;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOdOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5],
+                          &o[6], &o[7], &o[8], &denominator, &o[10], &o[11], &o[12], &o[13],
+                          &o[14])) {
+        return NULL;
+    }
+    static const BufferSpec spec[15] = {
+        {"X", F64, 2, 0},          {"dist", F64, 2, 0},      {"ind", I64, 2, 0},
+        {"roots", I64, 1, 0},      {"feature", I64, 1, 0},   {"threshold", F64, 1, 0},
+        {"left", I64, 1, 0},       {"right", I64, 1, 0},     {"leaf_value", F64, 1, 0},
+        {NULL, F64, 0, 0},         {"k_distance", F64, 1, 0}, {"lrd", F64, 1, 0},
+        {"center", F64, 1, 0},     {"scale", F64, 1, 0},     {"out", F64, 2, 1},
+    };
+    Py_buffer b[15];
+    if (get_buffers(o, b, spec, 15) != 0) {
+        return NULL;
+    }
+    const Py_ssize_t n_rows = shape(&b[0], 0), n_features = shape(&b[0], 1);
+    const Py_ssize_t k = shape(&b[2], 1), n_nodes = shape(&b[6], 0), n_train = shape(&b[11], 0);
+    if (shape(&b[1], 0) != n_rows || shape(&b[2], 0) != n_rows || shape(&b[1], 1) != k ||
+        shape(&b[4], 0) != n_nodes || shape(&b[5], 0) != n_nodes || shape(&b[7], 0) != n_nodes ||
+        shape(&b[8], 0) != n_nodes || shape(&b[10], 0) != n_train ||
+        shape(&b[12], 0) != n_features || shape(&b[13], 0) != n_features ||
+        shape(&b[14], 0) != n_rows || shape(&b[14], 1) < 3 || k < 1) {
+        PyErr_SetString(PyExc_ValueError, "score_rows: inconsistent shapes");
+        goto fail;
+    }
+    const int64_t *ind = b[2].buf, *roots = b[3].buf;
+    const Py_ssize_t n_roots = shape(&b[3], 0);
+
+    /* Indices come from our own flattening and neighbour search; check them once
+     * anyway, so that a bad array raises instead of reading out of bounds. */
+    for (Py_ssize_t i = 0; i < n_rows * k; i++) {
+        if (ind[i] < 0 || ind[i] >= n_train) {
+            PyErr_SetString(PyExc_ValueError, "score_rows: neighbour index out of range");
+            goto fail;
+        }
+    }
+    for (Py_ssize_t r = 0; r < n_roots; r++) {
+        if (roots[r] < 0 || roots[r] >= n_nodes) {
+            PyErr_SetString(PyExc_ValueError, "score_rows: root out of range");
+            goto fail;
+        }
+    }
+    /* The nodes themselves are checked once, by check_forest, when the scorer is built:
+     * walking all of them here would cost more than scoring one row. */
+    const ScoreModel model = {
+        .roots = roots, .feature = b[4].buf, .left = b[6].buf, .right = b[7].buf,
+        .threshold = b[5].buf, .leaf_value = b[8].buf, .n_roots = n_roots,
+        .denominator = denominator, .k_distance = b[10].buf, .lrd = b[11].buf,
+        .center = b[12].buf, .scale = b[13].buf,
+    };
+
+    /* scratch: k for the LOF means, n_rows totals, and the rows cast to float32 (as
+     * scikit-learn casts its input before walking its trees), once instead of per node. */
+    double *scratch = malloc(sizeof(double) * (size_t)(k + n_rows + n_rows * n_features));
+    if (scratch == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    score_rows_impl(&model, b[0].buf, b[1].buf, ind, n_rows, n_features, k, b[14].buf,
+                    shape(&b[14], 1), scratch);
     Py_END_ALLOW_THREADS
     free(scratch);
     release_buffers(b, spec, 15);
@@ -902,6 +948,303 @@ score_rows(PyObject *self, PyObject *args)
 fail:
     release_buffers(b, spec, 15);
     return NULL;
+}
+
+/* ---------------------------------------------------------------- the decision */
+
+/* compiled_model(center, scale, train_t, index, starts, lo, hi, groups, group_lo, group_hi,
+ *                k, roots, feature, threshold, left, right, leaf_value, denominator,
+ *                k_distance, lrd, z_center, z_scale)
+ * The fitted arrays explain_rows reads, checked once and held (their buffers stay
+ * exported, so they cannot be resized) in a capsule. */
+
+#define MODEL_CAPSULE "anomaly_api.detection.fast._kernel.model"
+#define MODEL_ARGS 22 /* 20 arrays, k and the denominator */
+#define N_MEMBERS 3 /* IsolationForest, LOF, z-score: the columns of score_rows */
+
+typedef struct {
+    Py_buffer views[MODEL_ARGS]; /* those of the arrays */
+    const double *center, *scale;
+    BlockTask blocks; /* the training rows' blocks; rows, outputs and scratch set per call */
+    ScoreModel score;
+    Py_ssize_t n_features, k;
+} CompiledModel;
+
+static const BufferSpec model_spec[MODEL_ARGS] = {
+    {"center", F64, 1, 0},     {"scale", F64, 1, 0},      {"train_t", F64, 2, 0},
+    {"index", I64, 1, 0},      {"starts", I64, 1, 0},     {"lo", F64, 2, 0},
+    {"hi", F64, 2, 0},         {"groups", I64, 1, 0},     {"group_lo", F64, 2, 0},
+    {"group_hi", F64, 2, 0},   {NULL, F64, 0, 0},         {"roots", I64, 1, 0},
+    {"feature", I64, 1, 0},    {"threshold", F64, 1, 0},  {"left", I64, 1, 0},
+    {"right", I64, 1, 0},      {"leaf_value", F64, 1, 0}, {NULL, F64, 0, 0},
+    {"k_distance", F64, 1, 0}, {"lrd", F64, 1, 0},        {"z_center", F64, 1, 0},
+    {"z_scale", F64, 1, 0},
+};
+
+static void
+release_model(PyObject *capsule)
+{
+    CompiledModel *m = PyCapsule_GetPointer(capsule, MODEL_CAPSULE);
+    if (m != NULL) {
+        release_buffers(m->views, model_spec, MODEL_ARGS);
+        PyMem_Free(m);
+    }
+}
+
+static PyObject *
+compiled_model(PyObject *self, PyObject *args)
+{
+    PyObject *o[MODEL_ARGS];
+    Py_ssize_t k;
+    double denominator;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOnOOOOOOdOOOO", &o[0], &o[1], &o[2], &o[3], &o[4],
+                          &o[5], &o[6], &o[7], &o[8], &o[9], &k, &o[11], &o[12], &o[13],
+                          &o[14], &o[15], &o[16], &denominator, &o[18], &o[19], &o[20],
+                          &o[21])) {
+        return NULL;
+    }
+    CompiledModel *m = PyMem_Calloc(1, sizeof(CompiledModel));
+    if (m == NULL) {
+        return PyErr_NoMemory();
+    }
+    Py_buffer *b = m->views;
+    if (get_buffers(o, b, model_spec, MODEL_ARGS) != 0) {
+        PyMem_Free(m);
+        return NULL;
+    }
+    const Py_ssize_t n_features = shape(&b[0], 0), n_train = shape(&b[2], 1);
+    const Py_ssize_t n_blocks = shape(&b[4], 0) - 1, n_groups = shape(&b[7], 0) - 1;
+    const Py_ssize_t n_nodes = shape(&b[14], 0), n_roots = shape(&b[11], 0);
+    int ok = shape(&b[1], 0) == n_features && shape(&b[2], 0) == n_features &&
+             shape(&b[3], 0) == n_train && n_blocks >= 1 && n_groups >= 1 &&
+             shape(&b[5], 0) == n_features && shape(&b[5], 1) == n_blocks &&
+             shape(&b[6], 0) == n_features && shape(&b[6], 1) == n_blocks &&
+             shape(&b[8], 0) == n_features && shape(&b[8], 1) == n_groups &&
+             shape(&b[9], 0) == n_features && shape(&b[9], 1) == n_groups && k >= 1 &&
+             k <= n_train && shape(&b[12], 0) == n_nodes && shape(&b[13], 0) == n_nodes &&
+             shape(&b[15], 0) == n_nodes && shape(&b[16], 0) == n_nodes &&
+             shape(&b[18], 0) == n_train && shape(&b[19], 0) == n_train &&
+             shape(&b[20], 0) == n_features && shape(&b[21], 0) == n_features;
+    const int64_t *index = b[3].buf, *starts = b[4].buf, *groups = b[7].buf, *roots = b[11].buf;
+    ok = ok && offsets_ok(starts, n_blocks, n_train, 0, MAX_BLOCK_ROWS) &&
+         offsets_ok(groups, n_groups, n_blocks, 1, n_blocks);
+    /* What the kernel follows: the training indices the neighbours come back as (they
+     * index k_distance and lrd), and the roots; the nodes passed check_forest. */
+    for (Py_ssize_t j = 0; ok && j < n_train; j++) {
+        ok = index[j] >= 0 && index[j] < n_train;
+    }
+    for (Py_ssize_t r = 0; ok && r < n_roots; r++) {
+        ok = roots[r] >= 0 && roots[r] < n_nodes;
+    }
+    if (!ok) {
+        release_buffers(b, model_spec, MODEL_ARGS);
+        PyMem_Free(m);
+        PyErr_SetString(PyExc_ValueError, "compiled_model: inconsistent or malformed arrays");
+        return NULL;
+    }
+    m->center = b[0].buf;
+    m->scale = b[1].buf;
+    m->blocks = (BlockTask){
+        .train_t = b[2].buf, .index = index, .starts = starts, .lo = b[5].buf,
+        .hi = b[6].buf, .groups = groups, .group_lo = b[8].buf, .group_hi = b[9].buf,
+        .n_features = n_features, .n_train = n_train, .n_blocks = n_blocks,
+        .n_groups = n_groups, .k = k,
+    };
+    m->score = (ScoreModel){
+        .roots = roots, .feature = b[12].buf, .left = b[14].buf, .right = b[15].buf,
+        .threshold = b[13].buf, .leaf_value = b[16].buf, .n_roots = n_roots,
+        .denominator = denominator, .k_distance = b[18].buf, .lrd = b[19].buf,
+        .center = b[20].buf, .scale = b[21].buf,
+    };
+    m->n_features = n_features;
+    m->k = k;
+    PyObject *capsule = PyCapsule_New(m, MODEL_CAPSULE, release_model);
+    if (capsule == NULL) {
+        release_buffers(b, model_spec, MODEL_ARGS);
+        PyMem_Free(m);
+    }
+    return capsule;
+}
+
+/* The rule of AnomalyEnsemble.decide for one row's scores s (N_MEMBERS of them), as NumPy
+ * computes it there: margins (offsets - s) / scales, votes where a margin is > 0, the
+ * min_votes-th largest margin a, a > 0, severity max(a, 0) / (1 + max(a, 0)), and the
+ * shares z_j² / sum_j z_j² of the scaled row z (summed in NumPy's order; equal shares when
+ * the sum is 0). 0, or 1 where NumPy's result is not certain to be the same: a value not
+ * finite (the caller's checks, clipping and errors decide then), a margin of -0.0 (which
+ * of two zeros NumPy's partition and maximum keep is theirs), an overflowing sum. */
+static int
+decide_row(const double *s, const double *offsets, const double *scales, int min_votes,
+           const double *z, Py_ssize_t n_features, char *votes, double *anomaly,
+           double *severity, char *is_anomaly, double *shares)
+{
+    double margins[N_MEMBERS], ordered[N_MEMBERS];
+    int unusual = 0;
+    for (int j = 0; j < N_MEMBERS; j++) {
+        const double m = (offsets[j] - s[j]) / scales[j];
+        unusual |= !(fabs(s[j]) <= DBL_MAX) | !(fabs(m) <= DBL_MAX) | (m == 0.0 && signbit(m));
+        margins[j] = m;
+        votes[j] = m > 0.0;
+    }
+    for (int j = 0; j < N_MEMBERS; j++) { /* descending; no NaN and no -0.0 here */
+        int p = j;
+        while (p > 0 && ordered[p - 1] < margins[j]) {
+            ordered[p] = ordered[p - 1];
+            p--;
+        }
+        ordered[p] = margins[j];
+    }
+    const double a = ordered[min_votes - 1];
+    *anomaly = a;
+    *is_anomaly = a > 0.0;
+    const double positive = a > 0.0 ? a : 0.0;
+    *severity = positive / (1.0 + positive);
+    for (Py_ssize_t f = 0; f < n_features; f++) {
+        shares[f] = z[f] * z[f];
+    }
+    const double total = pairwise_sum_impl(shares, n_features);
+    unusual |= !(total < INFINITY);
+    if (total > 0.0) {
+        for (Py_ssize_t f = 0; f < n_features; f++) {
+            shares[f] /= total;
+        }
+    }
+    else { /* a row at the median: every z_j is 0 */
+        for (Py_ssize_t f = 0; f < n_features; f++) {
+            shares[f] = 1.0 / (double)n_features;
+        }
+    }
+    return unusual;
+}
+
+/* explain_rows(model, X, offsets, scales, min_votes, scores, votes, anomaly, severity,
+ *              is_anomaly, shares, n_threads) -> 0 or 1
+ * The whole of FastScorer.scaled_scores and AnomalyEnsemble.decide but the confidence
+ * for raw rows X: the rows scaled, their neighbours, scores and the decision, into the
+ * caller's arrays. 0 when done; 1, with the arrays' contents undefined, when the rows
+ * need the reference path: X not a C-contiguous float64 (n > 0, n_features) matrix, a
+ * value not finite after scaling, a tie at the k-th neighbour or overflowing distances,
+ * min_votes out of range, or a row decide_row calls unusual. */
+static PyObject *
+explain_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 12) {
+        PyErr_SetString(PyExc_TypeError, "explain_rows: expected 12 arguments");
+        return NULL;
+    }
+    CompiledModel *m = PyCapsule_GetPointer(args[0], MODEL_CAPSULE);
+    if (m == NULL) {
+        return NULL;
+    }
+    const long min_votes = PyLong_AsLong(args[4]);
+    const long requested_threads = PyLong_AsLong(args[11]);
+    if ((min_votes == -1 || requested_threads == -1) && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_buffer X;
+    if (get_buffer(args[1], &X, F64, 2, 0, "X") != 0) {
+        PyErr_Clear(); /* the reference path converts it, or refuses it in its words */
+        return PyLong_FromLong(1);
+    }
+    const Py_ssize_t n_rows = shape(&X, 0), n_features = m->n_features, k = m->k;
+    if (n_rows < 1 || shape(&X, 1) != n_features || min_votes < 1 || min_votes > N_MEMBERS) {
+        PyBuffer_Release(&X);
+        return PyLong_FromLong(1);
+    }
+    static const BufferSpec spec[12] = {
+        {NULL, F64, 0, 0},        {NULL, F64, 0, 0},       {"offsets", F64, 1, 0},
+        {"scales", F64, 1, 0},    {NULL, F64, 0, 0},       {"scores", F64, 2, 1},
+        {"votes", BOOL, 2, 1},    {"anomaly", F64, 1, 1},  {"severity", F64, 1, 1},
+        {"is_anomaly", BOOL, 1, 1}, {"shares", F64, 2, 1}, {NULL, F64, 0, 0},
+    };
+    Py_buffer b[12];
+    if (get_buffers(args, b, spec, 12) != 0) {
+        PyBuffer_Release(&X);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    char *scratch = NULL;
+    if (shape(&b[2], 0) != N_MEMBERS || shape(&b[3], 0) != N_MEMBERS ||
+        shape(&b[5], 0) != n_rows || shape(&b[5], 1) != N_MEMBERS ||
+        shape(&b[6], 0) != n_rows || shape(&b[6], 1) != N_MEMBERS ||
+        shape(&b[7], 0) != n_rows || shape(&b[8], 0) != n_rows || shape(&b[9], 0) != n_rows ||
+        shape(&b[10], 0) != n_rows || shape(&b[10], 1) != n_features) {
+        PyErr_SetString(PyExc_ValueError, "explain_rows: inconsistent shapes");
+        goto done;
+    }
+    const int n_threads =
+        thread_count(requested_threads > MAX_THREADS ? MAX_THREADS : (int)requested_threads, n_rows);
+    const Py_ssize_t n_groups = m->blocks.n_groups, n_blocks = m->blocks.n_blocks;
+    /* The scaled rows, the neighbours (distances, indices, tie flags), score_rows_impl's
+     * scratch, and per thread the groups' and blocks' bounds and the groups left for later. */
+    const size_t per_task = sizeof(double) * (size_t)(n_groups + n_blocks) +
+                            sizeof(Py_ssize_t) * (size_t)n_groups;
+    const size_t rows_part = sizeof(double) * (size_t)(n_rows * n_features + n_rows * k +
+                                                       k + n_rows + n_rows * n_features) +
+                             sizeof(int64_t) * (size_t)(n_rows * k + n_rows);
+    scratch = malloc(rows_part + per_task * (size_t)n_threads);
+    if (scratch == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    double *scaled = (double *)scratch;
+    double *dist = scaled + n_rows * n_features;
+    double *score_scratch = dist + n_rows * k;
+    int64_t *ind = (int64_t *)(score_scratch + k + n_rows + n_rows * n_features);
+    int64_t *ties = ind + n_rows * k;
+    char *task_scratch = scratch + rows_part;
+    const double *x = X.buf, *center = m->center, *scale = m->scale;
+    const double *offsets = b[2].buf, *scales = b[3].buf;
+    double *scores = b[5].buf, *anomaly = b[7].buf, *severity = b[8].buf, *shares = b[10].buf;
+    char *votes = b[6].buf, *is_anomaly = b[9].buf;
+    int unusual = 0;
+    Py_BEGIN_ALLOW_THREADS
+    /* (X - center) / scale, as apply_scaling; NaN and infinity stay so when scaled. */
+    for (Py_ssize_t i = 0; i < n_rows; i++) {
+        for (Py_ssize_t f = 0; f < n_features; f++) {
+            const double v = (x[i * n_features + f] - center[f]) / scale[f];
+            unusual |= !(fabs(v) <= DBL_MAX);
+            scaled[i * n_features + f] = v;
+        }
+    }
+    if (!unusual) {
+        BlockTask tasks[MAX_THREADS];
+        for (int t = 0; t < n_threads; t++) {
+            double *own = (double *)(task_scratch + per_task * (size_t)t);
+            tasks[t] = m->blocks;
+            tasks[t].X = scaled;
+            tasks[t].dist = dist;
+            tasks[t].ind = ind;
+            tasks[t].ties = ties;
+            tasks[t].bounds = own;
+            tasks[t].block_bounds = own + n_groups;
+            tasks[t].later = (Py_ssize_t *)(own + n_groups + n_blocks);
+            tasks[t].row_start = n_rows * t / n_threads;
+            tasks[t].row_stop = n_rows * (t + 1) / n_threads;
+        }
+        run_shares(knn_blocks_rows, tasks, sizeof(BlockTask), n_threads);
+        for (Py_ssize_t i = 0; i < n_rows; i++) {
+            unusual |= (ties[i] != 0) | !(dist[i * k + k - 1] < INFINITY);
+        }
+    }
+    if (!unusual) {
+        score_rows_impl(&m->score, scaled, dist, ind, n_rows, n_features, k, scores,
+                        N_MEMBERS, score_scratch);
+        for (Py_ssize_t i = 0; i < n_rows && !unusual; i++) {
+            unusual |= decide_row(scores + i * N_MEMBERS, offsets, scales, (int)min_votes,
+                                  scaled + i * n_features, n_features, votes + i * N_MEMBERS,
+                                  anomaly + i, severity + i, is_anomaly + i,
+                                  shares + i * n_features);
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = PyLong_FromLong(unusual);
+
+done:
+    free(scratch);
+    release_buffers(b, spec, 12);
+    PyBuffer_Release(&X);
+    return result;
 }
 
 /* check_forest(feature, left, right, n_features): raise ValueError unless every internal
@@ -980,6 +1323,14 @@ static PyMethodDef methods[] = {
     {"score_rows", score_rows, METH_VARARGS,
      "score_rows(X, dist, ind, roots, feature, threshold, left, right, leaf_value, "
      "denominator, k_distance, lrd, center, scale, out): the detectors' score_samples."},
+    {"compiled_model", compiled_model, METH_VARARGS,
+     "compiled_model(center, scale, train_t, index, starts, lo, hi, groups, group_lo, "
+     "group_hi, k, roots, feature, threshold, left, right, leaf_value, denominator, "
+     "k_distance, lrd, z_center, z_scale): the fitted arrays explain_rows reads, checked."},
+    {"explain_rows", (PyCFunction)(void (*)(void))explain_rows, METH_FASTCALL,
+     "explain_rows(model, X, offsets, scales, min_votes, scores, votes, anomaly, severity, "
+     "is_anomaly, shares, n_threads): 0 when the rows are scaled, scored and decided, 1 when "
+     "they need the reference path."},
     {"check_forest", check_forest, METH_VARARGS,
      "check_forest(feature, left, right, n_features): ValueError unless well-formed."},
     {"pairwise_sum", pairwise_sum, METH_VARARGS,

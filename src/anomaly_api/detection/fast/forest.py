@@ -64,6 +64,22 @@ class FlatForest:
     denominator: float
     max_depth: int
 
+    def kernel_arrays(
+        self,
+    ) -> tuple[
+        NDArray[np.int64],
+        NDArray[np.int64],
+        NDArray[np.float64],
+        NDArray[np.int64],
+        NDArray[np.int64],
+        NDArray[np.float64],
+        float,
+    ]:
+        """What the kernel's ``score_rows`` and ``compiled_model`` take of the forest, in
+        their order: the roots, the nodes' arrays, the denominator."""
+        return (self.roots, self.feature, self.threshold, self.left, self.right,
+                self.leaf_value, self.denominator)  # fmt: skip
+
     @classmethod
     def from_isolation_forest(cls, forest: IsolationForest) -> FlatForest:
         """Copy the fitted trees' arrays; the forest itself is not kept."""

@@ -11,9 +11,13 @@ holds the per-row work of the ``fast`` backend:
   the current k-th neighbour are skipped (used by the scorer; ``knn`` stays as the plain
   reference scan);
 * ``score_rows``: the forest walk, LOF from the neighbours and the z-score, summed in
-  scikit-learn's order.
+  scikit-learn's order;
+* ``explain_rows``: all of it and the ensemble's decision rule for raw rows in one call
+  (scaling, neighbours, scores, margins, votes, the anomaly score, severity and the
+  contributions), on the fitted arrays ``compiled_model`` checks once and holds; it
+  declines (returns 1) where the reference path must answer.
 
-Both release the GIL. ``pip install -e .`` (or ``make install``) compiles it with the
+They release the GIL. ``pip install -e .`` (or ``make install``) compiles it with the
 machine's C compiler; ``docs/kernel.md`` describes it.
 """
 
@@ -36,6 +40,8 @@ except ImportError as error:  # pragma: no cover - exercised by a test with the 
 knn = _kernel.knn
 knn_blocks = _kernel.knn_blocks
 score_rows = _kernel.score_rows
+compiled_model = _kernel.compiled_model
+explain_rows = _kernel.explain_rows
 check_forest = _kernel.check_forest
 pairwise_sum = _kernel.pairwise_sum
 LEAF: int = _kernel.LEAF
@@ -57,6 +63,8 @@ __all__ = [
     "LRD_EPSILON",
     "PARALLEL_ROWS",
     "check_forest",
+    "compiled_model",
+    "explain_rows",
     "knn",
     "knn_blocks",
     "max_threads",

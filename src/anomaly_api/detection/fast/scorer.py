@@ -25,6 +25,7 @@ from anomaly_api.detection.fast.lof import (
 from anomaly_api.detection.fast.vectorised import VectorisedForest, lof_scores, zscore_scores
 from anomaly_api.detection.pca_monitor import pca_score, pca_statistics
 from anomaly_api.detection.scaling import apply_scaling
+from anomaly_api.detection.voting import confidence_from_score
 
 Kernel = Literal["c", "numpy"]
 """``c``: the compiled kernel (``_kernel.c``, built ahead of time; the ``fast`` backend).
@@ -67,16 +68,17 @@ class FastScorer:
     Built once from a fitted ensemble by :func:`compile_scorer`. It reads the fitted
     structures (input scaling, tree arrays, LOF training rows, k-distances and lrd,
     z-score centre and scale, PCA components and limits) and reproduces each detector's
-    ``score_samples`` to ~1e-15; the decision rule stays in ``AnomalyEnsemble.combine``.
-    At construction it scores a probe set both ways and raises
+    ``score_samples`` to ~1e-15. The decision rule is ``AnomalyEnsemble.decide``'s:
+    ``explain`` computes it in the compiled kernel for the default members, bit for bit,
+    and calls ``decide`` otherwise. At construction it scores a probe set both ways and raises
     :class:`IncompatibleEstimatorError` if they differ (a scikit-learn release that
     changed what is read).
 
     Parameters
     ----------
     model : AnomalyEnsemble
-        A fitted ensemble; it is kept for ``combine``, the contributions and the
-        load-time check.
+        A fitted ensemble; it is kept for ``decide`` and ``combine`` (and the thresholds
+        they read), the PCA member and the load-time check.
     kernel : {"c", "numpy"}, default="c"
         The compiled kernel, or the vectorised NumPy fallback.
     """
@@ -110,6 +112,9 @@ class FastScorer:
         else:
             self.zscore_center_ = np.zeros(self.n_features_in_)
             self.zscore_scale_ = np.ones(self.n_features_in_)
+        self._compiled_model: object | None = None
+        """The fitted arrays ``explain_rows`` reads (the default members, in the kernel's
+        order, on the compiled kernel with its own neighbour search); None otherwise."""
         self._kernel_columns = [m for m in self.detectors if m in _KERNEL_MEMBERS]
         self._kernel_result_is_scores = kernel == "c" and self.detectors == _KERNEL_MEMBERS
         """The kernel's own output is the scores (the default members, in its order)."""
@@ -127,12 +132,38 @@ class FastScorer:
             for array in (forest.roots, forest.feature, forest.threshold, forest.left,
                           forest.right, forest.leaf_value):  # fmt: skip
                 array.flags.writeable = False
+            if self._kernel_result_is_scores and self._kneighbors is None:
+                self._compiled_model = self._compile_model()
         else:
             if self.lof_ is not None:
                 self._neighbours = NeighbourIndex(self.lof_, model.local_outlier_factor_)
             if "isolation_forest" in members:
                 self._vectorised = VectorisedForest(self.forest_)
         self.check_against_reference()
+
+    def _compile_model(self) -> object:
+        """The arrays of the scaling, the neighbour search and the three members, checked
+        once by the kernel and held for ``explain_rows``."""
+        assert self.lof_ is not None
+        lof, blocks = self.lof_, self._blocks
+        return self._compiled.compiled_model(
+            self.center_,
+            self.scale_,
+            blocks.train_t,
+            blocks.index,
+            blocks.starts,
+            blocks.lo,
+            blocks.hi,
+            blocks.groups,
+            blocks.group_lo,
+            blocks.group_hi,
+            lof.n_neighbors,
+            *self.forest_.kernel_arrays(),
+            lof.k_distance,
+            lof.lrd,
+            self.zscore_center_,
+            self.zscore_scale_,
+        )
 
     def probe_rows(self) -> NDArray[np.float64]:
         """Rows for the load-time check (raw units): training rows (duplicates), near and
@@ -275,18 +306,11 @@ class FastScorer:
             dist, ind = self._checked_neighbours(scaled)
             k_distance, lrd = lof.k_distance, lof.lrd
         result = np.empty((n_rows, len(_KERNEL_MEMBERS)))
-        forest = self.forest_
         self._compiled.score_rows(
             scaled,
             dist,
             ind,
-            forest.roots,
-            forest.feature,
-            forest.threshold,
-            forest.left,
-            forest.right,
-            forest.leaf_value,
-            forest.denominator,
+            *self.forest_.kernel_arrays(),
             k_distance,
             lrd,
             self.zscore_center_,
@@ -300,8 +324,59 @@ class FastScorer:
         return self.model.combine(scores, X)
 
     def explain(self, X: ArrayLike) -> EnsembleOutput:
-        """Scores, votes, decision, severity and contributions for each sample."""
-        return self.combine(self.detector_scores(X), X)
+        """Scores, votes, decision, severity and contributions for each sample: the
+        model's ``decide`` on ``scaled_scores(X)``, bit for bit.
+
+        For the default members on the compiled kernel, one kernel call (``explain_rows``)
+        computes all of it but the confidence, which is NumPy's (``confidence_from_score``:
+        NumPy's ``exp`` is not the C library's on every CPU), and the output is marked
+        ``finite``. Rows the kernel declines (a value not finite once scaled, a tie at the
+        k-th neighbour, overflowing distances, a score, margin or sum not finite, a margin
+        of -0.0) take the reference path, which answers, clips or refuses them.
+        """
+        if self._compiled_model is not None and isinstance(X, np.ndarray) and X.ndim == 2:
+            out = self._compiled_explain(X)
+            if out is not None:
+                return out
+        scaled, scores = self.scaled_scores(X)
+        return self.model.decide(scores, scaled)
+
+    def _compiled_explain(self, X: NDArray[np.float64]) -> EnsembleOutput | None:
+        """``explain`` in one kernel call, or None where the kernel declines the rows."""
+        model, n = self.model, X.shape[0]
+        scores = np.empty((n, len(_KERNEL_MEMBERS)))
+        votes = np.empty((n, len(_KERNEL_MEMBERS)), dtype=np.bool_)
+        anomaly_score, severity = np.empty(n), np.empty(n)
+        is_anomaly = np.empty(n, dtype=np.bool_)
+        shares = np.empty((n, self.n_features_in_))
+        compiled = self._compiled
+        threads = compiled.max_threads() if n >= compiled.PARALLEL_ROWS else 1
+        declined = compiled.explain_rows(
+            self._compiled_model,
+            X,
+            model.offsets_,
+            model.scales_,
+            model.min_votes,
+            scores,
+            votes,
+            anomaly_score,
+            severity,
+            is_anomaly,
+            shares,
+            threads,
+        )
+        if declined:
+            return None
+        return EnsembleOutput(
+            scores=scores,
+            votes=votes,
+            anomaly_score=anomaly_score,
+            confidence=confidence_from_score(anomaly_score),
+            is_anomaly=is_anomaly,
+            severity=severity,
+            contributions=shares,
+            finite=True,
+        )
 
 
 def compile_scorer(model: AnomalyEnsemble, kernel: Kernel = "c") -> FastScorer:
