@@ -1,8 +1,8 @@
 """The adaptive threshold of a stream (``monitoring/adaptation.py``): it follows a drift of
 normal operation upward (never down, at most ``cap``), learns nothing from a fault (a long
 fault is still flagged at its end), does not depend on how readings are batched, and
-feedback widens it for readings like the labelled event's, within bounds, and is taken
-back."""
+feedback widens it for readings like the labelled event's, within bounds, not for readings
+carried by sensors nobody labelled, and is taken back."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from anomaly_api.monitoring.adaptation import (
     narrow,
     widen,
 )
+from anomaly_api.monitoring.widening import Deviations
 
 MODEL = AdaptationModel(reference=-1.0, spread=0.5, memory=200.0, quiet=10)
 
@@ -133,6 +134,36 @@ def test_feedback_widens_readings_like_the_event_within_bounds_and_is_taken_back
     small = widen(MODEL, widen(MODEL, AdaptiveState(), "a", 0.3, top), "b", 0.2, top)
     assert small.widening(MODEL) == pytest.approx(0.303 * 0.8 / 0.68, abs=1e-5)  # the largest
     assert narrow(small, "a").widening(MODEL) == pytest.approx(0.202 * 0.8 / 0.68, abs=1e-5)
+
+
+def test_feedback_does_not_hide_a_fault_carried_by_unlabelled_sensors_under_a_raised_level() -> (
+    None
+):
+    """With the level raised, a fault carried by sensors without an allowance alarms when it
+    crosses the level's threshold, though a labelled sensor within its bounds carries part
+    of it; a reading shaped like the labelled event, up to its peak, stays silenced; one on
+    which the labelled sensor moves further than the event did alarms."""
+    state = AdaptiveState(level=MODEL.reference + 0.5, hold=10)  # raised by 0.5, held
+    peaks = {"a": {"residual": 4.0}}
+    state = widen(MODEL, state, "e-1", 1.0, [("a", 0.8), ("b", 0.2)], peaks=peaks)
+    scores = np.array([1.5, 0.7, 0.7])  # the event's peak, then two faults on sensor c
+    shares = np.array([[0.8, 0.2, 0.0], [0.3, 0.0, 0.7], [0.8, 0.0, 0.2]])
+    residual_of_a = np.array([4.0, 4.0, 6.0])  # as labelled, as labelled, beyond its bound
+    values = np.zeros((3, 3, 1))
+    values[:, 0, 0] = residual_of_a
+    deviations = Deviations(("residual",), values)
+    flags, shifts, _ = adapt(
+        MODEL,
+        state,
+        scores,
+        scores > 0,
+        np.zeros(3, bool),
+        shares=shares,
+        channels=("a", "b", "c"),
+        deviations=deviations,
+    )
+    assert flags.tolist() == [False, True, True]
+    assert shifts.tolist() == pytest.approx([0.5 + 1.01, 0.5, 0.5], abs=1e-5)
 
 
 def test_the_state_round_trips_and_malformed_state_is_refused() -> None:

@@ -1,7 +1,8 @@
 """Feedback's per-sensor allowances (``monitoring/widening.py``): the least allowances that
 raise a reading shaped like the labelled event by its peak, the largest per sensor, a
 reading's raise weighted by its shares and never above the largest allowance, each covering
-only what the labelled event read on its sensor (by kind, plus the margin)."""
+only what the labelled event read on its sensor (by kind, plus the margin), and nothing for a
+reading whose largest share is on a sensor without any allowance."""
 
 from __future__ import annotations
 
@@ -41,6 +42,34 @@ def test_a_reading_is_raised_by_its_shares_and_never_above_the_largest_allowance
     assert raises([one], ("c",), shares[:, 2:], 4) is None  # no allowance for these channels
     with pytest.raises(ValueError, match="shares of shape"):
         raises([one], ("a", "b", "c"), shares[:2], 4)
+
+
+def test_a_reading_carried_by_a_sensor_without_an_allowance_is_not_raised() -> None:
+    """A false alarm carried by temperature and humidity raises a fault carried by current
+    and voltage nothing, even while temperature, a minority of it, deviates no more than in
+    the labelled event: the part carried by sensors nobody labelled is judged at the
+    level's threshold alone."""
+    widening = widening_for("e-1", 1.0, [("temperature", 0.6), ("humidity", 0.3)], 2.0)
+    channels = ("temperature", "humidity", "current", "voltage")
+    shares = np.array(
+        [
+            [0.6, 0.3, 0.05, 0.05],  # shaped like the event
+            [0.2, 0.0, 0.5, 0.3],  # current's fault, temperature a fifth of it
+            [0.33, 0.0, 0.37, 0.3],  # current's largest share, by a little
+            [0.38, 0.0, 0.37, 0.25],  # temperature's largest share, by a little
+            [0.4, 0.0, 0.4, 0.2],  # a tie: the first channel in order
+        ]
+    )
+    raised = raises([widening], channels, shares, 5)
+    assert raised is not None
+    temperature = dict(widening.allowances)["temperature"]
+    assert raised.tolist() == pytest.approx(
+        [1.01, 0.0, 0.0, 0.38 * temperature, 0.4 * temperature], abs=1e-5
+    )
+    other = Widening("e-2", (("current", 0.5),))  # another label on current: carried again
+    both = raises([widening, other], channels, shares, 5)
+    assert both is not None
+    assert both[1] == pytest.approx(0.2 * temperature + 0.5 * 0.5)
 
 
 def test_a_widening_round_trips_and_malformed_ones_are_refused() -> None:

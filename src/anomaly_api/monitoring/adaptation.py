@@ -23,7 +23,8 @@ Operator feedback widens the threshold further, for readings like the labelled e
 only: a ``false_alarm`` or ``expected`` event gives its top sensors an allowance, and each
 reading's threshold rises by its sensors' allowances weighted by their shares in it, each
 allowance only while the sensor deviates no more, in no other way, than in the labelled
-event (``monitoring/widening.py``); a later ``confirmed`` on the same event takes it back
+event, and nothing when the reading's largest share is on a sensor without an allowance
+(``monitoring/widening.py``); a later ``confirmed`` on the same event takes it back
 (``narrow``).
 
 Everything here is pure: the state is a few numbers, JSON round-trips, and ``adapt`` is a

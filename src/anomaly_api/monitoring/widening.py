@@ -6,8 +6,11 @@ What an event looked like is which sensors carried it: its top sensors and their
 threshold by the event's peak also hides the weak true events of other sensors, so a label
 gives an *allowance* to the event's sensors only, and a reading's raise is the share-weighted
 sum of its sensors' allowances: ``sum_c share_c * allowance_c``. A reading carried by the
-labelled sensors in the event's proportions is raised just above the event's peak; one
-carried by other sensors hardly at all.
+labelled sensors in the event's proportions is raised just above the event's peak. A
+reading is carried by the sensor of its largest share (an event is described by its top
+sensors the same way): when that sensor has no allowance, the reading is not like any
+labelled event and is raised by nothing, so a fault on sensors nobody labelled alarms at the
+level's threshold though a labelled sensor, within its bounds, carries a minority of it.
 
 The label says "that much is normal", not "anything on these sensors is normal": with a
 model that measures each sensor's deviation by kind of evidence (a time-aware model: |z| of
@@ -184,7 +187,9 @@ def raises(
     """Each of ``n`` readings' raise by feedback (None: no allowance, nothing to add).
 
     A sensor's allowance in a reading is the largest of the widenings whose bounds on that
-    sensor hold it (``deviations``; without them every bound holds)."""
+    sensor hold it (``deviations``; without them every bound holds). A reading whose largest
+    share is on a sensor without any allowance is raised by nothing (of equal shares, the
+    first in ``channels`` order counts)."""
     column = {name: c for c, name in enumerate(channels)}
     widenings = [w for w in widenings if any(a > 0.0 and s in column for s, a in w.allowances)]
     if not widenings:
@@ -211,5 +216,9 @@ def raises(
     if matrix.shape != (n, len(channels)):
         raise ValueError(f"shares of shape {matrix.shape}, expected {(n, len(channels))}")
     raised = np.sum(np.clip(matrix, 0.0, 1.0) * per, axis=1)
+    labelled = np.zeros(len(channels), dtype=np.bool_)
+    for widening in widenings:
+        labelled[[column[s] for s, a in widening.allowances if a > 0.0 and s in column]] = True
+    carried = labelled[np.argmax(matrix, axis=1)]
     largest = max(a for w in widenings for s, a in w.allowances if s in column)
-    return np.asarray(np.minimum(raised, largest), dtype=np.float64)
+    return np.asarray(np.where(carried, np.minimum(raised, largest), 0.0), dtype=np.float64)
