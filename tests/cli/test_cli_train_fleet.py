@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +18,8 @@ from anomaly_api.data.errors import DataError
 from anomaly_api.data.synthetic import generate_sensor_data
 from anomaly_api.registry import model_dir, resolve_alias
 from anomaly_api.training.fleet import FleetGroup, model_name_of, split_groups, train_groups
-from anomaly_api.training.request import TrainingRequest
+from anomaly_api.training.pipeline import EnsembleConfig
+from anomaly_api.training.request import TrainingRequest, ensemble_config
 
 KINDS = ["Pump A", "pump B", "valve"]
 
@@ -144,3 +147,27 @@ def test_a_task_of_several_groups_publishes_each_before_the_next(tmp_path: Path)
         train_groups(str(tmp_path), groups, TrainingRequest(), "fleet.parquet")
     assert resolve_alias(tmp_path, "a", "candidate") is not None  # published before b failed
     assert not (tmp_path / "models" / "c").exists()  # the task ended at b
+
+
+def test_the_command_reads_and_splits_without_the_model_code(fleet_file: Path) -> None:
+    # on Dask the command's process never trains: what it does before the cluster is up
+    # (options, read, split) leaves scikit-learn to the workers' fork server
+    script = f"""
+import sys
+from pathlib import Path
+from anomaly_api.cli.common import user_errors
+from anomaly_api.data.loading import read_table
+from anomaly_api.training.fleet import split_groups
+from anomaly_api.training.request import TrainingRequest, check_request
+check_request(TrainingRequest(), has_data=True)
+with user_errors():
+    split_groups(read_table(Path({str(fleet_file)!r})), "asset_kind")
+assert "sklearn" not in sys.modules, "sklearn imported"
+"""
+    command = [sys.executable, "-c", script]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_default_members_need_no_check() -> None:
+    assert ensemble_config(TrainingRequest()) == EnsembleConfig()

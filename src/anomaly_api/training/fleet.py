@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from anomaly_api.data.errors import DataError
-from anomaly_api.registry import validate_model_name
+from anomaly_api.names import validate_model_name
 from anomaly_api.training.request import TrainingRequest, ensemble_config
 
 __all__ = [
