@@ -13,7 +13,7 @@ import typer
 from anomaly_api.cli.common import fail, progress, resolve_artifacts_dir, user_errors
 
 _BUNDLE_PARTS = 4
-"""A task takes 1/(this x workers) of the groups not yet handed out: about 25 tasks for
+"""A task takes 1/(this x workers) of the groups not yet handed out: 24 tasks for
 100 groups on two workers instead of 100, each costing the command's process (client and
 scheduler) the same few milliseconds of CPU whatever its size."""
 
