@@ -25,7 +25,6 @@ import contextlib
 import fcntl
 import json
 import os
-import re
 import shutil
 import time
 import uuid
@@ -47,6 +46,7 @@ from anomaly_api.artifacts import (
     validate_version_name,
     write_atomically,
 )
+from anomaly_api.names import MODEL_NAME, validate_model_name
 
 __all__ = [
     "CANDIDATE",
@@ -75,7 +75,6 @@ CANDIDATE = "candidate"
 MODELS_DIR = "models"
 ALIASES_FILE = "ALIASES.json"
 _LOCK_FILE = ".aliases.lock"
-_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 _MAX_LOG = 200
 """Alias moves kept in the file's log (the production history is kept whole)."""
 
@@ -86,17 +85,6 @@ class ModelNotFoundError(ArtifactNotFoundError):
 
 class RegistryConflictError(ArtifactError):
     """The change would break an alias (deleting a version it names, nothing to roll back to)."""
-
-
-def validate_model_name(name: str) -> str:
-    """``name`` unchanged, or ``ValueError``: 1-63 of ``a-z 0-9 _ . -``, starting with a
-    letter or digit, and never ``.``/``..`` or anything with a path separator."""
-    if not isinstance(name, str) or _NAME.fullmatch(name) is None or name in {".", ".."}:
-        raise ValueError(
-            f"invalid model name {str(name)[:80]!r}: use 1-63 of a-z, 0-9, '_', '.' and '-', "
-            "starting with a letter or digit"
-        )
-    return name
 
 
 def model_dir(artifacts_dir: Path, name: str) -> Path:
@@ -155,7 +143,8 @@ class RegistryListing:
         root = self.artifacts_dir / MODELS_DIR
         if root.is_dir():
             with os.scandir(root) as entries:
-                names += sorted(e.name for e in entries if _NAME.fullmatch(e.name) and e.is_dir())
+                found = (e.name for e in entries if MODEL_NAME.fullmatch(e.name) and e.is_dir())
+                names += sorted(found)
         known: dict[str, tuple[tuple[_Stamp, _Stamp], dict[str, str]]] = {}
         out = []
         base = str(self.artifacts_dir)

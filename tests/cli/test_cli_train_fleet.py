@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +17,9 @@ from anomaly_api.cli.main import app as cli
 from anomaly_api.data.errors import DataError
 from anomaly_api.data.synthetic import generate_sensor_data
 from anomaly_api.registry import model_dir, resolve_alias
-from anomaly_api.training.fleet import model_name_of, split_groups
+from anomaly_api.training.fleet import FleetGroup, model_name_of, split_groups, train_groups
+from anomaly_api.training.pipeline import EnsembleConfig
+from anomaly_api.training.request import TrainingRequest, ensemble_config
 
 KINDS = ["Pump A", "pump B", "valve"]
 
@@ -86,3 +90,84 @@ def test_group_values_become_model_names_or_are_refused() -> None:
         split_groups(frame, "kind")
     with pytest.raises(DataError, match="group column 'nope' not found"):
         split_groups(frame, "nope")
+
+
+def write_fleet(path: Path, sizes: list[int]) -> Path:
+    frames = []
+    for seed, rows in enumerate(sizes):
+        frame = generate_sensor_data(max(rows, 200), seed=seed).head(rows)
+        frame["asset_kind"] = f"kind-{seed:02d}"
+        frames.append(frame)
+    pd.concat(frames).to_parquet(path, index=False)
+    return path
+
+
+def test_groups_trained_several_to_a_task_are_the_local_models(tmp_path: Path) -> None:
+    # 12 groups on 2 workers: tasks of 2, 2, 1, ... groups (train_fleet._BUNDLE_PARTS)
+    sizes = [200 + 50 * (i % 3) for i in range(12)]
+    fleet = write_fleet(tmp_path / "many.parquet", sizes)
+    local = train_fleet(fleet, tmp_path / "local")
+    dask = train_fleet(fleet, tmp_path / "dask", "--engine", "dask", "--workers", "2")
+    assert hashes(tmp_path / "dask", dask) == hashes(tmp_path / "local", local)
+    rows = [(m["model"], m["rows"]) for m in dask["models"]]  # type: ignore[attr-defined]
+    assert rows == [(f"kind-{i:02d}", n) for i, n in enumerate(sizes)]
+    for model, _ in rows:
+        assert resolve_alias(tmp_path / "dask", model, "candidate") is not None
+
+
+def test_a_group_that_cannot_train_fails_both_engines_alike(tmp_path: Path) -> None:
+    # kind-02 has too few rows; it is the smallest, so Dask trains it last, alone
+    fleet = write_fleet(tmp_path / "bad.parquet", [200, 250, 30, 300])
+    errors = {}
+    for engine in ("local", "dask"):
+        artifacts = tmp_path / engine
+        args = ["train-fleet", "--data", str(fleet), "--group-column", "asset_kind"]
+        args += ["--artifacts-dir", str(artifacts), "--engine", engine]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2, result.output
+        errors[engine] = result.stderr.splitlines()[-1]
+        assert not (artifacts / "models" / "kind-02").exists() or not list(
+            (artifacts / "models" / "kind-02").glob("[!.]*")
+        )
+        for model in ("kind-00", "kind-01", "kind-03"):  # what was trained is whole
+            if (artifacts / "models" / model / "ALIASES.json").exists():
+                version = resolve_alias(artifacts, model, "candidate")
+                assert read_manifest(model_dir(artifacts, model), version).model_sha256
+    assert errors["local"] == errors["dask"]
+    assert errors["local"].startswith("error: ")
+
+
+def test_a_task_of_several_groups_publishes_each_before_the_next(tmp_path: Path) -> None:
+    sizes = {"a": 150, "b": 30, "c": 150}
+    groups = [
+        FleetGroup(model=name, value=name, frame=generate_sensor_data(200, seed=seed).head(rows))
+        for seed, (name, rows) in enumerate(sizes.items())
+    ]
+    with pytest.raises(DataError):
+        train_groups(str(tmp_path), groups, TrainingRequest(), "fleet.parquet")
+    assert resolve_alias(tmp_path, "a", "candidate") is not None  # published before b failed
+    assert not (tmp_path / "models" / "c").exists()  # the task ended at b
+
+
+def test_the_command_reads_and_splits_without_the_model_code(fleet_file: Path) -> None:
+    # on Dask the command's process never trains: what it does before the cluster is up
+    # (options, read, split) leaves scikit-learn to the workers' fork server
+    script = f"""
+import sys
+from pathlib import Path
+from anomaly_api.cli.common import user_errors
+from anomaly_api.data.loading import read_table
+from anomaly_api.training.fleet import split_groups
+from anomaly_api.training.request import TrainingRequest, check_request
+check_request(TrainingRequest(), has_data=True)
+with user_errors():
+    split_groups(read_table(Path({str(fleet_file)!r})), "asset_kind")
+assert "sklearn" not in sys.modules, "sklearn imported"
+"""
+    command = [sys.executable, "-c", script]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_default_members_need_no_check() -> None:
+    assert ensemble_config(TrainingRequest()) == EnsembleConfig()

@@ -8,10 +8,12 @@ options and reads its data.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
-__all__ = ["DaskPool", "start_fork_server"]
+__all__ = ["DaskPool", "guided_bundles", "pool_meanwhile", "start_fork_server"]
 
 T = TypeVar("T")
 
@@ -87,6 +89,40 @@ class DaskPool:
         self.client.close()
         if self._cluster is not None:
             self._cluster.close()
+
+
+@contextmanager
+def pool_meanwhile(
+    address: str | None,
+    n_workers: int | None,
+    threads_per_worker: int,
+    preload: tuple[str, ...] = (),
+) -> Iterator[Callable[[], DaskPool]]:
+    """A ``DaskPool`` started in a thread while the block runs: the block calls the
+    function it is given to wait for the pool (it raises what starting the pool raised).
+    The pool is closed when the block ends, however it ends; when the block raises, that
+    error is the one that propagates."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="dask-pool-start") as executor:
+        starting = executor.submit(DaskPool, address, n_workers, threads_per_worker, preload)
+        try:
+            yield starting.result
+        finally:
+            if starting.exception() is None:  # waits for the start to end
+                starting.result().close()
+
+
+def guided_bundles(items: Sequence[T], parts: int) -> Iterator[list[T]]:
+    """``items`` in order, cut into consecutive bundles by guided self-scheduling: each
+    bundle is ``1/parts`` of the items not yet handed out (rounded up), so the first are
+    large and the last hold one item each. Bundles are cut as they are asked for: a pool
+    that asks for the next one when a task ends sizes it by what is left then."""
+    start = 0
+    while start < len(items):
+        size = math.ceil((len(items) - start) / parts)
+        yield list(items[start : start + size])
+        start += size
 
 
 def _local_cluster(n_workers: int | None, threads: int) -> Any:

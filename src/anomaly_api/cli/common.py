@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,10 +37,17 @@ def resolve_artifacts_dir(artifacts_dir: Path | None) -> Path:
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn data and artifact errors into one clean line and exit code 2."""
-    from anomaly_api.artifacts import ArtifactError
     from anomaly_api.data.errors import DataError
 
     try:
         yield
-    except (DataError, ArtifactError) as exc:
+    except DataError as exc:
         fail(str(exc))
+    except Exception as exc:
+        # an ArtifactError exists only once its module is loaded: looked up, not imported,
+        # so that a command that has not touched an artifact yet does not import the model
+        # code here (train-fleet on Dask never does)
+        artifacts = sys.modules.get("anomaly_api.artifacts")
+        if artifacts is not None and isinstance(exc, artifacts.ArtifactError):
+            fail(str(exc))
+        raise

@@ -18,10 +18,17 @@ from pathlib import Path
 import pandas as pd
 
 from anomaly_api.data.errors import DataError
-from anomaly_api.registry import validate_model_name
+from anomaly_api.names import validate_model_name
 from anomaly_api.training.request import TrainingRequest, ensemble_config
 
-__all__ = ["FleetGroup", "GroupResult", "model_name_of", "split_groups", "train_group"]
+__all__ = [
+    "FleetGroup",
+    "GroupResult",
+    "model_name_of",
+    "split_groups",
+    "train_group",
+    "train_groups",
+]
 
 _INVALID = re.compile(r"[^a-z0-9_.-]+")
 
@@ -110,3 +117,12 @@ def train_group(
         rows=dataset.n_rows,
         seconds=time.perf_counter() - started,
     )
+
+
+def train_groups(
+    artifacts_dir: str, groups: list[FleetGroup], request: TrainingRequest, source: str
+) -> list[GroupResult]:
+    """``train_group`` for each group in turn (one task of several groups): each group is
+    published as soon as it is trained, so a task stopped or failing half-way leaves the
+    groups before it whole; the first error ends the task."""
+    return [train_group(artifacts_dir, group, request, source) for group in groups]

@@ -107,7 +107,8 @@ def check_request(request: TrainingRequest, *, has_data: bool, spell: Spelling =
             raise RequestError(
                 f"{spell('timestamp_column')} and {spell('stream_column')} need {spell('window')}"
             )
-        ensemble_config(request, spell)
+        if (request.detectors, request.min_votes, request.contamination) != (None, None, None):
+            ensemble_config(request, spell)  # the defaults need no check (nor the model code)
         if not has_data and (request.features is not None or request.label_column is not None):
             raise RequestError(
                 f"{spell('features')} and {spell('label_column')} need {spell('data')}"
