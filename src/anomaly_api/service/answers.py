@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain
 from typing import Annotated
 
 import numpy as np
@@ -270,6 +271,20 @@ class ColumnarBatchAnswer:
             cols.scores.ravel(),
         )  # fmt: skip
         shares, scores = numbers[3 * n : 3 * n + n * k], numbers[3 * n + n * k :]
+        led = _picked(model.features, (model.leads[:k], order))
+        middle = (
+            b',"why":null}],"model_version":' + dumps(self.model_version)
+            + b',"inference_ms":' + dumps(self.inference_ms) + model.detectors
+        )  # fmt: skip
+        said = _picked(model.votes, (model.detector_rows, cols.votes.astype(np.intp)))
+        if n == 1:  # the same fragments in the same order, listed: no strided slices
+            return [
+                b'{"observation_id":', *_string_texts(self.observation_ids),
+                _FLAGS[int(cols.is_anomaly[0])], numbers[0], b',"confidence":', numbers[1],
+                b',"severity":', numbers[2], *chain.from_iterable(zip(led, shares, strict=True)),
+                middle, *chain.from_iterable(zip(scores, said, strict=True)),
+                _CACHED[int(cols.cached[0])],
+            ]  # fmt: skip
         first = 8 + 2 * k  # where the detectors start
         width = first + 2 + 2 * n_detectors
         parts: list[bytes] = [b""] * (n * width)
@@ -282,15 +297,10 @@ class ColumnarBatchAnswer:
         parts[5::width] = numbers[n : 2 * n]
         parts[6::width] = [b',"severity":'] * n
         parts[7::width] = numbers[2 * n : 3 * n]
-        led = _picked(model.features, (model.leads[:k], order))
         for j in range(k):
             parts[8 + 2 * j :: width] = led[j::k]
             parts[9 + 2 * j :: width] = shares[j::k]
-        parts[first::width] = [
-            b',"why":null}],"model_version":' + dumps(self.model_version)
-            + b',"inference_ms":' + dumps(self.inference_ms) + model.detectors
-        ] * n  # fmt: skip
-        said = _picked(model.votes, (model.detector_rows, cols.votes.astype(np.intp)))
+        parts[first::width] = [middle] * n
         for q in range(n_detectors):
             parts[first + 1 + 2 * q :: width] = scores[q::n_detectors]
             parts[first + 2 + 2 * q :: width] = said[q::n_detectors]
