@@ -246,8 +246,10 @@ class ColumnarBatchAnswer:
 
         Each answer is the same fixed sequence of ``width`` fragments (constants, orjson's
         texts of the numbers, lookups of names and booleans), so fragment ``j`` of every
-        answer is one strided slice of the list, filled at once (``parts[j::width]``). The
-        fragments that depend only on the model are made once per model.
+        answer is one strided slice of the list, filled at once (``parts[j::width]``); the
+        one answer of a one-row call lists the same fragments in that order instead (a
+        slice assignment costs more than the item it places). The fragments that depend
+        only on the model are made once per model.
         """
         cols = self.predictions
         dumps = orjson.dumps
