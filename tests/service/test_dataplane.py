@@ -232,6 +232,11 @@ async def test_answers_are_the_answer_dataclasses_json_byte_for_byte(
     listed = await dataplane.predict(X.tolist(), plain.observation_ids, top_k=top_k)
     for name in PredictionColumns.__slots__:
         assert np.array_equal(getattr(listed.predictions, name), getattr(plain.predictions, name))
+    # Every row decoded from the cache (its columns strided views of the records).
+    assert listed.predictions.cached.all()
+    assert listed.to_json() == orjson.dumps(reference_answer(listed))
+    if rows == 1:
+        assert listed.answer_json() == orjson.dumps(reference_answer(listed).predictions[0])
 
 
 @given(answer_batches())

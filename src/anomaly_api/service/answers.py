@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain
 from typing import Annotated
 
 import numpy as np
@@ -107,13 +108,27 @@ class BatchAnswer:
     inference_ms: float
 
 
-def _number_texts(values: NDArray[np.float64]) -> list[bytes]:
-    """orjson's text of each value (the same as for a Python float), row by row: one
-    ``orjson.dumps`` of the array, split at its commas."""
-    flat = np.ascontiguousarray(values, dtype=np.float64).ravel()
-    if not flat.size:
-        return []
-    return orjson.dumps(flat, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
+def _as_contiguous(value: object) -> NDArray[np.float64]:
+    """orjson's ``default`` for the arrays it does not write itself (strided views: the
+    columns of decoded cache entries)."""
+    if isinstance(value, np.ndarray):
+        return np.ascontiguousarray(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def _number_texts(*arrays: NDArray[np.float64]) -> list[bytes]:
+    """orjson's text of each value (the same as for a Python float) of the 1-D ``arrays``,
+    one array after the other: one ``orjson.dumps`` of them all as nested lists, split at
+    its commas, the brackets taken off each array's first and last text (no number's text
+    holds a bracket or a comma). No array is empty."""
+    nested = orjson.dumps(arrays, default=_as_contiguous, option=orjson.OPT_SERIALIZE_NUMPY)
+    texts = nested.split(b",")
+    end = 0
+    for values in arrays:
+        start, end = end, end + len(values)
+        texts[start] = texts[start].lstrip(b"[")
+        texts[end - 1] = texts[end - 1].rstrip(b"]")
+    return texts
 
 
 def _string_texts(values: Sequence[str]) -> list[bytes]:
@@ -231,8 +246,10 @@ class ColumnarBatchAnswer:
 
         Each answer is the same fixed sequence of ``width`` fragments (constants, orjson's
         texts of the numbers, lookups of names and booleans), so fragment ``j`` of every
-        answer is one strided slice of the list, filled at once (``parts[j::width]``). The
-        fragments that depend only on the model are made once per model.
+        answer is one strided slice of the list, filled at once (``parts[j::width]``); the
+        one answer of a one-row call lists the same fragments in that order instead (a
+        slice assignment costs more than the item it places). The fragments that depend
+        only on the model are made once per model.
         """
         cols = self.predictions
         dumps = orjson.dumps
@@ -240,43 +257,54 @@ class ColumnarBatchAnswer:
             tuple(self.feature_names), tuple(self.detector_names), dumps(self.thresholds)
         )
         n, n_features, n_detectors = len(cols), len(self.feature_names), len(self.detector_names)
+        if not n:
+            return []
         k = n_features if self.top_k is None else min(self.top_k, n_features)
         negated = -cols.shares
         order = negated.argsort(axis=1, kind="stable")
         negated.sort(axis=1, kind="stable")  # shares[order], negated (negation is exact)
         if k < n_features:
-            order = order[:, :k]
-        table = np.empty((n, 3 + k + n_detectors))
-        table[:, 0] = cols.anomaly_score
-        table[:, 1] = cols.confidence
-        table[:, 2] = cols.severity
-        table[:, 3 : 3 + k] = -negated[:, :k]  # no out=: NumPy 2.4 miswrites strided views
-        table[:, 3 + k :] = cols.scores
-        numbers, stride = _number_texts(table), table.shape[1]
+            order, negated = order[:, :k], negated[:, :k]
+        # The arrays' texts one after the other: n each of the first three, then the n * k
+        # shares and the n * n_detectors scores, row by row. No out= for the shares: NumPy
+        # 2.4 miswrites strided views.
+        numbers = _number_texts(
+            cols.anomaly_score, cols.confidence, cols.severity, (-negated).ravel(),
+            cols.scores.ravel(),
+        )  # fmt: skip
+        shares, scores = numbers[3 * n : 3 * n + n * k], numbers[3 * n + n * k :]
+        led = _picked(model.features, (model.leads[:k], order))
+        middle = (
+            b',"why":null}],"model_version":' + dumps(self.model_version)
+            + b',"inference_ms":' + dumps(self.inference_ms) + model.detectors
+        )  # fmt: skip
+        said = _picked(model.votes, (model.detector_rows, cols.votes.astype(np.intp)))
+        if n == 1:  # the same fragments in the same order, listed: no strided slices
+            return [
+                b'{"observation_id":', *_string_texts(self.observation_ids),
+                _FLAGS[int(cols.is_anomaly[0])], numbers[0], b',"confidence":', numbers[1],
+                b',"severity":', numbers[2], *chain.from_iterable(zip(led, shares, strict=True)),
+                middle, *chain.from_iterable(zip(scores, said, strict=True)),
+                _CACHED[int(cols.cached[0])],
+            ]  # fmt: skip
         first = 8 + 2 * k  # where the detectors start
         width = first + 2 + 2 * n_detectors
         parts: list[bytes] = [b""] * (n * width)
         parts[0::width] = [b',{"observation_id":'] * n
-        if n:
-            parts[0] = b'{"observation_id":'
+        parts[0] = b'{"observation_id":'
         parts[1::width] = _string_texts(self.observation_ids)
         parts[2::width] = _picked(_FLAGS, cols.is_anomaly.astype(np.intp))
-        parts[3::width] = numbers[0::stride]
+        parts[3::width] = numbers[0:n]
         parts[4::width] = [b',"confidence":'] * n
-        parts[5::width] = numbers[1::stride]
+        parts[5::width] = numbers[n : 2 * n]
         parts[6::width] = [b',"severity":'] * n
-        parts[7::width] = numbers[2::stride]
-        led = _picked(model.features, (model.leads[:k], order))
+        parts[7::width] = numbers[2 * n : 3 * n]
         for j in range(k):
             parts[8 + 2 * j :: width] = led[j::k]
-            parts[9 + 2 * j :: width] = numbers[3 + j :: stride]
-        parts[first::width] = [
-            b',"why":null}],"model_version":' + dumps(self.model_version)
-            + b',"inference_ms":' + dumps(self.inference_ms) + model.detectors
-        ] * n  # fmt: skip
-        said = _picked(model.votes, (model.detector_rows, cols.votes.astype(np.intp)))
+            parts[9 + 2 * j :: width] = shares[j::k]
+        parts[first::width] = [middle] * n
         for q in range(n_detectors):
-            parts[first + 1 + 2 * q :: width] = numbers[3 + k + q :: stride]
+            parts[first + 1 + 2 * q :: width] = scores[q::n_detectors]
             parts[first + 2 + 2 * q :: width] = said[q::n_detectors]
         parts[width - 1 :: width] = _picked(_CACHED, cols.cached.astype(np.intp))
         return parts

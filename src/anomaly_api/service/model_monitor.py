@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -107,6 +108,8 @@ class ModelMonitor:
         self._alarm_seconds = policy.unit == "seconds"
         self.alarm_policy = policy
         self._alarm_state = AlarmState()  # the service stream (SERVICE_STREAM)
+        self._unevaluated = 0
+        """Readings of batches without anomalies not yet added to the state's ``seen``."""
         self.service_alarms = 0
         self.stream_classes = StreamClasses(
             settings.stream_class_separator, settings.stream_max_classes
@@ -158,7 +161,9 @@ class ModelMonitor:
         """The DataPlane hook: append the rows to the drift window, feed the alarms.
 
         A batch without anomalies only advances the alarm state's reading count (what
-        ``AlarmPolicy.evaluate`` would do, without its NumPy work): most batches.
+        ``AlarmPolicy.evaluate`` would do, without its NumPy work): most batches. The count
+        is kept as a number and added to the state before the next evaluation, its one
+        reader, rather than building a new state for every batch.
         """
         tracker = self.tracker
         if tracker is not None and scored.model_version == self.version:
@@ -166,18 +171,16 @@ class ModelMonitor:
         if scored.n_anomalies == 0:
             if not self._alarm_seconds:
                 with self._lock:
-                    state = self._alarm_state
-                    self._alarm_state = AlarmState(  # what dataclasses.replace gives, cheaper
-                        recent=state.recent,
-                        last_alarm=state.last_alarm,
-                        seen=state.seen + scored.rows,
-                        alarms=state.alarms,
-                    )
+                    self._unevaluated += scored.rows
             return
         flags = scored.anomaly_flags()
         times = np.full(scored.rows, time.time()) if self._alarm_seconds else None
         with self._lock:
-            alarms, self._alarm_state = self.alarm_policy.evaluate(self._alarm_state, flags, times)
+            state = self._alarm_state
+            if self._unevaluated:
+                state = replace(state, seen=state.seen + self._unevaluated)
+                self._unevaluated = 0
+            alarms, self._alarm_state = self.alarm_policy.evaluate(state, flags, times)
             self.service_alarms += int(alarms.sum())
 
     def drift_report(self) -> dict[str, Any]:

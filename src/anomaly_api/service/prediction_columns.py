@@ -63,12 +63,18 @@ class PredictionCodec:
         self.n_features = n_features
         # Little-endian, no padding: the tag, the doubles (anomaly score, confidence,
         # severity, the detectors' scores, the features' shares), then the booleans (the
-        # decision, the detectors' votes): the layout the tag names.
+        # decision, the detectors' votes): the layout the tag names. A field per column, so
+        # each column is written by one assignment.
         self._record = np.dtype(
             [
                 ("tag", "u1"),
-                ("doubles", "<f8", (3 + n_detectors + n_features,)),
-                ("flags", "?", (1 + n_detectors,)),
+                ("anomaly_score", "<f8"),
+                ("confidence", "<f8"),
+                ("severity", "<f8"),
+                ("scores", "<f8", (n_detectors,)),
+                ("shares", "<f8", (n_features,)),
+                ("is_anomaly", "?"),
+                ("votes", "?", (n_detectors,)),
             ]
         )
         self.size = self._record.itemsize
@@ -78,14 +84,13 @@ class PredictionCodec:
         n = len(columns)
         records = np.empty(n, dtype=self._record)
         records["tag"] = _FORMAT_TAG[0]
-        doubles, flags, d = records["doubles"], records["flags"], self.n_detectors
-        doubles[:, 0] = columns.anomaly_score
-        doubles[:, 1] = columns.confidence
-        doubles[:, 2] = columns.severity
-        doubles[:, 3 : 3 + d] = columns.scores
-        doubles[:, 3 + d :] = columns.shares
-        flags[:, 0] = columns.is_anomaly
-        flags[:, 1:] = columns.votes
+        records["anomaly_score"] = columns.anomaly_score
+        records["confidence"] = columns.confidence
+        records["severity"] = columns.severity
+        records["scores"] = columns.scores
+        records["shares"] = columns.shares
+        records["is_anomaly"] = columns.is_anomaly
+        records["votes"] = columns.votes
         data, size = records.tobytes(), self.size
         return [data[i : i + size] for i in range(0, n * size, size)]
 
@@ -96,15 +101,13 @@ class PredictionCodec:
     def decode(self, blobs: Sequence[bytes]) -> PredictionColumns:
         """The predictions of ``blobs`` as columns (``cached`` set); every blob ``valid``."""
         records = np.frombuffer(b"".join(blobs), dtype=self._record)
-        doubles, flags = records["doubles"], records["flags"]
-        d = self.n_detectors
         return PredictionColumns(
-            is_anomaly=flags[:, 0],
-            anomaly_score=doubles[:, 0],
-            confidence=doubles[:, 1],
-            severity=doubles[:, 2],
-            scores=doubles[:, 3 : 3 + d],
-            votes=flags[:, 1:],
-            shares=doubles[:, 3 + d :],
+            is_anomaly=records["is_anomaly"],
+            anomaly_score=records["anomaly_score"],
+            confidence=records["confidence"],
+            severity=records["severity"],
+            scores=records["scores"],
+            votes=records["votes"],
+            shares=records["shares"],
             cached=np.ones(len(records), dtype=bool),
         )

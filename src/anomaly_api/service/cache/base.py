@@ -18,6 +18,10 @@ from numpy.typing import NDArray
 BreakerState = Literal["closed", "open", "half_open"]
 
 _DIGEST_BYTES = 16  # 128-bit blake2b: collisions are out of reach for any cache size.
+_ZERO = np.zeros(())
+_ZERO.flags.writeable = False
+"""0.0 as a 0-d array: as an operand NumPy takes it as it is (a Python float is converted
+to a NumPy scalar on every call)."""
 
 
 @runtime_checkable
@@ -70,7 +74,7 @@ def prediction_keys(prefix: str, model_version: str, X: NDArray[np.float64]) -> 
     rows = np.ascontiguousarray(X, dtype=np.float64)
     if rows.ndim != 2:
         raise ValueError(f"expected a 2-D array of rows, got shape {rows.shape}")
-    rows = rows + 0.0
+    rows = rows + _ZERO
     head = f"{prefix}{model_version}:"
     # Each row of a C-contiguous array is itself contiguous: hashed through the buffer protocol.
     return [head + blake2b(row, digest_size=_DIGEST_BYTES).hexdigest() for row in rows]
