@@ -13,9 +13,9 @@ import typer
 from anomaly_api.cli.common import fail, progress, resolve_artifacts_dir, user_errors
 
 _BUNDLE_PARTS = 4
-"""A task takes 1/(this x workers) of the groups not yet handed out: 24 tasks for
-100 groups on two workers instead of 100, each costing the command's process (client and
-scheduler) the same few milliseconds of CPU whatever its size."""
+"""A task takes 1/(this x workers) of the groups not yet handed out (24 tasks for 100
+groups on two workers): a task costs the command's process (client and scheduler) the same
+few milliseconds of CPU whatever its size."""
 
 if TYPE_CHECKING:
     from anomaly_api.bulk.dask_pool import DaskPool

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import chain
 from typing import Annotated
 
 import numpy as np
@@ -246,10 +245,9 @@ class ColumnarBatchAnswer:
 
         Each answer is the same fixed sequence of ``width`` fragments (constants, orjson's
         texts of the numbers, lookups of names and booleans), so fragment ``j`` of every
-        answer is one strided slice of the list, filled at once (``parts[j::width]``); the
-        one answer of a one-row call lists the same fragments in that order instead (a
-        slice assignment costs more than the item it places). The fragments that depend
-        only on the model are made once per model.
+        answer is one column, placed as one strided slice of the list (``parts[j::width]``;
+        a one-row call takes each column's one item). The fragments that depend only on the
+        model are made once per model.
         """
         cols = self.predictions
         dumps = orjson.dumps
@@ -279,32 +277,24 @@ class ColumnarBatchAnswer:
             + b',"inference_ms":' + dumps(self.inference_ms) + model.detectors
         )  # fmt: skip
         said = _picked(model.votes, (model.detector_rows, cols.votes.astype(np.intp)))
-        if n == 1:  # the same fragments in the same order, listed: no strided slices
-            return [
-                b'{"observation_id":', *_string_texts(self.observation_ids),
-                _FLAGS[int(cols.is_anomaly[0])], numbers[0], b',"confidence":', numbers[1],
-                b',"severity":', numbers[2], *chain.from_iterable(zip(led, shares, strict=True)),
-                middle, *chain.from_iterable(zip(scores, said, strict=True)),
-                _CACHED[int(cols.cached[0])],
-            ]  # fmt: skip
-        first = 8 + 2 * k  # where the detectors start
-        width = first + 2 + 2 * n_detectors
-        parts: list[bytes] = [b""] * (n * width)
-        parts[0::width] = [b',{"observation_id":'] * n
-        parts[0] = b'{"observation_id":'
-        parts[1::width] = _string_texts(self.observation_ids)
-        parts[2::width] = _picked(_FLAGS, cols.is_anomaly.astype(np.intp))
-        parts[3::width] = numbers[0:n]
-        parts[4::width] = [b',"confidence":'] * n
-        parts[5::width] = numbers[n : 2 * n]
-        parts[6::width] = [b',"severity":'] * n
-        parts[7::width] = numbers[2 * n : 3 * n]
+        columns: list[Sequence[bytes]] = [  # fragment j of every answer, in the answer's order
+            [b',{"observation_id":'] * n, _string_texts(self.observation_ids),
+            _picked(_FLAGS, cols.is_anomaly.astype(np.intp)), numbers[0:n],
+            [b',"confidence":'] * n, numbers[n : 2 * n], [b',"severity":'] * n,
+            numbers[2 * n : 3 * n],
+        ]  # fmt: skip
         for j in range(k):
-            parts[8 + 2 * j :: width] = led[j::k]
-            parts[9 + 2 * j :: width] = shares[j::k]
-        parts[first::width] = [middle] * n
+            columns += (led[j::k], shares[j::k])
+        columns.append([middle] * n)
         for q in range(n_detectors):
-            parts[first + 1 + 2 * q :: width] = scores[q::n_detectors]
-            parts[first + 2 + 2 * q :: width] = said[q::n_detectors]
-        parts[width - 1 :: width] = _picked(_CACHED, cols.cached.astype(np.intp))
+            columns += (scores[q::n_detectors], said[q::n_detectors])
+        columns.append(_picked(_CACHED, cols.cached.astype(np.intp)))
+        if n == 1:  # one answer: its fragments as they are (a slice assignment costs more)
+            parts = [column[0] for column in columns]
+        else:
+            width = len(columns)
+            parts = [b""] * (n * width)
+            for j, column in enumerate(columns):
+                parts[j::width] = column
+        parts[0] = b'{"observation_id":'
         return parts
