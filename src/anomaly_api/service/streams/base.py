@@ -8,7 +8,6 @@ float64 numbers per reading (timestamp first), never rounded.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -103,7 +102,7 @@ class StoredAlarm:
     def from_json(cls, raw: bytes | str) -> StoredAlarm:
         """Read ``to_json``'s output; ``ValueError`` when malformed."""
         try:
-            data: dict[str, Any] = json.loads(raw)
+            data: dict[str, Any] = orjson.loads(raw)
             reading, time_ = data.get("last_alarm_reading"), data.get("last_alarm_time")
             events, adaptive = data.get("events"), data.get("adaptive")
             return cls(

@@ -119,7 +119,7 @@ class EventInput:
         row = None if values is None or i >= len(values) or not self.kinds else values[i]
         if row is None:
             return ()
-        return tuple(round(float(v), 2) for v in np.ravel(row))
+        return tuple([round(float(v), 2) for v in np.ravel(row).tolist()])
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,10 +150,10 @@ class Reading:
             int(number),
             float(time),
             float(severity),
-            tuple(float(x) for x in shares),
-            tuple(float(x) for x in values),
+            tuple(map(float, shares)),
+            tuple(map(float, values)),
             {int(c): str(text) for c, text in why.items()},
-            tuple(float(x) for x in deviations or ()),
+            tuple(map(float, deviations or ())),
         )
 
 
@@ -203,7 +203,7 @@ class OpenEvent:
             last_time=max(self.last_time, time),
             anomalies=self.anomalies + 1,
             peak=max(self.peak, reading.severity),
-            share_sum=tuple(a + b for a, b in zip(self.share_sum, reading.shares, strict=True)),
+            share_sum=tuple([a + b for a, b in zip(self.share_sum, reading.shares, strict=True)]),
             best_share=tuple(best_share),
             best_value=tuple(best_value),
             best_time=tuple(best_time),
@@ -340,7 +340,7 @@ def _open_from_dict(data: dict[str, Any]) -> dict[str, Any]:
             continue
         value = data[name]
         if name in _TUPLES:
-            out[name] = tuple(float(x) for x in value)
+            out[name] = tuple(map(float, value))
         elif name == "best_why":
             out[name] = tuple(None if x is None else str(x) for x in value)
         elif name in ("number", "start_reading", "last_reading", "anomalies"):
@@ -426,7 +426,7 @@ def _larger(kept: tuple[float, ...], new: tuple[float, ...]) -> tuple[float, ...
     """Element-wise maximum; ``new`` alone when the lengths differ (none kept yet)."""
     if len(kept) != len(new):
         return new or kept
-    return tuple(max(a, b) for a, b in zip(kept, new, strict=True))
+    return tuple([max(a, b) for a, b in zip(kept, new, strict=True)])
 
 
 def _channel_row(matrix: NDArray[np.float64], i: int, n_channels: int) -> NDArray[np.float64]:
