@@ -50,6 +50,7 @@ touched by one script. The client must not decode responses (windows are binary)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -590,8 +591,12 @@ class RedisStreamStore(GuardedRedisCalls):
         receipt.keys = receipt.args = None
         self._known.forget(window.stream_id)
         reply = await self._guarded("append", lambda: self._append_script(keys=keys, args=args))
-        if reply is FAILED:
-            self._fell_back(window.stream_id, receipt.records, receipt.window, receipt.model_key)
+        if reply is FAILED:  # the caller's error is the answer: a refusal here changes nothing
+            refused = (InvalidReadingsError, StreamCapacityError, StreamOrderError)
+            with contextlib.suppress(*refused):
+                self._fell_back(
+                    window.stream_id, receipt.records, receipt.window, receipt.model_key
+                )
 
     async def get(self, stream_id: str) -> StreamState | None:
         """State of a live stream; reading it does not refresh its expiry."""
