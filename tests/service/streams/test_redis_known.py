@@ -120,6 +120,12 @@ async def test_a_deferred_append_not_followed_by_an_update_is_settled(
     assert state.last_timestamp == 2.0
 
 
+def test_a_stores_model_namespaces_share_its_bound(redis_store: RedisStreamStore) -> None:
+    named = redis_store.namespaced("pump-model")
+    assert named._known is redis_store._known
+    assert named.window_key("s") != redis_store.window_key("s")  # kept apart by key
+
+
 def test_known_streams_are_bounded_and_a_moved_stream_is_skipped() -> None:
     known = KnownStreams(max_streams=2, skip=2)
     known.remember("a", b"va", b"aa")

@@ -53,7 +53,8 @@ class Receipt:
 
 
 class KnownStreams:
-    """The window value and alarm state JSON of the streams this replica wrote last."""
+    """The window value and alarm state JSON of the streams this replica wrote last, by
+    window key (one bound for a store and its per-model namespaces)."""
 
     def __init__(self, max_streams: int = MAX_KNOWN, skip: int = SKIP) -> None:
         self.max_streams = max_streams
@@ -61,31 +62,31 @@ class KnownStreams:
         self._known: OrderedDict[str, tuple[bytes, bytes]] = OrderedDict()
         self._skipped: dict[str, int] = {}
 
-    def get(self, stream_id: str) -> tuple[bytes, bytes] | None:
+    def get(self, key: str) -> tuple[bytes, bytes] | None:
         """The stream's window value and alarm state as this replica wrote them last."""
-        return self._known.get(stream_id)
+        return self._known.get(key)
 
-    def remember(self, stream_id: str, value: bytes, alarm: bytes) -> None:
+    def remember(self, key: str, value: bytes, alarm: bytes) -> None:
         """This replica wrote ``value`` (an append), then ``alarm`` (its alarm state)."""
-        left = self._skipped.get(stream_id)
+        left = self._skipped.get(key)
         if left is not None:
             if left > 1:
-                self._skipped[stream_id] = left - 1
+                self._skipped[key] = left - 1
             else:
-                del self._skipped[stream_id]
+                del self._skipped[key]
             return
-        self._known[stream_id] = (value, alarm)
-        self._known.move_to_end(stream_id)
+        self._known[key] = (value, alarm)
+        self._known.move_to_end(key)
         if len(self._known) > self.max_streams:
             self._known.popitem(last=False)
 
-    def forget(self, stream_id: str, *, moved: bool = False) -> None:
+    def forget(self, key: str, *, moved: bool = False) -> None:
         """Drop what is kept of the stream; ``moved``: another replica appended to it."""
-        self._known.pop(stream_id, None)
+        self._known.pop(key, None)
         if moved:
             if len(self._skipped) >= self.max_streams:
                 self._skipped.clear()
-            self._skipped[stream_id] = self.skip
+            self._skipped[key] = self.skip
 
     def clear(self) -> None:
         """Forget every stream."""

@@ -452,7 +452,6 @@ class RedisStreamStore(GuardedRedisCalls):
         store._fallback = self._fallback.sibling()
         store._fallback_used = False
         store.fallbacks = 0
-        store._known = KnownStreams()
         return store
 
     def window_key(self, stream_id: str) -> str:
@@ -512,7 +511,7 @@ class RedisStreamStore(GuardedRedisCalls):
             records.tobytes(),
             new_epoch(),
         ]
-        known = self._known.get(stream_id) if defer and not self.degraded else None
+        known = self._known.get(keys[0]) if defer and not self.degraded else None
         if known is not None:
             value = predict(known[0], model, records, window, token)
             alarm = None if value is None else _stored_alarm(known[1])
@@ -532,7 +531,7 @@ class RedisStreamStore(GuardedRedisCalls):
         """The append served from process memory (Redis did not answer)."""
         self._fallback_used = True
         self.fallbacks += 1
-        self._known.forget(stream_id)
+        self._known.forget(self.window_key(stream_id))
         fallback = self._fallback.append_now(
             stream_id, records[:, 0], records[:, 1:], window=window, model_key=model_key
         )
@@ -589,7 +588,7 @@ class RedisStreamStore(GuardedRedisCalls):
             return
         keys, args = receipt.keys, receipt.args
         receipt.keys = receipt.args = None
-        self._known.forget(window.stream_id)
+        self._known.forget(self.window_key(window.stream_id))
         reply = await self._guarded("append", lambda: self._append_script(keys=keys, args=args))
         if reply is FAILED:  # the caller's error is the answer: a refusal here changes nothing
             refused = (InvalidReadingsError, StreamCapacityError, StreamOrderError)
@@ -675,7 +674,7 @@ class RedisStreamStore(GuardedRedisCalls):
         ]
         receipt = None if window is None else window.receipt
         if not isinstance(receipt, Receipt):
-            self._known.forget(stream_id)  # a change outside appends (feedback)
+            self._known.forget(self.window_key(stream_id))  # a change outside appends (feedback)
         elif receipt.args is not None and receipt.keys is not None:
             return await self._append_and_update(stream_id, receipt, args, state)
         reply = await self._guarded(
@@ -686,9 +685,9 @@ class RedisStreamStore(GuardedRedisCalls):
         assert isinstance(reply, list)
         if reply[0] == b"ok":
             if isinstance(receipt, Receipt):
-                self._known.remember(stream_id, receipt.value, state)
+                self._known.remember(self.window_key(stream_id), receipt.value, state)
             return "ok", None
-        self._known.forget(stream_id)
+        self._known.forget(self.window_key(stream_id))
         if reply[0] == b"behind":
             current = _stored_alarm(reply[1])
             return ("behind", current) if current is not None else ("stale", None)
@@ -710,9 +709,9 @@ class RedisStreamStore(GuardedRedisCalls):
         assert isinstance(reply, list)
         if len(reply) > 3 and reply[3] == b"ok":
             self.joined += 1
-            self._known.remember(stream_id, receipt.value, state)
+            self._known.remember(self.window_key(stream_id), receipt.value, state)
             return "ok", None
-        self._known.forget(stream_id, moved=len(reply) <= 3)
+        self._known.forget(self.window_key(stream_id), moved=len(reply) <= 3)
         moved = self._appended(stream_id, receipt.records, receipt.window, receipt.model_key, reply)
         raise StreamWindowMoved(moved)
 
@@ -833,7 +832,7 @@ class RedisStreamStore(GuardedRedisCalls):
             self.recent_key(stream_id),
         ]
         self._pending.forget(stream_id)
-        self._known.forget(stream_id)
+        self._known.forget(self.window_key(stream_id))
         reply = await self._guarded(
             "delete", lambda: self._delete_script(keys=keys, args=[stream_id])
         )
