@@ -19,6 +19,8 @@ from anomaly_api.api.schemas import (
     StreamReadingsResponse,
 )
 from anomaly_api.data.timeseries import synthetic_timeseries
+from anomaly_api.service import streamplane
+from anomaly_api.service.streams import InvalidReadingsError
 from anomaly_api.testing import running_server, throwaway_redis
 from api_testing import (
     ANOMALOUS,
@@ -327,3 +329,27 @@ async def test_a_time_aware_stream_makes_an_event_of_a_stuck_sensor(ta_artifacts
             assert sensor.expected_low < sensor.expected_high
             assert sensor.peak_z is not None
             assert set(sensor.peak_z) == {"level", "flat", "shift", "residual", "residual_mean"}
+
+
+async def test_a_reading_whose_scoring_fails_is_kept_in_the_window(
+    http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reading whose scoring fails is in the window all the same, whether the store
+    appended it first or was to send it with the alarm update (Redis, a known stream)."""
+    n = len((await http.get("/model/info")).json()["feature_names"])
+    for t in (1.0, 2.0, 3.0):  # the stream is known to this replica after its first appends
+        body = {"timestamps": [t], "readings": [[0.1 * t] * n]}
+        assert (await http.post("/streams/s/readings", json=body)).status_code == 200
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise InvalidReadingsError("readings are too extreme to be scored")
+
+    monkeypatch.setattr(streamplane, "_score_sync", refuse)
+    body = {"timestamps": [4.0], "readings": [[0.4] * n]}
+    refused = await http.post("/streams/s/readings", json=body)
+    assert refused.status_code == 422, refused.text
+    monkeypatch.undo()
+    state = (await http.get("/streams/s")).json()
+    assert state["total"] == 4
+    again = await http.post("/streams/s/readings", json=body)
+    assert again.status_code == 409  # its timestamp is taken: it was appended

@@ -55,7 +55,7 @@ class AlarmState:
     def from_dict(cls, data: dict[str, Any]) -> AlarmState:
         """Read ``to_dict``'s output; malformed state raises ``ValueError``."""
         try:
-            recent = tuple(float(x) for x in data["recent"])
+            recent = tuple(map(float, data["recent"]))
             last = data["last_alarm"]
             state = cls(
                 recent=recent,

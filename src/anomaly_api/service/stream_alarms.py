@@ -289,7 +289,12 @@ class StreamAlarms:
                 stored, policy, first, flags, times, inputs=inputs, adaptation=adaptation
             )
             status, _ = await self.store.update_alarm(
-                window.stream_id, done.stored, expected_seen=seen, degraded=degraded, events=written
+                window.stream_id,
+                done.stored,
+                expected_seen=seen,
+                degraded=degraded,
+                events=written,
+                window=window,
             )
             if status == "ok":
                 return done

@@ -110,6 +110,7 @@ from anomaly_api.service.streams import (
     StreamOrderError,
     StreamStore,
     StreamWindow,
+    StreamWindowMoved,
     check_stream_id,
 )
 from anomaly_api.service.streams.events import (
@@ -254,6 +255,7 @@ class StreamPlane:
         ts = parse_timestamps(timestamps, len(rows))
         history = _history(predictor)
         started = time.perf_counter()
+        n_new = len(X)
         try:
             # Each new reading needs the ``history - 1`` readings before it: the store keeps
             # ``history - 1 + n_new`` for this call, then trims to what later calls need.
@@ -263,43 +265,29 @@ class StreamPlane:
                 X,
                 window=min(history - 1 + len(X), self.max_window),
                 model_key=self._stream_key(predictor),
+                defer=True,
             )
+            score = partial(
+                self._evaluated,
+                predictor,
+                n_new=n_new,
+                top_k=top_k,
+                alarm_policy=alarm_policy or self.alarm_policy,
+                adapt=adapt,
+                explain_all=explain_all,
+            )
+            try:
+                answers, predictions, model, done = await score(window)
+            except StreamWindowMoved as moved:  # scored from another window than the stored
+                window = moved.window
+                answers, predictions, model, done = await score(window)
+            except Exception:
+                await self.store.settle(window)
+                raise
         except StreamCapacityError as exc:
             raise StreamCapacityError(exc.max_streams, retry_after_s=self.retry_after_s) from None
         except StreamOrderError as exc:
             raise as_sent(exc, timestamps) from None
-        n_new = len(X)
-        answers, predictions, deviations = await self._score(
-            predictor,
-            window.timestamps,
-            window.values,
-            min(n_new, len(window)),
-            top_k,
-            explain_all=explain_all,
-        )
-        flags = np.fromiter((a.is_anomaly for a in answers), bool, len(answers))
-        model = self._adaptation_model(predictor) if self._adapts(adapt) else None
-        adaptation = None
-        if model is not None:
-            n = len(answers)
-            adaptation = Adaptation(
-                model,
-                np.fromiter((a.anomaly_score for a in answers), np.float64, n),
-                np.fromiter((a.warming_up for a in answers), bool, n),
-                lambda: np.asarray(predictions.shares, dtype=np.float64),
-                predictor.feature_names,
-                deviations,
-            )
-        done = await self.alarms.evaluate_adapted(
-            window,
-            n_new,
-            flags,
-            alarm_policy or self.alarm_policy,
-            inputs=lambda: self._event_input(
-                predictor, window.values, answers, predictions, deviations
-            ),
-            adaptation=adaptation,
-        )
         _adapted_answers(answers, done)
         self._record_recent(window, answers)  # the scores as answered (adapted)
         alarms, alarm = done.alarms, done.stored
@@ -454,6 +442,52 @@ class StreamPlane:
             if status == "failed":
                 break
         _log.warning("stream %r: feedback on %s not applied to its adaptation", stream_id, event.id)
+
+    async def _evaluated(
+        self,
+        predictor: Predictor,
+        window: StreamWindow,
+        *,
+        n_new: int,
+        top_k: int | None,
+        alarm_policy: AlarmPolicy,
+        adapt: bool | None,
+        explain_all: bool,
+    ) -> tuple[list[StreamAnswer], PredictionColumns, AdaptationModel | None, Evaluated]:
+        """An append's answers from its window, its predictions, the adaptation model and
+        the alarms, events and adaptive state evaluated and stored after them."""
+        answers, predictions, deviations = await self._score(
+            predictor,
+            window.timestamps,
+            window.values,
+            min(n_new, len(window)),
+            top_k,
+            explain_all=explain_all,
+        )
+        flags = np.fromiter((a.is_anomaly for a in answers), bool, len(answers))
+        model = self._adaptation_model(predictor) if self._adapts(adapt) else None
+        adaptation = None
+        if model is not None:
+            n = len(answers)
+            adaptation = Adaptation(
+                model,
+                np.fromiter((a.anomaly_score for a in answers), np.float64, n),
+                np.fromiter((a.warming_up for a in answers), bool, n),
+                lambda: np.asarray(predictions.shares, dtype=np.float64),
+                predictor.feature_names,
+                deviations,
+            )
+        done = await self.alarms.evaluate_adapted(
+            window,
+            n_new,
+            flags,
+            alarm_policy,
+            inputs=lambda: self._event_input(
+                predictor, window.values, answers, predictions, deviations
+            ),
+            adaptation=adaptation,
+        )
+        return answers, predictions, model, done
 
     def _adapts(self, adapt: bool | None) -> bool:
         return self.adaptation if adapt is None else adapt

@@ -8,12 +8,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from anomaly_api.monitoring.alarms import AlarmPolicy, AlarmState
 from anomaly_api.service.streams.base import StoredAlarm
 from anomaly_api.service.streams.events import (
     EventInput,
     EventTrack,
+    _larger,
     event_id,
     parse_event_id,
     track,
@@ -219,3 +222,44 @@ def test_pending_anomalies_are_dropped_once_no_alarm_can_claim_them() -> None:
         assert stored.events is not None
         pending.append(len(stored.events.pending))
     assert pending == [1] * 10 + [0]  # reading 10 lies a window after the anomaly
+
+
+_DEVIATION = st.floats(min_value=0.0, max_value=1e6, allow_nan=False) | st.sampled_from(
+    [0.0, 0.004999999999999999, 0.005, 0.015, 1.005, 2.675, 472.0, float("inf")]
+)
+
+
+_NEAR = st.floats(min_value=-0.02, max_value=0.02) | st.sampled_from([0.0049, 0.005, 0.0051])
+
+
+@given(
+    st.lists(
+        st.tuples(
+            _DEVIATION, _DEVIATION | _DEVIATION.flatmap(lambda k: _NEAR.map(lambda d: k + d))
+        ),
+        min_size=4,
+        max_size=4,
+    ),
+    st.booleans(),
+)
+@settings(max_examples=500, deadline=None)
+def test_an_open_events_peaks_round_only_what_can_raise_them(
+    pairs: list[tuple[float, float]], none_kept: bool
+) -> None:
+    """``EventInput.peaks`` (rounding only the deviations above the kept peaks) gives the
+    element-wise maximum of the kept peaks and the reading's rounded deviations."""
+    kept = () if none_kept else tuple(round(k, 2) for k, _ in pairs)
+    row = np.abs(np.array([v for _, v in pairs])).reshape(1, 2, 2)
+    inputs = EventInput(
+        severities=np.ones(1),
+        shares=np.full((1, 2), 0.5),
+        values=np.zeros((1, 2)),
+        channels=CHANNELS,
+        low=np.zeros(2),
+        high=np.ones(2),
+        kinds=("level", "flat"),
+        deviations=row,
+    )
+    expected = _larger(kept, inputs.deviation(0))
+    assert inputs.peaks(0, kept) == expected
+    assert [type(x) for x in inputs.peaks(0, kept)] == [float] * 4

@@ -20,6 +20,7 @@ from anomaly_api.service.streams import (
     StoredAlarm,
     StreamOrderError,
     StreamStore,
+    StreamWindowMoved,
 )
 
 ROW = [[0.5, 1.0]]
@@ -124,11 +125,12 @@ def _flag(t: float) -> bool:
 
 
 async def _race(
-    stores: list[StreamStore], sid: str, rounds: int, width: int, seed: int
+    stores: list[StreamStore], sid: str, rounds: int, width: int, seed: int, defer: bool = False
 ) -> tuple[set[float], list[float]]:
     """``rounds`` times ``width`` concurrent appends of one reading each, spread over
     ``stores`` (replicas), each scored after a random pause; the alarmed timestamps and
-    the accepted ones."""
+    the accepted ones. ``defer``: appends sent with the alarm update when a store can
+    (scored again when the window moved, as ``StreamPlane`` does)."""
     rng = random.Random(seed)
     planes = [StreamAlarms(store) for store in stores]
     alarmed: set[float] = set()
@@ -138,12 +140,15 @@ async def _race(
         store, plane = stores[i % len(stores)], planes[i % len(planes)]
         t = float(i + 1)
         try:
-            window = await store.append(sid, [t], ROW, window=4, model_key="m1")
+            window = await store.append(sid, [t], ROW, window=4, model_key="m1", defer=defer)
+            await asyncio.sleep(rng.uniform(0, 2 * RETRY_DELAYS_S[0]))  # "scoring"
+            try:
+                alarms, _ = await plane.evaluate(window, 1, np.array([_flag(t)]), POLICY)
+            except StreamWindowMoved as moved:
+                alarms, _ = await plane.evaluate(moved.window, 1, np.array([_flag(t)]), POLICY)
         except StreamOrderError:  # an older timestamp arriving after a newer one
             return
         accepted.append(t)
-        await asyncio.sleep(rng.uniform(0, 2 * RETRY_DELAYS_S[0]))  # "scoring"
-        alarms, _ = await plane.evaluate(window, 1, np.array([_flag(t)]), POLICY)
         if alarms[0]:
             alarmed.add(t)
 
@@ -154,14 +159,25 @@ async def _race(
 
 
 @pytest.mark.parametrize(
-    ("backend", "replicas", "width"),
-    [("memory", 1, 2), ("memory", 1, 8), ("redis", 1, 2), ("redis", 2, 2), ("redis", 2, 8)],
+    ("backend", "replicas", "width", "defer"),
+    [
+        ("memory", 1, 2, False),
+        ("memory", 1, 8, False),
+        ("redis", 1, 2, False),
+        ("redis", 2, 2, False),
+        ("redis", 2, 8, False),
+        ("redis", 1, 1, True),
+        ("redis", 1, 2, True),
+        ("redis", 2, 2, True),
+        ("redis", 2, 8, True),
+    ],
 )
 async def test_racing_appends_give_the_alarms_of_sequential_ones(
-    shared_settings: Settings, backend: str, replicas: int, width: int
+    shared_settings: Settings, backend: str, replicas: int, width: int, defer: bool
 ) -> None:
     """Appends to one stream at once, in process memory or on one Redis through one or two
-    store instances (replicas): the same alarms, and final state, as one after the other."""
+    store instances (replicas), sent alone or with the alarm update: the same alarms, and
+    final state, as one after the other."""
     stores: list[StreamStore] = [
         RedisStreamStore.from_settings(shared_settings)
         if backend == "redis"
@@ -169,8 +185,9 @@ async def test_racing_appends_give_the_alarms_of_sequential_ones(
         for _ in range(replicas)
     ]
     try:
-        alarmed, accepted = await _race(stores, "race", 200 // width, width, seed=width)
+        alarmed, accepted = await _race(stores, "race", 200 // width, width, width, defer)
         state = await stores[0].get("race")
+        joined = sum(s.joined for s in stores if isinstance(s, RedisStreamStore))
     finally:
         for store in stores:
             await store.close()
@@ -183,6 +200,8 @@ async def test_racing_appends_give_the_alarms_of_sequential_ones(
     assert alarmed == {t for t, a in zip(accepted, expected.tolist(), strict=True) if a}
     assert alarmed, "the race raised no alarm at all: the test would check nothing"
     assert state.alarm.state == final
+    if defer and replicas == 1:  # appends went with their alarm update, in one call
+        assert joined == len(accepted) - 1 if width == 1 else joined > 0
 
 
 async def test_a_request_lagging_past_the_retries_fails_open() -> None:

@@ -17,6 +17,7 @@ from anomaly_api.service.streams.base import (
     StreamState,
     StreamStore,
     StreamWindow,
+    StreamWindowMoved,
     check_stream_id,
 )
 from anomaly_api.service.streams.errors import (
@@ -47,6 +48,7 @@ __all__ = [
     "StreamState",
     "StreamStore",
     "StreamWindow",
+    "StreamWindowMoved",
     "build_stream_store",
     "check_stream_id",
     "model_stream_store",

@@ -8,7 +8,6 @@ float64 numbers per reading (timestamp first), never rounded.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -103,7 +102,7 @@ class StoredAlarm:
     def from_json(cls, raw: bytes | str) -> StoredAlarm:
         """Read ``to_json``'s output; ``ValueError`` when malformed."""
         try:
-            data: dict[str, Any] = json.loads(raw)
+            data: dict[str, Any] = orjson.loads(raw)
             reading, time_ = data.get("last_alarm_reading"), data.get("last_alarm_time")
             events, adaptive = data.get("events"), data.get("adaptive")
             return cls(
@@ -189,6 +188,9 @@ class StreamWindow:
     degraded: bool = False
     alarm: StoredAlarm | None = None
     """The stream's alarm state as stored right after this append (None: not kept)."""
+    receipt: object = None
+    """The store's own record of this append, for ``update_alarm`` (the Redis store's: the
+    stored value, and the append itself while it waits to be sent with the update)."""
 
     @property
     def restarted(self) -> bool:
@@ -198,6 +200,17 @@ class StreamWindow:
     def __len__(self) -> int:
         """Readings in the window."""
         return int(self.timestamps.shape[0])
+
+
+class StreamWindowMoved(Exception):  # noqa: N818 - a signal to score again, not a failure
+    """``update_alarm`` sent the append with the alarm state and found the stream's window
+    not the one it was scored from (another request appended, the stream restarted, or the
+    store did not answer): the readings are appended and ``window`` is the stream's window
+    after them, to be scored and evaluated again."""
+
+    def __init__(self, window: StreamWindow) -> None:
+        super().__init__(window.stream_id)
+        self.window = window
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,9 +267,17 @@ class StreamStore(Protocol):
         *,
         window: int,
         model_key: str,
+        defer: bool = False,
     ) -> StreamWindow:
         """Check order, append, trim to the last ``window`` readings, refresh the expiry and
-        return the window -- all or nothing."""
+        return the window -- all or nothing. ``defer``: the caller follows with
+        ``update_alarm(window=...)`` (or ``settle``), and the store may send the append
+        with it."""
+        ...
+
+    async def settle(self, window: StreamWindow) -> None:
+        """Send ``window``'s append if it was deferred and is not sent yet (the caller
+        will not update the alarm state after it)."""
         ...
 
     async def get(self, stream_id: str) -> StreamState | None:
@@ -276,14 +297,17 @@ class StreamStore(Protocol):
         degraded: bool = False,
         events: Sequence[tuple[str, bytes]] = (),
         expected_revision: int | None = None,
+        window: StreamWindow | None = None,
     ) -> tuple[AlarmUpdateStatus, StoredAlarm | None]:
         """Compare-and-set: store ``alarm`` when the stored state has ``alarm.epoch``,
         ``state.seen == expected_seen`` and ``revision == expected_revision`` (None:
         ``alarm.revision``; another revision answers ``behind``); never refreshes the
         expiry. ``degraded``: the append was served from process memory, so is the update.
         ``events``: ``(id, JSON)`` of event records written with it, atomically (the oldest
-        beyond the per-stream bound are dropped). Returns the outcome and, for ``behind``,
-        the stored state."""
+        beyond the per-stream bound are dropped). ``window``: the append's (a store that
+        has not sent the append yet sends it now, atomically with the update, and raises
+        ``StreamWindowMoved`` when the stream's window was not the one scored). Returns the
+        outcome and, for ``behind``, the stored state."""
         ...
 
     async def list_events(

@@ -119,7 +119,23 @@ class EventInput:
         row = None if values is None or i >= len(values) or not self.kinds else values[i]
         if row is None:
             return ()
-        return tuple(round(float(v), 2) for v in np.ravel(row))
+        return tuple([round(float(v), 2) for v in np.ravel(row).tolist()])
+
+    def peaks(self, i: int, kept: tuple[float, ...]) -> tuple[float, ...]:
+        """The element-wise maximum of ``kept`` (rounded deviations) and reading ``i``'s
+        deviations (``_larger(kept, self.deviation(i))``), rounding only the deviations
+        above what is kept: rounding to 0.01 never decreases and keeps a rounded value, so
+        a deviation at or below a kept one leaves it as it is."""
+        values = self.deviations
+        row = None if values is None or i >= len(values) or not self.kinds else values[i]
+        if row is None:
+            return kept
+        flat = np.ravel(row).tolist()
+        if len(flat) != len(kept):
+            return tuple([round(float(v), 2) for v in flat]) or kept
+        return tuple(
+            [max(k, round(float(v), 2)) if v > k else k for k, v in zip(kept, flat, strict=True)]
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,10 +166,10 @@ class Reading:
             int(number),
             float(time),
             float(severity),
-            tuple(float(x) for x in shares),
-            tuple(float(x) for x in values),
+            tuple(map(float, shares)),
+            tuple(map(float, values)),
             {int(c): str(text) for c, text in why.items()},
-            tuple(float(x) for x in deviations or ()),
+            tuple(map(float, deviations or ())),
         )
 
 
@@ -181,9 +197,10 @@ class OpenEvent:
     """Per channel and kind (``Reading.deviations``): its largest in one reading of the
     event; empty when the model gives none."""
 
-    def add(self, reading: Reading) -> OpenEvent:
+    def add(self, reading: Reading, peaks: tuple[float, ...] | None = None) -> OpenEvent:
         """The event with one more anomalous reading (plain Python: a few channels, one
-        reading at a time, where NumPy's per-call overhead would dominate)."""
+        reading at a time, where NumPy's per-call overhead would dominate); ``peaks``: the
+        event's peak deviations with the reading's, when computed already."""
         best_share, best_value, best_time, best_why = (
             list(self.best_share),
             list(self.best_value),
@@ -203,12 +220,14 @@ class OpenEvent:
             last_time=max(self.last_time, time),
             anomalies=self.anomalies + 1,
             peak=max(self.peak, reading.severity),
-            share_sum=tuple(a + b for a, b in zip(self.share_sum, reading.shares, strict=True)),
+            share_sum=tuple([a + b for a, b in zip(self.share_sum, reading.shares, strict=True)]),
             best_share=tuple(best_share),
             best_value=tuple(best_value),
             best_time=tuple(best_time),
             best_why=tuple(best_why),
-            peak_deviation=_larger(self.peak_deviation, reading.deviations),
+            peak_deviation=(
+                _larger(self.peak_deviation, reading.deviations) if peaks is None else peaks
+            ),
         )
 
     def _peak_z(self, channel: int, kinds: tuple[str, ...]) -> dict[str, dict[str, float]]:
@@ -340,7 +359,7 @@ def _open_from_dict(data: dict[str, Any]) -> dict[str, Any]:
             continue
         value = data[name]
         if name in _TUPLES:
-            out[name] = tuple(float(x) for x in value)
+            out[name] = tuple(map(float, value))
         elif name == "best_why":
             out[name] = tuple(None if x is None else str(x) for x in value)
         elif name in ("number", "start_reading", "last_reading", "anomalies"):
@@ -392,6 +411,7 @@ def track(
         if not flags[i]:  # a normal reading: inside the open event, if any
             ids.append(None if current is None else event_id(epoch, current.number))
             continue
+        joins = current is not None  # the open event's peaks take its deviations
         this = Reading(
             reading,
             time,
@@ -399,7 +419,7 @@ def track(
             tuple(_channel_row(inputs.shares, i, n_channels).tolist()),
             tuple(_channel_row(inputs.values, i, n_channels).tolist()),
             inputs.reasons(i),
-            inputs.deviation(i),
+            () if joins else inputs.deviation(i),
         )
         if current is None and not alarms[i]:  # an anomaly an alarm may still claim
             if keep:
@@ -415,7 +435,8 @@ def track(
             pending = []
             for p in claimed:
                 current = current.add(p)
-        current = current.add(this)
+        peaks = inputs.peaks(i, current.peak_deviation) if joins else None
+        current = current.add(this, peaks)
         written[event_id(epoch, current.number)] = current.record(epoch, inputs, closed=False)
         ids.append(event_id(epoch, current.number))
     new = EventTrack(next=number, pending=tuple(pending), open=current)
@@ -426,7 +447,7 @@ def _larger(kept: tuple[float, ...], new: tuple[float, ...]) -> tuple[float, ...
     """Element-wise maximum; ``new`` alone when the lengths differ (none kept yet)."""
     if len(kept) != len(new):
         return new or kept
-    return tuple(max(a, b) for a, b in zip(kept, new, strict=True))
+    return tuple([max(a, b) for a, b in zip(kept, new, strict=True)])
 
 
 def _channel_row(matrix: NDArray[np.float64], i: int, n_channels: int) -> NDArray[np.float64]:

@@ -153,9 +153,14 @@ class InMemoryStreamStore:
         *,
         window: int,
         model_key: str,
+        defer: bool = False,
     ) -> StreamWindow:
-        """Append readings to a stream (see ``StreamStore.append``); all or nothing."""
+        """Append readings to a stream (see ``StreamStore.append``; never deferred); all or
+        nothing."""
         return self.append_now(stream_id, timestamps, rows, window=window, model_key=model_key)
+
+    async def settle(self, window: StreamWindow) -> None:
+        """Nothing to send: appends are never deferred (``StreamStore.settle``)."""
 
     def append_now(
         self,
@@ -272,8 +277,10 @@ class InMemoryStreamStore:
         degraded: bool = False,
         events: Sequence[tuple[str, bytes]] = (),
         expected_revision: int | None = None,
+        window: StreamWindow | None = None,
     ) -> tuple[AlarmUpdateStatus, StoredAlarm | None]:
-        """Compare-and-set of the alarm state (see ``StreamStore.update_alarm``)."""
+        """Compare-and-set of the alarm state (see ``StreamStore.update_alarm``; the append
+        of ``window`` is done already)."""
         return self.update_alarm_now(
             stream_id,
             alarm,

@@ -50,6 +50,7 @@ touched by one script. The client must not decode responses (windows are binary)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -79,6 +80,7 @@ from anomaly_api.service.streams.base import (
     StoredEvent,
     StreamState,
     StreamWindow,
+    StreamWindowMoved,
     check_model_key,
     check_stream_id,
     check_window,
@@ -108,13 +110,13 @@ from anomaly_api.service.streams.recent import (
     decode_entries,
     write_args,
 )
+from anomaly_api.service.streams.redis_known import HEADER, KnownStreams, Receipt, predict
 
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-HEADER = struct.Struct("<BHdd8sH")
 _VERSION = 1
 
 # KEYS: window key, live set, alarm key, events hash (dropped when the stream restarts).
@@ -125,7 +127,7 @@ _VERSION = 1
 # state (JSON; a fresh one, seen = readings before this append, when the stream
 # restarted or had none); 'order' with the last stored timestamp (8 bytes); 'shape' with
 # the stored feature count; 'full'.
-_APPEND_LUA = """
+_APPEND_BODY = """
 local key, live, akey, ekey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local member, model = ARGV[1], ARGV[2]
 local nf, window = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -137,8 +139,10 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', live, '-inf', now)
 local old = redis.call('GET', key)
 local status, total, first, body = 'new', 0, struct.unpack('<d', recs), ''
+local prior = ''
 if old then
   local _, onf, ototal, ofirst, otoken, mlen = struct.unpack('<BHddc8H', old)
+  prior = otoken
   if otoken == token then
     redis.call('PEXPIRE', key, ttl)
     redis.call('ZADD', live, now + ttl, member)
@@ -179,8 +183,8 @@ else
     ARGV[9], total)
   redis.call('SET', akey, alarm, 'PX', ttl)
 end
-return {status, value, alarm}
 """
+_APPEND_LUA = _APPEND_BODY + "return {status, value, alarm}\n"
 
 # KEYS: alarm key, window key, events hash. ARGV: epoch, expected seen, expected revision,
 # new state (JSON), newest event id ('' when no event is written), d, d ids of events to
@@ -188,29 +192,50 @@ return {status, value, alarm}
 # state} (not there yet, or another revision), {'stale'} (gone, other epoch or already
 # past). The new state and the events take the window's remaining
 # TTL: they expire with the window.
-_ALARM_CAS_LUA = """
-local cur = redis.call('GET', KEYS[1])
-if not cur then return {'stale', ''} end
-local ok, decoded = pcall(cjson.decode, cur)
-if not ok or decoded['epoch'] ~= ARGV[1] then return {'stale', ''} end
-local seen, expected = tonumber(decoded['state']['seen']), tonumber(ARGV[2])
-if seen < expected then return {'behind', cur} end
-if seen > expected then return {'stale', ''} end
-if tonumber(decoded['revision'] or 0) ~= tonumber(ARGV[3]) then return {'behind', cur} end
-local ttl = redis.call('PTTL', KEYS[2])
-if ttl <= 0 then return {'stale', ''} end
-redis.call('SET', KEYS[1], ARGV[4], 'PX', ttl)
-if ARGV[5] ~= '' then
-  local d = tonumber(ARGV[6])
-  for i = 7, 6 + d do
-    redis.call('HDEL', KEYS[3], ARGV[i], ARGV[i] .. ':l', ARGV[i] .. ':f')
+_CAS_FUNCTION = """
+local function alarm_cas(akey, wkey, ekey, argv, o)
+  local cur = redis.call('GET', akey)
+  if not cur then return {'stale', ''} end
+  local ok, decoded = pcall(cjson.decode, cur)
+  if not ok or decoded['epoch'] ~= argv[o + 1] then return {'stale', ''} end
+  local seen, expected = tonumber(decoded['state']['seen']), tonumber(argv[o + 2])
+  if seen < expected then return {'behind', cur} end
+  if seen > expected then return {'stale', ''} end
+  if tonumber(decoded['revision'] or 0) ~= tonumber(argv[o + 3]) then return {'behind', cur} end
+  local ttl = redis.call('PTTL', wkey)
+  if ttl <= 0 then return {'stale', ''} end
+  redis.call('SET', akey, argv[o + 4], 'PX', ttl)
+  if argv[o + 5] ~= '' then
+    local d = tonumber(argv[o + 6])
+    for i = o + 7, o + 6 + d do
+      redis.call('HDEL', ekey, argv[i], argv[i] .. ':l', argv[i] .. ':f')
+    end
+    for i = o + 7 + d, #argv, 2 do redis.call('HSET', ekey, argv[i], argv[i + 1]) end
+    redis.call('HSET', ekey, 'last', argv[o + 5])
+    redis.call('PEXPIRE', ekey, ttl)
   end
-  for i = 7 + d, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
-  redis.call('HSET', KEYS[3], 'last', ARGV[5])
-  redis.call('PEXPIRE', KEYS[3], ttl)
+  return {'ok', ''}
 end
-return {'ok', ''}
 """
+_ALARM_CAS_LUA = _CAS_FUNCTION + "return alarm_cas(KEYS[1], KEYS[2], KEYS[3], ARGV, 0)\n"
+
+# The append and the compare-and-set in one call, for a replica that knows the stream's
+# window (it wrote it last). KEYS: the append's. ARGV: the append's nine, the token the
+# window is expected to carry (the replica's last append's), then the compare-and-set's.
+# Replies as the append does, with the compare-and-set's status fourth when the append
+# found that window ({'ok', '', '', 'ok'}: both written; the window is the one expected);
+# without it, only the append ran.
+_APPEND_ALARM_LUA = (
+    _CAS_FUNCTION
+    + _APPEND_BODY
+    + """if status == 'ok' and prior == ARGV[10] then
+  local cas = alarm_cas(akey, key, ekey, ARGV, 10)
+  if cas[1] == 'ok' then return {'ok', '', '', 'ok'} end
+  return {status, value, alarm, cas[1]}
+end
+return {status, value, alarm}
+"""
+)
 
 # KEYS: events hash, window key. ARGV: before (0: from the newest), limit. Reply: {0} when
 # the stream does not exist, else {1, record, feedback, record, feedback, ...} newest first.
@@ -364,6 +389,7 @@ class RedisStreamStore(GuardedRedisCalls):
         self._delete_script = client.register_script(_DELETE_LUA)
         self._count_script = client.register_script(_COUNT_LUA)
         self._alarm_cas_script = client.register_script(_ALARM_CAS_LUA)
+        self._append_alarm_script = client.register_script(_APPEND_ALARM_LUA)
         self._events_script = client.register_script(_EVENTS_LUA)
         self._feedback_script = client.register_script(_FEEDBACK_LUA)
         self._recent_write_script = client.register_script(WRITE_LUA)
@@ -378,6 +404,9 @@ class RedisStreamStore(GuardedRedisCalls):
         )
         self._fallback_used = False
         self.fallbacks = 0
+        self._known = KnownStreams()
+        self.joined = 0
+        """Appends sent with their alarm state's update in one call (``redis_known.py``)."""
         self._pending = PendingScores(recent_scores)
         self._flusher: asyncio.Future[None] | None = None
         # One flush at a time: a read waits for a write already taken from the queue (else it
@@ -454,8 +483,11 @@ class RedisStreamStore(GuardedRedisCalls):
         *,
         window: int,
         model_key: str,
+        defer: bool = False,
     ) -> StreamWindow:
-        """Append readings (see ``StreamStore.append``) in one script call; all or nothing."""
+        """Append readings (see ``StreamStore.append``) in one script call; all or nothing.
+        ``defer``: when this replica wrote the stream's window and alarm state last, the
+        append waits for ``update_alarm`` and is sent with it (``redis_known.py``)."""
         check_stream_id(stream_id)
         model = check_model_key(model_key)
         check_window(window, self.max_window)
@@ -467,6 +499,7 @@ class RedisStreamStore(GuardedRedisCalls):
             self.alarm_key(stream_id),
             self.events_key(stream_id),
         ]
+        token = os.urandom(8)
         args: list[bytes | str | int] = [
             stream_id,
             model,
@@ -474,19 +507,45 @@ class RedisStreamStore(GuardedRedisCalls):
             window,
             self._ttl_ms,
             self.max_streams,
-            os.urandom(8),
+            token,
             records.tobytes(),
             new_epoch(),
         ]
+        known = self._known.get(keys[0]) if defer and not self.degraded else None
+        if known is not None:
+            value = predict(known[0], model, records, window, token)
+            alarm = None if value is None else _stored_alarm(known[1])
+            if value is not None and alarm is not None:
+                prior = HEADER.unpack_from(known[0])[4]
+                receipt = Receipt(value, records, model_key, window, keys, args, prior)
+                return self._window(stream_id, value, b"ok", alarm, receipt)
         reply = await self._guarded("append", lambda: self._append_script(keys=keys, args=args))
         if reply is FAILED:
-            self._fallback_used = True
-            self.fallbacks += 1
-            fallback = self._fallback.append_now(
-                stream_id, records[:, 0], records[:, 1:], window=window, model_key=model_key
-            )
-            return dataclasses.replace(fallback, degraded=True)
+            return self._fell_back(stream_id, records, window, model_key)
         assert isinstance(reply, list)
+        return self._appended(stream_id, records, window, model_key, reply)
+
+    def _fell_back(
+        self, stream_id: str, records: NDArray[np.float64], window: int, model_key: str
+    ) -> StreamWindow:
+        """The append served from process memory (Redis did not answer)."""
+        self._fallback_used = True
+        self.fallbacks += 1
+        self._known.forget(self.window_key(stream_id))
+        fallback = self._fallback.append_now(
+            stream_id, records[:, 0], records[:, 1:], window=window, model_key=model_key
+        )
+        return dataclasses.replace(fallback, degraded=True)
+
+    def _appended(
+        self,
+        stream_id: str,
+        records: NDArray[np.float64],
+        window: int,
+        model_key: str,
+        reply: list[bytes],
+    ) -> StreamWindow:
+        """The window the append script answered, or its refusal raised."""
         status, payload = reply[0], reply[1]
         if status == b"order":
             (last,) = struct.unpack("<d", payload)
@@ -496,11 +555,18 @@ class RedisStreamStore(GuardedRedisCalls):
         if status == b"shape":
             raise InvalidReadingsError(
                 f"stream {stream_id!r} holds readings of {int(payload)} features under "
-                f"model key {model_key!r}, got {n_features}"
+                f"model key {model_key!r}, got {records.shape[1] - 1}"
             )
         if status == b"full":
             raise StreamCapacityError(self.max_streams)
-        decoded = decode_window(payload)
+        receipt = Receipt(payload, records, model_key, window)
+        return self._window(stream_id, payload, status, _stored_alarm(reply[2]), receipt)
+
+    @staticmethod
+    def _window(
+        stream_id: str, value: bytes, status: bytes, alarm: StoredAlarm | None, receipt: Receipt
+    ) -> StreamWindow:
+        decoded = decode_window(value)
         ts, values = split_records(decoded.records)
         return StreamWindow(
             stream_id=stream_id,
@@ -510,8 +576,26 @@ class RedisStreamStore(GuardedRedisCalls):
             model_key=decoded.model_key,
             new_stream=status == b"new",
             model_changed=status == b"model",
-            alarm=_stored_alarm(reply[2]),
+            alarm=alarm,
+            receipt=receipt,
         )
+
+    async def settle(self, window: StreamWindow) -> None:
+        """Send a deferred append of ``window`` alone (its scoring failed: the readings are
+        appended all the same, as without ``defer``)."""
+        receipt = window.receipt
+        if not isinstance(receipt, Receipt) or receipt.args is None or receipt.keys is None:
+            return
+        keys, args = receipt.keys, receipt.args
+        receipt.keys = receipt.args = None
+        self._known.forget(self.window_key(window.stream_id))
+        reply = await self._guarded("append", lambda: self._append_script(keys=keys, args=args))
+        if reply is FAILED:  # the caller's error is the answer: a refusal here changes nothing
+            refused = (InvalidReadingsError, StreamCapacityError, StreamOrderError)
+            with contextlib.suppress(*refused):
+                self._fell_back(
+                    window.stream_id, receipt.records, receipt.window, receipt.model_key
+                )
 
     async def get(self, stream_id: str) -> StreamState | None:
         """State of a live stream; reading it does not refresh its expiry."""
@@ -559,9 +643,10 @@ class RedisStreamStore(GuardedRedisCalls):
         degraded: bool = False,
         events: Sequence[tuple[str, bytes]] = (),
         expected_revision: int | None = None,
+        window: StreamWindow | None = None,
     ) -> tuple[AlarmUpdateStatus, StoredAlarm | None]:
         """Compare-and-set of the alarm state and the events it wrote, in one script call
-        (``StreamStore.update_alarm``).
+        (``StreamStore.update_alarm``), with ``window``'s append when it was deferred.
 
         ``failed`` when Redis does not answer: the state is not written anywhere (the
         window the readings went to is in Redis, not in process memory)."""
@@ -576,16 +661,22 @@ class RedisStreamStore(GuardedRedisCalls):
             )
         keys = [self.alarm_key(stream_id), self.window_key(stream_id), self.events_key(stream_id)]
         drop = events_to_drop(events, self.max_events)
+        state = alarm.to_json()
         args: list[bytes | str | int] = [
             alarm.epoch,
             expected_seen,
             alarm.revision if expected_revision is None else expected_revision,
-            alarm.to_json(),
+            state,
             events[-1][0] if events else "",
             len(drop),
             *drop,
             *(part for pair in events for part in pair),
         ]
+        receipt = None if window is None else window.receipt
+        if not isinstance(receipt, Receipt):
+            self._known.forget(self.window_key(stream_id))  # a change outside appends (feedback)
+        elif receipt.args is not None and receipt.keys is not None:
+            return await self._append_and_update(stream_id, receipt, args, state)
         reply = await self._guarded(
             "update_alarm", lambda: self._alarm_cas_script(keys=keys, args=args)
         )
@@ -593,11 +684,36 @@ class RedisStreamStore(GuardedRedisCalls):
             return "failed", None
         assert isinstance(reply, list)
         if reply[0] == b"ok":
+            if isinstance(receipt, Receipt):
+                self._known.remember(self.window_key(stream_id), receipt.value, state)
             return "ok", None
+        self._known.forget(self.window_key(stream_id))
         if reply[0] == b"behind":
             current = _stored_alarm(reply[1])
             return ("behind", current) if current is not None else ("stale", None)
         return "stale", None
+
+    async def _append_and_update(
+        self, stream_id: str, receipt: Receipt, cas: list[bytes | str | int], state: bytes
+    ) -> tuple[AlarmUpdateStatus, StoredAlarm | None]:
+        """The deferred append and the compare-and-set in one call; ``StreamWindowMoved``
+        unless both were written (the append alone ran, or Redis did not answer)."""
+        keys, args = receipt.keys, [*(receipt.args or ()), receipt.token, *cas]
+        receipt.keys = receipt.args = None
+        reply = await self._guarded(
+            "append", lambda: self._append_alarm_script(keys=keys, args=args)
+        )
+        if reply is FAILED:
+            moved = self._fell_back(stream_id, receipt.records, receipt.window, receipt.model_key)
+            raise StreamWindowMoved(moved)
+        assert isinstance(reply, list)
+        if len(reply) > 3 and reply[3] == b"ok":
+            self.joined += 1
+            self._known.remember(self.window_key(stream_id), receipt.value, state)
+            return "ok", None
+        self._known.forget(self.window_key(stream_id), moved=len(reply) <= 3)
+        moved = self._appended(stream_id, receipt.records, receipt.window, receipt.model_key, reply)
+        raise StreamWindowMoved(moved)
 
     async def list_events(
         self, stream_id: str, *, limit: int, before: int | None = None
@@ -716,6 +832,7 @@ class RedisStreamStore(GuardedRedisCalls):
             self.recent_key(stream_id),
         ]
         self._pending.forget(stream_id)
+        self._known.forget(self.window_key(stream_id))
         reply = await self._guarded(
             "delete", lambda: self._delete_script(keys=keys, args=[stream_id])
         )
