@@ -102,3 +102,32 @@ def test_rolling_rate_forgets_old_batches() -> None:
     assert rate.add(4, 4) == 1.0
     assert rate.add(4, 0) == 0.0  # the first batch fell out of the window
     assert rate.add(2, 1) == 1 / 6
+
+
+def test_tallied_requests_and_predictions_read_as_metrics_updated_one_by_one() -> None:
+    """The tallies added at scrape time give every sample of the metrics updated per call:
+    bucket edges, values past the last bound, NaN (in no bucket), several scrapes."""
+    reference = ServiceMetrics(anomaly_window=10)
+    tallied = ServiceMetrics(anomaly_window=10)
+    rate = RollingRate(window=10)
+    latencies = [0.001, 0.0010001, 0.25, 5.0, 7.5, 0.0, float("nan"), 0.004]
+    for round_ in range(2):
+        for i, seconds in enumerate(latencies):
+            status = 200 if i % 3 else 503
+            labels = ("POST", "/predict", str(status))
+            reference.requests.labels(*labels).inc()
+            reference.request_latency.labels(*labels).observe(seconds)
+            tallied.observe_request("POST", "/predict", status, seconds)
+            rows, anomalies = 1 + 500 * i, i % 2
+            reference.batch_rows.observe(rows)
+            reference.predictions.labels("anomaly").inc(anomalies)
+            reference.predictions.labels("normal").inc(rows - anomalies)
+            reference.inference_seconds.observe(seconds)
+            reference.anomaly_rate.set(rate.add(rows, anomalies))
+            tallied.observe_predictions(rows, anomalies)
+            tallied.observe_inference(seconds)
+        want = {k: v for k, v in _samples(reference).items() if not k[0].endswith("_created")}
+        got = {k: v for k, v in _samples(tallied).items() if not k[0].endswith("_created")}
+        assert got.keys() == want.keys(), round_
+        for key, value in want.items():
+            assert got[key] == value or (value != value and got[key] != got[key]), key
