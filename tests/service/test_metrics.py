@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from prometheus_client.parser import text_string_to_metric_families
 
 from anomaly_api.service.cache.base import BreakerState
+from anomaly_api.service.fleet_metrics import FleetMetrics
 from anomaly_api.service.metrics import RollingRate, ServiceMetrics
 
 
@@ -131,3 +132,23 @@ def test_tallied_requests_and_predictions_read_as_metrics_updated_one_by_one() -
         assert got.keys() == want.keys(), round_
         for key, value in want.items():
             assert got[key] == value or (value != value and got[key] != got[key]), key
+
+
+def test_requests_in_progress_and_rows_by_model_are_read_when_scraped() -> None:
+    metrics = ServiceMetrics()
+    fleet = FleetMetrics(metrics, max_models=1)
+    metrics.request_started()
+    metrics.request_started()
+    metrics.request_finished()
+    fleet.observe_rows("pumps", 3)
+    fleet.observe_rows("fans", 2)  # past the bound: "other"
+    fleet.observe_rows("pumps", 1)
+    samples = _samples(metrics)
+    assert samples[("anomaly_http_requests_in_progress", ())] == 1
+    assert samples[("anomaly_model_rows_total", (("model", "pumps"),))] == 4
+    assert samples[("anomaly_model_rows_total", (("model", "other"),))] == 2
+    metrics.request_finished()
+    fleet.observe_rows("pumps", 5)
+    samples = _samples(metrics)  # the second scrape adds only what came since the first
+    assert samples[("anomaly_http_requests_in_progress", ())] == 0
+    assert samples[("anomaly_model_rows_total", (("model", "pumps"),))] == 9

@@ -136,12 +136,12 @@ class RequestContextMiddleware:
                 _echo_request_id(message, context.request_id)
             await send(message)
 
-        self.metrics.in_progress.inc()
+        self.metrics.request_started()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            self.metrics.in_progress.dec()
+            self.metrics.request_finished()
             route = _route_template(scope)
             self.metrics.observe_request(scope["method"], route, status, elapsed)
             _log_access(scope, route, status, elapsed, context)

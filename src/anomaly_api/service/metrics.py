@@ -5,12 +5,13 @@ so building the app twice (tests, reloads) never raises "Duplicated timeseries".
 cache keeps its own plain counters (``CacheCounters``); a collector reads them at scrape
 time, so the cache never imports Prometheus.
 
-What every request records (its count and latency, the rows, outcomes and model time of
-a prediction) is tallied in plain numbers (``Tally``) and added to its Prometheus metric
-when the registry is collected: an update of a prometheus_client metric is a chain of
-method calls and a lock, several of them per request. So these methods, like the event
-loop that calls them, run on one thread. The metrics, their samples and the text served
-are those of the metrics updated one observation at a time.
+What every request records (its count and latency, the requests in progress, the rows,
+outcomes and model time of a prediction) is tallied in plain numbers (``Tally``) and
+added to its Prometheus metric when the registry is collected: an update of a
+prometheus_client metric is a chain of method calls and a lock, several of them per
+request. So these methods, like the event loop that calls them, run on one thread. The
+metrics, their samples and the text served are those of the metrics updated one
+observation at a time.
 
 Under several workers (``PROMETHEUS_MULTIPROC_DIR`` set before prometheus_client is
 imported) every metric is written to that directory and ``render`` sums the workers'
@@ -353,6 +354,9 @@ class ServiceMetrics:
         self._rows_tally = Tally(self.batch_rows, counters=2)  # + anomalies, normal rows
         self._inference_tally = Tally(self.inference_seconds)
         self._rate_now: float | None = None
+        self._flushes: list[Callable[[], None]] = []
+        self._in_flight = 0
+        """Requests being served (one process: the in-progress gauge is set from it)."""
         for result in ("ok", "failed"):
             self.model_reloads.labels(result)
         self._rate = RollingRate(anomaly_window)
@@ -390,6 +394,27 @@ class ServiceMetrics:
         """Export these training job counts from now on (``None`` stops)."""
         self._jobs.counts = counts
 
+    def request_started(self) -> None:
+        """One more HTTP request being served. Under several workers the gauge follows at
+        once (each worker's line in the shared files is live); in one process it is set
+        from a plain count when collected."""
+        if self.multiprocess:
+            self.in_progress.inc()
+        else:
+            self._in_flight += 1
+
+    def request_finished(self) -> None:
+        """One HTTP request fewer being served."""
+        if self.multiprocess:
+            self.in_progress.dec()
+        else:
+            self._in_flight -= 1
+
+    def tally_with(self, flush: Callable[[], None]) -> None:
+        """Call ``flush`` whenever the tallies are added to their metrics (``flush``): the
+        other metrics of this registry tallied the same way (``FleetMetrics``)."""
+        self._flushes.append(flush)
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one finished HTTP request."""
         key = (method, route, status)
@@ -425,6 +450,10 @@ class ServiceMetrics:
         if self._rate_now is not None:
             self.anomaly_rate.set(self._rate_now)
             self._rate_now = None
+        if not self.multiprocess:
+            self.in_progress.set(self._in_flight)
+        for flush in self._flushes:
+            flush()
 
     def set_model_version(self, version: str | None) -> None:
         """Point the model-info gauge at the version now served."""
