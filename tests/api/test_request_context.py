@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import uuid
 
-import pytest
 from starlette.types import Message, Receive, Scope, Send
 
-from anomaly_api.api.request_context import RequestContextMiddleware, new_request_id
+from anomaly_api.api.request_context import RequestContextMiddleware, _uuid4_hex, new_request_id
 from anomaly_api.service.metrics import ServiceMetrics
 
 
@@ -51,7 +50,24 @@ async def test_an_id_the_response_carried_is_replaced_in_its_place() -> None:
     ]
 
 
-def test_a_new_id_is_uuid4_hex(monkeypatch: pytest.MonkeyPatch) -> None:
-    for raw in (bytes(16), b"\xff" * 16, bytes(range(16)), os.urandom(16)):
-        monkeypatch.setattr(os, "urandom", lambda n, raw=raw: raw[:n])
-        assert new_request_id() == uuid.UUID(bytes=raw, version=4).hex
+def test_new_ids_are_uuid4_hex() -> None:
+    raws = [bytes(16), b"\xff" * 16, bytes(range(16)), os.urandom(16)]
+    assert _uuid4_hex(b"".join(raws)) == [uuid.UUID(bytes=r, version=4).hex for r in raws]
+    ids = [new_request_id() for _ in range(600)]  # across more than two draws of 256
+    assert len(set(ids)) == 600
+    assert all(uuid.UUID(hex=i).version == 4 and uuid.UUID(hex=i).hex == i for i in ids)
+
+
+def test_a_forked_process_draws_ids_of_its_own() -> None:
+    new_request_id()  # ids to spare in this process
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first id, then out at once
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert len(child) == 32
+    assert child != new_request_id()  # the id this process had next

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from prometheus_client.parser import text_string_to_metric_families
 
 from anomaly_api.service.cache.base import BreakerState
+from anomaly_api.service.fleet_metrics import FleetMetrics
 from anomaly_api.service.metrics import RollingRate, ServiceMetrics
 
 
@@ -102,3 +103,52 @@ def test_rolling_rate_forgets_old_batches() -> None:
     assert rate.add(4, 4) == 1.0
     assert rate.add(4, 0) == 0.0  # the first batch fell out of the window
     assert rate.add(2, 1) == 1 / 6
+
+
+def test_tallied_requests_and_predictions_read_as_metrics_updated_one_by_one() -> None:
+    """The tallies added at scrape time give every sample of the metrics updated per call:
+    bucket edges, values past the last bound, NaN (in no bucket), several scrapes."""
+    reference = ServiceMetrics(anomaly_window=10)
+    tallied = ServiceMetrics(anomaly_window=10)
+    rate = RollingRate(window=10)
+    latencies = [0.001, 0.0010001, 0.25, 5.0, 7.5, 0.0, float("nan"), 0.004]
+    for round_ in range(2):
+        for i, seconds in enumerate(latencies):
+            status = 200 if i % 3 else 503
+            labels = ("POST", "/predict", str(status))
+            reference.requests.labels(*labels).inc()
+            reference.request_latency.labels(*labels).observe(seconds)
+            tallied.observe_request("POST", "/predict", status, seconds)
+            rows, anomalies = 1 + 500 * i, i % 2
+            reference.batch_rows.observe(rows)
+            reference.predictions.labels("anomaly").inc(anomalies)
+            reference.predictions.labels("normal").inc(rows - anomalies)
+            reference.inference_seconds.observe(seconds)
+            reference.anomaly_rate.set(rate.add(rows, anomalies))
+            tallied.observe_predictions(rows, anomalies)
+            tallied.observe_inference(seconds)
+        want = {k: v for k, v in _samples(reference).items() if not k[0].endswith("_created")}
+        got = {k: v for k, v in _samples(tallied).items() if not k[0].endswith("_created")}
+        assert got.keys() == want.keys(), round_
+        for key, value in want.items():
+            assert got[key] == value or (value != value and got[key] != got[key]), key
+
+
+def test_requests_in_progress_and_rows_by_model_are_read_when_scraped() -> None:
+    metrics = ServiceMetrics()
+    fleet = FleetMetrics(metrics, max_models=1)
+    metrics.request_started()
+    metrics.request_started()
+    metrics.request_finished()
+    fleet.observe_rows("pumps", 3)
+    fleet.observe_rows("fans", 2)  # past the bound: "other"
+    fleet.observe_rows("pumps", 1)
+    samples = _samples(metrics)
+    assert samples[("anomaly_http_requests_in_progress", ())] == 1
+    assert samples[("anomaly_model_rows_total", (("model", "pumps"),))] == 4
+    assert samples[("anomaly_model_rows_total", (("model", "other"),))] == 2
+    metrics.request_finished()
+    fleet.observe_rows("pumps", 5)
+    samples = _samples(metrics)  # the second scrape adds only what came since the first
+    assert samples[("anomaly_http_requests_in_progress", ())] == 0
+    assert samples[("anomaly_model_rows_total", (("model", "pumps"),))] == 9

@@ -126,7 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     keyring = KeyRing.from_settings(settings)
     monitor = ModelMonitor(settings)  # drift, service alarms, expected rate
     metrics.register(monitor)  # statistics computed at scrape time
-    fleet_metrics = FleetMetrics(metrics.registry, max_models=settings.metrics_max_models)
+    fleet_metrics = FleetMetrics(metrics, max_models=settings.metrics_max_models)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[AppState]:

@@ -79,13 +79,29 @@ def accept_request_id(value: str | None, max_length: int) -> str:
 
 _UUID4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))  # the variant and version bits
 _UUID4_SET = (0x8000 << 48) | (4 << 76)  # RFC 4122 variant, version 4
+_ID_BATCH = 256
+"""Request ids made from one ``os.urandom`` call: its system call costs more than the rest."""
+_spare_ids: list[str] = []
+os.register_at_fork(after_in_child=_spare_ids.clear)  # a forked process draws its own
+
+
+def _uuid4_hex(raw: bytes) -> list[str]:
+    """Every 16 bytes of ``raw`` as ``uuid.UUID(bytes=..., version=4).hex`` without the
+    ``UUID`` object, whose checks cost more than the rest: the version and variant bits
+    set, as 32 hex digits."""
+    return [
+        f"{int.from_bytes(raw[i : i + 16], 'big') & _UUID4_CLEAR | _UUID4_SET:032x}"
+        for i in range(0, len(raw), 16)
+    ]
 
 
 def new_request_id() -> str:
-    """``uuid.uuid4().hex`` without building the ``UUID`` object, whose checks cost more
-    than the rest: 16 random bytes, the version and variant bits set, as 32 hex digits."""
-    value = int.from_bytes(os.urandom(16), "big") & _UUID4_CLEAR | _UUID4_SET
-    return f"{value:032x}"
+    """A random ``uuid.uuid4().hex``, from ids made ``_ID_BATCH`` at a time."""
+    try:
+        return _spare_ids.pop()
+    except IndexError:
+        _spare_ids.extend(_uuid4_hex(os.urandom(16 * _ID_BATCH)))
+        return _spare_ids.pop()
 
 
 def _echo_request_id(message: Message, value: str) -> None:
@@ -136,12 +152,12 @@ class RequestContextMiddleware:
                 _echo_request_id(message, context.request_id)
             await send(message)
 
-        self.metrics.in_progress.inc()
+        self.metrics.request_started()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            self.metrics.in_progress.dec()
+            self.metrics.request_finished()
             route = _route_template(scope)
             self.metrics.observe_request(scope["method"], route, status, elapsed)
             _log_access(scope, route, status, elapsed, context)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import threading
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import Counter, Gauge
+
+from anomaly_api.service.metrics import ServiceMetrics
 
 __all__ = ["OTHER", "BoundedLabel", "FleetMetrics"]
 
@@ -37,9 +39,13 @@ class BoundedLabel:
 class FleetMetrics:
     """Rows scored, loads and evictions per model, and what is resident now."""
 
-    def __init__(self, registry: CollectorRegistry, *, max_models: int) -> None:
+    def __init__(self, metrics: ServiceMetrics, *, max_models: int) -> None:
+        """On ``metrics``' registry; the rows are tallied and added with its own tallies."""
+        registry = metrics.registry
+        metrics.tally_with(self.flush)
         self.label = BoundedLabel(max_models)
         self._rows_by_label: dict[str, Counter] = {}  # at most max_models + 1: the bound holds
+        self._pending_rows: dict[str, int] = {}  # by label: bounded the same way
         self.rows = Counter(
             "anomaly_model_rows",
             "Rows (readings) scored, by model name (`other` past metrics_max_models names).",
@@ -70,13 +76,21 @@ class FleetMetrics:
         )
 
     def observe_rows(self, name: str, rows: int) -> None:
-        """Count ``rows`` scored by model ``name`` (its child counter looked up once: this runs
-        for every prediction)."""
+        """Count ``rows`` scored by model ``name``: tallied by label, added to the counter by
+        ``flush`` (this runs for every prediction, on the event loop)."""
         label = self.label(name)
-        child = self._rows_by_label.get(label)
-        if child is None:
-            child = self._rows_by_label.setdefault(label, self.rows.labels(label))
-        child.inc(rows)
+        pending = self._pending_rows
+        pending[label] = pending.get(label, 0) + rows
+
+    def flush(self) -> None:
+        """Add the rows tallied since the last call to the counter (``ServiceMetrics``
+        calls it when its registry is collected: ``ServiceMetrics.tally_with``)."""
+        pending, self._pending_rows = self._pending_rows, {}
+        for label, rows in pending.items():
+            child = self._rows_by_label.get(label)
+            if child is None:
+                child = self._rows_by_label.setdefault(label, self.rows.labels(label))
+            child.inc(rows)
 
     def observe_load(self, name: str, ok: bool) -> None:
         """Count one load attempt of ``name``."""

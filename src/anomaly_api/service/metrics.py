@@ -5,16 +5,26 @@ so building the app twice (tests, reloads) never raises "Duplicated timeseries".
 cache keeps its own plain counters (``CacheCounters``); a collector reads them at scrape
 time, so the cache never imports Prometheus.
 
+What every request records (its count and latency, the requests in progress, the rows,
+outcomes and model time of a prediction) is tallied in plain numbers (``Tally``) and
+added to its Prometheus metric when the registry is collected: an update of a
+prometheus_client metric is a chain of method calls and a lock, several of them per
+request. So these methods, like the event loop that calls them, run on one thread. The
+metrics, their samples and the text served are those of the metrics updated one
+observation at a time.
+
 Under several workers (``PROMETHEUS_MULTIPROC_DIR`` set before prometheus_client is
 imported) every metric is written to that directory and ``render`` sums the workers'
 files, so whichever worker is scraped answers for all; the collectors' values are copied
-there by a ``CollectorMirror`` (``metrics_multiprocess``).
+there by a ``CollectorMirror`` (``metrics_multiprocess``), and the tallies added to the
+files with them: before a scrape of their own worker, every few seconds otherwise.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
@@ -40,7 +50,7 @@ from anomaly_api.service.streams.events import FEEDBACK_LABELS
 if TYPE_CHECKING:
     from anomaly_api.service.jobs.runner import JobCounts
 
-__all__ = ["CONTENT_TYPE_LATEST", "ServiceMetrics", "multiprocess_mode"]
+__all__ = ["CONTENT_TYPE_LATEST", "ServiceMetrics", "Tally", "multiprocess_mode"]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _ROW_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
@@ -79,6 +89,61 @@ class RollingRate:
                 self._rows -= old_rows
                 self._anomalies -= old_anomalies
             return self._anomalies / self._rows if self._rows else 0.0
+
+
+class Tally:
+    """Observations of one histogram child and the increments of counter children, kept as
+    plain numbers until ``add_to`` adds them to those metrics (and starts again from zero).
+
+    ``observe`` places a value as ``Histogram.observe`` does: in the first bucket whose
+    upper bound is at least the value (NaN in none).
+    """
+
+    __slots__ = ("bounds", "counts", "increments", "total")
+
+    def __init__(self, histogram: Histogram, counters: int = 0) -> None:
+        self.bounds = tuple(histogram._upper_bounds)
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+        self.increments = [0.0] * counters
+
+    def observe(self, value: float) -> None:
+        """One observation of the histogram."""
+        bounds = self.bounds  # the last is +Inf
+        index = bisect_left(bounds, value)
+        if value <= bounds[index]:  # false for NaN only
+            self.counts[index] += 1
+        self.total += value
+
+    def add_to(self, histogram: Histogram, *counters: Counter) -> None:
+        """Add what was tallied since the last call to ``histogram`` and ``counters``."""
+        counts, increments = self.counts, self.increments
+        if any(counts):
+            for bucket, count in zip(histogram._buckets, counts, strict=True):
+                if count:
+                    bucket.inc(count)
+            histogram._sum.inc(self.total)
+            self.counts, self.total = [0] * len(counts), 0.0
+        if any(increments):
+            for counter, amount in zip(counters, increments, strict=True):
+                if amount:
+                    counter.inc(amount)
+            self.increments = [0.0] * len(increments)
+
+
+class _Flush:
+    """A collector without families of its own, registered first: collecting the registry
+    (or copying it for the other workers) adds the tallies to their metrics first."""
+
+    def __init__(self, flush: Callable[[], None]) -> None:
+        self.flush = flush
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        self.flush()
+        return []
 
 
 def _breaker_family(name: str, doc: str, current: BreakerState | None) -> GaugeMetricFamily:
@@ -181,6 +246,8 @@ class ServiceMetrics:
     def __init__(self, *, anomaly_window: int = 1000) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        flush = _Flush(self.flush)
+        r.register(flush)  # before every metric: collected first
         self.requests = Counter(
             "anomaly_http_requests",
             "HTTP requests by method, route template and status code.",
@@ -283,6 +350,13 @@ class ServiceMetrics:
         self._anomalies = self.predictions.labels("anomaly")
         self._normals = self.predictions.labels("normal")
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._request_tallies: dict[tuple[str, str, int], Tally] = {}
+        self._rows_tally = Tally(self.batch_rows, counters=2)  # + anomalies, normal rows
+        self._inference_tally = Tally(self.inference_seconds)
+        self._rate_now: float | None = None
+        self._flushes: list[Callable[[], None]] = []
+        self._in_flight = 0
+        """Requests being served (one process: the in-progress gauge is set from it)."""
         for result in ("ok", "failed"):
             self.model_reloads.labels(result)
         self._rate = RollingRate(anomaly_window)
@@ -291,6 +365,8 @@ class ServiceMetrics:
         self._jobs = _JobsCollector()
         self.multiprocess = multiprocess_mode()
         self.mirror = CollectorMirror() if self.multiprocess else None
+        if self.mirror is not None:
+            self.mirror.add(flush)
         self.register(self._cache)
         self.register(self._streams)
         self.register(self._jobs)
@@ -318,29 +394,66 @@ class ServiceMetrics:
         """Export these training job counts from now on (``None`` stops)."""
         self._jobs.counts = counts
 
+    def request_started(self) -> None:
+        """One more HTTP request being served. Under several workers the gauge follows at
+        once (each worker's line in the shared files is live); in one process it is set
+        from a plain count when collected."""
+        if self.multiprocess:
+            self.in_progress.inc()
+        else:
+            self._in_flight += 1
+
+    def request_finished(self) -> None:
+        """One HTTP request fewer being served."""
+        if self.multiprocess:
+            self.in_progress.dec()
+        else:
+            self._in_flight -= 1
+
+    def tally_with(self, flush: Callable[[], None]) -> None:
+        """Call ``flush`` whenever the tallies are added to their metrics (``flush``): the
+        other metrics of this registry tallied the same way (``FleetMetrics``)."""
+        self._flushes.append(flush)
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one finished HTTP request."""
         key = (method, route, status)
-        children = self._request_children.get(key)
-        if children is None:  # bounded: route templates x methods x status codes
+        tally = self._request_tallies.get(key)
+        if tally is None:  # bounded: route templates x methods x status codes
             labels = (method, route, str(status))
             children = (self.requests.labels(*labels), self.request_latency.labels(*labels))
             self._request_children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+            tally = self._request_tallies[key] = Tally(children[1], counters=1)
+        tally.observe(seconds)
+        tally.increments[0] += 1
 
     def observe_predictions(self, rows: int, anomalies: int) -> None:
         """Count the answers of one prediction request of ``rows`` rows, cached or not."""
-        self.batch_rows.observe(rows)
-        if anomalies:  # adding 0 would only take the counter's lock
-            self._anomalies.inc(anomalies)
-        if rows > anomalies:
-            self._normals.inc(rows - anomalies)
-        self.anomaly_rate.set(self._rate.add(rows, anomalies))
+        tally = self._rows_tally
+        tally.observe(rows)
+        tally.increments[0] += anomalies
+        tally.increments[1] += rows - anomalies
+        self._rate_now = self._rate.add(rows, anomalies)
 
     def observe_inference(self, seconds: float) -> None:
         """Time of one model call (the rows the cache did not have)."""
-        self.inference_seconds.observe(seconds)
+        self._inference_tally.observe(seconds)
+
+    def flush(self) -> None:
+        """Add the requests, predictions and model times tallied since the last call to
+        their metrics (collecting the registry calls it first)."""
+        for key, tally in self._request_tallies.items():
+            counter, histogram = self._request_children[key]
+            tally.add_to(histogram, counter)
+        self._rows_tally.add_to(self.batch_rows, self._anomalies, self._normals)
+        self._inference_tally.add_to(self.inference_seconds)
+        if self._rate_now is not None:
+            self.anomaly_rate.set(self._rate_now)
+            self._rate_now = None
+        if not self.multiprocess:
+            self.in_progress.set(self._in_flight)
+        for flush in self._flushes:
+            flush()
 
     def set_model_version(self, version: str | None) -> None:
         """Point the model-info gauge at the version now served."""

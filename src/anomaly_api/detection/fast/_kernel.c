@@ -316,7 +316,7 @@ knn_rows(void *arg)
  * row the kernel computes, for every group, a lower bound of the squared distance of any
  * of its rows, and skips a group whose bound is greater than the current k-th distance;
  * in a group it visits, it does the same for each block. Nearer groups are visited first
- * (the nearest, then two passes by bound: knn_blocks_rows), so the k-th distance shrinks
+ * (the nearest, then the others by bound: knn_blocks_rows), so the k-th distance shrinks
  * early; ~14 % of the training rows are scanned for rows like the training data.
  *
  * Why it stays bit for bit the plain scan's answer:
@@ -580,21 +580,21 @@ knn_blocks_rows(void *arg)
         /* Nearest group first: its rows set a k-th distance that rules out most groups. */
         const Py_ssize_t first = nearest_box(bounds, n_groups);
         visit_group(task, x, first, &top, chunk);
-        /* Then nearer groups before farther ones, in two passes: the groups within half
-         * the k-th distance (squared) now, then the others still within the k-th
-         * distance. Nearly as few rows as visiting every group in order of its bound,
-         * without the sort. */
-        const double near = top.worst * 0.5;
+        /* Then the other groups within the k-th distance in increasing order of their
+         * bounds (an insertion sort of a few tens: equal bounds in group order; a NaN
+         * bound compares false and stays where it came), each skipped if the k-th
+         * distance has shrunk below its bound by the time it comes. */
         Py_ssize_t n_later = 0;
         for (Py_ssize_t g = 0; g < n_groups; g++) {
             if (bounds[g] > top.worst || g == first) {
                 continue;
             }
-            later[n_later] = g; /* branch-free: kept by advancing n_later */
-            n_later += bounds[g] > near;
-            if (bounds[g] <= near) {
-                visit_group(task, x, g, &top, chunk);
+            Py_ssize_t p = n_later++;
+            while (p > 0 && bounds[later[p - 1]] > bounds[g]) {
+                later[p] = later[p - 1];
+                p--;
             }
+            later[p] = g;
         }
         for (Py_ssize_t j = 0; j < n_later; j++) {
             if (!(bounds[later[j]] > top.worst)) {
