@@ -349,8 +349,7 @@ class ServiceMetrics:
         # every call, ~1 µs each, several times per request.
         self._anomalies = self.predictions.labels("anomaly")
         self._normals = self.predictions.labels("normal")
-        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-        self._request_tallies: dict[tuple[str, str, int], Tally] = {}
+        self._request_tallies: dict[tuple[str, str, int], tuple[Tally, Counter, Histogram]] = {}
         self._rows_tally = Tally(self.batch_rows, counters=2)  # + anomalies, normal rows
         self._inference_tally = Tally(self.inference_seconds)
         self._rate_now: float | None = None
@@ -418,12 +417,15 @@ class ServiceMetrics:
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one finished HTTP request."""
         key = (method, route, status)
-        tally = self._request_tallies.get(key)
-        if tally is None:  # bounded: route templates x methods x status codes
+        entry = self._request_tallies.get(key)
+        if entry is None:  # bounded: route templates x methods x status codes
             labels = (method, route, str(status))
-            children = (self.requests.labels(*labels), self.request_latency.labels(*labels))
-            self._request_children[key] = children
-            tally = self._request_tallies[key] = Tally(children[1], counters=1)
+            counter, histogram = (
+                self.requests.labels(*labels),
+                self.request_latency.labels(*labels),
+            )
+            entry = self._request_tallies[key] = (Tally(histogram, counters=1), counter, histogram)
+        tally = entry[0]
         tally.observe(seconds)
         tally.increments[0] += 1
 
@@ -442,8 +444,7 @@ class ServiceMetrics:
     def flush(self) -> None:
         """Add the requests, predictions and model times tallied since the last call to
         their metrics (collecting the registry calls it first)."""
-        for key, tally in self._request_tallies.items():
-            counter, histogram = self._request_children[key]
+        for tally, counter, histogram in self._request_tallies.values():
             tally.add_to(histogram, counter)
         self._rows_tally.add_to(self.batch_rows, self._anomalies, self._normals)
         self._inference_tally.add_to(self.inference_seconds)

@@ -131,8 +131,8 @@ class EventInput:
         if row is None:
             return kept
         flat = np.ravel(row).tolist()
-        if len(flat) != len(kept):
-            return tuple([round(float(v), 2) for v in flat]) or kept
+        if len(flat) != len(kept):  # none kept yet
+            return _larger(kept, self.deviation(i))
         return tuple(
             [max(k, round(float(v), 2)) if v > k else k for k, v in zip(kept, flat, strict=True)]
         )
