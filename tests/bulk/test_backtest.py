@@ -112,10 +112,13 @@ async def test_replay_equals_appending_each_reading_through_the_api(
             assert len(set(same.values())) == len(same)
 
 
+@pytest.mark.parametrize("artifacts", ["ta_artifacts_dir", "ta_follow_artifacts_dir"])
 def test_the_answers_do_not_depend_on_the_block_size(
-    ta_artifacts_dir: Path, readings_file: Path
+    artifacts: str, readings_file: Path, request: pytest.FixtureRequest
 ) -> None:
-    replayer = load_replayer(ta_artifacts_dir, None)
+    """Nor on the followed state's blocks: each block starts from the block before's."""
+    replayer = load_replayer(request.getfixturevalue(artifacts), None)
+    assert (replayer.model.follow_memory > 0) == (artifacts == "ta_follow_artifacts_dir")
     frame = pd.read_csv(readings_file)
     source = replay_input(
         frame, replayer.feature_names, timestamp_column="ts", stream_column="machine"
