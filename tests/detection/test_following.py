@@ -157,3 +157,18 @@ def test_the_fit_is_deterministic() -> None:
     assert a.follow_start_ == b.follow_start_
     assert a.feature_scale_.tobytes() == b.feature_scale_.tobytes()
     assert a.detector_.offsets_.tobytes() == b.detector_.offsets_.tobytes()
+
+
+def test_not_learning_judges_every_reading_against_the_given_state() -> None:
+    """``learn=False``: the state stays as given (the training one by default), on the
+    one-reading path and the general one alike."""
+    X = _readings(1600)
+    model = TimeAwareModel(window=20, follow_memory=50).fit(X[:1200])
+    ts = np.arange(1600.0)
+    window = slice(1500, 1520)
+    one = model.score_window(ts[window], X[window], learn=False)
+    every = model.score_window(ts[window], X[window], last=None, learn=False)
+    assert one.anomaly_score.tobytes() == every.anomaly_score[-1:].tobytes()
+    assert one.follow == every.follow == model.follow_start_
+    learning = model.score_window(ts[window], X[window])
+    assert learning.follow != model.follow_start_

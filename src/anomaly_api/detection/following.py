@@ -26,6 +26,7 @@ This module imports numpy only.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Final
 
@@ -135,3 +136,31 @@ def follow_newest(
         levels.append(m + alpha * diff)
         deviations.append(d + alpha * (abs(diff) - d))
     return g, Followed(tuple(levels), tuple(deviations))
+
+
+def advance(state: Followed, rows: list[list[float]], alpha: float) -> Followed:
+    """The state after ``rows`` (raw readings, oldest first): ``follow_rows``' update alone,
+    the same operations in the same order (a stream store's, per accepted reading)."""
+    levels, deviations = list(state.level), list(state.deviation)
+    channels = range(len(levels))
+    for row in rows:
+        for c in channels:
+            m = levels[c]
+            diff = row[c] - m
+            levels[c] = m + alpha * diff
+            deviations[c] = deviations[c] + alpha * (abs(diff) - deviations[c])
+    return Followed(tuple(levels), tuple(deviations))
+
+
+def pack_followed(state: Followed) -> bytes:
+    """``state`` as little-endian float64 pairs (level, deviation) per channel."""
+    pairs = [v for pair in zip(state.level, state.deviation, strict=True) for v in pair]
+    return struct.pack(f"<{len(pairs)}d", *pairs)
+
+
+def unpack_followed(raw: bytes) -> Followed:
+    """``pack_followed``'s state back; ``ValueError`` for a length that is not pairs."""
+    if len(raw) % 16:
+        raise ValueError(f"a packed followed state holds pairs of float64, got {len(raw)} bytes")
+    values = struct.unpack(f"<{len(raw) // 8}d", raw)
+    return Followed(tuple(values[0::2]), tuple(values[1::2]))

@@ -725,15 +725,17 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         segments: NDArray[np.int64] | None,
         state: Followed | None,
         first: int = 0,
+        *,
+        learn: bool = True,
     ) -> tuple[NDArray[np.float64], Followed | None]:
         """``raw`` window features with ``g`` of every reading appended to each channel's,
         and the followed state after the last reading. Each segment is followed from
         ``state`` (the training state when None); with ``first``, only the rows from it
-        on (one segment; ``g`` is NaN before it)."""
+        on (one segment; ``g`` is NaN before it). ``learn=False``: the state stays."""
         if not self._follows():
             return raw, None
         start = self._follow_from(state, data.shape[1])
-        alpha = follow_alpha(int(self.follow_memory))
+        alpha = follow_alpha(int(self.follow_memory)) if learn else 0.0
         n, n_channels = data.shape
         g = np.full((n, n_channels), np.nan)
         after: Followed | None = start
@@ -778,6 +780,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         *,
         last: int | None = 1,
         follow: Followed | None = None,
+        learn: bool = True,
     ) -> TimeAwareOutput:
         """Score the newest ``last`` readings (all of them for ``None``) of one stream.
 
@@ -794,7 +797,8 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         readings: ``follow`` is the state before the first scored reading (a stream's,
         kept between calls); None starts from the training state at the first reading
         used. Gaps do not restart it. The output's ``follow`` is the state after the
-        last reading.
+        last reading. ``learn=False`` judges every reading against ``follow`` (the
+        training state when None) without moving it.
 
         Raises ``ValueError`` for a wrong shape, non-finite values or timestamps that
         are not strictly increasing (the caller answers 4xx).
@@ -818,7 +822,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         n_out = len(data) if last is None else min(int(last), len(data))
         keep = min(len(data), self.window - 1 + n_out)
         if n_out == 1 and keep == self.window and not self._gap_in(steps[len(steps) - keep + 1 :]):
-            return self._score_newest(data[-keep:], follow)
+            return self._score_newest(data[-keep:], follow, learn)
         data, seconds = data[-keep:], seconds[-keep:]
         segments = (
             gap_starts(seconds, self.median_interval_, self.max_gap_factor)
@@ -827,7 +831,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         )
         raw, valid = window_features(self.scale(data), segments, **self._window_options())
         first = 0 if follow is None else keep - n_out
-        raw, after = self._with_follow(raw, data, None, follow, first)
+        raw, after = self._with_follow(raw, data, None, follow, first, learn=learn)
         rows = slice(keep - n_out, keep)
         z = self._standardise(raw)
         return self._decide(data[rows], raw[rows], z[rows], valid[rows], after)
@@ -839,7 +843,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         return bool((steps > self.max_gap_factor * self.median_interval_).any())
 
     def _score_newest(
-        self, data: NDArray[np.float64], follow: Followed | None = None
+        self, data: NDArray[np.float64], follow: Followed | None = None, learn: bool = True
     ) -> TimeAwareOutput:
         """``score_window(..., last=1)`` of one full window without a gap: the same numbers,
         bit for bit, from the newest reading's features alone (``newest_features``)."""
@@ -847,7 +851,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         after = None
         if self._follows():
             state = self._follow_from(follow, data.shape[1])
-            alpha = follow_alpha(int(self.follow_memory))
+            alpha = follow_alpha(int(self.follow_memory)) if learn else 0.0
             if follow is None:  # the training state at the window's first reading
                 _, state = follow_rows(data[:-1], state, alpha, self.follow_floor_)
             g, after = follow_newest(data[-1].tolist(), state, alpha, self.follow_floor_.tolist())
