@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from math import isfinite
 from typing import Final
 
 import numpy as np
@@ -56,7 +57,7 @@ class Followed:
                 f"a followed state holds {n_channels} levels and deviations, got "
                 f"{len(self.level)} and {len(self.deviation)}"
             )
-        if not all(np.isfinite(self.level)) or not all(np.isfinite(self.deviation)):
+        if not all(map(isfinite, self.level)) or not all(map(isfinite, self.deviation)):
             raise ValueError("a followed state's levels and deviations must be finite")
 
 
