@@ -74,13 +74,15 @@ def train_probation(frame: pd.DataFrame, settings: TimeAwareSettings, artifacts:
     return series
 
 
-def series_scores(frame: pd.DataFrame, window: int, variant: str, workdir: Path) -> NDArray[Any]:
+def series_scores(
+    frame: pd.DataFrame, settings: TimeAwareSettings, variant: str, workdir: Path
+) -> NDArray[Any]:
     """Our detector's NAB score of every reading of one series (see the module doc)."""
     from anomaly_api.bulk.backtest import load_replayer, replay_input
 
     artifacts = workdir / "artifacts"
     shutil.rmtree(artifacts, ignore_errors=True)
-    train_probation(frame, TimeAwareSettings(window=window), artifacts)
+    train_probation(frame, settings, artifacts)
     replayer = load_replayer(artifacts, "nab")
     source = replay_input(frame, ("value",), timestamp_column="timestamp", stream_column=None)
     stream = source.streams[""]
@@ -97,7 +99,7 @@ def series_scores(frame: pd.DataFrame, window: int, variant: str, workdir: Path)
     return scores
 
 
-def write_results(corpus: Path, window: int, variant: str) -> dict[str, str]:
+def write_results(corpus: Path, settings: TimeAwareSettings, variant: str) -> dict[str, str]:
     """Our results file for every series; the series that could not be trained, with why."""
     failed: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,7 +108,7 @@ def write_results(corpus: Path, window: int, variant: str) -> dict[str, str]:
             frame = pd.read_csv(path)
             labels = pd.read_csv(corpus / "results" / "numenta" / category / f"numenta_{name}")
             try:
-                scores = series_scores(frame, window, variant, Path(tmp))
+                scores = series_scores(frame, settings, variant, Path(tmp))
             except (DataError, ValueError) as exc:  # recorded and reported per series
                 failed[f"{category}/{name}"] = f"{type(exc).__name__}: {exc}"
                 scores = np.zeros(len(frame))
@@ -146,6 +148,8 @@ def run(ctx: Context) -> dict[str, Any]:
         print(f"quality.nab skipped: no NAB corpus at {CORPUS}")
         return {"quality": {"nab": {"skipped": f"no NAB corpus at {CORPUS}"}}}
     window, variant = ctx.option("window", 30), ctx.option("variant", "alarm")
+    follow = ctx.option("follow", TimeAwareSettings().follow_memory)
+    settings = TimeAwareSettings(window=window, follow_memory=follow)
     chosen = ctx.option("series", ctx.size(SMOKE_SERIES, ""))
     series = chosen.split(",") if chosen else None
     default_venv = Path.home() / ".cache" / "anomaly-api" / "nab-scorer"
@@ -154,7 +158,7 @@ def run(ctx: Context) -> dict[str, Any]:
         corpus = Path(tmp) / "nab"
         copy_corpus(corpus, series)
         nab_run(python, corpus, "-d", "null", "--detect", "--optimize", "--score")
-        failed = write_results(corpus, window, variant)
+        failed = write_results(corpus, settings, variant)
         nab_run(python, corpus, "-d", DETECTOR, "--optimize", "--score", "--normalize")
         ours = final_scores(corpus, DETECTOR)
         nab_run(python, corpus, "-d", "numenta", "--score", "--normalize")
@@ -166,6 +170,7 @@ def run(ctx: Context) -> dict[str, Any]:
         "numenta_rescored": numenta,
         "variant": variant,
         "window": window,
+        "follow_memory": follow,
         "series": n_series,
         "not_trained": failed,
     }

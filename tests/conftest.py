@@ -55,6 +55,15 @@ def ta_artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def ta_follow_artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default time-aware model with the ``follow`` feature (memory 100, so that the
+    followed state moves within a test's readings), ``ta-1`` too (read-only use)."""
+    root = tmp_path_factory.mktemp("ta-follow-artifacts")
+    fit_time_aware_artifact(root, follow_memory=100)
+    return root
+
+
 @pytest.fixture
 def ta_artifacts(tmp_path: Path, ta_artifacts_dir: Path) -> Path:
     """A private, writable copy of the time-aware model's artifact directory (`ta-1`)."""

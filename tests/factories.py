@@ -67,13 +67,16 @@ def fit_time_aware_artifact(
     version: str = "ta-1",
     seed: int = TIME_AWARE_SEED,
     n_rows: int = TIME_AWARE_ROWS,
+    follow_memory: int = 0,
 ) -> Path:
-    """Train the default time-aware model on the synthetic stream and save it as ``version``."""
+    """Train the default time-aware model on the synthetic stream and save it as ``version``
+    (``follow_memory``: with the ``follow`` feature of that memory)."""
     from anomaly_api.data.timeseries import synthetic_timeseries
-    from anomaly_api.training.time_aware import train_time_aware_and_save
+    from anomaly_api.training.time_aware import TimeAwareSettings, train_time_aware_and_save
 
     series = synthetic_timeseries(seed=seed, n_rows=n_rows)
-    return train_time_aware_and_save(series, artifacts_dir, version=version).path
+    settings = TimeAwareSettings(follow_memory=follow_memory)
+    return train_time_aware_and_save(series, artifacts_dir, settings, version=version).path
 
 
 def synthetic_segments(

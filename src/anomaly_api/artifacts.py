@@ -125,6 +125,11 @@ class TimeAwareInfo(BaseModel):
     median_interval_seconds: float
     max_gap_factor: float = Field(description="A gap above this many intervals restarts.")
     history_readings: int = Field(description="Readings a stream must hold to leave warm-up.")
+    follow_memory: int = Field(
+        default=0,
+        description="Memory in readings of the level and spread each reading is also judged "
+        "against (the follow feature); 0 for none.",
+    )
     timestamp_column: str | None = None
     stream_column: str | None = None
 

@@ -14,7 +14,7 @@ import pytest
 from anomaly_api.bulk.backtest import REPLAY_COLUMNS, load_replayer, replay_input
 from anomaly_api.data.synthetic import SENSOR_CHANNELS
 from anomaly_api.data.timeseries import synthetic_timeseries
-from api_testing import make_settings, serve_app
+from api_testing import make_settings, serve_app, stream_backend
 from bulk.conftest import run_score
 from factories import TIME_AWARE_ROWS, TIME_AWARE_SEED
 
@@ -56,9 +56,19 @@ def readings_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.parametrize(
+    ("artifacts", "backend"),
+    [
+        ("ta_artifacts_dir", "memory"),
+        ("ta_follow_artifacts_dir", "memory"),
+        ("ta_follow_artifacts_dir", "redis"),
+    ],
+)
 async def test_replay_equals_appending_each_reading_through_the_api(
-    ta_artifacts_dir: Path, readings_file: Path
+    artifacts: str, backend: str, readings_file: Path, request: pytest.FixtureRequest
 ) -> None:
+    """Also for a model that follows the stream's level and spread, on either store."""
+    ta_artifacts_dir = request.getfixturevalue(artifacts)
     frame = pd.read_csv(readings_file)
     replayer = load_replayer(ta_artifacts_dir, None)
     assert replayer.adaptation is not None  # on by default, as in the service
@@ -67,55 +77,66 @@ async def test_replay_equals_appending_each_reading_through_the_api(
         frame, replayer.feature_names, timestamp_column="ts", stream_column="machine"
     )
     assert list(source.streams) == list(dict.fromkeys(frame["machine"]))
-    async with serve_app(make_settings(ta_artifacts_dir)) as http:
-        for stream_id, stream in source.streams.items():
-            assert (stream.reading == np.arange(len(stream.rows))).all()  # nothing to tidy
-            replayed = replayer.replay(stream.timestamps, stream.X)
-            plain = unadapted.replay(stream.timestamps, stream.X)
-            assert (replayed["anomaly_score"] != plain["anomaly_score"]).any()  # it adapted
-            answers = []
-            for row in range(len(stream.X)):
-                response = await http.post(
-                    f"/streams/{stream_id}/readings",
-                    json={
-                        "timestamps": [float(stream.timestamps[row])],
-                        "readings": [stream.X[row].tolist()],
-                        "top_k": 3,
-                    },
-                )
-                assert response.status_code == 200, response.text
-                answers.extend(response.json()["answers"])
-            assert [a["is_anomaly"] for a in answers] == replayed["is_anomaly"].tolist()
-            assert [a["warming_up"] for a in answers] == replayed["warming_up"].tolist()
-            assert [a["alarm"] for a in answers] == replayed["alarm"].tolist()
-            for name in ("anomaly_score", "severity", "confidence"):
-                assert [a[name] for a in answers] == pytest.approx(
-                    replayed[name].tolist(), rel=1e-12, abs=1e-12
-                )
-            names = [replayer.feature_names[i] for i in replayed["top"].tolist()]
-            assert [a["contributions"][0]["feature"] for a in answers] == names
-            assert [a["contributions"][0]["share"] for a in answers] == pytest.approx(
-                replayed["top_share"].tolist(), rel=1e-12, abs=1e-12
+    with stream_backend(backend, "backtest") as store:
+        async with serve_app(make_settings(ta_artifacts_dir, **store)) as http:
+            adapted = await _replayed_as_served(http, replayer, unadapted, source)
+    assert adapted or artifacts != "ta_artifacts_dir"  # the adaptive threshold took part
+
+
+async def _replayed_as_served(http: Any, replayer: Any, unadapted: Any, source: Any) -> bool:
+    """Each stream of ``source`` appended reading by reading answers as it replays;
+    whether the adaptive threshold moved a score."""
+    adapted = False
+    for stream_id, stream in source.streams.items():
+        assert (stream.reading == np.arange(len(stream.rows))).all()  # nothing to tidy
+        replayed = replayer.replay(stream.timestamps, stream.X)
+        plain = unadapted.replay(stream.timestamps, stream.X)
+        adapted |= bool((replayed["anomaly_score"] != plain["anomaly_score"]).any())
+        answers = []
+        for row in range(len(stream.X)):
+            response = await http.post(
+                f"/streams/{stream_id}/readings",
+                json={
+                    "timestamps": [float(stream.timestamps[row])],
+                    "readings": [stream.X[row].tolist()],
+                    "top_k": 3,
+                },
             )
-            assert sum(replayed["warming_up"]) == 2 * (replayer.model.window - 1)  # the gap
-            assert replayed["is_anomaly"].any()
-            listed = (await http.get(f"/streams/{stream_id}/events?limit=100")).json()["events"]
-            both = replayer.replay_stream(stream_id, stream.timestamps, stream.X)
-            assert both.events, "the synthetic anomalies raise at least one event"
-            assert [_without_ids(e) for e in both.events] == [
-                _without_ids(e) for e in reversed(listed)
-            ]
-            # the same readings in the same events (ids differ: a stream life's epoch)
-            ours = both.answers["event_id"].tolist()
-            same = dict(zip(ours, [a["event_id"] for a in answers], strict=True))
-            assert [same.get(i) for i in ours] == [a["event_id"] for a in answers]
-            assert len(set(same.values())) == len(same)
+            assert response.status_code == 200, response.text
+            answers.extend(response.json()["answers"])
+        assert [a["is_anomaly"] for a in answers] == replayed["is_anomaly"].tolist()
+        assert [a["warming_up"] for a in answers] == replayed["warming_up"].tolist()
+        assert [a["alarm"] for a in answers] == replayed["alarm"].tolist()
+        for name in ("anomaly_score", "severity", "confidence"):
+            assert [a[name] for a in answers] == pytest.approx(
+                replayed[name].tolist(), rel=1e-12, abs=1e-12
+            )
+        names = [replayer.feature_names[i] for i in replayed["top"].tolist()]
+        assert [a["contributions"][0]["feature"] for a in answers] == names
+        assert [a["contributions"][0]["share"] for a in answers] == pytest.approx(
+            replayed["top_share"].tolist(), rel=1e-12, abs=1e-12
+        )
+        assert sum(replayed["warming_up"]) == 2 * (replayer.model.window - 1)  # the gap
+        assert replayed["is_anomaly"].any()
+        listed = (await http.get(f"/streams/{stream_id}/events?limit=100")).json()["events"]
+        both = replayer.replay_stream(stream_id, stream.timestamps, stream.X)
+        assert both.events, "the synthetic anomalies raise at least one event"
+        assert [_without_ids(e) for e in both.events] == [_without_ids(e) for e in reversed(listed)]
+        # the same readings in the same events (ids differ: a stream life's epoch)
+        ours = both.answers["event_id"].tolist()
+        same = dict(zip(ours, [a["event_id"] for a in answers], strict=True))
+        assert [same.get(i) for i in ours] == [a["event_id"] for a in answers]
+        assert len(set(same.values())) == len(same)
+    return adapted
 
 
+@pytest.mark.parametrize("artifacts", ["ta_artifacts_dir", "ta_follow_artifacts_dir"])
 def test_the_answers_do_not_depend_on_the_block_size(
-    ta_artifacts_dir: Path, readings_file: Path
+    artifacts: str, readings_file: Path, request: pytest.FixtureRequest
 ) -> None:
-    replayer = load_replayer(ta_artifacts_dir, None)
+    """Nor on the followed state's blocks: each block starts from the block before's."""
+    replayer = load_replayer(request.getfixturevalue(artifacts), None)
+    assert (replayer.model.follow_memory > 0) == (artifacts == "ta_follow_artifacts_dir")
     frame = pd.read_csv(readings_file)
     source = replay_input(
         frame, replayer.feature_names, timestamp_column="ts", stream_column="machine"

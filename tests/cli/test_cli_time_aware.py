@@ -177,6 +177,11 @@ def test_the_window_detector_is_chosen_on_the_command_line(tmp_path: Path) -> No
             "ensemble_any, got 'top5_z'",
         ),
         (("--window-detector", "top4_relations"), "error: --window-detector needs --window"),
+        (
+            ("--window", "20", "--follow-memory", "-5"),
+            "error: --follow-memory must be 0 (off) or a positive number of readings, got -5",
+        ),
+        (("--follow-memory", "500"), "error: --follow-memory needs --window"),
     ],
 )
 def test_a_window_detector_it_cannot_use_is_a_usage_error(
@@ -186,6 +191,34 @@ def test_a_window_detector_it_cannot_use_is_a_usage_error(
     assert code == 2
     assert err.strip() == message
     assert not (tmp_path / "art").exists() or not any((tmp_path / "art").iterdir())
+
+
+def test_the_follow_memory_is_chosen_on_the_command_line_and_reported(tmp_path: Path) -> None:
+    data = _streams_csv(tmp_path / "s.csv")
+    code, out, err = invoke(
+        "train", "--data", data, "--timestamp-column", "ts", "--stream-column", "id",
+        "--window", "20", "--follow-memory", "300", "--artifacts-dir", tmp_path / "art",
+        "--version", "f", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["metrics"]["follow_memory"] == 300
+    manifest = read_manifest(tmp_path / "art", "f")
+    assert manifest.time_aware is not None
+    assert manifest.time_aware.follow_memory == 300
+    assert manifest.time_aware.window_feature_names[:6] == [
+        "rpm:level", "rpm:flat", "rpm:shift", "rpm:residual", "rpm:residual_mean", "rpm:follow",
+    ]  # fmt: skip
+    artifact = load_any_artifact(tmp_path / "art", "f")
+    assert isinstance(artifact, TimeAwareArtifact)
+    assert artifact.model.follow_memory == 300
+    assert artifact.model.kinds_[-1] == "follow"
+    code, out, _ = invoke(
+        "train", "--data", data, "--timestamp-column", "ts", "--stream-column", "id",
+        "--window", "20", "--artifacts-dir", tmp_path / "art", "--version", "off",
+    )  # fmt: skip
+    assert code == 0
+    assert "follow memory off" in out
+    assert "follow" not in read_manifest(tmp_path / "art", "off").time_aware.features  # type: ignore[union-attr]
 
 
 def test_window_with_data_needs_the_timestamp_column(tmp_path: Path) -> None:

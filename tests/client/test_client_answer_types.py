@@ -180,6 +180,9 @@ def state(s: StreamState) -> dict[str, Any]:
             "unit": s.alarm_unit,
         },
         "adaptation": None if s.adaptation is None else adaptation(s.adaptation),
+        "follow": None
+        if s.follow is None
+        else {"memory": s.follow.memory, "level": s.follow.level, "spread": s.follow.spread},
     }
 
 

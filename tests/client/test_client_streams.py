@@ -280,3 +280,8 @@ def test_adapt_is_sent_only_when_given() -> None:
     assert "adapt" not in stream_body([1.0], [ROW])
     assert stream_body([1.0], [ROW], adapt=False)["adapt"] is False
     assert stream_body([1.0], [ROW], adapt=True)["adapt"] is True
+
+
+def test_follow_is_sent_only_when_given() -> None:
+    assert "follow" not in stream_body([1.0], [ROW])
+    assert stream_body([1.0], [ROW], follow=False)["follow"] is False

@@ -15,6 +15,7 @@ from anomaly_api.artifacts import save_artifact
 from anomaly_api.data.anomalies import plan_segments
 from anomaly_api.data.synthetic import SENSOR_CHANNELS, clean_signal
 from anomaly_api.data.timeseries import TimeSeriesDataset, synthetic_timeseries
+from anomaly_api.detection.following import Followed, follow_alpha, follow_rows
 from anomaly_api.detection.time_aware import TimeAwareModel
 from anomaly_api.training.time_aware import TrainedTimeAware, fit_time_aware
 
@@ -29,7 +30,10 @@ def series() -> TimeSeriesDataset:
 
 @pytest.fixture(scope="module")
 def trained(series: TimeSeriesDataset) -> TrainedTimeAware:
-    return fit_time_aware(series)
+    """The defaults with the ``follow`` feature on (memory 500), which every path keeps."""
+    from anomaly_api.training.time_aware import TimeAwareSettings
+
+    return fit_time_aware(series, TimeAwareSettings(follow_memory=500))
 
 
 def _affected_channels() -> list[tuple[str, int, int, set[int]]]:
@@ -58,26 +62,46 @@ def _affected_channels() -> list[tuple[str, int, int, set[int]]]:
     ]
 
 
+def _followed_before(model: TimeAwareModel, X: NDArray[np.float64], t: int) -> Followed:
+    """The frame's followed state before reading ``t`` (one segment from the start)."""
+    alpha = follow_alpha(model.follow_memory)
+    return follow_rows(X[:t], model.follow_start_, alpha, model.follow_floor_)[1]
+
+
 def test_serving_window_gives_the_training_frame_numbers(
     series: TimeSeriesDataset, trained: TrainedTimeAware
 ) -> None:
+    """A window of the frame, with the frame's followed state before its scored readings,
+    scores them as the frame does."""
     model = trained.model
-    frame = model.score_frame(series.data.X, series.segments)
+    assert model.follow_memory > 0
+    assert model.kinds_[-1] == "follow"
+    assert series.n_segments == 1
+    X = series.data.X
+    frame = model.score_frame(X, series.segments)
     w = model.history_needed
     for t in (w - 1, 777, 4321, N_ROWS - 1):
         window = slice(t - w + 1, t + 1)
-        one = model.score_window(series.timestamps[window], series.data.X[window])
+        state = _followed_before(model, X, t)
+        one = model.score_window(series.timestamps[window], X[window], follow=state)
         assert not one.warming_up[0]
         assert one.anomaly_score[0] == pytest.approx(frame.anomaly_score[t], abs=1e-9)
         assert one.is_anomaly[0] == frame.is_anomaly[t]
         assert one.contributions(0) == frame.contributions(t)
+    assert one.follow == frame.follow  # the last reading's: the state after the frame
     # every reading of a longer window at once: the last 50 readings
     rows = slice(N_ROWS - 50 - w + 1, N_ROWS)
-    many = model.score_window(series.timestamps[rows], series.data.X[rows], last=50)
+    state = _followed_before(model, X, N_ROWS - 50)
+    many = model.score_window(series.timestamps[rows], X[rows], last=50, follow=state)
     np.testing.assert_allclose(many.anomaly_score, frame.anomaly_score[-50:], atol=1e-9)
-    # readings before the window change nothing
-    longer = model.score_window(series.timestamps[:N_ROWS], series.data.X, last=50)
+    # with a state, readings before the window change nothing
+    longer = model.score_window(series.timestamps[:N_ROWS], X, last=50, follow=state)
     np.testing.assert_allclose(longer.anomaly_score, many.anomaly_score, atol=1e-12)
+    # without one, the training state at the first reading used (the last w - 1 + 50)
+    fresh = model.score_window(series.timestamps[:N_ROWS], X, last=50)
+    start = model.score_window(series.timestamps[rows], X[rows], last=50)
+    np.testing.assert_array_equal(fresh.anomaly_score, start.anomaly_score)
+    assert fresh.follow == start.follow != frame.follow
 
 
 def test_short_or_gapped_windows_warm_up(
@@ -426,7 +450,10 @@ def lag_trained(series: TimeSeriesDataset) -> TrainedTimeAware:
     from anomaly_api.training.time_aware import TimeAwareSettings
 
     return fit_time_aware(
-        series, TimeAwareSettings(window=30, features=DEFAULT_FEATURES + LAG_KINDS, seed=SEED)
+        series,
+        TimeAwareSettings(
+            window=30, features=DEFAULT_FEATURES + LAG_KINDS, seed=SEED, follow_memory=200
+        ),
     )
 
 
@@ -467,9 +494,14 @@ def test_lag_features_score_one_new_reading_bit_for_bit(
     for t in ends:
         window = slice(t - w + 1, t + 1)
         ts, X = series.timestamps[window], series.data.X[window]
-        one, every = model.score_window(ts, X), model.score_window(ts, X, last=None)
+        # the frame's followed state, before the window's first reading and before t
+        first = _followed_before(model, series.data.X, t - w + 1)
+        before = _followed_before(model, series.data.X, t)
+        one = model.score_window(ts, X, follow=before)
+        every = model.score_window(ts, X, last=None, follow=first)
         for name in ("anomaly_score", "severity", "confidence", "shares", "deviations"):
             assert getattr(one, name)[0].tobytes() == getattr(every, name)[-1].tobytes(), name
+        assert one.follow == every.follow
         assert one.contributions(0) == every.contributions(w - 1)
         assert one.anomaly_score[0] == pytest.approx(frame.anomaly_score[t], abs=1e-9)
         np.testing.assert_allclose(one.shares[0], frame.shares[t], atol=1e-9)

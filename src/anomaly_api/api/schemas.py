@@ -387,6 +387,13 @@ class StreamReadingsRequest(BaseModel):
         "`stream_adaptation` setting when absent. Off: answered with the model's own "
         "threshold and the stream's adaptive state left as it is.",
     )
+    follow: bool = Field(
+        default=True,
+        strict=True,
+        description="Move the stream's followed level and spread with these readings (a "
+        "model trained with a follow memory). False: each reading is judged against the "
+        "training level and spread and the stream's followed state is left as it is.",
+    )
 
 
 Contribution = _model_of("Contribution", stream_answers.Contribution, {})
@@ -452,11 +459,13 @@ StreamScoresResponse = _model_of(
     stream_listing.StreamScoresAnswer,
     {stream_listing.RecentScoreAnswer: RecentScore},
 )
+StreamFollow = _model_of("StreamFollow", stream_answers.StreamFollowAnswer, {})
 StreamStateResponse = _model_of(
     "StreamStateResponse",
     stream_answers.StreamStateAnswer,
     {
         stream_answers.StreamAlarmAnswer: StreamAlarmState,
         stream_answers.StreamAdaptationAnswer: StreamAdaptation,
+        stream_answers.StreamFollowAnswer: StreamFollow,
     },
 )

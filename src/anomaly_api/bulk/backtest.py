@@ -7,7 +7,9 @@ a gap, the same adaptive threshold (``monitoring/adaptation.py``, when on), the 
 policy over the stream's anomaly flags from a fresh stream and the same events
 (``anomaly_api.service.streams.events``). A stream is scored in blocks of
 ``block`` readings, each block with the ``window - 1`` readings before it, which is all
-``TimeAwareModel.score_window`` reads: the answers do not depend on the block size. The
+``TimeAwareModel.score_window`` reads, and the followed level and spread after the block
+before it (a model with the ``follow`` feature): the answers do not depend on the block
+size. The
 file's feature, timestamp and stream columns are held in memory (8 bytes per value), the
 other columns are carried through to the output.
 """
@@ -153,16 +155,18 @@ class StreamReplayer:
             "deviations": np.full(n, None, dtype=object),
             "why": np.full(n, None, dtype=object),
         }
+        followed = None  # the stream's followed level and spread: the training state
         for start in range(0, n, block):
             stop = min(n, start + block)
             first = max(0, start - history)
             try:
                 with np.errstate(all="ignore"):
                     out = self.model.score_window(
-                        timestamps[first:stop], X[first:stop], last=stop - start
+                        timestamps[first:stop], X[first:stop], last=stop - start, follow=followed
                     )
             except ValueError as exc:
                 raise DataError(str(exc)) from None
+            followed = out.follow
             if not np.isfinite(out.anomaly_score).all():
                 raise DataError("readings are too extreme to be scored")
             part = slice(start, stop)

@@ -99,6 +99,13 @@ def train(
             "opt-in one of docs/time-aware.md)."
         ),
     ] = None,
+    follow_memory: Annotated[
+        int | None,
+        typer.Option(
+            help="With --window: memory in readings of the level and spread each reading is "
+            "also judged against (the follow feature; 500 is the measured one); default 0, none."
+        ),
+    ] = None,
 ) -> None:
     """Train the ensemble, evaluate it on a held-out split and save a new model version."""
     from anomaly_api.training.calibration import describe, stated
@@ -126,6 +133,7 @@ def train(
         stream_column=stream_column,
         max_gap_factor=max_gap_factor,
         window_detector=window_detector,
+        follow_memory=follow_memory,
     )
     try:
         check_request(request, has_data=data is not None)
@@ -194,7 +202,7 @@ def _describe(result: TrainingResult | TimeAwareTrainingResult) -> None:
         model = result.trained.model
         typer.echo(
             f"time-aware: window {model.window}, features {', '.join(model.kinds_)}, "
-            f"detector {model.detector}"
+            f"detector {model.detector}, follow memory {model.follow_memory or 'off'}"
         )
         typer.echo(f"channels: {names}")
         return

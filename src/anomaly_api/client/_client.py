@@ -109,9 +109,11 @@ def stream_body(
     mode: str | None = None,
     alarm_policy: Mapping[str, Any] | None = None,
     adapt: bool | None = None,
+    follow: bool | None = None,
 ) -> dict[str, Any]:
     """The body of ``/predict/window`` (with ``mode``) or ``/streams/{id}/readings`` (with
-    ``adapt``); ``alarm_policy`` (``{"k", "window", "cooldown", "unit"}``) is sent as given.
+    ``adapt`` and ``follow``); ``alarm_policy`` (``{"k", "window", "cooldown", "unit"}``)
+    is sent as given.
 
     Raises ``ValueError`` when there are not as many timestamps as readings."""
     if len(timestamps) != len(readings):
@@ -130,6 +132,8 @@ def stream_body(
         body["alarm_policy"] = dict(alarm_policy)
     if adapt is not None:
         body["adapt"] = adapt
+    if follow is not None:
+        body["follow"] = follow
     return body
 
 
@@ -273,9 +277,15 @@ class ClientBase:
         *,
         model: str | None = None,
         adapt: bool | None = None,
+        follow: bool | None = None,
     ) -> Call[StreamReadings]:
         body = stream_body(
-            timestamps, readings, top_k=top_k, alarm_policy=alarm_policy, adapt=adapt
+            timestamps,
+            readings,
+            top_k=top_k,
+            alarm_policy=alarm_policy,
+            adapt=adapt,
+            follow=follow,
         )
         path = model_path(model, stream_path(stream_id, "/readings"))
         return Call("POST", path, body, lambda r: parse_stream_readings(parse_json(r)))

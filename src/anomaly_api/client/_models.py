@@ -312,6 +312,16 @@ class StreamAdaptation:
 
 
 @dataclass(frozen=True)
+class StreamFollow:
+    """A stream's followed level and spread per channel (``GET /streams/{stream_id}``'s
+    ``follow``: a model trained with a follow memory)."""
+
+    memory: int
+    level: dict[str, float]
+    spread: dict[str, float]
+
+
+@dataclass(frozen=True)
 class StreamReadings:
     """``POST /streams/{stream_id}/readings``: one answer per appended reading."""
 
@@ -371,6 +381,8 @@ class StreamState:
     """Unit of the alarm policy last applied (``readings`` or ``seconds``)."""
     adaptation: StreamAdaptation | None = None
     """The stream's adaptive threshold (None from a server without it)."""
+    follow: StreamFollow | None = None
+    """The stream's followed level and spread (None: its model follows none)."""
 
     @property
     def extra(self) -> dict[str, Any]:
@@ -392,6 +404,7 @@ _STATE_FIELDS: Final = frozenset(
         "degraded",
         "alarm",
         "adaptation",
+        "follow",
     }
 )
 

@@ -33,6 +33,7 @@ from anomaly_api.client._models import (
     Prediction,
     StreamAdaptation,
     StreamAnswer,
+    StreamFollow,
     StreamReadings,
     StreamState,
     StreamSummary,
@@ -410,6 +411,16 @@ def parse_stream_state(data: Mapping[str, Any]) -> StreamState:
         last_alarm_reading=alarm.get("last_alarm_reading"),
         alarm_unit=alarm.get("unit"),
         adaptation=None if data.get("adaptation") is None else parse_adaptation(data["adaptation"]),
+        follow=None if data.get("follow") is None else parse_follow(data["follow"]),
+    )
+
+
+def parse_follow(data: Mapping[str, Any]) -> StreamFollow:
+    """A ``StreamFollow`` from ``GET /streams/{stream_id}``'s ``follow``."""
+    return StreamFollow(
+        memory=int(data["memory"]),
+        level={str(name): float(v) for name, v in data["level"].items()},
+        spread={str(name): float(v) for name, v in data["spread"].items()},
     )
 
 

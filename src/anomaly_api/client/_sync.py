@@ -222,16 +222,26 @@ class AnomalyClient(ClientBase):
         alarm_policy: Mapping[str, Any] | None = None,
         model: str | None = None,
         adapt: bool | None = None,
+        follow: bool | None = None,
     ) -> StreamReadings:
         """Append readings to a stream and get one answer each (``POST
         /streams/{stream_id}/readings``). A timestamp not after the stream's last one
         raises ``AnomalyApiError`` with code ``stream_order`` (409, not retried);
         ``alarm_policy`` as for ``predict_window`` (the server's ``alarm_*`` otherwise);
         ``adapt`` switches the stream's adaptive threshold on or off for these readings (the
-        server's ``stream_adaptation`` otherwise)."""
+        server's ``stream_adaptation`` otherwise); ``follow=False`` judges them against the
+        model's training level and spread and leaves the stream's followed state as it is
+        (a model trained with a follow memory)."""
         return self._perform(
             self._readings_call(
-                stream_id, timestamps, readings, top_k, alarm_policy, model=model, adapt=adapt
+                stream_id,
+                timestamps,
+                readings,
+                top_k,
+                alarm_policy,
+                model=model,
+                adapt=adapt,
+                follow=follow,
             )
         )
 

@@ -56,6 +56,16 @@ from sklearn.utils.validation import check_is_fitted
 
 from anomaly_api.detection.contributions import severity_from_score
 from anomaly_api.detection.ensemble import AnomalyEnsemble, EnsembleOutput
+from anomaly_api.detection.following import (
+    FOLLOW_FLOOR,
+    FOLLOW_KIND,
+    Followed,
+    check_follow_memory,
+    follow_alpha,
+    follow_newest,
+    follow_rows,
+    follow_start,
+)
 from anomaly_api.detection.pca_monitor import parallel_analysis
 from anomaly_api.detection.scaling import fit_robust_scaling, mad_std
 from anomaly_api.detection.voting import confidence_from_score
@@ -111,6 +121,7 @@ _REASONS: Final[dict[str, str]] = {
         "off its relation to the recent readings of every sensor by {value:+.1f} sd "
         "for {s} readings"
     ),
+    FOLLOW_KIND: "reading {size:.1f} sd {side} its level over the last ~{memory} readings",
 }
 """``_reason``'s words for the other features (only the one needed is formatted)."""
 DEFAULT_MEAN_GATE: Final = 2.0
@@ -333,6 +344,8 @@ class TimeAwareOutput:
     """``describe(row, channel)``: why that channel is abnormal, in words (built on demand)."""
     kinds: tuple[str, ...] = field(repr=False, default=())
     """The window feature kinds of ``deviations``."""
+    follow: Followed | None = field(repr=False, compare=False, default=None)
+    """The followed state after the last reading (None for a model that does not follow)."""
 
     def contributions(self, row: int, top_k: int | None = None) -> dict[str, dict[str, Any]]:
         """``{channel: {"share": float, "why": str}}`` of one reading, largest share first."""
@@ -382,6 +395,12 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         keeps the means as they are (the behaviour before).
     detector : {"top4_z", "top4_relations", "max_z", "ensemble", "ensemble_any"}, \
             default="top4_z"
+    follow_memory : int, default=0
+        0: off. Otherwise one more feature per channel, ``follow`` (``following.py``):
+        the newest reading against an exponentially weighted level and spread of the
+        stream's readings with this memory, started from the training readings' median
+        and mean absolute deviation; its spread is stretched so that 99% of its training
+        values fall below the normal distribution's 99% point, as the window features'.
     max_gap_factor : float, default=3.0
         A gap longer than this many median intervals restarts the window.
     random_state : int, default=0
@@ -410,6 +429,10 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         On the scaled reading alone, for readings that are warming up.
     median_interval_ : float
         Median seconds between readings in training (0 when not known).
+    follow_start_ : Followed or None
+        The training state of the ``follow`` feature (None when ``follow_memory`` is 0).
+    follow_floor_ : ndarray of shape (n_channels,)
+        The smallest followed deviation per channel (raw units).
     """
 
     def __init__(
@@ -424,6 +447,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         equalise_tails: bool = True,
         mean_gate: float | None = DEFAULT_MEAN_GATE,
         detector: str = DEFAULT_DETECTOR,
+        follow_memory: int = 0,
         max_gap_factor: float = 3.0,
         random_state: int = 0,
     ) -> None:
@@ -436,6 +460,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         self.equalise_tails = equalise_tails
         self.mean_gate = mean_gate
         self.detector = detector
+        self.follow_memory = follow_memory
         self.max_gap_factor = max_gap_factor
         self.random_state = random_state
 
@@ -463,6 +488,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         unknown = [k for k in self.features if k not in FEATURE_KINDS]
         if unknown:
             raise ValueError(f"unknown window feature {unknown[0]!r}; known: {FEATURE_KINDS}")
+        memory = check_follow_memory(self.follow_memory)
         data = np.asarray(X, dtype=np.float64)
         n_rows, n_channels = data.shape
         mask = np.ones(n_rows, dtype=np.bool_) if fit_rows is None else np.asarray(fit_rows)
@@ -475,10 +501,13 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         kinds = tuple(self.features)
         if n_channels < 2:
             kinds = tuple(k for k in kinds if not k.startswith("residual"))
-        self.kinds_ = kinds
+        self.kinds_ = (*kinds, FOLLOW_KIND) if memory else kinds
+        self.follow_start_ = follow_start(data[mask]) if memory else None
+        self.follow_floor_ = FOLLOW_FLOOR * self.scale_
         self._fit_relations(scaled[mask])
         self._fit_dynamic_pca(scaled, segments, mask)
         raw, valid = window_features(scaled, segments, **self._window_options())
+        raw, _ = self._with_follow(raw, data, segments, None)
         fit_windows = valid & mask
         if int(fit_windows.sum()) <= 20:
             raise ValueError(
@@ -491,7 +520,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         # always 0 would get the floored spread of its z-score member and flag any later
         # count alone) and the features of channels constant in training, whose every
         # move is abnormal. The z detectors keep every column.
-        floored = np.repeat(self.scale_rule_ == "floor", len(kinds))
+        floored = np.repeat(self.scale_rule_ == "floor", len(self.kinds_))
         moving = (np.ptp(z, axis=0) > 0) | floored
         self.detector_columns_ = (
             np.flatnonzero(moving)
@@ -595,7 +624,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         return {
             "window": self.window,
             "short": self.short,
-            "kinds": self.kinds_,
+            "kinds": self._window_kinds(),
             "residual_projector": self.projector_,
             "lags": int(self.lags) if lag_projector is not None else 1,
             "lag_projector": lag_projector,
@@ -618,10 +647,17 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         flat = np.tile(np.array([k == "flat" for k in self.kinds_]), len(self.channels_))
         scale = np.where(flat, np.maximum(scale, _FLAT_SCALE_FLOOR), scale)
         scale = np.where(scale > _MIN_SCALE, scale, 1.0)
-        self.feature_center_ = center
         if self.equalise_tails:
             tail = np.percentile(np.abs(raw - center) / scale, _TAIL_QUANTILE, axis=0)
             scale = np.where(tail > _NORMAL_TAIL, scale * tail / _NORMAL_TAIL, scale)
+        if self._follows():  # g is already in sd: centred at 0, only its tail stretched
+            followed = np.tile(
+                np.array([k == FOLLOW_KIND for k in self.kinds_]), len(self.channels_)
+            )
+            tail = np.percentile(np.abs(raw[:, followed]), _TAIL_QUANTILE, axis=0)
+            center = np.where(followed, 0.0, center)
+            scale[followed] = np.maximum(1.0, tail / _NORMAL_TAIL)
+        self.feature_center_ = center
         self.feature_scale_ = scale
 
     def _standardise(self, raw: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -650,11 +686,66 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         return result
 
     def window_z(
-        self, X: ArrayLike, segments: NDArray[np.int64] | None = None
+        self,
+        X: ArrayLike,
+        segments: NDArray[np.int64] | None = None,
+        *,
+        follow: Followed | None = None,
     ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
-        """Raw window features, standardised ones (``z``) and validity of every row."""
-        raw, valid = window_features(self.scale(X), segments, **self._window_options())
+        """Raw window features, standardised ones (``z``) and validity of every row.
+
+        ``follow``: the followed state each segment starts from (the training state when
+        None); each segment is followed on its own, as a stream of its own."""
+        data = np.asarray(X, dtype=np.float64)
+        raw, valid = window_features(self.scale(data), segments, **self._window_options())
+        raw, _ = self._with_follow(raw, data, segments, follow)
         return raw, self._standardise(raw), valid
+
+    def _follows(self) -> bool:
+        """Whether the model has the ``follow`` feature."""
+        return FOLLOW_KIND in self.kinds_
+
+    def _follow_from(self, state: Followed | None, n_channels: int) -> Followed:
+        """``state`` checked against the channels, or the training state for None."""
+        start: Followed | None = self.follow_start_ if state is None else state
+        if start is None:
+            raise NotFittedError("this TimeAwareModel has no followed training state")
+        start.check(n_channels)
+        return start
+
+    def _window_kinds(self) -> tuple[str, ...]:
+        """The kinds computed from the window (every kind but ``follow``)."""
+        kinds: tuple[str, ...] = self.kinds_
+        return kinds[:-1] if kinds and kinds[-1] == FOLLOW_KIND else kinds
+
+    def _with_follow(
+        self,
+        raw: NDArray[np.float64],
+        data: NDArray[np.float64],
+        segments: NDArray[np.int64] | None,
+        state: Followed | None,
+        first: int = 0,
+        *,
+        learn: bool = True,
+    ) -> tuple[NDArray[np.float64], Followed | None]:
+        """``raw`` window features with ``g`` of every reading appended to each channel's,
+        and the followed state after the last reading. Each segment is followed from
+        ``state`` (the training state when None); with ``first``, only the rows from it
+        on (one segment; ``g`` is NaN before it). ``learn=False``: the state stays."""
+        if not self._follows():
+            return raw, None
+        start = self._follow_from(state, data.shape[1])
+        alpha = follow_alpha(int(self.follow_memory)) if learn else 0.0
+        n, n_channels = data.shape
+        g = np.full((n, n_channels), np.nan)
+        after: Followed | None = start
+        if segments is None:
+            g[first:], after = follow_rows(data[first:], start, alpha, self.follow_floor_)
+        else:
+            for rows in segment_rows(segments, n):
+                g[rows], after = follow_rows(data[rows], start, alpha, self.follow_floor_)
+        joined = np.concatenate([raw.reshape(n, n_channels, -1), g[:, :, None]], axis=2)
+        return joined.reshape(n, -1), after
 
     def detector_scores(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
         """The window detector's ``score_samples`` of standardised features (valid rows)."""
@@ -664,20 +755,32 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
 
     # ----------------------------------------------------------------- scoring
     def score_frame(
-        self, X: ArrayLike, segments: NDArray[np.int64] | None = None
+        self,
+        X: ArrayLike,
+        segments: NDArray[np.int64] | None = None,
+        *,
+        follow: Followed | None = None,
     ) -> TimeAwareOutput:
-        """Score every reading of a frame (in time order within each segment)."""
+        """Score every reading of a frame (in time order within each segment); each
+        segment is followed from ``follow`` (the training state when None)."""
         check_is_fitted(self)
         data = np.asarray(X, dtype=np.float64)
         if data.ndim != 2 or data.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"expected readings of {self.n_features_in_} channels, got shape {data.shape}"
             )
-        raw, z, valid = self.window_z(data, segments)
-        return self._decide(data, raw, z, valid)
+        raw, valid = window_features(self.scale(data), segments, **self._window_options())
+        raw, after = self._with_follow(raw, data, segments, follow)
+        return self._decide(data, raw, self._standardise(raw), valid, after)
 
     def score_window(
-        self, timestamps: ArrayLike, values: ArrayLike, *, last: int | None = 1
+        self,
+        timestamps: ArrayLike,
+        values: ArrayLike,
+        *,
+        last: int | None = 1,
+        follow: Followed | None = None,
+        learn: bool = True,
     ) -> TimeAwareOutput:
         """Score the newest ``last`` readings (all of them for ``None``) of one stream.
 
@@ -689,6 +792,13 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         ``window - 1 + last`` readings are used; sending more changes nothing. One new
         reading of a full window without a gap (``last=1``) is scored from its features
         alone (``newest_features``), with the same numbers bit for bit.
+
+        A model with the ``follow`` feature follows its level and spread over the
+        readings: ``follow`` is the state before the first scored reading (a stream's,
+        kept between calls); None starts from the training state at the first reading
+        used. Gaps do not restart it. The output's ``follow`` is the state after the
+        last reading. ``learn=False`` judges every reading against ``follow`` (the
+        training state when None) without moving it.
 
         Raises ``ValueError`` for a wrong shape, non-finite values or timestamps that
         are not strictly increasing (the caller answers 4xx).
@@ -712,16 +822,19 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         n_out = len(data) if last is None else min(int(last), len(data))
         keep = min(len(data), self.window - 1 + n_out)
         if n_out == 1 and keep == self.window and not self._gap_in(steps[len(steps) - keep + 1 :]):
-            return self._score_newest(data[-keep:])
+            return self._score_newest(data[-keep:], follow, learn)
         data, seconds = data[-keep:], seconds[-keep:]
         segments = (
             gap_starts(seconds, self.median_interval_, self.max_gap_factor)
             if self.median_interval_ > 0
             else None
         )
-        raw, z, valid = self.window_z(data, segments)
+        raw, valid = window_features(self.scale(data), segments, **self._window_options())
+        first = 0 if follow is None else keep - n_out
+        raw, after = self._with_follow(raw, data, None, follow, first, learn=learn)
         rows = slice(keep - n_out, keep)
-        return self._decide(data[rows], raw[rows], z[rows], valid[rows])
+        z = self._standardise(raw)
+        return self._decide(data[rows], raw[rows], z[rows], valid[rows], after)
 
     def _gap_in(self, steps: NDArray[np.float64]) -> bool:
         """Whether ``gap_starts`` would start a new segment at one of these steps."""
@@ -729,16 +842,29 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
             return False
         return bool((steps > self.max_gap_factor * self.median_interval_).any())
 
-    def _score_newest(self, data: NDArray[np.float64]) -> TimeAwareOutput:
+    def _score_newest(
+        self, data: NDArray[np.float64], follow: Followed | None = None, learn: bool = True
+    ) -> TimeAwareOutput:
         """``score_window(..., last=1)`` of one full window without a gap: the same numbers,
         bit for bit, from the newest reading's features alone (``newest_features``)."""
         raw = newest_features((data - self.center_) / self.scale_, **self._window_options())
+        after = None
+        if self._follows():
+            state = self._follow_from(follow, data.shape[1])
+            alpha = follow_alpha(int(self.follow_memory)) if learn else 0.0
+            if follow is None:  # the training state at the window's first reading
+                _, state = follow_rows(data[:-1], state, alpha, self.follow_floor_)
+            g, after = follow_newest(data[-1].tolist(), state, alpha, self.follow_floor_.tolist())
+            n_channels = data.shape[1]
+            raw = np.concatenate(
+                [raw.reshape(1, n_channels, -1), np.array(g).reshape(1, n_channels, 1)], axis=2
+            ).reshape(1, -1)
         z = self._standardise(raw)
         detector = self.detector_
         if not (
             isinstance(detector, MaxZDetector) and np.isfinite(raw).all() and np.isfinite(z).all()
         ):
-            return self._decide(data[-1:], raw, z, np.ones(1, dtype=np.bool_))
+            return self._decide(data[-1:], raw, z, np.ones(1, dtype=np.bool_), after)
         # ``_decide`` and ``_explain`` of this one valid row, with plain floats where they
         # are the same IEEE operations: the detector's ``combine`` (its margin, severity)
         # and the shares' ``where`` (the total is positive or not)
@@ -766,6 +892,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
             channels=self.channels_,
             describe=self._describer(valid, windowed, raw.reshape(z3.shape), z3),
             kinds=tuple(self.kinds_),
+            follow=after,
         )
 
     def _decide(
@@ -774,6 +901,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         raw: NDArray[np.float64],
         z: NDArray[np.float64],
         valid: NDArray[np.bool_],
+        follow: Followed | None = None,
     ) -> TimeAwareOutput:
         n = len(data)
         if valid.all():  # no warming-up reading: the detector's own output, as it is
@@ -791,6 +919,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
                 channels=self.channels_,
                 describe=describe,
                 kinds=tuple(self.kinds_),
+                follow=follow,
             )
         n_members = len(detector_member_names(self.detector_))
         score = np.zeros(n)
@@ -818,6 +947,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
             channels=self.channels_,
             describe=describe,
             kinds=tuple(self.kinds_),
+            follow=follow,
         )
 
     # ----------------------------------------------------------------- explaining
@@ -839,6 +969,7 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
         """Models saved before ``lags`` existed have no lagged features: 1 lag, as they
         score (so that ``get_params`` and ``repr`` work on them)."""
         state.setdefault("lags", 1)
+        state.setdefault("follow_memory", 0)
         super().__setstate__(state)
 
     def _explain(
@@ -903,7 +1034,9 @@ class TimeAwareModel(BaseEstimator):  # type: ignore[misc]
             if count >= w:
                 return f"flat for {w} readings or more"
             return f"flat for {count} readings" if count > 1 else "not flat"
-        return _REASONS[kind].format(size=abs(value), value=value, side=side, before=w - 1, s=s)
+        return _REASONS[kind].format(
+            size=abs(value), value=value, side=side, before=w - 1, s=s, memory=self.follow_memory
+        )
 
 
 def _finite(values: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -229,6 +229,23 @@ class StreamAdaptationAnswer:
 
 
 @dataclass
+class StreamFollowAnswer:
+    """A stream's followed level and spread (the time-aware model's ``follow`` feature)."""
+
+    memory: Annotated[int, Field(description="The model's follow memory, in readings.")]
+    level: Annotated[
+        dict[str, float], Field(description="Per channel, the followed level (raw units).")
+    ]
+    spread: Annotated[
+        dict[str, float],
+        Field(
+            description="Per channel, the followed spread: 1.2533 x the followed mean "
+            "absolute deviation (raw units; the model floors it when it judges a reading)."
+        ),
+    ]
+
+
+@dataclass
 class StreamAlarmAnswer:
     """A stream's alarm state."""
 
@@ -283,3 +300,11 @@ class StreamStateAnswer:
     degraded: bool
     alarm: StreamAlarmAnswer
     adaptation: StreamAdaptationAnswer
+    follow: Annotated[
+        StreamFollowAnswer | None,
+        Field(
+            description="The followed level and spread per channel after the latest reading "
+            "(a model trained with a follow memory; null otherwise, or before any reading "
+            "followed)."
+        ),
+    ] = None

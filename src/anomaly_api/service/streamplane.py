@@ -52,6 +52,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from anomaly_api.artifacts import fitted_model_of
+from anomaly_api.detection.following import FOLLOW_SPREAD, Followed, advance, follow_alpha
 from anomaly_api.monitoring.adaptation import (
     AdaptationModel,
     AdaptiveState,
@@ -82,6 +83,7 @@ from anomaly_api.service.stream_answers import (
     StreamAdaptationAnswer,
     StreamAlarmAnswer,
     StreamAnswer,
+    StreamFollowAnswer,
     StreamReadingsAnswer,
     StreamStateAnswer,
     StreamSummary,
@@ -103,6 +105,7 @@ from anomaly_api.service.stream_timestamps import (
     tidy,
 )
 from anomaly_api.service.streams import (
+    FollowSpec,
     InvalidReadingsError,
     RecentScore,
     StoredAlarm,
@@ -240,10 +243,14 @@ class StreamPlane:
         predictor: Predictor | None = None,
         adapt: bool | None = None,
         explain_all: bool = True,
+        follow: bool = True,
     ) -> StreamReadingsAnswer:
         """Append readings to a stream and answer each of them from the stream's window,
         scored by ``predictor`` (the ready one when omitted); ``adapt`` overrides the
-        service's adaptation for these readings. ``rows`` may already be a float64 matrix in
+        service's adaptation for these readings. A model with the ``follow`` feature judges
+        each reading against the stream's followed level and spread, which the store moves
+        with the append (``follow=False``: against the training ones, the stream's left
+        as it is). ``rows`` may already be a float64 matrix in
         the model's feature order (``Predictor.to_matrix``). ``explain_all=False`` lists
         contributions only for the anomalies (as the model flagged them, before adaptation)
         and the last reading (what the events and a latest-value view read; the reasons in
@@ -255,7 +262,7 @@ class StreamPlane:
         ts = parse_timestamps(timestamps, len(rows))
         history = _history(predictor)
         started = time.perf_counter()
-        n_new = len(X)
+        spec = follow_spec(predictor) if follow else None
         try:
             # Each new reading needs the ``history - 1`` readings before it: the store keeps
             # ``history - 1 + n_new`` for this call, then trims to what later calls need.
@@ -266,11 +273,13 @@ class StreamPlane:
                 window=min(history - 1 + len(X), self.max_window),
                 model_key=self._stream_key(predictor),
                 defer=True,
+                follow=spec,
             )
             score = partial(
                 self._evaluated,
                 predictor,
-                n_new=n_new,
+                readings=X,
+                follow=spec,
                 top_k=top_k,
                 alarm_policy=alarm_policy or self.alarm_policy,
                 adapt=adapt,
@@ -350,6 +359,7 @@ class StreamPlane:
             degraded=found.degraded,
             alarm=_alarm_answer(found.alarm),
             adaptation=self._adaptation_answer(found.alarm, model),
+            follow=_follow_answer(found.followed, served),
         )
 
     async def reset(self, stream_id: str) -> None:
@@ -448,7 +458,8 @@ class StreamPlane:
         predictor: Predictor,
         window: StreamWindow,
         *,
-        n_new: int,
+        readings: NDArray[np.float64],
+        follow: FollowSpec | None,
         top_k: int | None,
         alarm_policy: AlarmPolicy,
         adapt: bool | None,
@@ -456,13 +467,21 @@ class StreamPlane:
     ) -> tuple[list[StreamAnswer], PredictionColumns, AdaptationModel | None, Evaluated]:
         """An append's answers from its window, its predictions, the adaptation model and
         the alarms, events and adaptive state evaluated and stored after them."""
+        n_new = len(readings)
+        n_out = min(n_new, len(window))
+        followed = window.followed
+        if followed is not None and follow is not None and n_out < n_new:
+            # readings the window no longer holds moved the state before the scored ones
+            followed = advance(followed, readings[: n_new - n_out].tolist(), follow.alpha)
         answers, predictions, deviations = await self._score(
             predictor,
             window.timestamps,
             window.values,
-            min(n_new, len(window)),
+            n_out,
             top_k,
             explain_all=explain_all,
+            followed=followed,
+            learn=follow is not None,
         )
         flags = np.fromiter((a.is_anomaly for a in answers), bool, len(answers))
         model = self._adaptation_model(predictor) if self._adapts(adapt) else None
@@ -607,8 +626,10 @@ class StreamPlane:
         top_k: int | None,
         *,
         explain_all: bool = True,
+        followed: Followed | None = None,
+        learn: bool = True,
     ) -> tuple[list[StreamAnswer], PredictionColumns, Deviations | None]:
-        score = partial(_score_sync, explain_all=explain_all)
+        score = partial(_score_sync, explain_all=explain_all, followed=followed, learn=learn)
         if len(X) >= _OFFLOAD_READINGS or n_out >= _OFFLOAD_READINGS:
             return await anyio.to_thread.run_sync(score, predictor, ts, X, n_out, top_k)
         return score(predictor, ts, X, n_out, top_k)
@@ -678,6 +699,34 @@ def _alarm_answer(stored: StoredAlarm | None) -> StreamAlarmAnswer:
     )
 
 
+def follow_spec(predictor: Predictor) -> FollowSpec | None:
+    """How a stream append moves the followed state of ``predictor``'s model (None: the
+    model has no ``follow`` feature)."""
+    model = predictor.time_aware
+    start = None if model is None else getattr(model, "follow_start_", None)
+    if model is None or start is None:
+        return None
+    return FollowSpec(follow_alpha(int(model.follow_memory)), start)
+
+
+def _follow_answer(
+    followed: Followed | None, served: Predictor | None
+) -> StreamFollowAnswer | None:
+    """A stream's followed state for ``GET /streams/{id}`` (named by the served model's
+    channels; None when it has none)."""
+    if followed is None or served is None or served.time_aware is None:
+        return None
+    names = served.feature_names
+    if len(followed.level) != len(names):
+        return None
+    model = served.time_aware
+    return StreamFollowAnswer(
+        memory=int(getattr(model, "follow_memory", 0)),
+        level=dict(zip(names, followed.level, strict=True)),
+        spread=dict(zip(names, (FOLLOW_SPREAD * d for d in followed.deviation), strict=True)),
+    )
+
+
 def _rounded(per_sensor: dict[str, float]) -> dict[str, float]:
     return {name: round(amount, 4) for name, amount in sorted(per_sensor.items())}
 
@@ -719,10 +768,13 @@ def _score_sync(
     top_k: int | None,
     *,
     explain_all: bool = True,
+    followed: Followed | None = None,
+    learn: bool = True,
 ) -> tuple[list[StreamAnswer], PredictionColumns, Deviations | None]:
     """Answers for the last ``n_out`` readings of ``(ts, X)`` (blocking), their predictions
     for the data plane's hooks, and their deviations (a time-aware model's; what feedback
-    allowances are bounded by)."""
+    allowances are bounded by). ``followed``: the followed state before the first of them
+    (None: the training state); ``learn=False`` keeps it for every reading."""
     first = len(X) - n_out
     model = predictor.time_aware
     stamps = [iso(t) for t in ts[first:].tolist()]
@@ -734,7 +786,7 @@ def _score_sync(
         return answers, predictions, None
     try:
         with np.errstate(all="ignore"):
-            out = model.score_window(ts, X, last=n_out)
+            out = model.score_window(ts, X, last=n_out, follow=followed, learn=learn)
     except ValueError as exc:
         raise InvalidReadingsError(str(exc)) from None
     if not np.isfinite(out.anomaly_score).all():

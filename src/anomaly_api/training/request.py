@@ -60,6 +60,9 @@ class TrainingRequest:
     max_gap_factor: float = 3.0
     window_detector: str | None = None
     """The time-aware model's detector (``TimeAwareSettings.detector``; None: its default)."""
+    follow_memory: int | None = None
+    """The time-aware model's ``follow`` feature memory in readings, 0 for none
+    (``TimeAwareSettings.follow_memory``; None: its default)."""
 
 
 def parse_names(text: str | None) -> tuple[str, ...] | None:
@@ -100,6 +103,7 @@ def check_request(request: TrainingRequest, *, has_data: bool, spell: Spelling =
         raise RequestError(
             f"{spell('target_fpr')} must be between 0 and 1 (exclusive), got {fpr:g}"
         )
+    _check_follow_memory(request, spell)
     if request.window is None:
         if request.window_detector is not None:
             raise RequestError(f"{spell('window_detector')} needs {spell('window')}")
@@ -130,6 +134,20 @@ def check_request(request: TrainingRequest, *, has_data: bool, spell: Spelling =
     if has_data and request.timestamp_column is None:
         raise RequestError(
             f"{spell('window')} with {spell('data')} needs {spell('timestamp_column')}"
+        )
+
+
+def _check_follow_memory(request: TrainingRequest, spell: Spelling) -> None:
+    """Refuse a follow memory without a window, or below 0."""
+    memory = request.follow_memory
+    if memory is None:
+        return
+    if request.window is None:
+        raise RequestError(f"{spell('follow_memory')} needs {spell('window')}")
+    if memory < 0:
+        raise RequestError(
+            f"{spell('follow_memory')} must be 0 (off) or a positive number of readings, "
+            f"got {memory}"
         )
 
 
@@ -170,6 +188,7 @@ def time_aware_settings(request: TrainingRequest) -> TimeAwareSettings:
         target_fpr=request.target_fpr,
         seed=request.seed,
         detector=request.window_detector or DEFAULT_DETECTOR,
+        follow_memory=request.follow_memory or 0,
     )
 
 

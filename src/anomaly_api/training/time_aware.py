@@ -112,6 +112,9 @@ class TimeAwareSettings:
     normal_floor: float | None = DEFAULT_NORMAL_FLOOR
     """Max-F1 thresholds never looser than this many robust sd below the validation
     normals' median score; None for plain max F1 (before). Unused with ``target_fpr``."""
+    follow_memory: int = 0
+    """``TimeAwareModel.follow_memory``: the ``follow`` feature's memory in readings, 0 for
+    none (off by default: measured through the user's paths in docs/time-aware.md)."""
     seed: int = 42
 
 
@@ -211,6 +214,7 @@ def new_time_aware_model(settings: TimeAwareSettings, **options: Any) -> TimeAwa
         features=settings.features,
         detector=settings.detector,
         mean_gate=settings.mean_gate,
+        follow_memory=settings.follow_memory,
         random_state=settings.seed,
         **options,
     )
@@ -405,6 +409,7 @@ def fit_time_aware(
         drift=build_drift_reference(data.X[fit_rows], list(data.feature_names)), scores=kept
     )
     metrics: dict[str, Any] = {
+        "follow_memory": int(model.follow_memory),
         "threshold_objective": objective,
         "false_alarm_rate": false_alarms,
         **({"threshold_selection": selection} if selection is not None else {}),
@@ -555,6 +560,7 @@ def build_time_aware_manifest(
             median_interval_seconds=model.median_interval_,
             max_gap_factor=model.max_gap_factor,
             history_readings=model.history_needed,
+            follow_memory=int(model.follow_memory),
             timestamp_column=ts.timestamp_column,
             stream_column=ts.stream_column,
         ),

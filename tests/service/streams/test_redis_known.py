@@ -132,10 +132,10 @@ def test_known_streams_are_bounded_and_a_moved_stream_is_skipped() -> None:
     known.remember("b", b"vb", b"ab")
     known.remember("c", b"vc", b"ac")
     assert known.get("a") is None  # the least recently written went first
-    assert known.get("c") == (b"vc", b"ac")
+    assert known.get("c") == (b"vc", b"ac", b"")
     known.forget("c", moved=True)
     known.remember("c", b"v1", b"a1")
     known.remember("c", b"v2", b"a2")
     assert known.get("c") is None  # the two writes after the move are not kept
-    known.remember("c", b"v3", b"a3")
-    assert known.get("c") == (b"v3", b"a3")
+    known.remember("c", b"v3", b"a3", b"f3")
+    assert known.get("c") == (b"v3", b"a3", b"f3")

@@ -148,6 +148,7 @@ async def answer_readings(
         alarm_policy=policy,
         predictor=predictor,
         adapt=body.adapt,
+        follow=body.follow,
     )
     return _json(answer)
 

@@ -112,6 +112,11 @@ class TrainingOptions(BaseModel):
     max_gap_factor: float = Field(
         default=3.0, description="With window: a longer gap (median intervals) restarts it."
     )
+    follow_memory: int | None = Field(
+        default=None,
+        description="With window: memory in readings of the level and spread each reading "
+        "is also judged against (the follow feature; 500 is the measured one); default 0, none.",
+    )
 
     def request(self) -> TrainingRequest:
         """The training request these options make."""

@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 from numpy.typing import ArrayLike, NDArray
 
+from anomaly_api.detection.following import Followed
 from anomaly_api.monitoring.adaptation import AdaptiveState
 from anomaly_api.monitoring.alarms import AlarmState
 from anomaly_api.service.streams.errors import (
@@ -155,6 +156,17 @@ did not answer."""
 
 
 @dataclass(frozen=True, slots=True)
+class FollowSpec:
+    """How an append moves the stream's followed level and spread (a time-aware model's
+    ``follow`` feature, ``detection/following.py``): ``start`` is the state of a stream
+    that has none yet (a new life), ``alpha`` each reading's weight. Both stores apply
+    ``following.advance``'s operations, so they keep the same bits."""
+
+    alpha: float
+    start: Followed
+
+
+@dataclass(frozen=True, slots=True)
 class StreamWindow:
     """A stream's window right after an append (arrays are read-only).
 
@@ -191,6 +203,8 @@ class StreamWindow:
     receipt: object = None
     """The store's own record of this append, for ``update_alarm`` (the Redis store's: the
     stored value, and the append itself while it waits to be sent with the update)."""
+    followed: Followed | None = None
+    """The followed state before this append's readings (None: the append did not follow)."""
 
     @property
     def restarted(self) -> bool:
@@ -243,6 +257,8 @@ class StreamState:
     expires_in_s: float
     degraded: bool = False
     alarm: StoredAlarm | None = None
+    followed: Followed | None = None
+    """The followed state after the latest reading (None: the stream follows none)."""
 
 
 @runtime_checkable
@@ -268,11 +284,14 @@ class StreamStore(Protocol):
         window: int,
         model_key: str,
         defer: bool = False,
+        follow: FollowSpec | None = None,
     ) -> StreamWindow:
         """Check order, append, trim to the last ``window`` readings, refresh the expiry and
         return the window -- all or nothing. ``defer``: the caller follows with
         ``update_alarm(window=...)`` (or ``settle``), and the store may send the append
-        with it."""
+        with it. ``follow``: move the stream's followed state over the readings, in the
+        same step (the window's ``followed`` is the state before them); None leaves the
+        state as it is (a restarted stream has none)."""
         ...
 
     async def settle(self, window: StreamWindow) -> None:

@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from anomaly_api.detection.following import Followed, advance
 from anomaly_api.service.streams.base import (
     MAX_FEEDBACK_HISTORY,
     AlarmUpdateStatus,
     FeedbackStatus,
+    FollowSpec,
     StoredAlarm,
     StoredEvent,
     StreamState,
@@ -81,6 +83,7 @@ class _Stream:
     alarm: StoredAlarm
     events: _Events
     recent: RecentRing
+    followed: Followed | None = None
 
 
 class InMemoryStreamStore:
@@ -154,10 +157,13 @@ class InMemoryStreamStore:
         window: int,
         model_key: str,
         defer: bool = False,
+        follow: FollowSpec | None = None,
     ) -> StreamWindow:
         """Append readings to a stream (see ``StreamStore.append``; never deferred); all or
         nothing."""
-        return self.append_now(stream_id, timestamps, rows, window=window, model_key=model_key)
+        return self.append_now(
+            stream_id, timestamps, rows, window=window, model_key=model_key, follow=follow
+        )
 
     async def settle(self, window: StreamWindow) -> None:
         """Nothing to send: appends are never deferred (``StreamStore.settle``)."""
@@ -170,6 +176,7 @@ class InMemoryStreamStore:
         *,
         window: int,
         model_key: str,
+        follow: FollowSpec | None = None,
     ) -> StreamWindow:
         """``append`` without the coroutine, for callers outside an event loop."""
         check_stream_id(stream_id)
@@ -205,6 +212,7 @@ class InMemoryStreamStore:
                 alarm = stream.alarm
                 events = stream.events
                 recent = stream.recent
+                followed = stream.followed
             else:
                 if new_stream and len(self._streams) >= self.max_streams:
                     raise StreamCapacityError(self.max_streams)
@@ -214,10 +222,23 @@ class InMemoryStreamStore:
                 alarm = StoredAlarm(epoch=new_epoch())  # a new life: a fresh alarm state
                 events = _Events()
                 recent = RecentRing(self.recent_scores)
+                followed = None
+            before = None
+            if follow is not None:
+                before = follow.start if followed is None else followed
+                followed = advance(before, records[:, 1:].tolist(), follow.alpha)
             kept = joined
             kept.flags.writeable = False
             self._streams[stream_id] = _Stream(
-                kept, model_key, total, first, now + self.idle_ttl_s, alarm, events, recent
+                kept,
+                model_key,
+                total,
+                first,
+                now + self.idle_ttl_s,
+                alarm,
+                events,
+                recent,
+                followed,
             )
             self._streams.move_to_end(stream_id)
         ts, values = split_records(kept)
@@ -230,6 +251,7 @@ class InMemoryStreamStore:
             new_stream=new_stream,
             model_changed=model_changed,
             alarm=alarm,
+            followed=before,
         )
 
     async def get(self, stream_id: str) -> StreamState | None:
@@ -255,6 +277,7 @@ class InMemoryStreamStore:
                 model_key=stream.model_key,
                 expires_in_s=stream.expires_at - now,
                 alarm=stream.alarm,
+                followed=stream.followed,
             )
 
     async def read_alarm(self, stream_id: str, *, degraded: bool = False) -> StoredAlarm | None:

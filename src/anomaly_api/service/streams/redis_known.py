@@ -18,9 +18,13 @@ from __future__ import annotations
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from anomaly_api.service.streams.base import FollowSpec
 
 __all__ = ["HEADER", "MAX_KNOWN", "SKIP", "KnownStreams", "Receipt", "predict"]
 
@@ -50,6 +54,11 @@ class Receipt:
     """The append script's keys and arguments while it is not sent (None once sent)."""
     token: bytes = b""
     """The token the stored window carries when the append is to follow it."""
+    follow: FollowSpec | None = None
+    """How the append moves the followed state (None: it leaves it)."""
+    followed: bytes = b""
+    """The stored followed state after the append, as the script stores it (before and
+    after a following append); empty when not known."""
 
 
 class KnownStreams:
@@ -59,15 +68,17 @@ class KnownStreams:
     def __init__(self, max_streams: int = MAX_KNOWN, skip: int = SKIP) -> None:
         self.max_streams = max_streams
         self.skip = skip
-        self._known: OrderedDict[str, tuple[bytes, bytes]] = OrderedDict()
+        self._known: OrderedDict[str, tuple[bytes, bytes, bytes]] = OrderedDict()
         self._skipped: dict[str, int] = {}
 
-    def get(self, key: str) -> tuple[bytes, bytes] | None:
-        """The stream's window value and alarm state as this replica wrote them last."""
+    def get(self, key: str) -> tuple[bytes, bytes, bytes] | None:
+        """The stream's window value, alarm state and followed state (empty when not
+        known) as this replica wrote them last."""
         return self._known.get(key)
 
-    def remember(self, key: str, value: bytes, alarm: bytes) -> None:
-        """This replica wrote ``value`` (an append), then ``alarm`` (its alarm state)."""
+    def remember(self, key: str, value: bytes, alarm: bytes, followed: bytes = b"") -> None:
+        """This replica wrote ``value`` (an append) and ``followed`` (the followed state
+        the append script stored, empty when not known), then ``alarm`` (its alarm state)."""
         left = self._skipped.get(key)
         if left is not None:
             if left > 1:
@@ -75,7 +86,7 @@ class KnownStreams:
             else:
                 del self._skipped[key]
             return
-        self._known[key] = (value, alarm)
+        self._known[key] = (value, alarm, followed)
         self._known.move_to_end(key)
         if len(self._known) > self.max_streams:
             self._known.popitem(last=False)

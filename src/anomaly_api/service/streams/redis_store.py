@@ -64,6 +64,12 @@ from numpy.typing import ArrayLike, NDArray
 from redis.asyncio import Redis
 
 from anomaly_api.config import Settings
+from anomaly_api.detection.following import (
+    Followed,
+    advance,
+    pack_followed,
+    unpack_followed,
+)
 from anomaly_api.service.cache.breaker import CircuitBreaker
 from anomaly_api.service.redis_support import (
     FAILED,
@@ -76,6 +82,7 @@ from anomaly_api.service.streams.base import (
     RECORD_DTYPE,
     AlarmUpdateStatus,
     FeedbackStatus,
+    FollowSpec,
     StoredAlarm,
     StoredEvent,
     StreamState,
@@ -122,13 +129,19 @@ _VERSION = 1
 # KEYS: window key, live set, alarm key, events hash (dropped when the stream restarts).
 # ARGV: stream id, model key, n_features, window, TTL (ms), max streams, token (8 bytes),
 # records, epoch (hex) of a fresh alarm state.
-# Replies {status, payload, alarm}: status 'new', 'ok', 'model' (model key changed:
-# window restarted), 'replay' (this token already ran) with the new value and the alarm
-# state (JSON; a fresh one, seen = readings before this append, when the stream
-# restarted or had none); 'order' with the last stored timestamp (8 bytes); 'shape' with
-# the stored feature count; 'full'.
+# Replies {status, payload, alarm, followed}: status 'new', 'ok', 'model' (model key
+# changed: window restarted), 'replay' (this token already ran) with the new value, the
+# alarm state (JSON; a fresh one, seen = readings before this append, when the stream
+# restarted or had none) and the followed state (below); 'order' with the last stored
+# timestamp (8 bytes); 'shape' with the stored feature count; 'full'.
+# The followed state (KEYS[5]; ``following.pack_followed``: float64 pairs of level and
+# deviation per channel) is stored as the state before the last following append, then
+# the state after it. ARGV[10]: the weight alpha (8 bytes, '' when this append does not
+# follow: the state is left as it is), ARGV[11]: the state a new life starts from. Each
+# reading moves it with ``following.advance``'s operations in the same order (Lua numbers
+# are IEEE doubles), so the bits are Python's.
 _APPEND_BODY = """
-local key, live, akey, ekey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local key, live, akey, ekey, fkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local member, model = ARGV[1], ARGV[2]
 local nf, window = tonumber(ARGV[3]), tonumber(ARGV[4])
 local ttl, cap = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -148,7 +161,9 @@ if old then
     redis.call('ZADD', live, now + ttl, member)
     redis.call('PEXPIRE', akey, ttl)
     redis.call('PEXPIRE', ekey, ttl)
-    return {'replay', old, redis.call('GET', akey) or ''}
+    local held = redis.call('GET', fkey) or ''
+    redis.call('PEXPIRE', fkey, ttl)
+    return {'replay', old, redis.call('GET', akey) or '', string.sub(held, 1, 16 * nf)}
   end
   if string.sub(old, 30, 29 + mlen) == model then
     if onf ~= nf then return {'shape', tostring(onf)} end
@@ -183,8 +198,36 @@ else
     ARGV[9], total)
   redis.call('SET', akey, alarm, 'PX', ttl)
 end
+local followed = ''
+if status ~= 'ok' then redis.call('DEL', fkey) end
+if ARGV[10] ~= '' then
+  local alpha = struct.unpack('<d', ARGV[10])
+  local before = ARGV[11]
+  if status == 'ok' then
+    local held = redis.call('GET', fkey)
+    if held then before = string.sub(held, 16 * nf + 1) end
+  end
+  local m, d = {}, {}
+  for c = 1, nf do
+    m[c] = struct.unpack('<d', before, 16 * c - 15)
+    d[c] = struct.unpack('<d', before, 16 * c - 7)
+  end
+  for at = 0, #recs - size, size do
+    for c = 1, nf do
+      local diff = struct.unpack('<d', recs, at + 8 * c + 1) - m[c]
+      m[c] = m[c] + alpha * diff
+      d[c] = d[c] + alpha * (math.abs(diff) - d[c])
+    end
+  end
+  local after = {}
+  for c = 1, nf do after[c] = struct.pack('<dd', m[c], d[c]) end
+  followed = before
+  redis.call('SET', fkey, before .. table.concat(after), 'PX', ttl)
+else
+  redis.call('PEXPIRE', fkey, ttl)
+end
 """
-_APPEND_LUA = _APPEND_BODY + "return {status, value, alarm}\n"
+_APPEND_LUA = _APPEND_BODY + "return {status, value, alarm, followed}\n"
 
 # KEYS: alarm key, window key, events hash. ARGV: epoch, expected seen, expected revision,
 # new state (JSON), newest event id ('' when no event is written), d, d ids of events to
@@ -220,20 +263,20 @@ end
 _ALARM_CAS_LUA = _CAS_FUNCTION + "return alarm_cas(KEYS[1], KEYS[2], KEYS[3], ARGV, 0)\n"
 
 # The append and the compare-and-set in one call, for a replica that knows the stream's
-# window (it wrote it last). KEYS: the append's. ARGV: the append's nine, the token the
+# window (it wrote it last). KEYS: the append's. ARGV: the append's eleven, the token the
 # window is expected to carry (the replica's last append's), then the compare-and-set's.
-# Replies as the append does, with the compare-and-set's status fourth when the append
-# found that window ({'ok', '', '', 'ok'}: both written; the window is the one expected);
-# without it, only the append ran.
+# Replies as the append does, with the compare-and-set's status fifth when the append
+# found that window ({'ok', '', '', '', 'ok'}: both written; the window is the one
+# expected); without it, only the append ran.
 _APPEND_ALARM_LUA = (
     _CAS_FUNCTION
     + _APPEND_BODY
-    + """if status == 'ok' and prior == ARGV[10] then
-  local cas = alarm_cas(akey, key, ekey, ARGV, 10)
-  if cas[1] == 'ok' then return {'ok', '', '', 'ok'} end
-  return {status, value, alarm, cas[1]}
+    + """if status == 'ok' and prior == ARGV[12] then
+  local cas = alarm_cas(akey, key, ekey, ARGV, 12)
+  if cas[1] == 'ok' then return {'ok', '', '', '', 'ok'} end
+  return {status, value, alarm, followed, cas[1]}
 end
-return {status, value, alarm}
+return {status, value, alarm, followed}
 """
 )
 
@@ -278,18 +321,20 @@ end
 return {status, record, redis.call('HGET', KEYS[1], id .. ':f') or ''}
 """
 
-# KEYS: window key, alarm key. Reply: nil, or {value, PTTL in ms, alarm state or ''}.
+# KEYS: window key, alarm key, followed state. Reply: nil, or {value, PTTL in ms, alarm
+# state or '', followed state or ''}.
 _GET_LUA = """
 local value = redis.call('GET', KEYS[1])
 if not value then return false end
-return {value, redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]) or ''}
+return {value, redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]) or '',
+  redis.call('GET', KEYS[3]) or ''}
 """
 
-# KEYS: window key, live set, alarm key, events hash, recent scores. ARGV: stream id.
-# Reply: 1 when the window existed.
+# KEYS: window key, live set, alarm key, events hash, recent scores, followed state.
+# ARGV: stream id. Reply: 1 when the window existed.
 _DELETE_LUA = """
 redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
+redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6])
 return redis.call('DEL', KEYS[1])
 """
 
@@ -325,6 +370,13 @@ def decode_window(value: bytes) -> _Decoded:
         model_key=value[HEADER.size : start].decode("utf-8"),
         records=records,
     )
+
+
+def _stored_followed(raw: bytes, n_features: int) -> Followed | None:
+    """The followed state after the latest following append (None when there is none)."""
+    if len(raw) != 32 * n_features:
+        return None
+    return unpack_followed(raw[16 * n_features :])
 
 
 def _stored_alarm(raw: bytes | None) -> StoredAlarm | None:
@@ -466,6 +518,10 @@ class RedisStreamStore(GuardedRedisCalls):
         """Redis key of a stream's events."""
         return f"{self._prefix}e:{stream_id}"
 
+    def follow_key(self, stream_id: str) -> str:
+        """Redis key of a stream's followed state."""
+        return f"{self._prefix}f:{stream_id}"
+
     def recent_key(self, stream_id: str) -> str:
         """Redis key of a stream's recent scores."""
         return f"{self._prefix}r:{stream_id}"
@@ -484,6 +540,7 @@ class RedisStreamStore(GuardedRedisCalls):
         window: int,
         model_key: str,
         defer: bool = False,
+        follow: FollowSpec | None = None,
     ) -> StreamWindow:
         """Append readings (see ``StreamStore.append``) in one script call; all or nothing.
         ``defer``: when this replica wrote the stream's window and alarm state last, the
@@ -498,6 +555,7 @@ class RedisStreamStore(GuardedRedisCalls):
             self._live_key,
             self.alarm_key(stream_id),
             self.events_key(stream_id),
+            self.follow_key(stream_id),
         ]
         token = os.urandom(8)
         args: list[bytes | str | int] = [
@@ -510,30 +568,51 @@ class RedisStreamStore(GuardedRedisCalls):
             token,
             records.tobytes(),
             new_epoch(),
+            b"" if follow is None else struct.pack("<d", follow.alpha),
+            b"" if follow is None else pack_followed(follow.start),
         ]
         known = self._known.get(keys[0]) if defer and not self.degraded else None
         if known is not None:
             value = predict(known[0], model, records, window, token)
             alarm = None if value is None else _stored_alarm(known[1])
-            if value is not None and alarm is not None:
+            held = known[2]  # the stored followed state: before and after the last append
+            if value is not None and alarm is not None and (follow is None or held):
                 prior = HEADER.unpack_from(known[0])[4]
-                receipt = Receipt(value, records, model_key, window, keys, args, prior)
-                return self._window(stream_id, value, b"ok", alarm, receipt)
+                receipt = Receipt(value, records, model_key, window, keys, args, prior, follow)
+                receipt.followed = held
+                before = None
+                if follow is not None:  # what the script will find and store
+                    last = held[len(held) // 2 :]
+                    before = unpack_followed(last)
+                    after = advance(before, records[:, 1:].tolist(), follow.alpha)
+                    receipt.followed = last + pack_followed(after)
+                return self._window(stream_id, value, b"ok", alarm, receipt, followed=before)
         reply = await self._guarded("append", lambda: self._append_script(keys=keys, args=args))
         if reply is FAILED:
-            return self._fell_back(stream_id, records, window, model_key)
+            return self._fell_back(stream_id, records, window, model_key, follow=follow)
         assert isinstance(reply, list)
-        return self._appended(stream_id, records, window, model_key, reply)
+        return self._appended(stream_id, records, window, model_key, reply, follow=follow)
 
     def _fell_back(
-        self, stream_id: str, records: NDArray[np.float64], window: int, model_key: str
+        self,
+        stream_id: str,
+        records: NDArray[np.float64],
+        window: int,
+        model_key: str,
+        *,
+        follow: FollowSpec | None,
     ) -> StreamWindow:
         """The append served from process memory (Redis did not answer)."""
         self._fallback_used = True
         self.fallbacks += 1
         self._known.forget(self.window_key(stream_id))
         fallback = self._fallback.append_now(
-            stream_id, records[:, 0], records[:, 1:], window=window, model_key=model_key
+            stream_id,
+            records[:, 0],
+            records[:, 1:],
+            window=window,
+            model_key=model_key,
+            follow=follow,
         )
         return dataclasses.replace(fallback, degraded=True)
 
@@ -544,6 +623,8 @@ class RedisStreamStore(GuardedRedisCalls):
         window: int,
         model_key: str,
         reply: list[bytes],
+        *,
+        follow: FollowSpec | None,
     ) -> StreamWindow:
         """The window the append script answered, or its refusal raised."""
         status, payload = reply[0], reply[1]
@@ -559,12 +640,25 @@ class RedisStreamStore(GuardedRedisCalls):
             )
         if status == b"full":
             raise StreamCapacityError(self.max_streams)
-        receipt = Receipt(payload, records, model_key, window)
-        return self._window(stream_id, payload, status, _stored_alarm(reply[2]), receipt)
+        receipt = Receipt(payload, records, model_key, window, follow=follow)
+        before = None
+        if follow is not None and reply[3]:
+            before = unpack_followed(reply[3])
+            after = advance(before, records[:, 1:].tolist(), follow.alpha)
+            receipt.followed = reply[3] + pack_followed(after)
+        return self._window(
+            stream_id, payload, status, _stored_alarm(reply[2]), receipt, followed=before
+        )
 
     @staticmethod
     def _window(
-        stream_id: str, value: bytes, status: bytes, alarm: StoredAlarm | None, receipt: Receipt
+        stream_id: str,
+        value: bytes,
+        status: bytes,
+        alarm: StoredAlarm | None,
+        receipt: Receipt,
+        *,
+        followed: Followed | None = None,
     ) -> StreamWindow:
         decoded = decode_window(value)
         ts, values = split_records(decoded.records)
@@ -578,6 +672,7 @@ class RedisStreamStore(GuardedRedisCalls):
             model_changed=status == b"model",
             alarm=alarm,
             receipt=receipt,
+            followed=followed,
         )
 
     async def settle(self, window: StreamWindow) -> None:
@@ -594,13 +689,17 @@ class RedisStreamStore(GuardedRedisCalls):
             refused = (InvalidReadingsError, StreamCapacityError, StreamOrderError)
             with contextlib.suppress(*refused):
                 self._fell_back(
-                    window.stream_id, receipt.records, receipt.window, receipt.model_key
+                    window.stream_id,
+                    receipt.records,
+                    receipt.window,
+                    receipt.model_key,
+                    follow=receipt.follow,
                 )
 
     async def get(self, stream_id: str) -> StreamState | None:
         """State of a live stream; reading it does not refresh its expiry."""
         check_stream_id(stream_id)
-        keys = [self.window_key(stream_id), self.alarm_key(stream_id)]
+        keys = [self.window_key(stream_id), self.alarm_key(stream_id), self.follow_key(stream_id)]
         reply = await self._guarded("get", lambda: self._get_script(keys=keys))
         if reply is FAILED:
             self.fallbacks += 1
@@ -620,6 +719,7 @@ class RedisStreamStore(GuardedRedisCalls):
             model_key=decoded.model_key,
             expires_in_s=max(0, int(reply[1])) / 1000,
             alarm=_stored_alarm(reply[2]),
+            followed=_stored_followed(reply[3], decoded.n_features),
         )
 
     async def read_alarm(self, stream_id: str, *, degraded: bool = False) -> StoredAlarm | None:
@@ -685,7 +785,9 @@ class RedisStreamStore(GuardedRedisCalls):
         assert isinstance(reply, list)
         if reply[0] == b"ok":
             if isinstance(receipt, Receipt):
-                self._known.remember(self.window_key(stream_id), receipt.value, state)
+                self._known.remember(
+                    self.window_key(stream_id), receipt.value, state, receipt.followed
+                )
             return "ok", None
         self._known.forget(self.window_key(stream_id))
         if reply[0] == b"behind":
@@ -704,15 +806,24 @@ class RedisStreamStore(GuardedRedisCalls):
             "append", lambda: self._append_alarm_script(keys=keys, args=args)
         )
         if reply is FAILED:
-            moved = self._fell_back(stream_id, receipt.records, receipt.window, receipt.model_key)
+            moved = self._fell_back(
+                stream_id, receipt.records, receipt.window, receipt.model_key, follow=receipt.follow
+            )
             raise StreamWindowMoved(moved)
         assert isinstance(reply, list)
-        if len(reply) > 3 and reply[3] == b"ok":
+        if len(reply) > 4 and reply[4] == b"ok":
             self.joined += 1
-            self._known.remember(self.window_key(stream_id), receipt.value, state)
+            self._known.remember(self.window_key(stream_id), receipt.value, state, receipt.followed)
             return "ok", None
-        self._known.forget(self.window_key(stream_id), moved=len(reply) <= 3)
-        moved = self._appended(stream_id, receipt.records, receipt.window, receipt.model_key, reply)
+        self._known.forget(self.window_key(stream_id), moved=len(reply) <= 4)
+        moved = self._appended(
+            stream_id,
+            receipt.records,
+            receipt.window,
+            receipt.model_key,
+            reply,
+            follow=receipt.follow,
+        )
         raise StreamWindowMoved(moved)
 
     async def list_events(
@@ -830,6 +941,7 @@ class RedisStreamStore(GuardedRedisCalls):
             self.alarm_key(stream_id),
             self.events_key(stream_id),
             self.recent_key(stream_id),
+            self.follow_key(stream_id),
         ]
         self._pending.forget(stream_id)
         self._known.forget(self.window_key(stream_id))
