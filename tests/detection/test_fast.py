@@ -552,6 +552,69 @@ def test_blocked_scan_is_the_plain_scan_whatever_the_boxes(layout: str, block_ro
                 np.testing.assert_array_equal(ours, theirs)
 
 
+def _screen_case(case: str, rng: np.random.Generator) -> tuple[NDArray[np.float64], ...]:
+    """Training rows and query rows on which a float32 screen without a proven margin would
+    drop a neighbour (``test_float32_screen_never_drops_a_neighbour``)."""
+    centre = rng.normal(size=8)
+    background = centre + rng.normal(size=(300, 8))
+    if case == "equal distances":
+        # Rows at one exact distance from the centre (the same offsets in other orders):
+        # their float64 distances differ by an ulp or two, their float32 ones otherwise.
+        offsets = rng.normal(scale=0.3, size=8)
+        ring = centre + np.array([offsets[rng.permutation(8)] for _ in range(300)])
+        return np.vstack([background, ring]), np.vstack([centre, centre + 1e-12])
+    if case == "float32 midpoints":
+        # Values halfway between two float32 values: they round to even, a query at either
+        # neighbour float32 sees distances float32 cannot tell apart.
+        base = rng.normal(size=(300, 8)).astype(np.float32)
+        up = np.nextafter(base, np.float32(np.inf))
+        midpoints = (base.astype(np.float64) + up.astype(np.float64)) / 2
+        queries = np.vstack([base[:20], up[20:40], midpoints[40:60]]).astype(np.float64)
+        return np.vstack([midpoints, base.astype(np.float64)[:50]]), queries
+    if case == "below float32 resolution":
+        # A cluster ~1e-9 wide around a point halfway between two float32 values near 1e3:
+        # every value rounds to one or the other, so a float32 difference is 0 or an ulp
+        # (6e-5) whatever the float64 distance (~1e-9), which decides the order alone.
+        midpoint = (1e3 + float(np.nextafter(np.float32(1e3), np.float32(2e3)))) / 2
+        cluster = midpoint + rng.normal(scale=1e-9, size=(300, 8))
+        queries = midpoint + rng.normal(scale=1e-9, size=(20, 8))
+        return np.vstack([cluster, midpoint + rng.normal(size=(50, 8))]), queries
+    if case == "features of different scales":
+        scales = np.logspace(-6, 6, 8)
+        train = rng.normal(size=(400, 8)) * scales
+        return train, np.vstack([train[:10], rng.normal(size=(20, 8)) * scales])
+    if case == "query equal to training rows":
+        return background, background[rng.choice(300, 30)]
+    magnitude = {"huge, screened": 1e16, "huge, beyond the screen": 1e19,
+                 "float32 subnormal": 1e-40, "below float32": 1e-47,
+                 "float64 subnormal": 1e-310}[case]  # fmt: skip
+    train = rng.normal(size=(300, 8)) * magnitude
+    return train, np.vstack([train[:10], rng.normal(size=(20, 8)) * magnitude, np.zeros((1, 8))])
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["equal distances", "float32 midpoints", "below float32 resolution",
+     "features of different scales", "query equal to training rows", "huge, screened",
+     "huge, beyond the screen", "float32 subnormal", "below float32", "float64 subnormal"],
+)  # fmt: skip
+def test_float32_screen_never_drops_a_neighbour(case: str) -> None:
+    # The screen leaves out a row only where its float32 distance proves the float64 one
+    # beyond the k-th (docs/kernel.md): on rows whose distances float32 cannot tell apart,
+    # or nearly equal, or at the magnitudes where float32 underflows or the screen turns
+    # itself off, the answer must be the plain scan's, bit for bit, ties included.
+    rng = np.random.default_rng(17)
+    train, X = _screen_case(case, rng)
+    X = np.ascontiguousarray(X)
+    for block_rows in (8, 32, 37):
+        blocks = TrainingBlocks.from_rows(train, block_rows, 128)
+        for k in (1, 7, 20, 64):
+            expected = plain_knn(X, train, k)
+            for threads in (1, 2):
+                for ours, theirs in zip(blocked_knn(X, blocks, k, threads), expected, strict=True):
+                    np.testing.assert_array_equal(ours, theirs)
+
+
 def test_blocks_are_checked_once_and_the_offsets_on_every_call() -> None:
     rows = np.random.default_rng(3).normal(size=(100, 3))
     blocks = TrainingBlocks.from_rows(rows, 8, 24)
@@ -564,6 +627,11 @@ def test_blocks_are_checked_once_and_the_offsets_on_every_call() -> None:
         shrunk[0, 0] += 1e-9  # a box that misses one of its rows
         with pytest.raises(ValueError, match="outside its block's or its group's box"):
             dataclasses.replace(blocks, **{name: shrunk}).check(rows)
+    assert not blocks.screen.flags.writeable
+    moved = blocks.screen.copy()
+    moved[5] = np.nextafter(moved[5], np.float32(np.inf))  # not the row rounded to float32
+    with pytest.raises(ValueError, match="the screen is not the rows rounded to float32"):
+        dataclasses.replace(blocks, screen=moved).check(rows)
     with pytest.raises(ValueError, match="block_rows"):
         TrainingBlocks.from_rows(rows, 257)
     X = rows[:2].copy()
@@ -588,6 +656,10 @@ def test_blocks_are_checked_once_and_the_offsets_on_every_call() -> None:
         call(group_hi=blocks.group_hi[1:])
     with pytest.raises(TypeError, match="int64"):
         call(index=blocks.index.astype(np.int32))
+    with pytest.raises(TypeError, match="float32"):
+        call(screen=blocks.screen.astype(np.float64))
+    with pytest.raises(ValueError, match="inconsistent"):
+        call(screen=blocks.screen[1:])
     call()  # the unchanged arrays are accepted
 
 

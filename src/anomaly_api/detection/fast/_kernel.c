@@ -15,11 +15,12 @@
  *       the selection is on d, the result is sqrt(d). No FMA contraction (the build
  *       passes -ffp-contract=off), so every distance is bit for bit scikit-learn's.
  *
- *   knn_blocks(X, train_t, index, starts, lo, hi, groups, group_lo, group_hi, k, dist, ind,
- *              ties, n_threads)
+ *   knn_blocks(X, rows, screen, index, starts, lo, hi, groups, group_lo, group_hi, k, dist,
+ *              ind, ties, n_threads)
  *       The same answer as knn (bit for bit, ties included), from training rows reordered
- *       into blocks, and blocks into groups, with bounding boxes (blocks.py): groups and
- *       blocks that cannot hold a neighbour are skipped. What the scorer calls; knn stays
+ *       into blocks, and blocks into groups, with bounding boxes and a float32 copy
+ *       (blocks.py): groups and blocks that cannot hold a neighbour are skipped, and of
+ *       the others only the rows a float32 screen cannot rule out get their distance. What the scorer calls; knn stays
  *       as the reference scan.
  *
  *   score_rows(X, dist, ind, roots, feature, threshold, left, right, leaf_value,
@@ -29,7 +30,7 @@
  *
  *       The forest's nodes must have passed check_forest (the scorer does it once).
  *
- *   compiled_model(center, scale, <the eight knn_blocks arrays>, k, roots, feature,
+ *   compiled_model(center, scale, <the nine knn_blocks arrays>, k, roots, feature,
  *                  threshold, left, right, leaf_value, denominator, k_distance, lrd,
  *                  z_center, z_scale)
  *       The fitted arrays explain_rows reads, checked once and held in a capsule.
@@ -77,9 +78,9 @@
 
 /* ---------------------------------------------------------------- buffers */
 
-typedef enum { F64, I64, BOOL } Kind;
+typedef enum { F64, F32, I64, BOOL } Kind;
 
-/* Get a C-contiguous buffer of float64, int64 or bool with `ndim` dimensions (-1: any). */
+/* Get a C-contiguous buffer of float64, float32, int64 or bool with `ndim` dimensions (-1: any). */
 static int
 get_buffer(PyObject *obj, Py_buffer *view, Kind kind, int ndim, int writable, const char *name)
 {
@@ -95,11 +96,16 @@ get_buffer(PyObject *obj, Py_buffer *view, Kind kind, int ndim, int writable, co
     }
     int ok = fmt[1] == '\0' &&
              (kind == F64    ? view->itemsize == 8 && fmt[0] == 'd'
+              : kind == F32  ? view->itemsize == 4 && fmt[0] == 'f'
               : kind == I64  ? view->itemsize == 8 && (fmt[0] == 'l' || fmt[0] == 'q')
                              : view->itemsize == 1 && fmt[0] == '?');
     if (!ok || (ndim >= 0 && view->ndim != ndim)) {
         PyErr_Format(PyExc_TypeError, "%s: expected a %dD %s array, got format '%s' ndim %d",
-                     name, ndim, kind == F64 ? "float64" : kind == I64 ? "int64" : "bool",
+                     name, ndim,
+                     kind == F64   ? "float64"
+                     : kind == F32 ? "float32"
+                     : kind == I64 ? "int64"
+                                   : "bool",
                      view->format, view->ndim);
         PyBuffer_Release(view);
         return -1;
@@ -319,29 +325,42 @@ knn_rows(void *arg)
  * (the nearest, then the others by bound: knn_blocks_rows), so the k-th distance shrinks
  * early; ~14 % of the training rows are scanned for rows like the training data.
  *
+ * A block that is not skipped is screened first: its rows' squared distances are computed
+ * in float32 from a float32 copy of the rows (half the bytes of the float64 rows, eight
+ * rows per AVX2 instruction), and only the rows whose float32 sum is <= a threshold
+ * derived from the current k-th distance (screen_threshold: a rigorous bound on every
+ * rounding of both computations) get their float64 distance, computed exactly as the
+ * plain scan computes it. Every row the float64 scan would keep (or count for the tie
+ * flag) passes the screen, so the answer is unchanged; about as many rows pass as enter
+ * the running top-k.
+ *
  * Why it stays bit for bit the plain scan's answer:
- * - each distance that is computed is computed exactly as in squared_distances (same
- *   operations, same feature order);
+ * - each float64 distance that is computed is computed exactly as in squared_distances
+ *   (same operations, same feature order);
  * - the bound is a true lower bound *in floating point*, not only in exact arithmetic:
  *   for a row y in the box [lo, hi] and x < lo, y - x >= lo - x exactly, and rounding is
  *   monotone, so |fl(x - y)| >= fl(lo - x) (likewise above hi); squaring and adding
  *   non-negative terms in the same order are monotone too, so bound <= fl-distance;
- * - a group or block is skipped only when its bound > worst (strictly): all its rows are
- *   then farther than the current k-th distance, which only decreases, so none of them
- *   can be kept nor be exactly as far as the final k-th neighbour (the tie flag);
+ * - a group or block is skipped only when its bound > worst (strictly), and a row by the
+ *   screen only when its float32 sum > screen_threshold(worst), which implies its float64
+ *   distance > worst: all these rows are farther than the current k-th distance, which
+ *   only decreases, so none of them can be kept nor be exactly as far as the final k-th
+ *   neighbour (the tie flag);
  * - blocks are visited out of index order (by their groups' bounds), so the kept rows
  *   are chosen and ordered by (distance, original training index) explicitly: the k
  *   smallest pairs whatever the visiting order, the plain scan's set and order (it gets
  *   them from visiting rows by index), ties included;
  * - the tie flag only needs left-out rows at distance <= the current worst (any other is
- *   farther than the final k-th distance), so the common "farther" case costs one
- *   vectorised comparison per block. */
+ *   farther than the final k-th distance). */
 
 #define MAX_BLOCK_ROWS 256
 
 typedef struct {
     const double *X;           /* (n_rows, n_features) */
-    const double *train_t;     /* (n_features, n_train): feature-major, rows in block order */
+    const double *rows;        /* (n_train, n_features): the rows in block order */
+    const float *screen;       /* (n_train * n_features,): block b's rows as float32, feature-
+                                * major at [starts[b] * n_features, starts[b + 1] * n_features) */
+    const double *magnitude;   /* (n_features,): the largest |value| of each feature */
     const int64_t *index;      /* (n_train,): original training index of each reordered row */
     const int64_t *starts;     /* (n_blocks + 1,): block b is rows [starts[b], starts[b + 1]) */
     const double *lo, *hi;     /* (n_features, n_blocks): each block's bounding box */
@@ -352,6 +371,7 @@ typedef struct {
     double *bounds;            /* (n_groups,) scratch of this task: the groups' bounds */
     double *block_bounds;      /* (n_blocks,) scratch of this task: one group's at a time */
     Py_ssize_t *later;         /* (n_groups,) scratch of this task */
+    float *x32;                /* (n_features,) scratch of this task: the query row as float32 */
     Py_ssize_t row_start, row_stop, n_features, n_train, n_blocks, n_groups, k;
 } BlockTask;
 
@@ -361,6 +381,9 @@ typedef struct {
  * the build does not pass. Loads and stores go through memcpy (no alignment assumed). */
 typedef double v4d __attribute__((vector_size(32)));
 typedef long long v4i __attribute__((vector_size(32)));
+/* Eight floats likewise, for the screen. */
+typedef float v8f __attribute__((vector_size(32)));
+typedef int v8i __attribute__((vector_size(32)));
 
 /* max(a, b) lane by lane, as `a > b ? a : b` (a macro: a function taking vectors by value
  * would get a different ABI in each clone). */
@@ -408,73 +431,138 @@ box_bounds(const double *restrict x, const double *restrict lo, const double *re
     }
 }
 
-#define WIDE 4 /* vectors of four rows summed side by side (the unroll pragmas below say 4) */
+/* The screen's bound.
+ *
+ * Notation: x the query row, y a training row, n features, e = x - y (exact), ||.|| the
+ * Euclidean norm over the features, M_f >= |y_f| for every training row (`magnitude`).
+ * D is the float64 distance the plain scan computes (t = fl(x_f - y_f); d = fl(d + fl(t*t))
+ * in feature order), S the screen's float32 one: x'_f = fl32(x_f), y'_f = fl32(y_f),
+ * t'_f = fl32(x'_f - y'_f), S = fl32(... fl32(0 + fl32(t'_0 * t'_0)) + ...) in feature order.
+ * Every float32 operation's result r^ of an exact r obeys |r^ - r| <= u|r| + tau with
+ * u = 2^-23 and tau = 2^-126, every float64 one |r^ - r| <= U|r| + T with U = 2^-52 and
+ * T = 2^-1022: one ulp whatever the rounding mode, and tau, T the smallest normal numbers,
+ * which cover gradual underflow as well as flushing subnormals to zero (FTZ/DAZ).
+ *
+ * 1. Rounding x and y to float32: e'_f = x'_f - y'_f (exact) is within
+ *    eps_f = u(|x_f| + M_f) + 4 tau of e_f (4 tau: a subnormal float32 read as zero under
+ *    DAZ is within 2 tau of the double). By the triangle inequality for the norm,
+ *    ||e|| >= ||e'|| - ||eps||.
+ * 2. The float32 subtraction: |t'_f| <= (1 + u)|e'_f| + tau, so ||t'|| <= (1 + u)||e'|| +
+ *    tau sqrt(n).
+ * 3. The float32 squares and the n additions of non-negative terms, each rounding up by at
+ *    most a factor 1 + u plus tau: S <= (1 + u)^(n+1) (||t'||^2 + 2 n tau).
+ * 4. The float64 distance, each rounding down by at most a factor 1 - U minus T:
+ *    |t_f| >= (1 - U)|e_f| - T, and as in 3., D >= (1 - U)^(n+1) ((1 - U)||e|| -
+ *    T sqrt(n))+^2 - 2 n T.
+ * So D <= worst implies, step by step backwards,
+ *    ||e||  <= rho_e = (1 - U)^-(n+3) (sqrt(worst + 2 n T) + T sqrt(n)),
+ *    ||t'|| <= rho_t = (1 + u)(rho_e + ||eps||) + tau sqrt(n),
+ *    S      <= theta = (1 + u)^(n+1) (rho_t^2 + 2 n tau),
+ * and a row whose S > theta has D > worst: it can be left out. The constants are bounded
+ * above by (1 + u)^(n+1) <= 1 + 2(n + 1)u and (1 - U)^-(n+3) <= 1 + 2(n + 3)U (n < 2^20);
+ * theta is computed in float64 from non-negative terms (each rounding at most a factor
+ * 1 - U away, ~20 of them), multiplied by 1 + 2^-40 to cover those roundings, and rounded
+ * up to float32. The steps assume S does not overflow: with sum_f (|x_f| + M_f)^2 <= 2^120
+ * every partial sum stays below 2^122 (FLT_MAX ~ 2^128); otherwise ||eps|| is taken as
+ * infinite, theta too, and every row passes. A NaN theta or S compares false: the row
+ * passes. For the default model (features of magnitude ~1-10) theta exceeds worst by a
+ * relative ~1e-5. */
 
-/* Squared distances of x to rows `col`, `col` + 1, ... (4 * width of them, feature f at
- * col[f * n_train]) into out, and whether any is <= worst, lane by lane into *any. Always
- * inlined with a constant width, so the sums stay in registers. */
-static inline __attribute__((always_inline)) void
-rows_distances(const double *restrict x, const double *restrict col, Py_ssize_t n_features,
-               Py_ssize_t n_train, int width, const v4d *worst_v, double *restrict out,
-               v4i *any)
+#define SCREEN_U 0x1p-23
+#define SCREEN_TAU 0x1p-126
+#define SCREEN_LIMIT 0x1p120
+
+/* ||eps|| of step 1 for the query row x, and x as float32 into x32; infinite where the
+ * screen's sums could overflow (or x is not finite). */
+static double
+screen_error(const double *x, const double *magnitude, Py_ssize_t n_features, float *x32)
 {
-    v4d acc[WIDE];
+    double sum_sq = 0.0, eps_sq = 0.0;
+    for (Py_ssize_t f = 0; f < n_features; f++) {
+        const double a = fabs(x[f]) + magnitude[f];
+        const double eps = SCREEN_U * a + 4.0 * SCREEN_TAU;
+        sum_sq += a * a;
+        eps_sq += eps * eps;
+        x32[f] = (float)x[f];
+    }
+    return sum_sq <= SCREEN_LIMIT && n_features < (1 << 20) ? sqrt(eps_sq) : INFINITY;
+}
+
+/* theta of the derivation above for the k-th distance `worst`, rounded up to float32. */
+static float
+screen_threshold(double worst, double eps_norm, Py_ssize_t n_features)
+{
+    const double n = (double)n_features, root_n = sqrt(n);
+    const double up32 = 1.0 + 2.0 * (n + 1.0) * SCREEN_U;  /* >= (1 + u)^(n+1) */
+    const double down64 = 1.0 + 2.0 * (n + 3.0) * 0x1p-52; /* >= (1 - U)^-(n+3) */
+    const double rho_e = down64 * (sqrt(worst + 2.0 * n * 0x1p-1022) + 0x1p-1022 * root_n);
+    const double rho_t = (1.0 + SCREEN_U) * (rho_e + eps_norm) + SCREEN_TAU * root_n;
+    const double theta = up32 * (rho_t * rho_t + 2.0 * n * SCREEN_TAU) * (1.0 + 0x1p-40);
+    float t = (float)theta;
+    if ((double)t < theta) {
+        t = nextafterf(t, INFINITY);
+    }
+    return t;
+}
+
+#define SCREEN_WIDE 4 /* vectors of eight rows summed side by side (the pragmas below say 4) */
+
+/* Float32 squared distances of x32 to rows `s`, `s` + 1, ... (8 * width of them, feature f
+ * at s[f * count]) into out, and whether any of them is not > theta, lane by lane into
+ * *pass. Always inlined with a constant width, so the sums stay in registers. */
+static inline __attribute__((always_inline)) void
+screen_rows(const float *restrict x32, const float *restrict s, Py_ssize_t n_features,
+            Py_ssize_t count, int width, const v8f *theta_v, float *restrict out, v8i *pass)
+{
+    v8f acc[SCREEN_WIDE];
 #pragma GCC unroll 4
     for (int a = 0; a < width; a++) {
-        acc[a] = (v4d){0.0, 0.0, 0.0, 0.0};
+        acc[a] = (v8f){0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
     }
     for (Py_ssize_t f = 0; f < n_features; f++) {
-        const double xf = x[f];
-        const v4d xv = {xf, xf, xf, xf};
+        const float xf = x32[f];
+        const v8f xv = {xf, xf, xf, xf, xf, xf, xf, xf};
 #pragma GCC unroll 4
         for (int a = 0; a < width; a++) {
-            v4d y;
-            memcpy(&y, col + f * n_train + 4 * a, sizeof y);
-            const v4d t = xv - y;
+            v8f y;
+            memcpy(&y, s + f * count + 8 * a, sizeof y);
+            const v8f t = xv - y;
             acc[a] += t * t;
         }
     }
 #pragma GCC unroll 4
     for (int a = 0; a < width; a++) {
-        memcpy(out + 4 * a, &acc[a], sizeof acc[a]);
-        *any |= (v4i)(acc[a] <= *worst_v);
+        memcpy(out + 8 * a, &acc[a], sizeof acc[a]);
+        *pass |= ~(v8i)(acc[a] > *theta_v);
     }
 }
 
-/* Squared distances of x to rows [start, start + count), and whether any of them is
- * <= worst. Sixteen training rows at a time (four vectors, then one vector for the rest)
- * with their sums kept in registers across all features (the plain scan stores and
- * reloads its sums once per feature; one vector at a time would spend as many instructions
- * on the feature loop as on the arithmetic): each lane still computes 0 + t0*t0 + t1*t1 +
- * ... in feature order, the same operations as squared_distances, so every distance is
- * the same double. The test "any <= worst" is a lane-wise compare OR-ed into one mask,
- * so the common case (every row of the block farther than the k-th neighbour) costs no
- * branch per row. */
+/* The screen of one block (count rows, feature-major float32 at s): each row's float32
+ * squared distance into out, and whether any row passes (its sum not > theta). Thirty-two
+ * rows at a time (four vectors of eight), then eight, then one by one. */
 KERNEL_CLONES static int
-block_distances(const double *restrict x, const double *restrict train_t,
-                Py_ssize_t n_features, Py_ssize_t n_train, Py_ssize_t start,
-                Py_ssize_t count, double worst, double *restrict out)
+screen_block(const float *restrict x32, const float *restrict s, Py_ssize_t n_features,
+             Py_ssize_t count, float theta, float *restrict out)
 {
-    const Py_ssize_t vectors_end = count - count % 4;
-    const v4d worst_v = {worst, worst, worst, worst};
-    const double *restrict col = train_t + start;
-    v4i any = {0, 0, 0, 0};
+    const Py_ssize_t vectors_end = count - count % 8;
+    const v8f theta_v = {theta, theta, theta, theta, theta, theta, theta, theta};
+    v8i pass = {0, 0, 0, 0, 0, 0, 0, 0};
     Py_ssize_t j = 0;
-    for (; j + 4 * WIDE <= vectors_end; j += 4 * WIDE) {
-        rows_distances(x, col + j, n_features, n_train, WIDE, &worst_v, out + j, &any);
+    for (; j + 8 * SCREEN_WIDE <= vectors_end; j += 8 * SCREEN_WIDE) {
+        screen_rows(x32, s + j, n_features, count, SCREEN_WIDE, &theta_v, out + j, &pass);
     }
-    for (; j < vectors_end; j += 4) {
-        rows_distances(x, col + j, n_features, n_train, 1, &worst_v, out + j, &any);
+    for (; j < vectors_end; j += 8) {
+        screen_rows(x32, s + j, n_features, count, 1, &theta_v, out + j, &pass);
     }
-    int hit = (any[0] | any[1] | any[2] | any[3]) != 0;
+    int hit = ((pass[0] | pass[1] | pass[2] | pass[3]) | (pass[4] | pass[5] | pass[6] | pass[7])) != 0;
     for (; j < count; j++) {
-        double acc = 0.0;
+        float acc = 0.0f;
         for (Py_ssize_t f = 0; f < n_features; f++) {
-            const double t = x[f] - col[f * n_train + j];
+            const float t = x32[f] - s[f * count + j];
             acc += t * t;
         }
         out[j] = acc;
-        hit |= acc <= worst;
+        hit |= !(acc > theta);
     }
     return hit;
 }
@@ -485,23 +573,41 @@ typedef struct {
     int64_t *best_i;         /* (k,) original training indices */
     double worst;            /* best_d[k - 1]: the current k-th distance */
     double nearest_left_out; /* smallest left-out distance <= worst then */
+    double eps_norm;         /* the query row's screen error (screen_error) */
+    double screened_worst;   /* the worst `theta` was computed for */
+    float theta;             /* screen_threshold(screened_worst) */
 } TopK;
 
-/* Compute block b's distances and keep those that enter the top-k. */
+/* Screen block b, compute the float64 distances of the rows that pass, and keep those
+ * that enter the top-k. */
 static inline void
-visit_block(const BlockTask *task, const double *x, Py_ssize_t b, TopK *top, double *chunk)
+visit_block(const BlockTask *task, const double *x, Py_ssize_t b, TopK *top, float *chunk)
 {
-    const Py_ssize_t k = task->k;
+    const Py_ssize_t k = task->k, n_features = task->n_features;
     const Py_ssize_t start = task->starts[b], count = task->starts[b + 1] - start;
-    if (!block_distances(x, task->train_t, task->n_features, task->n_train, start, count,
-                         top->worst, chunk)) {
+    if (top->worst != top->screened_worst) {
+        top->theta = screen_threshold(top->worst, top->eps_norm, n_features);
+        top->screened_worst = top->worst;
+    }
+    const float theta = top->theta;
+    if (!screen_block(task->x32, task->screen + start * n_features, n_features, count, theta,
+                      chunk)) {
         return;
     }
     double *best_d = top->best_d;
     int64_t *best_i = top->best_i;
     for (Py_ssize_t j = 0; j < count; j++) {
-        const double d = chunk[j];
-        if (d > top->worst) { /* the common case, even in a block with a hit */
+        if (chunk[j] > theta) { /* the common case, even in a block with a hit */
+            continue;
+        }
+        /* The float64 distance, as squared_distances computes it. */
+        const double *restrict y = task->rows + (start + j) * n_features;
+        double d = 0.0;
+        for (Py_ssize_t f = 0; f < n_features; f++) {
+            const double t = x[f] - y[f];
+            d += t * t;
+        }
+        if (d > top->worst) {
             continue;
         }
         /* Kept: the k smallest by (distance, original index), whatever the visit order;
@@ -542,7 +648,7 @@ nearest_box(const double *bounds, Py_ssize_t n)
 /* Visit group g: its blocks' bounds, then its blocks within the k-th distance in block
  * order (the nearest first while fewer than k rows are kept, as in the first group). */
 static inline void
-visit_group(const BlockTask *task, const double *x, Py_ssize_t g, TopK *top, double *chunk)
+visit_group(const BlockTask *task, const double *x, Py_ssize_t g, TopK *top, float *chunk)
 {
     const Py_ssize_t first_block = task->groups[g], n = task->groups[g + 1] - first_block;
     double *bounds = task->block_bounds;
@@ -567,14 +673,16 @@ knn_blocks_rows(void *arg)
     const Py_ssize_t k = task->k, n_groups = task->n_groups;
     double *bounds = task->bounds;
     Py_ssize_t *later = task->later;
-    double chunk[MAX_BLOCK_ROWS];
+    float chunk[MAX_BLOCK_ROWS];
     for (Py_ssize_t i = task->row_start; i < task->row_stop; i++) {
-        TopK top = {task->dist + i * k, task->ind + i * k, INFINITY, INFINITY};
+        const double *x = task->X + i * task->n_features;
+        TopK top = {task->dist + i * k, task->ind + i * k, INFINITY, INFINITY,
+                    screen_error(x, task->magnitude, task->n_features, task->x32), INFINITY,
+                    INFINITY};
         for (Py_ssize_t j = 0; j < k; j++) {
             top.best_d[j] = INFINITY;
             top.best_i[j] = -1;
         }
-        const double *x = task->X + i * task->n_features;
         box_bounds(x, task->group_lo, task->group_hi, task->n_features, n_groups, n_groups,
                    bounds);
         /* Nearest group first: its rows set a k-th distance that rules out most groups. */
@@ -609,6 +717,43 @@ knn_blocks_rows(void *arg)
     return NULL;
 }
 
+/* Bytes of one task's scratch (knn_blocks_rows): the groups' bounds, one group's blocks'
+ * bounds, the groups left for later, the query row as float32. */
+static size_t
+block_scratch_size(Py_ssize_t n_groups, Py_ssize_t n_blocks, Py_ssize_t n_features)
+{
+    const size_t size = sizeof(double) * (size_t)(n_groups + n_blocks) +
+                        sizeof(Py_ssize_t) * (size_t)n_groups + sizeof(float) * (size_t)n_features;
+    return (size + sizeof(double) - 1) / sizeof(double) * sizeof(double); /* keeps alignment */
+}
+
+/* Point task's scratch arrays into `own` (block_scratch_size bytes, double-aligned). */
+static void
+block_scratch(BlockTask *task, char *own)
+{
+    task->bounds = (double *)own;
+    task->block_bounds = task->bounds + task->n_groups;
+    task->later = (Py_ssize_t *)(task->block_bounds + task->n_blocks);
+    task->x32 = (float *)(task->later + task->n_groups);
+}
+
+/* The largest |value| of each feature over the groups' boxes (which hold every training
+ * row), into magnitude (n_features,). */
+static void
+feature_magnitudes(const double *group_lo, const double *group_hi, Py_ssize_t n_features,
+                   Py_ssize_t n_groups, double *magnitude)
+{
+    for (Py_ssize_t f = 0; f < n_features; f++) {
+        double m = 0.0;
+        for (Py_ssize_t g = 0; g < n_groups; g++) {
+            const double a = fabs(group_lo[f * n_groups + g]), b = fabs(group_hi[f * n_groups + g]);
+            m = a > m ? a : m;
+            m = b > m ? b : m;
+        }
+        magnitude[f] = m;
+    }
+}
+
 /* Offsets: offsets[0] == 0, offsets[n] == total, each part min_size to max_size long.
  * Checked on every call, so written to vectorise: no early exit. */
 KERNEL_CLONES static int
@@ -626,69 +771,74 @@ offsets_ok(const int64_t *restrict offsets, Py_ssize_t n, int64_t total, int64_t
 static PyObject *
 knn_blocks(PyObject *self, PyObject *args)
 {
-    PyObject *o[13];
+    PyObject *o[14];
     Py_ssize_t k;
     int n_threads;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOnOOOi", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5],
-                          &o[6], &o[7], &o[8], &k, &o[10], &o[11], &o[12], &n_threads)) {
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOnOOOi", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5],
+                          &o[6], &o[7], &o[8], &o[9], &k, &o[11], &o[12], &o[13],
+                          &n_threads)) {
         return NULL;
     }
-    static const BufferSpec spec[13] = {
-        {"X", F64, 2, 0},        {"train_t", F64, 2, 0},  {"index", I64, 1, 0},
-        {"starts", I64, 1, 0},   {"lo", F64, 2, 0},       {"hi", F64, 2, 0},
-        {"groups", I64, 1, 0},   {"group_lo", F64, 2, 0}, {"group_hi", F64, 2, 0},
-        {NULL, F64, 0, 0},       {"dist", F64, 2, 1},     {"ind", I64, 2, 1},
-        {"ties", I64, 1, 1},
+    static const BufferSpec spec[14] = {
+        {"X", F64, 2, 0},        {"rows", F64, 2, 0},     {"screen", F32, 1, 0},
+        {"index", I64, 1, 0},    {"starts", I64, 1, 0},   {"lo", F64, 2, 0},
+        {"hi", F64, 2, 0},       {"groups", I64, 1, 0},   {"group_lo", F64, 2, 0},
+        {"group_hi", F64, 2, 0}, {NULL, F64, 0, 0},       {"dist", F64, 2, 1},
+        {"ind", I64, 2, 1},      {"ties", I64, 1, 1},
     };
-    Py_buffer b[13];
+    Py_buffer b[14];
     char *scratch = NULL;
     PyObject *result = NULL;
-    if (get_buffers(o, b, spec, 13) != 0) {
+    if (get_buffers(o, b, spec, 14) != 0) {
         return NULL;
     }
     const Py_ssize_t n_rows = shape(&b[0], 0), n_features = shape(&b[0], 1);
-    const Py_ssize_t n_train = shape(&b[1], 1), n_blocks = shape(&b[3], 0) - 1;
-    const Py_ssize_t n_groups = shape(&b[6], 0) - 1;
-    if (shape(&b[1], 0) != n_features || shape(&b[2], 0) != n_train || n_blocks < 1 ||
-        shape(&b[4], 0) != n_features || shape(&b[4], 1) != n_blocks ||
-        shape(&b[5], 0) != n_features || shape(&b[5], 1) != n_blocks || n_groups < 1 ||
-        shape(&b[7], 0) != n_features || shape(&b[7], 1) != n_groups ||
-        shape(&b[8], 0) != n_features || shape(&b[8], 1) != n_groups || k < 1 ||
-        k > n_train || shape(&b[10], 0) != n_rows || shape(&b[10], 1) != k ||
-        shape(&b[11], 0) != n_rows || shape(&b[11], 1) != k || shape(&b[12], 0) != n_rows) {
+    const Py_ssize_t n_train = shape(&b[1], 0), n_blocks = shape(&b[4], 0) - 1;
+    const Py_ssize_t n_groups = shape(&b[7], 0) - 1;
+    if (shape(&b[1], 1) != n_features || shape(&b[2], 0) != n_train * n_features ||
+        shape(&b[3], 0) != n_train || n_blocks < 1 || shape(&b[5], 0) != n_features ||
+        shape(&b[5], 1) != n_blocks || shape(&b[6], 0) != n_features ||
+        shape(&b[6], 1) != n_blocks || n_groups < 1 || shape(&b[8], 0) != n_features ||
+        shape(&b[8], 1) != n_groups || shape(&b[9], 0) != n_features ||
+        shape(&b[9], 1) != n_groups || k < 1 || k > n_train || shape(&b[11], 0) != n_rows ||
+        shape(&b[11], 1) != k || shape(&b[12], 0) != n_rows || shape(&b[12], 1) != k ||
+        shape(&b[13], 0) != n_rows) {
         PyErr_SetString(PyExc_ValueError, "knn_blocks: inconsistent shapes or k");
         goto done;
     }
     /* The offsets are followed: check them (O(n_blocks), cheap next to one row). The
-     * boxes are not checked here (O(n_train)): blocks.py checks them once. */
-    const int64_t *starts = b[3].buf, *groups = b[6].buf;
+     * boxes and the screen's rows are not checked here (O(n_train)): blocks.py checks
+     * them once. */
+    const int64_t *starts = b[4].buf, *groups = b[7].buf;
     if (!offsets_ok(starts, n_blocks, n_train, 0, MAX_BLOCK_ROWS) ||
         !offsets_ok(groups, n_groups, n_blocks, 1, n_blocks)) {
         PyErr_SetString(PyExc_ValueError, "knn_blocks: malformed block or group offsets");
         goto done;
     }
     n_threads = thread_count(n_threads, n_rows);
-    /* Per thread: the groups' bounds, the blocks' bounds, the groups left for later. */
-    const size_t per_task = sizeof(double) * (size_t)(n_groups + n_blocks) +
-                            sizeof(Py_ssize_t) * (size_t)n_groups;
-    scratch = malloc(per_task * (size_t)n_threads);
+    /* The features' magnitudes; per thread the groups' bounds, the blocks' bounds, the
+     * groups left for later and the query row as float32. */
+    const size_t per_task = block_scratch_size(n_groups, n_blocks, n_features);
+    scratch = malloc(sizeof(double) * (size_t)n_features + per_task * (size_t)n_threads);
     if (scratch == NULL) {
         PyErr_NoMemory();
         goto done;
     }
+    double *magnitude = (double *)scratch;
+    feature_magnitudes(b[8].buf, b[9].buf, n_features, n_groups, magnitude);
     BlockTask tasks[MAX_THREADS];
     for (int t = 0; t < n_threads; t++) {
-        double *own = (double *)(scratch + per_task * (size_t)t);
         tasks[t] = (BlockTask){
-            .X = b[0].buf, .train_t = b[1].buf, .index = b[2].buf, .starts = starts,
-            .lo = b[4].buf, .hi = b[5].buf, .groups = groups, .group_lo = b[7].buf,
-            .group_hi = b[8].buf, .dist = b[10].buf, .ind = b[11].buf, .ties = b[12].buf,
-            .bounds = own, .block_bounds = own + n_groups,
-            .later = (Py_ssize_t *)(own + n_groups + n_blocks),
+            .X = b[0].buf, .rows = b[1].buf, .screen = b[2].buf, .magnitude = magnitude,
+            .index = b[3].buf, .starts = starts, .lo = b[5].buf, .hi = b[6].buf,
+            .groups = groups, .group_lo = b[8].buf, .group_hi = b[9].buf, .dist = b[11].buf,
+            .ind = b[12].buf, .ties = b[13].buf,
             .row_start = n_rows * t / n_threads, .row_stop = n_rows * (t + 1) / n_threads,
             .n_features = n_features, .n_train = n_train, .n_blocks = n_blocks,
             .n_groups = n_groups, .k = k,
         };
+        block_scratch(&tasks[t], scratch + sizeof(double) * (size_t)n_features +
+                                     per_task * (size_t)t);
     }
     Py_BEGIN_ALLOW_THREADS
     run_shares(knn_blocks_rows, tasks, sizeof(BlockTask), n_threads);
@@ -698,7 +848,7 @@ knn_blocks(PyObject *self, PyObject *args)
 
 done:
     free(scratch);
-    release_buffers(b, spec, 13);
+    release_buffers(b, spec, 14);
     return result;
 }
 
@@ -952,18 +1102,19 @@ fail:
 
 /* ---------------------------------------------------------------- the decision */
 
-/* compiled_model(center, scale, train_t, index, starts, lo, hi, groups, group_lo, group_hi,
- *                k, roots, feature, threshold, left, right, leaf_value, denominator,
+/* compiled_model(center, scale, rows, screen, index, starts, lo, hi, groups, group_lo,
+ *                group_hi, k, roots, feature, threshold, left, right, leaf_value, denominator,
  *                k_distance, lrd, z_center, z_scale)
  * The fitted arrays explain_rows reads, checked once and held (their buffers stay
  * exported, so they cannot be resized) in a capsule. */
 
 #define MODEL_CAPSULE "anomaly_api.detection.fast._kernel.model"
-#define MODEL_ARGS 22 /* 20 arrays, k and the denominator */
+#define MODEL_ARGS 23 /* 21 arrays, k and the denominator */
 #define N_MEMBERS 3 /* IsolationForest, LOF, z-score: the columns of score_rows */
 
 typedef struct {
     Py_buffer views[MODEL_ARGS]; /* those of the arrays */
+    double *magnitude;           /* (n_features,): feature_magnitudes of the training rows */
     const double *center, *scale;
     BlockTask blocks; /* the training rows' blocks; rows, outputs and scratch set per call */
     ScoreModel score;
@@ -971,14 +1122,14 @@ typedef struct {
 } CompiledModel;
 
 static const BufferSpec model_spec[MODEL_ARGS] = {
-    {"center", F64, 1, 0},     {"scale", F64, 1, 0},      {"train_t", F64, 2, 0},
-    {"index", I64, 1, 0},      {"starts", I64, 1, 0},     {"lo", F64, 2, 0},
-    {"hi", F64, 2, 0},         {"groups", I64, 1, 0},     {"group_lo", F64, 2, 0},
-    {"group_hi", F64, 2, 0},   {NULL, F64, 0, 0},         {"roots", I64, 1, 0},
-    {"feature", I64, 1, 0},    {"threshold", F64, 1, 0},  {"left", I64, 1, 0},
-    {"right", I64, 1, 0},      {"leaf_value", F64, 1, 0}, {NULL, F64, 0, 0},
-    {"k_distance", F64, 1, 0}, {"lrd", F64, 1, 0},        {"z_center", F64, 1, 0},
-    {"z_scale", F64, 1, 0},
+    {"center", F64, 1, 0},     {"scale", F64, 1, 0},      {"rows", F64, 2, 0},
+    {"screen", F32, 1, 0},     {"index", I64, 1, 0},      {"starts", I64, 1, 0},
+    {"lo", F64, 2, 0},         {"hi", F64, 2, 0},         {"groups", I64, 1, 0},
+    {"group_lo", F64, 2, 0},   {"group_hi", F64, 2, 0},   {NULL, F64, 0, 0},
+    {"roots", I64, 1, 0},      {"feature", I64, 1, 0},    {"threshold", F64, 1, 0},
+    {"left", I64, 1, 0},       {"right", I64, 1, 0},      {"leaf_value", F64, 1, 0},
+    {NULL, F64, 0, 0},         {"k_distance", F64, 1, 0}, {"lrd", F64, 1, 0},
+    {"z_center", F64, 1, 0},   {"z_scale", F64, 1, 0},
 };
 
 static void
@@ -987,6 +1138,7 @@ release_model(PyObject *capsule)
     CompiledModel *m = PyCapsule_GetPointer(capsule, MODEL_CAPSULE);
     if (m != NULL) {
         release_buffers(m->views, model_spec, MODEL_ARGS);
+        PyMem_Free(m->magnitude);
         PyMem_Free(m);
     }
 }
@@ -997,10 +1149,10 @@ compiled_model(PyObject *self, PyObject *args)
     PyObject *o[MODEL_ARGS];
     Py_ssize_t k;
     double denominator;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOOnOOOOOOdOOOO", &o[0], &o[1], &o[2], &o[3], &o[4],
-                          &o[5], &o[6], &o[7], &o[8], &o[9], &k, &o[11], &o[12], &o[13],
-                          &o[14], &o[15], &o[16], &denominator, &o[18], &o[19], &o[20],
-                          &o[21])) {
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOnOOOOOOdOOOO", &o[0], &o[1], &o[2], &o[3], &o[4],
+                          &o[5], &o[6], &o[7], &o[8], &o[9], &o[10], &k, &o[12], &o[13],
+                          &o[14], &o[15], &o[16], &o[17], &denominator, &o[19], &o[20],
+                          &o[21], &o[22])) {
         return NULL;
     }
     CompiledModel *m = PyMem_Calloc(1, sizeof(CompiledModel));
@@ -1012,20 +1164,21 @@ compiled_model(PyObject *self, PyObject *args)
         PyMem_Free(m);
         return NULL;
     }
-    const Py_ssize_t n_features = shape(&b[0], 0), n_train = shape(&b[2], 1);
-    const Py_ssize_t n_blocks = shape(&b[4], 0) - 1, n_groups = shape(&b[7], 0) - 1;
-    const Py_ssize_t n_nodes = shape(&b[14], 0), n_roots = shape(&b[11], 0);
-    int ok = shape(&b[1], 0) == n_features && shape(&b[2], 0) == n_features &&
-             shape(&b[3], 0) == n_train && n_blocks >= 1 && n_groups >= 1 &&
-             shape(&b[5], 0) == n_features && shape(&b[5], 1) == n_blocks &&
-             shape(&b[6], 0) == n_features && shape(&b[6], 1) == n_blocks &&
-             shape(&b[8], 0) == n_features && shape(&b[8], 1) == n_groups &&
-             shape(&b[9], 0) == n_features && shape(&b[9], 1) == n_groups && k >= 1 &&
-             k <= n_train && shape(&b[12], 0) == n_nodes && shape(&b[13], 0) == n_nodes &&
-             shape(&b[15], 0) == n_nodes && shape(&b[16], 0) == n_nodes &&
-             shape(&b[18], 0) == n_train && shape(&b[19], 0) == n_train &&
-             shape(&b[20], 0) == n_features && shape(&b[21], 0) == n_features;
-    const int64_t *index = b[3].buf, *starts = b[4].buf, *groups = b[7].buf, *roots = b[11].buf;
+    const Py_ssize_t n_features = shape(&b[0], 0), n_train = shape(&b[2], 0);
+    const Py_ssize_t n_blocks = shape(&b[5], 0) - 1, n_groups = shape(&b[8], 0) - 1;
+    const Py_ssize_t n_nodes = shape(&b[15], 0), n_roots = shape(&b[12], 0);
+    int ok = shape(&b[1], 0) == n_features && shape(&b[2], 1) == n_features &&
+             shape(&b[3], 0) == n_train * n_features && shape(&b[4], 0) == n_train &&
+             n_blocks >= 1 && n_groups >= 1 && shape(&b[6], 0) == n_features &&
+             shape(&b[6], 1) == n_blocks && shape(&b[7], 0) == n_features &&
+             shape(&b[7], 1) == n_blocks && shape(&b[9], 0) == n_features &&
+             shape(&b[9], 1) == n_groups && shape(&b[10], 0) == n_features &&
+             shape(&b[10], 1) == n_groups && k >= 1 && k <= n_train &&
+             shape(&b[13], 0) == n_nodes && shape(&b[14], 0) == n_nodes &&
+             shape(&b[16], 0) == n_nodes && shape(&b[17], 0) == n_nodes &&
+             shape(&b[19], 0) == n_train && shape(&b[20], 0) == n_train &&
+             shape(&b[21], 0) == n_features && shape(&b[22], 0) == n_features;
+    const int64_t *index = b[4].buf, *starts = b[5].buf, *groups = b[8].buf, *roots = b[12].buf;
     ok = ok && offsets_ok(starts, n_blocks, n_train, 0, MAX_BLOCK_ROWS) &&
          offsets_ok(groups, n_groups, n_blocks, 1, n_blocks);
     /* What the kernel follows: the training indices the neighbours come back as (they
@@ -1042,25 +1195,33 @@ compiled_model(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "compiled_model: inconsistent or malformed arrays");
         return NULL;
     }
+    m->magnitude = PyMem_Malloc(sizeof(double) * (size_t)(n_features > 0 ? n_features : 1));
+    if (m->magnitude == NULL) {
+        release_buffers(b, model_spec, MODEL_ARGS);
+        PyMem_Free(m);
+        return PyErr_NoMemory();
+    }
+    feature_magnitudes(b[9].buf, b[10].buf, n_features, n_groups, m->magnitude);
     m->center = b[0].buf;
     m->scale = b[1].buf;
     m->blocks = (BlockTask){
-        .train_t = b[2].buf, .index = index, .starts = starts, .lo = b[5].buf,
-        .hi = b[6].buf, .groups = groups, .group_lo = b[8].buf, .group_hi = b[9].buf,
-        .n_features = n_features, .n_train = n_train, .n_blocks = n_blocks,
-        .n_groups = n_groups, .k = k,
+        .rows = b[2].buf, .screen = b[3].buf, .magnitude = m->magnitude, .index = index,
+        .starts = starts, .lo = b[6].buf, .hi = b[7].buf, .groups = groups,
+        .group_lo = b[9].buf, .group_hi = b[10].buf, .n_features = n_features,
+        .n_train = n_train, .n_blocks = n_blocks, .n_groups = n_groups, .k = k,
     };
     m->score = (ScoreModel){
-        .roots = roots, .feature = b[12].buf, .left = b[14].buf, .right = b[15].buf,
-        .threshold = b[13].buf, .leaf_value = b[16].buf, .n_roots = n_roots,
-        .denominator = denominator, .k_distance = b[18].buf, .lrd = b[19].buf,
-        .center = b[20].buf, .scale = b[21].buf,
+        .roots = roots, .feature = b[13].buf, .left = b[15].buf, .right = b[16].buf,
+        .threshold = b[14].buf, .leaf_value = b[17].buf, .n_roots = n_roots,
+        .denominator = denominator, .k_distance = b[19].buf, .lrd = b[20].buf,
+        .center = b[21].buf, .scale = b[22].buf,
     };
     m->n_features = n_features;
     m->k = k;
     PyObject *capsule = PyCapsule_New(m, MODEL_CAPSULE, release_model);
     if (capsule == NULL) {
         release_buffers(b, model_spec, MODEL_ARGS);
+        PyMem_Free(m->magnitude);
         PyMem_Free(m);
     }
     return capsule;
@@ -1176,9 +1337,8 @@ explain_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         thread_count(requested_threads > MAX_THREADS ? MAX_THREADS : (int)requested_threads, n_rows);
     const Py_ssize_t n_groups = m->blocks.n_groups, n_blocks = m->blocks.n_blocks;
     /* The scaled rows, the neighbours (distances, indices, tie flags), score_rows_impl's
-     * scratch, and per thread the groups' and blocks' bounds and the groups left for later. */
-    const size_t per_task = sizeof(double) * (size_t)(n_groups + n_blocks) +
-                            sizeof(Py_ssize_t) * (size_t)n_groups;
+     * scratch, and per thread block_scratch_size bytes. */
+    const size_t per_task = block_scratch_size(n_groups, n_blocks, n_features);
     const size_t rows_part = sizeof(double) * (size_t)(n_rows * n_features + n_rows * k +
                                                        k + n_rows + n_rows * n_features) +
                              sizeof(int64_t) * (size_t)(n_rows * k + n_rows);
@@ -1210,15 +1370,12 @@ explain_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (!unusual) {
         BlockTask tasks[MAX_THREADS];
         for (int t = 0; t < n_threads; t++) {
-            double *own = (double *)(task_scratch + per_task * (size_t)t);
             tasks[t] = m->blocks;
             tasks[t].X = scaled;
             tasks[t].dist = dist;
             tasks[t].ind = ind;
             tasks[t].ties = ties;
-            tasks[t].bounds = own;
-            tasks[t].block_bounds = own + n_groups;
-            tasks[t].later = (Py_ssize_t *)(own + n_groups + n_blocks);
+            block_scratch(&tasks[t], task_scratch + per_task * (size_t)t);
             tasks[t].row_start = n_rows * t / n_threads;
             tasks[t].row_stop = n_rows * (t + 1) / n_threads;
         }
@@ -1317,14 +1474,14 @@ static PyMethodDef methods[] = {
     {"knn", knn, METH_VARARGS,
      "knn(X, train_t, k, dist, ind, ties, n_threads): exact k nearest training rows."},
     {"knn_blocks", knn_blocks, METH_VARARGS,
-     "knn_blocks(X, train_t, index, starts, lo, hi, groups, group_lo, group_hi, k, dist, ind, "
-     "ties, n_threads): knn, skipping groups and blocks of training rows that cannot hold a "
-     "neighbour."},
+     "knn_blocks(X, rows, screen, index, starts, lo, hi, groups, group_lo, group_hi, k, dist, "
+     "ind, ties, n_threads): knn, skipping groups, blocks and rows of training rows that cannot "
+     "hold a neighbour."},
     {"score_rows", score_rows, METH_VARARGS,
      "score_rows(X, dist, ind, roots, feature, threshold, left, right, leaf_value, "
      "denominator, k_distance, lrd, center, scale, out): the detectors' score_samples."},
     {"compiled_model", compiled_model, METH_VARARGS,
-     "compiled_model(center, scale, train_t, index, starts, lo, hi, groups, group_lo, "
+     "compiled_model(center, scale, rows, screen, index, starts, lo, hi, groups, group_lo, "
      "group_hi, k, roots, feature, threshold, left, right, leaf_value, denominator, "
      "k_distance, lrd, z_center, z_scale): the fitted arrays explain_rows reads, checked."},
     {"explain_rows", (PyCFunction)(void (*)(void))explain_rows, METH_FASTCALL,

@@ -9,7 +9,8 @@ def knn(
 ) -> None: ...
 def knn_blocks(
     X: Any,
-    train_t: Any,
+    rows: Any,
+    screen: Any,
     index: Any,
     starts: Any,
     lo: Any,
@@ -45,7 +46,8 @@ def score_rows(
 def compiled_model(
     center: Any,
     scale: Any,
-    train_t: Any,
+    rows: Any,
+    screen: Any,
     index: Any,
     starts: Any,
     lo: Any,

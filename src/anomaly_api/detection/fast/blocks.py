@@ -3,10 +3,11 @@
 Built once when the scorer is built. The rows are split recursively at the median of
 their widest feature (a KD-tree's split, without the tree) into groups of at most
 ``group_rows`` rows, and each group likewise into blocks of at most ``block_rows`` rows;
-every group and every block keeps its bounding box. The kernel skips every group, then
-every block, whose box is farther than the current k-th neighbour, and computes the
-others' distances exactly as the plain scan does (``docs/kernel.md`` says why the
-answer is unchanged).
+every group and every block keeps its bounding box, and each block its rows as float32
+(the screen). The kernel skips every group, then every block, whose box is farther than
+the current k-th neighbour; in the other blocks it skips every row whose float32 distance
+is beyond a proven bound, and computes the others' distances exactly as the plain scan
+does (``docs/kernel.md`` says why the answer is unchanged).
 """
 
 from __future__ import annotations
@@ -57,6 +58,12 @@ def _boxes(rows: NDArray[np.float64], starts: NDArray[np.int64]) -> tuple[NDArra
     return np.ascontiguousarray(lo.T), np.ascontiguousarray(hi.T)
 
 
+def _screen(rows: NDArray[np.float64], starts: NDArray[np.int64]) -> NDArray[np.float32]:
+    """Rows ``starts[b]:starts[b + 1]`` as float32, feature-major block by block, one array."""
+    parts = [rows[s:e].astype(np.float32).T.ravel() for s, e in pairwise(starts)]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
+
+
 def _offsets(sizes: list[int]) -> NDArray[np.int64]:
     """Where each part starts, and the end: 0, then the running sums of ``sizes``."""
     return np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
@@ -64,10 +71,14 @@ def _offsets(sizes: list[int]) -> NDArray[np.int64]:
 
 @dataclass(frozen=True)
 class TrainingBlocks:
-    """Training rows in block order, feature-major, with each block's and group's box."""
+    """Training rows in block order, with their float32 screen and each block's and group's
+    box."""
 
-    train_t: NDArray[np.float64]
-    """(n_features, n_train): the rows in block order, one feature per row of the array."""
+    rows: NDArray[np.float64]
+    """(n_train, n_features): the rows in block order."""
+    screen: NDArray[np.float32]
+    """(n_train * n_features,): block ``b``'s rows as float32, feature by feature (all its
+    rows' first feature, then their second, ...) from ``starts[b] * n_features`` on."""
     index: NDArray[np.int64]
     """(n_train,): each reordered row's index among the original training rows."""
     starts: NDArray[np.int64]
@@ -102,31 +113,38 @@ class TrainingBlocks:
         lo, hi = _boxes(ordered_rows, starts)
         groups = _offsets([len(group) for group in grouped])
         group_lo, group_hi = _boxes(ordered_rows, starts[groups])
-        result = cls(np.ascontiguousarray(ordered_rows.T), index, starts, lo, hi, groups,
-                     group_lo, group_hi)  # fmt: skip
+        result = cls(ordered_rows, _screen(ordered_rows, starts), index, starts, lo, hi,
+                     groups, group_lo, group_hi)  # fmt: skip
         result.check(data)
         for array in result.kernel_arrays():
-            array.flags.writeable = False  # the kernel trusts the boxes: checked once here
+            array.flags.writeable = False  # the kernel trusts boxes and screen: checked here
         return result
 
-    def kernel_arrays(self) -> tuple[NDArray[np.float64] | NDArray[np.int64], ...]:
+    def kernel_arrays(
+        self,
+    ) -> tuple[NDArray[np.float64] | NDArray[np.float32] | NDArray[np.int64], ...]:
         """The arrays ``knn_blocks`` takes after the query rows, in its order."""
-        return (self.train_t, self.index, self.starts, self.lo, self.hi, self.groups,
+        return (self.rows, self.screen, self.index, self.starts, self.lo, self.hi, self.groups,
                 self.group_lo, self.group_hi)  # fmt: skip
 
     def check(self, rows: NDArray[np.float64]) -> None:
         """``ValueError`` unless the blocks are a permutation of ``rows`` inside their boxes
-        and their groups' boxes.
+        and their groups' boxes, with the screen their float32 copy.
 
-        The kernel checks the offsets on every call but not the boxes (that would cost
-        as much as a plain scan); a box that did not contain its rows could skip a
+        The kernel checks the offsets on every call but not the boxes and the screen (that
+        would cost as much as a plain scan); a box that did not contain its rows, or a
+        screen value that was not its row's value rounded to float32, could skip a
         neighbour.
         """
         n_train = rows.shape[0]
         if sorted(self.index.tolist()) != list(range(n_train)):
             raise ValueError("blocks: index is not a permutation of the training rows")
-        if not np.array_equal(self.train_t, rows[self.index].T):
+        if not np.array_equal(self.rows, rows[self.index]):
             raise ValueError("blocks: reordered rows differ from the training rows")
+        screen = _screen(self.rows, self.starts)
+        if self.screen.dtype != np.float32 or not np.array_equal(self.screen, screen):
+            raise ValueError("blocks: the screen is not the rows rounded to float32")
+        columns = self.rows.T
         levels = (
             (self.starts, self.lo, self.hi),
             (self.starts[self.groups], self.group_lo, self.group_hi),
@@ -134,7 +152,7 @@ class TrainingBlocks:
         for starts, lo, hi in levels:
             sizes = np.diff(starts)
             owner = np.repeat(np.arange(sizes.size), sizes)
-            if not ((lo[:, owner] <= self.train_t).all() and (self.train_t <= hi[:, owner]).all()):
+            if not ((lo[:, owner] <= columns).all() and (columns <= hi[:, owner]).all()):
                 raise ValueError("blocks: a row lies outside its block's or its group's box")
 
 

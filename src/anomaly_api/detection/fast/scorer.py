@@ -149,7 +149,8 @@ class FastScorer:
         return self._compiled.compiled_model(
             self.center_,
             self.scale_,
-            blocks.train_t,
+            blocks.rows,
+            blocks.screen,
             blocks.index,
             blocks.starts,
             blocks.lo,
