@@ -167,3 +167,27 @@ def test_empty_batch_changes_nothing_but_is_valid() -> None:
     alarms, state = AlarmPolicy().evaluate(AlarmState(), np.array([], dtype=bool))
     assert alarms.shape == (0,)
     assert state == AlarmState()
+
+
+@pytest.mark.parametrize("unit", ["readings", "seconds"])
+def test_small_batches_give_the_one_pass_alarms_and_state(unit: str) -> None:
+    """A stream's batches of one to a few readings (plain Python) and one batch of 500
+    (NumPy) give the same alarms and the same state, positions included."""
+    rng = np.random.default_rng(5)
+    flags = rng.uniform(size=500) < 0.3
+    times = np.cumsum(rng.exponential(10.0, size=500)) + 1.7e9
+    policy = AlarmPolicy(k=3, window=8 if unit == "readings" else 60.0, cooldown=5, unit=unit)
+    seconds = unit == "seconds"
+    whole, end = policy.evaluate(AlarmState(seen=3), flags, times if seconds else None)
+    state, parts, at = AlarmState(seen=3), [], 0
+    while at < 500:
+        size = int(rng.integers(1, 5))
+        chunk = slice(at, at + size)
+        alarms, state = policy.evaluate(state, flags[chunk], times[chunk] if seconds else None)
+        parts.append(alarms)
+        at += size
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    assert state == end
+    assert end.alarms > 0
+    positions = times if seconds else np.arange(3, 503, dtype=np.float64)
+    assert end.recent == tuple(positions[flags][-2:].tolist())

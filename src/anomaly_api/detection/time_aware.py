@@ -352,12 +352,10 @@ class TimeAwareOutput:
         order = np.argsort(-self.shares[row], kind="stable")
         if top_k is not None:
             order = order[:top_k]
+        shares = self.shares[row].tolist()
         return {
-            self.channels[int(c)]: {
-                "share": float(self.shares[row, int(c)]),
-                "why": self.describe(row, int(c)),
-            }
-            for c in order
+            self.channels[c]: {"share": shares[c], "why": self.describe(row, c)}
+            for c in order.tolist()
         }
 
     def top_channel(self) -> NDArray[np.intp]:

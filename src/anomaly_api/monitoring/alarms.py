@@ -98,11 +98,17 @@ class AlarmPolicy:
         """JSON-serialisable form (for a per-request policy or the docs)."""
         return {"k": self.k, "window": self.window, "cooldown": self.cooldown, "unit": self.unit}
 
-    def _positions(self, state: AlarmState, n: int, times: ArrayLike | None) -> NDArray[np.float64]:
+    def _positions(
+        self, state: AlarmState, n: int, times: ArrayLike | None, anomalous: list[int]
+    ) -> list[float]:
+        """The positions of the readings ``anomalous`` (indices into the batch): reading
+        numbers (``float(seen + i)``, what ``np.arange(seen, seen + n, dtype=float)`` holds)
+        or the times given."""
         if self.unit == "readings":
             if times is not None:
                 raise ValueError("times are only used by a policy in seconds")
-            return np.arange(state.seen, state.seen + n, dtype=np.float64)
+            seen = state.seen
+            return [float(seen + i) for i in anomalous]
         if times is None:
             raise ValueError("a policy in seconds needs the readings' times")
         t = np.asarray(times, dtype=np.float64)
@@ -113,7 +119,8 @@ class AlarmPolicy:
         previous = [*state.recent, *([] if state.last_alarm is None else [state.last_alarm])]
         if np.any(np.diff(t) < 0) or (n and previous and t[0] < max(previous)):
             raise ValueError("times must not go backwards within a stream")
-        return t
+        at: list[float] = t[anomalous].tolist()
+        return at
 
     def evaluate(
         self, state: AlarmState, is_anomaly: ArrayLike, times: ArrayLike | None = None
@@ -132,8 +139,12 @@ class AlarmPolicy:
         if flags.ndim != 1 or (flags.size and flags.dtype != np.bool_):
             raise ValueError("is_anomaly must be a 1-D array of booleans")
         n = flags.shape[0]
-        positions = self._positions(state, n, times)
-        anomalous_index = np.flatnonzero(flags.astype(bool)).tolist()
+        anomalous_index = (  # a stream's few readings in plain Python, a backtest in NumPy
+            [i for i, flag in enumerate(flags.tolist()) if flag]
+            if n <= 16
+            else np.flatnonzero(flags).tolist()
+        )
+        positions = self._positions(state, n, times, anomalous_index)
         history = list(state.recent)
         alarms = np.zeros(n, dtype=bool)
         k, window, cooldown = self.k, self.window, self.cooldown
@@ -144,7 +155,7 @@ class AlarmPolicy:
         # the window when the anomaly k - 1 places earlier lies less than ``window``
         # before it; it raises an alarm when it also lies strictly after the last
         # alarm's position plus the cool-down.
-        for index, here in zip(anomalous_index, positions[anomalous_index].tolist(), strict=True):
+        for index, here in zip(anomalous_index, positions, strict=True):
             history.append(here)
             completes = len(history) >= k and here - history[-k] < window
             if completes and (last is None or here > last + cooldown):

@@ -98,10 +98,11 @@ def advance(
         state = AlarmState(seen=state.seen, alarms=state.alarms)
         alarms, new = policy.evaluate(state, flags, times if seconds else None)
     last_reading, last_time = stored.last_alarm_reading, stored.last_alarm_time
-    raised = np.flatnonzero(alarms)
-    if raised.size:
-        last_reading = first + int(raised[-1])
-        last_time = float(times[raised[-1]])
+    raised = alarms.tolist()
+    if True in raised:
+        last = len(raised) - 1 - raised[::-1].index(True)
+        last_reading = first + last
+        last_time = float(times[last])
     return alarms, replace(
         stored,
         state=new,
@@ -174,6 +175,8 @@ class Evaluated:
     scores: NDArray[np.float64] | None = None
     """The adapted anomaly scores (the model's minus the threshold's raise); None: the
     append did not adapt."""
+    severity: NDArray[np.float64] | None = None
+    """``severity_from_score(scores)`` (None with them)."""
 
 
 def advance_adapted(
@@ -188,7 +191,7 @@ def advance_adapted(
 ) -> tuple[Evaluated, list[tuple[str, bytes]]]:
     """The stream's adaptive state over the readings (when ``adaptation``), then
     ``advance_events`` over the adapted flags; the event records to write come second."""
-    scores = adaptive = None
+    scores = adaptive = severity = None
     if adaptation is not None:
         flags, shifts, adaptive = adapt(
             adaptation.model,
@@ -201,20 +204,20 @@ def advance_adapted(
             deviations=adaptation.deviations,
         )
         scores = adaptation.scores - shifts
+        severity = severity_from_score(scores)
         if inputs is not None:
-            inputs = _with_severities(inputs, scores)
+            inputs = _with_severities(inputs, severity)
     alarms, new, ids, written = advance_events(
         stored, policy, first, flags, times, inputs=inputs, adaptive=adaptive
     )
-    return Evaluated(alarms, new, ids, flags, scores), written
+    return Evaluated(alarms, new, ids, flags, scores, severity), written
 
 
 def _with_severities(
-    inputs: Callable[[], EventInput], scores: NDArray[np.float64]
+    inputs: Callable[[], EventInput], severity: NDArray[np.float64]
 ) -> Callable[[], EventInput]:
-    """``inputs`` whose severities are those of the adapted ``scores`` (computed only when
-    the events need them)."""
-    return lambda: replace(inputs(), severities=severity_from_score(scores))
+    """``inputs`` with the adapted readings' ``severity``."""
+    return lambda: replace(inputs(), severities=severity)
 
 
 class StreamAlarms:

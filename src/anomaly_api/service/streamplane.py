@@ -52,11 +52,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from anomaly_api.artifacts import fitted_model_of
+from anomaly_api.detection.contributions import severity_from_score
 from anomaly_api.detection.following import FOLLOW_SPREAD, Followed, advance, follow_alpha
+from anomaly_api.detection.voting import confidence_from_score
 from anomaly_api.monitoring.adaptation import (
     AdaptationModel,
     AdaptiveState,
-    answered,
     narrow,
     widen,
 )
@@ -185,9 +186,11 @@ class StreamPlane:
         """The last predictor's stream key (computed once per served model, which it does
         not keep alive)."""
         self._ranges: (
-            tuple[weakref.ref[Predictor], NDArray[np.float64], NDArray[np.float64]] | None
+            tuple[weakref.ref[Predictor], NDArray[np.float64], NDArray[np.float64], dict[str, int]]
+            | None
         ) = None
-        """The last predictor's expected range per channel (``expected_range``)."""
+        """The last predictor's expected range per channel (``expected_range``) and each
+        channel's index by name."""
         self._adaptive: tuple[weakref.ref[Predictor], AdaptationModel | None] | None = None
         """The last predictor's adaptation model (``adaptation_model``)."""
 
@@ -483,14 +486,15 @@ class StreamPlane:
             followed=followed,
             learn=follow is not None,
         )
-        flags = np.fromiter((a.is_anomaly for a in answers), bool, len(answers))
+        # the answers' flags and scores are these columns' (``stream_answers``)
+        flags = np.array(predictions.is_anomaly, dtype=bool)
         model = self._adaptation_model(predictor) if self._adapts(adapt) else None
         adaptation = None
         if model is not None:
             n = len(answers)
             adaptation = Adaptation(
                 model,
-                np.fromiter((a.anomaly_score for a in answers), np.float64, n),
+                np.array(predictions.anomaly_score, dtype=np.float64),
                 np.fromiter((a.warming_up for a in answers), bool, n),
                 lambda: np.asarray(predictions.shares, dtype=np.float64),
                 predictor.feature_names,
@@ -583,10 +587,11 @@ class StreamPlane:
         """What the answered readings bring to the stream's events (``streams/events.py``)."""
         cached = self._ranges
         if cached is None or cached[0]() is not predictor:
-            cached = (weakref.ref(predictor), *model_range(predictor))
+            index = {name: c for c, name in enumerate(predictor.feature_names)}
+            cached = (weakref.ref(predictor), *model_range(predictor), index)
             self._ranges = cached
         n = len(answers)
-        index = {name: c for c, name in enumerate(predictor.feature_names)}
+        index = cached[3]
         return EventInput(
             severities=np.fromiter((a.severity for a in answers), np.float64, n),
             shares=np.asarray(predictions.shares, dtype=np.float64),
@@ -735,7 +740,8 @@ def _adapted_answers(answers: list[StreamAnswer], done: Evaluated) -> None:
     """The answers after the stream's adaptive threshold (unchanged when it did not adapt)."""
     if done.scores is None:
         return
-    severity, confidence = answered(done.scores)
+    severity = severity_from_score(done.scores) if done.severity is None else done.severity
+    confidence = confidence_from_score(done.scores)
     rows = zip(
         answers,
         done.flags.tolist(),

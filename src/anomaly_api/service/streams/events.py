@@ -399,8 +399,9 @@ def track(
     def position(reading: float, time: float) -> float:
         return time if seconds else reading
 
+    flagged, alarmed, stamps = flags.tolist(), alarms.tolist(), times.tolist()
     for i in range(n):
-        reading, time = first + i, float(times[i])
+        reading, time = first + i, stamps[i]
         if (
             current is not None
             and position(reading, time) - position(current.last_reading, current.last_time)
@@ -408,7 +409,7 @@ def track(
         ):  # the policy has cleared: the event ended with its last anomaly
             written[event_id(epoch, current.number)] = current.record(epoch, inputs, closed=True)
             current = None
-        if not flags[i]:  # a normal reading: inside the open event, if any
+        if not flagged[i]:  # a normal reading: inside the open event, if any
             ids.append(None if current is None else event_id(epoch, current.number))
             continue
         joins = current is not None  # the open event's peaks take its deviations
@@ -421,7 +422,7 @@ def track(
             inputs.reasons(i),
             () if joins else inputs.deviation(i),
         )
-        if current is None and not alarms[i]:  # an anomaly an alarm may still claim
+        if current is None and not alarmed[i]:  # an anomaly an alarm may still claim
             if keep:
                 pending = [*pending, this][-keep:]
             ids.append(None)
