@@ -90,46 +90,21 @@ def follow_rows(
     floor: NDArray[np.float64],
 ) -> tuple[NDArray[np.float64], Followed]:
     """``g`` of every row of ``values`` (raw readings of one stream, oldest first, shape
-    (n, n_channels)) from ``state``, and the state after the last row."""
-    n, n_channels = values.shape
-    out = np.empty((n, n_channels))
-    if n_channels == 1:  # plain floats: the same IEEE operations, no array per reading
-        level, deviation = follow_one(values[:, 0].tolist(), state, alpha, floor, out[:, 0])
-        return out, Followed((level,), (deviation,))
-    m = np.array(state.level, dtype=np.float64)
-    d = np.array(state.deviation, dtype=np.float64)
-    for i in range(n):
-        diff = values[i] - m
-        out[i] = diff / (FOLLOW_SPREAD * np.maximum(d, floor))
-        m = m + alpha * diff
-        d = d + alpha * (np.abs(diff) - d)
-    return out, Followed(tuple(m.tolist()), tuple(d.tolist()))
-
-
-def follow_one(
-    readings: list[float],
-    state: Followed,
-    alpha: float,
-    floor: NDArray[np.float64],
-    out: NDArray[np.float64],
-) -> tuple[float, float]:
-    """``follow_rows`` of one channel's readings with plain floats (``g`` into ``out``)."""
-    m, d, low = state.level[0], state.deviation[0], float(floor[0])
+    (n, n_channels)) from ``state``, and the state after the last row: ``follow_newest``
+    row after row."""
+    low = floor.tolist()
     g = []
-    for x in readings:
-        diff = x - m
-        g.append(diff / (FOLLOW_SPREAD * (d if d > low else low)))
-        m = m + alpha * diff
-        d = d + alpha * (abs(diff) - d)
-    out[:] = g
-    return m, d
+    for reading in values.tolist():
+        row, state = follow_newest(reading, state, alpha, low)
+        g.append(row)
+    return np.array(g, dtype=np.float64).reshape(values.shape), state
 
 
 def follow_newest(
     reading: list[float], state: Followed, alpha: float, floor: list[float]
 ) -> tuple[list[float], Followed]:
-    """``follow_rows`` of one reading with plain floats: ``g`` per channel and the state
-    after it (a stream's newest reading)."""
+    """``g`` of one reading per channel and the state after it, with plain floats (the
+    same IEEE operations as NumPy's on arrays, without an array per reading)."""
     g, levels, deviations = [], [], []
     for x, m, d, low in zip(reading, state.level, state.deviation, floor, strict=True):
         diff = x - m
